@@ -1,0 +1,1 @@
+"""Socket.IO interaction (danmaku, Q&A, tips, polls): filled by the interaction issue."""

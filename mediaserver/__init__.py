@@ -1,0 +1,1 @@
+"""Stagepass media server: the SFU domain, CLI and app assembly."""

@@ -1,0 +1,96 @@
+"""``PeerSession``: one aiortc peer connection owned by a room (publisher or viewer).
+
+It owns the connection and its tasks, ends itself when ICE/DTLS fails or the peer never
+connects, and closes idempotently, telling its room so the room can let go of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from typing import Awaitable, Callable, Optional
+
+from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
+
+from .errors import NegotiationFailed
+from .logs import context_logger
+from .tasks import TaskOwner
+
+__all__ = ["PeerSession"]
+
+
+class PeerSession:
+    role = "peer"
+
+    def __init__(
+        self,
+        room_name: str,
+        ice_servers: list[str],
+        connect_timeout: float,
+        on_closed: Callable[["PeerSession"], Awaitable[None]],
+    ) -> None:
+        self.id = secrets.token_urlsafe(16)
+        self.room_name = room_name
+        self.created = time.monotonic()
+        self.log = context_logger(f"stagepass.{self.role}", room_name, self.id[:8])
+        self.tasks = TaskOwner(self.log)
+        self.pc = RTCPeerConnection(
+            RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers])
+        )
+        self.connected = asyncio.Event()
+        self._connect_timeout = connect_timeout
+        self._on_closed = on_closed
+        self._closed = False
+        self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def state(self) -> str:
+        return self.pc.connectionState
+
+    async def negotiate(self, offer_sdp: str) -> str:
+        """Apply the offer and return the answer (ICE candidates included)."""
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+        except Exception as exc:  # aiortc raises ValueError, OperationError, ...
+            raise NegotiationFailed(f"cannot negotiate this offer: {exc}") from exc
+        self.tasks.spawn(self._watch_connect(), name="connect-timeout")
+        return self.pc.localDescription.sdp
+
+    async def _watch_connect(self) -> None:
+        try:
+            await asyncio.wait_for(self.connected.wait(), self._connect_timeout)
+        except asyncio.TimeoutError:
+            self.log.warning("did not connect within %.0f s, closing", self._connect_timeout)
+            await self.close()
+
+    def _on_state(self) -> None:
+        state = self.pc.connectionState
+        self.log.info("connection %s", state)
+        if state == "connected":
+            self.connected.set()
+            self.on_connected()
+        elif state in ("failed", "closed") and not self._closed:
+            self.tasks.spawn(self.close(), name="close-on-" + state)
+
+    def on_connected(self) -> None:
+        """Hook for subclasses."""
+
+    async def close(self) -> None:
+        """End the session and everything it owns; safe to call more than once."""
+        if self._closed:
+            return
+        self._closed = True
+        self.detach()
+        await self.pc.close()
+        await self.tasks.close()
+        self.log.info("closed")
+        await self._on_closed(self)
+
+    def detach(self) -> None:
+        """Hook for subclasses: unhook from the room's fanouts (synchronous, first)."""

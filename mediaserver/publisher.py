@@ -1,0 +1,78 @@
+"""``Publisher``: the creator's WHIP session, feeding the room's fanouts."""
+
+from __future__ import annotations
+
+import time
+from typing import Optional
+
+from .aiortc_bridge import ReceiverTap, negotiated_stream
+from .codecs import capabilities
+from .fanout import Fanout
+from .peer_session import PeerSession
+
+__all__ = ["Publisher"]
+
+
+class Publisher(PeerSession):
+    role = "publisher"
+
+    def __init__(self, *args, stale_after: float, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._stale_after = stale_after
+        self._taps: dict[str, ReceiverTap] = {}
+        self._fanouts: dict[str, Fanout] = {}
+        self.codecs: dict[str, str] = {}
+
+    async def start(self, offer_sdp: str, plan: dict[str, str], fanouts: dict[str, Fanout]) -> str:
+        """Negotiate receive-only transceivers for the planned kinds (kind -> codec key).
+
+        Taps are installed before any packet can arrive; the fanouts are attached by
+        ``attach`` once the room accepts this publisher.
+        """
+        for kind, codec in plan.items():
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            transceiver.setCodecPreferences(capabilities(kind, (codec,)))
+            self._taps[kind] = ReceiverTap(transceiver.receiver, self._drop)
+        answer = await self.negotiate(offer_sdp)
+        for transceiver in self.pc.getTransceivers():
+            stream = negotiated_stream(transceiver)
+            if stream.payload_types:
+                self.codecs[transceiver.kind] = next(iter(stream.payload_types))
+        self.log.info("publishing %s", ", ".join(f"{k}={c}" for k, c in self.codecs.items()))
+        self._fanouts = fanouts
+        return answer
+
+    @staticmethod
+    def _drop(packet, codec, arrival) -> None:
+        """Packets before the room accepted the publisher go nowhere."""
+
+    def attach(self) -> None:
+        for kind, tap in self._taps.items():
+            fanout = self._fanouts[kind]
+            fanout.attach_source(tap.send_pli)
+            tap.on_packet = fanout.on_packet
+
+    def detach(self) -> None:
+        for kind, tap in self._taps.items():
+            tap.on_packet = self._drop
+            fanout = self._fanouts.get(kind)
+            if fanout is not None:
+                fanout.detach_source(tap.send_pli)
+
+    def on_connected(self) -> None:
+        video = self._fanouts.get("video")
+        if video is not None and len(video):
+            video.request_keyframe()
+
+    def last_media(self) -> Optional[float]:
+        arrivals = [t.last_arrival for t in self._taps.values() if t.last_arrival is not None]
+        return max(arrivals) if arrivals else None
+
+    def is_stale(self) -> bool:
+        """Gone or silent: a new publisher may take the room over."""
+        if self.closed or self.state in ("failed", "closed"):
+            return True
+        last = self.last_media()
+        if last is None:
+            return time.monotonic() - self.created > self._connect_timeout
+        return time.perf_counter() - last > self._stale_after

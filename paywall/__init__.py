@@ -1,0 +1,1 @@
+"""Accounts, rooms for sale, orders, tickets, ledger: filled by the paywall issue."""

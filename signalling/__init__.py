@@ -1,0 +1,1 @@
+"""WHIP/WHEP HTTP resources and permissions."""

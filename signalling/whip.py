@@ -1,0 +1,184 @@
+"""WHIP (RFC 9725) and WHEP HTTP resources: thin handlers over ``mediaserver.room``.
+
+``POST /whip/{room}`` publishes, ``POST /whep/{room}`` plays: ``application/sdp`` offer
+in, ``201 Created`` with the answer, a ``Location`` for the session resource and an
+``ETag``; ``DELETE`` on the session ends it. The server gathers its ICE candidates
+before answering, so trickle ICE is not needed: ``PATCH`` answers 405 as RFC 9725
+requires of servers without trickle support. Errors are JSON
+``{"error": {"code", "message"}}`` with the status listed in the README, and leave
+nothing behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal, Optional
+
+from aiohttp import web
+
+from mediaserver.errors import CodecMismatch, NegotiationFailed, RoomBusy
+from mediaserver.room import RoomRegistry
+from mediaserver.config import ROOM_NAME_RE, Settings
+
+from .offer import OfferError, parse_offer
+from .permissions import AccessDenied, Permissions
+
+__all__ = ["PERMISSIONS", "ROOMS", "SETTINGS", "error_response", "setup_routes"]
+
+ROOMS = web.AppKey("rooms", RoomRegistry)
+PERMISSIONS = web.AppKey("permissions", Permissions)
+SETTINGS = web.AppKey("settings", Settings)
+
+logger = logging.getLogger("stagepass.signalling")
+
+Kind = Literal["whip", "whep"]
+_ACTION = {"whip": "publish", "whep": "view"}
+_ROLE = {"whip": "publish", "whep": "play"}
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+def _bearer(request: web.Request) -> Optional[str]:
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _link_headers(settings: Settings) -> list[str]:
+    return [f'<{url}>; rel="ice-server"' for url in settings.ice_servers]
+
+
+async def _check_room(request: web.Request, kind: Kind) -> str:
+    room = request.match_info["room"]
+    if not ROOM_NAME_RE.match(room) or not await request.app[PERMISSIONS].room_exists(room):
+        raise HttpError(404, "room_not_found", f"no room named {room!r}")
+    try:
+        await request.app[PERMISSIONS].authorize(_ACTION[kind], room, _bearer(request))
+    except AccessDenied as exc:
+        raise HttpError(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.message)
+    return room
+
+
+async def _read_offer(request: web.Request, kind: Kind):
+    settings = request.app[SETTINGS]
+    if request.content_type != "application/sdp":
+        raise HttpError(
+            415, "unsupported_media_type", "send the offer as Content-Type: application/sdp"
+        )
+    limit = settings.max_sdp_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, "offer_too_large", f"the offer is larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise HttpError(413, "offer_too_large", f"the offer is larger than {limit} bytes")
+    try:
+        return parse_offer(body, _ROLE[kind])
+    except OfferError as exc:
+        raise HttpError(exc.status, "bad_offer" if exc.status == 400 else "no_common_codec", exc.message)
+
+
+def _handler(kind: Kind):
+    async def create_session(request: web.Request) -> web.Response:
+        try:
+            room_name = await _check_room(request, kind)
+            offer = await _read_offer(request, kind)
+            room = request.app[ROOMS].open(room_name)
+            try:
+                if kind == "whip":
+                    session, answer = await room.publish(offer.sdp, offer.publish_plan())
+                else:
+                    session, answer = await room.subscribe(offer.sdp, offer.kinds)
+            except RoomBusy as exc:
+                raise HttpError(409, "room_busy", str(exc))
+            except CodecMismatch as exc:
+                raise HttpError(406, "no_common_codec", str(exc))
+            except NegotiationFailed as exc:
+                raise HttpError(400, "bad_offer", str(exc))
+        except HttpError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        location = f"/{kind}/{room_name}/{session.id}"
+        headers = {"Location": location, "ETag": f'"{session.id}"'}
+        response = web.Response(
+            status=201, text=answer, content_type="application/sdp", headers=headers
+        )
+        for link in _link_headers(request.app[SETTINGS]):
+            response.headers.add("Link", link)
+        return response
+
+    async def delete_session(request: web.Request) -> web.Response:
+        room_name = request.match_info["room"]
+        room = request.app[ROOMS].get(room_name)
+        session = room.session(request.match_info["session"]) if room else None
+        if session is None or (kind == "whip") != (session is room.publisher):
+            return error_response(404, "session_not_found", "no such session")
+        if kind == "whip":
+            try:
+                await request.app[PERMISSIONS].authorize("publish", room_name, _bearer(request))
+            except AccessDenied as exc:
+                return error_response(exc.status, "forbidden", exc.message)
+        await session.close()
+        return web.Response(status=200)
+
+    async def patch_session(request: web.Request) -> web.Response:
+        return error_response(
+            405, "trickle_not_supported", "this server does not take trickled ICE candidates"
+        )
+
+    return create_session, delete_session, patch_session
+
+
+async def options(request: web.Request) -> web.Response:
+    response = web.Response(status=204, headers={"Accept-Post": "application/sdp"})
+    for link in _link_headers(request.app[SETTINGS]):
+        response.headers.add("Link", link)
+    return response
+
+
+async def room_status(request: web.Request) -> web.Response:
+    room = request.match_info["room"]
+    if not await request.app[PERMISSIONS].room_exists(room):
+        return error_response(404, "room_not_found", f"no room named {room!r}")
+    registry_room = request.app[ROOMS].get(room)
+    if registry_room is None:
+        return web.json_response({"room": room, "live": False, "viewers": 0})
+    return web.json_response(registry_room.stats())
+
+
+@web.middleware
+async def cors(request: web.Request, handler) -> web.StreamResponse:
+    """CORS for the WHIP/WHEP endpoints, so players on other origins can use them."""
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:
+        response = exc
+    if request.path.startswith(("/whip/", "/whep/")):
+        origin = request.app[SETTINGS].cors_origin
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, PATCH, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
+        response.headers["Access-Control-Expose-Headers"] = "Location, ETag, Link, Accept-Post"
+    if isinstance(response, web.HTTPException):
+        raise response
+    return response
+
+
+def setup_routes(app: web.Application) -> None:
+    for kind in ("whip", "whep"):
+        create, delete, patch = _handler(kind)  # type: ignore[arg-type]
+        app.router.add_post(f"/{kind}/{{room}}", create)
+        app.router.add_route("OPTIONS", f"/{kind}/{{room}}", options)
+        app.router.add_delete(f"/{kind}/{{room}}/{{session}}", delete)
+        app.router.add_patch(f"/{kind}/{{room}}/{{session}}", patch)
+        app.router.add_route("OPTIONS", f"/{kind}/{{room}}/{{session}}", options)
+    app.router.add_get("/api/rooms/{room}", room_status)
+    app.middlewares.append(cors)

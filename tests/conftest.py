@@ -1,0 +1,35 @@
+import asyncio
+import logging
+
+import pytest
+
+from mediaserver.app import create_app
+from mediaserver.config import Settings
+
+KEY = "test-stream-key"
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    s = Settings(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"})
+    s.validate()
+    return s
+
+
+@pytest.fixture
+async def server(aiohttp_server, settings):
+    """A real Stagepass app on a loopback port; yields (base_url, app)."""
+    app = create_app(settings)
+    srv = await aiohttp_server(app)
+    yield str(srv.make_url("")).rstrip("/"), app
+
+
+async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(interval)

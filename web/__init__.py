@@ -1,0 +1,1 @@
+"""Pages and static assets served by stagepass."""
