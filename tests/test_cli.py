@@ -1,0 +1,49 @@
+"""The README's first command: `stagepass serve` starts with embedded defaults."""
+
+import asyncio
+import socket
+import subprocess
+import sys
+
+import aiohttp
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def test_stagepass_serve_starts_and_serves(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(100):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/api/rooms/demo") as r:
+                        assert r.status == 200 and (await r.json())["live"] is False
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("server did not start")
+            async with http.get(f"http://127.0.0.1:{port}/static/watch.html") as r:
+                assert r.status == 200
+        key = (tmp_path / "stream-keys.json").read_text()
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    assert "rooms: demo" in out
+    assert key.split('"')[3] not in out  # the generated stream key is never logged
+
+
+def test_invalid_configuration_exits_with_a_message(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-m", "mediaserver.cli", "serve", "--port", "nope"],
+        capture_output=True, text=True,
+    )
+    assert r.returncode == 2 and "invalid configuration: port" in r.stderr

@@ -1,0 +1,106 @@
+"""Small pieces: keyframe detection, keyframe request coalescing, configuration, tasks."""
+
+import asyncio
+import logging
+
+import pytest
+
+from mediaserver.config import ConfigError, Settings
+from mediaserver.keyframe_requester import KeyframeRequester
+from mediaserver.rtp_payloads import is_keyframe_start
+from mediaserver.tasks import TaskOwner
+
+
+@pytest.mark.parametrize(
+    "codec,payload,first,expected",
+    [
+        ("VP8", bytes([0x10, 0x00]), True, True),
+        ("VP8", bytes([0x10, 0x01]), True, False),  # interframe
+        ("VP8", bytes([0x00, 0x00]), True, False),  # not the start of a partition
+        ("VP8", bytes([0x11, 0x00]), True, False),  # partition 1
+        ("VP8", bytes([0x90, 0x80, 0x81, 0x23, 0x00]), True, True),  # X + 15-bit picture id
+        ("VP8", bytes([0x90, 0x80, 0x05, 0x01]), True, False),
+        ("VP8", bytes([0x90, 0xE0, 0x05, 0x07, 0x20, 0x00]), True, True),  # I, L, T
+        ("VP8", b"\x10", True, False),  # truncated
+        ("H264", bytes([0x67, 0x42]), True, True),  # SPS
+        ("H264", bytes([0x78, 0x00, 0x10, 0x67]), True, True),  # STAP-A starting with SPS
+        ("H264", bytes([0x65, 0x88]), True, True),  # IDR opening a frame
+        ("H264", bytes([0x65, 0x88]), False, False),  # IDR slice inside a frame
+        ("H264", bytes([0x7C, 0x85]), True, True),  # FU-A start of IDR
+        ("H264", bytes([0x7C, 0x05]), True, False),  # FU-A continuation
+        ("H264", bytes([0x41, 0x9A]), True, False),  # non-IDR slice
+        ("H264", b"", True, False),
+        ("OPUS", b"\x00", False, True),
+    ],
+)
+def test_keyframe_start(codec, payload, first, expected):
+    assert is_keyframe_start(codec, payload, first) is expected
+
+
+async def test_keyframe_requests_are_coalesced_and_never_lost():
+    sent: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def send_pli():
+        sent.append(loop.time())
+
+    tasks = TaskOwner(logging.getLogger("test"))
+    requester = KeyframeRequester(send_pli, tasks, min_interval=0.2)
+    t0 = loop.time()
+    for _ in range(50):  # a join storm
+        requester.request()
+    await asyncio.sleep(0.05)
+    assert len(sent) == 1 and sent[0] - t0 < 0.05
+    requester.request()  # during the quiet period: delivered when it ends
+    await asyncio.sleep(0.3)
+    assert len(sent) == 2 and sent[1] - sent[0] >= 0.19
+    assert requester.requested == 51 and requester.sent == 2
+    await tasks.close()
+
+
+async def test_task_owner_logs_failures_and_cancels_on_close(caplog):
+    owner = TaskOwner(logging.getLogger("test.owner"))
+
+    async def boom():
+        raise RuntimeError("bad")
+
+    owner.spawn(boom(), name="boom")
+    forever = owner.spawn(asyncio.sleep(3600), name="sleeper")
+    await asyncio.sleep(0.01)
+    assert "task boom failed" in caplog.text
+    await owner.close()
+    assert forever.cancelled() and len(owner) == 0
+    assert owner.spawn(asyncio.sleep(0), name="late") is None  # closed owners take no work
+
+
+def test_settings_env_then_cli(tmp_path):
+    env = {"STAGEPASS_PORT": "9000", "STAGEPASS_ROOMS": "maths=abcdefgh1,art=abcdefgh2"}
+    s = Settings.load(["--port", "9100", "--data-dir", str(tmp_path)], env)
+    assert s.port == 9100 and s.data_dir == tmp_path
+    assert s.stream_keys() == {"maths": "abcdefgh1", "art": "abcdefgh2"}
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"STAGEPASS_PORT": "http"}, "port"),
+        ({"STAGEPASS_PORT": "70000"}, "port"),
+        ({"STAGEPASS_ROOMS": "maths"}, "NAME=STREAM_KEY"),
+        ({"STAGEPASS_ROOMS": "Maths!=abcdefghij"}, "not a room name"),
+        ({"STAGEPASS_ROOMS": "maths=short"}, "shorter than 8"),
+        ({"STAGEPASS_ICE_SERVERS": "http://x"}, "stun:/turn:"),
+        ({"STAGEPASS_LOG_LEVEL": "LOUD"}, "log_level"),
+        ({"STAGEPASS_CONNECT_TIMEOUT": "0"}, "connect_timeout"),
+    ],
+)
+def test_settings_reject_bad_values(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.load([], env)
+
+
+def test_default_room_key_is_generated_once_and_private(tmp_path):
+    s = Settings(data_dir=tmp_path / "d")
+    keys = s.stream_keys()
+    assert list(keys) == ["demo"] and len(keys["demo"]) >= 16
+    assert s.stream_keys() == keys
+    assert (tmp_path / "d" / "stream-keys.json").stat().st_mode & 0o077 == 0

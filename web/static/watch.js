@@ -1,0 +1,99 @@
+// The viewer's page: WHEP playback of /whep/<room>.
+import { play } from "./whip.js";
+
+const form = document.getElementById("play-form");
+const roomInput = document.getElementById("room");
+const playButton = document.getElementById("play");
+const stopButton = document.getElementById("stop");
+const statusLine = document.getElementById("status");
+const video = document.getElementById("video");
+
+let session = null;
+
+window.stagepass = { get session() { return session; } };
+
+const params = new URLSearchParams(location.search);
+roomInput.value = params.get("room") || "demo";
+
+function setStatus(state, text) {
+  statusLine.dataset.state = state;
+  statusLine.textContent = text; // never innerHTML: the text may come from the server
+}
+
+function setPlaying(on) {
+  roomInput.disabled = on;
+  playButton.disabled = on;
+  stopButton.disabled = !on;
+}
+
+function describe(err) {
+  const message = (err && err.message) || String(err);
+  return err && err.status ? `${message} (HTTP ${err.status})` : message;
+}
+
+function showPicture() {
+  if (session && video.videoWidth > 0 && session.pc.connectionState === "connected") {
+    setStatus("playing", "playing");
+  }
+}
+video.addEventListener("resize", showPicture);
+video.addEventListener("playing", showPicture);
+
+function watch(current) {
+  const pc = current.pc;
+  const update = () => {
+    if (session !== current) return;
+    switch (pc.connectionState) {
+      case "connected":
+        setStatus("connected", "Connected, waiting for the stream…");
+        showPicture();
+        break;
+      case "disconnected":
+        setStatus("connecting", "Connection interrupted, reconnecting…");
+        break;
+      case "failed":
+        setStatus("error", "The connection to the server failed.");
+        session = null;
+        current.stop();
+        setPlaying(false);
+        break;
+    }
+  };
+  pc.addEventListener("connectionstatechange", update);
+  update();
+}
+
+async function start(event) {
+  if (event) event.preventDefault();
+  if (session) return;
+  if (!form.reportValidity()) return;
+  setPlaying(true);
+  setStatus("connecting", "Connecting…");
+  try {
+    const url = `/whep/${encodeURIComponent(roomInput.value.trim())}`;
+    const current = await play(url, video);
+    session = current;
+    watch(current);
+  } catch (err) {
+    session = null;
+    setPlaying(false);
+    setStatus("error", `Could not play: ${describe(err)}`);
+  }
+}
+
+async function stop() {
+  const current = session;
+  session = null;
+  setPlaying(false);
+  if (current) await current.stop();
+  video.srcObject = null;
+  setStatus("stopped", "Stopped.");
+}
+
+form.addEventListener("submit", start);
+stopButton.addEventListener("click", stop);
+addEventListener("pagehide", () => {
+  if (session) session.stop({ keepalive: true });
+});
+
+if (params.get("room") && params.get("autoplay") === "1") start();
