@@ -65,8 +65,12 @@ async def _check_room(request: web.Request, kind: Kind) -> str:
     try:
         await request.app[PERMISSIONS].authorize(_ACTION[kind], room, _bearer(request))
     except AccessDenied as exc:
-        raise HttpError(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.message)
+        raise _denied(exc)
     return room
+
+
+def _denied(exc: AccessDenied) -> HttpError:
+    return HttpError(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.message)
 
 
 async def _read_offer(request: web.Request, kind: Kind):
@@ -125,7 +129,8 @@ def _handler(kind: Kind):
             try:
                 await request.app[PERMISSIONS].authorize("publish", room_name, _bearer(request))
             except AccessDenied as exc:
-                return error_response(exc.status, "forbidden", exc.message)
+                err = _denied(exc)
+                return error_response(err.status, err.code, err.message)
         await session.close()
         return web.Response(status=200)
 

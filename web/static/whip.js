@@ -115,16 +115,19 @@ function isCodec(codec, name) {
   return codec.mimeType.toLowerCase() === `video/${name.toLowerCase()}`;
 }
 
-/** Sender codecs in the order Stagepass wants them: `first`, the other forwarded codec, RTX. */
-function videoCodecOrder(first) {
+/**
+ * Sender codecs to offer, RTX last. "H264": H.264 (packetization-mode=1, the only mode
+ * aiortc handles), then VP8 as a fallback. "VP8": VP8 only, since the server takes its own
+ * first preference (H.264) among the codecs offered, whatever the offer's order.
+ */
+function videoCodecOrder(videoCodec) {
   const caps = (window.RTCRtpSender?.getCapabilities?.("video")?.codecs) ?? [];
-  // aiortc handles H.264 packetization-mode=1 only.
   const h264 = caps.filter(
     (c) => isCodec(c, "H264") && /packetization-mode=1/.test(c.sdpFmtpLine ?? "")
   );
   const vp8 = caps.filter((c) => isCodec(c, "VP8"));
   const rtx = caps.filter((c) => isCodec(c, "rtx"));
-  const ordered = first.toUpperCase() === "VP8" ? [...vp8, ...h264] : [...h264, ...vp8];
+  const ordered = videoCodec.toUpperCase() === "VP8" ? vp8 : [...h264, ...vp8];
   return ordered.length ? [...ordered, ...rtx] : [];
 }
 
@@ -141,7 +144,7 @@ function preferCodec(transceiver, videoCodec) {
 
 /**
  * Publish `stream` (its first video and first audio track) to the WHIP endpoint `url`.
- * `videoCodec`: "H264" (default, falls back to VP8 when the browser has no H.264) or "VP8".
+ * `videoCodec`: "H264" (default; VP8 when the browser has no H.264) or "VP8" (VP8 only).
  */
 export async function publish(url, token, stream, { videoCodec = "H264", iceServers = [] } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
