@@ -211,6 +211,8 @@ class Fanout:
         self._last_ts = ts
         self.codec = codec
         keyframe = is_keyframe_start(codec, payload, first_of_frame)
+        if keyframe and self.keyframes is not None:
+            self.keyframes.satisfied()
         gen = self._generation
         self._history[seq & _HISTORY_MASK] = (gen, seq, ts, marker, payload, codec)
         ntp = current_ntp_time()

@@ -3,7 +3,8 @@
 Joining viewers, viewers' PLI/FIR, the recorder and viewers that dropped packets all
 want a keyframe. Each request costs the publisher a large frame, so requests are
 coalesced: at most one PLI per ``min_interval`` (mediasoup uses one second), and a
-request made during the quiet period is sent when it ends, never lost.
+request made during the quiet period is sent when it ends, never lost, unless a
+keyframe went by in the meantime (``satisfied``), which answers it anyway.
 """
 
 from __future__ import annotations
@@ -31,12 +32,14 @@ class KeyframeRequester:
         self._clock = clock
         self._last_sent: Optional[float] = None
         self._scheduled = False
+        self._pending = False
         self.requested = 0  #: requests received
         self.sent = 0  #: PLIs actually sent
 
     def request(self) -> None:
         """Ask for a keyframe as soon as the rate limit allows; cheap to call often."""
         self.requested += 1
+        self._pending = True
         if self._scheduled:
             return
         now = self._clock()
@@ -50,6 +53,13 @@ class KeyframeRequester:
                 await asyncio.sleep(delay)
         finally:
             self._scheduled = False
+        if not self._pending:
+            return
+        self._pending = False
         self._last_sent = self._clock()
         self.sent += 1
         await self._send_pli()
+
+    def satisfied(self) -> None:
+        """A keyframe reached the fanout: requests waiting for the quiet period are moot."""
+        self._pending = False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Optional
 
@@ -63,6 +64,18 @@ class Publisher(PeerSession):
         video = self._fanouts.get("video")
         if video is not None and len(video):
             video.request_keyframe()
+        self.tasks.spawn(self._watch_media(), name="media-watchdog")
+
+    async def _watch_media(self) -> None:
+        """End a publisher that stopped sending media: browsers that vanish without a
+        DELETE leave ICE up for ~30 s, and viewers would stare at a frozen picture."""
+        while True:
+            await asyncio.sleep(self._stale_after / 4)
+            last = self.last_media()
+            if last is not None and time.perf_counter() - last > self._stale_after:
+                self.log.warning("no media for %.1f s, closing", self._stale_after)
+                await self.close()
+                return
 
     def last_media(self) -> Optional[float]:
         arrivals = [t.last_arrival for t in self._taps.values() if t.last_arrival is not None]

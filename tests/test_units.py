@@ -104,3 +104,20 @@ def test_default_room_key_is_generated_once_and_private(tmp_path):
     assert list(keys) == ["demo"] and len(keys["demo"]) >= 16
     assert s.stream_keys() == keys
     assert (tmp_path / "d" / "stream-keys.json").stat().st_mode & 0o077 == 0
+
+
+async def test_keyframe_that_arrives_anyway_cancels_the_queued_request():
+    sent = []
+
+    async def send_pli():
+        sent.append(1)
+
+    tasks = TaskOwner(logging.getLogger("test"))
+    requester = KeyframeRequester(send_pli, tasks, min_interval=0.1)
+    requester.request()
+    await asyncio.sleep(0.02)
+    requester.request()  # queued for the end of the quiet period...
+    requester.satisfied()  # ...but a keyframe went by
+    await asyncio.sleep(0.15)
+    assert len(sent) == 1
+    await tasks.close()

@@ -167,8 +167,8 @@ export async function publish(url, token, stream, { videoCodec = "H264", iceServ
 /** Play the WHEP endpoint `url` into `videoElement` (video and audio). */
 export async function play(url, videoElement, { iceServers = [] } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
-  // One stream for both tracks: the server may announce audio and video in different
-  // streams, and a <video> plays one MediaStream.
+  // Our own stream for both tracks: a <video> plays one MediaStream, and this does not
+  // depend on how (or whether) the answer groups the tracks with a=msid.
   const media = new MediaStream();
   pc.addEventListener("track", (event) => {
     media.addTrack(event.track);

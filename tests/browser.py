@@ -1,0 +1,71 @@
+"""A headless Debian Chromium driven by Playwright's async API, for browser tests.
+
+Import the ``browser`` fixture into a test module (``from tests.browser import browser``).
+It skips, with the reason, when Playwright for Python or ``/usr/bin/chromium`` is
+missing; it never downloads a browser (no ``playwright install``). Flags as in
+``../shared/notes/browser-webrtc.md``: fake camera and microphone, permission prompts
+accepted, no background traffic.
+
+The async API runs in the test's own event loop, the one the in-process aiohttp server
+uses, so the browser and the server interleave without threads.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+__all__ = ["CHROMIUM", "FLAGS", "SCREENSHOTS", "browser", "console_log"]
+
+CHROMIUM = os.environ.get("STAGEPASS_CHROMIUM", "/usr/bin/chromium")
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
+
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
+]
+
+
+def _skip_reason() -> str | None:
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError:
+        return "Playwright for Python is not installed (pip install playwright)"
+    if not (os.path.isfile(CHROMIUM) and os.access(CHROMIUM, os.X_OK)) and not shutil.which(
+        CHROMIUM
+    ):
+        return f"no Chromium at {CHROMIUM} (apt-get install -y chromium chromium-driver)"
+    return None
+
+
+@pytest.fixture
+async def browser():
+    """A launched Chromium (``playwright.async_api.Browser``); each test makes its contexts."""
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        # launch() gives every browser a fresh temporary profile; no --user-data-dir here.
+        b = await p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        try:
+            yield b
+        finally:
+            await b.close()
+
+
+def console_log(page, name: str, lines: list[str]) -> None:
+    """Collect a page's console messages and uncaught errors into ``lines`` (for failures)."""
+    page.on("console", lambda m: lines.append(f"[{name} console.{m.type}] {m.text}"))
+    page.on("pageerror", lambda e: lines.append(f"[{name} pageerror] {e}"))
