@@ -1,4 +1,4 @@
-"""Assembling the aiohttp application: domain, signalling and pages."""
+"""Assembling the aiohttp application: paywall, live rooms, signalling and pages."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from typing import AsyncIterator, Optional
 from aiohttp import web
 
 import web as web_assets
-from signalling.permissions import Permissions, StreamKeyPermissions
-from signalling.whip import PERMISSIONS, ROOMS, SETTINGS, setup_routes
+from paywall import http as paywall_http
+from paywall.seats import LocalSeats, RedisSeats, Seats
+from paywall.service import Paywall
+from signalling.admission import Admission
+from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
+from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_routes
 
 from .aiortc_bridge import check_aiortc_version
 from .config import Settings
@@ -21,10 +25,41 @@ STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
 
 def create_app(settings: Settings, permissions: Optional[Permissions] = None) -> web.Application:
+    """The whole server. With ``permissions`` given, the paywall is left out (media-only
+    tests and benchmarks); otherwise rooms and tickets come from the paywall, plus the
+    open rooms of ``STAGEPASS_ROOMS``."""
     check_aiortc_version()
     app = web.Application(client_max_size=settings.max_sdp_bytes)
     app[SETTINGS] = settings
-    app[PERMISSIONS] = permissions or StreamKeyPermissions(settings.stream_keys())
+
+    if permissions is not None:
+        app[PERMISSIONS] = permissions
+        app[ADMISSION] = Admission()
+    else:
+        async def paywall_ctx(app: web.Application) -> AsyncIterator[None]:
+            redis = None
+            seats: Seats
+            if settings.redis_url:
+                from redis.asyncio import Redis
+
+                redis = Redis.from_url(settings.redis_url)
+                seats = RedisSeats(redis)
+                await seats.start()
+            else:
+                seats = LocalSeats()
+            admission = Admission(seats)
+            paywall = await Paywall.open(settings, on_revoked=admission.revoke)
+            app[paywall_http.PAYWALL] = paywall
+            app[ADMISSION] = admission
+            app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
+            yield
+            await paywall.close()
+            await seats.close()
+            if redis is not None:
+                await redis.aclose()
+
+        app.cleanup_ctx.append(paywall_ctx)
+        paywall_http.setup_routes(app)
 
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ROOMS] = RoomRegistry(settings)

@@ -19,10 +19,56 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="stagepass", description="Stagepass live-class server")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the server (see 'stagepass serve --help')", add_help=False)
+    sub.add_parser("migrate", help="bring the database schema up to date", add_help=False)
+    sub.add_parser("set-role", help="set-role EMAIL viewer|creator|admin (make an admin)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         return serve(rest)
+    if args.command == "migrate":
+        return _with_paywall(rest, lambda paywall: _done("database is up to date"))
+    if args.command == "set-role":
+        if len(rest) < 2:
+            print("usage: stagepass set-role EMAIL ROLE [serve options]", file=sys.stderr)
+            return 2
+        email, role, rest = rest[0], rest[1], rest[2:]
+
+        async def set_role(paywall):
+            user = await paywall.accounts.set_role(email, role)
+            print(f"user {user.id} is now {user.role}")
+
+        return _with_paywall(rest, set_role)
     return 2  # pragma: no cover
+
+
+async def _done(message: str) -> None:
+    print(message)
+
+
+def _with_paywall(argv: list[str], action) -> int:
+    """Open the database (running migrations), run ``action(paywall)``, close."""
+    import asyncio
+
+    from paywall.errors import PaywallError
+    from paywall.service import Paywall
+
+    try:
+        settings = Settings.load(argv)
+    except ConfigError as exc:
+        print(f"stagepass: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        paywall = await Paywall.open(settings)
+        try:
+            await action(paywall)
+            return 0
+        except PaywallError as exc:
+            print(f"stagepass: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await paywall.close()
+
+    return asyncio.run(run())
 
 
 def serve(argv: list[str]) -> int:

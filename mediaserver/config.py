@@ -83,6 +83,27 @@ class Settings:
     cors_origin: str = field(
         default="*", metadata={"help": "Access-Control-Allow-Origin for WHIP/WHEP"}
     )
+    database_url: str = field(
+        default="",
+        metadata={"help": "empty: SQLite in DATA_DIR; or postgresql://user@host/db (also DATABASE_URL)",
+                  "alias": "DATABASE_URL"},
+    )
+    redis_url: str = field(
+        default="",
+        metadata={"help": "redis://host:6379/0 to share seats (and later chat) across nodes (also REDIS_URL)",
+                  "alias": "REDIS_URL"},
+    )
+    secret: str = field(
+        default="",
+        metadata={"help": "signing secret for access tokens (>= 32 chars); empty: generated into DATA_DIR/secret.key"},
+    )
+    access_token_ttl: int = field(default=300, metadata={"help": "seconds an access token stays valid"})
+    platform_fee_bps: int = field(
+        default=1000, metadata={"help": "platform fee in basis points of each payment (1000 = 10%)"}
+    )
+    payment_provider: str = field(default="dev", metadata={"help": "'dev' (test mode) or 'stripe'"})
+    stripe_api_key: str = field(default="", metadata={"help": "Stripe secret key (sk_...)"})
+    stripe_webhook_secret: str = field(default="", metadata={"help": "Stripe webhook signing secret (whsec_...)"})
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -94,6 +115,8 @@ class Settings:
         values: dict[str, Any] = {}
         for f in dataclasses.fields(cls):
             raw = environ.get("STAGEPASS_" + f.name.upper())
+            if raw is None and "alias" in f.metadata:
+                raw = environ.get(f.metadata["alias"])
             if raw is not None:
                 values[f.name] = cls._convert(f, raw)
         if argv:
@@ -159,8 +182,41 @@ class Settings:
                 raise ConfigError(f"{name}: must be positive")
         if self.subscriber_buffer_bytes < 16384:
             raise ConfigError("subscriber_buffer_bytes: must be at least 16384")
+        if self.database_url and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", self.database_url):
+            raise ConfigError("database_url: use sqlite:///path or postgresql://user@host/db")
+        if self.redis_url and not re.match(r"^rediss?://", self.redis_url):
+            raise ConfigError("redis_url: use redis://host:port/db")
+        if self.secret and len(self.secret) < 32:
+            raise ConfigError("secret: at least 32 characters")
+        if not 30 <= self.access_token_ttl <= 86400:
+            raise ConfigError("access_token_ttl: 30 to 86400 seconds")
+        if not 0 <= self.platform_fee_bps <= 10000:
+            raise ConfigError("platform_fee_bps: 0 to 10000")
+        if self.payment_provider not in ("dev", "stripe"):
+            raise ConfigError("payment_provider: 'dev' or 'stripe'")
+        if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
+            raise ConfigError("payment_provider stripe needs stripe_api_key and stripe_webhook_secret")
 
     # ------------------------------------------------------------------ derived
+    def database(self) -> str:
+        if self.database_url:
+            return self.database_url
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(self.data_dir / 'stagepass.db').resolve()}"
+
+    def signing_secret(self) -> str:
+        """The configured secret, or one generated once into the data dir (mode 0600)."""
+        if self.secret:
+            return self.secret
+        path = self.data_dir / "secret.key"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        path.write_text(value)
+        path.chmod(0o600)
+        return value
+
     def stream_keys(self) -> dict[str, str]:
         """The configured rooms, or a generated ``demo`` room persisted in the data dir."""
         if self.rooms:

@@ -41,6 +41,7 @@ class PeerSession:
         self.connected = asyncio.Event()
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
+        self._close_listeners: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
         self.pc.on("connectionstatechange", self._on_state)
 
@@ -91,6 +92,15 @@ class PeerSession:
         await self.tasks.close()
         self.log.info("closed")
         await self._on_closed(self)
+        for listener in self._close_listeners:
+            try:
+                await listener()
+            except Exception:
+                self.log.exception("close listener failed")
+
+    def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Run ``listener`` once the session has closed (seats, counters...)."""
+        self._close_listeners.append(listener)
 
     def detach(self) -> None:
         """Hook for subclasses: unhook from the room's fanouts (synchronous, first)."""

@@ -8,9 +8,10 @@ access tokens behind the same ``Permissions`` protocol.
 from __future__ import annotations
 
 import hmac
+from dataclasses import dataclass
 from typing import Literal, Optional, Protocol
 
-__all__ = ["AccessDenied", "Action", "Permissions", "StreamKeyPermissions"]
+__all__ = ["AccessDenied", "Action", "FirstMatch", "Grant", "Permissions", "StreamKeyPermissions"]
 
 Action = Literal["publish", "view"]
 
@@ -24,11 +25,25 @@ class AccessDenied(Exception):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Grant:
+    """What an allowed request may do, beyond starting.
+
+    ``seat_key``/``seat_limit``: sessions sharing a key (one ticket) are limited, the oldest
+    evicted. ``ends_in``: seconds until the session must end (a free preview).
+    """
+
+    user_id: Optional[int] = None
+    seat_key: Optional[str] = None
+    seat_limit: int = 1
+    ends_in: Optional[float] = None
+
+
 class Permissions(Protocol):
     async def room_exists(self, room: str) -> bool: ...
 
-    async def authorize(self, action: Action, room: str, token: Optional[str]) -> None:
-        """Return if allowed; raise ``AccessDenied`` otherwise."""
+    async def authorize(self, action: Action, room: str, token: Optional[str]) -> Grant:
+        """Return the grant if allowed; raise ``AccessDenied`` otherwise."""
         ...
 
 
@@ -39,11 +54,35 @@ class StreamKeyPermissions:
     async def room_exists(self, room: str) -> bool:
         return room in self._keys
 
-    async def authorize(self, action: Action, room: str, token: Optional[str]) -> None:
+    async def authorize(self, action: Action, room: str, token: Optional[str]) -> Grant:
         if action == "view":
-            return
+            return Grant()
         if not token:
             raise AccessDenied(401, "publishing needs 'Authorization: Bearer <stream key>'")
         expected = self._keys.get(room, "")
         if not hmac.compare_digest(token.encode(), expected.encode()):
             raise AccessDenied(403, f"this stream key does not allow publishing to {room!r}")
+        return Grant()
+
+
+class FirstMatch:
+    """Several permission sources; a room is decided by the first one that knows it
+    (config-defined open rooms first, then the paywall's rooms)."""
+
+    def __init__(self, *sources: Permissions) -> None:
+        self.sources = sources
+
+    async def room_exists(self, room: str) -> bool:
+        return await self._source(room) is not None
+
+    async def _source(self, room: str) -> Optional[Permissions]:
+        for source in self.sources:
+            if await source.room_exists(room):
+                return source
+        return None
+
+    async def authorize(self, action: Action, room: str, token: Optional[str]) -> Grant:
+        source = await self._source(room)
+        if source is None:
+            raise AccessDenied(403, "no such room")
+        return await source.authorize(action, room, token)

@@ -20,13 +20,15 @@ from mediaserver.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.room import RoomRegistry
 from mediaserver.config import ROOM_NAME_RE, Settings
 
+from .admission import Admission
 from .offer import OfferError, parse_offer
-from .permissions import AccessDenied, Permissions
+from .permissions import AccessDenied, Grant, Permissions
 
-__all__ = ["PERMISSIONS", "ROOMS", "SETTINGS", "error_response", "setup_routes"]
+__all__ = ["ADMISSION", "PERMISSIONS", "ROOMS", "SETTINGS", "error_response", "setup_routes"]
 
 ROOMS = web.AppKey("rooms", RoomRegistry)
 PERMISSIONS = web.AppKey("permissions", Permissions)
+ADMISSION = web.AppKey("admission", Admission)
 SETTINGS = web.AppKey("settings", Settings)
 
 logger = logging.getLogger("stagepass.signalling")
@@ -58,15 +60,15 @@ def _link_headers(settings: Settings) -> list[str]:
     return [f'<{url}>; rel="ice-server"' for url in settings.ice_servers]
 
 
-async def _check_room(request: web.Request, kind: Kind) -> str:
+async def _check_room(request: web.Request, kind: Kind) -> tuple[str, Grant]:
     room = request.match_info["room"]
     if not ROOM_NAME_RE.match(room) or not await request.app[PERMISSIONS].room_exists(room):
         raise HttpError(404, "room_not_found", f"no room named {room!r}")
     try:
-        await request.app[PERMISSIONS].authorize(_ACTION[kind], room, _bearer(request))
+        grant = await request.app[PERMISSIONS].authorize(_ACTION[kind], room, _bearer(request))
     except AccessDenied as exc:
         raise _denied(exc)
-    return room
+    return room, grant
 
 
 def _denied(exc: AccessDenied) -> HttpError:
@@ -94,7 +96,7 @@ async def _read_offer(request: web.Request, kind: Kind):
 def _handler(kind: Kind):
     async def create_session(request: web.Request) -> web.Response:
         try:
-            room_name = await _check_room(request, kind)
+            room_name, grant = await _check_room(request, kind)
             offer = await _read_offer(request, kind)
             room = request.app[ROOMS].open(room_name)
             try:
@@ -110,6 +112,7 @@ def _handler(kind: Kind):
                 raise HttpError(400, "bad_offer", str(exc))
         except HttpError as exc:
             return error_response(exc.status, exc.code, exc.message)
+        await request.app[ADMISSION].admit(grant, session)
         location = f"/{kind}/{room_name}/{session.id}"
         headers = {"Location": location, "ETag": f'"{session.id}"'}
         response = web.Response(

@@ -5,6 +5,7 @@ import pytest
 
 from mediaserver.app import create_app
 from mediaserver.config import Settings
+from signalling.permissions import StreamKeyPermissions
 
 KEY = "test-stream-key"
 
@@ -18,8 +19,8 @@ def settings(tmp_path) -> Settings:
 
 @pytest.fixture
 async def server(aiohttp_server, settings):
-    """A real Stagepass app on a loopback port; yields (base_url, app)."""
-    app = create_app(settings)
+    """A real Stagepass app (live path only, config rooms) on a loopback port."""
+    app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
     srv = await aiohttp_server(app)
     yield str(srv.make_url("")).rstrip("/"), app
 

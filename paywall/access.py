@@ -1,0 +1,133 @@
+"""``PaywallPermissions``: who may publish to or view a room, from tickets and tokens.
+
+Implements ``signalling.permissions.Permissions``:
+
+* publish: the room's stream key (OBS) or a ``publish:<room>`` token minted for its creator;
+* view: a ``view:<room>`` token, still backed by an active ticket (a refund revokes at
+  once), a free room, the creator, or a free-preview window that ends the session.
+
+``mint`` is the endpoint's logic: it checks the entitlement before signing anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Optional
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from signalling.permissions import AccessDenied, Action, Grant
+
+from .accounts import UserView
+from .catalog import Catalog, RoomView
+from .db import Database
+from .errors import PaywallError
+from .models import PreviewUse, RevokedToken
+from .orders import OrderBook
+from .timeutil import as_utc, utcnow
+from .tokens import TokenIssuer
+
+__all__ = ["PaywallPermissions"]
+
+
+class PaywallPermissions:
+    def __init__(self, db: Database, catalog: Catalog, orders: OrderBook, tokens: TokenIssuer) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.orders = orders
+        self.tokens = tokens
+
+    # ------------------------------------------------------------------ minting
+    async def mint(self, user: UserView, slug: str, action: str) -> dict:
+        room = await self.catalog.require(slug)
+        if action == "publish":
+            if user.id != room.creator_id and user.role != "admin":
+                raise PaywallError(403, "not_your_room", "only the room's creator can publish")
+            token, claims = self.tokens.mint(user.id, f"publish:{slug}")
+            return {"token": token, "scope": claims["scope"], "expires_at": claims["exp"]}
+        if action != "view":
+            raise PaywallError(400, "invalid_scope", "scope: 'view' or 'publish'")
+        extra: dict = {}
+        if not await self._may_watch(user, room):
+            extra["preview_until"] = await self._preview_window(user, room)
+        token, claims = self.tokens.mint(user.id, f"view:{slug}", **extra)
+        return {"token": token, "scope": claims["scope"], "expires_at": claims["exp"],
+                "preview_until": extra.get("preview_until")}
+
+    async def _may_watch(self, user: UserView, room: RoomView) -> bool:
+        return (room.free or user.id == room.creator_id or user.role == "admin"
+                or "ticket" in await self.orders.entitlements(user.id, room))
+
+    async def _preview_window(self, user: UserView, room: RoomView) -> int:
+        """Unix time the user's one free preview of this room ends (starting it if new)."""
+        if room.preview_seconds <= 0:
+            raise PaywallError(402, "ticket_required", "this room needs a ticket")
+        async with self.db() as s:
+            s.add(PreviewUse(user_id=user.id, room_id=room.id))
+            try:
+                await s.commit()
+            except IntegrityError:
+                await s.rollback()
+        async with self.db() as s:
+            use = await s.get(PreviewUse, (user.id, room.id))
+        until = as_utc(use.started_at) + dt.timedelta(seconds=room.preview_seconds)
+        if until <= utcnow():
+            raise PaywallError(402, "preview_used", "your free preview of this room is over; buy a ticket")
+        return int(until.timestamp())
+
+    async def revoke(self, token: str) -> None:
+        """Revoke a token before it expires (its ``jti`` is refused from now on)."""
+        claims = self.tokens.verify(token, self._scope_of(token))
+        async with self.db() as s:
+            s.add(RevokedToken(jti=claims["jti"], expires_at=dt.datetime.fromtimestamp(claims["exp"], dt.timezone.utc)))
+            try:
+                await s.commit()
+            except IntegrityError:
+                await s.rollback()
+
+    def _scope_of(self, token: str) -> str:
+        import jwt
+
+        try:
+            return str(jwt.decode(token, options={"verify_signature": False}).get("scope", ""))
+        except jwt.InvalidTokenError:
+            raise PaywallError(401, "invalid_token", "the access token is not valid") from None
+
+    # ------------------------------------------------------------------ checking
+    async def room_exists(self, room: str) -> bool:
+        return await self.catalog.get(room) is not None
+
+    async def authorize(self, action: Action, slug: str, token: Optional[str]) -> Grant:
+        if not token:
+            raise AccessDenied(401, f"{'publishing' if action == 'publish' else 'watching'} needs "
+                                    "'Authorization: Bearer <access token>'")
+        room = await self.catalog.get(slug)
+        if room is None:
+            raise AccessDenied(403, "no such room")
+        if action == "publish" and token.count(".") != 2:
+            if await self.catalog.stream_key_matches(slug, token):
+                return Grant(user_id=room.creator_id)
+            raise AccessDenied(403, f"this stream key does not allow publishing to {slug!r}")
+        try:
+            claims = self.tokens.verify(token, f"{action}:{slug}")
+        except PaywallError as exc:
+            raise AccessDenied(exc.status, exc.message) from None
+        async with self.db() as s:
+            if await s.get(RevokedToken, claims["jti"]) is not None:
+                raise AccessDenied(401, "this access token was revoked")
+        user_id = int(claims["sub"])
+        if action == "publish":
+            return Grant(user_id=user_id)
+        preview_until = claims.get("preview_until")
+        if user_id == room.creator_id or room.free:
+            return Grant(user_id=user_id)
+        if "ticket" in await self.orders.entitlements(user_id, room):
+            return Grant(user_id=user_id, seat_key=f"{slug}:{user_id}", seat_limit=room.max_devices)
+        if isinstance(preview_until, int) and not isinstance(preview_until, bool):
+            left = preview_until - time.time()
+            if left > 0:
+                return Grant(user_id=user_id, seat_key=f"{slug}:{user_id}", seat_limit=1, ends_in=left)
+            raise AccessDenied(403, "the free preview is over; buy a ticket")
+        raise AccessDenied(403, "no valid ticket for this room (refunded or never bought)")

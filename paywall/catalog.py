@@ -1,0 +1,216 @@
+"""``Catalog``: rooms as products (prices, preview, devices, schedule) and their coupons."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from mediaserver.config import ROOM_NAME_RE
+
+from .accounts import UserView
+from .db import Database
+from .errors import PaywallError
+from .models import Coupon, Room
+from .money import check_amount, check_currency
+from .timeutil import as_utc, parse_instant
+
+__all__ = ["Catalog", "RoomView"]
+
+_EDITABLE = {
+    "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
+    "replay_included", "preview_seconds", "max_devices",
+}
+
+
+@dataclass(frozen=True)
+class RoomView:
+    id: int
+    slug: str
+    creator_id: int
+    title: str
+    description: str
+    tags: list[str]
+    starts_at: Optional[str]
+    currency: str
+    ticket_price: int
+    replay_price: Optional[int]
+    replay_included: bool
+    preview_seconds: int
+    max_devices: int
+
+    @property
+    def free(self) -> bool:
+        return self.ticket_price == 0
+
+    def as_dict(self) -> dict:
+        d = dict(self.__dict__)
+        d["free"] = self.free
+        return d
+
+
+def _view(room: Room) -> RoomView:
+    starts = as_utc(room.starts_at)
+    return RoomView(
+        room.id, room.slug, room.creator_id, room.title, room.description, json.loads(room.tags),
+        starts.isoformat().replace("+00:00", "Z") if starts else None, room.currency,
+        room.ticket_price, room.replay_price, room.replay_included, room.preview_seconds,
+        room.max_devices,
+    )
+
+
+def _clean_fields(data: dict[str, Any], creating: bool) -> dict[str, Any]:
+    unknown = set(data) - _EDITABLE - ({"slug"} if creating else set())
+    if unknown:
+        raise PaywallError(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "slug":
+            if not isinstance(value, str) or not ROOM_NAME_RE.match(value):
+                raise PaywallError(400, "invalid_slug", "slug: a-z, 0-9, '-', '_', 1-64 characters")
+        elif key == "title":
+            if not isinstance(value, str) or not 1 <= len(value.strip()) <= 200:
+                raise PaywallError(400, "invalid_title", "title: 1 to 200 characters")
+            value = value.strip()
+        elif key == "description":
+            if not isinstance(value, str) or len(value) > 10000:
+                raise PaywallError(400, "invalid_description", "description: text up to 10000 characters")
+        elif key == "tags":
+            if (not isinstance(value, list) or len(value) > 10
+                    or not all(isinstance(t, str) and 1 <= len(t) <= 32 for t in value)):
+                raise PaywallError(400, "invalid_tags", "tags: up to 10 strings of 1-32 characters")
+            value = json.dumps([t.strip().lower() for t in value])
+        elif key == "starts_at":
+            if value is not None:
+                try:
+                    value = parse_instant(value) if isinstance(value, str) else None
+                except ValueError as exc:
+                    raise PaywallError(400, "invalid_time", f"starts_at: {exc}") from None
+                if value is None:
+                    raise PaywallError(400, "invalid_time", "starts_at: an ISO 8601 string")
+        elif key == "currency":
+            value = check_currency(value)
+        elif key in ("ticket_price", "replay_price"):
+            if value is not None or key == "ticket_price":
+                value = check_amount(value, field=key, allow_zero=True)
+        elif key == "replay_included":
+            if not isinstance(value, bool):
+                raise PaywallError(400, "invalid_flag", "replay_included: true or false")
+        elif key == "preview_seconds":
+            if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 3600:
+                raise PaywallError(400, "invalid_preview", "preview_seconds: 0 to 3600")
+        elif key == "max_devices":
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10:
+                raise PaywallError(400, "invalid_devices", "max_devices: 1 to 10")
+        out[key] = value
+    return out
+
+
+class Catalog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def create_room(self, creator: UserView, data: dict[str, Any]) -> tuple[RoomView, str]:
+        if creator.role not in ("creator", "admin"):
+            raise PaywallError(403, "not_a_creator", "only creators can create rooms")
+        fields = _clean_fields(data, creating=True)
+        for required in ("slug", "title", "currency"):
+            if required not in fields:
+                raise PaywallError(400, "missing_field", f"{required} is required")
+        fields.setdefault("ticket_price", 0)
+        key = secrets.token_urlsafe(24)
+        room = Room(creator_id=creator.id, stream_key=key, **fields)
+        async with self.db() as s:
+            s.add(room)
+            try:
+                await s.commit()
+            except IntegrityError:
+                raise PaywallError(409, "slug_taken", f"a room named {fields['slug']!r} exists") from None
+        return _view(room), key
+
+    async def edit_room(self, user: UserView, slug: str, data: dict[str, Any]) -> RoomView:
+        fields = _clean_fields(data, creating=False)
+        async with self.db() as s:
+            room = await self._owned(s, user, slug)
+            for key, value in fields.items():
+                setattr(room, key, value)
+            await s.commit()
+            return _view(room)
+
+    async def rotate_stream_key(self, user: UserView, slug: str) -> str:
+        async with self.db() as s:
+            room = await self._owned(s, user, slug)
+            room.stream_key = secrets.token_urlsafe(24)
+            await s.commit()
+            return room.stream_key
+
+    async def stream_key(self, user: UserView, slug: str) -> str:
+        async with self.db() as s:
+            return (await self._owned(s, user, slug)).stream_key
+
+    async def stream_key_matches(self, slug: str, key: str) -> bool:
+        async with self.db() as s:
+            room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
+        return room is not None and secrets.compare_digest(room.stream_key.encode(), key.encode())
+
+    async def get(self, slug: str) -> Optional[RoomView]:
+        async with self.db() as s:
+            room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
+        return _view(room) if room else None
+
+    async def require(self, slug: str) -> RoomView:
+        room = await self.get(slug)
+        if room is None:
+            raise PaywallError(404, "room_not_found", f"no room named {slug!r}")
+        return room
+
+    async def list(self, creator_id: Optional[int] = None) -> list[RoomView]:
+        query = select(Room).order_by(Room.id)
+        if creator_id is not None:
+            query = query.where(Room.creator_id == creator_id)
+        async with self.db() as s:
+            return [_view(r) for r in (await s.execute(query)).scalars()]
+
+    async def _owned(self, s, user: UserView, slug: str) -> Room:
+        room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
+        if room is None:
+            raise PaywallError(404, "room_not_found", f"no room named {slug!r}")
+        if room.creator_id != user.id and user.role != "admin":
+            raise PaywallError(403, "not_your_room", "only the room's creator can do this")
+        return room
+
+    async def add_coupon(self, user: UserView, slug: str, data: dict[str, Any]) -> dict:
+        code = data.get("code")
+        kind = data.get("kind")
+        value = data.get("value")
+        if not isinstance(code, str) or not 3 <= len(code) <= 32 or not code.replace("-", "").isalnum():
+            raise PaywallError(400, "invalid_code", "code: 3-32 letters, digits or '-'")
+        if kind not in ("percent", "fixed"):
+            raise PaywallError(400, "invalid_kind", "kind: 'percent' or 'fixed'")
+        if kind == "percent" and (not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 100):
+            raise PaywallError(400, "invalid_value", "a percent coupon takes 1 to 100")
+        if kind == "fixed":
+            value = check_amount(value, field="value")
+        max_uses = data.get("max_uses")
+        if max_uses is not None and (not isinstance(max_uses, int) or isinstance(max_uses, bool) or max_uses < 1):
+            raise PaywallError(400, "invalid_max_uses", "max_uses: a positive integer or null")
+        expires = data.get("expires_at")
+        try:
+            expires = parse_instant(expires) if expires is not None else None
+        except (ValueError, AttributeError):
+            raise PaywallError(400, "invalid_time", "expires_at: ISO 8601 with a zone") from None
+        async with self.db() as s:
+            room = await self._owned(s, user, slug)
+            coupon = Coupon(room_id=room.id, code=code.upper(), kind=kind, value=value,
+                            expires_at=expires, max_uses=max_uses)
+            s.add(coupon)
+            try:
+                await s.commit()
+            except IntegrityError:
+                raise PaywallError(409, "coupon_exists", f"coupon {code!r} exists in this room") from None
+        return {"code": coupon.code, "kind": kind, "value": value, "max_uses": max_uses,
+                "expires_at": data.get("expires_at")}

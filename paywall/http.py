@@ -1,0 +1,317 @@
+"""Paywall HTTP API: thin handlers over ``paywall.service.Paywall``.
+
+Every handler validates its input and answers ``{"error": {"code", "message"}}`` with a
+precise status on refusal, changing nothing. Logged-in users are recognised by the
+``stagepass_session`` cookie (pages) or ``Authorization: Bearer <login token>`` (API).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+from typing import Any, Awaitable, Callable, Optional
+
+from aiohttp import web
+
+from .accounts import UserView
+from .errors import PaywallError
+from .ledger import Ledger
+from .service import Paywall
+
+__all__ = ["PAYWALL", "SESSION_COOKIE", "setup_routes"]
+
+PAYWALL = web.AppKey("paywall", Paywall)
+SESSION_COOKIE = "stagepass_session"
+log = logging.getLogger("stagepass.paywall")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error(exc: PaywallError) -> web.Response:
+    return web.json_response({"error": {"code": exc.code, "message": exc.message}}, status=exc.status)
+
+
+def api(handler: Handler) -> Handler:
+    """Turn ``PaywallError`` into its JSON answer."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except PaywallError as exc:
+            return _error(exc)
+
+    return wrapped
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise PaywallError(415, "unsupported_media_type", "send JSON with Content-Type: application/json")
+    try:
+        body = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PaywallError(400, "invalid_json", "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise PaywallError(400, "invalid_json", "the body must be a JSON object")
+    return body
+
+
+def login_token(request: web.Request) -> Optional[str]:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.cookies.get(SESSION_COOKIE)
+
+
+async def current_user(request: web.Request) -> UserView:
+    token = login_token(request)
+    user = await request.app[PAYWALL].accounts.user_for_token(token) if token else None
+    if user is None:
+        raise PaywallError(401, "login_required", "log in first")
+    return user
+
+
+def _with_session(response: web.Response, request: web.Request, token: str) -> web.Response:
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=request.secure,
+                        max_age=14 * 86400, path="/")
+    return response
+
+
+def _str(body: dict, key: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str):
+        raise PaywallError(400, "missing_field", f"{key} is required (a string)")
+    return value
+
+
+def _base_url(request: web.Request) -> str:
+    return f"{request.scheme}://{request.host}"
+
+
+# ---------------------------------------------------------------------- accounts
+@api
+async def sign_up(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    user, token = await request.app[PAYWALL].accounts.sign_up(
+        _str(body, "email"), _str(body, "password"), body.get("display_name") or _str(body, "email").split("@")[0],
+        body.get("role", "viewer"),
+    )
+    log.info("user %d signed up as %s", user.id, user.role)
+    return _with_session(web.json_response({"user": user.as_dict(), "token": token}, status=201), request, token)
+
+
+@api
+async def log_in(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    client = request.remote or "?"
+    user, token = await request.app[PAYWALL].accounts.log_in(_str(body, "email"), _str(body, "password"), client)
+    return _with_session(web.json_response({"user": user.as_dict(), "token": token}), request, token)
+
+
+@api
+async def log_out(request: web.Request) -> web.Response:
+    token = login_token(request)
+    if token:
+        await request.app[PAYWALL].accounts.log_out(token)
+    response = web.Response(status=204)
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@api
+async def me(request: web.Request) -> web.Response:
+    return web.json_response({"user": (await current_user(request)).as_dict()})
+
+
+# ---------------------------------------------------------------------- rooms
+@api
+async def catalog(request: web.Request) -> web.Response:
+    rooms = await request.app[PAYWALL].catalog.list()
+    return web.json_response({"rooms": [r.as_dict() for r in rooms]})
+
+
+@api
+async def catalog_room(request: web.Request) -> web.Response:
+    paywall = request.app[PAYWALL]
+    room = await paywall.catalog.require(request.match_info["room"])
+    body: dict[str, Any] = {"room": room.as_dict()}
+    token = login_token(request)
+    user = await paywall.accounts.user_for_token(token) if token else None
+    if user is not None:
+        body["owned"] = sorted(await paywall.orders.entitlements(user.id, room))
+    return web.json_response(body)
+
+
+@api
+async def create_room(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    room, key = await request.app[PAYWALL].catalog.create_room(user, await read_json(request))
+    log.info("user %d created room %s", user.id, room.slug)
+    return web.json_response({"room": room.as_dict(), "stream_key": key}, status=201)
+
+
+@api
+async def edit_room(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    room = await request.app[PAYWALL].catalog.edit_room(user, request.match_info["room"], await read_json(request))
+    return web.json_response({"room": room.as_dict()})
+
+
+@api
+async def stream_key(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    catalog_ = request.app[PAYWALL].catalog
+    slug = request.match_info["room"]
+    key = await (catalog_.rotate_stream_key(user, slug) if request.method == "POST" else catalog_.stream_key(user, slug))
+    return web.json_response({"stream_key": key, "whip_url": f"{_base_url(request)}/whip/{slug}"})
+
+
+@api
+async def add_coupon(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    coupon = await request.app[PAYWALL].catalog.add_coupon(user, request.match_info["room"], await read_json(request))
+    return web.json_response({"coupon": coupon}, status=201)
+
+
+@api
+async def mint_token(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    body = await read_json(request)
+    minted = await request.app[PAYWALL].access.mint(user, request.match_info["room"], body.get("scope", "view"))
+    return web.json_response(minted, status=201)
+
+
+# ---------------------------------------------------------------------- orders
+@api
+async def create_order(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    order, created = await request.app[PAYWALL].orders.create(user, await read_json(request), _base_url(request))
+    return web.json_response({"order": order.as_dict()}, status=201 if created else 200)
+
+
+@api
+async def get_order(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    order = await request.app[PAYWALL].orders.get(user, request.match_info["order"])
+    return web.json_response({"order": order.as_dict()})
+
+
+@api
+async def refund_order(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    order = await request.app[PAYWALL].orders.refund(user, request.match_info["order"])
+    return web.json_response({"order": order.as_dict()})
+
+
+# ---------------------------------------------------------------------- dev checkout
+_DEV_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Test checkout</title><link rel="stylesheet" href="/static/style.css"></head>
+<body><main><p class="banner" role="alert"><strong>TEST MODE</strong>: no money moves.</p>
+<h1>Pay {amount} {currency}</h1><p>{product} for <em>{room}</em> (order {order})</p>
+<form method="post"><button name="action" value="confirm" id="confirm">Confirm payment</button>
+<button name="action" value="decline" id="decline">Decline</button></form></main></body></html>"""
+
+
+def _dev_only(request: web.Request) -> None:
+    if request.app[PAYWALL].provider.name != "dev":
+        raise PaywallError(404, "not_found", "the dev checkout is off (payment provider is not 'dev')")
+
+
+@api
+async def dev_checkout_page(request: web.Request) -> web.Response:
+    _dev_only(request)
+    user = await current_user(request)
+    order = await request.app[PAYWALL].orders.get(user, request.match_info["order"])
+    if order.user_id != user.id:
+        raise PaywallError(404, "order_not_found", "no such order")
+    whole, cents = divmod(order.amount, 100)
+    page = _DEV_PAGE.format(
+        amount=f"{whole}.{cents:02d}", currency=html.escape(order.currency), product=html.escape(order.product),
+        room=html.escape(order.room), order=html.escape(order.id),
+    )
+    return web.Response(text=page, content_type="text/html")
+
+
+@api
+async def dev_checkout_submit(request: web.Request) -> web.Response:
+    _dev_only(request)
+    user = await current_user(request)
+    paywall = request.app[PAYWALL]
+    order = await paywall.orders.get(user, request.match_info["order"])
+    if order.user_id != user.id:
+        raise PaywallError(404, "order_not_found", "no such order")
+    if request.content_type == "application/json":
+        action = (await read_json(request)).get("action")
+    else:
+        action = (await request.post()).get("action")
+    if action not in ("confirm", "decline"):
+        raise PaywallError(400, "invalid_action", "action: 'confirm' or 'decline'")
+    if order.status != "pending":
+        raise PaywallError(409, "not_pending", f"the order is already {order.status}")
+    if action == "confirm":
+        await paywall.orders.complete(order.id, payment_ref=f"dev-{order.id}")
+    else:
+        await paywall.orders.decline(order.id)
+    order = await paywall.orders.get(user, order.id)
+    if request.content_type == "application/json":
+        return web.json_response({"order": order.as_dict()})
+    raise web.HTTPSeeOther(f"/static/watch.html?room={order.room}")
+
+
+# ---------------------------------------------------------------------- stripe
+@api
+async def stripe_webhook(request: web.Request) -> web.Response:
+    paywall = request.app[PAYWALL]
+    if paywall.provider.name != "stripe":
+        raise PaywallError(404, "not_found", "Stripe is not configured")
+    payload = await request.read()
+    event = paywall.provider.verify_event(payload, request.headers.get("Stripe-Signature"))
+    outcome = await paywall.webhooks.handle_stripe(event)
+    return web.json_response({"received": True, "outcome": outcome})
+
+
+# ---------------------------------------------------------------------- money views
+@api
+async def creator_earnings(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    if user.role not in ("creator", "admin"):
+        raise PaywallError(403, "not_a_creator", "only creators have earnings")
+    async with request.app[PAYWALL].db() as s:
+        rows = await Ledger.creator_earnings(s, user.id)
+    return web.json_response({"earnings": rows})
+
+
+@api
+async def admin_ledger(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    if user.role != "admin":
+        raise PaywallError(403, "admin_only", "only admins see the ledger")
+    async with request.app[PAYWALL].db() as s:
+        totals = await Ledger.totals(s)
+        unbalanced = await Ledger.unbalanced_orders(s)
+    return web.json_response({"accounts": totals, "unbalanced_orders": unbalanced, "balanced": not unbalanced})
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/api/auth/signup", sign_up)
+    r.add_post("/api/auth/login", log_in)
+    r.add_post("/api/auth/logout", log_out)
+    r.add_get("/api/me", me)
+    r.add_get("/api/catalog", catalog)
+    r.add_get("/api/catalog/{room}", catalog_room)
+    r.add_post("/api/rooms", create_room)
+    r.add_patch("/api/rooms/{room}", edit_room)
+    r.add_get("/api/rooms/{room}/stream-key", stream_key)
+    r.add_post("/api/rooms/{room}/stream-key", stream_key)
+    r.add_post("/api/rooms/{room}/coupons", add_coupon)
+    r.add_post("/api/rooms/{room}/tokens", mint_token)
+    r.add_post("/api/orders", create_order)
+    r.add_get("/api/orders/{order}", get_order)
+    r.add_post("/api/orders/{order}/refund", refund_order)
+    r.add_get("/pay/dev/{order}", dev_checkout_page)
+    r.add_post("/pay/dev/{order}", dev_checkout_submit)
+    r.add_post("/webhooks/stripe", stripe_webhook)
+    r.add_get("/api/creator/earnings", creator_earnings)
+    r.add_get("/api/admin/ledger", admin_ledger)

@@ -1,0 +1,76 @@
+"""``Ledger``: double-entry bookkeeping of every paid and refunded order.
+
+Debits are positive, credits negative; the legs of one order always sum to zero.
+Accounts: ``cash:<provider>`` (money held by the payment provider for us),
+``platform:fees`` (our revenue), ``creator:<user id>`` (what we owe a creator).
+A refund posts the exact reverse of the payment.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import LedgerEntry, Order, Room
+from .money import split_fee
+
+__all__ = ["Ledger"]
+
+
+class Ledger:
+    def __init__(self, fee_bps: int) -> None:
+        self.fee_bps = fee_bps
+
+    def post_payment(self, s: AsyncSession, order: Order, creator_id: int) -> None:
+        """Add the payment's legs to the caller's transaction."""
+        if order.amount == 0:
+            return
+        fee, share = split_fee(order.amount, self.fee_bps)
+        for account, amount in (
+            (f"cash:{order.provider}", order.amount),
+            ("platform:fees", -fee),
+            (f"creator:{creator_id}", -share),
+        ):
+            s.add(LedgerEntry(order_id=order.id, account=account, amount=amount,
+                              currency=order.currency, kind="payment"))
+
+    async def post_refund(self, s: AsyncSession, order: Order) -> None:
+        legs = (await s.execute(
+            select(LedgerEntry).where(LedgerEntry.order_id == order.id, LedgerEntry.kind == "payment")
+        )).scalars().all()
+        for leg in legs:
+            s.add(LedgerEntry(order_id=order.id, account=leg.account, amount=-leg.amount,
+                              currency=leg.currency, kind="refund"))
+
+    @staticmethod
+    async def unbalanced_orders(s: AsyncSession) -> list[str]:
+        """Orders whose legs do not sum to zero (there must be none)."""
+        rows = await s.execute(
+            select(LedgerEntry.order_id)
+            .group_by(LedgerEntry.order_id, LedgerEntry.currency)
+            .having(func.sum(LedgerEntry.amount) != 0)
+        )
+        return [r[0] for r in rows]
+
+    @staticmethod
+    async def creator_earnings(s: AsyncSession, creator_id: int) -> list[dict]:
+        """Per room and currency: what the creator earned net of refunds (minor units)."""
+        rows = await s.execute(
+            select(Room.slug, LedgerEntry.currency, func.sum(LedgerEntry.amount), func.count(func.distinct(Order.id)))
+            .join(Order, Order.id == LedgerEntry.order_id)
+            .join(Room, Room.id == Order.room_id)
+            .where(LedgerEntry.account == f"creator:{creator_id}")
+            .group_by(Room.slug, LedgerEntry.currency)
+            .order_by(Room.slug)
+        )
+        return [{"room": slug, "currency": cur, "earned": -int(total), "orders": n} for slug, cur, total, n in rows]
+
+    @staticmethod
+    async def totals(s: AsyncSession) -> list[dict]:
+        """Balance of every account per currency (an admin's view)."""
+        rows = await s.execute(
+            select(LedgerEntry.account, LedgerEntry.currency, func.sum(LedgerEntry.amount))
+            .group_by(LedgerEntry.account, LedgerEntry.currency)
+            .order_by(LedgerEntry.account)
+        )
+        return [{"account": a, "currency": c, "balance": int(b)} for a, c, b in rows]

@@ -1,0 +1,18 @@
+"""Alembic environment: always run on a connection handed over by ``Database.migrate``."""
+
+from alembic import context
+
+from paywall.models import Base
+
+connection = context.config.attributes.get("connection")
+if connection is None:  # pragma: no cover - only programmatic use is supported
+    raise RuntimeError("run migrations through paywall.db.Database.migrate or `stagepass migrate`")
+
+context.configure(
+    connection=connection,
+    target_metadata=Base.metadata,
+    render_as_batch=connection.dialect.name == "sqlite",
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

@@ -1,0 +1,198 @@
+"""The paywall's tables. Money is always integer minor units plus an ISO 4217 currency.
+
+The schema is created and changed only by Alembic migrations (``paywall/migrations``);
+``tests/test_migrations.py`` checks these models and the migrations agree.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Optional
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "Base", "Coupon", "CouponRedemption", "Entitlement", "LedgerEntry", "LoginSession",
+    "Order", "PreviewUse", "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
+]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+TZDateTime = DateTime(timezone=True)
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    display_name: Mapped[str] = mapped_column(String(64))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16), default="viewer")
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    __table_args__ = (CheckConstraint("role in ('viewer','creator','admin')", name="ck_users_role"),)
+
+
+class LoginSession(Base):
+    """A login: the cookie of a page or the bearer token of an API client (hash only)."""
+
+    __tablename__ = "login_sessions"
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(TZDateTime)
+
+
+class Room(Base):
+    __tablename__ = "rooms"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    tags: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of strings
+    starts_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    ticket_price: Mapped[int] = mapped_column(BigInteger, default=0)
+    replay_price: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
+    replay_included: Mapped[bool] = mapped_column(Boolean, default=True)
+    preview_seconds: Mapped[int] = mapped_column(Integer, default=0)
+    max_devices: Mapped[int] = mapped_column(Integer, default=1)
+    stream_key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    __table_args__ = (
+        CheckConstraint("ticket_price >= 0", name="ck_rooms_ticket_price"),
+        CheckConstraint("replay_price is null or replay_price >= 0", name="ck_rooms_replay_price"),
+        CheckConstraint("max_devices >= 1", name="ck_rooms_max_devices"),
+        CheckConstraint("preview_seconds >= 0", name="ck_rooms_preview"),
+    )
+
+
+class Coupon(Base):
+    __tablename__ = "coupons"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(8))  # percent | fixed
+    value: Mapped[int] = mapped_column(BigInteger)  # percent 1..100, or minor units
+    expires_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    max_uses: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    uses: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (
+        UniqueConstraint("room_id", "code", name="uq_coupons_room_code"),
+        CheckConstraint("kind in ('percent','fixed')", name="ck_coupons_kind"),
+        CheckConstraint("max_uses is null or uses <= max_uses", name="ck_coupons_uses"),
+    )
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), index=True)
+    product: Mapped[str] = mapped_column(String(16))
+    list_amount: Mapped[int] = mapped_column(BigInteger)
+    amount: Mapped[int] = mapped_column(BigInteger)  # what the buyer pays
+    currency: Mapped[str] = mapped_column(String(3))
+    coupon_id: Mapped[Optional[int]] = mapped_column(ForeignKey("coupons.id"), nullable=True)
+    message: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_ref: Mapped[Optional[str]] = mapped_column(String(255), nullable=True, index=True)
+    payment_ref: Mapped[Optional[str]] = mapped_column(String(255), nullable=True, index=True)
+    checkout_url: Mapped[Optional[str]] = mapped_column(String(2000), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    paid_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    refunded_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_orders_idempotency"),
+        CheckConstraint("amount >= 0 and list_amount >= 0", name="ck_orders_amount"),
+        CheckConstraint(
+            "status in ('pending','paid','declined','refunded')", name="ck_orders_status"
+        ),
+        CheckConstraint(
+            "product in ('ticket','replay','bundle','tip','question')", name="ck_orders_product"
+        ),
+    )
+
+
+class CouponRedemption(Base):
+    __tablename__ = "coupon_redemptions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    coupon_id: Mapped[int] = mapped_column(ForeignKey("coupons.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    __table_args__ = (UniqueConstraint("coupon_id", "user_id", name="uq_redemptions_once"),)
+
+
+class Entitlement(Base):
+    """What a paid order unlocks: a room's live ``ticket`` or its ``replay``."""
+
+    __tablename__ = "entitlements"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"))
+    kind: Mapped[str] = mapped_column(String(8))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    revoked_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        Index("ix_entitlements_lookup", "user_id", "room_id", "kind"),
+        CheckConstraint("kind in ('ticket','replay')", name="ck_entitlements_kind"),
+    )
+
+
+class LedgerEntry(Base):
+    """One leg of a balanced transaction: debits positive, credits negative."""
+
+    __tablename__ = "ledger_entries"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    account: Mapped[str] = mapped_column(String(64), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    kind: Mapped[str] = mapped_column(String(8))  # payment | refund
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class WebhookEvent(Base):
+    """Provider events already processed: a replayed event id changes nothing."""
+
+    __tablename__ = "webhook_events"
+    id: Mapped[str] = mapped_column(String(255), primary_key=True)  # provider:event id
+    received_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class PreviewUse(Base):
+    """A viewer used a room's free preview (once per account)."""
+
+    __tablename__ = "preview_uses"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id"), primary_key=True)
+    started_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class RevokedToken(Base):
+    __tablename__ = "revoked_tokens"
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[dt.datetime] = mapped_column(TZDateTime)

@@ -1,0 +1,326 @@
+"""``OrderBook``: orders from creation to payment, decline and refund.
+
+* Idempotent: ``(buyer, idempotency_key)`` is unique; the same key returns the same order
+  (a double click never charges twice); the same key with different contents is refused.
+* Coupons are redeemed in the order's own transaction with a conditional update, so a
+  capped coupon cannot be over-used by concurrent buyers, and once per user.
+* Payment completion is idempotent and writes entitlements and ledger legs atomically;
+  a refund reverses both and tells ``on_revoked`` so live sessions end.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Optional
+
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .accounts import UserView
+from .catalog import Catalog, RoomView
+from .db import Database
+from .errors import PaywallError
+from .ledger import Ledger
+from .models import Coupon, CouponRedemption, Entitlement, Order, Room
+from .money import check_amount
+from .providers import PaymentProvider
+from .timeutil import utcnow
+
+__all__ = ["OrderBook", "OrderView", "PRODUCTS"]
+
+PRODUCTS = ("ticket", "replay", "bundle", "tip", "question")
+_GRANTS = {"ticket": ("ticket",), "replay": ("replay",), "bundle": ("ticket", "replay")}
+log = logging.getLogger("stagepass.orders")
+
+
+@dataclass(frozen=True)
+class OrderView:
+    id: str
+    user_id: int
+    room: str
+    product: str
+    list_amount: int
+    amount: int
+    currency: str
+    status: str
+    message: str
+    provider: str
+    provider_ref: Optional[str]
+    payment_ref: Optional[str]
+    checkout_url: Optional[str]
+    coupon: Optional[str] = None
+
+    def as_dict(self) -> dict:
+        d = {k: v for k, v in self.__dict__.items() if k not in ("provider_ref", "payment_ref", "user_id")}
+        if self.status != "pending":
+            d["checkout_url"] = None
+        return d
+
+
+def _view(order: Order, slug: str, coupon: Optional[str] = None) -> OrderView:
+    return OrderView(order.id, order.user_id, slug, order.product, order.list_amount, order.amount,
+                     order.currency, order.status, order.message, order.provider, order.provider_ref,
+                     order.payment_ref, order.checkout_url, coupon)
+
+
+class OrderBook:
+    def __init__(
+        self,
+        db: Database,
+        catalog: Catalog,
+        ledger: Ledger,
+        provider: PaymentProvider,
+        on_revoked: Optional[Callable[[int, str], Awaitable[None]]] = None,
+    ) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.ledger = ledger
+        self.provider = provider
+        self.on_revoked = on_revoked
+
+    # ------------------------------------------------------------------ create
+    async def create(self, buyer: UserView, data: dict[str, Any], base_url: str = "") -> tuple[OrderView, bool]:
+        """Returns (order, created). ``created`` is False for a repeated idempotency key."""
+        key = data.get("idempotency_key")
+        if not isinstance(key, str) or not 8 <= len(key) <= 128:
+            raise PaywallError(400, "invalid_idempotency_key", "idempotency_key: 8 to 128 characters")
+        product = data.get("product")
+        if product not in PRODUCTS:
+            raise PaywallError(400, "invalid_product", f"product: one of {', '.join(PRODUCTS)}")
+        slug = data.get("room")
+        if not isinstance(slug, str):
+            raise PaywallError(400, "invalid_room", "room: the room's slug")
+        coupon_code = data.get("coupon") or None
+        if coupon_code is not None and (not isinstance(coupon_code, str) or len(coupon_code) > 32):
+            raise PaywallError(400, "invalid_coupon", "coupon: a code of up to 32 characters")
+        message = data.get("message", "")
+        if not isinstance(message, str) or len(message) > 500:
+            raise PaywallError(400, "invalid_message", "message: text up to 500 characters")
+        room = await self.catalog.require(slug)
+
+        existing = await self._by_key(buyer.id, key)
+        if existing is not None:
+            return self._same_request(existing, room, product, data, coupon_code), False
+
+        list_amount = await self._price(buyer, room, product, data)
+        order = Order(
+            id=secrets.token_hex(12), user_id=buyer.id, room_id=room.id, product=product,
+            list_amount=list_amount, amount=list_amount, currency=room.currency, message=message,
+            idempotency_key=key, provider=self.provider.name,
+        )
+        async with self.db() as s:
+            try:
+                s.add(order)
+                await s.flush()
+                if coupon_code:
+                    if product not in _GRANTS:
+                        raise PaywallError(400, "coupon_not_applicable", "coupons apply to tickets and replays")
+                    order.coupon_id, order.amount = await self._redeem(s, buyer, room, order, coupon_code.upper())
+                    await s.flush()
+                await s.commit()
+            except IntegrityError:
+                await s.rollback()
+                existing = await self._by_key(buyer.id, key)
+                if existing is not None:  # a concurrent request with the same key won
+                    return self._same_request(existing, room, product, data, coupon_code), False
+                raise PaywallError(409, "coupon_used", "you have already used this coupon") from None
+            except PaywallError:
+                await s.rollback()
+                raise
+        log.info("order %s created: user %d, room %s, %s, %d %s", order.id, buyer.id, room.slug,
+                 product, order.amount, order.currency)
+        if order.amount == 0:  # fully discounted: nothing to pay
+            await self.complete(order.id, payment_ref=None)
+        else:
+            view = _view(order, room.slug, coupon_code.upper() if coupon_code else None)
+            checkout = await self.provider.start_checkout(view, room.title, base_url)
+            async with self.db() as s:
+                await s.execute(update(Order).where(Order.id == order.id).values(
+                    provider_ref=checkout.provider_ref, checkout_url=checkout.url))
+                await s.commit()
+        return await self.get(buyer, order.id), True
+
+    async def _by_key(self, user_id: int, key: str) -> Optional[OrderView]:
+        async with self.db() as s:
+            row = (await s.execute(
+                select(Order, Room.slug, Coupon.code)
+                .join(Room, Room.id == Order.room_id)
+                .outerjoin(Coupon, Coupon.id == Order.coupon_id)
+                .where(Order.user_id == user_id, Order.idempotency_key == key)
+            )).first()
+        return _view(row[0], row[1], row[2]) if row else None
+
+    @staticmethod
+    def _same_request(existing: OrderView, room: RoomView, product: str, data: dict, coupon: Optional[str]) -> OrderView:
+        same = (existing.room == room.slug and existing.product == product
+                and (existing.coupon or None) == (coupon.upper() if coupon else None)
+                and (product not in ("tip", "question") or data.get("amount") == existing.list_amount))
+        if not same:
+            raise PaywallError(409, "idempotency_key_reused", "this idempotency key was used for a different order")
+        return existing
+
+    async def _price(self, buyer: UserView, room: RoomView, product: str, data: dict) -> int:
+        if product in ("tip", "question"):
+            return check_amount(data.get("amount"))
+        if "amount" in data:
+            raise PaywallError(400, "unexpected_amount", "the price of a ticket or replay is set by the room")
+        if buyer.id == room.creator_id:
+            raise PaywallError(409, "own_room", "creators do not buy their own rooms")
+        held = await self.entitlements(buyer.id, room)
+        if product == "ticket":
+            if room.free:
+                raise PaywallError(409, "free_room", "this room is free: no ticket needed")
+            if "ticket" in held:
+                raise PaywallError(409, "already_owned", "you already have a ticket")
+            return room.ticket_price
+        if room.replay_price is None:
+            raise PaywallError(409, "not_for_sale", "the replay of this room is not sold separately")
+        if product == "replay":
+            if "replay" in held:
+                raise PaywallError(409, "already_owned", "you already have the replay")
+            return room.replay_price
+        if held:
+            raise PaywallError(409, "already_owned", "you already have part of this bundle; buy the rest alone")
+        return room.ticket_price + room.replay_price
+
+    async def _redeem(self, s, buyer: UserView, room: RoomView, order: Order, code: str) -> tuple[int, int]:
+        coupon = (await s.execute(select(Coupon).where(Coupon.room_id == room.id, Coupon.code == code))).scalar_one_or_none()
+        if coupon is None:
+            raise PaywallError(404, "coupon_not_found", f"no coupon {code!r} for this room")
+        now = utcnow()
+        taken = await s.execute(
+            update(Coupon)
+            .where(Coupon.id == coupon.id,
+                   or_(Coupon.max_uses.is_(None), Coupon.uses < Coupon.max_uses),
+                   or_(Coupon.expires_at.is_(None), Coupon.expires_at > now))
+            .values(uses=Coupon.uses + 1)
+        )
+        if taken.rowcount != 1:
+            await s.refresh(coupon)
+            if coupon.max_uses is not None and coupon.uses >= coupon.max_uses:
+                raise PaywallError(409, "coupon_exhausted", "this coupon has been used up")
+            raise PaywallError(410, "coupon_expired", "this coupon has expired")
+        s.add(CouponRedemption(coupon_id=coupon.id, user_id=buyer.id, order_id=order.id))
+        if coupon.kind == "percent":
+            discounted = order.list_amount - order.list_amount * coupon.value // 100
+        else:
+            discounted = max(0, order.list_amount - coupon.value)
+        return coupon.id, discounted
+
+    # ------------------------------------------------------------------ read
+    async def get(self, user: UserView, order_id: str) -> OrderView:
+        """An order, to its buyer, the room's creator or an admin; 404 for anyone else."""
+        async with self.db() as s:
+            row = (await s.execute(
+                select(Order, Room.slug, Room.creator_id, Coupon.code)
+                .join(Room, Room.id == Order.room_id)
+                .outerjoin(Coupon, Coupon.id == Order.coupon_id)
+                .where(Order.id == order_id)
+            )).first()
+        if row is None or user.id not in (row[0].user_id, row[2]) and user.role != "admin":
+            raise PaywallError(404, "order_not_found", "no such order")
+        return _view(row[0], row[1], row[3])
+
+    async def entitlements(self, user_id: int, room: RoomView) -> set[str]:
+        async with self.db() as s:
+            kinds = (await s.execute(
+                select(Entitlement.kind).where(Entitlement.user_id == user_id,
+                                               Entitlement.room_id == room.id, Entitlement.active)
+            )).scalars().all()
+        return set(kinds)
+
+    # ------------------------------------------------------------------ outcome
+    async def complete(self, order_id: str, payment_ref: Optional[str],
+                       amount: Optional[int] = None, currency: Optional[str] = None) -> bool:
+        """Mark paid (once): entitlements and ledger legs in one transaction.
+
+        ``amount``/``currency`` are what the provider says was paid; a mismatch refuses.
+        Returns False if the order was not pending (already processed).
+        """
+        async with self.db() as s:
+            order = await s.get(Order, order_id)
+            if order is None:
+                raise PaywallError(404, "order_not_found", "no such order")
+            if amount is not None and (amount != order.amount or (currency or "").upper() != order.currency):
+                raise PaywallError(409, "amount_mismatch", "the payment does not match the order")
+            done = await s.execute(
+                update(Order).where(Order.id == order_id, Order.status == "pending")
+                .values(status="paid", paid_at=utcnow(), payment_ref=payment_ref)
+            )
+            if done.rowcount != 1:
+                await s.rollback()
+                return False
+            await s.refresh(order)
+            room = await s.get(Room, order.room_id)
+            for kind in _GRANTS.get(order.product, ()):
+                s.add(Entitlement(user_id=order.user_id, room_id=order.room_id, kind=kind, order_id=order.id))
+            self.ledger.post_payment(s, order, room.creator_id)
+            await s.commit()
+        log.info("order %s paid: user %d, room %s, %d %s", order_id, order.user_id, room.slug,
+                 order.amount, order.currency)
+        return True
+
+    async def decline(self, order_id: str) -> bool:
+        """Pending -> declined; a redeemed coupon is given back."""
+        async with self.db() as s:
+            done = await s.execute(
+                update(Order).where(Order.id == order_id, Order.status == "pending").values(status="declined")
+            )
+            if done.rowcount != 1:
+                await s.rollback()
+                return False
+            order = await s.get(Order, order_id)
+            if order.coupon_id is not None:
+                await s.execute(delete(CouponRedemption).where(CouponRedemption.order_id == order_id))
+                await s.execute(update(Coupon).where(Coupon.id == order.coupon_id).values(uses=Coupon.uses - 1))
+            await s.commit()
+        log.info("order %s declined", order_id)
+        return True
+
+    async def refund(self, actor: UserView, order_id: str) -> OrderView:
+        """Full refund by the room's creator or an admin: provider refund, then bookkeeping."""
+        order = await self.get(actor, order_id)
+        if actor.role != "admin" and actor.id == order.user_id:
+            raise PaywallError(403, "not_allowed", "ask the creator for a refund")
+        if order.status != "paid":
+            raise PaywallError(409, "not_refundable", f"the order is {order.status}")
+        if order.amount:
+            await self.provider.refund(order)
+        await self.mark_refunded(order_id)
+        return await self.get(actor, order_id)
+
+    async def mark_refunded(self, order_id: str) -> bool:
+        """Paid -> refunded (once): entitlements revoked, ledger reversed, sessions ended."""
+        async with self.db() as s:
+            done = await s.execute(
+                update(Order).where(Order.id == order_id, Order.status == "paid")
+                .values(status="refunded", refunded_at=utcnow())
+            )
+            if done.rowcount != 1:
+                await s.rollback()
+                return False
+            order = await s.get(Order, order_id)
+            await s.execute(
+                update(Entitlement).where(Entitlement.order_id == order_id, Entitlement.active)
+                .values(active=False, revoked_at=utcnow())
+            )
+            await self.ledger.post_refund(s, order)
+            room = await s.get(Room, order.room_id)
+            await s.commit()
+        log.info("order %s refunded: user %d, room %s", order_id, order.user_id, room.slug)
+        if self.on_revoked is not None and order.product in _GRANTS:
+            await self.on_revoked(order.user_id, room.slug)
+        return True
+
+    async def find_by_ref(self, provider_ref: Optional[str] = None, payment_ref: Optional[str] = None) -> Optional[str]:
+        conds = []
+        if provider_ref:
+            conds.append(Order.provider_ref == provider_ref)
+        if payment_ref:
+            conds.append(Order.payment_ref == payment_ref)
+        if not conds:
+            return None
+        async with self.db() as s:
+            return (await s.execute(select(Order.id).where(or_(*conds)))).scalar_one_or_none()

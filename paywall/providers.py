@@ -1,0 +1,100 @@
+"""Payment providers behind one interface: ``dev`` (embedded default) and ``stripe``.
+
+A provider starts a checkout for a pending order and refunds a paid one. Completion
+arrives separately: the dev checkout page's confirm button, or Stripe's signed webhook.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional, Protocol
+
+import stripe
+
+from .errors import PaywallError
+
+__all__ = ["Checkout", "DevProvider", "PaymentProvider", "StripeProvider"]
+
+
+@dataclass
+class Checkout:
+    url: str
+    provider_ref: Optional[str] = None
+
+
+class PaymentProvider(Protocol):
+    name: str
+
+    async def start_checkout(self, order: Any, title: str, base_url: str) -> Checkout: ...
+
+    async def refund(self, order: Any) -> None: ...
+
+
+class DevProvider:
+    """Test mode: a local page where the buyer confirms or declines; no money moves."""
+
+    name = "dev"
+
+    async def start_checkout(self, order: Any, title: str, base_url: str) -> Checkout:
+        return Checkout(url=f"{base_url}/pay/dev/{order.id}")
+
+    async def refund(self, order: Any) -> None:
+        return None
+
+
+class StripeProvider:
+    """Stripe Checkout Sessions; completion and refunds confirmed by verified webhooks."""
+
+    name = "stripe"
+
+    def __init__(self, api_key: str, webhook_secret: str, tolerance: int = 300,
+                 client: Optional[stripe.StripeClient] = None) -> None:
+        self.webhook_secret = webhook_secret
+        self.tolerance = tolerance
+        self.client = client or stripe.StripeClient(api_key)
+
+    async def start_checkout(self, order: Any, title: str, base_url: str) -> Checkout:
+        try:
+            session = await self.client.v1.checkout.sessions.create_async(
+                params={
+                    "mode": "payment",
+                    "client_reference_id": order.id,
+                    "metadata": {"order_id": order.id},
+                    "line_items": [{
+                        "quantity": 1,
+                        "price_data": {
+                            "currency": order.currency.lower(),
+                            "unit_amount": order.amount,
+                            "product_data": {"name": f"{title} ({order.product})"},
+                        },
+                    }],
+                    "success_url": f"{base_url}/orders/{order.id}?paid=1",
+                    "cancel_url": f"{base_url}/orders/{order.id}?cancelled=1",
+                },
+                options={"idempotency_key": f"stagepass-order-{order.id}"},
+            )
+        except stripe.StripeError as exc:
+            raise PaywallError(502, "provider_error", f"Stripe refused the checkout: {exc.user_message or exc}") from None
+        return Checkout(url=session.url, provider_ref=session.id)
+
+    async def refund(self, order: Any) -> None:
+        if not order.payment_ref:
+            raise PaywallError(409, "not_refundable", "no Stripe payment is known for this order")
+        try:
+            await self.client.v1.refunds.create_async(
+                params={"payment_intent": order.payment_ref},
+                options={"idempotency_key": f"stagepass-refund-{order.id}"},
+            )
+        except stripe.StripeError as exc:
+            raise PaywallError(502, "provider_error", f"Stripe refused the refund: {exc.user_message or exc}") from None
+
+    def verify_event(self, payload: bytes, signature: Optional[str]) -> Any:
+        """Stripe's signature scheme (HMAC-SHA256 over ``t.payload``, tolerance window)."""
+        if not signature:
+            raise PaywallError(400, "missing_signature", "no Stripe-Signature header")
+        try:
+            return stripe.Webhook.construct_event(payload, signature, self.webhook_secret, tolerance=self.tolerance)
+        except stripe.SignatureVerificationError as exc:
+            raise PaywallError(400, "bad_signature", f"webhook signature rejected: {exc.user_message or exc}") from None
+        except ValueError:
+            raise PaywallError(400, "bad_payload", "webhook body is not a Stripe event") from None

@@ -1,0 +1,50 @@
+"""``Paywall``: the paywall's services wired together over one database."""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable, Optional
+
+from mediaserver.config import Settings
+
+from .access import PaywallPermissions
+from .accounts import Accounts
+from .catalog import Catalog
+from .db import Database
+from .ledger import Ledger
+from .orders import OrderBook
+from .providers import DevProvider, PaymentProvider, StripeProvider
+from .tokens import TokenIssuer
+from .webhooks import Webhooks
+
+__all__ = ["Paywall"]
+
+
+class Paywall:
+    def __init__(self, settings: Settings, db: Database,
+                 on_revoked: Optional[Callable[[int, str], Awaitable[None]]] = None,
+                 provider: Optional[PaymentProvider] = None) -> None:
+        self.settings = settings
+        self.db = db
+        self.accounts = Accounts(db)
+        self.catalog = Catalog(db)
+        self.ledger = Ledger(settings.platform_fee_bps)
+        if provider is None:
+            provider = (
+                StripeProvider(settings.stripe_api_key, settings.stripe_webhook_secret)
+                if settings.payment_provider == "stripe" else DevProvider()
+            )
+        self.provider = provider
+        self.orders = OrderBook(db, self.catalog, self.ledger, provider, on_revoked)
+        self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.access_token_ttl)
+        self.access = PaywallPermissions(db, self.catalog, self.orders, self.tokens)
+        self.webhooks = Webhooks(db, self.orders)
+
+    @classmethod
+    async def open(cls, settings: Settings, **kwargs) -> "Paywall":
+        """Connect, run the migrations, and wire the services."""
+        db = Database(settings.database())
+        await db.migrate()
+        return cls(settings, db, **kwargs)
+
+    async def close(self) -> None:
+        await self.db.close()
