@@ -1,7 +1,6 @@
 """End to end over loopback: real aiortc publishers and viewers against the real app."""
 
 import asyncio
-import statistics
 
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
@@ -183,13 +182,16 @@ async def test_stuck_viewer_does_not_delay_others_and_recovers_on_a_keyframe(ser
         real_send = port.send
         port.send = lambda *a: False  # its socket is backed up: every send would block
         n_healthy, n_stuck = len(healthy.numbers), len(stuck.numbers)
+        produced = publisher.video.number
         await asyncio.sleep(2.0)
+        produced = publisher.video.number - produced
         downstream = session._downstreams["video"][1]
         assert downstream.waiting and downstream.dropped > 0
-        # the healthy viewer kept its full frame rate meanwhile
-        gaps = [b - a for a, b in zip(healthy.frame_times[n_healthy:], healthy.frame_times[n_healthy + 1:])]
-        assert len(healthy.numbers) - n_healthy > 45
-        assert statistics.median(gaps) < 0.06
+        # the healthy viewer got every frame the publisher made meanwhile (give or take
+        # those in flight), the stuck one nothing
+        assert produced > 20
+        assert len(healthy.numbers) - n_healthy >= produced - 5
+        assert consecutive(healthy.numbers[n_healthy - 1:])
         assert len(stuck.numbers) - n_stuck < 5
         port.send = real_send
         await wait_for(lambda: len(stuck.numbers) > n_stuck + 20, timeout=5)
