@@ -137,7 +137,7 @@ class OrderBook:
             view = _view(order, room.slug, coupon_code.upper() if coupon_code else None)
             checkout = await self.provider.start_checkout(view, room.title, base_url)
             async with self.db() as s:
-                await s.execute(update(Order).where(Order.id == order.id).values(
+                await s.execute(update(Order).execution_options(synchronize_session=False).where(Order.id == order.id).values(
                     provider_ref=checkout.provider_ref, checkout_url=checkout.url))
                 await s.commit()
         return await self.get(buyer, order.id), True
@@ -191,7 +191,7 @@ class OrderBook:
             raise PaywallError(404, "coupon_not_found", f"no coupon {code!r} for this room")
         now = utcnow()
         taken = await s.execute(
-            update(Coupon)
+            update(Coupon).execution_options(synchronize_session=False)
             .where(Coupon.id == coupon.id,
                    or_(Coupon.max_uses.is_(None), Coupon.uses < Coupon.max_uses),
                    or_(Coupon.expires_at.is_(None), Coupon.expires_at > now))
@@ -246,7 +246,7 @@ class OrderBook:
             if amount is not None and (amount != order.amount or (currency or "").upper() != order.currency):
                 raise PaywallError(409, "amount_mismatch", "the payment does not match the order")
             done = await s.execute(
-                update(Order).where(Order.id == order_id, Order.status == "pending")
+                update(Order).execution_options(synchronize_session=False).where(Order.id == order_id, Order.status == "pending")
                 .values(status="paid", paid_at=utcnow(), payment_ref=payment_ref)
             )
             if done.rowcount != 1:
@@ -266,7 +266,7 @@ class OrderBook:
         """Pending -> declined; a redeemed coupon is given back."""
         async with self.db() as s:
             done = await s.execute(
-                update(Order).where(Order.id == order_id, Order.status == "pending").values(status="declined")
+                update(Order).execution_options(synchronize_session=False).where(Order.id == order_id, Order.status == "pending").values(status="declined")
             )
             if done.rowcount != 1:
                 await s.rollback()
@@ -274,7 +274,7 @@ class OrderBook:
             order = await s.get(Order, order_id)
             if order.coupon_id is not None:
                 await s.execute(delete(CouponRedemption).where(CouponRedemption.order_id == order_id))
-                await s.execute(update(Coupon).where(Coupon.id == order.coupon_id).values(uses=Coupon.uses - 1))
+                await s.execute(update(Coupon).execution_options(synchronize_session=False).where(Coupon.id == order.coupon_id).values(uses=Coupon.uses - 1))
             await s.commit()
         log.info("order %s declined", order_id)
         return True
@@ -295,7 +295,7 @@ class OrderBook:
         """Paid -> refunded (once): entitlements revoked, ledger reversed, sessions ended."""
         async with self.db() as s:
             done = await s.execute(
-                update(Order).where(Order.id == order_id, Order.status == "paid")
+                update(Order).execution_options(synchronize_session=False).where(Order.id == order_id, Order.status == "paid")
                 .values(status="refunded", refunded_at=utcnow())
             )
             if done.rowcount != 1:
@@ -303,7 +303,7 @@ class OrderBook:
                 return False
             order = await s.get(Order, order_id)
             await s.execute(
-                update(Entitlement).where(Entitlement.order_id == order_id, Entitlement.active)
+                update(Entitlement).execution_options(synchronize_session=False).where(Entitlement.order_id == order_id, Entitlement.active)
                 .values(active=False, revoked_at=utcnow())
             )
             await self.ledger.post_refund(s, order)

@@ -4,23 +4,11 @@ import re
 
 import aiohttp
 import pytest
-from aiortc import RTCPeerConnection
 
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
-from tests.peers import Publisher, Viewer, prefer
-
-
-async def make_offer(kinds=("video", "audio"), direction="sendonly", codec=None) -> str:
-    pc = RTCPeerConnection()
-    for kind in kinds:
-        t = pc.addTransceiver(kind, direction=direction)
-        if codec and kind == "video":
-            prefer(t, codec)
-    await pc.setLocalDescription(await pc.createOffer())
-    sdp = pc.localDescription.sdp
-    await pc.close()
-    return sdp
+from tests.peers import Publisher, Viewer
+from tests.whip_offers import make_offer
 
 
 async def post(base, path, body, content_type="application/sdp", token=None, **headers):
