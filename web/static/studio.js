@@ -1,5 +1,5 @@
 // The creator's page: camera preview, then WHIP publishing to /whip/<room>.
-import { publish } from "./whip.js";
+import { accessToken, publish } from "./whip.js";
 
 const form = document.getElementById("publish-form");
 const roomInput = document.getElementById("room");
@@ -78,8 +78,11 @@ async function goLive(event) {
   setStatus("connecting", "Connecting…");
   try {
     const stream = await ensureCamera();
-    const url = `/whip/${encodeURIComponent(roomInput.value.trim())}`;
-    const current = await publish(url, keyInput.value.trim(), stream, { videoCodec: "H264" });
+    const room = roomInput.value.trim();
+    const url = `/whip/${encodeURIComponent(room)}`;
+    // A stream key (OBS-style), or else the logged-in creator's own publish token.
+    const token = keyInput.value.trim() || (await accessToken(room, "publish"));
+    const current = await publish(url, token, stream, { videoCodec: "H264" });
     session = current;
     watch(current);
   } catch (err) {

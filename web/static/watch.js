@@ -1,5 +1,5 @@
 // The viewer's page: WHEP playback of /whep/<room>.
-import { play } from "./whip.js";
+import { accessToken, play } from "./whip.js";
 
 const form = document.getElementById("play-form");
 const roomInput = document.getElementById("room");
@@ -70,8 +70,11 @@ async function start(event) {
   setPlaying(true);
   setStatus("connecting", "Connecting…");
   try {
-    const url = `/whep/${encodeURIComponent(roomInput.value.trim())}`;
-    const current = await play(url, video);
+    const room = roomInput.value.trim();
+    const url = `/whep/${encodeURIComponent(room)}`;
+    // Paid rooms need a view token minted with the viewer's login; open rooms need none.
+    const token = await accessToken(room, "view");
+    const current = await play(url, video, { token });
     session = current;
     watch(current);
   } catch (err) {

@@ -165,7 +165,7 @@ export async function publish(url, token, stream, { videoCodec = "H264", iceServ
 }
 
 /** Play the WHEP endpoint `url` into `videoElement` (video and audio). */
-export async function play(url, videoElement, { iceServers = [] } = {}) {
+export async function play(url, videoElement, { iceServers = [], token = null } = {}) {
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   // Our own stream for both tracks: a <video> plays one MediaStream, and this does not
   // depend on how (or whether) the answer groups the tracks with a=msid.
@@ -180,9 +180,35 @@ export async function play(url, videoElement, { iceServers = [] } = {}) {
   try {
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
-    return await negotiate(url, pc, null);
+    return await negotiate(url, pc, token);
   } catch (err) {
     pc.close();
     throw err;
   }
+}
+
+/**
+ * Mint an access token for `room` with the logged-in user's session cookie
+ * (`scope`: "view" or "publish"). Resolves to null when nobody is logged in, so open
+ * rooms keep working without an account.
+ */
+export async function accessToken(room, scope) {
+  const response = await fetch(`/api/rooms/${encodeURIComponent(room)}/tokens`, {
+    method: "POST",
+    credentials: "same-origin",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ scope }),
+  });
+  if (response.status === 401 || response.status === 404) return null;
+  let body = {};
+  try {
+    body = await response.json();
+  } catch {
+    /* not JSON */
+  }
+  if (!response.ok) {
+    const error = body.error || {};
+    throw new WhipError(error.message || `HTTP ${response.status}`, response.status, error.code);
+  }
+  return body.token;
 }
