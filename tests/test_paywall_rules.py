@@ -217,3 +217,43 @@ async def test_forged_expired_revoked_and_misscoped_tokens(paywall_app):
     # a refund revokes at once, even an unexpired token
     await creator.post(f"/api/orders/{order['id']}/refund")
     assert await whep(viewer, "maths", good) == 403
+
+
+async def test_session_cookie_flags_and_cookie_login(paywall_app):
+    base, app = paywall_app
+    import aiohttp
+
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as http:  # IP host
+        async with http.post(base + "/api/auth/signup", json={"email": "c@example.org", "password": "long enough pw"}) as r:
+            cookie = r.headers["Set-Cookie"]
+        assert "stagepass_session=" in cookie and "HttpOnly" in cookie and "SameSite=Lax" in cookie
+        assert "Secure" not in cookie  # plain http on loopback; set behind TLS
+        async with http.get(base + "/api/me") as r:  # the cookie jar carries the login
+            assert r.status == 200 and (await r.json())["user"]["email"] == "c@example.org"
+
+
+async def test_free_rooms_bundles_and_replays(paywall_app):
+    base, app = paywall_app
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator, slug="free-talk", ticket_price=0, replay_price=None)
+    await paid_room(creator, slug="course", ticket_price=1000, replay_price=400)
+    viewer = await Api.sign_up(base)
+    # a free room needs only an account
+    token = await view_token(viewer, "free-talk")
+    assert await whep(viewer, "free-talk", token) == 201
+    status, body = await viewer.post("/api/orders", {"room": "free-talk", "product": "ticket", "idempotency_key": "free-key-01"})
+    assert (status, body["error"]["code"]) == (409, "free_room")
+    # a bundle costs both and grants both
+    order = await buy(viewer, "course", product="bundle")
+    assert order["amount"] == 1400
+    status, body = await viewer.get("/api/catalog/course")
+    assert body["owned"] == ["replay", "ticket"]
+    status, body = await viewer.post("/api/orders", {"room": "course", "product": "replay", "idempotency_key": "replay-key-1"})
+    assert (status, body["error"]["code"]) == (409, "already_owned")
+    # tips carry any valid amount and grant nothing
+    tip = await buy(viewer, "course", product="tip", amount=250, message="thanks!")
+    assert (tip["amount"], tip["message"]) == (250, "thanks!")
+    admin = await admin_api(app, base)
+    status, ledger = await admin.get("/api/admin/ledger")
+    assert ledger["balanced"]
+    assert {a["account"]: a["balance"] for a in ledger["accounts"]}["cash:dev"] == 1650
