@@ -8,6 +8,7 @@ from typing import AsyncIterator, Optional
 from aiohttp import web
 
 import web as web_assets
+from interaction.assembly import build_interaction
 from paywall import http as paywall_http
 from paywall.seats import LocalSeats, RedisSeats, Seats
 from paywall.service import Paywall
@@ -32,17 +33,21 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     app = web.Application(client_max_size=settings.max_sdp_bytes)
     app[SETTINGS] = settings
 
+    rooms = RoomRegistry(settings)
     if permissions is not None:
         app[PERMISSIONS] = permissions
         app[ADMISSION] = Admission()
     else:
-        async def paywall_ctx(app: web.Application) -> AsyncIterator[None]:
-            redis = None
-            seats: Seats
-            if settings.redis_url:
-                from redis.asyncio import Redis
+        redis = None
+        if settings.redis_url:
+            from redis.asyncio import Redis
 
-                redis = Redis.from_url(settings.redis_url)
+            redis = Redis.from_url(settings.redis_url)
+        interaction = build_interaction(app, settings, redis)
+
+        async def paywall_ctx(app: web.Application) -> AsyncIterator[None]:
+            seats: Seats
+            if redis is not None:
                 seats = RedisSeats(redis)
                 await seats.start()
             else:
@@ -52,7 +57,10 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
+            interaction.server.bind(paywall, rooms, admission)
+            await interaction.start()
             yield
+            await interaction.close()
             await paywall.close()
             await seats.close()
             if redis is not None:
@@ -62,9 +70,9 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         paywall_http.setup_routes(app)
 
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[ROOMS] = RoomRegistry(settings)
+        app[ROOMS] = rooms
         yield
-        await app[ROOMS].close()
+        await rooms.close()
 
     app.cleanup_ctx.append(rooms_ctx)
     setup_routes(app)

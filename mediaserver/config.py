@@ -104,6 +104,16 @@ class Settings:
     payment_provider: str = field(default="dev", metadata={"help": "'dev' (test mode) or 'stripe'"})
     stripe_api_key: str = field(default="", metadata={"help": "Stripe secret key (sk_...)"})
     stripe_webhook_secret: str = field(default="", metadata={"help": "Stripe webhook signing secret (whsec_...)"})
+    danmaku_max_chars: int = field(default=100, metadata={"help": "longest danmaku accepted"})
+    danmaku_user_rate: float = field(default=1.0, metadata={"help": "danmaku per second a user may send (sustained)"})
+    danmaku_user_burst: int = field(default=5, metadata={"help": "danmaku a user may send in a burst"})
+    danmaku_room_rate: float = field(default=200.0, metadata={"help": "danmaku per second a room accepts"})
+    danmaku_batch_ms: int = field(default=100, metadata={"help": "batch broadcasts for this long (0: no batching)"})
+    blocked_words: list[str] = field(
+        default_factory=list,
+        metadata={"help": "words refused in every room, comma separated",
+                  "parse": lambda s: [w.strip().lower() for w in s.split(",") if w.strip()]},
+    )
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -192,6 +202,12 @@ class Settings:
             raise ConfigError("access_token_ttl: 30 to 86400 seconds")
         if not 0 <= self.platform_fee_bps <= 10000:
             raise ConfigError("platform_fee_bps: 0 to 10000")
+        if not 1 <= self.danmaku_max_chars <= 1000:
+            raise ConfigError("danmaku_max_chars: 1 to 1000")
+        if self.danmaku_user_rate <= 0 or self.danmaku_room_rate <= 0 or self.danmaku_user_burst < 1:
+            raise ConfigError("danmaku rates: positive")
+        if not 0 <= self.danmaku_batch_ms <= 2000:
+            raise ConfigError("danmaku_batch_ms: 0 to 2000")
         if self.payment_provider not in ("dev", "stripe"):
             raise ConfigError("payment_provider: 'dev' or 'stripe'")
         if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):

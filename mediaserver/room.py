@@ -11,7 +11,10 @@ room -> publisher and subscribers -> their peer connections and tasks.
 from __future__ import annotations
 
 import asyncio
-from typing import Optional
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Optional
 
 from .config import Settings
 from .errors import RoomBusy
@@ -22,7 +25,20 @@ from .publisher import Publisher
 from .subscriber import Subscriber
 from .tasks import TaskOwner
 
-__all__ = ["Room", "RoomRegistry"]
+__all__ = ["Broadcast", "Room", "RoomRegistry"]
+
+
+@dataclass
+class Broadcast:
+    """One live session of a room: from the first publisher to the creator's explicit end
+    (WHIP DELETE). A publisher that drops and returns stays in the same broadcast.
+    ``t_ms`` is the media clock that danmaku, questions and recordings share."""
+
+    id: str = field(default_factory=lambda: secrets.token_hex(8))
+    started_at: float = field(default_factory=time.time)
+
+    def t_ms(self, now: Optional[float] = None) -> int:
+        return max(0, int(((time.time() if now is None else now) - self.started_at) * 1000))
 
 
 class Room:
@@ -37,6 +53,9 @@ class Room:
         }
         self.publisher: Optional[Publisher] = None
         self.subscribers: dict[str, Subscriber] = {}
+        self.broadcast: Optional[Broadcast] = None
+        #: called with (room, broadcast) when a broadcast ends (paid-question refunds...)
+        self.broadcast_ended: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
         self._publish_lock = asyncio.Lock()
         self._closed = False
 
@@ -66,6 +85,9 @@ class Room:
                 await publisher.close()
                 raise
             previous, self.publisher = self.publisher, publisher
+            if self.broadcast is None:
+                self.broadcast = Broadcast()
+                self.log.info("broadcast %s started", self.broadcast.id)
             publisher.attach()
             if previous is not None:
                 self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
@@ -86,6 +108,18 @@ class Room:
         self.log.info("viewer %s joined (%d watching)", subscriber.id[:8], len(self.subscribers))
         return subscriber, answer
 
+    async def end_broadcast(self) -> None:
+        """The creator ended the live session (the publisher's WHIP DELETE)."""
+        ended, self.broadcast = self.broadcast, None
+        if ended is None:
+            return
+        self.log.info("broadcast %s ended after %d s", ended.id, ended.t_ms() // 1000)
+        for listener in self.broadcast_ended:
+            try:
+                await listener(self, ended)
+            except Exception:
+                self.log.exception("broadcast-end listener failed")
+
     def session(self, session_id: str) -> Optional[PeerSession]:
         if self.publisher is not None and self.publisher.id == session_id:
             return self.publisher
@@ -102,6 +136,7 @@ class Room:
         return {
             "room": self.name,
             "live": self.live,
+            "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
             "viewers": len(self.subscribers),
             "codecs": dict(self.publisher.codecs) if self.publisher else {},
             "fanouts": {kind: f.stats.as_dict() for kind, f in self.fanouts.items()},
@@ -129,6 +164,8 @@ class RoomRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._rooms: dict[str, Room] = {}
+        #: listeners every room calls when one of its broadcasts ends
+        self.broadcast_ended: list[Callable[[Room, Broadcast], Awaitable[None]]] = []
 
     def get(self, name: str) -> Optional[Room]:
         return self._rooms.get(name)
@@ -137,6 +174,7 @@ class RoomRegistry:
         room = self._rooms.get(name)
         if room is None:
             room = self._rooms[name] = Room(name, self.settings)
+            room.broadcast_ended = self.broadcast_ended
         return room
 
     def __iter__(self):

@@ -54,5 +54,7 @@ class Admission:
             session.tasks.spawn(session.close(), name="evicted")
 
     async def revoke(self, user_id: int, room: str) -> None:
-        """End every session of ``user_id``'s ticket for ``room`` (on every node)."""
+        """End every session of ``user_id``'s ticket for ``room``, players and chat
+        connections, on every node."""
         await self.seats.evict_all(f"{room}:{user_id}")
+        await self.seats.evict_all(f"chat:{room}:{user_id}")

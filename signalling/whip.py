@@ -135,6 +135,8 @@ def _handler(kind: Kind):
                 err = _denied(exc)
                 return error_response(err.status, err.code, err.message)
         await session.close()
+        if kind == "whip":
+            await room.end_broadcast()
         return web.Response(status=200)
 
     async def patch_session(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 from alembic import context
 
 from paywall.models import Base
+import interaction.models  # noqa: F401  (its tables are part of the schema)
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only programmatic use is supported

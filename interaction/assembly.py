@@ -1,0 +1,50 @@
+"""Builds the interaction side of the app: Socket.IO server, bus and feature modules."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from aiohttp import web
+
+from mediaserver.config import Settings
+
+from .bus import ClusterBus
+from .danmaku import DanmakuService
+from .moderation import Moderation
+from .server import InteractionServer
+
+__all__ = ["INTERACTION", "Interaction", "build_interaction"]
+
+
+class Interaction:
+    """The interaction features of one node, reachable from handlers and tests."""
+
+    def __init__(self, settings: Settings, redis: Optional[Any]) -> None:
+        self.server = InteractionServer(settings.redis_url, cors_origins=settings.cors_origin)
+        self.bus = ClusterBus(redis)
+        self.moderation = Moderation(self.server, self.bus, tuple(settings.blocked_words))
+        self.danmaku = DanmakuService(
+            self.server, self.moderation, max_chars=settings.danmaku_max_chars,
+            user_rate=settings.danmaku_user_rate, user_burst=settings.danmaku_user_burst,
+            room_rate=settings.danmaku_room_rate, batch_interval=settings.danmaku_batch_ms / 1000,
+        )
+
+    async def start(self) -> None:
+        await self.bus.start()
+
+    async def close(self) -> None:
+        await self.server.close()
+        await self.bus.close()
+
+
+INTERACTION = web.AppKey("interaction", Interaction)
+
+
+def build_interaction(app: web.Application, settings: Settings, redis: Optional[Any]) -> Interaction:
+    interaction = Interaction(settings, redis)
+    interaction.server.attach(app)
+    app[INTERACTION] = interaction
+    from .http import setup_routes
+
+    setup_routes(app)
+    return interaction

@@ -1,0 +1,149 @@
+"""Danmaku (bullet comments): send, rate limits, persistence, live batches, exports.
+
+A danmaku is ``{text, color, mode}`` from the client; the server stamps ``id``, ``user``,
+``sent_at`` (wall time) and ``t_ms`` on the broadcast's media clock, stores it, and
+broadcasts it in batches. A client joining gets the last ``RECENT`` of the broadcast.
+Exports: JSON, and Bilibili's XML (``<d p="time,mode,size,color,sendTs,pool,uid,id">``)
+so existing danmaku tools read them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Optional
+from xml.sax.saxutils import escape
+
+from sqlalchemy import select
+
+from paywall.db import Database
+from paywall.timeutil import as_utc
+
+from .batcher import Batcher
+from .models import Danmaku
+from .moderation import Moderation
+from .ratelimit import TokenBucket
+from .server import Client, EventError, InteractionServer
+
+__all__ = ["DanmakuService", "to_bilibili_xml"]
+
+COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
+MODES = ("scroll", "top", "bottom")
+BILIBILI_MODE = {"scroll": 1, "bottom": 4, "top": 5}
+RECENT = 50
+
+
+def _item(d: Danmaku, name: str) -> dict:
+    return {
+        "id": d.id, "text": d.text, "color": d.color, "mode": d.mode, "t_ms": d.t_ms,
+        "broadcast": d.broadcast, "user": {"id": d.user_id, "name": name},
+        "sent_at": as_utc(d.sent_at).isoformat(timespec="milliseconds"),
+    }
+
+
+class DanmakuService:
+    def __init__(self, server: InteractionServer, moderation: Moderation,
+                 max_chars: int = 100, user_rate: float = 1.0, user_burst: int = 5,
+                 room_rate: float = 50.0, batch_interval: float = 0.1) -> None:
+        self.server = server
+        self.moderation = moderation
+        self.max_chars = max_chars
+        self._user_rate, self._user_burst = user_rate, user_burst
+        self._room_rate = room_rate
+        self._user_buckets: dict[tuple[str, int], TokenBucket] = {}
+        self._room_buckets: dict[str, TokenBucket] = {}
+        self.batcher = Batcher(server.emit_room, "danmaku", server.tasks, interval=batch_interval)
+        server.on("danmaku:send", self.send)
+        server.on_connect(self._send_recent)
+
+    @property
+    def db(self) -> Database:
+        return self.server.db
+
+    def _validate(self, data: Any) -> tuple[str, str, str]:
+        if not isinstance(data, dict):
+            raise EventError("invalid_payload", "send {text, color, mode}")
+        text, color, mode = data.get("text"), data.get("color", "#FFFFFF"), data.get("mode", "scroll")
+        if not isinstance(text, str) or not text.strip():
+            raise EventError("invalid_text", "text: 1 or more characters")
+        if len(text) > self.max_chars:
+            raise EventError("text_too_long", f"text: at most {self.max_chars} characters")
+        if not isinstance(color, str) or not COLOR_RE.match(color):
+            raise EventError("invalid_color", "color: #RRGGBB")
+        if mode not in MODES:
+            raise EventError("invalid_mode", "mode: scroll, top or bottom")
+        return text, color.upper(), mode
+
+    def _take(self, client: Client) -> None:
+        user_key = (client.room, client.user_id)
+        bucket = self._user_buckets.get(user_key)
+        if bucket is None:
+            bucket = self._user_buckets[user_key] = TokenBucket(self._user_rate, self._user_burst)
+        room_bucket = self._room_buckets.get(client.room)
+        if room_bucket is None:
+            room_bucket = self._room_buckets[client.room] = TokenBucket(self._room_rate, int(self._room_rate))
+        now = time.monotonic()
+        if not bucket.allows(now):
+            raise EventError("rate_limited", "too many messages; slow down")
+        if not room_bucket.allows(now):
+            raise EventError("room_busy", "the room is receiving too many messages; try again")
+        bucket.take(now)
+        room_bucket.take(now)
+
+    async def send(self, client: Client, data: Any) -> dict:
+        text, color, mode = self._validate(data)
+        self._take(client)
+        await self.moderation.check_post(client, text)
+        broadcast, t_ms = self.server.t_ms(client.room)
+        row = Danmaku(room_id=client.room_id, broadcast=broadcast, user_id=client.user_id,
+                      text=text, color=color, mode=mode, t_ms=t_ms)
+        async with self.db() as s:
+            s.add(row)
+            await s.commit()
+        item = _item(row, client.name)
+        await self.batcher.add(client.room, item)
+        return {"danmaku": item}
+
+    async def _send_recent(self, client: Client) -> None:
+        broadcast, _ = self.server.t_ms(client.room)
+        items = await self.history(client.room_id, broadcast, limit=RECENT)
+        await self.server.sio.emit("danmaku:recent", {"items": items}, to=client.sid)
+
+    async def history(self, room_id: int, broadcast: Optional[str], limit: Optional[int] = None,
+                      from_ms: Optional[int] = None, to_ms: Optional[int] = None) -> list[dict]:
+        """Danmaku of a broadcast in media-time order (the last ``limit`` if given)."""
+        from paywall.models import User
+
+        query = (select(Danmaku, User.display_name).join(User, User.id == Danmaku.user_id)
+                 .where(Danmaku.room_id == room_id, Danmaku.deleted.is_(False)))
+        if broadcast is not None:
+            query = query.where(Danmaku.broadcast == broadcast)
+        if from_ms is not None:
+            query = query.where(Danmaku.t_ms >= from_ms)
+        if to_ms is not None:
+            query = query.where(Danmaku.t_ms < to_ms)
+        if limit is not None:
+            query = query.order_by(Danmaku.id.desc()).limit(limit)
+        else:
+            query = query.order_by(Danmaku.t_ms, Danmaku.id)
+        async with self.db() as s:
+            rows = (await s.execute(query)).all()
+        items = [_item(d, name) for d, name in rows]
+        return list(reversed(items)) if limit is not None else items
+
+
+def to_bilibili_xml(items: list[dict], chat_id: str = "0") -> str:
+    """Bilibili's danmaku XML; ``uid`` is the Stagepass user id (not a hash: it is ours)."""
+    lines = ['<?xml version="1.0" encoding="UTF-8"?>', "<i>",
+             f"<chatid>{escape(chat_id)}</chatid>", f"<maxlimit>{len(items)}</maxlimit>"]
+    for it in items:
+        from datetime import datetime
+
+        send_ts = int(datetime.fromisoformat(it["sent_at"]).timestamp())
+        p = ",".join(str(v) for v in (
+            f"{it['t_ms'] / 1000:.3f}", BILIBILI_MODE[it["mode"]], 25, int(it["color"][1:], 16),
+            send_ts, 0, it["user"]["id"], it["id"],
+        ))
+        lines.append(f'<d p="{p}">{escape(it["text"])}</d>')
+    lines.append("</i>")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,237 @@
+"""``Moderation``: bans, mutes, slow mode, blocklists, moderators, deletions, audit log.
+
+Everything a moderator does is recorded in ``moderation_actions`` (who, whom, what,
+when). Bans and mutes live in the database, so they hold on every node and across
+restarts; a ban also disconnects the user's sockets everywhere (``ClusterBus``). Slow
+mode and blocklist changes travel on the bus so every node applies them at once.
+
+``check_post`` is what danmaku and questions call before accepting text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any, Optional
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from paywall.db import Database
+from paywall.timeutil import as_utc, utcnow
+
+from .bus import ClusterBus
+from .models import BlockedWord, Danmaku, ModerationAction, Question, RoomBan, RoomModerator
+from .server import Client, EventError, InteractionServer
+
+__all__ = ["Moderation"]
+
+MAX_MUTE = 7 * 86400
+MAX_SLOW = 600
+
+
+def _int(data: Any, key: str, low: int, high: int) -> int:
+    value = data.get(key) if isinstance(data, dict) else None
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise EventError("invalid_payload", f"{key}: an integer from {low} to {high}")
+    return value
+
+
+class Moderation:
+    def __init__(self, server: InteractionServer, bus: ClusterBus, global_words: tuple[str, ...] = ()) -> None:
+        self.server = server
+        self.bus = bus
+        self.global_words = tuple(w.lower() for w in global_words if w)
+        self._slow: dict[str, int] = {}  # room -> seconds between posts per user
+        self._last_post: dict[tuple[str, int], float] = {}
+        self._words: dict[int, tuple[str, ...]] = {}  # room id -> blocked words (cache)
+        server.moderation = self  # the connect handler checks bans and moderators
+        bus.subscribe("ban", self._on_ban)
+        bus.subscribe("slow_mode", self._on_slow_mode)
+        bus.subscribe("blocklist", self._on_blocklist)
+        on = server.on
+        on("mod:delete", self.delete, moderator=True)
+        on("mod:mute", self.mute, moderator=True)
+        on("mod:ban", self.ban, moderator=True)
+        on("mod:unban", self.unban, moderator=True)
+        on("mod:slow_mode", self.slow_mode, moderator=True)
+        on("mod:blocklist", self.blocklist, moderator=True)
+        on("mod:appoint", self.appoint, moderator=True)
+        on("mod:audit", self.audit, moderator=True)
+
+    @property
+    def db(self) -> Database:
+        return self.server.db
+
+    # ------------------------------------------------------------ checks
+    async def is_banned(self, room_id: int, user_id: int) -> bool:
+        async with self.db() as s:
+            return (await s.execute(select(RoomBan.id).where(
+                RoomBan.room_id == room_id, RoomBan.user_id == user_id, RoomBan.kind == "ban"))).first() is not None
+
+    async def is_moderator(self, room_id: int, user_id: int) -> bool:
+        async with self.db() as s:
+            return await s.get(RoomModerator, (room_id, user_id)) is not None
+
+    async def muted_until(self, room_id: int, user_id: int) -> Optional[dt.datetime]:
+        async with self.db() as s:
+            rows = (await s.execute(select(RoomBan.until).where(
+                RoomBan.room_id == room_id, RoomBan.user_id == user_id, RoomBan.kind == "mute"))).scalars().all()
+        now = utcnow()
+        active = [as_utc(u) for u in rows if u is not None and as_utc(u) > now]
+        return max(active) if active else None
+
+    async def blocked_words(self, room_id: int) -> tuple[str, ...]:
+        words = self._words.get(room_id)
+        if words is None:
+            async with self.db() as s:
+                rows = (await s.execute(select(BlockedWord.word).where(
+                    (BlockedWord.room_id == room_id) | BlockedWord.room_id.is_(None)))).scalars().all()
+            words = self._words[room_id] = tuple(rows) + self.global_words
+        return words
+
+    async def check_post(self, client: Client, text: str) -> None:
+        """Refuse text from a muted user, too soon in slow mode, or with a blocked word.
+        Moderators are exempt from slow mode. Records the post time when accepted."""
+        until = await self.muted_until(client.room_id, client.user_id)
+        if until is not None:
+            raise EventError("muted", f"you are muted until {until.isoformat(timespec='seconds')}")
+        lowered = text.lower()
+        for word in await self.blocked_words(client.room_id):
+            if word in lowered:
+                raise EventError("blocked_word", f"the message contains a blocked word ({word!r})")
+        slow = self._slow.get(client.room, 0)
+        key = (client.room, client.user_id)
+        now = time.monotonic()
+        if slow and not client.moderator:
+            last = self._last_post.get(key)
+            if last is not None and now - last < slow:
+                raise EventError("slow_mode", f"slow mode: wait {slow - (now - last):.0f} s between messages")
+        self._last_post[key] = now
+
+    # ------------------------------------------------------------ actions
+    async def _record(self, client: Client, action: str, target: Optional[int] = None, detail: str = "") -> None:
+        async with self.db() as s:
+            s.add(ModerationAction(room_id=client.room_id, actor_id=client.user_id,
+                                   target_user_id=target, action=action, detail=detail))
+            await s.commit()
+
+    async def delete(self, client: Client, data: Any) -> dict:
+        kind = data.get("kind") if isinstance(data, dict) else None
+        item_id = _int(data, "id", 1, 2**62)
+        model = {"danmaku": Danmaku, "question": Question}.get(kind)
+        if model is None:
+            raise EventError("invalid_payload", "kind: 'danmaku' or 'question'")
+        values = {"deleted": True} if model is Danmaku else {"status": "deleted"}
+        async with self.db() as s:
+            item = await s.get(model, item_id)
+            if item is None or item.room_id != client.room_id:
+                raise EventError("not_found", f"no {kind} {item_id} in this room")
+            await s.execute(update(model).where(model.id == item_id).values(**values)
+                            .execution_options(synchronize_session=False))
+            await s.commit()
+            target = item.user_id
+        await self._record(client, f"delete_{kind}", target, str(item_id))
+        await self.server.emit_room(client.room, "deleted", {"kind": kind, "id": item_id})
+        return {}
+
+    async def mute(self, client: Client, data: Any) -> dict:
+        target = await self._target(client, data)
+        seconds = _int(data, "seconds", 1, MAX_MUTE)
+        until = utcnow() + dt.timedelta(seconds=seconds)
+        async with self.db() as s:
+            s.add(RoomBan(room_id=client.room_id, user_id=target, kind="mute", until=until))
+            await s.commit()
+        await self._record(client, "mute", target, f"{seconds}s")
+        await self.server.emit_room(client.room, "muted", {"user": target, "until": until.isoformat(timespec="seconds")})
+        return {"until": until.isoformat(timespec="seconds")}
+
+    async def ban(self, client: Client, data: Any) -> dict:
+        target = await self._target(client, data)
+        async with self.db() as s:
+            s.add(RoomBan(room_id=client.room_id, user_id=target, kind="ban"))
+            await s.commit()
+        await self._record(client, "ban", target)
+        await self.bus.publish("ban", room=client.room, user=target)
+        return {}
+
+    async def unban(self, client: Client, data: Any) -> dict:
+        target = _int(data, "user_id", 1, 2**62)
+        async with self.db() as s:
+            await s.execute(delete(RoomBan).where(RoomBan.room_id == client.room_id, RoomBan.user_id == target))
+            await s.commit()
+        await self._record(client, "unban", target)
+        return {}
+
+    async def _target(self, client: Client, data: Any) -> int:
+        target = _int(data, "user_id", 1, 2**62)
+        if target == client.creator_id or target == client.user_id:
+            raise EventError("invalid_target", "the creator and yourself cannot be muted or banned")
+        return target
+
+    async def _on_ban(self, message: dict) -> None:
+        for c in self.server.clients_in(message["room"]):
+            if c.user_id == message["user"]:
+                await self.server.kick(c.sid, "banned", "you are banned from this room")
+
+    async def slow_mode(self, client: Client, data: Any) -> dict:
+        seconds = _int(data, "seconds", 0, MAX_SLOW)
+        await self._record(client, "slow_mode", None, f"{seconds}s")
+        await self.bus.publish("slow_mode", room=client.room, seconds=seconds)
+        await self.server.emit_room(client.room, "slow_mode", {"seconds": seconds})
+        return {}
+
+    async def _on_slow_mode(self, message: dict) -> None:
+        self._slow[message["room"]] = int(message["seconds"])
+
+    async def blocklist(self, client: Client, data: Any) -> dict:
+        if not isinstance(data, dict):
+            raise EventError("invalid_payload", "send {add: [...], remove: [...]}")
+        add, remove = data.get("add", []), data.get("remove", [])
+        for words in (add, remove):
+            if (not isinstance(words, list) or len(words) > 100
+                    or not all(isinstance(w, str) and 1 <= len(w.strip()) <= 64 for w in words)):
+                raise EventError("invalid_payload", "add/remove: lists of up to 100 words of 1-64 characters")
+        async with self.db() as s:
+            present = set((await s.execute(select(BlockedWord.word).where(
+                BlockedWord.room_id == client.room_id))).scalars())
+            for word in {w.strip().lower() for w in add} - present:
+                s.add(BlockedWord(room_id=client.room_id, word=word))
+            if remove:
+                await s.execute(delete(BlockedWord).where(
+                    BlockedWord.room_id == client.room_id,
+                    BlockedWord.word.in_([w.strip().lower() for w in remove])))
+            await s.commit()
+        await self._record(client, "blocklist", None, f"+{len(add)} -{len(remove)}")
+        await self.bus.publish("blocklist", room_id=client.room_id)
+        words = await self.blocked_words(client.room_id)
+        return {"words": [w for w in words if w not in self.global_words]}
+
+    async def _on_blocklist(self, message: dict) -> None:
+        self._words.pop(int(message["room_id"]), None)
+
+    async def appoint(self, client: Client, data: Any) -> dict:
+        if not client.creator:
+            raise EventError("forbidden", "only the creator appoints moderators")
+        target = _int(data, "user_id", 1, 2**62)
+        remove = bool(data.get("remove"))
+        async with self.db() as s:
+            if remove:
+                await s.execute(delete(RoomModerator).where(RoomModerator.room_id == client.room_id,
+                                                            RoomModerator.user_id == target))
+            else:
+                s.add(RoomModerator(room_id=client.room_id, user_id=target))
+            try:
+                await s.commit()
+            except IntegrityError:
+                await s.rollback()
+        await self._record(client, "dismiss_moderator" if remove else "appoint_moderator", target)
+        return {}
+
+    async def audit(self, client: Client, data: Any) -> dict:
+        async with self.db() as s:
+            rows = (await s.execute(select(ModerationAction).where(ModerationAction.room_id == client.room_id)
+                                    .order_by(ModerationAction.id.desc()).limit(100))).scalars().all()
+        return {"actions": [{"actor": r.actor_id, "target": r.target_user_id, "action": r.action,
+                             "detail": r.detail, "at": as_utc(r.created_at).isoformat(timespec="seconds")}
+                            for r in rows]}

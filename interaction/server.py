@@ -1,0 +1,254 @@
+"""``InteractionServer``: the Socket.IO side of a room (python-socketio on aiohttp).
+
+One Socket.IO room per Stagepass room (``room:<slug>``) plus one for its moderators
+(``mods:<slug>``). A client connects with ``auth={"room": slug, "token": <view or
+publish access token>}``; a refused connection carries ``{"code", "message"}`` the page
+can show. Every client event goes through ``handler``: the payload is validated by the
+feature module, and the ack is ``{"ok": true, ...}`` or ``{"ok": false, "error":
+{"code", "message"}}`` with nothing changed. Feature modules (danmaku, questions, polls,
+moderation...) register their events with ``on``.
+
+With ``REDIS_URL`` the server uses ``AsyncRedisManager``: emits reach clients on every
+node, and ``disconnect`` of a banned user's sockets works across nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Optional
+
+import socketio
+from aiohttp import web
+
+from mediaserver.room import RoomRegistry
+from mediaserver.tasks import TaskOwner
+from paywall.errors import PaywallError
+from paywall.service import Paywall
+from signalling.admission import Admission
+from signalling.permissions import AccessDenied, Grant
+
+__all__ = ["Client", "EventError", "InteractionServer"]
+
+log = logging.getLogger("stagepass.interaction")
+
+
+class EventError(Exception):
+    """Refuse an event: becomes ``{"ok": false, "error": {code, message}}``."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Client:
+    """One connected socket: who it is and where."""
+
+    sid: str
+    user_id: int
+    name: str
+    room: str
+    room_id: int
+    creator_id: int
+    moderator: bool
+    connected_at: float = field(default_factory=time.monotonic)
+    tasks: Optional[TaskOwner] = None
+
+    @property
+    def creator(self) -> bool:
+        return self.user_id == self.creator_id
+
+    def public(self) -> dict:
+        return {"id": self.user_id, "name": self.name}
+
+
+class _ChatSeat:
+    """Adapts a socket to ``Admission``: a seat holder that can be closed."""
+
+    def __init__(self, server: "InteractionServer", client: Client) -> None:
+        self.id = f"chat-{client.sid}"
+        self._server = server
+        self._client = client
+        self._listeners: list[Callable[[], Awaitable[None]]] = []
+        self.log = logging.LoggerAdapter(log, {"room": client.room, "session": client.sid[:8]})
+        self.tasks = client.tasks
+
+    def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
+        self._listeners.append(listener)
+
+    async def closed(self) -> None:
+        for listener in self._listeners:
+            await listener()
+
+    async def close(self) -> None:
+        await self._server.kick(self._client.sid, "seat_taken", "your ticket is in use on another device")
+
+
+Handler = Callable[[Client, Any], Awaitable[dict]]
+
+
+class InteractionServer:
+    def __init__(self, redis_url: str = "", cors_origins: Any = "*") -> None:
+        manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
+        self.sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager,
+                                        cors_allowed_origins=cors_origins, logger=False,
+                                        engineio_logger=False)
+        # bound at startup (``bind``), when the database and rooms exist
+        self.paywall: Paywall = None  # type: ignore[assignment]
+        self.rooms: RoomRegistry = None  # type: ignore[assignment]
+        self.admission: Admission = None  # type: ignore[assignment]
+        self.clients: dict[str, Client] = {}
+        self.tasks = TaskOwner(log)
+        self._seats: dict[str, _ChatSeat] = {}
+        self.moderation: Any = None  # set by ``Moderation``: checks bans and moderators
+        self._connect_hooks: list[Callable[[Client], Awaitable[None]]] = []
+        self._disconnect_hooks: list[Callable[[Client], Awaitable[None]]] = []
+        self.sio.on("connect", self._connect)
+        self.sio.on("disconnect", self._disconnect)
+
+    def attach(self, app: web.Application) -> None:
+        self.sio.attach(app, socketio_path="socket.io")
+
+    def bind(self, paywall: Paywall, rooms: RoomRegistry, admission: Admission) -> None:
+        self.paywall, self.rooms, self.admission = paywall, rooms, admission
+
+    @property
+    def db(self):
+        return self.paywall.db
+
+    # ------------------------------------------------------------ registration
+    def on(self, event: str, handler: Handler, moderator: bool = False) -> None:
+        """Register a client event; ``moderator`` events are refused to everyone else."""
+
+        async def dispatch(sid: str, data: Any = None) -> dict:
+            client = self.clients.get(sid)
+            if client is None:
+                return _fail("not_connected", "connect to a room first")
+            if moderator and not client.moderator:
+                return _fail("forbidden", "only the creator and moderators can do this")
+            try:
+                result = await handler(client, data)
+            except EventError as exc:
+                return _fail(exc.code, exc.message)
+            except PaywallError as exc:
+                return _fail(exc.code, exc.message)
+            except Exception:
+                log.exception("event %s failed for user %d in room %s", event, client.user_id, client.room)
+                return _fail("internal_error", "something went wrong; nothing was changed")
+            return {"ok": True, **(result or {})}
+
+        self.sio.on(event, dispatch)
+
+    def on_connect(self, hook: Callable[[Client], Awaitable[None]]) -> None:
+        self._connect_hooks.append(hook)
+
+    def on_disconnect(self, hook: Callable[[Client], Awaitable[None]]) -> None:
+        self._disconnect_hooks.append(hook)
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def channel(room: str) -> str:
+        return f"room:{room}"
+
+    @staticmethod
+    def mod_channel(room: str) -> str:
+        return f"mods:{room}"
+
+    async def emit_room(self, room: str, event: str, data: Any) -> None:
+        await self.sio.emit(event, data, room=self.channel(room))
+
+    async def emit_mods(self, room: str, event: str, data: Any) -> None:
+        await self.sio.emit(event, data, room=self.mod_channel(room))
+
+    def t_ms(self, room: str) -> tuple[str, int]:
+        """(broadcast id, milliseconds on its media clock); ("", 0) while not live."""
+        media = self.rooms.get(room)
+        if media is None or media.broadcast is None:
+            return "", 0
+        return media.broadcast.id, media.broadcast.t_ms()
+
+    async def kick(self, sid: str, code: str, message: str) -> None:
+        """Tell a socket why, then disconnect it (works for sockets on other nodes too)."""
+        await self.sio.emit("kicked", {"code": code, "message": message}, to=sid)
+        await self.sio.disconnect(sid)
+
+    # ------------------------------------------------------------ connect
+    async def _connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+        if not isinstance(auth, dict) or not isinstance(auth.get("room"), str) or not isinstance(auth.get("token"), str):
+            raise _refuse("unauthorized", "connect with auth {room, token}")
+        slug, token = auth["room"], auth["token"]
+        room = await self.paywall.catalog.get(slug)
+        if room is None:
+            raise _refuse("room_not_found", f"no room {slug!r}")
+        action = "publish" if token.count(".") == 2 and _scope(token).startswith("publish:") else "view"
+        try:
+            grant = await self.paywall.access.authorize(action, slug, token)
+        except AccessDenied as exc:
+            raise _refuse("unauthorized" if exc.status == 401 else "forbidden", exc.message)
+        user = await self.paywall.accounts.get(grant.user_id) if grant.user_id is not None else None
+        if user is None:
+            raise _refuse("forbidden", "unknown user")
+        moderation = self.moderation
+        if moderation is not None and await moderation.is_banned(room.id, user.id):
+            raise _refuse("banned", "you are banned from this room")
+        moderator = (user.id == room.creator_id or user.role == "admin"
+                     or (moderation is not None and await moderation.is_moderator(room.id, user.id)))
+        client = Client(sid=sid, user_id=user.id, name=user.display_name, room=slug, room_id=room.id,
+                        creator_id=room.creator_id, moderator=moderator, tasks=TaskOwner(log))
+        self.clients[sid] = client
+        await self.sio.enter_room(sid, self.channel(slug))
+        if moderator:
+            await self.sio.enter_room(sid, self.mod_channel(slug))
+        if grant.seat_key is not None:
+            seat = self._seats[sid] = _ChatSeat(self, client)
+            await self.admission.admit(
+                Grant(user_id=user.id, seat_key="chat:" + grant.seat_key, seat_limit=grant.seat_limit,
+                      ends_in=grant.ends_in), seat)
+        log.info("user %d joined chat of room %s%s", user.id, slug, " (moderator)" if moderator else "")
+        for hook in self._connect_hooks:
+            await hook(client)
+
+    async def _disconnect(self, sid: str, *args: Any) -> None:
+        client = self.clients.pop(sid, None)
+        if client is None:
+            return
+        seat = self._seats.pop(sid, None)
+        if seat is not None:
+            await seat.closed()
+        if client.tasks is not None:
+            await client.tasks.close()
+        for hook in self._disconnect_hooks:
+            try:
+                await hook(client)
+            except Exception:
+                log.exception("disconnect hook failed for user %d in room %s", client.user_id, client.room)
+
+    def clients_in(self, room: str) -> list[Client]:
+        return [c for c in self.clients.values() if c.room == room]
+
+    async def close(self) -> None:
+        for sid in list(self.clients):
+            await self.sio.disconnect(sid, ignore_queue=True)
+        await self.tasks.close()
+
+
+def _refuse(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """The client's ``connect_error`` gets ``{"message", "data": {"code", "message"}}``."""
+    return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
+
+
+def _fail(code: str, message: str) -> dict:
+    return {"ok": False, "error": {"code": code, "message": message}}
+
+
+def _scope(token: str) -> str:
+    import jwt
+
+    try:
+        return str(jwt.decode(token, options={"verify_signature": False}).get("scope", ""))
+    except jwt.InvalidTokenError:
+        return ""
