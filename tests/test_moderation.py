@@ -1,0 +1,134 @@
+"""Moderation through real Socket.IO clients: delete, mute, ban, slow mode, blocklist,
+moderators, audit; and two nodes sharing Redis."""
+
+import asyncio
+
+import pytest
+import redis.asyncio as aioredis
+
+from mediaserver.app import create_app
+from tests.chat import Chat
+from tests.conftest import wait_for
+from tests.paywall_fixtures import Api, database_url, paid_room, paywall_app, paywall_settings, view_token  # noqa: F401
+
+REDIS_DB = 12
+
+
+async def join(base, api: Api, room: str = "maths") -> Chat:
+    chat = Chat()
+    assert await chat.connect(base, room, await view_token(api, room)), chat.refused
+    return chat
+
+
+@pytest.fixture
+async def room_with_people(paywall_app):
+    base, app = paywall_app
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator, ticket_price=0)
+    alice, bob = await Api.sign_up(base), await Api.sign_up(base)
+    chats = [await join(base, api) for api in (creator, alice, bob)]
+    yield base, app, (creator, alice, bob), chats
+    for chat in chats:
+        await chat.close()
+
+
+async def test_only_moderators_moderate_and_everything_is_audited(room_with_people):
+    base, app, (creator, alice, bob), (c, a, b) = room_with_people
+    sent = await a.call("danmaku:send", {"text": "spam spam"})
+    assert (await b.call("mod:delete", {"kind": "danmaku", "id": sent["danmaku"]["id"]}))["error"]["code"] == "forbidden"
+    assert (await c.call("mod:delete", {"kind": "danmaku", "id": 10**9}))["error"]["code"] == "not_found"
+    assert (await c.call("mod:delete", {"kind": "video", "id": 1}))["error"]["code"] == "invalid_payload"
+    assert (await c.call("mod:delete", {"kind": "danmaku", "id": sent["danmaku"]["id"]}))["ok"]
+    await wait_for(lambda: b.got("deleted"), timeout=3)
+    status, body = await bob.get("/api/rooms/maths/danmaku")
+    assert body["items"] == []  # gone for everyone, kept in the database and the audit log
+    # the creator appoints bob; bob can now moderate
+    assert (await c.call("mod:appoint", {"user_id": bob.user["id"]}))["ok"]
+    await b.close()
+    b2 = await join(base, bob)
+    assert (await b2.call("mod:slow_mode", {"seconds": 0}))["ok"]
+    assert (await a.call("mod:appoint", {"user_id": alice.user["id"]}))["error"]["code"] == "forbidden"
+    audit = await c.call("mod:audit")
+    assert [x["action"] for x in audit["actions"]][:3] == ["slow_mode", "appoint_moderator", "delete_danmaku"]
+    assert audit["actions"][2]["target"] == alice.user["id"] and audit["actions"][2]["actor"] == creator.user["id"]
+    await b2.close()
+
+
+async def test_mute_slow_mode_and_blocklist(room_with_people):
+    base, app, (creator, alice, bob), (c, a, b) = room_with_people
+    assert (await c.call("mod:mute", {"user_id": alice.user["id"], "seconds": 60}))["ok"]
+    assert (await c.call("mod:mute", {"user_id": creator.user["id"], "seconds": 60}))["error"]["code"] == "invalid_target"
+    assert (await c.call("mod:mute", {"user_id": alice.user["id"], "seconds": "60"}))["error"]["code"] == "invalid_payload"
+    refused = await a.call("danmaku:send", {"text": "can I talk?"})
+    assert refused["error"]["code"] == "muted"
+    assert (await c.call("mod:slow_mode", {"seconds": 30}))["ok"]
+    assert (await b.call("danmaku:send", {"text": "one"}))["ok"]
+    assert (await b.call("danmaku:send", {"text": "two"}))["error"]["code"] == "slow_mode"
+    assert (await c.call("danmaku:send", {"text": "mods are exempt"}))["ok"]
+    assert (await c.call("danmaku:send", {"text": "still exempt"}))["ok"]
+    assert (await c.call("mod:slow_mode", {"seconds": 0}))["ok"]
+    added = await c.call("mod:blocklist", {"add": ["Casino"]})
+    assert added["words"] == ["casino"]
+    refused = await b.call("danmaku:send", {"text": "visit my CASINO now"})
+    assert refused["error"]["code"] == "blocked_word" and "casino" in refused["error"]["message"]
+    assert (await c.call("mod:blocklist", {"add": "casino"}))["error"]["code"] == "invalid_payload"
+    assert (await c.call("mod:blocklist", {"remove": ["casino"]}))["words"] == []
+    assert (await b.call("danmaku:send", {"text": "casino is fine now"}))["ok"]
+
+
+async def test_ban_disconnects_and_refuses_reconnects(room_with_people):
+    base, app, (creator, alice, bob), (c, a, b) = room_with_people
+    assert (await c.call("mod:ban", {"user_id": alice.user["id"]}))["ok"]
+    await wait_for(lambda: not a.sio.connected, timeout=5)
+    assert a.got("kicked")[0]["code"] == "banned"
+    again = Chat()
+    assert not await again.connect(base, "maths", await view_token(alice, "maths"))
+    assert again.refused["data"]["code"] == "banned"
+    assert b.sio.connected
+    assert (await c.call("mod:unban", {"user_id": alice.user["id"]}))["ok"]
+    back = await join(base, alice)
+    await back.close()
+
+
+@pytest.fixture
+async def two_nodes(aiohttp_server, tmp_path):
+    """Two Stagepass nodes sharing one database and one Redis (db 12)."""
+    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
+    r = aioredis.from_url(url)
+    await r.flushdb()
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    servers = []
+    for name in ("a", "b"):
+        app = create_app(paywall_settings(tmp_path / name, db, redis_url=url))
+        servers.append(await aiohttp_server(app))
+    yield [str(s.make_url("")).rstrip("/") for s in servers]
+    for s in servers:
+        await s.close()
+    await r.flushdb()
+    await r.aclose()
+
+
+@pytest.mark.slow
+async def test_danmaku_and_bans_cross_nodes_through_redis(two_nodes):
+    node_a, node_b = two_nodes
+    creator = await Api.sign_up(node_a, "creator")
+    await paid_room(creator, ticket_price=0)
+    alice = await Api.sign_up(node_a)
+    bob = await Api.sign_up(node_b)
+    mod = await join(node_a, creator)
+    on_a = await join(node_a, alice)
+    on_b = await join(node_b, bob)
+    try:
+        ack = await on_a.call("danmaku:send", {"text": "hello from A"})
+        assert ack["ok"]
+        await wait_for(lambda: on_b.danmaku(), timeout=5)
+        assert on_b.danmaku()[0]["text"] == "hello from A"
+        # a ban issued on A ends bob's connection on B, and B refuses him afterwards
+        assert (await mod.call("mod:ban", {"user_id": bob.user["id"]}))["ok"]
+        await wait_for(lambda: not on_b.sio.connected, timeout=5)
+        again = Chat()
+        assert not await again.connect(node_b, "maths", await view_token(bob, "maths"))
+        assert again.refused["data"]["code"] == "banned"
+    finally:
+        for chat in (mod, on_a, on_b):
+            await chat.close()
