@@ -10,8 +10,14 @@ from mediaserver.config import Settings
 
 from .bus import ClusterBus
 from .danmaku import DanmakuService
+from .hands import HandService
+from .likes import LikeService
 from .moderation import Moderation
+from .polls import PollService
+from .presence import PresenceService
+from .questions import QuestionService
 from .server import InteractionServer
+from .tips import TipService
 
 __all__ = ["INTERACTION", "Interaction", "build_interaction"]
 
@@ -28,9 +34,16 @@ class Interaction:
             user_rate=settings.danmaku_user_rate, user_burst=settings.danmaku_user_burst,
             room_rate=settings.danmaku_room_rate, batch_interval=settings.danmaku_batch_ms / 1000,
         )
+        self.likes = LikeService(self.server, redis)
+        self.polls = PollService(self.server)
+        self.hands = HandService(self.server)
+        self.presence = PresenceService(self.server)
+        self.questions = QuestionService(self.server, self.moderation)
+        self.tips = TipService(self.server, redis)
 
     async def start(self) -> None:
         await self.bus.start()
+        self.questions.attach(self.server.rooms)  # refunds at broadcast end
 
     async def close(self) -> None:
         await self.server.close()

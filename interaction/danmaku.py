@@ -22,7 +22,7 @@ from paywall.timeutil import as_utc
 from .batcher import Batcher
 from .models import Danmaku
 from .moderation import Moderation
-from .ratelimit import TokenBucket
+from .ratelimit import TokenBucket, UserBuckets
 from .server import Client, EventError, InteractionServer
 
 __all__ = ["DanmakuService", "to_bilibili_xml"]
@@ -48,13 +48,13 @@ class DanmakuService:
         self.server = server
         self.moderation = moderation
         self.max_chars = max_chars
-        self._user_rate, self._user_burst = user_rate, user_burst
         self._room_rate = room_rate
-        self._user_buckets: dict[tuple[str, int], TokenBucket] = {}
+        self._user_buckets = UserBuckets(user_rate, user_burst)
         self._room_buckets: dict[str, TokenBucket] = {}
         self.batcher = Batcher(server.emit_room, "danmaku", server.tasks, interval=batch_interval)
         server.on("danmaku:send", self.send)
         server.on_connect(self._send_recent)
+        server.on_disconnect(self._forget)
 
     @property
     def db(self) -> Database:
@@ -75,19 +75,14 @@ class DanmakuService:
         return text, color.upper(), mode
 
     def _take(self, client: Client) -> None:
-        user_key = (client.room, client.user_id)
-        bucket = self._user_buckets.get(user_key)
-        if bucket is None:
-            bucket = self._user_buckets[user_key] = TokenBucket(self._user_rate, self._user_burst)
         room_bucket = self._room_buckets.get(client.room)
         if room_bucket is None:
             room_bucket = self._room_buckets[client.room] = TokenBucket(self._room_rate, int(self._room_rate))
         now = time.monotonic()
-        if not bucket.allows(now):
-            raise EventError("rate_limited", "too many messages; slow down")
         if not room_bucket.allows(now):
             raise EventError("room_busy", "the room is receiving too many messages; try again")
-        bucket.take(now)
+        if not self._user_buckets.take(client):
+            raise EventError("rate_limited", "too many messages; slow down")
         room_bucket.take(now)
 
     async def send(self, client: Client, data: Any) -> dict:
@@ -103,6 +98,9 @@ class DanmakuService:
         item = _item(row, client.name)
         await self.batcher.add(client.room, item)
         return {"danmaku": item}
+
+    async def _forget(self, client: Client) -> None:
+        self._user_buckets.forget(client)
 
     async def _send_recent(self, client: Client) -> None:
         broadcast, _ = self.server.t_ms(client.room)

@@ -49,6 +49,7 @@ class Moderation:
         bus.subscribe("ban", self._on_ban)
         bus.subscribe("slow_mode", self._on_slow_mode)
         bus.subscribe("blocklist", self._on_blocklist)
+        bus.subscribe("moderator", self._on_moderator)
         on = server.on
         on("mod:delete", self.delete, moderator=True)
         on("mod:mute", self.mute, moderator=True)
@@ -118,7 +119,7 @@ class Moderation:
 
     async def delete(self, client: Client, data: Any) -> dict:
         kind = data.get("kind") if isinstance(data, dict) else None
-        item_id = _int(data, "id", 1, 2**62)
+        item_id = _int(data, "id", 1, 2**31 - 1)
         model = {"danmaku": Danmaku, "question": Question}.get(kind)
         if model is None:
             raise EventError("invalid_payload", "kind: 'danmaku' or 'question'")
@@ -156,7 +157,7 @@ class Moderation:
         return {}
 
     async def unban(self, client: Client, data: Any) -> dict:
-        target = _int(data, "user_id", 1, 2**62)
+        target = _int(data, "user_id", 1, 2**31 - 1)
         async with self.db() as s:
             await s.execute(delete(RoomBan).where(RoomBan.room_id == client.room_id, RoomBan.user_id == target))
             await s.commit()
@@ -164,7 +165,7 @@ class Moderation:
         return {}
 
     async def _target(self, client: Client, data: Any) -> int:
-        target = _int(data, "user_id", 1, 2**62)
+        target = _int(data, "user_id", 1, 2**31 - 1)
         if target == client.creator_id or target == client.user_id:
             raise EventError("invalid_target", "the creator and yourself cannot be muted or banned")
         return target
@@ -213,7 +214,7 @@ class Moderation:
     async def appoint(self, client: Client, data: Any) -> dict:
         if not client.creator:
             raise EventError("forbidden", "only the creator appoints moderators")
-        target = _int(data, "user_id", 1, 2**62)
+        target = _int(data, "user_id", 1, 2**31 - 1)
         remove = bool(data.get("remove"))
         async with self.db() as s:
             if remove:
@@ -226,7 +227,12 @@ class Moderation:
             except IntegrityError:
                 await s.rollback()
         await self._record(client, "dismiss_moderator" if remove else "appoint_moderator", target)
+        await self.bus.publish("moderator", room=client.room, user=target, on=not remove)
         return {}
+
+    async def _on_moderator(self, message: dict) -> None:
+        """Appointments take effect at once on live sockets, on every node."""
+        await self.server.set_moderator(message["room"], int(message["user"]), bool(message["on"]))
 
     async def audit(self, client: Client, data: Any) -> dict:
         async with self.db() as s:

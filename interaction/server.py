@@ -14,7 +14,6 @@ node, and ``disconnect`` of a banned user's sockets works across nodes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
@@ -210,7 +209,10 @@ class InteractionServer:
                       ends_in=grant.ends_in), seat)
         log.info("user %d joined chat of room %s%s", user.id, slug, " (moderator)" if moderator else "")
         for hook in self._connect_hooks:
-            await hook(client)
+            try:
+                await hook(client)
+            except Exception:
+                log.exception("connect hook failed for user %d in room %s", user.id, slug)
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         client = self.clients.pop(sid, None)
@@ -226,6 +228,16 @@ class InteractionServer:
                 await hook(client)
             except Exception:
                 log.exception("disconnect hook failed for user %d in room %s", client.user_id, client.room)
+
+    async def set_moderator(self, room: str, user_id: int, moderator: bool) -> None:
+        """Grant or withdraw moderator rights of this node's live sockets of a user."""
+        for c in self.clients_in(room):
+            if c.user_id == user_id and not c.creator:
+                c.moderator = moderator
+                if moderator:
+                    await self.sio.enter_room(c.sid, self.mod_channel(room))
+                else:
+                    await self.sio.leave_room(c.sid, self.mod_channel(room))
 
     def clients_in(self, room: str) -> list[Client]:
         return [c for c in self.clients.values() if c.room == room]

@@ -15,7 +15,6 @@ import datetime as dt
 import time
 from typing import Optional
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from signalling.permissions import AccessDenied, Action, Grant

@@ -1,6 +1,6 @@
 """A headless Debian Chromium driven by Playwright's async API, for browser tests.
 
-Import the ``browser`` fixture into a test module (``from tests.browser import browser``).
+The ``browser`` fixture is registered for every test module by tests/conftest.py.
 It skips, with the reason, when Playwright for Python or ``/usr/bin/chromium`` is
 missing; it never downloads a browser (no ``playwright install``). Flags as in
 ``../shared/notes/browser-webrtc.md``: fake camera and microphone, permission prompts

@@ -1,11 +1,12 @@
 import asyncio
-import logging
 
 import pytest
 
 from mediaserver.app import create_app
 from mediaserver.config import Settings
 from signalling.permissions import StreamKeyPermissions
+
+pytest_plugins = ("tests.paywall_fixtures", "tests.browser")
 
 KEY = "test-stream-key"
 

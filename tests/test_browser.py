@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from signalling.whip import ROOMS
-from tests.browser import SCREENSHOTS, browser, console_log  # noqa: F401  (fixture)
+from tests.browser import SCREENSHOTS, console_log
 from tests.conftest import KEY, wait_for
 from tests.peers import Viewer
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from signalling.whip import ROOMS
-from tests.browser import SCREENSHOTS, browser, console_log  # noqa: F401  (fixture)
+from tests.browser import SCREENSHOTS, console_log
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
 from mediaserver.app import create_app

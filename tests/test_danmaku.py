@@ -2,11 +2,10 @@
 
 import asyncio
 
-import aiohttp
 
 from tests.chat import Chat
 from tests.conftest import wait_for
-from tests.paywall_fixtures import Api, buy, database_url, paid_room, paywall_app, view_token  # noqa: F401
+from tests.paywall_fixtures import Api, buy, paid_room, view_token
 
 
 async def connected(base, api: Api, room: str) -> Chat:

@@ -1,7 +1,6 @@
 """Moderation through real Socket.IO clients: delete, mute, ban, slow mode, blocklist,
 moderators, audit; and two nodes sharing Redis."""
 
-import asyncio
 
 import pytest
 import redis.asyncio as aioredis
@@ -9,7 +8,7 @@ import redis.asyncio as aioredis
 from mediaserver.app import create_app
 from tests.chat import Chat
 from tests.conftest import wait_for
-from tests.paywall_fixtures import Api, database_url, paid_room, paywall_app, paywall_settings, view_token  # noqa: F401
+from tests.paywall_fixtures import Api, paid_room, paywall_settings, view_token
 
 REDIS_DB = 12
 
@@ -44,13 +43,14 @@ async def test_only_moderators_moderate_and_everything_is_audited(room_with_peop
     assert body["items"] == []  # gone for everyone, kept in the database and the audit log
     # the creator appoints bob; bob can now moderate
     assert (await c.call("mod:appoint", {"user_id": bob.user["id"]}))["ok"]
+    assert (await b.call("mod:slow_mode", {"seconds": 0}))["ok"]  # at once, no reconnect
     await b.close()
     b2 = await join(base, bob)
     assert (await b2.call("mod:slow_mode", {"seconds": 0}))["ok"]
     assert (await a.call("mod:appoint", {"user_id": alice.user["id"]}))["error"]["code"] == "forbidden"
     audit = await c.call("mod:audit")
-    assert [x["action"] for x in audit["actions"]][:3] == ["slow_mode", "appoint_moderator", "delete_danmaku"]
-    assert audit["actions"][2]["target"] == alice.user["id"] and audit["actions"][2]["actor"] == creator.user["id"]
+    assert [x["action"] for x in audit["actions"]][:4] == ["slow_mode", "slow_mode", "appoint_moderator", "delete_danmaku"]
+    assert audit["actions"][3]["target"] == alice.user["id"] and audit["actions"][2]["actor"] == creator.user["id"]
     await b2.close()
 
 

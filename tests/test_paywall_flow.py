@@ -1,14 +1,11 @@
 """The paywall through the real app, on SQLite and PostgreSQL: buy, watch, refund."""
 
-import asyncio
 
-import aiohttp
 import pytest
 
 from tests.conftest import wait_for
-from tests.paywall_fixtures import Api, buy, database_url, paid_room, paywall_app, view_token  # noqa: F401
+from tests.paywall_fixtures import Api, buy, paid_room, view_token
 from tests.peers import Publisher, Viewer
-from paywall.http import PAYWALL
 from signalling.whip import ROOMS
 
 

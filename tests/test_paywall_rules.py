@@ -10,7 +10,7 @@ import jwt
 import pytest
 
 from paywall.http import PAYWALL
-from tests.paywall_fixtures import Api, buy, database_url, paid_room, paywall_app, view_token  # noqa: F401
+from tests.paywall_fixtures import Api, buy, paid_room, view_token
 from tests.whip_offers import make_offer
 
 
