@@ -7,10 +7,11 @@ publishing one included.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Awaitable, Callable
+
+from mediaserver.pubsub import PubSubListener
 
 __all__ = ["ClusterBus"]
 
@@ -23,17 +24,14 @@ class ClusterBus:
         self._redis = redis
         self._channel = channel
         self._listeners: dict[str, list[Listener]] = {}
-        self._pubsub = None
-        self._task: Optional[asyncio.Task] = None
+        self._subscription = PubSubListener(redis, channel, self._received) if redis is not None else None
 
     def subscribe(self, kind: str, listener: Listener) -> None:
         self._listeners.setdefault(kind, []).append(listener)
 
     async def start(self) -> None:
-        if self._redis is not None:
-            self._pubsub = self._redis.pubsub()
-            await self._pubsub.subscribe(self._channel)
-            self._task = asyncio.create_task(self._listen(), name="interaction-bus")
+        if self._subscription is not None:
+            await self._subscription.start()
 
     async def publish(self, kind: str, **data: Any) -> None:
         message = {"kind": kind, **data}
@@ -42,16 +40,13 @@ class ClusterBus:
         else:
             await self._redis.publish(self._channel, json.dumps(message))
 
-    async def _listen(self) -> None:
-        async for raw in self._pubsub.listen():
-            if raw.get("type") != "message":
-                continue
-            try:
-                message = json.loads(raw["data"])
-            except (ValueError, TypeError):
-                log.warning("ignoring a malformed bus message")
-                continue
-            await self._deliver(message)
+    async def _received(self, data: bytes | str) -> None:
+        try:
+            message = json.loads(data)
+        except (ValueError, TypeError):
+            log.warning("ignoring a malformed bus message")
+            return
+        await self._deliver(message)
 
     async def _deliver(self, message: dict) -> None:
         for listener in self._listeners.get(message.get("kind", ""), []):
@@ -61,8 +56,5 @@ class ClusterBus:
                 log.exception("bus listener for %s failed", message.get("kind"))
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        if self._pubsub is not None:
-            await self._pubsub.aclose()
+        if self._subscription is not None:
+            await self._subscription.close()

@@ -12,6 +12,7 @@ Implements ``signalling.permissions.Permissions``:
 from __future__ import annotations
 
 import datetime as dt
+import math
 import time
 from typing import Optional
 
@@ -74,7 +75,7 @@ class PaywallPermissions:
         until = as_utc(use.started_at) + dt.timedelta(seconds=room.preview_seconds)
         if until <= utcnow():
             raise PaywallError(402, "preview_used", "your free preview of this room is over; buy a ticket")
-        return int(until.timestamp())
+        return math.ceil(until.timestamp())
 
     async def revoke(self, token: str) -> None:
         """Revoke a token before it expires (its ``jti`` is refused from now on)."""

@@ -102,7 +102,12 @@ class OrderBook:
 
         existing = await self._by_key(buyer.id, key)
         if existing is not None:
-            return self._same_request(existing, room, product, data, coupon_code), False
+            existing = self._same_request(existing, room, product, data, coupon_code)
+            if existing.status == "pending" and existing.amount and not existing.checkout_url:
+                # the provider failed last time: try again (its idempotency key makes it safe)
+                await self._start_checkout(existing, room, base_url)
+                existing = await self.get(buyer, existing.id)
+            return existing, False
 
         list_amount = await self._price(buyer, room, product, data)
         order = Order(
@@ -134,13 +139,16 @@ class OrderBook:
         if order.amount == 0:  # fully discounted: nothing to pay
             await self.complete(order.id, payment_ref=None)
         else:
-            view = _view(order, room.slug, coupon_code.upper() if coupon_code else None)
-            checkout = await self.provider.start_checkout(view, room.title, base_url)
-            async with self.db() as s:
-                await s.execute(update(Order).execution_options(synchronize_session=False).where(Order.id == order.id).values(
-                    provider_ref=checkout.provider_ref, checkout_url=checkout.url))
-                await s.commit()
+            await self._start_checkout(_view(order, room.slug, coupon_code.upper() if coupon_code else None),
+                                       room, base_url)
         return await self.get(buyer, order.id), True
+
+    async def _start_checkout(self, order: OrderView, room: RoomView, base_url: str) -> None:
+        checkout = await self.provider.start_checkout(order, room.title, base_url)
+        async with self.db() as s:
+            await s.execute(update(Order).execution_options(synchronize_session=False).where(Order.id == order.id)
+                            .values(provider_ref=checkout.provider_ref, checkout_url=checkout.url))
+            await s.commit()
 
     async def _by_key(self, user_id: int, key: str) -> Optional[OrderView]:
         async with self.db() as s:
@@ -313,6 +321,10 @@ class OrderBook:
         if self.on_revoked is not None and order.product in _GRANTS:
             await self.on_revoked(order.user_id, room.slug)
         return True
+
+    async def exists(self, order_id: str) -> bool:
+        async with self.db() as s:
+            return await s.get(Order, order_id) is not None
 
     async def find_by_ref(self, provider_ref: Optional[str] = None, payment_ref: Optional[str] = None) -> Optional[str]:
         conds = []

@@ -6,6 +6,7 @@ arrives separately: the dev checkout page's confirm button, or Stripe's signed w
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
@@ -68,8 +69,8 @@ class StripeProvider:
                             "product_data": {"name": f"{title} ({order.product})"},
                         },
                     }],
-                    "success_url": f"{base_url}/orders/{order.id}?paid=1",
-                    "cancel_url": f"{base_url}/orders/{order.id}?cancelled=1",
+                    "success_url": f"{base_url}/static/watch.html?room={order.room}&order={order.id}&paid=1",
+                    "cancel_url": f"{base_url}/static/watch.html?room={order.room}&order={order.id}&cancelled=1",
                 },
                 options={"idempotency_key": f"stagepass-order-{order.id}"},
             )
@@ -88,13 +89,20 @@ class StripeProvider:
         except stripe.StripeError as exc:
             raise PaywallError(502, "provider_error", f"Stripe refused the refund: {exc.user_message or exc}") from None
 
-    def verify_event(self, payload: bytes, signature: Optional[str]) -> Any:
-        """Stripe's signature scheme (HMAC-SHA256 over ``t.payload``, tolerance window)."""
+    def verify_event(self, payload: bytes, signature: Optional[str]) -> dict:
+        """Stripe's signature scheme (HMAC-SHA256 over ``t.payload``, tolerance window).
+
+        Returns the event as plain JSON (dicts), whatever the SDK's object model is."""
         if not signature:
             raise PaywallError(400, "missing_signature", "no Stripe-Signature header")
         try:
-            return stripe.Webhook.construct_event(payload, signature, self.webhook_secret, tolerance=self.tolerance)
+            stripe.WebhookSignature.verify_header(payload, signature, self.webhook_secret, self.tolerance)
         except stripe.SignatureVerificationError as exc:
             raise PaywallError(400, "bad_signature", f"webhook signature rejected: {exc.user_message or exc}") from None
-        except ValueError:
+        try:
+            event = json.loads(payload)
+        except (ValueError, UnicodeDecodeError):
             raise PaywallError(400, "bad_payload", "webhook body is not a Stripe event") from None
+        if not isinstance(event, dict) or not isinstance(event.get("data"), dict) or "id" not in event:
+            raise PaywallError(400, "bad_payload", "webhook body is not a Stripe event")
+        return event

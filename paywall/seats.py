@@ -8,10 +8,11 @@ default; ``RedisSeats`` makes the limit hold across nodes.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections import OrderedDict
 from typing import Awaitable, Callable, Optional, Protocol
+
+from mediaserver.pubsub import PubSubListener
 
 __all__ = ["LocalSeats", "RedisSeats", "Seats"]
 
@@ -98,22 +99,14 @@ class RedisSeats:
         self.on_evict: Optional[EvictHandler] = None
         self._take = redis.register_script(_TAKE)
         self._evict_all = redis.register_script(_EVICT_ALL)
-        self._pubsub = redis.pubsub()
-        self._listener: Optional[asyncio.Task] = None
+        self._listener = PubSubListener(redis, self.channel, self._evicted)
 
     async def start(self) -> None:
-        await self._pubsub.subscribe(self.channel)
-        self._listener = asyncio.create_task(self._listen(), name="seat-evictions")
+        await self._listener.start()
 
-    async def _listen(self) -> None:
-        async for message in self._pubsub.listen():
-            if message.get("type") != "message" or self.on_evict is None:
-                continue
-            holder = message["data"].decode() if isinstance(message["data"], bytes) else message["data"]
-            try:
-                await self.on_evict(holder)
-            except Exception:
-                log.exception("evicting %s failed", holder)
+    async def _evicted(self, data: bytes | str) -> None:
+        if self.on_evict is not None:
+            await self.on_evict(data.decode() if isinstance(data, bytes) else data)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:seats:{key}"
@@ -135,7 +128,4 @@ class RedisSeats:
         return evicted
 
     async def close(self) -> None:
-        if self._listener is not None:
-            self._listener.cancel()
-            await asyncio.gather(self._listener, return_exceptions=True)
-        await self._pubsub.aclose()
+        await self._listener.close()

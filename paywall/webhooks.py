@@ -55,6 +55,10 @@ class Webhooks:
                 raise PaywallError(400, "unknown_order", "the checkout session names no order")
             if obj.get("payment_status") != "paid":
                 return "awaiting_payment"
+            if obj.get("amount_total") is None or not obj.get("currency"):
+                raise PaywallError(400, "bad_payload", "the checkout session has no amount")
+            if not await self.orders.exists(order_id):
+                return "ignored_unknown_order"  # another integration on the same Stripe account
             done = await self.orders.complete(
                 order_id, payment_ref=obj.get("payment_intent"),
                 amount=obj.get("amount_total"), currency=obj.get("currency"),

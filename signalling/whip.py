@@ -112,7 +112,12 @@ def _handler(kind: Kind):
                 raise HttpError(400, "bad_offer", str(exc))
         except HttpError as exc:
             return error_response(exc.status, exc.code, exc.message)
-        await request.app[ADMISSION].admit(grant, session)
+        try:
+            await request.app[ADMISSION].admit(grant, session)
+        except Exception:
+            logger.exception("admitting session %s to room %s failed", session.id[:8], room_name)
+            await session.close()
+            return error_response(503, "unavailable", "could not take a seat for this ticket; try again")
         location = f"/{kind}/{room_name}/{session.id}"
         headers = {"Location": location, "ETag": f'"{session.id}"'}
         response = web.Response(
