@@ -51,10 +51,12 @@ __all__ = [
     "ReceiverTap",
     "SenderPort",
     "check_aiortc_version",
+    "enlarge_receive_buffer",
     "negotiated_stream",
 ]
 
 AIORTC_VERSION = "1.16.0"
+_CONNECTED = DtlsState.CONNECTED
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
@@ -226,31 +228,52 @@ class SenderPort:
         self.ssrc: int = sender._ssrc
         self.rtx_ssrc: int = sender._rtx_ssrc
         self._dtls = sender.transport
+        self._nominated: dict = sender.transport.transport._connection._nominated
         self._pending: set[asyncio.Future] = set()
         self.buffer_limit = 1 << 18
         self.sent_packets = 0
+        # bound to the nominated ICE pair on first use (and again if it changes): the
+        # per-packet path then makes no attribute walks, property calls or type checks
+        self._pair: Any = None
+        self._protect: Callable[[bytes], bytes] = bytes
+        self._sendto: Optional[Callable[[bytes, Any], None]] = None
+        self._buffered: Callable[[], int] = int
+        self._addr: Any = None
 
     def ready(self) -> bool:
         """True once DTLS is up and SRTP keys exist."""
         return self._dtls._state == DtlsState.CONNECTED and self._dtls._tx_srtp is not None
 
+    def _bind(self, pair: Any) -> bool:
+        if pair is None or self._dtls._tx_srtp is None:
+            return False
+        self._pair = pair
+        self._protect = self._dtls._tx_srtp.protect
+        self._addr = pair.remote_addr
+        transport = getattr(pair.protocol, "transport", None)
+        if transport is not None and type(pair.protocol).send_data is _ICE_SEND_DATA:
+            self._sendto = transport.sendto
+            self._buffered = transport.get_write_buffer_size
+        else:  # TURN relay: its send path is a coroutine
+            self._sendto = None
+        return True
+
     def send(self, data: bytes, payload_size: int, ntp_time: int, rtp_timestamp: int) -> bool:
         """Protect and send one RTP packet now. False if the viewer's socket is backed up
         beyond ``buffer_limit`` (the packet is dropped) or the transport is gone."""
-        dtls = self._dtls
-        if dtls._state != DtlsState.CONNECTED:
+        if self._dtls._state is not _CONNECTED:
             return False
-        pair = dtls.transport._connection._nominated.get(1)
-        if pair is None:
+        pair = self._nominated.get(1)
+        if pair is not self._pair and not self._bind(pair):
             return False
-        protected = dtls._tx_srtp.protect(data)
-        transport = getattr(pair.protocol, "transport", None)
-        if transport is not None and type(pair.protocol).send_data is _ICE_SEND_DATA:
-            if transport.get_write_buffer_size() > self.buffer_limit:
+        protected = self._protect(data)
+        sendto = self._sendto
+        if sendto is not None:
+            if self._buffered() > self.buffer_limit:
                 return False
-            transport.sendto(protected, pair.remote_addr)
-        else:  # TURN relay: its send path is a coroutine
-            fut = asyncio.ensure_future(pair.protocol.send_data(protected, pair.remote_addr))
+            sendto(protected, self._addr)
+        else:
+            fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
             self._pending.add(fut)
             fut.add_done_callback(self._pending.discard)
         s = self._sender
@@ -275,6 +298,21 @@ class SenderPort:
         for fut in self._pending:
             fut.cancel()
         self._pending.clear()
+
+
+def enlarge_receive_buffer(receiver: RTCRtpReceiver, size: int = 4 << 20) -> Optional[int]:
+    """Ask the kernel for a larger receive buffer on a publisher's nominated socket, so a
+    burst (a keyframe) arriving while the event loop fans out the previous packets is
+    queued instead of dropped. Returns the size granted (capped by net.core.rmem_max)."""
+    import socket
+
+    pair = receiver.transport.transport._connection._nominated.get(1)
+    transport = getattr(getattr(pair, "protocol", None), "transport", None)
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is None:
+        return None
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, size)
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
 
 
 def _ice_send_data() -> Callable[..., Awaitable[None]]:

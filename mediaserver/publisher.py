@@ -6,7 +6,7 @@ import asyncio
 import time
 from typing import Optional
 
-from .aiortc_bridge import ReceiverTap, negotiated_stream
+from .aiortc_bridge import ReceiverTap, enlarge_receive_buffer, negotiated_stream
 from .codecs import capabilities
 from .fanout import Fanout
 from .peer_session import PeerSession
@@ -61,6 +61,9 @@ class Publisher(PeerSession):
                 fanout.detach_source(tap.send_pli)
 
     def on_connected(self) -> None:
+        for transceiver in self.pc.getTransceivers()[:1]:  # BUNDLE: one socket for all
+            granted = enlarge_receive_buffer(transceiver.receiver)
+            self.log.debug("receive buffer %s bytes", granted)
         video = self._fanouts.get("video")
         if video is not None and len(video):
             video.request_keyframe()
