@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import uuid
-from typing import Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 import aiohttp
 import asyncpg
@@ -48,6 +49,29 @@ async def paywall_app(aiohttp_server, tmp_path, database_url):
     app = create_app(paywall_settings(tmp_path, database_url))
     server = await aiohttp_server(app)
     yield str(server.make_url("")).rstrip("/"), app
+
+
+@contextlib.asynccontextmanager
+async def two_nodes_on_redis(aiohttp_server, tmp_path, redis_db: int) -> AsyncIterator[list[str]]:
+    """Two Stagepass nodes sharing one SQLite database and Redis database ``redis_db``
+    (flushed before and after); yields their base URLs."""
+    import redis.asyncio as aioredis
+
+    url = f"redis://127.0.0.1:6379/{redis_db}"
+    r = aioredis.from_url(url)
+    await r.flushdb()
+    db = f"sqlite:///{tmp_path / 'shared.db'}"
+    servers = []
+    try:
+        for name in ("a", "b"):
+            app = create_app(paywall_settings(tmp_path / name, db, redis_url=url))
+            servers.append(await aiohttp_server(app))
+        yield [str(s.make_url("")).rstrip("/") for s in servers]
+    finally:
+        for s in servers:
+            await s.close()
+        await r.flushdb()
+        await r.aclose()
 
 
 class Api:

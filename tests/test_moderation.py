@@ -3,12 +3,10 @@ moderators, audit; and two nodes sharing Redis."""
 
 
 import pytest
-import redis.asyncio as aioredis
 
-from mediaserver.app import create_app
 from tests.chat import Chat
 from tests.conftest import wait_for
-from tests.paywall_fixtures import Api, paid_room, paywall_settings, view_token
+from tests.paywall_fixtures import Api, paid_room, two_nodes_on_redis, view_token
 
 REDIS_DB = 12
 
@@ -92,20 +90,8 @@ async def test_ban_disconnects_and_refuses_reconnects(room_with_people):
 
 @pytest.fixture
 async def two_nodes(aiohttp_server, tmp_path):
-    """Two Stagepass nodes sharing one database and one Redis (db 12)."""
-    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    r = aioredis.from_url(url)
-    await r.flushdb()
-    db = f"sqlite:///{tmp_path / 'shared.db'}"
-    servers = []
-    for name in ("a", "b"):
-        app = create_app(paywall_settings(tmp_path / name, db, redis_url=url))
-        servers.append(await aiohttp_server(app))
-    yield [str(s.make_url("")).rstrip("/") for s in servers]
-    for s in servers:
-        await s.close()
-    await r.flushdb()
-    await r.aclose()
+    async with two_nodes_on_redis(aiohttp_server, tmp_path, REDIS_DB) as nodes:
+        yield nodes
 
 
 @pytest.mark.slow

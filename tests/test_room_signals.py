@@ -10,17 +10,15 @@ import asyncio
 import time
 
 import pytest
-from redis import asyncio as aioredis
 
 from interaction.ratelimit import UserBuckets
 from interaction.throttle import Throttle
 from interaction.server import Client
-from mediaserver.app import create_app
 from mediaserver.tasks import TaskOwner
 from tests.chat import Chat
 from tests.conftest import wait_for
 from tests.paywall_fixtures import (
-    Api, paid_room, paywall_settings, view_token,
+    Api, paid_room, two_nodes_on_redis, view_token,
 )
 
 REDIS_DB = 13  # this file's own Redis database number
@@ -246,20 +244,8 @@ def test_user_buckets_take_many_and_forget_only_full_buckets():
 # ---------------------------------------------------------------- two nodes
 @pytest.fixture
 async def two_nodes(aiohttp_server, tmp_path):
-    """Two Stagepass nodes sharing one database and one Redis."""
-    url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-    r = aioredis.from_url(url)
-    await r.flushdb()
-    db = f"sqlite:///{tmp_path / 'shared.db'}"
-    servers = []
-    for name in ("a", "b"):
-        app = create_app(paywall_settings(tmp_path / name, db, redis_url=url))
-        servers.append(await aiohttp_server(app))
-    yield [str(s.make_url("")).rstrip("/") for s in servers]
-    for s in servers:
-        await s.close()
-    await r.flushdb()
-    await r.aclose()
+    async with two_nodes_on_redis(aiohttp_server, tmp_path, REDIS_DB) as nodes:
+        yield nodes
 
 
 @pytest.mark.slow
