@@ -27,8 +27,8 @@ def setup_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # aiortc/aioice are chatty at INFO about every ICE check
-    for name in ("aioice", "aiortc"):
+    # chatty at INFO: every ICE check, every migration plugin, every socket
+    for name in ("aioice", "aiortc", "alembic", "engineio", "socketio"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
 
 
