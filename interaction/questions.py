@@ -312,14 +312,8 @@ class QuestionService:
                 await s.rollback()
                 return False
             await s.commit()
-        orders = self.server.paywall.orders
         try:
-            async with self.db() as s:
-                order = await s.get(Order, order_id)
-            if order is not None and order.status == "paid":
-                if order.amount:
-                    await orders.provider.refund(order)
-                await orders.mark_refunded(order_id)
+            await self.server.paywall.orders.refund_paid(order_id)
         except Exception:
             async with self.db() as s:
                 await s.execute(update(Question).execution_options(synchronize_session=False)

@@ -294,10 +294,19 @@ class OrderBook:
             raise PaywallError(403, "not_allowed", "ask the creator for a refund")
         if order.status != "paid":
             raise PaywallError(409, "not_refundable", f"the order is {order.status}")
+        await self.refund_paid(order_id)
+        return await self.get(actor, order_id)
+
+    async def refund_paid(self, order_id: str) -> bool:
+        """The system's refund (no actor: unanswered paid questions...): the provider's
+        refund, then ``mark_refunded``. False if the order is not paid."""
+        async with self.db() as s:
+            order = await s.get(Order, order_id)
+        if order is None or order.status != "paid":
+            return False
         if order.amount:
             await self.provider.refund(order)
-        await self.mark_refunded(order_id)
-        return await self.get(actor, order_id)
+        return await self.mark_refunded(order_id)
 
     async def mark_refunded(self, order_id: str) -> bool:
         """Paid -> refunded (once): entitlements revoked, ledger reversed, sessions ended."""
