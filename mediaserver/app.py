@@ -18,9 +18,13 @@ from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_route
 
 from .aiortc_bridge import check_aiortc_version
 from .config import Settings
+from .packaging_jobs import PackagingJobs
+from .recorder import MANIFEST_NAME, recording_dir
 from .room import RoomRegistry
 
-__all__ = ["create_app"]
+__all__ = ["PACKAGING", "create_app"]
+
+PACKAGING = web.AppKey("packaging", PackagingJobs)
 
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
@@ -68,6 +72,29 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
         app.cleanup_ctx.append(paywall_ctx)
         paywall_http.setup_routes(app)
+
+    def is_recording(room: str, broadcast: str) -> bool:
+        live = rooms.get(room)
+        return live is not None and live.recorder is not None and live.recorder.broadcast.id == broadcast
+
+    async def packaging_ctx(app: web.Application) -> AsyncIterator[None]:
+        """Recordings become HLS after their broadcast ends; unfinished jobs resume at start.
+        Registered before the rooms so that on shutdown recorders finish writing first."""
+        jobs = PackagingJobs(settings.data_dir, is_recording=is_recording)
+        app[PACKAGING] = jobs
+        await jobs.start()
+        await jobs.resume()
+
+        async def package_ended(room, broadcast) -> None:
+            directory = recording_dir(settings.data_dir, room.name, broadcast.id)
+            if (directory / MANIFEST_NAME).exists():
+                jobs.enqueue(directory)
+
+        rooms.broadcast_ended.append(package_ended)
+        yield
+        await jobs.close()
+
+    app.cleanup_ctx.append(packaging_ctx)
 
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ROOMS] = rooms

@@ -37,6 +37,15 @@ def _parse_rooms(text: str) -> dict[str, str]:
     return rooms
 
 
+def _parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected on or off, got {text!r}")
+
+
 @dataclass
 class Settings:
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
@@ -69,6 +78,13 @@ class Settings:
         default=262144,
         metadata={
             "help": "bytes a viewer's socket may queue before it drops to the next keyframe"
+        },
+    )
+    recordings: bool = field(
+        default=True,
+        metadata={
+            "help": "record every broadcast into DATA_DIR/recordings (on/off)",
+            "parse": _parse_bool,
         },
     )
     publisher_stale_seconds: float = field(

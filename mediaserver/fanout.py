@@ -21,6 +21,13 @@ Per viewer a ``Downstream`` holds the rewrite state:
 The fanout outlives publishers: when the creator reconnects, ``attach_source`` starts a
 new generation and viewers resume on its first keyframe with timestamps continued by
 wall clock, without renegotiating.
+
+*Sinks* (``add_sink``) see every source packet once, after the viewers got it:
+``sink(packet, codec, generation, keyframe_start)``. The recorder is one. A sink learns
+of a new source (publisher reconnect) by ``generation`` changing. A sink must be cheap
+and must not modify the packet (the fanout's NACK history shares its payload); one that
+raises is removed (and told, if it is a bound method of an object with ``sink_failed``),
+so a recorder bug can never stop the live path.
 """
 
 from __future__ import annotations
@@ -40,7 +47,10 @@ from .keyframe_requester import KeyframeRequester
 from .rtp_payloads import is_keyframe_start
 from .tasks import TaskOwner
 
-__all__ = ["Downstream", "Fanout", "FanoutStats"]
+__all__ = ["Downstream", "Fanout", "FanoutStats", "Sink"]
+
+#: ``sink(packet, codec, generation, keyframe_start)``, called once per source packet
+Sink = Callable[[RtpPacket, str, int, bool], None]
 
 HISTORY_SIZE = 1024  # packets kept for NACKs, shared by all viewers (~6 s of 1.5 Mbit/s)
 _HISTORY_MASK = HISTORY_SIZE - 1
@@ -149,6 +159,7 @@ class Fanout:
         self._last_packet_time = time.monotonic()
         self._switch_time: Optional[float] = None
         self.codec: Optional[str] = None
+        self.sinks: list[Sink] = []  # copy-on-write, like _downstreams
         self.stats = FanoutStats()
         self.keyframes: Optional[KeyframeRequester] = (
             KeyframeRequester(self._send_pli, tasks, keyframe_min_interval)
@@ -193,6 +204,28 @@ class Fanout:
 
     def __len__(self) -> int:
         return len(self._downstreams)
+
+    # ------------------------------------------------------------ sinks
+    @property
+    def generation(self) -> int:
+        """Increments each time a (new) publisher track is attached."""
+        return self._generation
+
+    def add_sink(self, sink: Sink) -> None:
+        self.sinks = self.sinks + [sink]
+
+    def remove_sink(self, sink: Sink) -> None:
+        self.sinks = [s for s in self.sinks if s != sink]
+
+    def _sink_failed(self, sink: Sink, exc: Exception) -> None:
+        self._logger.error("sink %r failed; removed", sink, exc_info=exc)
+        self.remove_sink(sink)
+        notify = getattr(getattr(sink, "__self__", None), "sink_failed", None)
+        if notify is not None:
+            try:
+                notify(exc)
+            except Exception:
+                self._logger.exception("sink_failed of %r failed", sink)
 
     def can_deliver_to(self, payload_types: dict[str, int]) -> bool:
         """Whether a viewer that negotiated ``payload_types`` can receive the live codec."""
@@ -251,6 +284,11 @@ class Fanout:
                     self.keyframes.request()
         stats.packets_out += sent
         stats.delays.append(time.perf_counter() - arrival)
+        for sink in self.sinks:
+            try:
+                sink(packet, codec, gen, keyframe)
+            except Exception as exc:
+                self._sink_failed(sink, exc)
 
     def _start(self, d: Downstream, seq: int, ts: int, codec: str, gen: int) -> bool:
         """Open a new segment for a viewer at a keyframe (or any audio packet)."""

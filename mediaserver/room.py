@@ -22,6 +22,7 @@ from .fanout import Fanout
 from .logs import context_logger
 from .peer_session import PeerSession
 from .publisher import Publisher
+from .recorder import Recorder
 from .subscriber import Subscriber
 from .tasks import TaskOwner
 
@@ -54,6 +55,7 @@ class Room:
         self.publisher: Optional[Publisher] = None
         self.subscribers: dict[str, Subscriber] = {}
         self.broadcast: Optional[Broadcast] = None
+        self.recorder: Optional[Recorder] = None  #: the current broadcast's recording
         #: called with (room, broadcast) when a broadcast ends (paid-question refunds...)
         self.broadcast_ended: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
         self._publish_lock = asyncio.Lock()
@@ -88,6 +90,7 @@ class Room:
             if self.broadcast is None:
                 self.broadcast = Broadcast()
                 self.log.info("broadcast %s started", self.broadcast.id)
+                self._start_recorder(self.broadcast, publisher.codecs)
             publisher.attach()
             if previous is not None:
                 self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
@@ -114,11 +117,37 @@ class Room:
         if ended is None:
             return
         self.log.info("broadcast %s ended after %d s", ended.id, ended.t_ms() // 1000)
+        await self._stop_recorder("broadcast_end")
         for listener in self.broadcast_ended:
             try:
                 await listener(self, ended)
             except Exception:
                 self.log.exception("broadcast-end listener failed")
+
+    def _start_recorder(self, broadcast: Broadcast, codecs: dict[str, str]) -> None:
+        """Record the broadcast (unless recordings are off); the live path never waits
+        for it and goes on if it cannot start."""
+        if not self.settings.recordings or not codecs:
+            return
+        try:
+            recorder = Recorder(
+                self.name, broadcast, codecs, self.settings.data_dir, self.log,
+                request_keyframe=lambda kind: self.fanouts[kind].request_keyframe(),
+            )
+            recorder.start()
+            recorder.attach(self.fanouts)
+        except Exception:
+            self.log.exception("broadcast %s: the recorder did not start", broadcast.id)
+            return
+        self.recorder = recorder
+
+    async def _stop_recorder(self, ended_by: str) -> None:
+        recorder, self.recorder = self.recorder, None
+        if recorder is not None:
+            try:
+                await recorder.stop(ended_by)
+            except Exception:
+                self.log.exception("stopping the recorder failed")
 
     def session(self, session_id: str) -> Optional[PeerSession]:
         if self.publisher is not None and self.publisher.id == session_id:
@@ -139,6 +168,7 @@ class Room:
             "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
             "viewers": len(self.subscribers),
             "codecs": dict(self.publisher.codecs) if self.publisher else {},
+            "recording": self.recorder.state() if self.recorder else None,
             "fanouts": {kind: f.stats.as_dict() for kind, f in self.fanouts.items()},
             "keyframe_requests": {
                 "requested": self.fanouts["video"].keyframes.requested,
@@ -155,6 +185,7 @@ class Room:
         if self.publisher is not None:
             sessions.append(self.publisher)
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
+        await self._stop_recorder("shutdown")
         await self.tasks.close()
 
 

@@ -1,0 +1,235 @@
+"""``PackagingJobs``: the background job that turns finished recordings into HLS replays.
+
+One worker task (owned by a ``TaskOwner``) takes recording folders from a queue, one at
+a time, and runs :func:`mediaserver.vod.package_recording` in a dedicated thread, so the
+event loop that carries the live rooms stays responsive (PyAV releases the GIL while it
+decodes, encodes and muxes). That thread runs at a lower CPU priority (nice +10, Linux),
+and so do the libx264 threads it starts, so a transcode yields the CPU to live media.
+
+* ``enqueue(path)`` -- package (or re-package) one recording; a folder already queued or
+  running is not queued twice. Re-running a ``ready`` recording is safe.
+* ``resume()`` -- at startup: queue every recording left ``recorded``, ``processing``
+  (the server died mid-job: restart from scratch), ``recording`` (the server died while
+  recording: the partial file is packaged) or ``failed`` *by the recorder* (disk full: the
+  file up to there is valid). A job that was ``processing`` ``max_attempts`` times in a
+  row (it crashed the process each time) is marked ``failed`` instead of crash-looping.
+* ``close()`` -- asks the running job to stop at its next check (it stays
+  ``processing`` and resumes on the next start), waits for it, cancels the worker.
+
+Progress and results are in each recording's ``manifest.json`` (status, progress);
+``state()`` reports the runner's own view for an admin page.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Awaitable, Callable, Optional, Union
+
+from .logs import context_logger
+from .tasks import TaskOwner
+from .vod import (
+    MANIFEST_NAME,
+    JobCancelled,
+    PackageOptions,
+    package_recording,
+    read_manifest,
+    update_manifest,
+)
+
+__all__ = ["PackagingJobs"]
+
+Listener = Callable[[Path, dict], Union[Awaitable[None], None]]
+
+
+def _lower_priority() -> None:
+    """Executor thread initializer: nice +10 for this thread (and threads it starts)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
+class PackagingJobs:
+    def __init__(
+        self,
+        data_dir: Path,
+        options: Optional[PackageOptions] = None,
+        *,
+        logger: Optional[logging.Logger | logging.LoggerAdapter] = None,
+        max_attempts: int = 3,
+        is_recording: Callable[[str, str], bool] = lambda room, broadcast: False,
+        lower_priority: bool = True,
+        stop_timeout: float = 30.0,
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.options = options or PackageOptions()
+        self.log = logger or logging.getLogger("stagepass.vod")
+        self.max_attempts = max_attempts
+        #: (room, broadcast) -> True while that broadcast is being recorded in this
+        #: process; such a "recording" folder is not a crash left-over
+        self.is_recording = is_recording
+        self.stop_timeout = stop_timeout
+        #: called with (folder, manifest) after each job that ended ready or failed
+        self.listeners: list[Listener] = []
+        self.finished = 0
+        self.failed = 0
+        self.current: Optional[Path] = None
+        self.progress: Optional[int] = None
+        self._queue: asyncio.Queue[Path] = asyncio.Queue()
+        self._queued: set[Path] = set()
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stop = threading.Event()
+        self._tasks = TaskOwner(self.log)
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="vod-packager",
+            initializer=_lower_priority if lower_priority else None,
+        )
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._started = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._loop = asyncio.get_running_loop()
+        self._tasks.spawn(self._work(), name="vod-packaging-worker")
+
+    async def close(self) -> None:
+        """Stop the running job (it resumes on the next start) and the worker."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        await self._tasks.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ queue
+    def enqueue(self, directory: Path | str) -> bool:
+        """Queue one recording folder; False if it is already queued or running."""
+        path = Path(directory).resolve()
+        if self._closed or path in self._queued or path == self.current:
+            return False
+        self._queued.add(path)
+        self._idle.clear()
+        self._queue.put_nowait(path)
+        return True
+
+    async def resume(self) -> list[Path]:
+        """Queue the recordings a previous run left unpackaged; returns them."""
+        loop = asyncio.get_running_loop()
+        found, gave_up = await loop.run_in_executor(None, self._scan)
+        for path, attempts in gave_up:
+            self.log.error("packaging of %s crashed %d times: giving up", path, attempts)
+        queued = [p for p in found if self.enqueue(p)]
+        if queued:
+            self.log.info("resuming packaging of %d recording(s)", len(queued))
+        return queued
+
+    def _scan(self) -> tuple[list[Path], list[tuple[Path, int]]]:
+        found: list[Path] = []
+        gave_up: list[tuple[Path, int]] = []
+        for manifest_path in sorted(self.data_dir.glob(f"recordings/*/*/{MANIFEST_NAME}")):
+            directory = manifest_path.parent.resolve()
+            try:
+                m = read_manifest(directory)
+            except (OSError, ValueError):
+                continue
+            status = m.get("status")
+            packaging = m.get("packaging") or {}
+            if status == "recorded":
+                found.append(directory)
+            elif status == "recording":
+                if not self.is_recording(directory.parent.name, directory.name):
+                    found.append(directory)
+            elif status == "failed" and not packaging:
+                found.append(directory)  # the recorder failed; its file is still valid
+            elif status == "processing":
+                attempts = int(packaging.get("attempts") or 0)
+                if attempts >= self.max_attempts:
+                    message = f"packaging stopped {attempts} attempts in a row (the server died); not retried"
+                    packaging = dict(packaging, error=message, finished_at=time.time())
+                    try:
+                        update_manifest(directory, status="failed", error=message, packaging=packaging)
+                    except OSError:
+                        pass
+                    gave_up.append((directory, attempts))
+                else:
+                    found.append(directory)
+        return found, gave_up
+
+    async def join(self) -> None:
+        """Wait until the queue is empty and no job runs (tests, benchmarks)."""
+        await self._idle.wait()
+
+    def state(self) -> dict:
+        return {
+            "current": str(self.current) if self.current else None,
+            "progress": self.progress,
+            "queued": len(self._queued),
+            "finished": self.finished,
+            "failed": self.failed,
+        }
+
+    # ------------------------------------------------------------------ worker
+    async def _work(self) -> None:
+        while True:
+            path = await self._queue.get()
+            self._queued.discard(path)
+            self.current, self.progress = path, 0
+            try:
+                manifest = await self._run(path)
+            except asyncio.CancelledError:
+                raise
+            except JobCancelled:
+                manifest = None
+            except Exception as exc:  # recorded in the manifest by package_recording
+                self.failed += 1
+                self.log.warning("packaging of %s failed: %s", path, exc)
+                try:
+                    manifest = read_manifest(path)
+                except (OSError, ValueError):
+                    manifest = {"status": "failed", "error": str(exc)}
+            else:
+                self.finished += 1
+            finally:
+                self.current, self.progress = None, None
+                if self._queue.empty():
+                    self._idle.set()
+            if manifest is not None:
+                await self._notify(path, manifest)
+
+    async def _run(self, path: Path) -> dict:
+        loop = asyncio.get_running_loop()
+
+        def on_progress(value: int) -> None:
+            loop.call_soon_threadsafe(setattr, self, "progress", value)
+
+        log = context_logger("stagepass.vod", path.parent.name, path.name[:8])
+        future = self._executor.submit(
+            package_recording, path, self.options, stop=self._stop, on_progress=on_progress, log=log,
+        )
+        try:
+            return await asyncio.shield(asyncio.wrap_future(future))
+        except asyncio.CancelledError:
+            # shutting down: the job stops at its next check; wait for its thread
+            self._stop.set()
+            await asyncio.wait([asyncio.wrap_future(future)], timeout=self.stop_timeout)
+            raise
+
+    async def _notify(self, path: Path, manifest: dict) -> None:
+        for listener in self.listeners:
+            try:
+                result = listener(path, manifest)
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                self.log.exception("packaging listener failed for %s", path)
