@@ -71,6 +71,7 @@ import io
 import json
 import logging
 import os
+import secrets
 import queue
 import struct
 import threading
@@ -91,6 +92,7 @@ __all__ = [
     "choose_container",
     "opus_head",
     "read_manifest",
+    "write_manifest",
     "recording_dir",
 ]
 
@@ -122,6 +124,21 @@ def recording_dir(data_dir: Path, room: str, broadcast_id: str) -> Path:
 
 def read_manifest(directory: Path) -> dict:
     return json.loads((Path(directory) / MANIFEST_NAME).read_text())
+
+
+def write_manifest(directory: Path, manifest: dict) -> None:
+    """Atomically replace the manifest (unique temp file, fsync, rename)."""
+    directory = Path(directory)
+    tmp = directory / f".{MANIFEST_NAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    try:
+        with open(tmp, "w") as f:
+            json.dump(manifest, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, directory / MANIFEST_NAME)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def opus_head(channels: int = 2, pre_skip: int = 312, input_rate: int = 48000) -> bytes:
@@ -730,14 +747,8 @@ class _Writer:
         except OSError:
             pass
         m["updated_at"] = time.time()
-        directory = self.rec.directory
-        tmp = directory / (MANIFEST_NAME + ".tmp")
         try:
-            with open(tmp, "w") as f:
-                json.dump(m, f, indent=2)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, directory / MANIFEST_NAME)
+            write_manifest(self.rec.directory, m)
             self._manifest_dirty = False
             self._manifest_error_logged = False
             self._manifest_final = self.failed
@@ -746,7 +757,3 @@ class _Writer:
                 self._manifest_error_logged = True
                 self.log.error("%s: cannot write the manifest: %s", self._ids(), exc)
             self._manifest_due = now + 1.0  # retry soon (a full disk may free up)
-            try:
-                tmp.unlink()
-            except OSError:
-                pass

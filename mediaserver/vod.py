@@ -75,6 +75,8 @@ import cv2
 import numpy as np
 from av.video.frame import PictureType
 
+from .recorder import MANIFEST_NAME, read_manifest, write_manifest
+
 __all__ = [
     "JobCancelled",
     "MANIFEST_NAME",
@@ -85,7 +87,6 @@ __all__ = [
     "update_manifest",
 ]
 
-MANIFEST_NAME = "manifest.json"
 HLS_DIR = "hls"
 PLAYLIST = "index.m3u8"
 OUTPUT_FILES = ("poster.jpg", "thumbs.jpg", "thumbs.json", "thumbs.vtt")
@@ -131,23 +132,6 @@ class PackageOptions:
 
 
 # ---------------------------------------------------------------------- manifest
-def read_manifest(directory: Path) -> dict:
-    return json.loads((Path(directory) / MANIFEST_NAME).read_text())
-
-
-def write_manifest(directory: Path, manifest: dict) -> None:
-    """Atomically replace the manifest (unique temp file, fsync, rename)."""
-    directory = Path(directory)
-    tmp = directory / f".{MANIFEST_NAME}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
-    try:
-        with open(tmp, "w") as f:
-            json.dump(manifest, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, directory / MANIFEST_NAME)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 _manifest_lock = threading.Lock()
