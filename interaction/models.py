@@ -12,7 +12,6 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
-    DateTime,
     ForeignKey,
     Index,
     Integer,
@@ -22,14 +21,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paywall.models import Base, utcnow
+from paywall.models import Base, TZDateTime, utcnow
 
 __all__ = [
     "BlockedWord", "Danmaku", "ModerationAction", "Poll", "PollVote", "Question",
     "QuestionVote", "RoomBan", "RoomModerator",
 ]
 
-TZDateTime = DateTime(timezone=True)
 
 
 class Danmaku(Base):
