@@ -8,6 +8,7 @@ from typing import AsyncIterator, Optional
 from aiohttp import web
 
 import web as web_assets
+from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from paywall import http as paywall_http
 from paywall.seats import LocalSeats, RedisSeats, Seats
@@ -109,4 +110,5 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
+    setup_vendor_routes(app)
     return app

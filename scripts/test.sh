@@ -6,4 +6,5 @@ if [ ! -x .venv/bin/python ]; then
   python3.11 -m venv .venv 2>/dev/null || python3 -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+bash scripts/web-deps.sh
 exec .venv/bin/python -m pytest -q "$@"
