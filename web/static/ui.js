@@ -1,0 +1,121 @@
+// Shared helpers for Stagepass pages: JSON API calls, the logged-in user, safe DOM
+// building (user text always goes through textContent), money, status lines, the header.
+
+/** A refused API call: `status` is the HTTP status, `code`/`message` the server's error. */
+export class ApiError extends Error {
+  constructor(message, status = 0, code = "") {
+    super(message);
+    this.name = "ApiError";
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/**
+ * Call the JSON API with the login cookie. `body` (an object) is sent as JSON.
+ * Resolves to the parsed JSON (or null for an empty body); throws ApiError otherwise.
+ */
+export async function api(path, { method = "GET", body, headers = {} } = {}) {
+  const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin" };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(path, init);
+  } catch (err) {
+    throw new ApiError(`network error: ${err.message || err}`);
+  }
+  const text = await response.text();
+  let data = null;
+  try {
+    data = text ? JSON.parse(text) : null;
+  } catch {
+    data = null;
+  }
+  if (!response.ok) {
+    const error = data && data.error;
+    throw new ApiError(error ? String(error.message) : `${response.status} ${response.statusText}`,
+                       response.status, error ? String(error.code) : "");
+  }
+  return data;
+}
+
+/** The logged-in user ({id, email, display_name, role}) or null. */
+export async function me() {
+  try {
+    return (await api("/api/me")).user;
+  } catch (err) {
+    if (err.status === 401) return null;
+    throw err;
+  }
+}
+
+/**
+ * Build an element: h("a", {href: "/", class: "x", onclick: fn}, "text", child...).
+ * Strings become text nodes (never HTML); null/false children are skipped.
+ */
+export function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === null || value === undefined || value === false) continue;
+    if (key.startsWith("on") && typeof value === "function") el.addEventListener(key.slice(2), value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (value === true) el.setAttribute(key, "");
+    else el.setAttribute(key, String(value));
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return el;
+}
+
+/** 1999, "EUR" -> "€19.99" in the page's locale; 0 -> "Free". */
+export function formatMoney(minor, currency) {
+  if (!minor) return "Free";
+  const digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
+  return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(minor / 10 ** digits);
+}
+
+/** An error for people: its message, plus the HTTP status when there is one. */
+export function describe(err) {
+  const message = (err && err.message) || String(err);
+  return err && err.status ? `${message} (HTTP ${err.status})` : message;
+}
+
+/** Set a status line (`data-state` drives its colour; the text is plain text). */
+export function setStatus(el, state, text) {
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+/** Query-string parameter of the page, or `fallback`. */
+export function param(name, fallback = null) {
+  return new URLSearchParams(location.search).get(name) ?? fallback;
+}
+
+/**
+ * Fill `<header id="site-header">` with the navigation and the login state.
+ * Resolves to the user (or null) so pages need only one /api/me call.
+ */
+export async function siteHeader() {
+  const header = document.getElementById("site-header");
+  const user = await me().catch(() => null);
+  if (!header) return user;
+  const back = encodeURIComponent(location.pathname + location.search);
+  const links = [h("a", { href: "/", class: "brand" }, "Stagepass")];
+  if (user && (user.role === "creator" || user.role === "admin")) {
+    links.push(h("a", { href: "/static/studio.html" }, "Studio"), h("a", { href: "/static/dashboard.html" }, "Dashboard"));
+  }
+  const account = user
+    ? h("span", { class: "account" }, h("span", { class: "who" }, user.display_name || user.email), " ",
+        h("button", { type: "button", class: "link", id: "logout", onclick: async () => {
+          await api("/api/auth/logout", { method: "POST" }).catch(() => null);
+          location.reload();
+        } }, "Log out"))
+    : h("a", { href: `/static/login.html?next=${back}`, id: "login-link" }, "Log in");
+  header.replaceChildren(h("nav", { "aria-label": "Site" }, ...links), account);
+  return user;
+}
