@@ -23,7 +23,7 @@ __all__ = ["Catalog", "RoomView"]
 
 _EDITABLE = {
     "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
-    "replay_included", "preview_seconds", "max_devices",
+    "replay_included", "preview_seconds", "max_devices", "allow_downloads",
 }
 
 
@@ -42,6 +42,7 @@ class RoomView:
     replay_included: bool
     preview_seconds: int
     max_devices: int
+    allow_downloads: bool = False
 
     @property
     def free(self) -> bool:
@@ -59,7 +60,7 @@ def _view(room: Room) -> RoomView:
         room.id, room.slug, room.creator_id, room.title, room.description, json.loads(room.tags),
         starts.isoformat().replace("+00:00", "Z") if starts else None, room.currency,
         room.ticket_price, room.replay_price, room.replay_included, room.preview_seconds,
-        room.max_devices,
+        room.max_devices, bool(room.allow_downloads),
     )
 
 
@@ -97,9 +98,9 @@ def _clean_fields(data: dict[str, Any], creating: bool) -> dict[str, Any]:
         elif key in ("ticket_price", "replay_price"):
             if value is not None or key == "ticket_price":
                 value = check_amount(value, field=key, allow_zero=True)
-        elif key == "replay_included":
+        elif key in ("replay_included", "allow_downloads"):
             if not isinstance(value, bool):
-                raise PaywallError(400, "invalid_flag", "replay_included: true or false")
+                raise PaywallError(400, "invalid_flag", f"{key}: true or false")
         elif key == "preview_seconds":
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 3600:
                 raise PaywallError(400, "invalid_preview", "preview_seconds: 0 to 3600")

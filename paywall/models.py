@@ -12,6 +12,7 @@ from typing import Optional
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    false,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -74,6 +75,8 @@ class Room(Base):
     ticket_price: Mapped[int] = mapped_column(BigInteger, default=0)
     replay_price: Mapped[Optional[int]] = mapped_column(BigInteger, nullable=True)
     replay_included: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: buyers of the replay may download the recording (HTTP Range on one file)
+    allow_downloads: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     preview_seconds: Mapped[int] = mapped_column(Integer, default=0)
     max_devices: Mapped[int] = mapped_column(Integer, default=1)
     stream_key: Mapped[str] = mapped_column(String(64))
