@@ -1,4 +1,5 @@
-"""HTTP exports of a room's interaction: danmaku as JSON or Bilibili XML."""
+"""HTTP reads of a room's interaction: danmaku exports (JSON or Bilibili XML), and for a
+recording's replay the danmaku of a time window and the chapters (WebVTT)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from aiohttp import web
 from paywall.errors import PaywallError
 from paywall.http import PAYWALL, api, current_user
 
+from paywall.replay_http import authorized_replay
+
+from .chapters import chapters_of, to_webvtt
 from .danmaku import to_bilibili_xml
 
 __all__ = ["setup_routes"]
@@ -48,5 +52,55 @@ async def danmaku_export(request: web.Request) -> web.Response:
     return web.json_response({"room": room.slug, "broadcast": broadcast, "items": items})
 
 
+MAX_WINDOW_MS = 10 * 60 * 1000
+
+
+@api
+async def replay_danmaku(request: web.Request) -> web.Response:
+    """``GET /api/recordings/{recording}/danmaku?from_ms=&to_ms=&token=``: the danmaku sent
+    during ``[from_ms, to_ms)`` of the broadcast (at most 10 minutes; a preview token is
+    limited to the preview), for the player to overlay at their ``t_ms``."""
+    from .assembly import INTERACTION
+
+    rec, room, grant = await authorized_replay(request)
+    from_ms = _int_arg(request, "from_ms") or 0
+    to_ms = _int_arg(request, "to_ms")
+    if to_ms is None:
+        to_ms = from_ms + 60_000
+    if to_ms <= from_ms:
+        raise PaywallError(400, "invalid_query", "to_ms must be greater than from_ms")
+    if to_ms - from_ms > MAX_WINDOW_MS:
+        raise PaywallError(400, "invalid_query", f"a window spans at most {MAX_WINDOW_MS} ms")
+    if grant.preview_ms is not None:
+        to_ms = min(to_ms, grant.preview_ms)
+    items = []
+    if room is not None and to_ms > from_ms:
+        items = await request.app[INTERACTION].danmaku.history(room.id, rec.id, from_ms=from_ms, to_ms=to_ms)
+    return web.json_response({"recording": rec.id, "from_ms": from_ms, "to_ms": to_ms, "items": items},
+                             headers={"Cache-Control": "private, no-store"})
+
+
+@api
+async def replay_chapters(request: web.Request) -> web.Response:
+    """``GET /api/recordings/{recording}/chapters.vtt?token=`` (``?format=json`` for a list)."""
+    from .assembly import INTERACTION
+
+    rec, room, _ = await authorized_replay(request)
+    fmt = request.query.get("format", "vtt")
+    if fmt not in ("vtt", "json"):
+        raise PaywallError(400, "invalid_query", "format: vtt or json")
+    chapters: list[dict] = []
+    if room is not None:
+        interaction = request.app[INTERACTION]
+        chapters = chapters_of(await interaction.questions.chapters(room.id, rec.id),
+                               await interaction.polls.of_broadcast(room.id, rec.id))
+    if fmt == "json":
+        return web.json_response({"recording": rec.id, "chapters": chapters})
+    return web.Response(text=to_webvtt(chapters, rec.duration_ms), content_type="text/vtt",
+                        headers={"Cache-Control": "private, no-store"})
+
+
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/api/rooms/{room}/danmaku", danmaku_export)
+    app.router.add_get("/api/recordings/{recording}/danmaku", replay_danmaku)
+    app.router.add_get("/api/recordings/{recording}/chapters.vtt", replay_chapters)

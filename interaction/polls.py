@@ -185,6 +185,18 @@ class PollService:
                 counts = await self._counts(s, poll_id, n)
         return _payload(poll, counts)
 
+    async def of_broadcast(self, room_id: int, broadcast: str) -> list[dict]:
+        """Polls opened during a broadcast, in ``opened_t_ms`` order (replay chapters)."""
+        async with self.db() as s:
+            polls = (await s.execute(select(Poll).where(Poll.room_id == room_id, Poll.broadcast == broadcast)
+                                     .order_by(Poll.opened_t_ms, Poll.id))).scalars().all()
+            out = []
+            for poll in polls:
+                n = len(json.loads(poll.options))
+                counts = json.loads(poll.results) if poll.results is not None else await self._counts(s, poll.id, n)
+                out.append(_payload(poll, counts))
+        return out
+
     async def _flush(self, key: tuple[str, int]) -> None:
         room, poll_id = key
         payload = await self.poll(poll_id)

@@ -11,6 +11,7 @@ import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from paywall import http as paywall_http
+from paywall import replay_http
 from paywall.seats import LocalSeats, RedisSeats, Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
@@ -21,6 +22,7 @@ from .aiortc_bridge import check_aiortc_version
 from .config import Settings
 from .packaging_jobs import PackagingJobs
 from .recorder import MANIFEST_NAME, recording_dir
+from .recording_library import RecordingLibrary
 from .room import RoomRegistry
 
 __all__ = ["PACKAGING", "create_app"]
@@ -73,6 +75,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
         app.cleanup_ctx.append(paywall_ctx)
         paywall_http.setup_routes(app)
+        app[replay_http.RECORDINGS] = RecordingLibrary(settings.data_dir)
+        replay_http.setup_routes(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)

@@ -89,7 +89,9 @@ def serve(argv: list[str]) -> int:
         "studio http://%s:%d/static/studio.html, player http://%s:%d/static/watch.html",
         settings.host, settings.port, settings.host, settings.port,
     )
-    web.run_app(app, host=settings.host, port=settings.port, print=None)
+    from .access_log import RedactingAccessLogger
+
+    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log_class=RedactingAccessLogger)
     return 0
 
 

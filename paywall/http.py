@@ -19,7 +19,7 @@ from .errors import PaywallError
 from .ledger import Ledger
 from .service import Paywall
 
-__all__ = ["PAYWALL", "SESSION_COOKIE", "setup_routes"]
+__all__ = ["PAYWALL", "SESSION_COOKIE", "api", "current_user", "optional_user", "read_json", "setup_routes"]
 
 PAYWALL = web.AppKey("paywall", Paywall)
 SESSION_COOKIE = "stagepass_session"
@@ -63,9 +63,14 @@ def login_token(request: web.Request) -> Optional[str]:
     return request.cookies.get(SESSION_COOKIE)
 
 
-async def current_user(request: web.Request) -> UserView:
+async def optional_user(request: web.Request) -> Optional[UserView]:
+    """The logged-in user, or None for a visitor."""
     token = login_token(request)
-    user = await request.app[PAYWALL].accounts.user_for_token(token) if token else None
+    return await request.app[PAYWALL].accounts.user_for_token(token) if token else None
+
+
+async def current_user(request: web.Request) -> UserView:
+    user = await optional_user(request)
     if user is None:
         raise PaywallError(401, "login_required", "log in first")
     return user
@@ -135,8 +140,7 @@ async def catalog_room(request: web.Request) -> web.Response:
     paywall = request.app[PAYWALL]
     room = await paywall.catalog.require(request.match_info["room"])
     body: dict[str, Any] = {"room": room.as_dict()}
-    token = login_token(request)
-    user = await paywall.accounts.user_for_token(token) if token else None
+    user = await optional_user(request)
     if user is not None:
         body["owned"] = sorted(await paywall.orders.entitlements(user.id, room))
     return web.json_response(body)

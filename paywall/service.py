@@ -12,6 +12,7 @@ from .catalog import Catalog
 from .db import Database
 from .ledger import Ledger
 from .orders import OrderBook
+from .replays import ReplayAccess
 from .providers import DevProvider, PaymentProvider, StripeProvider
 from .tokens import TokenIssuer
 from .webhooks import Webhooks
@@ -38,6 +39,7 @@ class Paywall:
         self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.access_token_ttl)
         self.access = PaywallPermissions(db, self.catalog, self.orders, self.tokens)
         self.webhooks = Webhooks(db, self.orders)
+        self.replays = ReplayAccess(db, self.catalog, self.orders, self.tokens)
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":

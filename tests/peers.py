@@ -51,21 +51,34 @@ def read_number(img: np.ndarray) -> int:
     return n
 
 
+class SharedClock:
+    """The start time of a publisher's tracks: whichever track starts first sets it, the
+    other catches up, so frame n and audio sample s are due at t0 + n/fps and t0 + s/48000
+    (an A/V sync reference for tests)."""
+
+    def __init__(self) -> None:
+        self.t0: Optional[float] = None
+
+    def start(self) -> float:
+        if self.t0 is None:
+            self.t0 = time.monotonic()
+        return self.t0
+
+
 class NumberedVideoTrack(MediaStreamTrack):
     kind = "video"
 
-    def __init__(self, start: int = 0, fps: int = 30, width: int = WIDTH, height: int = HEIGHT):
+    def __init__(self, start: int = 0, fps: int = 30, width: int = WIDTH, height: int = HEIGHT,
+                 clock: Optional[SharedClock] = None):
         super().__init__()
         self.number = start
         self.fps = fps
         self.width, self.height = width, height
-        self._t0: Optional[float] = None
+        self.clock = clock or SharedClock()
         self._count = 0
 
     async def recv(self) -> VideoFrame:
-        if self._t0 is None:
-            self._t0 = time.monotonic()
-        target = self._t0 + self._count / self.fps
+        target = self.clock.start() + self._count / self.fps
         delay = target - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
@@ -78,25 +91,30 @@ class NumberedVideoTrack(MediaStreamTrack):
 
 
 class ToneAudioTrack(MediaStreamTrack):
-    """A 440 Hz sine in 20 ms frames at 48 kHz."""
+    """A 440 Hz sine in 20 ms frames at 48 kHz; with ``pulse_every`` (seconds), a 100 ms
+    beep at the start of each period and silence between (for A/V sync checks)."""
 
     kind = "audio"
 
-    def __init__(self, freq: float = 440.0):
+    def __init__(self, freq: float = 440.0, pulse_every: Optional[float] = None,
+                 clock: Optional[SharedClock] = None):
         super().__init__()
         self.freq = freq
+        self.pulse_every = pulse_every
+        self.clock = clock or SharedClock()
         self._samples = 0
-        self._t0: Optional[float] = None
 
     async def recv(self) -> AudioFrame:
-        if self._t0 is None:
-            self._t0 = time.monotonic()
-        target = self._t0 + self._samples / 48000
+        target = self.clock.start() + self._samples / 48000
         delay = target - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        t = (np.arange(960) + self._samples) / 48000
-        pcm = (np.sin(2 * math.pi * self.freq * t) * 8000).astype(np.int16).reshape(1, -1)
+        n = np.arange(960) + self._samples
+        t = n / 48000
+        pcm = np.sin(2 * math.pi * self.freq * t) * 8000
+        if self.pulse_every:
+            pcm[(n % int(self.pulse_every * 48000)) >= 4800] = 0
+        pcm = pcm.astype(np.int16).reshape(1, -1)
         frame = AudioFrame.from_ndarray(pcm, format="s16", layout="mono")
         frame.sample_rate = 48000
         frame.pts = self._samples
@@ -153,12 +171,14 @@ class Peer:
 
 
 class Publisher(Peer):
-    def __init__(self, base_url: str, codec: str = "video/H264", start: int = 0, audio: bool = True, **video):
+    def __init__(self, base_url: str, codec: str = "video/H264", start: int = 0, audio: bool = True,
+                 pulse_every: Optional[float] = None, **video):
         super().__init__(base_url)
-        self.video = NumberedVideoTrack(start=start, **video)
+        self.clock = SharedClock()
+        self.video = NumberedVideoTrack(start=start, clock=self.clock, **video)
         prefer(self.pc.addTransceiver(self.video, direction="sendonly"), codec)
         if audio:
-            self.audio = ToneAudioTrack()
+            self.audio = ToneAudioTrack(pulse_every=pulse_every, clock=self.clock)
             self.pc.addTransceiver(self.audio, direction="sendonly")
 
     async def publish(self, room: str, key: str) -> int:

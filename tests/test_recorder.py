@@ -700,31 +700,38 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
-async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec):
+async def _start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
+    """``stagepass serve`` in a subprocess (open room demo), once it answers."""
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
     proc = subprocess.Popen(
         [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(port),
-         "--data-dir", str(tmp_path), "--rooms", "demo=KEYKEYKEY"],
+         "--data-dir", str(data_dir), "--rooms", "demo=KEYKEYKEY"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
     base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(300):
+            try:
+                async with http.get(f"{base}/api/rooms/demo") as r:
+                    if r.status == 200:
+                        return proc, base
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
+async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec):
+    """SIGKILL mid-recording: the file up to the kill decodes, and the next start of the
+    server packages it into a replay."""
+    proc, base = await _start_server(tmp_path)
     publisher = Publisher(base, codec=codec)
     try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(300):
-                try:
-                    async with http.get(f"{base}/api/rooms/demo") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("server did not start")
         assert await publisher.publish("demo", "KEYKEYKEY") == 201
         await asyncio.sleep(3)
         proc.send_signal(signal.SIGKILL)
@@ -742,3 +749,18 @@ async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec
     # frames up to (at most about a second before) the kill are there and decode
     assert dec.numbers[0] < 5 and consecutive(dec.numbers) and len(dec.numbers) > 45, dec.numbers
     assert dec.audio_samples > 48000 and dec.tone_share() > 0.5
+
+    proc, _ = await _start_server(tmp_path)  # the restart resumes the unfinished job
+    try:
+        await wait_for(lambda: read_manifest(directory)["status"] in ("ready", "failed"), timeout=60)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    manifest = read_manifest(directory)
+    assert manifest["status"] == "ready", manifest
+    from tests.test_vod import all_video, read_hls
+
+    _, segments = read_hls(directory)
+    numbers = [v[1] for v in all_video(segments) if v[2] > 20]
+    assert consecutive(numbers) and numbers[0] == dec.numbers[0], numbers
+    assert abs(len(numbers) - len(dec.numbers)) <= 2, (len(numbers), len(dec.numbers))

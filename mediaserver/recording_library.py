@@ -1,0 +1,253 @@
+"""``RecordingLibrary``: the recordings on disk as replays (lookup, listing, safe files).
+
+A recording is ``{data_dir}/recordings/{room}/{broadcast}/`` (see ``recorder`` and
+``vod``); its id is the broadcast id. This module only reads what the recorder and the
+packager wrote; it knows nothing of HTTP or payment.
+
+**Path safety.** A file of a replay is reachable only by a name from a fixed set
+(``index.m3u8``, ``seg-NNNNN.ts``, the poster and thumbnails), inside the recording's own
+folder, never through a symbolic link, and only if it is a regular file: ``..``, encoded
+slashes, absolute paths and links planted in the folder all resolve to ``None``.
+
+**Playlists.** :func:`signed_playlist` rewrites the VOD playlist so that every segment
+URI carries the caller's query (the replay token), and optionally stops at a preview
+limit: the preview playlist keeps the segments that start before the limit, and ends
+with ``EXT-X-ENDLIST`` like the full one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+from urllib.parse import quote
+
+from .recorder import MANIFEST_NAME, read_manifest
+from .vod import HLS_DIR, PLAYLIST
+
+__all__ = [
+    "DOWNLOAD_NAME", "PUBLIC_FILES", "RECORDING_ID_RE", "RecordingLibrary", "Recording",
+    "Segment", "parse_playlist", "signed_playlist",
+]
+
+RECORDING_ID_RE = re.compile(r"^[0-9a-f]{16}$")
+SEGMENT_RE = re.compile(r"^seg-\d{5}\.ts$")
+#: images of a replay that the catalog shows to everyone (no token)
+PUBLIC_FILES = frozenset({"poster.jpg", "thumbs.jpg", "thumbs.vtt", "thumbs.json"})
+#: the whole replay as one MPEG-TS file (the segments concatenated), built on demand
+DOWNLOAD_NAME = "download.ts"
+
+
+@dataclass(frozen=True)
+class Segment:
+    uri: str
+    start_ms: int
+    duration_ms: int
+
+
+@dataclass(frozen=True)
+class Recording:
+    id: str
+    room: str
+    directory: Path
+    manifest: dict
+
+    @property
+    def status(self) -> str:
+        return str(self.manifest.get("status") or "recording")
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+    @property
+    def duration_ms(self) -> int:
+        m = self.manifest
+        return int(m.get("hls_duration_ms") or m.get("duration_ms") or 0)
+
+    @property
+    def started_at(self) -> float:
+        return float(self.manifest.get("started_at") or 0.0)
+
+    def summary(self) -> dict:
+        """What a catalog or a studio shows about the recording."""
+        m = self.manifest
+        return {
+            "id": self.id,
+            "room": self.room,
+            "started_at": self.started_at,
+            "duration_ms": self.duration_ms,
+            "status": self.status,
+            "progress": int(m.get("progress") or (100 if self.ready else 0)),
+            "error": m.get("error") or m.get("recording_error"),
+            "poster_url": f"/replay/{self.id}/poster.jpg" if self.ready and m.get("poster") else None,
+            "thumbs_vtt_url": f"/replay/{self.id}/thumbs.vtt" if self.ready and m.get("thumbs") else None,
+            "replay_url": f"/static/replay.html?recording={self.id}",
+            "has_video": bool(m.get("video")) if self.ready else m.get("video_codec") is not None,
+        }
+
+
+def parse_playlist(text: str) -> tuple[list[str], list[tuple[list[str], Segment]]]:
+    """Split a VOD playlist into its header lines and (tag lines, segment) pairs."""
+    header: list[str] = []
+    segments: list[tuple[list[str], Segment]] = []
+    pending: list[str] = []
+    t = 0.0
+    duration = 0.0
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line == "#EXT-X-ENDLIST":
+            continue
+        if line.startswith("#"):
+            if line.startswith("#EXTINF:"):
+                duration = float(line[8:].split(",", 1)[0])
+            if not segments and not pending and not line.startswith(("#EXTINF", "#EXT-X-DISCONTINUITY")):
+                header.append(line)
+            else:
+                pending.append(line)
+            continue
+        segments.append((pending, Segment(line, round(t * 1000), round(duration * 1000))))
+        t += duration
+        pending = []
+    return header, segments
+
+
+def signed_playlist(text: str, query: str, limit_ms: Optional[int] = None) -> str:
+    """The playlist with ``?query`` on every segment URI, cut at ``limit_ms`` if given."""
+    header, segments = parse_playlist(text)
+    if limit_ms is not None:
+        segments = [item for item in segments if item[1].start_ms < limit_ms] or segments[:1]
+    lines = list(header)
+    for tags, seg in segments:
+        lines += tags
+        lines.append(f"{seg.uri}?{query}" if query else seg.uri)
+    lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def _regular_file(path: Path) -> bool:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return False
+    return stat.S_ISREG(st.st_mode)
+
+
+class RecordingLibrary:
+    def __init__(self, data_dir: Path) -> None:
+        self.root = Path(data_dir) / "recordings"
+        self._download_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ lookup
+    def get(self, recording_id: str) -> Optional[Recording]:
+        """The recording with this id, or None (also for any malformed id)."""
+        if not isinstance(recording_id, str) or not RECORDING_ID_RE.match(recording_id):
+            return None
+        try:
+            rooms = [d for d in os.scandir(self.root) if d.is_dir(follow_symlinks=False)]
+        except OSError:
+            return None
+        for room in rooms:
+            directory = Path(room.path) / recording_id
+            if directory.is_symlink() or not _regular_file(directory / MANIFEST_NAME):
+                continue
+            return self._load(room.name, directory)
+        return None
+
+    def list(self, room: Optional[str] = None) -> list[Recording]:
+        """Recordings newest first (of one room if given)."""
+        out: list[Recording] = []
+        try:
+            rooms = [Path(d.path) for d in os.scandir(self.root)
+                     if d.is_dir(follow_symlinks=False) and (room is None or d.name == room)]
+        except OSError:
+            return []
+        for room_dir in rooms:
+            for entry in os.scandir(room_dir):
+                if (RECORDING_ID_RE.match(entry.name) and entry.is_dir(follow_symlinks=False)
+                        and _regular_file(Path(entry.path) / MANIFEST_NAME)):
+                    rec = self._load(room_dir.name, Path(entry.path))
+                    if rec is not None:
+                        out.append(rec)
+        out.sort(key=lambda r: r.started_at, reverse=True)
+        return out
+
+    @staticmethod
+    def _load(room: str, directory: Path) -> Optional[Recording]:
+        try:
+            manifest = read_manifest(directory)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(manifest, dict):
+            return None
+        return Recording(directory.name, room, directory, manifest)
+
+    # ------------------------------------------------------------------ files
+    def file(self, rec: Recording, name: str) -> Optional[Path]:
+        """A servable file of the replay by its public name, or None (unknown, unsafe, absent)."""
+        if name in PUBLIC_FILES:
+            path = rec.directory / name
+        elif name == PLAYLIST or SEGMENT_RE.match(name):
+            path = rec.directory / HLS_DIR / name
+        else:
+            return None
+        if not rec.ready or not _regular_file(path):
+            return None
+        # no link anywhere between the library root and the file
+        try:
+            resolved = path.resolve(strict=True)
+            expected = self.root.resolve(strict=True) / rec.room / rec.id / path.relative_to(rec.directory)
+        except (OSError, ValueError):
+            return None
+        return path if resolved == expected else None
+
+    def playlist(self, rec: Recording) -> Optional[str]:
+        path = self.file(rec, PLAYLIST)
+        return path.read_text() if path is not None else None
+
+    def segment_start_ms(self, rec: Recording, name: str) -> Optional[int]:
+        """Where segment ``name`` starts on the replay's timeline (None if not listed)."""
+        text = self.playlist(rec)
+        if text is None:
+            return None
+        for _, seg in parse_playlist(text)[1]:
+            if seg.uri == name:
+                return seg.start_ms
+        return None
+
+    def download(self, rec: Recording) -> Optional[Path]:
+        """The replay as one MPEG-TS file (segments concatenated; built once, atomically).
+
+        Blocking (copies the segments): call it in a thread."""
+        text = self.playlist(rec)
+        if text is None:
+            return None
+        target = rec.directory / DOWNLOAD_NAME
+        names = [seg.uri for _, seg in parse_playlist(text)[1]]
+        sources = [self.file(rec, n) for n in names]
+        if not sources or any(p is None for p in sources):
+            return None
+        with self._download_lock:
+            newest = max(p.stat().st_mtime for p in sources if p is not None)
+            if _regular_file(target) and target.stat().st_mtime >= newest:
+                return target
+            tmp = rec.directory / f".{DOWNLOAD_NAME}.{os.getpid()}.tmp"
+            try:
+                with open(tmp, "wb") as out:
+                    for p in sources:
+                        with open(p, "rb") as src:  # type: ignore[arg-type]
+                            shutil.copyfileobj(src, out, 1 << 20)
+                os.replace(tmp, target)
+            finally:
+                if tmp.exists():
+                    tmp.unlink()
+        return target
+
+    @staticmethod
+    def token_query(token: str) -> str:
+        return f"token={quote(token, safe='')}"

@@ -1,0 +1,164 @@
+"""Replay HTTP API: recordings as products, ``replay:`` tokens, and the token-checked files.
+
+* ``GET  /api/recordings[?room=]`` -- newest first; visitors see ``ready`` ones, the
+  creator (and admins) every status of their rooms, with progress and errors.
+* ``GET  /api/recordings/{id}`` -- one recording, plus the offer (owned, price, preview).
+* ``POST /api/recordings/{id}/token`` -- a short-lived ``replay:<id>`` token and the
+  playlist URL that carries it (full, or the preview).
+* ``GET  /replay/{id}/index.m3u8?token=`` -- the VOD playlist, every segment URI signed
+  with the same token; a preview token gets a playlist that ends at the preview limit.
+* ``GET  /replay/{id}/seg-NNNNN.ts?token=`` -- checked on every request (token, expiry,
+  entitlement, preview limit); ``poster.jpg`` and ``thumbs.*`` are public.
+* ``GET  /replay/{id}/download?token=`` -- the whole replay as one MPEG-TS file with HTTP
+  Range, when the creator allows downloads.
+
+The token may also come as ``Authorization: Bearer``. Tokens in query strings never reach
+the logs (``mediaserver.access_log``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Optional
+
+from aiohttp import web
+
+from mediaserver.recording_library import PUBLIC_FILES, Recording, RecordingLibrary, signed_playlist
+from mediaserver.vod import PLAYLIST
+
+from .catalog import RoomView
+from .errors import PaywallError
+from .http import PAYWALL, api, optional_user
+from .replays import ReplayGrant
+
+__all__ = ["RECORDINGS", "authorized_replay", "setup_routes"]
+
+RECORDINGS = web.AppKey("recordings", RecordingLibrary)
+log = logging.getLogger("stagepass.replay")
+
+PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
+NO_STORE = {"Cache-Control": "private, no-store"}
+
+
+def _replay_token(request: web.Request) -> Optional[str]:
+    header = request.headers.get("Authorization", "")
+    if header.lower().startswith("bearer "):
+        return header[7:].strip() or None
+    return request.query.get("token") or None
+
+
+async def _recording(request: web.Request) -> tuple[Recording, Optional[RoomView]]:
+    rec = request.app[RECORDINGS].get(request.match_info["recording"])
+    if rec is None:
+        raise PaywallError(404, "recording_not_found", "no such recording")
+    return rec, await request.app[PAYWALL].catalog.get(rec.room)
+
+
+async def authorized_replay(request: web.Request) -> tuple[Recording, Optional[RoomView], ReplayGrant]:
+    """The recording of ``{recording}`` and the grant of the request's replay token."""
+    rec, room = await _recording(request)
+    grant = await request.app[PAYWALL].replays.authorize(rec.id, room, _replay_token(request))
+    return rec, room, grant
+
+
+def _visible(rec: Recording, room: Optional[RoomView], user) -> bool:
+    if rec.ready:
+        return True
+    return user is not None and (user.role == "admin" or (room is not None and user.id == room.creator_id))
+
+
+def _describe(rec: Recording, room: Optional[RoomView]) -> dict:
+    return {**rec.summary(), "title": room.title if room else rec.room}
+
+
+@api
+async def list_recordings(request: web.Request) -> web.Response:
+    slug = request.query.get("room")
+    library, catalog = request.app[RECORDINGS], request.app[PAYWALL].catalog
+    user = await optional_user(request)
+    rooms: dict[str, Optional[RoomView]] = {}
+    out = []
+    for rec in library.list(slug):
+        if rec.room not in rooms:
+            rooms[rec.room] = await catalog.get(rec.room)
+        if _visible(rec, rooms[rec.room], user):
+            out.append(_describe(rec, rooms[rec.room]))
+    return web.json_response({"recordings": out})
+
+
+@api
+async def get_recording(request: web.Request) -> web.Response:
+    rec, room = await _recording(request)
+    user = await optional_user(request)
+    if not _visible(rec, room, user):
+        raise PaywallError(404, "recording_not_found", "no such recording")
+    offer = await request.app[PAYWALL].replays.offer(user, room)
+    return web.json_response({"recording": _describe(rec, room), "offer": offer})
+
+
+@api
+async def mint_replay_token(request: web.Request) -> web.Response:
+    rec, room = await _recording(request)
+    user = await optional_user(request)
+    if not _visible(rec, room, user):
+        raise PaywallError(404, "recording_not_found", "no such recording")
+    if not rec.ready:
+        raise PaywallError(409, "not_ready", f"the replay is not ready yet ({rec.status})")
+    minted = await request.app[PAYWALL].replays.mint(user, rec.id, room)
+    query = RecordingLibrary.token_query(minted["token"])
+    minted["playlist_url"] = f"/replay/{rec.id}/{PLAYLIST}?{query}"
+    minted["download_url"] = f"/replay/{rec.id}/download?{query}" if minted["downloads"] else None
+    log.info("replay token for recording %s of room %s to user %s (%s)", rec.id, rec.room,
+             user.id if user else "visitor", "preview" if minted["preview_ms"] else "full")
+    return web.json_response(minted, status=201)
+
+
+@api
+async def replay_file(request: web.Request) -> web.StreamResponse:
+    name = request.match_info["name"]
+    library = request.app[RECORDINGS]
+    if name in PUBLIC_FILES:
+        rec, _ = await _recording(request)
+        path = library.file(rec, name)
+        if path is None:
+            raise PaywallError(404, "file_not_found", "no such file in this replay")
+        return web.FileResponse(path, headers={"Cache-Control": "public, max-age=300"})
+    rec, _, grant = await authorized_replay(request)
+    if name == PLAYLIST:
+        text = library.playlist(rec)
+        if text is None:
+            raise PaywallError(404, "file_not_found", "the replay is not ready")
+        token = _replay_token(request) if "token" in request.query else ""
+        body = signed_playlist(text, RecordingLibrary.token_query(token) if token else "", grant.preview_ms)
+        return web.Response(text=body, content_type=PLAYLIST_TYPE, headers=NO_STORE)
+    path = library.file(rec, name)
+    start = library.segment_start_ms(rec, name) if path is not None else None
+    if path is None or start is None:
+        raise PaywallError(404, "file_not_found", "no such file in this replay")
+    if not grant.allows(start):
+        raise PaywallError(403, "preview_over", "the free preview ends here; buy the replay to go on")
+    return web.FileResponse(path, headers={**NO_STORE, "Content-Type": "video/mp2t"})
+
+
+@api
+async def download(request: web.Request) -> web.StreamResponse:
+    rec, _, grant = await authorized_replay(request)
+    if not grant.downloads:
+        raise PaywallError(403, "downloads_off", "downloads of this replay are not allowed")
+    path = await asyncio.to_thread(request.app[RECORDINGS].download, rec)
+    if path is None:
+        raise PaywallError(404, "file_not_found", "the replay is not ready")
+    return web.FileResponse(path, headers={
+        **NO_STORE, "Content-Type": "video/mp2t",
+        "Content-Disposition": f'attachment; filename="{rec.room}-{rec.id}.ts"',
+    })
+
+
+def setup_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/api/recordings", list_recordings)
+    r.add_get("/api/recordings/{recording}", get_recording)
+    r.add_post("/api/recordings/{recording}/token", mint_replay_token)
+    r.add_get("/replay/{recording}/download", download)
+    r.add_get("/replay/{recording}/{name}", replay_file)

@@ -1,0 +1,129 @@
+"""``ReplayAccess``: who may watch (or download) a room's recordings, as ``replay:`` tokens.
+
+A recording is sold through its room: the replay product (``replay`` or ``bundle``
+orders), or a ticket when the room has ``replay_included``. The creator and admins
+always may; a free room (no ticket price) whose replay is not sold separately is free.
+Anyone else gets the room's free preview (``preview_seconds`` of the replay, as often as
+they like: the preview playlist simply ends there) or ``402``.
+
+Tokens are ``replay:<recording>`` JWTs from the ``TokenIssuer`` (short-lived; the player
+renews them); claims ``preview_ms`` (absent = the whole replay) and ``dl`` (downloads).
+Every request re-checks the entitlement, so a refund stops playback at the next segment.
+Recordings of open rooms (``STAGEPASS_ROOMS``, not in the catalog) are free to everyone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from .accounts import UserView
+from .catalog import Catalog, RoomView
+from .db import Database
+from .errors import PaywallError
+from .models import RevokedToken
+from .orders import OrderBook
+from .tokens import TokenIssuer
+
+__all__ = ["ReplayAccess", "ReplayGrant", "ANONYMOUS"]
+
+#: ``sub`` of tokens minted for visitors who are not logged in (open rooms only)
+ANONYMOUS = 0
+
+
+@dataclass(frozen=True)
+class ReplayGrant:
+    user_id: int
+    #: the replay is watchable up to here (ms); None = all of it
+    preview_ms: Optional[int]
+    downloads: bool
+
+    def allows(self, t_ms: int) -> bool:
+        return self.preview_ms is None or t_ms < self.preview_ms
+
+
+class ReplayAccess:
+    def __init__(self, db: Database, catalog: Catalog, orders: OrderBook, tokens: TokenIssuer) -> None:
+        self.db = db
+        self.catalog = catalog
+        self.orders = orders
+        self.tokens = tokens
+
+    async def owns(self, user: Optional[UserView], room: Optional[RoomView]) -> bool:
+        """May ``user`` watch all of ``room``'s replays?"""
+        if room is None:
+            return True
+        if room.free and not room.replay_price:
+            return True
+        if user is None:
+            return False
+        if user.id == room.creator_id or user.role == "admin":
+            return True
+        return await self._entitled(user.id, room)
+
+    async def _entitled(self, user_id: int, room: RoomView) -> bool:
+        held = await self.orders.entitlements(user_id, room)
+        return "replay" in held or ("ticket" in held and room.replay_included)
+
+    async def offer(self, user: Optional[UserView], room: Optional[RoomView]) -> dict:
+        """What the replay page shows before playing: owned, price, preview, downloads."""
+        owned = await self.owns(user, room)
+        if room is None:
+            return {"owned": True, "price": None, "currency": None, "replay_included": False,
+                    "preview_seconds": 0, "downloads": False, "for_sale": False}
+        return {
+            "owned": owned,
+            "price": room.replay_price,
+            "currency": room.currency,
+            "replay_included": room.replay_included,
+            "ticket_price": room.ticket_price,
+            "preview_seconds": room.preview_seconds,
+            "downloads": owned and room.allow_downloads,
+            "for_sale": room.replay_price is not None,
+        }
+
+    async def mint(self, user: Optional[UserView], recording_id: str, room: Optional[RoomView]) -> dict:
+        """A ``replay:<recording>`` token, full or preview; 401/402 when neither applies."""
+        owned = await self.owns(user, room)
+        extra: dict = {}
+        if not owned:
+            if user is None:
+                raise PaywallError(401, "login_required", "log in to watch this replay")
+            assert room is not None
+            if room.preview_seconds <= 0:
+                raise PaywallError(402, "replay_required", "this replay needs a purchase")
+            extra["preview_ms"] = room.preview_seconds * 1000
+        downloads = owned and room is not None and room.allow_downloads
+        if downloads:
+            extra["dl"] = True
+        token, claims = self.tokens.mint(user.id if user else ANONYMOUS, f"replay:{recording_id}", **extra)
+        return {"token": token, "scope": claims["scope"], "expires_at": claims["exp"],
+                "preview_ms": extra.get("preview_ms"), "downloads": downloads}
+
+    async def authorize(self, recording_id: str, room: Optional[RoomView], token: Optional[str]) -> ReplayGrant:
+        """The grant of a valid, unrevoked token still backed by the entitlement."""
+        if not token:
+            raise PaywallError(401, "token_required", "replay files need ?token=<replay token>")
+        claims = self.tokens.verify(token, f"replay:{recording_id}")
+        async with self.db() as s:
+            if await s.get(RevokedToken, claims["jti"]) is not None:
+                raise PaywallError(401, "token_revoked", "this access token was revoked")
+        user_id = int(claims["sub"])
+        preview = claims.get("preview_ms")
+        if preview is not None:
+            if not isinstance(preview, int) or isinstance(preview, bool) or preview <= 0:
+                raise PaywallError(401, "invalid_token", "the access token is not valid")
+            return ReplayGrant(user_id, preview, False)
+        if room is not None and not (room.free and not room.replay_price):
+            if user_id == ANONYMOUS:
+                raise PaywallError(403, "replay_required", "this replay needs a purchase")
+            if user_id != room.creator_id and not await self._staff(user_id) and not await self._entitled(user_id, room):
+                raise PaywallError(403, "replay_required", "no replay purchase for this room (refunded or never bought)")
+        return ReplayGrant(user_id, None, bool(claims.get("dl")) and room is not None and room.allow_downloads)
+
+    async def _staff(self, user_id: int) -> bool:
+        from .models import User
+
+        async with self.db() as s:
+            user = await s.get(User, user_id)
+        return user is not None and user.role == "admin"
