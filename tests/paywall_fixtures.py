@@ -144,3 +144,12 @@ async def view_token(viewer: Api, slug: str) -> str:
     status, resp = await viewer.post(f"/api/rooms/{slug}/tokens", {"scope": "view"})
     assert status == 201, resp
     return resp["token"]
+
+
+async def connected(base: str, api: Api, room: str = "maths", token: str = ""):
+    """A Socket.IO client (tests/chat.py) in ``room`` with ``api``'s view token."""
+    from tests.chat import Chat
+
+    chat = Chat()
+    assert await chat.connect(base, room, token or await view_token(api, room)), chat.refused
+    return chat

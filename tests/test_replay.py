@@ -324,3 +324,119 @@ async def test_danmaku_window_and_chapters_of_a_replay(shop):
     ]
     status, body = await viewer.get(f"/api/recordings/{rec_id}/chapters.vtt?format=json&token={token}", token=None)
     assert [(c["kind"], c["t_ms"]) for c in body["chapters"]] == [("question", 4200), ("poll", 7000)]
+
+
+# ---------------------------------------------------------------------- end to end
+def beep_onsets(audio: list[tuple], threshold: float = 0.05) -> list[float]:
+    """Replay times (ms) where a beep starts: audio frames loud after quiet ones."""
+    out, quiet = [], True
+    for t, _, rms in audio:
+        if rms > threshold and quiet:
+            out.append(t)
+        quiet = rms <= threshold
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_live_class_becomes_a_paid_replay_in_sync(paywall_app, tmp_path):
+    """A creator broadcasts ~10 s of numbered frames with a beep every 2 s; a viewer sends
+    danmaku and a question that is answered, a poll runs; the creator stops. The replay
+    becomes ready; a buyer plays it over HTTP with a replay token: every frame in order,
+    audio in sync within 100 ms, the danmaku at their second, the chapters in place."""
+    from tests.paywall_fixtures import connected
+    from tests.peers import Publisher
+
+    base, app = paywall_app
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator, replay_included=True, preview_seconds=2)
+    key = (await creator.get("/api/rooms/maths/stream-key"))[1]["stream_key"]
+    viewer = await Api.sign_up(base)
+    await buy(viewer, "maths", "ticket")
+    publisher = Publisher(base, start=100, pulse_every=2.0)
+    assert await publisher.publish("maths", key) == 201
+    began = time.monotonic()
+    chat = await connected(base, viewer)
+    host = await connected(base, creator)
+    try:
+        await asyncio.sleep(2.0)
+        first = (await chat.call("danmaku:send", {"text": "<i>hi</i> teacher"}))["danmaku"]
+        question = (await chat.call("question:ask", {"text": "Why is the sky blue?"}))["question"]
+        await asyncio.sleep(2.5)
+        assert (await host.call("question:answer", {"id": question["id"]}))["ok"]
+        poll = (await host.call("poll:open", {"question": "Clear?", "options": ["yes", "no"]}))["poll"]
+        await asyncio.sleep(1.5)
+        assert (await chat.call("poll:vote", {"id": poll["id"], "option": 0}))["ok"]
+        second = (await chat.call("danmaku:send", {"text": "thanks"}))["danmaku"]
+        assert (await host.call("poll:close", {"id": poll["id"]}))["ok"]
+        await asyncio.sleep(10 - (time.monotonic() - began))
+    finally:
+        await chat.close()
+        await host.close()
+    assert await publisher.delete() == 200
+    published_s = time.monotonic() - began
+    await publisher.close()
+
+    recs = (await creator.get("/api/recordings?room=maths"))[1]["recordings"]
+    assert len(recs) == 1 and recs[0]["status"] in ("recorded", "processing", "ready"), recs
+    rec_id = recs[0]["id"]
+    assert first["t_ms"] >= 1500 and second["t_ms"] > first["t_ms"]
+
+    async def status() -> str:
+        return (await creator.get(f"/api/recordings/{rec_id}"))[1]["recording"]["status"]
+
+    deadline = time.monotonic() + 60
+    while (current := await status()) != "ready":
+        assert current in ("recorded", "processing") and time.monotonic() < deadline, current
+        await asyncio.sleep(0.2)
+
+    minted = await replay_token(viewer, rec_id)  # replay_included with the ticket
+    assert minted["preview_ms"] is None
+    status_, data, _ = await fetch(base + minted["playlist_url"])
+    assert status_ == 200
+    out = tmp_path / "played"
+    (out / "hls").mkdir(parents=True)
+    _, segments = parse_playlist(data.decode())
+    for _, seg in segments:
+        got, payload, _ = await fetch(f"{base}/replay/{rec_id}/{seg.uri}")
+        assert got == 200
+        (out / "hls" / seg.uri.split("?")[0]).write_bytes(payload)
+    (out / "hls" / "index.m3u8").write_text(signed_playlist(data.decode().replace(
+        f"?{RecordingLibrary.token_query(minted['token'])}", ""), ""))
+    _, played = read_hls(out)
+    video = all_video(played)
+    check_continuous(video, max_step_ms=120)
+    numbers = [v[1] for v in video if v[2] > 20]
+    assert numbers == list(range(numbers[0], numbers[0] + len(numbers))) and numbers[0] < 110, numbers[:5]
+    total_s = sum(s.duration for s in played)
+    longest = max(s.duration for s in played)
+    assert abs(total_s - published_s) <= longest, (total_s, published_s)
+    # A/V sync: the beep of second 2k plays with frame 100 + 60k
+    audio = all_audio(played)
+    assert audio and sum(a[1] for a in audio) / 48000 == pytest.approx(total_s, abs=0.1)
+    frame_at = {v[1]: v[0] for v in video}
+    onsets = beep_onsets(audio)
+    assert len(onsets) >= 4, onsets
+    offsets = []
+    for onset in onsets:
+        number = 100 + round((onset - (frame_at[numbers[0]] - (numbers[0] - 100) * 1000 / 30)) / 2000) * 60
+        if number in frame_at:
+            offsets.append(onset - frame_at[number])
+    print("A/V offsets ms:", [round(o) for o in offsets])
+    assert len(offsets) >= 3 and max(abs(o) for o in offsets) <= 100, offsets
+
+    # the danmaku come back at their media time, in windows
+    got = (await viewer.get(f"/api/recordings/{rec_id}/danmaku?from_ms=0&to_ms={first['t_ms'] + 1}"
+                            f"&token={minted['token']}", token=None))[1]["items"]
+    assert [(d["id"], d["t_ms"], d["text"]) for d in got] == [(first["id"], first["t_ms"], "<i>hi</i> teacher")]
+    got = (await viewer.get(f"/api/recordings/{rec_id}/danmaku?from_ms={first['t_ms'] + 1}&to_ms=600000"
+                            f"&token={minted['token']}", token=None))[1]["items"]
+    assert [d["text"] for d in got] == ["thanks"]
+    chapters = (await viewer.get(f"/api/recordings/{rec_id}/chapters.vtt?format=json&token={minted['token']}",
+                                 token=None))[1]["chapters"]
+    assert [c["kind"] for c in chapters] == ["question", "poll"]
+    assert first["t_ms"] < chapters[0]["t_ms"] <= chapters[1]["t_ms"] < second["t_ms"]
+    # the frame shown at a danmaku's t_ms is the one the publisher sent at that moment
+    expected = 100 + first["t_ms"] * 30 / 1000
+    shown = min(video, key=lambda v: abs(v[0] - first["t_ms"]))[1]
+    assert abs(shown - expected) <= 6, (shown, expected)  # within 200 ms
