@@ -1,0 +1,244 @@
+// The replay page: HLS playback (hls.js) of a recording with a short-lived replay token,
+// the danmaku overlaid at the second they were sent (the `danmaku` package, media mode),
+// chapter markers for answered questions and polls, and preview-then-buy.
+import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+
+const WINDOW_MS = 60_000; // danmaku are fetched a minute at a time, ahead of playback
+const MODES = { scroll: "rtl", top: "top", bottom: "bottom" };
+
+const recordingId = param("recording", "");
+const statusLine = document.getElementById("status");
+const video = document.getElementById("video");
+const stage = document.getElementById("stage");
+
+let grant = null; // {token, expires_at, preview_ms, download_url}
+let renewTimer = null;
+let hls = null;
+let danmaku = null;
+const loadedWindows = new Set();
+const shownIds = new Set();
+
+window.stagepass = {
+  get hls() { return hls; },
+  get danmaku() { return danmaku; },
+  get grant() { return grant; },
+  danmakuIds: shownIds,
+};
+
+function authHeaders() {
+  return grant ? { Authorization: `Bearer ${grant.token}` } : {};
+}
+
+function clock(ms) {
+  const s = Math.floor(ms / 1000);
+  const hms = [Math.floor(s / 3600), Math.floor(s / 60) % 60, s % 60];
+  return (hms[0] ? `${hms[0]}:` : "") + hms.slice(1).map((n) => String(n).padStart(2, "0")).join(":");
+}
+
+async function mint() {
+  grant = await api(`/api/recordings/${recordingId}/token`, { method: "POST" });
+  if (grant.download_url) {
+    document.getElementById("download-link").href = grant.download_url;
+    document.getElementById("download").hidden = false;
+  }
+  clearTimeout(renewTimer);
+  // renew at half-life, so segment requests always carry a valid token
+  const lifeMs = grant.expires_at * 1000 - Date.now();
+  renewTimer = setTimeout(() => mint().catch((err) => setStatus(statusLine, "error", describe(err))),
+                          Math.max(5_000, lifeMs / 2));
+  return grant;
+}
+
+function showOffer(info, user) {
+  const { offer, recording } = info;
+  const box = document.getElementById("offer");
+  const text = document.getElementById("offer-text");
+  const buyButton = document.getElementById("buy");
+  const roomLink = document.getElementById("room-link");
+  const login = document.getElementById("login");
+  box.hidden = false;
+  roomLink.href = `/static/room.html?room=${encodeURIComponent(recording.room)}`;
+  const parts = [];
+  if (offer.preview_seconds > 0) parts.push(`The first ${offer.preview_seconds} s are free.`);
+  if (offer.for_sale) parts.push(`The replay costs ${formatMoney(offer.price, offer.currency)}.`);
+  if (offer.replay_included) parts.push("A ticket to the room includes it.");
+  text.textContent = parts.join(" ") || "This replay is not for sale.";
+  buyButton.hidden = !offer.for_sale || !user;
+  buyButton.textContent = offer.for_sale ? `Buy the replay — ${formatMoney(offer.price, offer.currency)}` : "Buy";
+  roomLink.hidden = !offer.replay_included;
+  login.hidden = Boolean(user);
+  login.href = `/static/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
+  buyButton.onclick = async () => {
+    const error = document.getElementById("offer-error");
+    error.hidden = true;
+    buyButton.disabled = true;
+    try {
+      const { order } = await api("/api/orders", {
+        method: "POST",
+        body: { room: recording.room, product: "replay", idempotency_key: crypto.randomUUID() },
+      });
+      if (order.status === "paid") location.reload();
+      else location.assign(order.checkout_url);
+    } catch (err) {
+      error.textContent = describe(err);
+      error.hidden = false;
+      buyButton.disabled = false;
+    }
+  };
+}
+
+async function loadDanmakuWindow(index) {
+  if (loadedWindows.has(index) || (grant.preview_ms !== null && index * WINDOW_MS >= grant.preview_ms)) return;
+  loadedWindows.add(index);
+  const from = index * WINDOW_MS;
+  try {
+    const body = await api(`/api/recordings/${recordingId}/danmaku?from_ms=${from}&to_ms=${from + WINDOW_MS}`,
+                           { headers: authHeaders() });
+    for (const item of body.items) {
+      if (shownIds.has(item.id)) continue;
+      shownIds.add(item.id);
+      // the DOM engine renders `text` with textContent: user text stays text
+      danmaku.emit({
+        text: item.text,
+        mode: MODES[item.mode] || "rtl",
+        time: item.t_ms / 1000,
+        style: { fontSize: "22px", color: item.color, textShadow: "0 0 3px #000", fontWeight: "600" },
+      });
+    }
+    document.getElementById("danmaku-count").textContent = `${shownIds.size} danmaku loaded`;
+  } catch (err) {
+    loadedWindows.delete(index);
+    console.warn("danmaku window", index, describe(err));
+  }
+}
+
+function danmakuAhead() {
+  const now = video.currentTime * 1000;
+  loadDanmakuWindow(Math.floor(now / WINDOW_MS));
+  if (now % WINDOW_MS > WINDOW_MS / 2) loadDanmakuWindow(Math.floor(now / WINDOW_MS) + 1);
+}
+
+async function loadChapters(durationMs) {
+  let chapters;
+  try {
+    chapters = (await api(`/api/recordings/${recordingId}/chapters.vtt?format=json`, { headers: authHeaders() })).chapters;
+  } catch (err) {
+    console.warn("chapters", describe(err));
+    return;
+  }
+  if (!chapters.length) return;
+  const list = document.getElementById("chapters");
+  const markers = document.getElementById("markers");
+  list.replaceChildren(...chapters.map((c) => h("li", {},
+    h("button", { type: "button", class: "chapter", dataset: { t: c.t_ms, kind: c.kind },
+                  onclick: () => { video.currentTime = c.t_ms / 1000; video.play().catch(() => null); } },
+      `${clock(c.t_ms)} ${c.title}`))));
+  markers.replaceChildren(...chapters.map((c) => h("span", {
+    class: c.kind, title: c.title, style: `left: ${Math.min(100, (100 * c.t_ms) / Math.max(1, durationMs))}%`,
+  })));
+  document.getElementById("chapters-section").hidden = false;
+  markers.hidden = false;
+}
+
+function startPlayer(durationMs) {
+  stage.hidden = false;
+  document.getElementById("controls").hidden = false;
+  danmaku = new Danmaku({ container: stage, media: video, comments: [], engine: "dom" });
+  const toggle = document.getElementById("danmaku-toggle");
+  toggle.checked = localStorage.getItem("stagepass.danmaku") !== "off";
+  if (!toggle.checked) danmaku.hide();
+  toggle.addEventListener("change", () => {
+    localStorage.setItem("stagepass.danmaku", toggle.checked ? "on" : "off");
+    if (toggle.checked) danmaku.show(); else danmaku.hide();
+  });
+  new ResizeObserver(() => danmaku && danmaku.resize()).observe(stage);
+  video.addEventListener("timeupdate", danmakuAhead);
+  video.addEventListener("seeked", danmakuAhead);
+  danmakuAhead();
+
+  const playlist = `/replay/${recordingId}/index.m3u8`;
+  if (window.Hls && Hls.isSupported()) {
+    hls = new Hls({
+      // the freshest token on every request, in a header (no token in URLs)
+      xhrSetup: (xhr, url) => {
+        xhr.open("GET", url, true);
+        xhr.setRequestHeader("Authorization", `Bearer ${grant.token}`);
+      },
+    });
+    hls.on(Hls.Events.ERROR, (_, data) => {
+      if (data.fatal) setStatus(statusLine, "error", `Playback failed: ${data.details}`);
+    });
+    hls.loadSource(playlist);
+    hls.attachMedia(video);
+  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
+    video.src = grant.playlist_url; // Safari: native HLS, the token in the URLs
+  } else {
+    setStatus(statusLine, "error", "This browser cannot play HLS.");
+    return;
+  }
+  video.addEventListener("playing", () => setStatus(statusLine, "playing",
+    grant.preview_ms !== null ? `Playing the free preview (${grant.preview_ms / 1000} s)` : "Playing"));
+  video.addEventListener("ended", () => {
+    if (grant.preview_ms !== null) {
+      setStatus(statusLine, "preview-over", "The free preview is over — buy the replay to watch on.");
+      document.getElementById("offer").scrollIntoView({ behavior: "smooth" });
+    } else {
+      setStatus(statusLine, "ended", "The end.");
+    }
+  });
+  loadChapters(durationMs);
+}
+
+async function waitUntilReady() {
+  for (;;) {
+    const { recording } = await api(`/api/recordings/${recordingId}`);
+    if (recording.status === "ready") return;
+    if (recording.status === "failed") {
+      throw new Error(recording.error ? `The replay failed: ${recording.error}` : "The replay failed.");
+    }
+    const pct = recording.status === "processing" ? ` (${recording.progress} %)` : "";
+    setStatus(statusLine, "processing", `The replay is being prepared${pct}…`);
+    await new Promise((resolve) => setTimeout(resolve, 2000));
+  }
+}
+
+async function main() {
+  const user = await siteHeader();
+  if (!/^[0-9a-f]{16}$/.test(recordingId)) {
+    setStatus(statusLine, "error", "No such recording.");
+    return;
+  }
+  let info;
+  try {
+    info = await api(`/api/recordings/${recordingId}`);
+  } catch (err) {
+    setStatus(statusLine, "error", err.status === 404 ? "No such recording." : describe(err));
+    return;
+  }
+  const { recording } = info;
+  document.getElementById("title").textContent = recording.title;
+  document.title = `${recording.title} — replay — Stagepass`;
+  const when = new Date(recording.started_at * 1000);
+  document.getElementById("meta").textContent =
+    `${when.toLocaleString()} · ${clock(recording.duration_ms)}`;
+  if (recording.poster_url) video.poster = recording.poster_url;
+  if (!info.offer.owned) showOffer(info, user);
+  try {
+    await waitUntilReady();
+    if (!info.offer.owned && !user) {
+      setStatus(statusLine, "login", "Log in to watch the free preview or buy the replay.");
+      return;
+    }
+    await mint();
+  } catch (err) {
+    setStatus(statusLine, err.status === 402 ? "locked" : "error",
+              err.status === 402 ? "This replay needs a purchase." : describe(err));
+    return;
+  }
+  setStatus(statusLine, "ready", grant.preview_ms !== null
+    ? `Free preview: the first ${grant.preview_ms / 1000} s. Press play.` : "Ready. Press play.");
+  const { recording: ready } = await api(`/api/recordings/${recordingId}`);
+  startPlayer(ready.duration_ms);
+}
+
+main().catch((err) => setStatus(statusLine, "error", describe(err)));
