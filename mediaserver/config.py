@@ -87,6 +87,13 @@ class Settings:
             "parse": _parse_bool,
         },
     )
+    recording_keyframe_interval: float = field(
+        default=4.0,
+        metadata={
+            "help": "while recording H.264, ask for a keyframe when the last is this many "
+                    "seconds old, so the replay is remuxed, not re-encoded (0: never)",
+        },
+    )
     publisher_stale_seconds: float = field(
         default=5.0,
         metadata={
@@ -206,6 +213,8 @@ class Settings:
         for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        if self.recording_keyframe_interval < 0:
+            raise ConfigError("recording_keyframe_interval: 0 (off) or more seconds")
         if self.subscriber_buffer_bytes < 16384:
             raise ConfigError("subscriber_buffer_bytes: must be at least 16384")
         if self.database_url and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", self.database_url):

@@ -314,6 +314,7 @@ class Recorder:
         request_keyframe: Callable[[str], None] = lambda kind: None,
         max_queued: int = MAX_QUEUED,
         wall_clock: Callable[[], float] = time.time,
+        keyframe_interval: float = 0.0,
     ) -> None:
         self.room = room
         self.wall_clock = wall_clock
@@ -322,6 +323,11 @@ class Recorder:
         self.log = logger
         self._request_keyframe = request_keyframe
         self._max_queued = max_queued
+        # H.264 GOPs longer than the packager's limit are re-encoded; browsers send
+        # keyframes only when asked, so the recorder asks (VP8 is transcoded anyway)
+        self._keyframe_every_ms = int(keyframe_interval * 1000) if codecs.get("video") == "H264" else 0
+        self._last_key_ms: Optional[int] = None
+        self._key_asked_ms = 0
         self.container = choose_container(self.codecs)
         self.directory = recording_dir(data_dir, room, broadcast.id)
         self.path = self.directory / MEDIA_FILES[self.container]
@@ -442,7 +448,16 @@ class Recorder:
         new_end = ms + track.interval
         if end is None or new_end > end:
             self._media_end = new_end
+        if track.kind == "video" and self._keyframe_every_ms:
+            self._pace_keyframes(ms, keyframe)
         self._queue.put(("f", track.kind, ms, keyframe, payloads, new_end))
+
+    def _pace_keyframes(self, ms: int, keyframe: bool) -> None:
+        if keyframe or self._last_key_ms is None:
+            self._last_key_ms = ms
+        elif ms - self._last_key_ms >= self._keyframe_every_ms and ms - self._key_asked_ms >= 1000:
+            self._key_asked_ms = ms
+            self._request_keyframe("video")
 
     def _flush_settling(self) -> None:
         """A track's anchor window ended: write every track's held frames, earliest

@@ -133,6 +133,7 @@ class Room:
             recorder = Recorder(
                 self.name, broadcast, codecs, self.settings.data_dir, self.log,
                 request_keyframe=lambda kind: self.fanouts[kind].request_keyframe(),
+                keyframe_interval=self.settings.recording_keyframe_interval,
             )
             recorder.start()
             recorder.attach(self.fanouts)

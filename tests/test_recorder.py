@@ -764,3 +764,22 @@ async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec
     numbers = [v[1] for v in all_video(segments) if v[2] > 20]
     assert consecutive(numbers) and numbers[0] == dec.numbers[0], numbers
     assert abs(len(numbers) - len(dec.numbers)) <= 2, (len(numbers), len(dec.numbers))
+
+
+@pytest.mark.slow
+async def test_recording_asks_h264_publishers_for_keyframes(live, settings):
+    """A browser sends keyframes only when asked: while recording H.264, the recorder asks
+    every ``recording_keyframe_interval`` so the packager can cut segments by remuxing."""
+    base, app = live
+
+    async def keyframe_times(room: str, key: str) -> list[float]:
+        _, recorder = await publish_for(Publisher(base), 7.0, app, room=room, key=key)
+        with av.open(str(recorder.path)) as c:
+            return [float(p.pts * p.time_base) for p in c.demux(video=0) if p.is_keyframe and p.pts is not None]
+
+    settings.recording_keyframe_interval = 2.0
+    paced = await keyframe_times("demo", KEY)
+    settings.recording_keyframe_interval = 0.0
+    unpaced = await keyframe_times("other", "other-key-123")
+    assert len(paced) >= 3 and max(b - a for a, b in zip(paced, paced[1:])) <= 3.2, paced
+    assert len(unpaced) < len(paced), (unpaced, paced)
