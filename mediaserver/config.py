@@ -171,7 +171,7 @@ class Settings:
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
                 default=None,
-                help=f"{f.metadata.get('help', '')} (env STAGEPASS_{f.name.upper()})",
+                help=f"{f.metadata.get('help', '')} (env STAGEPASS_{f.name.upper()})".replace("%", "%%"),
             )
 
     @staticmethod

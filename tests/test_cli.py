@@ -47,3 +47,15 @@ def test_invalid_configuration_exits_with_a_message(tmp_path):
         capture_output=True, text=True,
     )
     assert r.returncode == 2 and "invalid configuration: port" in r.stderr
+
+
+def test_serve_help_lists_every_setting():
+    from dataclasses import fields
+
+    from mediaserver.config import Settings
+
+    r = subprocess.run([sys.executable, "-m", "mediaserver.cli", "serve", "--help"], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    for f in fields(Settings):
+        if f.init and not f.name.startswith("_"):
+            assert f"STAGEPASS_{f.name.upper()}" in r.stdout.replace("\n", " ").replace("  ", ""), f.name
