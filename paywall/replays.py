@@ -21,7 +21,7 @@ from .accounts import UserView
 from .catalog import Catalog, RoomView
 from .db import Database
 from .errors import PaywallError
-from .models import RevokedToken
+from .models import RevokedToken, User
 from .orders import OrderBook
 from .tokens import TokenIssuer
 
@@ -40,6 +40,11 @@ class ReplayGrant:
 
     def allows(self, t_ms: int) -> bool:
         return self.preview_ms is None or t_ms < self.preview_ms
+
+
+def _covers(held: set[str], room: RoomView) -> bool:
+    """Do these entitlements include the room's replays?"""
+    return "replay" in held or ("ticket" in held and room.replay_included)
 
 
 class ReplayAccess:
@@ -62,8 +67,7 @@ class ReplayAccess:
         return await self._entitled(user.id, room)
 
     async def _entitled(self, user_id: int, room: RoomView) -> bool:
-        held = await self.orders.entitlements(user_id, room)
-        return "replay" in held or ("ticket" in held and room.replay_included)
+        return _covers(await self.orders.entitlements(user_id, room), room)
 
     async def offer(self, user: Optional[UserView], room: Optional[RoomView]) -> dict:
         """What the replay page shows before playing: owned, price, preview, downloads."""
@@ -101,29 +105,29 @@ class ReplayAccess:
                 "preview_ms": extra.get("preview_ms"), "downloads": downloads}
 
     async def authorize(self, recording_id: str, room: Optional[RoomView], token: Optional[str]) -> ReplayGrant:
-        """The grant of a valid, unrevoked token still backed by the entitlement."""
+        """The grant of a valid, unrevoked token still backed by the entitlement.
+
+        Called for every segment: the checks share one database session."""
         if not token:
             raise PaywallError(401, "token_required", "replay files need ?token=<replay token>")
         claims = self.tokens.verify(token, f"replay:{recording_id}")
+        user_id = int(claims["sub"])
+        preview = claims.get("preview_ms")
+        if preview is not None and (not isinstance(preview, int) or isinstance(preview, bool) or preview <= 0):
+            raise PaywallError(401, "invalid_token", "the access token is not valid")
+        paid = room is not None and not (room.free and not room.replay_price)
         async with self.db() as s:
             if await s.get(RevokedToken, claims["jti"]) is not None:
                 raise PaywallError(401, "token_revoked", "this access token was revoked")
-        user_id = int(claims["sub"])
-        preview = claims.get("preview_ms")
-        if preview is not None:
-            if not isinstance(preview, int) or isinstance(preview, bool) or preview <= 0:
-                raise PaywallError(401, "invalid_token", "the access token is not valid")
-            return ReplayGrant(user_id, preview, False)
-        if room is not None and not (room.free and not room.replay_price):
-            if user_id == ANONYMOUS:
-                raise PaywallError(403, "replay_required", "this replay needs a purchase")
-            if user_id != room.creator_id and not await self._staff(user_id) and not await self._entitled(user_id, room):
-                raise PaywallError(403, "replay_required", "no replay purchase for this room (refunded or never bought)")
+            if preview is not None:
+                return ReplayGrant(user_id, preview, False)
+            if paid and user_id != room.creator_id:  # type: ignore[union-attr]
+                if user_id == ANONYMOUS:
+                    raise PaywallError(403, "replay_required", "this replay needs a purchase")
+                held = await self.orders.entitlements(user_id, room, session=s)  # type: ignore[arg-type]
+                if not _covers(held, room):  # type: ignore[arg-type]
+                    user = await s.get(User, user_id)
+                    if user is None or user.role != "admin":
+                        raise PaywallError(403, "replay_required",
+                                           "no replay purchase for this room (refunded or never bought)")
         return ReplayGrant(user_id, None, bool(claims.get("dl")) and room is not None and room.allow_downloads)
-
-    async def _staff(self, user_id: int) -> bool:
-        from .models import User
-
-        async with self.db() as s:
-            user = await s.get(User, user_id)
-        return user is not None and user.role == "admin"

@@ -10,7 +10,7 @@ from interaction.assembly import INTERACTION
 from interaction.models import Danmaku, Question
 from mediaserver.app import create_app
 from paywall.http import PAYWALL
-from tests.browser import SCREENSHOTS, console_log
+from tests.browser import SCREENSHOTS
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
 from tests.test_browser_paywall import logged_in_page
 from tests.test_replay import install, packaged  # noqa: F401  (module fixture)

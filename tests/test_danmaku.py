@@ -5,13 +5,7 @@ import asyncio
 
 from tests.chat import Chat
 from tests.conftest import wait_for
-from tests.paywall_fixtures import Api, buy, paid_room, view_token
-
-
-async def connected(base, api: Api, room: str) -> Chat:
-    chat = Chat()
-    assert await chat.connect(base, room, await view_token(api, room)), chat.refused
-    return chat
+from tests.paywall_fixtures import Api, buy, connected, paid_room
 
 
 async def test_danmaku_reaches_everyone_with_server_stamps(paywall_app):

@@ -12,15 +12,9 @@ from interaction.models import Poll, PollVote
 from paywall.http import PAYWALL
 from tests.chat import Chat
 from tests.conftest import wait_for
-from tests.paywall_fixtures import Api, paid_room, view_token
+from tests.paywall_fixtures import Api, connected, paid_room
 
 QUESTION = {"question": "Which topic next?", "options": ["Limits", "Series", "Integrals"]}
-
-
-async def connected(base: str, api: Api, room: str = "maths") -> Chat:
-    chat = Chat()
-    assert await chat.connect(base, room, await view_token(api, room)), chat.refused
-    return chat
 
 
 def error(ack: dict) -> str:

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import aiohttp
 import av
-import numpy as np
 import pytest
 from yarl import URL
 
@@ -28,8 +27,6 @@ from mediaserver.recording_library import RecordingLibrary, parse_playlist, sign
 from mediaserver.vod import PackageOptions, package_recording
 from paywall.http import PAYWALL
 from paywall.replay_http import RECORDINGS
-from tests.chat import Chat
-from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.test_vod import all_audio, all_video, check_continuous, make_recording, read_hls
 

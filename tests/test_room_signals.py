@@ -17,17 +17,9 @@ from interaction.server import Client
 from mediaserver.tasks import TaskOwner
 from tests.chat import Chat
 from tests.conftest import wait_for
-from tests.paywall_fixtures import (
-    Api, paid_room, two_nodes_on_redis, view_token,
-)
+from tests.paywall_fixtures import Api, connected, paid_room, two_nodes_on_redis, view_token
 
 REDIS_DB = 13  # this file's own Redis database number
-
-
-async def connected(base: str, api: Api, room: str = "maths", token: str = "") -> Chat:
-    chat = Chat()
-    assert await chat.connect(base, room, token or await view_token(api, room)), chat.refused
-    return chat
 
 
 def error(ack: dict) -> str:
