@@ -26,6 +26,7 @@ from mediaserver.room import RoomRegistry
 from mediaserver.tasks import TaskOwner
 from paywall.errors import PaywallError
 from paywall.service import Paywall
+from paywall.tokens import TokenIssuer
 from signalling.admission import Admission
 from signalling.permissions import AccessDenied, Grant
 
@@ -183,7 +184,7 @@ class InteractionServer:
         room = await self.paywall.catalog.get(slug)
         if room is None:
             raise _refuse("room_not_found", f"no room {slug!r}")
-        action = "publish" if token.count(".") == 2 and _scope(token).startswith("publish:") else "view"
+        action = "publish" if TokenIssuer.scope_of(token).startswith("publish:") else "view"
         try:
             grant = await self.paywall.access.authorize(action, slug, token)
         except AccessDenied as exc:
@@ -256,11 +257,3 @@ def _refuse(code: str, message: str) -> socketio.exceptions.ConnectionRefusedErr
 def _fail(code: str, message: str) -> dict:
     return {"ok": False, "error": {"code": code, "message": message}}
 
-
-def _scope(token: str) -> str:
-    import jwt
-
-    try:
-        return str(jwt.decode(token, options={"verify_signature": False}).get("scope", ""))
-    except jwt.InvalidTokenError:
-        return ""
