@@ -174,7 +174,8 @@ class Publisher(Peer):
     def __init__(self, base_url: str, codec: str = "video/H264", start: int = 0, audio: bool = True,
                  pulse_every: Optional[float] = None, **video):
         super().__init__(base_url)
-        self.clock = SharedClock()
+        # a shared start only for A/V sync checks: the later track bursts to catch up
+        self.clock = SharedClock() if pulse_every else None
         self.video = NumberedVideoTrack(start=start, clock=self.clock, **video)
         prefer(self.pc.addTransceiver(self.video, direction="sendonly"), codec)
         if audio:
