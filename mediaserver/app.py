@@ -11,6 +11,8 @@ import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from paywall import http as paywall_http
+from paywall import dashboard_http
+from paywall.audience import AudienceSampler
 from paywall.seats import LocalSeats, RedisSeats, Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
@@ -23,9 +25,10 @@ from .packaging_jobs import PackagingJobs
 from .recorder import MANIFEST_NAME, recording_dir
 from .room import RoomRegistry
 
-__all__ = ["PACKAGING", "create_app"]
+__all__ = ["AUDIENCE", "PACKAGING", "create_app"]
 
 PACKAGING = web.AppKey("packaging", PackagingJobs)
+AUDIENCE = web.AppKey("audience", AudienceSampler)
 
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
@@ -64,7 +67,12 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
+            audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds)
+            audience.attach(rooms)
+            app[AUDIENCE] = audience
+            await audience.start()
             yield
+            await audience.close()
             await interaction.close()
             await paywall.close()
             await seats.close()
@@ -73,6 +81,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
         app.cleanup_ctx.append(paywall_ctx)
         paywall_http.setup_routes(app)
+        dashboard_http.setup_routes(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)

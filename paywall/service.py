@@ -8,7 +8,9 @@ from mediaserver.config import Settings
 
 from .access import PaywallPermissions
 from .accounts import Accounts
+from .audience import AudienceLog
 from .catalog import Catalog
+from .dashboard import CreatorDashboard
 from .db import Database
 from .ledger import Ledger
 from .orders import OrderBook
@@ -38,6 +40,8 @@ class Paywall:
         self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.access_token_ttl)
         self.access = PaywallPermissions(db, self.catalog, self.orders, self.tokens)
         self.webhooks = Webhooks(db, self.orders)
+        self.audience = AudienceLog(db)
+        self.dashboard = CreatorDashboard(db, self.audience)
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":
