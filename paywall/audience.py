@@ -179,16 +179,21 @@ class AudienceLog:
         )
         return [(int(t), int(v)) for t, v in rows]
 
-    async def _view(self, s: Any, row: BroadcastRecord) -> SessionView:
-        points = await self._points(s, row.id)
+    async def _view(self, s: Any, row: BroadcastRecord, count: Optional[int] = None) -> SessionView:
+        """A session; an ended one needs only its sample count (``count`` when known),
+        an open one its samples (its numbers so far)."""
         if row.ended_at is not None:
+            if count is None:
+                count = (await s.execute(select(func.count()).select_from(AudienceSample)
+                                         .where(AudienceSample.broadcast_id == row.id))).scalar_one()
             peak, avg = row.peak_viewers or 0, row.avg_viewers or 0.0
             duration = int((as_utc(row.ended_at) - as_utc(row.started_at)).total_seconds() * 1000)
         else:
+            points = await self._points(s, row.id)
             peak, avg = summarize(points)
-            duration = points[-1][0] if points else 0
+            duration, count = (points[-1][0] if points else 0), len(points)
         return SessionView(row.id, row.room_id, as_utc(row.started_at), as_utc(row.ended_at),
-                           duration, peak, avg, len(points))
+                           duration, peak, avg, int(count))
 
     async def sessions(self, room_id: int, limit: int = 50) -> tuple[list[SessionView], int]:
         """The newest ``limit`` sessions of a room, newest first, and how many it has."""
@@ -199,7 +204,12 @@ class AudienceLog:
                 select(BroadcastRecord).where(BroadcastRecord.room_id == room_id)
                 .order_by(BroadcastRecord.started_at.desc()).limit(limit)
             )).scalars().all()
-            return [await self._view(s, row) for row in rows], int(total)
+            counts = dict((await s.execute(
+                select(AudienceSample.broadcast_id, func.count())
+                .where(AudienceSample.broadcast_id.in_([r.id for r in rows]))
+                .group_by(AudienceSample.broadcast_id)
+            )).all()) if rows else {}
+            return [await self._view(s, row, counts.get(row.id, 0)) for row in rows], int(total)
 
     async def session(self, broadcast_id: str) -> tuple[SessionView, list[tuple[int, int]]] | None:
         """One session and its samples ``[(t_ms, viewers), ...]``, or None."""
@@ -207,7 +217,8 @@ class AudienceLog:
             row = await s.get(BroadcastRecord, broadcast_id)
             if row is None:
                 return None
-            return await self._view(s, row), await self._points(s, broadcast_id)
+            points = await self._points(s, broadcast_id)
+            return await self._view(s, row, len(points)), points
 
 
 class AudienceSampler:
@@ -245,7 +256,10 @@ class AudienceSampler:
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.interval)
-            await self.sample_once()
+            try:
+                await self.sample_once()
+            except Exception:  # sample_once logs storage errors; anything else lands here
+                log.exception("audience: a sampling round failed; the next one goes on")
 
     def _snapshot(self, now: float) -> list[Sample]:
         return [
