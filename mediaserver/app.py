@@ -12,6 +12,8 @@ from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from paywall import http as paywall_http
 from paywall import replay_http
+from paywall import dashboard_http
+from paywall.audience import AudienceSampler
 from paywall.seats import LocalSeats, RedisSeats, Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
@@ -25,9 +27,10 @@ from .recorder import MANIFEST_NAME, recording_dir
 from .recording_library import RecordingLibrary
 from .room import RoomRegistry
 
-__all__ = ["PACKAGING", "create_app"]
+__all__ = ["AUDIENCE", "PACKAGING", "create_app"]
 
 PACKAGING = web.AppKey("packaging", PackagingJobs)
+AUDIENCE = web.AppKey("audience", AudienceSampler)
 
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
@@ -66,7 +69,12 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
+            audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds)
+            audience.attach(rooms)
+            app[AUDIENCE] = audience
+            await audience.start()
             yield
+            await audience.close()
             await interaction.close()
             await paywall.close()
             await seats.close()
@@ -77,6 +85,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         paywall_http.setup_routes(app)
         app[replay_http.RECORDINGS] = RecordingLibrary(settings.data_dir)
         replay_http.setup_routes(app)
+        dashboard_http.setup_routes(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)

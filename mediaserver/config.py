@@ -137,6 +137,10 @@ class Settings:
         metadata={"help": "words refused in every room, comma separated",
                   "parse": lambda s: [w.strip().lower() for w in s.split(",") if w.strip()]},
     )
+    audience_sample_seconds: float = field(
+        default=5.0,
+        metadata={"help": "seconds between samples of each live paid room's concurrent viewers (dashboard)"},
+    )
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -233,6 +237,8 @@ class Settings:
             raise ConfigError("danmaku rates: positive")
         if not 0 <= self.danmaku_batch_ms <= 2000:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
+        if not 0.1 <= self.audience_sample_seconds <= 3600:
+            raise ConfigError("audience_sample_seconds: 0.1 to 3600")
         if self.payment_provider not in ("dev", "stripe"):
             raise ConfigError("payment_provider: 'dev' or 'stripe'")
         if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):

@@ -15,6 +15,7 @@ from sqlalchemy import (
     false,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -25,7 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
-    "Base", "Coupon", "CouponRedemption", "Entitlement", "LedgerEntry", "LoginSession",
+    "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "Entitlement", "LedgerEntry", "LoginSession",
     "Order", "PreviewUse", "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
 ]
 
@@ -199,3 +200,28 @@ class RevokedToken(Base):
     __tablename__ = "revoked_tokens"
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[dt.datetime] = mapped_column(TZDateTime)
+
+
+class BroadcastRecord(Base):
+    """One live session (broadcast) of a catalog room, for the creator's dashboard.
+
+    ``peak_viewers``/``avg_viewers`` are computed from the samples when it ends (null
+    while it is live or if the server stopped before its end)."""
+
+    __tablename__ = "broadcasts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # mediaserver Broadcast.id
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), index=True)
+    started_at: Mapped[dt.datetime] = mapped_column(TZDateTime)
+    ended_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    peak_viewers: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
+    avg_viewers: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+
+
+class AudienceSample(Base):
+    """Concurrent viewers (WHEP sessions) of a broadcast at ``t_ms`` (its media clock)."""
+
+    __tablename__ = "audience_samples"
+    broadcast_id: Mapped[str] = mapped_column(ForeignKey("broadcasts.id", ondelete="CASCADE"), primary_key=True)
+    t_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    viewers: Mapped[int] = mapped_column(Integer)
+    __table_args__ = (CheckConstraint("viewers >= 0", name="ck_audience_samples_viewers"),)

@@ -8,7 +8,9 @@ from mediaserver.config import Settings
 
 from .access import PaywallPermissions
 from .accounts import Accounts
+from .audience import AudienceLog
 from .catalog import Catalog
+from .dashboard import CreatorDashboard
 from .db import Database
 from .ledger import Ledger
 from .orders import OrderBook
@@ -40,6 +42,8 @@ class Paywall:
         self.access = PaywallPermissions(db, self.catalog, self.orders, self.tokens)
         self.webhooks = Webhooks(db, self.orders)
         self.replays = ReplayAccess(db, self.catalog, self.orders, self.tokens)
+        self.audience = AudienceLog(db)
+        self.dashboard = CreatorDashboard(db, self.audience)
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":

@@ -1,0 +1,200 @@
+// Creator dashboard: rooms with tickets, revenue and earnings (GET /api/creator/dashboard),
+// each room's sessions with peak/average viewers, and a Chart.js line of concurrent viewers
+// over a session's timeline (GET /api/creator/broadcasts/{id}/audience).
+import { api, describe, formatMoney, h, setStatus, siteHeader } from "./ui.js";
+
+const status = document.getElementById("status");
+const refresh = document.getElementById("refresh");
+const charts = new Map(); // room slug -> Chart instance
+
+/** Minor units as money; unlike formatMoney, zero is "$0.00" (a sum, not a price). */
+function money(minor, currency) {
+  return minor ? formatMoney(minor, currency)
+    : new Intl.NumberFormat(undefined, { style: "currency", currency }).format(0);
+}
+
+function amounts(list, key) {
+  return list.length ? list.map((x) => money(x[key], x.currency)).join(" + ") : "—";
+}
+
+function duration(ms) {
+  const s = Math.round(ms / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
+  return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+}
+
+function when(iso) {
+  return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+}
+
+function roomLinks(slug) {
+  const q = encodeURIComponent(slug);
+  return h("span", { class: "room-links" },
+    h("a", { href: `/static/studio.html?room=${q}` }, "Studio"), " · ",
+    h("a", { href: `/static/room.html?room=${q}` }, "Room page"));
+}
+
+function revenueCell(room) {
+  const refunded = room.revenue.filter((r) => r.refunded);
+  return h("td", { class: "num revenue", "data-label": "Revenue" }, amounts(room.revenue, "net"),
+    refunded.length ? h("span", { class: "sub" }, `refunds ${amounts(refunded, "refunded")}`) : null);
+}
+
+function roomRow(room) {
+  return h("tr", { dataset: { room: room.slug } },
+    h("th", { scope: "row" },
+      h("a", { href: `#room-${room.slug}`, class: "room-title" }, room.title),
+      h("span", { class: "sub" }, room.slug)),
+    h("td", { class: "num tickets", "data-label": "Tickets sold" }, String(room.tickets_sold)),
+    revenueCell(room),
+    h("td", { class: "num earnings", "data-label": "Your earnings" }, amounts(room.earnings, "amount")),
+    h("td", { class: "num", "data-label": "Sessions" }, String(room.sessions_total)));
+}
+
+/** Draw (or redraw) a room's chart with one session's samples. */
+async function showSession(room, session, figure, buttons) {
+  const caption = figure.querySelector("figcaption");
+  const canvas = figure.querySelector("canvas");
+  for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.session === session.id));
+  figure.hidden = false;
+  setStatus(caption, "loading", "Loading the audience…");
+  let body;
+  try {
+    body = await api(`/api/creator/broadcasts/${encodeURIComponent(session.id)}/audience`);
+  } catch (err) {
+    setStatus(caption, "error", `Could not load the audience: ${describe(err)}`);
+    return;
+  }
+  const points = body.samples.map(([t, v]) => ({ x: t / 60000, y: v }));
+  const s = body.session;
+  caption.dataset.state = "ok";
+  caption.textContent = `Session of ${when(s.started_at)}: ${duration(s.duration_ms)}, ` +
+    `peak ${s.peak_viewers}, average ${s.avg_viewers} viewers` + (s.live ? " (live, so far)" : "") +
+    (points.length ? "." : ". No samples yet.");
+  canvas.setAttribute("aria-label", `Concurrent viewers over the session: ${caption.textContent}`);
+  if (typeof Chart === "undefined") {
+    caption.textContent += " (The chart library did not load.)";
+    return;
+  }
+  const existing = charts.get(room.slug);
+  if (existing) {
+    existing.data.datasets[0].data = points;
+    existing.update();
+    return;
+  }
+  charts.set(room.slug, new Chart(canvas, {
+    type: "line",
+    data: { datasets: [{ label: "Viewers", data: points, stepped: "after", pointRadius: 0,
+                         borderWidth: 2, fill: true, borderColor: "#2563eb",
+                         backgroundColor: "rgba(37, 99, 235, 0.15)" }] },
+    options: {
+      responsive: true,
+      maintainAspectRatio: false,
+      animation: false,
+      parsing: false,
+      interaction: { mode: "nearest", axis: "x", intersect: false },
+      plugins: {
+        legend: { display: false },
+        tooltip: { callbacks: {
+          title: (items) => `${items[0].parsed.x.toFixed(1)} min`,
+          label: (item) => `${item.parsed.y} viewer${item.parsed.y === 1 ? "" : "s"}`,
+        } },
+      },
+      scales: {
+        x: { type: "linear", min: 0, title: { display: true, text: "Minutes into the session" } },
+        y: { beginAtZero: true, ticks: { precision: 0 }, title: { display: true, text: "Viewers" } },
+      },
+    },
+  }));
+}
+
+function roomDetails(room) {
+  const section = h("section", { class: "room-card", id: `room-${room.slug}`,
+                                 "aria-labelledby": `room-${room.slug}-heading` });
+  section.append(
+    h("h2", { id: `room-${room.slug}-heading` }, room.title),
+    h("p", { class: "room-meta" }, h("span", { class: "sub" }, room.slug), " ", roomLinks(room.slug)),
+  );
+  if (!room.sessions.length) {
+    section.append(h("p", { class: "hint" }, "No sessions yet: go live from the studio."));
+    return section;
+  }
+  const figure = h("figure", { class: "chart", hidden: true },
+    h("div", { class: "chart-box" }, h("canvas", { role: "img", "aria-label": "Concurrent viewers" })),
+    h("figcaption", { class: "status", "aria-live": "polite" }));
+  const buttons = [];
+  const rows = room.sessions.map((s) => {
+    const button = h("button", { type: "button", class: "secondary small", dataset: { session: s.id },
+                                 "aria-pressed": "false",
+                                 "aria-label": `Chart of the session of ${when(s.started_at)}` }, "Chart");
+    button.addEventListener("click", () => showSession(room, s, figure, buttons));
+    buttons.push(button);
+    return h("tr", { dataset: { session: s.id } },
+      h("td", { class: "started" }, when(s.started_at), s.live ? h("span", { class: "badge live" }, "live") : null),
+      h("td", { class: "num", "data-label": "Duration" }, duration(s.duration_ms)),
+      h("td", { class: "num peak", "data-label": "Peak" }, String(s.peak_viewers)),
+      h("td", { class: "num avg", "data-label": "Average" }, String(s.avg_viewers)),
+      h("td", { class: "action" }, button));
+  });
+  section.append(...[
+    h("div", { class: "table-wrap", role: "region", tabindex: "0", "aria-label": `Sessions of ${room.title}` },
+      h("table", { class: "sessions stack" },
+        h("thead", {}, h("tr", {},
+          h("th", { scope: "col" }, "Started"), h("th", { scope: "col", class: "num" }, "Duration"),
+          h("th", { scope: "col", class: "num" }, "Peak"), h("th", { scope: "col", class: "num" }, "Average"),
+          h("th", { scope: "col" }, h("span", { class: "visually-hidden" }, "Chart")))),
+        h("tbody", {}, rows))),
+    room.sessions_total > room.sessions.length
+      ? h("p", { class: "hint" }, `The latest ${room.sessions.length} of ${room.sessions_total} sessions.`) : null,
+    figure,
+  ].filter(Boolean)); // Element.append would turn null into the text "null"
+  showSession(room, room.sessions[0], figure, buttons); // the newest session's chart at once
+  return section;
+}
+
+async function load() {
+  refresh.disabled = true;
+  setStatus(status, "loading", "Loading…");
+  let data;
+  try {
+    data = await api("/api/creator/dashboard");
+  } catch (err) {
+    if (err.status === 401) {
+      status.replaceChildren(h("a", { href: `/static/login.html?next=${encodeURIComponent(location.pathname)}` },
+        "Log in"), " to see your dashboard.");
+      status.dataset.state = "error";
+    } else if (err.status === 403) {
+      setStatus(status, "error", "The dashboard is for creators: your account is a viewer account.");
+    } else {
+      setStatus(status, "error", `Could not load the dashboard: ${describe(err)}`);
+      refresh.disabled = false;
+    }
+    return;
+  }
+  for (const chart of charts.values()) chart.destroy();
+  charts.clear();
+
+  document.getElementById("balance").textContent = data.balance.length
+    ? amounts(data.balance, "amount") : "Nothing earned yet.";
+  document.getElementById("payouts").textContent = data.payouts.length
+    ? `${data.payouts.length} payouts.` : data.payouts_note;
+  document.getElementById("money").hidden = false;
+
+  const tbody = document.querySelector("#rooms-table tbody");
+  tbody.replaceChildren(...data.rooms.map(roomRow));
+  document.getElementById("rooms-section").hidden = !data.rooms.length;
+  document.getElementById("room-details").replaceChildren(...data.rooms.map(roomDetails));
+  if (data.rooms.length) {
+    setStatus(status, "ok", `${data.rooms.length} room${data.rooms.length === 1 ? "" : "s"}.`);
+  } else {
+    status.replaceChildren("No rooms yet. Create one, then go live from the ",
+      h("a", { href: "/static/studio.html" }, "studio"), ".");
+    status.dataset.state = "ok";
+  }
+  refresh.disabled = false;
+}
+
+refresh.addEventListener("click", load);
+siteHeader().then(load, load);
