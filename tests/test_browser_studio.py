@@ -169,6 +169,15 @@ async def test_studio_creates_room_goes_live_and_runs_the_room(aiohttp_server, t
             assert room["max_devices"] == 2 and room["replay_included"] is True and room["tags"] == ["science", "waves"]
             assert room["description"] == "Waves & <b>optics</b>"
             assert await studio.input_value("#room") == "physics"
+            assert not await studio.locator("#room-editor").get_attribute("open")  # folded away after creating
+
+            # studio.html?room=<slug> selects the room: the form edits it.
+            await studio.reload()
+            await studio.wait_for_function("document.getElementById('room-form').dataset.mode === 'edit'")
+            assert await studio.input_value("#rf-title") == "Live physics"
+            assert await studio.is_disabled("#rf-slug")
+            assert await studio.input_value("#rf-ticket_price") == "9.90"
+            await studio.click("#room-form-title")  # unfold the editor (a <summary>)
 
             # Edit (PATCH) the selected room.
             await studio.fill("#rf-title", "Live physics: waves")
@@ -265,7 +274,9 @@ async def test_studio_creates_room_goes_live_and_runs_the_room(aiohttp_server, t
             await studio.screenshot(path=str(SCREENSHOTS / "studio-live-panels.png"), full_page=True)
 
             # 7. The creator acts from the UI; the viewer's client sees each effect.
-            await question.locator('button[data-action="answer"]').click()
+            # (keyboard: focus the button, press Enter)
+            await question.locator('button[data-action="answer"]').focus()
+            await studio.keyboard.press("Enter")
             await question.wait_for(state="detached")
             await wait_for(lambda: any(q["id"] == asked["question"]["id"] and q["status"] == "answered"
                                        for q in chat.got("question")), timeout=5)
@@ -299,7 +310,7 @@ async def test_studio_creates_room_goes_live_and_runs_the_room(aiohttp_server, t
 
             # Slow mode and a blocked word.
             await studio.fill("#slow-seconds", "5")
-            await studio.click("#slow-apply")
+            await studio.press("#slow-seconds", "Enter")  # submits the form
             await wait_for(lambda: {"seconds": 5} in chat.got("slow_mode"), timeout=5)
             assert "every 5 s" in await studio.text_content("#slow-state")
             await studio.fill("#block-word", "Spoiler")

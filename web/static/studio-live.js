@@ -68,8 +68,12 @@ export class LivePanels {
     socket.on("presence", (d) => { $("stat-chat").textContent = String(d?.viewers ?? 0); });
     socket.on("likes", (d) => { $("stat-likes").textContent = String(d?.total ?? 0); });
     socket.on("danmaku:recent", (d) => {
+      // Sent on every (re)connection: count in the rate only what was not seen before.
+      const seen = new Set(this.danmaku.map((x) => x.id));
       this.danmaku = [];
-      for (const item of d?.items || []) this._addDanmaku(item, Date.parse(item.sent_at) || 0);
+      for (const item of d?.items || []) {
+        this._addDanmaku(item, seen.has(item?.id) ? null : Date.parse(item.sent_at) || 0);
+      }
       this._renderDanmaku();
     });
     socket.on("danmaku", (d) => {
@@ -210,7 +214,7 @@ export class LivePanels {
     if (this.danmaku.some((x) => x.id === item.id)) return;
     this.danmaku.unshift(item);
     if (this.danmaku.length > DANMAKU_KEPT) this.danmaku.length = DANMAKU_KEPT;
-    this.arrivals.push(receivedAt);
+    if (receivedAt !== null) this.arrivals.push(receivedAt);
   }
 
   _renderRate() {

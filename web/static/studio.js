@@ -303,7 +303,9 @@ $("room-form").addEventListener("submit", async (event) => {
       myRooms.push(room);
       history.pushState(null, "", `?room=${encodeURIComponent(room.slug)}`);
       selectRoom(room.slug);
-      note($("room-form-error"), `Room “${room.title}” created. Go live below, or use the OBS settings.`);
+      $("room-editor").open = false;
+      note($("obs-status"), `Room “${room.title}” created. Go live from the browser, or from OBS with these settings.`);
+      goLiveButton.focus();
     } else {
       const { room } = await api(`/api/rooms/${encodeURIComponent(selected.slug)}`, { method: "PATCH", body });
       myRooms = myRooms.map((r) => (r.slug === room.slug ? room : r));
