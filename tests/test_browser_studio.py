@@ -251,6 +251,9 @@ async def test_studio_creates_room_goes_live_and_runs_the_room(aiohttp_server, t
             assert first["ok"] and second["ok"], (first, second)
             asked = await chat.call("question:ask", {"text": "Why <b>is</b> the sky blue?"})
             assert asked["ok"], asked
+            paid_order = await buy(viewer, "physics", product="question", amount=300, message="paid")
+            paid = await chat.call("question:ask", {"text": "Paid: derive it again?", "order_id": paid_order["id"]})
+            assert paid["ok"], paid
             assert (await chat.call("like", {"count": 3}))["ok"]
             tip = await buy(viewer, "physics", product="tip", amount=500, message="thanks <script>")
             assert (await chat.call("tip:announce", {"order_id": tip["id"]}))["ok"]
@@ -264,11 +267,16 @@ async def test_studio_creates_room_goes_live_and_runs_the_room(aiohttp_server, t
             await question.wait_for()
             assert await question.locator(".text").text_content() == "Why <b>is</b> the sky blue?"
             assert await studio.locator("#questions b").count() == 0
+            # The paid question first (as the server orders the queue), with its amount.
+            first_question = studio.locator("#questions > li").first
+            await studio.wait_for_function("document.querySelectorAll('#questions > li').length === 2")
+            assert await first_question.get_attribute("data-id") == str(paid["question"]["id"])
+            assert await first_question.locator(".badge.paid").text_content() == "$3.00"
             await studio.wait_for_function("document.getElementById('stat-danmaku-rate').textContent === '2 / min'")
             await studio.wait_for_function("document.getElementById('stat-likes').textContent === '3'")
             await studio.wait_for_function("document.getElementById('stat-tips').textContent.startsWith('1 · $5.00')")
             assert await studio.locator("#tip-list .text").first.text_content() == "thanks <script>"
-            await studio.wait_for_function("document.getElementById('stat-revenue').textContent.includes('(2 orders)')")
+            await studio.wait_for_function("document.getElementById('stat-revenue').textContent.includes('(3 orders)')")
             await studio.locator("#hands li").first.wait_for()
             assert "Viewer" in await studio.text_content("#hands")
             await studio.screenshot(path=str(SCREENSHOTS / "studio-live-panels.png"), full_page=True)
@@ -280,6 +288,14 @@ async def test_studio_creates_room_goes_live_and_runs_the_room(aiohttp_server, t
             await question.wait_for(state="detached")
             await wait_for(lambda: any(q["id"] == asked["question"]["id"] and q["status"] == "answered"
                                        for q in chat.got("question")), timeout=5)
+
+            # Dismissing the paid question refunds it.
+            await first_question.locator('button[data-action="dismiss"]').click()
+            await wait_for(lambda: any(q["id"] == paid["question"]["id"] and q["status"] == "refunded"
+                                       for q in chat.got("question")), timeout=10)
+            await studio.wait_for_function("document.getElementById('qa-count').textContent === '0'")
+            _, order = await viewer.get(f"/api/orders/{paid_order['id']}")
+            assert order["order"]["status"] == "refunded", order
 
             await line.locator('button[data-action="delete"]').click()
             await line.wait_for(state="detached")
@@ -331,6 +347,12 @@ async def test_studio_creates_room_goes_live_and_runs_the_room(aiohttp_server, t
             again = Chat()
             assert not await again.connect(base, "physics", await view_token(viewer, "physics"))
             assert again.refused and again.refused["data"]["code"] == "banned", again.refused
+            await again.close()
+            # Unban from the list: the viewer may connect again.
+            await studio.locator(f'#banned li[data-user="{viewer.user["id"]}"] button').click()
+            await studio.locator("#banned li").wait_for(state="detached")
+            again = Chat()
+            assert await again.connect(base, "physics", await view_token(viewer, "physics")), again.refused
             await again.close()
 
             # 8. The recorder reports a full disk: the studio says so, the broadcast goes on.
