@@ -76,6 +76,9 @@ async function start() {
   const accountNote = $("account-note");
   const requested = param("room");
   if (requested) roomInput.value = requested;
+  if (!user || (user.role !== "creator" && user.role !== "admin")) {
+    $("key-hint").textContent = "The room's stream key, from its creator's OBS settings.";
+  }
   if (!user) {
     const next = encodeURIComponent(location.pathname + location.search);
     accountNote.replaceChildren(
