@@ -176,6 +176,12 @@ class Catalog:
         async with self.db() as s:
             return [_view(r) for r in (await s.execute(query)).scalars()]
 
+    async def rooms_of(self, user: UserView) -> list[RoomView]:
+        """The rooms ``user`` created (the studio's "my rooms"); only creators and admins have any."""
+        if user.role not in ("creator", "admin"):
+            raise PaywallError(403, "not_a_creator", "only creators have rooms")
+        return await self.list(creator_id=user.id)
+
     async def _owned(self, s, user: UserView, slug: str) -> Room:
         room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
         if room is None:

@@ -297,6 +297,13 @@ async def admin_ledger(request: web.Request) -> web.Response:
     return web.json_response({"accounts": totals, "unbalanced_orders": unbalanced, "balanced": not unbalanced})
 
 
+@api
+async def creator_rooms(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    rooms = await request.app[PAYWALL].catalog.rooms_of(user)
+    return web.json_response({"rooms": [r.as_dict() for r in rooms]})
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/auth/signup", sign_up)
@@ -319,3 +326,4 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/webhooks/stripe", stripe_webhook)
     r.add_get("/api/creator/earnings", creator_earnings)
     r.add_get("/api/admin/ledger", admin_ledger)
+    r.add_get("/api/creator/rooms", creator_rooms)

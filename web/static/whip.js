@@ -35,12 +35,15 @@ export class Session {
   /**
    * DELETE the session resource and close the peer connection; idempotent.
    * `keepalive: true` lets the request outlive the page (use it on pagehide).
+   * `token`: a fresh token for the DELETE (the server checks it again, and a minted
+   * access token expires after a few minutes); default: the one the session began with.
    */
-  async stop({ keepalive = false } = {}) {
+  async stop({ keepalive = false, token = null } = {}) {
     if (this._stopped) return;
     this._stopped = true;
     const headers = {};
-    if (this._token) headers["Authorization"] = `Bearer ${this._token}`;
+    const bearer = token || this._token;
+    if (bearer) headers["Authorization"] = `Bearer ${bearer}`;
     const request = this.location
       ? fetch(this.location, { method: "DELETE", headers, keepalive }).catch(() => null)
       : Promise.resolve(null);
