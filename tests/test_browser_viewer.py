@@ -265,8 +265,8 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         stored = await page.evaluate("[localStorage['stagepass.danmaku.blocked'], localStorage['stagepass.danmaku.density']]")
         assert stored == ['["spoiler"]', "low"]
         assert (await peer.call("danmaku:send", {"text": "big Spoiler here"}))["ok"]
-        assert (await peer.call("danmaku:send", {"text": "after the spoiler test"}))["ok"]
-        await page.wait_for_function("document.getElementById('danmaku-log').textContent.includes('after the spoiler test')")
+        assert (await peer.call("danmaku:send", {"text": "after the block test"}))["ok"]
+        await page.wait_for_function("document.getElementById('danmaku-log').textContent.includes('after the block test')")
         assert "big Spoiler" not in await page.text_content("#danmaku-log")
         assert "big Spoiler" not in await page.text_content("#danmaku-layer")
         await page.click("#danmaku-toggle")
@@ -292,13 +292,38 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         await page.wait_for_function("document.getElementById('likes').textContent === '1 like'")
         await page.click("#hand")
         await wait_for(lambda: any(h["items"] for h in mod.got("hands")), timeout=5)
-        assert await page.get_attribute("#hand", "aria-pressed") == "true"
+        await page.wait_for_function("document.getElementById('hand').getAttribute('aria-pressed') === 'true'")
         poll = (await mod.call("poll:open", {"question": "Ready for a quiz?", "options": ["yes", "not yet"]}))["poll"]
         await page.locator(f".poll[data-id='{poll['id']}'] button.option[data-option='1']").click()
         await page.wait_for_function(f"!document.querySelector(\".poll[data-id='{poll['id']}'] button.option\")")
         closed = (await mod.call("poll:close", {"id": poll["id"]}))["poll"]
         assert closed["counts"] == [0, 1]
         await page.wait_for_function(f"document.querySelector(\".poll[data-id='{poll['id']}']\").dataset.open === 'false'")
+        # a tip and a paid question are paid in a popup; the live page stays and sends them
+        await page.fill("#tip-amount", "3.50")
+        await page.fill("#tip-message", f"thanks {XSS}")
+        async with page.expect_popup() as popup_info:
+            await page.click("#tip-button")
+        popup = await popup_info.value
+        console_log(popup, "checkout-popup", log)
+        await popup.wait_for_load_state()
+        assert "3.50" in await popup.text_content("h1")
+        await popup.click("#confirm")
+        await wait_for(lambda: mod.got("tip"), timeout=10)
+        assert mod.got("tip")[0]["amount"] == 350 and mod.got("tip")[0]["message"] == f"thanks {XSS}"
+        await page.wait_for_function("document.getElementById('tips').textContent.includes('tipped')")
+        assert await page.locator("#tips img").count() == 0
+        await page.fill("#question-text", "A paid one?")
+        await page.check("#question-paid")
+        await page.fill("#question-amount", "2")
+        async with page.expect_popup() as popup_info:
+            await page.click("#ask-button")
+        popup = await popup_info.value
+        await popup.wait_for_load_state()
+        await popup.click("#confirm")
+        await wait_for(lambda: any(q["text"] == "A paid one?" and q["paid_amount"] == 200
+                                   for q in mod.got("question")), timeout=10)
+        await page.locator("#questions li.question .badge.paid").wait_for()
         await page.screenshot(path=str(SCREENSHOTS / "room-live.png"), full_page=True)
 
         # the same account on a phone takes the seat: the first page says so

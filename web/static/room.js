@@ -200,11 +200,13 @@ async function settlePending() {
     pending.delete(id);
     if (order.product === "tip") {
       const res = await ack("tip:announce", { order_id: order.id });
-      if (!res.ok && res.error.code !== "already_announced") showError($("tip-error"), res.error.message);
+      if (res.ok || res.error.code === "already_announced") clearError($("tip-error"));
+      else showError($("tip-error"), res.error.message);
     } else if (order.product === "question") {
       const res = await ack("question:ask", { text: order.message, order_id: order.id });
       if (res.ok) upsertQuestion(res.question);
-      else if (res.error.code !== "order_used") showError($("ask-error"), res.error.message);
+      if (res.ok || res.error.code === "order_used") clearError($("ask-error"));
+      else showError($("ask-error"), res.error.message);
     }
   }
 }
@@ -458,7 +460,7 @@ function showHand(raised) {
   state.handRaised = raised;
   const button = $("hand");
   button.setAttribute("aria-pressed", String(raised));
-  button.textContent = raised ? "✋ Lower hand" : "✋ Raise hand";
+  button.textContent = raised ? "Lower hand" : "Raise hand";
 }
 
 async function toggleHand() {
