@@ -338,6 +338,17 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         assert await phone.evaluate("document.documentElement.scrollWidth <= innerWidth")
         await page.screenshot(path=str(SCREENSHOTS / "room-seat-taken.png"))
         await phone.screenshot(path=str(SCREENSHOTS / "room-phone.png"), full_page=True)
+
+        # the creator's connection drops, then they come back and end the class
+        await publisher.close()
+        await wait_state(phone, "reconnecting")
+        publisher = await publish(base, app, "maths", key)
+        await wait_state(phone, "playing")
+        assert await publisher.delete() == 200
+        await wait_state(phone, "ended")
+        assert "replay processing" in await phone.text_content("#status")
+        assert await phone.locator("#replay-link").is_hidden()  # no ready recording (no recordings API here)
+        await phone.screenshot(path=str(SCREENSHOTS / "room-ended-phone.png"))
     finally:
         await mod.close()
         await peer.close()

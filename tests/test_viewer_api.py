@@ -157,3 +157,15 @@ async def test_live_rooms_viewer_counts_and_phases(paywall_app):
         finally:
             await publisher.close()
             await viewer.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_home_is_the_catalog_and_the_pages_are_served(paywall_app):
+    base, _ = paywall_app
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/", allow_redirects=False) as r:
+            assert r.status == 200 and r.content_type == "text/html"
+            assert 'src="/static/catalog.js"' in await r.text()
+        for page in ("login.html", "room.html", "watch.html"):
+            async with http.get(f"{base}/static/{page}") as r:
+                assert r.status == 200, page
