@@ -308,7 +308,8 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         console_log(popup, "checkout-popup", log)
         await popup.wait_for_load_state()
         assert "3.50" in await popup.text_content("h1")
-        await popup.click("#confirm")
+        async with popup.expect_event("close"):  # the popup says "done" and closes itself
+            await popup.click("#confirm")
         await wait_for(lambda: mod.got("tip"), timeout=10)
         assert mod.got("tip")[0]["amount"] == 350 and mod.got("tip")[0]["message"] == f"thanks {XSS}"
         await page.wait_for_function("document.getElementById('tips').textContent.includes('tipped')")

@@ -169,3 +169,30 @@ async def test_home_is_the_catalog_and_the_pages_are_served(paywall_app):
         for page in ("login.html", "room.html", "watch.html"):
             async with http.get(f"{base}/static/{page}") as r:
                 assert r.status == 200, page
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_chat_says_why_it_ends_preview_over_or_seat_taken(paywall_app):
+    from tests.chat import Chat
+
+    base, _ = paywall_app
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator, slug="maths", preview_seconds=1)
+    previewer, holder = await Api.sign_up(base), await Api.sign_up(base)
+    await buy(holder, "maths")
+    chats = [Chat() for _ in range(3)]
+    try:
+        status, minted = await previewer.post("/api/rooms/maths/tokens", {"scope": "view"})
+        assert status == 201 and minted["preview_until"]
+        assert await chats[0].connect(base, "maths", minted["token"])
+        token = (await holder.post("/api/rooms/maths/tokens", {"scope": "view"}))[1]["token"]
+        assert await chats[1].connect(base, "maths", token)
+        assert await chats[2].connect(base, "maths", token)  # the same ticket on a second device
+        await wait_for(lambda: chats[1].got("kicked"), timeout=5)
+        assert chats[1].got("kicked")[0]["code"] == "seat_taken"
+        await wait_for(lambda: chats[0].got("kicked"), timeout=5)
+        assert chats[0].got("kicked")[0]["code"] == "preview_over"
+        assert not chats[2].got("kicked")
+    finally:
+        for chat in chats:
+            await chat.close()

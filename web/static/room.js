@@ -178,7 +178,7 @@ function checkoutUrl(order, popup) {
  * (or, if popups are blocked, this tab, coming back with ?order=). */
 function payInPopup(order) {
   pending.add(order.id);
-  const popup = window.open(checkoutUrl(order, true), "stagepass-checkout", "popup,width=480,height=640");
+  const popup = window.open(checkoutUrl(order, true), `checkout-${order.id}`, "popup,width=480,height=640");
   if (!popup) location.assign(checkoutUrl(order, false));
 }
 
@@ -489,6 +489,7 @@ function connectSocket() {
   socket.on("kicked", (data) => {
     state.kicked = data;
     if (data.code === "seat_taken") seatTaken();
+    else if (data.code === "preview_over") previewOver();
     else showError($("danmaku-error"), data.message);
   });
   socket.on("danmaku", ({ items }) => items.forEach((item) => {
@@ -577,7 +578,7 @@ async function sessionEnded(session) {
   el.video.srcObject = null;
   const deadline = Date.now() + KICK_GRACE_MS;
   while (!state.kicked && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
-  if (state.seatTaken) return;
+  if (state.seatTaken || state.stopped) return;
   if (state.previewUntil && Date.now() / 1000 >= state.previewUntil - 1) return previewOver();
   state.stopped = true;
   status("error", "The video stopped.");
@@ -596,6 +597,7 @@ async function seatTaken() {
   } catch {
     /* keep what we knew */
   }
+  leaveLive();
   if (!hasTicket() && !state.previewUntil) {
     status("refunded", "Your ticket is no longer valid (refunded).");
     showBuy();
@@ -603,15 +605,27 @@ async function seatTaken() {
   }
   status("seat-taken", "Your ticket is in use on another device.");
   showActions({ takeSeat: true });
+  el.takeSeat.focus();
 }
 
 function previewOver(err) {
+  if (state.stopped && el.status.dataset.state === "preview-over") return;
   state.stopped = true;
   stopPlayer();
   if (state.socket) state.socket.disconnect();
   status("preview-over", err && err.status === 403 && hasTicket() ? describe(err) : "Your free preview is over — buy a ticket to keep watching.");
   el.previewLeft.hidden = true;
+  leaveLive();
   showBuy("preview-over");
+}
+
+/** The live part is over for this page (seat taken, refund, preview over): hide it and
+ * bring the status line and its action into view. */
+function leaveLive() {
+  el.stage.hidden = true;
+  el.controls.hidden = true;
+  el.side.hidden = true;
+  el.status.scrollIntoView({ block: "nearest" });
 }
 
 function showActions({ takeSeat = false, reconnect = false } = {}) {
