@@ -69,8 +69,10 @@ class Client:
 class _ChatSeat:
     """Adapts a socket to ``Admission``: a seat holder that can be closed."""
 
-    def __init__(self, server: "InteractionServer", client: Client) -> None:
+    def __init__(self, server: "InteractionServer", client: Client, ends_in: Optional[float] = None) -> None:
         self.id = f"chat-{client.sid}"
+        #: a free preview's end (monotonic), so its kick says ``preview_over``, not ``seat_taken``
+        self.ends_at = time.monotonic() + ends_in if ends_in is not None else None
         self._server = server
         self._client = client
         self._listeners: list[Callable[[], Awaitable[None]]] = []
@@ -85,7 +87,10 @@ class _ChatSeat:
             await listener()
 
     async def close(self) -> None:
-        await self._server.kick(self._client.sid, "seat_taken", "your ticket is in use on another device")
+        if self.ends_at is not None and time.monotonic() >= self.ends_at - 0.5:
+            await self._server.kick(self._client.sid, "preview_over", "your free preview is over")
+        else:
+            await self._server.kick(self._client.sid, "seat_taken", "your ticket is in use on another device")
 
 
 Handler = Callable[[Client, Any], Awaitable[dict]]
@@ -204,7 +209,7 @@ class InteractionServer:
         if moderator:
             await self.sio.enter_room(sid, self.mod_channel(slug))
         if grant.seat_key is not None:
-            seat = self._seats[sid] = _ChatSeat(self, client)
+            seat = self._seats[sid] = _ChatSeat(self, client, grant.ends_in)
             await self.admission.admit(
                 Grant(user_id=user.id, seat_key="chat:" + grant.seat_key, seat_limit=grant.seat_limit,
                       ends_in=grant.ends_in), seat)

@@ -119,7 +119,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     setup_routes(app)
 
     async def index(request: web.Request) -> web.StreamResponse:
-        raise web.HTTPFound("/static/watch.html")
+        """The catalog (home page); the player stays at /static/watch.html."""
+        return web.FileResponse(STATIC_DIR / "index.html")
 
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)

@@ -56,6 +56,8 @@ class Room:
         self.subscribers: dict[str, Subscriber] = {}
         self.broadcast: Optional[Broadcast] = None
         self.recorder: Optional[Recorder] = None  #: the current broadcast's recording
+        #: the last broadcast that ended, until a new one starts ("ended" phase)
+        self.ended_broadcast: Optional[Broadcast] = None
         #: called with (room, broadcast) when a broadcast ends (paid-question refunds...)
         self.broadcast_ended: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
         self._publish_lock = asyncio.Lock()
@@ -73,6 +75,17 @@ class Room:
     def live(self) -> bool:
         return self.publisher is not None and not self.publisher.is_stale()
 
+    @property
+    def phase(self) -> str:
+        """What a viewer should be told: "live"; "reconnecting" (the broadcast is open but
+        its publisher dropped); "ended" (the creator ended it; its replay is on the way);
+        "idle" (nothing broadcast yet on this node)."""
+        if self.live:
+            return "live"
+        if self.broadcast is not None:
+            return "reconnecting"
+        return "ended" if self.ended_broadcast is not None else "idle"
+
     async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[Publisher, str]:
         """Accept a publisher (``plan``: kind -> codec key); ``RoomBusy`` if one is live."""
         async with self._publish_lock:
@@ -89,6 +102,7 @@ class Room:
             previous, self.publisher = self.publisher, publisher
             if self.broadcast is None:
                 self.broadcast = Broadcast()
+                self.ended_broadcast = None
                 self.log.info("broadcast %s started", self.broadcast.id)
                 self._start_recorder(self.broadcast, publisher.codecs)
             publisher.attach()
@@ -116,6 +130,7 @@ class Room:
         ended, self.broadcast = self.broadcast, None
         if ended is None:
             return
+        self.ended_broadcast = ended
         self.log.info("broadcast %s ended after %d s", ended.id, ended.t_ms() // 1000)
         await self._stop_recorder("broadcast_end")
         for listener in self.broadcast_ended:
@@ -166,6 +181,8 @@ class Room:
         return {
             "room": self.name,
             "live": self.live,
+            "phase": self.phase,
+            "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
             "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
             "viewers": len(self.subscribers),
             "codecs": dict(self.publisher.codecs) if self.publisher else {},
@@ -211,6 +228,16 @@ class RoomRegistry:
 
     def __iter__(self):
         return iter(self._rooms.values())
+
+    def on_air(self) -> list[dict]:
+        """Rooms of this node with an open broadcast (live, or its creator reconnecting):
+        ``{room, phase, viewers, broadcast: {id, t_ms}}``, most viewers first."""
+        rooms = [
+            {"room": r.name, "phase": r.phase, "viewers": len(r.subscribers),
+             "broadcast": {"id": r.broadcast.id, "t_ms": r.broadcast.t_ms()}}
+            for r in self._rooms.values() if r.broadcast is not None and r.phase in ("live", "reconnecting")
+        ]
+        return sorted(rooms, key=lambda r: (-r["viewers"], r["room"]))
 
     async def close(self) -> None:
         rooms, self._rooms = list(self._rooms.values()), {}

@@ -11,10 +11,12 @@ import html
 import json
 import logging
 from typing import Any, Awaitable, Callable, Optional
+from urllib.parse import quote
 
 from aiohttp import web
 
 from .accounts import UserView
+from .orders import OrderView
 from .errors import PaywallError
 from .ledger import Ledger
 from .service import Paywall
@@ -128,6 +130,15 @@ async def me(request: web.Request) -> web.Response:
     return web.json_response({"user": (await current_user(request)).as_dict()})
 
 
+@api
+async def my_entitlements(request: web.Request) -> web.Response:
+    """``{"entitlements": {room_slug: ["replay", "ticket"]}}`` of the logged-in user."""
+    user = await current_user(request)
+    if request.query:
+        raise PaywallError(400, "unexpected_parameter", "GET /api/me/entitlements takes no query parameters")
+    return web.json_response({"entitlements": await request.app[PAYWALL].orders.owned(user.id)})
+
+
 # ---------------------------------------------------------------------- rooms
 @api
 async def catalog(request: web.Request) -> web.Response:
@@ -213,8 +224,20 @@ _DEV_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <title>Test checkout</title><link rel="stylesheet" href="/static/style.css"></head>
 <body><main><p class="banner" role="alert"><strong>TEST MODE</strong>: no money moves.</p>
 <h1>Pay {amount} {currency}</h1><p>{product} for <em>{room}</em> (order {order})</p>
-<form method="post"><button name="action" value="confirm" id="confirm">Confirm payment</button>
+<form method="post"><input type="hidden" name="return" value="{back}">
+<button name="action" value="confirm" id="confirm">Confirm payment</button>
 <button name="action" value="decline" id="decline">Decline</button></form></main></body></html>"""
+
+
+def return_path(candidate: object, order: OrderView) -> str:
+    """Where the dev checkout sends the buyer back: ``candidate`` if it is a same-origin
+    relative path (``/...``, not ``//host`` nor ``/\\host``, no control characters),
+    else the order's room page."""
+    if (isinstance(candidate, str) and 1 <= len(candidate) <= 512 and candidate.startswith("/")
+            and not candidate.startswith(("//", "/\\")) and candidate.isprintable() and " " not in candidate
+            and "\\" not in candidate):
+        return candidate
+    return f"/static/room.html?room={quote(order.room)}&order={quote(order.id)}"
 
 
 def _dev_only(request: web.Request) -> None:
@@ -233,6 +256,7 @@ async def dev_checkout_page(request: web.Request) -> web.Response:
     page = _DEV_PAGE.format(
         amount=f"{whole}.{cents:02d}", currency=html.escape(order.currency), product=html.escape(order.product),
         room=html.escape(order.room), order=html.escape(order.id),
+        back=html.escape(return_path(request.query.get("return"), order), quote=True),
     )
     return web.Response(text=page, content_type="text/html")
 
@@ -260,7 +284,7 @@ async def dev_checkout_submit(request: web.Request) -> web.Response:
     order = await paywall.orders.get(user, order.id)
     if request.content_type == "application/json":
         return web.json_response({"order": order.as_dict()})
-    raise web.HTTPSeeOther(f"/static/watch.html?room={order.room}")
+    raise web.HTTPSeeOther(return_path((await request.post()).get("return"), order))
 
 
 # ---------------------------------------------------------------------- stripe
@@ -310,6 +334,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/api/auth/login", log_in)
     r.add_post("/api/auth/logout", log_out)
     r.add_get("/api/me", me)
+    r.add_get("/api/me/entitlements", my_entitlements)
     r.add_get("/api/catalog", catalog)
     r.add_get("/api/catalog/{room}", catalog_room)
     r.add_post("/api/rooms", create_room)

@@ -242,6 +242,19 @@ class OrderBook:
         async with self.db() as s:
             return set((await s.execute(query)).scalars().all())
 
+    async def owned(self, user_id: int) -> dict[str, list[str]]:
+        """Every room the user holds an active entitlement for: slug -> sorted kinds
+        (``ticket``, ``replay``); refunded ones are left out."""
+        async with self.db() as s:
+            rows = (await s.execute(
+                select(Room.slug, Entitlement.kind).join(Room, Room.id == Entitlement.room_id)
+                .where(Entitlement.user_id == user_id, Entitlement.active)
+            )).all()
+        owned: dict[str, set[str]] = {}
+        for slug, kind in rows:
+            owned.setdefault(slug, set()).add(kind)
+        return {slug: sorted(kinds) for slug, kinds in sorted(owned.items())}
+
     # ------------------------------------------------------------------ outcome
     async def complete(self, order_id: str, payment_ref: Optional[str],
                        amount: Optional[int] = None, currency: Optional[str] = None) -> bool:

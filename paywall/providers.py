@@ -69,8 +69,8 @@ class StripeProvider:
                             "product_data": {"name": f"{title} ({order.product})"},
                         },
                     }],
-                    "success_url": f"{base_url}/static/watch.html?room={order.room}&order={order.id}&paid=1",
-                    "cancel_url": f"{base_url}/static/watch.html?room={order.room}&order={order.id}&cancelled=1",
+                    "success_url": f"{base_url}/static/room.html?room={order.room}&order={order.id}&paid=1",
+                    "cancel_url": f"{base_url}/static/room.html?room={order.room}&order={order.id}&cancelled=1",
                 },
                 options={"idempotency_key": f"stagepass-order-{order.id}"},
             )

@@ -165,8 +165,16 @@ async def room_status(request: web.Request) -> web.Response:
         return error_response(404, "room_not_found", f"no room named {room!r}")
     registry_room = request.app[ROOMS].get(room)
     if registry_room is None:
-        return web.json_response({"room": room, "live": False, "viewers": 0})
+        return web.json_response({"room": room, "live": False, "phase": "idle", "viewers": 0})
     return web.json_response(registry_room.stats())
+
+
+async def on_air(request: web.Request) -> web.Response:
+    """``GET /api/live``: the rooms broadcasting on this node, with their viewer counts
+    (takes no parameters; the catalog page joins it with ``/api/catalog``)."""
+    if request.query:
+        return error_response(400, "unexpected_parameter", "GET /api/live takes no query parameters")
+    return web.json_response({"rooms": request.app[ROOMS].on_air()})
 
 
 @web.middleware
@@ -196,4 +204,5 @@ def setup_routes(app: web.Application) -> None:
         app.router.add_patch(f"/{kind}/{{room}}/{{session}}", patch)
         app.router.add_route("OPTIONS", f"/{kind}/{{room}}/{{session}}", options)
     app.router.add_get("/api/rooms/{room}", room_status)
+    app.router.add_get("/api/live", on_air)
     app.middlewares.append(cors)
