@@ -27,7 +27,7 @@ from mediaserver.tasks import TaskOwner
 
 from .db import Database
 from .models import AudienceSample, BroadcastRecord, Room
-from .timeutil import as_utc, utcnow
+from .timeutil import as_utc
 
 __all__ = ["AudienceLog", "AudienceSampler", "Sample", "SessionView", "summarize"]
 

@@ -183,6 +183,7 @@ async def test_signup_login_and_next_redirects(aiohttp_server, tmp_path, browser
         m.safeNext('https:x.org'), m.safeNext(null), m.safeNext('/%2F%2Fx.org')])""")
     assert safe == ["/static/room.html?room=a#x", "/", "/", "/", "/", "/%2F%2Fx.org"]
     await page.click("#logout")
+    await page.locator("#login-link").wait_for()  # logged out (the page reloads): then navigate
     await page.goto(f"{base}/static/login.html?next=//evil.example/x")
     await page.fill("#login-email", email)
     await page.fill("#login-password", "correct horse battery")
@@ -347,8 +348,11 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         await wait_state(phone, "playing")
         assert await publisher.delete() == 200
         await wait_state(phone, "ended")
-        assert "replay processing" in await phone.text_content("#status")
-        assert await phone.locator("#replay-link").is_hidden()  # no ready recording (no recordings API here)
+        assert (await phone.text_content("#status")).startswith("Ended — ")  # processing, or ready
+        ended = app[ROOMS].get("maths").stats()["ended_broadcast"]
+        await phone.locator("#replay-link").wait_for(state="visible", timeout=30_000)
+        assert await phone.get_attribute("#replay-link", "href") == f"/static/replay.html?recording={ended}"
+        assert "the replay is ready" in await phone.text_content("#status")
         await phone.screenshot(path=str(SCREENSHOTS / "room-ended-phone.png"))
     finally:
         await mod.close()

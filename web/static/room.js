@@ -30,7 +30,7 @@ const slug = param("room", "");
 const state = {
   user: null, room: null, owned: [], access: null, previewUntil: null,
   socket: null, session: null, phase: null, seatTaken: false, kicked: null, stopped: false,
-  recording: null, likes: 0, handRaised: false, polls: new Map(), questions: new Map(),
+  recording: null, endedBroadcast: null, likes: 0, handRaised: false, polls: new Map(), questions: new Map(),
 };
 window.stagepass = { state, get session() { return state.session; }, get socket() { return state.socket; } };
 
@@ -662,7 +662,9 @@ function showPhase() {
 async function findReplay() {
   try {
     const { recordings } = await api(`/api/recordings?room=${encodeURIComponent(slug)}`);
-    const ready = (recordings || []).find((r) => r.status === "ready");
+    // the replay of the broadcast that just ended, else the newest ready one
+    const wanted = state.endedBroadcast;
+    const ready = (recordings || []).find((r) => r.status === "ready" && (!wanted || r.id === wanted));
     state.recording = ready || null;
   } catch {
     state.recording = null; // no recordings API on this server (404), or not allowed
@@ -681,11 +683,14 @@ async function pollRoom() {
   try {
     const stats = await api(`/api/rooms/${encodeURIComponent(slug)}`);
     const phase = stats.phase || (stats.live ? "live" : "idle");
+    state.endedBroadcast = stats.ended_broadcast || null;
     const changed = phase !== state.phase;
     state.phase = phase;
     if (phase === "live" || phase === "reconnecting") startPlayer();
     if (phase === "ended" || phase === "idle") stopPlayer();
-    if ((changed && phase === "ended") || (phase !== "live" && Date.now() - lastReplayCheck > 15000)) {
+    // while the replay of the broadcast that just ended is being prepared, look often
+    const every = phase === "ended" && !state.recording ? 3000 : 15000;
+    if ((changed && phase === "ended") || (phase !== "live" && Date.now() - lastReplayCheck > every)) {
       lastReplayCheck = Date.now();
       await findReplay();
     }
