@@ -27,6 +27,7 @@ from aiohttp import web
 from mediaserver.recording_library import PUBLIC_FILES, Recording, RecordingLibrary, signed_playlist
 from mediaserver.vod import PLAYLIST
 
+from .accounts import UserView
 from .catalog import RoomView
 from .errors import PaywallError
 from .http import PAYWALL, api, optional_user
@@ -62,7 +63,7 @@ async def authorized_replay(request: web.Request) -> tuple[Recording, Optional[R
     return rec, room, grant
 
 
-def _visible(rec: Recording, room: Optional[RoomView], user) -> bool:
+def _visible(rec: Recording, room: Optional[RoomView], user: Optional[UserView]) -> bool:
     if rec.ready:
         return True
     return user is not None and (user.role == "admin" or (room is not None and user.id == room.creator_id))
@@ -87,22 +88,25 @@ async def list_recordings(request: web.Request) -> web.Response:
     return web.json_response({"recordings": out})
 
 
-@api
-async def get_recording(request: web.Request) -> web.Response:
+async def _recording_for_user(request: web.Request) -> tuple[Recording, Optional[RoomView], Optional[UserView]]:
+    """The recording, its room and the visitor; 404 for a recording they may not see."""
     rec, room = await _recording(request)
     user = await optional_user(request)
     if not _visible(rec, room, user):
         raise PaywallError(404, "recording_not_found", "no such recording")
+    return rec, room, user
+
+
+@api
+async def get_recording(request: web.Request) -> web.Response:
+    rec, room, user = await _recording_for_user(request)
     offer = await request.app[PAYWALL].replays.offer(user, room)
     return web.json_response({"recording": _describe(rec, room), "offer": offer})
 
 
 @api
 async def mint_replay_token(request: web.Request) -> web.Response:
-    rec, room = await _recording(request)
-    user = await optional_user(request)
-    if not _visible(rec, room, user):
-        raise PaywallError(404, "recording_not_found", "no such recording")
+    rec, room, user = await _recording_for_user(request)
     if not rec.ready:
         raise PaywallError(409, "not_ready", f"the replay is not ready yet ({rec.status})")
     minted = await request.app[PAYWALL].replays.mint(user, rec.id, room)

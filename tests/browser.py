@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["CHROMIUM", "FLAGS", "SCREENSHOTS", "browser", "console_log"]
+__all__ = ["CHROMIUM", "FLAGS", "SCREENSHOTS", "browser", "console_log", "open_page"]
 
 CHROMIUM = os.environ.get("STAGEPASS_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
@@ -69,3 +69,19 @@ def console_log(page, name: str, lines: list[str]) -> None:
     """Collect a page's console messages and uncaught errors into ``lines`` (for failures)."""
     page.on("console", lambda m: lines.append(f"[{name} console.{m.type}] {m.text}"))
     page.on("pageerror", lambda e: lines.append(f"[{name} pageerror] {e}"))
+
+
+async def open_page(browser, base: str, name: str, log: list[str], *, login: str | None = None,
+                    viewport: tuple[int, int] = (1280, 900), timeout_ms: int = 15_000):
+    """A page in a fresh browser context (camera and microphone allowed), logged in with
+    the login token ``login`` (as the session cookie) if given; its console goes to ``log``."""
+    context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                                        permissions=["camera", "microphone"])
+    if login is not None:
+        host = base.split("//", 1)[1].split(":")[0]
+        await context.add_cookies([{"name": "stagepass_session", "value": login, "domain": host,
+                                    "path": "/", "httpOnly": True, "sameSite": "Lax"}])
+    page = await context.new_page()
+    page.set_default_timeout(timeout_ms)
+    console_log(page, name, log)
+    return page

@@ -9,7 +9,8 @@ import pytest
 
 from mediaserver.app import AUDIENCE, create_app
 from signalling.whip import ROOMS
-from tests.browser import SCREENSHOTS, console_log
+from tests.browser import SCREENSHOTS
+from tests.browser import open_page as shared_open_page
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.peers import Publisher, Viewer
@@ -25,14 +26,8 @@ class TokenViewer(Viewer):
 
 
 async def open_page(browser, base: str, api: Api | None, name: str, log: list[str], width=1280, height=800):
-    context = await browser.new_context(viewport={"width": width, "height": height})
-    if api is not None:
-        host = base.split("//", 1)[1].split(":")[0]
-        await context.add_cookies([{"name": "stagepass_session", "value": api.token, "domain": host,
-                                    "path": "/", "httpOnly": True, "sameSite": "Lax"}])
-    page = await context.new_page()
-    page.set_default_timeout(15_000)
-    console_log(page, name, log)
+    page = await shared_open_page(browser, base, name, log, login=api.token if api else None,
+                                  viewport=(width, height))
     await page.goto(f"{base}/static/dashboard.html")
     return page
 

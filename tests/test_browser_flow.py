@@ -19,7 +19,7 @@ import pytest
 
 from mediaserver.app import create_app
 from signalling.whip import ROOMS
-from tests.browser import SCREENSHOTS, console_log
+from tests.browser import SCREENSHOTS, open_page
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, paywall_settings
 
@@ -28,14 +28,6 @@ pytestmark = pytest.mark.slow
 PASSWORD = "correct horse battery"
 VIDEO_PLAYS = """(() => { const v = document.getElementById('video');
   return v.videoWidth > 0 && v.currentTime > %s; })()"""
-
-
-async def new_user_page(browser, name: str, log: list[str], viewport: dict):
-    context = await browser.new_context(viewport=viewport, permissions=["camera", "microphone"])
-    page = await context.new_page()
-    page.set_default_timeout(15_000)
-    console_log(page, name, log)
-    return page
 
 
 async def sign_up(page, base: str, next_path: str, name: str, email: str, role: str) -> None:
@@ -66,7 +58,7 @@ async def test_creator_goes_live_viewer_buys_talks_and_watches_the_replay(aiohtt
     log: list[str] = []
     try:
         # 1. the creator signs up, creates a paid room in the studio, goes live
-        studio = await new_user_page(browser, "studio", log, {"width": 1280, "height": 900})
+        studio = await open_page(browser, base, "studio", log, viewport=(1280, 900))
         await sign_up(studio, base, "/static/studio.html", "Prof. Ada", "ada@example.org", "creator")
         await studio.locator("#rf-slug").wait_for()
         await studio.fill("#rf-slug", "algebra")
@@ -87,7 +79,7 @@ async def test_creator_goes_live_viewer_buys_talks_and_watches_the_replay(aiohtt
         creator = await api_of(studio, base)
 
         # 2. a viewer finds it in the catalog, signs up, is refused, buys, and watches
-        room = await new_user_page(browser, "room", log, {"width": 390, "height": 844})
+        room = await open_page(browser, base, "room", log, viewport=(390, 844))
         await room.goto(base + "/")
         card = room.locator("a[href*='room.html?room=algebra']").first
         await card.wait_for()

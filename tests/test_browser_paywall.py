@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from signalling.whip import ROOMS
-from tests.browser import SCREENSHOTS, console_log
+from tests.browser import SCREENSHOTS, open_page
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
 from mediaserver.app import create_app
@@ -15,15 +15,7 @@ pytestmark = pytest.mark.slow
 
 
 async def logged_in_page(browser, base: str, api: Api, name: str, log: list[str]):
-    context = await browser.new_context(viewport={"width": 390, "height": 844},
-                                        permissions=["camera", "microphone"])
-    host = base.split("//", 1)[1].split(":")[0]
-    await context.add_cookies([{"name": "stagepass_session", "value": api.token, "domain": host,
-                                "path": "/", "httpOnly": True, "sameSite": "Lax"}])
-    page = await context.new_page()
-    page.set_default_timeout(10_000)
-    console_log(page, name, log)
-    return page
+    return await open_page(browser, base, name, log, login=api.token, viewport=(390, 844), timeout_ms=10_000)
 
 
 async def test_creator_login_publishes_and_buyer_plays(aiohttp_server, tmp_path, browser):

@@ -21,7 +21,7 @@ import pytest
 import mediaserver.recorder as recorder_module
 from mediaserver.app import create_app
 from signalling.whip import ROOMS
-from tests.browser import SCREENSHOTS, console_log
+from tests.browser import SCREENSHOTS, open_page
 from tests.chat import Chat
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
@@ -68,16 +68,7 @@ async def test_creator_rooms_lists_only_my_rooms(paywall_app):
 # ---------------------------------------------------------------------- browser
 async def new_page(browser, base: str, name: str, log: list[str], api: Api | None = None,
                    viewport=(1280, 900)):
-    context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
-                                        permissions=["camera", "microphone"])
-    if api is not None:
-        host = base.split("//", 1)[1].split(":")[0]
-        await context.add_cookies([{"name": "stagepass_session", "value": api.token, "domain": host,
-                                    "path": "/", "httpOnly": True, "sameSite": "Lax"}])
-    page = await context.new_page()
-    page.set_default_timeout(15_000)
-    console_log(page, name, log)
-    return page
+    return await open_page(browser, base, name, log, login=api.token if api else None, viewport=viewport)
 
 
 async def poll_page(page, script: str, predicate, timeout: float = 15.0):

@@ -7,7 +7,6 @@ python-socketio clients (tests/chat.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import re
@@ -18,6 +17,7 @@ import pytest
 from mediaserver.app import create_app
 from signalling.whip import ROOMS
 from tests.browser import SCREENSHOTS, console_log
+from tests.browser import open_page as shared_open_page
 from tests.chat import Chat
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
@@ -37,14 +37,8 @@ async def start_server(aiohttp_server, tmp_path):
 
 
 async def open_page(browser, base: str, api: Api | None, name: str, log: list[str], viewport=PHONE):
-    context = await browser.new_context(viewport=viewport)
-    if api is not None:
-        host = base.split("//", 1)[1].split(":")[0]
-        await context.add_cookies([{"name": "stagepass_session", "value": api.token, "domain": host,
-                                    "path": "/", "httpOnly": True, "sameSite": "Lax"}])
-    page = await context.new_page()
-    page.set_default_timeout(10_000)
-    console_log(page, name, log)
+    page = await shared_open_page(browser, base, name, log, login=api.token if api else None,
+                                  viewport=(viewport["width"], viewport["height"]), timeout_ms=10_000)
     page.on("dialog", lambda d: log.append(f"[{name} pageerror] unexpected dialog: {d.message}"))
     return page
 

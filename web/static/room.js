@@ -293,10 +293,15 @@ async function sendDanmaku(event) {
   const text = input.value;
   if (!text.trim()) return;
   clearError($("danmaku-error"));
+  input.value = ""; // at once: the viewer may type the next one while this one is sent
   const res = await ack("danmaku:send", { text, mode: $("danmaku-mode").value, color: $("danmaku-color").value.toUpperCase() });
-  if (res.ok) input.value = "";
-  else showError($("danmaku-error"), res.error.message);
-  input.focus();
+  if (!res.ok) {
+    if (!input.value) input.value = text; // back, to fix and resend
+    showError($("danmaku-error"), res.error.message);
+  }
+  // stay in the danmaku field, unless the viewer moved to another one meanwhile
+  const active = document.activeElement;
+  if (!active || active === document.body || active.closest("#danmaku-form")) input.focus();
 }
 
 // ---------------------------------------------------------------- Q&A
