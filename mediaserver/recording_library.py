@@ -17,6 +17,7 @@ with ``EXT-X-ENDLIST`` like the full one.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import re
 import shutil
@@ -80,7 +81,7 @@ class Recording:
         return {
             "id": self.id,
             "room": self.room,
-            "started_at": self.started_at,
+            "started_at": _iso(self.started_at) if self.started_at else None,
             "duration_ms": self.duration_ms,
             "status": self.status,
             "progress": int(m.get("progress") or (100 if self.ready else 0)),
@@ -90,6 +91,10 @@ class Recording:
             "replay_url": f"/static/replay.html?recording={self.id}",
             "has_video": bool(m.get("video")) if self.ready else m.get("video_codec") is not None,
         }
+
+
+def _iso(unix: float) -> str:
+    return dt.datetime.fromtimestamp(unix, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def parse_playlist(text: str) -> tuple[list[str], list[tuple[list[str], Segment]]]:

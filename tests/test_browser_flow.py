@@ -147,6 +147,13 @@ async def test_creator_goes_live_viewer_buys_talks_and_watches_the_replay(aiohtt
         chapters = room.locator("#chapters button.chapter", has_text="Why does x² stay positive?")
         assert await chapters.count() == 1
         await room.screenshot(path=str(SCREENSHOTS / "flow-4-replay.png"), full_page=True)
+        recording = room.url.rsplit("=", 1)[1]
+        # the catalog lists the replay, with its poster, for everyone
+        await room.goto(base + "/")
+        card = room.locator(f"#replays li.card[data-recording='{recording}']")
+        await card.wait_for()
+        assert await card.locator(f"a[href='/static/replay.html?recording={recording}']").count() >= 1
+        await room.screenshot(path=str(SCREENSHOTS / "flow-4-catalog-replays.png"), full_page=True)
 
         # the creator's dashboard counts the ticket and the session
         await studio.goto(f"{base}/static/dashboard.html")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import logging
 import os
 import secrets
@@ -125,6 +126,7 @@ async def test_recordings_are_listed_as_products(shop):
     assert item["id"] == rec_id and item["status"] == "ready" and item["title"] == "Live maths"
     assert item["poster_url"] == f"/replay/{rec_id}/poster.jpg"
     assert 8900 <= item["duration_ms"] <= 9100
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", item["started_at"]), item["started_at"]
     status, body = await visitor.get(f"/api/recordings/{rec_id}")
     assert status == 200 and body["offer"] == {
         "owned": False, "price": 500, "currency": "USD", "replay_included": False, "ticket_price": 990,

@@ -76,14 +76,15 @@ function countdownBadge(iso) {
 
 function recordingCard(rec) {
   const room = state.rooms.find((r) => r.slug === rec.room);
-  const minutes = Math.round((rec.duration_ms || 0) / 60000);
+  const seconds = Math.round((rec.duration_ms || 0) / 1000);
+  const length = `${Math.floor(seconds / 60)}:${String(seconds % 60).padStart(2, "0")}`;
   const href = rec.replay_url || `/static/replay.html?recording=${encodeURIComponent(rec.id)}`;
   return h("li", { class: "card replay", dataset: { recording: rec.id, room: rec.room } },
     rec.poster_url ? h("img", { class: "poster", src: rec.poster_url, alt: "", loading: "lazy" }) : null,
     h("a", { class: "title", href }, rec.title || (room && room.title) || rec.room),
     h("div", { class: "meta" },
       rec.started_at ? when(rec.started_at) : null,
-      h("span", { class: "duration" }, `${minutes} min`),
+      h("span", { class: "duration", "aria-label": `${length} long` }, length),
       room && room.replay_price != null && !room.replay_included
         ? h("span", { class: "badge price" }, formatMoney(room.replay_price, room.currency)) : null,
       ownedBadge(rec.room, room)));

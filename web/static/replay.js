@@ -221,7 +221,7 @@ async function main() {
   const { recording } = info;
   document.getElementById("title").textContent = recording.title;
   document.title = `${recording.title} — replay — Stagepass`;
-  const when = new Date(recording.started_at * 1000);
+  const when = new Date(recording.started_at);
   document.getElementById("meta").textContent =
     `${when.toLocaleString()} · ${clock(recording.duration_ms)}`;
   if (recording.poster_url) video.poster = recording.poster_url;
