@@ -73,7 +73,7 @@ class ReplayAccess:
         """What the replay page shows before playing: owned, price, preview, downloads."""
         owned = await self.owns(user, room)
         if room is None:
-            return {"owned": True, "price": None, "currency": None, "replay_included": False,
+            return {"owned": True, "price": None, "currency": None, "replay_included": False, "ticket_price": None,
                     "preview_seconds": 0, "downloads": False, "for_sale": False}
         return {
             "owned": owned,

@@ -439,3 +439,19 @@ async def test_live_class_becomes_a_paid_replay_in_sync(paywall_app, tmp_path):
     expected = 100 + first["t_ms"] * 30 / 1000
     shown = min(video, key=lambda v: abs(v[0] - first["t_ms"]))[1]
     assert abs(shown - expected) <= 6, (shown, expected)  # within 200 ms
+
+
+async def test_replays_of_open_rooms_are_free_to_everyone(shop, packaged):
+    base, app, creator, rec_id, settings = shop
+    open_id = install(packaged, settings.data_dir, "open")  # a STAGEPASS_ROOMS room: no catalog row
+    visitor = Api(base)
+    status, body = await visitor.get(f"/api/recordings/{open_id}")
+    assert status == 200 and body["offer"]["owned"] is True and body["recording"]["title"] == "open"
+    minted = await replay_token(visitor, open_id)
+    assert minted["preview_ms"] is None
+    status, data, _ = await fetch(base + minted["playlist_url"])
+    _, segments = parse_playlist(data.decode())
+    assert (await fetch(f"{base}/replay/{open_id}/{segments[-1][1].uri}"))[0] == 200
+    # the anonymous token is for that recording only
+    got, data, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")
+    assert (got, error_code(data)) == (403, "wrong_scope")
