@@ -59,6 +59,7 @@ class Moderation:
         on("mod:blocklist", self.blocklist, moderator=True)
         on("mod:appoint", self.appoint, moderator=True)
         on("mod:audit", self.audit, moderator=True)
+        server.on_connect(self._send_slow_mode)
 
     @property
     def db(self) -> Database:
@@ -182,6 +183,12 @@ class Moderation:
         await self.server.emit_room(client.room, "slow_mode", {"seconds": seconds})
         return {}
 
+    async def _send_slow_mode(self, client: Client) -> None:
+        """A newcomer learns the room's slow mode (it is otherwise only sent on changes)."""
+        seconds = self._slow.get(client.room, 0)
+        if seconds:
+            await self.server.sio.emit("slow_mode", {"seconds": seconds}, to=client.sid)
+
     async def _on_slow_mode(self, message: dict) -> None:
         self._slow[message["room"]] = int(message["seconds"])
 
@@ -193,6 +200,9 @@ class Moderation:
             if (not isinstance(words, list) or len(words) > 100
                     or not all(isinstance(w, str) and 1 <= len(w.strip()) <= 64 for w in words)):
                 raise EventError("invalid_payload", "add/remove: lists of up to 100 words of 1-64 characters")
+        if not add and not remove:  # a read: no change, no audit entry
+            words = await self.blocked_words(client.room_id)
+            return {"words": [w for w in words if w not in self.global_words]}
         async with self.db() as s:
             present = set((await s.execute(select(BlockedWord.word).where(
                 BlockedWord.room_id == client.room_id))).scalars())

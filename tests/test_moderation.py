@@ -118,3 +118,25 @@ async def test_danmaku_and_bans_cross_nodes_through_redis(two_nodes):
     finally:
         for chat in (mod, on_a, on_b):
             await chat.close()
+
+
+async def test_newcomers_learn_slow_mode_and_reading_the_blocklist_changes_nothing(room_with_people):
+    base, app, (creator, alice, bob), (c, a, b) = room_with_people
+    assert (await c.call("mod:blocklist", {"add": ["spoiler"]}))["words"] == ["spoiler"]
+    before = len((await c.call("mod:audit"))["actions"])
+    assert (await c.call("mod:blocklist", {}))["words"] == ["spoiler"]  # a read
+    assert len((await c.call("mod:audit"))["actions"]) == before
+    assert (await c.call("mod:slow_mode", {"seconds": 20}))["ok"]
+    late = await join(base, await Api.sign_up(base))
+    try:
+        await wait_for(lambda: late.got("slow_mode"), timeout=3)
+        assert late.got("slow_mode") == [{"seconds": 20}]
+    finally:
+        await late.close()
+    assert (await c.call("mod:slow_mode", {"seconds": 0}))["ok"]
+    quiet = await join(base, await Api.sign_up(base))
+    try:
+        await wait_for(lambda: quiet.got("danmaku:recent"), timeout=3)
+        assert quiet.got("slow_mode") == []  # off: nothing to say
+    finally:
+        await quiet.close()

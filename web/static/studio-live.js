@@ -58,7 +58,11 @@ export class LivePanels {
           .catch(() => cb({ room: this.room, token: "" }));
       },
     }));
-    socket.on("connect", () => this._chatStatus("live", "Chat: connected as moderator."));
+    socket.on("connect", () => {
+      this._chatStatus("live", "Chat: connected as moderator.");
+      // an empty blocklist call is a read (no audit entry); slow mode comes as an event
+      this.call("mod:blocklist", {}).then((ack) => this._renderBlocklist(ack.words || []), () => null);
+    });
     socket.on("disconnect", (reason) => this._chatStatus("connecting", `Chat: disconnected (${reason}), reconnecting…`));
     socket.on("connect_error", (err) => {
       const message = (err && err.data && err.data.message) || (err && err.message) || "refused";
