@@ -25,6 +25,7 @@ from aiohttp import web
 from mediaserver.room import RoomRegistry
 from mediaserver.tasks import TaskOwner
 from paywall.errors import PaywallError
+from paywall.seats import REVOKED
 from paywall.service import Paywall
 from paywall.tokens import TokenIssuer
 from signalling.admission import Admission
@@ -85,6 +86,12 @@ class _ChatSeat:
     async def closed(self) -> None:
         for listener in self._listeners:
             await listener()
+
+    async def evict(self, reason: str) -> None:
+        if reason == REVOKED:
+            await self._server.kick(self._client.sid, "refunded", "your ticket was refunded")
+        else:
+            await self.close()
 
     async def close(self) -> None:
         if self.ends_at is not None and time.monotonic() >= self.ends_at - 0.5:

@@ -2,22 +2,28 @@
 
 A seat is held by a session (a WHEP player, later a chat connection) under a key
 ``<room>:<user>``. Taking a seat beyond the limit evicts the oldest holders, and every
-node hosting an evicted session hears about it (``on_evict``) and ends it. In-process by
-default; ``RedisSeats`` makes the limit hold across nodes.
+node hosting an evicted session hears about it (``on_evict(holder, reason)``) and ends it.
+The reason is ``SEAT_TAKEN`` (a newer device) or the one given to ``evict_all``
+(``REVOKED``: a refund). In-process by default; ``RedisSeats`` makes the limit hold across
+nodes.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import OrderedDict
 from typing import Awaitable, Callable, Optional, Protocol
 
 from mediaserver.pubsub import PubSubListener
 
-__all__ = ["LocalSeats", "RedisSeats", "Seats"]
+__all__ = ["LocalSeats", "REVOKED", "RedisSeats", "SEAT_TAKEN", "Seats"]
 
 log = logging.getLogger("stagepass.seats")
-EvictHandler = Callable[[str], Awaitable[None]]
+#: (holder, reason)
+EvictHandler = Callable[[str, str], Awaitable[None]]
+SEAT_TAKEN = "seat_taken"
+REVOKED = "revoked"
 
 
 class Seats(Protocol):
@@ -27,7 +33,7 @@ class Seats(Protocol):
 
     async def release(self, key: str, holder: str) -> None: ...
 
-    async def evict_all(self, key: str) -> list[str]: ...
+    async def evict_all(self, key: str, reason: str = REVOKED) -> list[str]: ...
 
     async def close(self) -> None: ...
 
@@ -43,7 +49,7 @@ class LocalSeats:
         evicted = []
         while len(seats) > limit:
             evicted.append(seats.popitem(last=False)[0])
-        await self._notify(evicted)
+        await self._notify(evicted, SEAT_TAKEN)
         return evicted
 
     async def release(self, key: str, holder: str) -> None:
@@ -53,15 +59,15 @@ class LocalSeats:
             if not seats:
                 del self._seats[key]
 
-    async def evict_all(self, key: str) -> list[str]:
+    async def evict_all(self, key: str, reason: str = REVOKED) -> list[str]:
         evicted = list(self._seats.pop(key, {}))
-        await self._notify(evicted)
+        await self._notify(evicted, reason)
         return evicted
 
-    async def _notify(self, holders: list[str]) -> None:
+    async def _notify(self, holders: list[str], reason: str) -> None:
         for holder in holders:
             if self.on_evict is not None:
-                await self.on_evict(holder)
+                await self.on_evict(holder, reason)
 
     async def close(self) -> None:
         self._seats.clear()
@@ -105,8 +111,19 @@ class RedisSeats:
         await self._listener.start()
 
     async def _evicted(self, data: bytes | str) -> None:
+        """A message ``{"holder", "reason"}`` (a bare holder from an older node: seat taken)."""
+        text = data.decode() if isinstance(data, bytes) else data
+        try:
+            message = json.loads(text)
+            holder, reason = str(message["holder"]), str(message.get("reason") or SEAT_TAKEN)
+        except (ValueError, TypeError, KeyError):
+            holder, reason = text, SEAT_TAKEN
         if self.on_evict is not None:
-            await self.on_evict(data.decode() if isinstance(data, bytes) else data)
+            await self.on_evict(holder, reason)
+
+    async def _publish(self, holders: list[str], reason: str) -> None:
+        for holder in holders:
+            await self.redis.publish(self.channel, json.dumps({"holder": holder, "reason": reason}))
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:seats:{key}"
@@ -114,17 +131,15 @@ class RedisSeats:
     async def take(self, key: str, holder: str, limit: int) -> list[str]:
         evicted = await self._take(keys=[self._key(key), self._key(key) + ":seq"], args=[holder, limit, self.ttl])
         evicted = [e.decode() if isinstance(e, bytes) else e for e in evicted]
-        for e in evicted:
-            await self.redis.publish(self.channel, e)
+        await self._publish(evicted, SEAT_TAKEN)
         return evicted
 
     async def release(self, key: str, holder: str) -> None:
         await self.redis.zrem(self._key(key), holder)
 
-    async def evict_all(self, key: str) -> list[str]:
+    async def evict_all(self, key: str, reason: str = REVOKED) -> list[str]:
         evicted = [e.decode() if isinstance(e, bytes) else e for e in await self._evict_all(keys=[self._key(key)])]
-        for e in evicted:
-            await self.redis.publish(self.channel, e)
+        await self._publish(evicted, reason)
         return evicted
 
     async def close(self) -> None:

@@ -2,7 +2,9 @@
 
 Takes the session's seat (ending the oldest sessions of the same ticket, on any node),
 ends a free-preview session when its window closes, and gives the seat back when the
-session ends. ``revoke`` ends every session of a ticket (refunds).
+session ends. ``revoke`` ends every session of a ticket (refunds). A seat holder may
+have ``evict(reason)`` to say why it ends (the chat tells its client); otherwise it is
+closed.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from typing import Optional
 
 from mediaserver.peer_session import PeerSession
-from paywall.seats import LocalSeats, Seats
+from paywall.seats import REVOKED, SEAT_TAKEN, LocalSeats, Seats
 
 from .permissions import Grant
 
@@ -47,11 +49,13 @@ class Admission:
         session.log.info("free preview over, ending session")
         await session.close()
 
-    async def _evicted(self, holder: str) -> None:
+    async def _evicted(self, holder: str, reason: str = SEAT_TAKEN) -> None:
         session = self._sessions.pop(holder, None)
         if session is not None:
-            session.log.info("ticket in use on a newer device, ending session")
-            session.tasks.spawn(session.close(), name="evicted")
+            session.log.info("%s, ending session",
+                             "ticket revoked (refund)" if reason == REVOKED else "ticket in use on a newer device")
+            evict = getattr(session, "evict", None)
+            session.tasks.spawn(evict(reason) if evict is not None else session.close(), name="evicted")
 
     async def revoke(self, user_id: int, room: str) -> None:
         """End every session of ``user_id``'s ticket for ``room``, players and chat

@@ -251,3 +251,32 @@ async def test_evictions_still_arrive_after_the_redis_connection_drops(two_nodes
         assert on_a.session_id not in subscribers(app_a)
     finally:
         await close_all(peers)
+
+
+async def test_redis_seats_say_why_a_holder_is_evicted(redis_db):
+    """Evictions carry their reason across nodes (a newer device, or a refund); a bare
+    holder, as published by an older node, still means a taken seat."""
+    from paywall.seats import REVOKED, SEAT_TAKEN, RedisSeats
+
+    heard: list[tuple[str, str]] = []
+
+    async def on_evict(holder: str, reason: str) -> None:
+        heard.append((holder, reason))
+
+    a, b = RedisSeats(redis_db), RedisSeats(redis_db)
+    b.on_evict = on_evict
+    await a.start()
+    await b.start()
+    try:
+        assert await a.take("maths:1", "s1", 1) == []
+        assert await a.take("maths:1", "s2", 1) == ["s1"]
+        assert await a.take("maths:1", "s3", 2) == []
+        assert sorted(await a.evict_all("maths:1")) == ["s2", "s3"]
+        await redis_db.publish(a.channel, "legacy-holder")
+        await wait_for(lambda: len(heard) == 4, timeout=5)
+        assert heard[0] == ("s1", SEAT_TAKEN)
+        assert sorted(heard[1:3]) == [("s2", REVOKED), ("s3", REVOKED)]
+        assert heard[3] == ("legacy-holder", SEAT_TAKEN)
+    finally:
+        await a.close()
+        await b.close()

@@ -495,6 +495,7 @@ function connectSocket() {
     state.kicked = data;
     if (data.code === "seat_taken") seatTaken();
     else if (data.code === "preview_over") previewOver();
+    else if (data.code === "refunded") refunded();
     else showError($("danmaku-error"), data.message);
   });
   socket.on("danmaku", ({ items }) => items.forEach((item) => {
@@ -590,12 +591,22 @@ async function sessionEnded(session) {
   showActions({ reconnect: true });
 }
 
+function refunded() {
+  state.stopped = true;
+  state.owned = state.owned.filter((kind) => kind !== "ticket");
+  stopPlayer();
+  if (state.socket) state.socket.disconnect();
+  leaveLive();
+  status("refunded", "Your ticket is no longer valid (refunded).");
+  showBuy();
+}
+
 async function seatTaken() {
   if (state.seatTaken) return;
   state.seatTaken = true;
   stopPlayer();
   if (state.socket) state.socket.disconnect();
-  // A refund also ends the sessions: tell the two apart by asking what we own now.
+  // An older server says seat_taken for a refund too: check what we own now.
   try {
     const body = await api(`/api/catalog/${encodeURIComponent(slug)}`);
     state.owned = body.owned || [];
