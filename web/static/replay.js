@@ -179,6 +179,12 @@ function startPlayer(durationMs) {
     setStatus(statusLine, "error", "This browser cannot play HLS.");
     return;
   }
+  // "ready" once the player holds the replay (a play() before that would be interrupted)
+  video.addEventListener("loadedmetadata", () => {
+    if (statusLine.dataset.state !== "loading") return;
+    setStatus(statusLine, "ready", grant.preview_ms !== null
+      ? `Free preview: the first ${grant.preview_ms / 1000} s. Press play.` : "Ready. Press play.");
+  }, { once: true });
   video.addEventListener("playing", () => setStatus(statusLine, "playing",
     grant.preview_ms !== null ? `Playing the free preview (${grant.preview_ms / 1000} s)` : "Playing"));
   video.addEventListener("ended", () => {
@@ -238,9 +244,8 @@ async function main() {
               err.status === 402 ? "This replay needs a purchase." : describe(err));
     return;
   }
-  setStatus(statusLine, "ready", grant.preview_ms !== null
-    ? `Free preview: the first ${grant.preview_ms / 1000} s. Press play.` : "Ready. Press play.");
   const { recording: ready } = await api(`/api/recordings/${recordingId}`);
+  setStatus(statusLine, "loading", "Loading the replay…");
   startPlayer(ready.duration_ms);
 }
 
