@@ -354,3 +354,43 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         if publisher is not None:
             await publisher.close()
     assert not errors(log), log
+
+
+# ---------------------------------------------------------------------------- free preview
+async def test_free_preview_plays_then_offers_the_ticket(aiohttp_server, tmp_path, browser):
+    """A viewer without a ticket watches the room's free preview once: it plays with a
+    countdown, ends on time, and the page offers the ticket; a reload cannot restart it."""
+    base, app = await start_server(aiohttp_server, tmp_path)
+    creator = await Api.sign_up(base, "creator")
+    key = (await paid_room(creator, slug="maths", preview_seconds=4))["stream_key"]
+    viewer = await Api.sign_up(base)
+    log: list[str] = []
+    publisher = await publish(base, app, "maths", key)
+    try:
+        page = await open_page(browser, base, viewer, "preview", log)
+        await page.goto(f"{base}/static/room.html?room=maths")
+        await wait_state(page, "needs-ticket")
+        assert await page.locator("#preview-button").is_visible()
+        await page.click("#preview-button")
+        await page.wait_for_function(
+            "(() => { const v = document.getElementById('video'); return v.videoWidth > 0 && v.currentTime > 0.3; })()",
+            timeout=20_000)
+        await page.wait_for_function("document.getElementById('preview-left').textContent.includes('left')")
+        await page.screenshot(path=str(SCREENSHOTS / "room-preview.png"))
+        await wait_state(page, "preview-over", timeout=20_000)
+        assert await page.locator("#stage").is_hidden() and await page.locator("#buy-button").is_visible()
+        assert await page.locator("#preview-button").is_hidden()
+        await wait_for(lambda: not app[ROOMS].get("maths").subscribers, timeout=10)  # the server ended it too
+        await page.screenshot(path=str(SCREENSHOTS / "room-preview-over.png"))
+        # once per account: after a reload the preview is not offered again
+        await page.reload()
+        await wait_state(page, "needs-ticket")
+        await page.click("#preview-button")
+        await page.locator("#buy-error").wait_for()
+        assert "preview" in (await page.text_content("#buy-error")).lower()
+        assert await page.locator("#stage").is_hidden()
+        status, body = await viewer.post("/api/rooms/maths/tokens", {"scope": "view"})
+        assert status == 402 and body["error"]["code"] == "preview_used"
+        assert not errors(log), log
+    finally:
+        await publisher.close()
