@@ -4,8 +4,8 @@ Numbers, per room: tickets sold (paid ticket and bundle orders; a refunded order
 longer counts), revenue per currency (gross of every order ever paid, minus refunds),
 the creator's share from the ledger (the ``creator:<id>`` account, net of fees and
 refunds), and the sessions (broadcasts) with their peak and average viewers. The
-creator's balance is that account's total. Payouts are not modelled yet: nothing has
-been paid out, and the answer says so instead of inventing numbers.
+creator's balance is that account's total: earnings less the payouts recorded so far
+(``paywall.payouts``), which are listed too.
 """
 
 from __future__ import annotations
@@ -21,11 +21,11 @@ from .audience import AudienceLog
 from .db import Database
 from .errors import PaywallError
 from .models import LedgerEntry, Order, Room
+from .payouts import Payouts
 
-__all__ = ["CreatorDashboard", "PAYOUTS_NOTE"]
+__all__ = ["CreatorDashboard"]
 
 BROADCAST_ID_RE = re.compile(r"^[0-9a-f]{1,32}$")
-PAYOUTS_NOTE = "Payouts are not recorded by Stagepass yet: the balance is what the platform owes you."
 SESSIONS_PER_ROOM = 50
 
 
@@ -35,9 +35,10 @@ def _creator(user: UserView) -> None:
 
 
 class CreatorDashboard:
-    def __init__(self, db: Database, audience: AudienceLog) -> None:
+    def __init__(self, db: Database, audience: AudienceLog, payouts: Payouts) -> None:
         self.db = db
         self.audience = audience
+        self.payouts = payouts
 
     async def overview(self, user: UserView) -> dict[str, Any]:
         """The dashboard of the user's own rooms (creators and admins)."""
@@ -92,7 +93,7 @@ class CreatorDashboard:
                 "sessions": [x.as_dict() for x in sessions],
                 "sessions_total": total,
             })
-        return {"rooms": out, "balance": balance, "payouts": [], "payouts_note": PAYOUTS_NOTE}
+        return {"rooms": out, "balance": balance, "payouts": await self.payouts.of_creator(user.id)}
 
     async def session_audience(self, user: UserView, broadcast_id: str) -> dict[str, Any]:
         """One session's samples, to the creator of its room (or an admin); 404 otherwise,

@@ -322,6 +322,23 @@ async def admin_ledger(request: web.Request) -> web.Response:
 
 
 @api
+async def record_payout(request: web.Request) -> web.Response:
+    """``POST /api/admin/payouts {creator_id, amount, currency, reference}`` (admins)."""
+    user = await current_user(request)
+    payout = await request.app[PAYWALL].payouts.record(user, await read_json(request))
+    log.info("user %d recorded payout %s to creator %d", user.id, payout["id"], payout["creator_id"])
+    return web.json_response({"payout": payout}, status=201)
+
+
+@api
+async def creator_payouts(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    if user.role not in ("creator", "admin"):
+        raise PaywallError(403, "not_a_creator", "only creators have payouts")
+    return web.json_response({"payouts": await request.app[PAYWALL].payouts.of_creator(user.id)})
+
+
+@api
 async def creator_rooms(request: web.Request) -> web.Response:
     user = await current_user(request)
     rooms = await request.app[PAYWALL].catalog.rooms_of(user)
@@ -351,4 +368,6 @@ def setup_routes(app: web.Application) -> None:
     r.add_post("/webhooks/stripe", stripe_webhook)
     r.add_get("/api/creator/earnings", creator_earnings)
     r.add_get("/api/admin/ledger", admin_ledger)
+    r.add_post("/api/admin/payouts", record_payout)
+    r.add_get("/api/creator/payouts", creator_payouts)
     r.add_get("/api/creator/rooms", creator_rooms)

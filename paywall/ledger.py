@@ -1,9 +1,10 @@
-"""``Ledger``: double-entry bookkeeping of every paid and refunded order.
+"""``Ledger``: double-entry bookkeeping of every paid and refunded order, and payouts.
 
-Debits are positive, credits negative; the legs of one order always sum to zero.
-Accounts: ``cash:<provider>`` (money held by the payment provider for us),
+Debits are positive, credits negative; the legs of one order (or payout) always sum to
+zero. Accounts: ``cash:<provider>`` (money held by the payment provider for us),
 ``platform:fees`` (our revenue), ``creator:<user id>`` (what we owe a creator).
-A refund posts the exact reverse of the payment.
+A refund posts the exact reverse of the payment; a payout debits the creator's account
+and credits cash (the money left).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import LedgerEntry, Order, Room
+from .models import LedgerEntry, Order, Payout, Room
 from .money import split_fee
 
 __all__ = ["Ledger"]
@@ -43,12 +44,19 @@ class Ledger:
                               currency=leg.currency, kind="refund"))
 
     @staticmethod
+    def post_payout(s: AsyncSession, payout: Payout) -> None:
+        """Add the payout's legs to the caller's transaction."""
+        for account, amount in ((f"creator:{payout.creator_id}", payout.amount),
+                                (f"cash:{payout.provider}", -payout.amount)):
+            s.add(LedgerEntry(payout_id=payout.id, account=account, amount=amount,
+                              currency=payout.currency, kind="payout"))
+
+    @staticmethod
     async def unbalanced_orders(s: AsyncSession) -> list[str]:
-        """Orders whose legs do not sum to zero (there must be none)."""
+        """Orders (and payouts) whose legs do not sum to zero (there must be none)."""
+        source = func.coalesce(LedgerEntry.order_id, LedgerEntry.payout_id)
         rows = await s.execute(
-            select(LedgerEntry.order_id)
-            .group_by(LedgerEntry.order_id, LedgerEntry.currency)
-            .having(func.sum(LedgerEntry.amount) != 0)
+            select(source).group_by(source, LedgerEntry.currency).having(func.sum(LedgerEntry.amount) != 0)
         )
         return [r[0] for r in rows]
 

@@ -27,7 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
     "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "Entitlement", "LedgerEntry", "LoginSession",
-    "Order", "PreviewUse", "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
+    "Order", "Payout", "PreviewUse", "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
 ]
 
 
@@ -166,17 +166,37 @@ class Entitlement(Base):
     )
 
 
+class Payout(Base):
+    """Money paid out to a creator (recorded by an admin once the transfer is made)."""
+
+    __tablename__ = "payouts"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    provider: Mapped[str] = mapped_column(String(16))  # the cash account it leaves
+    reference: Mapped[str] = mapped_column(String(200))  # the bank transfer's reference...
+    recorded_by: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    __table_args__ = (CheckConstraint("amount > 0", name="ck_payouts_amount"),)
+
+
 class LedgerEntry(Base):
-    """One leg of a balanced transaction: debits positive, credits negative."""
+    """One leg of a balanced transaction (an order's, or a payout's): debits positive,
+    credits negative."""
 
     __tablename__ = "ledger_entries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id"), index=True)
+    order_id: Mapped[Optional[str]] = mapped_column(ForeignKey("orders.id"), index=True, nullable=True)
+    payout_id: Mapped[Optional[str]] = mapped_column(ForeignKey("payouts.id"), index=True, nullable=True)
     account: Mapped[str] = mapped_column(String(64), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
-    kind: Mapped[str] = mapped_column(String(8))  # payment | refund
+    kind: Mapped[str] = mapped_column(String(8))  # payment | refund | payout
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    __table_args__ = (
+        CheckConstraint("(order_id is null) <> (payout_id is null)", name="ck_ledger_entries_source"),
+    )
 
 
 class WebhookEvent(Base):

@@ -14,6 +14,7 @@ from .dashboard import CreatorDashboard
 from .db import Database
 from .ledger import Ledger
 from .orders import OrderBook
+from .payouts import Payouts
 from .replays import ReplayAccess
 from .providers import DevProvider, PaymentProvider, StripeProvider
 from .tokens import TokenIssuer
@@ -43,7 +44,8 @@ class Paywall:
         self.webhooks = Webhooks(db, self.orders)
         self.replays = ReplayAccess(db, self.catalog, self.orders, self.tokens)
         self.audience = AudienceLog(db)
-        self.dashboard = CreatorDashboard(db, self.audience)
+        self.payouts = Payouts(db, self.ledger, self.provider.name)
+        self.dashboard = CreatorDashboard(db, self.audience, self.payouts)
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":

@@ -9,6 +9,7 @@ import pytest
 
 from mediaserver.app import AUDIENCE, create_app
 from signalling.whip import ROOMS
+from paywall.http import PAYWALL
 from tests.browser import SCREENSHOTS
 from tests.browser import open_page as shared_open_page
 from tests.conftest import wait_for
@@ -103,7 +104,19 @@ async def test_creator_sees_sales_sessions_and_the_audience_chart(aiohttp_server
         assert "19.80" in revenue and "refunds" in revenue and "9.90" in revenue
         assert "17.82" in await row.locator(".earnings").inner_text()  # 2 x 8.91 after the 10% fee
         assert "17.82" in await page.locator("#balance").inner_text()
-        assert "not recorded" in await page.locator("#payouts").inner_text()
+        assert await page.locator("#payouts-empty").is_visible()
+        # a payout recorded by an admin shows up, and the balance drops by it
+        admin = await Api.sign_up(base)
+        await app[PAYWALL].accounts.set_role(admin.user["email"], "admin")
+        status, body = await admin.post("/api/admin/payouts", {"creator_id": creator.user["id"], "amount": 1000,
+                                                               "currency": "USD", "reference": "Wire <b>42</b>"})
+        assert status == 201, body
+        await page.click("#refresh")
+        await page.locator("#payouts li").first.wait_for()
+        assert "$10.00" in await page.locator("#payouts li").inner_text()
+        assert "Wire <b>42</b>" in await page.locator("#payouts li").inner_text()  # text, not markup
+        assert "7.82" in await page.locator("#balance").inner_text()
+        assert await page.locator("#payouts-empty").is_hidden()
 
         # the newest session (live) is charted at once; the first by keyboard
         card = page.locator("#room-maths")

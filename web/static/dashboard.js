@@ -178,8 +178,12 @@ async function load() {
 
   document.getElementById("balance").textContent = data.balance.length
     ? amounts(data.balance, "amount") : "Nothing earned yet.";
-  document.getElementById("payouts").textContent = data.payouts.length
-    ? `${data.payouts.length} payouts.` : data.payouts_note;
+  // payouts recorded by the platform (newest first); the reference is the creator's proof
+  document.getElementById("payouts-empty").hidden = data.payouts.length > 0;
+  document.getElementById("payouts").replaceChildren(...data.payouts.map((p) =>
+    h("li", { dataset: { payout: p.id } },
+      h("time", { datetime: p.created_at }, new Date(p.created_at).toLocaleDateString()), " — ",
+      h("strong", {}, formatMoney(p.amount, p.currency)), " — ", p.reference)));
   document.getElementById("money").hidden = false;
 
   const tbody = document.querySelector("#rooms-table tbody");
