@@ -65,6 +65,11 @@ async def test_replay_page_plays_with_danmaku_chapters_and_preview(aiohttp_serve
     await chapter.click()
     await page.wait_for_function("document.getElementById('video').currentTime >= 5", timeout=10_000)
     await page.wait_for_function("document.getElementById('stage').innerText.includes('late one')", timeout=10_000)
+    # the thumbnail strip: one tile per 2 s of the 9 s replay (the test packager's interval); a tile seeks
+    thumbs = page.locator("#strip button.thumb")
+    assert await thumbs.count() >= 4
+    await thumbs.nth(1).click()
+    await page.wait_for_function("Math.abs(document.getElementById('video').currentTime - 2) < 1.5")
     # the page asked for every file with a bearer token: no token in any URL it used
     urls = await page.evaluate("performance.getEntriesByType('resource').map(e => e.name)")
     assert any(f"/replay/{rec_id}/seg-" in u for u in urls) and not any("token=" in u for u in urls), urls

@@ -143,6 +143,26 @@ async function loadChapters(durationMs) {
   markers.hidden = false;
 }
 
+async function loadStrip() {
+  let index;
+  try {
+    const response = await fetch(`/replay/${recordingId}/thumbs.json`);
+    if (!response.ok) return; // an audio-only replay has no thumbnails
+    index = await response.json();
+  } catch {
+    return;
+  }
+  const sprite = `url("/replay/${recordingId}/${index.image}")`;
+  const tiles = index.tiles.filter((t) => grant.preview_ms === null || t.t_ms < grant.preview_ms);
+  document.getElementById("strip").replaceChildren(...tiles.map((t) => h("li", {},
+    h("button", { type: "button", class: "thumb", dataset: { t: t.t_ms }, "aria-label": `Jump to ${clock(t.t_ms)}`,
+                  onclick: () => { video.currentTime = t.t_ms / 1000; video.play().catch(() => null); } },
+      h("span", { class: "tile", style: `width: ${index.width}px; height: ${index.height}px; `
+        + `background-image: ${sprite}; background-position: -${t.x}px -${t.y}px` }),
+      clock(t.t_ms)))));
+  document.getElementById("strip-section").hidden = tiles.length < 2;
+}
+
 function startPlayer(durationMs) {
   stage.hidden = false;
   document.getElementById("controls").hidden = false;
@@ -196,6 +216,7 @@ function startPlayer(durationMs) {
     }
   });
   loadChapters(durationMs);
+  loadStrip();
 }
 
 async function waitUntilReady() {
