@@ -106,6 +106,12 @@ class Settings:
     cors_origin: str = field(
         default="*", metadata={"help": "Access-Control-Allow-Origin for WHIP/WHEP"}
     )
+    public_url: str = field(
+        default="",
+        metadata={"help": "the address users reach the server at, e.g. https://live.example.org behind a "
+                          "TLS proxy: payment return URLs, the studio's WHIP URL, Secure cookies; "
+                          "empty: taken from each request"},
+    )
     database_url: str = field(
         default="",
         metadata={"help": "empty: SQLite in DATA_DIR; or postgresql://user@host/db (also DATABASE_URL)",
@@ -217,6 +223,10 @@ class Settings:
         for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        if self.public_url:
+            self.public_url = self.public_url.rstrip("/")
+            if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", self.public_url):
+                raise ConfigError("public_url: an http:// or https:// address, e.g. https://live.example.org")
         if self.recording_keyframe_interval < 0:
             raise ConfigError("recording_keyframe_interval: 0 (off) or more seconds")
         if self.subscriber_buffer_bytes < 16384:

@@ -79,7 +79,8 @@ async def current_user(request: web.Request) -> UserView:
 
 
 def _with_session(response: web.Response, request: web.Request, token: str) -> web.Response:
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=request.secure,
+    secure = request.secure or _base_url(request).startswith("https://")
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=secure,
                         max_age=14 * 86400, path="/")
     return response
 
@@ -92,7 +93,8 @@ def _str(body: dict, key: str) -> str:
 
 
 def _base_url(request: web.Request) -> str:
-    return f"{request.scheme}://{request.host}"
+    """Where users reach us: ``STAGEPASS_PUBLIC_URL`` (behind a proxy), else this request's."""
+    return request.app[PAYWALL].settings.public_url or f"{request.scheme}://{request.host}"
 
 
 # ---------------------------------------------------------------------- accounts

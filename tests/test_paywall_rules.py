@@ -6,6 +6,7 @@ import json
 import secrets
 import time
 
+import aiohttp
 import jwt
 import pytest
 
@@ -257,3 +258,29 @@ async def test_free_rooms_bundles_and_replays(paywall_app):
     status, ledger = await admin.get("/api/admin/ledger")
     assert ledger["balanced"]
     assert {a["account"]: a["balance"] for a in ledger["accounts"]}["cash:dev"] == 1650
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_public_url_is_used_behind_a_proxy(aiohttp_server, tmp_path, database_url):
+    """Behind a TLS proxy the request says http://127.0.0.1: STAGEPASS_PUBLIC_URL gives the
+    address users know, for payment return URLs, the studio's WHIP URL and Secure cookies."""
+    from mediaserver.app import create_app
+    from tests.paywall_fixtures import paywall_settings
+
+    settings = paywall_settings(tmp_path, database_url, public_url="https://live.example.org/")
+    assert settings.public_url == "https://live.example.org"
+    server = await aiohttp_server(create_app(settings))
+    base = str(server.make_url("")).rstrip("/")
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{base}/api/auth/signup", json={"email": "c@example.org", "password": "correct horse battery",
+                                                              "display_name": "Creator", "role": "creator"}) as r:
+            assert r.status == 201
+            cookie = r.headers["Set-Cookie"]
+            token = (await r.json())["token"]
+    assert "Secure" in cookie and "HttpOnly" in cookie
+    creator = Api(base, token)
+    await paid_room(creator)
+    assert (await creator.get("/api/rooms/maths/stream-key"))[1]["whip_url"] == "https://live.example.org/whip/maths"
+    viewer = await Api.sign_up(base)
+    status, body = await viewer.post("/api/orders", {"room": "maths", "product": "ticket", "idempotency_key": secrets.token_hex(8)})
+    assert status == 201 and body["order"]["checkout_url"].startswith("https://live.example.org/pay/dev/")

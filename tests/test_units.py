@@ -91,6 +91,9 @@ def test_settings_env_then_cli(tmp_path):
         ({"STAGEPASS_ICE_SERVERS": "http://x"}, "stun:/turn:"),
         ({"STAGEPASS_LOG_LEVEL": "LOUD"}, "log_level"),
         ({"STAGEPASS_CONNECT_TIMEOUT": "0"}, "connect_timeout"),
+        ({"STAGEPASS_PUBLIC_URL": "live.example.org"}, "public_url"),
+        ({"STAGEPASS_PUBLIC_URL": "https://live.example.org/x?y=1"}, "public_url"),
+        ({"STAGEPASS_RECORDING_KEYFRAME_INTERVAL": "-1"}, "recording_keyframe_interval"),
     ],
 )
 def test_settings_reject_bad_values(env, message):
