@@ -369,6 +369,11 @@ async def test_studio_creates_room_goes_live_and_runs_the_room(aiohttp_server, t
             assert stats["live"] is False, stats
             timings["stop"] = time.monotonic() - t_stop
             assert await studio.text_content("#quality") == "Connection quality: not live."
+            # the replay is packaged from what was recorded before the disk filled up
+            replay = studio.locator("#replay-list li[data-status='ready']")
+            await replay.wait_for(timeout=30_000)
+            assert "No space left on device" in await replay.inner_text()
+            assert (await replay.locator("a").get_attribute("href")).startswith("/static/replay.html?recording=")
 
             assert dialogs == [dialogs[0]], dialogs  # only the rotate confirm: no alert(1)
             assert not [line for line in log if "pageerror" in line], "\n".join(log)

@@ -19,7 +19,8 @@ const qualityLine = $("quality");
 const STATS_EVERY_MS = 2000;
 const EARNINGS_EVERY_MS = 15000;
 const TOKEN_REFRESH_MS = 4 * 60 * 1000; // minted access tokens live 5 minutes by default
-const LIVE_PANELS = ["live-panel", "qa-panel", "hands-panel", "polls-panel", "mod-panel"];
+const LIVE_PANELS = ["live-panel", "qa-panel", "hands-panel", "polls-panel", "mod-panel", "replays-panel"];
+const REPLAYS_EVERY_POLLS = 2; // the recordings list is refreshed every other stats poll
 
 const broadcaster = new Broadcaster($("preview"));
 let user = null;
@@ -387,17 +388,38 @@ function statsRoom() {
   return liveRoom || (selected && selected.slug) || null;
 }
 
+let statsPolls = 0;
+
 async function pollStats() {
   clearTimeout(timers.stats);
   const room = statsRoom();
   if (room) {
     try {
       renderStats(await api(`/api/rooms/${encodeURIComponent(room)}`));
+      if (selected && statsPolls++ % REPLAYS_EVERY_POLLS === 0) {
+        const { recordings } = await api(`/api/recordings?room=${encodeURIComponent(selected.slug)}`);
+        renderReplays(recordings);
+      }
     } catch {
       // transient; the next poll tries again
     }
   }
   timers.stats = setTimeout(pollStats, STATS_EVERY_MS);
+}
+
+/** The room's recordings as the creator sees them: recording, processing (percent), ready, failed. */
+function renderReplays(recordings) {
+  $("replays-empty").hidden = recordings.length > 0;
+  $("replay-list").replaceChildren(...recordings.map((rec) => {
+    const when = new Date(rec.started_at).toLocaleString();
+    const state = rec.status === "ready" ? h("a", { href: rec.replay_url }, "Watch the replay")
+      : rec.status === "processing" ? `processing ${rec.progress} %`
+        : rec.status === "failed" ? h("span", { class: "error" }, `failed: ${rec.error || "unknown error"}`)
+          : rec.status;
+    return h("li", { dataset: { recording: rec.id, status: rec.status } },
+      `${when} · ${duration(rec.duration_ms)} · `, state,
+      rec.status === "ready" && rec.error ? h("span", { class: "hint" }, ` (recording stopped early: ${rec.error})`) : null);
+  }));
 }
 
 function renderStats(stats) {
