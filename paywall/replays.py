@@ -121,11 +121,11 @@ class ReplayAccess:
                 raise PaywallError(401, "token_revoked", "this access token was revoked")
             if preview is not None:
                 return ReplayGrant(user_id, preview, False)
-            if paid and user_id != room.creator_id:  # type: ignore[union-attr]
+            if paid and room is not None and user_id != room.creator_id:
                 if user_id == ANONYMOUS:
                     raise PaywallError(403, "replay_required", "this replay needs a purchase")
-                held = await self.orders.entitlements(user_id, room, session=s)  # type: ignore[arg-type]
-                if not _covers(held, room):  # type: ignore[arg-type]
+                held = await self.orders.entitlements(user_id, room, session=s)
+                if not _covers(held, room):
                     user = await s.get(User, user_id)
                     if user is None or user.role != "admin":
                         raise PaywallError(403, "replay_required",
