@@ -15,7 +15,9 @@ __all__ = ["RedactingAccessLogger"]
 
 class RedactingAccessLogger(AbstractAccessLogger):
     def log(self, request: BaseRequest, response: StreamResponse, time: float) -> None:
+        # files go out by sendfile, which body_length does not count
+        size = response.content_length if response.content_length is not None else response.body_length
         self.logger.info(
             '%s "%s %s" %d %s %.1fms', request.remote, request.method, request.path,
-            response.status, response.body_length, time * 1000,
+            response.status, size, time * 1000,
         )

@@ -85,10 +85,8 @@ def serve(argv: list[str]) -> int:
     rooms = ", ".join(sorted(settings.stream_keys()))
     where = "STAGEPASS_ROOMS" if settings.rooms else f"{settings.data_dir / 'stream-keys.json'}"
     log.info("rooms: %s (stream keys in %s)", rooms, where)
-    log.info(
-        "studio http://%s:%d/static/studio.html, player http://%s:%d/static/watch.html",
-        settings.host, settings.port, settings.host, settings.port,
-    )
+    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    log.info("catalog %s/, studio %s/static/studio.html, open-room player %s/static/watch.html", base, base, base)
     from .access_log import RedactingAccessLogger
 
     web.run_app(app, host=settings.host, port=settings.port, print=None, access_log_class=RedactingAccessLogger)
