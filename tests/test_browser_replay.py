@@ -4,6 +4,8 @@ gets the free preview and then the offer."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from interaction.assembly import INTERACTION
@@ -86,4 +88,13 @@ async def test_replay_page_plays_with_danmaku_chapters_and_preview(aiohttp_serve
     played = await preview.evaluate("document.getElementById('video').currentTime")
     assert 2.5 <= played <= 5.0, played  # the preview playlist ends with its first segment
     await preview.screenshot(path=str(SCREENSHOTS / "replay-preview-over.png"))
+    # buy the replay through the dev checkout, come back to it, and watch past the preview
+    await preview.click("#buy")
+    await preview.wait_for_url(re.compile(r".*/pay/dev/[0-9a-f]+\?return=.*"))
+    await preview.click("#confirm")
+    await preview.wait_for_url(f"{base}/static/replay.html?recording={rec_id}")
+    await preview.wait_for_function("document.getElementById('status').dataset.state === 'ready'")
+    assert await preview.locator("#offer").is_hidden()
+    await preview.evaluate("const v = document.getElementById('video'); v.muted = true; v.currentTime = 5; v.play()")
+    await preview.wait_for_function("document.getElementById('video').currentTime > 6", timeout=15_000)
     assert not [line for line in log if "pageerror" in line], log

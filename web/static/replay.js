@@ -1,7 +1,7 @@
 // The replay page: HLS playback (hls.js) of a recording with a short-lived replay token,
 // the danmaku overlaid at the second they were sent (the `danmaku` package, media mode),
 // chapter markers for answered questions and polls, and preview-then-buy.
-import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
 
 const WINDOW_MS = 60_000; // danmaku are fetched a minute at a time, ahead of playback
 const MODES = { scroll: "rtl", top: "top", bottom: "bottom" };
@@ -78,10 +78,7 @@ function showOffer(info, user) {
         body: { room: recording.room, product: "replay", idempotency_key: crypto.randomUUID() },
       });
       if (order.status === "paid") location.reload();
-      else if (order.checkout_url.startsWith("/pay/dev/")) {
-        // the test-mode checkout sends the buyer back here
-        location.assign(`${order.checkout_url}?return=${encodeURIComponent(location.pathname + location.search)}`);
-      } else location.assign(order.checkout_url);
+      else location.assign(checkoutUrl(order, location.pathname + location.search));
     } catch (err) {
       error.textContent = describe(err);
       error.hidden = false;

@@ -8,7 +8,7 @@
 // connection dropped), ended (replay processing / ready), seat-taken (the ticket is in
 // use on another device), preview-over, refunded, error.
 import { accessToken, play } from "./whip.js";
-import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
 
 const STATUS_POLL_MS = 2000;
 const ORDER_POLL_MS = 2000;
@@ -165,21 +165,17 @@ async function orderFromUrl() {
 
 /** The order's checkout; the dev checkout is told to come back to this room (in the
  * popup: to a page that only says "done"). */
-function checkoutUrl(order, popup) {
-  const url = new URL(order.checkout_url, location.href);
-  if (url.origin === location.origin && url.pathname.startsWith("/pay/dev/")) {
-    const back = `/static/room.html?room=${encodeURIComponent(slug)}&order=${encodeURIComponent(order.id)}`;
-    url.searchParams.set("return", popup ? `${back}&popup=1` : back);
-  }
-  return url.href;
+function orderCheckout(order, popup) {
+  const back = `/static/room.html?room=${encodeURIComponent(slug)}&order=${encodeURIComponent(order.id)}`;
+  return checkoutUrl(order, popup ? `${back}&popup=1` : back);
 }
 
 /** Pay a tip/question order without leaving the live room: the checkout opens in a popup
  * (or, if popups are blocked, this tab, coming back with ?order=). */
 function payInPopup(order) {
   pending.add(order.id);
-  const popup = window.open(checkoutUrl(order, true), `checkout-${order.id}`, "popup,width=480,height=640");
-  if (!popup) location.assign(checkoutUrl(order, false));
+  const popup = window.open(orderCheckout(order, true), `checkout-${order.id}`, "popup,width=480,height=640");
+  if (!popup) location.assign(orderCheckout(order, false));
 }
 
 async function settlePending() {

@@ -119,3 +119,15 @@ export async function siteHeader() {
   header.replaceChildren(h("nav", { "aria-label": "Site" }, ...links), account);
   return user;
 }
+
+/**
+ * Where to send a buyer for an order: its checkout URL, and for the test-mode checkout of
+ * this server, with `return` so it comes back to `returnPath` (a same-origin path).
+ */
+export function checkoutUrl(order, returnPath) {
+  const url = new URL(order.checkout_url, location.href);
+  if (url.origin === location.origin && url.pathname.startsWith("/pay/dev/")) {
+    url.searchParams.set("return", returnPath);
+  }
+  return url.href;
+}
