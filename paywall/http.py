@@ -15,6 +15,8 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from signalling.permissions import bearer_token
+
 from .accounts import UserView
 from .orders import OrderView
 from .errors import PaywallError
@@ -59,10 +61,7 @@ async def read_json(request: web.Request) -> dict[str, Any]:
 
 
 def login_token(request: web.Request) -> Optional[str]:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip() or None
-    return request.cookies.get(SESSION_COOKIE)
+    return bearer_token(request) or request.cookies.get(SESSION_COOKIE)
 
 
 async def optional_user(request: web.Request) -> Optional[UserView]:

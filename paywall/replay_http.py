@@ -26,6 +26,7 @@ from aiohttp import web
 
 from mediaserver.recording_library import PUBLIC_FILES, Recording, RecordingLibrary, signed_playlist
 from mediaserver.vod import PLAYLIST
+from signalling.permissions import bearer_token
 
 from .accounts import UserView
 from .catalog import RoomView
@@ -43,16 +44,18 @@ NO_STORE = {"Cache-Control": "private, no-store"}
 
 
 def _replay_token(request: web.Request) -> Optional[str]:
-    header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip() or None
-    return request.query.get("token") or None
+    return bearer_token(request) or request.query.get("token") or None
 
 
-async def _recording(request: web.Request) -> tuple[Recording, Optional[RoomView]]:
+def _on_disk(request: web.Request) -> Recording:
     rec = request.app[RECORDINGS].get(request.match_info["recording"])
     if rec is None:
         raise PaywallError(404, "recording_not_found", "no such recording")
+    return rec
+
+
+async def _recording(request: web.Request) -> tuple[Recording, Optional[RoomView]]:
+    rec = _on_disk(request)
     return rec, await request.app[PAYWALL].catalog.get(rec.room)
 
 
@@ -122,9 +125,8 @@ async def mint_replay_token(request: web.Request) -> web.Response:
 async def replay_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     library = request.app[RECORDINGS]
-    if name in PUBLIC_FILES:
-        rec, _ = await _recording(request)
-        path = library.file(rec, name)
+    if name in PUBLIC_FILES:  # no room or payment involved: no database
+        path = library.file(_on_disk(request), name)
         if path is None:
             raise PaywallError(404, "file_not_found", "no such file in this replay")
         return web.FileResponse(path, headers={"Cache-Control": "public, max-age=300"})

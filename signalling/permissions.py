@@ -9,11 +9,22 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
-from typing import Literal, Optional, Protocol
+from typing import TYPE_CHECKING, Literal, Optional, Protocol
 
-__all__ = ["AccessDenied", "Action", "FirstMatch", "Grant", "Permissions", "StreamKeyPermissions"]
+if TYPE_CHECKING:
+    from aiohttp import web
+
+__all__ = ["AccessDenied", "Action", "FirstMatch", "Grant", "Permissions", "StreamKeyPermissions", "bearer_token"]
 
 Action = Literal["publish", "view"]
+
+
+def bearer_token(request: "web.Request") -> Optional[str]:
+    """The credential of an ``Authorization: Bearer <token>`` header, if there is one."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
 
 
 class AccessDenied(Exception):

@@ -12,7 +12,7 @@ nothing behind.
 from __future__ import annotations
 
 import logging
-from typing import Literal, Optional
+from typing import Literal
 
 from aiohttp import web
 
@@ -22,7 +22,7 @@ from mediaserver.config import ROOM_NAME_RE, Settings
 
 from .admission import Admission
 from .offer import OfferError, parse_offer
-from .permissions import AccessDenied, Grant, Permissions
+from .permissions import AccessDenied, Grant, Permissions, bearer_token
 
 __all__ = ["ADMISSION", "PERMISSIONS", "ROOMS", "SETTINGS", "error_response", "setup_routes"]
 
@@ -48,14 +48,6 @@ def error_response(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": {"code": code, "message": message}}, status=status)
 
 
-def _bearer(request: web.Request) -> Optional[str]:
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
-        return None
-    return token.strip()
-
-
 def _link_headers(settings: Settings) -> list[str]:
     return [f'<{url}>; rel="ice-server"' for url in settings.ice_servers]
 
@@ -65,7 +57,7 @@ async def _check_room(request: web.Request, kind: Kind) -> tuple[str, Grant]:
     if not ROOM_NAME_RE.match(room) or not await request.app[PERMISSIONS].room_exists(room):
         raise HttpError(404, "room_not_found", f"no room named {room!r}")
     try:
-        grant = await request.app[PERMISSIONS].authorize(_ACTION[kind], room, _bearer(request))
+        grant = await request.app[PERMISSIONS].authorize(_ACTION[kind], room, bearer_token(request))
     except AccessDenied as exc:
         raise _denied(exc)
     return room, grant
@@ -135,7 +127,7 @@ def _handler(kind: Kind):
             return error_response(404, "session_not_found", "no such session")
         if kind == "whip":
             try:
-                await request.app[PERMISSIONS].authorize("publish", room_name, _bearer(request))
+                await request.app[PERMISSIONS].authorize("publish", room_name, bearer_token(request))
             except AccessDenied as exc:
                 err = _denied(exc)
                 return error_response(err.status, err.code, err.message)
