@@ -20,6 +20,7 @@ from .accounts import UserView
 from .audience import AudienceLog
 from .db import Database
 from .errors import PaywallError
+from .ledger import Ledger
 from .models import LedgerEntry, Order, Room
 from .payouts import Payouts
 
@@ -71,14 +72,8 @@ class CreatorDashboard:
                 .group_by(Order.room_id, LedgerEntry.currency).order_by(LedgerEntry.currency)
             ):
                 earnings[room_id].append({"currency": currency, "amount": -int(total)})
-            balance = [
-                {"currency": currency, "amount": -int(total)}
-                for currency, total in await s.execute(
-                    select(LedgerEntry.currency, func.sum(LedgerEntry.amount))
-                    .where(LedgerEntry.account == account)
-                    .group_by(LedgerEntry.currency).order_by(LedgerEntry.currency)
-                )
-            ]
+            balance = [{"currency": currency, "amount": amount}
+                       for currency, amount in (await Ledger.creator_balance(s, user.id)).items()]
         out = []
         for room in rooms:
             sessions, total = await self.audience.sessions(room.id, limit=SESSIONS_PER_ROOM)

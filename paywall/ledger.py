@@ -74,6 +74,16 @@ class Ledger:
         return [{"room": slug, "currency": cur, "earned": -int(total), "orders": n} for slug, cur, total, n in rows]
 
     @staticmethod
+    async def creator_balance(s: AsyncSession, creator_id: int) -> dict[str, int]:
+        """What the platform owes the creator, per currency (earnings less refunds and payouts)."""
+        rows = await s.execute(
+            select(LedgerEntry.currency, func.sum(LedgerEntry.amount))
+            .where(LedgerEntry.account == f"creator:{creator_id}")
+            .group_by(LedgerEntry.currency).order_by(LedgerEntry.currency)
+        )
+        return {currency: -int(total) for currency, total in rows}
+
+    @staticmethod
     async def totals(s: AsyncSession) -> list[dict]:
         """Balance of every account per currency (an admin's view)."""
         rows = await s.execute(

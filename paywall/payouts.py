@@ -15,14 +15,13 @@ import asyncio
 import secrets
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import select
 
 from .accounts import UserView
 from .db import Database
 from .errors import PaywallError
 from .ledger import Ledger
-from .models import LedgerEntry, Payout, User
+from .models import Payout, User
 from .money import check_amount, check_currency
 from .timeutil import as_utc
 
@@ -37,13 +36,6 @@ def _view(p: Payout) -> dict[str, Any]:
         "provider": p.provider, "reference": p.reference,
         "created_at": as_utc(p.created_at).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
-
-
-async def balance_of(s: AsyncSession, creator_id: int, currency: str) -> int:
-    """What the platform owes the creator in ``currency`` (minor units)."""
-    total = (await s.execute(select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
-        LedgerEntry.account == f"creator:{creator_id}", LedgerEntry.currency == currency))).scalar_one()
-    return -int(total)
 
 
 class Payouts:
@@ -72,7 +64,7 @@ class Payouts:
             creator = (await s.execute(select(User).where(User.id == creator_id).with_for_update())).scalar_one_or_none()
             if creator is None or creator.role not in ("creator", "admin"):
                 raise PaywallError(404, "creator_not_found", "no such creator")
-            owed = await balance_of(s, creator_id, currency)
+            owed = (await Ledger.creator_balance(s, creator_id)).get(currency, 0)
             if amount > owed:
                 raise PaywallError(409, "insufficient_balance",
                                    f"the creator's balance is {owed} {currency} (minor units); cannot pay out {amount}")

@@ -42,6 +42,11 @@ class ReplayGrant:
         return self.preview_ms is None or t_ms < self.preview_ms
 
 
+def _free(room: RoomView) -> bool:
+    """A free room whose replay is not sold separately: its replays are free too."""
+    return room.free and not room.replay_price
+
+
 def _covers(held: set[str], room: RoomView) -> bool:
     """Do these entitlements include the room's replays?"""
     return "replay" in held or ("ticket" in held and room.replay_included)
@@ -58,7 +63,7 @@ class ReplayAccess:
         """May ``user`` watch all of ``room``'s replays?"""
         if room is None:
             return True
-        if room.free and not room.replay_price:
+        if _free(room):
             return True
         if user is None:
             return False
@@ -115,7 +120,7 @@ class ReplayAccess:
         preview = claims.get("preview_ms")
         if preview is not None and (not isinstance(preview, int) or isinstance(preview, bool) or preview <= 0):
             raise PaywallError(401, "invalid_token", "the access token is not valid")
-        paid = room is not None and not (room.free and not room.replay_price)
+        paid = room is not None and not _free(room)
         async with self.db() as s:
             if await s.get(RevokedToken, claims["jti"]) is not None:
                 raise PaywallError(401, "token_revoked", "this access token was revoked")
