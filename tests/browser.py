@@ -12,13 +12,14 @@ uses, so the browser and the server interleave without threads.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
 
 import pytest
 
-__all__ = ["CHROMIUM", "FLAGS", "SCREENSHOTS", "browser", "console_log", "open_page"]
+__all__ = ["CHROMIUM", "FLAGS", "SCREENSHOTS", "browser", "console_log", "open_page", "wait_state"]
 
 CHROMIUM = os.environ.get("STAGEPASS_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
@@ -85,3 +86,9 @@ async def open_page(browser, base: str, name: str, log: list[str], *, login: str
     page.set_default_timeout(timeout_ms)
     console_log(page, name, log)
     return page
+
+
+async def wait_state(page, state: str, timeout: float = 15_000) -> None:
+    """Wait until the page's ``#status`` line has ``data-state="<state>"``."""
+    await page.wait_for_function(f"document.getElementById('status').dataset.state === {json.dumps(state)}",
+                                 timeout=timeout)

@@ -12,14 +12,13 @@ Screenshots of every page go to artifacts/screenshots/flow-*.png.
 
 from __future__ import annotations
 
-import json
 import re
 
 import pytest
 
 from mediaserver.app import create_app
 from signalling.whip import ROOMS
-from tests.browser import SCREENSHOTS, open_page
+from tests.browser import SCREENSHOTS, open_page, wait_state as _wait_state
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, paywall_settings
 
@@ -40,15 +39,15 @@ async def sign_up(page, base: str, next_path: str, name: str, email: str, role: 
     await page.wait_for_url(re.compile(re.escape(base + next_path.split("?")[0]) + r".*"))
 
 
+async def wait_state(page, state: str, timeout: float = 20_000) -> None:
+    await _wait_state(page, state, timeout)
+
+
 async def api_of(page, base: str) -> Api:
     """An API client with the page's login (its session cookie)."""
     cookies = await page.context.cookies(base)
     return Api(base, next(c["value"] for c in cookies if c["name"] == "stagepass_session"))
 
-
-async def wait_state(page, state: str, timeout: float = 20_000) -> None:
-    await page.wait_for_function(f"document.getElementById('status').dataset.state === {json.dumps(state)}",
-                                 timeout=timeout)
 
 
 async def test_creator_goes_live_viewer_buys_talks_and_watches_the_replay(aiohttp_server, tmp_path, browser):

@@ -16,7 +16,7 @@ import pytest
 
 from mediaserver.app import create_app
 from signalling.whip import ROOMS
-from tests.browser import SCREENSHOTS, console_log
+from tests.browser import SCREENSHOTS, console_log, wait_state
 from tests.browser import open_page as shared_open_page
 from tests.chat import Chat
 from tests.conftest import wait_for
@@ -58,10 +58,6 @@ def errors(log: list[str]) -> list[str]:
 async def state_of(page) -> str:
     return await page.get_attribute("#status", "data-state")
 
-
-async def wait_state(page, state: str, timeout: float = 15_000) -> None:
-    await page.wait_for_function(f"document.getElementById('status').dataset.state === {json.dumps(state)}",
-                                 timeout=timeout)
 
 
 # ---------------------------------------------------------------------------- catalog
