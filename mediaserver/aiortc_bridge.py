@@ -16,7 +16,15 @@ fails loudly if the attributes used here move. What we change, and why:
   through ``SenderPort.send``: SRTP protect and ``sendto`` on the ICE pair, synchronously,
   no task switch per packet. The port keeps the sender's SR counters right (packet and
   octet counts, the NTP/RTP timestamp pair browsers use for lip sync) and intercepts the
-  viewer's RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc.
+  viewer's RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc. aiortc's SRTP
+  sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they refuse RTP
+  over 1,356 bytes ("packet is too long"); the port gives its session a buffer for
+  packets up to ``MAX_RTP_PACKET`` (the 1,500-byte Ethernet limit plus our header).
+* **DTLS** (``DtlsWatch``): aiortc answers an ``actpass`` offer as the DTLS client and
+  offers only ECDHE-ECDSA cipher suites, so a peer whose DTLS server holds an RSA
+  certificate (GStreamer's ``webrtcbin``) fails with "no shared cipher". The watch adds
+  the ECDHE-RSA suites to the peer connection's DTLS context, and keeps the reason a
+  handshake failed (the TLS alert, aiortc's own verdict) for the session's log.
 """
 
 from __future__ import annotations
@@ -43,19 +51,28 @@ from aiortc.rtp import (
     pack_remb_fci,
     unwrap_rtx,
 )
+from OpenSSL import SSL
+from pylibsrtp import SRTP_MAX_TRAILER_LEN
+from pylibsrtp._binding import ffi as _srtp_ffi
 
 __all__ = [
     "AIORTC_VERSION",
+    "DtlsWatch",
+    "MAX_RTP_PACKET",
     "IdleTrack",
     "NegotiatedStream",
     "ReceiverTap",
     "SenderPort",
     "check_aiortc_version",
     "enlarge_receive_buffer",
+    "enlarge_srtp_buffers",
     "negotiated_stream",
 ]
 
 AIORTC_VERSION = "1.16.0"
+#: the largest RTP packet a viewer's SRTP session protects: a 1,500-byte publisher packet
+#: (RTX included) plus the header Stagepass writes in front of its payload
+MAX_RTP_PACKET = 2048
 _CONNECTED = DtlsState.CONNECTED
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
@@ -248,6 +265,7 @@ class SenderPort:
         if pair is None or self._dtls._tx_srtp is None:
             return False
         self._pair = pair
+        _enlarge_srtp_session(self._dtls._tx_srtp)
         self._protect = self._dtls._tx_srtp.protect
         self._addr = pair.remote_addr
         transport = getattr(pair.protocol, "transport", None)
@@ -298,6 +316,96 @@ class SenderPort:
         for fut in self._pending:
             fut.cancel()
         self._pending.clear()
+
+
+#: aiortc's four ECDHE-ECDSA suites, each followed by its ECDHE-RSA twin: a DTLS server
+#: with an RSA certificate (GStreamer, older WebRTC stacks) can then pick one
+DTLS_CIPHERS = (
+    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+    b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+    b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
+)
+
+_TLS_ALERTS = {
+    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 40: "handshake_failure",
+    42: "bad_certificate", 43: "unsupported_certificate", 45: "certificate_expired",
+    46: "certificate_unknown", 47: "illegal_parameter", 48: "unknown_ca", 50: "decode_error",
+    51: "decrypt_error", 70: "protocol_version", 71: "insufficient_security",
+    80: "internal_error", 90: "user_canceled", 110: "unsupported_extension",
+}
+
+
+class DtlsWatch:
+    """One peer connection's DTLS: wider cipher suites, and why a handshake failed.
+
+    Install it right after creating the ``RTCPeerConnection`` (the suites go into the
+    SSL context each DTLS transport makes from the connection's certificate), and call
+    ``watch_transports`` once negotiation has settled which transports remain.
+    """
+
+    def __init__(self, pc: Any) -> None:
+        self._pc = pc
+        self.events: list[str] = []  #: TLS alerts and aiortc's DTLS verdicts, in order
+        certificate = pc._RTCPeerConnection__certificates[0]  # type: ignore[attr-defined]
+        make_context = certificate._create_ssl_context
+
+        def create_ssl_context(srtp_profiles: list) -> Any:
+            ctx = make_context(srtp_profiles)
+            ctx.set_cipher_list(DTLS_CIPHERS)
+            ctx.set_info_callback(self._on_ssl_info)
+            return ctx
+
+        certificate._create_ssl_context = create_ssl_context
+
+    def _on_ssl_info(self, _conn: Any, where: int, ret: int) -> None:
+        if where & SSL.SSL_CB_ALERT and len(self.events) < 20:
+            level = "fatal" if ret >> 8 == 2 else "warning"
+            name = _TLS_ALERTS.get(ret & 0xFF, f"alert {ret & 0xFF}")
+            direction = "received from the peer" if where & SSL.SSL_CB_READ else "sent to the peer"
+            self.events.append(f"{level} TLS alert {name} ({ret & 0xFF}) {direction}")
+
+    def watch_transports(self) -> None:
+        """Keep aiortc's own account of a failed handshake (it logs it at debug level only)."""
+        for transceiver in self._pc.getTransceivers():
+            dtls = transceiver.sender.transport
+            if getattr(dtls, "_stagepass_watched", False):
+                continue
+            dtls._stagepass_watched = True
+            log_debug = dtls._RTCDtlsTransport__log_debug  # type: ignore[attr-defined]
+
+            def capture(msg: str, *args: Any, _log: Callable = log_debug, _dtls: Any = dtls) -> None:
+                if msg.startswith("x ") and len(self.events) < 20:
+                    self.events.append(f"as DTLS {_dtls._role}: " + (msg[2:] % args if args else msg[2:]))
+                _log(msg, *args)
+
+            dtls._RTCDtlsTransport__log_debug = capture  # type: ignore[attr-defined]
+
+    def failure_cause(self) -> str:
+        """Why the connection failed, in words for the log."""
+        pc = self._pc
+        if pc.iceConnectionState == "failed":
+            return "ICE failed: no candidate pair answered (firewall, or unreachable candidates)"
+        if self.events:
+            return "DTLS failed: " + "; ".join(self.events)
+        return f"ICE {pc.iceConnectionState}, no DTLS error recorded"
+
+
+def enlarge_srtp_buffers(pc: Any) -> None:
+    """Let a connected peer's SRTP sessions take RTP up to ``MAX_RTP_PACKET`` bytes."""
+    for transceiver in pc.getTransceivers():
+        dtls = transceiver.sender.transport
+        for session in (dtls._rx_srtp, dtls._tx_srtp):
+            _enlarge_srtp_session(session)
+
+
+def _enlarge_srtp_session(session: Any) -> None:
+    """pylibsrtp's ``Session`` processes packets in a 1,500-byte buffer of its own
+    (``_cdata``/``_buffer``) and refuses anything longer than 1,500 minus the 144 bytes it
+    reserves for the trailer; give it room for ``MAX_RTP_PACKET`` plus that trailer."""
+    if session is None or len(session._cdata) >= MAX_RTP_PACKET + SRTP_MAX_TRAILER_LEN:
+        return
+    session._cdata = _srtp_ffi.new("char[]", MAX_RTP_PACKET + SRTP_MAX_TRAILER_LEN)
+    session._buffer = _srtp_ffi.buffer(session._cdata)
 
 
 def enlarge_receive_buffer(receiver: RTCRtpReceiver, size: int = 4 << 20) -> Optional[int]:

@@ -66,7 +66,7 @@ class Downstream:
         "port", "label", "ssrc", "rtx_ssrc", "payload_types", "rtx_payload_types",
         "clock_rates", "first_byte", "ext_prefix", "ext_suffix", "uses_abs",
         "waiting", "generation", "pt", "seq_delta", "ts_delta", "last_vseq", "last_vts",
-        "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec",
+        "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec", "send_errors",
     )
 
     def __init__(self, port: SenderPort, stream: NegotiatedStream, label: str) -> None:
@@ -90,6 +90,7 @@ class Downstream:
         self.dropped = 0
         self.retransmitted = 0
         self.unsupported_codec: Optional[str] = None
+        self.send_errors = 0  #: packets lost to a send that raised (see Fanout._send_failed)
 
     def _build_extensions(self, stream: NegotiatedStream) -> None:
         """Precompute the one-byte header extension block (RFC 8285) for this viewer."""
@@ -121,6 +122,7 @@ class FanoutStats:
         self.packets_out = 0
         self.dropped = 0
         self.retransmitted = 0
+        self.send_errors = 0
         self.delays: collections.deque[float] = collections.deque(maxlen=20000)
 
     def as_dict(self) -> dict:
@@ -134,6 +136,7 @@ class FanoutStats:
             "packets_out": self.packets_out,
             "dropped": self.dropped,
             "retransmitted": self.retransmitted,
+            "send_errors": self.send_errors,
             "delay_ms_p50": pct(0.50),
             "delay_ms_p99": pct(0.99),
         }
@@ -155,7 +158,6 @@ class Fanout:
         self._history: list[Optional[tuple]] = [None] * HISTORY_SIZE
         self._generation = 0
         self._source_pli: Optional[Callable[[], Awaitable[None]]] = None
-        self._last_ts: Optional[int] = None
         self._last_packet_time = time.monotonic()
         self._switch_time: Optional[float] = None
         self.codec: Optional[str] = None
@@ -172,7 +174,6 @@ class Fanout:
         """A (new) publisher track feeds this fanout; viewers resume on its first keyframe."""
         self._generation += 1
         self._source_pli = send_pli
-        self._last_ts = None
         self._switch_time = self._last_packet_time
         self.codec = None
         for d in self._downstreams:
@@ -240,14 +241,14 @@ class Fanout:
         ts = packet.timestamp
         payload = packet.payload
         marker = packet.marker
-        first_of_frame = ts != self._last_ts
-        self._last_ts = ts
         self.codec = codec
-        keyframe = is_keyframe_start(codec, payload, first_of_frame)
-        if keyframe and self.keyframes is not None:
-            self.keyframes.satisfied()
+        keyframe = is_keyframe_start(codec, payload)
         gen = self._generation
         self._history[seq & _HISTORY_MASK] = (gen, seq, ts, marker, payload, codec)
+        start = seq  # where a viewer starting on this keyframe starts: its frame's first packet
+        if keyframe and self.keyframes is not None:
+            self.keyframes.satisfied()
+            start = self._frame_start(seq, ts, gen)
         ntp = current_ntp_time()
         abs_send = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
         self._last_packet_time = time.monotonic()
@@ -260,8 +261,10 @@ class Fanout:
                 if not keyframe:
                     self.request_keyframe()
                     continue
-                if not self._start(d, seq, ts, codec, gen):
+                if not self._start(d, start, ts, codec, gen):
                     continue
+                if start != seq:
+                    self._send_earlier(d, start, seq, ntp, abs_send)
             vseq = (seq + d.seq_delta) & 0xFFFF
             vts = (ts + d.ts_delta) & 0xFFFFFFFF
             data = b"".join((
@@ -271,7 +274,12 @@ class Fanout:
                 d.ext_suffix,
                 payload,
             ))
-            if d.port.send(data, len(payload), ntp, vts):
+            try:
+                delivered = d.port.send(data, len(payload), ntp, vts)
+            except Exception as exc:  # this packet is lost for this viewer, nothing more
+                self._send_failed(d, data, exc)
+                continue
+            if delivered:
                 d.last_vseq = vseq
                 d.last_vts = vts
                 sent += 1
@@ -289,6 +297,51 @@ class Fanout:
                 sink(packet, codec, gen, keyframe)
             except Exception as exc:
                 self._sink_failed(sink, exc)
+
+    def _frame_start(self, seq: int, ts: int, gen: int) -> int:
+        """The first packet of the frame (same timestamp) that ``seq`` belongs to, from the
+        history: an H.264 IDR may follow packets holding its AUD, SEI, SPS and PPS."""
+        start = seq
+        history = self._history
+        for _ in range(64):
+            prev = (start - 1) & 0xFFFF
+            entry = history[prev & _HISTORY_MASK]
+            if entry is None or entry[0] != gen or entry[1] != prev or entry[2] != ts:
+                break
+            start = prev
+        return start
+
+    def _send_earlier(self, d: Downstream, start: int, seq: int, ntp: int, abs_send: bytes) -> None:
+        """Send a viewer that starts at ``start`` the packets of its first frame that went
+        by before the packet that showed it is a keyframe (``seq``)."""
+        s = start
+        while s != seq:
+            _, _, ts, marker, payload, _ = self._history[s & _HISTORY_MASK]  # type: ignore[misc]
+            vseq = (s + d.seq_delta) & 0xFFFF
+            vts = (ts + d.ts_delta) & 0xFFFFFFFF
+            data = b"".join((
+                _HEADER.pack(d.first_byte, (marker << 7) | d.pt, vseq, vts, d.ssrc),
+                d.ext_prefix, abs_send if d.uses_abs else b"", d.ext_suffix, payload,
+            ))
+            self._send_to(d, data, len(payload), ntp, vts)
+            d.last_vseq, d.last_vts = vseq, vts
+            s = (s + 1) & 0xFFFF
+
+    def _send_to(self, d: Downstream, data: bytes, payload_size: int, ntp: int, vts: int) -> bool:
+        try:
+            return d.port.send(data, payload_size, ntp, vts)
+        except Exception as exc:
+            self._send_failed(d, data, exc)
+            return False
+
+    def _send_failed(self, d: Downstream, data: bytes, exc: Exception) -> None:
+        """A send that raised (SRTP refusing a packet, a socket error) costs that packet for
+        that viewer; the viewer NACKs it if it cares. Logged on the first and every 100th."""
+        d.send_errors += 1
+        self.stats.send_errors += 1
+        if d.send_errors % 100 == 1:
+            self._logger.warning("viewer %s: a %d-byte packet was not sent (%s: %s; %d so far)",
+                                 d.label, len(data), type(exc).__name__, exc, d.send_errors)
 
     def _start(self, d: Downstream, seq: int, ts: int, codec: str, gen: int) -> bool:
         """Open a new segment for a viewer at a keyframe (or any audio packet)."""
@@ -337,7 +390,7 @@ class Fanout:
                 d.rtx_seq = (d.rtx_seq + 1) & 0xFFFF
             else:
                 header = _HEADER.pack(0x80, (marker << 7) | pt, vseq, vts, d.ssrc)
-            if d.port.send(header + payload, len(payload), ntp, vts):
+            if self._send_to(d, header + payload, len(payload), ntp, vts):
                 d.retransmitted += 1
                 self.stats.retransmitted += 1
 

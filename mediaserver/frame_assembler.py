@@ -195,7 +195,19 @@ class FrameAssembler:
                 self._request_keyframe()
             return
         self._waiting = False
-        self._resume_at(seq)
+        self._resume_at(self._frame_start(seq))
+
+    def _frame_start(self, seq: int) -> int:
+        """The first packet held in ``_ahead`` of the frame ``seq`` belongs to: an H.264
+        keyframe is flagged on its IDR, which may follow its AUD, SEI, SPS and PPS."""
+        ahead = self._ahead
+        ts = ahead[seq][0].timestamp
+        while True:
+            prev = (seq - 1) & 0xFFFF
+            entry = ahead.get(prev)
+            if entry is None or entry[0].timestamp != ts:
+                return seq
+            seq = prev
 
     def _resume_at(self, seq: int) -> None:
         """Start over at ``seq`` (a keyframe start in ``_ahead``), forgetting older packets."""
@@ -261,7 +273,7 @@ class FrameAssembler:
         scan = self._scan
         keys = [s for s, (_, key) in self._ahead.items() if key and (s - scan) & 0xFFFF < 0x8000]
         if keys:
-            self._resume_at(min(keys, key=lambda s: (s - scan) & 0xFFFF))
+            self._resume_at(self._frame_start(min(keys, key=lambda s: (s - scan) & 0xFFFF)))
             return
         self._reset()
         self._enter_wait()

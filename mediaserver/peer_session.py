@@ -13,6 +13,7 @@ from typing import Awaitable, Callable
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
+from .aiortc_bridge import DtlsWatch, enlarge_srtp_buffers
 from .errors import NegotiationFailed
 from .logs import context_logger
 from .tasks import TaskOwner
@@ -38,6 +39,7 @@ class PeerSession:
         self.pc = RTCPeerConnection(
             RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers])
         )
+        self._dtls = DtlsWatch(self.pc)
         self.connected = asyncio.Event()
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
@@ -60,6 +62,7 @@ class PeerSession:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             raise NegotiationFailed(f"cannot negotiate this offer: {exc}") from exc
+        self._dtls.watch_transports()
         self.tasks.spawn(self._watch_connect(), name="connect-timeout")
         return self.pc.localDescription.sdp
 
@@ -72,8 +75,12 @@ class PeerSession:
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
-        self.log.info("connection %s", state)
+        if state == "failed":
+            self.log.warning("connection failed: %s", self._dtls.failure_cause())
+        else:
+            self.log.info("connection %s", state)
         if state == "connected":
+            enlarge_srtp_buffers(self.pc)
             self.connected.set()
             self.on_connected()
         elif state in ("failed", "closed") and not self._closed:

@@ -1,4 +1,4 @@
-"""Small pieces: keyframe detection, keyframe request coalescing, configuration, tasks."""
+"""Small pieces: keyframe request coalescing, configuration, tasks."""
 
 import asyncio
 import logging
@@ -7,34 +7,7 @@ import pytest
 
 from mediaserver.config import ConfigError, Settings
 from mediaserver.keyframe_requester import KeyframeRequester
-from mediaserver.rtp_payloads import is_keyframe_start
 from mediaserver.tasks import TaskOwner
-
-
-@pytest.mark.parametrize(
-    "codec,payload,first,expected",
-    [
-        ("VP8", bytes([0x10, 0x00]), True, True),
-        ("VP8", bytes([0x10, 0x01]), True, False),  # interframe
-        ("VP8", bytes([0x00, 0x00]), True, False),  # not the start of a partition
-        ("VP8", bytes([0x11, 0x00]), True, False),  # partition 1
-        ("VP8", bytes([0x90, 0x80, 0x81, 0x23, 0x00]), True, True),  # X + 15-bit picture id
-        ("VP8", bytes([0x90, 0x80, 0x05, 0x01]), True, False),
-        ("VP8", bytes([0x90, 0xE0, 0x05, 0x07, 0x20, 0x00]), True, True),  # I, L, T
-        ("VP8", b"\x10", True, False),  # truncated
-        ("H264", bytes([0x67, 0x42]), True, True),  # SPS
-        ("H264", bytes([0x78, 0x00, 0x10, 0x67]), True, True),  # STAP-A starting with SPS
-        ("H264", bytes([0x65, 0x88]), True, True),  # IDR opening a frame
-        ("H264", bytes([0x65, 0x88]), False, False),  # IDR slice inside a frame
-        ("H264", bytes([0x7C, 0x85]), True, True),  # FU-A start of IDR
-        ("H264", bytes([0x7C, 0x05]), True, False),  # FU-A continuation
-        ("H264", bytes([0x41, 0x9A]), True, False),  # non-IDR slice
-        ("H264", b"", True, False),
-        ("OPUS", b"\x00", False, True),
-    ],
-)
-def test_keyframe_start(codec, payload, first, expected):
-    assert is_keyframe_start(codec, payload, first) is expected
 
 
 async def test_keyframe_requests_are_coalesced_and_never_lost():
