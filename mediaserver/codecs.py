@@ -26,6 +26,15 @@ def capabilities(kind: str, names: tuple[str, ...] | list[str]) -> list[RTCRtpCo
 
 
 def offered_codecs(rtp_codecs: list) -> list[str]:
-    """Codec keys an SDP media section lists that we forward, in our preference order."""
-    keys = {codec_key(c.mimeType) for c in rtp_codecs}
+    """Codec keys an SDP media section lists that we forward, in our preference order.
+
+    H.264 counts only with ``packetization-mode=1`` (FU-A and STAP-A, what WebRTC peers
+    and the forwarding path use); an offer of mode 0 alone has no common codec."""
+    keys = {codec_key(c.mimeType) for c in rtp_codecs if _forwardable(c)}
     return [name for names in FORWARDED_CODECS.values() for name in names if name in keys]
+
+
+def _forwardable(codec) -> bool:
+    if codec_key(codec.mimeType) == "H264":
+        return str(codec.parameters.get("packetization-mode", "0")) == "1"
+    return True

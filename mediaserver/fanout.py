@@ -197,8 +197,15 @@ class Fanout:
 
     # ------------------------------------------------------------ viewers
     def add(self, downstream: Downstream) -> None:
+        """A viewer joins. No keyframe is requested yet: one that arrived before the
+        viewer's transport is up would be lost to it and spend the rate limit, so the
+        request goes out when it is ready (``viewer_ready``, or its first packet after)."""
         self._downstreams = self._downstreams + [downstream]
-        self.request_keyframe()
+
+    def viewer_ready(self, downstream: Downstream) -> None:
+        """A viewer's transport is up: ask for the keyframe it starts on."""
+        if downstream.waiting:
+            self.request_keyframe()
 
     def remove(self, downstream: Downstream) -> None:
         self._downstreams = [d for d in self._downstreams if d is not downstream]

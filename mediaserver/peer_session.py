@@ -13,7 +13,7 @@ from typing import Awaitable, Callable
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from .aiortc_bridge import DtlsWatch, enlarge_srtp_buffers
+from .aiortc_bridge import DeferredCandidates, DtlsWatch, enlarge_srtp_buffers
 from .errors import NegotiationFailed
 from .logs import context_logger
 from .tasks import TaskOwner
@@ -56,13 +56,18 @@ class PeerSession:
         return self.pc.connectionState
 
     async def negotiate(self, offer_sdp: str) -> str:
-        """Apply the offer and return the answer (ICE candidates included)."""
+        """Apply the offer and return the answer (ICE candidates included). A browser's
+        mDNS candidates are added after the answer (``DeferredCandidates``)."""
+        offer_sdp, mdns = DeferredCandidates.take_from(offer_sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             raise NegotiationFailed(f"cannot negotiate this offer: {exc}") from exc
         self._dtls.watch_transports()
+        if mdns:
+            self.log.debug("%d mDNS candidate(s) added after the answer", len(mdns))
+            self.tasks.spawn(mdns.add_to(self.pc), name="mdns-candidates")
         self.tasks.spawn(self._watch_connect(), name="connect-timeout")
         return self.pc.localDescription.sdp
 

@@ -6,12 +6,19 @@ reconnects). Publisher policy: the first publisher holds the room; a second one 
 refused (``RoomBusy``) unless the current one is gone or has sent no media for
 ``publisher_stale_seconds``, in which case the newcomer replaces it. Closing cascades:
 room -> publisher and subscribers -> their peer connections and tasks.
+
+A broadcast opens with the POST that is accepted (so the studio, chat and recorder have
+its id at once) but only counts once media arrives: if the publisher whose POST opened
+it leaves without sending any (ICE or DTLS failed, it never connected), the broadcast
+is discarded, the room returns to its previous phase (never "reconnecting") and the
+empty recording is removed instead of packaged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional
@@ -60,6 +67,9 @@ class Room:
         self.ended_broadcast: Optional[Broadcast] = None
         #: called with (room, broadcast) when a broadcast ends (paid-question refunds...)
         self.broadcast_ended: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
+        #: (publisher, ended_broadcast before it) while the broadcast that publisher's POST
+        #: opened has seen no media: discarded if it leaves without sending any
+        self._unconfirmed: Optional[tuple[Publisher, Optional[Broadcast]]] = None
         self._publish_lock = asyncio.Lock()
         self._closed = False
 
@@ -101,10 +111,13 @@ class Room:
                 raise
             previous, self.publisher = self.publisher, publisher
             if self.broadcast is None:
+                self._unconfirmed = (publisher, self.ended_broadcast)
                 self.broadcast = Broadcast()
                 self.ended_broadcast = None
                 self.log.info("broadcast %s started", self.broadcast.id)
                 self._start_recorder(self.broadcast, publisher.codecs)
+            elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
+                self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
             publisher.attach()
             if previous is not None:
                 self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
@@ -138,6 +151,26 @@ class Room:
                 await listener(self, ended)
             except Exception:
                 self.log.exception("broadcast-end listener failed")
+
+    async def _discard_unconfirmed(self, publisher: Publisher) -> None:
+        """The publisher whose POST opened the broadcast left without ever sending media
+        (ICE or DTLS failed, or it never connected): there was no broadcast. The room goes
+        back to what it was, and the empty recording is removed, not packaged."""
+        if publisher.last_media() is not None:
+            self._unconfirmed = None
+            return
+        broadcast, (_, self.ended_broadcast) = self.broadcast, self._unconfirmed
+        self._unconfirmed = None
+        self.broadcast = None
+        recorder, self.recorder = self.recorder, None
+        self.log.info("broadcast %s discarded: its publisher left without sending media",
+                      broadcast.id if broadcast else "?")
+        if recorder is not None:
+            try:
+                await recorder.stop("no_media")
+                await asyncio.to_thread(shutil.rmtree, recorder.directory, True)
+            except Exception:
+                self.log.exception("removing the empty recording failed")
 
     def _start_recorder(self, broadcast: Broadcast, codecs: dict[str, str]) -> None:
         """Record the broadcast (unless recordings are off); the live path never waits
@@ -174,6 +207,8 @@ class Room:
         if session is self.publisher:
             self.publisher = None
             self.log.info("publisher %s left", session.id[:8])
+            if self._unconfirmed is not None and self._unconfirmed[0] is session:
+                await self._discard_unconfirmed(session)
         elif self.subscribers.pop(session.id, None) is not None:
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
 

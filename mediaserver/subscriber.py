@@ -55,8 +55,8 @@ class Subscriber(PeerSession):
         return answer
 
     def on_connected(self) -> None:
-        for fanout, _ in self._downstreams.values():
-            fanout.request_keyframe()
+        for fanout, downstream in self._downstreams.values():
+            fanout.viewer_ready(downstream)
 
     def detach(self) -> None:
         for fanout, downstream in self._downstreams.values():

@@ -69,10 +69,12 @@ def parse_offer(body: bytes, role: Literal["publish", "play"]) -> Offer:
             raise OfferError(400, f"the {media.kind} section has no DTLS fingerprint")
         names = [n for n in offered_codecs(media.rtp.codecs) if n in FORWARDED_CODECS[media.kind]]
         if not names:
+            h264_mode_0 = any(c.mimeType.lower() == "video/h264" for c in media.rtp.codecs)
             raise OfferError(
                 406,
                 f"no usable {media.kind} codec offered; Stagepass forwards "
-                f"{' or '.join(FORWARDED_CODECS[media.kind])}",
+                f"{' or '.join(FORWARDED_CODECS[media.kind])}"
+                + (" (H264 with packetization-mode=1 only)" if h264_mode_0 else ""),
             )
         codecs[media.kind] = names
     if not codecs:

@@ -34,6 +34,8 @@ SETTINGS = web.AppKey("settings", Settings)
 logger = logging.getLogger("stagepass.signalling")
 
 Kind = Literal["whip", "whep"]
+#: what a session resource answers (RFC 9110: a 405 lists them in ``Allow``)
+SESSION_METHODS = "DELETE, OPTIONS"
 _ACTION = {"whip": "publish", "whep": "view"}
 _ROLE = {"whip": "publish", "whep": "play"}
 
@@ -137,9 +139,11 @@ def _handler(kind: Kind):
         return web.Response(status=200)
 
     async def patch_session(request: web.Request) -> web.Response:
-        return error_response(
+        response = error_response(
             405, "trickle_not_supported", "this server does not take trickled ICE candidates"
         )
+        response.headers["Allow"] = SESSION_METHODS
+        return response
 
     return create_session, delete_session, patch_session
 
