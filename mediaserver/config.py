@@ -71,8 +71,9 @@ class Settings:
     )
     max_sdp_bytes: int = field(default=65536, metadata={"help": "largest accepted SDP body"})
     keyframe_min_interval: float = field(
-        default=1.0,
-        metadata={"help": "seconds between keyframe requests (PLI) sent to a publisher"},
+        default=0.5,
+        metadata={"help": "seconds between keyframe requests (PLI) sent to a publisher: "
+                          "joins arriving together share one keyframe, at most 2 a second"},
     )
     subscriber_buffer_bytes: int = field(
         default=262144,

@@ -2,7 +2,8 @@
 
 The ``browser`` fixture is registered for every test module by tests/conftest.py.
 It skips, with the reason, when Playwright for Python or ``/usr/bin/chromium`` is
-missing; it never downloads a browser (no ``playwright install``). Flags as in
+missing (and fails under ``CI=true``, where ``.ci/run`` installs them); it never
+downloads a browser (no ``playwright install``). Flags as in
 ``../shared/notes/browser-webrtc.md``: fake camera and microphone, permission prompts
 accepted, no background traffic.
 
@@ -54,6 +55,8 @@ async def browser():
     """A launched Chromium (``playwright.async_api.Browser``); each test makes its contexts."""
     reason = _skip_reason()
     if reason:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(reason)  # CI installs Chromium (.ci/run): missing means broken
         pytest.skip(reason)
     from playwright.async_api import async_playwright
 

@@ -127,3 +127,26 @@ async def test_a_publisher_that_never_connects_leaves_no_broadcast(server, setti
         await publisher.close()  # no DELETE: the creator's network dropped
     await wait_for(lambda: room.publisher is None, timeout=20)
     assert room.phase == "reconnecting" and room.broadcast.id == broadcast
+
+
+async def test_a_failed_dtls_handshake_is_logged_with_its_cause(server, caplog):
+    """A peer whose certificate does not match the fingerprint in its offer: the log says
+    why the connection failed, not only that it did."""
+    base, app = server
+    publisher = Publisher(base)
+    await publisher.pc.setLocalDescription(await publisher.pc.createOffer())
+    offer = re.sub(r"(a=fingerprint:sha-256 )([0-9A-F]{2})",
+                   lambda m: m.group(1) + ("00" if m.group(2) != "00" else "11"),
+                   publisher.pc.localDescription.sdp)
+    caplog.set_level("INFO", logger="stagepass")
+    try:
+        status, answer, _ = await post(base, "/whip/demo", offer, token=KEY)
+        assert status == 201, answer
+        await publisher.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        room = app[ROOMS].get("demo")
+        await wait_for(lambda: room.publisher is None, timeout=20)
+    finally:
+        await publisher.close()
+    failures = [r.getMessage() for r in caplog.records if "connection failed" in r.getMessage()]
+    assert failures and "fingerprint mismatch" in failures[0], failures
+    assert room.broadcast is None and room.phase == "idle"  # and it left nothing behind

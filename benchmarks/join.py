@@ -1,0 +1,245 @@
+"""Join latency: how long a viewer waits for a picture.
+
+Run from the repository root::
+
+    .venv/bin/python benchmarks/join.py [--joins 20] [--block 5] [--no-chromium] [--json out.json]
+
+Two measurements, each over ``--joins`` sequential joins of one live room (an aiortc
+publisher, H.264 640x480 at 30 fps, frames numbered, Opus beside it):
+
+* **aiortc**: WHEP ``POST`` sent -> first decoded video frame, for a ``tests/peers.Viewer``;
+* **chromium**: page open (navigation start) -> first painted video frame
+  (``requestVideoFrameCallback``) of ``/static/watch.html`` in headless Debian Chromium,
+  launched without ``--use-fake-ui-for-media-stream`` so its candidates are mDNS names
+  (``<uuid>.local``), the browser default for a page that never asked for a camera.
+
+Both run against the current code (**new**) and against the behaviour before issue 10
+(**old**), in alternating blocks of ``--block`` joins so machine load hits both alike
+(each block has a fresh server and publisher, so only one publisher encodes at a time):
+the join's keyframe request made at the POST (``Fanout.add``), mDNS candidates resolved
+before answering, and ``KEYFRAME_MIN_INTERVAL`` at its old default of 1 s. The servers
+run in this process, on loopback. Prints p50/p95/max per client and mode, and the
+new/old ratio of the medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # tests/peers.py lives in the repository, not the package
+    sys.path.insert(0, str(ROOT))
+
+from aiohttp import web  # noqa: E402
+
+from mediaserver import aiortc_bridge  # noqa: E402
+from mediaserver.app import create_app  # noqa: E402
+from mediaserver.config import Settings  # noqa: E402
+from mediaserver.fanout import Fanout  # noqa: E402
+from signalling.permissions import StreamKeyPermissions  # noqa: E402
+from signalling.whip import ROOMS  # noqa: E402
+from tests.browser import CHROMIUM, FLAGS  # noqa: E402
+from tests.peers import Publisher, Viewer  # noqa: E402
+
+KEY = "benchmark-key"
+OLD_KEYFRAME_MIN_INTERVAL = 1.0
+#: the browser's own default: no fake media UI, so no camera permission and mDNS names
+CHROMIUM_FLAGS = [f for f in FLAGS if f != "--use-fake-ui-for-media-stream"]
+
+FIRST_PAINT_JS = """
+window.__firstPaint = null;
+document.addEventListener('DOMContentLoaded', () => {
+  const v = document.getElementById('video');
+  if (!v || !v.requestVideoFrameCallback) return;
+  v.requestVideoFrameCallback((now) => { window.__firstPaint = now; });
+});
+"""
+
+
+@contextlib.contextmanager
+def old_behaviour() -> Iterator[None]:
+    """Put back what issue 10 changed on the join path, for the baseline."""
+    add, take_from = Fanout.add, aiortc_bridge.DeferredCandidates.take_from
+
+    def add_and_request(self: Fanout, downstream: Any) -> None:
+        add(self, downstream)
+        self.request_keyframe()  # at the POST, before the viewer's transport is up
+
+    def keep_all(sdp: str) -> tuple[str, aiortc_bridge.DeferredCandidates]:
+        return sdp, aiortc_bridge.DeferredCandidates()  # aiortc resolves them before answering
+
+    Fanout.add = add_and_request  # type: ignore[method-assign]
+    aiortc_bridge.DeferredCandidates.take_from = staticmethod(keep_all)  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        Fanout.add = add  # type: ignore[method-assign]
+        aiortc_bridge.DeferredCandidates.take_from = take_from  # type: ignore[method-assign]
+
+
+class Server:
+    """One Stagepass app on loopback with a live publisher in room ``demo``."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix=f"join-{mode}-")),
+                                 rooms={"demo": KEY}, recordings=False)
+        if mode == "old":
+            self.settings.keyframe_min_interval = OLD_KEYFRAME_MIN_INTERVAL
+        self.settings.validate()
+        self.mdns_offers = 0
+        self.base = ""
+        self._runner: Optional[web.AppRunner] = None
+        self.publisher: Optional[Publisher] = None
+
+    async def start(self) -> None:
+        app = create_app(self.settings, permissions=StreamKeyPermissions(self.settings.stream_keys()))
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.base = f"http://127.0.0.1:{port}"
+        self.app = app
+        self.publisher = Publisher(self.base, codec="video/H264", width=640, height=480)
+        status = await self.publisher.publish("demo", KEY)
+        assert status == 201, getattr(self.publisher, "error", status)
+        room = app[ROOMS].get("demo")
+        deadline = time.monotonic() + 20
+        while room.publisher is None or room.publisher.last_media() is None:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the publisher sent no media")
+            await asyncio.sleep(0.05)
+
+    def keyframes(self) -> dict:
+        return self.app[ROOMS].get("demo").stats()["keyframe_requests"]
+
+    async def close(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
+async def aiortc_join(server: Server) -> float:
+    viewer = Viewer(server.base)
+    try:
+        t0 = time.monotonic()
+        status = await viewer.play("demo")
+        assert status == 201, getattr(viewer, "error", status)
+        first = await asyncio.wait_for(viewer.first_frame, 15)
+        return (first - t0) * 1000
+    finally:
+        if viewer.location:
+            with contextlib.suppress(Exception):
+                await viewer.delete()
+        await viewer.close()
+
+
+async def chromium_join(server: Server, browser: Any) -> float:
+    context = await browser.new_context()
+    try:
+        page = await context.new_page()
+        await page.add_init_script(FIRST_PAINT_JS)
+        offers: list[str] = []
+        page.on("request", lambda r: offers.append(r.post_data or "") if "/whep/" in r.url and r.method == "POST" else None)
+        await page.goto(f"{server.base}/static/watch.html?room=demo&autoplay=1")
+        await page.wait_for_function("window.__firstPaint !== null", timeout=15_000)
+        if any(".local" in o for o in offers):
+            server.mdns_offers += 1
+        return float(await page.evaluate("window.__firstPaint"))
+    finally:
+        await context.close()
+
+
+def summary(values: list[float]) -> dict:
+    ordered = sorted(values)
+
+    def pct(p: float) -> float:
+        return ordered[min(len(ordered) - 1, round(p * (len(ordered) - 1)))]
+
+    return {"n": len(values), "p50": statistics.median(values), "p95": pct(0.95), "max": ordered[-1]}
+
+
+async def run(args: argparse.Namespace) -> dict:
+    modes = ("new", "old")
+    results: dict[str, dict[str, list[float]]] = {c: {m: [] for m in modes} for c in ("aiortc", "chromium")}
+    extra = {m: {"keyframe_requests": {"requested": 0, "sent": 0}, "chromium_offers_with_mdns": 0} for m in modes}
+    browser = playwright = None
+    try:
+        if args.chromium:
+            from playwright.async_api import async_playwright
+
+            playwright = await async_playwright().start()
+            browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
+                                                       args=CHROMIUM_FLAGS)
+        clients = ["aiortc"] + (["chromium"] if args.chromium else [])
+        while any(len(results[c][m]) < args.joins for c in clients for m in modes):
+            for mode in modes:
+                # one block: a fresh server and publisher (only one publisher encodes at a time)
+                with old_behaviour() if mode == "old" else contextlib.nullcontext():
+                    server = Server(mode)
+                    try:
+                        await server.start()
+                        await asyncio.sleep(args.gap)
+                        for client in clients:
+                            for _ in range(min(args.block, args.joins - len(results[client][mode]))):
+                                if client == "aiortc":
+                                    ms = await aiortc_join(server)
+                                else:
+                                    ms = await chromium_join(server, browser)
+                                results[client][mode].append(ms)
+                                print(f"  {client:8} {mode}: {ms:7.0f} ms", file=sys.stderr)
+                                await asyncio.sleep(args.gap)
+                        for k, v in server.keyframes().items():
+                            extra[mode]["keyframe_requests"][k] += v
+                        extra[mode]["chromium_offers_with_mdns"] += server.mdns_offers
+                    finally:
+                        await server.close()
+    finally:
+        if browser is not None:
+            await browser.close()
+        if playwright is not None:
+            await playwright.stop()
+    return {"results": results, "servers": extra}
+
+
+def print_table(report: dict) -> None:
+    print(f"{'client':10} {'mode':5} {'joins':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p50 new/old':>12}")
+    for client, modes in report["results"].items():
+        if not modes["new"]:
+            continue
+        new, old = summary(modes["new"]), summary(modes["old"])
+        for mode, s in (("new", new), ("old", old)):
+            ratio = f"{new['p50'] / old['p50']:.2f}" if mode == "new" else ""
+            print(f"{client:10} {mode:5} {s['n']:5d} {s['p50']:8.0f} {s['p95']:8.0f} {s['max']:8.0f} {ratio:>12}")
+    for mode, extra in report["servers"].items():
+        print(f"{mode}: keyframe requests {extra['keyframe_requests']}, "
+              f"Chromium offers with mDNS candidates: {extra['chromium_offers_with_mdns']}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--joins", type=int, default=20, help="joins per client and mode (default 20)")
+    parser.add_argument("--block", type=int, default=5, help="joins in a row before switching mode")
+    parser.add_argument("--gap", type=float, default=1.0, help="seconds between joins")
+    parser.add_argument("--no-chromium", dest="chromium", action="store_false")
+    parser.add_argument("--json", help="also write every sample here")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    print_table(report)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
