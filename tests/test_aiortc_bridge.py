@@ -51,3 +51,23 @@ async def test_private_attributes_the_bridge_relies_on_exist():
     port = SenderPort(send, lambda lost: None, lambda: None)
     assert send._handle_rtcp_packet == port._handle_rtcp_packet and not port.ready()
     await pc.close()
+
+
+async def test_dtls_and_srtp_internals_the_bridge_relies_on_exist():
+    from pylibsrtp import Policy, Session
+
+    from mediaserver.aiortc_bridge import DTLS_CIPHERS, DtlsWatch, _enlarge_srtp_session
+
+    pc = RTCPeerConnection()
+    certificate = pc._RTCPeerConnection__certificates[0]
+    assert list(inspect.signature(certificate._create_ssl_context).parameters) == ["srtp_profiles"]
+    DtlsWatch(pc)
+    dtls = pc.addTransceiver("video", direction="recvonly").sender.transport
+    ctx = certificate._create_ssl_context(srtp_profiles=dtls._srtp_profiles)
+    assert ctx is not None and b"ECDHE-RSA" in DTLS_CIPHERS
+    assert callable(dtls._RTCDtlsTransport__log_debug) and hasattr(dtls, "_role")
+    session = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
+    assert len(session._cdata) == 1500 and hasattr(session, "_buffer")
+    _enlarge_srtp_session(session)
+    assert len(session.protect(bytes([0x80, 96]) + bytes(1498))) > 1500
+    await pc.close()
