@@ -11,7 +11,9 @@ publisher, H.264 640x480 at 30 fps, frames numbered, Opus beside it):
 * **chromium**: page open (navigation start) -> first painted video frame
   (``requestVideoFrameCallback``) of ``/static/watch.html`` in headless Debian Chromium,
   launched without ``--use-fake-ui-for-media-stream`` so its candidates are mDNS names
-  (``<uuid>.local``), the browser default for a page that never asked for a camera.
+  (``<uuid>.local``), the browser default for a page that never asked for a camera;
+  **chromium POST** is the part of it from the page's WHEP ``POST`` (Resource Timing)
+  to the painted frame, without loading the page and gathering its candidates.
 
 Both run against the current code (**new**) and against the behaviour before issue 10
 (**old**), in alternating blocks of ``--block`` joins so machine load hits both alike
@@ -28,6 +30,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -99,7 +103,7 @@ class Server:
         self.mdns_offers = 0
         self.base = ""
         self._runner: Optional[web.AppRunner] = None
-        self.publisher: Optional[Publisher] = None
+        self.publisher: Optional[asyncio.subprocess.Process] = None
 
     async def start(self) -> None:
         app = create_app(self.settings, permissions=StreamKeyPermissions(self.settings.stream_keys()))
@@ -110,13 +114,15 @@ class Server:
         port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         self.base = f"http://127.0.0.1:{port}"
         self.app = app
-        self.publisher = Publisher(self.base, codec="video/H264", width=640, height=480)
-        status = await self.publisher.publish("demo", KEY)
-        assert status == 201, getattr(self.publisher, "error", status)
-        room = app[ROOMS].get("demo")
-        deadline = time.monotonic() + 20
-        while room.publisher is None or room.publisher.last_media() is None:
-            if time.monotonic() > deadline:
+        # the publisher encodes in its own process, as a creator's machine would
+        self.publisher = await asyncio.create_subprocess_exec(
+            sys.executable, str(Path(__file__).resolve()), "--publish-to", self.base)
+        deadline = time.monotonic() + 30
+        while True:
+            room = app[ROOMS].get("demo")
+            if room is not None and room.publisher is not None and room.publisher.last_media() is not None:
+                break
+            if time.monotonic() > deadline or self.publisher.returncode is not None:
                 raise RuntimeError("the publisher sent no media")
             await asyncio.sleep(0.05)
 
@@ -124,8 +130,9 @@ class Server:
         return self.app[ROOMS].get("demo").stats()["keyframe_requests"]
 
     async def close(self) -> None:
-        if self.publisher is not None:
-            await self.publisher.close()
+        if self.publisher is not None and self.publisher.returncode is None:
+            self.publisher.terminate()
+            await self.publisher.wait()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -145,7 +152,8 @@ async def aiortc_join(server: Server) -> float:
         await viewer.close()
 
 
-async def chromium_join(server: Server, browser: Any) -> float:
+async def chromium_join(server: Server, browser: Any) -> tuple[float, float]:
+    """Page open -> first painted frame, and the WHEP POST -> first painted frame part."""
     context = await browser.new_context()
     try:
         page = await context.new_page()
@@ -156,9 +164,21 @@ async def chromium_join(server: Server, browser: Any) -> float:
         await page.wait_for_function("window.__firstPaint !== null", timeout=15_000)
         if any(".local" in o for o in offers):
             server.mdns_offers += 1
-        return float(await page.evaluate("window.__firstPaint"))
+        paint, post = await page.evaluate(
+            "[window.__firstPaint, performance.getEntriesByType('resource')"
+            ".filter(r => r.name.includes('/whep/'))[0].startTime]")
+        return float(paint), float(paint - post)
     finally:
         await context.close()
+
+
+async def publish_forever(base: str) -> None:
+    """``--publish-to``: an aiortc publisher (H.264 640x480 at 30 fps, Opus) until killed."""
+    publisher = Publisher(base, codec="video/H264", width=640, height=480)
+    status = await publisher.publish("demo", KEY)
+    if status != 201:
+        raise SystemExit(f"publish failed: {status} {getattr(publisher, 'error', '')}")
+    await asyncio.Event().wait()
 
 
 def summary(values: list[float]) -> dict:
@@ -172,7 +192,8 @@ def summary(values: list[float]) -> dict:
 
 async def run(args: argparse.Namespace) -> dict:
     modes = ("new", "old")
-    results: dict[str, dict[str, list[float]]] = {c: {m: [] for m in modes} for c in ("aiortc", "chromium")}
+    results: dict[str, dict[str, list[float]]] = {
+        c: {m: [] for m in modes} for c in ("aiortc", "chromium", "chromium POST")}
     extra = {m: {"keyframe_requests": {"requested": 0, "sent": 0}, "chromium_offers_with_mdns": 0} for m in modes}
     browser = playwright = None
     try:
@@ -196,7 +217,8 @@ async def run(args: argparse.Namespace) -> dict:
                                 if client == "aiortc":
                                     ms = await aiortc_join(server)
                                 else:
-                                    ms = await chromium_join(server, browser)
+                                    ms, from_post = await chromium_join(server, browser)
+                                    results["chromium POST"][mode].append(from_post)
                                 results[client][mode].append(ms)
                                 print(f"  {client:8} {mode}: {ms:7.0f} ms", file=sys.stderr)
                                 await asyncio.sleep(args.gap)
@@ -214,14 +236,14 @@ async def run(args: argparse.Namespace) -> dict:
 
 
 def print_table(report: dict) -> None:
-    print(f"{'client':10} {'mode':5} {'joins':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p50 new/old':>12}")
+    print(f"{'client':14} {'mode':5} {'joins':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p50 new/old':>12}")
     for client, modes in report["results"].items():
         if not modes["new"]:
             continue
         new, old = summary(modes["new"]), summary(modes["old"])
         for mode, s in (("new", new), ("old", old)):
             ratio = f"{new['p50'] / old['p50']:.2f}" if mode == "new" else ""
-            print(f"{client:10} {mode:5} {s['n']:5d} {s['p50']:8.0f} {s['p95']:8.0f} {s['max']:8.0f} {ratio:>12}")
+            print(f"{client:14} {mode:5} {s['n']:5d} {s['p50']:8.0f} {s['p95']:8.0f} {s['max']:8.0f} {ratio:>12}")
     for mode, extra in report["servers"].items():
         print(f"{mode}: keyframe requests {extra['keyframe_requests']}, "
               f"Chromium offers with mDNS candidates: {extra['chromium_offers_with_mdns']}")
@@ -234,7 +256,12 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between joins")
     parser.add_argument("--no-chromium", dest="chromium", action="store_false")
     parser.add_argument("--json", help="also write every sample here")
+    parser.add_argument("--publish-to", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.publish_to:
+        signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+        asyncio.run(publish_forever(args.publish_to))
+        return
     report = asyncio.run(run(args))
     print_table(report)
     if args.json:
