@@ -69,7 +69,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
-            audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds)
+            audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds, settings.node_id())
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()

@@ -274,6 +274,17 @@ class Settings:
         path.chmod(0o600)
         return value
 
+    def node_id(self) -> str:
+        """This node's id, generated once into ``DATA_DIR/node-id``: a node is a data dir
+        (its recordings, keys and, by default, its database), so a restart is the same node."""
+        path = self.data_dir / "node-id"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(8)
+        path.write_text(value)
+        return value
+
     def stream_keys(self) -> dict[str, str]:
         """The configured rooms, or a generated ``demo`` room persisted in the data dir."""
         if self.rooms:
