@@ -63,7 +63,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             else:
                 seats = LocalSeats()
             admission = Admission(seats)
-            paywall = await Paywall.open(settings, on_revoked=admission.revoke)
+            paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)

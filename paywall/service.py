@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Iterable, Optional
 
-from mediaserver.config import Settings
+from mediaserver.config import ConfigError, Settings
 
 from .access import PaywallPermissions
 from .accounts import Accounts
@@ -26,11 +26,11 @@ __all__ = ["Paywall"]
 class Paywall:
     def __init__(self, settings: Settings, db: Database,
                  on_revoked: Optional[Callable[[int, str], Awaitable[None]]] = None,
-                 provider: Optional[PaymentProvider] = None) -> None:
+                 provider: Optional[PaymentProvider] = None, open_rooms: Iterable[str] = ()) -> None:
         self.settings = settings
         self.db = db
         self.accounts = Accounts(db)
-        self.catalog = Catalog(db)
+        self.catalog = Catalog(db, reserved=open_rooms)
         self.ledger = Ledger(settings.platform_fee_bps)
         if provider is None:
             provider = (
@@ -49,10 +49,27 @@ class Paywall:
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":
-        """Connect, run the migrations, and wire the services."""
+        """Connect, run the migrations, and wire the services. With ``open_rooms`` (the
+        configuration's open rooms), a catalog room of the same name is a ``ConfigError``:
+        one name, one room (else a paid room would be played as the open room)."""
         db = Database(settings.database())
-        await db.migrate()
-        return cls(settings, db, **kwargs)
+        try:
+            await db.migrate()
+            paywall = cls(settings, db, **kwargs)
+            clashes = await paywall.catalog.named(paywall.catalog.reserved)
+        except BaseException:
+            await db.close()
+            raise
+        if clashes:
+            await db.close()
+            where = ("STAGEPASS_ROOMS" if settings.rooms else
+                     f"the default open room, from {settings.data_dir / 'stream-keys.json'}: set "
+                     "STAGEPASS_ROOMS to the open rooms you want")
+            names = ", ".join(f"{r.slug!r} (created by user {r.creator_id})" for r in clashes)
+            raise ConfigError(f"rooms: {names}: an open room of the configuration (anyone may watch) "
+                              f"and a room of the paywall's database share the name; one name, one room. "
+                              f"Remove it from the open rooms ({where})")
+        return paywall
 
     async def close(self) -> None:
         await self.db.close()
