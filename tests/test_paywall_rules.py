@@ -142,7 +142,7 @@ async def test_malformed_requests(paywall_app):
     base, app = paywall_app
     api = Api(base)
     status, body = await api.call("POST", "/api/auth/signup", raw=b"{not json", headers={"Content-Type": "application/json"})
-    assert (status, body["error"]["code"]) == (400, "invalid_json")
+    assert (status, body["error"]["code"]) == (400, "bad_json")
     status, body = await api.call("POST", "/api/auth/signup", raw=b"[]", headers={"Content-Type": "application/json"})
     assert status == 400
     status, body = await api.call("POST", "/api/auth/signup", raw=b"email=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
