@@ -17,6 +17,7 @@ from aiohttp import web
 from signalling.permissions import bearer_token
 
 from .accounts import UserView
+from .csrf import cross_site_guard
 from .orders import OrderView
 from .errors import PaywallError
 from .ledger import Ledger
@@ -335,6 +336,7 @@ async def creator_rooms(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
+    app.middlewares.append(cross_site_guard(SESSION_COOKIE, lambda request: request.app[PAYWALL].settings.public_url))
     r = app.router
     r.add_post("/api/auth/signup", sign_up)
     r.add_post("/api/auth/login", log_in)
