@@ -268,7 +268,7 @@ async def dev_checkout_submit(request: web.Request) -> web.Response:
     if order.status != "pending":
         raise PaywallError(409, "not_pending", f"the order is already {order.status}")
     if action == "confirm":
-        await paywall.orders.complete(order.id, payment_ref=f"dev-{order.id}")
+        await paywall.orders.complete(order.id, payment_ref=f"dev-{order.id}", refuse_duplicate=True)
     else:
         await paywall.orders.decline(order.id)
     order = await paywall.orders.get(user, order.id)
