@@ -140,7 +140,7 @@ async def catalog(request: web.Request) -> web.Response:
 async def catalog_room(request: web.Request) -> web.Response:
     paywall = request.app[PAYWALL]
     room = await paywall.catalog.require(request.match_info["room"])
-    body: dict[str, Any] = {"room": room.as_dict()}
+    body: dict[str, Any] = {"room": room.as_dict(), "test_mode": paywall.provider.name == "dev"}
     user = await optional_user(request)
     if user is not None:
         body["owned"] = sorted(await paywall.orders.entitlements(user.id, room))
