@@ -130,7 +130,11 @@ class Settings:
     platform_fee_bps: int = field(
         default=1000, metadata={"help": "platform fee in basis points of each payment (1000 = 10%)"}
     )
-    payment_provider: str = field(default="dev", metadata={"help": "'dev' (test mode) or 'stripe'"})
+    payment_provider: str = field(
+        default="",
+        metadata={"help": "'dev' (test mode: buyers confirm their own payments) or 'stripe'; empty: 'dev', "
+                          "refused when PUBLIC_URL is https (set 'dev' explicitly to run test mode there)"},
+    )
     stripe_api_key: str = field(default="", metadata={"help": "Stripe secret key (sk_...)"})
     stripe_webhook_secret: str = field(default="", metadata={"help": "Stripe webhook signing secret (whsec_...)"})
     danmaku_max_chars: int = field(default=100, metadata={"help": "longest danmaku accepted"})
@@ -249,12 +253,22 @@ class Settings:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
         if not 0.1 <= self.audience_sample_seconds <= 3600:
             raise ConfigError("audience_sample_seconds: 0.1 to 3600")
-        if self.payment_provider not in ("dev", "stripe"):
+        if self.payment_provider not in ("", "dev", "stripe"):
             raise ConfigError("payment_provider: 'dev' or 'stripe'")
+        if not self.payment_provider and self.public_url.startswith("https://"):
+            raise ConfigError(
+                "payment_provider: PUBLIC_URL is https (a real deployment) but no payment provider is set, "
+                "so buyers could confirm their own test-mode payments; set STAGEPASS_PAYMENT_PROVIDER=stripe, "
+                "or STAGEPASS_PAYMENT_PROVIDER=dev to run test mode on purpose")
         if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
             raise ConfigError("payment_provider stripe needs stripe_api_key and stripe_webhook_secret")
 
     # ------------------------------------------------------------------ derived
+    @property
+    def test_mode_payments(self) -> bool:
+        """True with the ``dev`` provider (also when it is the default): no money moves."""
+        return self.payment_provider != "stripe"
+
     def database(self) -> str:
         if self.database_url:
             return self.database_url

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Awaitable, Callable, Iterable, Optional
 
 from mediaserver.config import ConfigError, Settings
@@ -22,6 +23,8 @@ from .webhooks import Webhooks
 
 __all__ = ["Paywall"]
 
+log = logging.getLogger("stagepass.paywall")
+
 
 class Paywall:
     def __init__(self, settings: Settings, db: Database,
@@ -38,6 +41,9 @@ class Paywall:
                 if settings.payment_provider == "stripe" else DevProvider()
             )
         self.provider = provider
+        if provider.name == "dev":
+            log.warning("TEST MODE PAYMENTS: the 'dev' payment provider lets buyers confirm their own orders and "
+                        "no money moves; set STAGEPASS_PAYMENT_PROVIDER=stripe for real payments")
         self.orders = OrderBook(db, self.catalog, self.ledger, provider, on_revoked)
         self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.access_token_ttl)
         self.access = PaywallPermissions(db, self.catalog, self.orders, self.tokens)

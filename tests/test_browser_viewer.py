@@ -204,6 +204,8 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         assert await page.locator("#about img").count() == 0
         assert await page.locator("#stage").is_hidden()
         await page.screenshot(path=str(SCREENSHOTS / "room-needs-ticket.png"), full_page=True)
+        assert await page.locator("#test-mode").is_visible()  # the dev provider: test-mode payments
+        assert "test mode" in (await page.text_content("#test-mode")).lower()
 
         # buy with a coupon through the dev checkout, and come back to the room
         await page.fill("#coupon", "nope")
@@ -214,6 +216,7 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         await page.click("#buy-button")
         await page.wait_for_url(re.compile(r".*/pay/dev/[0-9a-f]+$"))
         assert "4.95" in await page.text_content("h1")
+        assert "TEST MODE" in await page.text_content(".banner")
         await page.click("#confirm")
         await page.wait_for_url(re.compile(r".*/static/room\.html\?room=maths$"))  # order params cleaned
         await wait_state(page, "idle")  # a ticket, but nobody broadcasting yet
