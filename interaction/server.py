@@ -221,8 +221,9 @@ class InteractionServer:
                 await self.admission.admit(
                     Grant(user_id=user.id, seat_key="chat:" + grant.seat_key, seat_limit=grant.seat_limit,
                           ends_in=grant.ends_in), seat)
-            except Exception:  # the seats' store (Redis) is down: refuse now, as WHEP's 503
-                log.exception("taking a chat seat for user %d in room %s failed", user.id, slug)
+            except Exception as exc:  # the seats' store (Redis) is down: refuse now, as WHEP's 503
+                log.warning("user %d refused from chat of room %s: taking a seat failed (%s: %s)",
+                            user.id, slug, type(exc).__name__, exc)
                 await self._forget_refused(sid)
                 raise _refuse("unavailable", "could not take a seat for this ticket; try again")
         log.info("user %d joined chat of room %s%s", user.id, slug, " (moderator)" if moderator else "")
