@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -16,38 +17,36 @@ from tests.missing_tools import missing_tool, under_ci
 
 ROOT = Path(__file__).resolve().parent.parent
 
-NEEDS_A_BROWSER = """
+PROBES = """
+import pytest
+
 async def test_page(browser):
     assert browser is not None
-"""
-
-SKIPS = """
-import pytest
 
 def test_skipped_by_hand():
     pytest.skip("no frobnicator on this machine")
 """
 
 
-def run_pytest(tmp_path: Path, source: str, ci: str | None) -> tuple[str, str]:
-    """(outcome, output) of one test file run with the suite's plugins and a Chromium path
-    that does not exist."""
+def run_pytest(tmp_path: Path, ci: str) -> tuple[dict[str, str], str]:
+    """Outcomes (test name -> passed/failed/skipped/error) of ``PROBES`` run with the suite's
+    plugins and a Chromium path that does not exist, and pytest's output."""
     test = tmp_path / "test_probe.py"
-    test.write_text(source)
-    env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env["STAGEPASS_CHROMIUM"] = str(tmp_path / "no-chromium-here")
-    if ci is not None:
-        env["CI"] = ci
+    test.write_text(PROBES)
+    env = {**os.environ, "CI": ci, "STAGEPASS_CHROMIUM": str(tmp_path / "no-chromium-here")}
+    report = tmp_path / "report.xml"
     r = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-rA", "-p", "tests.conftest", "-p", "no:cacheprovider",
-         "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path), str(test)],
+         "-c", str(ROOT / "pyproject.toml"), "--rootdir", str(tmp_path), f"--junitxml={report}", str(test)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
     out = r.stdout + r.stderr
-    last = out.strip().splitlines()[-1]
-    outcome = ("failed" if ("failed" in last or "error" in last) else
-               "skipped" if "skipped" in last else "passed" if "passed" in last else last)
-    return outcome, out
+    outcomes = {}
+    for case in ElementTree.parse(report).getroot().iter("testcase"):
+        kinds = [child.tag for child in case if child.tag in ("failure", "error", "skipped")]
+        outcomes[case.get("name")] = {"failure": "failed", "error": "error", "skipped": "skipped"}.get(
+            kinds[0] if kinds else "", "passed")
+    return outcomes, out
 
 
 def test_the_decision():
@@ -61,17 +60,13 @@ def test_the_decision():
             missing_tool("no gst-launch-1.0", environ)
 
 
-def test_under_ci_a_missing_chromium_fails_the_browser_tests(tmp_path):
-    outcome, out = run_pytest(tmp_path, NEEDS_A_BROWSER, "true")
-    assert outcome == "failed", out
-    assert "no Chromium at" in out and "CI" in out, out
+def test_under_ci_a_missing_chromium_and_any_other_skip_fail_the_run(tmp_path):
+    outcomes, out = run_pytest(tmp_path, "true")
+    assert outcomes == {"test_page": "error", "test_skipped_by_hand": "failed"}, out
+    assert "no Chromium at" in out and "CI=true" in out and "no frobnicator on this machine" in out, out
 
 
-def test_on_a_developer_machine_a_missing_chromium_skips_with_the_reason(tmp_path):
-    outcome, out = run_pytest(tmp_path, NEEDS_A_BROWSER, "false")
-    assert outcome == "skipped" and "no Chromium at" in out, out
-
-
-def test_under_ci_no_test_skips_whatever_the_reason(tmp_path):
-    outcome, out = run_pytest(tmp_path, SKIPS, "true")
-    assert outcome == "failed" and "no frobnicator on this machine" in out, out
+def test_on_a_developer_machine_they_skip_with_the_reason(tmp_path):
+    outcomes, out = run_pytest(tmp_path, "false")
+    assert outcomes == {"test_page": "skipped", "test_skipped_by_hand": "skipped"}, out
+    assert "no Chromium at" in out, out
