@@ -91,7 +91,7 @@ async def sign_up(request: web.Request) -> web.Response:
     body = await read_json(request)
     user, token = await request.app[PAYWALL].accounts.sign_up(
         _str(body, "email"), _str(body, "password"), body.get("display_name") or _str(body, "email").split("@")[0],
-        body.get("role", "viewer"),
+        body.get("role", "viewer"), client=request.remote or "?",
     )
     log.info("user %d signed up as %s", user.id, user.role)
     return _with_session(web.json_response({"user": user.as_dict(), "token": token}, status=201), request, token)

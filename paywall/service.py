@@ -32,7 +32,7 @@ class Paywall:
                  provider: Optional[PaymentProvider] = None) -> None:
         self.settings = settings
         self.db = db
-        self.accounts = Accounts(db)
+        self.accounts = Accounts(db, signups_per_hour=settings.signups_per_hour)
         self.catalog = Catalog(db)
         self.ledger = Ledger(settings.platform_fee_bps)
         if provider is None:
@@ -61,4 +61,5 @@ class Paywall:
         return cls(settings, db, **kwargs)
 
     async def close(self) -> None:
+        self.accounts.close()
         await self.db.close()
