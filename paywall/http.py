@@ -132,7 +132,9 @@ async def my_entitlements(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- rooms
 @api
 async def catalog(request: web.Request) -> web.Response:
-    rooms = await request.app[PAYWALL].catalog.list()
+    """Every room, or with ``?q=`` the rooms matching it, best first (full-text search)."""
+    query = request.query.get("q", "").strip()
+    rooms = await (request.app[PAYWALL].catalog.search(query) if query else request.app[PAYWALL].catalog.list())
     return web.json_response({"rooms": [r.as_dict() for r in rooms]})
 
 
