@@ -126,6 +126,9 @@ class Settings:
         default="",
         metadata={"help": "signing secret for access tokens (>= 32 chars); empty: generated into DATA_DIR/secret.key"},
     )
+    signups_per_hour: int = field(
+        default=10, metadata={"help": "sign-ups one client address may make per hour (0: no limit)"}
+    )
     access_token_ttl: int = field(default=300, metadata={"help": "seconds an access token stays valid"})
     platform_fee_bps: int = field(
         default=1000, metadata={"help": "platform fee in basis points of each payment (1000 = 10%)"}
@@ -241,6 +244,8 @@ class Settings:
             raise ConfigError("redis_url: use redis://host:port/db")
         if self.secret and len(self.secret) < 32:
             raise ConfigError("secret: at least 32 characters")
+        if self.signups_per_hour < 0:
+            raise ConfigError("signups_per_hour: 0 (no limit) or more")
         if not 30 <= self.access_token_ttl <= 86400:
             raise ConfigError("access_token_ttl: 30 to 86400 seconds")
         if not 0 <= self.platform_fee_bps <= 10000:

@@ -17,6 +17,7 @@ from .db import Database
 from .errors import PaywallError
 from .models import Coupon, Room
 from .money import check_amount, check_currency
+from .search import MAX_QUERY_CHARS, ranked_room_ids
 from .timeutil import as_utc, parse_instant
 
 __all__ = ["Catalog", "RoomView"]
@@ -188,6 +189,16 @@ class Catalog:
             query = query.where(Room.creator_id == creator_id)
         async with self.db() as s:
             return [_view(r) for r in (await s.execute(query)).scalars()]
+
+    async def search(self, query: str) -> list[RoomView]:
+        """Rooms matching every word of ``query`` (slug, title, tags, description), best
+        first, ranked by the database's full-text search (``paywall.search``)."""
+        if len(query) > MAX_QUERY_CHARS:
+            raise PaywallError(400, "invalid_query", f"q: at most {MAX_QUERY_CHARS} characters")
+        async with self.db() as s:
+            ids = await ranked_room_ids(s, query)
+            rooms = {r.id: r for r in (await s.execute(select(Room).where(Room.id.in_(ids)))).scalars()} if ids else {}
+        return [_view(rooms[i]) for i in ids if i in rooms]
 
     async def rooms_of(self, user: UserView) -> list[RoomView]:
         """The rooms ``user`` created (the studio's "my rooms"); only creators and admins have any."""

@@ -91,7 +91,7 @@ async def sign_up(request: web.Request) -> web.Response:
     body = await read_json(request)
     user, token = await request.app[PAYWALL].accounts.sign_up(
         _str(body, "email"), _str(body, "password"), body.get("display_name") or _str(body, "email").split("@")[0],
-        body.get("role", "viewer"),
+        body.get("role", "viewer"), client=request.remote or "?",
     )
     log.info("user %d signed up as %s", user.id, user.role)
     return _with_session(web.json_response({"user": user.as_dict(), "token": token}, status=201), request, token)
@@ -132,7 +132,9 @@ async def my_entitlements(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- rooms
 @api
 async def catalog(request: web.Request) -> web.Response:
-    rooms = await request.app[PAYWALL].catalog.list()
+    """Every room, or with ``?q=`` the rooms matching it, best first (full-text search)."""
+    query = request.query.get("q", "").strip()
+    rooms = await (request.app[PAYWALL].catalog.search(query) if query else request.app[PAYWALL].catalog.list())
     return web.json_response({"rooms": [r.as_dict() for r in rooms]})
 
 

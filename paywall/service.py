@@ -32,7 +32,7 @@ class Paywall:
                  provider: Optional[PaymentProvider] = None, open_rooms: Iterable[str] = ()) -> None:
         self.settings = settings
         self.db = db
-        self.accounts = Accounts(db)
+        self.accounts = Accounts(db, signups_per_hour=settings.signups_per_hour)
         self.catalog = Catalog(db, reserved=open_rooms)
         self.ledger = Ledger(settings.platform_fee_bps)
         if provider is None:
@@ -78,4 +78,5 @@ class Paywall:
         return paywall
 
     async def close(self) -> None:
+        self.accounts.close()
         await self.db.close()
