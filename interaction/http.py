@@ -3,7 +3,11 @@ recording's replay the danmaku of a time window and the chapters (WebVTT)."""
 
 from __future__ import annotations
 
+import json
+
 from aiohttp import web
+
+from mediaserver.cpu import off_loop
 
 from paywall.errors import PaywallError
 from paywall.http import PAYWALL, api, current_user
@@ -47,9 +51,12 @@ async def danmaku_export(request: web.Request) -> web.Response:
     from_ms, to_ms = _int_arg(request, "from_ms"), _int_arg(request, "to_ms")
     broadcast = request.query.get("broadcast")
     items = await request.app[INTERACTION].danmaku.history(room.id, broadcast, from_ms=from_ms, to_ms=to_ms)
+    # a whole class's danmaku can be tens of thousands: serialised off the event loop
     if fmt == "xml":
-        return web.Response(text=to_bilibili_xml(items, chat_id=room.slug), content_type="application/xml")
-    return web.json_response({"room": room.slug, "broadcast": broadcast, "items": items})
+        return web.Response(text=await off_loop(to_bilibili_xml, items, chat_id=room.slug),
+                            content_type="application/xml")
+    body = await off_loop(json.dumps, {"room": room.slug, "broadcast": broadcast, "items": items})
+    return web.Response(text=body, content_type="application/json")
 
 
 MAX_WINDOW_MS = 10 * 60 * 1000

@@ -158,7 +158,7 @@ class Moderation:
         return {}
 
     async def unban(self, client: Client, data: Any) -> dict:
-        target = _int(data, "user_id", 1, 2**31 - 1)
+        target = await self._known_user(_int(data, "user_id", 1, 2**31 - 1))
         async with self.db() as s:
             await s.execute(delete(RoomBan).where(RoomBan.room_id == client.room_id, RoomBan.user_id == target))
             await s.commit()
@@ -169,7 +169,14 @@ class Moderation:
         target = _int(data, "user_id", 1, 2**31 - 1)
         if target == client.creator_id or target == client.user_id:
             raise EventError("invalid_target", "the creator and yourself cannot be muted or banned")
-        return target
+        return await self._known_user(target)
+
+    async def _known_user(self, user_id: int) -> int:
+        """``user_id`` if such a user exists; ``user_not_found`` otherwise (before anything
+        is stored: the bans, moderators and audit log refer to users)."""
+        if await self.server.paywall.accounts.get(user_id) is None:
+            raise EventError("user_not_found", f"no user {user_id}")
+        return user_id
 
     async def _on_ban(self, message: dict) -> None:
         for c in self.server.clients_in(message["room"]):
@@ -224,7 +231,7 @@ class Moderation:
     async def appoint(self, client: Client, data: Any) -> dict:
         if not client.creator:
             raise EventError("forbidden", "only the creator appoints moderators")
-        target = _int(data, "user_id", 1, 2**31 - 1)
+        target = await self._known_user(_int(data, "user_id", 1, 2**31 - 1))
         remove = bool(data.get("remove"))
         async with self.db() as s:
             if remove:

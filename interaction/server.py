@@ -217,15 +217,34 @@ class InteractionServer:
             await self.sio.enter_room(sid, self.mod_channel(slug))
         if grant.seat_key is not None:
             seat = self._seats[sid] = _ChatSeat(self, client, grant.ends_in)
-            await self.admission.admit(
-                Grant(user_id=user.id, seat_key="chat:" + grant.seat_key, seat_limit=grant.seat_limit,
-                      ends_in=grant.ends_in), seat)
+            try:
+                await self.admission.admit(
+                    Grant(user_id=user.id, seat_key="chat:" + grant.seat_key, seat_limit=grant.seat_limit,
+                          ends_in=grant.ends_in), seat)
+            except Exception as exc:  # the seats' store (Redis) is down: refuse now, as WHEP's 503
+                log.warning("user %d refused from chat of room %s: taking a seat failed (%s: %s)",
+                            user.id, slug, type(exc).__name__, exc)
+                await self._forget_refused(sid)
+                raise _refuse("unavailable", "could not take a seat for this ticket; try again")
         log.info("user %d joined chat of room %s%s", user.id, slug, " (moderator)" if moderator else "")
         for hook in self._connect_hooks:
             try:
                 await hook(client)
             except Exception:
                 log.exception("connect hook failed for user %d in room %s", user.id, slug)
+
+    async def _forget_refused(self, sid: str) -> None:
+        """Undo a connection refused after it was registered (Socket.IO takes the socket
+        out of its rooms); its seat is given back as far as the store allows."""
+        client = self.clients.pop(sid, None)
+        seat = self._seats.pop(sid, None)
+        if seat is not None:
+            try:
+                await seat.closed()
+            except Exception as exc:
+                log.warning("giving back the chat seat of a refused connection failed (%s)", exc)
+        if client is not None and client.tasks is not None:
+            await client.tasks.close()
 
     async def _disconnect(self, sid: str, *args: Any) -> None:
         client = self.clients.pop(sid, None)

@@ -63,13 +63,13 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             else:
                 seats = LocalSeats()
             admission = Admission(seats)
-            paywall = await Paywall.open(settings, on_revoked=admission.revoke)
+            paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
-            audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds)
+            audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds, settings.node_id())
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()

@@ -89,7 +89,11 @@ def serve(argv: list[str]) -> int:
     log.info("catalog %s/, studio %s/static/studio.html, open-room player %s/static/watch.html", base, base, base)
     from .access_log import RedactingAccessLogger
 
-    web.run_app(app, host=settings.host, port=settings.port, print=None, access_log_class=RedactingAccessLogger)
+    try:
+        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log_class=RedactingAccessLogger)
+    except ConfigError as exc:  # found at start: configuration against the database
+        print(f"stagepass: invalid configuration: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -127,11 +127,18 @@ class Settings:
         default="",
         metadata={"help": "signing secret for access tokens (>= 32 chars); empty: generated into DATA_DIR/secret.key"},
     )
+    signups_per_hour: int = field(
+        default=10, metadata={"help": "sign-ups one client address may make per hour (0: no limit)"}
+    )
     access_token_ttl: int = field(default=300, metadata={"help": "seconds an access token stays valid"})
     platform_fee_bps: int = field(
         default=1000, metadata={"help": "platform fee in basis points of each payment (1000 = 10%)"}
     )
-    payment_provider: str = field(default="dev", metadata={"help": "'dev' (test mode) or 'stripe'"})
+    payment_provider: str = field(
+        default="",
+        metadata={"help": "'dev' (test mode: buyers confirm their own payments) or 'stripe'; empty: 'dev', "
+                          "refused when PUBLIC_URL is https (set 'dev' explicitly to run test mode there)"},
+    )
     stripe_api_key: str = field(default="", metadata={"help": "Stripe secret key (sk_...)"})
     stripe_webhook_secret: str = field(default="", metadata={"help": "Stripe webhook signing secret (whsec_...)"})
     danmaku_max_chars: int = field(default=100, metadata={"help": "longest danmaku accepted"})
@@ -238,6 +245,8 @@ class Settings:
             raise ConfigError("redis_url: use redis://host:port/db")
         if self.secret and len(self.secret) < 32:
             raise ConfigError("secret: at least 32 characters")
+        if self.signups_per_hour < 0:
+            raise ConfigError("signups_per_hour: 0 (no limit) or more")
         if not 30 <= self.access_token_ttl <= 86400:
             raise ConfigError("access_token_ttl: 30 to 86400 seconds")
         if not 0 <= self.platform_fee_bps <= 10000:
@@ -250,12 +259,22 @@ class Settings:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
         if not 0.1 <= self.audience_sample_seconds <= 3600:
             raise ConfigError("audience_sample_seconds: 0.1 to 3600")
-        if self.payment_provider not in ("dev", "stripe"):
+        if self.payment_provider not in ("", "dev", "stripe"):
             raise ConfigError("payment_provider: 'dev' or 'stripe'")
+        if not self.payment_provider and self.public_url.startswith("https://"):
+            raise ConfigError(
+                "payment_provider: PUBLIC_URL is https (a real deployment) but no payment provider is set, "
+                "so buyers could confirm their own test-mode payments; set STAGEPASS_PAYMENT_PROVIDER=stripe, "
+                "or STAGEPASS_PAYMENT_PROVIDER=dev to run test mode on purpose")
         if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
             raise ConfigError("payment_provider stripe needs stripe_api_key and stripe_webhook_secret")
 
     # ------------------------------------------------------------------ derived
+    @property
+    def test_mode_payments(self) -> bool:
+        """True with the ``dev`` provider (also when it is the default): no money moves."""
+        return self.payment_provider != "stripe"
+
     def database(self) -> str:
         if self.database_url:
             return self.database_url
@@ -273,6 +292,17 @@ class Settings:
         value = secrets.token_urlsafe(48)
         path.write_text(value)
         path.chmod(0o600)
+        return value
+
+    def node_id(self) -> str:
+        """This node's id, generated once into ``DATA_DIR/node-id``: a node is a data dir
+        (its recordings, keys and, by default, its database), so a restart is the same node."""
+        path = self.data_dir / "node-id"
+        if path.exists():
+            return path.read_text().strip()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_hex(8)
+        path.write_text(value)
         return value
 
     def stream_keys(self) -> dict[str, str]:

@@ -25,12 +25,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Awaitable, Callable, Optional, Union
 
+from .cpu import lower_thread_priority
 from .logs import context_logger
 from .tasks import TaskOwner
 from .vod import (
@@ -45,14 +45,6 @@ from .vod import (
 __all__ = ["PackagingJobs"]
 
 Listener = Callable[[Path, dict], Union[Awaitable[None], None]]
-
-
-def _lower_priority() -> None:
-    """Executor thread initializer: nice +10 for this thread (and threads it starts)."""
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
-    except (AttributeError, OSError):
-        pass
 
 
 class PackagingJobs:
@@ -89,7 +81,7 @@ class PackagingJobs:
         self._tasks = TaskOwner(self.log)
         self._executor = concurrent.futures.ThreadPoolExecutor(
             max_workers=1, thread_name_prefix="vod-packager",
-            initializer=_lower_priority if lower_priority else None,
+            initializer=lower_thread_priority if lower_priority else None,
         )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._started = False

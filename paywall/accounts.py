@@ -1,4 +1,5 @@
-"""``Accounts``: sign up, log in, log out; argon2 hashes; rate-limited login attempts.
+"""``Accounts``: sign up, log in, log out; argon2 hashes (off the event loop, in
+``PasswordPool``); rate-limited log-in failures and sign-ups per client.
 
 A login is an opaque random token; only its SHA-256 is stored. Pages carry it in an
 HttpOnly cookie, API clients as ``Authorization: Bearer``.
@@ -15,14 +16,13 @@ from collections import defaultdict, deque
 from dataclasses import dataclass
 from typing import Optional
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
 from .errors import PaywallError
 from .models import LoginSession, User
+from .passwords import PasswordPool
 from .timeutil import as_utc, utcnow
 
 __all__ = ["Accounts", "LoginRateLimiter", "UserView"]
@@ -79,12 +79,20 @@ class LoginRateLimiter:
 
 
 class Accounts:
-    def __init__(self, db: Database, limiter: Optional[LoginRateLimiter] = None) -> None:
+    def __init__(self, db: Database, limiter: Optional[LoginRateLimiter] = None,
+                 signups_per_hour: int = 10, passwords: Optional[PasswordPool] = None) -> None:
         self.db = db
-        self.hasher = PasswordHasher()
+        self.passwords = passwords or PasswordPool()
         self.limiter = limiter or LoginRateLimiter()
+        #: every sign-up counts (each costs an argon2 hash); 0: no limit
+        self.signups = LoginRateLimiter(attempts=signups_per_hour, window=3600.0) if signups_per_hour else None
 
-    async def sign_up(self, email: str, password: str, display_name: str, role: str) -> tuple[UserView, str]:
+    def close(self) -> None:
+        self.passwords.close()
+
+    async def sign_up(self, email: str, password: str, display_name: str, role: str,
+                      client: Optional[str] = None) -> tuple[UserView, str]:
+        """A new account and its login token; at most ``signups_per_hour`` per ``client``."""
         email = email.strip().lower()
         if not EMAIL_RE.match(email):
             raise PaywallError(400, "invalid_email", "that is not an email address")
@@ -95,8 +103,14 @@ class Accounts:
             raise PaywallError(400, "invalid_name", "the display name needs 1 to 64 characters")
         if role not in ("viewer", "creator"):
             raise PaywallError(400, "invalid_role", "sign up as 'viewer' or 'creator'")
+        if self.signups is not None and client is not None:
+            key = f"client:{client}"
+            wait = self.signups.retry_after(key)
+            if wait > 0:
+                raise PaywallError(429, "too_many_signups", f"too many sign-ups from here; retry in {int(wait) + 1} s")
+            self.signups.failed(key)  # counts the attempt
         user = User(email=email, display_name=display_name, role=role,
-                    password_hash=self.hasher.hash(password))
+                    password_hash=await self.passwords.hash(password))
         async with self.db() as s:
             s.add(user)
             try:
@@ -115,12 +129,9 @@ class Accounts:
             user = (await s.execute(select(User).where(User.email == email))).scalar_one_or_none()
         ok = False
         if user is not None:
-            try:
-                ok = self.hasher.verify(user.password_hash, password)
-            except (VerifyMismatchError, VerificationError, InvalidHashError):
-                ok = False
+            ok = await self.passwords.verify(user.password_hash, password)
         else:
-            self.hasher.hash(password)  # same cost whether or not the account exists
+            await self.passwords.hash(password)  # same cost whether or not the account exists
         if not ok:
             self.limiter.failed(*keys)
             raise PaywallError(401, "bad_credentials", "wrong email or password")

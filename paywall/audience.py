@@ -8,8 +8,9 @@ Open rooms of ``STAGEPASS_ROOMS`` have no row in the catalog and are not logged.
 
 Peak and average are computed once, when the broadcast ends (the average is weighted by
 time: each sample holds until the next one). A broadcast still open (live, or cut short
-by a crash) reports the numbers of its samples so far; the next start closes broadcasts
-whose samples stopped long ago.
+by a crash) reports the numbers of its samples so far. Each broadcast records the node
+that ran it: a node's next start ends every broadcast it left open (a crash, kill -9) at
+its last sample, and any other whose samples stopped long ago.
 """
 
 from __future__ import annotations
@@ -103,10 +104,10 @@ class AudienceLog:
         self.db = db
 
     # ------------------------------------------------------------------ writing
-    async def record(self, samples: Sequence[Sample]) -> int:
+    async def record(self, samples: Sequence[Sample], node: Optional[str] = None) -> int:
         """Store samples of catalog rooms (others are skipped); opens a broadcast's row on
-        its first sample. A sample of an ended broadcast, or not later than the newest one
-        stored, is ignored. Returns how many were stored."""
+        its first sample, run by ``node``. A sample of an ended broadcast, or not later than
+        the newest one stored, is ignored. Returns how many were stored."""
         if not samples:
             return 0
         stored = 0
@@ -121,7 +122,7 @@ class AudienceLog:
                 row = await s.get(BroadcastRecord, sample.broadcast)
                 if row is None:
                     row = BroadcastRecord(id=sample.broadcast, room_id=room_id,
-                                          started_at=_instant(sample.started_at))
+                                          started_at=_instant(sample.started_at), node=node)
                     s.add(row)
                     await s.flush()
                 elif row.ended_at is not None or row.room_id != room_id:
@@ -135,10 +136,10 @@ class AudienceLog:
             await s.commit()
         return stored
 
-    async def end(self, final: Sample) -> Optional[SessionView]:
+    async def end(self, final: Sample, node: Optional[str] = None) -> Optional[SessionView]:
         """The broadcast ended at ``final.t_ms`` with ``final.viewers`` watching: store that
         last sample, then its end, peak and average (once). None for an open room."""
-        await self.record([final])
+        await self.record([final], node)
         async with self.db() as s:
             row = await s.get(BroadcastRecord, final.broadcast)
             if row is None:
@@ -153,10 +154,12 @@ class AudienceLog:
         row.peak_viewers, row.avg_viewers = summarize(points)
         row.ended_at = as_utc(row.started_at) + dt.timedelta(milliseconds=end_ms)
 
-    async def close_stale(self, older_than: float, now: Optional[float] = None) -> list[str]:
-        """End open broadcasts (a server stopped during them) whose newest sample is more
-        than ``older_than`` seconds old, at that sample. A broadcast live on another node
-        keeps sampling, so it is never this old. Returns their ids."""
+    async def close_stale(self, older_than: float, now: Optional[float] = None,
+                          node: Optional[str] = None) -> list[str]:
+        """End the open broadcasts a stopped server left, at their newest sample: every one
+        of ``node`` (the node starting now: none of its broadcasts can be live), and any
+        other whose newest sample is more than ``older_than`` seconds old (a broadcast live
+        on another node keeps sampling, so it is never this old). Returns their ids."""
         now = time.time() if now is None else now
         closed: list[str] = []
         async with self.db() as s:
@@ -164,7 +167,8 @@ class AudienceLog:
             for row in rows:
                 last = (await s.execute(select(func.max(AudienceSample.t_ms))
                                         .where(AudienceSample.broadcast_id == row.id))).scalar() or 0
-                if as_utc(row.started_at).timestamp() + last / 1000 < now - older_than:
+                if ((node is not None and row.node == node)
+                        or as_utc(row.started_at).timestamp() + last / 1000 < now - older_than):
                     await self._finish(s, row, last)
                     closed.append(row.id)
             await s.commit()
@@ -228,10 +232,12 @@ class AudienceSampler:
     ``subscribers``). Samples and ends are serialised by a lock, so a broadcast's last
     periodic sample is stored before its end is computed."""
 
-    def __init__(self, audience: AudienceLog, rooms: Iterable[Any], interval: float) -> None:
+    def __init__(self, audience: AudienceLog, rooms: Iterable[Any], interval: float,
+                 node: Optional[str] = None) -> None:
         self.audience = audience
         self.rooms = rooms
         self.interval = interval
+        self.node = node  #: recorded with each broadcast; its broadcasts left open end at start
         self.tasks = TaskOwner(log)
         self.ticks = 0  #: completed sampling rounds (tests wait on it)
         self._lock = asyncio.Lock()
@@ -244,7 +250,7 @@ class AudienceSampler:
 
     async def start(self) -> None:
         try:
-            closed = await self.audience.close_stale(older_than=max(60.0, 3 * self.interval))
+            closed = await self.audience.close_stale(older_than=max(60.0, 3 * self.interval), node=self.node)
         except Exception:
             log.exception("audience: closing unfinished broadcasts failed")
         else:
@@ -274,7 +280,7 @@ class AudienceSampler:
         async with self._lock:
             samples = self._snapshot(time.time() if now is None else now)
             try:
-                stored = await self.audience.record(samples)
+                stored = await self.audience.record(samples, self.node)
             except Exception:
                 log.exception("audience: sampling rooms %s failed", ", ".join(s.room for s in samples) or "-")
                 return 0
@@ -291,7 +297,7 @@ class AudienceSampler:
         async with self._lock:
             self._open.pop(broadcast.id, None)
             try:
-                session = await self.audience.end(final)
+                session = await self.audience.end(final, self.node)
             except Exception:
                 log.exception("audience: ending broadcast %s of room %s failed", broadcast.id, room.name)
                 return
@@ -308,7 +314,7 @@ class AudienceSampler:
             open_, self._open = list(self._open.values()), {}
             for sample in open_:
                 try:
-                    await self.audience.end(sample)
+                    await self.audience.end(sample, self.node)
                 except Exception:
                     log.exception("audience: ending broadcast %s of room %s at shutdown failed",
                                   sample.broadcast, sample.room)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +17,7 @@ from .db import Database
 from .errors import PaywallError
 from .models import Coupon, Room
 from .money import check_amount, check_currency
+from .search import MAX_QUERY_CHARS, ranked_room_ids
 from .timeutil import as_utc, parse_instant
 
 __all__ = ["Catalog", "RoomView"]
@@ -112,8 +113,12 @@ def _clean_fields(data: dict[str, Any], creating: bool) -> dict[str, Any]:
 
 
 class Catalog:
-    def __init__(self, db: Database) -> None:
+    """``reserved``: the names of the configuration's open rooms (``STAGEPASS_ROOMS``), which
+    share one namespace with the catalog's rooms and so are never created here."""
+
+    def __init__(self, db: Database, reserved: Iterable[str] = ()) -> None:
         self.db = db
+        self.reserved = frozenset(reserved)
 
     async def create_room(self, creator: UserView, data: dict[str, Any]) -> tuple[RoomView, str]:
         if creator.role not in ("creator", "admin"):
@@ -122,6 +127,9 @@ class Catalog:
         for required in ("slug", "title", "currency"):
             if required not in fields:
                 raise PaywallError(400, "missing_field", f"{required} is required")
+        if fields["slug"] in self.reserved:
+            raise PaywallError(409, "slug_reserved",
+                               f"{fields['slug']!r} is an open room of this server's configuration; choose another name")
         fields.setdefault("ticket_price", 0)
         key = secrets.token_urlsafe(24)
         room = Room(creator_id=creator.id, stream_key=key, **fields)
@@ -169,12 +177,28 @@ class Catalog:
             raise PaywallError(404, "room_not_found", f"no room named {slug!r}")
         return room
 
+    async def named(self, slugs: Iterable[str]) -> list[RoomView]:
+        """The catalog's rooms among ``slugs`` (names the configuration also uses, at start)."""
+        async with self.db() as s:
+            rows = (await s.execute(select(Room).where(Room.slug.in_(set(slugs))).order_by(Room.slug))).scalars()
+            return [_view(r) for r in rows]
+
     async def list(self, creator_id: Optional[int] = None) -> list[RoomView]:
         query = select(Room).order_by(Room.id)
         if creator_id is not None:
             query = query.where(Room.creator_id == creator_id)
         async with self.db() as s:
             return [_view(r) for r in (await s.execute(query)).scalars()]
+
+    async def search(self, query: str) -> list[RoomView]:
+        """Rooms matching every word of ``query`` (slug, title, tags, description), best
+        first, ranked by the database's full-text search (``paywall.search``)."""
+        if len(query) > MAX_QUERY_CHARS:
+            raise PaywallError(400, "invalid_query", f"q: at most {MAX_QUERY_CHARS} characters")
+        async with self.db() as s:
+            ids = await ranked_room_ids(s, query)
+            rooms = {r.id: r for r in (await s.execute(select(Room).where(Room.id.in_(ids)))).scalars()} if ids else {}
+        return [_view(rooms[i]) for i in ids if i in rooms]
 
     async def rooms_of(self, user: UserView) -> list[RoomView]:
         """The rooms ``user`` created (the studio's "my rooms"); only creators and admins have any."""

@@ -8,7 +8,6 @@ precise status on refusal, changing nothing. Logged-in users are recognised by t
 from __future__ import annotations
 
 import html
-import json
 import logging
 from typing import Any, Awaitable, Callable, Optional
 from urllib.parse import quote
@@ -18,9 +17,11 @@ from aiohttp import web
 from signalling.permissions import bearer_token
 
 from .accounts import UserView
+from .csrf import cross_site_guard
 from .orders import OrderView
 from .errors import PaywallError
 from .ledger import Ledger
+from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
 
 __all__ = ["PAYWALL", "SESSION_COOKIE", "api", "current_user", "optional_user", "read_json", "setup_routes"]
@@ -46,18 +47,6 @@ def api(handler: Handler) -> Handler:
             return _error(exc)
 
     return wrapped
-
-
-async def read_json(request: web.Request) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise PaywallError(415, "unsupported_media_type", "send JSON with Content-Type: application/json")
-    try:
-        body = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise PaywallError(400, "invalid_json", "the body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise PaywallError(400, "invalid_json", "the body must be a JSON object")
-    return body
 
 
 def login_token(request: web.Request) -> Optional[str]:
@@ -102,7 +91,7 @@ async def sign_up(request: web.Request) -> web.Response:
     body = await read_json(request)
     user, token = await request.app[PAYWALL].accounts.sign_up(
         _str(body, "email"), _str(body, "password"), body.get("display_name") or _str(body, "email").split("@")[0],
-        body.get("role", "viewer"),
+        body.get("role", "viewer"), client=request.remote or "?",
     )
     log.info("user %d signed up as %s", user.id, user.role)
     return _with_session(web.json_response({"user": user.as_dict(), "token": token}, status=201), request, token)
@@ -143,7 +132,9 @@ async def my_entitlements(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- rooms
 @api
 async def catalog(request: web.Request) -> web.Response:
-    rooms = await request.app[PAYWALL].catalog.list()
+    """Every room, or with ``?q=`` the rooms matching it, best first (full-text search)."""
+    query = request.query.get("q", "").strip()
+    rooms = await (request.app[PAYWALL].catalog.search(query) if query else request.app[PAYWALL].catalog.list())
     return web.json_response({"rooms": [r.as_dict() for r in rooms]})
 
 
@@ -151,7 +142,7 @@ async def catalog(request: web.Request) -> web.Response:
 async def catalog_room(request: web.Request) -> web.Response:
     paywall = request.app[PAYWALL]
     room = await paywall.catalog.require(request.match_info["room"])
-    body: dict[str, Any] = {"room": room.as_dict()}
+    body: dict[str, Any] = {"room": room.as_dict(), "test_mode": paywall.provider.name == "dev"}
     user = await optional_user(request)
     if user is not None:
         body["owned"] = sorted(await paywall.orders.entitlements(user.id, room))
@@ -273,19 +264,19 @@ async def dev_checkout_submit(request: web.Request) -> web.Response:
     if request.content_type == "application/json":
         action = (await read_json(request)).get("action")
     else:
-        action = (await request.post()).get("action")
+        action = (await read_form(request)).get("action")
     if action not in ("confirm", "decline"):
         raise PaywallError(400, "invalid_action", "action: 'confirm' or 'decline'")
     if order.status != "pending":
         raise PaywallError(409, "not_pending", f"the order is already {order.status}")
     if action == "confirm":
-        await paywall.orders.complete(order.id, payment_ref=f"dev-{order.id}")
+        await paywall.orders.complete(order.id, payment_ref=f"dev-{order.id}", refuse_duplicate=True)
     else:
         await paywall.orders.decline(order.id)
     order = await paywall.orders.get(user, order.id)
     if request.content_type == "application/json":
         return web.json_response({"order": order.as_dict()})
-    raise web.HTTPSeeOther(return_path((await request.post()).get("return"), order))
+    raise web.HTTPSeeOther(return_path((await read_form(request)).get("return"), order))
 
 
 # ---------------------------------------------------------------------- stripe
@@ -294,7 +285,7 @@ async def stripe_webhook(request: web.Request) -> web.Response:
     paywall = request.app[PAYWALL]
     if paywall.provider.name != "stripe":
         raise PaywallError(404, "not_found", "Stripe is not configured")
-    payload = await request.read()
+    payload = await read_bytes(request)
     event = paywall.provider.verify_event(payload, request.headers.get("Stripe-Signature"))
     outcome = await paywall.webhooks.handle_stripe(event)
     return web.json_response({"received": True, "outcome": outcome})
@@ -347,6 +338,7 @@ async def creator_rooms(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
+    app.middlewares.append(cross_site_guard(SESSION_COOKIE, lambda request: request.app[PAYWALL].settings.public_url))
     r = app.router
     r.add_post("/api/auth/signup", sign_up)
     r.add_post("/api/auth/login", log_in)

@@ -226,7 +226,8 @@ class BroadcastRecord(Base):
     """One live session (broadcast) of a catalog room, for the creator's dashboard.
 
     ``peak_viewers``/``avg_viewers`` are computed from the samples when it ends (null
-    while it is live or if the server stopped before its end)."""
+    while it is live or if the server stopped before its end; the node's next start
+    ends it)."""
 
     __tablename__ = "broadcasts"
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # mediaserver Broadcast.id
@@ -235,6 +236,8 @@ class BroadcastRecord(Base):
     ended_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
     peak_viewers: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     avg_viewers: Mapped[Optional[float]] = mapped_column(Float, nullable=True)
+    #: the node that ran it (``Settings.node_id()``); null for broadcasts logged before nodes
+    node: Mapped[Optional[str]] = mapped_column(String(64), nullable=True)
 
 
 class AudienceSample(Base):

@@ -6,6 +6,8 @@
   capped coupon cannot be over-used by concurrent buyers, and once per user.
 * Payment completion is idempotent and writes entitlements and ledger legs atomically;
   a refund reverses both and tells ``on_revoked`` so live sessions end.
+* A buyer never pays twice for what they hold: a second payment for it (two tabs) is
+  refused before money moves (dev) or refunded at once (Stripe), with the ledger balanced.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .catalog import Catalog, RoomView
 from .db import Database
 from .errors import PaywallError
 from .ledger import Ledger
-from .models import Coupon, CouponRedemption, Entitlement, Order, Room
+from .models import Coupon, CouponRedemption, Entitlement, Order, Room, User
 from .money import check_amount
 from .providers import PaymentProvider
 from .timeutil import utcnow
@@ -138,7 +140,7 @@ class OrderBook:
         log.info("order %s created: user %d, room %s, %s, %d %s", order.id, buyer.id, room.slug,
                  product, order.amount, order.currency)
         if order.amount == 0:  # fully discounted: nothing to pay
-            await self.complete(order.id, payment_ref=None)
+            await self.complete(order.id, payment_ref=None, refuse_duplicate=True)
         else:
             await self._start_checkout(_view(order, room.slug, coupon_code.upper() if coupon_code else None),
                                        room, base_url)
@@ -257,11 +259,20 @@ class OrderBook:
 
     # ------------------------------------------------------------------ outcome
     async def complete(self, order_id: str, payment_ref: Optional[str],
-                       amount: Optional[int] = None, currency: Optional[str] = None) -> bool:
+                       amount: Optional[int] = None, currency: Optional[str] = None,
+                       refuse_duplicate: bool = False) -> str:
         """Mark paid (once): entitlements and ledger legs in one transaction.
 
         ``amount``/``currency`` are what the provider says was paid; a mismatch refuses.
-        Returns False if the order was not pending (already processed).
+        A buyer who already holds what the order grants (two tabs, two pending orders)
+        is not given it twice: with ``refuse_duplicate`` (the dev checkout, where nothing
+        has moved yet) the order is declined and ``409 already_owned`` raised; otherwise
+        (the provider has taken the money) the payment is booked and refunded at once.
+        Completions of one buyer are serialized (the buyer's row is locked on PostgreSQL;
+        SQLite serializes writers), so concurrent payments cannot both grant.
+
+        Returns ``paid``, ``already_processed`` (not pending), ``refunded_duplicate`` or
+        ``duplicate_refund_failed`` (left paid, without entitlements, for an admin's refund).
         """
         async with self.db() as s:
             order = await s.get(Order, order_id)
@@ -275,16 +286,51 @@ class OrderBook:
             )
             if done.rowcount != 1:
                 await s.rollback()
-                return False
+                return "already_processed"
             await s.refresh(order)
             room = await s.get(Room, order.room_id)
-            for kind in _GRANTS.get(order.product, ()):
-                s.add(Entitlement(user_id=order.user_id, room_id=order.room_id, kind=kind, order_id=order.id))
+            grants = _GRANTS.get(order.product, ())
+            duplicate = bool(grants) and await self._holds_any(s, order.user_id, order.room_id, grants)
+            if duplicate and refuse_duplicate:
+                await s.rollback()
+                await self.decline(order_id)
+                raise PaywallError(409, "already_owned",
+                                   "you already have this (another order paid for it); this order is cancelled")
+            if not duplicate:
+                for kind in grants:
+                    s.add(Entitlement(user_id=order.user_id, room_id=order.room_id, kind=kind, order_id=order.id))
             self.ledger.post_payment(s, order, room.creator_id)
             await s.commit()
+        if duplicate:
+            log.warning("order %s paid by user %d for room %s, who already holds it: refunding it", order_id,
+                        order.user_id, room.slug)
+            return await self._refund_duplicate(order_id)
         log.info("order %s paid: user %d, room %s, %d %s", order_id, order.user_id, room.slug,
                  order.amount, order.currency)
-        return True
+        return "paid"
+
+    @staticmethod
+    async def _holds_any(s: AsyncSession, user_id: int, room_id: int, kinds: tuple[str, ...]) -> bool:
+        """Whether the buyer holds any of ``kinds`` in the room, after locking the buyer's
+        row (PostgreSQL: one completion per buyer at a time; a no-op on SQLite)."""
+        await s.execute(select(User.id).where(User.id == user_id).with_for_update())
+        held = await s.execute(select(Entitlement.id).where(
+            Entitlement.user_id == user_id, Entitlement.room_id == room_id, Entitlement.active,
+            Entitlement.kind.in_(kinds)).limit(1))
+        return held.first() is not None
+
+    async def _refund_duplicate(self, order_id: str) -> str:
+        async with self.db() as s:
+            order = await s.get(Order, order_id)
+        try:
+            if order.amount:
+                await self.provider.refund(order)
+        except PaywallError as exc:
+            log.error("order %s: refunding the duplicate payment failed (%s); it stays paid without a ticket: "
+                      "refund it with POST /api/orders/%s/refund", order_id, exc.message, order_id)
+            return "duplicate_refund_failed"
+        await self.mark_refunded(order_id)
+        return "refunded_duplicate"
 
     async def decline(self, order_id: str) -> bool:
         """Pending -> declined; a redeemed coupon is given back."""
@@ -335,7 +381,7 @@ class OrderBook:
                 await s.rollback()
                 return False
             order = await s.get(Order, order_id)
-            await s.execute(
+            revoked = await s.execute(
                 update(Entitlement).execution_options(synchronize_session=False).where(Entitlement.order_id == order_id, Entitlement.active)
                 .values(active=False, revoked_at=utcnow())
             )
@@ -343,7 +389,8 @@ class OrderBook:
             room = await s.get(Room, order.room_id)
             await s.commit()
         log.info("order %s refunded: user %d, room %s", order_id, order.user_id, room.slug)
-        if self.on_revoked is not None and order.product in _GRANTS:
+        # a refunded duplicate payment granted nothing: the buyer's sessions go on
+        if self.on_revoked is not None and order.product in _GRANTS and revoked.rowcount:
             await self.on_revoked(order.user_id, room.slug)
         return True
 

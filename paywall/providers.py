@@ -6,13 +6,13 @@ arrives separately: the dev checkout page's confirm button, or Stripe's signed w
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Optional, Protocol
 
 import stripe
 
 from .errors import PaywallError
+from .request_body import parse_json
 
 __all__ = ["Checkout", "DevProvider", "PaymentProvider", "StripeProvider"]
 
@@ -100,8 +100,8 @@ class StripeProvider:
         except stripe.SignatureVerificationError as exc:
             raise PaywallError(400, "bad_signature", f"webhook signature rejected: {exc.user_message or exc}") from None
         try:
-            event = json.loads(payload)
-        except (ValueError, UnicodeDecodeError):
+            event = parse_json(payload)
+        except PaywallError:
             raise PaywallError(400, "bad_payload", "webhook body is not a Stripe event") from None
         if not isinstance(event, dict) or not isinstance(event.get("data"), dict) or "id" not in event:
             raise PaywallError(400, "bad_payload", "webhook body is not a Stripe event")

@@ -18,12 +18,12 @@ the logs (``mediaserver.access_log``).
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Optional
 
 from aiohttp import web
 
+from mediaserver.cpu import off_loop
 from mediaserver.recording_library import PUBLIC_FILES, Recording, RecordingLibrary, signed_playlist
 from mediaserver.vod import PLAYLIST
 from signalling.permissions import bearer_token
@@ -83,7 +83,7 @@ async def list_recordings(request: web.Request) -> web.Response:
     user = await optional_user(request)
     rooms: dict[str, Optional[RoomView]] = {}
     out = []
-    for rec in library.list(slug):
+    for rec in await off_loop(library.list, slug):  # reads every manifest: off the loop
         if rec.room not in rooms:
             rooms[rec.room] = await catalog.get(rec.room)
         if _visible(rec, rooms[rec.room], user):
@@ -152,7 +152,7 @@ async def download(request: web.Request) -> web.StreamResponse:
     rec, _, grant = await authorized_replay(request)
     if not grant.downloads:
         raise PaywallError(403, "downloads_off", "downloads of this replay are not allowed")
-    path = await asyncio.to_thread(request.app[RECORDINGS].download, rec)
+    path = await off_loop(request.app[RECORDINGS].download, rec)
     if path is None:
         raise PaywallError(404, "file_not_found", "the replay is not ready")
     return web.FileResponse(path, headers={

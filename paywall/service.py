@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable, Optional
+import logging
+from typing import Awaitable, Callable, Iterable, Optional
 
-from mediaserver.config import Settings
+from mediaserver.config import ConfigError, Settings
 
 from .access import PaywallPermissions
 from .accounts import Accounts
@@ -22,15 +23,17 @@ from .webhooks import Webhooks
 
 __all__ = ["Paywall"]
 
+log = logging.getLogger("stagepass.paywall")
+
 
 class Paywall:
     def __init__(self, settings: Settings, db: Database,
                  on_revoked: Optional[Callable[[int, str], Awaitable[None]]] = None,
-                 provider: Optional[PaymentProvider] = None) -> None:
+                 provider: Optional[PaymentProvider] = None, open_rooms: Iterable[str] = ()) -> None:
         self.settings = settings
         self.db = db
-        self.accounts = Accounts(db)
-        self.catalog = Catalog(db)
+        self.accounts = Accounts(db, signups_per_hour=settings.signups_per_hour)
+        self.catalog = Catalog(db, reserved=open_rooms)
         self.ledger = Ledger(settings.platform_fee_bps)
         if provider is None:
             provider = (
@@ -38,6 +41,9 @@ class Paywall:
                 if settings.payment_provider == "stripe" else DevProvider()
             )
         self.provider = provider
+        if provider.name == "dev":
+            log.warning("TEST MODE PAYMENTS: the 'dev' payment provider lets buyers confirm their own orders and "
+                        "no money moves; set STAGEPASS_PAYMENT_PROVIDER=stripe for real payments")
         self.orders = OrderBook(db, self.catalog, self.ledger, provider, on_revoked)
         self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.access_token_ttl)
         self.access = PaywallPermissions(db, self.catalog, self.orders, self.tokens)
@@ -49,10 +55,28 @@ class Paywall:
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":
-        """Connect, run the migrations, and wire the services."""
+        """Connect, run the migrations, and wire the services. With ``open_rooms`` (the
+        configuration's open rooms), a catalog room of the same name is a ``ConfigError``:
+        one name, one room (else a paid room would be played as the open room)."""
         db = Database(settings.database())
-        await db.migrate()
-        return cls(settings, db, **kwargs)
+        try:
+            await db.migrate()
+            paywall = cls(settings, db, **kwargs)
+            clashes = await paywall.catalog.named(paywall.catalog.reserved)
+        except BaseException:
+            await db.close()
+            raise
+        if clashes:
+            await db.close()
+            where = ("STAGEPASS_ROOMS" if settings.rooms else
+                     f"the default open room, from {settings.data_dir / 'stream-keys.json'}: set "
+                     "STAGEPASS_ROOMS to the open rooms you want")
+            names = ", ".join(f"{r.slug!r} (created by user {r.creator_id})" for r in clashes)
+            raise ConfigError(f"rooms: {names}: an open room of the configuration (anyone may watch) "
+                              f"and a room of the paywall's database share the name; one name, one room. "
+                              f"Remove it from the open rooms ({where})")
+        return paywall
 
     async def close(self) -> None:
+        self.accounts.close()
         await self.db.close()

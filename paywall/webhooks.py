@@ -59,11 +59,10 @@ class Webhooks:
                 raise PaywallError(400, "bad_payload", "the checkout session has no amount")
             if not await self.orders.exists(order_id):
                 return "ignored_unknown_order"  # another integration on the same Stripe account
-            done = await self.orders.complete(
+            return await self.orders.complete(
                 order_id, payment_ref=obj.get("payment_intent"),
                 amount=obj.get("amount_total"), currency=obj.get("currency"),
             )
-            return "paid" if done else "already_processed"
         if kind in ("checkout.session.expired", "checkout.session.async_payment_failed"):
             order_id = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("order_id")
             return "declined" if order_id and await self.orders.decline(order_id) else "ignored"

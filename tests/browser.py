@@ -2,7 +2,7 @@
 
 The ``browser`` fixture is registered for every test module by tests/conftest.py.
 It skips, with the reason, when Playwright for Python or ``/usr/bin/chromium`` is
-missing (and fails under ``CI=true``, where ``.ci/run`` installs them); it never
+missing, and fails instead under ``CI=true`` (tests/missing_tools.py); it never
 downloads a browser (no ``playwright install``). Flags as in
 ``../shared/notes/browser-webrtc.md``: fake camera and microphone, permission prompts
 accepted, no background traffic.
@@ -19,6 +19,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+
+from tests.missing_tools import missing_tool
 
 __all__ = ["CHROMIUM", "FLAGS", "SCREENSHOTS", "browser", "console_log", "open_page", "wait_state"]
 
@@ -55,9 +57,7 @@ async def browser():
     """A launched Chromium (``playwright.async_api.Browser``); each test makes its contexts."""
     reason = _skip_reason()
     if reason:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason)  # CI installs Chromium (.ci/run): missing means broken
-        pytest.skip(reason)
+        missing_tool(reason)
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:

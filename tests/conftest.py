@@ -6,7 +6,7 @@ from mediaserver.app import create_app
 from mediaserver.config import Settings
 from signalling.permissions import StreamKeyPermissions
 
-pytest_plugins = ("tests.paywall_fixtures", "tests.browser", "tests.gst")
+pytest_plugins = ("tests.missing_tools", "tests.paywall_fixtures", "tests.browser", "tests.gst")
 
 KEY = "test-stream-key"
 

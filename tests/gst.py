@@ -4,7 +4,8 @@ tests and benchmarks.
 The clients run under the *system* python3 with Debian's GStreamer (python3-gi,
 gstreamer1.0-plugins-bad/-good/-ugly/-libav, gstreamer1.0-nice), never in the project's
 virtualenv. The ``gstreamer`` fixture skips when that stack is missing, except under
-``CI=true``, where a missing GStreamer fails the test (``.ci/run`` installs it).
+``CI=true``, where a missing GStreamer fails the test (``tests/missing_tools.py``;
+``.ci/run`` installs it).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Optional
 
 import pytest
+
+from tests.missing_tools import missing_tool
 
 __all__ = ["GstClient", "SYSTEM_PYTHON", "gstreamer", "gstreamer_missing"]
 
@@ -54,10 +57,8 @@ def gstreamer() -> None:
     """Skips (fails under CI=true) unless the GStreamer WHIP/WHEP clients can run."""
     reason = gstreamer_missing()
     if reason:
-        hint = " (apt-get install gstreamer1.0-plugins-bad gstreamer1.0-nice python3-gi ...; see .ci/run)"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(reason + hint)
-        pytest.skip(reason + hint)
+        missing_tool(reason + " (apt-get install gstreamer1.0-plugins-bad gstreamer1.0-nice "
+                     "python3-gi ...; see .ci/run)")
 
 
 class GstClient:

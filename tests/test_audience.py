@@ -160,6 +160,31 @@ async def test_broadcasts_left_open_by_a_crash_are_closed_at_the_next_start(data
         await db.close()
 
 
+async def test_a_restarted_node_ends_its_own_broadcasts_at_once_and_no_one_elses(database_url):
+    """kill -9 then a restart seconds later: this node's broadcasts end at their last sample
+    however recent; another node's recent ones go on (they are live there)."""
+    db, audience = await _catalog(database_url)
+    try:
+        started = time.time() - 30
+        mine, theirs = Broadcast(started_at=started), Broadcast(started_at=started)
+        here = AudienceSampler(audience, [fake_room("maths", mine, 2)], interval=5, node="node-a")
+        there = AudienceSampler(audience, [fake_room("maths", theirs, 4)], interval=5, node="node-b")
+        for offset in (0, 10, 20):
+            await here.sample_once(now=started + offset)
+            await there.sample_once(now=started + offset + 1)
+        # node-a is killed (no end, no close) and starts again 10 s after its last sample
+        restarted = AudienceSampler(audience, [], interval=5, node="node-a")
+        await restarted.start()
+        await restarted.close()
+        session, points = await audience.session(mine.id)
+        assert (session.live, session.peak_viewers, session.duration_ms) == (False, 2, 20_000)
+        assert session.ended_at.timestamp() == pytest.approx(started + 20, abs=0.01)
+        assert points[-1] == (20_000, 2)
+        assert (await audience.session(theirs.id))[0].live
+    finally:
+        await db.close()
+
+
 # ---------------------------------------------------------------------- real viewers, real app
 class TokenViewer(Viewer):
     async def play_with(self, room: str, token: str) -> int:

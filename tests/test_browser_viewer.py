@@ -67,7 +67,7 @@ async def test_catalog_live_upcoming_search_and_badges(aiohttp_server, tmp_path,
     key = (await paid_room(creator, slug="maths", title="Algebra live", tags=["maths"]))["stream_key"]
     soon = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=2)).isoformat()
     await paid_room(creator, slug="quantum", title="Quantum hour", tags=["physics"], starts_at=soon)
-    await paid_room(creator, slug="poetry", title=f"Poetry {XSS}", ticket_price=0)
+    await paid_room(creator, slug="poetry", title=f"Poetry {XSS}", ticket_price=0, description="Verses by candlelight.")
     viewer = await Api.sign_up(base)
     await buy(viewer, "maths")
     log: list[str] = []
@@ -98,15 +98,19 @@ async def test_catalog_live_upcoming_search_and_badges(aiohttp_server, tmp_path,
         assert await page.locator("#replays").is_hidden()  # no recordings endpoint answers here
         await page.screenshot(path=str(SCREENSHOTS / "catalog.png"), full_page=True)
 
-        # search by tag, then by title; the query is kept in the address
-        await page.fill("#search", "PHYSICS")
+        # search (on the server) by tag, then by title, then by description; the query is kept in the address
+        async with page.expect_response(lambda r: "/api/catalog?q=PHYSICS" in r.url):
+            await page.fill("#search", "PHYSICS")
         await page.wait_for_function("document.querySelectorAll('li[data-room]').length === 1")
         assert await page.locator("li[data-room=quantum]").is_visible()
         assert await page.locator("#live").is_hidden()
         assert "q=PHYSICS" in page.url
         await page.fill("#search", "algebra")
-        await page.wait_for_function("document.querySelectorAll('li[data-room]').length === 1")
-        assert await page.locator("#live-list li[data-room=maths]").is_visible()
+        await page.locator("#live-list li[data-room=maths]").wait_for()
+        assert await page.locator("li[data-room]").count() == 1
+        await page.fill("#search", "candle")
+        await page.locator("#others-list li[data-room=poetry]").wait_for()
+        assert await page.locator("li[data-room]").count() == 1
         await page.fill("#search", "nothing like this")
         await page.locator("#empty").wait_for()
         await page.fill("#search", "")
@@ -204,6 +208,8 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         assert await page.locator("#about img").count() == 0
         assert await page.locator("#stage").is_hidden()
         await page.screenshot(path=str(SCREENSHOTS / "room-needs-ticket.png"), full_page=True)
+        assert await page.locator("#test-mode").is_visible()  # the dev provider: test-mode payments
+        assert "test mode" in (await page.text_content("#test-mode")).lower()
 
         # buy with a coupon through the dev checkout, and come back to the room
         await page.fill("#coupon", "nope")
@@ -214,6 +220,7 @@ async def test_room_buy_watch_interact_and_seat_taken(aiohttp_server, tmp_path, 
         await page.click("#buy-button")
         await page.wait_for_url(re.compile(r".*/pay/dev/[0-9a-f]+$"))
         assert "4.95" in await page.text_content("h1")
+        assert "TEST MODE" in await page.text_content(".banner")
         await page.click("#confirm")
         await page.wait_for_url(re.compile(r".*/static/room\.html\?room=maths$"))  # order params cleaned
         await wait_state(page, "idle")  # a ticket, but nobody broadcasting yet

@@ -140,3 +140,22 @@ async def test_newcomers_learn_slow_mode_and_reading_the_blocklist_changes_nothi
         assert quiet.got("slow_mode") == []  # off: nothing to say
     finally:
         await quiet.close()
+
+
+async def test_moderating_an_unknown_user_is_refused_with_a_precise_code(room_with_people, caplog):
+    """mute, ban, unban, appoint and dismiss of a user id nobody has: ``user_not_found``,
+    nothing stored or audited, no traceback in the log (it was ``internal_error``)."""
+    base, app, (creator, alice, bob), (c, a, b) = room_with_people
+    ghost = alice.user["id"] + 10_000
+    for event, payload in (("mod:mute", {"user_id": ghost, "seconds": 60}), ("mod:ban", {"user_id": ghost}),
+                           ("mod:unban", {"user_id": ghost}), ("mod:appoint", {"user_id": ghost}),
+                           ("mod:appoint", {"user_id": ghost, "remove": True})):
+        reply = await c.call(event, payload)
+        assert reply["ok"] is False and reply["error"]["code"] == "user_not_found", (event, reply)
+        assert str(ghost) in reply["error"]["message"]
+    assert (await c.call("mod:audit"))["actions"] == []
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
+    # known users still work, and a moderator the creator appointed is refused the same way
+    assert (await c.call("mod:appoint", {"user_id": bob.user["id"]}))["ok"]
+    assert (await b.call("mod:mute", {"user_id": ghost, "seconds": 5}))["error"]["code"] == "user_not_found"
+    assert (await b.call("mod:mute", {"user_id": alice.user["id"], "seconds": 5}))["ok"]

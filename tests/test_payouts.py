@@ -86,7 +86,7 @@ async def test_payout_input_is_checked_and_changes_nothing(paywall_app):
         got, answer = await admin.post("/api/admin/payouts", body)
         assert (got, answer["error"]["code"]) == (status, code), body
     got, answer = await admin.call("POST", "/api/admin/payouts", raw=b"{not json", headers={"Content-Type": "application/json"})
-    assert (got, answer["error"]["code"]) == (400, "invalid_json")
+    assert (got, answer["error"]["code"]) == (400, "bad_json")
     assert (await creator.get("/api/creator/payouts"))[1]["payouts"] == []
     assert (await viewer.get("/api/creator/payouts"))[0] == 403
     assert (await creator.get("/api/creator/dashboard"))[1]["balance"] == [{"currency": "USD", "amount": 891}]

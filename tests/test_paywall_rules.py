@@ -142,7 +142,7 @@ async def test_malformed_requests(paywall_app):
     base, app = paywall_app
     api = Api(base)
     status, body = await api.call("POST", "/api/auth/signup", raw=b"{not json", headers={"Content-Type": "application/json"})
-    assert (status, body["error"]["code"]) == (400, "invalid_json")
+    assert (status, body["error"]["code"]) == (400, "bad_json")
     status, body = await api.call("POST", "/api/auth/signup", raw=b"[]", headers={"Content-Type": "application/json"})
     assert status == 400
     status, body = await api.call("POST", "/api/auth/signup", raw=b"email=x", headers={"Content-Type": "application/x-www-form-urlencoded"})
@@ -267,7 +267,7 @@ async def test_public_url_is_used_behind_a_proxy(aiohttp_server, tmp_path, datab
     from mediaserver.app import create_app
     from tests.paywall_fixtures import paywall_settings
 
-    settings = paywall_settings(tmp_path, database_url, public_url="https://live.example.org/")
+    settings = paywall_settings(tmp_path, database_url, public_url="https://live.example.org/", payment_provider="dev")
     assert settings.public_url == "https://live.example.org"
     server = await aiohttp_server(create_app(settings))
     base = str(server.make_url("")).rstrip("/")

@@ -40,6 +40,7 @@ from mediaserver.room import Broadcast
 from mediaserver.tasks import TaskOwner
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
+from tests.missing_tools import missing_tool
 from tests.peers import Peer, Publisher, ToneAudioTrack, Viewer, draw_number, read_number
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -394,7 +395,7 @@ async def test_recorder_audio_only_and_video_only(tmp_path):
 async def test_disk_full_keeps_the_partial_recording_and_says_so(tmp_path):
     """The media file is /dev/full: every write fails with ENOSPC, as on a full disk."""
     if not os.path.exists("/dev/full"):
-        pytest.skip("no /dev/full")
+        missing_tool("no /dev/full")
     clock = Clock(1_700_000_000.0)
     rec, fanouts, tasks = await make_recorder(tmp_path, {"video": "H264", "audio": "OPUS"}, clock)
     rec.directory.mkdir(parents=True, exist_ok=True)  # the writer may have made it already

@@ -3,6 +3,7 @@
 from alembic import context
 
 from paywall.models import Base
+from paywall.search import is_search_object
 import interaction.models  # noqa: F401  (its tables are part of the schema)
 
 connection = context.config.attributes.get("connection")
@@ -14,6 +15,8 @@ context.configure(
     target_metadata=Base.metadata,
     render_as_batch=connection.dialect.name == "sqlite",
     compare_type=True,
+    # the catalog's full-text search objects (migration 0007) are not in the models
+    include_name=lambda name, type_, parent: not is_search_object(name),
 )
 with context.begin_transaction():
     context.run_migrations()

@@ -1,6 +1,7 @@
 // The catalog (home page): live now (with viewer counts), upcoming (with a countdown),
-// replays, and the other rooms; client-side search by title or tag; price and
-// "you own this" badges. Every text from the server goes through ui.h (text nodes).
+// replays, and the other rooms; search on the server (GET /api/catalog?q=: title, tags,
+// description, ranked); price and "you own this" badges. Every text from the server goes
+// through ui.h (text nodes).
 import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
 
 const LIVE_REFRESH_MS = 10_000;
@@ -15,7 +16,10 @@ const sections = {
 };
 const empty = document.getElementById("empty");
 
-const state = { user: null, rooms: [], live: [], owned: {}, recordings: [], loaded: false };
+const SEARCH_DELAY_MS = 200;
+
+// matches: the server's ranked slugs for the search box's text, or null when it is empty
+const state = { user: null, rooms: [], live: [], owned: {}, recordings: [], loaded: false, matches: null };
 
 /** "2 d 03:04:05" / "03:04:05" until `iso`, or null once it has passed. */
 export function countdown(iso, now = Date.now()) {
@@ -99,16 +103,20 @@ function fill(name, items) {
 
 function render() {
   const query = search.value.trim().toLowerCase();
+  const rank = state.matches && new Map(state.matches.map((slug, i) => [slug, i]));
+  const hit = (room) => !rank || rank.has(room.slug);
+  const byRank = (a, b) => (rank ? rank.get(a.slug) - rank.get(b.slug) : 0);
   const bySlug = new Map(state.rooms.map((r) => [r.slug, r]));
   const onAir = new Map(state.live.map((e) => [e.room, e]));
   const now = Date.now();
   const live = [];
   const upcoming = [];
   const others = [];
-  for (const entry of state.live) {
+  const onAirNow = rank ? [...state.live].sort((a, b) => (rank.get(a.room) ?? 1e9) - (rank.get(b.room) ?? 1e9)) : state.live;
+  for (const entry of onAirNow) {
     const room = bySlug.get(entry.room);
     if (room) {
-      if (matches(query, room.title, room.tags, room.slug)) live.push(roomCard(room, liveBadge(entry)));
+      if (hit(room)) live.push(roomCard(room, liveBadge(entry)));
     } else if (matches(query, entry.room)) {
       // an open room from the server's configuration: the plain player
       live.push(h("li", { class: "card", dataset: { room: entry.room } },
@@ -119,17 +127,17 @@ function render() {
   const scheduled = state.rooms.filter((r) => !onAir.has(r.slug) && r.starts_at && Date.parse(r.starts_at) > now)
     .sort((a, b) => Date.parse(a.starts_at) - Date.parse(b.starts_at));
   for (const room of scheduled) {
-    if (matches(query, room.title, room.tags, room.slug)) upcoming.push(roomCard(room, countdownBadge(room.starts_at)));
+    if (hit(room)) upcoming.push(roomCard(room, countdownBadge(room.starts_at)));
   }
-  for (const room of state.rooms) {
+  for (const room of [...state.rooms].sort(byRank)) {
     if (onAir.has(room.slug) || scheduled.includes(room)) continue;
-    if (matches(query, room.title, room.tags, room.slug)) {
+    if (hit(room)) {
       others.push(roomCard(room, room.starts_at ? [h("span", { class: "hint" }, "Started "), when(room.starts_at)] : null));
     }
   }
   const replays = state.recordings.filter((rec) => {
     const room = bySlug.get(rec.room);
-    return matches(query, rec.title, rec.room, room ? room.title : "", room ? room.tags : []);
+    return room ? hit(room) : matches(query, rec.title, rec.room);
   }).map(recordingCard);
   const shown = fill("live", live) + fill("upcoming", upcoming) + fill("replays", replays) + fill("others", others);
   empty.hidden = !(state.loaded && shown === 0);
@@ -174,9 +182,34 @@ async function load() {
     recordings().catch(() => []),
   ]);
   Object.assign(state, { rooms: catalog.rooms, live: live.rooms, owned: owned.entitlements, recordings: recs, loaded: true });
-  render();
+  if (search.value.trim()) await runSearch();
+  else render();
   setStatus(statusLine, "ready", "");
   statusLine.hidden = true;
+}
+
+let searchSeq = 0;
+let searchTimer = null;
+
+/** Ask the server for the rooms matching the search box; the latest answer wins. */
+async function runSearch() {
+  const q = search.value.trim();
+  const seq = ++searchSeq;
+  if (!q) {
+    state.matches = null;
+    render();
+    return;
+  }
+  try {
+    const body = await api(`/api/catalog?q=${encodeURIComponent(q)}`);
+    if (seq !== searchSeq) return;
+    state.matches = body.rooms.map((r) => r.slug);
+    render();
+  } catch (err) {
+    if (seq !== searchSeq) return;
+    statusLine.hidden = false;
+    setStatus(statusLine, "error", `Search failed: ${describe(err)}`);
+  }
 }
 
 search.value = param("q", "");
@@ -185,7 +218,8 @@ search.addEventListener("input", () => {
   if (search.value.trim()) url.searchParams.set("q", search.value.trim());
   else url.searchParams.delete("q");
   history.replaceState(null, "", url);
-  render();
+  clearTimeout(searchTimer);
+  searchTimer = setTimeout(runSearch, SEARCH_DELAY_MS);
 });
 document.getElementById("search-form").addEventListener("submit", (e) => e.preventDefault());
 

@@ -28,7 +28,7 @@ const el = {
 
 const slug = param("room", "");
 const state = {
-  user: null, room: null, owned: [], access: null, previewUntil: null,
+  user: null, room: null, owned: [], testMode: false, access: null, previewUntil: null,
   socket: null, session: null, phase: null, seatTaken: false, kicked: null, stopped: false,
   recording: null, endedBroadcast: null, likes: 0, handRaised: false, polls: new Map(), questions: new Map(),
 };
@@ -109,6 +109,7 @@ function renderAbout() {
 
 function showBuy(reason) {
   el.buy.hidden = false;
+  $("test-mode").hidden = !state.testMode;
   const loggedIn = Boolean(state.user);
   el.loginNeeded.hidden = loggedIn;
   el.buyForm.hidden = !loggedIn;
@@ -795,6 +796,7 @@ async function main() {
   }
   state.room = body.room;
   state.owned = body.owned || [];
+  state.testMode = body.test_mode === true;
   renderAbout();
   if (param("popup") === "1") { // the checkout popup came back here: nothing to watch in it
     status("ready", "Payment done. You can close this window.");
