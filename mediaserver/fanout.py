@@ -270,8 +270,8 @@ class Fanout:
                     continue
                 if not self._start(d, start, ts, codec, gen):
                     continue
-                if start != seq:
-                    self._send_earlier(d, start, seq, ntp, abs_send)
+                if start != seq and not self._send_earlier(d, start, seq, ntp, abs_send):
+                    continue
             vseq = (seq + d.seq_delta) & 0xFFFF
             vts = (ts + d.ts_delta) & 0xFFFFFFFF
             data = b"".join((
@@ -318,9 +318,10 @@ class Fanout:
             start = prev
         return start
 
-    def _send_earlier(self, d: Downstream, start: int, seq: int, ntp: int, abs_send: bytes) -> None:
+    def _send_earlier(self, d: Downstream, start: int, seq: int, ntp: int, abs_send: bytes) -> bool:
         """Send a viewer that starts at ``start`` the packets of its first frame that went
-        by before the packet that showed it is a keyframe (``seq``)."""
+        by before the packet that showed it is a keyframe (``seq``). False if one could not
+        be sent: the viewer then waits for the next keyframe."""
         s = start
         while s != seq:
             _, _, ts, marker, payload, _ = self._history[s & _HISTORY_MASK]  # type: ignore[misc]
@@ -330,9 +331,14 @@ class Fanout:
                 _HEADER.pack(d.first_byte, (marker << 7) | d.pt, vseq, vts, d.ssrc),
                 d.ext_prefix, abs_send if d.uses_abs else b"", d.ext_suffix, payload,
             ))
-            self._send_to(d, data, len(payload), ntp, vts)
+            if not self._send_to(d, data, len(payload), ntp, vts):
+                d.dropped += 1
+                self.stats.dropped += 1
+                d.waiting = True
+                return False
             d.last_vseq, d.last_vts = vseq, vts
             s = (s + 1) & 0xFFFF
+        return True
 
     def _send_to(self, d: Downstream, data: bytes, payload_size: int, ntp: int, vts: int) -> bool:
         try:
