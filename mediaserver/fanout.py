@@ -471,8 +471,8 @@ class Fanout:
         if d.last_vseq is None or d.waiting:
             return
         nacks = d.nacks
-        nacks.listed(lost)
         now = time.monotonic()
+        nacks.listed(lost, now)
         rtt = d.port.rtt
         # a NACK younger than a round trip plus the reorder window was written before
         # the packet could have arrived: too early to tell a late packet from a lost one

@@ -14,8 +14,9 @@ aiortc measures from that viewer's receiver reports) plus its reorder window; ne
 the viewer can no longer use it (more than ``LATE_LIMIT`` packets or ``PLAYOUT_WINDOW``
 seconds old, or before the last keyframe); and a NACK that comes so early that the
 packet may just be late (younger than the viewer's reorder window, from the jitter in its
-receiver reports) is held until that window has passed, and dropped if a later NACK from
-the viewer no longer lists it (the packet arrived after all).
+receiver reports, plus a round trip) is held until that window has passed, and dropped
+if the viewer, when it lists every missing packet in each NACK as aiortc does, sends a
+later NACK that no longer lists it (the packet arrived after all).
 """
 
 from __future__ import annotations
@@ -46,6 +47,10 @@ PLAYOUT_WINDOW = 1.0
 MAX_HOLD = 0.08
 
 
+_REPEAT_WINDOW = 0.04
+_FULL_LIST_EVIDENCE = 3
+
+
 def extend_seq(highest: int, seq: int) -> int:
     """The extended sequence number of 16-bit ``seq`` nearest to extended ``highest``."""
     return highest + ((seq - highest + 0x8000) & 0xFFFF) - 0x8000
@@ -55,7 +60,7 @@ class ViewerNacks:
     """One viewer's retransmission state: when each sequence was last resent and the
     NACKs held back until the viewer's reorder window has passed."""
 
-    __slots__ = ("resent", "pending", "timer", "nacks")
+    __slots__ = ("resent", "pending", "timer", "nacks", "repeats", "_last", "_last_at")
 
     def __init__(self) -> None:
         self.resent: dict[int, float] = {}  #: viewer sequence -> when it was last resent
@@ -63,6 +68,17 @@ class ViewerNacks:
         self.pending: dict[int, tuple[float, int]] = {}
         self.timer = None  #: the ``asyncio.TimerHandle`` that answers ``pending``
         self.nacks = 0  #: NACK packets received from the viewer
+        #: NACKs that repeated a sequence of the NACK just before (within _REPEAT_WINDOW)
+        self.repeats = 0
+        self._last: frozenset[int] = frozenset()
+        self._last_at = -1.0
+
+    @property
+    def full_lists(self) -> bool:
+        """Whether this viewer's NACKs list every packet it still misses (aiortc does, at
+        each new gap), so a NACK that leaves one out says it arrived. libwebrtc lists a
+        packet once per its round trip (100 ms by default), never twice in a row so fast."""
+        return self.repeats >= _FULL_LIST_EVIDENCE
 
     def hold(self, vseq: int, due: float) -> None:
         """Answer ``vseq`` at ``due`` if the viewer's last NACK by then still lists it."""
@@ -70,14 +86,16 @@ class ViewerNacks:
         self.pending[vseq] = (due if held is None else held[0], self.nacks)
 
     def held_due(self, now: float) -> list[int]:
-        """Held sequences whose reorder window has passed and whose last word from the
-        viewer is still "missing" (the latest NACK listed them). A viewer that sent other
-        NACKs since lists a packet again if it still misses it, and is answered then."""
+        """Held sequences whose reorder window has passed. From a viewer that sends full
+        lists, only those whose last word is still "missing" (its latest NACK listed
+        them): if it sent other NACKs since, it lists a packet again while it misses it,
+        and is answered then."""
+        full = self.full_lists
         due = []
         for vseq, (when, nacks_then) in list(self.pending.items()):
             if when <= now:
                 del self.pending[vseq]
-                if self.nacks == nacks_then:
+                if not full or self.nacks == nacks_then:
                     due.append(vseq)
         return due
 
@@ -95,14 +113,17 @@ class ViewerNacks:
             self.resent = {s: t for s, t in self.resent.items() if t > horizon}
         return True
 
-    def listed(self, lost: list[int]) -> None:
-        """A new NACK lists ``lost``: a held sequence that it no longer lists, although
-        it lists newer ones, has arrived (aiortc lists every packet still missing)."""
+    def listed(self, lost: list[int], now: float) -> None:
+        """A new NACK lists ``lost``. From a viewer that sends full lists, a held sequence
+        that it no longer lists, although it lists newer ones, has arrived."""
         self.nacks += 1
-        if not self.pending or not lost:
+        listed = frozenset(lost)
+        if now - self._last_at < _REPEAT_WINDOW and not listed.isdisjoint(self._last):
+            self.repeats += 1
+        self._last, self._last_at = listed, now
+        if not self.pending or not lost or not self.full_lists:
             return
         newest = lost[-1]
-        listed = set(lost)
         for vseq in list(self.pending):
             if vseq not in listed and 0 < (newest - vseq) & 0xFFFF < 0x8000:
                 del self.pending[vseq]

@@ -166,6 +166,7 @@ async def test_what_the_server_never_got_waits_for_upstream_then_asks_for_a_keyf
 
 async def test_early_nacks_are_held_for_the_reorder_window_and_dropped_if_it_arrived(fanout):
     port, d = nack_setup(fanout, rtt=0.001, jitter=900)  # 10 ms of jitter: hold 30 ms
+    d.nacks.repeats = 3  # an aiortc-like viewer: every NACK lists all it still misses
     lost = port.sent[5].sequence_number
     late = port.sent[6].sequence_number
     fanout.on_nack(d, [lost, late])  # right after sending: may just be reordered
@@ -177,12 +178,35 @@ async def test_early_nacks_are_held_for_the_reorder_window_and_dropped_if_it_arr
     assert resent(port) == [lost, newer] and not d.nacks.pending
 
 
-async def test_a_held_nack_the_viewer_did_not_repeat_is_dropped(fanout):
+async def test_a_held_nack_a_full_list_viewer_did_not_repeat_is_dropped(fanout):
     port, d = nack_setup(fanout, rtt=0.001, jitter=900)
+    d.nacks.repeats = 3
     fanout.on_nack(d, [port.sent[7].sequence_number])
     fanout.on_nack(d, [port.sent[5].sequence_number])  # spoke again, without the first
     await asyncio.sleep(0.06)
     assert resent(port) == [port.sent[5].sequence_number]
+
+
+async def test_a_browser_like_viewers_held_nacks_are_all_answered(fanout):
+    """libwebrtc lists a packet once per round trip: leaving it out of the next NACK
+    says nothing, so a held NACK is answered when its window has passed."""
+    port, d = nack_setup(fanout, rtt=0.001, jitter=900)
+    fanout.on_nack(d, [port.sent[5].sequence_number])
+    fanout.on_nack(d, [port.sent[7].sequence_number])
+    assert not d.nacks.full_lists
+    await asyncio.sleep(0.06)
+    assert resent(port) == [port.sent[5].sequence_number, port.sent[7].sequence_number]
+
+
+def test_full_list_viewers_are_recognised_by_quick_repeats():
+    aiortc_like, browser_like = ViewerNacks(), ViewerNacks()
+    t = 0.0
+    for i in range(6):  # each new gap: a NACK listing every packet still missing
+        aiortc_like.listed([10, 20 + i], now=t)
+        browser_like.listed([20 + i], now=t)  # each missing packet once...
+        t += 0.01
+    browser_like.listed([20], now=t + 0.1)  # ...and again a round trip later
+    assert aiortc_like.full_lists and not browser_like.full_lists
 
 
 async def test_nack_state_goes_with_the_viewer(fanout):
