@@ -38,8 +38,6 @@ from aiortc.codecs import is_rtx
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtcdtlstransport import State as DtlsState
 from aiortc.rtcrtpreceiver import StreamStatistics
-
-from .retransmission import NackRequester
 from aiortc.rtp import (
     RTCP_PSFB_APP,
     RTCP_PSFB_FIR,
@@ -53,6 +51,8 @@ from aiortc.rtp import (
     pack_remb_fci,
     unwrap_rtx,
 )
+
+from .retransmission import NackRequester
 
 __all__ = [
     "AIORTC_VERSION",
@@ -186,7 +186,8 @@ class ReceiverTap:
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         if isinstance(packet, RtcpSrPacket) and packet.ssrc == self.media_ssrc:
             info = packet.sender_info
-            self.on_sender_report(info.ntp_timestamp, info.rtp_timestamp, self.clock_rate)
+            if info.ntp_timestamp:  # aiortc reports zeros until it has sent something
+                self.on_sender_report(info.ntp_timestamp, info.rtp_timestamp, self.clock_rate)
         await self._aiortc_rtcp(packet)
 
     def recovering(self, seq: int) -> bool:
@@ -350,8 +351,9 @@ class SenderPort:
         return self._sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
 
     def retransmit(self, data: bytes) -> bool:
-        """Protect and send a retransmission now: like ``send`` but the sender report's
-        counters and NTP/RTP pair stay those of the media stream."""
+        """Protect and send a retransmission now: like ``send`` (which inlines the same
+        steps: it is the per-packet path) but the sender report's counters and NTP/RTP
+        pair stay those of the media stream."""
         if self._dtls._state is not _CONNECTED:
             return False
         pair = self._nominated.get(1)

@@ -470,19 +470,23 @@ class Fanout:
         ``mediaserver.retransmission``)."""
         if d.last_vseq is None or d.waiting:
             return
-        nacks = d.nacks
         now = time.monotonic()
-        nacks.listed(lost, now)
-        rtt = d.port.rtt
-        # a NACK younger than a round trip plus the reorder window was written before
-        # the packet could have arrived: too early to tell a late packet from a lost one
-        hold = 0.0 if rtt is None else min(rtt, _MAX_RTT_HOLD)
-        if d.port.jitter:
-            hold += min(MAX_HOLD, 3.0 * d.port.jitter / d.clock_rates.get(self.codec or "", 90000))
-        interval = max(_MIN_RESEND_INTERVAL, (_DEFAULT_RTT if rtt is None else rtt) + hold)
+        d.nacks.listed(lost, now)
+        hold, interval = self._resend_timing(d)
         for vseq in lost:
             self._answer(d, vseq, now, interval, hold)
         self._schedule_held(d, now)
+
+    def _resend_timing(self, d: Downstream) -> tuple[float, float]:
+        """(hold, interval) for one viewer. A NACK younger than a round trip plus the
+        reorder window (3x the jitter the viewer reports) was written before the packet
+        could have arrived: too early to tell a late packet from a lost one. A packet is
+        resent at most once per round trip plus that window."""
+        rtt = d.port.rtt
+        hold = 0.0 if rtt is None else min(rtt, _MAX_RTT_HOLD)
+        if d.port.jitter:
+            hold += min(MAX_HOLD, 3.0 * d.port.jitter / d.clock_rates.get(self.codec or "", 90000))
+        return hold, max(_MIN_RESEND_INTERVAL, (_DEFAULT_RTT if rtt is None else rtt) + hold)
 
     def _answer(self, d: Downstream, vseq: int, now: float, interval: float, hold: float) -> None:
         stats = self.stats
@@ -543,8 +547,7 @@ class Fanout:
             nacks.pending.clear()
             return
         now = time.monotonic()
-        rtt = d.port.rtt
-        interval = max(_MIN_RESEND_INTERVAL, _DEFAULT_RTT if rtt is None else rtt)
+        _, interval = self._resend_timing(d)
         for vseq in nacks.held_due(now):
             self._answer(d, vseq, now, interval, 0.0)
         self._schedule_held(d, now)

@@ -12,7 +12,7 @@ from tests.impaired_session import CASES, Session, sr_errors
 
 pytestmark = pytest.mark.slow
 
-SECONDS = 6.0
+SECONDS = 8.0
 
 
 def report(label: str, session: Session, results) -> None:
@@ -39,7 +39,7 @@ async def test_uplink_loss_and_jitter_viewers_get_each_packet_once(server, codec
             assert r.media_packets > 300
             # the picture held (issue 17's "loss on the publisher's path"): NACK/RTX and
             # keyframes recovered the publisher's losses
-            assert r.frames >= 0.6 * session.frames_sent, (r.frames, session.frames_sent)
+            assert r.frames >= 0.5 * session.frames_sent, (r.frames, session.frames_sent)
     finally:
         await session.close()
 
@@ -77,6 +77,6 @@ async def test_downlink_loss_and_jitter_retransmissions_within_three_times_the_l
             assert r.media_packets > 300
             assert r.retransmission_ratio <= 3 * 0.05, r
             assert r.retransmissions > 0, r  # losses were repaired, not ignored
-            assert r.frames >= 0.6 * session.frames_sent, (r.frames, session.frames_sent)
+            assert r.frames >= 0.5 * session.frames_sent, (r.frames, session.frames_sent)
     finally:
         await session.close()
