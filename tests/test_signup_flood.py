@@ -111,3 +111,27 @@ async def test_password_pool_is_bounded():
         assert await pool.verify("not a hash", "wrong") is False
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_behind_a_trusted_proxy_limits_are_per_forwarded_client(aiohttp_server, tmp_path, database_url):
+    """Every request comes from the proxy (127.0.0.1 here): with it trusted, each client of
+    X-Forwarded-For has its own limit; a client's own forged X-Forwarded-For entries (left
+    of the proxy's) change nothing; an untrusted peer's header is ignored."""
+    app = create_app(paywall_settings(tmp_path, database_url, signups_per_hour=2, trusted_proxies=["127.0.0.1"]))
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+
+    async def sign_up(forwarded: str, address: str = "127.0.0.1") -> int:
+        connector = aiohttp.TCPConnector(local_addr=(address, 0))
+        async with aiohttp.ClientSession(connector=connector) as http:
+            async with http.post(f"{base}/api/auth/signup", headers={"X-Forwarded-For": forwarded},
+                                 json={"email": f"u-{secrets.token_hex(4)}@example.org",
+                                       "password": "correct horse battery"}) as r:
+                return r.status
+
+    assert [await sign_up("203.0.113.7") for _ in range(3)] == [201, 201, 429]
+    assert await sign_up("198.51.100.1, 203.0.113.7") == 429  # a forged hop in front: still 203.0.113.7
+    assert await sign_up("203.0.113.8") == 201  # another client behind the same proxy
+    # 127.0.0.5 is not a trusted proxy: its header is ignored, the limit is its own address's
+    assert [await sign_up("192.0.2.1", "127.0.0.5") for _ in range(3)] == [201, 201, 429]
+    assert await sign_up("192.0.2.2", "127.0.0.5") == 429
