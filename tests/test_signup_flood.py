@@ -44,10 +44,11 @@ ROUNDS = 3
 
 @pytest.mark.slow
 async def test_signup_flood_keeps_live_frames_flowing(aiohttp_server, tmp_path):
-    """Three rounds of 20 concurrent sign-ups; the median of each round's longest frame
-    gap must stay under 250 ms (a shared 2-core machine stalls the whole process for
-    100-350 ms now and then, flood or not: one round may show such a stall, the median
-    does not; with argon2 on the loop every round shows seconds)."""
+    """Three rounds of 20 concurrent sign-ups; the median of the rounds' longest frame gaps
+    must stay under 250 ms. A shared 2-core machine (load 10-16 while others test) stalls
+    the whole process now and then, flood or not; so the bound is 250 ms, or 1.5 times the
+    longest gap of a quiet 15 s measured just before when the machine itself is that
+    noisy. With argon2 on the loop every round shows seconds (12.8 s measured)."""
     app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
     base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
     publisher = Publisher(base, audio=False)
@@ -58,7 +59,7 @@ async def test_signup_flood_keeps_live_frames_flowing(aiohttp_server, tmp_path):
         await asyncio.wait_for(viewer.first_frame, 30)
         await asyncio.sleep(2)
         quiet_start = time.monotonic()
-        await asyncio.sleep(3)
+        await asyncio.sleep(15)
         quiet = longest_gap(viewer.frame_times, quiet_start, time.monotonic())
 
         gaps = []
@@ -76,8 +77,10 @@ async def test_signup_flood_keeps_live_frames_flowing(aiohttp_server, tmp_path):
             print(f"\nround {round_ + 1}: 20 sign-ups in {end - start:.2f} s, {frames} frames meanwhile, "
                   f"longest frame gap {gaps[-1] * 1000:.0f} ms")
         median = sorted(gaps)[len(gaps) // 2]
-        print(f"longest frame gap: median {median * 1000:.0f} ms over {ROUNDS} floods (quiet 3 s: {quiet * 1000:.0f} ms)")
-        assert median < 0.25, f"a live viewer froze for {median * 1000:.0f} ms during 20 sign-ups (median round)"
+        bound = max(0.25, 1.5 * quiet)
+        print(f"longest frame gap: median {median * 1000:.0f} ms over {ROUNDS} floods, quiet 15 s: "
+              f"{quiet * 1000:.0f} ms; bound {bound * 1000:.0f} ms")
+        assert median < bound, f"a live viewer froze for {median * 1000:.0f} ms during 20 sign-ups (median round)"
     finally:
         await viewer.close()
         await publisher.close()
