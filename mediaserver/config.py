@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -126,6 +127,12 @@ class Settings:
     secret: str = field(
         default="",
         metadata={"help": "signing secret for access tokens (>= 32 chars); empty: generated into DATA_DIR/secret.key"},
+    )
+    trusted_proxies: list[str] = field(
+        default_factory=list,
+        metadata={"help": "addresses or networks of reverse proxies whose X-Forwarded-For names the client "
+                          "(for per-client limits), comma separated; none by default",
+                  "parse": lambda s: [p.strip() for p in s.split(",") if p.strip()]},
     )
     signups_per_hour: int = field(
         default=10, metadata={"help": "sign-ups one client address may make per hour (0: no limit)"}
@@ -245,6 +252,11 @@ class Settings:
             raise ConfigError("redis_url: use redis://host:port/db")
         if self.secret and len(self.secret) < 32:
             raise ConfigError("secret: at least 32 characters")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
         if self.signups_per_hour < 0:
             raise ConfigError("signups_per_hour: 0 (no limit) or more")
         if not 30 <= self.access_token_ttl <= 86400:
