@@ -285,3 +285,68 @@ async def test_viewer_quality_shows_its_loss_and_nacks(aiohttp_server, tmp_path,
         stagepass_log.setLevel(level)
         await viewer.close()
         await publisher.close()
+
+
+async def test_a_viewer_that_never_connects_is_counted_as_a_peer_failure(aiohttp_server, tmp_path):
+    _, base, app = await media_server(aiohttp_server, tmp_path, metrics_token=TOKEN, connect_timeout=1.0)
+    viewer = Viewer(base)
+    try:
+        assert await viewer.play("demo") == 201
+    finally:
+        await viewer.close()  # gone before ICE could connect
+
+    async def counted():
+        _, _, body = await get(base + "/metrics", token=TOKEN)
+        return body if 'stagepass_peer_failures_total{cause="timeout",role="viewer",stage="connect"} 1.0' in body \
+            else None
+
+    body = await eventually(counted, timeout=15)
+    # the WHEP POST was counted under its route template, never the room's name
+    assert 'stagepass_http_requests_total{method="POST",route="/whep/{room}",status="201"} 1.0' in body
+    assert 'route="/whep/demo"' not in body
+
+
+# ---------------------------------------------------------------------------- deploy/
+DEPLOY = __import__("pathlib").Path(__file__).resolve().parent.parent / "deploy"
+
+
+def _exported_names(exposition: str) -> set[str]:
+    """Every series name a scrape can hold (counters' _total, histograms' _bucket...)."""
+    names = set()
+    for family in text_string_to_metric_families(exposition):
+        names.add(family.name)
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(family.type, ())
+        names.update(family.name + s for s in suffixes)
+    return names
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_deploy_files_use_only_exported_metrics_and_pass_promtool(aiohttp_server, tmp_path, database_url):
+    import re
+    import shutil
+    import subprocess
+
+    from tests.missing_tools import missing_tool
+
+    app = create_app(paywall_settings(tmp_path, database_url, metrics_token=TOKEN))  # the whole server
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    _, _, body = await get(base + "/metrics", token=TOKEN)
+    exported = _exported_names(body)
+    dashboard = json.loads((DEPLOY / "grafana" / "stagepass-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    alerts = (DEPLOY / "stagepass-alerts.yml").read_text()
+    used = set(re.findall(r"stagepass_[a-z_]+", " ".join(exprs) + alerts))
+    assert used and used <= exported, sorted(used - exported)
+
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        missing_tool("promtool is not installed (Debian package 'prometheus')")
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN)
+    config = tmp_path / "prometheus.yml"
+    config.write_text((DEPLOY / "prometheus.yml").read_text()
+                      .replace("/etc/prometheus/stagepass-metrics-token", str(token_file)))
+    shutil.copy(DEPLOY / "stagepass-alerts.yml", tmp_path / "stagepass-alerts.yml")
+    result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 5 rules found" in result.stdout + result.stderr
