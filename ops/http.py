@@ -123,5 +123,8 @@ def setup_routes(app: web.Application, with_paywall: bool) -> None:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     if with_paywall:
+        from . import admin
+
         app.router.add_get("/api/rooms/{room}/viewers", room_viewers)
+        admin.setup_routes(app)
     app.middlewares.insert(0, http_metrics)
