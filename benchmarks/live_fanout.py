@@ -297,9 +297,7 @@ class NoisyNumberedTrack(NumberedVideoTrack):
             maxlen=60 * self.fps)
 
     async def recv(self) -> VideoFrame:
-        if self._t0 is None:
-            self._t0 = time.monotonic()
-        delay = self._t0 + self._count / self.fps - time.monotonic()
+        delay = self.clock.start() + self._count / self.fps - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         self.captures.append((self.number, time.monotonic()))

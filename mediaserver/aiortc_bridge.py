@@ -9,17 +9,23 @@ fails loudly if the attributes used here move. What we change, and why:
   receiver *instance*: it keeps what the publisher relies on (RTCP receiver statistics,
   REMB bandwidth estimates, RTX unwrapping, NACKs for lost packets) and hands the parsed
   RTP packet, payload untouched, to the room's ``Fanout``. The decoder thread aiortc
-  starts stays idle (it is only fed by the method we replaced).
+  starts stays idle (it is only fed by the method we replaced). NACKs go out after a
+  short reorder window (``retransmission.NackRequester``, run by ``run_nacks``) instead
+  of aiortc's NACK at the first gap, and the publisher's sender reports (its NTP/RTP
+  pair) are passed on (``on_sender_report``) for the viewers' own.
 * **Send side** (``SenderPort``): an ``RTCRtpSender`` negotiates SSRCs, payload types and
   RTCP as usual, but its track (``IdleTrack``) never yields a frame, so aiortc's encode
   loop waits forever and never creates an encoder. The ``Fanout`` writes ready-made RTP
   through ``SenderPort.send``: SRTP protect and ``sendto`` on the ICE pair, synchronously,
   no task switch per packet. The port keeps the sender's SR counters right (packet and
-  octet counts, the NTP/RTP timestamp pair browsers use for lip sync) and intercepts the
-  viewer's RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc. aiortc's SRTP
-  sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they refuse RTP
-  over 1,356 bytes ("packet is too long"); the port gives its session a buffer for
-  packets up to ``MAX_RTP_PACKET`` (the 1,500-byte Ethernet limit plus our header).
+  octet counts, the NTP/RTP timestamp pair browsers use for lip sync, which the fanout
+  derives from the publisher's) and intercepts the viewer's RTCP: NACK and PLI/FIR go to
+  the fanout, the rest to aiortc (which measures the round trip from receiver reports;
+  ``rtt`` and ``jitter`` expose it). Retransmissions (``retransmit``) leave the sender
+  report alone. aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the
+  trailer, so they refuse RTP over 1,356 bytes ("packet is too long"); the port gives its
+  session a buffer for packets up to ``MAX_RTP_PACKET`` (the 1,500-byte Ethernet limit
+  plus our header).
 * **DTLS** (``DtlsWatch``): aiortc answers an ``actpass`` offer as the DTLS client and
   offers only ECDHE-ECDSA cipher suites, so a peer whose DTLS server holds an RSA
   certificate (GStreamer's ``webrtcbin``) fails with "no shared cipher". The watch adds
@@ -46,7 +52,9 @@ from aiortc.rtp import (
     RTCP_PSFB_PLI,
     RTCP_RTPFB_NACK,
     RtcpPsfbPacket,
+    RtcpRrPacket,
     RtcpRtpfbPacket,
+    RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
     unwrap_rtx,
@@ -54,6 +62,8 @@ from aiortc.rtp import (
 from OpenSSL import SSL
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as _srtp_ffi
+
+from .retransmission import NackRequester
 
 __all__ = [
     "AIORTC_VERSION",
@@ -154,6 +164,13 @@ def negotiated_stream(transceiver: RTCRtpTransceiver) -> NegotiatedStream:
 
 
 PacketHandler = Callable[[RtpPacket, str, float], None]
+#: ``on_sender_report(ntp, rtp_timestamp, clock_rate)``
+SenderReportHandler = Callable[[int, int, int], None]
+NACK_TICK = 0.01  #: how often missing packets are looked at (libwebrtc: 20 ms)
+
+
+def _ignore_sender_report(ntp: int, rtp: int, clock_rate: int) -> None:
+    pass
 
 
 class ReceiverTap:
@@ -162,10 +179,18 @@ class ReceiverTap:
     def __init__(self, receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
         self._receiver = receiver
         self.on_packet = on_packet  #: where packets go; swapped when a room accepts the publisher
+        #: where the publisher's sender reports go (with ``on_packet``)
+        self.on_sender_report: SenderReportHandler = _ignore_sender_report
         self.media_ssrc: Optional[int] = None
+        self.clock_rate = 90000
         self.packets = 0
         self.last_arrival: Optional[float] = None  #: ``time.perf_counter()`` of the last packet
+        #: None when the publisher did not negotiate NACK
+        self.nacks: Optional[NackRequester] = None
+        self._nack_wake = asyncio.Event()
         receiver._handle_rtp_packet = self._handle_rtp_packet  # type: ignore[method-assign]
+        self._aiortc_rtcp = receiver._handle_rtcp_packet
+        receiver._handle_rtcp_packet = self._handle_rtcp_packet  # type: ignore[method-assign]
 
     @property
     def _codecs(self) -> dict:
@@ -175,6 +200,31 @@ class ReceiverTap:
         """Ask the publisher for a keyframe (RTCP PLI)."""
         if self.media_ssrc is not None:
             await self._receiver._send_rtcp_pli(self.media_ssrc)
+
+    async def _handle_rtcp_packet(self, packet: Any) -> None:
+        if isinstance(packet, RtcpSrPacket) and packet.ssrc == self.media_ssrc:
+            info = packet.sender_info
+            if info.ntp_timestamp:  # aiortc reports zeros until it has sent something
+                self.on_sender_report(info.ntp_timestamp, info.rtp_timestamp, self.clock_rate)
+        await self._aiortc_rtcp(packet)
+
+    def recovering(self, seq: int) -> bool:
+        """Whether the publisher's packet ``seq`` is missing and still being NACKed."""
+        return self.nacks is not None and self.nacks.recovering(seq)
+
+    async def run_nacks(self) -> None:
+        """NACK the publisher's missing packets once their reorder window has passed and
+        again until they come (the task runs for the publisher's lifetime)."""
+        while True:
+            nacks = self.nacks
+            if nacks is None or not nacks.pending:
+                self._nack_wake.clear()
+                await self._nack_wake.wait()
+                continue
+            await asyncio.sleep(NACK_TICK)
+            lost = nacks.due()
+            if lost and self.media_ssrc is not None:
+                await self._receiver._send_rtcp_nack(self.media_ssrc, lost)
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         arrival = time.perf_counter()
@@ -210,7 +260,8 @@ class ReceiverTap:
             stats = streams[packet.ssrc] = StreamStatistics(codec.clockRate)
         stats.add(packet)
 
-        if is_rtx(codec):
+        retransmission = is_rtx(codec)
+        if retransmission:
             original_ssrc = r._RTCRtpReceiver__rtx_ssrc.get(packet.ssrc)  # type: ignore[attr-defined]
             apt = codec.parameters.get("apt")
             if original_ssrc is None or len(packet.payload) < 2 or apt not in codecs:
@@ -218,11 +269,17 @@ class ReceiverTap:
             packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
             codec = codecs[apt]
 
-        nack = r._RTCRtpReceiver__nack_generator  # type: ignore[attr-defined]
-        if nack is not None and nack.add(packet):
-            await r._send_rtcp_nack(packet.ssrc, sorted(nack.missing))
+        nacks = self.nacks
+        if nacks is None and r._RTCRtpReceiver__nack_generator is not None:  # type: ignore[attr-defined]
+            nacks = self.nacks = NackRequester()
+        if nacks is not None:
+            nacks.add(packet.sequence_number, retransmission)
+            if nacks.pending:
+                self._nack_wake.set()
 
-        self.media_ssrc = packet.ssrc
+        if packet.ssrc != self.media_ssrc:
+            self.media_ssrc = packet.ssrc
+            self.clock_rate = codec.clockRate
         self.packets += 1
         self.last_arrival = arrival
         if packet.payload:  # padding-only probes are not forwarded
@@ -250,6 +307,9 @@ class SenderPort:
         self._pending: set[asyncio.Future] = set()
         self.buffer_limit = 1 << 18
         self.sent_packets = 0
+        self.retransmitted_packets = 0
+        #: interarrival jitter from the viewer's last receiver report (RTP clock units)
+        self.jitter = 0
         # bound to the nominated ICE pair on first use (and again if it changes): the
         # per-packet path then makes no attribute walks, property calls or type checks
         self._pair: Any = None
@@ -260,7 +320,8 @@ class SenderPort:
 
     @property
     def octets_sent(self) -> int:
-        """Payload bytes sent to this viewer (the sender report's octet count, RTX included)."""
+        """Media payload bytes sent to this viewer (the sender report's octet count;
+        retransmissions are not in it)."""
         return self._sender._RTCRtpSender__octet_count  # type: ignore[attr-defined]
 
     def ready(self) -> bool:
@@ -308,7 +369,39 @@ class SenderPort:
         self.sent_packets += 1
         return True
 
+    @property
+    def rtt(self) -> Optional[float]:
+        """Round-trip time to the viewer (seconds), as aiortc measures it from receiver
+        reports; None until the first report that answers a sender report."""
+        return self._sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+
+    def retransmit(self, data: bytes) -> bool:
+        """Protect and send a retransmission now: like ``send`` (which inlines the same
+        steps: it is the per-packet path) but the sender report's counters and NTP/RTP
+        pair stay those of the media stream."""
+        if self._dtls._state is not _CONNECTED:
+            return False
+        pair = self._nominated.get(1)
+        if pair is not self._pair and not self._bind(pair):
+            return False
+        protected = self._protect(data)
+        sendto = self._sendto
+        if sendto is not None:
+            if self._buffered() > self.buffer_limit:
+                return False
+            sendto(protected, self._addr)
+        else:
+            fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
+            self._pending.add(fut)
+            fut.add_done_callback(self._pending.discard)
+        self.retransmitted_packets += 1
+        return True
+
     async def _handle_rtcp_packet(self, packet: Any) -> None:
+        if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
+            for report in packet.reports:
+                if report.ssrc == self.ssrc:
+                    self.jitter = report.jitter
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._on_nack(list(packet.lost))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):

@@ -15,14 +15,24 @@ Per viewer a ``Downstream`` holds the rewrite state:
   ``KeyframeRequester``;
 * a viewer whose socket is backed up drops packets and waits for the next keyframe, so
   it never delays the publisher or the other viewers;
+* each publisher packet is forwarded once: the fanout tracks the highest extended
+  sequence number of the incoming stream, and a duplicate (a late original after its
+  retransmission), or a packet too old for any viewer to use (``LATE_LIMIT``), goes
+  nowhere, sinks included. A late packet that fills a gap is forwarded, but never starts
+  a viewer nor reaches one that started after it;
 * NACKs from a viewer are answered from the fanout's shared packet history, mapped back
-  through the viewer's segments, and sent as RTX when the viewer negotiated it.
+  through the viewer's segments, and sent as RTX when the viewer negotiated it, with the
+  judgment ``mediaserver.retransmission`` describes (once per round trip, never for an
+  unusable packet, a keyframe request when the history cannot answer);
+* sender reports: each viewer's NTP/RTP pair is the publisher's own (from its last sender
+  report, carried forward to the packet's send time) translated through that viewer's
+  timestamp offset, so browsers keep lip sync whatever the network did upstream.
 
 The fanout outlives publishers: when the creator reconnects, ``attach_source`` starts a
 new generation and viewers resume on its first keyframe with timestamps continued by
 wall clock, without renegotiating.
 
-*Sinks* (``add_sink``) see every source packet once, after the viewers got it:
+*Sinks* (``add_sink``) see every source packet once (duplicates never), after the viewers got it:
 ``sink(packet, codec, generation, keyframe_start)``. The recorder is one. A sink learns
 of a new source (publisher reconnect) by ``generation`` changing. A sink must be cheap
 and must not modify the packet (the fanout's NACK history shares its payload); one that
@@ -32,6 +42,7 @@ so a recorder bug can never stop the live path.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import random
@@ -39,11 +50,17 @@ import struct
 import time
 from typing import Awaitable, Callable, Optional
 
-from aiortc.clock import current_ntp_time
 from aiortc.rtp import RtpPacket
 
 from .aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream, SenderPort
 from .keyframe_requester import KeyframeRequester
+from .retransmission import (
+    LATE_LIMIT,
+    MAX_HOLD,
+    PLAYOUT_WINDOW,
+    ViewerNacks,
+    extend_seq,
+)
 from .rtp_payloads import is_keyframe_start
 from .tasks import TaskOwner
 
@@ -57,6 +74,15 @@ _HISTORY_MASK = HISTORY_SIZE - 1
 _MAX_SEGMENTS = 8
 _HEADER = struct.Struct("!BBHII")
 _RTX_HEADER = struct.Struct("!BBHIIH")
+_NTP_EPOCH = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
+_NTP_UNIT = float(1 << 32)
+_MIN_RESEND_INTERVAL = 0.01
+_DEFAULT_RTT = 0.1  # until a viewer's receiver report measured it (libwebrtc's default)
+_MAX_RTT_HOLD = 0.25
+
+
+def _not_recovering(seq: int) -> bool:
+    return False
 
 
 class Downstream:
@@ -66,7 +92,8 @@ class Downstream:
         "port", "label", "ssrc", "rtx_ssrc", "payload_types", "rtx_payload_types",
         "clock_rates", "first_byte", "ext_prefix", "ext_suffix", "uses_abs",
         "waiting", "generation", "pt", "seq_delta", "ts_delta", "last_vseq", "last_vts",
-        "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec", "send_errors",
+        "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec",
+        "start_ext", "nacks", "send_errors",
     )
 
     def __init__(self, port: SenderPort, stream: NegotiatedStream, label: str) -> None:
@@ -90,6 +117,8 @@ class Downstream:
         self.dropped = 0
         self.retransmitted = 0
         self.unsupported_codec: Optional[str] = None
+        self.start_ext = 0  #: the source's extended sequence number this viewer started at
+        self.nacks = ViewerNacks()
         self.send_errors = 0  #: packets lost to a send that raised (see Fanout._send_failed)
 
     def _build_extensions(self, stream: NegotiatedStream) -> None:
@@ -122,7 +151,12 @@ class FanoutStats:
         self.packets_out = 0
         self.dropped = 0
         self.retransmitted = 0
-        self.send_errors = 0
+        self.duplicates = 0  #: copies of packets already forwarded, not forwarded again
+        self.too_late = 0  #: packets too old for any viewer, not forwarded
+        self.nacks_unusable = 0  #: NACKed sequences too old for the viewer: not resent
+        self.nacks_repeated = 0  #: NACKed again within a round trip of being resent: not resent
+        self.nack_keyframes = 0  #: NACKs the history could not answer: keyframe asked instead
+        self.send_errors = 0  #: packets a send raised on (one viewer each), not sent
         self.delays: collections.deque[float] = collections.deque(maxlen=20000)
 
     def as_dict(self) -> dict:
@@ -136,6 +170,11 @@ class FanoutStats:
             "packets_out": self.packets_out,
             "dropped": self.dropped,
             "retransmitted": self.retransmitted,
+            "duplicates": self.duplicates,
+            "too_late": self.too_late,
+            "nacks_unusable": self.nacks_unusable,
+            "nacks_repeated": self.nacks_repeated,
+            "nack_keyframes": self.nack_keyframes,
             "send_errors": self.send_errors,
             "delay_ms_p50": pct(0.50),
             "delay_ms_p99": pct(0.99),
@@ -158,10 +197,22 @@ class Fanout:
         self._history: list[Optional[tuple]] = [None] * HISTORY_SIZE
         self._generation = 0
         self._source_pli: Optional[Callable[[], Awaitable[None]]] = None
+        self._highest: Optional[int] = None  # extended sequence number, this generation
+        self._restart_seq = -1  # RFC 3550 A.1: a far jump is believed on its 2nd packet
+        self._key_ext = 0  # extended sequence number of the last keyframe's first packet
+        self._start_ext = 0  # where a viewer starting on the current packet starts
+        self._cur_ext = 0
+        # the publisher's clock from its last sender report: (ntp, rtp, wall time, rate)
+        self._source_clock: Optional[tuple[int, int, float, int]] = None
+        self._sr_ntp = 0
+        self._sr_rtp = 0
         self._last_packet_time = time.monotonic()
         self._switch_time: Optional[float] = None
         self.codec: Optional[str] = None
         self.sinks: list[Sink] = []  # copy-on-write, like _downstreams
+        #: whether the publisher's retransmission of a (16-bit) sequence number is still
+        #: awaited (``ReceiverTap.recovering``); if not, a viewer missing it needs a keyframe
+        self.source_recovering: Callable[[int], bool] = _not_recovering
         self.stats = FanoutStats()
         self.keyframes: Optional[KeyframeRequester] = (
             KeyframeRequester(self._send_pli, tasks, keyframe_min_interval)
@@ -172,14 +223,25 @@ class Fanout:
     # ------------------------------------------------------------ sources
     def attach_source(self, send_pli: Optional[Callable[[], Awaitable[None]]]) -> None:
         """A (new) publisher track feeds this fanout; viewers resume on its first keyframe."""
-        self._generation += 1
         self._source_pli = send_pli
-        self._switch_time = self._last_packet_time
         self.codec = None
+        self._new_generation()
+
+    def _new_generation(self) -> None:
+        """A new source stream (or the same one restarted): viewers resume on a keyframe."""
+        self._generation += 1
+        self._highest = None
+        self._source_clock = None
+        self._switch_time = self._last_packet_time
         for d in self._downstreams:
             d.waiting = True
         if self.keyframes is not None and self._downstreams:
             self.keyframes.request()
+
+    def on_sender_report(self, ntp: int, rtp: int, clock_rate: int) -> None:
+        """The publisher's RTCP sender report: its NTP time and the RTP timestamp of the
+        same instant. Viewers' sender reports are translated from it."""
+        self._source_clock = (ntp, rtp, time.time(), clock_rate)
 
     def detach_source(self, send_pli: Callable[[], Awaitable[None]]) -> None:
         """The publisher that fed this fanout left (a newer one may already be attached)."""
@@ -209,6 +271,7 @@ class Fanout:
 
     def remove(self, downstream: Downstream) -> None:
         self._downstreams = [d for d in self._downstreams if d is not downstream]
+        downstream.nacks.close()
 
     def __len__(self) -> int:
         return len(self._downstreams)
@@ -248,17 +311,49 @@ class Fanout:
         ts = packet.timestamp
         payload = packet.payload
         marker = packet.marker
-        self.codec = codec
-        keyframe = is_keyframe_start(codec, payload)
+        history = self._history
+        highest = self._highest
+        ext = seq + 0x10000 if highest is None else highest + ((seq - highest + 0x8000) & 0xFFFF) - 0x8000
+        late = highest is not None and ext <= highest
+        if late:
+            if self._refuse_late(ext, seq):
+                return
+            if self._highest is None:  # the source restarted its sequence numbers
+                ext, late = seq + 0x10000, False
         gen = self._generation
-        self._history[seq & _HISTORY_MASK] = (gen, seq, ts, marker, payload, codec)
-        start = seq  # where a viewer starting on this keyframe starts: its frame's first packet
+        self.codec = codec
+        if late:  # fills a gap: forwarded, but never a place for a viewer to start
+            sink_keyframe = is_keyframe_start(codec, payload)
+            keyframe = False
+        else:
+            self._highest = ext
+            keyframe = sink_keyframe = is_keyframe_start(codec, payload)
+        self._cur_ext = ext
+        now = time.monotonic()
+        history[ext & _HISTORY_MASK] = (gen, ext, ts, marker, payload, codec, now)
+        start = ext  # where a viewer starting on this keyframe starts: its frame's first packet
         if keyframe and self.keyframes is not None:
             self.keyframes.satisfied()
-            start = self._frame_start(seq, ts, gen)
-        ntp = current_ntp_time()
-        abs_send = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
-        self._last_packet_time = time.monotonic()
+            start = self._key_ext = self._frame_start(ext, ts, gen)
+        self._start_ext = start
+        wall = time.time()
+        abs_send = ((int((wall + _NTP_EPOCH) * _NTP_UNIT) >> 14) & 0xFFFFFF).to_bytes(3, "big")
+        clock = self._source_clock
+        if clock is not None:  # the publisher's NTP/RTP pair, carried forward to now
+            elapsed = wall - clock[2]
+            self._sr_ntp = ntp = clock[0] + int(elapsed * _NTP_UNIT)
+            self._sr_rtp = rtp = clock[1] + int(elapsed * clock[3])
+        elif not late:  # no sender report yet: this packet's own time
+            self._sr_ntp = ntp = int((wall + _NTP_EPOCH) * _NTP_UNIT)
+            self._sr_rtp = rtp = ts
+        else:
+            ntp, rtp = self._sr_ntp, self._sr_rtp
+        self._last_packet_time = now
+        if late:
+            self._forward_late(packet, ext, gen, abs_send, ntp, rtp)
+            stats.delays.append(time.perf_counter() - arrival)
+            self._to_sinks(packet, codec, gen, sink_keyframe)
+            return
         pack = _HEADER.pack
         sent = 0
         for d in self._downstreams:
@@ -268,10 +363,10 @@ class Fanout:
                 if not keyframe:
                     self.request_keyframe()
                     continue
-                if not self._start(d, start, ts, codec, gen):
+                if not self._start(d, start & 0xFFFF, ts, codec, gen):
                     continue
-                if start != seq:
-                    self._send_earlier(d, start, seq, ntp, abs_send)
+                if start != ext and not self._send_earlier(d, start, ext, ntp, rtp, abs_send):
+                    continue
             vseq = (seq + d.seq_delta) & 0xFFFF
             vts = (ts + d.ts_delta) & 0xFFFFFFFF
             data = b"".join((
@@ -282,7 +377,7 @@ class Fanout:
                 payload,
             ))
             try:
-                delivered = d.port.send(data, len(payload), ntp, vts)
+                delivered = d.port.send(data, len(payload), ntp, (rtp + d.ts_delta) & 0xFFFFFFFF)
             except Exception as exc:  # this packet is lost for this viewer, nothing more
                 self._send_failed(d, data, exc)
                 continue
@@ -305,34 +400,69 @@ class Fanout:
             except Exception as exc:
                 self._sink_failed(sink, exc)
 
-    def _frame_start(self, seq: int, ts: int, gen: int) -> int:
-        """The first packet of the frame (same timestamp) that ``seq`` belongs to, from the
+    def _to_sinks(self, packet: RtpPacket, codec: str, gen: int, keyframe: bool) -> None:
+        for sink in self.sinks:
+            try:
+                sink(packet, codec, gen, keyframe)
+            except Exception as exc:
+                self._sink_failed(sink, exc)
+
+    def _forward_late(self, packet: RtpPacket, ext: int, gen: int, abs_send: bytes, ntp: int,
+                      rtp: int) -> None:
+        """A packet that fills a gap (reordered, or the publisher's retransmission): to the
+        viewers that already got what came after it, never as a place to start."""
+        payload = packet.payload
+        sent = 0
+        for d in self._downstreams:
+            if d.waiting or d.generation != gen or ext < d.start_ext or d.last_vseq is None:
+                continue
+            vseq = (packet.sequence_number + d.seq_delta) & 0xFFFF
+            vts = (packet.timestamp + d.ts_delta) & 0xFFFFFFFF
+            data = b"".join((
+                _HEADER.pack(d.first_byte, (packet.marker << 7) | d.pt, vseq, vts, d.ssrc),
+                d.ext_prefix,
+                abs_send if d.uses_abs else b"",
+                d.ext_suffix,
+                payload,
+            ))
+            if self._send_to(d, data, len(payload), ntp, (rtp + d.ts_delta) & 0xFFFFFFFF):
+                sent += 1
+        self.stats.packets_out += sent
+
+    def _frame_start(self, ext: int, ts: int, gen: int) -> int:
+        """The first packet of the frame (same timestamp) that ``ext`` belongs to, from the
         history: an H.264 IDR may follow packets holding its AUD, SEI, SPS and PPS."""
-        start = seq
+        start = ext
         history = self._history
         for _ in range(64):
-            prev = (start - 1) & 0xFFFF
+            prev = start - 1
             entry = history[prev & _HISTORY_MASK]
             if entry is None or entry[0] != gen or entry[1] != prev or entry[2] != ts:
                 break
             start = prev
         return start
 
-    def _send_earlier(self, d: Downstream, start: int, seq: int, ntp: int, abs_send: bytes) -> None:
+    def _send_earlier(self, d: Downstream, start: int, ext: int, ntp: int, rtp: int,
+                      abs_send: bytes) -> bool:
         """Send a viewer that starts at ``start`` the packets of its first frame that went
-        by before the packet that showed it is a keyframe (``seq``)."""
-        s = start
-        while s != seq:
-            _, _, ts, marker, payload, _ = self._history[s & _HISTORY_MASK]  # type: ignore[misc]
-            vseq = (s + d.seq_delta) & 0xFFFF
+        by before the packet that showed it is a keyframe (``ext``). False if one could not
+        be sent: the viewer then waits for the next keyframe."""
+        history = self._history
+        for e in range(start, ext):
+            _, _, ts, marker, payload, _, _ = history[e & _HISTORY_MASK]  # type: ignore[misc]
+            vseq = (e + d.seq_delta) & 0xFFFF
             vts = (ts + d.ts_delta) & 0xFFFFFFFF
             data = b"".join((
                 _HEADER.pack(d.first_byte, (marker << 7) | d.pt, vseq, vts, d.ssrc),
                 d.ext_prefix, abs_send if d.uses_abs else b"", d.ext_suffix, payload,
             ))
-            self._send_to(d, data, len(payload), ntp, vts)
+            if not self._send_to(d, data, len(payload), ntp, (rtp + d.ts_delta) & 0xFFFFFFFF):
+                d.dropped += 1
+                self.stats.dropped += 1
+                d.waiting = True
+                return False
             d.last_vseq, d.last_vts = vseq, vts
-            s = (s + 1) & 0xFFFF
+        return True
 
     def _send_to(self, d: Downstream, data: bytes, payload_size: int, ntp: int, vts: int) -> bool:
         try:
@@ -349,6 +479,26 @@ class Fanout:
         if d.send_errors % 100 == 1:
             self._logger.warning("viewer %s: a %d-byte packet was not sent (%s: %s; %d so far)",
                                  d.label, len(data), type(exc).__name__, exc, d.send_errors)
+
+    def _refuse_late(self, ext: int, seq: int) -> bool:
+        """True for a packet at or behind the newest that must not be forwarded: a copy of
+        one already forwarded, or one too old for any viewer. A far jump back that the
+        next packet confirms is the source restarting its sequence: a new generation."""
+        highest = self._highest
+        assert highest is not None
+        if highest - ext >= LATE_LIMIT:
+            if highest - ext >= HISTORY_SIZE and seq == self._restart_seq:
+                self._logger.info("%s sequence numbers restarted", self.kind)
+                self._new_generation()
+                return False
+            self._restart_seq = (seq + 1) & 0xFFFF
+            self.stats.too_late += 1
+            return True
+        entry = self._history[ext & _HISTORY_MASK]
+        if entry is not None and entry[1] == ext and entry[0] == self._generation:
+            self.stats.duplicates += 1
+            return True
+        return False
 
     def _start(self, d: Downstream, seq: int, ts: int, codec: str, gen: int) -> bool:
         """Open a new segment for a viewer at a keyframe (or any audio packet)."""
@@ -371,44 +521,112 @@ class Fanout:
                 d.ts_delta = (d.last_vts + advance - ts) & 0xFFFFFFFF
         d.generation = gen
         d.waiting = False
+        d.start_ext = self._start_ext
         d.segments.append(((seq + d.seq_delta) & 0xFFFF, d.seq_delta, d.ts_delta, gen))
         del d.segments[:-_MAX_SEGMENTS]
         return True
 
     # ------------------------------------------------------------ feedback
     def on_nack(self, d: Downstream, lost: list[int]) -> None:
-        """Retransmit what a viewer lost, from the shared history."""
-        if d.last_vseq is None:
+        """Retransmit what a viewer lost, from the shared history, with judgment (see
+        ``mediaserver.retransmission``)."""
+        if d.last_vseq is None or d.waiting:
             return
-        ntp = current_ntp_time()
+        now = time.monotonic()
+        d.nacks.listed(lost, now)
+        hold, interval = self._resend_timing(d)
         for vseq in lost:
-            found = self._lookup(d, vseq)
-            if found is None:
-                continue
-            entry, ts_delta = found
-            _, _, ts, marker, payload, codec = entry
-            pt = d.payload_types.get(codec)
-            if pt is None:
-                continue
-            vts = (ts + ts_delta) & 0xFFFFFFFF
-            rtx_pt = d.rtx_payload_types.get(pt)
-            if rtx_pt is not None:
-                header = _RTX_HEADER.pack(0x80, (marker << 7) | rtx_pt, d.rtx_seq, vts, d.rtx_ssrc, vseq)
-                d.rtx_seq = (d.rtx_seq + 1) & 0xFFFF
-            else:
-                header = _HEADER.pack(0x80, (marker << 7) | pt, vseq, vts, d.ssrc)
-            if self._send_to(d, header + payload, len(payload), ntp, vts):
-                d.retransmitted += 1
-                self.stats.retransmitted += 1
+            self._answer(d, vseq, now, interval, hold)
+        self._schedule_held(d, now)
 
-    def _lookup(self, d: Downstream, vseq: int) -> Optional[tuple[tuple, int]]:
+    def _resend_timing(self, d: Downstream) -> tuple[float, float]:
+        """(hold, interval) for one viewer. A NACK younger than a round trip plus the
+        reorder window (3x the jitter the viewer reports) was written before the packet
+        could have arrived: too early to tell a late packet from a lost one. A packet is
+        resent at most once per round trip plus that window."""
+        rtt = d.port.rtt
+        hold = 0.0 if rtt is None else min(rtt, _MAX_RTT_HOLD)
+        if d.port.jitter:
+            hold += min(MAX_HOLD, 3.0 * d.port.jitter / d.clock_rates.get(self.codec or "", 90000))
+        return hold, max(_MIN_RESEND_INTERVAL, (_DEFAULT_RTT if rtt is None else rtt) + hold)
+
+    def _answer(self, d: Downstream, vseq: int, now: float, interval: float, hold: float) -> None:
+        stats = self.stats
+        found = self._lookup(d, vseq)
+        if found is None or self._highest is None:
+            return  # never sent to this viewer, or by a previous publisher
+        src_seq, ts_delta = found
+        ext = extend_seq(self._highest, src_seq)
+        behind = self._highest - ext
+        if behind >= LATE_LIMIT or (self.keyframes is not None and ext < self._key_ext):
+            stats.nacks_unusable += 1
+            return
+        entry = self._history[ext & _HISTORY_MASK]
+        if entry is None or entry[1] != ext or entry[0] != self._generation:
+            # the server never got it: wait for the publisher's retransmission, unless
+            # it is not coming
+            if self.keyframes is not None and not self.source_recovering(src_seq):
+                stats.nack_keyframes += 1
+                self.keyframes.request()
+            return
+        age = now - entry[6]
+        if age > PLAYOUT_WINDOW:
+            stats.nacks_unusable += 1
+            return
+        if age < hold:  # may just be late: ask again once the reorder window has passed
+            d.nacks.hold(vseq, entry[6] + hold)
+            return
+        d.nacks.pending.pop(vseq, None)
+        if not d.nacks.may_resend(vseq, now, interval):
+            stats.nacks_repeated += 1
+            return
+        _, _, ts, marker, payload, codec, _ = entry
+        pt = d.payload_types.get(codec)
+        if pt is None:
+            return
+        vts = (ts + ts_delta) & 0xFFFFFFFF
+        rtx_pt = d.rtx_payload_types.get(pt)
+        if rtx_pt is not None:
+            header = _RTX_HEADER.pack(0x80, (marker << 7) | rtx_pt, d.rtx_seq, vts, d.rtx_ssrc, vseq)
+            d.rtx_seq = (d.rtx_seq + 1) & 0xFFFF
+        else:
+            header = _HEADER.pack(0x80, (marker << 7) | pt, vseq, vts, d.ssrc)
+        try:
+            resent = d.port.retransmit(header + payload)
+        except Exception as exc:
+            self._send_failed(d, header + payload, exc)
+            return
+        if resent:
+            d.retransmitted += 1
+            stats.retransmitted += 1
+
+    def _schedule_held(self, d: Downstream, now: float) -> None:
+        nacks = d.nacks
+        if not nacks.pending or nacks.timer is not None:
+            return
+        delay = max(0.0, (nacks.next_due() or now) - now)
+        nacks.timer = asyncio.get_running_loop().call_later(delay, self._answer_held, d)
+
+    def _answer_held(self, d: Downstream) -> None:
+        nacks = d.nacks
+        nacks.timer = None
+        if d not in self._downstreams or d.waiting:
+            nacks.pending.clear()
+            return
+        now = time.monotonic()
+        _, interval = self._resend_timing(d)
+        for vseq in nacks.held_due(now):
+            self._answer(d, vseq, now, interval, 0.0)
+        self._schedule_held(d, now)
+
+    def _lookup(self, d: Downstream, vseq: int) -> Optional[tuple[int, int]]:
+        """The source sequence number and timestamp offset of what the viewer got as
+        ``vseq`` in its current generation; None if it never got it."""
         end = d.last_vseq
         for first, seq_delta, ts_delta, gen in reversed(d.segments):
             if (vseq - first) & 0xFFFF <= (end - first) & 0xFFFF:
-                src_seq = (vseq - seq_delta) & 0xFFFF
-                entry = self._history[src_seq & _HISTORY_MASK]
-                if entry is not None and entry[0] == gen and entry[1] == src_seq:
-                    return entry, ts_delta
-                return None
+                if gen != self._generation:
+                    return None
+                return (vseq - seq_delta) & 0xFFFF, ts_delta
             end = (first - 1) & 0xFFFF
         return None

@@ -47,6 +47,12 @@ __all__ = ["PackagingJobs"]
 Listener = Callable[[Path, dict], Union[Awaitable[None], None]]
 
 
+def _retrieve(job: asyncio.Future) -> None:
+    """Mark a job's outcome as seen: it ended after the server stopped waiting for it."""
+    if not job.cancelled():
+        job.exception()
+
+
 class PackagingJobs:
     def __init__(
         self,
@@ -209,12 +215,18 @@ class PackagingJobs:
         future = self._executor.submit(
             package_recording, path, self.options, stop=self._stop, on_progress=on_progress, log=log,
         )
+        job = asyncio.wrap_future(future)  # the one asyncio view of the thread's result
         try:
-            return await asyncio.shield(asyncio.wrap_future(future))
+            return await asyncio.shield(job)
         except asyncio.CancelledError:
-            # shutting down: the job stops at its next check; wait for its thread
+            # shutting down: the job stops at its next check; wait for its thread, and
+            # take its outcome (JobCancelled, normally) so nothing reports it unretrieved
             self._stop.set()
-            await asyncio.wait([asyncio.wrap_future(future)], timeout=self.stop_timeout)
+            await asyncio.wait([job], timeout=self.stop_timeout)
+            if job.done():
+                job.exception()
+            else:
+                job.add_done_callback(_retrieve)
             raise
 
     async def _notify(self, path: Path, manifest: dict) -> None:

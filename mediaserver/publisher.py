@@ -33,7 +33,8 @@ class Publisher(PeerSession):
         for kind, codec in plan.items():
             transceiver = self.pc.addTransceiver(kind, direction="recvonly")
             transceiver.setCodecPreferences(capabilities(kind, (codec,)))
-            self._taps[kind] = ReceiverTap(transceiver.receiver, self._drop)
+            tap = self._taps[kind] = ReceiverTap(transceiver.receiver, self._drop)
+            self.tasks.spawn(tap.run_nacks(), name=f"nack-{kind}")
         answer = await self.negotiate(offer_sdp)
         for transceiver in self.pc.getTransceivers():
             stream = negotiated_stream(transceiver)
@@ -47,15 +48,22 @@ class Publisher(PeerSession):
     def _drop(packet, codec, arrival) -> None:
         """Packets before the room accepted the publisher go nowhere."""
 
+    @staticmethod
+    def _no_sender_report(ntp: int, rtp: int, clock_rate: int) -> None:
+        """Sender reports of a publisher the room does not (or no longer) forward."""
+
     def attach(self) -> None:
         for kind, tap in self._taps.items():
             fanout = self._fanouts[kind]
             fanout.attach_source(tap.send_pli)
             tap.on_packet = fanout.on_packet
+            tap.on_sender_report = fanout.on_sender_report
+            fanout.source_recovering = tap.recovering
 
     def detach(self) -> None:
         for kind, tap in self._taps.items():
             tap.on_packet = self._drop
+            tap.on_sender_report = self._no_sender_report
             fanout = self._fanouts.get(kind)
             if fanout is not None:
                 fanout.detach_source(tap.send_pli)

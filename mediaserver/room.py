@@ -8,10 +8,11 @@ refused (``RoomBusy``) unless the current one is gone or has sent no media for
 room -> publisher and subscribers -> their peer connections and tasks.
 
 A broadcast opens with the POST that is accepted (so the studio, chat and recorder have
-its id at once) but only counts once media arrives: if the publisher whose POST opened
-it leaves without sending any (ICE or DTLS failed, it never connected), the broadcast
-is discarded, the room returns to its previous phase (never "reconnecting") and the
-empty recording is removed instead of packaged.
+its id at once) but only counts once media arrives: until then the room is not live and
+keeps its phase, and if the publisher whose POST opened it leaves without sending any
+(ICE or DTLS failed, it never connected) the broadcast is discarded, the room stays in
+its previous phase (never "reconnecting") and the empty recording is removed instead of
+packaged.
 """
 
 from __future__ import annotations
@@ -99,17 +100,27 @@ class Room:
 
     @property
     def live(self) -> bool:
-        return self.publisher is not None and not self.publisher.is_stale()
+        return (self.publisher is not None and not self.publisher.is_stale()
+                and not self._awaiting_first_media())
+
+    def _awaiting_first_media(self) -> bool:
+        """The broadcast was opened by the current publisher's POST and no media came yet."""
+        unconfirmed = self._unconfirmed
+        return (unconfirmed is not None and unconfirmed[0] is self.publisher
+                and unconfirmed[0].last_media() is None)
 
     @property
     def phase(self) -> str:
         """What a viewer should be told: "live"; "reconnecting" (the broadcast is open but
         its publisher dropped); "ended" (the creator ended it; its replay is on the way);
-        "idle" (nothing broadcast yet on this node)."""
+        "idle" (nothing broadcast yet on this node). A broadcast whose first media has not
+        come yet does not count: the room stays in the phase it was in."""
         if self.live:
             return "live"
-        if self.broadcast is not None:
+        if self.broadcast is not None and not self._awaiting_first_media():
             return "reconnecting"
+        if self._awaiting_first_media():
+            return "ended" if self._unconfirmed[1] is not None else "idle"  # type: ignore[index]
         return "ended" if self.ended_broadcast is not None else "idle"
 
     async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[Publisher, str]:

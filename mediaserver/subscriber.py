@@ -102,7 +102,7 @@ class Subscriber(PeerSession):
         self._downstreams.clear()
 
     def octets_sent(self) -> dict[str, int]:
-        """kind -> payload bytes sent to this viewer (RTX included), also after it left."""
+        """kind -> media payload bytes sent to this viewer, also after it left."""
         if not self._downstreams:
             return dict(self._octets_at_end)
         return {kind: d.port.octets_sent for kind, (_, d) in self._downstreams.items()}

@@ -70,7 +70,7 @@ class LiveCollector(Collector):
         forwarded = CounterMetricFamily("stagepass_forwarded_packets", "RTP packets forwarded to viewers",
                                         labels=["kind"])
         forwarded_bytes = CounterMetricFamily("stagepass_forwarded_bytes",
-                                              "RTP payload bytes sent to viewers (retransmissions included)",
+                                              "RTP payload bytes sent to viewers (retransmissions not counted)",
                                               labels=["kind"])
         dropped = CounterMetricFamily("stagepass_dropped_packets", "Packets not delivered to a viewer",
                                       labels=["kind", "reason"])
@@ -88,7 +88,7 @@ class LiveCollector(Collector):
                                            labels=["room"])
 
         totals = {name: dict.fromkeys(KINDS, 0) for name in
-                  ("in", "out", "bytes", "backed_up", "send_error", "nacks", "rtx")}
+                  ("in", "out", "bytes", "backed_up", "send_error", "duplicate", "too_late", "nacks", "rtx")}
         requested = sent = live = 0
         for room in list(self._rooms):
             for kind, fanout in room.fanouts.items():
@@ -97,6 +97,8 @@ class LiveCollector(Collector):
                 totals["out"][kind] += stats.packets_out
                 totals["backed_up"][kind] += stats.dropped
                 totals["send_error"][kind] += stats.send_errors
+                totals["duplicate"][kind] += getattr(stats, "duplicates", 0)
+                totals["too_late"][kind] += getattr(stats, "too_late", 0)
                 totals["rtx"][kind] += stats.retransmitted
                 if fanout.keyframes is not None:
                     requested += fanout.keyframes.requested
@@ -126,6 +128,8 @@ class LiveCollector(Collector):
             forwarded_bytes.add_metric([kind], totals["bytes"][kind])
             dropped.add_metric([kind, "viewer_backed_up"], totals["backed_up"][kind])
             dropped.add_metric([kind, "send_error"], totals["send_error"][kind])
+            dropped.add_metric([kind, "duplicate"], totals["duplicate"][kind])
+            dropped.add_metric([kind, "too_late"], totals["too_late"][kind])
             nacks.add_metric([kind], totals["nacks"][kind])
             rtx.add_metric([kind], totals["rtx"][kind])
         kf_requested.add_metric([], requested)

@@ -33,6 +33,7 @@ async def test_private_attributes_the_bridge_relies_on_exist():
         "_RTCRtpSender__rtp_timestamp",
         "_RTCRtpSender__packet_count",
         "_RTCRtpSender__octet_count",
+        "_RTCRtpSender__rtt",
         "_ssrc",
         "_rtx_ssrc",
     ):
@@ -43,13 +44,16 @@ async def test_private_attributes_the_bridge_relies_on_exist():
     # the methods we replace, with the signatures we replace them with
     assert list(inspect.signature(RTCRtpReceiver._handle_rtp_packet).parameters) == ["self", "packet", "arrival_time_ms"]
     assert list(inspect.signature(RTCRtpSender._handle_rtcp_packet).parameters) == ["self", "packet"]
+    assert list(inspect.signature(RTCRtpReceiver._handle_rtcp_packet).parameters) == ["self", "packet"]
     for name in ("_send_rtcp_pli", "_send_rtcp_nack", "_send_rtcp"):
         assert callable(getattr(recv, name))
     # and the taps install on instances
     tap = ReceiverTap(recv, lambda *a: None)
     assert recv._handle_rtp_packet == tap._handle_rtp_packet
+    assert recv._handle_rtcp_packet == tap._handle_rtcp_packet
     port = SenderPort(send, lambda lost: None, lambda: None)
     assert send._handle_rtcp_packet == port._handle_rtcp_packet and not port.ready()
+    assert port.rtt is None and port.jitter == 0
     await pc.close()
 
 

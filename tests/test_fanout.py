@@ -23,11 +23,22 @@ class FakePort:
         self.raw: list[bytes] = []
         self.is_ready = True
         self.blocked = False
+        self.rtt = None
+        self.jitter = 0
+        self.sr: list[tuple[int, int]] = []  # the (ntp, rtp) pair given with each send
 
     def ready(self):
         return self.is_ready
 
     def send(self, data, payload_size, ntp, ts):
+        if self.blocked:
+            return False
+        self.raw.append(data)
+        self.sent.append(RtpPacket.parse(data))
+        self.sr.append((ntp, ts))
+        return True
+
+    def retransmit(self, data):
         if self.blocked:
             return False
         self.raw.append(data)

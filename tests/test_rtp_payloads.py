@@ -146,3 +146,32 @@ async def test_the_recording_starts_at_the_first_packet_of_the_keyframe(fanout, 
     assert frames[0] == (True, key), layout
     assert [f[1] for f in frames[1:]] == DELTA_FRAMES
     assert not any(k for k, _ in frames[1:])
+
+
+async def test_a_viewer_that_cannot_take_the_keyframe_waits_for_the_next_without_a_gap(fanout):
+    """Its socket backs up while a keyframe's first packets go out from the history: it
+    waits for the next keyframe, and its sequence numbers stay contiguous (no gap it would
+    NACK into packets it never started on)."""
+    port = FakePort()
+    d = Downstream(port, h264_stream(), "v1")
+    fanout.add(d)
+    key = LAYOUTS["aud-alone-then-sps-pps-sei-fu-a"]
+    stream_ = packets([key] + DELTA_FRAMES + [key, key])
+    n = len(key) + sum(len(f) for f in DELTA_FRAMES)
+    for p in stream_[:n]:
+        fanout.on_packet(p, "H264", 0.0)
+    port.blocked = True  # backs up within a delta frame: waits for the next keyframe
+    for p in stream_[n:n + 2]:
+        fanout.on_packet(p, "H264", 0.0)
+    assert d.waiting
+    port.blocked = False
+    fanout.on_packet(stream_[n + 2], "H264", 0.0)  # PPS of the keyframe: still waiting
+    port.blocked = True  # and backed up again when the IDR shows the frame is a keyframe
+    for p in stream_[n + 3:n + len(key)]:
+        fanout.on_packet(p, "H264", 0.0)
+    port.blocked = False
+    for p in stream_[n + len(key):]:
+        fanout.on_packet(p, "H264", 0.0)
+    assert [p.payload for p in port.sent] == key + [q for f in DELTA_FRAMES for q in f] + key
+    seqs = [p.sequence_number for p in port.sent]
+    assert all((b - a) & 0xFFFF == 1 for a, b in zip(seqs, seqs[1:]))

@@ -109,6 +109,10 @@ async def test_a_publisher_that_never_connects_leaves_no_broadcast(server, setti
     status, _, _ = await post(base, "/whip/demo", offer, token=KEY)
     assert status == 201
     room = app[ROOMS].get("demo")
+    assert room.publisher is not None and not room.live and room.phase == "idle"  # no media yet
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{base}/api/live") as r:
+            assert (await r.json())["rooms"] == []
     await wait_for(lambda: room.publisher is None, timeout=15)
     assert room.phase == "idle" and room.broadcast is None and room.recorder is None
     async with aiohttp.ClientSession() as http:
