@@ -62,6 +62,9 @@ class Settings:
         default="",
         metadata={"help": "bearer token that GET /metrics (Prometheus) requires; empty: /metrics answers 404"},
     )
+    metrics_orders_seconds: float = field(
+        default=15.0, metadata={"help": "seconds between counts of the orders by status for /metrics"}
+    )
     rooms: dict[str, str] = field(
         default_factory=dict,
         metadata={
@@ -226,6 +229,8 @@ class Settings:
         self.log_level = self.log_level.upper()
         if self.log_format not in ("text", "json"):
             raise ConfigError(f"log_format: 'text' or 'json', not {self.log_format!r}")
+        if not 0.1 <= self.metrics_orders_seconds <= 3600:
+            raise ConfigError("metrics_orders_seconds: 0.1 to 3600")
         if self.metrics_token and len(self.metrics_token) < 16:
             raise ConfigError("metrics_token: at least 16 characters (or empty: no /metrics)")
         for name, key in self.rooms.items():

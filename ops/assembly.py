@@ -33,7 +33,10 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             return await database_check(paywall.db.engine)()
 
         readiness.add("database", database)
-    metrics.watch(rooms, extra={"socketio": lambda: _socketio(app), "packaging": lambda: _packaging(app)})
+    orders: list = []  # the order counter, once the database is open
+
+    metrics.watch(rooms, extra={"socketio": lambda: _socketio(app), "packaging": lambda: _packaging(app),
+                                "orders": lambda: orders[0].metrics() if orders else None})
 
     async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
         close_redis = None
@@ -47,6 +50,20 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             await close_redis()
 
     app.cleanup_ctx.append(ops_ctx)
+    if with_paywall:
+        async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
+            """After the paywall's context (registered before this one): the database is open."""
+            from paywall.http import PAYWALL
+
+            from .business import OrderCounts
+
+            counter = OrderCounts(app[PAYWALL].db, interval=settings.metrics_orders_seconds)
+            orders.append(counter)
+            counter.start()
+            yield
+            await counter.close()
+
+        app.cleanup_ctx.append(orders_ctx)
     setup_routes(app, with_paywall)
 
 
@@ -57,7 +74,9 @@ def _socketio(app: web.Application) -> Optional[dict]:
     if interaction is None:
         return None
     return {"stagepass_socketio_connections": ("gauge", "Socket.IO clients connected to a room",
-                                               len(interaction.server.clients))}
+                                               len(interaction.server.clients)),
+            "stagepass_danmaku_delivered": ("counter", "Danmaku broadcast to their room (once per message)",
+                                            interaction.danmaku.batcher.items)}
 
 
 def _packaging(app: web.Application) -> Optional[dict]:

@@ -148,8 +148,13 @@ class LiveCollector(Collector):
             if values is None:
                 continue
             for metric_name, (kind, help_text, value) in values.items():
-                family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(metric_name, help_text)
-                family.add_metric([], value)
+                # value: a number, or [((label, value) pairs, number)] for a labelled family
+                samples = value if isinstance(value, list) else [((), value)]
+                labels = [name for name, _ in samples[0][0]] if samples else []
+                family = (CounterMetricFamily if kind == "counter" else GaugeMetricFamily)(
+                    metric_name, help_text, labels=labels)
+                for pairs, number in samples:
+                    family.add_metric([v for _, v in pairs], number)
                 yield family
 
 

@@ -350,3 +350,33 @@ async def test_deploy_files_use_only_exported_metrics_and_pass_promtool(aiohttp_
     result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "SUCCESS: 5 rules found" in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------------------- business
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_orders_socketio_and_danmaku_reach_metrics(aiohttp_server, tmp_path, database_url):
+    from tests.paywall_fixtures import connected
+
+    app = create_app(paywall_settings(tmp_path, database_url, metrics_token=TOKEN, metrics_orders_seconds=0.2))
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator)
+    await paid_room(creator, slug="art")
+    buyer = await Api.sign_up(base)
+    await buy(buyer, "maths")
+    status, body = await buyer.post("/api/orders", {"room": "art", "product": "ticket", "idempotency_key": "art-ticket-1"})
+    assert status == 201 and body["order"]["status"] == "pending", body  # never paid
+    chat = await connected(base, buyer)
+    try:
+        assert (await chat.call("danmaku:send", {"text": "hello"}))["ok"]
+
+        async def scraped():
+            _, _, body = await get(base + "/metrics", token=TOKEN)
+            wanted = ('stagepass_orders{product="ticket",provider="dev",status="paid"} 1.0',
+                      'stagepass_orders{product="ticket",provider="dev",status="pending"} 1.0',
+                      "stagepass_socketio_connections 1.0", "stagepass_danmaku_delivered_total 1.0")
+            return body if all(w in body for w in wanted) else None
+
+        await eventually(scraped, timeout=10, interval=0.2)
+    finally:
+        await chat.close()
