@@ -1,4 +1,5 @@
-"""Real Prometheus and Redis servers for the operations tests, each on a free port.
+"""Real Prometheus and Redis servers for the operations tests, each on a free port, and a
+viewer that loses packets on purpose (``LossyViewer``).
 
 ``PrometheusServer`` runs Debian's ``/usr/bin/prometheus`` (the ``prometheus`` package)
 with a scrape config pointing at a test server every second; ``PrivateRedis`` runs a
@@ -9,6 +10,7 @@ again on the same port. A missing binary skips, or fails under CI (tests/missing
 from __future__ import annotations
 
 import asyncio
+import random
 import shutil
 import socket
 import subprocess
@@ -18,6 +20,7 @@ from typing import Any, Optional
 import aiohttp
 
 from tests.missing_tools import missing_tool
+from tests.peers import Viewer
 
 
 def free_port() -> int:
@@ -141,3 +144,27 @@ class PrivateRedis:
             self.proc.terminate()
             self.proc.wait(10)
         self.proc = None
+
+
+class LossyViewer(Viewer):
+    """A ticket holder's player that drops ``loss`` of its incoming video packets before
+    aiortc sees them (a user-space shim), so its receiver reports show the loss and its
+    jitter buffer NACKs the gaps."""
+
+    def __init__(self, base_url: str, loss: float, seed: int = 20) -> None:
+        super().__init__(base_url)
+        self.dropped = 0
+        rng = random.Random(seed)
+        receiver = next(t.receiver for t in self.pc.getTransceivers() if t.kind == "video")
+        deliver = receiver._handle_rtp_packet
+
+        async def lossy(packet, arrival_time_ms):
+            if rng.random() < loss:
+                self.dropped += 1
+                return
+            await deliver(packet, arrival_time_ms)
+
+        receiver._handle_rtp_packet = lossy
+
+    async def play_with(self, room: str, token: str) -> int:
+        return await self.post(f"/whep/{room}", token=token)

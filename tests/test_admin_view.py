@@ -139,3 +139,45 @@ async def test_admin_page_disconnects_a_viewer_and_ends_the_broadcast(aiohttp_se
     finally:
         await viewer.close()
         await publisher.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_studio_shows_which_viewer_has_a_poor_connection(aiohttp_server, tmp_path, database_url, browser):
+    """The creator's studio lists the viewers' connections live: a player losing 10% of its
+    packets is flagged poor, a clean one is not."""
+    from tests.browser import SCREENSHOTS, open_page
+    from tests.ops_tools import LossyViewer
+
+    app = create_app(paywall_settings(tmp_path, database_url))
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    creator = await Api.sign_up(base, "creator")
+    room = await paid_room(creator)
+    buyers = [await Api.sign_up(base) for _ in range(2)]
+    for buyer in buyers:
+        await buy(buyer, "maths")
+    publisher = Publisher(base)
+    lossy = LossyViewer(base, loss=0.10)
+    clean = TicketViewer(base)
+    log: list[str] = []
+    try:
+        assert await publisher.publish("maths", room["stream_key"]) == 201
+        assert await lossy.play_with("maths", await view_token(buyers[0], "maths")) == 201
+        assert await clean.play_with("maths", await view_token(buyers[1], "maths")) == 201
+        page = await open_page(browser, base, "studio", log, login=creator.token, timeout_ms=30_000)
+        await page.goto(f"{base}/static/studio.html?room=maths")
+        # both at once: the lossy player flagged poor, the clean one good
+        await page.wait_for_function(
+            """([poorUser, goodUser]) => {
+                 const items = [...document.querySelectorAll('#viewer-quality li')];
+                 const poor = items.filter((li) => li.dataset.poor === 'true').map((li) => li.textContent);
+                 const good = items.filter((li) => li.dataset.poor === 'false').map((li) => li.textContent);
+                 return items.length === 2 && poor.length === 1 && poor[0].includes(`(user ${poorUser})`)
+                   && good.length === 1 && good[0].includes(`(user ${goodUser})`);
+               }""", arg=[buyers[0].user["id"], buyers[1].user["id"]])
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.locator("#live-panel").screenshot(path=str(SCREENSHOTS / "studio-viewer-quality.png"))
+        assert not [line for line in log if "pageerror" in line], log
+    finally:
+        await lossy.close()
+        await clean.close()
+        await publisher.close()

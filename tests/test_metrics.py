@@ -8,7 +8,6 @@ import asyncio
 import io
 import json
 import logging
-import random
 import statistics
 
 import aiohttp
@@ -20,7 +19,7 @@ from mediaserver.config import Settings
 from mediaserver.logs import JsonFormatter
 from signalling.permissions import StreamKeyPermissions
 from tests.conftest import KEY
-from tests.ops_tools import PrivateRedis, PrometheusServer
+from tests.ops_tools import LossyViewer, PrivateRedis, PrometheusServer
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.peers import Publisher, Viewer
 
@@ -192,30 +191,6 @@ async def test_prometheus_scrapes_viewers_and_forwarded_packets(aiohttp_server, 
 
 
 # ---------------------------------------------------------------------------- quality
-class LossyViewer(Viewer):
-    """A ticket holder's player that drops ``loss`` of its incoming video packets before
-    aiortc sees them (a user-space shim), so its receiver reports show the loss and its
-    jitter buffer NACKs the gaps."""
-
-    def __init__(self, base_url: str, loss: float, seed: int = 20) -> None:
-        super().__init__(base_url)
-        self.dropped = 0
-        rng = random.Random(seed)
-        receiver = next(t.receiver for t in self.pc.getTransceivers() if t.kind == "video")
-        deliver = receiver._handle_rtp_packet
-
-        async def lossy(packet, arrival_time_ms):
-            if rng.random() < loss:
-                self.dropped += 1
-                return
-            await deliver(packet, arrival_time_ms)
-
-        receiver._handle_rtp_packet = lossy
-
-    async def play_with(self, room: str, token: str) -> int:
-        return await self.post(f"/whep/{room}", token=token)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_viewer_quality_shows_its_loss_and_nacks(aiohttp_server, tmp_path, database_url):
