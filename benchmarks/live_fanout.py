@@ -75,6 +75,7 @@ from tests.peers import (  # noqa: E402
 )
 
 ROOM, KEY = "bench", "benchkey123"
+METRICS_TOKEN = "bench-metrics-token-0123456789"
 VIEWERS_PER_PROCESS = 25
 CONNECTS_IN_FLIGHT = 5  # per viewer process
 LIGHT_VIEWER_NICE = 10
@@ -554,8 +555,12 @@ async def until(predicate: Callable[[], Awaitable[bool]], timeout: float, what: 
 class Step:
     """One measurement: ``server`` ("stagepass" or "baseline") with ``n`` viewers."""
 
-    def __init__(self, server: str, n: int, args: argparse.Namespace, logdir: Path) -> None:
+    def __init__(self, server: str, n: int, args: argparse.Namespace, logdir: Path,
+                 metrics: bool = False) -> None:
         self.server, self.n, self.args, self.logdir = server, n, args, logdir
+        #: Stagepass with ``STAGEPASS_METRICS_TOKEN`` set, scraped every second in the window
+        self.metrics = metrics
+        self.scrapes: list[float] = []  #: seconds each scrape of /metrics took
         self.children: list[Child] = []
         # Stagepass is one single-threaded process: give it its own CPU(s), the load
         # generator the others. The baseline (multithreaded encoders) runs unpinned.
@@ -590,7 +595,11 @@ class Step:
                     "--log-level", "WARNING"]
             root = a.server_root.resolve()  # its packages win over the editable install
             env = dict(os.environ, PYTHONPATH=str(root))
-            server = await Child.start(f"stagepass-{self.n}-server", argv, self.logdir,
+            env.pop("STAGEPASS_METRICS_TOKEN", None)
+            if self.metrics:
+                env["STAGEPASS_METRICS_TOKEN"] = METRICS_TOKEN
+            server = await Child.start(f"stagepass-{self.n}-server{'-metrics' if self.metrics else ''}",
+                                       argv, self.logdir,
                                        self.server_cpus, cwd=root, env=env)
             self.children.append(server)
         else:
@@ -646,7 +655,15 @@ class Step:
         except RuntimeError:
             print(f"  ! {self.server} n={self.n}: some viewers receive no video", flush=True)
         await asyncio.sleep(a.warmup)
-        row = await self._window(http, base, server.proc.pid, publisher, viewers)
+        scraper = asyncio.ensure_future(self._scrape(http, base)) if self.metrics else None
+        try:
+            row = await self._window(http, base, server.proc.pid, publisher, viewers)
+        finally:
+            if scraper is not None:
+                scraper.cancel()
+                await asyncio.gather(scraper, return_exceptions=True)
+        row["metrics"] = "on" if self.metrics else "off"
+        row["scrape_ms_median"] = median(self.scrapes) * 1000 if self.scrapes else None
         row["publisher"]["cpu_pct"] = self.client_cpu[0]
         row["server_system_share"] = self.system_share
         row["server_udp_drops"], row["viewer_udp_drops"] = self.udp_drops
@@ -660,6 +677,18 @@ class Step:
                    connect_errors=errors[:3], codec=next((r.get("codec") for r in added
                                                           if r.get("codec")), None))
         return row
+
+    async def _scrape(self, http: aiohttp.ClientSession, base: str) -> None:
+        """Prometheus' part: GET /metrics every second (a tight scrape interval)."""
+        headers = {"Authorization": f"Bearer {METRICS_TOKEN}"}
+        while True:
+            started = time.monotonic()
+            async with http.get(base + "/metrics", headers=headers) as r:
+                if r.status != 200:
+                    raise RuntimeError(f"/metrics answered {r.status}")
+                await r.read()
+            self.scrapes.append(time.monotonic() - started)
+            await asyncio.sleep(max(0.0, started + 1.0 - time.monotonic()))
 
     async def _window(self, http: aiohttp.ClientSession, base: str, pid: int,
                       publisher: Child, viewers: list[Child]) -> dict:
@@ -984,6 +1013,34 @@ def print_summary(rows: list[dict], base_rows: list[dict], s: dict) -> None:
             print(f"  caution, during the N={n} step: " + "; ".join(s["reference_caveats"]))
 
 
+def metrics_cost(off_rows: list[dict], on_rows: list[dict]) -> list[dict]:
+    """Server CPU per forwarded packet with metrics off and on (token set, scraped every
+    second), per viewer count, and their ratio."""
+    on = {r["viewers"]: r for r in on_rows}
+    out = []
+    for r in off_rows:
+        m = on.get(r["viewers"])
+        if m is None:
+            continue
+        off_us, on_us = r["us_per_packet"], m["us_per_packet"]
+        out.append({"viewers": r["viewers"], "cpu_pct_off": r["cpu_pct"], "cpu_pct_on": m["cpu_pct"],
+                    "us_per_packet_off": off_us, "us_per_packet_on": on_us,
+                    "ratio": on_us / off_us if off_us and on_us else None,
+                    "scrape_ms_median": m["scrape_ms_median"]})
+    return out
+
+
+def print_metrics_cost(cost: list[dict]) -> None:
+    print("\nmetrics off vs on (STAGEPASS_METRICS_TOKEN set, /metrics scraped every second; target: "
+          "on/off <= 1.02)")
+    print(f"{'N':>5} {'cpu% off':>9} {'cpu% on':>8} {'us/pkt off':>11} {'us/pkt on':>10} {'on/off':>7} "
+          f"{'scrape ms':>10}")
+    for c in cost:
+        print(f"{c['viewers']:>5} {fmt(c['cpu_pct_off']):>9} {fmt(c['cpu_pct_on']):>8} "
+              f"{fmt(c['us_per_packet_off']):>11} {fmt(c['us_per_packet_on']):>10} "
+              f"{fmt(c['ratio'], '.3f'):>7} {fmt(c['scrape_ms_median'], '.2f'):>10}")
+
+
 def git_commit(root: Path) -> Optional[str]:
     """The commit ``root`` is checked out at, if it is a git checkout (``+dirty`` if the
     server packages differ from it)."""
@@ -1023,35 +1080,48 @@ async def run(args: argparse.Namespace) -> dict:
           + (" (other load: expect noisy numbers)" if background > 10 else ""), flush=True)
     args.background_pct = round(background, 1)
     failed: list[dict] = []
-    plan = [("stagepass", n) for n in [0] + [n for n in viewers if n]]
+    metrics_rows: list[dict] = []
+    # --metrics both: each Stagepass step with metrics off, then on, back to back
+    modes = {"off": [False], "on": [True], "both": [False, True]}[args.metrics]
+    plan = [("stagepass", n, m) for n in [0] + [n for n in viewers if n] for m in modes]
     if base_viewers:
-        plan += [("baseline", n) for n in [0] + [n for n in base_viewers if n]]
+        plan += [("baseline", n, False) for n in [0] + [n for n in base_viewers if n]]
     async with aiohttp.ClientSession() as http:
-        for server, n in plan:
+        for server, n, with_metrics in plan:
             try:
-                row = await Step(server, n, args, logdir).run(http)
+                row = await Step(server, n, args, logdir, metrics=with_metrics).run(http)
             except (RuntimeError, OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
                 failed.append({"server": server, "viewers": n, "error": f"{exc}"})
                 print(f"  {server:9} N={n:<4} FAILED: {exc} (logs: {logdir})", flush=True)
                 continue
-            (rows if server == "stagepass" else base_rows).append(row)
+            if server == "baseline":
+                base_rows.append(row)
+            elif with_metrics and args.metrics == "both":
+                metrics_rows.append(row)
+            else:
+                rows.append(row)
             print_row(row)
             if args.profile and server == "stagepass":
                 print(hot_spots(args.profile / f"stagepass-{n}.txt"), flush=True)
     add_marginals(rows)
     add_marginals(base_rows)
+    add_marginals(metrics_rows)
     ref_n = 100 if 100 in viewers else max(viewers, default=0)
     if not rows:
         raise SystemExit("no Stagepass step succeeded")
     s = summary(rows, base_rows, ref_n, args.fps)
     s["failed_steps"] = failed
     print_summary(rows, base_rows, s)
+    if metrics_rows:
+        s["metrics_cost"] = metrics_cost(rows, metrics_rows)
+        print_metrics_cost(s["metrics_cost"])
     for f in failed:
         print(f"FAILED step: {f['server']} N={f['viewers']}: {f['error']}")
     config = {k: str(v) if isinstance(v, Path) else sorted(v) if isinstance(v, frozenset)
               else v for k, v in vars(args).items()}
     config["server_commit"] = git_commit(args.server_root)
-    return {"config": config, "stagepass": rows, "baseline": base_rows, "summary": s}
+    return {"config": config, "stagepass": rows, "stagepass_metrics_on": metrics_rows, "baseline": base_rows,
+            "summary": s}
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -1068,6 +1138,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--kbps", type=int, default=1500, help="publisher H.264 bitrate")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--metrics", choices=["off", "on", "both"], default="off",
+                        help="Stagepass with /metrics off (default), on (token set and scraped "
+                        "every second), or both, back to back per viewer count, compared")
     parser.add_argument("--server-cpus", default="0" if len(ALL_CPUS) > 1 else "",
                         help="CPUs the Stagepass server is pinned to, the load generator "
                         "getting the others (default 0; '' to pin nothing)")

@@ -28,10 +28,12 @@ class Batcher:
         self.max_items = max_items
         self._pending: dict[str, list[Any]] = {}
         self.frames = 0
+        self.items = 0  #: items emitted, over all frames
 
     async def add(self, room: str, item: Any) -> None:
         if self.interval <= 0:
             self.frames += 1
+            self.items += 1
             await self._emit(room, self.event, {"items": [item]})
             return
         queue = self._pending.get(room)
@@ -50,4 +52,5 @@ class Batcher:
         items = self._pending.pop(room, None)
         if items:
             self.frames += 1
+            self.items += len(items)
             await self._emit(room, self.event, {"items": items})

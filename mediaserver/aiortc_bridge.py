@@ -319,6 +319,12 @@ class SenderPort:
         self._buffered: Callable[[], int] = int
         self._addr: Any = None
 
+    @property
+    def octets_sent(self) -> int:
+        """Media payload bytes sent to this viewer (the sender report's octet count;
+        retransmissions are not in it)."""
+        return self._sender._RTCRtpSender__octet_count  # type: ignore[attr-defined]
+
     def ready(self) -> bool:
         """True once DTLS is up and SRTP keys exist."""
         return self._dtls._state == DtlsState.CONNECTED and self._dtls._tx_srtp is not None
@@ -451,6 +457,7 @@ class DtlsWatch:
     def __init__(self, pc: Any) -> None:
         self._pc = pc
         self.events: list[str] = []  #: TLS alerts and aiortc's DTLS verdicts, in order
+        self.alerts: list[str] = []  #: names of the fatal TLS alerts, in order
         certificate = pc._RTCPeerConnection__certificates[0]  # type: ignore[attr-defined]
         make_context = certificate._create_ssl_context
 
@@ -468,6 +475,8 @@ class DtlsWatch:
             name = _TLS_ALERTS.get(ret & 0xFF, f"alert {ret & 0xFF}")
             direction = "received from the peer" if where & SSL.SSL_CB_READ else "sent to the peer"
             self.events.append(f"{level} TLS alert {name} ({ret & 0xFF}) {direction}")
+            if level == "fatal":
+                self.alerts.append(name.replace(" ", "_"))
 
     def watch_transports(self) -> None:
         """Keep aiortc's own account of a failed handshake (it logs it at debug level only)."""
@@ -484,6 +493,18 @@ class DtlsWatch:
                 _log(msg, *args)
 
             dtls._RTCDtlsTransport__log_debug = capture  # type: ignore[attr-defined]
+
+    def failure_kind(self) -> tuple[str, str]:
+        """``(stage, cause)`` of a failed connection, from a small fixed vocabulary (metric
+        labels): ``("ice", "no_candidate_pair")``, ``("dtls", <TLS alert name>)``,
+        ``("dtls", "handshake")`` or ``("connection", "unknown")``."""
+        if self._pc.iceConnectionState == "failed":
+            return "ice", "no_candidate_pair"
+        if self.alerts:
+            return "dtls", self.alerts[0]
+        if self.events:
+            return "dtls", "handshake"
+        return "connection", "unknown"
 
     def failure_cause(self) -> str:
         """Why the connection failed, in words for the log."""

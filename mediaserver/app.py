@@ -10,6 +10,8 @@ from aiohttp import web
 import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
+from ops.assembly import install_ops
+from ops.metrics import Metrics
 from paywall import http as paywall_http
 from paywall import replay_http
 from paywall import dashboard_http
@@ -43,7 +45,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     app = web.Application(client_max_size=settings.max_sdp_bytes)
     app[SETTINGS] = settings
 
-    rooms = RoomRegistry(settings)
+    metrics = Metrics()
+    rooms = RoomRegistry(settings, observer=metrics)
     if permissions is not None:
         app[PERMISSIONS] = permissions
         app[ADMISSION] = Admission()
@@ -117,6 +120,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     app.cleanup_ctx.append(rooms_ctx)
     setup_routes(app)
+    install_ops(app, settings, rooms, metrics, with_paywall=permissions is None)
 
     async def index(request: web.Request) -> web.StreamResponse:
         """The catalog (home page); the player stays at /static/watch.html."""

@@ -77,7 +77,7 @@ def serve(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"stagepass: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level)
+    setup_logging(settings.log_level, settings.log_format)
     from .app import create_app
 
     app = create_app(settings)

@@ -55,6 +55,17 @@ class Settings:
         default=Path("data"), metadata={"help": "where recordings, keys and the database live"}
     )
     log_level: str = field(default="INFO", metadata={"help": "DEBUG, INFO, WARNING or ERROR"})
+    log_format: str = field(
+        default="text",
+        metadata={"help": "'text' (one readable line) or 'json' (one object a line: room, session, user as fields)"},
+    )
+    metrics_token: str = field(
+        default="",
+        metadata={"help": "bearer token that GET /metrics (Prometheus) requires; empty: /metrics answers 404"},
+    )
+    metrics_orders_seconds: float = field(
+        default=15.0, metadata={"help": "seconds between counts of the orders by status for /metrics"}
+    )
     rooms: dict[str, str] = field(
         default_factory=dict,
         metadata={
@@ -223,6 +234,12 @@ class Settings:
         if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError(f"log_level: unknown level {self.log_level!r}")
         self.log_level = self.log_level.upper()
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format: 'text' or 'json', not {self.log_format!r}")
+        if not 0.1 <= self.metrics_orders_seconds <= 3600:
+            raise ConfigError("metrics_orders_seconds: 0.1 to 3600")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ConfigError("metrics_token: at least 16 characters (or empty: no /metrics)")
         for name, key in self.rooms.items():
             if not ROOM_NAME_RE.match(name):
                 raise ConfigError(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Optional
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
@@ -30,10 +30,12 @@ class PeerSession:
         ice_servers: list[str],
         connect_timeout: float,
         on_closed: Callable[["PeerSession"], Awaitable[None]],
+        on_failed: Optional[Callable[[str, str, str], None]] = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.room_name = room_name
         self.created = time.monotonic()
+        self._user_id: Optional[int] = None
         self.log = context_logger(f"stagepass.{self.role}", room_name, self.id[:8])
         self.tasks = TaskOwner(self.log)
         self.pc = RTCPeerConnection(
@@ -43,9 +45,22 @@ class PeerSession:
         self.connected = asyncio.Event()
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
+        #: ``on_failed(role, stage, cause)`` when the connection fails or never connects
+        self._on_failed = on_failed
         self._close_listeners: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
         self.pc.on("connectionstatechange", self._on_state)
+
+    @property
+    def user_id(self) -> Optional[int]:
+        """The ticket holder, once admitted (paid rooms); logged as ``user`` from then on."""
+        return self._user_id
+
+    @user_id.setter
+    def user_id(self, value: Optional[int]) -> None:
+        self._user_id = value
+        if value is not None:
+            self.log.extra["user"] = value  # type: ignore[index]
 
     @property
     def closed(self) -> bool:
@@ -76,12 +91,17 @@ class PeerSession:
             await asyncio.wait_for(self.connected.wait(), self._connect_timeout)
         except asyncio.TimeoutError:
             self.log.warning("did not connect within %.0f s, closing", self._connect_timeout)
+            self._failed("connect", "timeout")
             await self.close()
 
     def _on_state(self) -> None:
         state = self.pc.connectionState
         if state == "failed":
             self.log.warning("connection failed: %s", self._dtls.failure_cause())
+            stage, cause = self._dtls.failure_kind()
+            if stage == "ice" and self.connected.is_set():
+                stage, cause = "consent", "lost"  # ICE stopped answering after connecting
+            self._failed(stage, cause)
         else:
             self.log.info("connection %s", state)
         if state == "connected":
@@ -90,6 +110,10 @@ class PeerSession:
             self.on_connected()
         elif state in ("failed", "closed") and not self._closed:
             self.tasks.spawn(self.close(), name="close-on-" + state)
+
+    def _failed(self, stage: str, cause: str) -> None:
+        if self._on_failed is not None:
+            self._on_failed(self.role, stage, cause)
 
     def on_connected(self) -> None:
         """Hook for subclasses."""

@@ -34,7 +34,17 @@ from .recorder import Recorder
 from .subscriber import Subscriber
 from .tasks import TaskOwner
 
-__all__ = ["Broadcast", "Room", "RoomRegistry"]
+__all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry"]
+
+
+class LiveObserver:
+    """What the live domain reports as it happens; metrics subclass it. No-ops here."""
+
+    def viewer_first_media(self, seconds: float) -> None:
+        """A viewer got its first media packet ``seconds`` after its WHEP POST."""
+
+    def peer_failed(self, role: str, stage: str, cause: str) -> None:
+        """A publisher's or viewer's connection failed (``stage``: ice, dtls, consent, connect)."""
 
 
 @dataclass
@@ -51,9 +61,10 @@ class Broadcast:
 
 
 class Room:
-    def __init__(self, name: str, settings: Settings) -> None:
+    def __init__(self, name: str, settings: Settings, observer: Optional[LiveObserver] = None) -> None:
         self.name = name
         self.settings = settings
+        self.observer = observer or LiveObserver()
         self.log = context_logger("stagepass.room", name)
         self.tasks = TaskOwner(self.log)
         self.fanouts: dict[str, Fanout] = {
@@ -73,6 +84,10 @@ class Room:
         self._unconfirmed: Optional[tuple[Publisher, Optional[Broadcast]]] = None
         self._publish_lock = asyncio.Lock()
         self._closed = False
+        #: kind -> totals of the viewers that left (NACKed sequence numbers, payload bytes),
+        #: so the room's totals only grow
+        self.departed_nacked: dict[str, int] = {}
+        self.departed_octets: dict[str, int] = {}
 
     def _session_args(self) -> dict:
         return dict(
@@ -80,6 +95,7 @@ class Room:
             ice_servers=self.settings.ice_servers,
             connect_timeout=self.settings.connect_timeout,
             on_closed=self._forget,
+            on_failed=self.observer.peer_failed,
         )
 
     @property
@@ -138,7 +154,8 @@ class Room:
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[Subscriber, str]:
         subscriber = Subscriber(
-            **self._session_args(), buffer_limit=self.settings.subscriber_buffer_bytes
+            **self._session_args(), buffer_limit=self.settings.subscriber_buffer_bytes,
+            on_first_media=self.observer.viewer_first_media,
         )
         try:
             answer = await subscriber.start(offer_sdp, kinds, self.fanouts)
@@ -221,6 +238,10 @@ class Room:
             if self._unconfirmed is not None and self._unconfirmed[0] is session:
                 await self._discard_unconfirmed(session)
         elif self.subscribers.pop(session.id, None) is not None:
+            for kind, n in session.nacked.items():  # type: ignore[attr-defined]
+                self.departed_nacked[kind] = self.departed_nacked.get(kind, 0) + n
+            for kind, n in session.octets_sent().items():  # type: ignore[attr-defined]
+                self.departed_octets[kind] = self.departed_octets.get(kind, 0) + n
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
 
     def stats(self) -> dict:
@@ -256,8 +277,9 @@ class Room:
 class RoomRegistry:
     """The rooms of this node, created on first use."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, observer: Optional[LiveObserver] = None) -> None:
         self.settings = settings
+        self.observer = observer or LiveObserver()
         self._rooms: dict[str, Room] = {}
         #: listeners every room calls when one of its broadcasts ends
         self.broadcast_ended: list[Callable[[Room, Broadcast], Awaitable[None]]] = []
@@ -268,7 +290,7 @@ class RoomRegistry:
     def open(self, name: str) -> Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = Room(name, self.settings)
+            room = self._rooms[name] = Room(name, self.settings, self.observer)
             room.broadcast_ended = self.broadcast_ended
         return room
 

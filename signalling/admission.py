@@ -30,6 +30,7 @@ class Admission:
         self._sessions: dict[str, PeerSession] = {}
 
     async def admit(self, grant: Grant, session: PeerSession) -> None:
+        session.user_id = grant.user_id
         if grant.seat_key is not None:
             key = grant.seat_key
             self._sessions[session.id] = session

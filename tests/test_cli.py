@@ -59,3 +59,36 @@ def test_serve_help_lists_every_setting():
     for f in fields(Settings):
         if f.init and not f.name.startswith("_"):
             assert f"STAGEPASS_{f.name.upper()}" in r.stdout.replace("\n", " ").replace("  ", ""), f.name
+
+
+async def test_json_logs_are_one_object_a_line_without_secrets(tmp_path):
+    import json
+
+    port = free_port()
+    token = "metrics-token-never-logged-123"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
+         "--log-format", "json", "--metrics-token", token],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(600):
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        assert r.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("server did not start")
+            async with http.get(f"http://127.0.0.1:{port}/metrics", headers={"Authorization": f"Bearer {token}"}) as r:
+                assert r.status == 200
+        key = json.loads((tmp_path / "stream-keys.json").read_text())["demo"]
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+    lines = [json.loads(line) for line in out.splitlines() if line.strip()]
+    assert any(e["logger"] == "stagepass" and e["message"].startswith("rooms: demo") for e in lines), lines
+    assert all({"ts", "level", "logger", "message"} <= set(e) for e in lines)
+    assert key not in out and token not in out

@@ -395,7 +395,11 @@ async function pollStats() {
   const room = statsRoom();
   if (room) {
     try {
-      renderStats(await api(`/api/rooms/${encodeURIComponent(room)}`));
+      const stats = await api(`/api/rooms/${encodeURIComponent(room)}`);
+      renderStats(stats);
+      if (selected && selected.slug === room) {
+        renderViewerQuality(stats.viewers ? (await api(`/api/rooms/${encodeURIComponent(room)}/viewers`)).viewers : []);
+      }
       if (selected && statsPolls++ % REPLAYS_EVERY_POLLS === 0) {
         const { recordings } = await api(`/api/recordings?room=${encodeURIComponent(selected.slug)}`);
         renderReplays(recordings);
@@ -420,6 +424,40 @@ function renderReplays(recordings) {
       `${when} · ${duration(rec.duration_ms)} · `, state,
       rec.status === "ready" && rec.error ? h("span", { class: "hint" }, ` (recording stopped early: ${rec.error})`) : null);
   }));
+}
+
+/** A viewer's connection is poor above 5% loss (mean of its last receiver reports, which
+ * are noisy one by one) or 300 ms round trip. */
+const POOR_LOSS = 0.05;
+const POOR_RTT_MS = 300;
+const LOSS_SAMPLES = 5;
+const lossHistory = new Map(); // viewer id -> its video's last fraction_lost readings
+
+function meanLoss(id, fraction) {
+  const history = lossHistory.get(id) || [];
+  if (fraction !== null && fraction !== undefined) history.push(fraction);
+  history.splice(0, Math.max(0, history.length - LOSS_SAMPLES));
+  lossHistory.set(id, history);
+  return history.length ? history.reduce((a, b) => a + b, 0) / history.length : null;
+}
+
+/** Each viewer's connection from its RTCP receiver reports, poorest first. */
+function renderViewerQuality(viewers) {
+  $("viewers-empty").hidden = viewers.length > 0;
+  for (const id of lossHistory.keys()) if (!viewers.some((v) => v.id === id)) lossHistory.delete(id);
+  const rows = viewers.map((v) => {
+    const video = v.video || v.audio || {};
+    const loss = meanLoss(v.id, video.fraction_lost);
+    const poor = (loss ?? 0) > POOR_LOSS || (video.rtt_ms ?? 0) > POOR_RTT_MS;
+    return { v, video, loss, poor };
+  }).sort((a, b) => (b.loss ?? 0) - (a.loss ?? 0));
+  $("viewer-quality").replaceChildren(...rows.map(({ v, video, loss, poor }) => h("li",
+    { dataset: { viewer: v.id, poor: String(poor) }, class: poor ? "poor" : null },
+    h("strong", {}, poor ? "Poor connection" : "Good"), " ", `viewer ${v.id}`,
+    v.user_id ? ` (user ${v.user_id})` : "",
+    ` · loss ${loss === null ? "—" : `${(loss * 100).toFixed(1)}%`}`,
+    ` · round trip ${video.rtt_ms == null ? "—" : `${Math.round(video.rtt_ms)} ms`}`,
+    ` · resent ${video.retransmitted ?? 0}`)));
 }
 
 function renderStats(stats) {

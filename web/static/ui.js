@@ -109,6 +109,7 @@ export async function siteHeader() {
   if (user && (user.role === "creator" || user.role === "admin")) {
     links.push(h("a", { href: "/static/studio.html" }, "Studio"), h("a", { href: "/static/dashboard.html" }, "Dashboard"));
   }
+  if (user && user.role === "admin") links.push(h("a", { href: "/static/admin.html" }, "Admin"));
   const account = user
     ? h("span", { class: "account" }, h("span", { class: "who" }, user.display_name || user.email), " ",
         h("button", { type: "button", class: "link", id: "logout", onclick: async () => {

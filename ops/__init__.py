@@ -1,0 +1,1 @@
+"""Operating Stagepass: Prometheus metrics, health and readiness, per-viewer quality."""

@@ -1,0 +1,161 @@
+"""The admin view's API (admins only): this node's load, its live rooms, and two actions.
+
+* ``GET /api/admin/live``: ``{node: {id, event_loop_lag_ms, cpu_pct, rooms_live, viewers},
+  rooms: [{room, phase, broadcast, publisher: {id, codecs, ingest_kbps}, viewers,
+  loss: {mean, worst}, keyframe_requests}]}``. ``ingest_kbps`` and ``cpu_pct`` are rates
+  between two readings, so the first answer after a start has them ``null``; the page
+  polls every 2 s.
+* ``POST /api/admin/rooms/{room}/end``: ends the broadcast, as the creator's WHIP DELETE.
+* ``POST /api/admin/rooms/{room}/viewers/{viewer}/disconnect``: ends one viewer's session
+  (``viewer`` is the 8-character id the viewers API and the logs show).
+
+Errors: 401 ``login_required``, 403 ``admin_only``, 404 ``room_not_found`` /
+``not_live`` / ``viewer_not_found``.
+"""
+
+from __future__ import annotations
+
+import logging
+import resource
+import time
+from typing import Optional
+
+from aiohttp import web
+
+from mediaserver.room import Room
+from signalling.whip import ROOMS, SETTINGS, error_response
+
+from .http import METRICS
+
+__all__ = ["AdminView", "ADMIN_VIEW", "setup_routes"]
+
+log = logging.getLogger("stagepass.admin")
+
+
+class AdminView:
+    """Keeps the previous readings the rates are computed from."""
+
+    def __init__(self) -> None:
+        self._ingest: dict[str, tuple[float, int]] = {}  # publisher id -> (time, bytes received)
+        self._cpu: Optional[tuple[float, float]] = None  # (time, process CPU seconds)
+
+    def cpu_pct(self) -> Optional[float]:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        now, cpu = time.monotonic(), usage.ru_utime + usage.ru_stime
+        previous, self._cpu = self._cpu, (now, cpu)
+        if previous is None or now - previous[0] < 0.2:
+            return None
+        return round((cpu - previous[1]) / (now - previous[0]) * 100, 1)
+
+    async def ingest_kbps(self, room: Room) -> Optional[float]:
+        publisher = room.publisher
+        transceivers = publisher.pc.getTransceivers() if publisher is not None else []
+        if not transceivers:
+            return None
+        received = 0
+        for stat in (await transceivers[0].receiver.getStats()).values():
+            if stat.type == "transport":  # BUNDLE: one transport carries every track
+                received = stat.bytesReceived
+        now = time.monotonic()
+        previous = self._ingest.get(publisher.id)
+        self._ingest[publisher.id] = (now, received)
+        if previous is None or now - previous[0] < 0.2:
+            return None
+        return round((received - previous[1]) * 8 / (now - previous[0]) / 1000, 1)
+
+    def forget_others(self, publisher_ids: set[str]) -> None:
+        for gone in set(self._ingest) - publisher_ids:
+            del self._ingest[gone]
+
+
+ADMIN_VIEW = web.AppKey("admin_view", AdminView)
+
+
+async def _admin(request: web.Request) -> Optional[web.Response]:
+    """None for an admin, else the refusal."""
+    from paywall.http import optional_user
+
+    user = await optional_user(request)
+    if user is None:
+        return error_response(401, "login_required", "log in first")
+    if user.role != "admin":
+        return error_response(403, "admin_only", "only admins see the admin view")
+    return None
+
+
+async def live(request: web.Request) -> web.Response:
+    refusal = await _admin(request)
+    if refusal is not None:
+        return refusal
+    view = request.app[ADMIN_VIEW]
+    rooms = []
+    for room in request.app[ROOMS]:
+        if room.publisher is None and not room.subscribers and room.broadcast is None:
+            continue
+        losses = []
+        for subscriber in list(room.subscribers.values()):
+            video = (await subscriber.quality()).get("video") or {}
+            if video.get("fraction_lost") is not None:
+                losses.append(video["fraction_lost"])
+        keyframes = room.fanouts["video"].keyframes
+        rooms.append({
+            "room": room.name,
+            "phase": room.phase,
+            "broadcast": {"id": room.broadcast.id, "t_ms": room.broadcast.t_ms()} if room.broadcast else None,
+            "publisher": None if room.publisher is None else {
+                "id": room.publisher.id[:8], "codecs": dict(room.publisher.codecs),
+                "ingest_kbps": await view.ingest_kbps(room)},
+            "viewers": len(room.subscribers),
+            "loss": {"mean": round(sum(losses) / len(losses), 4) if losses else None,
+                     "worst": max(losses) if losses else None},
+            "keyframe_requests": {"requested": keyframes.requested, "sent": keyframes.sent} if keyframes else None,
+        })
+    view.forget_others({r.publisher.id for r in request.app[ROOMS] if r.publisher is not None})
+    lag = request.app[METRICS].lag_sampler.last_lag
+    rooms.sort(key=lambda r: (-r["viewers"], r["room"]))
+    node = {
+        "id": request.app[SETTINGS].node_id(),
+        "event_loop_lag_ms": None if lag is None else round(lag * 1000, 2),
+        "cpu_pct": view.cpu_pct(),
+        "rooms_live": len(rooms),
+        "viewers": sum(r["viewers"] for r in rooms),
+    }
+    return web.json_response({"node": node, "rooms": rooms})
+
+
+async def end_broadcast(request: web.Request) -> web.Response:
+    refusal = await _admin(request)
+    if refusal is not None:
+        return refusal
+    name = request.match_info["room"]
+    room = request.app[ROOMS].get(name)
+    if room is None or (room.publisher is None and room.broadcast is None):
+        return error_response(404, "not_live", f"room {name!r} has no broadcast on this node")
+    if room.publisher is not None:
+        await room.publisher.close()
+    await room.end_broadcast()
+    log.info("an admin ended the broadcast of room %s", name)
+    return web.json_response({"room": name, "phase": room.phase})
+
+
+async def disconnect_viewer(request: web.Request) -> web.Response:
+    refusal = await _admin(request)
+    if refusal is not None:
+        return refusal
+    name, label = request.match_info["room"], request.match_info["viewer"]
+    room = request.app[ROOMS].get(name)
+    if room is None:
+        return error_response(404, "room_not_found", f"no live room named {name!r} on this node")
+    matches = [s for s in room.subscribers.values() if s.id[:8] == label]
+    if len(matches) != 1:
+        return error_response(404, "viewer_not_found", f"no viewer {label!r} in room {name!r}")
+    await matches[0].close()
+    log.info("an admin disconnected viewer %s of room %s", label, name)
+    return web.json_response({"room": name, "viewer": label, "viewers": len(room.subscribers)})
+
+
+def setup_routes(app: web.Application) -> None:
+    app[ADMIN_VIEW] = AdminView()
+    app.router.add_get("/api/admin/live", live)
+    app.router.add_post("/api/admin/rooms/{room}/end", end_broadcast)
+    app.router.add_post("/api/admin/rooms/{room}/viewers/{viewer}/disconnect", disconnect_viewer)

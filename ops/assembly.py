@@ -1,0 +1,93 @@
+"""Wires the operator side into the app: metrics, readiness checks, routes, the lag task."""
+
+from __future__ import annotations
+
+from typing import AsyncIterator, Optional
+
+from aiohttp import web
+
+from mediaserver.config import Settings
+from mediaserver.room import RoomRegistry
+
+from .health import Readiness, data_dir_check, database_check, redis_check
+from .http import METRICS, READINESS, setup_routes
+from .metrics import Metrics
+
+__all__ = ["install_ops"]
+
+
+def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, metrics: Metrics,
+                with_paywall: bool) -> None:
+    """``metrics`` must be the ``rooms``' observer (``RoomRegistry(settings, metrics)``)."""
+    app[METRICS] = metrics
+    readiness = Readiness()
+    app[READINESS] = readiness
+    readiness.add("data_dir", data_dir_check(settings.data_dir))
+    if with_paywall:
+        from paywall.http import PAYWALL
+
+        async def database() -> Optional[str]:
+            paywall = app.get(PAYWALL)
+            if paywall is None:
+                return "the database is not open yet"
+            return await database_check(paywall.db.engine)()
+
+        readiness.add("database", database)
+    orders: list = []  # the order counter, once the database is open
+
+    metrics.watch(rooms, extra={"socketio": lambda: _socketio(app), "packaging": lambda: _packaging(app),
+                                "orders": lambda: orders[0].metrics() if orders else None})
+
+    async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
+        close_redis = None
+        if settings.redis_url:
+            check, close_redis = redis_check(settings.redis_url, timeout=1.0)
+            readiness.add("redis", check)
+        metrics.lag_sampler.start()
+        yield
+        await metrics.lag_sampler.close()
+        if close_redis is not None:
+            await close_redis()
+
+    app.cleanup_ctx.append(ops_ctx)
+    if with_paywall:
+        async def orders_ctx(app: web.Application) -> AsyncIterator[None]:
+            """After the paywall's context (registered before this one): the database is open."""
+            from paywall.http import PAYWALL
+
+            from .business import OrderCounts
+
+            counter = OrderCounts(app[PAYWALL].db, interval=settings.metrics_orders_seconds)
+            orders.append(counter)
+            counter.start()
+            yield
+            await counter.close()
+
+        app.cleanup_ctx.append(orders_ctx)
+    setup_routes(app, with_paywall)
+
+
+def _socketio(app: web.Application) -> Optional[dict]:
+    from interaction.assembly import INTERACTION
+
+    interaction = app.get(INTERACTION)
+    if interaction is None:
+        return None
+    return {"stagepass_socketio_connections": ("gauge", "Socket.IO clients connected to a room",
+                                               len(interaction.server.clients)),
+            "stagepass_danmaku_delivered": ("counter", "Danmaku broadcast to their room (once per message)",
+                                            interaction.danmaku.batcher.items)}
+
+
+def _packaging(app: web.Application) -> Optional[dict]:
+    from mediaserver.app import PACKAGING
+
+    jobs = app.get(PACKAGING)
+    if jobs is None:
+        return None
+    state = jobs.state()
+    return {
+        "stagepass_packaging_jobs_finished": ("counter", "Recordings packaged into HLS replays", state["finished"]),
+        "stagepass_packaging_jobs_failed": ("counter", "Recordings whose packaging failed for good", state["failed"]),
+        "stagepass_packaging_jobs_queued": ("gauge", "Recordings waiting to be packaged", state["queued"]),
+    }

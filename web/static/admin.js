@@ -1,0 +1,105 @@
+// Admin view: this node's load, its live rooms (GET /api/admin/live, every 2 s) with each
+// room's viewers and their connection quality (GET /api/rooms/{room}/viewers), and two
+// actions: end a broadcast, disconnect a viewer. Admins only; others are told why not.
+import { api, describe, h, setStatus, siteHeader } from "./ui.js";
+
+const status = document.getElementById("status");
+const POLL_MS = 2000;
+
+function pct(fraction) {
+  return fraction === null || fraction === undefined ? "—" : `${(fraction * 100).toFixed(1)}%`;
+}
+
+function num(value, digits = 0) {
+  return value === null || value === undefined ? "—" : Number(value).toFixed(digits);
+}
+
+async function act(path, what) {
+  try {
+    await api(path, { method: "POST" });
+    setStatus(status, "ok", `${what}: done`);
+  } catch (err) {
+    setStatus(status, "error", `${what}: ${describe(err)}`);
+  }
+  await refresh();
+}
+
+function renderNode(node) {
+  const items = [["Node", node.id], ["CPU", node.cpu_pct === null ? "—" : `${node.cpu_pct}%`],
+                 ["Event loop lag", node.event_loop_lag_ms === null ? "—" : `${node.event_loop_lag_ms} ms`],
+                 ["Live rooms", node.rooms_live], ["Viewers", node.viewers]];
+  document.getElementById("node").replaceChildren(
+    ...items.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { field: k } }, String(v))]));
+  document.getElementById("node-section").hidden = false;
+}
+
+function renderRooms(rooms) {
+  const body = document.querySelector("#rooms-table tbody");
+  body.replaceChildren(...rooms.map((r) => h("tr", { dataset: { room: r.room } },
+    h("td", { "data-label": "Room" }, r.room),
+    h("td", { "data-label": "Phase", class: "phase" }, r.phase),
+    h("td", { "data-label": "Publisher kbit/s", class: "num" }, r.publisher ? num(r.publisher.ingest_kbps) : "—"),
+    h("td", { "data-label": "Viewers", class: "num viewers" }, String(r.viewers)),
+    h("td", { "data-label": "Loss", class: "num" }, `${pct(r.loss.mean)} / ${pct(r.loss.worst)}`),
+    h("td", { "data-label": "Actions" },
+      r.phase === "live" || r.phase === "reconnecting"
+        ? h("button", { type: "button", class: "danger end-broadcast",
+                        onclick: () => act(`/api/admin/rooms/${encodeURIComponent(r.room)}/end`,
+                                           `end the broadcast of ${r.room}`) }, "End broadcast")
+        : null))));
+  document.getElementById("rooms-empty").hidden = rooms.length > 0;
+  document.getElementById("rooms-section").hidden = false;
+}
+
+async function renderViewers(rooms) {
+  const sections = [];
+  for (const r of rooms.filter((x) => x.viewers > 0)) {
+    const listing = await api(`/api/rooms/${encodeURIComponent(r.room)}/viewers`);
+    const rows = listing.viewers.map((v) => {
+      const video = v.video || {};
+      return h("tr", { dataset: { viewer: v.id } },
+        h("td", { "data-label": "Viewer" }, v.id, v.user_id ? ` (user ${v.user_id})` : ""),
+        h("td", { "data-label": "Loss", class: "num loss" }, pct(video.fraction_lost)),
+        h("td", { "data-label": "RTT ms", class: "num" }, num(video.rtt_ms)),
+        h("td", { "data-label": "Jitter ms", class: "num" }, num(video.jitter_ms, 1)),
+        h("td", { "data-label": "NACKs", class: "num" }, num(video.nacked)),
+        h("td", { "data-label": "Skips", class: "num" }, num(video.dropped)),
+        h("td", { "data-label": "Actions" },
+          h("button", { type: "button", class: "secondary disconnect",
+                        onclick: () => act(`/api/admin/rooms/${encodeURIComponent(r.room)}/viewers/${encodeURIComponent(v.id)}/disconnect`,
+                                           `disconnect viewer ${v.id}`) }, "Disconnect")));
+    });
+    const heading = `viewers-${r.room}`;
+    sections.push(h("section", { "aria-labelledby": heading, dataset: { room: r.room } },
+      h("h2", { id: heading }, `Viewers of ${r.room}`),
+      h("div", { class: "table-wrap" },
+        h("table", { class: "stack viewers" },
+          h("thead", {}, h("tr", {}, ...["Viewer", "Loss", "RTT ms", "Jitter ms", "NACKs", "Skips", "Actions"]
+            .map((t) => h("th", { scope: "col" }, t)))),
+          h("tbody", {}, ...rows)))));
+  }
+  document.getElementById("room-viewers").replaceChildren(...sections);
+}
+
+async function refresh() {
+  try {
+    const live = await api("/api/admin/live");
+    renderNode(live.node);
+    renderRooms(live.rooms);
+    await renderViewers(live.rooms);
+    if (status.dataset.state === "loading") setStatus(status, "ok", "Live; updated every 2 s.");
+    return true;
+  } catch (err) {
+    const why = err.status === 401 ? "Log in as an admin to see this page."
+      : err.status === 403 ? "Only admins see this page." : describe(err);
+    setStatus(status, "error", why);
+    return err.status !== 401 && err.status !== 403;
+  }
+}
+
+async function main() {
+  await siteHeader();
+  if (await refresh()) setInterval(refresh, POLL_MS);
+}
+
+main();
