@@ -169,6 +169,23 @@ class Settings:
         metadata={"help": "words refused in every room, comma separated",
                   "parse": lambda s: [w.strip().lower() for w in s.split(",") if w.strip()]},
     )
+    storage_url: str = field(
+        default="",
+        metadata={"help": "where finished replays live: empty or file:// (DATA_DIR/recordings on this disk), "
+                          "or s3://BUCKET/PREFIX (S3-compatible object storage; endpoint and credentials from "
+                          "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION)"},
+    )
+    storage_proxy: bool = field(
+        default=False,
+        metadata={"help": "stream stored replay files through this node (with Range) instead of redirecting "
+                          "browsers to short-lived presigned URLs, for buckets browsers cannot reach",
+                  "parse": _parse_bool},
+    )
+    keep_local: bool = field(
+        default=False,
+        metadata={"help": "keep the local media of a replay after it is uploaded to object storage",
+                  "parse": _parse_bool},
+    )
     audience_sample_seconds: float = field(
         default=5.0,
         metadata={"help": "seconds between samples of each live paid room's concurrent viewers (dashboard)"},
@@ -203,10 +220,12 @@ class Settings:
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         for f in dataclasses.fields(cls):
+            switch = f.metadata.get("parse") is _parse_bool  # --keep-local alone means on
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
                 default=None,
+                **({"nargs": "?", "const": "on"} if switch else {}),
                 help=f"{f.metadata.get('help', '')} (env STAGEPASS_{f.name.upper()})".replace("%", "%%"),
             )
 
@@ -274,6 +293,12 @@ class Settings:
                 ipaddress.ip_network(proxy, strict=False)
             except ValueError:
                 raise ConfigError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
+        try:
+            from .storage.base import parse_storage_url
+
+            parse_storage_url(self.storage_url, self.data_dir / "recordings")
+        except ValueError as exc:
+            raise ConfigError(f"storage_url: {exc}") from None
         if self.signups_per_hour < 0:
             raise ConfigError("signups_per_hour: 0 (no limit) or more")
         if not 30 <= self.access_token_ttl <= 86400:
