@@ -31,12 +31,12 @@ class Chat:
     async def connect(self, base: str, room: str, token: str) -> bool:
         try:
             await self.sio.connect(base, auth={"room": room, "token": token}, transports=["websocket"],
-                                   socketio_path="socket.io", wait_timeout=5)
+                                   socketio_path="socket.io", wait_timeout=15)
             return True
         except socketio.exceptions.ConnectionError:
             return False
 
-    async def call(self, event: str, data: Any = None, timeout: float = 5) -> dict:
+    async def call(self, event: str, data: Any = None, timeout: float = 15) -> dict:
         return await self.sio.call(event, data, timeout=timeout)
 
     async def close(self) -> None:
