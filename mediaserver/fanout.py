@@ -32,7 +32,6 @@ so a recorder bug can never stop the live path.
 
 from __future__ import annotations
 
-import collections
 import logging
 import random
 import struct
@@ -44,7 +43,9 @@ from aiortc.rtp import RtpPacket
 
 from .aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream, SenderPort
 from .keyframe_requester import KeyframeRequester
+from .packet_history import PacketHistory
 from .rtp_payloads import is_keyframe_start
+from .samples import SampleRing
 from .tasks import TaskOwner
 
 __all__ = ["Downstream", "Fanout", "FanoutStats", "Sink"]
@@ -53,7 +54,6 @@ __all__ = ["Downstream", "Fanout", "FanoutStats", "Sink"]
 Sink = Callable[[RtpPacket, str, int, bool], None]
 
 HISTORY_SIZE = 1024  # packets kept for NACKs, shared by all viewers (~6 s of 1.5 Mbit/s)
-_HISTORY_MASK = HISTORY_SIZE - 1
 _MAX_SEGMENTS = 8
 _HEADER = struct.Struct("!BBHII")
 _RTX_HEADER = struct.Struct("!BBHIIH")
@@ -121,7 +121,7 @@ class FanoutStats:
         self.packets_out = 0
         self.dropped = 0
         self.retransmitted = 0
-        self.delays: collections.deque[float] = collections.deque(maxlen=20000)
+        self.delays = SampleRing(20000)  # preallocated: no object kept per packet
 
     def as_dict(self) -> dict:
         delays = sorted(self.delays)
@@ -152,7 +152,7 @@ class Fanout:
         self.kind = kind
         self._logger = logger
         self._downstreams: list[Downstream] = []
-        self._history: list[Optional[tuple]] = [None] * HISTORY_SIZE
+        self._history = PacketHistory(HISTORY_SIZE)  # allocated once: nothing kept per packet
         self._generation = 0
         self._source_pli: Optional[Callable[[], Awaitable[None]]] = None
         self._last_ts: Optional[int] = None
@@ -185,6 +185,7 @@ class Fanout:
         if self._source_pli == send_pli:
             self._source_pli = None
             self.codec = None
+            self.release()
 
     async def _send_pli(self) -> None:
         if self._source_pli is not None:
@@ -247,7 +248,7 @@ class Fanout:
         if keyframe and self.keyframes is not None:
             self.keyframes.satisfied()
         gen = self._generation
-        self._history[seq & _HISTORY_MASK] = (gen, seq, ts, marker, payload, codec)
+        self._history.put(gen, seq, ts, marker, payload, codec)
         ntp = current_ntp_time()
         abs_send = ((ntp >> 14) & 0xFFFFFF).to_bytes(3, "big")
         self._last_packet_time = time.monotonic()
@@ -341,12 +342,20 @@ class Fanout:
                 d.retransmitted += 1
                 self.stats.retransmitted += 1
 
+    # ------------------------------------------------------------ lifetime
+    def release(self) -> None:
+        """The publisher left or the broadcast ended: let go of the packets kept for
+        retransmission and of the delay samples. A room (and its fanouts) outlives its
+        publishers and broadcasts; their memory should not stay with it."""
+        self._history.clear()
+        self.stats.delays.clear()
+
     def _lookup(self, d: Downstream, vseq: int) -> Optional[tuple[tuple, int]]:
         end = d.last_vseq
         for first, seq_delta, ts_delta, gen in reversed(d.segments):
             if (vseq - first) & 0xFFFF <= (end - first) & 0xFFFF:
                 src_seq = (vseq - seq_delta) & 0xFFFF
-                entry = self._history[src_seq & _HISTORY_MASK]
+                entry = self._history.get(src_seq)
                 if entry is not None and entry[0] == gen and entry[1] == src_seq:
                     return entry, ts_delta
                 return None
