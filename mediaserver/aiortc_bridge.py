@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import functools
 import logging
 import time
 from typing import Any, Awaitable, Callable, Optional
@@ -138,8 +139,12 @@ class NegotiatedStream:
         self.header_extensions = header_extensions
 
 
+@functools.lru_cache(maxsize=64)
 def codec_key(mime_type: str) -> str:
-    """``video/H264`` -> ``H264``: the name a codec is matched on across peers."""
+    """``video/H264`` -> ``H264``: the name a codec is matched on across peers.
+
+    Cached: the receive path asks once per packet, and the fanout keeps the answer in its
+    retransmission history; one shared string per codec instead of a new one per packet."""
     return mime_type.split("/", 1)[1].upper() if "/" in mime_type else mime_type.upper()
 
 

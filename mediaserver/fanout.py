@@ -43,7 +43,6 @@ so a recorder bug can never stop the live path.
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import random
 import struct
@@ -54,6 +53,7 @@ from aiortc.rtp import RtpPacket
 
 from .aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream, SenderPort
 from .keyframe_requester import KeyframeRequester
+from .packet_history import PacketHistory
 from .retransmission import (
     LATE_LIMIT,
     MAX_HOLD,
@@ -62,6 +62,7 @@ from .retransmission import (
     extend_seq,
 )
 from .rtp_payloads import is_keyframe_start
+from .samples import SampleRing
 from .tasks import TaskOwner
 
 __all__ = ["Downstream", "Fanout", "FanoutStats", "Sink"]
@@ -70,7 +71,6 @@ __all__ = ["Downstream", "Fanout", "FanoutStats", "Sink"]
 Sink = Callable[[RtpPacket, str, int, bool], None]
 
 HISTORY_SIZE = 1024  # packets kept for NACKs, shared by all viewers (~6 s of 1.5 Mbit/s)
-_HISTORY_MASK = HISTORY_SIZE - 1
 _MAX_SEGMENTS = 8
 _HEADER = struct.Struct("!BBHII")
 _RTX_HEADER = struct.Struct("!BBHIIH")
@@ -157,7 +157,7 @@ class FanoutStats:
         self.nacks_repeated = 0  #: NACKed again within a round trip of being resent: not resent
         self.nack_keyframes = 0  #: NACKs the history could not answer: keyframe asked instead
         self.send_errors = 0  #: packets a send raised on (one viewer each), not sent
-        self.delays: collections.deque[float] = collections.deque(maxlen=20000)
+        self.delays = SampleRing(20000)  # preallocated: no object kept per packet
 
     def as_dict(self) -> dict:
         delays = sorted(self.delays)
@@ -194,7 +194,7 @@ class Fanout:
         self.kind = kind
         self._logger = logger
         self._downstreams: list[Downstream] = []
-        self._history: list[Optional[tuple]] = [None] * HISTORY_SIZE
+        self._history = PacketHistory(HISTORY_SIZE)  # allocated once: nothing kept per packet
         self._generation = 0
         self._source_pli: Optional[Callable[[], Awaitable[None]]] = None
         self._highest: Optional[int] = None  # extended sequence number, this generation
@@ -248,6 +248,7 @@ class Fanout:
         if self._source_pli == send_pli:
             self._source_pli = None
             self.codec = None
+            self.release()
 
     async def _send_pli(self) -> None:
         if self._source_pli is not None:
@@ -330,7 +331,7 @@ class Fanout:
             keyframe = sink_keyframe = is_keyframe_start(codec, payload)
         self._cur_ext = ext
         now = time.monotonic()
-        history[ext & _HISTORY_MASK] = (gen, ext, ts, marker, payload, codec, now)
+        history.put(gen, ext, ts, marker, payload, codec, now)
         start = ext  # where a viewer starting on this keyframe starts: its frame's first packet
         if keyframe and self.keyframes is not None:
             self.keyframes.satisfied()
@@ -436,8 +437,7 @@ class Fanout:
         history = self._history
         for _ in range(64):
             prev = start - 1
-            entry = history[prev & _HISTORY_MASK]
-            if entry is None or entry[0] != gen or entry[1] != prev or entry[2] != ts:
+            if not history.same_frame(prev, gen, ts):
                 break
             start = prev
         return start
@@ -449,7 +449,7 @@ class Fanout:
         be sent: the viewer then waits for the next keyframe."""
         history = self._history
         for e in range(start, ext):
-            _, _, ts, marker, payload, _, _ = history[e & _HISTORY_MASK]  # type: ignore[misc]
+            _, _, ts, marker, payload, _, _ = history.get(e)  # type: ignore[misc]
             vseq = (e + d.seq_delta) & 0xFFFF
             vts = (ts + d.ts_delta) & 0xFFFFFFFF
             data = b"".join((
@@ -494,8 +494,7 @@ class Fanout:
             self._restart_seq = (seq + 1) & 0xFFFF
             self.stats.too_late += 1
             return True
-        entry = self._history[ext & _HISTORY_MASK]
-        if entry is not None and entry[1] == ext and entry[0] == self._generation:
+        if self._history.holds(ext, self._generation):
             self.stats.duplicates += 1
             return True
         return False
@@ -565,7 +564,7 @@ class Fanout:
         if behind >= LATE_LIMIT or (not waits and self.keyframes is not None and ext < self._key_ext):
             stats.nacks_unusable += 1
             return
-        entry = self._history[ext & _HISTORY_MASK]
+        entry = self._history.get(ext)
         if entry is None or entry[1] != ext or entry[0] != self._generation:
             # the server never got it: wait for the publisher's retransmission, unless
             # it is not coming
@@ -622,6 +621,14 @@ class Fanout:
         for vseq in nacks.held_due(now):
             self._answer(d, vseq, now, interval, 0.0)
         self._schedule_held(d, now)
+
+    # ------------------------------------------------------------ lifetime
+    def release(self) -> None:
+        """The publisher left or the broadcast ended: let go of the packets kept for
+        retransmission and of the delay samples. A room (and its fanouts) outlives its
+        publishers and broadcasts; their memory should not stay with it."""
+        self._history.clear()
+        self.stats.delays.clear()
 
     def _lookup(self, d: Downstream, vseq: int) -> Optional[tuple[int, int]]:
         """The source sequence number and timestamp offset of what the viewer got as

@@ -174,6 +174,8 @@ class Room:
         self.ended_broadcast = ended
         self.log.info("broadcast %s ended after %d s", ended.id, ended.t_ms() // 1000)
         await self._stop_recorder("broadcast_end")
+        for fanout in self.fanouts.values():
+            fanout.release()
         for listener in self.broadcast_ended:
             try:
                 await listener(self, ended)
@@ -271,6 +273,8 @@ class Room:
             sessions.append(self.publisher)
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         await self._stop_recorder("shutdown")
+        for fanout in self.fanouts.values():
+            fanout.release()
         await self.tasks.close()
 
 
