@@ -14,11 +14,12 @@ aiortc measures from that viewer's receiver reports) plus its reorder window; ne
 the viewer can no longer use it (more than ``LATE_LIMIT`` packets or ``PLAYOUT_WINDOW``
 seconds old, or before the last keyframe; a viewer whose NACKs list every missing packet,
 as aiortc's do, plays strictly in order and waits for that packet whatever came after,
-so for it only the distance counts); and a NACK that comes so early that the
-packet may just be late (younger than the viewer's reorder window, from the jitter in its
-receiver reports, plus a round trip) is held until that window has passed, and dropped
-if the viewer, when it lists every missing packet in each NACK as aiortc does, sends a
-later NACK that no longer lists it (the packet arrived after all).
+so for it only the distance counts). A browser waits out reordering before it NACKs
+(libwebrtc) and is answered at once. A viewer that lists every missing packet in each
+NACK (aiortc, at each new gap) also NACKs packets that are merely late: its NACK that
+comes so early that the packet may just be late (younger than a round trip plus the
+viewer's reorder window, 3x the jitter in its receiver reports) is held until that
+window has passed, and dropped if a later NACK no longer lists it (it arrived).
 """
 
 from __future__ import annotations
