@@ -246,6 +246,7 @@ class Fanout:
         if self._source_pli == send_pli:
             self._source_pli = None
             self.codec = None
+            self.source_recovering = _not_recovering
 
     async def _send_pli(self) -> None:
         if self._source_pli is not None:
