@@ -19,7 +19,7 @@ so for it only the distance counts). A browser waits out reordering before it NA
 (libwebrtc) and is answered at once. A viewer that lists every missing packet in each
 NACK (aiortc, at each new gap) also NACKs packets that are merely late: its NACK that
 comes so early that the packet may just be late (younger than a round trip plus the
-viewer's reorder window, 3x the jitter in its receiver reports) is held until that
+viewer's reorder window, 4x the jitter in its receiver reports) is held until that
 window has passed, and dropped if a later NACK no longer lists it (it arrived).
 """
 
