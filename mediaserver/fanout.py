@@ -79,6 +79,7 @@ _NTP_UNIT = float(1 << 32)
 _MIN_RESEND_INTERVAL = 0.01
 _DEFAULT_RTT = 0.1  # until a viewer's receiver report measured it (libwebrtc's default)
 _MAX_RTT_HOLD = 0.25
+_JITTER_HOLD = 4.0  # reorder window: this many times the jitter a viewer reports
 
 
 def _not_recovering(seq: int) -> bool:
@@ -248,6 +249,7 @@ class Fanout:
         if self._source_pli == send_pli:
             self._source_pli = None
             self.codec = None
+            self.source_recovering = _not_recovering
             self.release()
 
     async def _send_pli(self) -> None:
@@ -539,14 +541,18 @@ class Fanout:
         self._schedule_held(d, now)
 
     def _resend_timing(self, d: Downstream) -> tuple[float, float]:
-        """(hold, interval) for one viewer. A NACK younger than a round trip plus the
-        reorder window (3x the jitter the viewer reports) was written before the packet
-        could have arrived: too early to tell a late packet from a lost one. A packet is
-        resent at most once per round trip plus that window."""
+        """(hold, interval) for one viewer: a packet is resent at most once per round trip
+        plus the hold. A viewer that NACKs every gap at once (aiortc lists every missing
+        packet at each new gap) also NACKs packets that are merely late: a NACK younger
+        than a round trip plus the reorder window (4x the jitter the viewer reports) was
+        written before the packet could have arrived, so it is held. A browser waits out
+        reordering itself before it NACKs (libwebrtc): its NACKs are answered at once."""
         rtt = d.port.rtt
-        hold = 0.0 if rtt is None else min(rtt, _MAX_RTT_HOLD)
-        if d.port.jitter:
-            hold += min(MAX_HOLD, 3.0 * d.port.jitter / d.clock_rates.get(self.codec or "", 90000))
+        hold = 0.0
+        if d.nacks.full_lists:
+            hold = 0.0 if rtt is None else min(rtt, _MAX_RTT_HOLD)
+            if d.port.jitter:
+                hold += min(MAX_HOLD, _JITTER_HOLD * d.port.jitter / d.clock_rates.get(self.codec or "", 90000))
         return hold, max(_MIN_RESEND_INTERVAL, (_DEFAULT_RTT if rtt is None else rtt) + hold)
 
     def _answer(self, d: Downstream, vseq: int, now: float, interval: float, hold: float) -> None:

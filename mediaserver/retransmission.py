@@ -5,20 +5,22 @@ Upstream, a gap in the publisher's sequence numbers is not a loss yet: with jitt
 packet often arrives a few milliseconds later. Like libwebrtc's ``NackRequester``, the
 server waits a short *reorder window* before it NACKs a missing packet, learns that
 window from how late the packets it thought missing actually arrived, asks again after a
-retry interval (learned from how long retransmissions take) if it does not come, and gives up after ``max_retries``
-or once the packet is too old for any viewer to use (``LATE_LIMIT``).
+retry interval (learned from how long retransmissions take) if it does not come, and
+gives up after ``max_retries`` or once the packet is too old for any viewer to use
+(``LATE_LIMIT``).
 
 Downstream (rules applied by ``Fanout.on_nack``; ``ViewerNacks`` keeps the per-viewer
-state): a sequence is retransmitted to one viewer at most once per round trip (the RTT
-aiortc measures from that viewer's receiver reports) plus its reorder window; never when
+state): a sequence is retransmitted to one viewer at most once per round trip (measured
+from that viewer's receiver reports) plus its reorder window; never when
 the viewer can no longer use it (more than ``LATE_LIMIT`` packets or ``PLAYOUT_WINDOW``
 seconds old, or before the last keyframe; a viewer whose NACKs list every missing packet,
 as aiortc's do, plays strictly in order and waits for that packet whatever came after,
-so for it only the distance counts); and a NACK that comes so early that the
-packet may just be late (younger than the viewer's reorder window, from the jitter in its
-receiver reports, plus a round trip) is held until that window has passed, and dropped
-if the viewer, when it lists every missing packet in each NACK as aiortc does, sends a
-later NACK that no longer lists it (the packet arrived after all).
+so for it only the distance counts). A browser waits out reordering before it NACKs
+(libwebrtc) and is answered at once. A viewer that lists every missing packet in each
+NACK (aiortc, at each new gap) also NACKs packets that are merely late: its NACK that
+comes so early that the packet may just be late (younger than a round trip plus the
+viewer's reorder window, 4x the jitter in its receiver reports) is held until that
+window has passed, and dropped if a later NACK no longer lists it (it arrived).
 """
 
 from __future__ import annotations
@@ -47,8 +49,8 @@ LATE_LIMIT = 320
 PLAYOUT_WINDOW = 1.0
 #: the longest a NACK waits to tell a late packet from a lost one
 MAX_HOLD = 0.08
-
-
+#: a NACK listing a sequence the previous NACK listed less than this ago is a "repeat";
+#: a few of them mark a viewer that lists every missing packet each time (aiortc)
 _REPEAT_WINDOW = 0.04
 _FULL_LIST_EVIDENCE = 3
 
