@@ -44,6 +44,11 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             check, close_redis = redis_check(settings.redis_url, timeout=1.0)
             readiness.add("redis", check)
         metrics.lag_sampler.start()
+        from mediaserver.app import PACKAGING
+
+        jobs = app.get(PACKAGING)  # its context runs before this one
+        if jobs is not None:
+            jobs.listeners.append(metrics.recording_packaged)
         yield
         await metrics.lag_sampler.close()
         if close_redis is not None:
