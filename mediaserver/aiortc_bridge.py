@@ -20,12 +20,11 @@ fails loudly if the attributes used here move. What we change, and why:
   no task switch per packet. The port keeps the sender's SR counters right (packet and
   octet counts, the NTP/RTP timestamp pair browsers use for lip sync, which the fanout
   derives from the publisher's) and intercepts the viewer's RTCP: NACK and PLI/FIR go to
-  the fanout, the rest to aiortc (which measures the round trip from receiver reports;
-  ``rtt`` and ``jitter`` expose it). Retransmissions (``retransmit``) leave the sender
-  report alone. aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the
-  trailer, so they refuse RTP over 1,356 bytes ("packet is too long"); the port gives its
-  session a buffer for packets up to ``MAX_RTP_PACKET`` (the 1,500-byte Ethernet limit
-  plus our header).
+  the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
+  (``rtt``, ``jitter``). Retransmissions (``retransmit``) leave the sender report alone.
+  aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they
+  refuse RTP over 1,356 bytes ("packet is too long"); the port gives its session a buffer
+  for packets up to ``MAX_RTP_PACKET`` (the 1,500-byte Ethernet limit plus our header).
 * **DTLS** (``DtlsWatch``): aiortc answers an ``actpass`` offer as the DTLS client and
   offers only ECDHE-ECDSA cipher suites, so a peer whose DTLS server holds an RSA
   certificate (GStreamer's ``webrtcbin``) fails with "no shared cipher". The watch adds
@@ -36,6 +35,7 @@ fails loudly if the attributes used here move. What we change, and why:
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import time
 from typing import Any, Awaitable, Callable, Optional
@@ -310,6 +310,7 @@ class SenderPort:
         self.retransmitted_packets = 0
         #: interarrival jitter from the viewer's last receiver report (RTP clock units)
         self.jitter = 0
+        self._rtts: collections.deque[float] = collections.deque(maxlen=8)
         # bound to the nominated ICE pair on first use (and again if it changes): the
         # per-packet path then makes no attribute walks, property calls or type checks
         self._pair: Any = None
@@ -371,9 +372,19 @@ class SenderPort:
 
     @property
     def rtt(self) -> Optional[float]:
-        """Round-trip time to the viewer (seconds), as aiortc measures it from receiver
-        reports; None until the first report that answers a sender report."""
-        return self._sender._RTCRtpSender__rtt  # type: ignore[attr-defined]
+        """Round-trip time to the viewer (seconds): the longest of the last 8 measured
+        from its receiver reports (a viewer that lags at times is given the time it takes
+        then); None until a report answered a sender report."""
+        return max(self._rtts) if self._rtts else None
+
+    def _measure_rtt(self, report: Any) -> None:
+        """RFC 3550 6.4.1: now - the sender report's send time - the viewer's delay."""
+        s = self._sender
+        lsr_time = s._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
+        if report.dlsr and lsr_time is not None and report.lsr == s._RTCRtpSender__lsr:  # type: ignore[attr-defined]
+            rtt = time.time() - lsr_time - report.dlsr / 65536
+            if rtt >= 0:
+                self._rtts.append(rtt)
 
     def retransmit(self, data: bytes) -> bool:
         """Protect and send a retransmission now: like ``send`` (which inlines the same
@@ -402,6 +413,7 @@ class SenderPort:
             for report in packet.reports:
                 if report.ssrc == self.ssrc:
                     self.jitter = report.jitter
+                    self._measure_rtt(report)
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._on_nack(list(packet.lost))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):

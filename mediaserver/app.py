@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import AsyncIterator, Optional
 
@@ -28,12 +29,16 @@ from .packaging_jobs import PackagingJobs
 from .recorder import MANIFEST_NAME, recording_dir
 from .recording_library import RecordingLibrary
 from .room import RoomRegistry
+from .storage import StorageError, open_storage, publishes
+from .storage.uploads import ReplayUploads
+from .vod import PackageOptions
 
 __all__ = ["AUDIENCE", "PACKAGING", "create_app"]
 
 PACKAGING = web.AppKey("packaging", PackagingJobs)
 AUDIENCE = web.AppKey("audience", AudienceSampler)
 
+storage_log = logging.getLogger("stagepass.storage")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
 
@@ -47,6 +52,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     metrics = Metrics()
     rooms = RoomRegistry(settings, observer=metrics)
+    storage = open_storage(settings.storage_url, settings.data_dir)
+    publishing = publishes(storage, settings.data_dir)
     if permissions is not None:
         app[PERMISSIONS] = permissions
         app[ADMISSION] = Admission()
@@ -86,7 +93,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
         app.cleanup_ctx.append(paywall_ctx)
         paywall_http.setup_routes(app)
-        app[replay_http.RECORDINGS] = RecordingLibrary(settings.data_dir)
+        app[replay_http.RECORDINGS] = RecordingLibrary(
+            settings.data_dir, storage if publishing else None, proxy=settings.storage_proxy)
         replay_http.setup_routes(app)
         dashboard_http.setup_routes(app)
 
@@ -96,11 +104,35 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     async def packaging_ctx(app: web.Application) -> AsyncIterator[None]:
         """Recordings become HLS after their broadcast ends; unfinished jobs resume at start.
-        Registered before the rooms so that on shutdown recorders finish writing first."""
-        jobs = PackagingJobs(settings.data_dir, is_recording=is_recording)
+        Registered before the rooms so that on shutdown recorders finish writing first.
+        With object storage, packaged replays are then uploaded (``ReplayUploads``); a store
+        that fails its check at start is reported in one line and replays stay local."""
+        uploads: Optional[ReplayUploads] = None
+        options = PackageOptions()
+        if publishing:
+            try:
+                await storage.check()
+            except StorageError as exc:
+                storage_log.error("storage %s: recording goes on to local disk; replays stay there until the "
+                                  "store works and `stagepass storage migrate` publishes them", exc)
+            else:
+                uploads = ReplayUploads(settings.data_dir, storage, keep_local=settings.keep_local)
+                options = PackageOptions(done_status="packaged")
+                storage_log.info("replays are published to %s", storage.location.url)
+        jobs = PackagingJobs(settings.data_dir, options, is_recording=is_recording)
         app[PACKAGING] = jobs
         await jobs.start()
         await jobs.resume()
+        if uploads is not None:
+            app[replay_http.UPLOADS] = uploads
+            await uploads.start()
+            await uploads.resume()
+
+            def upload_packaged(path: Path, manifest: dict) -> None:
+                if manifest.get("status") == "packaged":
+                    uploads.enqueue(path)
+
+            jobs.listeners.append(upload_packaged)
 
         async def package_ended(room, broadcast) -> None:
             directory = recording_dir(settings.data_dir, room.name, broadcast.id)
@@ -110,6 +142,9 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         rooms.broadcast_ended.append(package_ended)
         yield
         await jobs.close()
+        if uploads is not None:
+            await uploads.close()
+        await storage.close()
 
     app.cleanup_ctx.append(packaging_ctx)
 

@@ -20,12 +20,21 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("serve", help="run the server (see 'stagepass serve --help')", add_help=False)
     sub.add_parser("migrate", help="bring the database schema up to date", add_help=False)
+    sub.add_parser("storage", help="storage migrate: publish local replays to STAGEPASS_STORAGE_URL (resumable)",
+                   add_help=False)
     sub.add_parser("set-role", help="set-role EMAIL viewer|creator|admin (make an admin)", add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         return serve(rest)
     if args.command == "migrate":
         return _with_paywall(rest, lambda paywall: _done("database is up to date"))
+    if args.command == "storage":
+        if not rest or rest[0] != "migrate":
+            print("usage: stagepass storage migrate [serve options]", file=sys.stderr)
+            return 2
+        from .storage.migrate import migrate
+
+        return migrate(rest[1:])
     if args.command == "set-role":
         if len(rest) < 2:
             print("usage: stagepass set-role EMAIL ROLE [serve options]", file=sys.stderr)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -138,6 +139,12 @@ class Settings:
         default="",
         metadata={"help": "signing secret for access tokens (>= 32 chars); empty: generated into DATA_DIR/secret.key"},
     )
+    trusted_proxies: list[str] = field(
+        default_factory=list,
+        metadata={"help": "addresses or networks of reverse proxies whose X-Forwarded-For names the client "
+                          "(for per-client limits), comma separated; none by default",
+                  "parse": lambda s: [p.strip() for p in s.split(",") if p.strip()]},
+    )
     signups_per_hour: int = field(
         default=10, metadata={"help": "sign-ups one client address may make per hour (0: no limit)"}
     )
@@ -161,6 +168,23 @@ class Settings:
         default_factory=list,
         metadata={"help": "words refused in every room, comma separated",
                   "parse": lambda s: [w.strip().lower() for w in s.split(",") if w.strip()]},
+    )
+    storage_url: str = field(
+        default="",
+        metadata={"help": "where finished replays live: empty or file:// (DATA_DIR/recordings on this disk), "
+                          "or s3://BUCKET/PREFIX (S3-compatible object storage; endpoint and credentials from "
+                          "AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION)"},
+    )
+    storage_proxy: bool = field(
+        default=False,
+        metadata={"help": "stream stored replay files through this node (with Range) instead of redirecting "
+                          "browsers to short-lived presigned URLs, for buckets browsers cannot reach",
+                  "parse": _parse_bool},
+    )
+    keep_local: bool = field(
+        default=False,
+        metadata={"help": "keep the local media of a replay after it is uploaded to object storage",
+                  "parse": _parse_bool},
     )
     audience_sample_seconds: float = field(
         default=5.0,
@@ -196,10 +220,12 @@ class Settings:
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
         for f in dataclasses.fields(cls):
+            switch = f.metadata.get("parse") is _parse_bool  # --keep-local alone means on
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
                 default=None,
+                **({"nargs": "?", "const": "on"} if switch else {}),
                 help=f"{f.metadata.get('help', '')} (env STAGEPASS_{f.name.upper()})".replace("%", "%%"),
             )
 
@@ -262,6 +288,17 @@ class Settings:
             raise ConfigError("redis_url: use redis://host:port/db")
         if self.secret and len(self.secret) < 32:
             raise ConfigError("secret: at least 32 characters")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
+        try:
+            from .storage.base import parse_storage_url
+
+            parse_storage_url(self.storage_url, self.data_dir / "recordings")
+        except ValueError as exc:
+            raise ConfigError(f"storage_url: {exc}") from None
         if self.signups_per_hour < 0:
             raise ConfigError("signups_per_hour: 0 (no limit) or more")
         if not 30 <= self.access_token_ttl <= 86400:

@@ -34,10 +34,10 @@ def lower_thread_priority(niceness: int = 10) -> None:
         pass
 
 
-def background_executor(name: str, workers: int = 1) -> concurrent.futures.ThreadPoolExecutor:
-    """A bounded pool of low-priority threads; its owner shuts it down."""
+def background_executor(name: str, workers: int = 1, niceness: int = 10) -> concurrent.futures.ThreadPoolExecutor:
+    """A bounded pool of low-priority threads (``niceness`` 1-19); its owner shuts it down."""
     return concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name,
-                                                 initializer=lower_thread_priority)
+                                                 initializer=lower_thread_priority, initargs=(niceness,))
 
 
 _shared: concurrent.futures.ThreadPoolExecutor | None = None

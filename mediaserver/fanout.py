@@ -558,7 +558,11 @@ class Fanout:
         src_seq, ts_delta = found
         ext = extend_seq(self._highest, src_seq)
         behind = self._highest - ext
-        if behind >= LATE_LIMIT or (self.keyframes is not None and ext < self._key_ext):
+        # A browser drops what is older than its playout window or than a keyframe it
+        # decoded. A viewer whose NACKs list every packet it misses (aiortc) plays strictly
+        # in order: it waits for that packet whatever came after, so it can still use it.
+        waits = d.nacks.full_lists
+        if behind >= LATE_LIMIT or (not waits and self.keyframes is not None and ext < self._key_ext):
             stats.nacks_unusable += 1
             return
         entry = self._history[ext & _HISTORY_MASK]
@@ -570,7 +574,7 @@ class Fanout:
                 self.keyframes.request()
             return
         age = now - entry[6]
-        if age > PLAYOUT_WINDOW:
+        if age > PLAYOUT_WINDOW and not waits:
             stats.nacks_unusable += 1
             return
         if age < hold:  # may just be late: ask again once the reorder window has passed

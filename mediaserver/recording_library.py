@@ -9,6 +9,12 @@ packager wrote; it knows nothing of HTTP or payment.
 folder, never through a symbolic link, and only if it is a regular file: ``..``, encoded
 slashes, absolute paths and links planted in the folder all resolve to ``None``.
 
+**Stored replays.** With an object store (``mediaserver.storage``), a published replay's
+manifest has ``storage`` (its key prefix and every object's size) and its media may be
+gone from this disk, or the replay may have been recorded on another node: :meth:`find`,
+:meth:`recordings`, :meth:`playlist_text` and :meth:`stored_object` look there too, with
+the same fixed set of names. A local file, when present, is still preferred.
+
 **Playlists.** :func:`signed_playlist` rewrites the VOD playlist so that every segment
 URI carries the caller's query (the replay token), and optionally stops at a preview
 limit: the preview playlist keeps the segments that start before the limit, and ends
@@ -18,6 +24,7 @@ with ``EXT-X-ENDLIST`` like the full one.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import re
 import shutil
@@ -28,7 +35,10 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
+from .cpu import off_loop
 from .recorder import MANIFEST_NAME, read_manifest
+from .storage.base import Storage
+from .storage.stored_replays import StoredReplays
 from .vod import HLS_DIR, PLAYLIST
 
 __all__ = [
@@ -36,6 +46,7 @@ __all__ = [
     "Segment", "parse_playlist", "signed_playlist",
 ]
 
+log = logging.getLogger("stagepass.replay")
 RECORDING_ID_RE = re.compile(r"^[0-9a-f]{16}$")
 SEGMENT_RE = re.compile(r"^seg-\d{5}\.ts$")
 #: images of a replay that the catalog shows to everyone (no token)
@@ -67,6 +78,12 @@ class Recording:
         return self.status == "ready"
 
     @property
+    def stored(self) -> Optional[dict]:
+        """Where the published replay is in the object store (key, objects, bytes), or None."""
+        info = self.manifest.get("storage")
+        return info if isinstance(info, dict) and isinstance(info.get("objects"), dict) else None
+
+    @property
     def duration_ms(self) -> int:
         m = self.manifest
         return int(m.get("hls_duration_ms") or m.get("duration_ms") or 0)
@@ -90,6 +107,7 @@ class Recording:
             "thumbs_vtt_url": f"/replay/{self.id}/thumbs.vtt" if self.ready and m.get("thumbs") else None,
             "replay_url": f"/static/replay.html?recording={self.id}",
             "has_video": bool(m.get("video")) if self.ready else m.get("video_codec") is not None,
+            "stored_bytes": int(self.stored["bytes"]) if self.stored else None,
         }
 
 
@@ -143,10 +161,85 @@ def _regular_file(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode)
 
 
+def object_name(name: str) -> Optional[str]:
+    """The store-relative name of a public file name of a replay (None: not one)."""
+    if name in PUBLIC_FILES:
+        return name
+    if name == PLAYLIST or SEGMENT_RE.match(name):
+        return f"{HLS_DIR}/{name}"
+    return None
+
+
 class RecordingLibrary:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, storage: Optional[Storage] = None, *, proxy: bool = False) -> None:
         self.root = Path(data_dir) / "recordings"
         self._download_lock = threading.Lock()
+        #: the object store replays are published to (None: local disk only)
+        self.storage = storage
+        #: stream stored media through this node instead of redirecting to presigned URLs
+        self.proxy = proxy or (storage is not None and not storage.remote)
+        self.stored = StoredReplays(storage) if storage is not None else None
+
+    # ------------------------------------------------------------------ async lookup (disk, then store)
+    async def find(self, recording_id: str) -> Optional[Recording]:
+        """Like :meth:`get`, then in the object store (a replay recorded on any node)."""
+        rec = self.get(recording_id)
+        if rec is not None or self.stored is None or not RECORDING_ID_RE.match(recording_id or ""):
+            return rec
+        try:
+            found = await self.stored.find(recording_id)
+        except Exception as exc:  # the store is down: what is on this disk is still served
+            log.warning("replay %s: object store lookup failed: %s", recording_id, exc)
+            return None
+        if found is None:
+            return None
+        room, manifest = found
+        return Recording(recording_id, room, self.root / room / recording_id, manifest)
+
+    async def recordings(self, room: Optional[str] = None) -> list[Recording]:
+        """Like :meth:`list`, plus the published replays of other nodes."""
+        out = await off_loop(self.list, room)
+        if self.stored is not None:
+            seen = {r.id for r in out}
+            try:
+                published = await self.stored.all()
+            except Exception as exc:
+                log.warning("object store listing failed: %s", exc)
+                published = []
+            for room_name, rec_id, manifest in published:
+                if rec_id not in seen and (room is None or room_name == room):
+                    out.append(Recording(rec_id, room_name, self.root / room_name / rec_id, manifest))
+            out.sort(key=lambda r: r.started_at, reverse=True)
+        return out
+
+    def stored_object(self, rec: Recording, name: str) -> Optional[tuple[str, int]]:
+        """(store key, size) of a public file name of a published replay, or None."""
+        rel = object_name(name)
+        info = rec.stored
+        if rel is None or info is None or not rec.ready:
+            return None
+        size = info["objects"].get(rel)
+        if not isinstance(size, int):
+            return None
+        return f"{rec.room}/{rec.id}/{rel}", size
+
+    async def playlist_text(self, rec: Recording) -> Optional[str]:
+        if self.file(rec, PLAYLIST) is not None:
+            return await off_loop(self.playlist, rec)
+        found = self.stored_object(rec, PLAYLIST)
+        if found is None or self.stored is None:
+            return None
+        return await self.stored.text(found[0])
+
+    async def start_of(self, rec: Recording, name: str) -> Optional[int]:
+        """Where segment ``name`` starts on the replay's timeline (None if not listed)."""
+        text = await self.playlist_text(rec)
+        if text is None:
+            return None
+        for _, seg in parse_playlist(text)[1]:
+            if seg.uri == name:
+                return seg.start_ms
+        return None
 
     # ------------------------------------------------------------------ lookup
     def get(self, recording_id: str) -> Optional[Recording]:

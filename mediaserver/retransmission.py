@@ -12,7 +12,9 @@ Downstream (rules applied by ``Fanout.on_nack``; ``ViewerNacks`` keeps the per-v
 state): a sequence is retransmitted to one viewer at most once per round trip (the RTT
 aiortc measures from that viewer's receiver reports) plus its reorder window; never when
 the viewer can no longer use it (more than ``LATE_LIMIT`` packets or ``PLAYOUT_WINDOW``
-seconds old, or before the last keyframe); and a NACK that comes so early that the
+seconds old, or before the last keyframe; a viewer whose NACKs list every missing packet,
+as aiortc's do, plays strictly in order and waits for that packet whatever came after,
+so for it only the distance counts); and a NACK that comes so early that the
 packet may just be late (younger than the viewer's reorder window, from the jitter in its
 receiver reports, plus a round trip) is held until that window has passed, and dropped
 if the viewer, when it lists every missing packet in each NACK as aiortc does, sends a

@@ -129,6 +129,9 @@ class PackageOptions:
     max_thumbs: int = 600  #: the interval grows for long recordings
     poster_max_width: int = 1280
     progress_interval_s: float = 0.5  #: at most one manifest progress write per interval
+    #: the status a finished job leaves: "packaged" when the replay is then uploaded to
+    #: object storage (``mediaserver.storage.uploads`` makes it "ready")
+    done_status: str = "ready"
 
 
 # ---------------------------------------------------------------------- manifest
@@ -1359,7 +1362,7 @@ def package_recording(
         options=asdict(options), stats=stats,
     )
     result = dict(
-        status="ready",
+        status=options.done_status,
         progress=100,
         error=None,
         hls=f"{HLS_DIR}/{PLAYLIST}",

@@ -6,10 +6,10 @@ port or subdomain of the same site still gets it). So every unsafe request (``PO
 ``PUT``, ``PATCH``, ``DELETE``) that carries the cookie, or that would set it (sign up,
 log in), and no bearer token, must come from our own pages:
 
-* ``Sec-Fetch-Site`` (every current browser), when present, must be ``same-origin`` or
-  ``none`` (the user's own navigation);
-* ``Origin``, when present, must be this server's origin (``STAGEPASS_PUBLIC_URL`` behind a
-  proxy, else the request's own ``scheme://host``).
+* ``Sec-Fetch-Site`` (every current browser; a page cannot set it), when present, decides:
+  ``same-origin`` or ``none`` (the user's own navigation) pass, anything else is refused;
+* without it (older browsers), ``Origin``, when present, must be this server's origin
+  (``STAGEPASS_PUBLIC_URL`` behind a proxy, else the request's own ``scheme://host``).
 
 A request with neither header is not from a browser, so it cannot be forged by a page and
 passes (scripts holding the cookie). Bearer-authenticated requests never use the cookie
@@ -41,8 +41,8 @@ def _origin_of(url: str) -> str:
 def is_cross_site(request: web.Request, public_url: str = "") -> bool:
     """True when a browser says this request comes from a page that is not ours."""
     fetch_site = request.headers.get("Sec-Fetch-Site")
-    if fetch_site is not None and fetch_site.lower() not in _SAME:
-        return True
+    if fetch_site is not None:
+        return fetch_site.strip().lower() not in _SAME
     origin = request.headers.get("Origin")
     if origin is None:
         return False

@@ -17,6 +17,7 @@ from aiohttp import web
 from signalling.permissions import bearer_token
 
 from .accounts import UserView
+from .clients import client_address
 from .csrf import cross_site_guard
 from .orders import OrderView
 from .errors import PaywallError
@@ -80,6 +81,11 @@ def _str(body: dict, key: str) -> str:
     return value
 
 
+def _client(request: web.Request) -> str:
+    """The client's address for per-client limits (``X-Forwarded-For`` of trusted proxies)."""
+    return client_address(request, request.app[PAYWALL].settings.trusted_proxies)
+
+
 def _base_url(request: web.Request) -> str:
     """Where users reach us: ``STAGEPASS_PUBLIC_URL`` (behind a proxy), else this request's."""
     return request.app[PAYWALL].settings.public_url or f"{request.scheme}://{request.host}"
@@ -91,7 +97,7 @@ async def sign_up(request: web.Request) -> web.Response:
     body = await read_json(request)
     user, token = await request.app[PAYWALL].accounts.sign_up(
         _str(body, "email"), _str(body, "password"), body.get("display_name") or _str(body, "email").split("@")[0],
-        body.get("role", "viewer"), client=request.remote or "?",
+        body.get("role", "viewer"), client=_client(request),
     )
     log.info("user %d signed up as %s", user.id, user.role)
     return _with_session(web.json_response({"user": user.as_dict(), "token": token}, status=201), request, token)
@@ -100,7 +106,7 @@ async def sign_up(request: web.Request) -> web.Response:
 @api
 async def log_in(request: web.Request) -> web.Response:
     body = await read_json(request)
-    client = request.remote or "?"
+    client = _client(request)
     user, token = await request.app[PAYWALL].accounts.log_in(_str(body, "email"), _str(body, "password"), client)
     return _with_session(web.json_response({"user": user.as_dict(), "token": token}), request, token)
 

@@ -27,7 +27,8 @@ class PasswordPool:
     def __init__(self, workers: int = 1, max_waiting: int = 64, hasher: Optional[PasswordHasher] = None) -> None:
         self.hasher = hasher or PasswordHasher()
         self.max_waiting = max_waiting
-        self._executor = background_executor("argon2", workers)
+        # the lowest priority: a hash may wait, a live frame may not (argon2's lane threads inherit it)
+        self._executor = background_executor("argon2", workers, niceness=19)
         self._waiting = 0
 
     async def _run(self, fn, *args):

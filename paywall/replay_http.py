@@ -12,6 +12,10 @@
 * ``GET  /replay/{id}/download?token=`` -- the whole replay as one MPEG-TS file with HTTP
   Range, when the creator allows downloads.
 
+A replay published to the object store (any node's) is served the same way after the same
+checks: files from the store by a short-lived presigned redirect or through this node
+(``replay_storage_http``).
+
 The token may also come as ``Authorization: Bearer``. Tokens in query strings never reach
 the logs (``mediaserver.access_log``).
 """
@@ -24,7 +28,8 @@ from typing import Optional
 from aiohttp import web
 
 from mediaserver.cpu import off_loop
-from mediaserver.recording_library import PUBLIC_FILES, Recording, RecordingLibrary, signed_playlist
+from mediaserver.recording_library import PUBLIC_FILES, Recording, RecordingLibrary, parse_playlist, signed_playlist
+from mediaserver.storage.uploads import ReplayUploads
 from mediaserver.vod import PLAYLIST
 from signalling.permissions import bearer_token
 
@@ -32,11 +37,14 @@ from .accounts import UserView
 from .catalog import RoomView
 from .errors import PaywallError
 from .http import PAYWALL, api, optional_user
+from .replay_storage_http import send_stored, send_stored_concatenation
 from .replays import ReplayGrant
 
-__all__ = ["RECORDINGS", "authorized_replay", "setup_routes"]
+__all__ = ["UPLOADS", "RECORDINGS", "authorized_replay", "setup_routes"]
 
 RECORDINGS = web.AppKey("recordings", RecordingLibrary)
+#: the uploads to object storage, when configured and reachable at start
+UPLOADS = web.AppKey("uploads", ReplayUploads)
 log = logging.getLogger("stagepass.replay")
 
 PLAYLIST_TYPE = "application/vnd.apple.mpegurl"
@@ -47,15 +55,15 @@ def _replay_token(request: web.Request) -> Optional[str]:
     return bearer_token(request) or request.query.get("token") or None
 
 
-def _on_disk(request: web.Request) -> Recording:
-    rec = request.app[RECORDINGS].get(request.match_info["recording"])
+async def _find(request: web.Request) -> Recording:
+    rec = await request.app[RECORDINGS].find(request.match_info["recording"])
     if rec is None:
         raise PaywallError(404, "recording_not_found", "no such recording")
     return rec
 
 
 async def _recording(request: web.Request) -> tuple[Recording, Optional[RoomView]]:
-    rec = _on_disk(request)
+    rec = await _find(request)
     return rec, await request.app[PAYWALL].catalog.get(rec.room)
 
 
@@ -83,7 +91,7 @@ async def list_recordings(request: web.Request) -> web.Response:
     user = await optional_user(request)
     rooms: dict[str, Optional[RoomView]] = {}
     out = []
-    for rec in await off_loop(library.list, slug):  # reads every manifest: off the loop
+    for rec in await library.recordings(slug):  # reads every manifest: off the loop
         if rec.room not in rooms:
             rooms[rec.room] = await catalog.get(rec.room)
         if _visible(rec, rooms[rec.room], user):
@@ -126,24 +134,27 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     library = request.app[RECORDINGS]
     if name in PUBLIC_FILES:  # no room or payment involved: no database
-        path = library.file(_on_disk(request), name)
+        rec = await _find(request)
+        path = library.file(rec, name)
         if path is None:
-            raise PaywallError(404, "file_not_found", "no such file in this replay")
+            return await send_stored(request, library, rec, name, {"Cache-Control": "public, max-age=300"})
         return web.FileResponse(path, headers={"Cache-Control": "public, max-age=300"})
     rec, _, grant = await authorized_replay(request)
     if name == PLAYLIST:
-        text = library.playlist(rec)
+        text = await library.playlist_text(rec)
         if text is None:
             raise PaywallError(404, "file_not_found", "the replay is not ready")
         token = _replay_token(request) if "token" in request.query else ""
         body = signed_playlist(text, RecordingLibrary.token_query(token) if token else "", grant.preview_ms)
         return web.Response(text=body, content_type=PLAYLIST_TYPE, headers=NO_STORE)
     path = library.file(rec, name)
-    start = library.segment_start_ms(rec, name) if path is not None else None
-    if path is None or start is None:
+    start = await library.start_of(rec, name) if path is not None or rec.stored else None
+    if start is None:
         raise PaywallError(404, "file_not_found", "no such file in this replay")
     if not grant.allows(start):
         raise PaywallError(403, "preview_over", "the free preview ends here; buy the replay to go on")
+    if path is None:
+        return await send_stored(request, library, rec, name, {**NO_STORE, "Content-Type": "video/mp2t"})
     return web.FileResponse(path, headers={**NO_STORE, "Content-Type": "video/mp2t"})
 
 
@@ -152,13 +163,17 @@ async def download(request: web.Request) -> web.StreamResponse:
     rec, _, grant = await authorized_replay(request)
     if not grant.downloads:
         raise PaywallError(403, "downloads_off", "downloads of this replay are not allowed")
-    path = await off_loop(request.app[RECORDINGS].download, rec)
+    library = request.app[RECORDINGS]
+    headers = {**NO_STORE, "Content-Type": "video/mp2t",
+               "Content-Disposition": f'attachment; filename="{rec.room}-{rec.id}.ts"'}
+    path = await off_loop(library.download, rec)
+    if path is None and rec.stored:
+        text = await library.playlist_text(rec)
+        names = [seg.uri for _, seg in parse_playlist(text)[1]] if text else []
+        return await send_stored_concatenation(request, library, rec, names, headers)
     if path is None:
         raise PaywallError(404, "file_not_found", "the replay is not ready")
-    return web.FileResponse(path, headers={
-        **NO_STORE, "Content-Type": "video/mp2t",
-        "Content-Disposition": f'attachment; filename="{rec.room}-{rec.id}.ts"',
-    })
+    return web.FileResponse(path, headers=headers)
 
 
 def setup_routes(app: web.Application) -> None:

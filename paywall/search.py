@@ -9,6 +9,10 @@
 Both made by migration 0007. A query is cut into words (letters and digits); every word
 must match, the last ones as prefixes as well (typing "alg" finds "algebra"), so the
 user's text never reaches either engine's query syntax.
+
+Caution for later migrations: on SQLite, Alembic's batch mode rebuilds a table by copying
+it, which drops ``rooms``' triggers; a migration that alters ``rooms`` must recreate them
+(as 0007 does) and ``rebuild`` the index (``tests/test_catalog_search.py`` would notice).
 """
 
 from __future__ import annotations

@@ -33,7 +33,8 @@ async def test_private_attributes_the_bridge_relies_on_exist():
         "_RTCRtpSender__rtp_timestamp",
         "_RTCRtpSender__packet_count",
         "_RTCRtpSender__octet_count",
-        "_RTCRtpSender__rtt",
+        "_RTCRtpSender__lsr",
+        "_RTCRtpSender__lsr_time",
         "_ssrc",
         "_rtx_ssrc",
     ):

@@ -92,3 +92,18 @@ async def test_public_url_is_the_expected_origin(aiohttp_server, tmp_path, datab
     status, body = await creator.call("POST", "/api/rooms/maths/stream-key",
                                       headers=cookie(creator, Origin="http://live.example.org"), token=None)
     assert (status, body["error"]["code"]) == (403, "cross_site_request")
+
+
+async def test_sec_fetch_site_decides_behind_a_proxy_without_public_url(paywall_app):
+    """A TLS proxy and no STAGEPASS_PUBLIC_URL: the browser's Origin (https) is not the
+    request's scheme (http), but Sec-Fetch-Site, which pages cannot forge, says same-origin."""
+    base, app = paywall_app
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator)
+    proxied = "https://" + base.split("://", 1)[1]
+    status, _ = await creator.call("POST", "/api/rooms/maths/stream-key", token=None,
+                                   headers=cookie(creator, Origin=proxied, **{"Sec-Fetch-Site": "same-origin"}))
+    assert status == 200
+    status, body = await creator.call("POST", "/api/rooms/maths/stream-key", token=None,
+                                      headers=cookie(creator, Origin=proxied, **{"Sec-Fetch-Site": "same-site"}))
+    assert (status, body["error"]["code"]) == (403, "cross_site_request")

@@ -149,6 +149,18 @@ async def test_no_resend_before_the_last_keyframe_or_past_the_window(fanout):
     assert resent(port) == [] and fanout.stats.nacks_unusable == 2
 
 
+async def test_a_viewer_that_waits_for_every_packet_still_gets_one_before_the_keyframe(fanout):
+    """aiortc's jitter buffer plays strictly in order: stuck on a packet from before the
+    latest keyframe, it can only go on once it gets that packet."""
+    port, d = nack_setup(fanout)
+    d.nacks.repeats = 3  # it lists every missing packet in each NACK
+    before_key = port.sent[2].sequence_number
+    feed(fanout, 508, ["K", "D"], ts0=20000)
+    await asyncio.sleep(0.06)  # a round trip: it really misses it
+    fanout.on_nack(d, [before_key])
+    assert resent(port) == [before_key]
+
+
 async def test_what_the_server_never_got_waits_for_upstream_then_asks_for_a_keyframe(fanout):
     port, d = nack_setup(fanout)  # source 500..507
     feed(fanout, 509, ["D"], ts0=20000)  # the server never got 508: the viewer sees the gap

@@ -44,10 +44,11 @@ ROUNDS = 3
 
 @pytest.mark.slow
 async def test_signup_flood_keeps_live_frames_flowing(aiohttp_server, tmp_path):
-    """Three rounds of 20 concurrent sign-ups; the median of each round's longest frame
-    gap must stay under 250 ms (a shared 2-core machine stalls the whole process for
-    100-350 ms now and then, flood or not: one round may show such a stall, the median
-    does not; with argon2 on the loop every round shows seconds)."""
+    """Three rounds of 20 concurrent sign-ups; the median of the rounds' longest frame gaps
+    must stay under 250 ms. A shared 2-core machine (load 10-16 while others test) stalls
+    the whole process now and then, flood or not; so the bound is 250 ms, or 1.5 times the
+    longest gap of a quiet 15 s measured just before when the machine itself is that
+    noisy. With argon2 on the loop every round shows seconds (12.8 s measured)."""
     app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
     base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
     publisher = Publisher(base, audio=False)
@@ -58,7 +59,7 @@ async def test_signup_flood_keeps_live_frames_flowing(aiohttp_server, tmp_path):
         await asyncio.wait_for(viewer.first_frame, 30)
         await asyncio.sleep(2)
         quiet_start = time.monotonic()
-        await asyncio.sleep(3)
+        await asyncio.sleep(15)
         quiet = longest_gap(viewer.frame_times, quiet_start, time.monotonic())
 
         gaps = []
@@ -76,8 +77,10 @@ async def test_signup_flood_keeps_live_frames_flowing(aiohttp_server, tmp_path):
             print(f"\nround {round_ + 1}: 20 sign-ups in {end - start:.2f} s, {frames} frames meanwhile, "
                   f"longest frame gap {gaps[-1] * 1000:.0f} ms")
         median = sorted(gaps)[len(gaps) // 2]
-        print(f"longest frame gap: median {median * 1000:.0f} ms over {ROUNDS} floods (quiet 3 s: {quiet * 1000:.0f} ms)")
-        assert median < 0.25, f"a live viewer froze for {median * 1000:.0f} ms during 20 sign-ups (median round)"
+        bound = max(0.25, 1.5 * quiet)
+        print(f"longest frame gap: median {median * 1000:.0f} ms over {ROUNDS} floods, quiet 15 s: "
+              f"{quiet * 1000:.0f} ms; bound {bound * 1000:.0f} ms")
+        assert median < bound, f"a live viewer froze for {median * 1000:.0f} ms during 20 sign-ups (median round)"
     finally:
         await viewer.close()
         await publisher.close()
@@ -111,3 +114,27 @@ async def test_password_pool_is_bounded():
         assert await pool.verify("not a hash", "wrong") is False
     finally:
         pool.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_behind_a_trusted_proxy_limits_are_per_forwarded_client(aiohttp_server, tmp_path, database_url):
+    """Every request comes from the proxy (127.0.0.1 here): with it trusted, each client of
+    X-Forwarded-For has its own limit; a client's own forged X-Forwarded-For entries (left
+    of the proxy's) change nothing; an untrusted peer's header is ignored."""
+    app = create_app(paywall_settings(tmp_path, database_url, signups_per_hour=2, trusted_proxies=["127.0.0.1"]))
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+
+    async def sign_up(forwarded: str, address: str = "127.0.0.1") -> int:
+        connector = aiohttp.TCPConnector(local_addr=(address, 0))
+        async with aiohttp.ClientSession(connector=connector) as http:
+            async with http.post(f"{base}/api/auth/signup", headers={"X-Forwarded-For": forwarded},
+                                 json={"email": f"u-{secrets.token_hex(4)}@example.org",
+                                       "password": "correct horse battery"}) as r:
+                return r.status
+
+    assert [await sign_up("203.0.113.7") for _ in range(3)] == [201, 201, 429]
+    assert await sign_up("198.51.100.1, 203.0.113.7") == 429  # a forged hop in front: still 203.0.113.7
+    assert await sign_up("203.0.113.8") == 201  # another client behind the same proxy
+    # 127.0.0.5 is not a trusted proxy: its header is ignored, the limit is its own address's
+    assert [await sign_up("192.0.2.1", "127.0.0.5") for _ in range(3)] == [201, 201, 429]
+    assert await sign_up("192.0.2.2", "127.0.0.5") == 429

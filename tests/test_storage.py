@@ -1,0 +1,297 @@
+"""Replays on S3-compatible object storage, against a real S3 API (moto's server, tests/s3.py).
+
+A recording packaged by a server with ``STAGEPASS_STORAGE_URL=s3://...`` ends as plain HLS
+objects in the bucket (decoded back with PyAV) and leaves no media on the disk; every
+segment request is still checked (preview cut, refunds) and answered with a short-lived
+presigned redirect, or through the node with ``STAGEPASS_STORAGE_PROXY``; a store that
+refuses the credentials at start is reported in one line, replays stay local, and
+``stagepass storage migrate`` publishes them once it works.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import shutil
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from yarl import URL
+
+from mediaserver import cli
+from mediaserver.access_log import RedactingAccessLogger
+from mediaserver.app import PACKAGING, create_app
+from mediaserver.config import ConfigError, Settings
+from mediaserver.recording_library import parse_playlist
+from mediaserver.storage import open_storage
+from mediaserver.storage.base import StorageError, parse_storage_url
+from mediaserver.storage.s3 import S3Storage
+from paywall.replay_http import RECORDINGS
+from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
+from tests.s3 import S3Bucket, aws_env, moto_endpoint, s3, start_moto  # noqa: F401 (fixtures)
+from tests.test_vod import all_audio, all_video, check_continuous, make_recording, read_hls
+
+MEDIA_SUFFIXES = (".ts", ".mkv", ".webm", ".jpg", ".m3u8", ".vtt")
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """A 9 s H.264 + Opus recording, not packaged (status ``recorded``)."""
+    return make_recording(tmp_path_factory.mktemp("src") / "rec", seconds=9.0, keyint_s=2.0)
+
+
+def install_recorded(source: Path, data_dir: Path, room: str) -> str:
+    rec_id = secrets.token_hex(8)
+    dst = data_dir / "recordings" / room / rec_id
+    shutil.copytree(source, dst)
+    m = json.loads((dst / "manifest.json").read_text())
+    m.update(room=room, broadcast=rec_id, started_at=time.time())
+    (dst / "manifest.json").write_text(json.dumps(m))
+    return rec_id
+
+
+async def fetch(url: str, headers: dict | None = None, redirects: bool = False) -> tuple[int, bytes, dict]:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(URL(url, encoded=True), headers=headers or {}, allow_redirects=redirects) as r:
+            return r.status, await r.read(), dict(r.headers)
+
+
+async def status_of(api: Api, rec_id: str) -> dict:
+    status, body = await api.get(f"/api/recordings/{rec_id}")
+    assert status == 200, body
+    return body["recording"]
+
+
+async def wait_status(api: Api, rec_id: str, wanted: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        rec = await status_of(api, rec_id)
+        if rec["status"] == wanted:
+            return rec
+        assert rec["status"] not in ("failed", "upload_failed") or wanted in ("failed", "upload_failed"), rec
+        assert time.monotonic() < deadline, rec
+        await asyncio.sleep(0.2)
+
+
+def media_left(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file() and p.suffix in MEDIA_SUFFIXES)
+
+
+async def start_shop(aiohttp_server, tmp_path, database_url, **settings_overrides):
+    settings = paywall_settings(tmp_path, database_url, **settings_overrides)
+    app = create_app(settings)
+    srv = await aiohttp_server(app, access_log_class=RedactingAccessLogger)
+    base = str(srv.make_url("")).rstrip("/")
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator, preview_seconds=3)
+    return base, app, creator, settings, srv
+
+
+def decode_bucket(bucket: S3Bucket, prefix: str, out: Path):
+    """Download the replay's HLS objects and decode them with PyAV."""
+    (out / "hls").mkdir(parents=True)
+    for key in bucket.keys(prefix + "hls/"):
+        (out / "hls" / key.rsplit("/", 1)[1]).write_bytes(bucket.get(key))
+    return read_hls(out)
+
+
+# ---------------------------------------------------------------------- configuration
+def test_storage_url_is_validated():
+    assert parse_storage_url("s3://replays/class/2026/", Path("/d")).prefix == "class/2026"
+    assert parse_storage_url("", Path("/d")).path == Path("/d")
+    for bad, words in [("s3://A_b/x", "bucket name"), ("ftp://x", "use file:///path"),
+                       ("file://rel/path", "absolute path"), ("s3://bucket/a//b", "empty")]:
+        with pytest.raises(ConfigError, match=words):
+            Settings.load([], {"STAGEPASS_STORAGE_URL": bad})
+    s = Settings.load(["--keep-local", "--storage-proxy", "on"], {"STAGEPASS_STORAGE_URL": "s3://replays"})
+    assert s.keep_local is True and s.storage_proxy is True and s.storage_url == "s3://replays"
+
+
+async def test_bad_stores_are_named_in_one_line(s3, monkeypatch):
+    async def check(url: str) -> str:
+        storage = open_storage(url, Path("/nonexistent"))
+        try:
+            with pytest.raises(StorageError) as info:
+                await storage.check()
+            return str(info.value)
+        finally:
+            await storage.close()
+
+    assert "bucket missing" in await check("s3://no-such-bucket-here/x")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # nothing listens on the discard port
+    message = await check(f"s3://{s3.bucket}")
+    assert message.startswith(f"s3://{s3.bucket}: endpoint unreachable") and "\n" not in message
+
+
+# ---------------------------------------------------------------------- upload + serving
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_replay_is_published_to_the_bucket_and_served_by_presigned_redirects(
+        aiohttp_server, tmp_path, database_url, s3, source):
+    base, app, creator, settings, _ = await start_shop(
+        aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}/replays")
+    rec_id = install_recorded(source, settings.data_dir, "maths")
+    app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+    rec = await wait_status(creator, rec_id, "ready")
+    prefix = f"replays/maths/{rec_id}/"
+    keys = s3.keys(prefix)
+    names = {k[len(prefix):] for k in keys}
+    assert {"manifest.json", "hls/index.m3u8", "hls/seg-00000.ts", "poster.jpg", "thumbs.jpg", "thumbs.vtt",
+            "thumbs.json", "recording.ts"} <= names, names
+    playlist = s3.get(prefix + "hls/index.m3u8").decode()
+    _, segments = parse_playlist(playlist)
+    assert all("/" not in seg.uri and "?" not in seg.uri for _, seg in segments)  # relative URIs
+    assert {f"hls/{seg.uri}" for _, seg in segments} <= names
+    stored_manifest = json.loads(s3.get(prefix + "manifest.json"))
+    assert stored_manifest["status"] == "ready" and stored_manifest["storage"]["objects"]["hls/index.m3u8"] > 0
+    assert rec["stored_bytes"] == sum(v for k, v in keys.items() if not k.endswith("manifest.json"))
+    # the objects are plain HLS that decodes; no media is left on this disk
+    _, played = decode_bucket(s3, prefix, tmp_path / "from-bucket")
+    check_continuous(all_video(played), max_step_ms=60)
+    assert sum(s.duration for s in played) == pytest.approx(9.0, abs=0.1) and all_audio(played)
+    folder = settings.data_dir / "recordings" / "maths" / rec_id
+    assert media_left(folder) == [] and (folder / "manifest.json").exists()
+
+    # a buyer of the preview: segment 0 redirects to a presigned URL, segment 2 is refused
+    viewer = await Api.sign_up(base)
+    status, minted = await viewer.post(f"/api/recordings/{rec_id}/token")
+    assert status == 201 and minted["preview_ms"] == 3000
+    got, data, _ = await fetch(base + minted["playlist_url"])
+    assert got == 200
+    _, listed = parse_playlist(data.decode())
+    assert len(listed) == 1  # the preview playlist ends at 3 s
+    got, _, headers = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")
+    assert got == 302 and headers["Location"].startswith(s3.endpoint + f"/{s3.bucket}/{prefix}hls/seg-00000.ts?")
+    assert "X-Amz-Expires=60" in headers["Location"] and headers["Cache-Control"] == "private, no-store"
+    got, body, _ = await fetch(headers["Location"])
+    assert got == 200 and body == s3.get(prefix + "hls/seg-00000.ts")
+    assert len(segments) >= 2
+    got, data, _ = await fetch(f"{base}/replay/{rec_id}/{segments[-1][1].uri}?token={minted['token']}")
+    assert (got, json.loads(data)["error"]["code"]) == (403, "preview_over")
+    # posters are public: redirected too
+    got, _, headers = await fetch(f"{base}/replay/{rec_id}/poster.jpg")
+    assert got == 302 and f"{prefix}poster.jpg" in headers["Location"]
+
+    # after a purchase every segment redirects; the player follows and decodes them
+    order = await buy(viewer, "maths", "replay")
+    status, minted = await viewer.post(f"/api/recordings/{rec_id}/token")
+    assert status == 201 and minted["preview_ms"] is None
+    got, data, _ = await fetch(base + minted["playlist_url"])
+    _, listed = parse_playlist(data.decode())
+    assert len(listed) == len(segments)
+    for _, seg in listed:
+        got, body, _ = await fetch(f"{base}/replay/{rec_id}/{seg.uri}", redirects=True)
+        assert got == 200 and body == s3.get(prefix + "hls/" + seg.uri.split("?")[0])
+    # a refund: the next segment request is refused, no redirect
+    library = app[RECORDINGS]
+    got, _, headers = await fetch(f"{base}/replay/{rec_id}/seg-00001.ts?token={minted['token']}")
+    old_url = headers["Location"]
+    status, body = await creator.post(f"/api/orders/{order['id']}/refund")
+    assert status == 200, body
+    got, data, _ = await fetch(f"{base}/replay/{rec_id}/seg-00001.ts?token={minted['token']}")
+    assert (got, json.loads(data)["error"]["code"]) == (403, "replay_required")
+    assert old_url  # what a refunded buyer kept expires: see test_presigned_urls_expire
+    assert library.proxy is False
+
+
+def test_presigned_urls_live_one_minute(s3):
+    """moto's server does not enforce the expiry of presigned URLs (AWS, R2 and MinIO do), so
+    what is checked here is what they enforce: a SigV4 URL signed now, valid 60 s."""
+    import datetime as dt
+    from urllib.parse import parse_qs, urlsplit
+
+    from mediaserver.storage import PRESIGN_SECONDS
+
+    async def presign() -> str:
+        storage = open_storage(f"s3://{s3.bucket}/x", Path("/nonexistent"))
+        try:
+            return await storage.presign_get("room/abc/hls/seg-00000.ts", PRESIGN_SECONDS)
+        finally:
+            await storage.close()
+
+    url = asyncio.run(presign())
+    query = {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+    assert urlsplit(url).path == f"/{s3.bucket}/x/room/abc/hls/seg-00000.ts"
+    assert query["X-Amz-Algorithm"] == "AWS4-HMAC-SHA256" and query["X-Amz-Signature"]
+    assert int(query["X-Amz-Expires"]) == PRESIGN_SECONDS <= 120
+    signed = dt.datetime.strptime(query["X-Amz-Date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    assert abs((dt.datetime.now(dt.timezone.utc) - signed).total_seconds()) < 30
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_proxy_mode_streams_with_range_and_downloads_from_the_bucket(
+        aiohttp_server, tmp_path, database_url, s3, source):
+    base, app, creator, settings, _ = await start_shop(
+        aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}/p", storage_proxy=True)
+    await creator.patch("/api/rooms/maths", {"allow_downloads": True})
+    rec_id = install_recorded(source, settings.data_dir, "maths")
+    app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+    await wait_status(creator, rec_id, "ready")
+    prefix = f"p/maths/{rec_id}/"
+    status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
+    assert status == 201 and minted["download_url"], minted
+    seg = s3.get(prefix + "hls/seg-00001.ts")
+    url = f"{base}/replay/{rec_id}/seg-00001.ts?token={minted['token']}"
+    got, body, headers = await fetch(url)
+    assert got == 200 and body == seg and headers["Accept-Ranges"] == "bytes"
+    got, body, headers = await fetch(url, {"Range": "bytes=188-1127"})
+    assert got == 206 and body == seg[188:1128] and headers["Content-Range"] == f"bytes 188-1127/{len(seg)}"
+    got, body, headers = await fetch(url, {"Range": "bytes=-100"})
+    assert got == 206 and body == seg[-100:]
+    got, _, headers = await fetch(url, {"Range": f"bytes={len(seg)}-"})
+    assert got == 416 and headers["Content-Range"] == f"bytes */{len(seg)}"
+    # the whole-file download: the segments one after the other, with Range across them
+    _, segments = parse_playlist(s3.get(prefix + "hls/index.m3u8").decode())
+    whole = b"".join(s3.get(prefix + "hls/" + s.uri) for _, s in segments)
+    got, body, headers = await fetch(base + minted["download_url"])
+    assert got == 200 and body == whole and "attachment" in headers["Content-Disposition"]
+    first = len(s3.get(prefix + "hls/seg-00000.ts"))
+    got, body, _ = await fetch(base + minted["download_url"], {"Range": f"bytes={first - 10}-{first + 9}"})
+    assert got == 206 and body == whole[first - 10:first + 10]
+
+
+# ---------------------------------------------------------------------- bad configuration
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_wrong_credentials_keep_recording_local_and_migrate_publishes_later(
+        aiohttp_server, tmp_path, database_url, s3, source, monkeypatch, caplog):
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wrong")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAWRONGWRONGWRONG0")
+    auth_proc, auth_endpoint = start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "0"})  # this one checks keys
+    try:
+        monkeypatch.setenv("AWS_ENDPOINT_URL", auth_endpoint)
+        caplog.set_level(logging.INFO, logger="stagepass.storage")
+        base, app, creator, settings, srv = await start_shop(
+            aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}/r")
+        lines = [r.getMessage() for r in caplog.records if r.name == "stagepass.storage" and r.levelno >= logging.ERROR]
+        assert len(lines) == 1 and "\n" not in lines[0], lines
+        assert lines[0].startswith(f"storage s3://{s3.bucket}/r: wrong credentials") and "local disk" in lines[0]
+        rec_id = install_recorded(source, settings.data_dir, "maths")
+        app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+        await wait_status(creator, rec_id, "ready")
+        status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
+        got, body, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")
+        assert got == 200 and len(body) > 1000  # served from this disk
+        folder = settings.data_dir / "recordings" / "maths" / rec_id
+        assert "hls/seg-00000.ts" in media_left(folder)
+        await srv.close()
+    finally:
+        auth_proc.terminate()
+        auth_proc.wait(10)
+    # the credentials are fixed: migrate publishes the local replay
+    for name, value in aws_env(s3.endpoint).items():
+        monkeypatch.setenv(name, value)
+    args = ["storage", "migrate", "--data-dir", str(settings.data_dir), "--database-url", database_url,
+            "--storage-url", f"s3://{s3.bucket}/r"]
+    assert await asyncio.to_thread(cli.main, args) == 0
+    prefix = f"r/maths/{rec_id}/"
+    assert {prefix + "hls/index.m3u8", prefix + "manifest.json"} <= set(s3.keys(prefix))
+    assert media_left(folder) == []
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["status"] == "ready" and manifest["storage"]["key"] == f"maths/{rec_id}/"
+    _, played = decode_bucket(s3, prefix, tmp_path / "migrated")
+    assert sum(s.duration for s in played) == pytest.approx(9.0, abs=0.1)
+    # run again: nothing left to do
+    assert await asyncio.to_thread(cli.main, args) == 0
