@@ -388,3 +388,17 @@ async def test_recording_and_packaging_reach_metrics(aiohttp_server, tmp_path):
         assert 'stagepass_recording_bytes{room="demo"}' not in body  # off air: its labels are gone
     finally:
         await publisher.close()
+
+
+async def test_readyz_names_the_replay_store_while_it_fails(aiohttp_server, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the replay store should be")
+    _, base, _ = await media_server(aiohttp_server, tmp_path / "node",
+                                    storage_url=f"file://{blocker}/replays")
+    status, _, body = await get(base + "/readyz")
+    assert status == 503, body
+    down = json.loads(body)
+    assert down["failed"] == ["storage"] and down["checks"]["data_dir"]["ok"], down
+    blocker.unlink()  # the store can be created now
+    status, _, body = await get(base + "/readyz")
+    assert status == 200 and set(json.loads(body)["checks"]) == {"data_dir", "storage"}, body
