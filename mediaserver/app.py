@@ -155,7 +155,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     app.cleanup_ctx.append(rooms_ctx)
     setup_routes(app)
-    install_ops(app, settings, rooms, metrics, with_paywall=permissions is None)
+    install_ops(app, settings, rooms, metrics, with_paywall=permissions is None,
+                storage=storage if publishing else None)
 
     async def index(request: web.Request) -> web.StreamResponse:
         """The catalog (home page); the player stays at /static/watch.html."""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator, Optional
+from typing import Any, AsyncIterator, Optional
 
 from aiohttp import web
 
 from mediaserver.config import Settings
 from mediaserver.room import RoomRegistry
 
-from .health import Readiness, data_dir_check, database_check, redis_check
+from .health import Readiness, data_dir_check, database_check, redis_check, storage_check
 from .http import METRICS, READINESS, setup_routes
 from .metrics import Metrics
 
@@ -17,12 +17,15 @@ __all__ = ["install_ops"]
 
 
 def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, metrics: Metrics,
-                with_paywall: bool) -> None:
-    """``metrics`` must be the ``rooms``' observer (``RoomRegistry(settings, metrics)``)."""
+                with_paywall: bool, storage: Optional[Any] = None) -> None:
+    """``metrics`` must be the ``rooms``' observer (``RoomRegistry(settings, metrics)``);
+    ``storage``: where replays are published, when not the data dir (a readiness check)."""
     app[METRICS] = metrics
     readiness = Readiness()
     app[READINESS] = readiness
     readiness.add("data_dir", data_dir_check(settings.data_dir))
+    if storage is not None:
+        readiness.add("storage", storage_check(storage))
     if with_paywall:
         from paywall.http import PAYWALL
 
@@ -44,6 +47,11 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             check, close_redis = redis_check(settings.redis_url, timeout=1.0)
             readiness.add("redis", check)
         metrics.lag_sampler.start()
+        from mediaserver.app import PACKAGING
+
+        jobs = app.get(PACKAGING)  # its context runs before this one
+        if jobs is not None:
+            jobs.listeners.append(metrics.recording_packaged)
         yield
         await metrics.lag_sampler.close()
         if close_redis is not None:

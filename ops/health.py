@@ -2,7 +2,7 @@
 
 Each check answers within ``timeout`` seconds with ``(ok, detail)``; ``Readiness.run``
 runs them concurrently and reports every one, so a load balancer's 503 names the
-dependency that is down (the database, Redis, the data directory).
+dependency that is down (the database, Redis, the data directory, the replay store).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
-__all__ = ["Readiness", "database_check", "data_dir_check", "redis_check"]
+__all__ = ["Readiness", "database_check", "data_dir_check", "redis_check", "storage_check"]
 
 Check = Callable[[], Awaitable[Optional[str]]]  # None when fine, else what is wrong
 
@@ -73,13 +73,26 @@ def redis_check(url: str, timeout: float) -> tuple[Check, Callable[[], Awaitable
 
 
 def data_dir_check(data_dir: Path) -> Check:
-    """The data directory (recordings, replays) exists and is writable."""
+    """The data directory (recordings, replays) exists, or can be made as the recorder
+    would, and is writable."""
 
     async def check() -> Optional[str]:
-        if not data_dir.is_dir():
-            return f"{data_dir} is not a directory"
+        try:
+            await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
+        except OSError as exc:
+            return f"{data_dir}: {exc.strerror or exc}"
         if not os.access(data_dir, os.W_OK):
             return f"{data_dir} is not writable"
+        return None
+
+    return check
+
+
+def storage_check(storage: Any) -> Check:
+    """The replay store answers (``Storage.check``: for S3 the bucket exists and lists)."""
+
+    async def check() -> Optional[str]:
+        await storage.check()
         return None
 
     return check

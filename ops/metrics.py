@@ -39,6 +39,7 @@ disable_created_metrics()
 JOIN_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+PACKAGING_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 KINDS = ("audio", "video")
 
 
@@ -203,6 +204,9 @@ class Metrics(LiveObserver):
                                      ["method", "route", "status"], registry=r)
         self.http_seconds = Histogram("stagepass_http_request_seconds", "Time to answer an HTTP request",
                                       ["method", "route"], buckets=HTTP_BUCKETS, registry=r)
+        self.packaging_seconds = Histogram("stagepass_packaging_seconds",
+                                           "Time to package a recording into an HLS replay",
+                                           ["status", "video"], buckets=PACKAGING_BUCKETS, registry=r)
         self.lag_sampler = LoopLagSampler(self.loop_lag)
         self._started = time.time()
 
@@ -216,6 +220,16 @@ class Metrics(LiveObserver):
 
     def peer_failed(self, role: str, stage: str, cause: str) -> None:
         self.peer_failures.labels(role, stage, cause).inc()
+
+    def recording_packaged(self, path: object, manifest: dict) -> None:
+        """A ``PackagingJobs`` listener: how long the job took, by outcome and video mode
+        (``copy``: remuxed, ``mixed``, ``reencode``, ``none``)."""
+        packaging = manifest.get("packaging") or {}
+        seconds = packaging.get("seconds")
+        if seconds is None:
+            return
+        video = (manifest.get("video") or {}).get("mode", "none")
+        self.packaging_seconds.labels(str(manifest.get("status", "unknown")), str(video)).observe(seconds)
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

@@ -355,3 +355,50 @@ async def test_orders_socketio_and_danmaku_reach_metrics(aiohttp_server, tmp_pat
         await eventually(scraped, timeout=10, interval=0.2)
     finally:
         await chat.close()
+
+
+@pytest.mark.slow
+async def test_recording_and_packaging_reach_metrics(aiohttp_server, tmp_path):
+    _, base, app = await media_server(aiohttp_server, tmp_path, metrics_token=TOKEN)
+    publisher = Publisher(base)
+    try:
+        assert await publisher.publish("demo", KEY) == 201
+
+        async def recording():
+            _, _, body = await get(base + "/metrics", token=TOKEN)
+            for family in text_string_to_metric_families(body):
+                if family.name == "stagepass_recording_bytes":
+                    return any(s.labels == {"room": "demo"} and s.value > 20000 for s in family.samples)
+            return False
+
+        await eventually(recording, timeout=30)
+        assert await publisher.delete() == 200  # the creator ends the broadcast: packaging starts
+
+        async def packaged():
+            _, _, body = await get(base + "/metrics", token=TOKEN)
+            counts = [s for f in text_string_to_metric_families(body) if f.name == "stagepass_packaging_seconds"
+                      for s in f.samples if s.name == "stagepass_packaging_seconds_count"]
+            return counts if any(s.labels.get("status") == "ready" and s.value == 1 for s in counts) else None
+
+        counts = await eventually(packaged, timeout=60)
+        [video] = [s.labels["video"] for s in counts if s.value]
+        assert video in ("copy", "mixed", "reencode")  # how the video went into the replay
+        _, _, body = await get(base + "/metrics", token=TOKEN)
+        assert "stagepass_packaging_jobs_finished_total 1.0" in body
+        assert 'stagepass_recording_bytes{room="demo"}' not in body  # off air: its labels are gone
+    finally:
+        await publisher.close()
+
+
+async def test_readyz_names_the_replay_store_while_it_fails(aiohttp_server, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the replay store should be")
+    _, base, _ = await media_server(aiohttp_server, tmp_path / "node",
+                                    storage_url=f"file://{blocker}/replays")
+    status, _, body = await get(base + "/readyz")
+    assert status == 503, body
+    down = json.loads(body)
+    assert down["failed"] == ["storage"] and down["checks"]["data_dir"]["ok"], down
+    blocker.unlink()  # the store can be created now
+    status, _, body = await get(base + "/readyz")
+    assert status == 200 and set(json.loads(body)["checks"]) == {"data_dir", "storage"}, body
