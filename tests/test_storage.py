@@ -201,8 +201,21 @@ async def test_replay_is_published_to_the_bucket_and_served_by_presigned_redirec
     assert status == 200, body
     got, data, _ = await fetch(f"{base}/replay/{rec_id}/seg-00001.ts?token={minted['token']}")
     assert (got, json.loads(data)["error"]["code"]) == (403, "replay_required")
-    assert old_url  # what a refunded buyer kept expires: see test_presigned_urls_expire
-    assert library.proxy is False
+    assert old_url and library.proxy is False  # an old URL expires: test_presigned_urls_live_one_minute
+
+    # the creator's dashboard shows the bytes their replays occupy in the bucket
+    status, board = await creator.get("/api/creator/dashboard")
+    assert status == 200 and board["rooms"][0]["stored_bytes"] == rec["stored_bytes"] == board["stored_bytes"]
+    # deleting the recording deletes its objects (only its creator may)
+    status, body = await viewer.call("DELETE", f"/api/recordings/{rec_id}")
+    assert (status, body["error"]["code"]) == (404, "recording_not_found")
+    status, body = await creator.call("DELETE", f"/api/recordings/{rec_id}")
+    assert status == 200 and body == {"deleted": rec_id, "objects": len(keys)}, body
+    assert s3.keys(prefix) == {} and not folder.exists()
+    assert (await creator.get(f"/api/recordings/{rec_id}"))[0] == 404
+    got, _, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")
+    assert got == 404
+    assert (await creator.get("/api/creator/dashboard"))[1]["stored_bytes"] == 0
 
 
 def test_presigned_urls_live_one_minute(s3):
