@@ -508,3 +508,24 @@ async def test_a_node_killed_mid_upload_resumes_at_start(aiohttp_server, tmp_pat
     _, played = decode_bucket(s3, prefix, tmp_path / "resumed")
     assert sum(s.duration for s in played) == pytest.approx(9.0, abs=0.1)
     await srv.close()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_another_folder_is_a_store_too(aiohttp_server, tmp_path, database_url, source):
+    """``file:///shared/folder`` (an NFS mount, say): the same upload and serving path, the
+    files streamed through the node (a folder has no presigned URLs)."""
+    store = tmp_path / "store"
+    base, app, creator, settings, _ = await start_shop(aiohttp_server, tmp_path, database_url,
+                                                       storage_url=f"file://{store}")
+    rec_id = install_recorded(source, settings.data_dir, "maths")
+    app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+    await wait_status(creator, rec_id, "ready")
+    assert media_left(settings.data_dir / "recordings" / "maths" / rec_id) == []
+    seg = (store / "maths" / rec_id / "hls" / "seg-00000.ts").read_bytes()
+    status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
+    got, body, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")
+    assert got == 200 and body == seg
+    got, body, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}", {"Range": "bytes=0-187"})
+    assert got == 206 and body == seg[:188]
+    status, body = await creator.call("DELETE", f"/api/recordings/{rec_id}")
+    assert status == 200 and not (store / "maths" / rec_id).exists()
