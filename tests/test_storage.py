@@ -529,3 +529,17 @@ async def test_another_folder_is_a_store_too(aiohttp_server, tmp_path, database_
     assert got == 206 and body == seg[:188]
     status, body = await creator.call("DELETE", f"/api/recordings/{rec_id}")
     assert status == 200 and not (store / "maths" / rec_id).exists()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_keep_local_keeps_the_media_and_serves_it_from_disk(aiohttp_server, tmp_path, database_url, s3, source):
+    base, app, creator, settings, _ = await start_shop(
+        aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}", keep_local=True)
+    rec_id = install_recorded(source, settings.data_dir, "maths")
+    app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+    await wait_status(creator, rec_id, "ready")
+    folder = settings.data_dir / "recordings" / "maths" / rec_id
+    assert "hls/seg-00000.ts" in media_left(folder) and f"maths/{rec_id}/hls/seg-00000.ts" in s3.keys()
+    status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
+    got, body, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")
+    assert got == 200 and body == (folder / "hls" / "seg-00000.ts").read_bytes()  # this disk first
