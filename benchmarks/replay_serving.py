@@ -9,9 +9,17 @@ its replay and one packaged recording (tests/test_vod.py's ``make_recording``), 
 * ``replay token``: ``/replay/{id}/seg-NNNNN.ts?token=`` (JWT verify, revocation lookup,
   catalog lookup, entitlement query, playlist lookup, path checks, then the file);
 * ``playlist``: ``/replay/{id}/index.m3u8?token=`` (the same checks plus signing every
-  segment URI).
+  segment URI);
+* ``S3 redirect``: the same checked segment requests on a node whose replay is in an
+  S3 bucket (moto's server): each answers ``302`` to a presigned URL (not followed: the
+  bytes would come from the bucket, not the node);
+* ``S3 proxy``: ``STAGEPASS_STORAGE_PROXY=1`` on a third node that never had the replay
+  on its disk: it finds it in the bucket and streams every segment through.
 
-Prints requests/s, median and p95 latency per row and the ratio to the baseline.
+The three nodes share the SQLite database (one token works on all). The clients run in a
+child process, so "node CPU" is the CPU time of this process (the nodes) per request.
+Prints requests/s, median and p95 latency, node CPU ms per request and the ratio of the
+median to the baseline.
 
     .venv/bin/python benchmarks/replay_serving.py [--clients 8] [--seconds 5]
 """
@@ -20,6 +28,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import multiprocessing
 import os
 import shutil
 import statistics
@@ -35,13 +45,16 @@ import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from mediaserver.app import create_app  # noqa: E402
+from mediaserver.storage import open_storage  # noqa: E402
+from mediaserver.storage.uploads import ReplayUploads  # noqa: E402
 from mediaserver.vod import PackageOptions, package_recording  # noqa: E402
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings  # noqa: E402
+from tests.s3 import aws_env, start_moto  # noqa: E402
 from tests.test_replay import install  # noqa: E402
 from tests.test_vod import make_recording  # noqa: E402
 
 
-async def load(urls: list[str], clients: int, seconds: float) -> list[float]:
+async def load(urls: list[str], clients: int, seconds: float, expect: int = 200) -> list[float]:
     latencies: list[float] = []
     deadline = time.monotonic() + seconds
 
@@ -50,14 +63,28 @@ async def load(urls: list[str], clients: int, seconds: float) -> list[float]:
             n = i
             while time.monotonic() < deadline:
                 t0 = time.perf_counter()
-                async with http.get(urls[n % len(urls)]) as r:
+                async with http.get(urls[n % len(urls)], allow_redirects=False) as r:
                     await r.read()
-                    assert r.status == 200, r.status
+                    assert r.status == expect, r.status
                 latencies.append(time.perf_counter() - t0)
                 n += 1
 
     await asyncio.gather(*(client(i) for i in range(clients)))
     return latencies
+
+
+def load_in_child(urls: list[str], clients: int, seconds: float, expect: int) -> list[float]:
+    """Runs in the client process: the load, without following redirects."""
+    return asyncio.run(load(urls, clients, seconds, expect))
+
+
+async def start_node(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return runner, f"http://127.0.0.1:{port}"
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -70,12 +97,7 @@ async def main(args: argparse.Namespace) -> None:
         static_dir = work / "static-copy"
         static_dir.mkdir()
         app.router.add_static("/bench-static/", static_dir)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        base = f"http://127.0.0.1:{port}"
+        runner, base = await start_node(app)
         creator = await Api.sign_up(base, "creator")
         await paid_room(creator)
         rec_id = install(rec, settings.data_dir, "maths")
@@ -87,25 +109,62 @@ async def main(args: argparse.Namespace) -> None:
         token = minted["token"]
         segments = sorted(p.name for p in static_dir.glob("seg-*.ts"))
         size = statistics.mean((static_dir / s).stat().st_size for s in segments)
-        rows = [
-            ("static (baseline)", [f"{base}/bench-static/{s}" for s in segments]),
-            ("replay token", [f"{base}/replay/{rec_id}/{s}?token={token}" for s in segments]),
-            ("playlist", [f"{base}/replay/{rec_id}/index.m3u8?token={token}"]),
-        ]
-        print(f"{len(segments)} segments of {size / 1e3:.0f} kB; {args.clients} clients, {args.seconds:.0f} s per row; "
-              f"server and clients share one process (pid {os.getpid()})")
-        print("| row | requests/s | median ms | p95 ms | median / baseline |")
-        print("|---|---|---|---|---|")
-        baseline = None
-        for name, urls in rows:
-            await load(urls, args.clients, 1.0)  # warm up
-            lat = await load(urls, args.clients, args.seconds)
-            lat.sort()
-            med = statistics.median(lat) * 1000
-            p95 = lat[int(len(lat) * 0.95)] * 1000
-            baseline = baseline or med
-            print(f"| {name} | {len(lat) / args.seconds:.0f} | {med:.2f} | {p95:.2f} | {med / baseline:.2f}x |")
-        await runner.cleanup()
+
+        # the same replay in a bucket, served by a redirecting node and a proxying node
+        moto, endpoint = start_moto()
+        runners = [runner]
+        try:
+            os.environ.update(aws_env(endpoint))
+            import boto3
+
+            boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
+            nodes = {}
+            for name, proxy in (("redirect", False), ("proxy", True)):
+                s3_settings = paywall_settings(work / name, settings.database_url, storage_url="s3://bench/replays",
+                                               storage_proxy=proxy)
+                if name == "redirect":
+                    shutil.copytree(settings.data_dir / "recordings" / "maths" / rec_id,
+                                    s3_settings.data_dir / "recordings" / "maths" / rec_id)
+                    storage = open_storage(s3_settings.storage_url, s3_settings.data_dir)
+                    await ReplayUploads(s3_settings.data_dir, storage).publish(
+                        s3_settings.data_dir / "recordings" / "maths" / rec_id)
+                    await storage.close()
+                node_runner, node_base = await start_node(create_app(s3_settings))
+                runners.append(node_runner)
+                nodes[name] = node_base
+            rows = [
+                ("static (baseline)", [f"{base}/bench-static/{s}" for s in segments], 200),
+                ("replay token, local disk", [f"{base}/replay/{rec_id}/{s}?token={token}" for s in segments], 200),
+                ("replay token, S3 redirect", [f"{nodes['redirect']}/replay/{rec_id}/{s}?token={token}"
+                                               for s in segments], 302),
+                ("replay token, S3 proxy", [f"{nodes['proxy']}/replay/{rec_id}/{s}?token={token}"
+                                            for s in segments], 200),
+                ("playlist, local disk", [f"{base}/replay/{rec_id}/index.m3u8?token={token}"], 200),
+            ]
+            print(f"{len(segments)} segments of {size / 1e3:.0f} kB; {args.clients} clients in a child process, "
+                  f"{args.seconds:.0f} s per row; node CPU = this process (pid {os.getpid()}) per request")
+            print("| row | requests/s | median ms | p95 ms | node CPU ms/request | median / baseline |")
+            print("|---|---|---|---|---|---|")
+            baseline = None
+            loop = asyncio.get_running_loop()
+            ctx = multiprocessing.get_context("spawn")
+            with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=ctx) as pool:
+                for name, urls, expect in rows:
+                    await loop.run_in_executor(pool, load_in_child, urls, args.clients, 1.0, expect)  # warm up
+                    cpu0 = time.process_time()
+                    lat = await loop.run_in_executor(pool, load_in_child, urls, args.clients, args.seconds, expect)
+                    cpu = time.process_time() - cpu0
+                    lat.sort()
+                    med = statistics.median(lat) * 1000
+                    p95 = lat[int(len(lat) * 0.95)] * 1000
+                    baseline = baseline or med
+                    print(f"| {name} | {len(lat) / args.seconds:.0f} | {med:.2f} | {p95:.2f} | "
+                          f"{cpu * 1000 / len(lat):.2f} | {med / baseline:.2f}x |")
+        finally:
+            for r in runners:
+                await r.cleanup()
+            moto.terminate()
+            moto.wait(10)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -223,6 +223,36 @@ class RecordingLibrary:
             return None
         return f"{rec.room}/{rec.id}/{rel}", size
 
+    def bytes_of(self, rec: Recording) -> int:
+        """What the replay occupies: its objects in the store, or its files on this disk.
+
+        Blocking when local (walks the folder): call it in a thread."""
+        if rec.stored:
+            return int(rec.stored.get("bytes") or 0)
+        total = 0
+        for dirpath, _, files in os.walk(rec.directory):
+            for name in files:
+                try:
+                    total += os.lstat(os.path.join(dirpath, name)).st_size
+                except OSError:
+                    pass
+        return total
+
+    async def delete(self, rec: Recording) -> int:
+        """Delete the recording: its objects in the store (the manifest first, so no node
+        finds it any more), then its folder on this disk. Returns the objects deleted."""
+        deleted = 0
+        if rec.stored and self.storage is not None:
+            prefix = f"{rec.room}/{rec.id}/"
+            deleted += await self.storage.delete_prefix(prefix + MANIFEST_NAME)
+            deleted += await self.storage.delete_prefix(prefix)
+        if self.stored is not None:
+            self.stored.forget(rec.id)
+        directory = self.root / rec.room / rec.id
+        if directory.is_dir() and not directory.is_symlink():
+            await off_loop(shutil.rmtree, directory, True)
+        return deleted
+
     async def playlist_text(self, rec: Recording) -> Optional[str]:
         if self.file(rec, PLAYLIST) is not None:
             return await off_loop(self.playlist, rec)

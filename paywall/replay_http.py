@@ -5,6 +5,10 @@
 * ``GET  /api/recordings/{id}`` -- one recording, plus the offer (owned, price, preview).
 * ``POST /api/recordings/{id}/token`` -- a short-lived ``replay:<id>`` token and the
   playlist URL that carries it (full, or the preview).
+* ``POST /api/recordings/{id}/upload`` -- the creator (or an admin) retries the upload of an
+  ``upload_failed`` replay to the object store: ``202``.
+* ``DELETE /api/recordings/{id}`` -- the creator (or an admin) deletes a finished recording:
+  its objects in the store and its files here; ``409`` while it is recorded or processed.
 * ``GET  /replay/{id}/index.m3u8?token=`` -- the VOD playlist, every segment URI signed
   with the same token; a preview token gets a playlist that ends at the preview limit.
 * ``GET  /replay/{id}/seg-NNNNN.ts?token=`` -- checked on every request (token, expiry,
@@ -36,7 +40,7 @@ from signalling.permissions import bearer_token
 from .accounts import UserView
 from .catalog import RoomView
 from .errors import PaywallError
-from .http import PAYWALL, api, optional_user
+from .http import PAYWALL, api, current_user, optional_user
 from .replay_storage_http import send_stored, send_stored_concatenation
 from .replays import ReplayGrant
 
@@ -129,6 +133,44 @@ async def mint_replay_token(request: web.Request) -> web.Response:
     return web.json_response(minted, status=201)
 
 
+def _manages(user: UserView, room: Optional[RoomView]) -> bool:
+    return user.role == "admin" or (room is not None and user.id == room.creator_id)
+
+
+@api
+async def retry_upload(request: web.Request) -> web.Response:
+    rec, room = await _recording(request)
+    user = await current_user(request)
+    if not _manages(user, room):
+        raise PaywallError(404, "recording_not_found", "no such recording")
+    uploads = request.app.get(UPLOADS)
+    if uploads is None:
+        raise PaywallError(503, "storage_unavailable",
+                           "no object store is configured, or it failed its check at start (see the server log)")
+    if rec.status not in ("upload_failed", "packaged"):
+        raise PaywallError(409, "not_upload_failed", f"the replay is {rec.status}, not upload_failed")
+    uploads.enqueue(rec.directory)
+    log.info("upload of recording %s of room %s retried by user %s", rec.id, rec.room, user.id)
+    return web.json_response({"recording": _describe(rec, room), "queued": True}, status=202)
+
+
+#: a recording in one of these states is being written by a job: not deleted under it
+BUSY = ("recording", "recorded", "processing", "packaged", "uploading")
+
+
+@api
+async def delete_recording(request: web.Request) -> web.Response:
+    rec, room = await _recording(request)
+    user = await current_user(request)
+    if not _manages(user, room):
+        raise PaywallError(404, "recording_not_found", "no such recording")
+    if rec.status in BUSY:
+        raise PaywallError(409, "recording_busy", f"the recording is {rec.status}; delete it once it is finished")
+    objects = await request.app[RECORDINGS].delete(rec)
+    log.info("recording %s of room %s deleted by user %s (%d stored objects)", rec.id, rec.room, user.id, objects)
+    return web.json_response({"deleted": rec.id, "objects": objects})
+
+
 @api
 async def replay_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
@@ -180,6 +222,8 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_get("/api/recordings", list_recordings)
     r.add_get("/api/recordings/{recording}", get_recording)
+    r.add_delete("/api/recordings/{recording}", delete_recording)
     r.add_post("/api/recordings/{recording}/token", mint_replay_token)
+    r.add_post("/api/recordings/{recording}/upload", retry_upload)
     r.add_get("/replay/{recording}/download", download)
     r.add_get("/replay/{recording}/{name}", replay_file)

@@ -56,6 +56,11 @@ def _md5_b64(data: bytes) -> str:
     return base64.b64encode(hashlib.md5(data).digest()).decode()
 
 
+async def _md5_off_loop(data: bytes) -> str:
+    """Hashing megabytes takes milliseconds: not on the loop that forwards media."""
+    return _md5_b64(data) if len(data) <= 65536 else await asyncio.to_thread(_md5_b64, data)
+
+
 class S3Storage:
     def __init__(
         self,
@@ -72,12 +77,18 @@ class S3Storage:
         self._root = f"{location.prefix}/" if location.prefix else ""
         self.multipart_threshold = multipart_threshold
         self.part_size = max(5 * MB, part_size)
-        config = AioConfig(
+        options = dict(
             connect_timeout=connect_timeout, read_timeout=read_timeout,
             retries={"max_attempts": 2, "mode": "standard"},
             s3={"addressing_style": "path"} if os.environ.get("AWS_ENDPOINT_URL") else None,
             signature_version="s3v4",
         )
+        try:  # botocore >= 1.36 adds CRC checksums by default, which some S3-compatible
+            # stores refuse; every upload here carries Content-MD5 instead
+            config = AioConfig(**options, request_checksum_calculation="when_required",
+                               response_checksum_validation="when_required")
+        except TypeError:
+            config = AioConfig(**options)
         self._session = get_session()
         self._config = config
         self._stack = contextlib.AsyncExitStack()
@@ -117,8 +128,8 @@ class S3Storage:
     # ------------------------------------------------------------------ writes
     async def put_bytes(self, key: str, data: bytes, content_type: str = "application/octet-stream") -> None:
         s3 = await self.client()
-        await s3.put_object(Bucket=self.bucket, Key=self.key(key), Body=data,
-                            ContentMD5=_md5_b64(data), ContentType=content_type)
+        md5 = await _md5_off_loop(data)
+        await s3.put_object(Bucket=self.bucket, Key=self.key(key), Body=data, ContentMD5=md5, ContentType=content_type)
 
     async def put_file(self, key: str, path: Path) -> int:
         size = path.stat().st_size
@@ -146,7 +157,7 @@ class S3Storage:
                     if not data:
                         break
                     got = await s3.upload_part(Bucket=self.bucket, Key=self.key(key), UploadId=upload_id,
-                                               PartNumber=number, Body=data, ContentMD5=_md5_b64(data))
+                                               PartNumber=number, Body=data, ContentMD5=await _md5_off_loop(data))
                     parts.append({"PartNumber": number, "ETag": got["ETag"]})
                     number += 1
             await s3.complete_multipart_upload(Bucket=self.bucket, Key=self.key(key), UploadId=upload_id,

@@ -411,7 +411,20 @@ async function pollStats() {
   timers.stats = setTimeout(pollStats, STATS_EVERY_MS);
 }
 
-/** The room's recordings as the creator sees them: recording, processing (percent), ready, failed. */
+/** Ask the server to upload an upload_failed replay to the object store again. */
+async function retryUpload(id, button) {
+  button.disabled = true;
+  try {
+    await api(`/api/recordings/${encodeURIComponent(id)}/upload`, { method: "POST" });
+    button.textContent = "Retrying…";
+  } catch (err) {
+    button.disabled = false;
+    button.textContent = `Retry upload (${err.message})`;
+  }
+}
+
+/** The room's recordings as the creator sees them: recording, processing (percent), uploading
+ * (object storage), ready, failed, upload failed (with a retry button). */
 function renderReplays(recordings) {
   $("replays-empty").hidden = recordings.length > 0;
   $("replay-list").replaceChildren(...recordings.map((rec) => {
@@ -419,7 +432,11 @@ function renderReplays(recordings) {
     const state = rec.status === "ready" ? h("a", { href: rec.replay_url }, "Watch the replay")
       : rec.status === "processing" ? `processing ${rec.progress} %`
         : rec.status === "failed" ? h("span", { class: "error" }, `failed: ${rec.error || "unknown error"}`)
-          : rec.status;
+          : rec.status === "packaged" || rec.status === "uploading" ? "uploading to storage"
+            : rec.status === "upload_failed" ? h("span", {},
+              h("span", { class: "error" }, `upload failed: ${rec.error || "unknown error"} `),
+              h("button", { type: "button", onclick: (event) => retryUpload(rec.id, event.target) }, "Retry upload"))
+              : rec.status;
     return h("li", { dataset: { recording: rec.id, status: rec.status } },
       `${when} · ${duration(rec.duration_ms)} · `, state,
       rec.status === "ready" && rec.error ? h("span", { class: "hint" }, ` (recording stopped early: ${rec.error})`) : null);
