@@ -25,8 +25,9 @@ def test_history_returns_what_was_stored_and_forgets_what_was_overwritten():
     assert h.get(11) is None and len(h) == 0
     h.put(3, 70000, 2**32 - 1, 1, b"z", "H264", 4.0)  # extended sequence numbers go past 65535
     assert h.get(70000) == (3, 70000, 2**32 - 1, 1, b"z", "H264", 4.0)
-    h.put(3, 70001, 0, 0, b"p" * 1500, "H264", 4.0)  # a full 1,500-byte packet fits by default
-    assert h.holds(70001, 3)
+    full = PacketHistory(8)
+    full.put(3, 70001, 0, 0, b"p" * 1500, "H264", 4.0)  # a full 1,500-byte payload fits by default
+    assert full.holds(70001, 3) and full.get(70001)[4] == b"p" * 1500
     with pytest.raises(ValueError):
         PacketHistory(1000)
 
