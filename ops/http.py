@@ -33,6 +33,8 @@ METRICS = web.AppKey("metrics", Metrics)
 READINESS = web.AppKey("readiness", Readiness)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+#: routes whose requests stay open (Socket.IO's WebSocket and long polling): counted, not timed
+LONG_LIVED = ("/socket.io",)
 
 
 def _route_of(request: web.Request) -> str:
@@ -55,7 +57,8 @@ async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResp
     finally:
         route = _route_of(request)
         metrics.http_requests.labels(request.method, route, str(status)).inc()
-        metrics.http_seconds.labels(request.method, route).observe(time.perf_counter() - started)
+        if not route.startswith(LONG_LIVED):  # a WebSocket's or long poll's life is not a latency
+            metrics.http_seconds.labels(request.method, route).observe(time.perf_counter() - started)
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
