@@ -263,13 +263,7 @@ class RecordingLibrary:
 
     async def start_of(self, rec: Recording, name: str) -> Optional[int]:
         """Where segment ``name`` starts on the replay's timeline (None if not listed)."""
-        text = await self.playlist_text(rec)
-        if text is None:
-            return None
-        for _, seg in parse_playlist(text)[1]:
-            if seg.uri == name:
-                return seg.start_ms
-        return None
+        return _segment_start(await self.playlist_text(rec), name)
 
     # ------------------------------------------------------------------ lookup
     def get(self, recording_id: str) -> Optional[Recording]:
@@ -340,13 +334,7 @@ class RecordingLibrary:
 
     def segment_start_ms(self, rec: Recording, name: str) -> Optional[int]:
         """Where segment ``name`` starts on the replay's timeline (None if not listed)."""
-        text = self.playlist(rec)
-        if text is None:
-            return None
-        for _, seg in parse_playlist(text)[1]:
-            if seg.uri == name:
-                return seg.start_ms
-        return None
+        return _segment_start(self.playlist(rec), name)
 
     def download(self, rec: Recording) -> Optional[Path]:
         """The replay as one MPEG-TS file (segments concatenated; built once, atomically).
@@ -379,3 +367,13 @@ class RecordingLibrary:
     @staticmethod
     def token_query(token: str) -> str:
         return f"token={quote(token, safe='')}"
+
+
+def _segment_start(playlist: Optional[str], name: str) -> Optional[int]:
+    """Where segment ``name`` starts in ``playlist`` (None if there is none or not listed)."""
+    if playlist is None:
+        return None
+    for _, seg in parse_playlist(playlist)[1]:
+        if seg.uri == name:
+            return seg.start_ms
+    return None
