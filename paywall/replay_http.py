@@ -35,7 +35,7 @@ from core.cpu import off_loop
 from mediaserver.packaging.files import PLAYLIST, PUBLIC_FILES
 from mediaserver.packaging.playlist import parse_playlist, signed_playlist
 from mediaserver.packaging.replays import Recording, Replays
-from mediaserver.storage.uploads import ReplayUploads
+from mediaserver.packaging.uploads import ReplayUploads
 from signalling.permissions import bearer_token
 
 from .accounts import UserView

@@ -31,7 +31,7 @@ from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.replays import Replays
 from mediaserver.live.room import RoomRegistry
 from mediaserver.storage import StorageError, open_storage, publishes
-from mediaserver.storage.uploads import ReplayUploads
+from mediaserver.packaging.uploads import ReplayUploads
 from mediaserver.packaging.options import PackageOptions
 
 __all__ = ["AUDIENCE", "PACKAGING", "create_app"]

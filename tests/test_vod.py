@@ -1,4 +1,4 @@
-"""VOD packaging (mediaserver/packaging/vod.py) and its job runner (mediaserver/packaging/jobs.py).
+"""Packaging (mediaserver/packaging/packager.py and its passes) and its job runner (mediaserver/packaging/jobs.py).
 
 Recordings are generated here with PyAV the way the recorder writes them (packet times
 in ms on the broadcast clock, a fresh encoder -- so a new IDR and parameter sets -- for

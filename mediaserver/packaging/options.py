@@ -80,5 +80,5 @@ class PackageOptions:
     poster_max_width: int = 1280
     progress_interval_s: float = 0.5  #: at most one manifest progress write per interval
     #: the status a finished job leaves: "packaged" when the replay is then uploaded to
-    #: object storage (``mediaserver.storage.uploads`` makes it "ready")
+    #: object storage (``mediaserver.packaging.uploads`` makes it "ready")
     done_status: str = "ready"

@@ -37,7 +37,7 @@ from mediaserver.packaging.files import DOWNLOAD_NAME, PLAYLIST, object_name
 from mediaserver.packaging.playlist import parse_playlist, segment_start
 from mediaserver.recording.manifest import MANIFEST_NAME, read_manifest
 from mediaserver.storage.base import Storage
-from mediaserver.storage.stored_replays import StoredReplays
+from mediaserver.packaging.stored_replays import StoredReplays
 
 __all__ = ["RECORDING_ID_RE", "Recording", "Replays"]
 

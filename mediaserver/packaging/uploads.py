@@ -34,7 +34,7 @@ from core.job_queue import JobQueue
 from core.logs import context_logger
 from mediaserver.packaging.files import DOWNLOAD_NAME, HLS_DIR, IMAGE_FILES
 from mediaserver.recording.manifest import MANIFEST_NAME, read_manifest, recording_manifests, update_manifest
-from .base import Storage, StorageError
+from mediaserver.storage.base import Storage, StorageError
 
 __all__ = ["ReplayUploads", "PUBLISHABLE", "recording_key"]
 
@@ -209,7 +209,7 @@ class ReplayUploads:
 
 
 def _one_line(exc: BaseException) -> str:
-    from .s3 import describe_error
+    from mediaserver.storage.s3 import describe_error
 
     text = describe_error(exc) if not isinstance(exc, StorageError) else str(exc)
     return " ".join(text.split())

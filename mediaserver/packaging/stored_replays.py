@@ -15,7 +15,7 @@ from collections import OrderedDict
 from typing import Optional
 
 from mediaserver.recording.manifest import MANIFEST_NAME
-from .base import Storage
+from mediaserver.storage.base import Storage
 
 __all__ = ["StoredReplays"]
 
