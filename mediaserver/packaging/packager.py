@@ -131,7 +131,8 @@ def package_recording(
             if on_progress is not None:
                 on_progress(value)
 
-    source = RecordingSource(directory, manifest, options, work, StopCheck(stop), progress, log)
+    check = StopCheck(stop)
+    source = RecordingSource(directory, manifest, options, work, check, progress, log)
     try:
         source.scan()
         timeline = Timeline(source, options)
@@ -144,7 +145,7 @@ def package_recording(
         video = VideoPackets(source, timeline, thumbs, options) if thumbs is not None else None
         segments = write_segments(out / HLS_DIR, source, timeline, video, progress)
         images = write_images(out, thumbs, options)
-        if stop is not None and stop.is_set():
+        if check.stopped:
             raise JobCancelled()
         # swap the new output in: the playlist folder atomically, then the images
         trash = work / "old"
@@ -176,30 +177,7 @@ def package_recording(
 
     stats = source.stats
     longest = max(s["duration"] for s in segments)
-    video = None
-    if timeline.stretches:
-        copied = sum((s.end - s.start) for s in timeline.stretches if s.kind == "copy") // MS_TICKS
-        if source.codec != "h264":
-            mode = "transcode"
-        elif not stats["encoders_created"]:
-            mode = "copy"
-        else:
-            mode = "mixed" if copied else "reencode"
-        video = {
-            "codec": "h264", "source_codec": source.codec, "mode": mode,
-            "width": source.width, "height": source.height,
-            "copied_ms": copied,
-            "encoded_ms": stats.get("video_encoded_ms", 0),
-            "filled_ms": stats.get("video_filled_ms", 0),
-        }
-    audio = None
-    if source.audio.active:
-        audio = {
-            "codec": "aac", "channels": source.audio.channels, "sample_rate": AUDIO_RATE,
-            "source_channels": source.audio.source_channels,
-            "bitrate": source.audio.bitrate_per_channel * source.audio.channels,
-            "silence_ms": source.audio.silence_samples * 1000 // AUDIO_RATE,
-        }
+    video, audio = _video_summary(source, timeline), _audio_summary(source)
     hls_bytes = sum(s["bytes"] for s in segments)
     packaging.update(
         finished_at=time.time(), error=None, seconds=round(time.monotonic() - began, 3),
@@ -232,3 +210,37 @@ def package_recording(
         video["mode"] if video else "none", packaging["seconds"],
     )
     return manifest
+
+
+def _video_summary(source: RecordingSource, timeline: Timeline) -> Optional[dict]:
+    """The manifest's ``video``: how the replay's video was made (None: audio only)."""
+    if not timeline.stretches:
+        return None
+    stats = source.stats
+    copied = sum((s.end - s.start) for s in timeline.stretches if s.kind == "copy") // MS_TICKS
+    if source.codec != "h264":
+        mode = "transcode"
+    elif not stats["encoders_created"]:
+        mode = "copy"
+    else:
+        mode = "mixed" if copied else "reencode"
+    return {
+        "codec": "h264", "source_codec": source.codec, "mode": mode,
+        "width": source.width, "height": source.height,
+        "copied_ms": copied,
+        "encoded_ms": stats.get("video_encoded_ms", 0),
+        "filled_ms": stats.get("video_filled_ms", 0),
+    }
+
+
+def _audio_summary(source: RecordingSource) -> Optional[dict]:
+    """The manifest's ``audio`` (None: no audio)."""
+    audio = source.audio
+    if not audio.active:
+        return None
+    return {
+        "codec": "aac", "channels": audio.channels, "sample_rate": AUDIO_RATE,
+        "source_channels": audio.source_channels,
+        "bitrate": audio.bitrate_per_channel * audio.channels,
+        "silence_ms": audio.silence_samples * 1000 // AUDIO_RATE,
+    }

@@ -58,6 +58,8 @@ class Timeline:
         self.pull: dict[int, int] = {}
 
     def plan(self) -> None:
+        """Fill ``end``, ``fps``, ``stretches``, ``starts``, ``disc`` and ``pull`` from the
+        scan; raises :class:`PackagingError` if nothing in the recording is decodable."""
         o = self.o
         vi = self.vindex
         runs = self._runs() if len(vi) and self.source.width else []
