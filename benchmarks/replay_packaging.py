@@ -1,4 +1,4 @@
-"""VOD packaging cost: remux (H.264) against transcode (VP8), and the job runner's latency.
+"""Packaging cost: remux (H.264) against transcode (VP8), and the job runner's latency.
 
 Generates synthetic recordings the way the recorder writes them (tests/test_vod.py's
 ``make_recording``: numbered 640x480 frames at 30 fps with a noise band and motion, a
@@ -18,7 +18,7 @@ Generates synthetic recordings the way the recorder writes them (tests/test_vod.
    and how late a 10 ms timer on the event loop fires meanwhile (the live rooms share that
    loop), against the same timer on an idle loop measured in the same run.
 
-    .venv/bin/python benchmarks/vod.py [--seconds 60] [--runs 3] [--size 640x480] [--keep DIR]
+    .venv/bin/python benchmarks/replay_packaging.py [--seconds 60] [--runs 3] [--size 640x480] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write every number to this file")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-    workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="vod-bench-"))
+    workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="packaging-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; recordings {args.seconds:.0f} s "
