@@ -11,10 +11,12 @@ write while the disk stays full) and tells the recorder to detach from the fanou
 from __future__ import annotations
 
 import fractions
+import logging
 import queue
 import threading
 import time
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional, Protocol
 
 import av
 
@@ -27,7 +29,7 @@ from mediaserver.recording.container import (
 )
 from mediaserver.recording.manifest import write_manifest
 
-__all__ = ["FALLBACK_SIZE", "MANIFEST_INTERVAL", "PREROLL_MS", "RecordingWriter"]
+__all__ = ["FALLBACK_SIZE", "MANIFEST_INTERVAL", "PREROLL_MS", "RecordingWriter", "WriterOwner"]
 
 MANIFEST_INTERVAL = 5.0  #: seconds between manifest refreshes while recording
 PREROLL_MS = 5000  #: how long a WebM with video may wait for the first keyframe (frame size)
@@ -35,10 +37,30 @@ FALLBACK_SIZE = (640, 480)  #: frame size announced if no keyframe came within P
 _MS = fractions.Fraction(1, 1000)
 
 
+class WriterOwner(Protocol):
+    """What the writer reads from its recorder, and the loop-side calls it makes (through
+    ``_call_soon``, from its thread)."""
+
+    room: str
+    broadcast: Any
+    codecs: dict[str, str]
+    container: str
+    directory: Path
+    path: Path
+    log: logging.Logger | logging.LoggerAdapter
+    dropped_frames: int
+    _queue: "queue.SimpleQueue[tuple]"
+
+    def _call_soon(self, fn: Callable, *args: Any) -> None: ...
+    def _request_keyframe(self, kind: str) -> None: ...
+    def _writer_failed(self) -> None: ...
+    def _writer_done(self) -> None: ...
+
+
 class RecordingWriter:
     """Owns the output container and the manifest; runs in its own thread."""
 
-    def __init__(self, recorder: Any) -> None:
+    def __init__(self, recorder: WriterOwner) -> None:
         self.rec = recorder
         self.log = recorder.log
         self.failed = False
