@@ -11,6 +11,7 @@ from aiohttp import web
 import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
+from stagepass.keys import AUDIENCE, CLUSTER, NODES, PACKAGING
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
@@ -24,7 +25,7 @@ from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
 from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
-from core.cluster import Cluster, LocalCluster, NodeRegistry, RedisCluster
+from core.cluster import LocalCluster, NodeRegistry, RedisCluster
 from core.settings import Settings
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.recorder import MANIFEST_NAME, recording_dir
@@ -36,10 +37,6 @@ from mediaserver.packaging.vod import PackageOptions
 
 __all__ = ["AUDIENCE", "CLUSTER", "NODES", "PACKAGING", "create_app"]
 
-PACKAGING = web.AppKey("packaging", PackagingJobs)
-AUDIENCE = web.AppKey("audience", AudienceSampler)
-CLUSTER = web.AppKey("cluster", Cluster)
-NODES = web.AppKey("nodes", NodeRegistry)
 
 storage_log = logging.getLogger("stagepass.storage")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
