@@ -33,7 +33,7 @@ class Interaction:
         self.likes = LikeService(self.server, cluster)
         self.polls = PollService(self.server)
         self.hands = HandService(self.server)
-        self.presence = PresenceService(self.server)
+        self.presence = PresenceService(self.server, cluster)
         self.questions = QuestionService(self.server, self.moderation)
         self.tips = TipService(self.server, cluster)
 
