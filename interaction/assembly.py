@@ -32,8 +32,8 @@ class Interaction:
         self.danmaku = DanmakuService(self.server, self.moderation, settings.interaction)
         self.likes = LikeService(self.server, cluster)
         self.polls = PollService(self.server)
-        self.hands = HandService(self.server)
         self.presence = PresenceService(self.server, cluster)
+        self.hands = HandService(self.server, cluster, self.bus, self.presence)
         self.questions = QuestionService(self.server, self.moderation)
         self.tips = TipService(self.server, cluster)
 

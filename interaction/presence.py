@@ -50,18 +50,27 @@ class PresenceService:
         """Distinct users connected to the room on this node."""
         return len(self._users.get(room, ()))
 
-    async def viewers(self, room: str) -> int:
-        """Distinct users connected to the room on every node (this node's while the
-        cluster is unreachable)."""
+    async def _sockets(self, room: str) -> dict[str, int]:
+        """User id (text) -> sockets in the room, summed over every node's report (this
+        node's own count while the cluster is unreachable)."""
+        users: Counter[str] = Counter()
         try:
-            users: set[str] = set()
             for process in await self.cluster.ordered_members(f"presence:{room}:nodes"):
-                users.update(await self.cluster.hash_get_all(f"presence:{room}:{process}"))
+                for user, sockets in (await self.cluster.hash_get_all(f"presence:{room}:{process}")).items():
+                    users[user] += int(sockets)
         except Exception as exc:
             log.warning("room %s: reading presence from the cluster failed (%s); counting this node's",
                         room, exc)
-            return self.local_viewers(room)
-        return len(users)
+            return {str(user): n for user, n in self._users.get(room, Counter()).items()}
+        return users
+
+    async def viewers(self, room: str) -> int:
+        """Distinct users connected to the room on every node."""
+        return len(await self._sockets(room))
+
+    async def sockets_of(self, room: str, user_id: int) -> int:
+        """The user's sockets in the room on every node."""
+        return (await self._sockets(room)).get(str(user_id), 0)
 
     async def _report(self, room: str, user_id: int, change: int) -> None:
         try:

@@ -226,6 +226,11 @@ def _viewers(chat: Chat):
     return frames[-1]["viewers"] if frames else None
 
 
+def _hands(chat: Chat) -> list[int]:
+    frames = chat.got("hands")
+    return [item["user"]["id"] for item in frames[-1]["items"]] if frames else []
+
+
 async def _subscribed_ids(redis: Redis) -> list[str]:
     """Ids of this database's clients holding subscriptions."""
     return [c["id"] for c in await redis.client_list()
@@ -233,10 +238,11 @@ async def _subscribed_ids(redis: Redis) -> list[str]:
 
 
 @pytest.mark.slow
-async def test_each_node_shares_one_pubsub_connection_and_counts_presence_cluster_wide(aiohttp_server, tmp_path, raw_redis):
+async def test_each_node_shares_one_pubsub_connection_and_presence_and_hands_span_nodes(aiohttp_server, tmp_path, raw_redis):
     """Seats, the interaction bus and Socket.IO's client manager of a node listen on one
     Redis connection, from the node's one pool (python-socketio's ``AsyncRedisManager``
-    would have opened a client of its own); presence counts the users of both nodes."""
+    would have opened a client of its own); presence and raised hands are the room's on
+    both nodes."""
     async with two_nodes_on_redis(aiohttp_server, tmp_path, REDIS_DB) as (node_a, node_b):
         creator = await Api.sign_up(node_a, "creator")
         await paid_room(creator, ticket_price=0)
@@ -249,8 +255,9 @@ async def test_each_node_shares_one_pubsub_connection_and_counts_presence_cluste
             clients = [c for c in await raw_redis.client_list()
                        if c.get("db") == str(REDIS_DB) and c.get("sub", "0") != "0"]
             assert sorted(c["sub"] for c in clients) == ["3", "3"], clients
+            # (channels are server-wide, not per database: other tests' may be listed too)
             channels = set(await raw_redis.pubsub_channels("stagepass:*"))
-            assert channels == {"stagepass:seats:evicted", "stagepass:interaction", "stagepass:socketio"}
+            assert {"stagepass:seats:evicted", "stagepass:interaction", "stagepass:socketio"} <= channels
             # presence counts distinct users of every node: the creator on both is one
             await wait_for(lambda: all(_viewers(c) == 1 for c in chats), timeout=5)
             viewer = await Api.sign_up(node_b)
@@ -258,8 +265,21 @@ async def test_each_node_shares_one_pubsub_connection_and_counts_presence_cluste
             assert await chat.connect(node_b, "maths", await view_token(viewer, "maths"))
             chats.append(chat)
             await wait_for(lambda: all(_viewers(c) == 2 for c in chats), timeout=5)
-            await chats[1].close()  # the creator's socket on B: still connected on A
+            # hands: raised on B, seen by the moderator on A; the viewer's tab on A keeps it
+            # up when the one on B closes; lowered from A, the viewer's tab on A hears it
+            uid = viewer.user["id"]
+            assert (await chat.call("hand:raise"))["ok"]
+            await wait_for(lambda: _hands(chats[0]) == [uid], timeout=5)
+            tab = Chat()
+            assert await tab.connect(node_a, "maths", await view_token(Api(node_a, viewer.token), "maths"))
+            chats.append(tab)
             await chat.close()
+            await asyncio.sleep(0.6)
+            assert _hands(chats[0]) == [uid]
+            assert (await chats[0].call("hand:lower", {"user_id": uid}))["ok"]
+            await wait_for(lambda: tab.got("hand") == [{"raised": False}] and _hands(chats[0]) == [], timeout=5)
+            await tab.close()
+            await chats[1].close()  # the creator's socket on B: still connected on A
             await wait_for(lambda: _viewers(chats[0]) == 1, timeout=5)
         finally:
             for chat in chats:
