@@ -16,7 +16,7 @@ from signalling.whip import ROOMS
 from stagepass.keys import NODES
 from tests.chat import Chat
 from tests.conftest import KEY, wait_for
-from tests.paywall_fixtures import Api, paid_room, two_nodes_on_redis, view_token
+from tests.paywall_fixtures import Api, flushed_redis, paid_room, two_nodes_on_redis, view_token
 from tests.peers import Publisher
 
 REDIS_DB = 7  # this file's own database number
@@ -25,13 +25,8 @@ REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 @pytest.fixture
 async def raw_redis() -> AsyncIterator[Redis]:
-    redis = Redis.from_url(REDIS_URL, decode_responses=True)
-    await redis.flushdb()
-    try:
+    async with flushed_redis(REDIS_DB, decode_responses=True) as redis:
         yield redis
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
 
 
 @pytest.fixture(params=["local", "redis"])

@@ -19,11 +19,12 @@ from paywall.http import PAYWALL
 from signalling.whip import ADMISSION, ROOMS
 from tests.conftest import wait_for
 from tests.paywall_fixtures import (
-    Api, buy, paid_room, paywall_settings, view_token,
+    Api, buy, flushed_redis, paid_room, paywall_settings, view_token,
 )
 from tests.peers import Publisher, Viewer
 
-REDIS_URL = "redis://127.0.0.1:6379/11"  # this file's own database number
+REDIS_DB = 11  # this file's own database number
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
 class TokenViewer(Viewer):
@@ -141,13 +142,8 @@ async def test_two_devices_both_stay_and_a_leaving_device_frees_its_seat(paywall
 # ---------------------------------------------------------------------- two nodes
 @pytest.fixture
 async def redis_db():
-    redis = Redis.from_url(REDIS_URL)
-    await redis.flushdb()
-    try:
+    async with flushed_redis(REDIS_DB) as redis:
         yield redis
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
 
 
 @pytest.fixture
