@@ -112,6 +112,8 @@ class HandService:
         return True
 
     async def _left(self, client: Client) -> None:
+        if await self.cluster.get(self._item_key(client.room, client.user_id)) is None:
+            return  # no hand up (the common case: one read, not the room's presence)
         if await self.presence.sockets_of(client.room, client.user_id):
             return  # another tab of theirs is still here (on some node)
         await self._drop(client.room, client.user_id)

@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
+from core.cluster import Cluster
+
 __all__ = ["Readiness", "cluster_check", "database_check", "data_dir_check", "storage_check"]
 
 Check = Callable[[], Awaitable[Optional[str]]]  # None when fine, else what is wrong
@@ -58,7 +60,7 @@ def database_check(engine: Any) -> Check:
     return check
 
 
-def cluster_check(cluster: Any) -> Check:
+def cluster_check(cluster: Cluster) -> Check:
     """``PING`` through the process's shared cluster (its one Redis pool), so the check
     sees what the seats, chat and likes see."""
 

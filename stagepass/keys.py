@@ -1,5 +1,6 @@
 """Application keys of what the assembly owns (packaging jobs, the audience sampler, the
-cluster and its node registry), apart from ``app.py`` so the operator wiring can read them without importing the assembly back."""
+cluster and its node registry), apart from ``app.py`` so the operator wiring can read them
+without importing the assembly back."""
 
 from __future__ import annotations
 

@@ -49,7 +49,9 @@ class LocalCluster(Cluster):
         self._next_sweep = time.monotonic() + SWEEP_SECONDS
 
     # ------------------------------------------------------------ storage
-    def _entry(self, key: str, kind: type) -> Optional[_Entry]:
+    def _entry(self, key: str, kind: Any) -> Optional[_Entry]:
+        """The live entry of ``key`` (``None``: absent or expired); ``kind``: the type (or
+        tuple of types) it must hold, as Redis refuses a command on a key of another type."""
         entry = self._data.get(key)
         if entry is None:
             return None
@@ -57,7 +59,7 @@ class LocalCluster(Cluster):
             del self._data[key]
             return None
         if not isinstance(entry.value, kind):
-            raise TypeError(f"{key!r} holds a {type(entry.value).__name__}, not a {kind.__name__}")
+            raise TypeError(f"{key!r} holds a {type(entry.value).__name__}, not what this command reads")
         return entry
 
     def _store(self, key: str, value: Any, ttl: Optional[float]) -> _Entry:
@@ -118,7 +120,7 @@ class LocalCluster(Cluster):
 
     # ------------------------------------------------------------ counters and hashes
     async def incr(self, key: str, amount: int = 1, ttl: Optional[float] = None) -> int:
-        entry = self._entry(key, (int, str))  # type: ignore[arg-type]
+        entry = self._entry(key, (int, str))
         value = int(entry.value) + amount if entry is not None else amount
         if entry is None:
             entry = self._store(key, value, ttl)
