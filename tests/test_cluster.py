@@ -19,7 +19,8 @@ from tests.conftest import KEY, wait_for
 from tests.paywall_fixtures import Api, flushed_redis, paid_room, two_nodes_on_redis, view_token
 from tests.peers import Publisher
 
-REDIS_DB = 7  # this file's own database number
+REDIS_DB = 7  # this file's own database numbers
+OTHER_DB = 6
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
@@ -216,6 +217,27 @@ async def test_a_killed_subscription_connection_is_made_again(raw_redis):
         await cluster.close()
 
 
+async def test_deployments_on_other_database_numbers_do_not_hear_each_other(raw_redis):
+    """Redis pub/sub is server-wide: the channels carry the database number."""
+    ours = RedisCluster.from_url(REDIS_URL)
+    theirs = RedisCluster.from_url(f"redis://127.0.0.1:6379/{OTHER_DB}")
+    heard: list[str] = []
+
+    async def got(message: str) -> None:
+        heard.append(message)
+
+    try:
+        await ours.subscribe("bus", got)
+        await theirs.publish("bus", "other deployment")
+        await ours.publish("bus", "ours")
+        await wait_for(lambda: heard, timeout=5)
+        await asyncio.sleep(0.1)
+        assert heard == ["ours"]
+    finally:
+        await ours.close()
+        await theirs.close()
+
+
 def _viewers(chat: Chat):
     frames = chat.got("presence")
     return frames[-1]["viewers"] if frames else None
@@ -250,9 +272,9 @@ async def test_each_node_shares_one_pubsub_connection_and_presence_and_hands_spa
             clients = [c for c in await raw_redis.client_list()
                        if c.get("db") == str(REDIS_DB) and c.get("sub", "0") != "0"]
             assert sorted(c["sub"] for c in clients) == ["3", "3"], clients
-            # (channels are server-wide, not per database: other tests' may be listed too)
-            channels = set(await raw_redis.pubsub_channels("stagepass:*"))
-            assert {"stagepass:seats:evicted", "stagepass:interaction", "stagepass:socketio"} <= channels
+            # channels are server-wide, so they carry the database number
+            channels = set(await raw_redis.pubsub_channels(f"stagepass:{REDIS_DB}:*"))
+            assert channels == {f"stagepass:{REDIS_DB}:{c}" for c in ("seats:evicted", "interaction", "socketio")}
             # presence counts distinct users of every node: the creator on both is one
             await wait_for(lambda: all(_viewers(c) == 1 for c in chats), timeout=5)
             viewer = await Api.sign_up(node_b)

@@ -271,7 +271,7 @@ async def test_redis_seats_say_why_a_holder_is_evicted(redis_db):
         assert await a.take("maths:1", "s2", 1) == ["s1"]
         assert await a.take("maths:1", "s3", 2) == []
         assert sorted(await a.evict_all("maths:1")) == ["s2", "s3"]
-        await redis_db.publish(f"stagepass:{CHANNEL}", "legacy-holder")
+        await redis_db.publish(f"stagepass:{REDIS_DB}:{CHANNEL}", "legacy-holder")
         await wait_for(lambda: len(heard) == 4, timeout=5)
         assert heard[0] == ("s1", SEAT_TAKEN)
         assert sorted(heard[1:3]) == [("s2", REVOKED), ("s3", REVOKED)]

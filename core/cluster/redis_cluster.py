@@ -2,9 +2,11 @@
 
 One ``redis.asyncio`` client (one connection pool) serves the whole process: commands
 borrow a connection for their duration, and every pub/sub channel shares one more
-(``SharedSubscriber``). Keys and channels get the prefix (``stagepass:``), so the data of
-several deployments can share a Redis database. Operations that read and write together
-are Lua scripts, atomic on the server.
+(``SharedSubscriber``). Keys get the prefix (``stagepass:``); channels the prefix and the
+database number (``stagepass:<db>:``), because Redis pub/sub is server-wide, not per
+database: two deployments (or test runs) on different database numbers of one Redis never
+hear each other. Operations that read and write together are Lua scripts, atomic on the
+server.
 """
 
 from __future__ import annotations
@@ -85,6 +87,8 @@ class RedisCluster(Cluster):
         """``redis`` must decode responses (``decode_responses=True``); ``from_url`` makes one."""
         self.redis = redis
         self.prefix = f"{prefix}:" if prefix else ""
+        db = redis.connection_pool.connection_kwargs.get("db", 0)
+        self.channel_prefix = f"{self.prefix}{db}:"
         self._subscriber = SharedSubscriber(redis)
         self._ordered_add = redis.register_script(_ORDERED_ADD)
         self._ordered_pop_all = redis.register_script(_ORDERED_POP_ALL)
@@ -162,10 +166,10 @@ class RedisCluster(Cluster):
 
     # ------------------------------------------------------------ pub/sub
     async def publish(self, channel: str, message: str) -> None:
-        await self.redis.publish(self._k(channel), message)
+        await self.redis.publish(self.channel_prefix + channel, message)
 
     async def subscribe(self, channel: str, handler: MessageHandler) -> Subscription:
-        return await self._subscriber.add(self._k(channel), channel, handler)
+        return await self._subscriber.add(self.channel_prefix + channel, channel, handler)
 
     # ------------------------------------------------------------ lifecycle
     async def ping(self) -> None:
