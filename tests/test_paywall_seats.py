@@ -2,8 +2,8 @@
 
 * one node (in-process seats): a second device ends the first when ``max_devices`` is 1,
   both stay with 2, and a device that leaves gives its seat back;
-* two nodes sharing one database and one Redis (``Seats`` on a ``RedisCluster``): taking a seat on one
-  node ends the session on the other, and a refund ends sessions on every node.
+* two nodes sharing one database and one Redis (``Seats`` on a ``RedisCluster``): taking a
+  seat on one node ends the session on the other, and a refund ends sessions on every node.
 """
 
 from __future__ import annotations
