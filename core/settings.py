@@ -190,6 +190,15 @@ class Settings:
         default=5.0,
         metadata={"help": "seconds between samples of each live paid room's concurrent viewers (dashboard)"},
     )
+    event_flush_ms: int = field(
+        default=1000,
+        metadata={"help": "milliseconds between batched writes of behaviour events (page visits, joins, "
+                          "replay progress...) to the database; 50 to 60000"},
+    )
+    event_retention_days: int = field(
+        default=400,
+        metadata={"help": "raw behaviour events older than this many days are deleted (daily); 1 to 3650"},
+    )
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -313,6 +322,10 @@ class Settings:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
         if not 0.1 <= self.audience_sample_seconds <= 3600:
             raise ConfigError("audience_sample_seconds: 0.1 to 3600")
+        if not 50 <= self.event_flush_ms <= 60000:
+            raise ConfigError("event_flush_ms: 50 to 60000")
+        if not 1 <= self.event_retention_days <= 3650:
+            raise ConfigError("event_retention_days: 1 to 3650")
         if self.payment_provider not in ("", "dev", "stripe"):
             raise ConfigError("payment_provider: 'dev' or 'stripe'")
         if not self.payment_provider and self.public_url.startswith("https://"):

@@ -11,6 +11,7 @@ from aiohttp import web
 import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
+from insight.assembly import install_insight, open_insight
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
@@ -21,7 +22,7 @@ from paywall.seats import LocalSeats, RedisSeats, Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
 from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
-from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_routes
+from signalling.whip import ADMISSION, BEHAVIOUR, PERMISSIONS, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.settings import Settings
@@ -79,6 +80,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
+            insight = await open_insight(app)
+            app[BEHAVIOUR] = interaction.server.events = insight.events
             audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds, settings.node_id())
             audience.attach(rooms)
             app[AUDIENCE] = audience
@@ -86,6 +89,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             yield
             await audience.close()
             await interaction.close()
+            await insight.close()
             await paywall.close()
             await seats.close()
             if redis is not None:
@@ -97,6 +101,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             settings.data_dir, storage if publishing else None, proxy=settings.storage_proxy)
         replay_http.setup_routes(app)
         dashboard_http.setup_routes(app)
+        install_insight(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)

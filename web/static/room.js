@@ -9,6 +9,7 @@
 // use on another device), preview-over, refunded, error.
 import { accessToken, play } from "./whip.js";
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { visited } from "./insight.js";
 
 const STATUS_POLL_MS = 2000;
 const ORDER_POLL_MS = 2000;
@@ -795,6 +796,7 @@ async function main() {
     return;
   }
   state.room = body.room;
+  visited("room", state.room.slug);
   state.owned = body.owned || [];
   state.testMode = body.test_mode === true;
   renderAbout();

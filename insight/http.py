@@ -1,0 +1,93 @@
+"""Insight HTTP API (thin: ``insight.service.Insight`` does the work).
+
+* ``POST /api/events`` -- what a page reports: ``{"kind": "page_visit", "page":
+  "catalog"|"room"|"replay", "room"?}`` or ``{"kind": "replay_progress", "room",
+  "recording", "t_ms"}`` (the replay page's heartbeat every ~10 s); ``204``.
+* ``GET /api/me/replay-position/{recording}`` -- ``{"t_ms": ...}`` where this viewer left
+  the replay (null: never watched), so the page resumes there.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Optional
+
+from aiohttp import web
+
+from paywall.csrf import is_cross_site
+from paywall.errors import PaywallError
+from paywall.http import PAYWALL, api, optional_user, read_json
+
+from .service import Insight
+from .visitors import visitor_id
+
+__all__ = ["INSIGHT", "setup_routes"]
+
+INSIGHT = web.AppKey("insight", Insight)
+PAGES = ("catalog", "room", "replay")
+RECORDING_RE = re.compile(r"^[0-9a-f]{1,32}$")
+MAX_POSITION_MS = 48 * 3600 * 1000
+_FIELDS = {"page_visit": {"kind", "page", "room"}, "replay_progress": {"kind", "room", "recording", "t_ms"}}
+
+
+def _room_slug(body: dict, required: bool) -> Optional[str]:
+    room = body.get("room")
+    if room is None and not required:
+        return None
+    if not isinstance(room, str) or not 1 <= len(room) <= 64:
+        raise PaywallError(400, "invalid_room", "room: the room's slug")
+    return room
+
+
+def _recording(value: Any) -> str:
+    if not isinstance(value, str) or not RECORDING_RE.match(value):
+        raise PaywallError(400, "invalid_recording", "recording: a recording id (1-32 lower-case hex digits)")
+    return value
+
+
+@api
+async def post_event(request: web.Request) -> web.Response:
+    paywall = request.app[PAYWALL]
+    if is_cross_site(request, paywall.settings.public_url):
+        raise PaywallError(403, "cross_site_request", "this request comes from another site; use the Stagepass pages")
+    body = await read_json(request)
+    kind = body.get("kind")
+    if kind not in _FIELDS:
+        raise PaywallError(400, "invalid_kind", f"kind: one of {', '.join(_FIELDS)}")
+    extra = set(body) - _FIELDS[kind]
+    if extra:
+        raise PaywallError(400, "unexpected_field", f"{kind} takes no {', '.join(sorted(extra))}")
+    fields: dict[str, Any] = {}
+    if kind == "page_visit":
+        page = body.get("page")
+        if page not in PAGES:
+            raise PaywallError(400, "invalid_page", f"page: one of {', '.join(PAGES)}")
+        slug = _room_slug(body, required=page != "catalog")
+        fields["data"] = {"page": page}
+    else:
+        slug = _room_slug(body, required=True)
+        t_ms = body.get("t_ms")
+        if not isinstance(t_ms, int) or isinstance(t_ms, bool) or not 0 <= t_ms <= MAX_POSITION_MS:
+            raise PaywallError(400, "invalid_position", f"t_ms: the position in milliseconds, 0 to {MAX_POSITION_MS}")
+        fields.update(broadcast=_recording(body.get("recording")), t_ms=t_ms)
+    room = await paywall.catalog.get(slug) if slug else None
+    if slug and room is None:
+        raise PaywallError(404, "room_not_found", f"no room {slug!r}")
+    user = await optional_user(request)
+    request.app[INSIGHT].events.record(kind, user_id=user.id if user else None, visitor=visitor_id(request),
+                                       room_id=room.id if room else None, **fields)
+    return web.Response(status=204)
+
+
+@api
+async def replay_position(request: web.Request) -> web.Response:
+    recording = _recording(request.match_info["recording"])
+    user = await optional_user(request)
+    t_ms = await request.app[INSIGHT].events.replay_position(recording, user.id if user else None,
+                                                             visitor_id(request))
+    return web.json_response({"recording": recording, "t_ms": t_ms})
+
+
+def setup_routes(app: web.Application) -> None:
+    app.router.add_post("/api/events", post_event)
+    app.router.add_get("/api/me/replay-position/{recording}", replay_position)

@@ -1,0 +1,38 @@
+// Behaviour events of the pages (POST /api/events): page visits and the replay heartbeat.
+// Fire and forget: `keepalive` lets the last heartbeat leave with the page; a failure never
+// reaches the viewer. The server joins them to the visitor cookie and the login.
+
+export function report(event) {
+  return fetch("/api/events", {
+    method: "POST", credentials: "same-origin", keepalive: true,
+    headers: { "Content-Type": "application/json" }, body: JSON.stringify(event),
+  }).catch(() => null);
+}
+
+export function visited(page, room) {
+  return report(room ? { kind: "page_visit", page, room } : { kind: "page_visit", page });
+}
+
+const HEARTBEAT_MS = 10_000;
+
+// Reports the position in the replay every ~10 s while it plays, and when it pauses, ends
+// or the page goes away; `resume` seeks to where this viewer left it last time.
+export function trackReplay(video, room, recording) {
+  const beat = () => report({ kind: "replay_progress", room, recording, t_ms: Math.floor(video.currentTime * 1000) });
+  let timer = null;
+  video.addEventListener("playing", () => { clearInterval(timer); timer = setInterval(beat, HEARTBEAT_MS); });
+  for (const type of ["pause", "ended"]) {
+    video.addEventListener(type, () => { clearInterval(timer); timer = null; beat(); });
+  }
+  addEventListener("pagehide", () => { if (timer) beat(); });
+}
+
+export async function resumePosition(recording) {
+  try {
+    const r = await fetch(`/api/me/replay-position/${recording}`, { credentials: "same-origin" });
+    if (!r.ok) return null;
+    return (await r.json()).t_ms;
+  } catch {
+    return null;
+  }
+}
