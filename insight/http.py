@@ -5,6 +5,16 @@
   "recording", "t_ms"}`` (the replay page's heartbeat every ~10 s); ``204``.
 * ``GET /api/me/replay-position/{recording}`` -- ``{"t_ms": ...}`` where this viewer left
   the replay (null: never watched), so the page resumes there.
+
+Creators (their own rooms; admins any), ``404 room_not_found`` otherwise:
+
+* ``GET /api/creator/insight/rooms/{room}`` -- funnel, revenue and ROI, sessions.
+* ``GET /api/creator/insight/rooms/{room}/sessions/{session}`` -- retention (live, replay)
+  with drop-offs, engagement, chapters (danmaku bursts).
+* ``GET|POST /api/creator/insight/rooms/{room}/costs`` -- the room's costs
+  ``{category: production|promotion|other, amount, note}`` (POST: ``201``).
+* ``GET /api/creator/insight/rooms/{room}/export/{report}.csv`` -- ``funnel``, ``revenue``,
+  ``retention``, ``events``, ``danmaku``; de-identified (``insight.export``).
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from aiohttp import web
 
 from paywall.csrf import is_cross_site
 from paywall.errors import PaywallError
-from paywall.http import PAYWALL, api, optional_user, read_json
+from paywall.http import PAYWALL, api, current_user, optional_user, read_json
 
 from .service import Insight
 from .visitors import visitor_id
@@ -88,6 +98,45 @@ async def replay_position(request: web.Request) -> web.Response:
     return web.json_response({"recording": recording, "t_ms": t_ms})
 
 
+@api
+async def room_insight(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    return web.json_response(await request.app[INSIGHT].reports.room(user, request.match_info["room"]))
+
+
+@api
+async def session_insight(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    session = _recording(request.match_info["session"])
+    return web.json_response(await request.app[INSIGHT].reports.session(user, request.match_info["room"], session))
+
+
+@api
+async def room_costs(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    reports = request.app[INSIGHT].reports
+    if request.method == "POST":
+        cost = await reports.add_cost(user, request.match_info["room"], await read_json(request))
+        return web.json_response({"cost": cost}, status=201)
+    room = await reports.room_of(user, request.match_info["room"])
+    return web.json_response({"costs": await reports.costs(room)})
+
+
+@api
+async def export_csv(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    room, report = request.match_info["room"], request.match_info["report"]
+    text = await request.app[INSIGHT].exports.export(user, room, report)
+    return web.Response(text=text, content_type="text/csv", charset="utf-8", headers={
+        "Content-Disposition": f'attachment; filename="{room}-{report}.csv"', "Cache-Control": "private, no-store"})
+
+
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/api/events", post_event)
-    app.router.add_get("/api/me/replay-position/{recording}", replay_position)
+    r = app.router
+    r.add_post("/api/events", post_event)
+    r.add_get("/api/me/replay-position/{recording}", replay_position)
+    r.add_get("/api/creator/insight/rooms/{room}", room_insight)
+    r.add_get("/api/creator/insight/rooms/{room}/sessions/{session}", session_insight)
+    r.add_get("/api/creator/insight/rooms/{room}/costs", room_costs)
+    r.add_post("/api/creator/insight/rooms/{room}/costs", room_costs)
+    r.add_get("/api/creator/insight/rooms/{room}/export/{report}.csv", export_csv)

@@ -11,6 +11,8 @@ from core.tasks import TaskOwner
 from core.timeutil import utcnow
 from paywall.service import Paywall
 
+from .export import Exporter
+from .reports import Reports
 from .store import EventStore
 
 __all__ = ["Insight"]
@@ -25,6 +27,8 @@ class Insight:
         self.paywall = paywall
         self.db = paywall.db
         self.events = EventStore(paywall.db, flush_seconds=settings.event_flush_ms / 1000)
+        self.reports = Reports(paywall.db)
+        self.exports = Exporter(self.reports, settings.signing_secret())
         self.tasks = TaskOwner(log)
 
     async def start(self) -> None:
