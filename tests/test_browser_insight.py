@@ -10,8 +10,8 @@ import pytest
 
 from insight.visitors import VISITOR_COOKIE
 from stagepass.app import create_app
-from tests.browser import open_page
-from tests.insight_fixtures import events_of
+from tests.browser import SCREENSHOTS, open_page
+from tests.insight_fixtures import events_of, script_a_room
 from tests.paywall_fixtures import Api, paid_room, paywall_settings
 
 pytestmark = pytest.mark.slow
@@ -55,3 +55,30 @@ async def test_page_visits_in_chromium_are_joined_to_the_account_at_sign_up(aioh
         await page.wait_for_timeout(100)
     assert await pages() == [("catalog", user_id), ("room", user_id), ("room", user_id)]
     assert not [line for line in log if "pageerror" in line], log
+
+
+async def test_the_creator_reads_the_insight_page_and_adds_a_cost(aiohttp_server, tmp_path, browser):
+    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", event_flush_ms=50))
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    creator, _ = await script_a_room(app, base)
+    log: list[str] = []
+    page = await open_page(browser, base, "insight", log, login=creator.token)
+    await page.goto(f"{base}/static/dashboard.html")
+    await page.click("a[href='/static/analytics.html?room=maths']")
+    await page.wait_for_function("document.getElementById('status').dataset.state === 'ready'")
+    people = await page.eval_on_selector_all("#funnel-table td.people", "cells => cells.map(c => c.textContent)")
+    assert people == ["5", "2", "3", "2", "1"]
+    charts = await page.evaluate("""() => { const c = window.stagepass.charts();
+        return { funnel: c.funnel.data.datasets[0].data, live: c.retention.data.datasets[0].data.length,
+                 drops: c.retention.data.datasets[2].data.map(p => p.x) }; }""")
+    assert charts == {"funnel": [5, 2, 3, 2, 1], "live": 11, "drops": [3, 5]}
+    assert "太棒了" in await page.text_content("#chapters") or "线性" in await page.text_content("#chapters")
+    assert await page.text_content("#revenue [data-key=roi]") == "-40.6 %"  # (891 - 1500) / 1500
+    await page.screenshot(path=str(SCREENSHOTS / "insight-room.png"), full_page=True)
+
+    await page.select_option("#cost-category", "promotion")
+    await page.fill("#cost-amount", "5")
+    await page.click("#cost-submit")
+    await page.wait_for_function("document.querySelector('#revenue [data-key=costs]').textContent.includes('20')")
+    assert await page.text_content("#revenue [data-key=roi]") == "-55.5 %"  # (891 - 2000) / 2000 = -0.5545
+    assert not [line for line in log if "pageerror" in line or "console.error" in line], log

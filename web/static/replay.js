@@ -268,7 +268,9 @@ async function main() {
   setStatus(statusLine, "loading", "Loading the replay…");
   startPlayer(ready.duration_ms);
   trackReplay(video, recording.room, recordingId);
-  const resumeAt = grant.preview_ms === null ? await resumePosition(recordingId) : null;
+  const linked = /^#t=(\d+)$/.exec(location.hash); // a chapter link of the creator's insight page
+  const resumeAt = linked ? Number(linked[1]) * 1000
+    : grant.preview_ms === null ? await resumePosition(recordingId) : null;
   if (resumeAt && resumeAt < ready.duration_ms - 5_000) {
     const seek = () => { video.currentTime = resumeAt / 1000; };
     if (video.readyState >= 1) seek(); else video.addEventListener("loadedmetadata", seek, { once: true });
