@@ -20,7 +20,8 @@ function money(minor, currency) {
 }
 
 function figures(el, pairs) {
-  el.replaceChildren(...pairs.flatMap(([name, value, key]) => [h("dt", {}, name), h("dd", { dataset: { key } }, value)]));
+  el.replaceChildren(...pairs.map(([name, value, key]) => h("div", {}, h("dt", {}, name),
+    h("dd", { dataset: { key } }, String(value)))));
 }
 
 function showFunnel(funnel) {
