@@ -15,6 +15,14 @@ Creators (their own rooms; admins any), ``404 room_not_found`` otherwise:
   ``{category: production|promotion|other, amount, note}`` (POST: ``201``).
 * ``GET /api/creator/insight/rooms/{room}/export/{report}.csv`` -- ``funnel``, ``revenue``,
   ``retention``, ``events``, ``danmaku``; de-identified (``insight.export``).
+* ``GET /api/creator/insight/at-risk`` -- buyers likely to churn, with the reason.
+* ``POST /api/creator/insight/at-risk/{user}/coupon`` ``{room, percent}`` -- a single-use
+  coupon offered to that buyer (``201``); they see it in ``GET /api/me/offers``.
+
+Recommendations (anyone; a visitor by their visitor cookie):
+
+* ``GET /api/recommendations/for-you`` and ``GET /api/recommendations/also-bought/{room}``
+  -- ``{"rooms": [{slug, title, currency, ticket_price}]}``, never one the viewer owns.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from paywall.errors import PaywallError
 from paywall.http import PAYWALL, api, current_user, optional_user, read_json
 
 from .service import Insight
+from .suggestions import visited_rooms
 from .visitors import visitor_id
 
 __all__ = ["INSIGHT", "setup_routes"]
@@ -131,6 +140,54 @@ async def export_csv(request: web.Request) -> web.Response:
         "Content-Disposition": f'attachment; filename="{room}-{report}.csv"', "Cache-Control": "private, no-store"})
 
 
+def _limit(request: web.Request, default: int) -> int:
+    raw = request.query.get("limit", str(default))
+    if not raw.isdigit() or not 1 <= int(raw) <= 50:
+        raise PaywallError(400, "invalid_limit", "limit: 1 to 50")
+    return int(raw)
+
+
+@api
+async def for_you(request: web.Request) -> web.Response:
+    limit = _limit(request, 10)
+    insight = request.app[INSIGHT]
+    user = await optional_user(request)
+    visited = await visited_rooms(insight.db, visitor_id(request))
+    rooms = await insight.suggestions.for_user(user.id if user else None, visited, limit)
+    return web.json_response({"rooms": rooms})
+
+
+@api
+async def also_bought(request: web.Request) -> web.Response:
+    limit = _limit(request, 6)
+    insight = request.app[INSIGHT]
+    room = await request.app[PAYWALL].catalog.require(request.match_info["room"])
+    user = await optional_user(request)
+    return web.json_response({"rooms": await insight.suggestions.also_bought(room.id, user.id if user else None, limit)})
+
+
+@api
+async def at_risk(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    return web.json_response({"buyers": await request.app[INSIGHT].at_risk.buyers(user)})
+
+
+@api
+async def offer_coupon(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    raw = request.match_info["user"]
+    if not raw.isdigit() or len(raw) > 12:
+        raise PaywallError(400, "invalid_user", "the buyer's user id")
+    offer = await request.app[INSIGHT].at_risk.send_coupon(user, int(raw), await read_json(request))
+    return web.json_response({"offer": offer}, status=201)
+
+
+@api
+async def my_offers(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    return web.json_response({"offers": await request.app[INSIGHT].at_risk.offers(user)})
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/events", post_event)
@@ -140,3 +197,8 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/creator/insight/rooms/{room}/costs", room_costs)
     r.add_post("/api/creator/insight/rooms/{room}/costs", room_costs)
     r.add_get("/api/creator/insight/rooms/{room}/export/{report}.csv", export_csv)
+    r.add_get("/api/creator/insight/at-risk", at_risk)
+    r.add_post("/api/creator/insight/at-risk/{user}/coupon", offer_coupon)
+    r.add_get("/api/me/offers", my_offers)
+    r.add_get("/api/recommendations/for-you", for_you)
+    r.add_get("/api/recommendations/also-bought/{room}", also_bought)

@@ -1,5 +1,5 @@
 """Insight tables: the append-only behaviour events, visitor ids joined to accounts, and
-the costs a creator enters per room (for ROI). Same ``Base`` and migrations as the paywall
+the costs a creator enters per room (for ROI), and coupons offered to buyers at risk. Same ``Base`` and migrations as the paywall
 (``paywall/migrations``, revision 0008)."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from core.behaviour import EVENT_KINDS
 from paywall.models import Base, TZDateTime, utcnow
 
-__all__ = ["BehaviourEvent", "COST_CATEGORIES", "RoomCost", "VisitorLink"]
+__all__ = ["BehaviourEvent", "COST_CATEGORIES", "CouponOffer", "RoomCost", "VisitorLink"]
 
 COST_CATEGORIES = ("production", "promotion", "other")
 _KINDS = ",".join(f"'{k}'" for k in EVENT_KINDS)
@@ -68,3 +68,16 @@ class RoomCost(Base):
         CheckConstraint("amount > 0", name="ck_room_costs_amount"),
         CheckConstraint("category in ('production','promotion','other')", name="ck_room_costs_category"),
     )
+
+
+class CouponOffer(Base):
+    """A single-use coupon a creator sent to one of their buyers at risk of churning; the
+    buyer sees it in ``GET /api/me/offers``."""
+
+    __tablename__ = "coupon_offers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    code: Mapped[str] = mapped_column(String(32))
+    percent: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)

@@ -28,7 +28,7 @@ from . import measures
 from .models import BehaviourEvent, RoomCost
 from .text import top_terms
 
-__all__ = ["HEARTBEAT_MS", "Reports", "person"]
+__all__ = ["HEARTBEAT_MS", "Reports", "SALES", "person", "watch_time"]
 
 HEARTBEAT_MS = 10_000  # the replay page's heartbeat: each one stands for this much watching
 WATCHED_MS = 5 * 60_000
@@ -74,7 +74,7 @@ class Reports:
                                                       "replay_progress"))
             revenue = await self._revenue(s, room)
             sessions = await self._sessions(s, room.id, events)
-        watch = _watch_time(events, {b: d for b, d in sessions})
+        watch = watch_time(events, {b: d for b, d in sessions})
         minutes = sum(watch.values()) / 60_000
         revenue["viewer_minutes"] = round(minutes, 2)
         revenue["net_per_viewer_minute"] = round(revenue["net"] / minutes, 2) if minutes else None
@@ -147,7 +147,7 @@ class Reports:
         beats = [(person(e.user_id, e.visitor), e.t_ms or 0) for e in events if e.kind == "replay_progress"]
         live_curve = measures.live_retention(live, duration)
         replay_curve = measures.replay_retention(beats, duration)
-        watch = _watch_time(events, {broadcast: duration})
+        watch = watch_time(events, {broadcast: duration})
         minutes = sum(watch.values()) / 60_000
         counts = Counter(e.kind for e in events)
         found = measures.bursts([t for t, _ in danmaku], duration)
@@ -199,7 +199,7 @@ class Reports:
         return {"id": cost.id, "category": category, "amount": amount, "currency": room.currency, "note": note}
 
 
-def _watch_time(events: list[BehaviourEvent], durations: dict[str, int]) -> dict[str, int]:
+def watch_time(events: list[BehaviourEvent], durations: dict[str, int]) -> dict[str, int]:
     """Milliseconds each person watched (live intervals plus replay heartbeats)."""
     total: dict[str, int] = defaultdict(int)
     by_broadcast: dict[str, list] = defaultdict(list)

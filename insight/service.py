@@ -11,9 +11,11 @@ from core.tasks import TaskOwner
 from core.timeutil import utcnow
 from paywall.service import Paywall
 
+from .at_risk import AtRisk
 from .export import Exporter
 from .reports import Reports
 from .store import EventStore
+from .suggestions import Suggestions
 
 __all__ = ["Insight"]
 
@@ -29,12 +31,15 @@ class Insight:
         self.events = EventStore(paywall.db, flush_seconds=settings.event_flush_ms / 1000)
         self.reports = Reports(paywall.db)
         self.exports = Exporter(self.reports, settings.signing_secret())
+        self.suggestions = Suggestions(paywall.db)
+        self.at_risk = AtRisk(paywall.db, paywall.catalog, settings.data_dir / "insight" / "churn-model.joblib")
         self.tasks = TaskOwner(log)
 
     async def start(self) -> None:
         """Start writing events, report checkouts to them, and purge old ones daily."""
         self.paywall.use_events(self.events)
         await self.events.start()
+        await self.suggestions.start()
         self.tasks.spawn(self._purge_daily(), name="behaviour-events-retention")
 
     async def purge_expired(self) -> int:
@@ -55,4 +60,5 @@ class Insight:
 
     async def close(self) -> None:
         await self.tasks.close()
+        await self.suggestions.close()
         await self.events.close()

@@ -1,4 +1,4 @@
-"""insight: behaviour events (append-only, batched), visitor ids joined to accounts, room costs
+"""insight: behaviour events (append-only, batched), visitor ids joined to accounts, room costs, coupon offers
 
 Revision ID: 0008
 Revises: 0007
@@ -67,9 +67,27 @@ def upgrade() -> None:
     with op.batch_alter_table('room_costs', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_room_costs_room_id'), ['room_id'], unique=False)
 
+    op.create_table('coupon_offers',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('user_id', sa.Integer(), nullable=False),
+    sa.Column('room_id', sa.Integer(), nullable=False),
+    sa.Column('code', sa.String(length=32), nullable=False),
+    sa.Column('percent', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.ForeignKeyConstraint(['room_id'], ['rooms.id'], ondelete='CASCADE'),
+    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('coupon_offers', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_coupon_offers_user_id'), ['user_id'], unique=False)
+
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('coupon_offers', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_coupon_offers_user_id'))
+
+    op.drop_table('coupon_offers')
     with op.batch_alter_table('room_costs', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_room_costs_room_id'))
 
