@@ -19,6 +19,11 @@ Creators (their own rooms; admins any), ``404 room_not_found`` otherwise:
 * ``POST /api/creator/insight/at-risk/{user}/coupon`` ``{room, percent}`` -- a single-use
   coupon offered to that buyer (``201``); they see it in ``GET /api/me/offers``.
 
+A person's data (logged in):
+
+* ``GET /api/me/data`` -- everything the server holds about them, as a JSON download.
+* ``DELETE /api/me`` ``{password}`` -- delete the account (``insight.privacy``): ``204``.
+
 Recommendations (anyone; a visitor by their visitor cookie):
 
 * ``GET /api/recommendations/for-you`` and ``GET /api/recommendations/also-bought/{room}``
@@ -34,7 +39,7 @@ from aiohttp import web
 
 from paywall.csrf import is_cross_site
 from paywall.errors import PaywallError
-from paywall.http import PAYWALL, api, current_user, optional_user, read_json
+from paywall.http import PAYWALL, SESSION_COOKIE, api, current_user, optional_user, read_json
 
 from .service import Insight
 from .suggestions import visited_rooms
@@ -188,6 +193,23 @@ async def my_offers(request: web.Request) -> web.Response:
     return web.json_response({"offers": await request.app[INSIGHT].at_risk.offers(user)})
 
 
+@api
+async def my_data(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    body = await request.app[INSIGHT].privacy.export(user)
+    return web.json_response(body, headers={"Content-Disposition": 'attachment; filename="stagepass-my-data.json"',
+                                            "Cache-Control": "private, no-store"})
+
+
+@api
+async def delete_me(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    await request.app[INSIGHT].privacy.delete_account(user, (await read_json(request)).get("password"))
+    response = web.Response(status=204)
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
 def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_post("/api/events", post_event)
@@ -200,5 +222,7 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/creator/insight/at-risk", at_risk)
     r.add_post("/api/creator/insight/at-risk/{user}/coupon", offer_coupon)
     r.add_get("/api/me/offers", my_offers)
+    r.add_get("/api/me/data", my_data)
+    r.add_delete("/api/me", delete_me)
     r.add_get("/api/recommendations/for-you", for_you)
     r.add_get("/api/recommendations/also-bought/{room}", also_bought)

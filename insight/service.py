@@ -13,6 +13,7 @@ from paywall.service import Paywall
 
 from .at_risk import AtRisk
 from .export import Exporter
+from .privacy import Privacy
 from .reports import Reports
 from .store import EventStore
 from .suggestions import Suggestions
@@ -32,6 +33,7 @@ class Insight:
         self.reports = Reports(paywall.db)
         self.exports = Exporter(self.reports, settings.signing_secret())
         self.suggestions = Suggestions(paywall.db)
+        self.privacy = Privacy(paywall.db, paywall.accounts.passwords, paywall.orders.on_revoked)
         self.at_risk = AtRisk(paywall.db, paywall.catalog, settings.data_dir / "insight" / "churn-model.joblib")
         self.tasks = TaskOwner(log)
 
