@@ -20,7 +20,7 @@ def install_insight(app: web.Application) -> None:
         await app[INSIGHT].events.link_visitor(visitor, user_id)
 
     def secure(request: web.Request) -> bool:
-        return request.secure or request.app[PAYWALL].settings.public_url.startswith("https://")
+        return request.secure or request.app[PAYWALL].settings.server.public_url.startswith("https://")
 
     app.middlewares.append(visitor_middleware(link, secure))
     setup_routes(app)

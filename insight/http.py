@@ -72,7 +72,7 @@ def _recording(value: Any) -> str:
 @api
 async def post_event(request: web.Request) -> web.Response:
     paywall = request.app[PAYWALL]
-    if is_cross_site(request, paywall.settings.public_url):
+    if is_cross_site(request, paywall.settings.server.public_url):
         raise PaywallError(403, "cross_site_request", "this request comes from another site; use the Stagepass pages")
     body = await read_json(request)
     kind = body.get("kind")

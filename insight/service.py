@@ -29,12 +29,12 @@ class Insight:
         self.settings = settings
         self.paywall = paywall
         self.db = paywall.db
-        self.events = EventStore(paywall.db, flush_seconds=settings.event_flush_ms / 1000)
+        self.events = EventStore(paywall.db, flush_seconds=settings.insight.event_flush_ms / 1000)
         self.reports = Reports(paywall.db)
         self.exports = Exporter(self.reports, settings.signing_secret())
         self.suggestions = Suggestions(paywall.db)
         self.privacy = Privacy(paywall.db, paywall.accounts.passwords, paywall.orders.on_revoked)
-        self.at_risk = AtRisk(paywall.db, paywall.catalog, settings.data_dir / "insight" / "churn-model.joblib")
+        self.at_risk = AtRisk(paywall.db, paywall.catalog, settings.server.data_dir / "insight" / "churn-model.joblib")
         self.tasks = TaskOwner(log)
 
     async def start(self) -> None:
@@ -46,10 +46,10 @@ class Insight:
 
     async def purge_expired(self) -> int:
         """Delete raw events older than ``event_retention_days``; how many were deleted."""
-        cutoff = utcnow() - dt.timedelta(days=self.settings.event_retention_days)
+        cutoff = utcnow() - dt.timedelta(days=self.settings.insight.event_retention_days)
         deleted = await self.events.purge(cutoff)
         if deleted:
-            log.info("behaviour events: %d older than %d days deleted", deleted, self.settings.event_retention_days)
+            log.info("behaviour events: %d older than %d days deleted", deleted, self.settings.insight.event_retention_days)
         return deleted
 
     async def _purge_daily(self) -> None:

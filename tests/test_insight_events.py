@@ -33,8 +33,8 @@ def browser_session() -> aiohttp.ClientSession:
 
 
 def test_the_event_settings_are_validated():
-    assert Settings().event_flush_ms == 1000 and Settings().event_retention_days == 400
-    assert Settings.load(["--event-retention-days", "30"], {}).event_retention_days == 30
+    assert Settings().insight.event_flush_ms == 1000 and Settings().insight.event_retention_days == 400
+    assert Settings.load(["--event-retention-days", "30"], {}).insight.event_retention_days == 30
     for name, bad in (("EVENT_FLUSH_MS", "10"), ("EVENT_RETENTION_DAYS", "0"), ("EVENT_RETENTION_DAYS", "x")):
         with pytest.raises(ConfigError, match=name.lower()):
             Settings.load([], {f"STAGEPASS_{name}": bad})

@@ -133,7 +133,7 @@ async def test_train_churn_command_at_risk_buyers_and_a_coupon(aiohttp_server, t
         await conn.execute(text("UPDATE behaviour_events SET at = :at"), {"at": now - dt.timedelta(days=150)})
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAGEPASS_")}
-    env.update(STAGEPASS_DATA_DIR=str(settings.data_dir), STAGEPASS_DATABASE_URL=db_url, STAGEPASS_SECRET="s" * 40,
+    env.update(STAGEPASS_DATA_DIR=str(settings.server.data_dir), STAGEPASS_DATABASE_URL=db_url, STAGEPASS_SECRET="s" * 40,
                STAGEPASS_ROOMS="open=open-room-key")
     done = subprocess.run([sys.executable, "-m", "stagepass.cli", "insight", "train-churn"], env=env,
                           capture_output=True, text=True, timeout=120)

@@ -96,7 +96,7 @@ async def test_raw_events_older_than_the_retention_period_are_deleted(paywall_ap
         assert (await creator.post("/api/events", {"kind": "page_visit", "page": "room", "room": "maths"}))[0] == 204
     insight = app[INSIGHT]
     await insight.events.flush()
-    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=insight.settings.event_retention_days + 1)
+    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=insight.settings.insight.event_retention_days + 1)
     async with insight.db() as s:
         first = (await s.execute(select(BehaviourEvent.id).order_by(BehaviourEvent.id).limit(2))).scalars().all()
         await s.execute(BehaviourEvent.__table__.update().where(BehaviourEvent.id.in_(first)).values(at=old))
