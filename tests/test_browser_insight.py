@@ -5,6 +5,7 @@ account; the pages load without errors."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -12,7 +13,7 @@ from insight.visitors import VISITOR_COOKIE
 from stagepass.app import create_app
 from tests.browser import SCREENSHOTS, open_page
 from tests.insight_fixtures import events_of, script_a_room
-from tests.paywall_fixtures import Api, paid_room, paywall_settings
+from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
 
 pytestmark = pytest.mark.slow
 
@@ -82,3 +83,40 @@ async def test_the_creator_reads_the_insight_page_and_adds_a_cost(aiohttp_server
     await page.wait_for_function("document.querySelector('#revenue [data-key=costs]').textContent.includes('20')")
     assert await page.text_content("#revenue [data-key=roi]") == "-55.5 %"  # (891 - 2000) / 2000 = -0.5545
     assert not [line for line in log if "pageerror" in line or "console.error" in line], log
+
+
+async def test_suggestions_on_the_pages_and_deleting_the_account(aiohttp_server, tmp_path, browser):
+    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", event_flush_ms=50))
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    creator = await Api.sign_up(base, "creator")
+    for slug, title in (("gt-1", "Fingerstyle guitar"), ("gt-2", "Blues guitar"), ("ck-1", "Sourdough bread")):
+        await paid_room(creator, slug=slug, title=title, tags=["guitar" if slug.startswith("gt") else "cooking"])
+    for _ in range(2):
+        fan = await Api.sign_up(base)
+        await buy(fan, "gt-1")
+        await buy(fan, "gt-2")
+    me = await Api.sign_up(base, email="buyer@example.org")
+    await buy(me, "gt-1")
+    log: list[str] = []
+    page = await open_page(browser, base, "buyer", log, login=me.token)
+    await page.goto(f"{base}/")
+    await page.wait_for_selector("#for-you:not([hidden]) li")
+    shown = await page.eval_on_selector_all("#for-you li", "items => items.map(i => i.dataset.room)")
+    assert shown[0] == "gt-2" and "gt-1" not in shown  # bought together by the others; never what I own
+    await page.goto(f"{base}/static/room.html?room=gt-1")
+    await page.wait_for_selector("#also-bought:not([hidden]) li")
+    assert (await page.eval_on_selector_all("#also-bought li", "items => items.map(i => i.dataset.room)"))[0] == "gt-2"
+
+    await page.goto(f"{base}/static/login.html")
+    await page.wait_for_selector("#my-data:not([hidden])")
+    async with page.expect_download() as download:
+        await page.click("#download-data")
+    data = json.loads(Path(await (await download.value).path()).read_text())
+    assert data["account"]["email"] == "buyer@example.org" and [o["room"] for o in data["orders"]] == ["gt-1"]
+    await page.fill("#delete-password", "correct horse battery")
+    await page.click("#delete-submit")
+    await page.wait_for_url(f"{base}/")
+    assert (await me.get("/api/me"))[0] == 401
+    assert (await Api(base).post("/api/auth/login", {"email": "buyer@example.org",
+                                                     "password": "correct horse battery"}))[0] == 401
+    assert not [line for line in log if "pageerror" in line], log

@@ -1,6 +1,8 @@
 // Behaviour events of the pages (POST /api/events): page visits and the replay heartbeat.
 // Fire and forget: `keepalive` lets the last heartbeat leave with the page; a failure never
 // reaches the viewer. The server joins them to the visitor cookie and the login.
+// Also the recommendations ("for you", "viewers also bought") the pages show.
+import { formatMoney, h } from "./ui.js";
 
 export function report(event) {
   return fetch("/api/events", {
@@ -34,5 +36,24 @@ export async function resumePosition(recording) {
     return (await r.json()).t_ms;
   } catch {
     return null;
+  }
+}
+
+// Fills the list of section `sectionId` with the rooms of `path` (GET /api/recommendations/...)
+// and shows it; leaves it hidden when there is nothing to suggest or the request fails.
+export async function suggest(sectionId, path) {
+  const section = document.getElementById(sectionId);
+  if (!section) return;
+  try {
+    const r = await fetch(path, { credentials: "same-origin" });
+    if (!r.ok) return;
+    const { rooms } = await r.json();
+    if (!rooms.length) return;
+    section.querySelector("ul").replaceChildren(...rooms.map((room) => h("li", { class: "suggestion", dataset: { room: room.slug } },
+      h("a", { href: `/static/room.html?room=${encodeURIComponent(room.slug)}` }, room.title), " ",
+      h("span", { class: "sub" }, room.ticket_price ? formatMoney(room.ticket_price, room.currency) : "free"))));
+    section.hidden = false;
+  } catch {
+    // suggestions are optional: the page works without them
   }
 }

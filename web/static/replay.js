@@ -2,7 +2,7 @@
 // the danmaku overlaid at the second they were sent (the `danmaku` package, media mode),
 // chapter markers for answered questions and polls, and preview-then-buy.
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
-import { resumePosition, trackReplay, visited } from "./insight.js";
+import { resumePosition, suggest, trackReplay, visited } from "./insight.js";
 
 const WINDOW_MS = 60_000; // danmaku are fetched a minute at a time, ahead of playback
 const MODES = { scroll: "rtl", top: "top", bottom: "bottom" };
@@ -245,6 +245,7 @@ async function main() {
   }
   const { recording } = info;
   visited("replay", recording.room);
+  suggest("also-bought", `/api/recommendations/also-bought/${encodeURIComponent(recording.room)}`);
   document.getElementById("title").textContent = recording.title;
   document.title = `${recording.title} — replay — Stagepass`;
   const when = new Date(recording.started_at);

@@ -9,7 +9,7 @@
 // use on another device), preview-over, refunded, error.
 import { accessToken, play } from "./whip.js";
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
-import { visited } from "./insight.js";
+import { suggest, visited } from "./insight.js";
 
 const STATUS_POLL_MS = 2000;
 const ORDER_POLL_MS = 2000;
@@ -797,6 +797,7 @@ async function main() {
   }
   state.room = body.room;
   visited("room", state.room.slug);
+  suggest("also-bought", `/api/recommendations/also-bought/${encodeURIComponent(state.room.slug)}`);
   state.owned = body.owned || [];
   state.testMode = body.test_mode === true;
   renderAbout();
