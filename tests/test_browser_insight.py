@@ -101,11 +101,11 @@ async def test_suggestions_on_the_pages_and_deleting_the_account(aiohttp_server,
     page = await open_page(browser, base, "buyer", log, login=me.token)
     await page.goto(f"{base}/")
     await page.wait_for_selector("#for-you:not([hidden]) li")
-    shown = await page.eval_on_selector_all("#for-you li", "items => items.map(i => i.dataset.room)")
+    shown = await page.eval_on_selector_all("#for-you li", "items => items.map(i => i.dataset.suggested)")
     assert shown[0] == "gt-2" and "gt-1" not in shown  # bought together by the others; never what I own
     await page.goto(f"{base}/static/room.html?room=gt-1")
     await page.wait_for_selector("#also-bought:not([hidden]) li")
-    assert (await page.eval_on_selector_all("#also-bought li", "items => items.map(i => i.dataset.room)"))[0] == "gt-2"
+    assert (await page.eval_on_selector_all("#also-bought li", "items => items.map(i => i.dataset.suggested)"))[0] == "gt-2"
 
     await page.goto(f"{base}/static/login.html")
     await page.wait_for_selector("#my-data:not([hidden])")

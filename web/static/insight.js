@@ -49,7 +49,7 @@ export async function suggest(sectionId, path) {
     if (!r.ok) return;
     const { rooms } = await r.json();
     if (!rooms.length) return;
-    section.querySelector("ul").replaceChildren(...rooms.map((room) => h("li", { class: "suggestion", dataset: { room: room.slug } },
+    section.querySelector("ul").replaceChildren(...rooms.map((room) => h("li", { class: "suggestion", dataset: { suggested: room.slug } },
       h("a", { href: `/static/room.html?room=${encodeURIComponent(room.slug)}` }, room.title), " ",
       h("span", { class: "sub" }, room.ticket_price ? formatMoney(room.ticket_price, room.currency) : "free"))));
     section.hidden = false;
