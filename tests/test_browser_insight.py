@@ -1,6 +1,7 @@
-"""Behaviour events from real pages in Chromium: an anonymous visitor's catalog and room
-visits carry the visitor cookie, and signing up on the login page joins them to the new
-account; the pages load without errors."""
+"""Insight in real pages in Chromium: an anonymous visitor's catalog and room visits carry
+the visitor cookie and signing up joins them to the account; the replay page's heartbeat
+and resuming there; the creator's insight page (charts, costs); "for you" and "viewers also
+bought"; downloading one's data and deleting the account."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from stagepass.app import create_app
 from tests.browser import SCREENSHOTS, open_page
 from tests.insight_fixtures import events_of, script_a_room
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
+from tests.test_replay import install, packaged  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -119,4 +121,38 @@ async def test_suggestions_on_the_pages_and_deleting_the_account(aiohttp_server,
     assert (await me.get("/api/me"))[0] == 401
     assert (await Api(base).post("/api/auth/login", {"email": "buyer@example.org",
                                                      "password": "correct horse battery"}))[0] == 401
+    assert not [line for line in log if "pageerror" in line], log
+
+
+async def test_the_replay_page_reports_progress_and_resumes_there(aiohttp_server, tmp_path, browser, packaged):  # noqa: F811
+    settings = paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", event_flush_ms=50)
+    app = create_app(settings)
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator, slug="maths")
+    rec_id = install(packaged, settings.server.data_dir, "maths")
+    buyer = await Api.sign_up(base)
+    await buy(buyer, "maths", "replay")
+    log: list[str] = []
+    page = await open_page(browser, base, "replay", log, login=buyer.token)
+    await page.goto(f"{base}/static/replay.html?recording={rec_id}")
+    await page.wait_for_function("document.getElementById('status').dataset.state === 'ready'")
+    assert await page.evaluate("window.stagepass.resumedAt") is None  # never watched: from the start
+    await page.evaluate("const v = document.getElementById('video'); v.muted = true; v.play()")
+    await page.wait_for_function("document.getElementById('video').currentTime > 1.5", timeout=15_000)
+    position = await page.evaluate("(() => { const v = document.getElementById('video'); v.pause(); "
+                                   "return Math.floor(v.currentTime * 1000); })()")
+    for _ in range(100):  # the pause sent a heartbeat
+        beats = await events_of(app, kind="replay_progress")
+        if beats:
+            break
+        await page.wait_for_timeout(100)
+    (beat,) = beats
+    assert (beat.user_id, beat.broadcast, abs(beat.t_ms - position) < 300) == (buyer.user["id"], rec_id, True)
+    assert [json.loads(e.data)["page"] for e in await events_of(app, kind="page_visit")] == ["replay"]
+
+    await page.reload()
+    await page.wait_for_function("window.stagepass.resumedAt !== undefined && window.stagepass.resumedAt !== null")
+    assert await page.evaluate("window.stagepass.resumedAt") == beat.t_ms
+    await page.wait_for_function(f"Math.abs(document.getElementById('video').currentTime - {beat.t_ms / 1000}) < 0.5")
     assert not [line for line in log if "pageerror" in line], log
