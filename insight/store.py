@@ -66,7 +66,7 @@ class EventStore:
         self._pending.append({
             "at": utcnow(), "kind": kind, "user_id": user_id, "visitor": visitor, "room_id": room_id,
             "room": room, "broadcast": broadcast, "t_ms": t_ms, "value": value,
-            "data": json.dumps(data, separators=(",", ":"), ensure_ascii=False) if data else "",
+            "data": json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str) if data else "",
         })
         if len(self._pending) >= self.batch_size:
             self._wake.set()
@@ -112,13 +112,13 @@ class EventStore:
                 found = dict((await s.execute(select(Room.slug, Room.id).where(Room.slug.in_(unknown)))).all())
             self._room_ids.update(found)
         rows = []
-        for event in batch:
-            slug = event.pop("room")
-            if event["room_id"] is None and slug:
-                event["room_id"] = self._room_ids.get(slug)
-                if event["room_id"] is None:
+        for event in batch:  # the batch is left as it was: a failed write puts it back
+            row = {k: v for k, v in event.items() if k != "room"}
+            if row["room_id"] is None and event["room"]:
+                row["room_id"] = self._room_ids.get(event["room"])
+                if row["room_id"] is None:
                     continue  # an open room of the configuration: not in the catalog
-            rows.append(event)
+            rows.append(row)
         return rows
 
     async def close(self) -> None:
@@ -131,16 +131,18 @@ class EventStore:
 
     # ------------------------------------------------------------ visitors and positions
     async def link_visitor(self, visitor: str, user_id: int) -> None:
-        """Join an anonymous visitor's events to the account that just signed up or logged in."""
-        for event in self._pending:
-            if event["visitor"] == visitor and event["user_id"] is None:
-                event["user_id"] = user_id
-        async with self.db() as s:
-            if await s.get(VisitorLink, visitor) is None:
-                s.add(VisitorLink(visitor=visitor, user_id=user_id))
-            await s.execute(update(BehaviourEvent).where(BehaviourEvent.visitor == visitor,
-                                                         BehaviourEvent.user_id.is_(None)).values(user_id=user_id))
-            await s.commit()
+        """Join an anonymous visitor's events to the account that just signed up or logged in
+        (after any batch being written, so none of its events is missed)."""
+        async with self._lock:
+            for event in self._pending:
+                if event["visitor"] == visitor and event["user_id"] is None:
+                    event["user_id"] = user_id
+            async with self.db() as s:
+                if await s.get(VisitorLink, visitor) is None:
+                    s.add(VisitorLink(visitor=visitor, user_id=user_id))
+                await s.execute(update(BehaviourEvent).where(BehaviourEvent.visitor == visitor,
+                                                             BehaviourEvent.user_id.is_(None)).values(user_id=user_id))
+                await s.commit()
 
     async def replay_position(self, broadcast: str, user_id: Optional[int], visitor: Optional[str]) -> Optional[int]:
         """Where this viewer (account, else visitor id) last was in the replay of ``broadcast``."""

@@ -10,9 +10,13 @@ import secrets
 
 import aiohttp
 import pytest
+from sqlalchemy import func, select
 
 from core.settings import ConfigError, Settings
 from insight.assembly import INSIGHT
+from insight.models import BehaviourEvent
+from insight.store import EventStore
+from paywall.db import Database
 from insight.visitors import VISITOR_COOKIE
 from signalling.whip import ROOMS
 from stagepass.app import create_app
@@ -183,3 +187,31 @@ async def test_checkouts_live_sessions_and_chat_are_recorded(aiohttp_server, tmp
     (like,) = await events_of(app, kind="like")
     assert danmaku.user_id == like.user_id == buyer.user["id"] and like.value == 3
     assert danmaku.broadcast == broadcast and danmaku.t_ms > 0
+
+
+async def test_a_failing_database_keeps_the_batch_and_memory_stays_bounded(tmp_path, caplog):
+    db = Database(f"sqlite:///{tmp_path / 'events.db'}")
+    await db.migrate()
+    store = EventStore(db, max_pending=5)
+    real = db.session
+    try:
+        def broken():
+            raise OSError("database down")
+
+        db.session = broken
+        for i in range(7):
+            store.record("page_visit", visitor="f" * 32, data={"page": "catalog", "i": i})
+        store.record("no_such_kind")
+        assert store.dropped == 2 and len(store._pending) == 5
+        with pytest.raises(OSError):
+            await store.flush()
+        assert len(store._pending) == 5  # kept for the next round
+        db.session = real
+        assert await store.flush() == 5 and store.written == 5
+        async with db() as s:
+            assert await s.scalar(select(func.count()).select_from(BehaviourEvent)) == 5
+        assert "unknown kind 'no_such_kind'" in caplog.text
+    finally:
+        db.session = real
+        await store.close()
+        await db.close()
