@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from insight.assembly import INSIGHT
 from insight.visitors import VISITOR_COOKIE
 from stagepass.app import create_app
 from tests.browser import SCREENSHOTS, open_page
@@ -155,4 +156,19 @@ async def test_the_replay_page_reports_progress_and_resumes_there(aiohttp_server
     await page.wait_for_function("window.stagepass.resumedAt !== undefined && window.stagepass.resumedAt !== null")
     assert await page.evaluate("window.stagepass.resumedAt") == beat.t_ms
     await page.wait_for_function(f"Math.abs(document.getElementById('video').currentTime - {beat.t_ms / 1000}) < 0.5")
+    assert await page.locator("#drop-offs").is_hidden()  # a viewer sees no analytics
+
+    # the creator sees where viewers left on the replay's timeline
+    room_id = beat.room_id
+    for user_id, t_ms in ((buyer.user["id"], 0), (creator.user["id"], 0)):
+        app[INSIGHT].events.record("live_join", user_id=user_id, room_id=room_id, broadcast=rec_id, t_ms=t_ms)
+    app[INSIGHT].events.record("live_leave", user_id=creator.user["id"], room_id=room_id, broadcast=rec_id, t_ms=30_000)
+    app[INSIGHT].events.record("live_leave", user_id=buyer.user["id"], room_id=room_id, broadcast=rec_id, t_ms=120_000)
+    await app[INSIGHT].events.flush()
+    studio = await open_page(browser, base, "creator-replay", log, login=creator.token)
+    await studio.goto(f"{base}/static/replay.html?recording={rec_id}")
+    await studio.wait_for_selector("#drop-offs:not([hidden]) span.drop-off")
+    marks = await studio.eval_on_selector_all("#drop-offs span", "s => s.map(x => [x.dataset.t, x.title])")
+    # live: the creator left at 0:30 (half the joiners); replay: the buyer's heartbeats stop in minute 0
+    assert marks == [["60000", "live: −50 % at minute 1"], ["60000", "replay: −100 % at minute 1"]]
     assert not [line for line in log if "pageerror" in line], log

@@ -57,3 +57,25 @@ export async function suggest(sectionId, path) {
     // suggestions are optional: the page works without them
   }
 }
+
+// For the room's creator: the retention drop-offs of this session (live and replay) as
+// marks on the replay's timeline (#drop-offs). Anyone else's request is refused: nothing shown.
+export async function markDropOffs(room, recording, durationMs) {
+  const strip = document.getElementById("drop-offs");
+  try {
+    const r = await fetch(`/api/creator/insight/rooms/${encodeURIComponent(room)}/sessions/${recording}`,
+                          { credentials: "same-origin" });
+    if (!r.ok) return;
+    const one = await r.json();
+    const drops = [...one.live.drop_offs.map((d) => ({ ...d, where: "live" })),
+                   ...one.replay.drop_offs.map((d) => ({ ...d, where: "replay" }))];
+    if (!drops.length) return;
+    strip.replaceChildren(...drops.map((d) => h("span", {
+      class: "drop-off", dataset: { t: d.t_ms }, title: `${d.where}: −${Math.round(d.drop * 100)} % at minute ${d.minute}`,
+      style: `left: ${Math.min(100, (100 * d.t_ms) / Math.max(1, durationMs))}%`,
+    })));
+    strip.hidden = false;
+  } catch {
+    // the marks are an extra for the creator
+  }
+}

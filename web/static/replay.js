@@ -2,7 +2,7 @@
 // the danmaku overlaid at the second they were sent (the `danmaku` package, media mode),
 // chapter markers for answered questions and polls, and preview-then-buy.
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
-import { resumePosition, suggest, trackReplay, visited } from "./insight.js";
+import { markDropOffs, resumePosition, suggest, trackReplay, visited } from "./insight.js";
 
 const WINDOW_MS = 60_000; // danmaku are fetched a minute at a time, ahead of playback
 const MODES = { scroll: "rtl", top: "top", bottom: "bottom" };
@@ -269,6 +269,7 @@ async function main() {
   setStatus(statusLine, "loading", "Loading the replay…");
   startPlayer(ready.duration_ms);
   trackReplay(video, recording.room, recordingId);
+  if (user && user.role !== "viewer") markDropOffs(recording.room, recordingId, ready.duration_ms);
   const linked = /^#t=(\d+)$/.exec(location.hash); // a chapter link of the creator's insight page
   const resumeAt = linked ? Number(linked[1]) * 1000
     : grant.preview_ms === null ? await resumePosition(recordingId) : null;
