@@ -15,6 +15,7 @@ from typing import Any, Optional
 
 from sqlalchemy import select
 
+from core.cpu import off_loop
 from paywall.accounts import UserView
 from paywall.errors import PaywallError
 
@@ -73,17 +74,17 @@ class Exporter:
         async with self.reports.db() as s:
             if report == "events":
                 events = (await s.execute(select(BehaviourEvent).where(BehaviourEvent.room_id == room.id)
-                                          .order_by(BehaviourEvent.at, BehaviourEvent.id).limit(MAX_ROWS))).scalars()
-                return _csv(["at", "kind", "person", "session", "t_ms", "value", "detail"], [
+                                          .order_by(BehaviourEvent.at, BehaviourEvent.id).limit(MAX_ROWS))).scalars().all()
+                return await off_loop(lambda: _csv(["at", "kind", "person", "session", "t_ms", "value", "detail"], [
                     [e.at.isoformat(), e.kind, pseudonym(self.key, person(e.user_id, e.visitor)), e.broadcast or "",
                      "" if e.t_ms is None else e.t_ms, "" if e.value is None else e.value, _detail(e.data)]
-                    for e in events])
+                    for e in events]))
             rows = (await s.execute(
                 select(DANMAKU.c.broadcast, DANMAKU.c.t_ms, DANMAKU.c.user_id, DANMAKU.c.text)
                 .where(DANMAKU.c.room_id == room.id, DANMAKU.c.deleted.is_(False))
                 .order_by(DANMAKU.c.broadcast, DANMAKU.c.t_ms).limit(MAX_ROWS))).all()
-        return _csv(["session", "t_ms", "person", "text"],
-                    [[b, t, pseudonym(self.key, person(u, None)), text] for b, t, u, text in rows])
+        return await off_loop(lambda: _csv(["session", "t_ms", "person", "text"],
+                                           [[b, t, pseudonym(self.key, person(u, None)), text] for b, t, u, text in rows]))
 
 
 def _detail(data: str) -> str:

@@ -74,13 +74,13 @@ class Reports:
                                                       "replay_progress"))
             revenue = await self._revenue(s, room)
             sessions = await self._sessions(s, room.id, events)
-        watch = watch_time(events, {b: d for b, d in sessions})
+        watch, funnel = await off_loop(lambda: _audience(events, dict(sessions)))
         minutes = sum(watch.values()) / 60_000
         revenue["viewer_minutes"] = round(minutes, 2)
         revenue["net_per_viewer_minute"] = round(revenue["net"] / minutes, 2) if minutes else None
         return {
             "room": {"slug": room.slug, "title": room.title, "currency": room.currency},
-            "funnel": measures.funnel(_funnel_steps(events, watch)),
+            "funnel": funnel,
             "revenue": revenue,
             "sessions": [{"id": b, "duration_ms": d} for b, d in sessions],
         }
@@ -141,32 +141,9 @@ class Reports:
         if broadcast not in sessions:
             raise PaywallError(404, "session_not_found", "no such session of this room")
         duration = sessions[broadcast]
-        live = measures.live_intervals(
-            ((person(e.user_id, e.visitor), e.kind, e.t_ms or 0) for e in events if e.kind in ("live_join", "live_leave")),
-            duration)
-        beats = [(person(e.user_id, e.visitor), e.t_ms or 0) for e in events if e.kind == "replay_progress"]
-        live_curve = measures.live_retention(live, duration)
-        replay_curve = measures.replay_retention(beats, duration)
-        watch = watch_time(events, {broadcast: duration})
-        minutes = sum(watch.values()) / 60_000
-        counts = Counter(e.kind for e in events)
-        found = measures.bursts([t for t, _ in danmaku], duration)
-        titles = await off_loop(lambda: [
-            top_terms([text for t, text in danmaku if b.t_ms <= t < b.t_ms + 30_000]) for b in found])
-        return {
-            "room": {"slug": room.slug, "title": room.title},
-            "session": {"id": broadcast, "duration_ms": duration},
-            "live": {"joiners": len(live), "retention": live_curve, "drop_offs": measures.drop_offs(live_curve)},
-            "replay": {"viewers": len({p for p, _ in beats}), "retention": replay_curve,
-                       "drop_offs": measures.drop_offs(replay_curve)},
-            "engagement": {
-                "viewer_minutes": round(minutes, 2), "danmaku": counts["danmaku"], "questions": counts["question"],
-                "danmaku_per_viewer_minute": round(counts["danmaku"] / minutes, 4) if minutes else None,
-                "questions_per_viewer_minute": round(counts["question"] / minutes, 4) if minutes else None,
-            },
-            "chapters": [{"t_ms": b.t_ms, "danmaku": b.count, "title": " ".join(title) or f"{b.count} danmaku"}
-                         for b, title in zip(found, titles)],
-        }
+        numbers = await off_loop(lambda: _session_numbers(events, danmaku, broadcast, duration))
+        return {"room": {"slug": room.slug, "title": room.title},
+                "session": {"id": broadcast, "duration_ms": duration}, **numbers}
 
     # ------------------------------------------------------------ costs
     async def costs(self, room: Room, s: Optional[AsyncSession] = None) -> list[dict]:
@@ -218,6 +195,38 @@ def watch_time(events: list[BehaviourEvent], durations: dict[str, int]) -> dict[
     for who, _, _ in beats:
         total[who] += HEARTBEAT_MS
     return dict(total)
+
+
+def _audience(events: list[BehaviourEvent], durations: dict[str, int]) -> tuple[dict[str, int], list[dict]]:
+    """(milliseconds watched per person, the funnel) of a room's events (off the loop)."""
+    watch = watch_time(events, durations)
+    return watch, measures.funnel(_funnel_steps(events, watch))
+
+
+def _session_numbers(events: list[BehaviourEvent], danmaku: list, broadcast: str, duration: int) -> dict[str, Any]:
+    """Retention, drop-offs, engagement and chapters of one session (off the loop)."""
+    live = measures.live_intervals(
+        ((person(e.user_id, e.visitor), e.kind, e.t_ms or 0) for e in events if e.kind in ("live_join", "live_leave")),
+        duration)
+    beats = [(person(e.user_id, e.visitor), e.t_ms or 0) for e in events if e.kind == "replay_progress"]
+    live_curve = measures.live_retention(live, duration)
+    replay_curve = measures.replay_retention(beats, duration)
+    minutes = sum(watch_time(events, {broadcast: duration}).values()) / 60_000
+    counts = Counter(e.kind for e in events)
+    found = measures.bursts([t for t, _ in danmaku], duration)
+    return {
+        "live": {"joiners": len(live), "retention": live_curve, "drop_offs": measures.drop_offs(live_curve)},
+        "replay": {"viewers": len({p for p, _ in beats}), "retention": replay_curve,
+                   "drop_offs": measures.drop_offs(replay_curve)},
+        "engagement": {
+            "viewer_minutes": round(minutes, 2), "danmaku": counts["danmaku"], "questions": counts["question"],
+            "danmaku_per_viewer_minute": round(counts["danmaku"] / minutes, 4) if minutes else None,
+            "questions_per_viewer_minute": round(counts["question"] / minutes, 4) if minutes else None,
+        },
+        "chapters": [{"t_ms": b.t_ms, "danmaku": b.count,
+                      "title": " ".join(top_terms([text for t, text in danmaku if b.t_ms <= t < b.t_ms + 30_000]))
+                      or f"{b.count} danmaku"} for b in found],
+    }
 
 
 def _funnel_steps(events: list[BehaviourEvent], watch: dict[str, int]) -> dict[str, set[str]]:
