@@ -28,12 +28,12 @@ from signalling.whip import ADMISSION, BEHAVIOUR, PERMISSIONS, ROOMS, SETTINGS, 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.settings import Settings
 from mediaserver.packaging.jobs import PackagingJobs
-from mediaserver.recording.recorder import MANIFEST_NAME, recording_dir
-from mediaserver.packaging.library import RecordingLibrary
+from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
+from mediaserver.packaging.replays import Replays
 from mediaserver.live.room import RoomRegistry
 from mediaserver.storage import StorageError, open_storage, publishes
-from mediaserver.storage.uploads import ReplayUploads
-from mediaserver.packaging.vod import PackageOptions
+from mediaserver.packaging.uploads import ReplayUploads
+from mediaserver.packaging.options import PackageOptions
 
 __all__ = ["AUDIENCE", "PACKAGING", "create_app"]
 
@@ -96,7 +96,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
         app.cleanup_ctx.append(paywall_ctx)
         paywall_http.setup_routes(app)
-        app[replay_http.RECORDINGS] = RecordingLibrary(
+        app[replay_http.RECORDINGS] = Replays(
             settings.server.data_dir, storage if publishing else None, proxy=settings.recording.storage_proxy)
         replay_http.setup_routes(app)
         dashboard_http.setup_routes(app)
