@@ -41,13 +41,15 @@ class Grant:
     """What an allowed request may do, beyond starting.
 
     ``seat_key``/``seat_limit``: sessions sharing a key (one ticket) are limited, the oldest
-    evicted. ``ends_in``: seconds until the session must end (a free preview).
+    evicted. ``ends_in``: seconds until the session must end (a free preview). ``relay``:
+    another node's edge pulling the room (a service token; not counted as a viewer).
     """
 
     user_id: Optional[int] = None
     seat_key: Optional[str] = None
     seat_limit: int = 1
     ends_in: Optional[float] = None
+    relay: bool = False
 
 
 class Permissions(Protocol):

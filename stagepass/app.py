@@ -23,7 +23,9 @@ from paywall.seats import Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
 from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
-from signalling.whip import ADMISSION, BEHAVIOUR, PERMISSIONS, ROOMS, SETTINGS, setup_routes
+from signalling.edges import Edges
+from signalling.relay_tokens import RelayPermissions, RelayTokens
+from signalling.whip import ADMISSION, BEHAVIOUR, EDGES, PERMISSIONS, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.cluster import LocalCluster, NodeRegistry, RedisCluster
@@ -58,8 +60,15 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     # the one place that decides between one process and several nodes
     cluster = RedisCluster.from_url(settings.server.redis_url) if settings.server.redis_url else LocalCluster()
     app[CLUSTER] = cluster
-    nodes = NodeRegistry(cluster, settings.node_id(), hosted_rooms=lambda: [r["room"] for r in rooms.on_air()])
+    nodes = NodeRegistry(cluster, settings.node_id(), hosted_rooms=lambda: [r["room"] for r in rooms.on_air()],
+                         info={"url": settings.node_url()}, interval=settings.server.node_heartbeat_seconds,
+                         load=lambda: {"live": rooms.on_air(), "audience": rooms.audience()})
     app[NODES] = nodes
+    # nodes sharing rooms: edges pull from origins with relay tokens every node can check
+    relay_tokens = RelayTokens(settings.signing_secret()) if cluster.shared else None
+    edges = Edges(nodes, rooms, relay_tokens) if relay_tokens is not None else None
+    if edges is not None:
+        app[EDGES] = edges
 
     async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         """First in, last out: everything below shares the cluster until it stops."""
@@ -70,13 +79,18 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
         rooms.broadcast_ended.append(released)
         yield
+        if edges is not None:
+            await edges.close()
         await nodes.close()
         await cluster.close()
 
     app.cleanup_ctx.append(cluster_ctx)
     seats = Seats(cluster)
+    def with_relays(inner: Permissions) -> Permissions:
+        return RelayPermissions(inner, relay_tokens) if relay_tokens is not None else inner
+
     if permissions is not None:
-        app[PERMISSIONS] = permissions
+        app[PERMISSIONS] = with_relays(permissions)
         app[ADMISSION] = Admission(seats)
     else:
         interaction = build_interaction(app, settings, cluster)
@@ -87,7 +101,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
-            app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
+            app[PERMISSIONS] = with_relays(FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access))
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
             insight = await open_insight(app)

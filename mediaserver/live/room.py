@@ -28,6 +28,7 @@ from core.settings import Settings
 from mediaserver.live.errors import RoomBusy
 from mediaserver.sfu.fanout import Fanout
 from core.logs import context_logger
+from mediaserver.live.edge_source import EdgeSource, Exchange
 from mediaserver.live.peer_session import PeerSession
 from mediaserver.live.publisher import Publisher
 from mediaserver.recording.recorder import Recorder
@@ -72,6 +73,8 @@ class Room:
             for kind in ("video", "audio")
         }
         self.publisher: Optional[Publisher] = None
+        #: the node this room is pulled from while its source is an ``EdgeSource``
+        self.origin: Optional[str] = None
         self.subscribers: dict[str, Subscriber] = {}
         self.broadcast: Optional[Broadcast] = None
         self.recorder: Optional[Recorder] = None  #: the current broadcast's recording
@@ -137,6 +140,7 @@ class Room:
                 await publisher.close()
                 raise
             previous, self.publisher = self.publisher, publisher
+            self.origin = None
             if self.broadcast is None:
                 self._unconfirmed = (publisher, self.ended_broadcast)
                 self.broadcast = Broadcast()
@@ -151,6 +155,30 @@ class Room:
                 await previous.close()
         self.log.info("publisher %s accepted", publisher.id[:8])
         return publisher, answer
+
+    async def pull(self, origin: str, exchange: Exchange) -> Publisher:
+        """Make this room an edge of node ``origin``: its source becomes an ``EdgeSource``
+        negotiated through ``exchange``, unless a live source is already here (returned).
+        An edge neither opens a broadcast nor records: the origin does both."""
+        async with self._publish_lock:
+            if self.publisher is not None and not self.publisher.is_stale():
+                return self.publisher
+            source = EdgeSource(**self._session_args(), stale_after=self.settings.media.publisher_stale_seconds)
+            try:
+                await source.pull(exchange, self.fanouts)
+            except BaseException:
+                await source.close()
+                raise
+            previous, self.publisher, self.origin = self.publisher, source, origin
+            source.attach()
+            if previous is not None:
+                await previous.close()
+        self.log.info("pulling from node %s as edge source %s", origin, source.id[:8])
+        return source
+
+    def viewer_count(self) -> int:
+        """Viewers watching here, not counting other nodes' edge sources pulling from this one."""
+        return sum(1 for s in self.subscribers.values() if not s.relay)
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[Subscriber, str]:
         subscriber = Subscriber(
@@ -236,6 +264,7 @@ class Room:
     async def _forget(self, session: PeerSession) -> None:
         if session is self.publisher:
             self.publisher = None
+            self.origin = None
             self.log.info("publisher %s left", session.id[:8])
             if self._unconfirmed is not None and self._unconfirmed[0] is session:
                 await self._discard_unconfirmed(session)
@@ -245,6 +274,9 @@ class Room:
             for kind, n in session.octets_sent().items():  # type: ignore[attr-defined]
                 self.departed_octets[kind] = self.departed_octets.get(kind, 0) + n
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
+            if self.origin is not None and not self.subscribers and self.publisher is not None:
+                self.log.info("last viewer left: letting go of origin %s", self.origin)
+                self.tasks.spawn(self.publisher.close(), name="let-go-of-origin")
 
     def stats(self) -> dict:
         return {
@@ -253,7 +285,9 @@ class Room:
             "phase": self.phase,
             "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
             "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
-            "viewers": len(self.subscribers),
+            "viewers": self.viewer_count(),
+            "relays": len(self.subscribers) - self.viewer_count(),
+            "origin": self.origin,
             "codecs": dict(self.publisher.codecs) if self.publisher else {},
             "recording": self.recorder.state() if self.recorder else None,
             "fanouts": {kind: f.stats.as_dict() for kind, f in self.fanouts.items()},
@@ -305,11 +339,15 @@ class RoomRegistry:
         """Rooms of this node with an open broadcast (live, or its creator reconnecting):
         ``{room, phase, viewers, broadcast: {id, t_ms}}``, most viewers first."""
         rooms = [
-            {"room": r.name, "phase": r.phase, "viewers": len(r.subscribers),
+            {"room": r.name, "phase": r.phase, "viewers": r.viewer_count(),
              "broadcast": {"id": r.broadcast.id, "t_ms": r.broadcast.t_ms()}}
             for r in self._rooms.values() if r.broadcast is not None and r.phase in ("live", "reconnecting")
         ]
         return sorted(rooms, key=lambda r: (-r["viewers"], r["room"]))
+
+    def audience(self) -> dict[str, int]:
+        """Viewers watching each room on this node (origin or edge), rooms without any left out."""
+        return {r.name: n for r in self._rooms.values() if (n := r.viewer_count())}
 
     async def close(self) -> None:
         rooms, self._rooms = list(self._rooms.values()), {}

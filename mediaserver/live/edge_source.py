@@ -1,0 +1,58 @@
+"""``EdgeSource``: a room's packets pulled from its origin node, as this node's publisher.
+
+On an edge node (a node viewers reach while the creator publishes elsewhere) the room's
+source is not a creator but one WebRTC connection to the origin, where this node is one
+viewer. Here the edge is the offerer: it offers receive-only video and audio with the
+codecs the fanouts forward, and ``exchange`` (given by the caller, which knows how to
+reach the origin: the media domain knows no HTTP) returns the origin's answer. From
+then on it is a ``Publisher``: the same taps feed the same fanouts, keyframe requests
+and NACKs go up to the origin, and a source that stops sending is closed after
+``stale_after``.
+"""
+
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from aiortc import RTCSessionDescription
+
+from mediaserver.live.errors import NegotiationFailed
+from mediaserver.live.publisher import Publisher
+from mediaserver.sfu.aiortc_bridge import ReceiverTap, negotiated_stream
+from mediaserver.sfu.codecs import FORWARDED_CODECS, capabilities
+from mediaserver.sfu.fanout import Fanout
+
+__all__ = ["EdgeSource", "Exchange"]
+
+#: sends the edge's SDP offer to the origin and returns its SDP answer
+Exchange = Callable[[str], Awaitable[str]]
+
+
+class EdgeSource(Publisher):
+    role = "edge"
+
+    async def pull(self, exchange: Exchange, fanouts: dict[str, Fanout]) -> None:
+        """Offer, let ``exchange`` carry the offer to the origin, apply its answer.
+
+        Raises ``NegotiationFailed`` when the answer cannot be applied; whatever
+        ``exchange`` raises goes through unchanged.
+        """
+        for kind in ("video", "audio"):
+            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+            transceiver.setCodecPreferences(capabilities(kind, FORWARDED_CODECS[kind]))
+            tap = self._taps[kind] = ReceiverTap(transceiver.receiver, self._drop)
+            self.tasks.spawn(tap.run_nacks(), name=f"nack-{kind}")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        answer = await exchange(self.pc.localDescription.sdp)
+        try:
+            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
+        except Exception as exc:  # aiortc raises ValueError, OperationError, ...
+            raise NegotiationFailed(f"the origin's answer cannot be applied: {exc}") from exc
+        self._dtls.watch_transports()
+        self.tasks.spawn(self._watch_connect(), name="connect-timeout")
+        for transceiver in self.pc.getTransceivers():
+            stream = negotiated_stream(transceiver)
+            if stream.payload_types:
+                self.codecs[transceiver.kind] = next(iter(stream.payload_types))
+        self.log.info("pulling %s from the origin", ", ".join(f"{k}={c}" for k, c in self.codecs.items()))
+        self._fanouts = fanouts
