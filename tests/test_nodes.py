@@ -2,7 +2,8 @@
 PostgreSQL database: the publisher on A, aiortc viewers on B and C (edges pulling the
 room from A over WHEP with relay tokens) read every frame number; publishing on B is
 refused while A is live; ``/api/live`` counts every node's viewers on every node; B is
-killed and its viewer plays again from C; the last viewer leaving C lets go of A."""
+killed and its viewer plays again from C; B restarts, A is killed and the creator
+reconnects on B: C pulls from B and its viewers resume; the last viewer leaving C lets go."""
 
 from __future__ import annotations
 
@@ -143,6 +144,30 @@ async def test_three_nodes_share_a_room_through_edges(tmp_path):
                 return nodes.get("open") == 2  # C's two viewers; B's entry expired with its heartbeats
 
             await until(b_dropped, what="the dead node's viewers dropped from the count")
+
+            # the origin dies; its creator reconnects on B (restarted): C re-pulls, its viewers resume
+            proc_b, base_b = await start_server(tmp_path / "b", *flags, ready_path="/api/live")
+            procs.append(proc_b)
+            procs[0].send_signal(signal.SIGKILL)
+            procs[0].wait(timeout=10)
+            await publisher.close()
+            tries: list[Publisher] = []
+
+            async def published_on_b() -> bool:  # 409 live_elsewhere until A's claim expires
+                if tries:
+                    await tries[-1].close()
+                tries.append(Publisher(base_b, start=50_000))
+                peers.append(tries[-1])
+                if await tries[-1].publish("open", "open-room-key") == 201:
+                    return True
+                assert '"live_elsewhere"' in tries[-1].error, tries[-1].error
+                return False
+
+            await until(published_on_b, what="the creator publishing on B")
+            for viewer in (viewer_c, again):
+                resumed = await frames_grow(viewer, timeout=30)
+                assert resumed[-1] >= 50_000 and in_order([n for n in resumed if n >= 50_000]), resumed
+            assert (await get_json(base_c, "/api/rooms/open"))["origin"] is not None
 
             # the last viewer leaving C lets go of the origin
             assert await viewer_c.delete() == 200

@@ -129,7 +129,8 @@ class Room:
     async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[Publisher, str]:
         """Accept a publisher (``plan``: kind -> codec key); ``RoomBusy`` if one is live."""
         async with self._publish_lock:
-            if self.publisher is not None and not self.publisher.is_stale():
+            # an edge source gives way: the caller checked that no other node originates the room
+            if self.publisher is not None and not self.publisher.is_stale() and self.origin is None:
                 raise RoomBusy(f"room {self.name!r} already has a live publisher")
             publisher = Publisher(
                 **self._session_args(), stale_after=self.settings.media.publisher_stale_seconds
