@@ -9,7 +9,8 @@ origin died and the creator reconnected on another node, or the creator had not 
 yet. Publishing here while the room is live on another node is refused with 409 (not a
 307: WHIP clients drop the bearer token on a cross-origin redirect), naming the origin.
 ``live()`` is ``/api/live`` for the whole cluster: the rooms their origins report, with
-the viewers of every node.
+the viewers of every node; ``audience_of(room)`` is the same count for one room, read
+from the registry at every heartbeat (the dashboard's audience samples use it).
 """
 
 from __future__ import annotations
@@ -48,10 +49,37 @@ class Edges:
         self.tasks = TaskOwner(log)
         self._keepers: dict[str, asyncio.Task] = {}
         self._http: Optional[aiohttp.ClientSession] = None
+        #: room -> viewers on the other nodes, as of their last heartbeats
+        self._elsewhere: dict[str, int] = {}
 
     @property
     def node_id(self) -> str:
         return self.registry.node_id
+
+    async def start(self) -> None:
+        """Read the other nodes' audiences now and at every heartbeat."""
+        await self._read_elsewhere()
+        self.tasks.spawn(self._refresh(), name="edge-audiences")
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.registry.interval)
+            try:
+                await self._read_elsewhere()
+            except Exception as exc:  # the shared store is down: keep the last figures
+                log.warning("reading the other nodes' audiences failed (%s: %s)", type(exc).__name__, exc)
+
+    async def _read_elsewhere(self) -> None:
+        counts: dict[str, int] = {}
+        for node in await self.registry.nodes():
+            if node.id != self.node_id:
+                for room, n in node.load.get("audience", {}).items():
+                    counts[room] = counts.get(room, 0) + n
+        self._elsewhere = counts
+
+    def audience_of(self, room: Room) -> int:
+        """Viewers of ``room`` on every node (the others' as of their last heartbeat)."""
+        return room.viewer_count() + self._elsewhere.get(room.name, 0)
 
     async def origin_elsewhere(self, room: str) -> Optional[NodeInfo]:
         """The live node other than this one that originates ``room``, if any."""

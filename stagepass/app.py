@@ -33,7 +33,7 @@ from core.settings import Settings
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.replays import Replays
-from mediaserver.live.room import RoomRegistry
+from mediaserver.live.room import Room, RoomRegistry
 from mediaserver.storage import StorageError, open_storage, publishes
 from mediaserver.packaging.uploads import ReplayUploads
 from mediaserver.packaging.options import PackageOptions
@@ -73,6 +73,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         """First in, last out: everything below shares the cluster until it stops."""
         await nodes.start()
+        if edges is not None:
+            await edges.start()
 
         async def released(room, broadcast) -> None:
             await nodes.release_room(room.name)
@@ -106,7 +108,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             await interaction.start()
             insight = await open_insight(app)
             app[BEHAVIOUR] = interaction.server.events = insight.events
-            audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id())
+            audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id(),
+                                       count=edges.audience_of if edges is not None else Room.viewer_count)
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()

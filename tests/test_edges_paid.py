@@ -1,7 +1,8 @@
 """A paid room through an edge: two in-process nodes on one PostgreSQL database and one
 Redis database. The creator publishes on A; a ticket holder plays on B, which pulls the
 room from A with a relay token (no ticket, no seat, not a viewer); a forged relay token is
-refused; a refund on A ends the viewer's session on B, and B lets go of A."""
+refused; the origin's audience samples count the edge's viewer; a refund on A ends the
+viewer's session on B, and B lets go of A."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import pytest
 
 from signalling.relay_tokens import RelayTokens
 from signalling.whip import ROOMS
-from stagepass.app import NODES, create_app
+from stagepass.app import AUDIENCE, NODES, create_app
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, buy, flushed_redis, paid_room, paywall_settings, view_token
 from tests.peers import Publisher, Viewer
@@ -69,6 +70,8 @@ async def test_a_paid_room_through_an_edge_and_a_refund_there(two_nodes):
         stats_a, stats_b = room(app_a).stats(), room(app_b).stats()
         assert stats_a["viewers"] == 0 and stats_a["relays"] == 1  # the edge: no ticket, no seat
         assert stats_b["viewers"] == 1 and stats_b["live"]
+        # the origin's audience samples (the dashboard) count the edge's viewer, not the relay
+        await wait_for(lambda: app_a[AUDIENCE].count(room(app_a)) == 1, timeout=10)
 
         # a refund on A ends the session on B; B, without viewers, lets go of A
         status, body = await creator.post(f"/api/orders/{order['id']}/refund")
