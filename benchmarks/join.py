@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:  # tests/peers.py lives in the repository, not the
 
 from aiohttp import web  # noqa: E402
 
-from mediaserver import aiortc_bridge  # noqa: E402
+from mediaserver import remote_candidates  # noqa: E402
 from mediaserver.app import create_app  # noqa: E402
 from mediaserver.config import Settings  # noqa: E402
 from mediaserver.fanout import Fanout  # noqa: E402
@@ -72,22 +72,22 @@ document.addEventListener('DOMContentLoaded', () => {
 @contextlib.contextmanager
 def old_behaviour() -> Iterator[None]:
     """Put back what issue 10 changed on the join path, for the baseline."""
-    add, take_from = Fanout.add, aiortc_bridge.DeferredCandidates.take_from
+    add, take_from = Fanout.add, remote_candidates.DeferredCandidates.take_from
 
     def add_and_request(self: Fanout, downstream: Any) -> None:
         add(self, downstream)
         self.request_keyframe()  # at the POST, before the viewer's transport is up
 
-    def keep_all(sdp: str) -> tuple[str, aiortc_bridge.DeferredCandidates]:
-        return sdp, aiortc_bridge.DeferredCandidates()  # aiortc resolves them before answering
+    def keep_all(sdp: str) -> tuple[str, remote_candidates.DeferredCandidates]:
+        return sdp, remote_candidates.DeferredCandidates()  # aiortc resolves them before answering
 
     Fanout.add = add_and_request  # type: ignore[method-assign]
-    aiortc_bridge.DeferredCandidates.take_from = staticmethod(keep_all)  # type: ignore[assignment]
+    remote_candidates.DeferredCandidates.take_from = staticmethod(keep_all)  # type: ignore[assignment]
     try:
         yield
     finally:
         Fanout.add = add  # type: ignore[method-assign]
-        aiortc_bridge.DeferredCandidates.take_from = take_from  # type: ignore[method-assign]
+        remote_candidates.DeferredCandidates.take_from = take_from  # type: ignore[method-assign]
 
 
 class Server:
