@@ -49,8 +49,8 @@ if str(ROOT) not in sys.path:  # tests/ lives in the repository, not the package
 
 from aiohttp import web  # noqa: E402
 
-from mediaserver.app import create_app  # noqa: E402
-from mediaserver.config import Settings  # noqa: E402
+from stagepass.app import create_app  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from signalling.permissions import StreamKeyPermissions  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from tests.impaired_session import CASES, Session  # noqa: E402
@@ -73,7 +73,7 @@ COLUMNS = [  # header, width, row -> text
 
 
 async def start_server() -> tuple[web.AppRunner, str, web.Application]:
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="stagepass-net-")),
+    settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix="stagepass-net-")),
                         rooms={ROOM: KEY}, recordings=False)
     settings.validate()
     app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))

@@ -1,4 +1,4 @@
-"""WHIP (RFC 9725) and WHEP HTTP resources: thin handlers over ``mediaserver.room``.
+"""WHIP (RFC 9725) and WHEP HTTP resources: thin handlers over ``mediaserver.live.room``.
 
 ``POST /whip/{room}`` publishes, ``POST /whep/{room}`` plays: ``application/sdp`` offer
 in, ``201 Created`` with the answer, a ``Location`` for the session resource and an
@@ -16,10 +16,10 @@ from typing import Literal
 
 from aiohttp import web
 
-from mediaserver.errors import CodecMismatch, NegotiationFailed, RoomBusy
-from mediaserver.peer_session import PeerSession
-from mediaserver.room import Room, RoomRegistry
-from mediaserver.config import ROOM_NAME_RE, Settings
+from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
+from mediaserver.live.peer_session import PeerSession
+from mediaserver.live.room import Room, RoomRegistry
+from core.settings import ROOM_NAME_RE, Settings
 
 from .admission import Admission
 from .offer import OfferError, parse_offer
@@ -54,7 +54,7 @@ def error_response(status: int, code: str, message: str) -> web.Response:
 
 
 def _link_headers(settings: Settings) -> list[str]:
-    return [f'<{url}>; rel="ice-server"' for url in settings.ice_servers]
+    return [f'<{url}>; rel="ice-server"' for url in settings.media.ice_servers]
 
 
 async def _check_room(request: web.Request, kind: Kind) -> tuple[str, Grant]:
@@ -73,8 +73,8 @@ def _denied(exc: AccessDenied) -> HttpError:
 
 
 async def _read_limited(request: web.Request, code: str, what: str) -> bytes:
-    """The body, refused with 413 ``code`` above ``max_sdp_bytes``."""
-    limit = request.app[SETTINGS].max_sdp_bytes
+    """The body, refused with 413 ``code`` above ``MAX_SDP_BYTES``."""
+    limit = request.app[SETTINGS].media.max_sdp_bytes
     if request.content_length is not None and request.content_length > limit:
         raise HttpError(413, code, f"the {what} is larger than {limit} bytes")
     body = await request.content.read(limit + 1)
@@ -215,7 +215,7 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         response = exc
     if request.path.startswith(("/whip/", "/whep/")):
-        origin = request.app[SETTINGS].cors_origin
+        origin = request.app[SETTINGS].server.cors_origin
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, PATCH, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"

@@ -2,8 +2,8 @@ import asyncio
 
 import pytest
 
-from mediaserver.app import create_app
-from mediaserver.config import Settings
+from stagepass.app import create_app
+from core.settings import Settings
 from signalling.permissions import StreamKeyPermissions
 
 pytest_plugins = ("tests.missing_tools", "tests.paywall_fixtures", "tests.browser", "tests.gst")
@@ -13,7 +13,7 @@ KEY = "test-stream-key"
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    s = Settings(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"})
+    s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"})
     s.validate()
     return s
 

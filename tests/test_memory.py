@@ -22,7 +22,7 @@ import sys
 import weakref
 
 import pytest
-from mediaserver.fanout import HISTORY_SIZE
+from mediaserver.sfu.fanout import HISTORY_SIZE
 from signalling.whip import ROOMS
 from tests.conftest import KEY
 from tests.encoded_media import ClipPublisher
@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow
 def settings(settings):
     """The publisher is paused while counting; a busy machine must not make the server
     end it as silent."""
-    settings.publisher_stale_seconds = 300.0
+    settings.media.publisher_stale_seconds = 300.0
     return settings
 
 

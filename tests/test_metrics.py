@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mediaserver.app import create_app
-from mediaserver.config import Settings
-from mediaserver.logs import JsonFormatter
+from stagepass.app import create_app
+from core.settings import Settings
+from core.logs import JsonFormatter
 from signalling.permissions import StreamKeyPermissions
 from tests.conftest import KEY
 from tests.ops_tools import LossyViewer, PrivateRedis, PrometheusServer
@@ -39,7 +39,7 @@ async def eventually(check, timeout: float = 30.0, interval: float = 0.5):
 
 
 async def media_server(aiohttp_server, tmp_path, **overrides):
-    settings = Settings(data_dir=tmp_path, rooms={"demo": KEY}, **overrides)
+    settings = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, **overrides)
     settings.validate()
     app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
     server = await aiohttp_server(app)
@@ -80,11 +80,11 @@ async def test_metrics_are_off_without_a_token(aiohttp_server, tmp_path):
 
 
 def test_metrics_token_must_be_long_enough(tmp_path):
-    from mediaserver.config import ConfigError
+    from core.settings import ConfigError
 
     with pytest.raises(ConfigError, match="metrics_token"):
         Settings.load([], {"STAGEPASS_METRICS_TOKEN": "short", "STAGEPASS_DATA_DIR": str(tmp_path)})
-    assert Settings.load(["--metrics-token", TOKEN], {}).metrics_token == TOKEN
+    assert Settings.load(["--metrics-token", TOKEN], {}).ops.metrics_token == TOKEN
 
 
 # ---------------------------------------------------------------------------- health

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from mediaserver.app import create_app
-from mediaserver.config import ConfigError, Settings
+from stagepass.app import create_app
+from core.settings import ConfigError, Settings
 from tests.paywall_fixtures import Api, paid_room, paywall_settings
 
 HTTPS = {"STAGEPASS_PUBLIC_URL": "https://live.example.org"}
@@ -23,18 +23,18 @@ def test_https_deployment_needs_an_explicit_payment_provider(tmp_path):
         Settings.load([], {**HTTPS})
     with pytest.raises(ConfigError, match="payment_provider"):
         Settings.load(["--public-url", "https://live.example.org"], {})
-    assert Settings.load([], {**HTTPS, "STAGEPASS_PAYMENT_PROVIDER": "dev"}).test_mode_payments
-    assert Settings.load(["--payment-provider", "dev"], HTTPS).test_mode_payments
+    assert Settings.load([], {**HTTPS, "STAGEPASS_PAYMENT_PROVIDER": "dev"}).paywall.test_mode_payments
+    assert Settings.load(["--payment-provider", "dev"], HTTPS).paywall.test_mode_payments
     stripe = Settings.load([], {**HTTPS, "STAGEPASS_PAYMENT_PROVIDER": "stripe", "STAGEPASS_STRIPE_API_KEY": "sk_x",
                                 "STAGEPASS_STRIPE_WEBHOOK_SECRET": "whsec_x"})
-    assert not stripe.test_mode_payments
+    assert not stripe.paywall.test_mode_payments
     # a laptop (no PUBLIC_URL, or plain http) keeps the dev default
-    assert Settings.load([], {}).test_mode_payments
-    assert Settings.load([], {"STAGEPASS_PUBLIC_URL": "http://192.168.1.5:8080"}).test_mode_payments
+    assert Settings.load([], {}).paywall.test_mode_payments
+    assert Settings.load([], {"STAGEPASS_PUBLIC_URL": "http://192.168.1.5:8080"}).paywall.test_mode_payments
 
 
 def test_serve_refuses_to_start_in_silent_test_mode(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "mediaserver.cli", "serve", "--data-dir", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "stagepass.cli", "serve", "--data-dir", str(tmp_path),
                         "--public-url", "https://live.example.org"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     assert "invalid configuration: payment_provider" in r.stderr and "STAGEPASS_PAYMENT_PROVIDER=dev" in r.stderr

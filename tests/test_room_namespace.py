@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mediaserver.app import create_app
-from mediaserver.config import ConfigError, Settings
+from stagepass.app import create_app
+from core.settings import ConfigError, Settings
 from tests.paywall_fixtures import Api, paid_room, paywall_settings
 from tests.peers import Viewer
 
@@ -53,7 +53,7 @@ async def test_a_configured_room_clashing_with_a_paid_room_stops_the_start(aioht
     await first.close()
     # configuring "demo" as an open room would make it free to watch: the server refuses to start
     settings = paywall_settings(tmp_path, database_url)
-    settings.rooms = {"demo": "demo-stream-key"}
+    settings.media.rooms = {"demo": "demo-stream-key"}
     with pytest.raises(ConfigError, match="'demo'") as refused:
         await aiohttp_server(create_app(settings))
     assert "STAGEPASS_ROOMS" in str(refused.value)
@@ -61,7 +61,7 @@ async def test_a_configured_room_clashing_with_a_paid_room_stops_the_start(aioht
 
 def _serve(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "mediaserver.cli", "serve", "--port", "0",
+    return subprocess.run([sys.executable, "-m", "stagepass.cli", "serve", "--port", "0",
                            "--data-dir", str(data_dir), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
@@ -70,7 +70,7 @@ async def test_stagepass_serve_refuses_a_database_room_named_like_the_default_de
     """The default install's open room ``demo`` (no ``STAGEPASS_ROOMS``) against a paid room
     ``demo`` in its database (made before names were reserved): exit 2, naming the room."""
     data = tmp_path / "data"
-    settings = Settings(data_dir=data, rooms={"elsewhere": "elsewhere-key"})
+    settings = Settings.build(data_dir=data, rooms={"elsewhere": "elsewhere-key"})
     settings.validate()
     from paywall.service import Paywall
 

@@ -138,7 +138,7 @@ async def test_bad_patches_are_refused_and_change_nothing(live, settings, case, 
     elif case == "not utf-8":
         body = b"a=candidate:\xff\xfe"
     elif case == "too large":
-        body = fragment(offer, candidates) + "a=x-padding:" + "x" * settings.max_sdp_bytes + "\r\n"
+        body = fragment(offer, candidates) + "a=x-padding:" + "x" * settings.media.max_sdp_bytes + "\r\n"
     elif case == "unknown session":
         location = location.rsplit("/", 1)[0] + "/nosuchsession"
     got, reply, _ = await patch(base, location, body, etag, content_type=content_type)

@@ -13,11 +13,11 @@ from typing import Awaitable, Callable, Optional
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from .aiortc_bridge import DtlsWatch, enlarge_srtp_buffers
-from .errors import NegotiationFailed
-from .logs import context_logger
-from .remote_candidates import DeferredCandidates, RemoteCandidates, RemoteIce
-from .tasks import TaskOwner
+from mediaserver.sfu.aiortc_bridge import DtlsWatch, enlarge_srtp_buffers
+from mediaserver.live.errors import NegotiationFailed
+from mediaserver.live.remote_candidates import DeferredCandidates, RemoteCandidates, RemoteIce
+from core.logs import context_logger
+from core.tasks import TaskOwner
 
 __all__ = ["PeerSession"]
 

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Optional
 
-from .tasks import TaskOwner
+from core.tasks import TaskOwner
 
 __all__ = ["DeferredCandidates", "RemoteCandidates", "RemoteIce"]
 
