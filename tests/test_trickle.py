@@ -189,3 +189,39 @@ async def test_trickled_mdns_candidates_do_not_hold_the_patch(live, mdns_never_a
     await wait_for(lambda: len(remote_candidates(session)) == len(candidates), timeout=5)
     connection = session.pc.getTransceivers()[0].receiver.transport.transport._connection
     assert not connection._remote_candidates_end  # still waiting for the mDNS name
+
+
+@pytest.mark.slow
+async def test_the_watch_page_offers_at_once_and_trickles(server, browser):
+    """Chromium's watch page: the offer goes before ICE gathering completes, the rest is
+    PATCHed (204) up to end-of-candidates, the server's ICE agent gets the trickled
+    candidates, and the viewer gets a picture."""
+    base, app = server
+    publisher = Publisher(base)
+    context = await browser.new_context()
+    try:
+        assert await publisher.publish("demo", KEY) == 201
+        room = app[ROOMS].get("demo")
+        await wait_for(lambda: room.publisher.last_media() is not None, timeout=10)
+        page = await context.new_page()
+        sent: list[tuple[str, str]] = []
+        answered: list[tuple[str, int]] = []
+        page.on("request", lambda r: sent.append((r.method, r.post_data or "")) if "/whep/" in r.url else None)
+        page.on("response", lambda r: answered.append((r.request.method, r.status)) if "/whep/" in r.url else None)
+        await page.goto(f"{base}/static/watch.html?room=demo&autoplay=1")
+        await page.wait_for_function(
+            "() => { const v = document.getElementById('video'); return v.videoWidth > 0 && v.currentTime > 0; }",
+            timeout=15_000)
+        await wait_for(lambda: any(m == "PATCH" and "a=end-of-candidates" in body for m, body in sent), timeout=10)
+        await wait_for(lambda: sum(1 for m, _ in answered if m == "PATCH") == sum(1 for m, _ in sent if m == "PATCH"))
+        offer = next(body for m, body in sent if m == "POST")
+        patched = [line for m, body in sent if m == "PATCH" for line in body.splitlines()
+                   if line.startswith("a=candidate:")]
+        assert "a=end-of-candidates" not in offer and patched
+        assert not set(patched) & set(offer.splitlines())  # each candidate once
+        assert {status for m, status in answered if m == "PATCH"} == {204}
+        (session,) = room.subscribers.values()
+        await wait_for(lambda: session.remote_candidates.ended and remote_candidates(session), timeout=5)
+    finally:
+        await context.close()
+        await publisher.close()

@@ -1,21 +1,21 @@
 // WHIP (publish) and WHEP (play) over RTCPeerConnection, no dependencies.
 //
-// The offer is sent as soon as the browser has its first ICE candidate (not after the whole
-// gathering, which takes a browser 100 ms or more even on one network); the candidates that
-// come after it, and the end of gathering, are trickled to the session with PATCH
-// `application/trickle-ice-sdpfrag` (RFC 9725 section 4.3.1). A server without trickle
-// (405/422/501) simply gets no more candidates: ICE still connects through the candidates
-// of its own answer. Errors carry the server's message, HTTP status and code.
+// The offer is sent as soon as it is made, with the candidates gathered by then (usually
+// none): a browser takes 100 ms or more to gather even on one network, and a viewer's host
+// candidates are mDNS names the server cannot use at once anyway. The candidates, and the
+// end of gathering, are trickled to the session with PATCH `application/trickle-ice-sdpfrag`
+// (RFC 9725 section 4.3.1). ICE does not wait for them: the browser's checks reach the
+// server's candidates (in its answer) and the server learns the browser's address from
+// them. A server without trickle (405/422/501) simply gets no candidates beyond the offer.
+// Errors carry the server's message, HTTP status and code.
 //
 //   const session = await publish("/whip/demo", streamKey, mediaStream, {videoCodec: "H264"});
 //   const session = await play("/whep/demo", videoElement);
 //   session.pc.connectionState ...; await session.stop();
 //
 // `token` (publish's second argument, play's option) may be a promise of the token, so
-// minting it overlaps the offer and the first candidate instead of coming before them.
+// minting it overlaps making the offer instead of coming before it.
 
-/** Longest wait for a first candidate before the offer goes without any. */
-const FIRST_CANDIDATE_TIMEOUT_MS = 1000;
 /** PATCH answers that mean "this server takes no trickled candidates": stop sending them. */
 const NO_TRICKLE = new Set([405, 422, 501]);
 
@@ -79,9 +79,8 @@ function iceFrame(sdp) {
 }
 
 /**
- * The browser's ICE candidates after the offer: collected from before the offer is made,
- * so the offer can go with the first one (`firstCandidate()`), then sent to the session
- * once it exists (`start()`), in order, one PATCH at a time.
+ * The browser's ICE candidates that are not in the offer: collected from before the offer
+ * is made, sent to the session once it exists (`start()`), in order, one PATCH at a time.
  */
 class Trickle {
   constructor(pc) {
@@ -91,30 +90,13 @@ class Trickle {
     this._target = null;
     this._busy = false;
     this._off = false;
-    this._first = null;
     this._onCandidate = (event) => {
       const candidate = event.candidate;
       if (candidate && candidate.candidate) this._pending.push(candidate);
       else this._ended = true;
-      if (this._first) this._first();
       this._flush();
     };
     pc.addEventListener("icecandidate", this._onCandidate);
-  }
-
-  /** Resolves at the first candidate or at the end of gathering, at the latest after `timeoutMs`. */
-  firstCandidate(timeoutMs = FIRST_CANDIDATE_TIMEOUT_MS) {
-    if (this._pending.length || this._ended || this.pc.iceGatheringState === "complete") {
-      return Promise.resolve();
-    }
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => this._first && this._first(), timeoutMs);
-      this._first = () => {
-        this._first = null;
-        clearTimeout(timer);
-        resolve();
-      };
-    });
   }
 
   /** The offer `sdp` went out: what it carries is not sent again. */
@@ -201,14 +183,13 @@ async function errorFrom(response) {
 }
 
 /**
- * Offer, POST, answer. The offer goes with the first candidate; `token` (a string, null,
- * or a promise of either) is awaited only then, so minting it overlaps the offer.
+ * Offer, POST, answer, then trickle. `token` (a string, null, or a promise of either) is
+ * awaited once the offer is made, so minting it overlaps making the offer.
  */
 async function negotiate(url, pc, token) {
   const trickle = new Trickle(pc);
   try {
     await pc.setLocalDescription(await pc.createOffer());
-    await trickle.firstCandidate();
     const bearer = await token;
     const headers = { "Content-Type": "application/sdp" };
     if (bearer) headers["Authorization"] = `Bearer ${bearer}`;
