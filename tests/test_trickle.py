@@ -19,12 +19,16 @@ from tests.test_whip_interop import mdns_never_answers  # noqa: F401
 TRICKLE = "application/trickle-ice-sdpfrag"
 
 
-def split_candidates(sdp: str) -> tuple[str, list[str]]:
-    """The offer without its candidates and end-of-candidates, and the candidate lines."""
-    lines = sdp.split("\r\n")
+async def offer_without_candidates(pc) -> tuple[str, str, list[str]]:
+    """``pc``'s offer, the same without its candidates and end-of-candidates, and the
+    candidate lines taken out."""
+    await pc.setLocalDescription(await pc.createOffer())
+    full = pc.localDescription.sdp
+    lines = full.split("\r\n")
     found = [line for line in lines if line.startswith("a=candidate:")]
     kept = [line for line in lines if not line.startswith(("a=candidate:", "a=end-of-candidates"))]
-    return "\r\n".join(kept), found
+    assert found
+    return full, "\r\n".join(kept), found
 
 
 def fragment(offer: str, candidates: list[str], end: bool = False, mid: str | None = None,
@@ -58,26 +62,32 @@ def remote_candidates(session) -> list:
 
 
 @pytest.fixture
-async def live(server):
-    """A live room (aiortc publisher) and a viewer whose offer went without candidates."""
+async def room(server):
+    """Room ``demo``, live: an aiortc publisher is sending media."""
     base, app = server
     publisher = Publisher(base)
-    viewer = Viewer(base)
     try:
         assert await publisher.publish("demo", KEY) == 201
         room = app[ROOMS].get("demo")
         await wait_for(lambda: room.publisher.last_media() is not None, timeout=10)
-        await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
-        full = viewer.pc.localDescription.sdp
-        offer, candidates = split_candidates(full)
-        assert candidates
+        yield room
+    finally:
+        await publisher.close()
+
+
+@pytest.fixture
+async def live(server, room):
+    """A live room and a viewer whose offer went without candidates."""
+    base, app = server
+    viewer = Viewer(base)
+    try:
+        full, offer, candidates = await offer_without_candidates(viewer.pc)
         status, answer, headers = await post(base, "/whep/demo", offer)
         assert status == 201, answer
         session = room.session(headers["Location"].rsplit("/", 1)[1])
         yield base, app, viewer, session, headers, full, candidates, answer
     finally:
         await viewer.close()
-        await publisher.close()
 
 
 async def test_a_viewer_trickles_its_candidates_and_plays(live):
@@ -154,9 +164,7 @@ async def test_a_publisher_trickles_with_its_key(server):
     base, app = server
     publisher = Publisher(base)
     try:
-        await publisher.pc.setLocalDescription(await publisher.pc.createOffer())
-        full = publisher.pc.localDescription.sdp
-        offer, candidates = split_candidates(full)
+        full, offer, candidates = await offer_without_candidates(publisher.pc)
         status, answer, headers = await post(base, "/whip/demo", offer, token=KEY)
         assert status == 201, answer
         session = app[ROOMS].get("demo").publisher
@@ -192,17 +200,13 @@ async def test_trickled_mdns_candidates_do_not_hold_the_patch(live, mdns_never_a
 
 
 @pytest.mark.slow
-async def test_the_watch_page_offers_at_once_and_trickles(server, browser):
+async def test_the_watch_page_offers_at_once_and_trickles(server, room, browser):
     """Chromium's watch page: the offer goes before ICE gathering completes, the rest is
     PATCHed (204) up to end-of-candidates, the server's ICE agent gets the trickled
     candidates, and the viewer gets a picture."""
     base, app = server
-    publisher = Publisher(base)
     context = await browser.new_context()
     try:
-        assert await publisher.publish("demo", KEY) == 201
-        room = app[ROOMS].get("demo")
-        await wait_for(lambda: room.publisher.last_media() is not None, timeout=10)
         page = await context.new_page()
         sent: list[tuple[str, str]] = []
         answered: list[tuple[str, int]] = []
@@ -224,4 +228,3 @@ async def test_the_watch_page_offers_at_once_and_trickles(server, browser):
         await wait_for(lambda: session.remote_candidates.ended and remote_candidates(session), timeout=5)
     finally:
         await context.close()
-        await publisher.close()
