@@ -37,8 +37,6 @@ SETTINGS = web.AppKey("settings", Settings)
 logger = logging.getLogger("stagepass.signalling")
 
 Kind = Literal["whip", "whep"]
-#: what a session resource answers (RFC 9110: a 405 lists them in ``Allow``)
-SESSION_METHODS = "DELETE, OPTIONS, PATCH"
 _ACTION = {"whip": "publish", "whep": "view"}
 _ROLE = {"whip": "publish", "whep": "play"}
 
@@ -161,7 +159,7 @@ def _handler(kind: Kind):
         """Trickle ICE (RFC 9725 section 4.3.1): candidates the client gathered after its
         offer, and its end-of-candidates. ``204`` without an ETag; ICE restarts are 422."""
         try:
-            room, session = await _own_session(request)
+            _, session = await _own_session(request)
             if request.content_type != TRICKLE_CONTENT_TYPE:
                 raise HttpError(415, "unsupported_media_type",
                                 f"send candidates as Content-Type: {TRICKLE_CONTENT_TYPE}")

@@ -105,8 +105,10 @@ class RemoteCandidates:
         self._tasks = tasks
         self._log = log
         self._batches: list[asyncio.Task] = []
+        #: end-of-candidates came late (after the answer); one in the offer itself is
+        #: aiortc's to apply, and aiortc ignores candidates after it
         self.ended = False
-        self.added = 0
+        self.added = 0  #: late candidates taken (mDNS ones included, resolved or not)
 
     def add(self, batch: DeferredCandidates, source: str) -> None:
         if self.ended or not (batch.candidates or batch.ended):
