@@ -200,7 +200,8 @@ async def chromium_join(server: Server, browser: Any) -> dict[str, float]:
         page = await context.new_page()
         await page.add_init_script(FIRST_PAINT_JS)
         offers: list[str] = []
-        page.on("request", lambda r: offers.append(r.post_data or "") if "/whep/" in r.url and r.method == "POST" else None)
+        # the page's candidates, in its offer or trickled (POST and PATCH bodies)
+        page.on("request", lambda r: offers.append(r.post_data or "") if "/whep/" in r.url and r.method in ("POST", "PATCH") else None)
         folder = "static-base" if server.static_base is not None else "static"
         await page.goto(f"{server.base}/{folder}/watch.html?room=demo&autoplay=1")
         await page.wait_for_function("window.__firstPaint !== null", timeout=15_000)
@@ -331,7 +332,7 @@ def print_table(report: dict) -> None:
         print(f"pages: web/static of {report['pages_from']} on the current server")
     for mode, extra in report["servers"].items():
         print(f"{mode}: keyframe requests {extra['keyframe_requests']}, "
-              f"Chromium offers with mDNS candidates: {extra['chromium_offers_with_mdns']}")
+              f"Chromium joins with mDNS candidates (offered or trickled): {extra['chromium_offers_with_mdns']}")
     print("load average at the end (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in report["load"]))
 
 
