@@ -13,8 +13,9 @@ from typing import Awaitable, Callable, Optional
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from mediaserver.sfu.aiortc_bridge import DeferredCandidates, DtlsWatch, enlarge_srtp_buffers
+from mediaserver.sfu.aiortc_bridge import DtlsWatch, enlarge_srtp_buffers
 from mediaserver.live.errors import NegotiationFailed
+from mediaserver.live.remote_candidates import DeferredCandidates, RemoteCandidates, RemoteIce
 from core.logs import context_logger
 from core.tasks import TaskOwner
 
@@ -42,6 +43,9 @@ class PeerSession:
             RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers])
         )
         self._dtls = DtlsWatch(self.pc)
+        #: the offer's ICE credentials and mids (set by ``negotiate``)
+        self.remote_ice = RemoteIce("", "", ())
+        self.remote_candidates = RemoteCandidates(self.pc, self.tasks, self.log)
         self.connected = asyncio.Event()
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
@@ -79,12 +83,17 @@ class PeerSession:
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             raise NegotiationFailed(f"cannot negotiate this offer: {exc}") from exc
+        self.remote_ice = RemoteIce.of(offer_sdp)
         self._dtls.watch_transports()
-        if mdns:
-            self.log.debug("%d mDNS candidate(s) added after the answer", len(mdns))
-            self.tasks.spawn(mdns.add_to(self.pc), name="mdns-candidates")
+        self.remote_candidates.add(mdns, "offer")
         self.tasks.spawn(self._watch_connect(), name="connect-timeout")
         return self.pc.localDescription.sdp
+
+    def trickle(self, candidates: list[tuple[str, str]], end: bool) -> None:
+        """Candidates the peer trickled after its offer (``(mid, candidate attribute
+        value)``, checked by the caller), and whether it has sent its last."""
+        batch = DeferredCandidates([(None, mid, value) for mid, value in candidates], ended=end)
+        self.remote_candidates.add(batch, "client")
 
     async def _watch_connect(self) -> None:
         try:

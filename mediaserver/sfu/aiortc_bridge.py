@@ -68,7 +68,6 @@ from mediaserver.sfu.retransmission import NackRequester
 
 __all__ = [
     "AIORTC_VERSION",
-    "DeferredCandidates",
     "DtlsWatch",
     "MAX_RTP_PACKET",
     "IdleTrack",
@@ -519,62 +518,6 @@ class DtlsWatch:
         if self.events:
             return "DTLS failed: " + "; ".join(self.events)
         return f"ICE {pc.iceConnectionState}, no DTLS error recorded"
-
-
-class DeferredCandidates:
-    """Remote mDNS candidates (``<uuid>.local``, what browsers send by default) taken out of
-    an offer. aiortc resolves them inside ``setRemoteDescription``, and an unanswered mDNS
-    query holds the WHIP/WHEP answer for a second; ICE connects without them (through
-    peer-reflexive candidates), so they are added after the answer, off its path."""
-
-    def __init__(self) -> None:
-        #: (m-line index, mid, candidate attribute value)
-        self.candidates: list[tuple[int, Optional[str], str]] = []
-        self.ended = False  #: the offer said ``a=end-of-candidates``
-
-    @classmethod
-    def take_from(cls, sdp: str) -> tuple[str, "DeferredCandidates"]:
-        """The offer without its mDNS candidates (and without ``end-of-candidates`` if any
-        were taken: ICE must not be told it has them all), and what was taken."""
-        deferred = cls()
-        lines = sdp.splitlines()
-        index, mid = -1, None
-        mids: dict[int, Optional[str]] = {}
-        kept: list[str] = []
-        for line in lines:
-            if line.startswith("m="):
-                index += 1
-            elif line.startswith("a=mid:"):
-                mids[index] = line[6:].strip()
-            elif line.startswith("a=candidate:"):
-                fields = line[12:].split()
-                if len(fields) > 4 and fields[4].lower().endswith(".local"):
-                    deferred.candidates.append((index, None, line[12:]))
-                    continue
-            kept.append(line)
-        if not deferred.candidates:
-            return sdp, deferred
-        deferred.candidates = [(i, mids.get(i), c) for i, _, c in deferred.candidates]
-        deferred.ended = any(line.strip() == "a=end-of-candidates" for line in kept)
-        kept = [line for line in kept if line.strip() != "a=end-of-candidates"]
-        return "\r\n".join(kept) + "\r\n", deferred
-
-    def __len__(self) -> int:
-        return len(self.candidates)
-
-    async def add_to(self, pc: Any) -> None:
-        """Resolve and add the candidates (aioice gives each up after a second), then
-        pass on the offer's end-of-candidates."""
-        from aiortc.sdp import candidate_from_sdp
-
-        async def add(index: int, mid: Optional[str], value: str) -> None:
-            candidate = candidate_from_sdp(value)
-            candidate.sdpMLineIndex, candidate.sdpMid = index, mid
-            await pc.addIceCandidate(candidate)
-
-        await asyncio.gather(*(add(*c) for c in self.candidates), return_exceptions=True)
-        if self.ended and pc.connectionState not in ("closed", "failed"):
-            await pc.addIceCandidate(None)
 
 
 def enlarge_srtp_buffers(pc: Any) -> None:
