@@ -341,8 +341,13 @@ class SenderPort:
         _enlarge_srtp_session(self._dtls._tx_srtp)
         self._protect = self._dtls._tx_srtp.protect
         self._addr = pair.remote_addr
-        transport = getattr(pair.protocol, "transport", None)
-        if transport is not None and type(pair.protocol).send_data is _ICE_SEND_DATA:
+        protocol = pair.protocol
+        transport = getattr(protocol, "transport", None)
+        send_batched = getattr(protocol, "send_batched", None)
+        if send_batched is not None:  # on the process's UDP mux (udp_mux.MuxProtocol)
+            self._sendto = send_batched
+            self._buffered = protocol.backlog
+        elif transport is not None and type(protocol).send_data is _ICE_SEND_DATA:
             self._sendto = transport.sendto
             self._buffered = transport.get_write_buffer_size
         else:  # TURN relay: its send path is a coroutine
@@ -602,6 +607,8 @@ def enlarge_receive_buffer(receiver: RTCRtpReceiver, size: int = 4 << 20) -> Opt
     import socket
 
     pair = receiver.transport.transport._connection._nominated.get(1)
+    if getattr(getattr(pair, "protocol", None), "mux", None) is not None:
+        return None  # the process's UDP mux sized its own socket's buffers
     transport = getattr(getattr(pair, "protocol", None), "transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:

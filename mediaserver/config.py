@@ -16,7 +16,7 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 __all__ = ["ConfigError", "Settings", "ROOM_NAME_RE"]
 
@@ -45,6 +45,17 @@ def _parse_bool(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected on or off, got {text!r}")
+
+
+def _parse_udp_port(text: str) -> str:
+    value = text.strip().lower()
+    if value == "off":
+        return value
+    first, _, last = value.partition("-")
+    low, high = int(first), int(last or first)
+    if not (0 <= low <= 65535 and 0 <= high <= 65535 and low <= high) or (low == 0 and high != 0):
+        raise ValueError(f"expected a port, a range N-M or 'off', got {text!r}")
+    return value
 
 
 @dataclass
@@ -80,6 +91,21 @@ class Settings:
             "help": "STUN/TURN URLs offered to peers, comma separated (none by default)",
             "parse": lambda s: [u.strip() for u in s.split(",") if u.strip()],
         },
+    )
+    udp_port: str = field(
+        default="0",
+        metadata={"help": "the UDP port every WebRTC peer of a media worker shares (ICE mux): N, or N-M "
+                          "for several workers (worker i takes N+i); 0: a free port chosen at start; "
+                          "'off': one port per peer connection, as aiortc does alone",
+                  "parse": lambda s: _parse_udp_port(s)},
+    )
+    udp_host: str = field(
+        default="0.0.0.0", metadata={"help": "address the shared UDP port binds (ICE mux)"}
+    )
+    public_ip: str = field(
+        default="",
+        metadata={"help": "the address peers reach the UDP port at, advertised in ICE candidates "
+                          "(a host behind 1:1 NAT); empty: this host's own addresses"},
     )
     max_sdp_bytes: int = field(default=65536, metadata={"help": "largest accepted SDP body"})
     keyframe_min_interval: float = field(
@@ -269,6 +295,13 @@ class Settings:
         for url in self.ice_servers:
             if not re.match(r"^(stun|stuns|turn|turns):", url):
                 raise ConfigError(f"ice_servers: {url!r} is not a stun:/turn: URL")
+        self.udp_port = _parse_udp_port(self.udp_port) if isinstance(self.udp_port, str) else str(self.udp_port)
+        for name in ("udp_host", "public_ip"):
+            if getattr(self, name):
+                try:
+                    ipaddress.ip_address(getattr(self, name))
+                except ValueError:
+                    raise ConfigError(f"{name}: {getattr(self, name)!r} is not an IP address") from None
         if not 1024 <= self.max_sdp_bytes <= 1 << 20:
             raise ConfigError("max_sdp_bytes: must be between 1024 and 1048576")
         for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
@@ -328,6 +361,17 @@ class Settings:
     def test_mode_payments(self) -> bool:
         """True with the ``dev`` provider (also when it is the default): no money moves."""
         return self.payment_provider != "stripe"
+
+    def udp_port_for(self, worker: int = 0) -> Optional[int]:
+        """The shared UDP port of media worker ``worker`` (0 for a free one), or None when
+        each peer connection binds its own ports (``udp_port=off``)."""
+        if self.udp_port == "off":
+            return None
+        first, _, last = self.udp_port.partition("-")
+        low, high = int(first), int(last or first)
+        if low and not low + worker <= high:
+            raise ConfigError(f"udp_port: the range {self.udp_port} has no port for worker {worker}")
+        return low + worker if low else 0
 
     def database(self) -> str:
         if self.database_url:

@@ -17,6 +17,7 @@ from .aiortc_bridge import DeferredCandidates, DtlsWatch, enlarge_srtp_buffers
 from .errors import NegotiationFailed
 from .logs import context_logger
 from .tasks import TaskOwner
+from .udp_mux import UdpMux, adopt_peer_connection
 
 __all__ = ["PeerSession"]
 
@@ -31,6 +32,7 @@ class PeerSession:
         connect_timeout: float,
         on_closed: Callable[["PeerSession"], Awaitable[None]],
         on_failed: Optional[Callable[[str, str, str], None]] = None,
+        udp_mux: Optional[UdpMux] = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.room_name = room_name
@@ -42,6 +44,7 @@ class PeerSession:
             RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers])
         )
         self._dtls = DtlsWatch(self.pc)
+        self._udp_mux = udp_mux
         self.connected = asyncio.Event()
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
@@ -76,6 +79,8 @@ class PeerSession:
         offer_sdp, mdns = DeferredCandidates.take_from(offer_sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            if self._udp_mux is not None:
+                adopt_peer_connection(self._udp_mux, self.pc)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             raise NegotiationFailed(f"cannot negotiate this offer: {exc}") from exc
