@@ -31,7 +31,7 @@ import struct
 import sys
 from typing import Any, Callable, Optional, Sequence
 
-__all__ = ["BatchedSender", "SenderStats", "mmsg_sender", "sendto_sender"]
+__all__ = ["BatchSend", "BatchedSender", "SenderStats", "best_sender", "mmsg_sender", "sendto_sender"]
 
 logger = logging.getLogger(__name__)
 
