@@ -9,8 +9,8 @@ import socket
 
 import pytest
 
-from mediaserver import batched_send
-from mediaserver.batched_send import BatchedSender, mmsg_sender, sendto_sender
+from mediaserver.sfu import batched_send
+from mediaserver.sfu.batched_send import BatchedSender, mmsg_sender, sendto_sender
 
 
 class FakeSocket:

@@ -15,9 +15,9 @@ from aioice import stun
 from aioice.ice import Connection, StunProtocol
 from aiortc import RTCPeerConnection
 
-from mediaserver.app import ROOMS
-from mediaserver.config import ConfigError, Settings
-from mediaserver.udp_mux import MuxProtocol, UdpMux
+from signalling.whip import ROOMS
+from core.settings import ConfigError, Settings
+from mediaserver.sfu.udp_mux import MuxProtocol, UdpMux
 from tests.conftest import KEY, wait_for
 from tests.peers import Peer, Publisher, Viewer
 

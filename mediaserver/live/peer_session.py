@@ -13,11 +13,11 @@ from typing import Awaitable, Callable, Optional
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from .aiortc_bridge import DeferredCandidates, DtlsWatch, enlarge_srtp_buffers
-from .errors import NegotiationFailed
-from .logs import context_logger
-from .tasks import TaskOwner
-from .udp_mux import UdpMux, adopt_peer_connection
+from mediaserver.sfu.aiortc_bridge import DeferredCandidates, DtlsWatch, enlarge_srtp_buffers
+from mediaserver.live.errors import NegotiationFailed
+from core.logs import context_logger
+from core.tasks import TaskOwner
+from mediaserver.sfu.udp_mux import UdpMux, adopt_peer_connection
 
 __all__ = ["PeerSession"]
 

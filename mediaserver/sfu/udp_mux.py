@@ -41,7 +41,7 @@ from aioice.candidate import Candidate, candidate_foundation, candidate_priority
 from aioice.ice import Connection, StunProtocol, get_host_addresses
 from aioice.utils import random_string
 
-from .batched_send import BatchedSender, BatchSend
+from mediaserver.sfu.batched_send import BatchedSender, BatchSend
 
 __all__ = ["MuxProtocol", "MuxStats", "UdpMux", "adopt_peer_connection"]
 
