@@ -22,17 +22,18 @@ class FakeSocket:
         self.sent: list[tuple[bytes, object]] = []
         self.calls = 0
         self.r, self.w = socket.socketpair()  # a real fd for add_writer
+        self.family = socket.AF_INET
 
     def fileno(self) -> int:
         return self.w.fileno()
 
-    def send(self, queue, start: int) -> int:
+    def send(self, sender: BatchedSender, start: int, count: int) -> int:
         self.calls += 1
         if self.script:
             action = self.script.pop(0)
             if action is not None:
                 raise action
-        taken = list(queue[start:start + self.per_call])
+        taken = [(sender.datagram(i), sender.addrs[i]) for i in range(start, start + min(count, self.per_call))]
         self.sent += taken
         return len(taken)
 
@@ -72,6 +73,7 @@ async def test_a_full_socket_keeps_the_rest_until_writable_and_bounds_the_backlo
     extra = datagrams(30)
     for data, addr in extra:
         sender.add(data, addr)
+    sender.flush()
     assert sender.stats.overflow > 0
     kept = 30 - sender.stats.overflow
     await asyncio.sleep(0.05)  # the socketpair is writable: the sender drains
@@ -102,7 +104,7 @@ async def test_real_socket_delivers_every_datagram_to_its_own_destination(strate
         r.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
         r.bind(("127.0.0.1", 0))
         r.settimeout(1)
-    send = mmsg_sender(out) if strategy == "sendmmsg" else sendto_sender(out)
+    send = mmsg_sender if strategy == "sendmmsg" else sendto_sender
     sender = BatchedSender(out, send)
     expected: list[list[bytes]] = [[], [], []]
     for i in range(300):  # more than one sendmmsg call holds

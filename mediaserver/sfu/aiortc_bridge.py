@@ -63,6 +63,7 @@ from aiortc.rtp import (
 from OpenSSL import SSL
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 from mediaserver.sfu.retransmission import NackRequester
 
@@ -86,6 +87,7 @@ AIORTC_VERSION = "1.16.0"
 #: (RTX included) plus the header Stagepass writes in front of its payload
 MAX_RTP_PACKET = 2048
 _CONNECTED = DtlsState.CONNECTED
+_srtp_protect = _srtp_lib.srtp_protect
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
@@ -323,6 +325,10 @@ class SenderPort:
         self._sendto: Optional[Callable[[bytes, Any], None]] = None
         self._buffered: Callable[[], int] = int
         self._addr: Any = None
+        #: the UDP mux's batch (``batched_send.BatchedSender``) and the libsrtp session
+        #: context the packets are protected with in it, when the pair is on the mux
+        self._batch: Any = None
+        self._srtp: Any = None
 
     @property
     def octets_sent(self) -> int:
@@ -343,11 +349,15 @@ class SenderPort:
         self._addr = pair.remote_addr
         protocol = pair.protocol
         transport = getattr(protocol, "transport", None)
-        send_batched = getattr(protocol, "send_batched", None)
-        if send_batched is not None:  # on the process's UDP mux (udp_mux.MuxProtocol)
-            self._sendto = send_batched
-            self._buffered = protocol.backlog
-        elif transport is not None and type(protocol).send_data is _ICE_SEND_DATA:
+        mux = getattr(protocol, "mux", None)
+        if mux is not None:  # on the process's UDP mux: protected straight into its batch
+            self._batch = mux.sender
+            self._srtp = self._dtls._tx_srtp._srtp[0]
+            self._sendto = mux.sender.add
+            self._buffered = mux.sender.backlog
+            return True
+        self._batch = None
+        if transport is not None and type(protocol).send_data is _ICE_SEND_DATA:
             self._sendto = transport.sendto
             self._buffered = transport.get_write_buffer_size
         else:  # TURN relay: its send path is a coroutine
@@ -362,16 +372,22 @@ class SenderPort:
         pair = self._nominated.get(1)
         if pair is not self._pair and not self._bind(pair):
             return False
-        protected = self._protect(data)
-        sendto = self._sendto
-        if sendto is not None:
-            if self._buffered() > self.buffer_limit:
+        batch = self._batch
+        if batch is not None:
+            if batch._blocked and batch._backlog_bytes > self.buffer_limit:
                 return False
-            sendto(protected, self._addr)
+            batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN)
         else:
-            fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
-            self._pending.add(fut)
-            fut.add_done_callback(self._pending.discard)
+            protected = self._protect(data)
+            sendto = self._sendto
+            if sendto is not None:
+                if self._buffered() > self.buffer_limit:
+                    return False
+                sendto(protected, self._addr)
+            else:
+                fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
+                self._pending.add(fut)
+                fut.add_done_callback(self._pending.discard)
         s = self._sender
         s._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
         s._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
