@@ -158,7 +158,17 @@ class BatchedSender:
         status = transform(context, self._pointers[i], len_p)
         if status:
             raise OSError(f"transform failed with status {status}")
-        self._commit(i, len_p[0], addr)
+        # the per-packet path: _commit inlined
+        self._iovs[i].iov_len = self._lengths[i] = len_p[0]
+        name = self._names.get(addr) or self._sockaddr(addr)
+        hdr = self.hdrs[i].msg_hdr
+        hdr.msg_name = name[0]
+        hdr.msg_namelen = name[1]
+        self.addrs[i] = addr
+        self.count = i + 1
+        if not self._scheduled:
+            self._scheduled = True
+            self._loop.call_soon(self.flush)
 
     def _commit(self, i: int, length: int, addr: Any) -> None:
         self._iovs[i].iov_len = self._lengths[i] = length
