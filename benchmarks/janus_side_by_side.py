@@ -85,6 +85,21 @@ JANUS_TRANSPORTS = "/usr/lib/x86_64-linux-gnu/janus/transports"
 
 
 # ======================================================================= the stream
+def save_clip(frames: tuple[bytes, ...], path: Path) -> None:
+    path.write_bytes(b"".join(len(f).to_bytes(4, "big") + f for f in frames))
+
+
+@functools.lru_cache(maxsize=2)
+def load_clip(path: str) -> tuple[bytes, ...]:
+    """The clip the parent encoded once (``save_clip``): feeders do not encode it again."""
+    data, frames, pos = Path(path).read_bytes(), [], 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        frames.append(data[pos + 4:pos + 4 + n])
+        pos += 4 + n
+    return tuple(frames)
+
+
 @functools.lru_cache(maxsize=2)
 def vp8_clip(seconds: int = 6, kbps: int = 1500, width: int = 640, height: int = 480) -> tuple[bytes, ...]:
     """``seconds`` of VP8 frames at ``kbps`` (a keyframe every 2 s), a band of noise so
@@ -110,10 +125,10 @@ def vp8_clip(seconds: int = 6, kbps: int = 1500, width: int = 640, height: int =
     return tuple(frames)
 
 
-async def feed_whip(base_url: str) -> Peer:
+async def feed_whip(base_url: str, clip: tuple[bytes, ...]) -> Peer:
     """The clip to Stagepass over WHIP (aiortc packetizes it with VP8 ``pack()``)."""
     peer = Peer(base_url)
-    track = PacketLoopTrack("video", vp8_clip(), FPS, VIDEO_CLOCK)
+    track = PacketLoopTrack("video", clip, FPS, VIDEO_CLOCK)
     prefer(peer.pc.addTransceiver(track, direction="sendonly"), "video/VP8")
     status = await peer.post(f"/whip/{ROOM}", token=KEY)
     if status != 201:
@@ -122,12 +137,11 @@ async def feed_whip(base_url: str) -> Peer:
     return peer
 
 
-async def feed_rtp(port: int, stop: asyncio.Event) -> None:
+async def feed_rtp(port: int, clip: tuple[bytes, ...], stop: asyncio.Event) -> None:
     """The clip to a plain RTP port, packetized by the same aiortc code, paced in real time."""
     from aiortc.codecs.vpx import Vp8Encoder
     from aiortc.rtp import RtpPacket
 
-    clip = vp8_clip()
     packer = Vp8Encoder()
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     seq, ssrc, t0 = random.getrandbits(16), random.getrandbits(32), time.monotonic()
@@ -151,8 +165,9 @@ async def feed_rtp(port: int, stop: asyncio.Event) -> None:
         sock.close()
 
 
-async def feeder_worker(target: str) -> None:
+async def feeder_worker(target: str, clip_path: str) -> None:
     """``whip:<base url>`` or ``rtp:<port>``; answers ``snap`` with the packets sent."""
+    clip = load_clip(clip_path)
     stop = asyncio.Event()
     peer: Optional[Peer] = None
     task: Optional[asyncio.Task] = None
@@ -162,9 +177,9 @@ async def feeder_worker(target: str) -> None:
         if msg["cmd"] == "publish":
             kind, _, where = target.partition(":")
             if kind == "whip":
-                peer = await feed_whip(where)
+                peer = await feed_whip(where, clip)
             else:
-                task = asyncio.ensure_future(feed_rtp(int(where), stop))
+                task = asyncio.ensure_future(feed_rtp(int(where), clip, stop))
             return {"ok": True}
         return {"t": time.monotonic()}
 
@@ -355,7 +370,8 @@ class Step:
 
     async def _run(self, http: aiohttp.ClientSession) -> dict:
         server, base, feed = await self._start_server(http)
-        feeder = await self._worker("feeder", "--worker", "feeder", "--url", feed)
+        feeder = await self._worker("feeder", "--worker", "feeder", "--url", feed,
+                                    "--clip", str(self.logdir / "clip.vp8"))
         await feeder.request({"cmd": "publish"})
         kind = "janus" if self.server.startswith("janus") else "whep"
         viewers = [await self._worker(f"viewers{i}", "--worker", "viewers", "--kind", kind, "--url", base)
@@ -445,7 +461,7 @@ async def run(args: argparse.Namespace) -> dict:
     servers = [s for s in args.servers.split(",") if s]
     logdir = Path(tempfile.mkdtemp(prefix="stagepass-janus-"))
     print(f"logs in {logdir}; servers {', '.join(servers)}; N {ns}; {args.rounds} round(s)", flush=True)
-    vp8_clip()  # encode once here, so the first feeder does not pay for it inside a step
+    save_clip(vp8_clip(), logdir / "clip.vp8")  # encoded once; feeders read it
     rows: list[dict] = []
     async with aiohttp.ClientSession() as http:
         for r in range(args.rounds):
@@ -476,9 +492,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--worker", choices=["feeder", "viewers"], help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
+    parser.add_argument("--clip", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker == "feeder":
-        asyncio.run(feeder_worker(args.url))
+        asyncio.run(feeder_worker(args.url, args.clip))
         return 0
     if args.worker == "viewers":
         asyncio.run(viewers_worker(args.kind, args.url))

@@ -240,6 +240,54 @@ async def test_consent_lost_closes_the_session_and_frees_its_routes(server, monk
         await publisher.close()
 
 
+async def move_client_socket(peer: Peer) -> tuple:
+    """The client's NAT rebinds: its ICE socket is replaced by one on a new port (the old
+    one goes silent). Returns the new local address."""
+    connection = peer.pc.getTransceivers()[0].sender.transport.transport._connection
+    protocol = connection._nominated[1].protocol
+    old = protocol.transport
+    host = old.get_extra_info("sockname")[0]
+    loop = asyncio.get_running_loop()
+    new, _ = await loop.create_datagram_endpoint(lambda: protocol, local_addr=(host, 0))
+    old.set_protocol(asyncio.DatagramProtocol())
+    old.close()
+    return new.get_extra_info("sockname")[:2]
+
+
+async def renominate(peer: Peer) -> None:
+    """What a browser does after a network change: a check with USE-CANDIDATE (the client
+    is ICE-controlling) on its pair, now from its new address."""
+    connection = peer.pc.getTransceivers()[0].sender.transport.transport._connection
+    pair = connection._nominated[1]
+    request = connection.build_request(pair, nominate=True)
+    await pair.protocol.request(request, pair.remote_addr,
+                                integrity_key=connection.remote_password.encode())
+
+
+async def test_a_viewer_whose_address_changes_is_followed_once_it_renominates(server):
+    base, app = server
+    mux = mux_of(app)
+    publisher = Publisher(base, audio=False)
+    viewer = Viewer(base, audio=False)
+    assert await publisher.publish("demo", KEY) == 201
+    assert await viewer.play("demo") == 201
+    try:
+        await wait_for(lambda: len(viewer.numbers) > 5, timeout=15)
+        session = next(iter(app[ROOMS].get("demo").subscribers.values()))
+        old_addr = nominated(session).remote_addr
+        new_addr = await move_client_socket(viewer)
+        assert new_addr != old_addr
+        await renominate(viewer)  # its first authenticated check from there
+        await wait_for(lambda: nominated(session).remote_addr == new_addr, timeout=5)
+        assert mux._by_addr[new_addr] is nominated(session).protocol
+        n = len(viewer.numbers)
+        await wait_for(lambda: len(viewer.numbers) > n + 15, timeout=10)  # media follows
+        assert viewer.pc.connectionState == "connected"
+    finally:
+        await viewer.close()
+        await publisher.close()
+
+
 def test_udp_port_setting():
     assert Settings.load([], {}).udp_port_for(0) == 0
     s = Settings.load(["--udp-port", "40000-40003", "--public-ip", "203.0.113.7"], {})
