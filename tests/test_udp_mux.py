@@ -289,12 +289,12 @@ async def test_a_viewer_whose_address_changes_is_followed_once_it_renominates(se
 
 
 def test_udp_port_setting():
-    assert Settings.load([], {}).udp_port_for(0) == 0
+    assert Settings.load([], {}).media.udp_port_for(0) == 0
     s = Settings.load(["--udp-port", "40000-40003", "--public-ip", "203.0.113.7"], {})
-    assert [s.udp_port_for(i) for i in range(4)] == [40000, 40001, 40002, 40003]
+    assert [s.media.udp_port_for(i) for i in range(4)] == [40000, 40001, 40002, 40003]
     with pytest.raises(ConfigError, match="no port for worker 4"):
-        s.udp_port_for(4)
-    assert Settings.load([], {"STAGEPASS_UDP_PORT": "off"}).udp_port_for(0) is None
+        s.media.udp_port_for(4)
+    assert Settings.load([], {"STAGEPASS_UDP_PORT": "off"}).media.udp_port_for(0) is None
     for bad in ("70000", "5-3", "abc", "0-10"):
         with pytest.raises(ConfigError, match="udp_port"):
             Settings.load(["--udp-port", bad], {})

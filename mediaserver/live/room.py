@@ -69,7 +69,7 @@ class Room:
         self.log = context_logger("stagepass.room", name)
         self.tasks = TaskOwner(self.log)
         self.fanouts: dict[str, Fanout] = {
-            kind: Fanout(kind, self.tasks, self.log, settings.keyframe_min_interval)
+            kind: Fanout(kind, self.tasks, self.log, settings.media.keyframe_min_interval)
             for kind in ("video", "audio")
         }
         #: the process's shared UDP port (set by the registry), None: a port per peer
@@ -95,8 +95,8 @@ class Room:
     def _session_args(self) -> dict:
         return dict(
             room_name=self.name,
-            ice_servers=self.settings.ice_servers,
-            connect_timeout=self.settings.connect_timeout,
+            ice_servers=self.settings.media.ice_servers,
+            connect_timeout=self.settings.media.connect_timeout,
             on_closed=self._forget,
             on_failed=self.observer.peer_failed,
             udp_mux=self.udp_mux,
@@ -133,7 +133,7 @@ class Room:
             if self.publisher is not None and not self.publisher.is_stale():
                 raise RoomBusy(f"room {self.name!r} already has a live publisher")
             publisher = Publisher(
-                **self._session_args(), stale_after=self.settings.publisher_stale_seconds
+                **self._session_args(), stale_after=self.settings.media.publisher_stale_seconds
             )
             try:
                 answer = await publisher.start(offer_sdp, plan, self.fanouts)
@@ -158,7 +158,7 @@ class Room:
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[Subscriber, str]:
         subscriber = Subscriber(
-            **self._session_args(), buffer_limit=self.settings.subscriber_buffer_bytes,
+            **self._session_args(), buffer_limit=self.settings.media.subscriber_buffer_bytes,
             on_first_media=self.observer.viewer_first_media,
         )
         try:
@@ -209,13 +209,13 @@ class Room:
     def _start_recorder(self, broadcast: Broadcast, codecs: dict[str, str]) -> None:
         """Record the broadcast (unless recordings are off); the live path never waits
         for it and goes on if it cannot start."""
-        if not self.settings.recordings or not codecs:
+        if not self.settings.recording.recordings or not codecs:
             return
         try:
             recorder = Recorder(
-                self.name, broadcast, codecs, self.settings.data_dir, self.log,
+                self.name, broadcast, codecs, self.settings.server.data_dir, self.log,
                 request_keyframe=lambda kind: self.fanouts[kind].request_keyframe(),
-                keyframe_interval=self.settings.recording_keyframe_interval,
+                keyframe_interval=self.settings.recording.recording_keyframe_interval,
             )
             recorder.start()
             recorder.attach(self.fanouts)
@@ -321,9 +321,10 @@ class RoomRegistry:
     async def start(self, worker: int = 0) -> None:
         """Bind this process's shared UDP port (``udp_port``; media worker ``worker``
         takes its own port of a range), unless peers bind their own (``off``)."""
-        port = self.settings.udp_port_for(worker)
+        port = self.settings.media.udp_port_for(worker)
         if port is not None and self.udp_mux is None:
-            self.udp_mux = await UdpMux.open(self.settings.udp_host, port, self.settings.public_ip)
+            media = self.settings.media
+            self.udp_mux = await UdpMux.open(media.udp_host, port, media.public_ip)
 
     async def close(self) -> None:
         rooms, self._rooms = list(self._rooms.values()), {}
