@@ -17,10 +17,12 @@ fails loudly if the attributes used here move. What we change, and why:
   RTCP as usual, but its track (``IdleTrack``) never yields a frame, so aiortc's encode
   loop waits forever and never creates an encoder. The ``Fanout`` writes ready-made RTP
   through ``SenderPort.send``: SRTP protect and ``sendto`` on the ICE pair, synchronously,
-  no task switch per packet. The port keeps the sender's SR counters right (packet and
-  octet counts, the NTP/RTP timestamp pair browsers use for lip sync, which the fanout
-  derives from the publisher's) and intercepts the viewer's RTCP: NACK and PLI/FIR go to
-  the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
+  no task switch per packet. On the process's UDP mux (``udp_mux``) the packet is
+  protected by libsrtp in place in the mux's ``sendmmsg`` batch (``batched_send``) instead:
+  the SRTP packet never exists as a Python object. The port keeps the sender's SR
+  counters right (packet and octet counts, the NTP/RTP timestamp pair browsers use for
+  lip sync, which the fanout derives from the publisher's) and intercepts the viewer's
+  RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
   (``rtt``, ``jitter``). Retransmissions (``retransmit``) leave the sender report alone.
   aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they
   refuse RTP over 1,356 bytes ("packet is too long"); the port gives its session a buffer
@@ -374,7 +376,7 @@ class SenderPort:
             return False
         batch = self._batch
         if batch is not None:
-            if batch._blocked and batch._backlog_bytes > self.buffer_limit:
+            if batch.blocked and batch.backlog_bytes > self.buffer_limit:
                 return False
             batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN)
         else:

@@ -119,9 +119,10 @@ class BatchedSender:
         self._len_p = ffi.new("int *")
         self.count = 0  #: datagrams in the arena
         self._scheduled = False
-        self._blocked = False
+        #: the socket was full: datagrams wait in a backlog until it drains
+        self.blocked = False
         self._backlog: list[tuple[bytes, Any]] = []
-        self._backlog_bytes = 0
+        self.backlog_bytes = 0  #: bytes in that backlog
         self.limit_bytes = limit_bytes
         self.stats = SenderStats()
 
@@ -199,13 +200,9 @@ class BatchedSender:
         off = i * SLOT_SIZE
         return self._buffer[off:off + self._lengths[i]]
 
-    @property
-    def blocked(self) -> bool:
-        return self._blocked
-
     def backlog(self) -> int:
         """Bytes waiting for the socket to drain (0 while it takes everything)."""
-        return self._backlog_bytes
+        return self.backlog_bytes
 
     # ------------------------------------------------------------ sending
     def flush(self) -> None:
@@ -214,7 +211,7 @@ class BatchedSender:
         end = self.count
         if not end:
             return
-        if self._blocked:
+        if self.blocked:
             self._to_backlog(0, end)
             return
         send, stats = self._send, self.stats
@@ -243,23 +240,23 @@ class BatchedSender:
 
     def _to_backlog(self, start: int, end: int) -> None:
         for i in range(start, end):
-            if self._backlog_bytes > self.limit_bytes:
+            if self.backlog_bytes > self.limit_bytes:
                 self.stats.overflow += end - i
                 break
             data = self.datagram(i)
             self._backlog.append((data, self.addrs[i]))
-            self._backlog_bytes += len(data)
+            self.backlog_bytes += len(data)
         self.count = 0
 
     def _block(self, start: int, end: int) -> None:
-        self._blocked = True
+        self.blocked = True
         self._to_backlog(start, end)
         self._loop.add_writer(self._sock.fileno(), self._writable)
 
     def _writable(self) -> None:
         self._loop.remove_writer(self._sock.fileno())
-        self._blocked = False
-        backlog, self._backlog, self._backlog_bytes = self._backlog, [], 0
+        self.blocked = False
+        backlog, self._backlog, self.backlog_bytes = self._backlog, [], 0
         pending = [(self.datagram(i), self.addrs[i]) for i in range(self.count)]
         self.count = 0
         for data, addr in backlog + pending:  # oldest first; a full arena flushes itself
@@ -268,11 +265,11 @@ class BatchedSender:
 
     def close(self) -> None:
         """Forget what is queued (the socket is closing)."""
-        if self._blocked:
+        if self.blocked:
             self._loop.remove_writer(self._sock.fileno())
-            self._blocked = False
+            self.blocked = False
         self._backlog.clear()
-        self._backlog_bytes = self.count = 0
+        self.backlog_bytes = self.count = 0
 
 
 # ----------------------------------------------------------------------- strategies

@@ -100,9 +100,6 @@ class MuxProtocol(StunProtocol):
         self.transport = _MuxTransport(mux)  # type: ignore[assignment]
         #: remote addresses routed to this protocol
         self.addresses: set[Any] = set()
-        #: the fan-out's path: queue a datagram for this turn's batch
-        self.send_batched = mux.sender.add
-        self.backlog = mux.sender.backlog
 
     def send_stun(self, message: stun.Message, addr: tuple[str, int]) -> None:
         cls = message.message_class
