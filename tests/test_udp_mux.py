@@ -137,20 +137,45 @@ def _binding_request(username: str | None, password: str | None) -> bytes:
     return bytes(request)
 
 
-async def test_hostile_datagrams_are_dropped_counted_and_change_nothing(server):
-    base, app = server
-    mux = mux_of(app)
-    publisher = Publisher(base, audio=False)
-    viewer = Viewer(base, audio=False)
-    assert await publisher.publish("demo", KEY) == 201
-    assert await viewer.play("demo") == 201
+class Watching:
+    """A publisher live in "demo" and one decoding viewer receiving it, through the mux."""
+
+    def __init__(self, base: str, app) -> None:
+        self.base, self.app, self.mux = base, app, mux_of(app)
+        self.room = None
+        self.publisher = Publisher(base, audio=False)
+        self.viewer = Viewer(base, audio=False)
+
+    def session(self):
+        """The server's session of the (first) viewer."""
+        return next(iter(self.room.subscribers.values()))
+
+    async def frames_after(self, count: int, timeout: float = 10) -> None:
+        n = len(self.viewer.numbers)
+        await wait_for(lambda: len(self.viewer.numbers) > n + count, timeout=timeout)
+
+
+@pytest.fixture
+async def watching(server):
+    w = Watching(*server)
+    assert await w.publisher.publish("demo", KEY) == 201
+    assert await w.viewer.play("demo") == 201
+    try:
+        await wait_for(lambda: len(w.viewer.numbers) > 5, timeout=15)
+        w.room = w.app[ROOMS].get("demo")
+        yield w
+    finally:
+        await w.viewer.close()
+        await w.publisher.close()
+
+
+async def test_hostile_datagrams_are_dropped_counted_and_change_nothing(watching):
+    mux = watching.mux
     attacker = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     attacker.bind(("127.0.0.1", 0))
     attacker.settimeout(0.3)
     try:
-        await wait_for(lambda: len(viewer.numbers) > 5, timeout=15)
-        session = next(iter(app[ROOMS].get("demo").subscribers.values()))
-        connection = session.pc.getTransceivers()[0].sender.transport.transport._connection
+        connection = watching.session().pc.getTransceivers()[0].sender.transport.transport._connection
         ufrag = connection.local_username
         target = ("127.0.0.1", mux.port)
         before = mux.stats.as_dict()
@@ -175,69 +200,46 @@ async def test_hostile_datagrams_are_dropped_counted_and_change_nothing(server):
         attacker.sendto(b"\x80" + os.urandom(100), target)  # still a stranger
         await asyncio.sleep(0.1)
         assert mux.stats.unknown_source == after["unknown_source"] + 1
-        n = len(viewer.numbers)
-        await wait_for(lambda: len(viewer.numbers) > n + 10, timeout=5)
-        assert viewer.pc.connectionState == "connected"
+        await watching.frames_after(10, timeout=5)
+        assert watching.viewer.pc.connectionState == "connected"
     finally:
         attacker.close()
-        await viewer.close()
-        await publisher.close()
 
 
-async def test_a_peer_that_leaves_is_forgotten_and_a_new_session_takes_the_same_port(server):
-    base, app = server
-    mux = mux_of(app)
-    publisher = Publisher(base, audio=False)
-    assert await publisher.publish("demo", KEY) == 201
-    first = Viewer(base, audio=False)
-    assert await first.play("demo") == 201
+async def test_a_peer_that_leaves_is_forgotten_and_a_new_session_takes_the_same_port(watching):
+    mux, room, first = watching.mux, watching.room, watching.viewer
+    session = watching.session()
+    protocol = nominated(session).protocol
+    learned = set(protocol.addresses)
+    assert learned and all(mux._by_addr[a] is protocol for a in learned)
+    ufrag = session.pc.getTransceivers()[0].sender.transport.transport._connection.local_username
+    assert await first.delete() == 200
+    await first.close()
+    await wait_for(lambda: not room.subscribers, timeout=5)
+    assert ufrag not in mux._by_ufrag and not learned & set(mux._by_addr)
+    assert len(mux) == 1  # the publisher
+    # the viewer comes back: a new session (new ICE credentials) on the same port
+    again = Viewer(watching.base, audio=False)
     try:
-        await wait_for(lambda: len(first.numbers) > 5, timeout=15)
-        room = app[ROOMS].get("demo")
-        session = next(iter(room.subscribers.values()))
-        protocol = nominated(session).protocol
-        learned = set(protocol.addresses)
-        assert learned and all(mux._by_addr[a] is protocol for a in learned)
-        ufrag = session.pc.getTransceivers()[0].sender.transport.transport._connection.local_username
-        assert await first.delete() == 200
-        await first.close()
-        await wait_for(lambda: not room.subscribers, timeout=5)
-        assert ufrag not in mux._by_ufrag and not learned & set(mux._by_addr)
-        assert len(mux) == 1  # the publisher
-        # the viewer comes back: a new session (new ICE credentials) on the same port
-        again = Viewer(base, audio=False)
         assert await again.play("demo") == 201
         await wait_for(lambda: len(again.numbers) > 5, timeout=15)
         assert server_port_seen_by(again) == mux.port
-        await again.close()
     finally:
-        await publisher.close()
+        await again.close()
 
 
-async def test_consent_lost_closes_the_session_and_frees_its_routes(server, monkeypatch):
+async def test_consent_lost_closes_the_session_and_frees_its_routes(watching, monkeypatch):
     """A viewer that vanishes without a DELETE: the server's consent checks (RFC 7675) go
     unanswered, the session ends and the mux forgets it."""
-    monkeypatch.setattr("aioice.ice.CONSENT_INTERVAL", 0.2)
-    base, app = server
-    mux = mux_of(app)
-    publisher = Publisher(base, audio=False)
-    assert await publisher.publish("demo", KEY) == 201
-    viewer = Viewer(base, audio=False)
-    assert await viewer.play("demo") == 201
-    try:
-        await wait_for(lambda: len(viewer.numbers) > 5, timeout=15)
-        room = app[ROOMS].get("demo")
-        protocol = nominated(next(iter(room.subscribers.values()))).protocol
-        assert protocol.addresses
-        # the viewer's host goes silent: its ICE socket stops answering
-        client = viewer.pc.getTransceivers()[0].sender.transport.transport._connection
-        for p in client._protocols:
-            p.datagram_received = lambda data, addr: None
-        await wait_for(lambda: not room.subscribers, timeout=10)
-        assert not protocol.addresses and len(mux) == 1
-    finally:
-        await viewer.close()
-        await publisher.close()
+    monkeypatch.setattr("aioice.ice.CONSENT_INTERVAL", 0.2)  # read by each consent round
+    protocol = nominated(watching.session()).protocol
+    assert protocol.addresses
+    # the viewer's host goes silent: its ICE socket stops answering
+    client = watching.viewer.pc.getTransceivers()[0].sender.transport.transport._connection
+    for p in client._protocols:
+        p.datagram_received = lambda data, addr: None
+    await wait_for(lambda: not watching.room.subscribers, timeout=15)
+    assert not protocol.addresses and len(watching.mux) == 1
 
 
 async def move_client_socket(peer: Peer) -> tuple:
@@ -264,28 +266,16 @@ async def renominate(peer: Peer) -> None:
                                 integrity_key=connection.remote_password.encode())
 
 
-async def test_a_viewer_whose_address_changes_is_followed_once_it_renominates(server):
-    base, app = server
-    mux = mux_of(app)
-    publisher = Publisher(base, audio=False)
-    viewer = Viewer(base, audio=False)
-    assert await publisher.publish("demo", KEY) == 201
-    assert await viewer.play("demo") == 201
-    try:
-        await wait_for(lambda: len(viewer.numbers) > 5, timeout=15)
-        session = next(iter(app[ROOMS].get("demo").subscribers.values()))
-        old_addr = nominated(session).remote_addr
-        new_addr = await move_client_socket(viewer)
-        assert new_addr != old_addr
-        await renominate(viewer)  # its first authenticated check from there
-        await wait_for(lambda: nominated(session).remote_addr == new_addr, timeout=5)
-        assert mux._by_addr[new_addr] is nominated(session).protocol
-        n = len(viewer.numbers)
-        await wait_for(lambda: len(viewer.numbers) > n + 15, timeout=10)  # media follows
-        assert viewer.pc.connectionState == "connected"
-    finally:
-        await viewer.close()
-        await publisher.close()
+async def test_a_viewer_whose_address_changes_is_followed_once_it_renominates(watching):
+    session = watching.session()
+    old_addr = nominated(session).remote_addr
+    new_addr = await move_client_socket(watching.viewer)
+    assert new_addr != old_addr
+    await renominate(watching.viewer)  # its first authenticated check from there
+    await wait_for(lambda: nominated(session).remote_addr == new_addr, timeout=5)
+    assert watching.mux._by_addr[new_addr] is nominated(session).protocol
+    await watching.frames_after(15)  # media follows
+    assert watching.viewer.pc.connectionState == "connected"
 
 
 def test_udp_port_setting():

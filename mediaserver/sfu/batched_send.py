@@ -129,22 +129,13 @@ class BatchedSender:
     # ------------------------------------------------------------ queueing
     def add(self, data: bytes, addr: Any) -> None:
         """Queue one datagram; it leaves at the end of this loop turn."""
-        i = self.count
-        if i == MAX_BATCH:
-            self.flush()
-            i = self.count
-        n = len(data)
-        if n > SLOT_SIZE:
-            raise ValueError(f"a {n}-byte datagram does not fit a {SLOT_SIZE}-byte slot")
-        off = i * SLOT_SIZE
-        self._buffer[off:off + n] = data
-        self._commit(i, n, addr)
+        self.add_transformed(data, addr, None, None, 0)
 
     def add_transformed(self, data: bytes, addr: Any, transform: Any, context: Any, room: int) -> None:
         """Queue ``data`` rewritten in place in its slot by the C function
         ``transform(context, char *buffer, int *length)`` (e.g. libsrtp's ``srtp_protect``,
-        which appends up to ``room`` bytes). Raises ``ValueError`` if ``data`` plus
-        ``room`` does not fit a slot, ``OSError`` if ``transform`` returns non-zero."""
+        which appends up to ``room`` bytes; None: as is). Raises ``ValueError`` if ``data``
+        plus ``room`` does not fit a slot, ``OSError`` if ``transform`` returns non-zero."""
         i = self.count
         if i == MAX_BATCH:
             self.flush()
@@ -154,25 +145,14 @@ class BatchedSender:
             raise ValueError("packet is too long")
         off = i * SLOT_SIZE
         self._buffer[off:off + n] = data
-        len_p = self._len_p
-        len_p[0] = n
-        status = transform(context, self._pointers[i], len_p)
-        if status:
-            raise OSError(f"transform failed with status {status}")
-        # the per-packet path: _commit inlined
-        self._iovs[i].iov_len = self._lengths[i] = len_p[0]
-        name = self._names.get(addr) or self._sockaddr(addr)
-        hdr = self.hdrs[i].msg_hdr
-        hdr.msg_name = name[0]
-        hdr.msg_namelen = name[1]
-        self.addrs[i] = addr
-        self.count = i + 1
-        if not self._scheduled:
-            self._scheduled = True
-            self._loop.call_soon(self.flush)
-
-    def _commit(self, i: int, length: int, addr: Any) -> None:
-        self._iovs[i].iov_len = self._lengths[i] = length
+        if transform is not None:
+            len_p = self._len_p
+            len_p[0] = n
+            status = transform(context, self._pointers[i], len_p)
+            if status:
+                raise OSError(f"transform failed with status {status}")
+            n = len_p[0]
+        self._iovs[i].iov_len = self._lengths[i] = n
         name = self._names.get(addr) or self._sockaddr(addr)
         hdr = self.hdrs[i].msg_hdr
         hdr.msg_name = name[0]
