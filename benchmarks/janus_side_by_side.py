@@ -67,8 +67,10 @@ from live_fanout import (  # noqa: E402
     command_loop,
     count_packets,
     free_port,
+    hot_spots,
     machine_cpu,
     process_cpu_seconds,
+    start_profiler,
     until,
     wait_connected,
 )
@@ -204,7 +206,7 @@ def janus_config(folder: Path, http_port: int, rtp_port: int, event_loops: int) 
     (folder / "janus.jcfg").write_text(
         "general: {\n"
         f'\tconfigs_folder = "{folder}"\n\tplugins_folder = "{JANUS_PLUGINS}"\n'
-        f'\ttransports_folder = "{JANUS_TRANSPORTS}"\n\tdebug_level = 3\n\tsession_timeout = 0\n{loops}'
+        f'\ttransports_folder = "{JANUS_TRANSPORTS}"\n\tdebug_level = 2\n\tsession_timeout = 0\n{loops}'
         "}\n"
         "media: {\n\trtp_port_range = \"30000-39999\"\n}\n"
         "nat: {\n\tnice_debug = false\n\tignore_mdns = true\n}\n"
@@ -284,7 +286,7 @@ class WhepViewer(JanusViewer):
 async def viewers_worker(kind: str, base: str) -> None:
     viewers: list[JanusViewer] = []
     gate = asyncio.Semaphore(5)
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=40)) as http:
 
         async def connect(v: JanusViewer) -> Optional[str]:
             async with gate:
@@ -347,9 +349,11 @@ class Step:
             rtp_port = free_port()
             config = janus_config(self.logdir / f"{self.server}-{self.n}-conf", port, rtp_port,
                                   2 if self.server == "janus-el2" else 0)
+            # its log to a file (-N -L): a pipe nobody reads would fill and stall it
             server = await Child.start(f"{self.server}-{self.n}-server",
                                        [shutil.which("janus") or "janus", "-C", str(config),
-                                        "-F", str(config.parent), "-o"],
+                                        "-F", str(config.parent), "-o", "-N",
+                                        "-L", str(self.logdir / f"{self.server}-{self.n}-janus.log")],
                                        self.logdir, self.server_cpus)
             base, feed = f"http://127.0.0.1:{port}/janus", f"rtp:{rtp_port}"
             probe = f"{base}/info"
@@ -392,6 +396,10 @@ class Step:
         await until(receiving, 20, "video at every viewer")
         await asyncio.sleep(self.args.warmup)
         pid = server.proc.pid
+        profiler = None
+        if self.args.profile and self.server.startswith("stagepass") and self.n:
+            profile = self.args.profile / f"{self.server}-{self.n}.txt"
+            profiler = await start_profiler(pid, self.args.seconds, profile)
         first, t0 = await snap(), time.monotonic()
         cpu0, box0 = process_cpu_seconds(pid), machine_cpu()
         slices, prev, prev_t = [], cpu0, t0
@@ -401,6 +409,9 @@ class Step:
             slices.append((cpu - prev) / (now - prev_t))
             prev, prev_t = cpu, now
         last, t1, box1 = await snap(), time.monotonic(), machine_cpu()
+        if profiler is not None:
+            await asyncio.wait_for(profiler.wait(), 30)
+            print(hot_spots(profile, top=20), flush=True)
         per_viewer = [(b - a) / (t1 - t0) for a, b in zip(first, last)]
         return {
             "server": self.server, "viewers": self.n,
@@ -463,12 +474,13 @@ async def run(args: argparse.Namespace) -> dict:
     print(f"logs in {logdir}; servers {', '.join(servers)}; N {ns}; {args.rounds} round(s)", flush=True)
     save_clip(vp8_clip(), logdir / "clip.vp8")  # encoded once; feeders read it
     rows: list[dict] = []
-    async with aiohttp.ClientSession() as http:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         for r in range(args.rounds):
             for n in ns:
                 for server in servers:
                     try:
-                        row = await Step(server, n, args, logdir).run(http)
+                        row = await asyncio.wait_for(Step(server, n, args, logdir).run(http),
+                                                     args.seconds + args.warmup + 150)
                     except (RuntimeError, OSError, asyncio.TimeoutError, aiohttp.ClientError) as exc:
                         print(f"  round {r + 1} {server:15} N={n:<3} FAILED: {exc}", flush=True)
                         continue
@@ -489,6 +501,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--server-cpus", default="0" if len(ALL_CPUS) > 1 else "",
                         help="CPUs the server is pinned to, the feeder and viewers get the others")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy the Stagepass servers into DIR and print their hot spots "
+                        "(numbers of a profiled run are not for comparison)")
     parser.add_argument("--worker", choices=["feeder", "viewers"], help=argparse.SUPPRESS)
     parser.add_argument("--kind", help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)

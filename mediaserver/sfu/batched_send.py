@@ -113,6 +113,10 @@ class BatchedSender:
             self._iovs[i].iov_base = self._pointers[i]
             self.hdrs[i].msg_hdr.msg_iov = self._iovs + i
             self.hdrs[i].msg_hdr.msg_iovlen = 1
+        # per slot, pointers to its iovec and msghdr, made once: the per-datagram path then
+        # sets fields through them instead of indexing the arrays (a new cdata each time)
+        self._iov_at = [self._iovs + i for i in range(MAX_BATCH)]
+        self._hdr_at = [ffi.addressof(self.hdrs[i], "msg_hdr") for i in range(MAX_BATCH)]
         self._lengths = [0] * MAX_BATCH
         self.addrs: list[Any] = [None] * MAX_BATCH
         self._names: dict[Any, tuple[Any, int]] = {}
@@ -152,9 +156,9 @@ class BatchedSender:
             if status:
                 raise OSError(f"transform failed with status {status}")
             n = len_p[0]
-        self._iovs[i].iov_len = self._lengths[i] = n
+        self._iov_at[i].iov_len = self._lengths[i] = n
         name = self._names.get(addr) or self._sockaddr(addr)
-        hdr = self.hdrs[i].msg_hdr
+        hdr = self._hdr_at[i]
         hdr.msg_name = name[0]
         hdr.msg_namelen = name[1]
         self.addrs[i] = addr
