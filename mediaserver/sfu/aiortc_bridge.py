@@ -352,14 +352,16 @@ class SenderPort:
         protocol = pair.protocol
         transport = getattr(protocol, "transport", None)
         mux = getattr(protocol, "mux", None)
-        if mux is not None:  # on the process's UDP mux: protected straight into its batch
+        # on the process's UDP mux: protected straight into its batch, unless something
+        # (a test's network shim) put its own sendto on this connection's transport
+        if mux is not None and "sendto" not in vars(transport):
             self._batch = mux.sender
             self._srtp = self._dtls._tx_srtp._srtp[0]
             self._sendto = mux.sender.add
             self._buffered = mux.sender.backlog
             return True
         self._batch = None
-        if transport is not None and type(protocol).send_data is _ICE_SEND_DATA:
+        if transport is not None and (mux is not None or type(protocol).send_data is _ICE_SEND_DATA):
             self._sendto = transport.sendto
             self._buffered = transport.get_write_buffer_size
         else:  # TURN relay: its send path is a coroutine
