@@ -56,7 +56,7 @@ def server_port_seen_by(peer: Peer) -> int:
     return transceiver.sender.transport.transport._connection._nominated[1].remote_addr[1]
 
 
-def test_aioice_internals_the_mux_hooks_are_there():
+async def test_aioice_internals_the_mux_hooks_are_there():
     assert list(inspect.signature(Connection.get_component_candidates).parameters) == [
         "self", "component", "addresses", "timeout"]
     assert list(inspect.signature(Connection.request_received).parameters) == [
