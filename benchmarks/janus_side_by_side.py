@@ -58,22 +58,12 @@ import av  # noqa: E402
 import numpy as np  # noqa: E402
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription  # noqa: E402
 
-from live_fanout import (  # noqa: E402
-    ALL_CPUS,
-    KEY,
-    ROOM,
-    Child,
-    RtpCounter,
-    command_loop,
-    count_packets,
-    free_port,
-    hot_spots,
-    machine_cpu,
-    process_cpu_seconds,
-    start_profiler,
-    until,
-    wait_connected,
-)
+from common.children import ALL_CPUS, Child, command_loop, free_port  # noqa: E402
+from common.measure import machine_cpu, process_cpu_seconds  # noqa: E402
+from common.viewers import RtpCounter, count_packets, wait_connected  # noqa: E402
+from fanout import KEY, ROOM  # noqa: E402
+from fanout.profiling import hot_spots, start_profiler  # noqa: E402
+from fanout.step import until  # noqa: E402
 from tests.encoded_media import PacketLoopTrack  # noqa: E402
 from tests.peers import Peer, prefer  # noqa: E402
 
