@@ -278,6 +278,30 @@ async def test_a_viewer_whose_address_changes_is_followed_once_it_renominates(wa
     assert watching.viewer.pc.connectionState == "connected"
 
 
+async def test_a_candidate_naming_another_peers_address_does_not_steal_its_route():
+    """A peer's SDP may list any address as its candidate: our checks to it must not
+    take the route of the connection that owns that address; an authenticated check
+    from there may (the address really moved)."""
+    from types import SimpleNamespace
+
+    mux = await UdpMux.open("127.0.0.1", 0)
+    try:
+        victim = mux._protocol(SimpleNamespace(local_username="vict"), 1, "127.0.0.1")
+        attacker = mux._protocol(SimpleNamespace(local_username="evil"), 1, "127.0.0.1")
+        address = ("127.0.0.1", 9)  # discard port: what we send there goes nowhere
+        mux.learn(address, victim)
+        request = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.REQUEST)
+        attacker.send_stun(request, address)
+        assert mux._by_addr[address] is victim and address not in attacker.addresses
+        response = stun.Message(message_method=stun.Method.BINDING, message_class=stun.Class.RESPONSE,
+                                transaction_id=request.transaction_id)
+        response.add_message_integrity(b"password-of-the-new-owner")
+        attacker.send_stun(response, address)
+        assert mux._by_addr[address] is attacker and address not in victim.addresses
+    finally:
+        await mux.close()
+
+
 def test_udp_port_setting():
     assert Settings.load([], {}).media.udp_port_for(0) == 0
     s = Settings.load(["--udp-port", "40000-40003", "--public-ip", "203.0.113.7"], {})

@@ -9,7 +9,8 @@ per worker, and the fan-out's copies of a packet leave in one ``sendmmsg``
 * **STUN requests** go to the connection whose local ICE username fragment opens the
   request's ``USERNAME`` (``ours:theirs``); aioice then checks MESSAGE-INTEGRITY as usual.
   A remote address is *learned* for a connection only when aioice answers such a request
-  with a success response (it authenticated it) or sends a request of its own there;
+  with a success response (it authenticated it), or sends a check of its own to an
+  address no other connection has (a remote candidate in an SDP never steals a route);
 * **STUN responses** go to the connection that sent the request (by remote address, then
   by transaction id);
 * **DTLS, SRTP and SRTCP** go to the connection that learned the source address, straight
@@ -103,8 +104,12 @@ class MuxProtocol(StunProtocol):
 
     def send_stun(self, message: stun.Message, addr: tuple[str, int]) -> None:
         cls = message.message_class
-        if cls is stun.Class.REQUEST or (cls is stun.Class.RESPONSE and "MESSAGE-INTEGRITY" in message.attributes):
-            self.mux.learn(addr, self)  # our own check, or an authenticated one we answer
+        if cls is stun.Class.RESPONSE and "MESSAGE-INTEGRITY" in message.attributes:
+            self.mux.learn(addr, self)  # a check we authenticated came from there
+        elif cls is stun.Class.REQUEST:
+            # our own check to a candidate the peer's SDP named: never takes an address
+            # another connection owns (an SDP could name someone else's)
+            self.mux.learn(addr, self, take=False)
         self.mux.sendto(bytes(message), addr)
 
     async def send_data(self, data: bytes, addr: tuple[str, int]) -> None:
@@ -195,10 +200,11 @@ class UdpMux(asyncio.DatagramProtocol):
         protocol.connection_made(protocol.transport)  # type: ignore[arg-type]
         return protocol
 
-    def learn(self, addr: Any, protocol: MuxProtocol) -> None:
-        """Route datagrams from ``addr`` to ``protocol`` from now on."""
+    def learn(self, addr: Any, protocol: MuxProtocol, take: bool = True) -> None:
+        """Route datagrams from ``addr`` to ``protocol`` from now on; ``take=False``: only
+        if no other connection has it."""
         current = self._by_addr.get(addr)
-        if current is protocol:
+        if current is protocol or (current is not None and not take):
             return
         if len(protocol.addresses) >= _MAX_ADDRESSES:
             self.stats.address_limit += 1
