@@ -163,6 +163,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ROOMS] = rooms
+        await rooms.start()
         yield
         await rooms.close()
 

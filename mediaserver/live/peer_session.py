@@ -18,6 +18,7 @@ from mediaserver.live.errors import NegotiationFailed
 from mediaserver.live.remote_candidates import DeferredCandidates, RemoteCandidates, RemoteIce
 from core.logs import context_logger
 from core.tasks import TaskOwner
+from mediaserver.sfu.udp_mux import UdpMux, adopt_peer_connection
 
 __all__ = ["PeerSession"]
 
@@ -32,6 +33,7 @@ class PeerSession:
         connect_timeout: float,
         on_closed: Callable[["PeerSession"], Awaitable[None]],
         on_failed: Optional[Callable[[str, str, str], None]] = None,
+        udp_mux: Optional[UdpMux] = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.room_name = room_name
@@ -46,6 +48,7 @@ class PeerSession:
         #: the offer's ICE credentials and mids (set by ``negotiate``)
         self.remote_ice = RemoteIce("", "", ())
         self.remote_candidates = RemoteCandidates(self.pc, self.tasks, self.log)
+        self._udp_mux = udp_mux
         self.connected = asyncio.Event()
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
@@ -80,6 +83,8 @@ class PeerSession:
         offer_sdp, mdns = DeferredCandidates.take_from(offer_sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            if self._udp_mux is not None:
+                adopt_peer_connection(self._udp_mux, self.pc)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             raise NegotiationFailed(f"cannot negotiate this offer: {exc}") from exc

@@ -17,10 +17,12 @@ fails loudly if the attributes used here move. What we change, and why:
   RTCP as usual, but its track (``IdleTrack``) never yields a frame, so aiortc's encode
   loop waits forever and never creates an encoder. The ``Fanout`` writes ready-made RTP
   through ``SenderPort.send``: SRTP protect and ``sendto`` on the ICE pair, synchronously,
-  no task switch per packet. The port keeps the sender's SR counters right (packet and
-  octet counts, the NTP/RTP timestamp pair browsers use for lip sync, which the fanout
-  derives from the publisher's) and intercepts the viewer's RTCP: NACK and PLI/FIR go to
-  the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
+  no task switch per packet. On the process's UDP mux (``udp_mux``) the packet is
+  protected by libsrtp in place in the mux's ``sendmmsg`` batch (``batched_send``) instead:
+  the SRTP packet never exists as a Python object. The port keeps the sender's SR
+  counters right (packet and octet counts, the NTP/RTP timestamp pair browsers use for
+  lip sync, which the fanout derives from the publisher's) and intercepts the viewer's
+  RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
   (``rtt``, ``jitter``). Retransmissions (``retransmit``) leave the sender report alone.
   aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they
   refuse RTP over 1,356 bytes ("packet is too long"); the port gives its session a buffer
@@ -63,6 +65,7 @@ from aiortc.rtp import (
 from OpenSSL import SSL
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 from mediaserver.sfu.retransmission import NackRequester
 
@@ -85,6 +88,7 @@ AIORTC_VERSION = "1.16.0"
 #: (RTX included) plus the header Stagepass writes in front of its payload
 MAX_RTP_PACKET = 2048
 _CONNECTED = DtlsState.CONNECTED
+_srtp_protect = _srtp_lib.srtp_protect
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
@@ -322,6 +326,10 @@ class SenderPort:
         self._sendto: Optional[Callable[[bytes, Any], None]] = None
         self._buffered: Callable[[], int] = int
         self._addr: Any = None
+        #: the UDP mux's batch (``batched_send.BatchedSender``) and the libsrtp session
+        #: context the packets are protected with in it, when the pair is on the mux
+        self._batch: Any = None
+        self._srtp: Any = None
 
     @property
     def octets_sent(self) -> int:
@@ -340,8 +348,19 @@ class SenderPort:
         _enlarge_srtp_session(self._dtls._tx_srtp)
         self._protect = self._dtls._tx_srtp.protect
         self._addr = pair.remote_addr
-        transport = getattr(pair.protocol, "transport", None)
-        if transport is not None and type(pair.protocol).send_data is _ICE_SEND_DATA:
+        protocol = pair.protocol
+        transport = getattr(protocol, "transport", None)
+        mux = getattr(protocol, "mux", None)
+        # on the process's UDP mux: protected straight into its batch, unless something
+        # (a test's network shim) put its own sendto on this connection's transport
+        if mux is not None and "sendto" not in vars(transport):
+            self._batch = mux.sender
+            self._srtp = self._dtls._tx_srtp._srtp[0]
+            self._sendto = mux.sender.add
+            self._buffered = mux.sender.backlog
+            return True
+        self._batch = None
+        if transport is not None and (mux is not None or type(protocol).send_data is _ICE_SEND_DATA):
             self._sendto = transport.sendto
             self._buffered = transport.get_write_buffer_size
         else:  # TURN relay: its send path is a coroutine
@@ -356,16 +375,22 @@ class SenderPort:
         pair = self._nominated.get(1)
         if pair is not self._pair and not self._bind(pair):
             return False
-        protected = self._protect(data)
-        sendto = self._sendto
-        if sendto is not None:
-            if self._buffered() > self.buffer_limit:
+        batch = self._batch
+        if batch is not None:
+            if batch.blocked and batch.backlog_bytes > self.buffer_limit:
                 return False
-            sendto(protected, self._addr)
+            batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN)
         else:
-            fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
-            self._pending.add(fut)
-            fut.add_done_callback(self._pending.discard)
+            protected = self._protect(data)
+            sendto = self._sendto
+            if sendto is not None:
+                if self._buffered() > self.buffer_limit:
+                    return False
+                sendto(protected, self._addr)
+            else:
+                fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
+                self._pending.add(fut)
+                fut.add_done_callback(self._pending.discard)
         s = self._sender
         s._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
         s._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
@@ -545,6 +570,8 @@ def enlarge_receive_buffer(receiver: RTCRtpReceiver, size: int = 4 << 20) -> Opt
     import socket
 
     pair = receiver.transport.transport._connection._nominated.get(1)
+    if getattr(getattr(pair, "protocol", None), "mux", None) is not None:
+        return None  # the process's UDP mux sized its own socket's buffers
     transport = getattr(getattr(pair, "protocol", None), "transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:
