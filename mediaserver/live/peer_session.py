@@ -13,7 +13,8 @@ from typing import Awaitable, Callable, Optional
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from mediaserver.sfu.aiortc_bridge import DtlsWatch, enlarge_srtp_buffers
+from mediaserver.sfu.aiortc_bridge import enlarge_srtp_buffers
+from mediaserver.sfu.dtls_watch import DtlsWatch
 from mediaserver.live.errors import NegotiationFailed
 from mediaserver.live.remote_candidates import DeferredCandidates, RemoteCandidates, RemoteIce
 from core.logs import context_logger
