@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from pathlib import Path
 from typing import AsyncIterator, Optional
@@ -25,6 +26,7 @@ from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_route
 
 from .aiortc_bridge import check_aiortc_version
 from .config import Settings
+from .ingest.rtmp_server import RtmpIngest
 from .packaging_jobs import PackagingJobs
 from .recorder import MANIFEST_NAME, recording_dir
 from .recording_library import RecordingLibrary
@@ -33,12 +35,14 @@ from .storage import StorageError, open_storage, publishes
 from .storage.uploads import ReplayUploads
 from .vod import PackageOptions
 
-__all__ = ["AUDIENCE", "PACKAGING", "create_app"]
+__all__ = ["AUDIENCE", "PACKAGING", "RTMP", "create_app"]
 
 PACKAGING = web.AppKey("packaging", PackagingJobs)
 AUDIENCE = web.AppKey("audience", AudienceSampler)
+RTMP = web.AppKey("rtmp", RtmpIngest)
 
 storage_log = logging.getLogger("stagepass.storage")
+rtmp_log = logging.getLogger("stagepass.rtmp")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
 
@@ -154,6 +158,31 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         await rooms.close()
 
     app.cleanup_ctx.append(rooms_ctx)
+
+    async def rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
+        """RTMP encoders publish into the same rooms (``STAGEPASS_RTMP_PORT``, 0: off).
+        After the rooms in the list, so its connections end before the rooms close."""
+        config_rooms = {key: room for room, key in settings.stream_keys().items()}
+
+        async def resolve_key(key: str) -> Optional[str]:
+            room = next((r for k, r in config_rooms.items() if hmac.compare_digest(k.encode(), key.encode())), None)
+            paywall = app.get(paywall_http.PAYWALL)
+            if room is None and paywall is not None:
+                room = await paywall.catalog.room_for_stream_key(key)
+            return room
+
+        ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.rtmp_audio_bitrate)
+        try:
+            await ingest.start(settings.host, settings.rtmp_port)
+        except OSError as exc:
+            rtmp_log.error("RTMP ingest cannot listen on %s:%d (%s): RTMP publishing is off on this node",
+                           settings.host, settings.rtmp_port, exc.strerror or exc)
+        app[RTMP] = ingest
+        yield
+        await ingest.close()
+
+    if settings.rtmp_port:
+        app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
     install_ops(app, settings, rooms, metrics, with_paywall=permissions is None,
                 storage=storage if publishing else None)

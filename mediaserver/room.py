@@ -22,19 +22,21 @@ import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Optional, TypeVar
 
 from .config import Settings
 from .errors import RoomBusy
 from .fanout import Fanout
 from .logs import context_logger
 from .peer_session import PeerSession
-from .publisher import Publisher
+from .publisher import LivePublisher, Publisher
 from .recorder import Recorder
 from .subscriber import Subscriber
 from .tasks import TaskOwner
 
 __all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry"]
+
+S = TypeVar("S", bound=LivePublisher)
 
 
 class LiveObserver:
@@ -71,7 +73,7 @@ class Room:
             kind: Fanout(kind, self.tasks, self.log, settings.keyframe_min_interval)
             for kind in ("video", "audio")
         }
-        self.publisher: Optional[Publisher] = None
+        self.publisher: Optional[LivePublisher] = None
         self.subscribers: dict[str, Subscriber] = {}
         self.broadcast: Optional[Broadcast] = None
         self.recorder: Optional[Recorder] = None  #: the current broadcast's recording
@@ -81,7 +83,7 @@ class Room:
         self.broadcast_ended: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
         #: (publisher, ended_broadcast before it) while the broadcast that publisher's POST
         #: opened has seen no media: discarded if it leaves without sending any
-        self._unconfirmed: Optional[tuple[Publisher, Optional[Broadcast]]] = None
+        self._unconfirmed: Optional[tuple[LivePublisher, Optional[Broadcast]]] = None
         self._publish_lock = asyncio.Lock()
         self._closed = False
         #: kind -> totals of the viewers that left (NACKed sequence numbers, payload bytes),
@@ -126,8 +128,7 @@ class Room:
     async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[Publisher, str]:
         """Accept a publisher (``plan``: kind -> codec key); ``RoomBusy`` if one is live."""
         async with self._publish_lock:
-            if self.publisher is not None and not self.publisher.is_stale():
-                raise RoomBusy(f"room {self.name!r} already has a live publisher")
+            self._refuse_if_busy()
             publisher = Publisher(
                 **self._session_args(), stale_after=self.settings.publisher_stale_seconds
             )
@@ -136,21 +137,41 @@ class Room:
             except BaseException:
                 await publisher.close()
                 raise
-            previous, self.publisher = self.publisher, publisher
-            if self.broadcast is None:
-                self._unconfirmed = (publisher, self.ended_broadcast)
-                self.broadcast = Broadcast()
-                self.ended_broadcast = None
-                self.log.info("broadcast %s started", self.broadcast.id)
-                self._start_recorder(self.broadcast, publisher.codecs)
-            elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
-                self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
-            publisher.attach()
-            if previous is not None:
-                self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
-                await previous.close()
-        self.log.info("publisher %s accepted", publisher.id[:8])
+            await self._accept(publisher)
         return publisher, answer
+
+    async def publish_ingest(self, make_source: Callable[..., S]) -> S:
+        """Accept a publisher that is not a WebRTC peer (the RTMP ingest) under the same
+        policy as WHIP: ``RoomBusy`` if one is live. ``make_source(room_name, on_closed,
+        stale_after, fanouts)`` builds it once the room is known to be free."""
+        async with self._publish_lock:
+            self._refuse_if_busy()
+            source = make_source(room_name=self.name, on_closed=self._forget,
+                                 stale_after=self.settings.publisher_stale_seconds, fanouts=self.fanouts)
+            await self._accept(source)
+        return source
+
+    def _refuse_if_busy(self) -> None:
+        if self.publisher is not None and not self.publisher.is_stale():
+            raise RoomBusy(f"room {self.name!r} already has a live publisher")
+
+    async def _accept(self, publisher: LivePublisher) -> None:
+        """Make ``publisher`` the room's (under the publish lock): open a broadcast if none
+        is open, attach it to the fanouts, close the stale one it replaces."""
+        previous, self.publisher = self.publisher, publisher
+        if self.broadcast is None:
+            self._unconfirmed = (publisher, self.ended_broadcast)
+            self.broadcast = Broadcast()
+            self.ended_broadcast = None
+            self.log.info("broadcast %s started", self.broadcast.id)
+            self._start_recorder(self.broadcast, publisher.codecs)
+        elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
+            self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
+        publisher.attach()
+        if previous is not None:
+            self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
+            await previous.close()
+        self.log.info("publisher %s accepted", publisher.id[:8])
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[Subscriber, str]:
         subscriber = Subscriber(
@@ -182,7 +203,7 @@ class Room:
             except Exception:
                 self.log.exception("broadcast-end listener failed")
 
-    async def _discard_unconfirmed(self, publisher: Publisher) -> None:
+    async def _discard_unconfirmed(self, publisher: LivePublisher) -> None:
         """The publisher whose POST opened the broadcast left without ever sending media
         (ICE or DTLS failed, or it never connected): there was no broadcast. The room goes
         back to what it was, and the empty recording is removed, not packaged."""
@@ -228,12 +249,12 @@ class Room:
             except Exception:
                 self.log.exception("stopping the recorder failed")
 
-    def session(self, session_id: str) -> Optional[PeerSession]:
+    def session(self, session_id: str) -> Optional[PeerSession | LivePublisher]:
         if self.publisher is not None and self.publisher.id == session_id:
             return self.publisher
         return self.subscribers.get(session_id)
 
-    async def _forget(self, session: PeerSession) -> None:
+    async def _forget(self, session: PeerSession | LivePublisher) -> None:
         if session is self.publisher:
             self.publisher = None
             self.log.info("publisher %s left", session.id[:8])
@@ -268,7 +289,7 @@ class Room:
         if self._closed:
             return
         self._closed = True
-        sessions: list[PeerSession] = list(self.subscribers.values())
+        sessions: list[PeerSession | LivePublisher] = list(self.subscribers.values())
         if self.publisher is not None:
             sessions.append(self.publisher)
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)

@@ -166,6 +166,12 @@ class Catalog:
             room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
         return room is not None and secrets.compare_digest(room.stream_key.encode(), key.encode())
 
+    async def room_for_stream_key(self, key: str) -> Optional[str]:
+        """The slug of the room whose stream key this is (RTMP encoders send only the key)."""
+        async with self.db() as s:
+            room = (await s.execute(select(Room).where(Room.stream_key == key))).scalar_one_or_none()
+        return room.slug if room is not None and secrets.compare_digest(room.stream_key.encode(), key.encode()) else None
+
     async def get(self, slug: str) -> Optional[RoomView]:
         async with self.db() as s:
             room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
