@@ -41,7 +41,7 @@ def free_port() -> int:
 
 
 def start_server(port: int, data_dir: str, batch_ms: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(port), "--data-dir", data_dir,
+    cmd = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", data_dir,
            "--log-level", "WARNING", "--danmaku-batch-ms", str(batch_ms), "--danmaku-user-rate", "10000",
            "--danmaku-user-burst", "10000", "--danmaku-room-rate", "100000"]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -46,9 +46,9 @@ if str(ROOT) not in sys.path:  # tests/peers.py lives in the repository, not the
 from aiohttp import web  # noqa: E402
 
 from mediaserver import aiortc_bridge  # noqa: E402
-from mediaserver.app import create_app  # noqa: E402
-from mediaserver.config import Settings  # noqa: E402
-from mediaserver.fanout import Fanout  # noqa: E402
+from stagepass.app import create_app  # noqa: E402
+from core.settings import Settings  # noqa: E402
+from mediaserver.sfu.fanout import Fanout  # noqa: E402
 from signalling.permissions import StreamKeyPermissions  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from tests.browser import CHROMIUM, FLAGS  # noqa: E402

@@ -7,7 +7,7 @@ Run from the repository root::
 
 Every step (one viewer count on one server) runs with fresh processes:
 
-* the server: Stagepass (``python -m mediaserver.cli serve``) or the *baseline*, a stock
+* the server: Stagepass (``python -m stagepass.cli serve``) or the *baseline*, a stock
   aiortc relay in this file (``--baseline-server PORT``: decode the publisher,
   ``MediaRelay``, one encoding sender per viewer), which is what a newcomer builds first;
 * one publisher process: synthetic 640x480 at 30 fps H.264 with a noisy band so the
@@ -590,7 +590,7 @@ class Step:
         a, port = self.args, free_port()
         base = f"http://127.0.0.1:{port}"
         if self.server == "stagepass":
-            argv = [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(port),
+            argv = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
                     "--data-dir", str(self.logdir / "data"), "--rooms", f"{ROOM}={KEY}",
                     "--log-level", "WARNING"]
             root = a.server_root.resolve()  # its packages win over the editable install

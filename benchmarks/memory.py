@@ -68,8 +68,8 @@ def process_figures() -> dict:
 
 
 def stagepass_app(rooms: int, recordings: bool, data_dir: Path) -> tuple[Any, Any]:
-    from mediaserver.app import create_app
-    from mediaserver.config import Settings
+    from stagepass.app import create_app
+    from core.settings import Settings
     from signalling.permissions import StreamKeyPermissions
     from signalling.whip import ROOMS
 

@@ -49,8 +49,8 @@ if str(ROOT) not in sys.path:  # tests/ lives in the repository, not the package
 
 from aiohttp import web  # noqa: E402
 
-from mediaserver.app import create_app  # noqa: E402
-from mediaserver.config import Settings  # noqa: E402
+from stagepass.app import create_app  # noqa: E402
+from core.settings import Settings  # noqa: E402
 from signalling.permissions import StreamKeyPermissions  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from tests.impaired_session import CASES, Session  # noqa: E402

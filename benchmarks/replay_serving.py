@@ -44,10 +44,10 @@ sys.path.insert(0, str(ROOT))
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from mediaserver.app import create_app  # noqa: E402
+from stagepass.app import create_app  # noqa: E402
 from mediaserver.storage import open_storage  # noqa: E402
 from mediaserver.storage.uploads import ReplayUploads  # noqa: E402
-from mediaserver.vod import PackageOptions, package_recording  # noqa: E402
+from mediaserver.packaging.vod import PackageOptions, package_recording  # noqa: E402
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings  # noqa: E402
 from tests.s3 import aws_env, start_moto  # noqa: E402
 from tests.test_replay import install  # noqa: E402

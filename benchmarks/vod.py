@@ -4,7 +4,7 @@ Generates synthetic recordings the way the recorder writes them (tests/test_vod.
 ``make_recording``: numbered 640x480 frames at 30 fps with a noise band and motion, a
 440 Hz Opus tone, ms timestamps), then:
 
-1. packages each one ``--runs`` times with ``mediaserver.vod.package_recording`` and
+1. packages each one ``--runs`` times with ``mediaserver.packaging.vod.package_recording`` and
    prints the median wall time and process CPU time per minute of recording. Rows:
 
    * ``h264 remux``: H.264 with a keyframe every 2 s (a publisher asked for keyframes):
@@ -37,8 +37,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from mediaserver.packaging_jobs import PackagingJobs  # noqa: E402
-from mediaserver.vod import PackageOptions, package_recording, read_manifest  # noqa: E402
+from mediaserver.packaging.jobs import PackagingJobs  # noqa: E402
+from mediaserver.packaging.vod import PackageOptions, package_recording, read_manifest  # noqa: E402
 from tests.test_vod import make_recording  # noqa: E402
 
 CASES = [

@@ -6,7 +6,7 @@ from typing import Any, Optional
 
 from aiohttp import web
 
-from mediaserver.config import Settings
+from core.settings import Settings
 
 from .bus import ClusterBus
 from .danmaku import DanmakuService

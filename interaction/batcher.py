@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Awaitable, Callable
 
-from mediaserver.tasks import TaskOwner
+from core.tasks import TaskOwner
 
 __all__ = ["Batcher"]
 

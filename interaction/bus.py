@@ -11,7 +11,7 @@ import json
 import logging
 from typing import Any, Awaitable, Callable
 
-from mediaserver.pubsub import PubSubListener
+from core.pubsub import PubSubListener
 
 __all__ = ["ClusterBus"]
 

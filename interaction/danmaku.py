@@ -17,7 +17,7 @@ from xml.sax.saxutils import escape
 from sqlalchemy import select
 
 from paywall.db import Database
-from paywall.timeutil import as_utc
+from core.timeutil import as_utc
 
 from .batcher import Batcher
 from .models import Danmaku

@@ -7,7 +7,7 @@ import json
 
 from aiohttp import web
 
-from mediaserver.cpu import off_loop
+from core.cpu import off_loop
 
 from paywall.errors import PaywallError
 from paywall.http import PAYWALL, api, current_user

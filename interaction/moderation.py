@@ -18,7 +18,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 
 from paywall.db import Database
-from paywall.timeutil import as_utc, utcnow
+from core.timeutil import as_utc, utcnow
 
 from .bus import ClusterBus
 from .models import BlockedWord, Danmaku, ModerationAction, Question, RoomBan, RoomModerator

@@ -31,10 +31,10 @@ from typing import Any, Optional
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 
-from mediaserver.room import Broadcast, Room as MediaRoom
+from mediaserver.live.room import Broadcast, Room as MediaRoom
 from paywall.db import Database
 from paywall.models import Order, Room, User
-from paywall.timeutil import as_utc
+from core.timeutil import as_utc
 
 from .models import Question, QuestionVote
 from .moderation import Moderation

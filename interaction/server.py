@@ -22,8 +22,8 @@ from typing import Any, Awaitable, Callable, Optional
 import socketio
 from aiohttp import web
 
-from mediaserver.room import RoomRegistry
-from mediaserver.tasks import TaskOwner
+from mediaserver.live.room import RoomRegistry
+from core.tasks import TaskOwner
 from paywall.errors import PaywallError
 from paywall.seats import REVOKED
 from paywall.service import Paywall

@@ -11,7 +11,7 @@ import asyncio
 import logging
 from typing import Any, Awaitable, Callable, Hashable
 
-from mediaserver.tasks import TaskOwner
+from core.tasks import TaskOwner
 
 __all__ = ["Throttle"]
 

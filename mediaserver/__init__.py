@@ -1,1 +1,1 @@
-"""Stagepass media server: the SFU domain, CLI and app assembly."""
+"""The media domain: `sfu` (packet engine), `live` (rooms and sessions), `recording`, `packaging`, `storage`."""

@@ -22,7 +22,7 @@ from typing import Optional
 
 from aiohttp import web
 
-from mediaserver.room import Room
+from mediaserver.live.room import Room
 from signalling.whip import ROOMS, SETTINGS, error_response
 
 from .http import METRICS

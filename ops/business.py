@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from sqlalchemy import func, select
 
-from mediaserver.tasks import TaskOwner
+from core.tasks import TaskOwner
 from paywall.models import Order
 
 __all__ = ["OrderCounts"]

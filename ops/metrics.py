@@ -25,8 +25,8 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from mediaserver.room import LiveObserver, Room, RoomRegistry
-from mediaserver.tasks import TaskOwner
+from mediaserver.live.room import LiveObserver, Room, RoomRegistry
+from core.tasks import TaskOwner
 
 __all__ = ["LiveCollector", "LoopLagSampler", "Metrics"]
 

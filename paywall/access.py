@@ -26,7 +26,7 @@ from .db import Database
 from .errors import PaywallError
 from .models import PreviewUse, RevokedToken
 from .orders import OrderBook
-from .timeutil import as_utc, utcnow
+from core.timeutil import as_utc, utcnow
 from .tokens import TokenIssuer
 
 __all__ = ["PaywallPermissions"]

@@ -23,7 +23,7 @@ from .db import Database
 from .errors import PaywallError
 from .models import LoginSession, User
 from .passwords import PasswordPool
-from .timeutil import as_utc, utcnow
+from core.timeutil import as_utc, utcnow
 
 __all__ = ["Accounts", "LoginRateLimiter", "UserView"]
 

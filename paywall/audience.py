@@ -24,11 +24,11 @@ from typing import Any, Iterable, Optional, Sequence
 
 from sqlalchemy import func, select
 
-from mediaserver.tasks import TaskOwner
+from core.tasks import TaskOwner
 
 from .db import Database
 from .models import AudienceSample, BroadcastRecord, Room
-from .timeutil import as_utc
+from core.timeutil import as_utc
 
 __all__ = ["AudienceLog", "AudienceSampler", "Sample", "SessionView", "summarize"]
 

@@ -10,7 +10,7 @@ from typing import Any, Iterable, Optional
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from mediaserver.config import ROOM_NAME_RE
+from core.settings import ROOM_NAME_RE
 
 from .accounts import UserView
 from .db import Database
@@ -18,7 +18,7 @@ from .errors import PaywallError
 from .models import Coupon, Room
 from .money import check_amount, check_currency
 from .search import MAX_QUERY_CHARS, ranked_room_ids
-from .timeutil import as_utc, parse_instant
+from core.timeutil import as_utc, parse_instant
 
 __all__ = ["Catalog", "RoomView"]
 

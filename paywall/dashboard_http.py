@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from mediaserver.cpu import off_loop
+from core.cpu import off_loop
 
 from .http import PAYWALL, api, current_user
 from .replay_http import RECORDINGS

@@ -29,7 +29,7 @@ from .ledger import Ledger
 from .models import Coupon, CouponRedemption, Entitlement, Order, Room, User
 from .money import check_amount
 from .providers import PaymentProvider
-from .timeutil import utcnow
+from core.timeutil import utcnow
 
 __all__ = ["OrderBook", "OrderView", "PRODUCTS"]
 

@@ -2,7 +2,7 @@
 
 argon2 costs about 0.2 s of CPU per hash by design; on the event loop that forwards media,
 20 sign-ups froze every live viewer for seconds. Here each hash or check runs in a small
-pool of low-priority threads (``mediaserver.cpu``; argon2-cffi releases the GIL), owned by
+pool of low-priority threads (``core.cpu``; argon2-cffi releases the GIL), owned by
 the paywall and shut down with it. The number of waiting jobs is bounded too: beyond
 ``max_waiting`` a request is refused at once with 503 ``busy`` instead of queueing minutes
 of hashing behind it.
@@ -16,7 +16,7 @@ from typing import Optional
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
-from mediaserver.cpu import background_executor
+from core.cpu import background_executor
 
 from .errors import PaywallError
 

@@ -23,7 +23,7 @@ from .errors import PaywallError
 from .ledger import Ledger
 from .models import Payout, User
 from .money import check_amount, check_currency
-from .timeutil import as_utc
+from core.timeutil import as_utc
 
 __all__ = ["Payouts"]
 

@@ -21,7 +21,7 @@ checks: files from the store by a short-lived presigned redirect or through this
 (``replay_storage_http``).
 
 The token may also come as ``Authorization: Bearer``. Tokens in query strings never reach
-the logs (``mediaserver.access_log``).
+the logs (``stagepass.access_log``).
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ from typing import Optional
 
 from aiohttp import web
 
-from mediaserver.cpu import off_loop
-from mediaserver.recording_library import PUBLIC_FILES, Recording, RecordingLibrary, parse_playlist, signed_playlist
+from core.cpu import off_loop
+from mediaserver.packaging.library import PUBLIC_FILES, Recording, RecordingLibrary, parse_playlist, signed_playlist
 from mediaserver.storage.uploads import ReplayUploads
-from mediaserver.vod import PLAYLIST
+from mediaserver.packaging.vod import PLAYLIST
 from signalling.permissions import bearer_token
 
 from .accounts import UserView

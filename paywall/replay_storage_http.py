@@ -14,7 +14,7 @@ from typing import Optional
 
 from aiohttp import web
 
-from mediaserver.recording_library import Recording, RecordingLibrary
+from mediaserver.packaging.library import Recording, RecordingLibrary
 from mediaserver.storage import PRESIGN_SECONDS
 
 from .errors import PaywallError

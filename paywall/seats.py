@@ -15,7 +15,7 @@ import logging
 from collections import OrderedDict
 from typing import Awaitable, Callable, Optional, Protocol
 
-from mediaserver.pubsub import PubSubListener
+from core.pubsub import PubSubListener
 
 __all__ = ["LocalSeats", "REVOKED", "RedisSeats", "SEAT_TAKEN", "Seats"]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable, Iterable, Optional
 
-from mediaserver.config import ConfigError, Settings
+from core.settings import ConfigError, Settings
 
 from .access import PaywallPermissions
 from .accounts import Accounts

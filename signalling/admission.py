@@ -13,7 +13,7 @@ import asyncio
 import logging
 from typing import Optional
 
-from mediaserver.peer_session import PeerSession
+from mediaserver.live.peer_session import PeerSession
 from paywall.seats import REVOKED, SEAT_TAKEN, LocalSeats, Seats
 
 from .permissions import Grant

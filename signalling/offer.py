@@ -7,7 +7,7 @@ from typing import Literal
 
 from aiortc import sdp
 
-from mediaserver.codecs import FORWARDED_CODECS, offered_codecs
+from mediaserver.sfu.codecs import FORWARDED_CODECS, offered_codecs
 
 __all__ = ["Offer", "OfferError", "parse_offer"]
 

@@ -1,4 +1,4 @@
-"""WHIP (RFC 9725) and WHEP HTTP resources: thin handlers over ``mediaserver.room``.
+"""WHIP (RFC 9725) and WHEP HTTP resources: thin handlers over ``mediaserver.live.room``.
 
 ``POST /whip/{room}`` publishes, ``POST /whep/{room}`` plays: ``application/sdp`` offer
 in, ``201 Created`` with the answer, a ``Location`` for the session resource and an
@@ -16,9 +16,9 @@ from typing import Literal
 
 from aiohttp import web
 
-from mediaserver.errors import CodecMismatch, NegotiationFailed, RoomBusy
-from mediaserver.room import RoomRegistry
-from mediaserver.config import ROOM_NAME_RE, Settings
+from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
+from mediaserver.live.room import RoomRegistry
+from core.settings import ROOM_NAME_RE, Settings
 
 from .admission import Admission
 from .offer import OfferError, parse_offer

@@ -2,8 +2,8 @@ import asyncio
 
 import pytest
 
-from mediaserver.app import create_app
-from mediaserver.config import Settings
+from stagepass.app import create_app
+from core.settings import Settings
 from signalling.permissions import StreamKeyPermissions
 
 pytest_plugins = ("tests.missing_tools", "tests.paywall_fixtures", "tests.browser", "tests.gst")

@@ -11,8 +11,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from mediaserver.app import create_app
-from mediaserver.config import Settings
+from stagepass.app import create_app
+from core.settings import Settings
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 

@@ -7,7 +7,7 @@ import asyncio
 
 import pytest
 
-from mediaserver.app import create_app
+from stagepass.app import create_app
 from paywall.http import PAYWALL
 from signalling.whip import ROOMS
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token

@@ -1,11 +1,11 @@
-"""Fails loudly when aiortc changes under mediaserver/aiortc_bridge.py."""
+"""Fails loudly when aiortc changes under mediaserver/sfu/aiortc_bridge.py."""
 
 import inspect
 
 import aiortc
 from aiortc import RTCPeerConnection, RTCRtpReceiver, RTCRtpSender
 
-from mediaserver.aiortc_bridge import AIORTC_VERSION, IdleTrack, ReceiverTap, SenderPort, check_aiortc_version
+from mediaserver.sfu.aiortc_bridge import AIORTC_VERSION, IdleTrack, ReceiverTap, SenderPort, check_aiortc_version
 
 
 def test_pinned_version():
@@ -61,7 +61,7 @@ async def test_private_attributes_the_bridge_relies_on_exist():
 async def test_dtls_and_srtp_internals_the_bridge_relies_on_exist():
     from pylibsrtp import Policy, Session
 
-    from mediaserver.aiortc_bridge import DTLS_CIPHERS, DtlsWatch, _enlarge_srtp_session
+    from mediaserver.sfu.aiortc_bridge import DTLS_CIPHERS, DtlsWatch, _enlarge_srtp_session
 
     pc = RTCPeerConnection()
     certificate = pc._RTCPeerConnection__certificates[0]

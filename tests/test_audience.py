@@ -11,9 +11,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from mediaserver.app import AUDIENCE, create_app
-from mediaserver.config import ConfigError, Settings
-from mediaserver.room import Broadcast
+from stagepass.app import AUDIENCE, create_app
+from core.settings import ConfigError, Settings
+from mediaserver.live.room import Broadcast
 from paywall.audience import AudienceLog, AudienceSampler, summarize
 from paywall.db import Database
 from paywall.http import PAYWALL

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from mediaserver.app import AUDIENCE, create_app
+from stagepass.app import AUDIENCE, create_app
 from signalling.whip import ROOMS
 from paywall.http import PAYWALL
 from tests.browser import SCREENSHOTS

@@ -16,7 +16,7 @@ import re
 
 import pytest
 
-from mediaserver.app import create_app
+from stagepass.app import create_app
 from signalling.whip import ROOMS
 from tests.browser import SCREENSHOTS, open_page, wait_state as _wait_state
 from tests.conftest import wait_for

@@ -9,7 +9,7 @@ from signalling.whip import ROOMS
 from tests.browser import SCREENSHOTS, open_page
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
-from mediaserver.app import create_app
+from stagepass.app import create_app
 
 pytestmark = pytest.mark.slow
 

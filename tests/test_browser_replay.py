@@ -10,7 +10,7 @@ import pytest
 
 from interaction.assembly import INTERACTION
 from interaction.models import Danmaku, Question
-from mediaserver.app import create_app
+from stagepass.app import create_app
 from paywall.http import PAYWALL
 from tests.browser import SCREENSHOTS
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings

@@ -18,8 +18,8 @@ import time
 
 import pytest
 
-import mediaserver.recorder as recorder_module
-from mediaserver.app import create_app
+import mediaserver.recording.recorder as recorder_module
+from stagepass.app import create_app
 from signalling.whip import ROOMS
 from tests.browser import SCREENSHOTS, open_page
 from tests.chat import Chat

@@ -14,7 +14,7 @@ import secrets
 
 import pytest
 
-from mediaserver.app import create_app
+from stagepass.app import create_app
 from signalling.whip import ROOMS
 from tests.browser import SCREENSHOTS, console_log, wait_state
 from tests.browser import open_page as shared_open_page

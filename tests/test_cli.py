@@ -17,7 +17,7 @@ def free_port() -> int:
 async def test_stagepass_serve_starts_and_serves(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -43,7 +43,7 @@ async def test_stagepass_serve_starts_and_serves(tmp_path):
 
 def test_invalid_configuration_exits_with_a_message(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "mediaserver.cli", "serve", "--port", "nope"],
+        [sys.executable, "-m", "stagepass.cli", "serve", "--port", "nope"],
         capture_output=True, text=True,
     )
     assert r.returncode == 2 and "invalid configuration: port" in r.stderr
@@ -52,9 +52,9 @@ def test_invalid_configuration_exits_with_a_message(tmp_path):
 def test_serve_help_lists_every_setting():
     from dataclasses import fields
 
-    from mediaserver.config import Settings
+    from core.settings import Settings
 
-    r = subprocess.run([sys.executable, "-m", "mediaserver.cli", "serve", "--help"], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, "-m", "stagepass.cli", "serve", "--help"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     for f in fields(Settings):
         if f.init and not f.name.startswith("_"):
@@ -67,7 +67,7 @@ async def test_json_logs_are_one_object_a_line_without_secrets(tmp_path):
     port = free_port()
     token = "metrics-token-never-logged-123"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
+        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
          "--log-format", "json", "--metrics-token", token],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )

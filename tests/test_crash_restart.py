@@ -36,7 +36,7 @@ async def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
+        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
          "--rooms", "open=open-room-key", "--audience-sample-seconds", "0.3"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )

@@ -78,7 +78,7 @@ async def test_cross_site_form_cannot_confirm_a_dev_checkout(paywall_app):
 
 async def test_public_url_is_the_expected_origin(aiohttp_server, tmp_path, database_url):
     """Behind a TLS proxy the browser's Origin is the public https address."""
-    from mediaserver.app import create_app
+    from stagepass.app import create_app
     from tests.paywall_fixtures import paywall_settings
 
     app = create_app(paywall_settings(tmp_path, database_url, public_url="https://live.example.org",

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from mediaserver.room import Broadcast
+from mediaserver.live.room import Broadcast
 from paywall.audience import Sample
 from paywall.http import PAYWALL
 from tests.paywall_fixtures import Api, buy, paid_room

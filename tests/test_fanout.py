@@ -6,10 +6,10 @@ import struct
 import pytest
 from aiortc.rtp import RtpPacket
 
-from mediaserver.aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream
-from mediaserver.fanout import HISTORY_SIZE, Downstream, Fanout
-from mediaserver.logs import context_logger
-from mediaserver.tasks import TaskOwner
+from mediaserver.sfu.aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream
+from mediaserver.sfu.fanout import HISTORY_SIZE, Downstream, Fanout
+from core.logs import context_logger
+from core.tasks import TaskOwner
 
 VP8_KEY = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A])  # S=1 PID=0, P=0: keyframe start
 VP8_DELTA = bytes([0x10, 0x01, 0x00, 0x00])  # S=1 PID=0, P=1

@@ -8,7 +8,7 @@ and when, with recording ports (tests/test_fanout.py) and with real peers.
 
 from __future__ import annotations
 
-from mediaserver.fanout import Downstream
+from mediaserver.sfu.fanout import Downstream
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
 from tests.peers import Publisher, Viewer

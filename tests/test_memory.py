@@ -22,7 +22,7 @@ import sys
 import weakref
 
 import pytest
-from mediaserver.fanout import HISTORY_SIZE
+from mediaserver.sfu.fanout import HISTORY_SIZE
 from signalling.whip import ROOMS
 from tests.conftest import KEY
 from tests.encoded_media import ClipPublisher

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from mediaserver.app import create_app
-from mediaserver.config import Settings
-from mediaserver.logs import JsonFormatter
+from stagepass.app import create_app
+from core.settings import Settings
+from core.logs import JsonFormatter
 from signalling.permissions import StreamKeyPermissions
 from tests.conftest import KEY
 from tests.ops_tools import LossyViewer, PrivateRedis, PrometheusServer
@@ -80,7 +80,7 @@ async def test_metrics_are_off_without_a_token(aiohttp_server, tmp_path):
 
 
 def test_metrics_token_must_be_long_enough(tmp_path):
-    from mediaserver.config import ConfigError
+    from core.settings import ConfigError
 
     with pytest.raises(ConfigError, match="metrics_token"):
         Settings.load([], {"STAGEPASS_METRICS_TOKEN": "short", "STAGEPASS_DATA_DIR": str(tmp_path)})

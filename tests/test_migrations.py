@@ -135,7 +135,7 @@ async def _check_schema(url: str) -> None:
 
 
 def _migrate_cli(*args: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mediaserver.cli", "migrate", *args],
+    return subprocess.run([sys.executable, "-m", "stagepass.cli", "migrate", *args],
                           capture_output=True, text=True, cwd=cwd, env=_clean_env(), timeout=120)
 
 

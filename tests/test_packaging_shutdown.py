@@ -6,8 +6,8 @@ import asyncio
 import gc
 import logging
 
-from mediaserver.packaging_jobs import PackagingJobs
-from mediaserver.vod import read_manifest
+from mediaserver.packaging.jobs import PackagingJobs
+from mediaserver.packaging.vod import read_manifest
 from tests.test_vod import OPTIONS, copy_recording, make_recording
 
 

@@ -4,8 +4,8 @@ import sys
 
 import pytest
 
-from mediaserver.packet_history import PacketHistory
-from mediaserver.samples import SampleRing
+from mediaserver.sfu.packet_history import PacketHistory
+from mediaserver.sfu.samples import SampleRing
 
 
 def test_history_returns_what_was_stored_and_forgets_what_was_overwritten():

@@ -12,7 +12,7 @@ import asyncio
 
 from aiortc.rtp import RtpPacket
 
-from mediaserver.aiortc_bridge import ReceiverTap, enlarge_srtp_buffers
+from mediaserver.sfu.aiortc_bridge import ReceiverTap, enlarge_srtp_buffers
 from signalling.whip import ROOMS
 from tests.conftest import wait_for
 from tests.peers import Viewer

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from mediaserver.app import create_app
-from mediaserver.config import ConfigError, Settings
+from stagepass.app import create_app
+from core.settings import ConfigError, Settings
 from tests.paywall_fixtures import Api, paid_room, paywall_settings
 
 HTTPS = {"STAGEPASS_PUBLIC_URL": "https://live.example.org"}
@@ -34,7 +34,7 @@ def test_https_deployment_needs_an_explicit_payment_provider(tmp_path):
 
 
 def test_serve_refuses_to_start_in_silent_test_mode(tmp_path):
-    r = subprocess.run([sys.executable, "-m", "mediaserver.cli", "serve", "--data-dir", str(tmp_path),
+    r = subprocess.run([sys.executable, "-m", "stagepass.cli", "serve", "--data-dir", str(tmp_path),
                         "--public-url", "https://live.example.org"], capture_output=True, text=True, timeout=60)
     assert r.returncode == 2, r.stderr
     assert "invalid configuration: payment_provider" in r.stderr and "STAGEPASS_PAYMENT_PROVIDER=dev" in r.stderr

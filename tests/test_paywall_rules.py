@@ -264,7 +264,7 @@ async def test_free_rooms_bundles_and_replays(paywall_app):
 async def test_public_url_is_used_behind_a_proxy(aiohttp_server, tmp_path, database_url):
     """Behind a TLS proxy the request says http://127.0.0.1: STAGEPASS_PUBLIC_URL gives the
     address users know, for payment return URLs, the studio's WHIP URL and Secure cookies."""
-    from mediaserver.app import create_app
+    from stagepass.app import create_app
     from tests.paywall_fixtures import paywall_settings
 
     settings = paywall_settings(tmp_path, database_url, public_url="https://live.example.org/", payment_provider="dev")

@@ -14,7 +14,7 @@ from typing import Optional
 import pytest
 from redis.asyncio import Redis
 
-from mediaserver.app import create_app
+from stagepass.app import create_app
 from paywall.http import PAYWALL
 from signalling.whip import ADMISSION, ROOMS
 from tests.conftest import wait_for

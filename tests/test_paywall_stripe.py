@@ -30,7 +30,7 @@ import pytest
 import stripe
 from sqlalchemy import func, select
 
-from mediaserver.app import create_app
+from stagepass.app import create_app
 from paywall.http import PAYWALL
 from paywall.models import LedgerEntry, Order, WebhookEvent
 from paywall.providers import StripeProvider

@@ -25,10 +25,10 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from mediaserver import recorder as recorder_module
-from mediaserver.fanout import Fanout
-from mediaserver.frame_assembler import FrameAssembler
-from mediaserver.logs import context_logger
-from mediaserver.recorder import (
+from mediaserver.sfu.fanout import Fanout
+from mediaserver.recording.frame_assembler import FrameAssembler
+from core.logs import context_logger
+from mediaserver.recording.recorder import (
     MANIFEST_NAME,
     Recorder,
     choose_container,
@@ -36,8 +36,8 @@ from mediaserver.recorder import (
     read_manifest,
     recording_dir,
 )
-from mediaserver.room import Broadcast
-from mediaserver.tasks import TaskOwner
+from mediaserver.live.room import Broadcast
+from core.tasks import TaskOwner
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
 from tests.missing_tools import missing_tool
@@ -459,8 +459,8 @@ async def test_a_recorder_bug_fails_the_recording_not_the_fanout(tmp_path, monke
 
 
 async def test_room_records_unless_recordings_are_off(tmp_path):
-    from mediaserver.config import Settings
-    from mediaserver.room import Room
+    from core.settings import Settings
+    from mediaserver.live.room import Room
 
     for enabled in (False, True):
         room = Room("demo", Settings(data_dir=tmp_path, recordings=enabled))
@@ -707,7 +707,7 @@ async def _start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(port),
+        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
          "--data-dir", str(data_dir), "--rooms", "demo=KEYKEYKEY"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )

@@ -9,7 +9,7 @@ import pytest
 from redis.asyncio import Redis
 
 from interaction.assembly import INTERACTION
-from mediaserver.app import create_app
+from stagepass.app import create_app
 from signalling.whip import ADMISSION
 from tests.chat import Chat
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token

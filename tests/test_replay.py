@@ -22,10 +22,10 @@ import av
 import pytest
 from yarl import URL
 
-from mediaserver.access_log import RedactingAccessLogger
-from mediaserver.app import create_app
-from mediaserver.recording_library import RecordingLibrary, parse_playlist, signed_playlist
-from mediaserver.vod import PackageOptions, package_recording
+from stagepass.access_log import RedactingAccessLogger
+from stagepass.app import create_app
+from mediaserver.packaging.library import RecordingLibrary, parse_playlist, signed_playlist
+from mediaserver.packaging.vod import PackageOptions, package_recording
 from paywall.http import PAYWALL
 from paywall.replay_http import RECORDINGS
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token

@@ -7,8 +7,8 @@ import asyncio
 
 from aiortc.rtp import RtpPacket
 
-from mediaserver.fanout import Downstream
-from mediaserver.retransmission import LATE_LIMIT, NackRequester, ViewerNacks, extend_seq
+from mediaserver.sfu.fanout import Downstream
+from mediaserver.sfu.retransmission import LATE_LIMIT, NackRequester, ViewerNacks, extend_seq
 from tests.test_fanout import VP8_CONT, VP8_DELTA, VP8_KEY, FakePort, fanout, feed, packet, stream  # noqa: F401
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from mediaserver.app import create_app
-from mediaserver.config import ConfigError, Settings
+from stagepass.app import create_app
+from core.settings import ConfigError, Settings
 from tests.paywall_fixtures import Api, paid_room, paywall_settings
 from tests.peers import Viewer
 
@@ -61,7 +61,7 @@ async def test_a_configured_room_clashing_with_a_paid_room_stops_the_start(aioht
 
 def _serve(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin"}
-    return subprocess.run([sys.executable, "-m", "mediaserver.cli", "serve", "--port", "0",
+    return subprocess.run([sys.executable, "-m", "stagepass.cli", "serve", "--port", "0",
                            "--data-dir", str(data_dir), *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 

@@ -14,7 +14,7 @@ import pytest
 from interaction.ratelimit import UserBuckets
 from interaction.throttle import Throttle
 from interaction.server import Client
-from mediaserver.tasks import TaskOwner
+from core.tasks import TaskOwner
 from tests.chat import Chat
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, connected, paid_room, two_nodes_on_redis, view_token

@@ -12,9 +12,9 @@ import av
 import numpy as np
 import pytest
 
-from mediaserver.app import RTMP, create_app
-from mediaserver.config import Settings
-from mediaserver.recorder import read_manifest, recording_dir
+from stagepass.app import RTMP, create_app
+from core.settings import Settings
+from mediaserver.recording.recorder import read_manifest, recording_dir
 from signalling.permissions import StreamKeyPermissions
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for

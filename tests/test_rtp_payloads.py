@@ -12,9 +12,9 @@ import struct
 
 import pytest
 
-from mediaserver.fanout import Downstream
-from mediaserver.frame_assembler import FrameAssembler
-from mediaserver.rtp_payloads import is_keyframe_start
+from mediaserver.sfu.fanout import Downstream
+from mediaserver.recording.frame_assembler import FrameAssembler
+from mediaserver.sfu.rtp_payloads import is_keyframe_start
 from tests.test_fanout import FakePort, fanout, packet, stream  # noqa: F401 (fanout: fixture)
 
 AUD_KEY = bytes.fromhex("0910")  # AUD, primary_pic_type 0 (I slices)

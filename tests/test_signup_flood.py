@@ -15,7 +15,7 @@ import time
 import aiohttp
 import pytest
 
-from mediaserver.app import create_app
+from stagepass.app import create_app
 from paywall.errors import PaywallError
 from paywall.passwords import PasswordPool
 from tests.paywall_fixtures import Api, paywall_settings

@@ -28,17 +28,17 @@ import pytest
 from yarl import URL
 
 from mediaserver import cli
-from mediaserver.access_log import RedactingAccessLogger
-from mediaserver.app import PACKAGING, create_app
-from mediaserver.config import ConfigError, Settings
-from mediaserver.recording_library import parse_playlist
+from stagepass.access_log import RedactingAccessLogger
+from stagepass.app import PACKAGING, create_app
+from core.settings import ConfigError, Settings
+from mediaserver.packaging.library import parse_playlist
 from mediaserver.storage import open_storage
 from mediaserver.storage.base import StorageError, parse_storage_url
 from mediaserver.storage.s3 import S3Storage
 from paywall.replay_http import RECORDINGS, UPLOADS
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
 from tests.s3 import S3Bucket, aws_env, moto_endpoint, s3, start_moto  # noqa: F401 (fixtures)
-from mediaserver.vod import PackageOptions, package_recording
+from mediaserver.packaging.vod import PackageOptions, package_recording
 from tests.tcp_proxy import TcpProxy
 from tests.test_crash_restart import ROOT, _free_port
 from tests.test_vod import all_audio, all_video, check_continuous, make_recording, read_hls
@@ -471,7 +471,7 @@ async def test_a_node_killed_mid_upload_resumes_at_start(aiohttp_server, tmp_pat
     env = {k: v for k, v in os.environ.items() if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
     env.update(aws_env(f"http://127.0.0.1:{proxy.port}"))
     proc = subprocess.Popen(
-        [sys.executable, "-m", "mediaserver.cli", "serve", "--port", str(_free_port()), "--data-dir", str(data_dir),
+        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(_free_port()), "--data-dir", str(data_dir),
          "--rooms", "open=open-room-key", "--storage-url", storage_url],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     prefix = f"k/open/{rec_id}/"

@@ -5,9 +5,9 @@ import logging
 
 import pytest
 
-from mediaserver.config import ConfigError, Settings
-from mediaserver.keyframe_requester import KeyframeRequester
-from mediaserver.tasks import TaskOwner
+from core.settings import ConfigError, Settings
+from mediaserver.sfu.keyframe_requester import KeyframeRequester
+from core.tasks import TaskOwner
 
 
 async def test_keyframe_requests_are_coalesced_and_never_lost():

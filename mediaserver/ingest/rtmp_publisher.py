@@ -21,9 +21,9 @@ from typing import Awaitable, Callable, Optional
 
 from aiortc.rtp import RtpPacket
 
-from ..fanout import Fanout
-from ..logs import context_logger
-from ..tasks import TaskOwner
+from mediaserver.sfu.fanout import Fanout
+from core.logs import context_logger
+from core.tasks import TaskOwner
 from .aac_opus import OPUS_RATE, AacToOpus
 from .flv import FlvError, parse_aac, parse_avc, parse_avc_config, split_nal_units
 from .h264_rtp import H264Packetizer

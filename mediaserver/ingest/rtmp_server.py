@@ -20,9 +20,9 @@ from typing import Awaitable, Callable, Optional
 
 from bitstring import BitStream
 
-from ..errors import RoomBusy
-from ..logs import context_logger
-from ..room import RoomRegistry
+from mediaserver.live.errors import RoomBusy
+from core.logs import context_logger
+from mediaserver.live.room import RoomRegistry
 from .flv import FlvError
 from .rtmp_publisher import RtmpPublisher
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from ..config import ConfigError, Settings
+from core.settings import ConfigError, Settings
 from . import StorageError, open_storage, publishes
 from .uploads import PUBLISHABLE, ReplayUploads
 

@@ -14,7 +14,7 @@ import time
 from collections import OrderedDict
 from typing import Optional
 
-from ..recorder import MANIFEST_NAME
+from mediaserver.recording.recorder import MANIFEST_NAME
 from .base import Storage
 
 __all__ = ["StoredReplays"]

@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from ..logs import context_logger
-from ..recorder import MANIFEST_NAME, read_manifest
-from ..tasks import TaskOwner
-from ..vod import HLS_DIR, OUTPUT_FILES, update_manifest
+from core.logs import context_logger
+from mediaserver.recording.recorder import MANIFEST_NAME, read_manifest
+from core.tasks import TaskOwner
+from mediaserver.packaging.vod import HLS_DIR, OUTPUT_FILES, update_manifest
 from .base import Storage, StorageError
 
 __all__ = ["ReplayUploads", "PUBLISHABLE", "recording_key"]

@@ -35,11 +35,11 @@ from pathlib import Path
 from typing import Optional
 from urllib.parse import quote
 
-from .cpu import off_loop
-from .recorder import MANIFEST_NAME, read_manifest
-from .storage.base import Storage
-from .storage.stored_replays import StoredReplays
-from .vod import HLS_DIR, PLAYLIST
+from core.cpu import off_loop
+from mediaserver.recording.recorder import MANIFEST_NAME, read_manifest
+from mediaserver.storage.base import Storage
+from mediaserver.storage.stored_replays import StoredReplays
+from mediaserver.packaging.vod import HLS_DIR, PLAYLIST
 
 __all__ = [
     "DOWNLOAD_NAME", "PUBLIC_FILES", "RECORDING_ID_RE", "RecordingLibrary", "Recording",

@@ -8,8 +8,8 @@ import sys
 
 from aiohttp import web
 
-from .config import ConfigError, Settings
-from .logs import setup_logging
+from core.settings import ConfigError, Settings
+from core.logs import setup_logging
 
 __all__ = ["main"]
 
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         if not rest or rest[0] != "migrate":
             print("usage: stagepass storage migrate [serve options]", file=sys.stderr)
             return 2
-        from .storage.migrate import migrate
+        from mediaserver.storage.migrate import migrate
 
         return migrate(rest[1:])
     if args.command == "set-role":
@@ -87,7 +87,7 @@ def serve(argv: list[str]) -> int:
         print(f"stagepass: invalid configuration: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings.log_level, settings.log_format)
-    from .app import create_app
+    from stagepass.app import create_app
 
     app = create_app(settings)
     log = logging.getLogger("stagepass")
@@ -96,7 +96,7 @@ def serve(argv: list[str]) -> int:
     log.info("rooms: %s (stream keys in %s)", rooms, where)
     base = settings.public_url or f"http://{settings.host}:{settings.port}"
     log.info("catalog %s/, studio %s/static/studio.html, open-room player %s/static/watch.html", base, base, base)
-    from .access_log import RedactingAccessLogger
+    from stagepass.access_log import RedactingAccessLogger
 
     try:
         web.run_app(app, host=settings.host, port=settings.port, print=None, access_log_class=RedactingAccessLogger)

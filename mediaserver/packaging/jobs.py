@@ -1,7 +1,7 @@
 """``PackagingJobs``: the background job that turns finished recordings into HLS replays.
 
 One worker task (owned by a ``TaskOwner``) takes recording folders from a queue, one at
-a time, and runs :func:`mediaserver.vod.package_recording` in a dedicated thread, so the
+a time, and runs :func:`mediaserver.packaging.vod.package_recording` in a dedicated thread, so the
 event loop that carries the live rooms stays responsive (PyAV releases the GIL while it
 decodes, encodes and muxes). That thread runs at a lower CPU priority (nice +10, Linux),
 and so do the libx264 threads it starts, so a transcode yields the CPU to live media.
@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 from typing import Awaitable, Callable, Optional, Union
 
-from .cpu import lower_thread_priority
-from .logs import context_logger
-from .tasks import TaskOwner
-from .vod import (
+from core.cpu import lower_thread_priority
+from core.logs import context_logger
+from core.tasks import TaskOwner
+from mediaserver.packaging.vod import (
     MANIFEST_NAME,
     JobCancelled,
     PackageOptions,

@@ -12,11 +12,11 @@ import asyncio
 import time
 from typing import Callable, Optional
 
-from .aiortc_bridge import IdleTrack, SenderPort, negotiated_stream
-from .codecs import FORWARDED_CODECS, capabilities
-from .errors import CodecMismatch
-from .fanout import Downstream, Fanout
-from .peer_session import PeerSession
+from mediaserver.sfu.aiortc_bridge import IdleTrack, SenderPort, negotiated_stream
+from mediaserver.sfu.codecs import FORWARDED_CODECS, capabilities
+from mediaserver.live.errors import CodecMismatch
+from mediaserver.sfu.fanout import Downstream, Fanout
+from mediaserver.live.peer_session import PeerSession
 
 __all__ = ["Subscriber"]
 

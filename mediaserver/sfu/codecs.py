@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiortc import RTCRtpSender
 from aiortc.rtcrtpparameters import RTCRtpCodecCapability
 
-from .aiortc_bridge import codec_key
+from mediaserver.sfu.aiortc_bridge import codec_key
 
 __all__ = ["FORWARDED_CODECS", "capabilities", "offered_codecs"]
 

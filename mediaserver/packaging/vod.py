@@ -46,7 +46,7 @@ Stereo whose two channels are identical (what browsers send for a microphone) be
 mono AAC.
 
 The work is CPU-heavy and blocking: call :func:`package_recording` from a worker thread
-(``mediaserver.packaging_jobs.PackagingJobs`` does).
+(``mediaserver.packaging.jobs.PackagingJobs`` does).
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ import cv2
 import numpy as np
 from av.video.frame import PictureType
 
-from .recorder import MANIFEST_NAME, read_manifest, write_manifest
+from mediaserver.recording.recorder import MANIFEST_NAME, read_manifest, write_manifest
 
 __all__ = [
     "JobCancelled",

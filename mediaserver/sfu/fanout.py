@@ -22,7 +22,7 @@ Per viewer a ``Downstream`` holds the rewrite state:
   a viewer nor reaches one that started after it;
 * NACKs from a viewer are answered from the fanout's shared packet history, mapped back
   through the viewer's segments, and sent as RTX when the viewer negotiated it, with the
-  judgment ``mediaserver.retransmission`` describes (once per round trip, never for an
+  judgment ``mediaserver.sfu.retransmission`` describes (once per round trip, never for an
   unusable packet, a keyframe request when the history cannot answer);
 * sender reports: each viewer's NTP/RTP pair is the publisher's own (from its last sender
   report, carried forward to the packet's send time) translated through that viewer's
@@ -51,19 +51,19 @@ from typing import Awaitable, Callable, Optional
 
 from aiortc.rtp import RtpPacket
 
-from .aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream, SenderPort
-from .keyframe_requester import KeyframeRequester
-from .packet_history import PacketHistory
-from .retransmission import (
+from mediaserver.sfu.aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream, SenderPort
+from mediaserver.sfu.keyframe_requester import KeyframeRequester
+from mediaserver.sfu.packet_history import PacketHistory
+from mediaserver.sfu.retransmission import (
     LATE_LIMIT,
     MAX_HOLD,
     PLAYOUT_WINDOW,
     ViewerNacks,
     extend_seq,
 )
-from .rtp_payloads import is_keyframe_start
-from .samples import SampleRing
-from .tasks import TaskOwner
+from mediaserver.sfu.rtp_payloads import is_keyframe_start
+from mediaserver.sfu.samples import SampleRing
+from core.tasks import TaskOwner
 
 __all__ = ["Downstream", "Fanout", "FanoutStats", "Sink"]
 
@@ -530,7 +530,7 @@ class Fanout:
     # ------------------------------------------------------------ feedback
     def on_nack(self, d: Downstream, lost: list[int]) -> None:
         """Retransmit what a viewer lost, from the shared history, with judgment (see
-        ``mediaserver.retransmission``)."""
+        ``mediaserver.sfu.retransmission``)."""
         if d.last_vseq is None or d.waiting:
             return
         now = time.monotonic()

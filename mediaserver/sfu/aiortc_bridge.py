@@ -64,7 +64,7 @@ from OpenSSL import SSL
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as _srtp_ffi
 
-from .retransmission import NackRequester
+from mediaserver.sfu.retransmission import NackRequester
 
 __all__ = [
     "AIORTC_VERSION",
@@ -96,7 +96,7 @@ def check_aiortc_version() -> None:
     """Refuse to run against an aiortc this module was not written for."""
     if aiortc.__version__ != AIORTC_VERSION:
         raise RuntimeError(
-            f"mediaserver.aiortc_bridge targets aiortc {AIORTC_VERSION}, "
+            f"mediaserver.sfu.aiortc_bridge targets aiortc {AIORTC_VERSION}, "
             f"found {aiortc.__version__}: re-check the internals it uses"
         )
 

@@ -6,12 +6,12 @@ from typing import Any, AsyncIterator, Optional
 
 from aiohttp import web
 
-from mediaserver.config import Settings
-from mediaserver.room import RoomRegistry
+from core.settings import Settings
+from mediaserver.live.room import RoomRegistry
 
-from .health import Readiness, data_dir_check, database_check, redis_check, storage_check
-from .http import METRICS, READINESS, setup_routes
-from .metrics import Metrics
+from ops.health import Readiness, data_dir_check, database_check, redis_check, storage_check
+from ops.http import METRICS, READINESS, setup_routes
+from ops.metrics import Metrics
 
 __all__ = ["install_ops"]
 
@@ -47,7 +47,7 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             check, close_redis = redis_check(settings.redis_url, timeout=1.0)
             readiness.add("redis", check)
         metrics.lag_sampler.start()
-        from mediaserver.app import PACKAGING
+        from stagepass.app import PACKAGING
 
         jobs = app.get(PACKAGING)  # its context runs before this one
         if jobs is not None:
@@ -63,7 +63,7 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             """After the paywall's context (registered before this one): the database is open."""
             from paywall.http import PAYWALL
 
-            from .business import OrderCounts
+            from ops.business import OrderCounts
 
             counter = OrderCounts(app[PAYWALL].db, interval=settings.metrics_orders_seconds)
             orders.append(counter)
@@ -88,7 +88,7 @@ def _socketio(app: web.Application) -> Optional[dict]:
 
 
 def _packaging(app: web.Application) -> Optional[dict]:
-    from mediaserver.app import PACKAGING
+    from stagepass.app import PACKAGING
 
     jobs = app.get(PACKAGING)
     if jobs is None:

@@ -12,7 +12,7 @@ from aiohttp import web
 import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
-from ops.assembly import install_ops
+from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
 from paywall import replay_http
@@ -24,16 +24,16 @@ from signalling.admission import Admission
 from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
 from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_routes
 
-from .aiortc_bridge import check_aiortc_version
-from .config import Settings
-from .ingest.rtmp_server import RtmpIngest
-from .packaging_jobs import PackagingJobs
-from .recorder import MANIFEST_NAME, recording_dir
-from .recording_library import RecordingLibrary
-from .room import RoomRegistry
-from .storage import StorageError, open_storage, publishes
-from .storage.uploads import ReplayUploads
-from .vod import PackageOptions
+from mediaserver.sfu.aiortc_bridge import check_aiortc_version
+from core.settings import Settings
+from mediaserver.ingest.rtmp_server import RtmpIngest
+from mediaserver.packaging.jobs import PackagingJobs
+from mediaserver.recording.recorder import MANIFEST_NAME, recording_dir
+from mediaserver.packaging.library import RecordingLibrary
+from mediaserver.live.room import RoomRegistry
+from mediaserver.storage import StorageError, open_storage, publishes
+from mediaserver.storage.uploads import ReplayUploads
+from mediaserver.packaging.vod import PackageOptions
 
 __all__ = ["AUDIENCE", "PACKAGING", "RTMP", "create_app"]
 

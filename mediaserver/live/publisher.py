@@ -7,10 +7,10 @@ import logging
 import time
 from typing import Optional, Protocol
 
-from .aiortc_bridge import ReceiverTap, enlarge_receive_buffer, negotiated_stream
-from .codecs import capabilities
-from .fanout import Fanout
-from .peer_session import PeerSession
+from mediaserver.sfu.aiortc_bridge import ReceiverTap, enlarge_receive_buffer, negotiated_stream
+from mediaserver.sfu.codecs import capabilities
+from mediaserver.sfu.fanout import Fanout
+from mediaserver.live.peer_session import PeerSession
 
 __all__ = ["LivePublisher", "Publisher"]
 

@@ -13,7 +13,7 @@ import asyncio
 import time
 from typing import Awaitable, Callable, Optional
 
-from .tasks import TaskOwner
+from core.tasks import TaskOwner
 
 __all__ = ["KeyframeRequester"]
 

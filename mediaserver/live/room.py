@@ -24,15 +24,15 @@ import time
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Optional, TypeVar
 
-from .config import Settings
-from .errors import RoomBusy
-from .fanout import Fanout
-from .logs import context_logger
-from .peer_session import PeerSession
-from .publisher import LivePublisher, Publisher
-from .recorder import Recorder
-from .subscriber import Subscriber
-from .tasks import TaskOwner
+from core.settings import Settings
+from mediaserver.live.errors import RoomBusy
+from mediaserver.sfu.fanout import Fanout
+from core.logs import context_logger
+from mediaserver.live.peer_session import PeerSession
+from mediaserver.live.publisher import LivePublisher, Publisher
+from mediaserver.recording.recorder import Recorder
+from mediaserver.live.subscriber import Subscriber
+from core.tasks import TaskOwner
 
 __all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry"]
 

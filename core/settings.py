@@ -307,7 +307,7 @@ class Settings:
             except ValueError:
                 raise ConfigError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
         try:
-            from .storage.base import parse_storage_url
+            from mediaserver.storage.base import parse_storage_url
 
             parse_storage_url(self.storage_url, self.data_dir / "recordings")
         except ValueError as exc:

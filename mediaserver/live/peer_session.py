@@ -13,10 +13,10 @@ from typing import Awaitable, Callable, Optional
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from .aiortc_bridge import DeferredCandidates, DtlsWatch, enlarge_srtp_buffers
-from .errors import NegotiationFailed
-from .logs import context_logger
-from .tasks import TaskOwner
+from mediaserver.sfu.aiortc_bridge import DeferredCandidates, DtlsWatch, enlarge_srtp_buffers
+from mediaserver.live.errors import NegotiationFailed
+from core.logs import context_logger
+from core.tasks import TaskOwner
 
 __all__ = ["PeerSession"]
 

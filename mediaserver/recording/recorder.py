@@ -83,7 +83,7 @@ import av
 from aiortc.codecs.h264 import H264PayloadDescriptor
 from aiortc.codecs.vpx import vp8_depayload
 
-from .frame_assembler import FrameAssembler
+from mediaserver.recording.frame_assembler import FrameAssembler
 
 __all__ = [
     "GAP_MS",

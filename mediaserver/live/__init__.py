@@ -1,0 +1,1 @@
+"""Live rooms and sessions: Room, Broadcast, Publisher, Subscriber, PeerSession."""

@@ -1,0 +1,1 @@
+"""Recording while live: the crash-safe writer and frame assembly."""

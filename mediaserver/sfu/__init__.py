@@ -1,0 +1,1 @@
+"""The packet engine: fanout, header rewrite, retransmission, keyframes, and the aiortc boundary."""
