@@ -18,6 +18,7 @@ from mediaserver.recording.recorder import read_manifest, recording_dir
 from signalling.permissions import StreamKeyPermissions
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
+from tests.browser import open_page
 from tests.missing_tools import missing_tool
 from tests.peers import Publisher, Viewer, read_number
 from tests.rtmp_encoder import FfmpegRtmpPublisher, free_port, have_ffmpeg
@@ -140,3 +141,74 @@ def test_rtmp_settings_are_checked():
         assert next(iter(bad)) in str(err.value)
     assert Settings().rtmp_port == 1935
     assert np.int64(Settings(rtmp_port=0).rtmp_port) == 0
+
+
+async def test_chromium_plays_an_rtmp_room(rtmp_server, browser):
+    base, app, rtmp = rtmp_server
+    encoder = FfmpegRtmpPublisher(f"{rtmp}/{KEY}")
+    log: list[str] = []
+    try:
+        await encoder.start()
+        await wait_for(lambda: (r := app[ROOMS].get("demo")) is not None and r.live, timeout=15)
+        page = await open_page(browser, base, "watch", log)
+        await page.goto(f"{base}/static/watch.html?room=demo&autoplay=1")
+        await page.wait_for_function("() => { const v = document.getElementById('video');"
+                                     " return v.videoWidth > 0 && v.currentTime > 0; }")
+        start = await page.evaluate("document.getElementById('video').currentTime")
+        await page.wait_for_function(f"document.getElementById('video').currentTime > {start} + 1")
+        # the barcode of the frame on screen, read from the browser's own decode
+        pixels = await page.evaluate("""() => {
+            const v = document.getElementById('video'), c = document.createElement('canvas');
+            c.width = v.videoWidth; c.height = v.videoHeight;
+            const g = c.getContext('2d'); g.drawImage(v, 0, 0);
+            return Array.from(g.getImageData(0, 0, c.width, c.height).data); }""")
+        size = await page.evaluate("[document.getElementById('video').videoWidth,"
+                                   " document.getElementById('video').videoHeight]")
+        img = np.array(pixels, np.uint8).reshape(size[1], size[0], 4)[:, :, 2::-1]
+        shown = read_number(np.ascontiguousarray(img))
+        assert 0 < shown <= encoder.next_number, (shown, encoder.next_number)
+        tracks = await page.evaluate("document.getElementById('video').srcObject.getAudioTracks().length")
+        assert tracks == 1
+    except BaseException:
+        print("\n".join(log))
+        raise
+    finally:
+        await encoder.kill()
+
+
+async def test_video_that_is_not_h264_is_refused_by_name(rtmp_server, caplog):
+    base, app, rtmp = rtmp_server
+    caplog.set_level(logging.INFO, "stagepass.rtmp")
+    proc = await asyncio.create_subprocess_exec(
+        "ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=15",
+        "-t", "20", "-c:v", "flv1", "-f", "flv", f"{rtmp}/{KEY}",
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+    try:
+        assert await asyncio.wait_for(proc.wait(), 15) != 0  # disconnected long before 20 s
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert any("video Sorenson H.263 is not supported: send H.264" in r.getMessage() for r in caplog.records)
+    room = app[ROOMS].get("demo")
+    assert room is not None and room.publisher is None and not room.live
+
+
+def test_flv_parsing_refuses_what_cannot_be_forwarded():
+    from mediaserver.ingest.flv import FlvError, parse_aac, parse_avc, parse_avc_config, split_nal_units
+
+    with pytest.raises(FlvError, match="too short"):
+        parse_avc(b"\x17\x01")
+    with pytest.raises(FlvError, match="enhanced RTMP"):
+        parse_avc(b"\x90hvc1\x00")
+    with pytest.raises(FlvError, match="send AAC"):
+        parse_aac(b"\x2f\x00")  # MP3
+    with pytest.raises(FlvError, match="malformed"):
+        parse_avc_config(b"\x02\x42\x00\x1f\xff\xe1")
+    with pytest.raises(FlvError, match="runs past"):
+        split_nal_units(b"\x00\x00\x00\x09\x65\x88", 4)
+    packet = parse_avc(b"\x17\x01\xff\xff\xfe" + b"\x00\x00\x00\x02\x65\x88")
+    assert packet.keyframe and not packet.is_config and packet.composition_ms == -2
+    assert split_nal_units(packet.body, 4) == [b"\x65\x88"]
+    config = parse_avc_config(bytes([1, 0x42, 0, 0x1F, 0xFF, 0xE1, 0, 2, 0x67, 0x42, 1, 0, 2, 0x68, 0xCE]))
+    assert config.length_size == 4 and config.sps == (b"\x67\x42",) and config.pps == (b"\x68\xce",)
