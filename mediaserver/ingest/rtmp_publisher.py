@@ -22,6 +22,7 @@ from typing import Awaitable, Callable, Optional
 from aiortc.rtp import RtpPacket
 
 from mediaserver.sfu.fanout import Fanout
+from core.cpu import background_executor
 from core.logs import context_logger
 from core.tasks import TaskOwner
 from .aac_opus import OPUS_RATE, AacToOpus
@@ -169,7 +170,8 @@ class RtmpPublisher:
         if packet.is_config:
             if self._audio is None:
                 self._audio = AacToOpus(packet.body, bitrate=self._opus_bitrate)
-                self._audio_worker = ThreadPoolExecutor(1, thread_name_prefix=f"rtmp-audio-{self.room_name}")
+                # live audio: below the loop that forwards media, above exports and packaging
+                self._audio_worker = background_executor(f"rtmp-audio-{self.room_name}", 1, niceness=5)
                 self.log.info("AAC sequence header: transcoding to Opus at %d bit/s", self._opus_bitrate)
             return
         if self._audio is None or self._audio_worker is None:

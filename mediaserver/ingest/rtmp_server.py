@@ -40,7 +40,9 @@ from pyrtmp.rtmp import SimpleRTMPController  # noqa: E402
 from pyrtmp.session_manager import SessionManager  # noqa: E402
 
 logging.getLogger().handlers[:] = _root_handlers
-logging.getLogger("pyrtmp.rtmp").setLevel(logging.NOTSET)
+for _name in ("pyrtmp.rtmp", "pyrtmp.messages", "pyrtmp.messages.command", "pyrtmp.messages.data",
+              "pyrtmp.messages.user_control"):
+    logging.getLogger(_name).setLevel(logging.NOTSET)
 logging.getLogger("pyrtmp").setLevel(logging.ERROR)  # "unknown command FCPublish" and the like
 
 __all__ = ["APP_NAME", "KeyResolver", "RtmpIngest"]
