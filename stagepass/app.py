@@ -15,7 +15,7 @@ from interaction.assembly import build_interaction
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
-from paywall import replay_http
+from paywall import clips_http, replay_http
 from paywall import dashboard_http
 from paywall.audience import AudienceSampler
 from paywall.seats import LocalSeats, RedisSeats, Seats
@@ -27,6 +27,7 @@ from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_route
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.settings import Settings
 from mediaserver.ingest.rtmp_server import RtmpIngest
+from mediaserver.packaging.clips import ClipLibrary
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.recorder import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.library import RecordingLibrary
@@ -100,6 +101,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         app[replay_http.RECORDINGS] = RecordingLibrary(
             settings.data_dir, storage if publishing else None, proxy=settings.storage_proxy)
         replay_http.setup_routes(app)
+        app[clips_http.CLIPS] = ClipLibrary(settings.data_dir)
+        clips_http.setup_routes(app)
         dashboard_http.setup_routes(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
