@@ -9,6 +9,7 @@ from aiohttp import web
 from core.settings import Settings
 
 from .bus import ClusterBus
+from .comments import CommentService
 from .danmaku import DanmakuService
 from .hands import HandService
 from .likes import LikeService
@@ -40,6 +41,7 @@ class Interaction:
         self.presence = PresenceService(self.server)
         self.questions = QuestionService(self.server, self.moderation)
         self.tips = TipService(self.server, redis)
+        self.comments = CommentService(self.moderation)
 
     async def start(self) -> None:
         await self.bus.start()
@@ -57,7 +59,9 @@ def build_interaction(app: web.Application, settings: Settings, redis: Optional[
     interaction = Interaction(settings, redis)
     interaction.server.attach(app)
     app[INTERACTION] = interaction
+    from .comments_http import setup_routes as setup_comment_routes
     from .http import setup_routes
 
     setup_routes(app)
+    setup_comment_routes(app)
     return interaction

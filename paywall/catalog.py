@@ -177,6 +177,11 @@ class Catalog:
             room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
         return _view(room) if room else None
 
+    async def by_id(self, room_id: int) -> Optional[RoomView]:
+        async with self.db() as s:
+            room = await s.get(Room, room_id)
+        return _view(room) if room else None
+
     async def require(self, slug: str) -> RoomView:
         room = await self.get(slug)
         if room is None:
