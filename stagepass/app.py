@@ -10,6 +10,7 @@ from typing import AsyncIterator, Optional
 from aiohttp import web
 
 import web as web_assets
+from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from stagepass.operations import install_ops
@@ -103,6 +104,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         replay_http.setup_routes(app)
         app[clips_http.CLIPS] = ClipLibrary(settings.data_dir)
         clips_http.setup_routes(app)
+        setup_share_routes(app)
         dashboard_http.setup_routes(app)
 
     def is_recording(room: str, broadcast: str) -> bool:

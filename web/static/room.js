@@ -9,6 +9,8 @@
 // use on another device), preview-over, refunded, error.
 import { accessToken, play } from "./whip.js";
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { mountComments } from "./comments.js";
+import { showTeasers } from "./teasers.js";
 
 const STATUS_POLL_MS = 2000;
 const ORDER_POLL_MS = 2000;
@@ -798,6 +800,8 @@ async function main() {
   state.owned = body.owned || [];
   state.testMode = body.test_mode === true;
   renderAbout();
+  showTeasers(document.getElementById("teasers"), document.getElementById("teaser-list"), slug);
+  mountComments(document.getElementById("comments"), { room: slug }).catch((err) => console.warn("comments", describe(err)));
   if (param("popup") === "1") { // the checkout popup came back here: nothing to watch in it
     status("ready", "Payment done. You can close this window.");
     if (window.opener) setTimeout(() => window.close(), 500);
