@@ -47,7 +47,7 @@ KEY = "benchmark-key"
 
 class Server:
     async def start(self) -> None:
-        settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="rtmp-bench-")), rooms={"b": KEY},
+        settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix="rtmp-bench-")), rooms={"b": KEY},
                             rtmp_port=free_port(), recordings=False)
         settings.validate()
         self.app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))

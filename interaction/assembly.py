@@ -10,8 +10,10 @@ from core.settings import Settings
 
 from .bus import ClusterBus
 from .comments import CommentService
+from .comments_http import setup_routes as setup_comment_routes
 from .danmaku import DanmakuService
 from .hands import HandService
+from .http import setup_routes
 from .likes import LikeService
 from .moderation import Moderation
 from .polls import PollService
@@ -27,14 +29,10 @@ class Interaction:
     """The interaction features of one node, reachable from handlers and tests."""
 
     def __init__(self, settings: Settings, redis: Optional[Any]) -> None:
-        self.server = InteractionServer(settings.redis_url, cors_origins=settings.cors_origin)
+        self.server = InteractionServer(settings.server.redis_url, cors_origins=settings.server.cors_origin)
         self.bus = ClusterBus(redis)
-        self.moderation = Moderation(self.server, self.bus, tuple(settings.blocked_words))
-        self.danmaku = DanmakuService(
-            self.server, self.moderation, max_chars=settings.danmaku_max_chars,
-            user_rate=settings.danmaku_user_rate, user_burst=settings.danmaku_user_burst,
-            room_rate=settings.danmaku_room_rate, batch_interval=settings.danmaku_batch_ms / 1000,
-        )
+        self.moderation = Moderation(self.server, self.bus, tuple(settings.interaction.blocked_words))
+        self.danmaku = DanmakuService(self.server, self.moderation, settings.interaction)
         self.likes = LikeService(self.server, redis)
         self.polls = PollService(self.server)
         self.hands = HandService(self.server)
@@ -59,9 +57,6 @@ def build_interaction(app: web.Application, settings: Settings, redis: Optional[
     interaction = Interaction(settings, redis)
     interaction.server.attach(app)
     app[INTERACTION] = interaction
-    from .comments_http import setup_routes as setup_comment_routes
-    from .http import setup_routes
-
-    setup_routes(app)
-    setup_comment_routes(app)
+    setup_routes(app, interaction.danmaku, interaction.questions, interaction.polls)
+    setup_comment_routes(app, interaction.comments)
     return interaction

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from core.timeutil import as_utc
+from paywall.accounts import public_names
 
 from .models import Comment, CommentReport, ModerationAction
 from .moderation import Moderation
@@ -57,9 +58,8 @@ class CommentService:
     async def thread(self, room_id: int, recording: str, viewer_id: Optional[int], moderator: bool) -> list[dict]:
         """Top-level comments newest first, each with its replies oldest first. Deleted
         comments with replies stay as placeholders; hidden ones only for moderators."""
-        from paywall.models import User
-
-        query = (select(Comment, User.display_name).join(User, User.id == Comment.user_id)
+        names = public_names()
+        query = (select(Comment, names.c.display_name).join(names, names.c.user_id == Comment.user_id)
                  .where(Comment.room_id == room_id, Comment.recording == recording).order_by(Comment.id))
         async with self.db() as s:
             rows = (await s.execute(query)).all()

@@ -24,16 +24,17 @@ from paywall.errors import PaywallError
 from paywall.http import PAYWALL, api, current_user, optional_user
 from paywall.request_body import read_json
 
-from .comments import CommentError
+from .comments import CommentError, CommentService
 from .models import Comment
 
-__all__ = ["setup_routes"]
+__all__ = ["COMMENTS", "setup_routes"]
 
 
-def _service(request: web.Request):
-    from .assembly import INTERACTION
+COMMENTS = web.AppKey("comments", CommentService)
 
-    return request.app[INTERACTION].comments
+
+def _service(request: web.Request) -> CommentService:
+    return request.app[COMMENTS]
 
 
 async def _is_moderator(request: web.Request, room: RoomView, user: Optional[UserView]) -> bool:
@@ -124,7 +125,8 @@ async def review_comment(request: web.Request) -> web.Response:
     return web.json_response({"reviewed": comment.id, "action": body.get("action")})
 
 
-def setup_routes(app: web.Application) -> None:
+def setup_routes(app: web.Application, comments: CommentService) -> None:
+    app[COMMENTS] = comments
     r = app.router
     r.add_get("/api/rooms/{room}/comments", list_comments)
     r.add_post("/api/rooms/{room}/comments", post_comment)

@@ -13,6 +13,7 @@ import web as web_assets
 from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
+from stagepass.keys import AUDIENCE, PACKAGING
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
@@ -39,9 +40,6 @@ from mediaserver.packaging.vod import PackageOptions
 
 __all__ = ["AUDIENCE", "PACKAGING", "RTMP", "create_app"]
 
-PACKAGING = web.AppKey("packaging", PackagingJobs)
-AUDIENCE = web.AppKey("audience", AudienceSampler)
-RTMP = web.AppKey("rtmp", RtmpIngest)
 
 storage_log = logging.getLogger("stagepass.storage")
 rtmp_log = logging.getLogger("stagepass.rtmp")
@@ -53,22 +51,22 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     tests and benchmarks); otherwise rooms and tickets come from the paywall, plus the
     open rooms of ``STAGEPASS_ROOMS``."""
     check_aiortc_version()
-    app = web.Application(client_max_size=settings.max_sdp_bytes)
+    app = web.Application(client_max_size=settings.media.max_sdp_bytes)
     app[SETTINGS] = settings
 
     metrics = Metrics()
     rooms = RoomRegistry(settings, observer=metrics)
-    storage = open_storage(settings.storage_url, settings.data_dir)
-    publishing = publishes(storage, settings.data_dir)
+    storage = open_storage(settings.recording.storage_url, settings.server.data_dir)
+    publishing = publishes(storage, settings.server.data_dir)
     if permissions is not None:
         app[PERMISSIONS] = permissions
         app[ADMISSION] = Admission()
     else:
         redis = None
-        if settings.redis_url:
+        if settings.server.redis_url:
             from redis.asyncio import Redis
 
-            redis = Redis.from_url(settings.redis_url)
+            redis = Redis.from_url(settings.server.redis_url)
         interaction = build_interaction(app, settings, redis)
 
         async def paywall_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -85,7 +83,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
-            audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds, settings.node_id())
+            audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id())
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()
@@ -100,9 +98,9 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         app.cleanup_ctx.append(paywall_ctx)
         paywall_http.setup_routes(app)
         app[replay_http.RECORDINGS] = RecordingLibrary(
-            settings.data_dir, storage if publishing else None, proxy=settings.storage_proxy)
+            settings.server.data_dir, storage if publishing else None, proxy=settings.recording.storage_proxy)
         replay_http.setup_routes(app)
-        app[clips_http.CLIPS] = ClipLibrary(settings.data_dir)
+        app[clips_http.CLIPS] = ClipLibrary(settings.server.data_dir)
         clips_http.setup_routes(app)
         setup_share_routes(app)
         dashboard_http.setup_routes(app)
@@ -125,10 +123,10 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
                 storage_log.error("storage %s: recording goes on to local disk; replays stay there until the "
                                   "store works and `stagepass storage migrate` publishes them", exc)
             else:
-                uploads = ReplayUploads(settings.data_dir, storage, keep_local=settings.keep_local)
+                uploads = ReplayUploads(settings.server.data_dir, storage, keep_local=settings.recording.keep_local)
                 options = PackageOptions(done_status="packaged")
                 storage_log.info("replays are published to %s", storage.location.url)
-        jobs = PackagingJobs(settings.data_dir, options, is_recording=is_recording)
+        jobs = PackagingJobs(settings.server.data_dir, options, is_recording=is_recording)
         app[PACKAGING] = jobs
         await jobs.start()
         await jobs.resume()
@@ -144,7 +142,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             jobs.listeners.append(upload_packaged)
 
         async def package_ended(room, broadcast) -> None:
-            directory = recording_dir(settings.data_dir, room.name, broadcast.id)
+            directory = recording_dir(settings.server.data_dir, room.name, broadcast.id)
             if (directory / MANIFEST_NAME).exists():
                 jobs.enqueue(directory)
 
@@ -176,17 +174,17 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
                 room = await paywall.catalog.room_for_stream_key(key)
             return room
 
-        ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.rtmp_audio_bitrate)
+        ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.media.rtmp_audio_bitrate)
         try:
-            await ingest.start(settings.host, settings.rtmp_port)
+            await ingest.start(settings.server.host, settings.media.rtmp_port)
         except OSError as exc:
             rtmp_log.error("RTMP ingest cannot listen on %s:%d (%s): RTMP publishing is off on this node",
-                           settings.host, settings.rtmp_port, exc.strerror or exc)
+                           settings.server.host, settings.media.rtmp_port, exc.strerror or exc)
         app[RTMP] = ingest
         yield
         await ingest.close()
 
-    if settings.rtmp_port:
+    if settings.media.rtmp_port:
         app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
     install_ops(app, settings, rooms, metrics, with_paywall=permissions is None,

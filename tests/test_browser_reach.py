@@ -25,7 +25,7 @@ async def test_studio_cuts_a_teaser_visitors_play_it_and_viewers_discuss(aiohttp
     base = str(srv.make_url("")).rstrip("/")
     creator, viewer = await Api.sign_up(base, "creator"), await Api.sign_up(base)
     await paid_room(creator)
-    rec_id = install(packaged, settings.data_dir, "maths")
+    rec_id = install(packaged, settings.server.data_dir, "maths")
     room = await app[PAYWALL].catalog.get("maths")
     async with app[INTERACTION].server.db() as s:
         s.add(Danmaku(room_id=room.id, user_id=viewer.user["id"], broadcast=rec_id, t_ms=3000, text="nice proof",

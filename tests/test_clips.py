@@ -64,7 +64,7 @@ async def clip_shop(aiohttp_server, tmp_path, database_url, packaged):  # noqa: 
     base = str(srv.make_url("")).rstrip("/")
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, preview_seconds=3)
-    rec_id = install(packaged, settings.data_dir, "maths")
+    rec_id = install(packaged, settings.server.data_dir, "maths")
     return base, app, creator, rec_id
 
 

@@ -25,7 +25,7 @@ async def forum(aiohttp_server, tmp_path, database_url, packaged):  # noqa: F811
     base = str(srv.make_url("")).rstrip("/")
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator)
-    rec_id = install(packaged, settings.data_dir, "maths")
+    rec_id = install(packaged, settings.server.data_dir, "maths")
     return base, app, creator, rec_id
 
 

@@ -37,7 +37,7 @@ async def shared(aiohttp_server, tmp_path, database_url, packaged):  # noqa: F81
     base = str(srv.make_url("")).rstrip("/")
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, title='Live maths <b>"now"</b>', description="Limits & series")
-    rec_id = install(packaged, settings.data_dir, "maths")
+    rec_id = install(packaged, settings.server.data_dir, "maths")
     status, clip = await creator.post(f"/api/recordings/{rec_id}/clips",
                                       {"start_ms": 2000, "end_ms": 5000, "title": "Epsilon & delta", "teaser": True})
     assert status == 201, clip

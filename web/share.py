@@ -48,7 +48,7 @@ def frame_ancestors(room: Optional[RoomView]) -> str:
 
 
 def _base(request: web.Request) -> str:
-    return request.app[PAYWALL].settings.public_url or f"{request.scheme}://{request.host}"
+    return request.app[PAYWALL].settings.server.public_url or f"{request.scheme}://{request.host}"
 
 
 def _meta(props: dict[str, Optional[str]]) -> str:
