@@ -13,7 +13,7 @@ import web as web_assets
 from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
-from stagepass.keys import AUDIENCE, PACKAGING
+from stagepass.keys import AUDIENCE, PACKAGING, RTMP
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http

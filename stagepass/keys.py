@@ -1,14 +1,16 @@
-"""Application keys of what the assembly owns (packaging jobs, the audience sampler), apart from
+"""Application keys of what the assembly owns (packaging jobs, the audience sampler, the RTMP ingest), apart from
 ``app.py`` so the operator wiring can read them without importing the assembly back."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from mediaserver.ingest.rtmp_server import RtmpIngest
 from mediaserver.packaging.jobs import PackagingJobs
 from paywall.audience import AudienceSampler
 
-__all__ = ["AUDIENCE", "PACKAGING"]
+__all__ = ["AUDIENCE", "PACKAGING", "RTMP"]
 
 PACKAGING = web.AppKey("packaging", PackagingJobs)
 AUDIENCE = web.AppKey("audience", AudienceSampler)
+RTMP = web.AppKey("rtmp", RtmpIngest)
