@@ -149,6 +149,12 @@ class MediaSettings:
         default=64000,
         metadata={"help": "bit/s of the Opus audio an RTMP room's AAC is transcoded to (once per room)"},
     )
+    low_rendition: bool = field(
+        default=False,
+        metadata={"help": "viewers on weak networks are switched to one low rendition per room (360p, "
+                          "400 kbit/s, encoded only while someone watches it) or to audio only, from "
+                          "their receiver reports (on/off)", "parse": _parse_bool},
+    )
     keyframe_min_interval: float = field(
         default=0.5,
         metadata={"help": "seconds between keyframe requests (PLI) sent to a publisher: "

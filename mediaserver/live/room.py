@@ -31,6 +31,8 @@ from core.logs import context_logger
 from mediaserver.live.peer_session import PeerSession
 from mediaserver.live.publisher import LivePublisher, Publisher
 from mediaserver.recording.recorder import Recorder
+from mediaserver.live.adaptation import RENDITIONS, Adaptation
+from mediaserver.live.low_rendition import LowRendition
 from mediaserver.live.subscriber import Subscriber
 from core.tasks import TaskOwner
 
@@ -90,6 +92,8 @@ class Room:
         #: so the room's totals only grow
         self.departed_nacked: dict[str, int] = {}
         self.departed_octets: dict[str, int] = {}
+        #: the low rendition for weak networks, while some viewer needs it
+        self.low: Optional[LowRendition] = None
 
     def _session_args(self) -> dict:
         return dict(
@@ -185,7 +189,51 @@ class Room:
             raise
         self.subscribers[subscriber.id] = subscriber
         self.log.info("viewer %s joined (%d watching)", subscriber.id[:8], len(self.subscribers))
+        if self.settings.media.low_rendition and "video" in kinds:
+            subscriber.tasks.spawn(self._adapt(subscriber), name="adaptation")
         return subscriber, answer
+
+    # ------------------------------------------------------------ weak networks
+    async def set_rendition(self, subscriber: Subscriber, rendition: str) -> None:
+        """Give a viewer the full video, the room's low rendition (started for the first
+        viewer that needs it, stopped after the last) or audio only."""
+        if rendition not in RENDITIONS:
+            raise ValueError(f"rendition: one of {', '.join(RENDITIONS)}")
+        if rendition == subscriber.rendition or subscriber.closed:
+            return
+        target = None
+        if rendition == "low":
+            if self.low is None:
+                self.low = LowRendition(self.fanouts["video"], self.tasks, self.log,
+                                        self.settings.media.keyframe_min_interval)
+            self.low.start()
+            target = self.low.fanout
+        elif rendition == "full":
+            target = self.fanouts["video"]
+        subscriber.switch_video(target, rendition)
+        await self._stop_unwatched_rendition()
+
+    async def _stop_unwatched_rendition(self) -> None:
+        if self.low is not None and self.low.running and not any(
+                s.rendition == "low" for s in self.subscribers.values() if not s.closed):
+            await self.low.stop()
+
+    async def _adapt(self, subscriber: Subscriber) -> None:
+        """Follow the viewer's receiver reports (``Adaptation``)."""
+        adaptation = Adaptation()
+        seen: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(0.5)
+            kind = "audio" if subscriber.rendition == "audio" else "video"
+            report = (await subscriber.receiver_reports()).get(kind)
+            if report is None or seen.get(kind) == report["timestamp"]:
+                continue
+            seen[kind] = report["timestamp"]
+            choice = adaptation.report(subscriber.rendition, report["fraction_lost"], report["rtt"])
+            if choice is not None:
+                subscriber.log.info("%.0f%% lost, rtt %s: %s -> %s", report["fraction_lost"] * 100,
+                                    report["rtt"], subscriber.rendition, choice)
+                await self.set_rendition(subscriber, choice)
 
     async def end_broadcast(self) -> None:
         """The creator ended the live session (the publisher's WHIP DELETE)."""
@@ -266,6 +314,7 @@ class Room:
             for kind, n in session.octets_sent().items():  # type: ignore[attr-defined]
                 self.departed_octets[kind] = self.departed_octets.get(kind, 0) + n
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
+            await self._stop_unwatched_rendition()
 
     def stats(self) -> dict:
         return {
@@ -294,6 +343,8 @@ class Room:
             sessions.append(self.publisher)
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         await self._stop_recorder("shutdown")
+        if self.low is not None:
+            await self.low.stop()
         for fanout in self.fanouts.values():
             fanout.release()
         await self.tasks.close()
