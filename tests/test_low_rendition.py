@@ -120,11 +120,34 @@ async def test_a_lossy_downlink_moves_the_viewer_to_the_low_rendition_and_back(l
 
 def test_adaptation_is_quick_down_slow_up_and_goes_audio_only_last():
     a = Adaptation()
+    settle = [None] * Adaptation.SETTLE_REPORTS
     assert a.report("full", 0.12, 0.05) is None
     assert a.report("full", 0.12, 0.05) == "low"
+    assert [a.report("low", 0.5, 0.05) for _ in settle] == settle  # still the full rendition's losses
     assert a.report("low", 0.12, 0.05) is None and a.report("low", 0.15, 0.05) is None  # not bad enough
     assert a.report("low", 0.4, 0.05) is None and a.report("low", 0.4, 0.05) == "audio"
-    assert [a.report("audio", 0.0, 0.05) for _ in range(5)] == [None] * 4 + ["low"]
+    up = Adaptation.SETTLE_REPORTS + Adaptation.UP_AFTER
+    assert [a.report("audio", 0.0, 0.05) for _ in range(up)] == [None] * (up - 1) + ["low"]
+    for _ in settle:
+        a.report("low", 0.0, 0.05)
     assert a.report("low", 0.05, 0.05) is None  # between: resets both counts
     assert [a.report("low", 0.01, 0.9) for _ in range(2)] == [None, None]  # a long round trip is bad
-    assert [a.report("low", 0.0, 0.05) for _ in range(5)] == [None] * 4 + ["full"]
+    clean = Adaptation.UP_AFTER
+    assert [a.report("low", 0.0, 0.05) for _ in range(clean)] == [None] * (clean - 1) + ["full"]
+
+
+def test_a_failed_probe_up_doubles_the_wait_before_the_next():
+    a = Adaptation()
+    a.report("full", 0.3, None)
+    assert a.report("full", 0.3, None) == "low"
+    up = Adaptation.SETTLE_REPORTS + Adaptation.UP_AFTER
+    assert [a.report("low", 0.0, None) for _ in range(up)][-1] == "full"  # the first probe
+    for _ in range(Adaptation.SETTLE_REPORTS):
+        a.report("full", 0.3, None)
+    a.report("full", 0.3, None)
+    assert a.report("full", 0.3, None) == "low"  # it failed at once
+    assert a.up_after == 2 * Adaptation.UP_AFTER
+    up = Adaptation.SETTLE_REPORTS + 2 * Adaptation.UP_AFTER
+    assert [a.report("low", 0.0, None) for _ in range(up)].index("full") == up - 1
+    assert [a.report("full", 0.0, None) for _ in range(8)] == [None] * 8  # this probe holds
+    assert a.up_after == Adaptation.UP_AFTER
