@@ -45,13 +45,12 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
     sa.PrimaryKeyConstraint('comment_id', 'user_id')
     )
-    with op.batch_alter_table('rooms') as batch:
-        batch.add_column(sa.Column('embed_origins', sa.Text(), server_default=sa.text("''"), nullable=False))
+    # a plain ADD COLUMN: a batch (copy and rename) table would lose 0007's search triggers on SQLite
+    op.add_column('rooms', sa.Column('embed_origins', sa.Text(), server_default=sa.text("''"), nullable=False))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('rooms') as batch:
-        batch.drop_column('embed_origins')
+    op.drop_column('rooms', 'embed_origins')  # SQLite 3.35+ drops a column in place
     op.drop_table('comment_reports')
     op.drop_index('ix_comments_thread', table_name='comments')
     op.drop_table('comments')
