@@ -41,19 +41,12 @@ from core.settings import Settings  # noqa: E402
 from signalling.permissions import StreamKeyPermissions  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from stagepass.app import create_app  # noqa: E402
+from tests.conftest import wait_for  # noqa: E402
 from tests.peers import Publisher  # noqa: E402
 from tests.rtmp_encoder import free_port  # noqa: E402
 from tests.test_low_rendition import SizedViewer  # noqa: E402
 
 KEY = "benchmark-key"
-
-
-async def until(predicate, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise TimeoutError("timed out")
-        await asyncio.sleep(0.005)
 
 
 def thread_cpu(native_id: int) -> float:
@@ -77,10 +70,10 @@ async def one_run(seconds: float) -> dict:
     viewer = SizedViewer(base)
     try:
         assert await publisher.publish("b", KEY) == 201
-        await until(lambda: (r := app[ROOMS].get("b")) is not None and r.live)
+        await wait_for(lambda: (r := app[ROOMS].get("b")) is not None and r.live)
         room = app[ROOMS].get("b")
         assert await viewer.play("b") == 201
-        await until(lambda: len(viewer.frames) > 30)
+        await wait_for(lambda: len(viewer.frames) > 30)
         [subscriber] = room.subscribers.values()
         c0, t0 = time.process_time(), time.monotonic()
         await asyncio.sleep(seconds)
@@ -89,7 +82,7 @@ async def one_run(seconds: float) -> dict:
         t_switch = time.monotonic()
         mark = len(viewer.frames)
         await room.set_rendition(subscriber, "low")
-        await until(lambda: any(f[1:] == (480, 360) for f in viewer.frames[mark:]))
+        await wait_for(lambda: any(f[1:] == (480, 360) for f in viewer.frames[mark:]))
         down = time.monotonic() - t_switch
         await asyncio.sleep(1.0)
         worker = room.low._thread.native_id
@@ -102,7 +95,7 @@ async def one_run(seconds: float) -> dict:
         t_switch = time.monotonic()
         mark = len(viewer.frames)
         await room.set_rendition(subscriber, "full")
-        await until(lambda: any(f[1:] == (640, 480) for f in viewer.frames[mark:]))
+        await wait_for(lambda: any(f[1:] == (640, 480) for f in viewer.frames[mark:]))
         up = time.monotonic() - t_switch
         return {"full_cpu": full_cpu, "low_cpu": low_cpu, "worker_cpu": worker_cpu, "down_s": down, "up_s": up}
     finally:

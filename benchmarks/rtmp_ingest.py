@@ -39,6 +39,7 @@ from core.settings import Settings  # noqa: E402
 from signalling.permissions import StreamKeyPermissions  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from stagepass.app import RTMP, create_app  # noqa: E402
+from tests.conftest import wait_for  # noqa: E402
 from tests.peers import Publisher, Viewer  # noqa: E402
 from tests.rtmp_encoder import FfmpegRtmpPublisher, free_port  # noqa: E402
 
@@ -62,13 +63,6 @@ class Server:
         room = self.app[ROOMS].get("b")
         return room is not None and room.live
 
-    async def until(self, predicate, timeout: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not predicate():
-            if time.monotonic() > deadline:
-                raise TimeoutError("timed out")
-            await asyncio.sleep(0.01)
-
     async def close(self) -> None:
         await self.runner.cleanup()
 
@@ -84,7 +78,7 @@ async def first_frame(server: Server, kind: str) -> tuple[float, float]:
         assert await whip.publish("b", KEY) == 201
     viewer = Viewer(server.base)
     try:
-        await server.until(server.live)
+        await wait_for(server.live)
         t_post = time.monotonic()
         assert await viewer.play("b") == 201
         t_frame = await asyncio.wait_for(viewer.first_frame, 20)
@@ -97,7 +91,7 @@ async def first_frame(server: Server, kind: str) -> tuple[float, float]:
             await whip.delete()
             await whip.close()
         room = server.app[ROOMS].get("b")
-        await server.until(lambda: room is None or room.publisher is None)
+        await wait_for(lambda: room is None or room.publisher is None)
 
 
 async def cpu(server: Server, seconds: float, mode: str) -> float:
@@ -106,7 +100,7 @@ async def cpu(server: Server, seconds: float, mode: str) -> float:
     if mode != "idle":
         encoder = FfmpegRtmpPublisher(server.rtmp, gop=30, audio=mode == "video+aac")
         await encoder.start()
-        await server.until(server.live)
+        await wait_for(server.live)
     try:
         await asyncio.sleep(2.0)
         c0, t0 = time.process_time(), time.monotonic()
@@ -116,7 +110,7 @@ async def cpu(server: Server, seconds: float, mode: str) -> float:
         if encoder is not None:
             await encoder.stop()
             room = server.app[ROOMS].get("b")
-            await server.until(lambda: room is None or room.publisher is None)
+            await wait_for(lambda: room is None or room.publisher is None)
 
 
 def med(values: list[float]) -> float:

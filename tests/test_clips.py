@@ -12,11 +12,9 @@ import pytest
 
 from mediaserver.packaging.clips import cut_clip
 from paywall.http import PAYWALL
-from stagepass.app import create_app
-from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
+from tests.paywall_fixtures import Api, buy
 from tests.peers import read_number
-from tests.test_replay import install, packaged  # noqa: F401  (module fixture)
-from tests.test_vod import make_recording  # noqa: F401
+from tests.test_replay import packaged, shop  # noqa: F401  (fixtures)
 
 FPS = 30
 
@@ -56,23 +54,11 @@ def test_cut_copies_from_keyframes_and_reencodes_only_the_head(packaged, tmp_pat
         assert info["segments"][0]["duration_ms"] == 4000 - start
 
 
-@pytest.fixture
-async def clip_shop(aiohttp_server, tmp_path, database_url, packaged):  # noqa: F811
-    settings = paywall_settings(tmp_path, database_url)
-    app = create_app(settings)
-    srv = await aiohttp_server(app)
-    base = str(srv.make_url("")).rstrip("/")
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, preview_seconds=3)
-    rec_id = install(packaged, settings.server.data_dir, "maths")
-    return base, app, creator, rec_id
-
-
-async def test_creator_cuts_a_clip_buyers_watch_it_and_teasers_are_public(clip_shop):
+async def test_creator_cuts_a_clip_buyers_watch_it_and_teasers_are_public(shop):
     from interaction.assembly import INTERACTION
     from interaction.models import Danmaku
 
-    base, app, creator, rec_id = clip_shop
+    base, app, creator, rec_id, _ = shop
     visitor, buyer, other_creator = Api(base), await Api.sign_up(base), await Api.sign_up(base, "creator")
     # bad input: precise refusals, nothing cut
     for body, status, code in [

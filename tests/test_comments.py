@@ -12,21 +12,8 @@ from interaction.assembly import INTERACTION
 from interaction.models import BlockedWord, ModerationAction, RoomBan, RoomModerator
 from paywall.http import PAYWALL
 from sqlalchemy import select
-from stagepass.app import create_app
-from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
-from tests.test_replay import install, packaged  # noqa: F401  (module fixture)
-
-
-@pytest.fixture
-async def forum(aiohttp_server, tmp_path, database_url, packaged):  # noqa: F811
-    settings = paywall_settings(tmp_path, database_url)
-    app = create_app(settings)
-    srv = await aiohttp_server(app)
-    base = str(srv.make_url("")).rstrip("/")
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator)
-    rec_id = install(packaged, settings.server.data_dir, "maths")
-    return base, app, creator, rec_id
+from tests.paywall_fixtures import Api, buy
+from tests.test_replay import packaged, shop  # noqa: F401  (fixtures)
 
 
 async def thread(api: Api, query: str = "") -> list[dict]:
@@ -35,8 +22,8 @@ async def thread(api: Api, query: str = "") -> list[dict]:
     return body["comments"]
 
 
-async def test_threads_access_and_bad_input(forum):
-    base, app, creator, rec_id = forum
+async def test_threads_access_and_bad_input(shop):
+    base, app, creator, rec_id, _ = shop
     visitor, alice, bob = Api(base), await Api.sign_up(base), await Api.sign_up(base)
     assert (await visitor.post("/api/rooms/maths/comments", {"text": "hi"}))[0] == 401
     status, first = await alice.post("/api/rooms/maths/comments", {"text": "  When is the next class?  "})
@@ -87,8 +74,8 @@ async def test_threads_access_and_bad_input(forum):
     assert (await bob.call("DELETE", "/api/comments/abc"))[0] == 404
 
 
-async def test_moderation_rate_limit_and_reports(forum):
-    base, app, creator, rec_id = forum
+async def test_moderation_rate_limit_and_reports(shop):
+    base, app, creator, rec_id, _ = shop
     visitor = Api(base)
     alice, bob, carol, dave, mod = [await Api.sign_up(base) for _ in range(5)]
     room = await app[PAYWALL].catalog.get("maths")

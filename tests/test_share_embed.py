@@ -12,10 +12,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from stagepass.app import create_app
 from tests.browser import open_page
-from tests.paywall_fixtures import Api, paid_room, paywall_settings
-from tests.test_replay import install, packaged  # noqa: F401  (module fixture)
+from tests.test_replay import packaged, shop  # noqa: F401  (fixtures)
 
 
 def meta(page: str) -> dict[str, str]:
@@ -30,14 +28,11 @@ async def get(url: str) -> tuple[int, str, dict]:
 
 
 @pytest.fixture
-async def shared(aiohttp_server, tmp_path, database_url, packaged):  # noqa: F811
-    settings = paywall_settings(tmp_path, database_url)
-    app = create_app(settings)
-    srv = await aiohttp_server(app)
-    base = str(srv.make_url("")).rstrip("/")
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, title='Live maths <b>"now"</b>', description="Limits & series")
-    rec_id = install(packaged, settings.server.data_dir, "maths")
+async def shared(shop):
+    base, app, creator, rec_id, _ = shop
+    status, _ = await creator.patch("/api/rooms/maths", {"title": 'Live maths <b>"now"</b>',
+                                                         "description": "Limits & series"})
+    assert status == 200
     status, clip = await creator.post(f"/api/recordings/{rec_id}/clips",
                                       {"start_ms": 2000, "end_ms": 5000, "title": "Epsilon & delta", "teaser": True})
     assert status == 201, clip

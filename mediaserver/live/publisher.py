@@ -32,16 +32,6 @@ class LivePublisher(Protocol):
     def last_media(self) -> Optional[float]:
         """``time.perf_counter()`` of the last media packet, None before the first."""
 
-    async def bytes_received(self) -> Optional[int]:
-        """Bytes received on the peer connection's transport (BUNDLE: one for all tracks)."""
-        transceivers = self.pc.getTransceivers()
-        if not transceivers:
-            return None
-        for stat in (await transceivers[0].receiver.getStats()).values():
-            if stat.type == "transport":
-                return stat.bytesReceived
-        return 0
-
     def is_stale(self) -> bool:
         """Gone or silent: a new publisher may take the room over."""
 
