@@ -96,9 +96,7 @@ class Subscriber(PeerSession):
             entry[0].hand_over(downstream, target)
         elif entry is not None:
             entry[0].remove(downstream)
-            downstream.left_at = time.monotonic()
-            downstream.generation = -1
-            downstream.waiting = True
+            downstream.park()
         elif target is not None:
             target.add(downstream)
             target.viewer_ready(downstream)

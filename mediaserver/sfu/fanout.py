@@ -125,6 +125,15 @@ class Downstream:
         #: timeline continues from then, by wall clock
         self.left_at: Optional[float] = None
 
+    def park(self) -> None:
+        """It left its fanout for another rendition (or none): it restarts on a keyframe,
+        and what it was sent before cannot be retransmitted (the other fanout's history
+        and generations are not this one's)."""
+        self.waiting = True
+        self.generation = -1
+        self.left_at = time.monotonic()
+        self.segments.clear()
+
     def _build_extensions(self, stream: NegotiatedStream) -> None:
         """Precompute the one-byte header extension block (RFC 8285) for this viewer."""
         mid_id = stream.header_extensions.get(MID_URI)
@@ -284,9 +293,7 @@ class Fanout:
         renegotiating: its sequence numbers stay contiguous, its timestamps continue by
         wall clock, and it starts there on the next keyframe (asked for at once)."""
         self.remove(downstream)
-        downstream.waiting = True
-        downstream.generation = -1
-        downstream.left_at = time.monotonic()
+        downstream.park()
         other.add(downstream)
         other.viewer_ready(downstream)
 
