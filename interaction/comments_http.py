@@ -17,7 +17,7 @@ from typing import Optional
 
 from aiohttp import web
 
-from mediaserver.packaging.library import RECORDING_ID_RE
+from mediaserver.packaging.replays import RECORDING_ID_RE
 from paywall.accounts import UserView
 from paywall.catalog import RoomView
 from paywall.errors import PaywallError

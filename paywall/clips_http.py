@@ -23,7 +23,7 @@ from aiohttp import web
 
 from core.cpu import off_loop
 from mediaserver.packaging.clips import Clip, ClipError, ClipLibrary
-from mediaserver.packaging.vod import PLAYLIST
+from mediaserver.packaging.files import PLAYLIST
 
 from .accounts import UserView
 from .catalog import RoomView

@@ -14,7 +14,7 @@ import pytest
 
 from stagepass.app import RTMP, create_app
 from core.settings import Settings
-from mediaserver.recording.recorder import read_manifest, recording_dir
+from mediaserver.recording.manifest import read_manifest, recording_dir
 from signalling.permissions import StreamKeyPermissions
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
