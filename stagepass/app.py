@@ -13,6 +13,7 @@ import web as web_assets
 from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
+from insight.assembly import install_insight, open_insight
 from stagepass.keys import AUDIENCE, CLUSTER, NODES, PACKAGING, RTMP
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
@@ -24,7 +25,7 @@ from paywall.seats import Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
 from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
-from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_routes
+from signalling.whip import ADMISSION, BEHAVIOUR, PERMISSIONS, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.cluster import LocalCluster, NodeRegistry, RedisCluster
@@ -94,6 +95,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
+            insight = await open_insight(app)
+            app[BEHAVIOUR] = interaction.server.events = insight.events
             audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id())
             audience.attach(rooms)
             app[AUDIENCE] = audience
@@ -101,6 +104,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             yield
             await audience.close()
             await interaction.close()
+            await insight.close()
             await paywall.close()
             await seats.close()
 
@@ -113,6 +117,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         clips_http.setup_routes(app)
         setup_share_routes(app)
         dashboard_http.setup_routes(app)
+        install_insight(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)

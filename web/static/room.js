@@ -24,6 +24,7 @@ import { wireTips } from "./room-tips.js";
 import { api, describe, param, siteHeader } from "./ui.js";
 import { mountComments } from "./comments.js";
 import { showTeasers } from "./teasers.js";
+import { suggest, visited } from "./insight.js";
 
 const STATUS_POLL_MS = 2000;
 
@@ -87,6 +88,8 @@ async function main() {
     return;
   }
   state.room = body.room;
+  visited("room", state.room.slug);
+  suggest("also-bought", `/api/recommendations/also-bought/${encodeURIComponent(state.room.slug)}`);
   state.owned = body.owned || [];
   state.testMode = body.test_mode === true;
   renderAbout();
