@@ -170,6 +170,21 @@ class MediaSettings:
                           "(a host behind 1:1 NAT); empty: this host's own addresses"},
     )
     max_sdp_bytes: int = field(default=65536, metadata={"help": "largest accepted SDP body"})
+    rtmp_port: int = field(
+        default=1935,
+        metadata={"help": "RTMP ingest port (rtmp://HOST:PORT/live, the room's stream key as the "
+                          "stream name; on the HTTP host address); 0: no RTMP ingest"},
+    )
+    rtmp_audio_bitrate: int = field(
+        default=64000,
+        metadata={"help": "bit/s of the Opus audio an RTMP room's AAC is transcoded to (once per room)"},
+    )
+    low_rendition: bool = field(
+        default=False,
+        metadata={"help": "viewers on weak networks are switched to one low rendition per room (360p, "
+                          "400 kbit/s, encoded only while someone watches it) or to audio only, from "
+                          "their receiver reports (on/off)", "parse": _parse_bool},
+    )
     keyframe_min_interval: float = field(
         default=0.5,
         metadata={"help": "seconds between keyframe requests (PLI) sent to a publisher: "
@@ -209,6 +224,10 @@ class MediaSettings:
                     ipaddress.ip_address(getattr(self, name))
                 except ValueError:
                     raise ConfigError(f"{name}: {getattr(self, name)!r} is not an IP address") from None
+        if not 0 <= self.rtmp_port <= 65535:
+            raise ConfigError(f"rtmp_port: {self.rtmp_port} is not a TCP port (0: no RTMP ingest)")
+        if not 6000 <= self.rtmp_audio_bitrate <= 510000:
+            raise ConfigError("rtmp_audio_bitrate: Opus takes 6000 to 510000 bit/s")
         if not 1024 <= self.max_sdp_bytes <= 1 << 20:
             raise ConfigError("max_sdp_bytes: must be between 1024 and 1048576")
         for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
