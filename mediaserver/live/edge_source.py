@@ -7,7 +7,9 @@ codecs the fanouts forward, and ``exchange`` (given by the caller, which knows h
 reach the origin: the media domain knows no HTTP) returns the origin's answer. From
 then on it is a ``Publisher``: the same taps feed the same fanouts, keyframe requests
 and NACKs go up to the origin, and a source that stops sending is closed after
-``stale_after``.
+``stale_after``. The edge's connection keeps a UDP port of its own (aiortc's default):
+the process's shared port (``UdpMux``) only answers checks, and here the edge is the
+controlling side that sends them.
 """
 
 from __future__ import annotations
