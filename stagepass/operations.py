@@ -70,9 +70,19 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             await counter.close()
 
         app.cleanup_ctx.append(orders_ctx)
+    _time_danmaku(app, metrics)
     setup_routes(app, with_paywall)
     if with_paywall:
         admin.setup_routes(app)
+
+
+def _time_danmaku(app: web.Application, metrics: Metrics) -> None:
+    """Danmaku delivery delay: the danmaku batcher tells ``metrics`` each frame it wrote."""
+    from interaction.assembly import INTERACTION
+
+    interaction = app.get(INTERACTION)  # built before the operator side
+    if interaction is not None:
+        interaction.danmaku.batcher.written = metrics.danmaku_written
 
 
 def _socketio(app: web.Application) -> Optional[dict]:
