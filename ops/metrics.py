@@ -30,7 +30,7 @@ from prometheus_client.registry import Collector
 from mediaserver.live.room import LiveObserver, Room, RoomRegistry
 from core.tasks import TaskOwner
 
-__all__ = ["LiveCollector", "LoopLagSampler", "Metrics"]
+__all__ = ["LiveCollector", "LoopLagSampler", "Metrics", "on_air"]
 
 log = logging.getLogger("stagepass.metrics")
 
@@ -46,7 +46,8 @@ DANMAKU_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0
 KINDS = ("audio", "video")
 
 
-def _on_air(room: Room) -> bool:
+def on_air(room: Room) -> bool:
+    """A room counts (and has labels) while it has a publisher, viewers or an open broadcast."""
     return room.publisher is not None or bool(room.subscribers) or room.broadcast is not None
 
 
@@ -116,7 +117,7 @@ class LiveCollector(Collector):
                     totals["bytes"][kind] += n
                 for kind, n in subscriber.nacked.items():
                     totals["nacks"][kind] += n
-            if not _on_air(room):
+            if not on_air(room):
                 continue
             live += 1
             viewers.add_metric([room.name], len(room.subscribers))

@@ -12,7 +12,7 @@ from mediaserver.live.room import RoomRegistry
 
 from ops.health import Readiness, cluster_check, data_dir_check, database_check, storage_check
 from ops import admin
-from stagepass.keys import PACKAGING
+from stagepass.keys import NODES, PACKAGING
 from ops.http import METRICS, READINESS, setup_routes
 from ops.metrics import Metrics
 
@@ -73,7 +73,7 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
     _time_danmaku(app, metrics)
     setup_routes(app, with_paywall)
     if with_paywall:
-        admin.setup_routes(app)
+        admin.setup_routes(app, app[NODES])
 
 
 def _time_danmaku(app: web.Application, metrics: Metrics) -> None:
