@@ -21,7 +21,7 @@ from .money import check_amount, check_currency
 from .search import MAX_QUERY_CHARS, ranked_room_ids
 from core.timeutil import as_utc, parse_instant
 
-__all__ = ["Catalog", "RoomView", "lock_room"]
+__all__ = ["Catalog", "RoomView", "lock_room", "room_view"]
 
 _EDITABLE = {
     "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
@@ -62,7 +62,7 @@ async def lock_room(session: AsyncSession, room_id: int) -> None:
     await session.execute(select(Room.id).where(Room.id == room_id).with_for_update())
 
 
-def _view(room: Room) -> RoomView:
+def room_view(room: Room) -> RoomView:
     starts = as_utc(room.starts_at)
     return RoomView(
         room.id, room.slug, room.creator_id, room.title, room.description, json.loads(room.tags),
@@ -146,7 +146,7 @@ class Catalog:
                 await s.commit()
             except IntegrityError:
                 raise PaywallError(409, "slug_taken", f"a room named {fields['slug']!r} exists") from None
-        return _view(room), key
+        return room_view(room), key
 
     async def edit_room(self, user: UserView, slug: str, data: dict[str, Any]) -> RoomView:
         fields = _clean_fields(data, creating=False)
@@ -155,7 +155,7 @@ class Catalog:
             for key, value in fields.items():
                 setattr(room, key, value)
             await s.commit()
-            return _view(room)
+            return room_view(room)
 
     async def rotate_stream_key(self, user: UserView, slug: str) -> str:
         async with self.db() as s:
@@ -176,7 +176,7 @@ class Catalog:
     async def get(self, slug: str) -> Optional[RoomView]:
         async with self.db() as s:
             room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
-        return _view(room) if room else None
+        return room_view(room) if room else None
 
     async def require(self, slug: str) -> RoomView:
         room = await self.get(slug)
@@ -188,14 +188,14 @@ class Catalog:
         """The catalog's rooms among ``slugs`` (names the configuration also uses, at start)."""
         async with self.db() as s:
             rows = (await s.execute(select(Room).where(Room.slug.in_(set(slugs))).order_by(Room.slug))).scalars()
-            return [_view(r) for r in rows]
+            return [room_view(r) for r in rows]
 
     async def list(self, creator_id: Optional[int] = None) -> list[RoomView]:
         query = select(Room).order_by(Room.id)
         if creator_id is not None:
             query = query.where(Room.creator_id == creator_id)
         async with self.db() as s:
-            return [_view(r) for r in (await s.execute(query)).scalars()]
+            return [room_view(r) for r in (await s.execute(query)).scalars()]
 
     async def search(self, query: str) -> list[RoomView]:
         """Rooms matching every word of ``query`` (slug, title, tags, description), best
@@ -205,7 +205,7 @@ class Catalog:
         async with self.db() as s:
             ids = await ranked_room_ids(s, query)
             rooms = {r.id: r for r in (await s.execute(select(Room).where(Room.id.in_(ids)))).scalars()} if ids else {}
-        return [_view(rooms[i]) for i in ids if i in rooms]
+        return [room_view(rooms[i]) for i in ids if i in rooms]
 
     async def rooms_of(self, user: UserView) -> list[RoomView]:
         """The rooms ``user`` created (the studio's "my rooms"); only creators and admins have any."""

@@ -160,13 +160,17 @@ async def create_room(request: web.Request) -> web.Response:
     user = await current_user(request)
     room, key = await request.app[PAYWALL].catalog.create_room(user, await read_json(request))
     log.info("user %d created room %s", user.id, room.slug)
+    await request.app[PAYWALL].notifications.room_scheduled(room)
     return web.json_response({"room": room.as_dict(), "stream_key": key}, status=201)
 
 
 @api
 async def edit_room(request: web.Request) -> web.Response:
     user = await current_user(request)
-    room = await request.app[PAYWALL].catalog.edit_room(user, request.match_info["room"], await read_json(request))
+    body = await read_json(request)
+    room = await request.app[PAYWALL].catalog.edit_room(user, request.match_info["room"], body)
+    if "starts_at" in body:
+        await request.app[PAYWALL].notifications.room_scheduled(room)
     return web.json_response({"room": room.as_dict()})
 
 

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .db import Base, TZDateTime
 
 __all__ = [
-    "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "Entitlement", "LedgerEntry", "LoginSession",
-    "Order", "Payout", "PreviewUse", "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
+    "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "CreatorProfile", "Entitlement", "Follow",
+    "LedgerEntry", "LoginSession", "Notification", "NotificationOptOut", "Order", "Payout", "PreviewUse", "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
 ]
 
 
@@ -245,3 +245,59 @@ class AudienceSample(Base):
     t_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     viewers: Mapped[int] = mapped_column(Integer)
     __table_args__ = (CheckConstraint("viewers >= 0", name="ck_audience_samples_viewers"),)
+
+
+class CreatorProfile(Base):
+    """What a creator's public page says about them (their rooms and followers come from the
+    other tables)."""
+
+    __tablename__ = "creator_profiles"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    bio: Mapped[str] = mapped_column(Text, default="")
+
+
+class Follow(Base):
+    """A user follows a creator: notified of the creator's rooms."""
+
+    __tablename__ = "follows"
+    follower_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    __table_args__ = (CheckConstraint("follower_id <> creator_id", name="ck_follows_self"),)
+
+
+NOTIFICATION_KINDS = ("scheduled", "reminder", "live", "replay")
+
+
+class Notification(Base):
+    """One entry of a user's in-app inbox. ``key`` names the event (``live:<room>:<broadcast>``)
+    so that an event reaches each user once, whichever node or restart announces it."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(160))
+    room_id: Mapped[Optional[int]] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=True)
+    text: Mapped[str] = mapped_column(Text)
+    link: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    read_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("user_id", "key", name="uq_notifications_once"),
+        Index("ix_notifications_inbox", "user_id", "id"),
+        CheckConstraint("kind in ('scheduled','reminder','live','replay')", name="ck_notifications_kind"),
+    )
+
+
+class NotificationOptOut(Base):
+    """A user turned off one kind of notification on one channel (``inbox`` or ``email``)."""
+
+    __tablename__ = "notification_opt_outs"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    __table_args__ = (
+        CheckConstraint("kind in ('scheduled','reminder','live','replay')", name="ck_opt_outs_kind"),
+        CheckConstraint("channel in ('inbox','email')", name="ck_opt_outs_channel"),
+    )

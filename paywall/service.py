@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable, Iterable, Optional
 
+from core.mail import Mailer
 from core.settings import ConfigError, Settings
 
 from .access import PaywallPermissions
 from .accounts import Accounts
 from .audience import AudienceLog
 from .catalog import Catalog
+from .creators import CreatorPages
 from .dashboard import CreatorDashboard
 from .db import Database
+from .follows import Follows
 from .ledger import Ledger
+from .notifications import Notifications
 from .orders import OrderBook
 from .payouts import Payouts
 from .replays import ReplayAccess
@@ -52,6 +56,14 @@ class Paywall:
         self.audience = AudienceLog(db)
         self.payouts = Payouts(db, self.ledger, self.provider.name)
         self.dashboard = CreatorDashboard(db, self.audience, self.payouts)
+        self.follows = Follows(db)
+        self.creators = CreatorPages(db, self.catalog, self.follows)
+        notify = settings.notifications
+        self.notifications = Notifications(
+            db, self.follows, settings.signing_secret(),
+            settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}",
+            Mailer(notify.smtp_url, notify.mail_from) if notify.smtp_url else None, notify.reminder_minutes,
+        )
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":
@@ -78,5 +90,6 @@ class Paywall:
         return paywall
 
     async def close(self) -> None:
+        await self.notifications.close()
         self.accounts.close()
         await self.db.close()

@@ -11,12 +11,13 @@ from aiohttp import web
 import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
-from stagepass.keys import AUDIENCE, PACKAGING
+from stagepass.keys import AUDIENCE, NOTIFICATIONS, PACKAGING
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
 from paywall import replay_http
 from paywall import dashboard_http
+from paywall import community_http
 from paywall.audience import AudienceSampler
 from paywall.seats import LocalSeats, RedisSeats, Seats
 from paywall.service import Paywall
@@ -82,7 +83,16 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()
+            notifications = paywall.notifications
+            notifications.start(settings.notifications.reminder_check_seconds)
+
+            async def went_live(room, broadcast) -> None:
+                notifications.tasks.spawn(notifications.room_live(room.name, broadcast.id), name=f"notify-live-{room.name}")
+
+            rooms.broadcast_started.append(went_live)
+            app[NOTIFICATIONS] = notifications
             yield
+            rooms.broadcast_started.remove(went_live)
             await audience.close()
             await interaction.close()
             await paywall.close()
@@ -96,6 +106,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             settings.server.data_dir, storage if publishing else None, proxy=settings.recording.storage_proxy)
         replay_http.setup_routes(app)
         dashboard_http.setup_routes(app)
+        community_http.setup_routes(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)
@@ -132,6 +143,15 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
                     uploads.enqueue(path)
 
             jobs.listeners.append(upload_packaged)
+
+        def replay_ready(path: Path, manifest: dict) -> None:
+            """Followers hear of a replay once it is servable (a local replay: packaged ``ready``)."""
+            notifications = app.get(NOTIFICATIONS)
+            if notifications is not None and manifest.get("status") == "ready":
+                notifications.tasks.spawn(notifications.replay_ready(path.parent.name, path.name),
+                                          name=f"notify-replay-{path.name}")
+
+        jobs.listeners.append(replay_ready)
 
         async def package_ended(room, broadcast) -> None:
             directory = recording_dir(settings.server.data_dir, room.name, broadcast.id)

@@ -7,8 +7,10 @@ from aiohttp import web
 
 from mediaserver.packaging.jobs import PackagingJobs
 from paywall.audience import AudienceSampler
+from paywall.notifications import Notifications
 
-__all__ = ["AUDIENCE", "PACKAGING"]
+__all__ = ["AUDIENCE", "NOTIFICATIONS", "PACKAGING"]
 
 PACKAGING = web.AppKey("packaging", PackagingJobs)
 AUDIENCE = web.AppKey("audience", AudienceSampler)
+NOTIFICATIONS = web.AppKey("notifications", Notifications)

@@ -79,6 +79,7 @@ class Room:
         self.ended_broadcast: Optional[Broadcast] = None
         #: called with (room, broadcast) when a broadcast ends (paid-question refunds...)
         self.broadcast_ended: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
+        self.broadcast_started: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
         #: (publisher, ended_broadcast before it) while the broadcast that publisher's POST
         #: opened has seen no media: discarded if it leaves without sending any
         self._unconfirmed: Optional[tuple[Publisher, Optional[Broadcast]]] = None
@@ -125,6 +126,7 @@ class Room:
 
     async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[Publisher, str]:
         """Accept a publisher (``plan``: kind -> codec key); ``RoomBusy`` if one is live."""
+        started: Optional[Broadcast] = None
         async with self._publish_lock:
             if self.publisher is not None and not self.publisher.is_stale():
                 raise RoomBusy(f"room {self.name!r} already has a live publisher")
@@ -143,6 +145,7 @@ class Room:
                 self.ended_broadcast = None
                 self.log.info("broadcast %s started", self.broadcast.id)
                 self._start_recorder(self.broadcast, publisher.codecs)
+                started = self.broadcast
             elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
                 self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
             publisher.attach()
@@ -150,6 +153,8 @@ class Room:
                 self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
                 await previous.close()
         self.log.info("publisher %s accepted", publisher.id[:8])
+        if started is not None:
+            await self._tell(self.broadcast_started, started, "broadcast-start")
         return publisher, answer
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[Subscriber, str]:
@@ -176,11 +181,15 @@ class Room:
         await self._stop_recorder("broadcast_end")
         for fanout in self.fanouts.values():
             fanout.release()
-        for listener in self.broadcast_ended:
+        await self._tell(self.broadcast_ended, ended, "broadcast-end")
+
+    async def _tell(self, listeners: list[Callable[["Room", Broadcast], Awaitable[None]]], broadcast: Broadcast,
+                    what: str) -> None:
+        for listener in listeners:
             try:
-                await listener(self, ended)
+                await listener(self, broadcast)
             except Exception:
-                self.log.exception("broadcast-end listener failed")
+                self.log.exception("%s listener failed", what)
 
     async def _discard_unconfirmed(self, publisher: Publisher) -> None:
         """The publisher whose POST opened the broadcast left without ever sending media
@@ -285,7 +294,8 @@ class RoomRegistry:
         self.settings = settings
         self.observer = observer or LiveObserver()
         self._rooms: dict[str, Room] = {}
-        #: listeners every room calls when one of its broadcasts ends
+        #: listeners every room calls when one of its broadcasts starts or ends
+        self.broadcast_started: list[Callable[[Room, Broadcast], Awaitable[None]]] = []
         self.broadcast_ended: list[Callable[[Room, Broadcast], Awaitable[None]]] = []
 
     def get(self, name: str) -> Optional[Room]:
@@ -296,6 +306,7 @@ class RoomRegistry:
         if room is None:
             room = self._rooms[name] = Room(name, self.settings, self.observer)
             room.broadcast_ended = self.broadcast_ended
+            room.broadcast_started = self.broadcast_started
         return room
 
     def __iter__(self):
