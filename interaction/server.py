@@ -8,8 +8,8 @@ feature module, and the ack is ``{"ok": true, ...}`` or ``{"ok": false, "error":
 {"code", "message"}}`` with nothing changed. Feature modules (danmaku, questions, polls,
 moderation...) register their events with ``on``.
 
-With ``REDIS_URL`` the server uses ``AsyncRedisManager``: emits reach clients on every
-node, and ``disconnect`` of a banned user's sockets works across nodes.
+With a shared ``Cluster`` (Redis) the server uses ``ClusterManager``: emits reach clients
+on every node, and ``disconnect`` of a banned user's sockets works across nodes.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import socketio
 from aiohttp import web
 
 from mediaserver.live.room import RoomRegistry
+from core.cluster import Cluster, LocalCluster
 from core.tasks import TaskOwner
 from paywall.errors import PaywallError
 from paywall.seats import REVOKED
@@ -30,6 +31,8 @@ from paywall.service import Paywall
 from paywall.tokens import TokenIssuer
 from signalling.admission import Admission
 from signalling.permissions import AccessDenied, Grant
+
+from .socketio_manager import ClusterManager
 
 __all__ = ["Client", "EventError", "InteractionServer"]
 
@@ -104,8 +107,9 @@ Handler = Callable[[Client, Any], Awaitable[dict]]
 
 
 class InteractionServer:
-    def __init__(self, redis_url: str = "", cors_origins: Any = "*") -> None:
-        manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
+    def __init__(self, cluster: Optional[Cluster] = None, cors_origins: Any = "*") -> None:
+        self.cluster = cluster or LocalCluster()
+        manager = ClusterManager(self.cluster) if self.cluster.shared else None
         self.sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager,
                                         cors_allowed_origins=cors_origins, logger=False,
                                         engineio_logger=False)
@@ -278,6 +282,8 @@ class InteractionServer:
         for sid in list(self.clients):
             await self.sio.disconnect(sid, ignore_queue=True)
         await self.tasks.close()
+        if isinstance(self.sio.manager, ClusterManager):
+            await self.sio.manager.close()
 
 
 def _refuse(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
