@@ -1,4 +1,4 @@
-"""``CreatorPages``: a creator's public page (bio, upcoming and past rooms, followers) and
+"""``CreatorPages``: a creator's public page (bio, upcoming and past rooms, followers, rating) and
 the bio the creator writes for it."""
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from .db import Database
 from .errors import PaywallError
 from .follows import Follows
 from .models import CreatorProfile
+from .reviews import Reviews
 
 __all__ = ["BIO_MAX_CHARS", "CreatorPages"]
 
@@ -22,10 +23,11 @@ BIO_MAX_CHARS = 2000
 
 
 class CreatorPages:
-    def __init__(self, db: Database, catalog: Catalog, follows: Follows) -> None:
+    def __init__(self, db: Database, catalog: Catalog, follows: Follows, reviews: Reviews) -> None:
         self.db = db
         self.catalog = catalog
         self.follows = follows
+        self.reviews = reviews
 
     async def page(self, creator_id: int, viewer: Optional[UserView] = None) -> dict:
         """The public page: ``upcoming`` rooms (soonest first) and ``past`` rooms (latest first);
@@ -44,6 +46,7 @@ class CreatorPages:
                         "bio": profile.bio if profile else "",
                         "since": as_utc(creator.created_at).date().isoformat()},
             "followers": await self.follows.count(creator_id),
+            "rating": await self.reviews.creator_rating(creator_id),
             "upcoming": [r.as_dict() for r in upcoming],
             "past": [r.as_dict() for r in past],
         }

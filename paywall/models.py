@@ -29,7 +29,8 @@ from .db import Base, TZDateTime
 
 __all__ = [
     "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "CreatorProfile", "Entitlement", "Follow",
-    "LedgerEntry", "LoginSession", "Notification", "NotificationOptOut", "Order", "Payout", "PreviewUse", "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
+    "LedgerEntry", "LoginSession", "Notification", "NotificationOptOut", "Order", "Payout", "PreviewUse", "Review",
+    "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
 ]
 
 
@@ -300,4 +301,28 @@ class NotificationOptOut(Base):
     __table_args__ = (
         CheckConstraint("kind in ('scheduled','reminder','live','replay')", name="ck_opt_outs_kind"),
         CheckConstraint("channel in ('inbox','email')", name="ck_opt_outs_channel"),
+    )
+
+
+class Review(Base):
+    """A buyer's rating (1-5) and text of a room; shown once an admin approved it. Editing a
+    review sends it back to moderation. The creator may reply (shown with it)."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    rating: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    moderated_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"), nullable=True)
+    moderated_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    reply: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    replied_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("room_id", "user_id", name="uq_reviews_once"),
+        CheckConstraint("rating between 1 and 5", name="ck_reviews_rating"),
+        CheckConstraint("status in ('pending','approved','rejected')", name="ck_reviews_status"),
     )

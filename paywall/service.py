@@ -21,6 +21,7 @@ from .notifications import Notifications
 from .orders import OrderBook
 from .payouts import Payouts
 from .replays import ReplayAccess
+from .reviews import Reviews
 from .providers import DevProvider, PaymentProvider, StripeProvider
 from .tokens import TokenIssuer
 from .webhooks import Webhooks
@@ -57,7 +58,8 @@ class Paywall:
         self.payouts = Payouts(db, self.ledger, self.provider.name)
         self.dashboard = CreatorDashboard(db, self.audience, self.payouts)
         self.follows = Follows(db)
-        self.creators = CreatorPages(db, self.catalog, self.follows)
+        self.reviews = Reviews(db)
+        self.creators = CreatorPages(db, self.catalog, self.follows, self.reviews)
         notify = settings.notifications
         self.notifications = Notifications(
             db, self.follows, settings.signing_secret(),

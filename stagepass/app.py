@@ -18,6 +18,7 @@ from paywall import http as paywall_http
 from paywall import replay_http
 from paywall import dashboard_http
 from paywall import community_http
+from paywall import reviews_http
 from paywall.audience import AudienceSampler
 from paywall.seats import Seats
 from paywall.service import Paywall
@@ -116,6 +117,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         replay_http.setup_routes(app)
         dashboard_http.setup_routes(app)
         community_http.setup_routes(app)
+        reviews_http.setup_routes(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)
