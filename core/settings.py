@@ -240,6 +240,11 @@ class PaywallSettings:
     )
     stripe_api_key: str = field(default="", metadata={"help": "Stripe secret key (sk_...)"})
     stripe_webhook_secret: str = field(default="", metadata={"help": "Stripe webhook signing secret (whsec_...)"})
+    review_unverified: bool = field(
+        default=True,
+        metadata={"help": "rooms of creators an admin has not verified wait in the admin review queue before "
+                          "they are listed or sold (on/off)", "parse": _parse_bool},
+    )
     audience_sample_seconds: float = field(
         default=5.0,
         metadata={"help": "seconds between samples of each live paid room's concurrent viewers (dashboard)"},

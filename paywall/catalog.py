@@ -45,6 +45,8 @@ class RoomView:
     preview_seconds: int
     max_devices: int
     allow_downloads: bool = False
+    #: ``listed``, ``pending`` (waits for review), ``rejected`` or ``taken_down`` (``paywall.trust``)
+    listing: str = "listed"
 
     @property
     def free(self) -> bool:
@@ -68,7 +70,7 @@ def room_view(room: Room) -> RoomView:
         room.id, room.slug, room.creator_id, room.title, room.description, json.loads(room.tags),
         starts.isoformat().replace("+00:00", "Z") if starts else None, room.currency,
         room.ticket_price, room.replay_price, room.replay_included, room.preview_seconds,
-        room.max_devices, bool(room.allow_downloads),
+        room.max_devices, bool(room.allow_downloads), room.listing or "listed",
     )
 
 
@@ -127,7 +129,9 @@ class Catalog:
         self.db = db
         self.reserved = frozenset(reserved)
 
-    async def create_room(self, creator: UserView, data: dict[str, Any]) -> tuple[RoomView, str]:
+    async def create_room(self, creator: UserView, data: dict[str, Any], listing: str = "listed") -> tuple[RoomView, str]:
+        """A new room of ``creator``; ``listing`` ``pending`` keeps it out of the catalog until an
+        admin approves it (``paywall.trust``)."""
         if creator.role not in ("creator", "admin"):
             raise PaywallError(403, "not_a_creator", "only creators can create rooms")
         fields = _clean_fields(data, creating=True)
@@ -139,7 +143,7 @@ class Catalog:
                                f"{fields['slug']!r} is an open room of this server's configuration; choose another name")
         fields.setdefault("ticket_price", 0)
         key = secrets.token_urlsafe(24)
-        room = Room(creator_id=creator.id, stream_key=key, **fields)
+        room = Room(creator_id=creator.id, stream_key=key, listing=listing, **fields)
         async with self.db() as s:
             s.add(room)
             try:
@@ -190,10 +194,13 @@ class Catalog:
             rows = (await s.execute(select(Room).where(Room.slug.in_(set(slugs))).order_by(Room.slug))).scalars()
             return [room_view(r) for r in rows]
 
-    async def list(self, creator_id: Optional[int] = None) -> list[RoomView]:
+    async def list(self, creator_id: Optional[int] = None, listed_only: bool = True) -> list[RoomView]:
+        """Rooms (of ``creator_id``), only the listed ones unless ``listed_only`` is False."""
         query = select(Room).order_by(Room.id)
         if creator_id is not None:
             query = query.where(Room.creator_id == creator_id)
+        if listed_only:
+            query = query.where(Room.listing == "listed")
         async with self.db() as s:
             return [room_view(r) for r in (await s.execute(query)).scalars()]
 
@@ -204,14 +211,15 @@ class Catalog:
             raise PaywallError(400, "invalid_query", f"q: at most {MAX_QUERY_CHARS} characters")
         async with self.db() as s:
             ids = await ranked_room_ids(s, query)
-            rooms = {r.id: r for r in (await s.execute(select(Room).where(Room.id.in_(ids)))).scalars()} if ids else {}
+            rooms = {r.id: r for r in (await s.execute(
+                select(Room).where(Room.id.in_(ids), Room.listing == "listed"))).scalars()} if ids else {}
         return [room_view(rooms[i]) for i in ids if i in rooms]
 
     async def rooms_of(self, user: UserView) -> list[RoomView]:
         """The rooms ``user`` created (the studio's "my rooms"); only creators and admins have any."""
         if user.role not in ("creator", "admin"):
             raise PaywallError(403, "not_a_creator", "only creators have rooms")
-        return await self.list(creator_id=user.id)
+        return await self.list(creator_id=user.id, listed_only=False)
 
     async def _owned(self, s, user: UserView, slug: str) -> Room:
         room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()

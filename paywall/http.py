@@ -158,7 +158,9 @@ async def catalog_room(request: web.Request) -> web.Response:
 @api
 async def create_room(request: web.Request) -> web.Response:
     user = await current_user(request)
-    room, key = await request.app[PAYWALL].catalog.create_room(user, await read_json(request))
+    paywall = request.app[PAYWALL]
+    room, key = await paywall.catalog.create_room(user, await read_json(request),
+                                                  listing=await paywall.trust.initial_listing(user))
     log.info("user %d created room %s", user.id, room.slug)
     await request.app[PAYWALL].notifications.room_scheduled(room)
     return web.json_response({"room": room.as_dict(), "stream_key": key}, status=201)
@@ -217,6 +219,9 @@ async def get_order(request: web.Request) -> web.Response:
 async def refund_order(request: web.Request) -> web.Response:
     user = await current_user(request)
     order = await request.app[PAYWALL].orders.refund(user, request.match_info["order"])
+    if user.role == "admin":
+        await request.app[PAYWALL].audit.record(user.id, "refund", f"order:{order.id}", amount=order.amount,
+                                                currency=order.currency)
     return web.json_response({"order": order.as_dict()})
 
 
@@ -329,6 +334,8 @@ async def record_payout(request: web.Request) -> web.Response:
     user = await current_user(request)
     payout = await request.app[PAYWALL].payouts.record(user, await read_json(request))
     log.info("user %d recorded payout %s to creator %d", user.id, payout["id"], payout["creator_id"])
+    await request.app[PAYWALL].audit.record(user.id, "payout", f"payout:{payout['id']}", creator_id=payout["creator_id"],
+                                            amount=payout["amount"], currency=payout["currency"])
     return web.json_response({"payout": payout}, status=201)
 
 

@@ -28,8 +28,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .db import Base, TZDateTime
 
 __all__ = [
-    "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "CreatorProfile", "Entitlement", "Follow",
-    "LedgerEntry", "LoginSession", "Notification", "NotificationOptOut", "Order", "Payout", "PreviewUse", "Review",
+    "AuditEntry", "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "CreatorProfile", "Entitlement", "Follow",
+    "LedgerEntry", "LoginSession", "Notification", "NotificationOptOut", "Order", "Payout", "PreviewUse", "Report", "Review",
     "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
 ]
 
@@ -47,6 +47,8 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="viewer")
+    #: an admin verified this creator: their rooms are listed at once (else they wait in review)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
     __table_args__ = (CheckConstraint("role in ('viewer','creator','admin')", name="ck_users_role"),)
 
@@ -79,8 +81,12 @@ class Room(Base):
     preview_seconds: Mapped[int] = mapped_column(Integer, default=0)
     max_devices: Mapped[int] = mapped_column(Integer, default=1)
     stream_key: Mapped[str] = mapped_column(String(64))
+    #: ``listed`` (in the catalog, for sale), ``pending`` (waits for an admin's review),
+    #: ``rejected``, or ``taken_down`` (by an admin: not listed, not sold, not watched)
+    listing: Mapped[str] = mapped_column(String(12), default="listed", server_default="listed")
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
     __table_args__ = (
+        CheckConstraint("listing in ('listed','pending','rejected','taken_down')", name="ck_rooms_listing"),
         CheckConstraint("ticket_price >= 0", name="ck_rooms_ticket_price"),
         CheckConstraint("replay_price is null or replay_price >= 0", name="ck_rooms_replay_price"),
         CheckConstraint("max_devices >= 1", name="ck_rooms_max_devices"),
@@ -325,4 +331,38 @@ class Review(Base):
         UniqueConstraint("room_id", "user_id", name="uq_reviews_once"),
         CheckConstraint("rating between 1 and 5", name="ck_reviews_rating"),
         CheckConstraint("status in ('pending','approved','rejected')", name="ck_reviews_status"),
+    )
+
+
+class AuditEntry(Base):
+    """One admin action (refund, role change, payout, takedown, verification, moderation):
+    who (null: the command line), what, on what, and the details."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"), nullable=True)
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    target: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Report(Base):
+    """Someone reported a room, a replay, a danmaku or a user; an admin resolves it."""
+
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    target: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    resolved_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"), nullable=True)
+    resolved_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("reporter_id", "kind", "target", name="uq_reports_once"),
+        CheckConstraint("kind in ('room','replay','danmaku','user')", name="ck_reports_kind"),
+        CheckConstraint("status in ('open','resolved')", name="ck_reports_status"),
+        Index("ix_reports_status", "status", "id"),
     )

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from core.timeutil import as_utc, utcnow
 
 from .accounts import UserView
+from .audit import AuditLog
 from .catalog import RoomView
 from .db import Database
 from .errors import PaywallError
@@ -42,8 +43,9 @@ def _text(value: Any, field: str, required: bool = False) -> str:
 
 
 class Reviews:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, audit: AuditLog) -> None:
         self.db = db
+        self.audit = audit
 
     async def write(self, user: UserView, room: RoomView, body: dict) -> dict:
         """Create or replace ``user``'s review of ``room`` (``{"rating": 1-5, "text"?}``): pending."""
@@ -101,7 +103,9 @@ class Reviews:
                 raise PaywallError(404, "review_not_found", f"no review {review_id}")
             review.status, review.moderated_by, review.moderated_at = decision, admin.id, utcnow()
             await s.commit()
-            return await self._one(s, review_id)
+            out = await self._one(s, review_id)
+        await self.audit.record(admin.id, "review", f"review:{review_id}", decision=decision)
+        return out
 
     async def queue(self, admin: UserView, status: str = "pending") -> list[dict]:
         """Reviews with ``status`` (the moderation queue: oldest first)."""

@@ -10,6 +10,7 @@ from core.settings import ConfigError, Settings
 
 from .access import PaywallPermissions
 from .accounts import Accounts
+from .audit import AuditLog
 from .audience import AudienceLog
 from .catalog import Catalog
 from .creators import CreatorPages
@@ -21,9 +22,11 @@ from .notifications import Notifications
 from .orders import OrderBook
 from .payouts import Payouts
 from .replays import ReplayAccess
+from .reports import Reports
 from .reviews import Reviews
 from .providers import DevProvider, PaymentProvider, StripeProvider
 from .tokens import TokenIssuer
+from .trust import Trust
 from .webhooks import Webhooks
 
 __all__ = ["Paywall"]
@@ -58,7 +61,10 @@ class Paywall:
         self.payouts = Payouts(db, self.ledger, self.provider.name)
         self.dashboard = CreatorDashboard(db, self.audience, self.payouts)
         self.follows = Follows(db)
-        self.reviews = Reviews(db)
+        self.audit = AuditLog(db)
+        self.reviews = Reviews(db, self.audit)
+        self.reports = Reports(db, self.audit)
+        self.trust = Trust(db, self.catalog, self.orders, self.audit, settings.paywall.review_unverified)
         self.creators = CreatorPages(db, self.catalog, self.follows, self.reviews)
         notify = settings.notifications
         self.notifications = Notifications(

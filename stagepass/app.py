@@ -19,6 +19,7 @@ from paywall import replay_http
 from paywall import dashboard_http
 from paywall import community_http
 from paywall import reviews_http
+from paywall import trust_http
 from paywall.audience import AudienceSampler
 from paywall.seats import Seats
 from paywall.service import Paywall
@@ -102,6 +103,16 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
                 notifications.tasks.spawn(notifications.room_live(room.name, broadcast.id), name=f"notify-live-{room.name}")
 
             rooms.broadcast_started.append(went_live)
+
+            async def taken_down(name: str) -> None:
+                """A room taken down ends its live broadcast on this node."""
+                live = rooms.get(name)
+                if live is not None and live.publisher is not None:
+                    await live.publisher.close()
+                if live is not None:
+                    await live.end_broadcast()
+
+            paywall.trust.on_takedown = taken_down
             app[NOTIFICATIONS] = notifications
             yield
             rooms.broadcast_started.remove(went_live)
@@ -118,6 +129,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         dashboard_http.setup_routes(app)
         community_http.setup_routes(app)
         reviews_http.setup_routes(app)
+        trust_http.setup_routes(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)
