@@ -19,6 +19,7 @@ import { findReplay, pollRoom, previewTick, showActions, showPhase } from "./roo
 import { wireQuestions } from "./room-questions.js";
 import { wireReactions } from "./room-reactions.js";
 import { connectSocket } from "./room-socket.js";
+import { loadReviews } from "./room-reviews.js";
 import { renderAbout, showBuy, wireTicket } from "./room-ticket.js";
 import { wireTips } from "./room-tips.js";
 import { api, describe, param, siteHeader } from "./ui.js";
@@ -88,6 +89,7 @@ async function main() {
   state.owned = body.owned || [];
   state.testMode = body.test_mode === true;
   renderAbout();
+  loadReviews();
   if (param("popup") === "1") { // the checkout popup came back here: nothing to watch in it
     status("ready", "Payment done. You can close this window.");
     if (window.opener) setTimeout(() => window.close(), 500);
