@@ -8,6 +8,8 @@ from core.cluster import Cluster
 from core.settings import Settings
 
 from .bus import ClusterBus
+from .comments import CommentService
+from .comments_http import setup_routes as setup_comment_routes
 from .danmaku import DanmakuService
 from .hands import HandService
 from .http import setup_routes
@@ -36,6 +38,7 @@ class Interaction:
         self.hands = HandService(self.server, cluster, self.bus, self.presence)
         self.questions = QuestionService(self.server, self.moderation)
         self.tips = TipService(self.server, cluster)
+        self.comments = CommentService(self.moderation)
 
     async def start(self) -> None:
         await self.bus.start()
@@ -54,4 +57,5 @@ def build_interaction(app: web.Application, settings: Settings, cluster: Cluster
     interaction.server.attach(app)
     app[INTERACTION] = interaction
     setup_routes(app, interaction.danmaku, interaction.questions, interaction.polls)
+    setup_comment_routes(app, interaction.comments)
     return interaction

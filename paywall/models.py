@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -81,6 +82,8 @@ class Room(Base):
     preview_seconds: Mapped[int] = mapped_column(Integer, default=0)
     max_devices: Mapped[int] = mapped_column(Integer, default=1)
     stream_key: Mapped[str] = mapped_column(String(64))
+    #: origins allowed to frame the room's embeddable player, space separated; "*": any; "": none
+    embed_origins: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
     #: ``listed`` (in the catalog, for sale), ``pending`` (waits for an admin's review),
     #: ``rejected``, or ``taken_down`` (by an admin: not listed, not sold, not watched)
     listing: Mapped[str] = mapped_column(String(12), default="listed", server_default="listed")

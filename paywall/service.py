@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable, Iterable, Optional
 
+from core.behaviour import BehaviourSink
 from core.mail import Mailer
 from core.settings import ConfigError, Settings
 
@@ -72,6 +73,10 @@ class Paywall:
             settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}",
             Mailer(notify.smtp_url, notify.mail_from) if notify.smtp_url else None, notify.reminder_minutes,
         )
+
+    def use_events(self, events: BehaviourSink) -> None:
+        """Report checkouts (started, completed, abandoned) to ``events``."""
+        self.orders.events = events
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from pathlib import Path
 from typing import AsyncIterator, Optional
@@ -9,13 +10,15 @@ from typing import AsyncIterator, Optional
 from aiohttp import web
 
 import web as web_assets
+from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
-from stagepass.keys import AUDIENCE, CLUSTER, NODES, NOTIFICATIONS, PACKAGING
+from insight.assembly import install_insight, open_insight
+from stagepass.keys import AUDIENCE, CLUSTER, NODES, NOTIFICATIONS, PACKAGING, RTMP
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
-from paywall import replay_http
+from paywall import clips_http, replay_http
 from paywall import dashboard_http
 from paywall import community_http
 from paywall import reviews_http
@@ -25,11 +28,13 @@ from paywall.seats import Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
 from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
-from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_routes
+from signalling.whip import ADMISSION, BEHAVIOUR, PERMISSIONS, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.cluster import LocalCluster, NodeRegistry, RedisCluster
 from core.settings import Settings
+from mediaserver.ingest.rtmp_server import RtmpIngest
+from mediaserver.packaging.clips import ClipLibrary
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.replays import Replays
@@ -38,10 +43,11 @@ from mediaserver.storage import StorageError, open_storage, publishes
 from mediaserver.packaging.uploads import ReplayUploads
 from mediaserver.packaging.options import PackageOptions
 
-__all__ = ["AUDIENCE", "CLUSTER", "NODES", "PACKAGING", "create_app"]
+__all__ = ["AUDIENCE", "CLUSTER", "NODES", "PACKAGING", "RTMP", "create_app"]
 
 
 storage_log = logging.getLogger("stagepass.storage")
+rtmp_log = logging.getLogger("stagepass.rtmp")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
 
@@ -92,6 +98,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
+            insight = await open_insight(app)
+            app[BEHAVIOUR] = interaction.server.events = insight.events
             audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id())
             audience.attach(rooms)
             app[AUDIENCE] = audience
@@ -118,6 +126,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             rooms.broadcast_started.remove(went_live)
             await audience.close()
             await interaction.close()
+            await insight.close()
             await paywall.close()
             await seats.close()
 
@@ -126,10 +135,14 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         app[replay_http.RECORDINGS] = Replays(
             settings.server.data_dir, storage if publishing else None, proxy=settings.recording.storage_proxy)
         replay_http.setup_routes(app)
+        app[clips_http.CLIPS] = ClipLibrary(settings.server.data_dir)
+        clips_http.setup_routes(app)
+        setup_share_routes(app)
         dashboard_http.setup_routes(app)
         community_http.setup_routes(app)
         reviews_http.setup_routes(app)
         trust_http.setup_routes(app)
+        install_insight(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)
@@ -192,10 +205,36 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ROOMS] = rooms
+        await rooms.start()
         yield
         await rooms.close()
 
     app.cleanup_ctx.append(rooms_ctx)
+
+    async def rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
+        """RTMP encoders publish into the same rooms (``STAGEPASS_RTMP_PORT``, 0: off).
+        After the rooms in the list, so its connections end before the rooms close."""
+        config_rooms = {key: room for room, key in settings.stream_keys().items()}
+
+        async def resolve_key(key: str) -> Optional[str]:
+            room = next((r for k, r in config_rooms.items() if hmac.compare_digest(k.encode(), key.encode())), None)
+            paywall = app.get(paywall_http.PAYWALL)
+            if room is None and paywall is not None:
+                room = await paywall.catalog.room_for_stream_key(key)
+            return room
+
+        ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.media.rtmp_audio_bitrate)
+        try:
+            await ingest.start(settings.server.host, settings.media.rtmp_port)
+        except OSError as exc:
+            rtmp_log.error("RTMP ingest cannot listen on %s:%d (%s): RTMP publishing is off on this node",
+                           settings.server.host, settings.media.rtmp_port, exc.strerror or exc)
+        app[RTMP] = ingest
+        yield
+        await ingest.close()
+
+    if settings.media.rtmp_port:
+        app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
     install_ops(app, settings, rooms, metrics, cluster, with_paywall=permissions is None,
                 storage=storage if publishing else None)

@@ -94,7 +94,7 @@ class Downstream:
         "clock_rates", "first_byte", "ext_prefix", "ext_suffix", "uses_abs",
         "waiting", "generation", "pt", "seq_delta", "ts_delta", "last_vseq", "last_vts",
         "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec",
-        "start_ext", "nacks", "send_errors",
+        "start_ext", "nacks", "send_errors", "left_at",
     )
 
     def __init__(self, port: SenderPort, stream: NegotiatedStream, label: str) -> None:
@@ -121,6 +121,18 @@ class Downstream:
         self.start_ext = 0  #: the source's extended sequence number this viewer started at
         self.nacks = ViewerNacks()
         self.send_errors = 0  #: packets lost to a send that raised (see Fanout._send_failed)
+        #: when it left another fanout of the same kind (a switch of rendition): its
+        #: timeline continues from then, by wall clock
+        self.left_at: Optional[float] = None
+
+    def park(self) -> None:
+        """It left its fanout for another rendition (or none): it restarts on a keyframe,
+        and what it was sent before cannot be retransmitted (the other fanout's history
+        and generations are not this one's)."""
+        self.waiting = True
+        self.generation = -1
+        self.left_at = time.monotonic()
+        self.segments.clear()
 
     def _build_extensions(self, stream: NegotiatedStream) -> None:
         """Precompute the one-byte header extension block (RFC 8285) for this viewer."""
@@ -275,6 +287,15 @@ class Fanout:
     def remove(self, downstream: Downstream) -> None:
         self._downstreams = [d for d in self._downstreams if d is not downstream]
         downstream.nacks.close()
+
+    def hand_over(self, downstream: Downstream, other: "Fanout") -> None:
+        """Move a viewer to ``other`` (another rendition of the same track) without
+        renegotiating: its sequence numbers stay contiguous, its timestamps continue by
+        wall clock, and it starts there on the next keyframe (asked for at once)."""
+        self.remove(downstream)
+        downstream.park()
+        other.add(downstream)
+        other.viewer_ready(downstream)
 
     def __len__(self) -> int:
         return len(self._downstreams)
@@ -517,7 +538,9 @@ class Fanout:
             d.seq_delta = (d.last_vseq + 1 - seq) & 0xFFFF
             if d.generation != gen:
                 # a new publisher: continue this viewer's timeline by wall clock
-                gap = time.monotonic() - (self._switch_time or time.monotonic())
+                since = d.left_at if d.left_at is not None else self._switch_time
+                gap = time.monotonic() - (since or time.monotonic())
+                d.left_at = None
                 advance = int(gap * d.clock_rates.get(codec, 90000)) + 1
                 d.ts_delta = (d.last_vts + advance - ts) & 0xFFFFFFFF
         d.generation = gen
