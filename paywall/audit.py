@@ -8,7 +8,7 @@ from typing import Any, Optional
 
 from sqlalchemy import select
 
-from core.timeutil import as_utc
+from core.timeutil import iso_z
 
 from .accounts import UserView
 from .db import Database
@@ -46,4 +46,4 @@ class AuditLog:
             rows = (await s.execute(query)).all()
         return [{"id": e.id, "actor": {"id": e.actor_id, "email": email} if e.actor_id else None,
                  "action": e.action, "target": e.target, "detail": json.loads(e.detail),
-                 "at": as_utc(e.created_at).isoformat().replace("+00:00", "Z")} for e, email in rows]
+                 "at": iso_z(e.created_at)} for e, email in rows]

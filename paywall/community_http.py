@@ -8,30 +8,23 @@ import html
 from aiohttp import web
 
 from .errors import PaywallError
-from .http import PAYWALL, api, current_user, optional_user, read_json
+from .http import PAYWALL, api, current_user, optional_user, path_number, read_json
 from .request_body import read_form
 
 __all__ = ["setup_routes"]
-
-
-def _creator_id(request: web.Request) -> int:
-    raw = request.match_info["creator"]
-    if not raw.isdigit() or len(raw) > 12:
-        raise PaywallError(404, "creator_not_found", f"no creator with id {raw!r}")
-    return int(raw)
 
 
 @api
 async def creator_page(request: web.Request) -> web.Response:
     """``{"creator": {id, display_name, bio, since}, "followers", "upcoming", "past", "following"?}``"""
     paywall = request.app[PAYWALL]
-    return web.json_response(await paywall.creators.page(_creator_id(request), await optional_user(request)))
+    return web.json_response(await paywall.creators.page(path_number(request, "creator", "creator_not_found"), await optional_user(request)))
 
 
 @api
 async def follow(request: web.Request) -> web.Response:
     user = await current_user(request)
-    creator = _creator_id(request)
+    creator = path_number(request, "creator", "creator_not_found")
     follows = request.app[PAYWALL].follows
     if request.method == "DELETE":
         return web.json_response({"following": False, "followers": await follows.unfollow(user, creator)})

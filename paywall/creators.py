@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from typing import Optional
 
-from sqlalchemy import select
 
 from core.timeutil import as_utc, parse_instant, utcnow
 

@@ -25,7 +25,7 @@ from .ledger import Ledger
 from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
 
-__all__ = ["PAYWALL", "SESSION_COOKIE", "api", "current_user", "optional_user", "read_json", "setup_routes"]
+__all__ = ["PAYWALL", "SESSION_COOKIE", "api", "current_user", "optional_user", "path_number", "read_json", "setup_routes"]
 
 PAYWALL = web.AppKey("paywall", Paywall)
 SESSION_COOKIE = "stagepass_session"
@@ -72,6 +72,14 @@ def _with_session(response: web.Response, request: web.Request, token: str) -> w
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=secure,
                         max_age=14 * 86400, path="/")
     return response
+
+
+def path_number(request: web.Request, name: str, code: str) -> int:
+    """The numeric id in the path's ``{name}``; ``404 code`` for anything else."""
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 12:
+        raise PaywallError(404, code, f"no {name} {raw!r}")
+    return int(raw)
 
 
 def _str(body: dict, key: str) -> str:

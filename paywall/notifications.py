@@ -23,7 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from core.mail import Mailer, MailError
 from core.tasks import TaskOwner
-from core.timeutil import as_utc, parse_instant, utcnow
+from core.timeutil import as_utc, iso_z, parse_instant, utcnow
 
 from .accounts import UserView
 from .catalog import RoomView, room_view
@@ -248,7 +248,5 @@ class Notifications:
 
 
 def _as_dict(n: Notification) -> dict:
-    created = as_utc(n.created_at)
-    return {"id": n.id, "kind": n.kind, "text": n.text, "link": n.link,
-            "created_at": created.isoformat().replace("+00:00", "Z") if created else None,
+    return {"id": n.id, "kind": n.kind, "text": n.text, "link": n.link, "created_at": iso_z(n.created_at),
             "read": n.read_at is not None}

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from core.timeutil import as_utc, utcnow
+from core.timeutil import iso_z, utcnow
 
 from .accounts import UserView
 from .audit import AuditLog
@@ -87,4 +87,4 @@ class Reports:
 
 def _as_dict(r: Report) -> dict:
     return {"id": r.id, "reporter_id": r.reporter_id, "kind": r.kind, "target": r.target, "reason": r.reason,
-            "status": r.status, "created_at": as_utc(r.created_at).isoformat().replace("+00:00", "Z")}
+            "status": r.status, "created_at": iso_z(r.created_at)}

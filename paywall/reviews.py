@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from sqlalchemy import func, select
 
-from core.timeutil import as_utc, utcnow
+from core.timeutil import iso_z, utcnow
 
 from .accounts import UserView
 from .audit import AuditLog
@@ -26,11 +26,6 @@ __all__ = ["REVIEW_MAX_CHARS", "Reviews"]
 
 REVIEW_MAX_CHARS = 2000
 STATUSES = ("pending", "approved", "rejected")
-
-
-def _iso(value) -> Optional[str]:
-    value = as_utc(value)
-    return value.isoformat().replace("+00:00", "Z") if value else None
 
 
 def _text(value: Any, field: str, required: bool = False) -> str:
@@ -150,5 +145,5 @@ class Reviews:
 
 def _as_dict(review: Review, author: str, room: str) -> dict:
     return {"id": review.id, "room": room, "author": author, "rating": review.rating, "text": review.text,
-            "status": review.status, "created_at": _iso(review.created_at), "updated_at": _iso(review.updated_at),
-            "reply": review.reply, "replied_at": _iso(review.replied_at)}
+            "status": review.status, "created_at": iso_z(review.created_at), "updated_at": iso_z(review.updated_at),
+            "reply": review.reply, "replied_at": iso_z(review.replied_at)}

@@ -5,17 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .errors import PaywallError
-from .http import PAYWALL, api, current_user, optional_user, read_json
+from .http import PAYWALL, api, current_user, optional_user, path_number, read_json
 
 __all__ = ["setup_routes"]
-
-
-def _review_id(request: web.Request) -> int:
-    raw = request.match_info["review"]
-    if not raw.isdigit() or len(raw) > 12:
-        raise PaywallError(404, "review_not_found", f"no review {raw!r}")
-    return int(raw)
 
 
 @api
@@ -38,7 +30,7 @@ async def write_review(request: web.Request) -> web.Response:
 @api
 async def reply(request: web.Request) -> web.Response:
     user = await current_user(request)
-    review = await request.app[PAYWALL].reviews.reply(user, _review_id(request), await read_json(request))
+    review = await request.app[PAYWALL].reviews.reply(user, path_number(request, "review", "review_not_found"), await read_json(request))
     return web.json_response({"review": review})
 
 
@@ -53,7 +45,7 @@ async def moderation_queue(request: web.Request) -> web.Response:
 async def moderate(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)
-    review = await request.app[PAYWALL].reviews.moderate(user, _review_id(request), body.get("decision"))
+    review = await request.app[PAYWALL].reviews.moderate(user, path_number(request, "review", "review_not_found"), body.get("decision"))
     return web.json_response({"review": review})
 
 

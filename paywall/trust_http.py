@@ -5,17 +5,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .errors import PaywallError
-from .http import PAYWALL, api, current_user, read_json
+from .http import PAYWALL, api, current_user, path_number, read_json
 
 __all__ = ["setup_routes"]
-
-
-def _number(request: web.Request, name: str, code: str) -> int:
-    raw = request.match_info[name]
-    if not raw.isdigit() or len(raw) > 12:
-        raise PaywallError(404, code, f"no {name} {raw!r}")
-    return int(raw)
 
 
 @api
@@ -36,7 +28,7 @@ async def reports(request: web.Request) -> web.Response:
 async def resolve_report(request: web.Request) -> web.Response:
     user = await current_user(request)
     report = await request.app[PAYWALL].reports.resolve(
-        user, _number(request, "report", "report_not_found"), await read_json(request))
+        user, path_number(request, "report", "report_not_found"), await read_json(request))
     return web.json_response({"report": report})
 
 
@@ -45,7 +37,7 @@ async def verify_creator(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)
     result = await request.app[PAYWALL].trust.verify(
-        user, _number(request, "creator", "creator_not_found"), body.get("verified"))
+        user, path_number(request, "creator", "creator_not_found"), body.get("verified"))
     return web.json_response(result)
 
 

@@ -26,7 +26,7 @@ async def test_follow_inbox_and_settings_in_the_browser(aiohttp_server, tmp_path
     page = await open_page(browser, base, "viewer", log, login=viewer.token)
     try:
         await page.goto(f"{base}/static/creator.html?id={creator.user['id']}")
-        await page.wait_for_selector("#status[data-state=ready]")
+        await page.wait_for_selector("#status[data-state=ready]", state="attached")
         assert await page.text_content("#bio") == "Maths <b>for</b> everyone"  # text, never HTML
         assert await page.text_content("#followers") == "0 followers"
         await page.click("#follow")
