@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from paywall.http import PAYWALL
 from stagepass.app import create_app
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
@@ -96,3 +98,51 @@ async def test_buyers_review_admins_moderate_creators_reply(aiohttp_server, tmp_
     await buyer.post("/api/rooms/maths/reviews", {"rating": 3, "text": "on second thought"})
     assert (await stranger.get("/api/rooms/maths/reviews"))[1]["rating"] == {"average": None, "count": 0}
     assert [r["id"] for r in (await admin.get("/api/admin/reviews"))[1]["reviews"]] == [first]
+
+
+@pytest.mark.slow
+async def test_reviews_on_the_room_page_in_chromium(aiohttp_server, tmp_path, browser):
+    """The room page shows the approved reviews with the creator's reply and the average, and
+    a buyer writes one from its form; the server's refusal reaches a stranger as text."""
+    from tests.browser import open_page
+
+    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", audience_sample_seconds=0.1))
+    server = await aiohttp_server(app)
+    base = str(server.make_url("")).rstrip("/")
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator)
+    fan, buyer, stranger, admin = [await Api.sign_up(base) for _ in range(4)]
+    await app[PAYWALL].accounts.set_role(admin.user["email"], "admin")
+    await buy(fan, "maths")
+    await buy(buyer, "maths")
+    await hold_class(base, creator, "maths")
+    review = (await fan.post("/api/rooms/maths/reviews", {"rating": 4, "text": "<script>x</script> good"}))[1]["review"]
+    await admin.post(f"/api/admin/reviews/{review['id']}", {"decision": "approved"})
+    await creator.post(f"/api/reviews/{review['id']}/reply", {"reply": "Thanks!"})
+
+    log: list[str] = []
+    page = await open_page(browser, base, "buyer", log, login=buyer.token)
+    try:
+        await page.goto(f"{base}/static/room.html?room=maths")
+        await page.wait_for_selector("#reviews:not([hidden])")
+        assert await page.text_content("#rating") == "4.0 / 5 (1 review)"
+        item = page.locator("#review-list li")
+        assert "<script>x</script> good" in await item.text_content() and "Thanks!" in await item.text_content()
+        await page.select_option("#review-rating", "5")
+        await page.fill("#review-text", "Loved it")
+        await page.click("#review-submit")
+        await page.wait_for_function("document.getElementById('review-status').dataset.state === 'ready'")
+        mine = (await buyer.get("/api/rooms/maths/reviews"))[1]["mine"]
+        assert (mine["rating"], mine["text"], mine["status"]) == (5, "Loved it", "pending")
+    finally:
+        await page.context.close()
+    page = await open_page(browser, base, "stranger", log, login=stranger.token)
+    try:
+        await page.goto(f"{base}/static/room.html?room=maths")
+        await page.wait_for_selector("#review-form:not([hidden])")
+        await page.click("#review-submit")
+        await page.wait_for_function("document.getElementById('review-status').dataset.state === 'error'")
+        assert "only buyers" in await page.text_content("#review-status")
+    finally:
+        await page.context.close()
+    assert not [line for line in log if "pageerror" in line], log
