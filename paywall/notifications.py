@@ -207,6 +207,8 @@ class Notifications:
         return room_view(row) if row is not None else None
 
     async def _announce(self, room: RoomView, kind: str, key: str, text: str) -> int:
+        if room.listing != "listed":  # waits for review or was taken down: nothing to announce
+            return 0
         followers = await self.follows.followers(room.creator_id)
         if not followers:
             return 0

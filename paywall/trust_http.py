@@ -53,6 +53,7 @@ async def decide_listing(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)
     room = await request.app[PAYWALL].trust.decide(user, request.match_info["room"], body.get("decision"))
+    await request.app[PAYWALL].notifications.room_scheduled(room)  # listed now: followers hear of it
     return web.json_response({"room": room.as_dict()})
 
 

@@ -24,9 +24,11 @@ async def test_review_queue_reports_takedown_and_audit_log(aiohttp_server, tmp_p
     creator = await Api.sign_up(base, "creator")
     buyer, admin = await Api.sign_up(base), await Api.sign_up(base)
     await app[PAYWALL].accounts.set_role(admin.user["email"], "admin")
+    await buyer.post(f"/api/creators/{creator.user['id']}/follow")
 
     # an unverified creator's room waits for review
-    assert (await paid_room(creator))["room"]["listing"] == "pending"
+    assert (await paid_room(creator, starts_at="2030-01-01T10:00:00Z"))["room"]["listing"] == "pending"
+    assert (await buyer.get("/api/me/notifications"))[1]["notifications"] == []  # not announced while in review
     assert await catalog_slugs(buyer) == []
     assert (await buyer.get("/api/catalog?q=maths"))[1]["rooms"] == []
     status, body = await buyer.post("/api/orders", {"room": "maths", "product": "ticket", "idempotency_key": "k" * 16})
@@ -40,6 +42,7 @@ async def test_review_queue_reports_takedown_and_audit_log(aiohttp_server, tmp_p
     status, body = await admin.post("/api/admin/review-queue/maths", {"decision": "approved"})
     assert status == 200 and body["room"]["listing"] == "listed"
     assert await catalog_slugs(buyer) == ["maths"]
+    assert [n["kind"] for n in (await buyer.get("/api/me/notifications"))[1]["notifications"]] == ["scheduled"]
     order = await buy(buyer, "maths")
 
     # verified creators publish at once
