@@ -217,7 +217,7 @@ class Catalog:
     async def by_id(self, room_id: int) -> Optional[RoomView]:
         async with self.db() as s:
             room = await s.get(Room, room_id)
-        return _view(room) if room else None
+        return room_view(room) if room else None
 
     async def require(self, slug: str) -> RoomView:
         room = await self.get(slug)
