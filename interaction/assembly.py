@@ -10,6 +10,7 @@ from core.settings import Settings
 
 from .bus import ClusterBus
 from .danmaku import DanmakuService
+from .danmaku_cluster import LocalDanmakuCluster, RedisDanmakuCluster, channel_name
 from .hands import HandService
 from .likes import LikeService
 from .moderation import Moderation
@@ -26,13 +27,16 @@ class Interaction:
     """The interaction features of one node, reachable from handlers and tests."""
 
     def __init__(self, settings: Settings, redis: Optional[Any]) -> None:
-        self.server = InteractionServer(settings.redis_url, cors_origins=settings.cors_origin)
-        self.bus = ClusterBus(redis)
+        self.server = InteractionServer(settings.redis_url, cors_origins=settings.cors_origin,
+                                        websocket_compression=settings.websocket_compression)
+        self.bus = ClusterBus(redis, channel_name(settings.redis_url, "interaction"))
         self.moderation = Moderation(self.server, self.bus, tuple(settings.blocked_words))
+        limits = (settings.danmaku_user_rate, settings.danmaku_user_burst, settings.danmaku_room_rate)
         self.danmaku = DanmakuService(
             self.server, self.moderation, max_chars=settings.danmaku_max_chars,
-            user_rate=settings.danmaku_user_rate, user_burst=settings.danmaku_user_burst,
-            room_rate=settings.danmaku_room_rate, batch_interval=settings.danmaku_batch_ms / 1000,
+            batch_interval=settings.danmaku_batch_ms / 1000,
+            cluster=RedisDanmakuCluster(redis, *limits) if redis is not None else LocalDanmakuCluster(*limits),
+            write_interval=settings.danmaku_write_ms / 1000,
         )
         self.likes = LikeService(self.server, redis)
         self.polls = PollService(self.server)
@@ -43,10 +47,12 @@ class Interaction:
 
     async def start(self) -> None:
         await self.bus.start()
+        await self.danmaku.start()
         self.questions.attach(self.server.rooms)  # refunds at broadcast end
 
     async def close(self) -> None:
         await self.server.close()
+        await self.danmaku.close()
         await self.bus.close()
 
 

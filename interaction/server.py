@@ -8,8 +8,10 @@ feature module, and the ack is ``{"ok": true, ...}`` or ``{"ok": false, "error":
 {"code", "message"}}`` with nothing changed. Feature modules (danmaku, questions, polls,
 moderation...) register their events with ``on``.
 
-With ``REDIS_URL`` the server uses ``AsyncRedisManager``: emits reach clients on every
-node, and ``disconnect`` of a banned user's sockets works across nodes.
+With ``REDIS_URL`` the server uses python-socketio's Redis manager: emits reach clients
+on every process and node, and ``disconnect`` of a banned user's sockets works across
+them. Either way room emits go out through ``broadcast.FastEmit`` (encoded once, no task
+per recipient), and WebSocket compression is off unless ``websocket_compression``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from aiohttp import web
 
 from mediaserver.live.room import RoomRegistry
 from core.tasks import TaskOwner
+from interaction.broadcast import StagepassSocketIO
+from interaction.danmaku_cluster import socketio_manager
 from paywall.errors import PaywallError
 from paywall.seats import REVOKED
 from paywall.service import Paywall
@@ -104,11 +108,11 @@ Handler = Callable[[Client, Any], Awaitable[dict]]
 
 
 class InteractionServer:
-    def __init__(self, redis_url: str = "", cors_origins: Any = "*") -> None:
-        manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
-        self.sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager,
-                                        cors_allowed_origins=cors_origins, logger=False,
-                                        engineio_logger=False)
+    def __init__(self, redis_url: str = "", cors_origins: Any = "*", websocket_compression: bool = False) -> None:
+        self.manager = socketio_manager(redis_url)
+        self.sio = StagepassSocketIO(async_mode="aiohttp", client_manager=self.manager,
+                                     cors_allowed_origins=cors_origins, logger=False, engineio_logger=False,
+                                     websocket_compression=websocket_compression)
         # bound at startup (``bind``), when the database and rooms exist
         self.paywall: Paywall = None  # type: ignore[assignment]
         self.rooms: RoomRegistry = None  # type: ignore[assignment]

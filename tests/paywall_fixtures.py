@@ -47,7 +47,7 @@ def paywall_settings(tmp_path, database_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-async def paywall_app(aiohttp_server, tmp_path, database_url):
+async def paywall_app(database_url, aiohttp_server, tmp_path):
     """(base_url, app) of a full Stagepass server with the paywall."""
     app = create_app(paywall_settings(tmp_path, database_url))
     server = await aiohttp_server(app)
