@@ -41,13 +41,14 @@ class Interaction:
         self.likes = LikeService(self.server, redis)
         self.polls = PollService(self.server)
         self.hands = HandService(self.server)
-        self.presence = PresenceService(self.server)
+        self.presence = PresenceService(self.server, redis=redis)
         self.questions = QuestionService(self.server, self.moderation)
         self.tips = TipService(self.server, redis)
 
     async def start(self) -> None:
         await self.bus.start()
         await self.danmaku.start()
+        self.presence.start()
         self.questions.attach(self.server.rooms)  # refunds at broadcast end
 
     async def close(self) -> None:

@@ -45,6 +45,8 @@ class NodeViewers:
     async def _read(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
         async for line in self._proc.stdout:
+            if not line.strip():
+                continue
             message: dict[str, Any] = json.loads(line)
             if "ready" in message and not self._ready.done():
                 self._ready.set_result(message["ready"])

@@ -51,9 +51,9 @@ async function main() {
 }
 
 process.stdin.on("end", () => {
-  if (latency) process.stdout.write(JSON.stringify({ delays_ms: delays, frames }) + "\n");
   for (const s of sockets) s.disconnect();
-  setTimeout(() => process.exit(0), 100);
+  const last = latency ? JSON.stringify({ delays_ms: delays.map((d) => Math.round(d * 100) / 100), frames }) : "";
+  process.stdout.write(last + "\n", () => process.exit(0));  // exit once the pipe has it all
 });
 process.stdin.resume();
 main().catch((err) => {
