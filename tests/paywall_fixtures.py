@@ -23,6 +23,13 @@ async def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'paywall.db'}"
         return
+    async with fresh_postgres() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres() -> AsyncIterator[str]:
+    """The URL of a new empty PostgreSQL database, dropped afterwards."""
     name = f"sp_{uuid.uuid4().hex[:12]}"
     try:
         admin = await asyncpg.connect(PG_ADMIN)

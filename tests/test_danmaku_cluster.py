@@ -11,21 +11,17 @@ import asyncio
 import datetime as dt
 import os
 import signal
-import socket
 import subprocess
-import sys
-import uuid
 from pathlib import Path
 from typing import AsyncIterator
 
-import aiohttp
-import asyncpg
 import pytest
 
 from tests.chat import Chat
 from tests.conftest import wait_for
 from tests.node_viewers import NodeViewers
-from tests.paywall_fixtures import PG_ADMIN, Api, buy, connected, paid_room, view_token
+from tests.paywall_fixtures import Api, fresh_postgres, buy, connected, paid_room, view_token
+from tests.server_process import start_server, stop
 from tests.test_danmaku_delivery import assert_every_danmaku_once_in_order
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,57 +30,15 @@ SECRET = "c" * 40
 WRITE_MS = 250
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def serve(data_dir: Path, *flags: str) -> tuple[subprocess.Popen, str]:
-    """``stagepass serve`` with ``flags``, once it answers."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--secret", SECRET, "--signups-per-hour", "1000", "--danmaku-write-ms", str(WRITE_MS), *flags],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(600):
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                async with http.get(f"{base}/api/catalog") as r:
-                    if r.status == 200:
-                        return proc, base
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    return await start_server(data_dir, "--secret", SECRET, "--signups-per-hour", "1000",
+                              "--danmaku-write-ms", str(WRITE_MS), *flags)
 
 
 @pytest.fixture
 async def postgres() -> AsyncIterator[str]:
-    name = f"sp_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_postgres() as url:
+        yield url
 
 
 @pytest.fixture
