@@ -72,7 +72,7 @@ class Server:
         self.bases: list[str] = []
         self.tmp = tempfile.TemporaryDirectory()
 
-    def start(self) -> None:
+    async def start(self) -> None:
         raise NotImplementedError
 
     async def tokens(self, senders: int) -> tuple[str, list[str]]:
@@ -101,7 +101,7 @@ class Stagepass(Server):
         self.batch_ms = batch_ms
         self.processes = processes
 
-    def start(self) -> None:
+    async def start(self) -> None:
         shared = []
         if self.processes > 1:
             import redis
@@ -119,7 +119,7 @@ class Stagepass(Server):
             self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
             self.bases.append(f"http://127.0.0.1:{port}")
             if i == 0 and self.processes > 1:
-                asyncio.run(wait_up(self.bases[0] + "/api/catalog"))  # the first one migrates the database
+                await wait_up(self.bases[0] + "/api/catalog")  # the first one migrates the database
 
     async def tokens(self, senders: int) -> tuple[str, list[str]]:
         base = self.bases[0]
@@ -154,7 +154,7 @@ class Stagepass(Server):
 
 
 class Bare(Server):
-    def start(self) -> None:
+    async def start(self) -> None:
         port = free_port()
         self.procs.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bare_socketio.py"), str(port)],
                                            cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL))
@@ -167,7 +167,7 @@ class Bare(Server):
 
 
 class Node(Bare):
-    def start(self) -> None:
+    async def start(self) -> None:
         port = free_port()
         self.procs.append(subprocess.Popen(["node", str(ROOT / "benchmarks" / "node" / "server.cjs"), str(port)],
                                            cwd=ROOT, stdout=subprocess.DEVNULL))
@@ -225,7 +225,7 @@ async def send(bases: list[str], tokens: list[str], rate: float, seconds: float)
 
 
 async def run(server: Server, n: int, rate: float, seconds: float, senders: int) -> dict:
-    server.start()
+    await server.start()
     try:
         for base in server.bases:
             await wait_up(base + ("/api/catalog" if isinstance(server, Stagepass) else "/stats"))
@@ -299,6 +299,9 @@ def main() -> None:
                     continue
                 r = asyncio.run(run(server, n, args.rate, args.seconds, args.senders))
                 runs.append(r)
+                print(f"  ({server.name}: p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms, "
+                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg)", file=sys.stderr,
+                      flush=True)
                 per.setdefault(server.name, []).append(r)
         med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server",)}
                for name, rs in per.items()}
