@@ -12,6 +12,7 @@ from .bus import ClusterBus
 from .danmaku import DanmakuService
 from .danmaku_cluster import LocalDanmakuCluster, RedisDanmakuCluster, channel_name
 from .hands import HandService
+from .http import setup_routes
 from .likes import LikeService
 from .moderation import Moderation
 from .polls import PollService
@@ -27,17 +28,15 @@ class Interaction:
     """The interaction features of one node, reachable from handlers and tests."""
 
     def __init__(self, settings: Settings, redis: Optional[Any]) -> None:
-        self.server = InteractionServer(settings.redis_url, cors_origins=settings.cors_origin,
-                                        websocket_compression=settings.websocket_compression)
-        self.bus = ClusterBus(redis, channel_name(settings.redis_url, "interaction"))
-        self.moderation = Moderation(self.server, self.bus, tuple(settings.blocked_words))
-        limits = (settings.danmaku_user_rate, settings.danmaku_user_burst, settings.danmaku_room_rate)
+        server, chat = settings.server, settings.interaction
+        self.server = InteractionServer(server.redis_url, cors_origins=server.cors_origin,
+                                        websocket_compression=chat.websocket_compression)
+        self.bus = ClusterBus(redis, channel_name(server.redis_url, "interaction"))
+        self.moderation = Moderation(self.server, self.bus, tuple(chat.blocked_words))
+        limits = (chat.danmaku_user_rate, chat.danmaku_user_burst, chat.danmaku_room_rate)
         self.danmaku = DanmakuService(
-            self.server, self.moderation, max_chars=settings.danmaku_max_chars,
-            batch_interval=settings.danmaku_batch_ms / 1000,
-            cluster=RedisDanmakuCluster(redis, *limits) if redis is not None else LocalDanmakuCluster(*limits),
-            write_interval=settings.danmaku_write_ms / 1000,
-        )
+            self.server, self.moderation, chat,
+            cluster=RedisDanmakuCluster(redis, *limits) if redis is not None else LocalDanmakuCluster(*limits))
         self.likes = LikeService(self.server, redis)
         self.polls = PollService(self.server)
         self.hands = HandService(self.server)
@@ -64,7 +63,5 @@ def build_interaction(app: web.Application, settings: Settings, redis: Optional[
     interaction = Interaction(settings, redis)
     interaction.server.attach(app)
     app[INTERACTION] = interaction
-    from .http import setup_routes
-
-    setup_routes(app)
+    setup_routes(app, interaction.danmaku, interaction.questions, interaction.polls)
     return interaction

@@ -16,7 +16,9 @@ from xml.sax.saxutils import escape
 
 from sqlalchemy import func, select
 
+from paywall.accounts import public_names
 from paywall.db import Database
+from core.settings import InteractionSettings
 from core.timeutil import as_utc, utcnow
 
 from .batcher import Batcher
@@ -50,16 +52,18 @@ class DanmakuService:
     """Send path: validate, mute/blocklist (memory), limits (``cluster``), broadcast, ack;
     the row is written behind (``WriteBehind``)."""
 
-    def __init__(self, server: InteractionServer, moderation: Moderation,
-                 max_chars: int = 100, user_rate: float = 1.0, user_burst: int = 5,
-                 room_rate: float = 50.0, batch_interval: float = 0.1,
-                 cluster: Optional[DanmakuCluster] = None, write_interval: float = 0.25) -> None:
+    def __init__(self, server: InteractionServer, moderation: Moderation, limits: InteractionSettings,
+                 cluster: Optional[DanmakuCluster] = None) -> None:
+        """``limits``: the length, rate, batching and write settings (their defaults live in
+        ``core.settings``); ``cluster``: where rate limits and row ids are shared (default:
+        this process only)."""
         self.server = server
         self.moderation = moderation
-        self.max_chars = max_chars
-        self.cluster: DanmakuCluster = cluster or LocalDanmakuCluster(user_rate, user_burst, room_rate)
-        self.batcher = Batcher(server.emit_room, "danmaku", server.tasks, interval=batch_interval)
-        self.write_interval = write_interval
+        self.max_chars = limits.danmaku_max_chars
+        self.cluster: DanmakuCluster = cluster or LocalDanmakuCluster(
+            limits.danmaku_user_rate, limits.danmaku_user_burst, limits.danmaku_room_rate)
+        self.batcher = Batcher(server.emit_room, "danmaku", server.tasks, interval=limits.danmaku_batch_ms / 1000)
+        self.write_interval = limits.danmaku_write_ms / 1000
         self.rows: Optional[WriteBehind] = None  # once the database is open (``start``)
         self._floor = 0  # the database's largest danmaku id at start
         self._locks: dict[str, asyncio.Lock] = {}  # per socket: its danmaku keep their order
@@ -145,10 +149,9 @@ class DanmakuService:
                       from_ms: Optional[int] = None, to_ms: Optional[int] = None) -> list[dict]:
         """Danmaku of a broadcast in media-time order (the last ``limit`` if given); this
         process's queued rows are written first."""
-        from paywall.models import User
-
         await self.flush()
-        query = (select(Danmaku, User.display_name).join(User, User.id == Danmaku.user_id)
+        names = public_names()
+        query = (select(Danmaku, names.c.display_name).join(names, names.c.user_id == Danmaku.user_id)
                  .where(Danmaku.room_id == room_id, Danmaku.deleted.is_(False)))
         if broadcast is not None:
             query = query.where(Danmaku.broadcast == broadcast)

@@ -62,7 +62,7 @@ async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    expected = request.app[SETTINGS].metrics_token
+    expected = request.app[SETTINGS].ops.metrics_token
     if not expected:
         return error_response(404, "not_found", "metrics are off: set STAGEPASS_METRICS_TOKEN to serve /metrics")
     token = bearer_token(request)
@@ -125,9 +125,6 @@ def setup_routes(app: web.Application, with_paywall: bool) -> None:
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    if with_paywall:
-        from . import admin
-
+    if with_paywall:  # the creator's and admins' views need accounts
         app.router.add_get("/api/rooms/{room}/viewers", room_viewers)
-        admin.setup_routes(app)
     app.middlewares.insert(0, http_metrics)

@@ -10,6 +10,8 @@ from core.settings import Settings
 from mediaserver.live.room import RoomRegistry
 
 from ops.health import Readiness, data_dir_check, database_check, redis_check, storage_check
+from ops import admin
+from stagepass.keys import PACKAGING
 from ops.http import METRICS, READINESS, setup_routes
 from ops.metrics import Metrics
 
@@ -23,7 +25,7 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
     app[METRICS] = metrics
     readiness = Readiness()
     app[READINESS] = readiness
-    readiness.add("data_dir", data_dir_check(settings.data_dir))
+    readiness.add("data_dir", data_dir_check(settings.server.data_dir))
     if storage is not None:
         readiness.add("storage", storage_check(storage))
     if with_paywall:
@@ -44,12 +46,10 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
 
     async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
         close_redis = None
-        if settings.redis_url:
-            check, close_redis = redis_check(settings.redis_url, timeout=1.0)
+        if settings.server.redis_url:
+            check, close_redis = redis_check(settings.server.redis_url, timeout=1.0)
             readiness.add("redis", check)
         metrics.lag_sampler.start()
-        from stagepass.app import PACKAGING
-
         jobs = app.get(PACKAGING)  # its context runs before this one
         if jobs is not None:
             jobs.listeners.append(metrics.recording_packaged)
@@ -66,7 +66,7 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
 
             from ops.business import OrderCounts
 
-            counter = OrderCounts(app[PAYWALL].db, interval=settings.metrics_orders_seconds)
+            counter = OrderCounts(app[PAYWALL].db, interval=settings.ops.metrics_orders_seconds)
             orders.append(counter)
             counter.start()
             yield
@@ -74,6 +74,8 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
 
         app.cleanup_ctx.append(orders_ctx)
     setup_routes(app, with_paywall)
+    if with_paywall:
+        admin.setup_routes(app)
 
 
 def _socketio(app: web.Application) -> Optional[dict]:
@@ -108,8 +110,6 @@ def _gc() -> dict:
 
 
 def _packaging(app: web.Application) -> Optional[dict]:
-    from stagepass.app import PACKAGING
-
     jobs = app.get(PACKAGING)
     if jobs is None:
         return None
