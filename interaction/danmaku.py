@@ -34,6 +34,7 @@ COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 MODES = ("scroll", "top", "bottom")
 BILIBILI_MODE = {"scroll": 1, "bottom": 4, "top": 5}
 RECENT = 50
+BUSY = "danmaku cannot be stored right now; try again"
 REFUSALS = {
     "room_busy": "the room is receiving too many messages; try again",
     "rate_limited": "too many messages; slow down",
@@ -108,6 +109,8 @@ class DanmakuService:
         if lock is None:
             lock = self._locks[client.sid] = asyncio.Lock()
         async with lock:  # a socket's danmaku are broadcast in the order they came
+            if self.rows is None or len(self.rows) >= self.rows.capacity:  # before a token is taken
+                raise EventError("busy", BUSY)
             slow = 0 if client.moderator else self.moderation.slow_seconds(client.room)
             refusal = await self.cluster.take(client.room, client.user_id, slow)
             if refusal is not None:
@@ -115,8 +118,6 @@ class DanmakuService:
                 if code == "slow_mode":
                     raise EventError(code, f"slow mode: wait {max(1, round(wait_ms / 1000))} s between messages")
                 raise EventError(code, REFUSALS[code])
-            if self.rows is None or len(self.rows) >= self.rows.capacity:
-                raise EventError("busy", "danmaku cannot be stored right now; try again")
             broadcast, t_ms = self.server.t_ms(client.room)
             row = {"id": await self.cluster.next_id(self._floor), "room_id": client.room_id,
                    "broadcast": broadcast, "user_id": client.user_id, "text": text, "color": color,
@@ -124,7 +125,7 @@ class DanmakuService:
             try:
                 self.rows.add(row)
             except WriteBehindFull:
-                raise EventError("busy", "danmaku cannot be stored right now; try again") from None
+                raise EventError("busy", BUSY) from None
             item = {"id": row["id"], "text": text, "color": color, "mode": mode, "t_ms": t_ms,
                     "broadcast": broadcast, "user": client.public(),
                     "sent_at": row["sent_at"].isoformat(timespec="milliseconds")}

@@ -109,3 +109,23 @@ async def test_adaptive_batching_quiet_room_at_once_busy_room_gathered():
         assert frames[1] == ["a", "b", "c"]  # gathered into one frame
     finally:
         await tasks.close()
+
+
+async def test_a_full_write_queue_refuses_with_busy_and_sends_nothing(aiohttp_server, tmp_path):
+    base, app = await _room(aiohttp_server, tmp_path)
+    alice, bob = await Api.sign_up(base), await Api.sign_up(base)
+    a, b = await connected(base, alice, "maths"), await connected(base, bob, "maths")
+    rows = app[INTERACTION].danmaku.rows
+    try:
+        rows.capacity = 0  # the database is behind
+        for _ in range(6):  # more than the burst: a refusal takes no token
+            ack = await a.call("danmaku:send", {"text": "while the database is behind"})
+            assert ack == {"ok": False, "error": {"code": "busy", "message": ack["error"]["message"]}}
+        rows.capacity = 20_000
+        assert (await a.call("danmaku:send", {"text": "stored"}))["ok"]
+        await wait_for(lambda: b.danmaku(), timeout=5)
+        await asyncio.sleep(0.2)
+        assert [d["text"] for d in b.danmaku()] == ["stored"]
+    finally:
+        await a.close()
+        await b.close()
