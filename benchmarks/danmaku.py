@@ -201,7 +201,8 @@ async def send(bases: list[str], tokens: list[str], rate: float, seconds: float)
     clients = []
     for i, token in enumerate(tokens):
         c = socketio.AsyncClient(reconnection=False)
-        await c.connect(bases[i % len(bases)], auth={"room": "bench", "token": token}, transports=["websocket"])
+        await c.connect(bases[i % len(bases)], auth={"room": "bench", "token": token}, transports=["websocket"],
+                        wait_timeout=60)
         clients.append(c)
     period = len(clients) / rate
     acked = 0
