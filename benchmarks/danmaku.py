@@ -226,8 +226,8 @@ async def send(bases: list[str], tokens: list[str], rate: float, seconds: float)
 
 
 async def run(server: Server, n: int, rate: float, seconds: float, senders: int) -> dict:
-    await server.start()
     try:
+        await server.start()
         for base in server.bases:
             await wait_up(base + ("/api/catalog" if isinstance(server, Stagepass) else "/stats"))
         view_token, send_tokens = await server.tokens(senders)
