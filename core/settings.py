@@ -1,7 +1,7 @@
 """One typed configuration for the whole server, nested per area.
 
 ``Settings`` holds one section per area (``server``, ``media``, ``recording``, ``paywall``,
-``interaction``, ``ops``); each package reads its own section. Every setting has its default
+``interaction``, ``ops``, ``insight``); each package reads its own section. Every setting has its default
 here and nowhere else, an environment variable ``STAGEPASS_<NAME>`` and a CLI flag
 ``--<name>`` (names are unique across sections, so the variables did not change when the
 settings were nested); the CLI flag wins over the environment. ``Settings.validate`` runs at
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 __all__ = ["ConfigError", "Settings", "ServerSettings", "MediaSettings", "RecordingSettings", "PaywallSettings",
-           "InteractionSettings", "OpsSettings", "ROOM_NAME_RE"]
+           "InteractionSettings", "OpsSettings", "InsightSettings", "ROOM_NAME_RE"]
 
 ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -322,6 +322,27 @@ class OpsSettings:
             raise ConfigError("metrics_token: at least 16 characters (or empty: no /metrics)")
 
 
+@dataclass
+class InsightSettings:
+    """Behaviour events and creator analytics."""
+
+    event_flush_ms: int = field(
+        default=1000,
+        metadata={"help": "milliseconds between batched writes of behaviour events (page visits, joins, "
+                          "replay progress...) to the database; 50 to 60000"},
+    )
+    event_retention_days: int = field(
+        default=400,
+        metadata={"help": "raw behaviour events older than this many days are deleted (daily); 1 to 3650"},
+    )
+
+    def validate(self) -> None:
+        if not 50 <= self.event_flush_ms <= 60000:
+            raise ConfigError("event_flush_ms: 50 to 60000")
+        if not 1 <= self.event_retention_days <= 3650:
+            raise ConfigError("event_retention_days: 1 to 3650")
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "media": MediaSettings,
@@ -329,6 +350,7 @@ SECTIONS: dict[str, type] = {
     "paywall": PaywallSettings,
     "interaction": InteractionSettings,
     "ops": OpsSettings,
+    "insight": InsightSettings,
 }
 
 
@@ -342,6 +364,7 @@ class Settings:
     paywall: PaywallSettings = field(default_factory=PaywallSettings)
     interaction: InteractionSettings = field(default_factory=InteractionSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
+    insight: InsightSettings = field(default_factory=InsightSettings)
 
     # ------------------------------------------------------------------ building
     @staticmethod

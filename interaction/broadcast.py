@@ -10,8 +10,9 @@ the very bytes python-engineio would have sent).
 
 The extension points used, all of python-socketio/python-engineio's own:
 
-- ``FastEmit`` is a client manager (``client_manager=``); ``FastRedisManager`` is the
-  Redis manager with the same emit, so frames from other processes fan out the same way.
+- ``FastEmit`` is a client manager (``client_manager=``); ``FastClusterManager`` is the
+  cluster's pub/sub manager with the same emit, so frames from other processes fan out
+  the same way.
 - ``StagepassEngineIO`` overrides ``create_queue`` (to know when a socket's writer task
   is idle, so a direct write never overtakes a queued packet) and the aiohttp WebSocket
   driver of its async mode (to know each socket's transport and to choose
@@ -36,8 +37,12 @@ from engineio import packet as eio_packet
 from engineio.async_drivers import aiohttp as eio_aiohttp
 from socketio import packet as sio_packet
 
-__all__ = ["BroadcastStats", "FastEmit", "FastRedisManager", "StagepassEngineIO", "StagepassSocketIO",
-           "websocket_frame"]
+from core.cluster import Cluster
+
+from .socketio_manager import ClusterManager
+
+__all__ = ["BroadcastStats", "FastClusterManager", "FastEmit", "StagepassEngineIO", "StagepassSocketIO",
+           "client_manager", "websocket_frame"]
 
 log = logging.getLogger("stagepass.interaction")
 
@@ -210,6 +215,11 @@ class FastEmit(socketio.AsyncManager):
                 stats.queued += 1
 
 
-class FastRedisManager(socketio.AsyncRedisManager, FastEmit):
-    """python-socketio's Redis manager (every process's emits reach every process's
-    clients) whose local fan-out is ``FastEmit``'s."""
+class FastClusterManager(ClusterManager, FastEmit):
+    """The cluster's pub/sub manager (every process's emits reach every process's clients)
+    whose local fan-out is ``FastEmit``'s."""
+
+
+def client_manager(cluster: Cluster) -> FastEmit:
+    """Socket.IO's client manager: through the cluster when it is shared, in-process otherwise."""
+    return FastClusterManager(cluster) if cluster.shared else FastEmit()

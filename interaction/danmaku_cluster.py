@@ -1,6 +1,6 @@
-"""What danmaku share between processes and nodes: rate limits, slow mode, row ids, the
-Socket.IO channel. All of danmaku's Redis use lives here, so it can move behind the
-cluster seam (``Cluster``) unchanged.
+"""What danmaku share between processes and nodes: rate limits, slow mode, row ids. All of
+danmaku's own Redis use lives here (two Lua scripts on the cluster's Redis client), so it
+can move behind the cluster seam (``Cluster``) as a token-bucket primitive.
 
 ``LocalDanmakuCluster`` (one process, no Redis) keeps token buckets and slow-mode stamps in
 memory and numbers rows from the database's largest id. ``RedisDanmakuCluster`` keeps the
@@ -8,23 +8,18 @@ same buckets in Redis, taken atomically by one Lua script on Redis's clock (one 
 per danmaku), so a user with sockets on two processes has one quota and the room one
 ceiling; row ids come in blocks from a Redis counter that never falls below the
 database's largest id.
-
-Redis pub/sub channels are not per database number, so the channels are named after the
-Redis URL's database: two deployments (or two test runs) on different database numbers
-of one Redis never hear each other.
 """
 
 from __future__ import annotations
 
 import time
 from typing import Any, Optional, Protocol
-from urllib.parse import urlparse
 
-from .broadcast import FastEmit, FastRedisManager
+from core.cluster import Cluster
+
 from .ratelimit import TokenBucket, UserBuckets
 
-__all__ = ["DanmakuCluster", "LocalDanmakuCluster", "Refusal", "RedisDanmakuCluster", "channel_name",
-           "socketio_manager"]
+__all__ = ["DanmakuCluster", "LocalDanmakuCluster", "Refusal", "RedisDanmakuCluster", "danmaku_cluster"]
 
 #: (code, milliseconds to wait) when a danmaku is refused by a limit
 Refusal = tuple[str, int]
@@ -32,17 +27,12 @@ Refusal = tuple[str, int]
 ID_BLOCK = 100
 
 
-def channel_name(redis_url: str, name: str) -> str:
-    """``stagepass:<db>:<name>``: a pub/sub channel of this Redis database only."""
-    db = (urlparse(redis_url).path or "/0").strip("/") or "0"
-    return f"stagepass:{db}:{name}"
-
-
-def socketio_manager(redis_url: str) -> FastEmit:
-    """Socket.IO's client manager: through Redis when configured, in-process otherwise."""
-    if redis_url:
-        return FastRedisManager(redis_url, channel=channel_name(redis_url, "socketio"))
-    return FastEmit()
+def danmaku_cluster(cluster: Cluster, user_rate: float, user_burst: int, room_rate: float) -> "DanmakuCluster":
+    """Redis-backed when the node's cluster is Redis, this process's memory otherwise."""
+    redis = getattr(cluster, "redis", None)
+    if cluster.shared and redis is not None:
+        return RedisDanmakuCluster(redis, user_rate, user_burst, room_rate)
+    return LocalDanmakuCluster(user_rate, user_burst, room_rate)
 
 
 class DanmakuCluster(Protocol):

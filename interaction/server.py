@@ -8,7 +8,7 @@ feature module, and the ack is ``{"ok": true, ...}`` or ``{"ok": false, "error":
 {"code", "message"}}`` with nothing changed. Feature modules (danmaku, questions, polls,
 moderation...) register their events with ``on``.
 
-With ``REDIS_URL`` the server uses python-socketio's Redis manager: emits reach clients
+With a shared ``Cluster`` (Redis) the server uses ``ClusterManager``: emits reach clients
 on every process and node, and ``disconnect`` of a banned user's sockets works across
 them. Either way room emits go out through ``broadcast.FastEmit`` (encoded once, no task
 per recipient), and WebSocket compression is off unless ``websocket_compression``.
@@ -25,15 +25,18 @@ import socketio
 from aiohttp import web
 
 from mediaserver.live.room import RoomRegistry
+from core.behaviour import NO_EVENTS, BehaviourSink
+from core.cluster import Cluster, LocalCluster
 from core.tasks import TaskOwner
-from interaction.broadcast import StagepassSocketIO
-from interaction.danmaku_cluster import socketio_manager
 from paywall.errors import PaywallError
 from paywall.seats import REVOKED
 from paywall.service import Paywall
 from paywall.tokens import TokenIssuer
 from signalling.admission import Admission
 from signalling.permissions import AccessDenied, Grant
+
+from .broadcast import StagepassSocketIO, client_manager
+from .socketio_manager import ClusterManager
 
 __all__ = ["Client", "EventError", "InteractionServer"]
 
@@ -105,11 +108,15 @@ class _ChatSeat:
 
 
 Handler = Callable[[Client, Any], Awaitable[dict]]
+#: client events that are also behaviour events (engagement analytics), by kind
+ENGAGEMENT = {"danmaku:send": "danmaku", "like": "like", "question:ask": "question", "tip:announce": "tip"}
 
 
 class InteractionServer:
-    def __init__(self, redis_url: str = "", cors_origins: Any = "*", websocket_compression: bool = False) -> None:
-        self.manager = socketio_manager(redis_url)
+    def __init__(self, cluster: Optional[Cluster] = None, cors_origins: Any = "*",
+                 websocket_compression: bool = False) -> None:
+        self.cluster = cluster or LocalCluster()
+        self.manager = client_manager(self.cluster)
         self.sio = StagepassSocketIO(async_mode="aiohttp", client_manager=self.manager,
                                      cors_allowed_origins=cors_origins, logger=False, engineio_logger=False,
                                      websocket_compression=websocket_compression)
@@ -121,6 +128,8 @@ class InteractionServer:
         self.tasks = TaskOwner(log)
         self._seats: dict[str, _ChatSeat] = {}
         self.moderation: Any = None  # set by ``Moderation``: checks bans and moderators
+        #: where engagement (danmaku, likes, questions, tips) is reported; set by the app's assembly
+        self.events: BehaviourSink = NO_EVENTS
         self._connect_hooks: list[Callable[[Client], Awaitable[None]]] = []
         self._disconnect_hooks: list[Callable[[Client], Awaitable[None]]] = []
         self.sio.on("connect", self._connect)
@@ -155,9 +164,21 @@ class InteractionServer:
             except Exception:
                 log.exception("event %s failed for user %d in room %s", event, client.user_id, client.room)
                 return _fail("internal_error", "something went wrong; nothing was changed")
+            if event in ENGAGEMENT:
+                self._engaged(ENGAGEMENT[event], client, data, result or {})
             return {"ok": True, **(result or {})}
 
         self.sio.on(event, dispatch)
+
+    def _engaged(self, kind: str, client: Client, data: Any, result: dict) -> None:
+        broadcast, t_ms = self.t_ms(client.room)
+        value = None
+        if kind == "tip":
+            value = (result.get("tip") or {}).get("amount")
+        elif kind == "like":
+            value = data["count"]  # validated by the like handler
+        self.events.record(kind, user_id=client.user_id, room_id=client.room_id, broadcast=broadcast or None,
+                           t_ms=t_ms if broadcast else None, value=value)
 
     def on_connect(self, hook: Callable[[Client], Awaitable[None]]) -> None:
         self._connect_hooks.append(hook)
@@ -282,6 +303,8 @@ class InteractionServer:
         for sid in list(self.clients):
             await self.sio.disconnect(sid, ignore_queue=True)
         await self.tasks.close()
+        if isinstance(self.sio.manager, ClusterManager):
+            await self.sio.manager.close()
 
 
 def _refuse(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:

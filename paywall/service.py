@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable, Iterable, Optional
 
+from core.behaviour import BehaviourSink
 from core.settings import ConfigError, Settings
 
 from .access import PaywallPermissions
@@ -52,6 +53,10 @@ class Paywall:
         self.audience = AudienceLog(db)
         self.payouts = Payouts(db, self.ledger, self.provider.name)
         self.dashboard = CreatorDashboard(db, self.audience, self.payouts)
+
+    def use_events(self, events: BehaviourSink) -> None:
+        """Report checkouts (started, completed, abandoned) to ``events``."""
+        self.orders.events = events
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":

@@ -18,18 +18,21 @@ from aiohttp import web
 
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.room import RoomRegistry
+from core.behaviour import NO_EVENTS, BehaviourSink
 from core.settings import ROOM_NAME_RE, Settings
 
 from .admission import Admission
 from .offer import OfferError, parse_offer
 from .permissions import AccessDenied, Grant, Permissions, bearer_token
 
-__all__ = ["ADMISSION", "PERMISSIONS", "ROOMS", "SETTINGS", "error_response", "setup_routes"]
+__all__ = ["ADMISSION", "BEHAVIOUR", "PERMISSIONS", "ROOMS", "SETTINGS", "error_response", "setup_routes"]
 
 ROOMS = web.AppKey("rooms", RoomRegistry)
 PERMISSIONS = web.AppKey("permissions", Permissions)
 ADMISSION = web.AppKey("admission", Admission)
 SETTINGS = web.AppKey("settings", Settings)
+#: where viewers' joins and leaves (and free previews) are reported; absent: nowhere
+BEHAVIOUR = web.AppKey("behaviour", BehaviourSink)
 
 logger = logging.getLogger("stagepass.signalling")
 
@@ -112,6 +115,8 @@ def _handler(kind: Kind):
             logger.exception("admitting session %s to room %s failed", session.id[:8], room_name)
             await session.close()
             return error_response(503, "unavailable", "could not take a seat for this ticket; try again")
+        if kind == "whep":
+            _report_viewer(request.app.get(BEHAVIOUR, NO_EVENTS), room, session, grant)
         location = f"/{kind}/{room_name}/{session.id}"
         headers = {"Location": location, "ETag": f'"{session.id}"'}
         response = web.Response(
@@ -146,6 +151,28 @@ def _handler(kind: Kind):
         return response
 
     return create_session, delete_session, patch_session
+
+
+def _report_viewer(events: BehaviourSink, room, session, grant: Grant) -> None:
+    """``live_join`` now and ``live_leave`` when the session ends, on the broadcast's media
+    clock; a free preview also starts and ends (``preview_start``/``preview_end``)."""
+    preview = grant.ends_in is not None
+    broadcast = room.broadcast  # a viewer who stays after the end leaves on the same clock
+
+    def report(kind: str) -> None:
+        events.record(kind, user_id=grant.user_id, room=room.name, broadcast=broadcast.id if broadcast else None,
+                      t_ms=broadcast.t_ms() if broadcast else None, data={"session": session.id[:16]})
+
+    report("live_join")
+    if preview:
+        report("preview_start")
+
+    async def left() -> None:
+        report("live_leave")
+        if preview:
+            report("preview_end")
+
+    session.on_close(left)
 
 
 async def options(request: web.Request) -> web.Response:
