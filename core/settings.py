@@ -345,7 +345,19 @@ class InteractionSettings:
     danmaku_user_rate: float = field(default=1.0, metadata={"help": "danmaku per second a user may send (sustained)"})
     danmaku_user_burst: int = field(default=5, metadata={"help": "danmaku a user may send in a burst"})
     danmaku_room_rate: float = field(default=200.0, metadata={"help": "danmaku per second a room accepts"})
-    danmaku_batch_ms: int = field(default=100, metadata={"help": "batch broadcasts for this long (0: no batching)"})
+    danmaku_batch_ms: int = field(
+        default=100,
+        metadata={"help": "longest a danmaku waits to share a frame with others under load (a quiet room sends "
+                          "at once; 0: no batching, one frame per danmaku)"})
+    danmaku_write_ms: int = field(
+        default=250,
+        metadata={"help": "danmaku rows are written in batches this often, after they are broadcast (a kill -9 "
+                          "loses at most about this long of rows)"})
+    websocket_compression: bool = field(
+        default=False,
+        metadata={"help": "offer permessage-deflate on Socket.IO WebSockets (off, as in Node's engine.io: "
+                          "compressing each frame per viewer costs server and viewer CPU)",
+                  "parse": _parse_bool})
     blocked_words: list[str] = field(
         default_factory=list,
         metadata={"help": "words refused in every room, comma separated",
@@ -359,6 +371,8 @@ class InteractionSettings:
             raise ConfigError("danmaku rates: positive")
         if not 0 <= self.danmaku_batch_ms <= 2000:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
+        if not 10 <= self.danmaku_write_ms <= 5000:
+            raise ConfigError("danmaku_write_ms: 10 to 5000")
 
 
 @dataclass

@@ -9,6 +9,8 @@ from typing import AsyncIterator, Optional
 
 from aiohttp import web
 
+from core.heap import gc_pauses
+
 import web as web_assets
 from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
@@ -246,4 +248,5 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     setup_vendor_routes(app)
+    gc_pauses.install()
     return app

@@ -23,6 +23,13 @@ async def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'paywall.db'}"
         return
+    async with fresh_postgres() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres() -> AsyncIterator[str]:
+    """The URL of a new empty PostgreSQL database, dropped afterwards."""
     name = f"sp_{uuid.uuid4().hex[:12]}"
     try:
         admin = await asyncpg.connect(PG_ADMIN)
@@ -49,7 +56,7 @@ def paywall_settings(tmp_path, database_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-async def paywall_app(aiohttp_server, tmp_path, database_url):
+async def paywall_app(database_url, aiohttp_server, tmp_path):
     """(base_url, app) of a full Stagepass server with the paywall."""
     app = create_app(paywall_settings(tmp_path, database_url))
     server = await aiohttp_server(app)
