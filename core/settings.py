@@ -19,10 +19,10 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Optional
 
 __all__ = ["ConfigError", "Settings", "ServerSettings", "MediaSettings", "RecordingSettings", "PaywallSettings",
-           "InteractionSettings", "OpsSettings", "InsightSettings", "ROOM_NAME_RE"]
+           "InteractionSettings", "OpsSettings", "InsightSettings", "NotificationSettings", "ROOM_NAME_RE"]
 
 ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -49,6 +49,21 @@ def _parse_bool(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected on or off, got {text!r}")
+
+
+def _parse_udp_port(text: str) -> str:
+    """``off``, a port, or a range ``N-M`` (one port per media worker)."""
+    value = text.strip().lower()
+    if value == "off":
+        return value
+    first, _, last = value.partition("-")
+    try:
+        low, high = int(first), int(last or first)
+    except ValueError:
+        low = high = -1
+    if not (0 <= low <= high <= 65535) or (low == 0 and high != 0):
+        raise ConfigError(f"udp_port: expected a port, a range N-M or 'off', got {text!r}")
+    return value
 
 
 @dataclass
@@ -146,7 +161,37 @@ class MediaSettings:
             "parse": lambda s: [u.strip() for u in s.split(",") if u.strip()],
         },
     )
+    udp_port: str = field(
+        default="0",
+        metadata={"help": "the UDP port every WebRTC peer of a media worker shares (ICE mux): N, or N-M "
+                          "for several workers (worker i takes N+i); 0: a free port chosen at start; "
+                          "'off': one port per peer connection, as aiortc does alone",
+                  "parse": lambda s: _parse_udp_port(s)},
+    )
+    udp_host: str = field(
+        default="0.0.0.0", metadata={"help": "address the shared UDP port binds (ICE mux)"}
+    )
+    public_ip: str = field(
+        default="",
+        metadata={"help": "the address peers reach the UDP port at, advertised in ICE candidates "
+                          "(a host behind 1:1 NAT); empty: this host's own addresses"},
+    )
     max_sdp_bytes: int = field(default=65536, metadata={"help": "largest accepted SDP body"})
+    rtmp_port: int = field(
+        default=1935,
+        metadata={"help": "RTMP ingest port (rtmp://HOST:PORT/live, the room's stream key as the "
+                          "stream name; on the HTTP host address); 0: no RTMP ingest"},
+    )
+    rtmp_audio_bitrate: int = field(
+        default=64000,
+        metadata={"help": "bit/s of the Opus audio an RTMP room's AAC is transcoded to (once per room)"},
+    )
+    low_rendition: bool = field(
+        default=False,
+        metadata={"help": "viewers on weak networks are switched to one low rendition per room (360p, "
+                          "400 kbit/s, encoded only while someone watches it) or to audio only, from "
+                          "their receiver reports (on/off)", "parse": _parse_bool},
+    )
     keyframe_min_interval: float = field(
         default=0.5,
         metadata={"help": "seconds between keyframe requests (PLI) sent to a publisher: "
@@ -179,6 +224,17 @@ class MediaSettings:
         for url in self.ice_servers:
             if not re.match(r"^(stun|stuns|turn|turns):", url):
                 raise ConfigError(f"ice_servers: {url!r} is not a stun:/turn: URL")
+        self.udp_port = _parse_udp_port(str(self.udp_port))
+        for name in ("udp_host", "public_ip"):
+            if getattr(self, name):
+                try:
+                    ipaddress.ip_address(getattr(self, name))
+                except ValueError:
+                    raise ConfigError(f"{name}: {getattr(self, name)!r} is not an IP address") from None
+        if not 0 <= self.rtmp_port <= 65535:
+            raise ConfigError(f"rtmp_port: {self.rtmp_port} is not a TCP port (0: no RTMP ingest)")
+        if not 6000 <= self.rtmp_audio_bitrate <= 510000:
+            raise ConfigError("rtmp_audio_bitrate: Opus takes 6000 to 510000 bit/s")
         if not 1024 <= self.max_sdp_bytes <= 1 << 20:
             raise ConfigError("max_sdp_bytes: must be between 1024 and 1048576")
         for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
@@ -186,6 +242,17 @@ class MediaSettings:
                 raise ConfigError(f"{name}: must be positive")
         if self.subscriber_buffer_bytes < 16384:
             raise ConfigError("subscriber_buffer_bytes: must be at least 16384")
+
+    def udp_port_for(self, worker: int = 0) -> Optional[int]:
+        """The shared UDP port of media worker ``worker`` (0 for a free one), or None when
+        each peer connection binds its own ports (``udp_port=off``)."""
+        if self.udp_port == "off":
+            return None
+        first, _, last = self.udp_port.partition("-")
+        low, high = int(first), int(last or first)
+        if low and not low + worker <= high:
+            raise ConfigError(f"udp_port: the range {self.udp_port} has no port for worker {worker}")
+        return low + worker if low else 0
 
 
 @dataclass
@@ -247,6 +314,11 @@ class PaywallSettings:
     )
     stripe_api_key: str = field(default="", metadata={"help": "Stripe secret key (sk_...)"})
     stripe_webhook_secret: str = field(default="", metadata={"help": "Stripe webhook signing secret (whsec_...)"})
+    review_unverified: bool = field(
+        default=True,
+        metadata={"help": "rooms of creators an admin has not verified wait in the admin review queue before "
+                          "they are listed or sold (on/off)", "parse": _parse_bool},
+    )
     audience_sample_seconds: float = field(
         default=5.0,
         metadata={"help": "seconds between samples of each live paid room's concurrent viewers (dashboard)"},
@@ -280,7 +352,19 @@ class InteractionSettings:
     danmaku_user_rate: float = field(default=1.0, metadata={"help": "danmaku per second a user may send (sustained)"})
     danmaku_user_burst: int = field(default=5, metadata={"help": "danmaku a user may send in a burst"})
     danmaku_room_rate: float = field(default=200.0, metadata={"help": "danmaku per second a room accepts"})
-    danmaku_batch_ms: int = field(default=100, metadata={"help": "batch broadcasts for this long (0: no batching)"})
+    danmaku_batch_ms: int = field(
+        default=100,
+        metadata={"help": "longest a danmaku waits to share a frame with others under load (a quiet room sends "
+                          "at once; 0: no batching, one frame per danmaku)"})
+    danmaku_write_ms: int = field(
+        default=250,
+        metadata={"help": "danmaku rows are written in batches this often, after they are broadcast (a kill -9 "
+                          "loses at most about this long of rows)"})
+    websocket_compression: bool = field(
+        default=False,
+        metadata={"help": "offer permessage-deflate on Socket.IO WebSockets (off, as in Node's engine.io: "
+                          "compressing each frame per viewer costs server and viewer CPU)",
+                  "parse": _parse_bool})
     blocked_words: list[str] = field(
         default_factory=list,
         metadata={"help": "words refused in every room, comma separated",
@@ -294,6 +378,8 @@ class InteractionSettings:
             raise ConfigError("danmaku rates: positive")
         if not 0 <= self.danmaku_batch_ms <= 2000:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
+        if not 10 <= self.danmaku_write_ms <= 5000:
+            raise ConfigError("danmaku_write_ms: 10 to 5000")
 
 
 @dataclass
@@ -336,6 +422,35 @@ class InsightSettings:
             raise ConfigError("event_retention_days: 1 to 3650")
 
 
+@dataclass
+class NotificationSettings:
+    """Followers' notifications: the in-app inbox always, email when SMTP is set."""
+
+    smtp_url: str = field(
+        default="",
+        metadata={"help": "SMTP server for notification email: smtp://[user:password@]host[:port] (STARTTLS "
+                          "when offered), smtps://... (implicit TLS) or smtp+plain://... (no TLS, local relays "
+                          "and tests); empty: no email, the in-app inbox only"},
+    )
+    mail_from: str = field(default="", metadata={"help": "From address of notification email (required with smtp_url)"})
+    reminder_minutes: int = field(
+        default=15, metadata={"help": "minutes before a room's start that followers get a reminder"}
+    )
+    reminder_check_seconds: float = field(
+        default=30.0, metadata={"help": "seconds between looks for rooms whose reminder is due"}
+    )
+
+    def validate(self) -> None:
+        if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://", "smtp+plain://")):
+            raise ConfigError("smtp_url: smtp://, smtps:// or smtp+plain://host[:port]")
+        if self.smtp_url and "@" not in self.mail_from:
+            raise ConfigError("mail_from: an email address is required with smtp_url")
+        if not 1 <= self.reminder_minutes <= 1440:
+            raise ConfigError("reminder_minutes: 1 to 1440")
+        if not 0.1 <= self.reminder_check_seconds <= 3600:
+            raise ConfigError("reminder_check_seconds: 0.1 to 3600")
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "media": MediaSettings,
@@ -344,6 +459,7 @@ SECTIONS: dict[str, type] = {
     "interaction": InteractionSettings,
     "ops": OpsSettings,
     "insight": InsightSettings,
+    "notifications": NotificationSettings,
 }
 
 
@@ -358,6 +474,7 @@ class Settings:
     interaction: InteractionSettings = field(default_factory=InteractionSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
     insight: InsightSettings = field(default_factory=InsightSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     # ------------------------------------------------------------------ building
     @staticmethod

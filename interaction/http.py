@@ -10,8 +10,8 @@ from aiohttp import web
 from core.cpu import off_loop
 
 from paywall.errors import PaywallError
+from paywall.clips_http import clip_for_viewer
 from paywall.http import PAYWALL, api, current_user
-
 from paywall.replay_http import authorized_replay
 
 from .chapters import chapters_of, to_webvtt
@@ -106,9 +106,23 @@ async def replay_chapters(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "private, no-store"})
 
 
+@api
+async def clip_danmaku(request: web.Request) -> web.Response:
+    """``GET /api/clips/{clip}/danmaku``: the danmaku sent during the clip's stretch of its
+    broadcast, with ``t_ms`` on the clip's own clock (0 = the clip's first frame)."""
+    clip, room = await clip_for_viewer(request)
+    start, end = clip.meta["start_ms"], clip.meta["end_ms"]
+    items = []
+    if room is not None:
+        items = await request.app[DANMAKU].history(room.id, clip.meta["recording"], from_ms=start, to_ms=end)
+    return web.json_response({"clip": clip.id, "items": [{**it, "t_ms": it["t_ms"] - start} for it in items]},
+                             headers={"Cache-Control": "no-store"})
+
+
 def setup_routes(app: web.Application, danmaku: DanmakuService, questions: QuestionService,
                  polls: PollService) -> None:
     app[DANMAKU], app[QUESTIONS], app[POLLS] = danmaku, questions, polls
     app.router.add_get("/api/rooms/{room}/danmaku", danmaku_export)
     app.router.add_get("/api/recordings/{recording}/danmaku", replay_danmaku)
     app.router.add_get("/api/recordings/{recording}/chapters.vtt", replay_chapters)
+    app.router.add_get("/api/clips/{clip}/danmaku", clip_danmaku)

@@ -42,6 +42,10 @@ class PaywallPermissions:
     # ------------------------------------------------------------------ minting
     async def mint(self, user: UserView, slug: str, action: str) -> dict:
         room = await self.catalog.require(slug)
+        if room.listing == "taken_down":
+            raise PaywallError(410, "taken_down", "this room was taken down by the platform")
+        if room.listing != "listed" and user.id != room.creator_id and user.role != "admin":
+            raise PaywallError(403, "room_not_listed", "this room waits for the platform's review")
         if action == "publish":
             if user.id != room.creator_id and user.role != "admin":
                 raise PaywallError(403, "not_your_room", "only the room's creator can publish")

@@ -75,12 +75,15 @@ async def _recording(request: web.Request) -> tuple[Recording, Optional[RoomView
 async def authorized_replay(request: web.Request) -> tuple[Recording, Optional[RoomView], ReplayGrant]:
     """The recording of ``{recording}`` and the grant of the request's replay token."""
     rec, room = await _recording(request)
+    if room is not None and room.listing == "taken_down":
+        raise PaywallError(410, "taken_down", "this replay was taken down by the platform")
     grant = await request.app[PAYWALL].replays.authorize(rec.id, room, _replay_token(request))
     return rec, room, grant
 
 
 def _visible(rec: Recording, room: Optional[RoomView], user: Optional[UserView]) -> bool:
-    if rec.ready:
+    """Ready replays of listed rooms to everyone; the rest to the room's creator and admins."""
+    if rec.ready and (room is None or room.listing == "listed"):
         return True
     return user is not None and (user.role == "admin" or (room is not None and user.id == room.creator_id))
 

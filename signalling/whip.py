@@ -3,8 +3,8 @@
 ``POST /whip/{room}`` publishes, ``POST /whep/{room}`` plays: ``application/sdp`` offer
 in, ``201 Created`` with the answer, a ``Location`` for the session resource and an
 ``ETag``; ``DELETE`` on the session ends it. The server gathers its ICE candidates
-before answering, so trickle ICE is not needed: ``PATCH`` answers 405 as RFC 9725
-requires of servers without trickle support. Errors are JSON
+before answering (it never trickles its own); a client may send its offer early and
+``PATCH`` the session with the candidates it gathers later (``trickle.py``). Errors are JSON
 ``{"error": {"code", "message"}}`` with the status listed in the README, and leave
 nothing behind.
 """
@@ -17,13 +17,16 @@ from typing import Literal
 from aiohttp import web
 
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
-from mediaserver.live.room import RoomRegistry
+from mediaserver.live.peer_session import PeerSession
+from mediaserver.live.room import Room, RoomRegistry
 from core.behaviour import NO_EVENTS, BehaviourSink
 from core.settings import ROOM_NAME_RE, Settings
 
 from .admission import Admission
 from .offer import OfferError, parse_offer
 from .permissions import AccessDenied, Grant, Permissions, bearer_token
+from .trickle import CONTENT_TYPE as TRICKLE_CONTENT_TYPE
+from .trickle import FragmentError, check_if_match, parse_fragment
 
 __all__ = ["ADMISSION", "BEHAVIOUR", "PERMISSIONS", "ROOMS", "SETTINGS", "error_response", "setup_routes"]
 
@@ -37,8 +40,6 @@ BEHAVIOUR = web.AppKey("behaviour", BehaviourSink)
 logger = logging.getLogger("stagepass.signalling")
 
 Kind = Literal["whip", "whep"]
-#: what a session resource answers (RFC 9110: a 405 lists them in ``Allow``)
-SESSION_METHODS = "DELETE, OPTIONS"
 _ACTION = {"whip": "publish", "whep": "view"}
 _ROLE = {"whip": "publish", "whep": "play"}
 
@@ -72,18 +73,27 @@ def _denied(exc: AccessDenied) -> HttpError:
     return HttpError(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.message)
 
 
+async def _read_limited(request: web.Request, code: str, what: str) -> bytes:
+    """The body, refused with 413 ``code`` above ``MAX_SDP_BYTES``."""
+    limit = request.app[SETTINGS].media.max_sdp_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise HttpError(413, code, f"the {what} is larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise HttpError(413, code, f"the {what} is larger than {limit} bytes")
+    return body
+
+
+def _etag(session: PeerSession) -> str:
+    return f'"{session.id}"'
+
+
 async def _read_offer(request: web.Request, kind: Kind):
-    settings = request.app[SETTINGS]
     if request.content_type != "application/sdp":
         raise HttpError(
             415, "unsupported_media_type", "send the offer as Content-Type: application/sdp"
         )
-    limit = settings.media.max_sdp_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise HttpError(413, "offer_too_large", f"the offer is larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise HttpError(413, "offer_too_large", f"the offer is larger than {limit} bytes")
+    body = await _read_limited(request, "offer_too_large", "offer")
     try:
         return parse_offer(body, _ROLE[kind])
     except OfferError as exc:
@@ -118,7 +128,7 @@ def _handler(kind: Kind):
         if kind == "whep":
             _report_viewer(request.app.get(BEHAVIOUR, NO_EVENTS), room, session, grant)
         location = f"/{kind}/{room_name}/{session.id}"
-        headers = {"Location": location, "ETag": f'"{session.id}"'}
+        headers = {"Location": location, "ETag": _etag(session)}
         response = web.Response(
             status=201, text=answer, content_type="application/sdp", headers=headers
         )
@@ -126,31 +136,62 @@ def _handler(kind: Kind):
             response.headers.add("Link", link)
         return response
 
-    async def delete_session(request: web.Request) -> web.Response:
+    async def _own_session(request: web.Request) -> tuple[Room, PeerSession]:
+        """The session named by the URL, checked as its creator: ``(room, session)``."""
         room_name = request.match_info["room"]
         room = request.app[ROOMS].get(room_name)
         session = room.session(request.match_info["session"]) if room else None
         if session is None or (kind == "whip") != (session is room.publisher):
-            return error_response(404, "session_not_found", "no such session")
+            raise HttpError(404, "session_not_found", "no such session")
         if kind == "whip":
             try:
                 await request.app[PERMISSIONS].authorize("publish", room_name, bearer_token(request))
             except AccessDenied as exc:
-                err = _denied(exc)
-                return error_response(err.status, err.code, err.message)
+                raise _denied(exc)
+        return room, session
+
+    async def delete_session(request: web.Request) -> web.Response:
+        try:
+            room, session = await _own_session(request)
+        except HttpError as exc:
+            return error_response(exc.status, exc.code, exc.message)
         await session.close()
         if kind == "whip":
             await room.end_broadcast()
         return web.Response(status=200)
 
-    async def patch_session(request: web.Request) -> web.Response:
-        response = error_response(
-            405, "trickle_not_supported", "this server does not take trickled ICE candidates"
-        )
-        response.headers["Allow"] = SESSION_METHODS
-        return response
+    async def get_session(request: web.Request) -> web.Response:
+        """A viewer's session (WHEP only): which rendition it plays (``full``, ``low`` for
+        the room's low rendition on a weak network, ``audio`` only), for the player to show.
+        The session URL is the credential, as for DELETE."""
+        room = request.app[ROOMS].get(request.match_info["room"])
+        session = room.session(request.match_info["session"]) if room else None
+        if kind == "whip" or session is None or session is room.publisher:
+            return error_response(404, "session_not_found", "no such session")
+        return web.json_response({"session": session.id, "rendition": getattr(session, "rendition", "full")},
+                                 headers={"Cache-Control": "no-store"})
 
-    return create_session, delete_session, patch_session
+    async def patch_session(request: web.Request) -> web.Response:
+        """Trickle ICE (RFC 9725 section 4.3.1): candidates the client gathered after its
+        offer, and its end-of-candidates. ``204`` without an ETag; ICE restarts are 422."""
+        try:
+            _, session = await _own_session(request)
+            if request.content_type != TRICKLE_CONTENT_TYPE:
+                raise HttpError(415, "unsupported_media_type",
+                                f"send candidates as Content-Type: {TRICKLE_CONTENT_TYPE}")
+            body = await _read_limited(request, "fragment_too_large", "fragment")
+            try:
+                check_if_match(request.headers.get("If-Match"), _etag(session))
+                ice = session.remote_ice
+                fragment = parse_fragment(body, ice.ufrag, ice.pwd, list(ice.mids))
+            except FragmentError as exc:
+                raise HttpError(exc.status, exc.code, exc.message)
+        except HttpError as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        session.trickle(fragment.candidates, fragment.end)
+        return web.Response(status=204)
+
+    return create_session, delete_session, patch_session, get_session
 
 
 def _report_viewer(events: BehaviourSink, room, session, grant: Grant) -> None:
@@ -177,6 +218,8 @@ def _report_viewer(events: BehaviourSink, room, session, grant: Grant) -> None:
 
 async def options(request: web.Request) -> web.Response:
     response = web.Response(status=204, headers={"Accept-Post": "application/sdp"})
+    if "session" in request.match_info:  # a session resource takes trickled candidates
+        response.headers["Accept-Patch"] = TRICKLE_CONTENT_TYPE
     for link in _link_headers(request.app[SETTINGS]):
         response.headers.add("Link", link)
     return response
@@ -210,9 +253,9 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
     if request.path.startswith(("/whip/", "/whep/")):
         origin = request.app[SETTINGS].server.cors_origin
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, PATCH, OPTIONS"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, PATCH, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
-        response.headers["Access-Control-Expose-Headers"] = "Location, ETag, Link, Accept-Post"
+        response.headers["Access-Control-Expose-Headers"] = "Location, ETag, Link, Accept-Post, Accept-Patch"
     if isinstance(response, web.HTTPException):
         raise response
     return response
@@ -220,11 +263,13 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
 
 def setup_routes(app: web.Application) -> None:
     for kind in ("whip", "whep"):
-        create, delete, patch = _handler(kind)  # type: ignore[arg-type]
+        create, delete, patch, get = _handler(kind)  # type: ignore[arg-type]
         app.router.add_post(f"/{kind}/{{room}}", create)
         app.router.add_route("OPTIONS", f"/{kind}/{{room}}", options)
         app.router.add_delete(f"/{kind}/{{room}}/{{session}}", delete)
         app.router.add_patch(f"/{kind}/{{room}}/{{session}}", patch)
+        if kind == "whep":
+            app.router.add_get(f"/{kind}/{{room}}/{{session}}", get)
         app.router.add_route("OPTIONS", f"/{kind}/{{room}}/{{session}}", options)
     app.router.add_get("/api/rooms/{room}", room_status)
     app.router.add_get("/api/live", on_air)

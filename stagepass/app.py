@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from pathlib import Path
 from typing import AsyncIterator, Optional
 
 from aiohttp import web
 
+from core.heap import gc_pauses
+
 import web as web_assets
+from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from insight.assembly import install_insight, open_insight
-from stagepass.keys import AUDIENCE, CLUSTER, NODES, PACKAGING
+from stagepass.keys import AUDIENCE, CLUSTER, NODES, NOTIFICATIONS, PACKAGING, RTMP
 from stagepass.operations import install_ops
 from ops.load import NodeLoad
 from ops.metrics import Metrics
 from paywall import http as paywall_http
-from paywall import replay_http
+from paywall import clips_http, replay_http
 from paywall import dashboard_http
+from paywall import community_http
+from paywall import reviews_http
+from paywall import trust_http
 from paywall.audience import AudienceSampler
 from paywall.seats import Seats
 from paywall.service import Paywall
@@ -29,6 +36,8 @@ from signalling.whip import ADMISSION, BEHAVIOUR, PERMISSIONS, ROOMS, SETTINGS, 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.cluster import LocalCluster, NodeRegistry, RedisCluster
 from core.settings import Settings
+from mediaserver.ingest.rtmp_server import RtmpIngest
+from mediaserver.packaging.clips import ClipLibrary
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.replays import Replays
@@ -37,10 +46,11 @@ from mediaserver.storage import StorageError, open_storage, publishes
 from mediaserver.packaging.uploads import ReplayUploads
 from mediaserver.packaging.options import PackageOptions
 
-__all__ = ["AUDIENCE", "CLUSTER", "NODES", "PACKAGING", "create_app"]
+__all__ = ["AUDIENCE", "CLUSTER", "NODES", "PACKAGING", "RTMP", "create_app"]
 
 
 storage_log = logging.getLogger("stagepass.storage")
+rtmp_log = logging.getLogger("stagepass.rtmp")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
 
@@ -100,7 +110,26 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()
+            notifications = paywall.notifications
+            notifications.start(settings.notifications.reminder_check_seconds)
+
+            async def went_live(room, broadcast) -> None:
+                notifications.tasks.spawn(notifications.room_live(room.name, broadcast.id), name=f"notify-live-{room.name}")
+
+            rooms.broadcast_started.append(went_live)
+
+            async def taken_down(name: str) -> None:
+                """A room taken down ends its live broadcast on this node."""
+                live = rooms.get(name)
+                if live is not None and live.publisher is not None:
+                    await live.publisher.close()
+                if live is not None:
+                    await live.end_broadcast()
+
+            paywall.trust.on_takedown = taken_down
+            app[NOTIFICATIONS] = notifications
             yield
+            rooms.broadcast_started.remove(went_live)
             await audience.close()
             await interaction.close()
             await insight.close()
@@ -112,7 +141,13 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         app[replay_http.RECORDINGS] = Replays(
             settings.server.data_dir, storage if publishing else None, proxy=settings.recording.storage_proxy)
         replay_http.setup_routes(app)
+        app[clips_http.CLIPS] = ClipLibrary(settings.server.data_dir)
+        clips_http.setup_routes(app)
+        setup_share_routes(app)
         dashboard_http.setup_routes(app)
+        community_http.setup_routes(app)
+        reviews_http.setup_routes(app)
+        trust_http.setup_routes(app)
         install_insight(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
@@ -151,6 +186,15 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
             jobs.listeners.append(upload_packaged)
 
+        def replay_ready(path: Path, manifest: dict) -> None:
+            """Followers hear of a replay once it is servable (a local replay: packaged ``ready``)."""
+            notifications = app.get(NOTIFICATIONS)
+            if notifications is not None and manifest.get("status") == "ready":
+                notifications.tasks.spawn(notifications.replay_ready(path.parent.name, path.name),
+                                          name=f"notify-replay-{path.name}")
+
+        jobs.listeners.append(replay_ready)
+
         async def package_ended(room, broadcast) -> None:
             directory = recording_dir(settings.server.data_dir, room.name, broadcast.id)
             if (directory / MANIFEST_NAME).exists():
@@ -167,10 +211,36 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ROOMS] = rooms
+        await rooms.start()
         yield
         await rooms.close()
 
     app.cleanup_ctx.append(rooms_ctx)
+
+    async def rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
+        """RTMP encoders publish into the same rooms (``STAGEPASS_RTMP_PORT``, 0: off).
+        After the rooms in the list, so its connections end before the rooms close."""
+        config_rooms = {key: room for room, key in settings.stream_keys().items()}
+
+        async def resolve_key(key: str) -> Optional[str]:
+            room = next((r for k, r in config_rooms.items() if hmac.compare_digest(k.encode(), key.encode())), None)
+            paywall = app.get(paywall_http.PAYWALL)
+            if room is None and paywall is not None:
+                room = await paywall.catalog.room_for_stream_key(key)
+            return room
+
+        ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.media.rtmp_audio_bitrate)
+        try:
+            await ingest.start(settings.server.host, settings.media.rtmp_port)
+        except OSError as exc:
+            rtmp_log.error("RTMP ingest cannot listen on %s:%d (%s): RTMP publishing is off on this node",
+                           settings.server.host, settings.media.rtmp_port, exc.strerror or exc)
+        app[RTMP] = ingest
+        yield
+        await ingest.close()
+
+    if settings.media.rtmp_port:
+        app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
     install_ops(app, settings, rooms, metrics, cluster, with_paywall=permissions is None,
                 storage=storage if publishing else None)
@@ -182,4 +252,5 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     setup_vendor_routes(app)
+    gc_pauses.install()
     return app
