@@ -109,6 +109,11 @@ class ServerSettings:
         metadata={"help": "redis://host:6379/0 to share seats (and later chat) across nodes (also REDIS_URL)",
                   "alias": "REDIS_URL"},
     )
+    node_heartbeat_seconds: float = field(
+        default=5.0,
+        metadata={"help": "seconds between a node's heartbeats in the registry; a node silent for three "
+                          "is dropped and its rooms' origins freed"},
+    )
 
     def validate(self) -> None:
         if not 0 <= self.port <= 65535:
@@ -126,6 +131,8 @@ class ServerSettings:
             raise ConfigError("database_url: use sqlite:///path or postgresql://user@host/db")
         if self.redis_url and not re.match(r"^rediss?://", self.redis_url):
             raise ConfigError("redis_url: use redis://host:port/db")
+        if not 0.05 <= self.node_heartbeat_seconds <= 60:
+            raise ConfigError("node_heartbeat_seconds: between 0.05 and 60")
         if self.secret and len(self.secret) < 32:
             raise ConfigError("secret: at least 32 characters")
         for proxy in self.trusted_proxies:
@@ -580,6 +587,13 @@ class Settings:
         path.write_text(value)
         path.chmod(0o600)
         return value
+
+    def node_url(self) -> str:
+        """Where other nodes reach this one: ``public_url``, or the listening address."""
+        if self.server.public_url:
+            return self.server.public_url
+        host = "127.0.0.1" if self.server.host in ("0.0.0.0", "::", "") else self.server.host
+        return f"http://{'[' + host + ']' if ':' in host else host}:{self.server.port}"
 
     def node_id(self) -> str:
         """This node's id, generated once into ``DATA_DIR/node-id``: a node is a data dir

@@ -7,13 +7,16 @@ the items arriving meanwhile are gathered into the next ``{"items": [...]}`` fra
 latency stays low while the loop keeps up, and the cost of fan-out stays bounded (about
 ``1 / (1 + cost_factor)`` of the loop per busy room) when it cannot. ``max_items``
 waiting flush at once. With ``interval=0`` every item goes out alone (no batching).
+
+``written``, when set, is told the items of every frame once the frame has been handed
+to the room's sockets (the danmaku delivery delay metric).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any, Awaitable, Callable
+from typing import Any, Awaitable, Callable, Optional
 
 from core.tasks import TaskOwner
 
@@ -44,6 +47,7 @@ class Batcher:
         self._rooms: dict[str, _Room] = {}
         self.frames = 0
         self.items = 0  #: items emitted, over all frames
+        self.written: Optional[Callable[[list[Any]], None]] = None  #: told each frame's items once written
 
     def gap(self, room: str) -> float:
         """Seconds between two frames of ``room`` now (0 in a quiet room)."""
@@ -88,3 +92,5 @@ class Batcher:
         if state is not None:
             state.last_flush = time.monotonic()
             state.cost = time.perf_counter() - started
+        if self.written is not None:
+            self.written(items)

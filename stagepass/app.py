@@ -18,6 +18,7 @@ from interaction.assembly import build_interaction
 from insight.assembly import install_insight, open_insight
 from stagepass.keys import AUDIENCE, CLUSTER, NODES, NOTIFICATIONS, PACKAGING, RTMP
 from stagepass.operations import install_ops
+from ops.load import NodeLoad
 from ops.metrics import Metrics
 from paywall import http as paywall_http
 from paywall import clips_http, replay_http
@@ -68,7 +69,10 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     # the one place that decides between one process and several nodes
     cluster = RedisCluster.from_url(settings.server.redis_url) if settings.server.redis_url else LocalCluster()
     app[CLUSTER] = cluster
-    nodes = NodeRegistry(cluster, settings.node_id(), hosted_rooms=lambda: [r["room"] for r in rooms.on_air()])
+    node_load = NodeLoad(rooms, metrics.lag_sampler)  # what the admin view shows of every node
+    nodes = NodeRegistry(cluster, settings.node_id(), hosted_rooms=lambda: [r["room"] for r in rooms.on_air()],
+                         info={"url": settings.node_url()}, interval=settings.server.node_heartbeat_seconds,
+                         load=node_load.read)
     app[NODES] = nodes
 
     async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:

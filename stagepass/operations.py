@@ -12,7 +12,7 @@ from mediaserver.live.room import RoomRegistry
 
 from ops.health import Readiness, cluster_check, data_dir_check, database_check, storage_check
 from ops import admin
-from stagepass.keys import PACKAGING
+from stagepass.keys import NODES, PACKAGING
 from ops.http import METRICS, READINESS, setup_routes
 from ops.metrics import Metrics
 
@@ -71,9 +71,19 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             await counter.close()
 
         app.cleanup_ctx.append(orders_ctx)
+    _time_danmaku(app, metrics)
     setup_routes(app, with_paywall)
     if with_paywall:
-        admin.setup_routes(app)
+        admin.setup_routes(app, app[NODES])
+
+
+def _time_danmaku(app: web.Application, metrics: Metrics) -> None:
+    """Danmaku delivery delay: the danmaku batcher tells ``metrics`` each frame it wrote."""
+    from interaction.assembly import INTERACTION
+
+    interaction = app.get(INTERACTION)  # built before the operator side
+    if interaction is not None:
+        interaction.danmaku.batcher.written = metrics.danmaku_written
 
 
 def _socketio(app: web.Application) -> Optional[dict]:

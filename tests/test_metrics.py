@@ -352,7 +352,21 @@ async def test_orders_socketio_and_danmaku_reach_metrics(aiohttp_server, tmp_pat
                       "stagepass_socketio_connections 1.0", "stagepass_danmaku_delivered_total 1.0")
             return body if all(w in body for w in wanted) else None
 
-        await eventually(scraped, timeout=10, interval=0.2)
+        body = await eventually(scraped, timeout=10, interval=0.2)
+        # its delay from acceptance to the room's frame written: one sample, within the
+        # batch window (100 ms) and the event loop's turns of a test server
+        delay = {s.name: s.value for f in text_string_to_metric_families(body)
+                 if f.name == "stagepass_danmaku_delivery_seconds" for s in f.samples}
+        assert delay["stagepass_danmaku_delivery_seconds_count"] == 1.0, delay
+        assert 0.0 <= delay["stagepass_danmaku_delivery_seconds_sum"] < 2.0, delay
+        for _ in range(3):
+            assert (await chat.call("danmaku:send", {"text": "again"}))["ok"]
+
+        async def counted():
+            _, _, body = await get(base + "/metrics", token=TOKEN)
+            return "stagepass_danmaku_delivery_seconds_count 4.0" in body
+
+        await eventually(counted, timeout=10, interval=0.2)
     finally:
         await chat.close()
 

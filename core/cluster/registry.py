@@ -32,18 +32,21 @@ class NodeInfo:
     id: str
     rooms: list[str] = field(default_factory=list)
     info: dict = field(default_factory=dict)  # what the node says about itself (its URL...)
+    load: dict = field(default_factory=dict)  # what it carries at its last beat (viewers per room...)
     seen_at: float = 0.0  # wall clock of its last heartbeat
 
 
 class NodeRegistry:
     def __init__(self, cluster: Cluster, node_id: str, hosted_rooms: Callable[[], Iterable[str]] = tuple,
-                 info: Optional[dict] = None, interval: float = 5.0) -> None:
+                 info: Optional[dict] = None, interval: float = 5.0,
+                 load: Callable[[], dict] = dict) -> None:
         self.cluster = cluster
         self.node_id = node_id
         self.interval = interval
         self.ttl = 3 * interval
         self._hosted_rooms = hosted_rooms
         self._info = dict(info or {})
+        self._load = load
         self._claimed: set[str] = set()
         self.tasks = TaskOwner(log)
 
@@ -72,7 +75,7 @@ class NodeRegistry:
             await self.release_room(room)
         for room in hosted:
             await self.claim_room(room)
-        entry = {"rooms": sorted(self._claimed), "info": self._info, "seen_at": time.time()}
+        entry = {"rooms": sorted(self._claimed), "info": self._info, "load": self._load(), "seen_at": time.time()}
         await self.cluster.set(f"nodes:{self.node_id}", json.dumps(entry), ttl=self.ttl)
 
     async def nodes(self) -> list[NodeInfo]:
@@ -84,8 +87,12 @@ class NodeRegistry:
                 continue
             entry = json.loads(raw)
             found.append(NodeInfo(key.split(":", 1)[1], entry.get("rooms", []), entry.get("info", {}),
-                                  entry.get("seen_at", 0.0)))
+                                  entry.get("load", {}), entry.get("seen_at", 0.0)))
         return sorted(found, key=lambda n: n.id)
+
+    async def node(self, node_id: str) -> Optional[NodeInfo]:
+        """One live node's entry, ``None`` if it is not registered (or expired)."""
+        return next((n for n in await self.nodes() if n.id == node_id), None)
 
     async def claim_room(self, room: str) -> bool:
         """Host ``room`` here unless a live node already does; True if this node holds it."""
