@@ -49,7 +49,7 @@ from mediaserver import aiortc_bridge  # noqa: E402
 from stagepass.app import create_app  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from mediaserver.sfu.fanout import Fanout  # noqa: E402
-from signalling.permissions import StreamKeyPermissions  # noqa: E402
+from core.access import StreamKeyAccess  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from tests.browser import CHROMIUM, FLAGS  # noqa: E402
 from tests.peers import Publisher, Viewer  # noqa: E402
@@ -106,7 +106,7 @@ class Server:
         self.publisher: Optional[asyncio.subprocess.Process] = None
 
     async def start(self) -> None:
-        app = create_app(self.settings, permissions=StreamKeyPermissions(self.settings.stream_keys()))
+        app = create_app(self.settings, access=StreamKeyAccess(self.settings.stream_keys()))
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)

@@ -17,13 +17,14 @@ from xml.sax.saxutils import escape
 from sqlalchemy import select
 
 from paywall.db import Database
+from core.access import Refusal
 from core.timeutil import as_utc
 
 from .batcher import Batcher
 from .models import Danmaku
 from .moderation import Moderation
 from .ratelimit import TokenBucket, UserBuckets
-from .server import Client, EventError, InteractionServer
+from .server import Client, InteractionServer
 
 __all__ = ["DanmakuService", "to_bilibili_xml"]
 
@@ -62,16 +63,16 @@ class DanmakuService:
 
     def _validate(self, data: Any) -> tuple[str, str, str]:
         if not isinstance(data, dict):
-            raise EventError("invalid_payload", "send {text, color, mode}")
+            raise Refusal(400, "invalid_payload", "send {text, color, mode}")
         text, color, mode = data.get("text"), data.get("color", "#FFFFFF"), data.get("mode", "scroll")
         if not isinstance(text, str) or not text.strip():
-            raise EventError("invalid_text", "text: 1 or more characters")
+            raise Refusal(400, "invalid_text", "text: 1 or more characters")
         if len(text) > self.max_chars:
-            raise EventError("text_too_long", f"text: at most {self.max_chars} characters")
+            raise Refusal(400, "text_too_long", f"text: at most {self.max_chars} characters")
         if not isinstance(color, str) or not COLOR_RE.match(color):
-            raise EventError("invalid_color", "color: #RRGGBB")
+            raise Refusal(400, "invalid_color", "color: #RRGGBB")
         if mode not in MODES:
-            raise EventError("invalid_mode", "mode: scroll, top or bottom")
+            raise Refusal(400, "invalid_mode", "mode: scroll, top or bottom")
         return text, color.upper(), mode
 
     def _take(self, client: Client) -> None:
@@ -80,9 +81,9 @@ class DanmakuService:
             room_bucket = self._room_buckets[client.room] = TokenBucket(self._room_rate, int(self._room_rate))
         now = time.monotonic()
         if not room_bucket.allows(now):
-            raise EventError("room_busy", "the room is receiving too many messages; try again")
+            raise Refusal(429, "room_busy", "the room is receiving too many messages; try again")
         if not self._user_buckets.take(client):
-            raise EventError("rate_limited", "too many messages; slow down")
+            raise Refusal(429, "rate_limited", "too many messages; slow down")
         room_bucket.take(now)
 
     async def send(self, client: Client, data: Any) -> dict:

@@ -20,8 +20,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from core.access import Refusal
+
 from .presence import Throttle
-from .server import Client, EventError, InteractionServer
+from .server import Client, InteractionServer
 
 __all__ = ["HandService"]
 
@@ -29,7 +31,7 @@ __all__ = ["HandService"]
 def _user_id(data: Any) -> int:
     value = data.get("user_id") if isinstance(data, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2**62:
-        raise EventError("invalid_payload", "send nothing, {} or (moderators) {user_id}")
+        raise Refusal(400, "invalid_payload", "send nothing, {} or (moderators) {user_id}")
     return value
 
 
@@ -48,7 +50,7 @@ class HandService:
 
     async def raise_hand(self, client: Client, data: Any) -> dict:
         if data is not None and data != {}:
-            raise EventError("invalid_payload", "hand:raise takes no payload")
+            raise Refusal(400, "invalid_payload", "hand:raise takes no payload")
         queue = self._queues.setdefault(client.room, {})
         if client.user_id not in queue:
             _, t_ms = self.server.t_ms(client.room)
@@ -63,10 +65,10 @@ class HandService:
         target = client.user_id
         if data is not None and data != {}:
             if not isinstance(data, dict) or set(data) != {"user_id"}:
-                raise EventError("invalid_payload", "send nothing, {} or (moderators) {user_id}")
+                raise Refusal(400, "invalid_payload", "send nothing, {} or (moderators) {user_id}")
             target = _user_id(data)
             if target != client.user_id and not client.moderator:
-                raise EventError("forbidden", "only the creator and moderators lower other hands")
+                raise Refusal(403, "forbidden", "only the creator and moderators lower other hands")
         if self._drop(client.room, target) and target != client.user_id:
             for other in self.server.clients_in(client.room):
                 if other.user_id == target:

@@ -4,9 +4,11 @@
 in, ``201 Created`` with the answer, a ``Location`` for the session resource and an
 ``ETag``; ``DELETE`` on the session ends it. The server gathers its ICE candidates
 before answering, so trickle ICE is not needed: ``PATCH`` answers 405 as RFC 9725
-requires of servers without trickle support. Errors are JSON
-``{"error": {"code", "message"}}`` with the status listed in the README, and leave
-nothing behind.
+requires of servers without trickle support. Access is the app's one door
+(``core.access_http.ACCESS``); a refusal, the door's or the offer's, is raised as
+``core.access.Refusal`` and answered ``{"error": {"code", "message"}}`` with the status
+listed in the README, leaving nothing behind. Domain errors of the room become refusals
+in one table (``DOMAIN_REFUSALS``).
 """
 
 from __future__ import annotations
@@ -16,18 +18,18 @@ from typing import Literal
 
 from aiohttp import web
 
+from core.access import Grant, Refusal, Target, bearer_token
+from core.access_http import ACCESS, refusal_response
+from core.settings import ROOM_NAME_RE, Settings
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.room import RoomRegistry
-from core.settings import ROOM_NAME_RE, Settings
 
 from .admission import Admission
-from .offer import OfferError, parse_offer
-from .permissions import AccessDenied, Grant, Permissions, bearer_token
+from .offer import parse_offer
 
-__all__ = ["ADMISSION", "PERMISSIONS", "ROOMS", "SETTINGS", "error_response", "setup_routes"]
+__all__ = ["ADMISSION", "DOMAIN_REFUSALS", "ROOMS", "SETTINGS", "setup_routes"]
 
 ROOMS = web.AppKey("rooms", RoomRegistry)
-PERMISSIONS = web.AppKey("permissions", Permissions)
 ADMISSION = web.AppKey("admission", Admission)
 SETTINGS = web.AppKey("settings", Settings)
 
@@ -38,16 +40,17 @@ Kind = Literal["whip", "whep"]
 SESSION_METHODS = "DELETE, OPTIONS"
 _ACTION = {"whip": "publish", "whep": "view"}
 _ROLE = {"whip": "publish", "whep": "play"}
+#: the room's domain errors as refusals: (status, code); the message is the error's own
+DOMAIN_REFUSALS: dict[type[Exception], tuple[int, str]] = {
+    RoomBusy: (409, "room_busy"),
+    CodecMismatch: (406, "no_common_codec"),
+    NegotiationFailed: (400, "bad_offer"),
+}
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _domain_refusal(exc: Exception) -> Refusal:
+    status, code = next(v for kind, v in DOMAIN_REFUSALS.items() if isinstance(exc, kind))
+    return Refusal(status, code, str(exc))
 
 
 def _link_headers(settings: Settings) -> list[str]:
@@ -56,62 +59,44 @@ def _link_headers(settings: Settings) -> list[str]:
 
 async def _check_room(request: web.Request, kind: Kind) -> tuple[str, Grant]:
     room = request.match_info["room"]
-    if not ROOM_NAME_RE.match(room) or not await request.app[PERMISSIONS].room_exists(room):
-        raise HttpError(404, "room_not_found", f"no room named {room!r}")
-    try:
-        grant = await request.app[PERMISSIONS].authorize(_ACTION[kind], room, bearer_token(request))
-    except AccessDenied as exc:
-        raise _denied(exc)
-    return room, grant
-
-
-def _denied(exc: AccessDenied) -> HttpError:
-    return HttpError(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.message)
+    if not ROOM_NAME_RE.match(room):
+        raise Refusal(404, "room_not_found", f"no room named {room!r}")
+    return room, await request.app[ACCESS].authorize(bearer_token(request), _ACTION[kind], Target(room))
 
 
 async def _read_offer(request: web.Request, kind: Kind):
     settings = request.app[SETTINGS]
     if request.content_type != "application/sdp":
-        raise HttpError(
+        raise Refusal(
             415, "unsupported_media_type", "send the offer as Content-Type: application/sdp"
         )
     limit = settings.max_sdp_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise HttpError(413, "offer_too_large", f"the offer is larger than {limit} bytes")
+        raise Refusal(413, "offer_too_large", f"the offer is larger than {limit} bytes")
     body = await request.content.read(limit + 1)
     if len(body) > limit:
-        raise HttpError(413, "offer_too_large", f"the offer is larger than {limit} bytes")
-    try:
-        return parse_offer(body, _ROLE[kind])
-    except OfferError as exc:
-        raise HttpError(exc.status, "bad_offer" if exc.status == 400 else "no_common_codec", exc.message)
+        raise Refusal(413, "offer_too_large", f"the offer is larger than {limit} bytes")
+    return parse_offer(body, _ROLE[kind])
 
 
 def _handler(kind: Kind):
     async def create_session(request: web.Request) -> web.Response:
+        room_name, grant = await _check_room(request, kind)
+        offer = await _read_offer(request, kind)
+        room = request.app[ROOMS].open(room_name)
         try:
-            room_name, grant = await _check_room(request, kind)
-            offer = await _read_offer(request, kind)
-            room = request.app[ROOMS].open(room_name)
-            try:
-                if kind == "whip":
-                    session, answer = await room.publish(offer.sdp, offer.publish_plan())
-                else:
-                    session, answer = await room.subscribe(offer.sdp, offer.kinds)
-            except RoomBusy as exc:
-                raise HttpError(409, "room_busy", str(exc))
-            except CodecMismatch as exc:
-                raise HttpError(406, "no_common_codec", str(exc))
-            except NegotiationFailed as exc:
-                raise HttpError(400, "bad_offer", str(exc))
-        except HttpError as exc:
-            return error_response(exc.status, exc.code, exc.message)
+            if kind == "whip":
+                session, answer = await room.publish(offer.sdp, offer.publish_plan())
+            else:
+                session, answer = await room.subscribe(offer.sdp, offer.kinds)
+        except tuple(DOMAIN_REFUSALS) as exc:
+            raise _domain_refusal(exc) from None
         try:
             await request.app[ADMISSION].admit(grant, session)
         except Exception:
             logger.exception("admitting session %s to room %s failed", session.id[:8], room_name)
             await session.close()
-            return error_response(503, "unavailable", "could not take a seat for this ticket; try again")
+            raise Refusal(503, "unavailable", "could not take a seat for this ticket; try again") from None
         location = f"/{kind}/{room_name}/{session.id}"
         headers = {"Location": location, "ETag": f'"{session.id}"'}
         response = web.Response(
@@ -126,21 +111,17 @@ def _handler(kind: Kind):
         room = request.app[ROOMS].get(room_name)
         session = room.session(request.match_info["session"]) if room else None
         if session is None or (kind == "whip") != (session is room.publisher):
-            return error_response(404, "session_not_found", "no such session")
+            raise Refusal(404, "session_not_found", "no such session")
         if kind == "whip":
-            try:
-                await request.app[PERMISSIONS].authorize("publish", room_name, bearer_token(request))
-            except AccessDenied as exc:
-                err = _denied(exc)
-                return error_response(err.status, err.code, err.message)
+            await request.app[ACCESS].authorize(bearer_token(request), "publish", Target(room_name))
         await session.close()
         if kind == "whip":
             await room.end_broadcast()
         return web.Response(status=200)
 
     async def patch_session(request: web.Request) -> web.Response:
-        response = error_response(
-            405, "trickle_not_supported", "this server does not take trickled ICE candidates"
+        response = refusal_response(
+            Refusal(405, "trickle_not_supported", "this server does not take trickled ICE candidates")
         )
         response.headers["Allow"] = SESSION_METHODS
         return response
@@ -157,8 +138,8 @@ async def options(request: web.Request) -> web.Response:
 
 async def room_status(request: web.Request) -> web.Response:
     room = request.match_info["room"]
-    if not await request.app[PERMISSIONS].room_exists(room):
-        return error_response(404, "room_not_found", f"no room named {room!r}")
+    if not await request.app[ACCESS].room_exists(room):
+        raise Refusal(404, "room_not_found", f"no room named {room!r}")
     registry_room = request.app[ROOMS].get(room)
     if registry_room is None:
         return web.json_response({"room": room, "live": False, "phase": "idle", "viewers": 0})
@@ -169,7 +150,7 @@ async def on_air(request: web.Request) -> web.Response:
     """``GET /api/live``: the rooms broadcasting on this node, with their viewer counts
     (takes no parameters; the catalog page joins it with ``/api/catalog``)."""
     if request.query:
-        return error_response(400, "unexpected_parameter", "GET /api/live takes no query parameters")
+        raise Refusal(400, "unexpected_parameter", "GET /api/live takes no query parameters")
     return web.json_response({"rooms": request.app[ROOMS].on_air()})
 
 

@@ -20,10 +20,11 @@ from paywall.audience import AudienceSampler
 from paywall.seats import LocalSeats, RedisSeats, Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
-from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
-from signalling.whip import ADMISSION, PERMISSIONS, ROOMS, SETTINGS, setup_routes
+from signalling.whip import ADMISSION, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
+from core.access import Door
+from core.access_http import ACCESS, refusal_middleware
 from core.settings import Settings
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.recorder import MANIFEST_NAME, recording_dir
@@ -42,10 +43,10 @@ storage_log = logging.getLogger("stagepass.storage")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
 
-def create_app(settings: Settings, permissions: Optional[Permissions] = None) -> web.Application:
-    """The whole server. With ``permissions`` given, the paywall is left out (media-only
-    tests and benchmarks); otherwise rooms and tickets come from the paywall, plus the
-    open rooms of ``STAGEPASS_ROOMS``."""
+def create_app(settings: Settings, access: Optional[Door] = None) -> web.Application:
+    """The whole server. With ``access`` given (``core.access.StreamKeyAccess``), the
+    paywall is left out (media-only tests and benchmarks); otherwise the door is the
+    paywall's (rooms, tickets, replays), which also opens the rooms of ``STAGEPASS_ROOMS``."""
     check_aiortc_version()
     app = web.Application(client_max_size=settings.max_sdp_bytes)
     app[SETTINGS] = settings
@@ -54,8 +55,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     rooms = RoomRegistry(settings, observer=metrics)
     storage = open_storage(settings.storage_url, settings.data_dir)
     publishing = publishes(storage, settings.data_dir)
-    if permissions is not None:
-        app[PERMISSIONS] = permissions
+    if access is not None:
+        app[ACCESS] = access
         app[ADMISSION] = Admission()
     else:
         redis = None
@@ -76,7 +77,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
-            app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
+            app[ACCESS] = paywall.access
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
             audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds, settings.node_id())
@@ -155,7 +156,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     app.cleanup_ctx.append(rooms_ctx)
     setup_routes(app)
-    install_ops(app, settings, rooms, metrics, with_paywall=permissions is None,
+    install_ops(app, settings, rooms, metrics, with_paywall=access is None,
                 storage=storage if publishing else None)
 
     async def index(request: web.Request) -> web.StreamResponse:
@@ -165,4 +166,5 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     setup_vendor_routes(app)
+    app.middlewares.append(refusal_middleware)  # innermost: every edge's refusal as its JSON answer
     return app
