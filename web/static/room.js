@@ -472,6 +472,9 @@ async function toggleHand() {
 }
 
 // ---------------------------------------------------------------- Socket.IO
+/** The door's refusals of a chat connection that trying again cannot change (docs/protocol.md). */
+const FINAL_CHAT_REFUSALS = new Set(["banned", "wrong_scope", "ticket_required", "preview_over", "unknown_user"]);
+
 function connectSocket() {
   const socket = window.io({
     path: "/socket.io",
@@ -486,7 +489,7 @@ function connectSocket() {
   socket.on("connect_error", (err) => {
     const data = err.data || {};
     showError($("danmaku-error"), `Chat: ${data.message || err.message}`);
-    if (data.code === "banned" || data.code === "forbidden") socket.disconnect();
+    if (FINAL_CHAT_REFUSALS.has(data.code)) socket.disconnect();
   });
   socket.on("kicked", (data) => {
     state.kicked = data;
