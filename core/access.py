@@ -66,8 +66,7 @@ class Grant:
     ``seat_key``/``seat_limit``: sessions sharing a key (one ticket) are limited, the
     oldest evicted. ``ends_in``: seconds until a live session must end (a free preview).
     ``preview_ms``: a replay is watchable up to there (None: all of it); ``downloads``:
-    the whole replay may be downloaded. ``scope``: the action the token was minted for
-    (a chat connection is made with a ``view`` or a ``publish`` token).
+    the whole replay may be downloaded.
     """
 
     user_id: Optional[int] = None
@@ -76,7 +75,6 @@ class Grant:
     ends_in: Optional[float] = None
     preview_ms: Optional[int] = None
     downloads: bool = False
-    scope: Optional[str] = None
 
     def allows(self, t_ms: int) -> bool:
         """May the replay be watched at ``t_ms``?"""
@@ -128,11 +126,11 @@ class StreamKeyAccess:
         if target.room not in self._keys:
             raise Refusal(404, "room_not_found", f"no room named {target.room!r}")
         if action == "view":
-            return Grant(scope="view")
+            return Grant()
         if action != "publish":
             raise Refusal(404, "not_found", f"the open room {target.room!r} has no {action}")
         if not token:
             raise token_required(action)
         if not hmac.compare_digest(token.encode(), self._keys[target.room].encode()):
             raise Refusal(403, "wrong_stream_key", f"this stream key does not allow publishing to {target.room!r}")
-        return Grant(scope="publish")
+        return Grant()

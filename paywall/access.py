@@ -113,7 +113,7 @@ class PaywallAccess:
             raise token_required(action)
         if action == "publish" and token.count(".") != 2:
             if await self.catalog.stream_key_matches(slug, token):
-                return Grant(user_id=room.creator_id, scope="publish")
+                return Grant(user_id=room.creator_id)
             raise Refusal(403, "wrong_stream_key", f"this stream key does not allow publishing to {slug!r}")
         scopes = (f"view:{slug}", f"publish:{slug}") if action == "chat" else (f"{action}:{slug}",)
         claims = self.tokens.verify(token, scopes)
@@ -123,13 +123,13 @@ class PaywallAccess:
         user_id = int(claims["sub"])
         scope = claims["scope"].partition(":")[0]
         if scope == "publish" or user_id == room.creator_id or room.free:
-            return Grant(user_id=user_id, scope=scope)
+            return Grant(user_id=user_id)
         if "ticket" in await self.orders.entitlements(user_id, room):
-            return Grant(user_id=user_id, seat_key=f"{slug}:{user_id}", seat_limit=room.max_devices, scope=scope)
+            return Grant(user_id=user_id, seat_key=f"{slug}:{user_id}", seat_limit=room.max_devices)
         preview_until = claims.get("preview_until")
         if isinstance(preview_until, int) and not isinstance(preview_until, bool):
             left = preview_until - time.time()
             if left > 0:
-                return Grant(user_id=user_id, seat_key=f"{slug}:{user_id}", seat_limit=1, ends_in=left, scope=scope)
+                return Grant(user_id=user_id, seat_key=f"{slug}:{user_id}", seat_limit=1, ends_in=left)
             raise Refusal(403, "preview_over", "the free preview is over; buy a ticket")
         raise Refusal(403, "ticket_required", "no valid ticket for this room (refunded or never bought)")

@@ -116,7 +116,7 @@ class ReplayAccess:
             if await s.get(RevokedToken, claims["jti"]) is not None:
                 raise Refusal(401, "token_revoked", "this access token was revoked")
             if preview is not None:
-                return Grant(user_id=user_id, preview_ms=preview, scope="replay")
+                return Grant(user_id=user_id, preview_ms=preview)
             if paid and room is not None and user_id != room.creator_id:
                 if user_id == ANONYMOUS:
                     raise Refusal(403, "replay_required", "this replay needs a purchase")
@@ -127,4 +127,4 @@ class ReplayAccess:
                         raise Refusal(403, "replay_required",
                                       "no replay purchase for this room (refunded or never bought)")
         downloads = bool(claims.get("dl")) and room is not None and room.allow_downloads
-        return Grant(user_id=user_id, downloads=downloads, scope="replay")
+        return Grant(user_id=user_id, downloads=downloads)
