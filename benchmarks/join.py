@@ -45,7 +45,7 @@ if str(ROOT) not in sys.path:  # tests/peers.py lives in the repository, not the
 
 from aiohttp import web  # noqa: E402
 
-from mediaserver import aiortc_bridge  # noqa: E402
+from mediaserver.sfu import aiortc_bridge  # noqa: E402
 from stagepass.app import create_app  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from mediaserver.sfu.fanout import Fanout  # noqa: E402
@@ -95,10 +95,10 @@ class Server:
 
     def __init__(self, mode: str) -> None:
         self.mode = mode
-        self.settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix=f"join-{mode}-")),
+        self.settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix=f"join-{mode}-")),
                                  rooms={"demo": KEY}, recordings=False)
         if mode == "old":
-            self.settings.keyframe_min_interval = OLD_KEYFRAME_MIN_INTERVAL
+            self.settings.media.keyframe_min_interval = OLD_KEYFRAME_MIN_INTERVAL
         self.settings.validate()
         self.mdns_offers = 0
         self.base = ""

@@ -73,7 +73,7 @@ def stagepass_app(rooms: int, recordings: bool, data_dir: Path) -> tuple[Any, An
     from core.access import StreamKeyAccess
     from signalling.whip import ROOMS
 
-    settings = Settings(data_dir=data_dir, rooms={f"m{i}": KEY for i in range(rooms)},
+    settings = Settings.build(data_dir=data_dir, rooms={f"m{i}": KEY for i in range(rooms)},
                         recordings=recordings, log_level="WARNING")
     settings.validate()
     app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))

@@ -73,7 +73,7 @@ COLUMNS = [  # header, width, row -> text
 
 
 async def start_server() -> tuple[web.AppRunner, str, web.Application]:
-    settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="stagepass-net-")),
+    settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix="stagepass-net-")),
                         rooms={ROOM: KEY}, recordings=False)
     settings.validate()
     app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))

@@ -100,8 +100,8 @@ async def main(args: argparse.Namespace) -> None:
         runner, base = await start_node(app)
         creator = await Api.sign_up(base, "creator")
         await paid_room(creator)
-        rec_id = install(rec, settings.data_dir, "maths")
-        shutil.copytree(settings.data_dir / "recordings" / "maths" / rec_id / "hls", static_dir, dirs_exist_ok=True)
+        rec_id = install(rec, settings.server.data_dir, "maths")
+        shutil.copytree(settings.server.data_dir / "recordings" / "maths" / rec_id / "hls", static_dir, dirs_exist_ok=True)
         buyer = await Api.sign_up(base)
         await buy(buyer, "maths", "replay")
         status, minted = await buyer.post(f"/api/recordings/{rec_id}/token")
@@ -120,14 +120,14 @@ async def main(args: argparse.Namespace) -> None:
             boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket="bench")
             nodes = {}
             for name, proxy in (("redirect", False), ("proxy", True)):
-                s3_settings = paywall_settings(work / name, settings.database_url, storage_url="s3://bench/replays",
+                s3_settings = paywall_settings(work / name, settings.server.database_url, storage_url="s3://bench/replays",
                                                storage_proxy=proxy)
                 if name == "redirect":
-                    shutil.copytree(settings.data_dir / "recordings" / "maths" / rec_id,
-                                    s3_settings.data_dir / "recordings" / "maths" / rec_id)
-                    storage = open_storage(s3_settings.storage_url, s3_settings.data_dir)
-                    await ReplayUploads(s3_settings.data_dir, storage).publish(
-                        s3_settings.data_dir / "recordings" / "maths" / rec_id)
+                    shutil.copytree(settings.server.data_dir / "recordings" / "maths" / rec_id,
+                                    s3_settings.server.data_dir / "recordings" / "maths" / rec_id)
+                    storage = open_storage(s3_settings.recording.storage_url, s3_settings.server.data_dir)
+                    await ReplayUploads(s3_settings.server.data_dir, storage).publish(
+                        s3_settings.server.data_dir / "recordings" / "maths" / rec_id)
                     await storage.close()
                 node_runner, node_base = await start_node(create_app(s3_settings))
                 runners.append(node_runner)

@@ -1,8 +1,11 @@
-"""One typed configuration for the whole server.
+"""One typed configuration for the whole server, nested per area.
 
-Every setting has a default, an environment variable ``STAGEPASS_<NAME>`` and a CLI
-flag ``--<name>``; the CLI flag wins over the environment. ``Settings.validate``
-runs at start and refuses nonsense with a message naming the setting.
+``Settings`` holds one section per area (``server``, ``media``, ``recording``, ``paywall``,
+``interaction``, ``ops``); each package reads its own section. Every setting has its default
+here and nowhere else, an environment variable ``STAGEPASS_<NAME>`` and a CLI flag
+``--<name>`` (names are unique across sections, so the variables did not change when the
+settings were nested); the CLI flag wins over the environment. ``Settings.validate`` runs at
+start and refuses nonsense with a message naming the setting.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
-__all__ = ["ConfigError", "Settings", "ROOM_NAME_RE"]
+__all__ = ["ConfigError", "Settings", "ServerSettings", "MediaSettings", "RecordingSettings", "PaywallSettings",
+           "InteractionSettings", "OpsSettings", "ROOM_NAME_RE"]
 
 ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -48,7 +52,9 @@ def _parse_bool(text: str) -> bool:
 
 
 @dataclass
-class Settings:
+class ServerSettings:
+    """Where the server listens, its data, logs, secrets and the engines it uses."""
+
     host: str = field(default="127.0.0.1", metadata={"help": "address to listen on"})
     port: int = field(default=8080, metadata={"help": "HTTP port"})
     data_dir: Path = field(
@@ -59,13 +65,65 @@ class Settings:
         default="text",
         metadata={"help": "'text' (one readable line) or 'json' (one object a line: room, session, user as fields)"},
     )
-    metrics_token: str = field(
+    public_url: str = field(
         default="",
-        metadata={"help": "bearer token that GET /metrics (Prometheus) requires; empty: /metrics answers 404"},
+        metadata={"help": "the address users reach the server at, e.g. https://live.example.org behind a "
+                          "TLS proxy: payment return URLs, the studio's WHIP URL, Secure cookies; "
+                          "empty: taken from each request"},
     )
-    metrics_orders_seconds: float = field(
-        default=15.0, metadata={"help": "seconds between counts of the orders by status for /metrics"}
+    cors_origin: str = field(
+        default="*", metadata={"help": "Access-Control-Allow-Origin for WHIP/WHEP"}
     )
+    secret: str = field(
+        default="",
+        metadata={"help": "signing secret for access tokens (>= 32 chars); empty: generated into DATA_DIR/secret.key"},
+    )
+    trusted_proxies: list[str] = field(
+        default_factory=list,
+        metadata={"help": "addresses or networks of reverse proxies whose X-Forwarded-For names the client "
+                          "(for per-client limits), comma separated; none by default",
+                  "parse": lambda s: [p.strip() for p in s.split(",") if p.strip()]},
+    )
+    database_url: str = field(
+        default="",
+        metadata={"help": "empty: SQLite in DATA_DIR; or postgresql://user@host/db (also DATABASE_URL)",
+                  "alias": "DATABASE_URL"},
+    )
+    redis_url: str = field(
+        default="",
+        metadata={"help": "redis://host:6379/0 to share seats (and later chat) across nodes (also REDIS_URL)",
+                  "alias": "REDIS_URL"},
+    )
+
+    def validate(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port: {self.port} is not a TCP port")
+        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError(f"log_level: unknown level {self.log_level!r}")
+        self.log_level = self.log_level.upper()
+        if self.log_format not in ("text", "json"):
+            raise ConfigError(f"log_format: 'text' or 'json', not {self.log_format!r}")
+        if self.public_url:
+            self.public_url = self.public_url.rstrip("/")
+            if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", self.public_url):
+                raise ConfigError("public_url: an http:// or https:// address, e.g. https://live.example.org")
+        if self.database_url and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", self.database_url):
+            raise ConfigError("database_url: use sqlite:///path or postgresql://user@host/db")
+        if self.redis_url and not re.match(r"^rediss?://", self.redis_url):
+            raise ConfigError("redis_url: use redis://host:port/db")
+        if self.secret and len(self.secret) < 32:
+            raise ConfigError("secret: at least 32 characters")
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
+
+
+@dataclass
+class MediaSettings:
+    """The live media path: rooms, WebRTC, keyframes, viewers' queues."""
+
     rooms: dict[str, str] = field(
         default_factory=dict,
         metadata={
@@ -93,6 +151,40 @@ class Settings:
             "help": "bytes a viewer's socket may queue before it drops to the next keyframe"
         },
     )
+    publisher_stale_seconds: float = field(
+        default=5.0,
+        metadata={
+            "help": "a publisher that sent no media for this long may be replaced by a new one"
+        },
+    )
+    connect_timeout: float = field(
+        default=20.0, metadata={"help": "seconds a new WebRTC session has to connect"}
+    )
+
+    def validate(self) -> None:
+        for name, key in self.rooms.items():
+            if not ROOM_NAME_RE.match(name):
+                raise ConfigError(
+                    f"rooms: {name!r} is not a room name (a-z, 0-9, '-', '_', 1-64 chars)"
+                )
+            if len(key) < 8:
+                raise ConfigError(f"rooms: the stream key of {name!r} is shorter than 8")
+        for url in self.ice_servers:
+            if not re.match(r"^(stun|stuns|turn|turns):", url):
+                raise ConfigError(f"ice_servers: {url!r} is not a stun:/turn: URL")
+        if not 1024 <= self.max_sdp_bytes <= 1 << 20:
+            raise ConfigError("max_sdp_bytes: must be between 1024 and 1048576")
+        for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be positive")
+        if self.subscriber_buffer_bytes < 16384:
+            raise ConfigError("subscriber_buffer_bytes: must be at least 16384")
+
+
+@dataclass
+class RecordingSettings:
+    """Recording while live and where finished replays are stored."""
+
     recordings: bool = field(
         default=True,
         metadata={
@@ -106,68 +198,6 @@ class Settings:
             "help": "while recording H.264, ask for a keyframe when the last is this many "
                     "seconds old, so the replay is remuxed, not re-encoded (0: never)",
         },
-    )
-    publisher_stale_seconds: float = field(
-        default=5.0,
-        metadata={
-            "help": "a publisher that sent no media for this long may be replaced by a new one"
-        },
-    )
-    connect_timeout: float = field(
-        default=20.0, metadata={"help": "seconds a new WebRTC session has to connect"}
-    )
-    cors_origin: str = field(
-        default="*", metadata={"help": "Access-Control-Allow-Origin for WHIP/WHEP"}
-    )
-    public_url: str = field(
-        default="",
-        metadata={"help": "the address users reach the server at, e.g. https://live.example.org behind a "
-                          "TLS proxy: payment return URLs, the studio's WHIP URL, Secure cookies; "
-                          "empty: taken from each request"},
-    )
-    database_url: str = field(
-        default="",
-        metadata={"help": "empty: SQLite in DATA_DIR; or postgresql://user@host/db (also DATABASE_URL)",
-                  "alias": "DATABASE_URL"},
-    )
-    redis_url: str = field(
-        default="",
-        metadata={"help": "redis://host:6379/0 to share seats (and later chat) across nodes (also REDIS_URL)",
-                  "alias": "REDIS_URL"},
-    )
-    secret: str = field(
-        default="",
-        metadata={"help": "signing secret for access tokens (>= 32 chars); empty: generated into DATA_DIR/secret.key"},
-    )
-    trusted_proxies: list[str] = field(
-        default_factory=list,
-        metadata={"help": "addresses or networks of reverse proxies whose X-Forwarded-For names the client "
-                          "(for per-client limits), comma separated; none by default",
-                  "parse": lambda s: [p.strip() for p in s.split(",") if p.strip()]},
-    )
-    signups_per_hour: int = field(
-        default=10, metadata={"help": "sign-ups one client address may make per hour (0: no limit)"}
-    )
-    access_token_ttl: int = field(default=300, metadata={"help": "seconds an access token stays valid"})
-    platform_fee_bps: int = field(
-        default=1000, metadata={"help": "platform fee in basis points of each payment (1000 = 10%)"}
-    )
-    payment_provider: str = field(
-        default="",
-        metadata={"help": "'dev' (test mode: buyers confirm their own payments) or 'stripe'; empty: 'dev', "
-                          "refused when PUBLIC_URL is https (set 'dev' explicitly to run test mode there)"},
-    )
-    stripe_api_key: str = field(default="", metadata={"help": "Stripe secret key (sk_...)"})
-    stripe_webhook_secret: str = field(default="", metadata={"help": "Stripe webhook signing secret (whsec_...)"})
-    danmaku_max_chars: int = field(default=100, metadata={"help": "longest danmaku accepted"})
-    danmaku_user_rate: float = field(default=1.0, metadata={"help": "danmaku per second a user may send (sustained)"})
-    danmaku_user_burst: int = field(default=5, metadata={"help": "danmaku a user may send in a burst"})
-    danmaku_room_rate: float = field(default=200.0, metadata={"help": "danmaku per second a room accepts"})
-    danmaku_batch_ms: int = field(default=100, metadata={"help": "batch broadcasts for this long (0: no batching)"})
-    blocked_words: list[str] = field(
-        default_factory=list,
-        metadata={"help": "words refused in every room, comma separated",
-                  "parse": lambda s: [w.strip().lower() for w in s.split(",") if w.strip()]},
     )
     storage_url: str = field(
         default="",
@@ -186,12 +216,139 @@ class Settings:
         metadata={"help": "keep the local media of a replay after it is uploaded to object storage",
                   "parse": _parse_bool},
     )
+
+    def validate(self) -> None:
+        if self.recording_keyframe_interval < 0:
+            raise ConfigError("recording_keyframe_interval: 0 (off) or more seconds")
+
+
+@dataclass
+class PaywallSettings:
+    """Accounts, payments, access tokens and the creator dashboard."""
+
+    signups_per_hour: int = field(
+        default=10, metadata={"help": "sign-ups one client address may make per hour (0: no limit)"}
+    )
+    access_token_ttl: int = field(default=300, metadata={"help": "seconds an access token stays valid"})
+    platform_fee_bps: int = field(
+        default=1000, metadata={"help": "platform fee in basis points of each payment (1000 = 10%)"}
+    )
+    payment_provider: str = field(
+        default="",
+        metadata={"help": "'dev' (test mode: buyers confirm their own payments) or 'stripe'; empty: 'dev', "
+                          "refused when PUBLIC_URL is https (set 'dev' explicitly to run test mode there)"},
+    )
+    stripe_api_key: str = field(default="", metadata={"help": "Stripe secret key (sk_...)"})
+    stripe_webhook_secret: str = field(default="", metadata={"help": "Stripe webhook signing secret (whsec_...)"})
     audience_sample_seconds: float = field(
         default=5.0,
         metadata={"help": "seconds between samples of each live paid room's concurrent viewers (dashboard)"},
     )
 
-    # ------------------------------------------------------------------ loading
+    def validate(self) -> None:
+        if self.signups_per_hour < 0:
+            raise ConfigError("signups_per_hour: 0 (no limit) or more")
+        if not 30 <= self.access_token_ttl <= 86400:
+            raise ConfigError("access_token_ttl: 30 to 86400 seconds")
+        if not 0 <= self.platform_fee_bps <= 10000:
+            raise ConfigError("platform_fee_bps: 0 to 10000")
+        if not 0.1 <= self.audience_sample_seconds <= 3600:
+            raise ConfigError("audience_sample_seconds: 0.1 to 3600")
+        if self.payment_provider not in ("", "dev", "stripe"):
+            raise ConfigError("payment_provider: 'dev' or 'stripe'")
+        if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
+            raise ConfigError("payment_provider stripe needs stripe_api_key and stripe_webhook_secret")
+
+    @property
+    def test_mode_payments(self) -> bool:
+        """True with the ``dev`` provider (also when it is the default): no money moves."""
+        return self.payment_provider != "stripe"
+
+
+@dataclass
+class InteractionSettings:
+    """Danmaku and the room's chat limits."""
+
+    danmaku_max_chars: int = field(default=100, metadata={"help": "longest danmaku accepted"})
+    danmaku_user_rate: float = field(default=1.0, metadata={"help": "danmaku per second a user may send (sustained)"})
+    danmaku_user_burst: int = field(default=5, metadata={"help": "danmaku a user may send in a burst"})
+    danmaku_room_rate: float = field(default=200.0, metadata={"help": "danmaku per second a room accepts"})
+    danmaku_batch_ms: int = field(default=100, metadata={"help": "batch broadcasts for this long (0: no batching)"})
+    blocked_words: list[str] = field(
+        default_factory=list,
+        metadata={"help": "words refused in every room, comma separated",
+                  "parse": lambda s: [w.strip().lower() for w in s.split(",") if w.strip()]},
+    )
+
+    def validate(self) -> None:
+        if not 1 <= self.danmaku_max_chars <= 1000:
+            raise ConfigError("danmaku_max_chars: 1 to 1000")
+        if self.danmaku_user_rate <= 0 or self.danmaku_room_rate <= 0 or self.danmaku_user_burst < 1:
+            raise ConfigError("danmaku rates: positive")
+        if not 0 <= self.danmaku_batch_ms <= 2000:
+            raise ConfigError("danmaku_batch_ms: 0 to 2000")
+
+
+@dataclass
+class OpsSettings:
+    """What an operator scrapes: /metrics."""
+
+    metrics_token: str = field(
+        default="",
+        metadata={"help": "bearer token that GET /metrics (Prometheus) requires; empty: /metrics answers 404"},
+    )
+    metrics_orders_seconds: float = field(
+        default=15.0, metadata={"help": "seconds between counts of the orders by status for /metrics"}
+    )
+
+    def validate(self) -> None:
+        if not 0.1 <= self.metrics_orders_seconds <= 3600:
+            raise ConfigError("metrics_orders_seconds: 0.1 to 3600")
+        if self.metrics_token and len(self.metrics_token) < 16:
+            raise ConfigError("metrics_token: at least 16 characters (or empty: no /metrics)")
+
+
+SECTIONS: dict[str, type] = {
+    "server": ServerSettings,
+    "media": MediaSettings,
+    "recording": RecordingSettings,
+    "paywall": PaywallSettings,
+    "interaction": InteractionSettings,
+    "ops": OpsSettings,
+}
+
+
+@dataclass
+class Settings:
+    """Every setting of the server, one section per area (see ``SECTIONS``)."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
+    recording: RecordingSettings = field(default_factory=RecordingSettings)
+    paywall: PaywallSettings = field(default_factory=PaywallSettings)
+    interaction: InteractionSettings = field(default_factory=InteractionSettings)
+    ops: OpsSettings = field(default_factory=OpsSettings)
+
+    # ------------------------------------------------------------------ building
+    @staticmethod
+    def settings_fields() -> Iterator[tuple[str, dataclasses.Field]]:
+        """Every setting as (section, field), in the order of the sections."""
+        for section, cls in SECTIONS.items():
+            for f in dataclasses.fields(cls):
+                yield section, f
+
+    @classmethod
+    def build(cls, **values: Any) -> "Settings":
+        """Settings from flat names (``Settings.build(port=8081, recordings=False)``), each routed to
+        its section; an unknown name is a TypeError, as for any constructor."""
+        per_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+        owner = {f.name: section for section, f in cls.settings_fields()}
+        for name, value in values.items():
+            if name not in owner:
+                raise TypeError(f"Settings has no setting {name!r}")
+            per_section[owner[name]][name] = value
+        return cls(**{section: SECTIONS[section](**kw) for section, kw in per_section.items()})
+
     @classmethod
     def load(
         cls, argv: list[str] | None = None, environ: Mapping[str, str] | None = None
@@ -199,7 +356,7 @@ class Settings:
         """Defaults, then ``STAGEPASS_*`` from the environment, then CLI flags."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for f in dataclasses.fields(cls):
+        for _, f in cls.settings_fields():
             raw = environ.get("STAGEPASS_" + f.name.upper())
             if raw is None and "alias" in f.metadata:
                 raw = environ.get(f.metadata["alias"])
@@ -209,24 +366,24 @@ class Settings:
             parser = argparse.ArgumentParser(prog="stagepass serve", add_help=True)
             cls.add_arguments(parser)
             args = parser.parse_args(argv)
-            for f in dataclasses.fields(cls):
+            for _, f in cls.settings_fields():
                 raw = getattr(args, f.name)
                 if raw is not None:
                     values[f.name] = cls._convert(f, raw)
-        settings = cls(**values)
+        settings = cls.build(**values)
         settings.validate()
         return settings
 
     @classmethod
     def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        for f in dataclasses.fields(cls):
+        for section, f in cls.settings_fields():
             switch = f.metadata.get("parse") is _parse_bool  # --keep-local alone means on
             parser.add_argument(
                 "--" + f.name.replace("_", "-"),
                 dest=f.name,
                 default=None,
                 **({"nargs": "?", "const": "on"} if switch else {}),
-                help=f"{f.metadata.get('help', '')} (env STAGEPASS_{f.name.upper()})".replace("%", "%%"),
+                help=f"{f.metadata.get('help', '')} (env STAGEPASS_{f.name.upper()}; {section})".replace("%", "%%"),
             )
 
     @staticmethod
@@ -248,101 +405,37 @@ class Settings:
             raise ConfigError(f"{f.name}: {exc}") from None
 
     def validate(self) -> None:
-        if not 0 <= self.port <= 65535:
-            raise ConfigError(f"port: {self.port} is not a TCP port")
-        if self.log_level.upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
-            raise ConfigError(f"log_level: unknown level {self.log_level!r}")
-        self.log_level = self.log_level.upper()
-        if self.log_format not in ("text", "json"):
-            raise ConfigError(f"log_format: 'text' or 'json', not {self.log_format!r}")
-        if not 0.1 <= self.metrics_orders_seconds <= 3600:
-            raise ConfigError("metrics_orders_seconds: 0.1 to 3600")
-        if self.metrics_token and len(self.metrics_token) < 16:
-            raise ConfigError("metrics_token: at least 16 characters (or empty: no /metrics)")
-        for name, key in self.rooms.items():
-            if not ROOM_NAME_RE.match(name):
-                raise ConfigError(
-                    f"rooms: {name!r} is not a room name (a-z, 0-9, '-', '_', 1-64 chars)"
-                )
-            if len(key) < 8:
-                raise ConfigError(f"rooms: the stream key of {name!r} is shorter than 8")
-        for url in self.ice_servers:
-            if not re.match(r"^(stun|stuns|turn|turns):", url):
-                raise ConfigError(f"ice_servers: {url!r} is not a stun:/turn: URL")
-        if not 1024 <= self.max_sdp_bytes <= 1 << 20:
-            raise ConfigError("max_sdp_bytes: must be between 1024 and 1048576")
-        for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: must be positive")
-        if self.public_url:
-            self.public_url = self.public_url.rstrip("/")
-            if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", self.public_url):
-                raise ConfigError("public_url: an http:// or https:// address, e.g. https://live.example.org")
-        if self.recording_keyframe_interval < 0:
-            raise ConfigError("recording_keyframe_interval: 0 (off) or more seconds")
-        if self.subscriber_buffer_bytes < 16384:
-            raise ConfigError("subscriber_buffer_bytes: must be at least 16384")
-        if self.database_url and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", self.database_url):
-            raise ConfigError("database_url: use sqlite:///path or postgresql://user@host/db")
-        if self.redis_url and not re.match(r"^rediss?://", self.redis_url):
-            raise ConfigError("redis_url: use redis://host:port/db")
-        if self.secret and len(self.secret) < 32:
-            raise ConfigError("secret: at least 32 characters")
-        for proxy in self.trusted_proxies:
-            try:
-                ipaddress.ip_network(proxy, strict=False)
-            except ValueError:
-                raise ConfigError(f"trusted_proxies: {proxy!r} is not an IP address or network") from None
+        """Each section checks its own settings; the checks that span sections follow."""
+        for section in SECTIONS:
+            getattr(self, section).validate()
         try:
             from mediaserver.storage.base import parse_storage_url
 
-            parse_storage_url(self.storage_url, self.data_dir / "recordings")
+            parse_storage_url(self.recording.storage_url, self.server.data_dir / "recordings")
         except ValueError as exc:
             raise ConfigError(f"storage_url: {exc}") from None
-        if self.signups_per_hour < 0:
-            raise ConfigError("signups_per_hour: 0 (no limit) or more")
-        if not 30 <= self.access_token_ttl <= 86400:
-            raise ConfigError("access_token_ttl: 30 to 86400 seconds")
-        if not 0 <= self.platform_fee_bps <= 10000:
-            raise ConfigError("platform_fee_bps: 0 to 10000")
-        if not 1 <= self.danmaku_max_chars <= 1000:
-            raise ConfigError("danmaku_max_chars: 1 to 1000")
-        if self.danmaku_user_rate <= 0 or self.danmaku_room_rate <= 0 or self.danmaku_user_burst < 1:
-            raise ConfigError("danmaku rates: positive")
-        if not 0 <= self.danmaku_batch_ms <= 2000:
-            raise ConfigError("danmaku_batch_ms: 0 to 2000")
-        if not 0.1 <= self.audience_sample_seconds <= 3600:
-            raise ConfigError("audience_sample_seconds: 0.1 to 3600")
-        if self.payment_provider not in ("", "dev", "stripe"):
-            raise ConfigError("payment_provider: 'dev' or 'stripe'")
-        if not self.payment_provider and self.public_url.startswith("https://"):
+        if not self.paywall.payment_provider and self.server.public_url.startswith("https://"):
             raise ConfigError(
                 "payment_provider: PUBLIC_URL is https (a real deployment) but no payment provider is set, "
                 "so buyers could confirm their own test-mode payments; set STAGEPASS_PAYMENT_PROVIDER=stripe, "
                 "or STAGEPASS_PAYMENT_PROVIDER=dev to run test mode on purpose")
-        if self.payment_provider == "stripe" and not (self.stripe_api_key and self.stripe_webhook_secret):
-            raise ConfigError("payment_provider stripe needs stripe_api_key and stripe_webhook_secret")
 
-    # ------------------------------------------------------------------ derived
-    @property
-    def test_mode_payments(self) -> bool:
-        """True with the ``dev`` provider (also when it is the default): no money moves."""
-        return self.payment_provider != "stripe"
-
+    # ------------------------------------------------------------------ derived (from the data dir)
     def database(self) -> str:
-        if self.database_url:
-            return self.database_url
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        return f"sqlite:///{(self.data_dir / 'stagepass.db').resolve()}"
+        if self.server.database_url:
+            return self.server.database_url
+        data_dir = self.server.data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return f"sqlite:///{(data_dir / 'stagepass.db').resolve()}"
 
     def signing_secret(self) -> str:
         """The configured secret, or one generated once into the data dir (mode 0600)."""
-        if self.secret:
-            return self.secret
-        path = self.data_dir / "secret.key"
+        if self.server.secret:
+            return self.server.secret
+        path = self.server.data_dir / "secret.key"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server.data_dir.mkdir(parents=True, exist_ok=True)
         value = secrets.token_urlsafe(48)
         path.write_text(value)
         path.chmod(0o600)
@@ -351,22 +444,22 @@ class Settings:
     def node_id(self) -> str:
         """This node's id, generated once into ``DATA_DIR/node-id``: a node is a data dir
         (its recordings, keys and, by default, its database), so a restart is the same node."""
-        path = self.data_dir / "node-id"
+        path = self.server.data_dir / "node-id"
         if path.exists():
             return path.read_text().strip()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server.data_dir.mkdir(parents=True, exist_ok=True)
         value = secrets.token_hex(8)
         path.write_text(value)
         return value
 
     def stream_keys(self) -> dict[str, str]:
         """The configured rooms, or a generated ``demo`` room persisted in the data dir."""
-        if self.rooms:
-            return dict(self.rooms)
-        path = self.data_dir / "stream-keys.json"
+        if self.media.rooms:
+            return dict(self.media.rooms)
+        path = self.server.data_dir / "stream-keys.json"
         if path.exists():
             return json.loads(path.read_text())
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.server.data_dir.mkdir(parents=True, exist_ok=True)
         keys = {"demo": secrets.token_urlsafe(18)}
         path.write_text(json.dumps(keys, indent=2))
         path.chmod(0o600)

@@ -26,14 +26,10 @@ class Interaction:
     """The interaction features of one node, reachable from handlers and tests."""
 
     def __init__(self, settings: Settings, redis: Optional[Any]) -> None:
-        self.server = InteractionServer(settings.redis_url, cors_origins=settings.cors_origin)
+        self.server = InteractionServer(settings.server.redis_url, cors_origins=settings.server.cors_origin)
         self.bus = ClusterBus(redis)
-        self.moderation = Moderation(self.server, self.bus, tuple(settings.blocked_words))
-        self.danmaku = DanmakuService(
-            self.server, self.moderation, max_chars=settings.danmaku_max_chars,
-            user_rate=settings.danmaku_user_rate, user_burst=settings.danmaku_user_burst,
-            room_rate=settings.danmaku_room_rate, batch_interval=settings.danmaku_batch_ms / 1000,
-        )
+        self.moderation = Moderation(self.server, self.bus, tuple(settings.interaction.blocked_words))
+        self.danmaku = DanmakuService(self.server, self.moderation, settings.interaction)
         self.likes = LikeService(self.server, redis)
         self.polls = PollService(self.server)
         self.hands = HandService(self.server)

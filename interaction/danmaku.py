@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from paywall.db import Database
 from core.access import Refusal
+from core.settings import InteractionSettings
 from core.timeutil import as_utc
 
 from .batcher import Batcher
@@ -43,16 +44,15 @@ def _item(d: Danmaku, name: str) -> dict:
 
 
 class DanmakuService:
-    def __init__(self, server: InteractionServer, moderation: Moderation,
-                 max_chars: int = 100, user_rate: float = 1.0, user_burst: int = 5,
-                 room_rate: float = 50.0, batch_interval: float = 0.1) -> None:
+    def __init__(self, server: InteractionServer, moderation: Moderation, limits: InteractionSettings) -> None:
+        """``limits``: the length, rate and batching settings (their defaults live in ``core.settings``)."""
         self.server = server
         self.moderation = moderation
-        self.max_chars = max_chars
-        self._room_rate = room_rate
-        self._user_buckets = UserBuckets(user_rate, user_burst)
+        self.max_chars = limits.danmaku_max_chars
+        self._room_rate = limits.danmaku_room_rate
+        self._user_buckets = UserBuckets(limits.danmaku_user_rate, limits.danmaku_user_burst)
         self._room_buckets: dict[str, TokenBucket] = {}
-        self.batcher = Batcher(server.emit_room, "danmaku", server.tasks, interval=batch_interval)
+        self.batcher = Batcher(server.emit_room, "danmaku", server.tasks, interval=limits.danmaku_batch_ms / 1000)
         server.on("danmaku:send", self.send)
         server.on_connect(self._send_recent)
         server.on_disconnect(self._forget)

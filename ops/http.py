@@ -64,7 +64,7 @@ async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResp
 
 
 async def metrics_endpoint(request: web.Request) -> web.Response:
-    expected = request.app[SETTINGS].metrics_token
+    expected = request.app[SETTINGS].ops.metrics_token
     if not expected:
         return refusal_response(Refusal(404, "not_found", "metrics are off: set STAGEPASS_METRICS_TOKEN to serve /metrics"))
     token = bearer_token(request)

@@ -66,12 +66,12 @@ def _str(body: dict, key: str) -> str:
 
 def _client(request: web.Request) -> str:
     """The client's address for per-client limits (``X-Forwarded-For`` of trusted proxies)."""
-    return client_address(request, request.app[PAYWALL].settings.trusted_proxies)
+    return client_address(request, request.app[PAYWALL].settings.server.trusted_proxies)
 
 
 def _base_url(request: web.Request) -> str:
     """Where users reach us: ``STAGEPASS_PUBLIC_URL`` (behind a proxy), else this request's."""
-    return request.app[PAYWALL].settings.public_url or f"{request.scheme}://{request.host}"
+    return request.app[PAYWALL].settings.server.public_url or f"{request.scheme}://{request.host}"
 
 
 # ---------------------------------------------------------------------- accounts
@@ -304,7 +304,7 @@ async def creator_rooms(request: web.Request) -> web.Response:
 
 
 def setup_routes(app: web.Application) -> None:
-    app.middlewares.append(cross_site_guard(SESSION_COOKIE, lambda request: request.app[PAYWALL].settings.public_url))
+    app.middlewares.append(cross_site_guard(SESSION_COOKIE, lambda request: request.app[PAYWALL].settings.server.public_url))
     r = app.router
     r.add_post("/api/auth/signup", sign_up)
     r.add_post("/api/auth/login", log_in)

@@ -34,20 +34,20 @@ class Paywall:
         open_rooms = open_rooms or {}
         self.settings = settings
         self.db = db
-        self.accounts = Accounts(db, signups_per_hour=settings.signups_per_hour)
+        self.accounts = Accounts(db, signups_per_hour=settings.paywall.signups_per_hour)
         self.catalog = Catalog(db, reserved=open_rooms)
-        self.ledger = Ledger(settings.platform_fee_bps)
+        self.ledger = Ledger(settings.paywall.platform_fee_bps)
         if provider is None:
             provider = (
-                StripeProvider(settings.stripe_api_key, settings.stripe_webhook_secret)
-                if settings.payment_provider == "stripe" else DevProvider()
+                StripeProvider(settings.paywall.stripe_api_key, settings.paywall.stripe_webhook_secret)
+                if settings.paywall.payment_provider == "stripe" else DevProvider()
             )
         self.provider = provider
         if provider.name == "dev":
             log.warning("TEST MODE PAYMENTS: the 'dev' payment provider lets buyers confirm their own orders and "
                         "no money moves; set STAGEPASS_PAYMENT_PROVIDER=stripe for real payments")
         self.orders = OrderBook(db, self.catalog, self.ledger, provider, on_revoked)
-        self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.access_token_ttl)
+        self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.paywall.access_token_ttl)
         self.webhooks = Webhooks(db, self.orders)
         self.replays = ReplayAccess(db, self.catalog, self.orders, self.tokens)
         #: the one door (``core.access.Door``): paywall rooms, replays, and the open rooms' stream keys
@@ -72,8 +72,8 @@ class Paywall:
             raise
         if clashes:
             await db.close()
-            where = ("STAGEPASS_ROOMS" if settings.rooms else
-                     f"the default open room, from {settings.data_dir / 'stream-keys.json'}: set "
+            where = ("STAGEPASS_ROOMS" if settings.media.rooms else
+                     f"the default open room, from {settings.server.data_dir / 'stream-keys.json'}: set "
                      "STAGEPASS_ROOMS to the open rooms you want")
             names = ", ".join(f"{r.slug!r} (created by user {r.creator_id})" for r in clashes)
             raise ConfigError(f"rooms: {names}: an open room of the configuration (anyone may watch) "

@@ -54,7 +54,7 @@ def _domain_refusal(exc: Exception) -> Refusal:
 
 
 def _link_headers(settings: Settings) -> list[str]:
-    return [f'<{url}>; rel="ice-server"' for url in settings.ice_servers]
+    return [f'<{url}>; rel="ice-server"' for url in settings.media.ice_servers]
 
 
 async def _check_room(request: web.Request, kind: Kind) -> tuple[str, Grant]:
@@ -70,7 +70,7 @@ async def _read_offer(request: web.Request, kind: Kind):
         raise Refusal(
             415, "unsupported_media_type", "send the offer as Content-Type: application/sdp"
         )
-    limit = settings.max_sdp_bytes
+    limit = settings.media.max_sdp_bytes
     if request.content_length is not None and request.content_length > limit:
         raise Refusal(413, "offer_too_large", f"the offer is larger than {limit} bytes")
     body = await request.content.read(limit + 1)
@@ -162,7 +162,7 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
     except web.HTTPException as exc:
         response = exc
     if request.path.startswith(("/whip/", "/whep/")):
-        origin = request.app[SETTINGS].cors_origin
+        origin = request.app[SETTINGS].server.cors_origin
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, PATCH, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"

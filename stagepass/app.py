@@ -48,22 +48,22 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
     paywall is left out (media-only tests and benchmarks); otherwise the door is the
     paywall's (rooms, tickets, replays), which also opens the rooms of ``STAGEPASS_ROOMS``."""
     check_aiortc_version()
-    app = web.Application(client_max_size=settings.max_sdp_bytes)
+    app = web.Application(client_max_size=settings.media.max_sdp_bytes)
     app[SETTINGS] = settings
 
     metrics = Metrics()
     rooms = RoomRegistry(settings, observer=metrics)
-    storage = open_storage(settings.storage_url, settings.data_dir)
-    publishing = publishes(storage, settings.data_dir)
+    storage = open_storage(settings.recording.storage_url, settings.server.data_dir)
+    publishing = publishes(storage, settings.server.data_dir)
     if access is not None:
         app[ACCESS] = access
         app[ADMISSION] = Admission()
     else:
         redis = None
-        if settings.redis_url:
+        if settings.server.redis_url:
             from redis.asyncio import Redis
 
-            redis = Redis.from_url(settings.redis_url)
+            redis = Redis.from_url(settings.server.redis_url)
         interaction = build_interaction(app, settings, redis)
 
         async def paywall_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -80,7 +80,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             app[ACCESS] = paywall.access
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
-            audience = AudienceSampler(paywall.audience, rooms, settings.audience_sample_seconds, settings.node_id())
+            audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id())
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()
@@ -95,7 +95,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         app.cleanup_ctx.append(paywall_ctx)
         paywall_http.setup_routes(app)
         app[replay_http.RECORDINGS] = RecordingLibrary(
-            settings.data_dir, storage if publishing else None, proxy=settings.storage_proxy)
+            settings.server.data_dir, storage if publishing else None, proxy=settings.recording.storage_proxy)
         replay_http.setup_routes(app)
         dashboard_http.setup_routes(app)
 
@@ -117,10 +117,10 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
                 storage_log.error("storage %s: recording goes on to local disk; replays stay there until the "
                                   "store works and `stagepass storage migrate` publishes them", exc)
             else:
-                uploads = ReplayUploads(settings.data_dir, storage, keep_local=settings.keep_local)
+                uploads = ReplayUploads(settings.server.data_dir, storage, keep_local=settings.recording.keep_local)
                 options = PackageOptions(done_status="packaged")
                 storage_log.info("replays are published to %s", storage.location.url)
-        jobs = PackagingJobs(settings.data_dir, options, is_recording=is_recording)
+        jobs = PackagingJobs(settings.server.data_dir, options, is_recording=is_recording)
         app[PACKAGING] = jobs
         await jobs.start()
         await jobs.resume()
@@ -136,7 +136,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             jobs.listeners.append(upload_packaged)
 
         async def package_ended(room, broadcast) -> None:
-            directory = recording_dir(settings.data_dir, room.name, broadcast.id)
+            directory = recording_dir(settings.server.data_dir, room.name, broadcast.id)
             if (directory / MANIFEST_NAME).exists():
                 jobs.enqueue(directory)
 

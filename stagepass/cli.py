@@ -86,20 +86,20 @@ def serve(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"stagepass: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings.log_level, settings.log_format)
+    setup_logging(settings.server.log_level, settings.server.log_format)
     from stagepass.app import create_app
 
     app = create_app(settings)
     log = logging.getLogger("stagepass")
     rooms = ", ".join(sorted(settings.stream_keys()))
-    where = "STAGEPASS_ROOMS" if settings.rooms else f"{settings.data_dir / 'stream-keys.json'}"
+    where = "STAGEPASS_ROOMS" if settings.media.rooms else f"{settings.server.data_dir / 'stream-keys.json'}"
     log.info("rooms: %s (stream keys in %s)", rooms, where)
-    base = settings.public_url or f"http://{settings.host}:{settings.port}"
+    base = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}"
     log.info("catalog %s/, studio %s/static/studio.html, open-room player %s/static/watch.html", base, base, base)
     from stagepass.access_log import RedactingAccessLogger
 
     try:
-        web.run_app(app, host=settings.host, port=settings.port, print=None, access_log_class=RedactingAccessLogger)
+        web.run_app(app, host=settings.server.host, port=settings.server.port, print=None, access_log_class=RedactingAccessLogger)
     except ConfigError as exc:  # found at start: configuration against the database
         print(f"stagepass: invalid configuration: {exc}", file=sys.stderr)
         return 2

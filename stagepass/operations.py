@@ -23,7 +23,7 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
     app[METRICS] = metrics
     readiness = Readiness()
     app[READINESS] = readiness
-    readiness.add("data_dir", data_dir_check(settings.data_dir))
+    readiness.add("data_dir", data_dir_check(settings.server.data_dir))
     if storage is not None:
         readiness.add("storage", storage_check(storage))
     if with_paywall:
@@ -43,8 +43,8 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
 
     async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
         close_redis = None
-        if settings.redis_url:
-            check, close_redis = redis_check(settings.redis_url, timeout=1.0)
+        if settings.server.redis_url:
+            check, close_redis = redis_check(settings.server.redis_url, timeout=1.0)
             readiness.add("redis", check)
         metrics.lag_sampler.start()
         from stagepass.app import PACKAGING
@@ -65,7 +65,7 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
 
             from ops.business import OrderCounts
 
-            counter = OrderCounts(app[PAYWALL].db, interval=settings.metrics_orders_seconds)
+            counter = OrderCounts(app[PAYWALL].db, interval=settings.ops.metrics_orders_seconds)
             orders.append(counter)
             counter.start()
             yield

@@ -40,7 +40,7 @@ def paywall_settings(tmp_path, database_url: str, **overrides: Any) -> Settings:
     """Settings of a test server; tests sign up many users from one address, so the
     sign-up limit per client is lifted unless a test sets it."""
     overrides = {"signups_per_hour": 1000, **overrides}
-    s = Settings(data_dir=tmp_path / "data", database_url=database_url, rooms={"open": "open-room-key"},
+    s = Settings.build(data_dir=tmp_path / "data", database_url=database_url, rooms={"open": "open-room-key"},
                  secret="s" * 40, **overrides)
     s.validate()
     return s

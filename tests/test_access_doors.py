@@ -106,7 +106,7 @@ async def test_the_same_refused_token_gets_the_same_code_at_all_four_doors(doors
                    "chat": "token_expired", "replay": (401, "token_expired")}
 
     # each door's own scope, expired: the same
-    own = {"whip": f"publish:maths", "whep": "view:maths", "chat": "view:maths", "replay": f"replay:{rec}"}
+    own = {"whip": "publish:maths", "whep": "view:maths", "chat": "view:maths", "replay": f"replay:{rec}"}
     for door, scope in own.items():
         token, _ = tokens.mint(creator.user["id"], scope, ttl=-5)
         result = await getattr(knock, door)(token)

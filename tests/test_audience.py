@@ -34,9 +34,9 @@ def test_summarize_weights_each_sample_until_the_next():
 
 
 def test_the_sample_interval_is_a_validated_setting():
-    assert Settings().audience_sample_seconds == 5.0
-    assert Settings.load([], {"STAGEPASS_AUDIENCE_SAMPLE_SECONDS": "0.5"}).audience_sample_seconds == 0.5
-    assert Settings.load(["--audience-sample-seconds", "30"], {}).audience_sample_seconds == 30
+    assert Settings().paywall.audience_sample_seconds == 5.0
+    assert Settings.load([], {"STAGEPASS_AUDIENCE_SAMPLE_SECONDS": "0.5"}).paywall.audience_sample_seconds == 0.5
+    assert Settings.load(["--audience-sample-seconds", "30"], {}).paywall.audience_sample_seconds == 30
     for bad in ("0", "-1", "99999", "often"):
         with pytest.raises(ConfigError, match="audience_sample_seconds"):
             Settings.load([], {"STAGEPASS_AUDIENCE_SAMPLE_SECONDS": bad})

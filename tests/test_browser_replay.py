@@ -32,7 +32,7 @@ async def test_replay_page_plays_with_danmaku_chapters_and_preview(aiohttp_serve
     base = str(server.make_url("")).rstrip("/")
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, preview_seconds=3)
-    rec_id = install(packaged, settings.data_dir, "maths")
+    rec_id = install(packaged, settings.server.data_dir, "maths")
     room = await app[PAYWALL].catalog.get("maths")
     buyer, stranger = await Api.sign_up(base), await Api.sign_up(base)
     async with app[INTERACTION].server.db() as s:

@@ -50,13 +50,11 @@ def test_invalid_configuration_exits_with_a_message(tmp_path):
 
 
 def test_serve_help_lists_every_setting():
-    from dataclasses import fields
-
     from core.settings import Settings
 
     r = subprocess.run([sys.executable, "-m", "stagepass.cli", "serve", "--help"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    for f in fields(Settings):
+    for _, f in Settings.settings_fields():
         if f.init and not f.name.startswith("_"):
             assert f"STAGEPASS_{f.name.upper()}" in r.stdout.replace("\n", " ").replace("  ", ""), f.name
 

@@ -78,7 +78,7 @@ async def test_gstreamer_publisher_reaches_viewer_and_recording(live, settings, 
     assert summary["delete_status"] == 200, gst.describe()
     assert room.phase == "ended"
     await wait_for(lambda: recorder.manifest["status"] != "recording", timeout=15)
-    manifest, dec = recorded(settings.data_dir, recorder)
+    manifest, dec = recorded(settings.server.data_dir, recorder)
     assert manifest["status"] == "recorded", manifest
     assert dec.kinds == ["audio", "video"], dec.kinds
     assert len(dec.numbers) >= 60 and all(n >= FIRST for n in dec.numbers), dec.numbers[:20]

@@ -40,7 +40,7 @@ async def test_a_viewer_starts_on_a_keyframe_requested_after_it_connected(server
     """Real peers: every keyframe request made for the viewer is made once its connection
     is up, the publisher is asked once, and the picture comes."""
     base, app = server
-    settings.recordings = False  # the recorder's own keyframe requests would blur the count
+    settings.recording.recordings = False  # the recorder's own keyframe requests would blur the count
     publisher = Publisher(base)
     viewer = Viewer(base)
     try:

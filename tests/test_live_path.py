@@ -136,7 +136,7 @@ async def test_join_storm_is_coalesced_into_few_keyframe_requests(server, settin
         requested = room.fanouts["video"].keyframes.requested
         sent = room.fanouts["video"].keyframes.sent - before
         assert requested > sent  # many asked ...
-        assert sent <= elapsed / settings.keyframe_min_interval + 2  # ... about one PLI a second went out
+        assert sent <= elapsed / settings.media.keyframe_min_interval + 2  # ... about one PLI a second went out
     finally:
         for v in viewers:
             await v.close()
@@ -226,7 +226,7 @@ async def test_sessions_that_vanish_are_closed_and_forgotten(server, settings):
 
 async def test_a_peer_that_never_connects_times_out(server, settings):
     base, app = server
-    settings.connect_timeout = 1.0
+    settings.media.connect_timeout = 1.0
     viewer = Viewer(base)
     assert await viewer.play("demo") == 201
     room = app[ROOMS].get("demo")

@@ -40,7 +40,7 @@ pytestmark = pytest.mark.slow
 def settings(settings):
     """The publisher is paused while counting; a busy machine must not make the server
     end it as silent."""
-    settings.publisher_stale_seconds = 300.0
+    settings.media.publisher_stale_seconds = 300.0
     return settings
 
 

@@ -39,7 +39,7 @@ async def eventually(check, timeout: float = 30.0, interval: float = 0.5):
 
 
 async def media_server(aiohttp_server, tmp_path, **overrides):
-    settings = Settings(data_dir=tmp_path, rooms={"demo": KEY}, **overrides)
+    settings = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, **overrides)
     settings.validate()
     app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     server = await aiohttp_server(app)
@@ -84,7 +84,7 @@ def test_metrics_token_must_be_long_enough(tmp_path):
 
     with pytest.raises(ConfigError, match="metrics_token"):
         Settings.load([], {"STAGEPASS_METRICS_TOKEN": "short", "STAGEPASS_DATA_DIR": str(tmp_path)})
-    assert Settings.load(["--metrics-token", TOKEN], {}).metrics_token == TOKEN
+    assert Settings.load(["--metrics-token", TOKEN], {}).ops.metrics_token == TOKEN
 
 
 # ---------------------------------------------------------------------------- health

@@ -23,14 +23,14 @@ def test_https_deployment_needs_an_explicit_payment_provider(tmp_path):
         Settings.load([], {**HTTPS})
     with pytest.raises(ConfigError, match="payment_provider"):
         Settings.load(["--public-url", "https://live.example.org"], {})
-    assert Settings.load([], {**HTTPS, "STAGEPASS_PAYMENT_PROVIDER": "dev"}).test_mode_payments
-    assert Settings.load(["--payment-provider", "dev"], HTTPS).test_mode_payments
+    assert Settings.load([], {**HTTPS, "STAGEPASS_PAYMENT_PROVIDER": "dev"}).paywall.test_mode_payments
+    assert Settings.load(["--payment-provider", "dev"], HTTPS).paywall.test_mode_payments
     stripe = Settings.load([], {**HTTPS, "STAGEPASS_PAYMENT_PROVIDER": "stripe", "STAGEPASS_STRIPE_API_KEY": "sk_x",
                                 "STAGEPASS_STRIPE_WEBHOOK_SECRET": "whsec_x"})
-    assert not stripe.test_mode_payments
+    assert not stripe.paywall.test_mode_payments
     # a laptop (no PUBLIC_URL, or plain http) keeps the dev default
-    assert Settings.load([], {}).test_mode_payments
-    assert Settings.load([], {"STAGEPASS_PUBLIC_URL": "http://192.168.1.5:8080"}).test_mode_payments
+    assert Settings.load([], {}).paywall.test_mode_payments
+    assert Settings.load([], {"STAGEPASS_PUBLIC_URL": "http://192.168.1.5:8080"}).paywall.test_mode_payments
 
 
 def test_serve_refuses_to_start_in_silent_test_mode(tmp_path):

@@ -268,7 +268,7 @@ async def test_public_url_is_used_behind_a_proxy(aiohttp_server, tmp_path, datab
     from tests.paywall_fixtures import paywall_settings
 
     settings = paywall_settings(tmp_path, database_url, public_url="https://live.example.org/", payment_provider="dev")
-    assert settings.public_url == "https://live.example.org"
+    assert settings.server.public_url == "https://live.example.org"
     server = await aiohttp_server(create_app(settings))
     base = str(server.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as http:

@@ -156,7 +156,7 @@ async def two_nodes(aiohttp_server, tmp_path, database_url, redis_db):
     nodes = []
     for name in ("a", "b"):
         settings = paywall_settings(tmp_path, database_url, redis_url=REDIS_URL)
-        settings.data_dir = tmp_path / f"data-{name}"
+        settings.server.data_dir = tmp_path / f"data-{name}"
         app = create_app(settings)
         server = await aiohttp_server(app)
         nodes.append((str(server.make_url("")).rstrip("/"), app))

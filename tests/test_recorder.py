@@ -24,7 +24,7 @@ from aiortc.codecs import get_encoder
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
-from mediaserver import recorder as recorder_module
+from mediaserver.recording import recorder as recorder_module
 from mediaserver.sfu.fanout import Fanout
 from mediaserver.recording.frame_assembler import FrameAssembler
 from core.logs import context_logger
@@ -463,7 +463,7 @@ async def test_room_records_unless_recordings_are_off(tmp_path):
     from mediaserver.live.room import Room
 
     for enabled in (False, True):
-        room = Room("demo", Settings(data_dir=tmp_path, recordings=enabled))
+        room = Room("demo", Settings.build(data_dir=tmp_path, recordings=enabled))
         broadcast = Broadcast()
         room._start_recorder(broadcast, {"video": "H264", "audio": "OPUS"})
         assert (room.recorder is not None) == enabled
@@ -548,7 +548,7 @@ async def test_live_broadcast_is_recorded_frame_for_frame(live, settings, codec)
     viewer = Viewer(base)
     recorders = []
     elapsed = await asyncio.wait_for(_publish_with_viewer(publisher, viewer, recorders, app), timeout=60)
-    manifest, dec = recorded(settings.data_dir, recorders[0])
+    manifest, dec = recorded(settings.server.data_dir, recorders[0])
     # stream copy: the output holds no encoder (the video stream has no codec context,
     # the Opus one is a parameters-only copy that was never opened)
     assert recorders[0]._writer.codec_contexts == [("audio", False, False)]
@@ -604,7 +604,7 @@ async def test_publisher_reconnect_continues_the_same_recording(live, settings, 
     back_ms = room.broadcast.t_ms()
     elapsed, same = await publish_for(second, 2.5, app)
     assert same is recorder and room.broadcast is None
-    manifest, dec = recorded(settings.data_dir, recorder)
+    manifest, dec = recorded(settings.server.data_dir, recorder)
     assert manifest["broadcast"] == broadcast and manifest["status"] == "recorded"
     before = [n for n in dec.numbers if n < 5000]
     after = [n for n in dec.numbers if n >= 5000]
@@ -634,13 +634,13 @@ def _slice(dec: Decoded, numbers: list[int]) -> Decoded:
 async def test_audio_only_and_video_only_broadcasts(live, settings):
     base, app = live
     _, recorder = await publish_for(AudioOnlyPublisher(base), 3, app)
-    manifest, dec = recorded(settings.data_dir, recorder)
+    manifest, dec = recorded(settings.server.data_dir, recorder)
     assert manifest["video_codec"] is None and manifest["audio_codec"] == "opus"
     assert manifest["container"] == "webm" and dec.kinds == ["audio"]
     assert dec.audio_samples / dec.rate > 2.0 and dec.tone_share() > 0.5
 
     _, recorder = await publish_for(Publisher(base, audio=False), 3, app, "other", "other-key-123")
-    manifest, dec = recorded(settings.data_dir, recorder, "other")
+    manifest, dec = recorded(settings.server.data_dir, recorder, "other")
     assert manifest["video_codec"] == "h264" and manifest["audio_codec"] is None
     assert dec.kinds == ["video"] and consecutive(dec.numbers) and len(dec.numbers) > 45
 
@@ -654,7 +654,7 @@ async def test_server_shutdown_finalizes_the_recording(live, settings):
     recorder = recorder_of(app)
     await app[ROOMS].get("demo").close()  # what the app's cleanup does on shutdown
     await publisher.close()
-    manifest, dec = recorded(settings.data_dir, recorder)
+    manifest, dec = recorded(settings.server.data_dir, recorder)
     assert read_manifest(recorder.directory)["status"] == "recorded"
     assert manifest["status"] == "recorded" and manifest["ended_by"] == "shutdown"
     assert consecutive(dec.numbers) and len(dec.numbers) > 30
@@ -690,7 +690,7 @@ async def test_write_error_is_recorded_and_viewers_keep_watching(live, settings,
     finally:
         await viewer.close()
         await publisher.close()
-    manifest, dec = recorded(settings.data_dir, recorder)
+    manifest, dec = recorded(settings.server.data_dir, recorder)
     assert manifest["status"] == "failed" and "No space left" in manifest["error"]
     assert manifest["bytes"] > 0 and dec.numbers and consecutive(dec.numbers)  # kept, readable
 
@@ -778,9 +778,9 @@ async def test_recording_asks_h264_publishers_for_keyframes(live, settings):
         with av.open(str(recorder.path)) as c:
             return [float(p.pts * p.time_base) for p in c.demux(video=0) if p.is_keyframe and p.pts is not None]
 
-    settings.recording_keyframe_interval = 2.0
+    settings.recording.recording_keyframe_interval = 2.0
     paced = await keyframe_times("demo", KEY)
-    settings.recording_keyframe_interval = 0.0
+    settings.recording.recording_keyframe_interval = 0.0
     unpaced = await keyframe_times("other", "other-key-123")
     assert len(paced) >= 3 and max(b - a for a, b in zip(paced, paced[1:])) <= 3.2, paced
     assert len(unpaced) < len(paced), (unpaced, paced)

@@ -63,7 +63,7 @@ async def shop(aiohttp_server, tmp_path, database_url, packaged):
     base = str(srv.make_url("")).rstrip("/")
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, preview_seconds=3)
-    rec_id = install(packaged, settings.data_dir, "maths")
+    rec_id = install(packaged, settings.server.data_dir, "maths")
     return base, app, creator, rec_id, settings
 
 
@@ -135,8 +135,8 @@ async def test_recordings_are_listed_as_products(shop):
     status, data, headers = await fetch(base + item["poster_url"])
     assert status == 200 and data[:2] == b"\xff\xd8"
     # a recording still being packaged is only listed for its creator
-    other = install(Path(settings.data_dir) / "recordings" / "maths" / rec_id, settings.data_dir, "maths")
-    manifest_path = settings.data_dir / "recordings" / "maths" / other / "manifest.json"
+    other = install(Path(settings.server.data_dir) / "recordings" / "maths" / rec_id, settings.server.data_dir, "maths")
+    manifest_path = settings.server.data_dir / "recordings" / "maths" / other / "manifest.json"
     manifest = json.loads(manifest_path.read_text())
     manifest.update(status="processing", progress=40)
     manifest_path.write_text(json.dumps(manifest))
@@ -252,7 +252,7 @@ async def test_downloads_with_range_only_when_allowed(shop):
     got, tail, _ = await fetch(url, {"Range": "bytes=-188"})
     assert got == 206 and tail == whole[-188:]
     assert (await fetch(url, {"Range": f"bytes={len(whole) + 10}-"}))[0] == 416
-    path = Path(app[PAYWALL].settings.data_dir) / "dl.ts"
+    path = Path(app[PAYWALL].settings.server.data_dir) / "dl.ts"
     path.write_bytes(whole)
     with av.open(str(path)) as c:
         frames = sum(1 for _ in c.decode(video=0))
@@ -443,7 +443,7 @@ async def test_live_class_becomes_a_paid_replay_in_sync(paywall_app, tmp_path):
 
 async def test_replays_of_open_rooms_are_free_to_everyone(shop, packaged):
     base, app, creator, rec_id, settings = shop
-    open_id = install(packaged, settings.data_dir, "open")  # a STAGEPASS_ROOMS room: no catalog row
+    open_id = install(packaged, settings.server.data_dir, "open")  # a STAGEPASS_ROOMS room: no catalog row
     visitor = Api(base)
     status, body = await visitor.get(f"/api/recordings/{open_id}")
     assert status == 200 and body["offer"]["owned"] is True and body["recording"]["title"] == "open"

@@ -53,7 +53,7 @@ async def test_a_configured_room_clashing_with_a_paid_room_stops_the_start(aioht
     await first.close()
     # configuring "demo" as an open room would make it free to watch: the server refuses to start
     settings = paywall_settings(tmp_path, database_url)
-    settings.rooms = {"demo": "demo-stream-key"}
+    settings.media.rooms = {"demo": "demo-stream-key"}
     with pytest.raises(ConfigError, match="'demo'") as refused:
         await aiohttp_server(create_app(settings))
     assert "STAGEPASS_ROOMS" in str(refused.value)
@@ -70,7 +70,7 @@ async def test_stagepass_serve_refuses_a_database_room_named_like_the_default_de
     """The default install's open room ``demo`` (no ``STAGEPASS_ROOMS``) against a paid room
     ``demo`` in its database (made before names were reserved): exit 2, naming the room."""
     data = tmp_path / "data"
-    settings = Settings(data_dir=data, rooms={"elsewhere": "elsewhere-key"})
+    settings = Settings.build(data_dir=data, rooms={"elsewhere": "elsewhere-key"})
     settings.validate()
     from paywall.service import Paywall
 

@@ -27,7 +27,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from mediaserver import cli
+from stagepass import cli
 from stagepass.access_log import RedactingAccessLogger
 from stagepass.app import PACKAGING, create_app
 from core.settings import ConfigError, Settings
@@ -116,7 +116,7 @@ def test_storage_url_is_validated():
         with pytest.raises(ConfigError, match=words):
             Settings.load([], {"STAGEPASS_STORAGE_URL": bad})
     s = Settings.load(["--keep-local", "--storage-proxy", "on"], {"STAGEPASS_STORAGE_URL": "s3://replays"})
-    assert s.keep_local is True and s.storage_proxy is True and s.storage_url == "s3://replays"
+    assert s.recording.keep_local is True and s.recording.storage_proxy is True and s.recording.storage_url == "s3://replays"
 
 
 async def test_bad_stores_are_named_in_one_line(s3, monkeypatch):
@@ -141,8 +141,8 @@ async def test_replay_is_published_to_the_bucket_and_served_by_presigned_redirec
         aiohttp_server, tmp_path, database_url, s3, source):
     base, app, creator, settings, _ = await start_shop(
         aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}/replays")
-    rec_id = install_recorded(source, settings.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     rec = await wait_status(creator, rec_id, "ready")
     prefix = f"replays/maths/{rec_id}/"
     keys = s3.keys(prefix)
@@ -160,7 +160,7 @@ async def test_replay_is_published_to_the_bucket_and_served_by_presigned_redirec
     _, played = decode_bucket(s3, prefix, tmp_path / "from-bucket")
     check_continuous(all_video(played), max_step_ms=60)
     assert sum(s.duration for s in played) == pytest.approx(9.0, abs=0.1) and all_audio(played)
-    folder = settings.data_dir / "recordings" / "maths" / rec_id
+    folder = settings.server.data_dir / "recordings" / "maths" / rec_id
     assert media_left(folder) == [] and (folder / "manifest.json").exists()
 
     # a buyer of the preview: segment 0 redirects to a presigned URL, segment 2 is refused
@@ -248,8 +248,8 @@ async def test_proxy_mode_streams_with_range_and_downloads_from_the_bucket(
     base, app, creator, settings, _ = await start_shop(
         aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}/p", storage_proxy=True)
     await creator.patch("/api/rooms/maths", {"allow_downloads": True})
-    rec_id = install_recorded(source, settings.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     await wait_status(creator, rec_id, "ready")
     prefix = f"p/maths/{rec_id}/"
     status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
@@ -289,13 +289,13 @@ async def test_wrong_credentials_keep_recording_local_and_migrate_publishes_late
         lines = [r.getMessage() for r in caplog.records if r.name == "stagepass.storage" and r.levelno >= logging.ERROR]
         assert len(lines) == 1 and "\n" not in lines[0], lines
         assert lines[0].startswith(f"storage s3://{s3.bucket}/r: wrong credentials") and "local disk" in lines[0]
-        rec_id = install_recorded(source, settings.data_dir, "maths")
-        app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+        rec_id = install_recorded(source, settings.server.data_dir, "maths")
+        app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
         await wait_status(creator, rec_id, "ready")
         status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
         got, body, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")
         assert got == 200 and len(body) > 1000  # served from this disk
-        folder = settings.data_dir / "recordings" / "maths" / rec_id
+        folder = settings.server.data_dir / "recordings" / "maths" / rec_id
         assert "hls/seg-00000.ts" in media_left(folder)
         await srv.close()
     finally:
@@ -304,7 +304,7 @@ async def test_wrong_credentials_keep_recording_local_and_migrate_publishes_late
     # the credentials are fixed: migrate publishes the local replay
     for name, value in aws_env(s3.endpoint).items():
         monkeypatch.setenv(name, value)
-    args = ["storage", "migrate", "--data-dir", str(settings.data_dir), "--database-url", database_url,
+    args = ["storage", "migrate", "--data-dir", str(settings.server.data_dir), "--database-url", database_url,
             "--storage-url", f"s3://{s3.bucket}/r"]
     assert await asyncio.to_thread(cli.main, args) == 0
     prefix = f"r/maths/{rec_id}/"
@@ -327,11 +327,11 @@ async def test_an_upload_that_keeps_failing_is_upload_failed_then_retried(
     uploads = app[UPLOADS]
     uploads.backoff_s = 0.05
     s3.client.delete_bucket(Bucket=s3.bucket)  # the store breaks after the start
-    rec_id = install_recorded(source, settings.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     rec = await wait_status(creator, rec_id, "upload_failed")
     assert rec["error"].startswith(f"upload to s3://{s3.bucket}/f failed: ") and "bucket missing" in rec["error"]
-    folder = settings.data_dir / "recordings" / "maths" / rec_id
+    folder = settings.server.data_dir / "recordings" / "maths" / rec_id
     assert "hls/index.m3u8" in media_left(folder) and "recording.ts" in media_left(folder)  # nothing lost
     visitor = Api(base)
     assert (await visitor.get(f"/api/recordings/{rec_id}"))[0] == 404  # not for sale until it is stored
@@ -405,7 +405,7 @@ async def test_class_recorded_on_node_a_is_played_through_node_b(aiohttp_server,
     await wait_status(creator, rec_id, "ready", timeout=120)
     prefix = f"classes/maths/{rec_id}/"
     assert {prefix + "hls/index.m3u8", prefix + "manifest.json", prefix + "poster.jpg"} <= set(s3.keys(prefix))
-    assert media_left(settings_a.data_dir / "recordings") == []
+    assert media_left(settings_a.server.data_dir / "recordings") == []
     await srv_a.close()  # node A is gone
 
     settings_b = paywall_settings(tmp_path / "b", database_url, storage_url=f"s3://{s3.bucket}/classes")
@@ -492,7 +492,7 @@ async def test_a_node_killed_mid_upload_resumes_at_start(aiohttp_server, tmp_pat
     assert json.loads((folder / "manifest.json").read_text())["status"] == "uploading"
 
     caplog.set_level(logging.INFO, logger="stagepass.storage")
-    settings = Settings(data_dir=data_dir, rooms={"open": "open-room-key"}, secret="s" * 40, storage_url=storage_url)
+    settings = Settings.build(data_dir=data_dir, rooms={"open": "open-room-key"}, secret="s" * 40, storage_url=storage_url)
     srv = await aiohttp_server(create_app(settings))
     base = str(srv.make_url("")).rstrip("/")
     deadline = time.monotonic() + 60
@@ -517,10 +517,10 @@ async def test_another_folder_is_a_store_too(aiohttp_server, tmp_path, database_
     store = tmp_path / "store"
     base, app, creator, settings, _ = await start_shop(aiohttp_server, tmp_path, database_url,
                                                        storage_url=f"file://{store}")
-    rec_id = install_recorded(source, settings.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     await wait_status(creator, rec_id, "ready")
-    assert media_left(settings.data_dir / "recordings" / "maths" / rec_id) == []
+    assert media_left(settings.server.data_dir / "recordings" / "maths" / rec_id) == []
     seg = (store / "maths" / rec_id / "hls" / "seg-00000.ts").read_bytes()
     status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
     got, body, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")
@@ -535,10 +535,10 @@ async def test_another_folder_is_a_store_too(aiohttp_server, tmp_path, database_
 async def test_keep_local_keeps_the_media_and_serves_it_from_disk(aiohttp_server, tmp_path, database_url, s3, source):
     base, app, creator, settings, _ = await start_shop(
         aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}", keep_local=True)
-    rec_id = install_recorded(source, settings.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     await wait_status(creator, rec_id, "ready")
-    folder = settings.data_dir / "recordings" / "maths" / rec_id
+    folder = settings.server.data_dir / "recordings" / "maths" / rec_id
     assert "hls/seg-00000.ts" in media_left(folder) and f"maths/{rec_id}/hls/seg-00000.ts" in s3.keys()
     status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
     got, body, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")

@@ -49,7 +49,7 @@ async def test_task_owner_logs_failures_and_cancels_on_close(caplog):
 def test_settings_env_then_cli(tmp_path):
     env = {"STAGEPASS_PORT": "9000", "STAGEPASS_ROOMS": "maths=abcdefgh1,art=abcdefgh2"}
     s = Settings.load(["--port", "9100", "--data-dir", str(tmp_path)], env)
-    assert s.port == 9100 and s.data_dir == tmp_path
+    assert s.server.port == 9100 and s.server.data_dir == tmp_path
     assert s.stream_keys() == {"maths": "abcdefgh1", "art": "abcdefgh2"}
 
 
@@ -75,7 +75,7 @@ def test_settings_reject_bad_values(env, message):
 
 
 def test_default_room_key_is_generated_once_and_private(tmp_path):
-    s = Settings(data_dir=tmp_path / "d")
+    s = Settings.build(data_dir=tmp_path / "d")
     keys = s.stream_keys()
     assert list(keys) == ["demo"] and len(keys["demo"]) >= 16
     assert s.stream_keys() == keys

@@ -631,12 +631,12 @@ async def test_live_broadcast_with_reconnect_becomes_a_replay(server, settings, 
 
     base, app = server
     rooms = app[ROOMS]
-    jobs = PackagingJobs(settings.data_dir, OPTIONS)
+    jobs = PackagingJobs(settings.server.data_dir, OPTIONS)
     await jobs.start()
     queued = []
 
     async def package_ended(room, broadcast):
-        directory = settings.data_dir / "recordings" / room.name / broadcast.id
+        directory = settings.server.data_dir / "recordings" / room.name / broadcast.id
         queued.append(jobs.enqueue(directory))
 
     rooms.broadcast_ended.clear()  # this test's runner, not the app's, packages the recording
@@ -658,7 +658,7 @@ async def test_live_broadcast_with_reconnect_becomes_a_replay(server, settings, 
         await asyncio.wait_for(jobs.join(), 60)
     finally:
         await jobs.close()
-    [rec] = list((settings.data_dir / "recordings" / "demo").iterdir())
+    [rec] = list((settings.server.data_dir / "recordings" / "demo").iterdir())
     manifest = read_manifest(rec)
     assert manifest["status"] == "ready", manifest
     [gap] = manifest["gaps"]

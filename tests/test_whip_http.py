@@ -57,7 +57,7 @@ async def test_wrong_content_type_is_415(server, publish_offer):
 
 async def test_oversized_offer_is_413(server, settings):
     base, app = server
-    body = "v=0\r\n" + "a=x-padding:" + "x" * settings.max_sdp_bytes + "\r\n"
+    body = "v=0\r\n" + "a=x-padding:" + "x" * settings.media.max_sdp_bytes + "\r\n"
     got, resp, _ = await post(base, "/whip/demo", body, token=KEY)
     assert got == 413 and resp["error"]["code"] == "offer_too_large"
     assert_untouched(app)
@@ -139,7 +139,7 @@ async def test_second_publisher_is_409_while_the_first_is_live(server):
 
 async def test_stale_publisher_is_replaced(server, settings):
     base, app = server
-    settings.publisher_stale_seconds = 0.5
+    settings.media.publisher_stale_seconds = 0.5
     first = Publisher(base)
     assert await first.publish("demo", KEY) == 201
     room = app[ROOMS].get("demo")

@@ -99,7 +99,7 @@ async def test_h264_without_packetization_mode_1_is_406(server, path, direction)
 
 async def test_a_publisher_that_never_connects_leaves_no_broadcast(server, settings):
     base, app = server
-    settings.connect_timeout = 1.0
+    settings.media.connect_timeout = 1.0
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="sendonly")
     pc.addTransceiver("audio", direction="sendonly")
@@ -118,7 +118,7 @@ async def test_a_publisher_that_never_connects_leaves_no_broadcast(server, setti
     async with aiohttp.ClientSession() as http:
         async with http.get(f"{base}/api/live") as r:
             assert (await r.json())["rooms"] == []
-    recordings = settings.data_dir / "recordings" / "demo"  # the empty recording is removed
+    recordings = settings.server.data_dir / "recordings" / "demo"  # the empty recording is removed
     await wait_for(lambda: not recordings.exists() or not any(recordings.iterdir()), timeout=10)
 
     # a broadcast that had media is not discarded when its publisher drops

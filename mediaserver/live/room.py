@@ -68,7 +68,7 @@ class Room:
         self.log = context_logger("stagepass.room", name)
         self.tasks = TaskOwner(self.log)
         self.fanouts: dict[str, Fanout] = {
-            kind: Fanout(kind, self.tasks, self.log, settings.keyframe_min_interval)
+            kind: Fanout(kind, self.tasks, self.log, settings.media.keyframe_min_interval)
             for kind in ("video", "audio")
         }
         self.publisher: Optional[Publisher] = None
@@ -92,8 +92,8 @@ class Room:
     def _session_args(self) -> dict:
         return dict(
             room_name=self.name,
-            ice_servers=self.settings.ice_servers,
-            connect_timeout=self.settings.connect_timeout,
+            ice_servers=self.settings.media.ice_servers,
+            connect_timeout=self.settings.media.connect_timeout,
             on_closed=self._forget,
             on_failed=self.observer.peer_failed,
         )
@@ -129,7 +129,7 @@ class Room:
             if self.publisher is not None and not self.publisher.is_stale():
                 raise RoomBusy(f"room {self.name!r} already has a live publisher")
             publisher = Publisher(
-                **self._session_args(), stale_after=self.settings.publisher_stale_seconds
+                **self._session_args(), stale_after=self.settings.media.publisher_stale_seconds
             )
             try:
                 answer = await publisher.start(offer_sdp, plan, self.fanouts)
@@ -154,7 +154,7 @@ class Room:
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[Subscriber, str]:
         subscriber = Subscriber(
-            **self._session_args(), buffer_limit=self.settings.subscriber_buffer_bytes,
+            **self._session_args(), buffer_limit=self.settings.media.subscriber_buffer_bytes,
             on_first_media=self.observer.viewer_first_media,
         )
         try:
@@ -205,13 +205,13 @@ class Room:
     def _start_recorder(self, broadcast: Broadcast, codecs: dict[str, str]) -> None:
         """Record the broadcast (unless recordings are off); the live path never waits
         for it and goes on if it cannot start."""
-        if not self.settings.recordings or not codecs:
+        if not self.settings.recording.recordings or not codecs:
             return
         try:
             recorder = Recorder(
-                self.name, broadcast, codecs, self.settings.data_dir, self.log,
+                self.name, broadcast, codecs, self.settings.server.data_dir, self.log,
                 request_keyframe=lambda kind: self.fanouts[kind].request_keyframe(),
-                keyframe_interval=self.settings.recording_keyframe_interval,
+                keyframe_interval=self.settings.recording.recording_keyframe_interval,
             )
             recorder.start()
             recorder.attach(self.fanouts)

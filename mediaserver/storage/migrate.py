@@ -25,8 +25,8 @@ def migrate(argv: list[str]) -> int:
     except ConfigError as exc:
         print(f"stagepass: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    storage = open_storage(settings.storage_url, settings.data_dir)
-    if not publishes(storage, settings.data_dir):
+    storage = open_storage(settings.recording.storage_url, settings.server.data_dir)
+    if not publishes(storage, settings.server.data_dir):
         print("stagepass: STAGEPASS_STORAGE_URL is this node's recordings folder: nothing to migrate",
               file=sys.stderr)
         return 2
@@ -37,7 +37,7 @@ def migrate(argv: list[str]) -> int:
         except StorageError as exc:
             print(f"stagepass: storage {exc}", file=sys.stderr)
             return 1
-        uploads = ReplayUploads(settings.data_dir, storage, keep_local=settings.keep_local)
+        uploads = ReplayUploads(settings.server.data_dir, storage, keep_local=settings.recording.keep_local)
         pending = uploads.pending(PUBLISHABLE)
         failed = 0
         for directory in pending:
