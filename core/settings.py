@@ -409,7 +409,7 @@ class Settings:
         for section in SECTIONS:
             getattr(self, section).validate()
         try:
-            from mediaserver.storage.base import parse_storage_url
+            from core.storage_url import parse_storage_url
 
             parse_storage_url(self.recording.storage_url, self.server.data_dir / "recordings")
         except ValueError as exc:

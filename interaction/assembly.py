@@ -11,6 +11,7 @@ from core.settings import Settings
 from .bus import ClusterBus
 from .danmaku import DanmakuService
 from .hands import HandService
+from .http import setup_routes
 from .likes import LikeService
 from .moderation import Moderation
 from .polls import PollService
@@ -53,7 +54,5 @@ def build_interaction(app: web.Application, settings: Settings, redis: Optional[
     interaction = Interaction(settings, redis)
     interaction.server.attach(app)
     app[INTERACTION] = interaction
-    from .http import setup_routes
-
-    setup_routes(app)
+    setup_routes(app, interaction.danmaku, interaction.questions, interaction.polls)
     return interaction

@@ -16,6 +16,7 @@ from xml.sax.saxutils import escape
 
 from sqlalchemy import select
 
+from paywall.accounts import public_names
 from paywall.db import Database
 from core.access import Refusal
 from core.settings import InteractionSettings
@@ -111,9 +112,8 @@ class DanmakuService:
     async def history(self, room_id: int, broadcast: Optional[str], limit: Optional[int] = None,
                       from_ms: Optional[int] = None, to_ms: Optional[int] = None) -> list[dict]:
         """Danmaku of a broadcast in media-time order (the last ``limit`` if given)."""
-        from paywall.models import User
-
-        query = (select(Danmaku, User.display_name).join(User, User.id == Danmaku.user_id)
+        names = public_names()
+        query = (select(Danmaku, names.c.display_name).join(names, names.c.user_id == Danmaku.user_id)
                  .where(Danmaku.room_id == room_id, Danmaku.deleted.is_(False)))
         if broadcast is not None:
             query = query.where(Danmaku.broadcast == broadcast)

@@ -13,9 +13,15 @@ from paywall.http import PAYWALL, current_user
 from paywall.replay_http import authorized_replay
 
 from .chapters import chapters_of, to_webvtt
-from .danmaku import to_bilibili_xml
+from .danmaku import DanmakuService, to_bilibili_xml
+from .polls import PollService
+from .questions import QuestionService
 
 __all__ = ["setup_routes"]
+
+DANMAKU = web.AppKey("danmaku", DanmakuService)
+QUESTIONS = web.AppKey("questions", QuestionService)
+POLLS = web.AppKey("polls", PollService)
 
 
 def _int_arg(request: web.Request, name: str):
@@ -34,8 +40,6 @@ def _int_arg(request: web.Request, name: str):
 async def danmaku_export(request: web.Request) -> web.Response:
     """``GET /api/rooms/{room}/danmaku?broadcast=&from_ms=&to_ms=&format=json|xml``:
     for the creator, admins and anyone with a ticket or the replay (or a free room)."""
-    from .assembly import INTERACTION
-
     paywall = request.app[PAYWALL]
     user = await current_user(request)
     room = await paywall.catalog.require(request.match_info["room"])
@@ -47,7 +51,7 @@ async def danmaku_export(request: web.Request) -> web.Response:
         raise Refusal(400, "invalid_query", "format: json or xml")
     from_ms, to_ms = _int_arg(request, "from_ms"), _int_arg(request, "to_ms")
     broadcast = request.query.get("broadcast")
-    items = await request.app[INTERACTION].danmaku.history(room.id, broadcast, from_ms=from_ms, to_ms=to_ms)
+    items = await request.app[DANMAKU].history(room.id, broadcast, from_ms=from_ms, to_ms=to_ms)
     # a whole class's danmaku can be tens of thousands: serialised off the event loop
     if fmt == "xml":
         return web.Response(text=await off_loop(to_bilibili_xml, items, chat_id=room.slug),
@@ -63,8 +67,6 @@ async def replay_danmaku(request: web.Request) -> web.Response:
     """``GET /api/recordings/{recording}/danmaku?from_ms=&to_ms=&token=``: the danmaku sent
     during ``[from_ms, to_ms)`` of the broadcast (at most 10 minutes; a preview token is
     limited to the preview), for the player to overlay at their ``t_ms``."""
-    from .assembly import INTERACTION
-
     rec, grant = await authorized_replay(request)
     room = await request.app[PAYWALL].catalog.get(rec.room)
     from_ms = _int_arg(request, "from_ms") or 0
@@ -79,15 +81,13 @@ async def replay_danmaku(request: web.Request) -> web.Response:
         to_ms = min(to_ms, grant.preview_ms)
     items = []
     if room is not None and to_ms > from_ms:
-        items = await request.app[INTERACTION].danmaku.history(room.id, rec.id, from_ms=from_ms, to_ms=to_ms)
+        items = await request.app[DANMAKU].history(room.id, rec.id, from_ms=from_ms, to_ms=to_ms)
     return web.json_response({"recording": rec.id, "from_ms": from_ms, "to_ms": to_ms, "items": items},
                              headers={"Cache-Control": "private, no-store"})
 
 
 async def replay_chapters(request: web.Request) -> web.Response:
     """``GET /api/recordings/{recording}/chapters.vtt?token=`` (``?format=json`` for a list)."""
-    from .assembly import INTERACTION
-
     rec, _ = await authorized_replay(request)
     room = await request.app[PAYWALL].catalog.get(rec.room)
     fmt = request.query.get("format", "vtt")
@@ -95,16 +95,17 @@ async def replay_chapters(request: web.Request) -> web.Response:
         raise Refusal(400, "invalid_query", "format: vtt or json")
     chapters: list[dict] = []
     if room is not None:
-        interaction = request.app[INTERACTION]
-        chapters = chapters_of(await interaction.questions.chapters(room.id, rec.id),
-                               await interaction.polls.of_broadcast(room.id, rec.id))
+        chapters = chapters_of(await request.app[QUESTIONS].chapters(room.id, rec.id),
+                               await request.app[POLLS].of_broadcast(room.id, rec.id))
     if fmt == "json":
         return web.json_response({"recording": rec.id, "chapters": chapters})
     return web.Response(text=to_webvtt(chapters, rec.duration_ms), content_type="text/vtt",
                         headers={"Cache-Control": "private, no-store"})
 
 
-def setup_routes(app: web.Application) -> None:
+def setup_routes(app: web.Application, danmaku: DanmakuService, questions: QuestionService,
+                 polls: PollService) -> None:
+    app[DANMAKU], app[QUESTIONS], app[POLLS] = danmaku, questions, polls
     app.router.add_get("/api/rooms/{room}/danmaku", danmaku_export)
     app.router.add_get("/api/recordings/{recording}/danmaku", replay_danmaku)
     app.router.add_get("/api/recordings/{recording}/chapters.vtt", replay_chapters)

@@ -21,7 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from paywall.models import Base, TZDateTime, utcnow
+from core.timeutil import utcnow
+from paywall.db import Base, TZDateTime
 
 __all__ = [
     "BlockedWord", "Danmaku", "ModerationAction", "Poll", "PollVote", "Question",

@@ -33,7 +33,9 @@ from sqlalchemy.exc import IntegrityError
 
 from mediaserver.live.room import Broadcast, Room as MediaRoom
 from paywall.db import Database
-from paywall.models import Order, Room, User
+from paywall.accounts import public_names
+from paywall.catalog import lock_room
+from paywall.orders import order_facts
 from core.access import Refusal
 from core.timeutil import as_utc
 
@@ -99,7 +101,8 @@ class QuestionService:
     # ------------------------------------------------------------ reading
     @staticmethod
     def _select():
-        return select(Question, User.display_name).join(User, User.id == Question.user_id)
+        names = public_names()
+        return select(Question, names.c.display_name).join(names, names.c.user_id == Question.user_id)
 
     async def _get(self, question_id: int) -> dict:
         async with self.db() as s:
@@ -170,8 +173,7 @@ class QuestionService:
         else:
             async with self._paid_lock:
                 async with self.db() as s:
-                    order = (await s.execute(
-                        select(Order).where(Order.id == order_id).with_for_update())).scalar_one_or_none()
+                    order = await order_facts(s, order_id, lock=True)
                     if order is None or order.user_id != client.user_id or order.room_id != client.room_id:
                         raise Refusal(404, "order_not_found", "no such order of yours for this room")
                     if order.product != "question":
@@ -261,7 +263,7 @@ class QuestionService:
         async with lock:
             async with self.db() as s:
                 # serialises pins of a room across nodes on PostgreSQL (SQLite ignores it)
-                await s.execute(select(Room.id).where(Room.id == client.room_id).with_for_update())
+                await lock_room(s, client.room_id)
                 q = await s.get(Question, qid)
                 if q is None or q.room_id != client.room_id:
                     raise Refusal(404, "not_found", f"no question {qid} in this room")

@@ -19,7 +19,7 @@ import logging
 from typing import Any, Optional
 
 from paywall.db import Database
-from paywall.models import Order
+from paywall.orders import order_facts
 
 from core.access import Refusal
 
@@ -63,7 +63,7 @@ class TipService:
         if not isinstance(order_id, str) or not 1 <= len(order_id) <= 32:
             raise Refusal(400, "invalid_payload", "send {order_id} of your paid tip")
         async with self.db() as s:
-            order = await s.get(Order, order_id)
+            order = await order_facts(s, order_id)
         if order is None or order.user_id != client.user_id or order.room_id != client.room_id:
             raise Refusal(404, "order_not_found", "no such order of yours for this room")
         if order.product != "tip":

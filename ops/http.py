@@ -127,9 +127,6 @@ def setup_routes(app: web.Application, with_paywall: bool) -> None:
     app.router.add_get("/metrics", metrics_endpoint)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
-    if with_paywall:
-        from . import admin
-
+    if with_paywall:  # the creator's and admins' views need accounts
         app.router.add_get("/api/rooms/{room}/viewers", room_viewers)
-        admin.setup_routes(app)
     app.middlewares.insert(0, http_metrics)

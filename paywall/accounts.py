@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from sqlalchemy import delete, select
+from sqlalchemy.sql import Subquery
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
@@ -25,10 +26,16 @@ from .models import LoginSession, User
 from .passwords import PasswordPool
 from core.timeutil import as_utc, utcnow
 
-__all__ = ["Accounts", "LoginRateLimiter", "UserView"]
+__all__ = ["Accounts", "LoginRateLimiter", "UserView", "public_names"]
 
 EMAIL_RE = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,190}\.[^@\s]{2,}$")
 SESSION_LIFETIME = dt.timedelta(days=14)
+
+
+def public_names() -> Subquery:
+    """Users' public fields (``user_id``, ``display_name``) for other packages to join their own
+    rows against, without reading the users table itself (emails, password hashes)."""
+    return select(User.id.label("user_id"), User.display_name).subquery("public_names")
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from typing import Any, Iterable, Optional
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.settings import ROOM_NAME_RE
 
@@ -20,7 +21,7 @@ from .money import check_amount, check_currency
 from .search import MAX_QUERY_CHARS, ranked_room_ids
 from core.timeutil import as_utc, parse_instant
 
-__all__ = ["Catalog", "RoomView"]
+__all__ = ["Catalog", "RoomView", "lock_room"]
 
 _EDITABLE = {
     "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
@@ -53,6 +54,12 @@ class RoomView:
         d = dict(self.__dict__)
         d["free"] = self.free
         return d
+
+
+async def lock_room(session: AsyncSession, room_id: int) -> None:
+    """Hold the room's row until the caller's transaction ends: serialises changes of one room
+    across nodes on PostgreSQL (SQLite locks the whole database anyway)."""
+    await session.execute(select(Room.id).where(Room.id == room_id).with_for_update())
 
 
 def _view(room: Room) -> RoomView:

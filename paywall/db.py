@@ -11,11 +11,20 @@ from typing import Any, Optional
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import DateTime, event
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["Database", "normalize_url"]
+__all__ = ["Base", "Database", "TZDateTime", "normalize_url"]
+
+
+class Base(DeclarativeBase):
+    """The declarative base of every table in the database (paywall's and interaction's)."""
+
+
+#: timestamps are stored with their zone (SQLite hands them back naive: ``core.timeutil.as_utc``)
+TZDateTime = DateTime(timezone=True)
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 

@@ -23,7 +23,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .db import Base, TZDateTime
 
 __all__ = [
     "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "Entitlement", "LedgerEntry", "LoginSession",
@@ -35,11 +37,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.timezone.utc)
 
 
-class Base(DeclarativeBase):
-    pass
-
-
-TZDateTime = DateTime(timezone=True)
 
 
 class User(Base):

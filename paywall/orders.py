@@ -31,7 +31,7 @@ from .money import check_amount
 from .providers import PaymentProvider
 from core.timeutil import utcnow
 
-__all__ = ["OrderBook", "OrderView", "PRODUCTS"]
+__all__ = ["OrderBook", "OrderFacts", "OrderView", "PRODUCTS", "order_facts"]
 
 PRODUCTS = ("ticket", "replay", "bundle", "tip", "question")
 _GRANTS = {"ticket": ("ticket",), "replay": ("replay",), "bundle": ("ticket", "replay")}
@@ -60,6 +60,31 @@ class OrderView:
         if self.status != "pending":
             d["checkout_url"] = None
         return d
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What another package (tips, paid questions) needs to know of an order to use it."""
+
+    id: str
+    user_id: int
+    room_id: int
+    product: str
+    status: str
+    amount: int
+    currency: str
+    message: str
+
+
+async def order_facts(session: AsyncSession, order_id: str, lock: bool = False) -> Optional[OrderFacts]:
+    """The order ``order_id`` read in the caller's transaction (``lock``: held until it commits,
+    so a paid order is used once even across nodes on PostgreSQL); None if there is none."""
+    query = select(Order).where(Order.id == order_id)
+    order = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
+    if order is None:
+        return None
+    return OrderFacts(order.id, order.user_id, order.room_id, order.product, order.status, order.amount,
+                      order.currency, order.message or "")
 
 
 def _view(order: Order, slug: str, coupon: Optional[str] = None) -> OrderView:

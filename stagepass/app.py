@@ -11,6 +11,7 @@ from aiohttp import web
 import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
+from stagepass.keys import AUDIENCE, PACKAGING
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
@@ -36,8 +37,6 @@ from mediaserver.packaging.vod import PackageOptions
 
 __all__ = ["AUDIENCE", "PACKAGING", "create_app"]
 
-PACKAGING = web.AppKey("packaging", PackagingJobs)
-AUDIENCE = web.AppKey("audience", AudienceSampler)
 
 storage_log = logging.getLogger("stagepass.storage")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"

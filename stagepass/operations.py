@@ -10,6 +10,8 @@ from core.settings import Settings
 from mediaserver.live.room import RoomRegistry
 
 from ops.health import Readiness, data_dir_check, database_check, redis_check, storage_check
+from ops import admin
+from stagepass.keys import PACKAGING
 from ops.http import METRICS, READINESS, setup_routes
 from ops.metrics import Metrics
 
@@ -47,8 +49,6 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             check, close_redis = redis_check(settings.server.redis_url, timeout=1.0)
             readiness.add("redis", check)
         metrics.lag_sampler.start()
-        from stagepass.app import PACKAGING
-
         jobs = app.get(PACKAGING)  # its context runs before this one
         if jobs is not None:
             jobs.listeners.append(metrics.recording_packaged)
@@ -73,6 +73,8 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
 
         app.cleanup_ctx.append(orders_ctx)
     setup_routes(app, with_paywall)
+    if with_paywall:
+        admin.setup_routes(app)
 
 
 def _socketio(app: web.Application) -> Optional[dict]:
@@ -88,8 +90,6 @@ def _socketio(app: web.Application) -> Optional[dict]:
 
 
 def _packaging(app: web.Application) -> Optional[dict]:
-    from stagepass.app import PACKAGING
-
     jobs = app.get(PACKAGING)
     if jobs is None:
         return None

@@ -1,0 +1,14 @@
+"""Application keys of what the assembly owns (packaging jobs, the audience sampler), apart from
+``app.py`` so the operator wiring can read them without importing the assembly back."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from mediaserver.packaging.jobs import PackagingJobs
+from paywall.audience import AudienceSampler
+
+__all__ = ["AUDIENCE", "PACKAGING"]
+
+PACKAGING = web.AppKey("packaging", PackagingJobs)
+AUDIENCE = web.AppKey("audience", AudienceSampler)
