@@ -88,7 +88,7 @@ async def doors(aiohttp_server, tmp_path, database_url, packaged):  # noqa: F811
     base = str(srv.make_url("")).rstrip("/")
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator)
-    rec_id = install(packaged, settings.data_dir, "maths")
+    rec_id = install(packaged, settings.server.data_dir, "maths")
     viewer = await Api.sign_up(base)
     knock = Doors(base, rec_id, await make_offer(), await make_offer(direction="recvonly"))
     return knock, app, creator, viewer
