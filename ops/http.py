@@ -21,8 +21,7 @@ from typing import Awaitable, Callable
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
-from core.access import bearer_token
-from core.access import Refusal
+from core.access import Refusal, bearer_token
 from core.access_http import refusal_response
 from signalling.whip import ROOMS, SETTINGS
 
