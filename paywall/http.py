@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Optional
 from urllib.parse import quote
 
 from aiohttp import web
@@ -29,9 +29,6 @@ __all__ = ["PAYWALL", "SESSION_COOKIE", "current_user", "optional_user", "read_j
 PAYWALL = web.AppKey("paywall", Paywall)
 SESSION_COOKIE = "stagepass_session"
 log = logging.getLogger("stagepass.paywall")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
 
 def login_token(request: web.Request) -> Optional[str]:
     return bearer_token(request) or request.cookies.get(SESSION_COOKIE)
