@@ -1,7 +1,8 @@
 """Paywall HTTP API: thin handlers over ``paywall.service.Paywall``.
 
-Every handler validates its input and answers ``{"error": {"code", "message"}}`` with a
-precise status on refusal, changing nothing. Logged-in users are recognised by the
+Every handler validates its input and refuses with ``core.access.Refusal`` (answered
+``{"error": {"code", "message"}}`` with its precise status by the app's
+``refusal_middleware``), changing nothing. Logged-in users are recognised by the
 ``stagepass_session`` cookie (pages) or ``Authorization: Bearer <login token>`` (API).
 """
 
