@@ -13,7 +13,7 @@ For each publisher count N and each server, in fresh processes:
 * one publisher process with N WHIP publishers (``tests/encoded_media.ClipPublisher``:
   a pre-encoded 500 kbit/s H.264 + Opus clip replayed, so publishers cost little CPU);
 * with ``--churn S`` (Stagepass only), a viewer joins a room over WHEP every S seconds
-  and leaves after S seconds (``live_fanout.LightViewer``: counts, never decodes).
+  and leaves after S seconds (``common.viewers.LightViewer``: counts, never decodes).
 
 The server reports, every ``--sample`` seconds: RSS, open fds, asyncio tasks, live
 ``RTCPeerConnection`` objects and packets received. The slope is a least-squares fit of
@@ -49,7 +49,8 @@ for path in (ROOT, ROOT / "benchmarks"):
 
 import aiohttp  # noqa: E402
 
-from live_fanout import ALL_CPUS, Child, LightViewer, command_loop, free_port, wait_connected  # noqa: E402
+from common.children import ALL_CPUS, Child, command_loop, free_port  # noqa: E402
+from common.viewers import LightViewer  # noqa: E402
 
 KEY = "memorybenchkey1"
 
@@ -158,20 +159,9 @@ async def server_worker(kind: str, port: int, rooms: int, recordings: bool) -> N
 # ======================================================================= clients
 async def join(http: aiohttp.ClientSession, base: str, room: str) -> Optional[tuple[LightViewer, str]]:
     """A WHEP viewer that counts packets and never decodes; None if refused or not connected."""
-    from aiortc import RTCSessionDescription
-
     viewer = LightViewer()
     try:
-        await viewer.pc.setLocalDescription(await viewer.pc.createOffer())
-        async with http.post(f"{base}/whep/{room}", data=viewer.pc.localDescription.sdp,
-                             headers={"Content-Type": "application/sdp"}) as r:
-            body = await r.text()
-            if r.status != 201:
-                raise RuntimeError(f"WHEP {r.status}")
-            location = r.headers["Location"]
-        await viewer.pc.setRemoteDescription(RTCSessionDescription(sdp=body, type="answer"))
-        await wait_connected(viewer.pc)
-        return viewer, location
+        return viewer, await viewer.play(http, base, room)
     except Exception:
         await viewer.pc.close()
         return None
@@ -235,8 +225,7 @@ async def publishers_worker(base: str, count: int, churn: float) -> None:
 # ======================================================================= driver
 async def worker(name: str, logdir: Path, *args: str) -> Child:
     """This script as a child process, answering JSON commands on stdin."""
-    return await Child.start(name, [sys.executable, str(Path(__file__).resolve()), *args],
-                             logdir, ALL_CPUS)
+    return await Child.worker(Path(__file__).resolve(), name, logdir, ALL_CPUS, *args)
 
 
 def slope(points: list[tuple[float, float]]) -> Optional[float]:

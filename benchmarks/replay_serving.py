@@ -46,8 +46,9 @@ from aiohttp import web  # noqa: E402
 
 from stagepass.app import create_app  # noqa: E402
 from mediaserver.storage import open_storage  # noqa: E402
-from mediaserver.storage.uploads import ReplayUploads  # noqa: E402
-from mediaserver.packaging.vod import PackageOptions, package_recording  # noqa: E402
+from mediaserver.packaging.uploads import ReplayUploads  # noqa: E402
+from mediaserver.packaging.options import PackageOptions  # noqa: E402
+from mediaserver.packaging.packager import package_recording  # noqa: E402
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings  # noqa: E402
 from tests.s3 import aws_env, start_moto  # noqa: E402
 from tests.test_replay import install  # noqa: E402

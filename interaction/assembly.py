@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
-
 from aiohttp import web
 
+from core.cluster import Cluster
 from core.settings import Settings
 
 from .bus import ClusterBus
@@ -26,17 +25,17 @@ __all__ = ["INTERACTION", "Interaction", "build_interaction"]
 class Interaction:
     """The interaction features of one node, reachable from handlers and tests."""
 
-    def __init__(self, settings: Settings, redis: Optional[Any]) -> None:
-        self.server = InteractionServer(settings.server.redis_url, cors_origins=settings.server.cors_origin)
-        self.bus = ClusterBus(redis)
+    def __init__(self, settings: Settings, cluster: Cluster) -> None:
+        self.server = InteractionServer(cluster, cors_origins=settings.server.cors_origin)
+        self.bus = ClusterBus(cluster)
         self.moderation = Moderation(self.server, self.bus, tuple(settings.interaction.blocked_words))
         self.danmaku = DanmakuService(self.server, self.moderation, settings.interaction)
-        self.likes = LikeService(self.server, redis)
+        self.likes = LikeService(self.server, cluster)
         self.polls = PollService(self.server)
-        self.hands = HandService(self.server)
-        self.presence = PresenceService(self.server)
+        self.presence = PresenceService(self.server, cluster)
+        self.hands = HandService(self.server, cluster, self.bus, self.presence)
         self.questions = QuestionService(self.server, self.moderation)
-        self.tips = TipService(self.server, redis)
+        self.tips = TipService(self.server, cluster)
 
     async def start(self) -> None:
         await self.bus.start()
@@ -50,8 +49,8 @@ class Interaction:
 INTERACTION = web.AppKey("interaction", Interaction)
 
 
-def build_interaction(app: web.Application, settings: Settings, redis: Optional[Any]) -> Interaction:
-    interaction = Interaction(settings, redis)
+def build_interaction(app: web.Application, settings: Settings, cluster: Cluster) -> Interaction:
+    interaction = Interaction(settings, cluster)
     interaction.server.attach(app)
     app[INTERACTION] = interaction
     setup_routes(app, interaction.danmaku, interaction.questions, interaction.polls)

@@ -9,19 +9,20 @@ arrive -- never one frame per like. ``total`` counts the likes of the current br
 this node's previous frame (for the page's animation). A joining socket gets the
 current total.
 
-Without Redis the total lives in memory, per node: each node counts the likes sent
-through it, and a restart forgets them. With Redis (``REDIS_URL``) the total is a
-Redis counter (``INCRBY``, expires after two days) shared by every node, and every
-frame carries the cluster total read when it is sent. ``recent`` stays per node: with
-several nodes every node sends its own frames (the Socket.IO Redis manager delivers
-them to every client), so pages should show the largest ``total`` they have seen.
+The total is a counter of the ``Cluster`` (expiring after two days): in memory on one
+node (a restart forgets it); with Redis, shared by every node, and every frame carries
+the cluster total read when it is sent. ``recent`` stays per node: with several nodes
+every node sends its own frames (the Socket.IO manager delivers them to every client), so
+pages should show the largest ``total`` they have seen.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
+
+from core.cluster import Cluster
 
 from core.access import Refusal
 
@@ -34,7 +35,7 @@ __all__ = ["LikeService"]
 log = logging.getLogger("stagepass.interaction")
 
 MAX_PER_EVENT = 50
-REDIS_TTL = 2 * 86400
+TOTAL_TTL = 2 * 86400
 
 
 @dataclass
@@ -54,12 +55,12 @@ def _count(data: Any) -> int:
 
 
 class LikeService:
-    def __init__(self, server: InteractionServer, redis: Optional[Any] = None,
+    def __init__(self, server: InteractionServer, cluster: Cluster,
                  user_rate: float = 50.0, user_burst: int = 50, interval: float = 0.25) -> None:
         if user_burst < MAX_PER_EVENT:
             raise ValueError(f"user_burst must allow a full event ({MAX_PER_EVENT})")
         self.server = server
-        self.redis = redis
+        self.cluster = cluster
         self.buckets = UserBuckets(user_rate, user_burst)
         self._tallies: dict[str, _Tally] = {}  # room -> likes of its current broadcast
         self.throttle = Throttle(self._flush, server.tasks, interval, "likes")
@@ -69,7 +70,7 @@ class LikeService:
 
     @staticmethod
     def _key(room: str, broadcast: str) -> str:
-        return f"stagepass:likes:{room}:{broadcast or 'offair'}"
+        return f"likes:{room}:{broadcast or 'offair'}"
 
     def _tally(self, room: str, broadcast: str) -> _Tally:
         tally = self._tallies.get(room)
@@ -82,31 +83,23 @@ class LikeService:
         if not self.buckets.take(client, count):
             raise Refusal(429, "rate_limited", "too many likes; slow down")
         broadcast, _ = self.server.t_ms(client.room)
-        if self.redis is not None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                pipe.incrby(self._key(client.room, broadcast), count)
-                pipe.expire(self._key(client.room, broadcast), REDIS_TTL)
-                cluster_total, _ = await pipe.execute()
-            tally = self._tally(client.room, broadcast)
-            tally.total = max(tally.total, int(cluster_total))
-        else:
-            tally = self._tally(client.room, broadcast)
-            tally.total += count
+        cluster_total = await self.cluster.incr(self._key(client.room, broadcast), count, ttl=TOTAL_TTL)
+        tally = self._tally(client.room, broadcast)
+        tally.total = max(tally.total, cluster_total)
         tally.recent += count
         self.throttle.mark(client.room)
         return {"total": tally.total}
 
     async def total(self, room: str) -> int:
-        """Likes of the room's current broadcast (the cluster's with Redis)."""
+        """Likes of the room's current broadcast in the cluster (what this node counted
+        while the shared store is unreachable)."""
         broadcast, _ = self.server.t_ms(room)
         tally = self._tallies.get(room)
         local = tally.total if tally is not None and tally.broadcast == broadcast else 0
-        if self.redis is None:
-            return local
         try:
-            return max(local, int(await self.redis.get(self._key(room, broadcast)) or 0))
+            return max(local, int(await self.cluster.get(self._key(room, broadcast)) or 0))
         except Exception:  # Redis trouble: show what this node knows
-            log.warning("reading the like total of %s from Redis failed", room, exc_info=True)
+            log.warning("reading the like total of %s from the cluster failed", room, exc_info=True)
             return local
 
     async def _flush(self, room: str) -> None:
@@ -114,7 +107,7 @@ class LikeService:
         if tally is None:
             return
         recent, tally.recent = tally.recent, 0
-        total = await self.total(room) if self.redis is not None else tally.total
+        total = await self.total(room)
         await self.server.emit_room(room, "likes", {"total": total, "recent": recent})
 
     async def _send_total(self, client: Client) -> None:

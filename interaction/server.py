@@ -10,8 +10,8 @@ raises ``core.access.Refusal`` to refuse, and the ack is ``{"ok": true, ...}`` o
 (danmaku, questions, polls, moderation...) register their events with ``on``; an event
 that needs the moderator's right says so there.
 
-With ``REDIS_URL`` the server uses ``AsyncRedisManager``: emits reach clients on every
-node, and ``disconnect`` of a banned user's sockets works across nodes.
+With a shared ``Cluster`` (Redis) the server uses ``ClusterManager``: emits reach clients
+on every node, and ``disconnect`` of a banned user's sockets works across nodes.
 """
 
 from __future__ import annotations
@@ -25,11 +25,14 @@ import socketio
 from aiohttp import web
 
 from core.access import Grant, Refusal, Target, token_required
+from core.cluster import Cluster, LocalCluster
 from core.tasks import TaskOwner
 from mediaserver.live.room import RoomRegistry
 from paywall.seats import REVOKED
 from paywall.service import Paywall
 from signalling.admission import Admission
+
+from .socketio_manager import ClusterManager
 
 __all__ = ["Client", "InteractionServer"]
 
@@ -95,8 +98,9 @@ Handler = Callable[[Client, Any], Awaitable[dict]]
 
 
 class InteractionServer:
-    def __init__(self, redis_url: str = "", cors_origins: Any = "*") -> None:
-        manager = socketio.AsyncRedisManager(redis_url) if redis_url else None
+    def __init__(self, cluster: Optional[Cluster] = None, cors_origins: Any = "*") -> None:
+        self.cluster = cluster or LocalCluster()
+        manager = ClusterManager(self.cluster) if self.cluster.shared else None
         self.sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager,
                                         cors_allowed_origins=cors_origins, logger=False,
                                         engineio_logger=False)
@@ -271,3 +275,6 @@ class InteractionServer:
         for sid in list(self.clients):
             await self.sio.disconnect(sid, ignore_queue=True)
         await self.tasks.close()
+        if isinstance(self.sio.manager, ClusterManager):
+            await self.sio.manager.close()
+

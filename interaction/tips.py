@@ -7,17 +7,18 @@ order's message (at most 500 characters, plain text: pages render it as text, ne
 it is hidden (``""``, ``message_hidden: true``) when the tipper is muted or it contains a
 blocked word: the tip itself is still announced, the money is already paid.
 
-Announced once: every node remembers the order ids it announced. With Redis (``REDIS_URL``)
-a ``SET NX`` key per order makes that hold across nodes and restarts too; without Redis
-the memory is per process, so after a restart an order could be announced one more time
-(there is no column for it in the schema).
+Announced once: a claim per order in the ``Cluster`` (``set_if_absent``, kept 90 days):
+on one node it holds until a restart (there is no column for it in the schema); with
+Redis across nodes and restarts. Each node also remembers the orders it announced, so
+while Redis is unreachable an order is still announced at most once per node.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any
 
+from core.cluster import Cluster
 from paywall.db import Database
 from paywall.orders import order_facts
 
@@ -30,7 +31,7 @@ __all__ = ["TipService", "pin_seconds"]
 log = logging.getLogger("stagepass.tips")
 
 MAX_MESSAGE = 500
-REMEMBER_SECONDS = 90 * 86400  # how long Redis remembers an announced order
+REMEMBER_SECONDS = 90 * 86400  # how long the cluster remembers an announced order
 # (amount below, in minor units -> seconds pinned), like YouTube Super Chat tiers
 PIN_TIERS = ((200, 0), (500, 30), (1000, 60), (5000, 300), (10000, 900))
 PIN_MAX = 3600
@@ -48,9 +49,9 @@ def pin_seconds(amount: int) -> int:
 
 
 class TipService:
-    def __init__(self, server: InteractionServer, redis: Optional[Any] = None) -> None:
+    def __init__(self, server: InteractionServer, cluster: Cluster) -> None:
         self.server = server
-        self._redis = redis
+        self.cluster = cluster
         self._announced: set[str] = set()
         server.on("tip:announce", self.announce)
 
@@ -98,16 +99,13 @@ class TipService:
         return text, False
 
     async def _claim(self, order_id: str) -> bool:
-        """True the first time an order is announced (on this node; everywhere with Redis)."""
+        """True the first time an order is announced (in the cluster; on this node only
+        while the cluster's store is unreachable)."""
         if order_id in self._announced:
             return False
         self._announced.add(order_id)
-        if self._redis is not None:
-            try:
-                first = await self._redis.set(f"stagepass:tip-announced:{order_id}", "1", nx=True,
-                                              ex=REMEMBER_SECONDS)
-            except Exception:
-                log.warning("Redis unreachable: tip %s guarded on this node only", order_id, exc_info=True)
-                return True
-            return bool(first)
-        return True
+        try:
+            return await self.cluster.set_if_absent(f"tip-announced:{order_id}", "1", ttl=REMEMBER_SECONDS)
+        except Exception:
+            log.warning("cluster unreachable: tip %s guarded on this node only", order_id, exc_info=True)
+            return True

@@ -13,7 +13,9 @@ import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
-__all__ = ["Readiness", "database_check", "data_dir_check", "redis_check", "storage_check"]
+from core.cluster import Cluster
+
+__all__ = ["Readiness", "cluster_check", "database_check", "data_dir_check", "storage_check"]
 
 Check = Callable[[], Awaitable[Optional[str]]]  # None when fine, else what is wrong
 
@@ -58,18 +60,15 @@ def database_check(engine: Any) -> Check:
     return check
 
 
-def redis_check(url: str, timeout: float) -> tuple[Check, Callable[[], Awaitable[None]]]:
-    """``PING`` on a connection of its own (the app's clients keep their own pools);
-    returns the check and a closer."""
-    from redis.asyncio import Redis
-
-    client = Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+def cluster_check(cluster: Cluster) -> Check:
+    """``PING`` through the process's shared cluster (its one Redis pool), so the check
+    sees what the seats, chat and likes see."""
 
     async def check() -> Optional[str]:
-        await client.ping()
+        await cluster.ping()
         return None
 
-    return check, client.aclose
+    return check
 
 
 def data_dir_check(data_dir: Path) -> Check:

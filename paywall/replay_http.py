@@ -32,9 +32,10 @@ from typing import Optional
 from aiohttp import web
 
 from core.cpu import off_loop
-from mediaserver.packaging.library import PUBLIC_FILES, Recording, RecordingLibrary, parse_playlist, signed_playlist
-from mediaserver.storage.uploads import ReplayUploads
-from mediaserver.packaging.vod import PLAYLIST
+from mediaserver.packaging.files import PLAYLIST, PUBLIC_FILES
+from mediaserver.packaging.playlist import parse_playlist, signed_playlist
+from mediaserver.packaging.replays import Recording, Replays
+from mediaserver.packaging.uploads import ReplayUploads
 from core.access import Grant, Refusal, Target, bearer_token
 from core.access_http import ACCESS
 
@@ -45,7 +46,7 @@ from .replay_storage_http import send_stored, send_stored_concatenation
 
 __all__ = ["UPLOADS", "RECORDINGS", "authorized_replay", "setup_routes"]
 
-RECORDINGS = web.AppKey("recordings", RecordingLibrary)
+RECORDINGS = web.AppKey("recordings", Replays)
 #: the uploads to object storage, when configured and reachable at start
 UPLOADS = web.AppKey("uploads", ReplayUploads)
 log = logging.getLogger("stagepass.replay")
@@ -121,7 +122,7 @@ async def mint_replay_token(request: web.Request) -> web.Response:
     if not rec.ready:
         raise Refusal(409, "not_ready", f"the replay is not ready yet ({rec.status})")
     minted = await request.app[PAYWALL].replays.mint(user, rec.id, room)
-    query = RecordingLibrary.token_query(minted["token"])
+    query = Replays.token_query(minted["token"])
     minted["playlist_url"] = f"/replay/{rec.id}/{PLAYLIST}?{query}"
     minted["download_url"] = f"/replay/{rec.id}/download?{query}" if minted["downloads"] else None
     log.info("replay token for recording %s of room %s to user %s (%s)", rec.id, rec.room,
@@ -180,7 +181,7 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
         if text is None:
             raise Refusal(404, "file_not_found", "the replay is not ready")
         token = _replay_token(request) if "token" in request.query else ""
-        body = signed_playlist(text, RecordingLibrary.token_query(token) if token else "", grant.preview_ms)
+        body = signed_playlist(text, Replays.token_query(token) if token else "", grant.preview_ms)
         return web.Response(text=body, content_type=PLAYLIST_TYPE, headers=NO_STORE)
     path = library.file(rec, name)
     start = await library.start_of(rec, name) if path is not None or rec.stored else None

@@ -14,7 +14,7 @@ from typing import Optional
 
 from aiohttp import web
 
-from mediaserver.packaging.library import Recording, RecordingLibrary
+from mediaserver.packaging.replays import Recording, Replays
 from mediaserver.storage import PRESIGN_SECONDS
 
 from core.access import Refusal
@@ -39,7 +39,7 @@ def _range(request: web.Request, size: int) -> Optional[tuple[int, int]]:
 
 
 async def _stream(request: web.Request, parts: list[tuple[str, int]], headers: dict,
-                  library: RecordingLibrary) -> web.StreamResponse:
+                  library: Replays) -> web.StreamResponse:
     """Stream objects ``parts`` (key, size) as one body, honouring Range."""
     assert library.storage is not None
     total = sum(size for _, size in parts)
@@ -64,7 +64,7 @@ async def _stream(request: web.Request, parts: list[tuple[str, int]], headers: d
     return response
 
 
-async def send_stored(request: web.Request, library: RecordingLibrary, rec: Recording, name: str,
+async def send_stored(request: web.Request, library: Replays, rec: Recording, name: str,
                       headers: dict) -> web.StreamResponse:
     """One published file of ``rec``: presigned redirect, or proxied with Range."""
     found = library.stored_object(rec, name)
@@ -78,7 +78,7 @@ async def send_stored(request: web.Request, library: RecordingLibrary, rec: Reco
     return await _stream(request, [(key, size)], headers, library)
 
 
-async def send_stored_concatenation(request: web.Request, library: RecordingLibrary, rec: Recording,
+async def send_stored_concatenation(request: web.Request, library: Replays, rec: Recording,
                                     names: list[str], headers: dict) -> web.StreamResponse:
     """Files ``names`` of ``rec`` as one body (the whole-replay download), with Range."""
     parts = [library.stored_object(rec, n) for n in names]

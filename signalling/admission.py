@@ -14,7 +14,7 @@ import logging
 from typing import Optional
 
 from mediaserver.live.peer_session import PeerSession
-from paywall.seats import REVOKED, SEAT_TAKEN, LocalSeats, Seats
+from paywall.seats import REVOKED, SEAT_TAKEN, Seats
 
 from core.access import Grant
 
@@ -25,7 +25,7 @@ log = logging.getLogger("stagepass.admission")
 
 class Admission:
     def __init__(self, seats: Optional[Seats] = None) -> None:
-        self.seats: Seats = seats or LocalSeats()
+        self.seats: Seats = seats or Seats()
         self.seats.on_evict = self._evicted
         self._sessions: dict[str, PeerSession] = {}
 

@@ -11,14 +11,14 @@ from aiohttp import web
 import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
-from stagepass.keys import AUDIENCE, PACKAGING
+from stagepass.keys import AUDIENCE, CLUSTER, NODES, PACKAGING
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
 from paywall import replay_http
 from paywall import dashboard_http
 from paywall.audience import AudienceSampler
-from paywall.seats import LocalSeats, RedisSeats, Seats
+from paywall.seats import Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
 from signalling.whip import ADMISSION, ROOMS, SETTINGS, setup_routes
@@ -26,16 +26,17 @@ from signalling.whip import ADMISSION, ROOMS, SETTINGS, setup_routes
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.access import Door
 from core.access_http import ACCESS, refusal_middleware
+from core.cluster import LocalCluster, NodeRegistry, RedisCluster
 from core.settings import Settings
 from mediaserver.packaging.jobs import PackagingJobs
-from mediaserver.recording.recorder import MANIFEST_NAME, recording_dir
-from mediaserver.packaging.library import RecordingLibrary
+from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
+from mediaserver.packaging.replays import Replays
 from mediaserver.live.room import RoomRegistry
 from mediaserver.storage import StorageError, open_storage, publishes
-from mediaserver.storage.uploads import ReplayUploads
-from mediaserver.packaging.vod import PackageOptions
+from mediaserver.packaging.uploads import ReplayUploads
+from mediaserver.packaging.options import PackageOptions
 
-__all__ = ["AUDIENCE", "PACKAGING", "create_app"]
+__all__ = ["AUDIENCE", "CLUSTER", "NODES", "PACKAGING", "create_app"]
 
 
 storage_log = logging.getLogger("stagepass.storage")
@@ -54,24 +55,34 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
     rooms = RoomRegistry(settings, observer=metrics)
     storage = open_storage(settings.recording.storage_url, settings.server.data_dir)
     publishing = publishes(storage, settings.server.data_dir)
+    # the one place that decides between one process and several nodes
+    cluster = RedisCluster.from_url(settings.server.redis_url) if settings.server.redis_url else LocalCluster()
+    app[CLUSTER] = cluster
+    nodes = NodeRegistry(cluster, settings.node_id(), hosted_rooms=lambda: [r["room"] for r in rooms.on_air()])
+    app[NODES] = nodes
+
+    async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
+        """First in, last out: everything below shares the cluster until it stops."""
+        await nodes.start()
+
+        async def released(room, broadcast) -> None:
+            await nodes.release_room(room.name)
+
+        rooms.broadcast_ended.append(released)
+        yield
+        await nodes.close()
+        await cluster.close()
+
+    app.cleanup_ctx.append(cluster_ctx)
+    seats = Seats(cluster)
     if access is not None:
         app[ACCESS] = access
-        app[ADMISSION] = Admission()
+        app[ADMISSION] = Admission(seats)
     else:
-        redis = None
-        if settings.server.redis_url:
-            from redis.asyncio import Redis
-
-            redis = Redis.from_url(settings.server.redis_url)
-        interaction = build_interaction(app, settings, redis)
+        interaction = build_interaction(app, settings, cluster)
 
         async def paywall_ctx(app: web.Application) -> AsyncIterator[None]:
-            seats: Seats
-            if redis is not None:
-                seats = RedisSeats(redis)
-                await seats.start()
-            else:
-                seats = LocalSeats()
+            await seats.start()
             admission = Admission(seats)
             paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
@@ -88,12 +99,10 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             await interaction.close()
             await paywall.close()
             await seats.close()
-            if redis is not None:
-                await redis.aclose()
 
         app.cleanup_ctx.append(paywall_ctx)
         paywall_http.setup_routes(app)
-        app[replay_http.RECORDINGS] = RecordingLibrary(
+        app[replay_http.RECORDINGS] = Replays(
             settings.server.data_dir, storage if publishing else None, proxy=settings.recording.storage_proxy)
         replay_http.setup_routes(app)
         dashboard_http.setup_routes(app)
@@ -155,7 +164,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
 
     app.cleanup_ctx.append(rooms_ctx)
     setup_routes(app)
-    install_ops(app, settings, rooms, metrics, with_paywall=access is None,
+    install_ops(app, settings, rooms, metrics, cluster, with_paywall=access is None,
                 storage=storage if publishing else None)
 
     async def index(request: web.Request) -> web.StreamResponse:

@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         if not rest or rest[0] != "migrate":
             print("usage: stagepass storage migrate [serve options]", file=sys.stderr)
             return 2
-        from mediaserver.storage.migrate import migrate
+        from mediaserver.packaging.migrate import migrate
 
         return migrate(rest[1:])
     if args.command == "set-role":

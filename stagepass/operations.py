@@ -6,10 +6,11 @@ from typing import Any, AsyncIterator, Optional
 
 from aiohttp import web
 
+from core.cluster import Cluster
 from core.settings import Settings
 from mediaserver.live.room import RoomRegistry
 
-from ops.health import Readiness, data_dir_check, database_check, redis_check, storage_check
+from ops.health import Readiness, cluster_check, data_dir_check, database_check, storage_check
 from ops import admin
 from stagepass.keys import PACKAGING
 from ops.http import METRICS, READINESS, setup_routes
@@ -19,8 +20,9 @@ __all__ = ["install_ops"]
 
 
 def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, metrics: Metrics,
-                with_paywall: bool, storage: Optional[Any] = None) -> None:
+                cluster: Cluster, with_paywall: bool, storage: Optional[Any] = None) -> None:
     """``metrics`` must be the ``rooms``' observer (``RoomRegistry(settings, metrics)``);
+    ``cluster``: a shared one is a readiness check (``redis``);
     ``storage``: where replays are published, when not the data dir (a readiness check)."""
     app[METRICS] = metrics
     readiness = Readiness()
@@ -44,18 +46,14 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
                                 "orders": lambda: orders[0].metrics() if orders else None})
 
     async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
-        close_redis = None
-        if settings.server.redis_url:
-            check, close_redis = redis_check(settings.server.redis_url, timeout=1.0)
-            readiness.add("redis", check)
+        if cluster.shared:
+            readiness.add(cluster.kind, cluster_check(cluster))
         metrics.lag_sampler.start()
         jobs = app.get(PACKAGING)  # its context runs before this one
         if jobs is not None:
             jobs.listeners.append(metrics.recording_packaged)
         yield
         await metrics.lag_sampler.close()
-        if close_redis is not None:
-            await close_redis()
 
     app.cleanup_ctx.append(ops_ctx)
     if with_paywall:

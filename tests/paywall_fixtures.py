@@ -55,26 +55,35 @@ async def paywall_app(aiohttp_server, tmp_path, database_url):
 
 
 @contextlib.asynccontextmanager
+async def flushed_redis(redis_db: int, **options: Any) -> AsyncIterator[Any]:
+    """A client of the machine's Redis database ``redis_db``, flushed before and after."""
+    import redis.asyncio as aioredis
+
+    r = aioredis.from_url(f"redis://127.0.0.1:6379/{redis_db}", **options)
+    await r.flushdb()
+    try:
+        yield r
+    finally:
+        await r.flushdb()
+        await r.aclose()
+
+
+@contextlib.asynccontextmanager
 async def two_nodes_on_redis(aiohttp_server, tmp_path, redis_db: int) -> AsyncIterator[list[str]]:
     """Two Stagepass nodes sharing one SQLite database and Redis database ``redis_db``
     (flushed before and after); yields their base URLs."""
-    import redis.asyncio as aioredis
-
     url = f"redis://127.0.0.1:6379/{redis_db}"
-    r = aioredis.from_url(url)
-    await r.flushdb()
     db = f"sqlite:///{tmp_path / 'shared.db'}"
     servers = []
-    try:
-        for name in ("a", "b"):
-            app = create_app(paywall_settings(tmp_path / name, db, redis_url=url))
-            servers.append(await aiohttp_server(app))
-        yield [str(s.make_url("")).rstrip("/") for s in servers]
-    finally:
-        for s in servers:
-            await s.close()
-        await r.flushdb()
-        await r.aclose()
+    async with flushed_redis(redis_db):
+        try:
+            for name in ("a", "b"):
+                app = create_app(paywall_settings(tmp_path / name, db, redis_url=url))
+                servers.append(await aiohttp_server(app))
+            yield [str(s.make_url("")).rstrip("/") for s in servers]
+        finally:
+            for s in servers:
+                await s.close()
 
 
 class Api:

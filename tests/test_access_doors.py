@@ -99,7 +99,7 @@ async def test_the_same_refused_token_gets_the_same_code_at_all_four_doors(doors
     tokens = app[PAYWALL].tokens
     rec = knock.rec_id
 
-    # one expired token, whatever it was for: token_expired everywhere (WHEP said "forbidden")
+    # one expired token, whatever it was for: token_expired everywhere (WHIP, WHEP and the chat said "unauthorized")
     expired_view, _ = tokens.mint(viewer.user["id"], "view:maths", ttl=-5)
     got = await knock.all(expired_view)
     assert got == {"whip": (401, "token_expired"), "whep": (401, "token_expired"),

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-import mediaserver.recording.recorder as recorder_module
+import mediaserver.recording.writer as writer_module
 from stagepass.app import create_app
 from signalling.whip import ROOMS
 from tests.browser import SCREENSHOTS, open_page
@@ -88,14 +88,14 @@ async def test_studio_creates_room_goes_live_and_runs_the_room(aiohttp_server, t
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     # A switchable full disk for the recorder (the real writer, failing as on ENOSPC).
     disk = {"full": False}
-    real_mux = recorder_module._Writer.mux
+    real_mux = writer_module.RecordingWriter.mux
 
     def mux(self, packet):
         if disk["full"]:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_mux(self, packet)
 
-    monkeypatch.setattr(recorder_module._Writer, "mux", mux)
+    monkeypatch.setattr(writer_module.RecordingWriter, "mux", mux)
     app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
     server = await aiohttp_server(app)
     base = str(server.make_url("")).rstrip("/")

@@ -7,7 +7,7 @@ import gc
 import logging
 
 from mediaserver.packaging.jobs import PackagingJobs
-from mediaserver.packaging.vod import read_manifest
+from mediaserver.recording.manifest import read_manifest
 from tests.test_vod import OPTIONS, copy_recording, make_recording
 
 

@@ -2,8 +2,8 @@
 
 * one node (in-process seats): a second device ends the first when ``max_devices`` is 1,
   both stay with 2, and a device that leaves gives its seat back;
-* two nodes sharing one database and one Redis (``RedisSeats``): taking a seat on one
-  node ends the session on the other, and a refund ends sessions on every node.
+* two nodes sharing one database and one Redis (``Seats`` on a ``RedisCluster``): taking a
+  seat on one node ends the session on the other, and a refund ends sessions on every node.
 """
 
 from __future__ import annotations
@@ -14,16 +14,17 @@ from typing import Optional
 import pytest
 from redis.asyncio import Redis
 
-from stagepass.app import create_app
+from stagepass.app import CLUSTER, create_app
 from paywall.http import PAYWALL
 from signalling.whip import ADMISSION, ROOMS
 from tests.conftest import wait_for
 from tests.paywall_fixtures import (
-    Api, buy, paid_room, paywall_settings, view_token,
+    Api, buy, flushed_redis, paid_room, paywall_settings, view_token,
 )
 from tests.peers import Publisher, Viewer
 
-REDIS_URL = "redis://127.0.0.1:6379/11"  # this file's own database number
+REDIS_DB = 11  # this file's own database number
+REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
 class TokenViewer(Viewer):
@@ -141,13 +142,8 @@ async def test_two_devices_both_stay_and_a_leaving_device_frees_its_seat(paywall
 # ---------------------------------------------------------------------- two nodes
 @pytest.fixture
 async def redis_db():
-    redis = Redis.from_url(REDIS_URL)
-    await redis.flushdb()
-    try:
+    async with flushed_redis(REDIS_DB) as redis:
         yield redis
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
 
 
 @pytest.fixture
@@ -170,7 +166,7 @@ async def seat_holders(redis: Redis, user_id: int) -> set[str]:
 @pytest.mark.slow
 async def test_a_seat_taken_on_another_node_ends_the_session_here(two_nodes, redis_db):
     (base_a, app_a), (base_b, app_b) = two_nodes
-    assert type(app_a[ADMISSION].seats).__name__ == "RedisSeats"
+    assert app_a[ADMISSION].seats.cluster is app_a[CLUSTER] and app_a[CLUSTER].kind == "redis"
     creator = await Api.sign_up(base_a, "creator")
     await paid_room(creator, max_devices=1)
     viewer = await Api.sign_up(base_a, "viewer")
@@ -208,9 +204,10 @@ async def test_a_seat_taken_on_another_node_ends_the_session_here(two_nodes, red
     assert app_a[PAYWALL] is not app_b[PAYWALL]
 
 
-async def subscribed_client(redis: Redis, seats) -> Optional[dict]:
-    """The Redis client entry of ``seats``' eviction subscription, if it is connected."""
-    conn = seats._listener._pubsub.connection
+async def subscribed_client(redis: Redis, cluster) -> Optional[dict]:
+    """The Redis client entry of the cluster's pub/sub connection (where the seats hear
+    evictions), if it is connected."""
+    conn = cluster._subscriber.connection
     writer = getattr(conn, "_writer", None) if conn is not None else None
     if writer is None or writer.is_closing():
         return None
@@ -232,15 +229,15 @@ async def test_evictions_still_arrive_after_the_redis_connection_drops(two_nodes
     peers: list = []
     try:
         on_a = await play(base_a, await view_token(viewer, "maths"), peers)
-        # drop node A's eviction subscription (only that one connection, this test's own)
-        seats_a = app_a[ADMISSION].seats
-        client = await subscribed_client(redis_db, seats_a)
+        # drop node A's pub/sub connection (only that one connection, this test's own)
+        cluster_a = app_a[CLUSTER]
+        client = await subscribed_client(redis_db, cluster_a)
         assert client is not None
         assert await redis_db.client_kill_filter(_id=client["id"]) == 1
         # give a recovering node time to subscribe again (the last assertion decides)
         deadline = asyncio.get_running_loop().time() + 5
         while asyncio.get_running_loop().time() < deadline:
-            again = await subscribed_client(redis_db, seats_a)
+            again = await subscribed_client(redis_db, cluster_a)
             if again is not None and again["id"] != client["id"]:
                 break
             await asyncio.sleep(0.2)
@@ -256,14 +253,16 @@ async def test_evictions_still_arrive_after_the_redis_connection_drops(two_nodes
 async def test_redis_seats_say_why_a_holder_is_evicted(redis_db):
     """Evictions carry their reason across nodes (a newer device, or a refund); a bare
     holder, as published by an older node, still means a taken seat."""
-    from paywall.seats import REVOKED, SEAT_TAKEN, RedisSeats
+    from core.cluster import RedisCluster
+    from paywall.seats import CHANNEL, REVOKED, SEAT_TAKEN, Seats
 
     heard: list[tuple[str, str]] = []
 
     async def on_evict(holder: str, reason: str) -> None:
         heard.append((holder, reason))
 
-    a, b = RedisSeats(redis_db), RedisSeats(redis_db)
+    node_a, node_b = RedisCluster.from_url(REDIS_URL), RedisCluster.from_url(REDIS_URL)
+    a, b = Seats(node_a), Seats(node_b)
     b.on_evict = on_evict
     await a.start()
     await b.start()
@@ -272,7 +271,7 @@ async def test_redis_seats_say_why_a_holder_is_evicted(redis_db):
         assert await a.take("maths:1", "s2", 1) == ["s1"]
         assert await a.take("maths:1", "s3", 2) == []
         assert sorted(await a.evict_all("maths:1")) == ["s2", "s3"]
-        await redis_db.publish(a.channel, "legacy-holder")
+        await redis_db.publish(f"stagepass:{REDIS_DB}:{CHANNEL}", "legacy-holder")
         await wait_for(lambda: len(heard) == 4, timeout=5)
         assert heard[0] == ("s1", SEAT_TAKEN)
         assert sorted(heard[1:3]) == [("s2", REVOKED), ("s3", REVOKED)]
@@ -280,3 +279,5 @@ async def test_redis_seats_say_why_a_holder_is_evicted(redis_db):
     finally:
         await a.close()
         await b.close()
+        await node_a.close()
+        await node_b.close()

@@ -25,17 +25,13 @@ from aiortc.rtcrtpparameters import RTCRtpCodecParameters
 from aiortc.rtp import RtpPacket
 
 from mediaserver.recording import recorder as recorder_module
+from mediaserver.recording import writer as writer_module
 from mediaserver.sfu.fanout import Fanout
 from mediaserver.recording.frame_assembler import FrameAssembler
 from core.logs import context_logger
-from mediaserver.recording.recorder import (
-    MANIFEST_NAME,
-    Recorder,
-    choose_container,
-    opus_head,
-    read_manifest,
-    recording_dir,
-)
+from mediaserver.recording.container import choose_container, opus_head
+from mediaserver.recording.manifest import MANIFEST_NAME, read_manifest, recording_dir
+from mediaserver.recording.recorder import Recorder
 from mediaserver.live.room import Broadcast
 from core.tasks import TaskOwner
 from signalling.whip import ROOMS
@@ -420,13 +416,13 @@ async def test_disk_full_keeps_the_partial_recording_and_says_so(tmp_path):
 async def test_writer_falling_behind_drops_frames_not_the_loop(tmp_path, monkeypatch):
     clock = Clock(1_700_000_000.0)
     gate = threading.Event()
-    real_frame = recorder_module._Writer._frame
+    real_frame = writer_module.RecordingWriter._frame
 
     def slow_frame(self, *args):
         gate.wait(10)  # the disk is stalled
         return real_frame(self, *args)
 
-    monkeypatch.setattr(recorder_module._Writer, "_frame", slow_frame)
+    monkeypatch.setattr(writer_module.RecordingWriter, "_frame", slow_frame)
     rec, fanouts, tasks = await make_recorder(tmp_path, {"video": "VP8"}, clock, max_queued=10)
     for f in fanouts.values():
         f.attach_source(None)
@@ -664,7 +660,7 @@ async def test_server_shutdown_finalizes_the_recording(live, settings):
 async def test_write_error_is_recorded_and_viewers_keep_watching(live, settings, monkeypatch):
     base, app = live
     calls = {"n": 0}
-    real_mux = recorder_module._Writer.mux
+    real_mux = writer_module.RecordingWriter.mux
 
     def failing_mux(self, packet):
         calls["n"] += 1
@@ -672,7 +668,7 @@ async def test_write_error_is_recorded_and_viewers_keep_watching(live, settings,
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         real_mux(self, packet)
 
-    monkeypatch.setattr(recorder_module._Writer, "mux", failing_mux)
+    monkeypatch.setattr(writer_module.RecordingWriter, "mux", failing_mux)
     publisher = Publisher(base)
     viewer = Viewer(base)
     assert await publisher.publish("demo", KEY) == 201

@@ -24,8 +24,10 @@ from yarl import URL
 
 from stagepass.access_log import RedactingAccessLogger
 from stagepass.app import create_app
-from mediaserver.packaging.library import RecordingLibrary, parse_playlist, signed_playlist
-from mediaserver.packaging.vod import PackageOptions, package_recording
+from mediaserver.packaging.options import PackageOptions
+from mediaserver.packaging.packager import package_recording
+from mediaserver.packaging.playlist import parse_playlist, signed_playlist
+from mediaserver.packaging.replays import Replays
 from paywall.http import PAYWALL
 from paywall.replay_http import RECORDINGS
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
@@ -99,7 +101,7 @@ def test_signed_playlist_signs_every_segment_and_cuts_the_preview(packaged):
 
 def test_library_refuses_unsafe_names_and_links(packaged, tmp_path):
     rec_id = install(packaged, tmp_path, "maths")
-    library = RecordingLibrary(tmp_path)
+    library = Replays(tmp_path)
     rec = library.get(rec_id)
     assert rec is not None and rec.ready and rec.room == "maths"
     assert library.file(rec, "seg-00000.ts") is not None
@@ -401,7 +403,7 @@ async def test_live_class_becomes_a_paid_replay_in_sync(paywall_app, tmp_path):
         assert got == 200
         (out / "hls" / seg.uri.split("?")[0]).write_bytes(payload)
     (out / "hls" / "index.m3u8").write_text(signed_playlist(data.decode().replace(
-        f"?{RecordingLibrary.token_query(minted['token'])}", ""), ""))
+        f"?{Replays.token_query(minted['token'])}", ""), ""))
     _, played = read_hls(out)
     video = all_video(played)
     check_continuous(video, max_step_ms=120)

@@ -31,14 +31,15 @@ from stagepass import cli
 from stagepass.access_log import RedactingAccessLogger
 from stagepass.app import PACKAGING, create_app
 from core.settings import ConfigError, Settings
-from mediaserver.packaging.library import parse_playlist
+from mediaserver.packaging.playlist import parse_playlist
 from mediaserver.storage import open_storage
 from mediaserver.storage.base import StorageError, parse_storage_url
 from mediaserver.storage.s3 import S3Storage
 from paywall.replay_http import RECORDINGS, UPLOADS
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings
 from tests.s3 import S3Bucket, aws_env, moto_endpoint, s3, start_moto  # noqa: F401 (fixtures)
-from mediaserver.packaging.vod import PackageOptions, package_recording
+from mediaserver.packaging.options import PackageOptions
+from mediaserver.packaging.packager import package_recording
 from tests.tcp_proxy import TcpProxy
 from tests.test_crash_restart import ROOT, _free_port
 from tests.test_vod import all_audio, all_video, check_continuous, make_recording, read_hls

@@ -5,6 +5,7 @@ import secrets
 import pytest
 import redis.asyncio as aioredis
 
+from core.cluster import LocalCluster, RedisCluster
 from interaction.server import InteractionServer
 from interaction.tips import TipService, pin_seconds
 from tests.conftest import wait_for
@@ -70,12 +71,15 @@ async def test_with_redis_a_tip_is_announced_once_across_nodes_and_restarts():
         pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
     order_id = secrets.token_hex(12)
     try:
-        first, restarted = TipService(InteractionServer(), r), TipService(InteractionServer(), r)
+        node_a, node_b = RedisCluster.from_url(REDIS_URL), RedisCluster.from_url(REDIS_URL)
+        first, restarted = TipService(InteractionServer(), node_a), TipService(InteractionServer(), node_b)
         assert await first._claim(order_id)
         assert not await first._claim(order_id)
         assert not await restarted._claim(order_id)  # another node, or this one after a restart
         assert 0 < await r.ttl(f"stagepass:tip-announced:{order_id}") <= 90 * 86400
-        assert await TipService(InteractionServer())._claim(order_id)  # without Redis: per process only
+        assert await TipService(InteractionServer(), LocalCluster())._claim(order_id)  # one process only
+        await node_a.close()
+        await node_b.close()
     finally:
         await r.delete(f"stagepass:tip-announced:{order_id}")
         await r.aclose()

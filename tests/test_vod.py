@@ -1,4 +1,4 @@
-"""VOD packaging (mediaserver/packaging/vod.py) and its job runner (mediaserver/packaging/jobs.py).
+"""Packaging (mediaserver/packaging/packager.py and its passes) and its job runner (mediaserver/packaging/jobs.py).
 
 Recordings are generated here with PyAV the way the recorder writes them (packet times
 in ms on the broadcast clock, a fresh encoder -- so a new IDR and parameter sets -- for
@@ -26,7 +26,9 @@ import numpy as np
 import pytest
 
 from mediaserver.packaging.jobs import PackagingJobs
-from mediaserver.packaging.vod import JobCancelled, PackageOptions, package_recording, read_manifest
+from mediaserver.packaging.options import JobCancelled, PackageOptions
+from mediaserver.packaging.packager import package_recording
+from mediaserver.recording.manifest import read_manifest
 from tests.peers import draw_number, read_number
 
 MS = Fraction(1, 1000)
@@ -603,9 +605,9 @@ async def test_jobs_keep_the_loop_responsive_and_close_mid_job(recordings, tmp_p
 @pytest.mark.parametrize("same", [True, False])
 def test_stereo_opus_with_mono_content_becomes_mono_aac(tmp_path, same):
     """Browsers announce stereo Opus and send mono speech: AAC is mono then."""
-    from mediaserver.packaging.vod import _AudioTimeline
+    from mediaserver.packaging.audio import AudioTimeline
 
-    timeline = _AudioTimeline(tmp_path / "a.adts", 64000)
+    timeline = AudioTimeline(tmp_path / "a.adts", 64000)
     for i in range(50):  # 1 s of 20 ms frames
         t = (np.arange(960) + i * 960) / 48000
         left = np.sin(2 * math.pi * 440 * t).astype(np.float32) * 0.3

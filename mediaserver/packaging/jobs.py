@@ -1,8 +1,8 @@
 """``PackagingJobs``: the background job that turns finished recordings into HLS replays.
 
-One worker task (owned by a ``TaskOwner``) takes recording folders from a queue, one at
-a time, and runs :func:`mediaserver.packaging.vod.package_recording` in a dedicated thread, so the
-event loop that carries the live rooms stays responsive (PyAV releases the GIL while it
+A :class:`core.job_queue.JobQueue` takes recording folders one at a time and runs
+:func:`mediaserver.packaging.packager.package_recording` in a dedicated thread, so the event
+loop that carries the live rooms stays responsive (PyAV releases the GIL while it
 decodes, encodes and muxes). That thread runs at a lower CPU priority (nice +10, Linux),
 and so do the libx264 threads it starts, so a transcode yields the CPU to live media.
 
@@ -31,16 +31,11 @@ from pathlib import Path
 from typing import Awaitable, Callable, Optional, Union
 
 from core.cpu import lower_thread_priority
+from core.job_queue import JobQueue
 from core.logs import context_logger
-from core.tasks import TaskOwner
-from mediaserver.packaging.vod import (
-    MANIFEST_NAME,
-    JobCancelled,
-    PackageOptions,
-    package_recording,
-    read_manifest,
-    update_manifest,
-)
+from mediaserver.packaging.options import JobCancelled, PackageOptions
+from mediaserver.packaging.packager import package_recording
+from mediaserver.recording.manifest import read_manifest, recording_manifests, update_manifest
 
 __all__ = ["PackagingJobs"]
 
@@ -67,7 +62,7 @@ class PackagingJobs:
     ) -> None:
         self.data_dir = Path(data_dir)
         self.options = options or PackageOptions()
-        self.log = logger or logging.getLogger("stagepass.vod")
+        self.log = logger or logging.getLogger("stagepass.packaging")
         self.max_attempts = max_attempts
         #: (room, broadcast) -> True while that broadcast is being recorded in this
         #: process; such a "recording" folder is not a crash left-over
@@ -77,29 +72,23 @@ class PackagingJobs:
         self.listeners: list[Listener] = []
         self.finished = 0
         self.failed = 0
-        self.current: Optional[Path] = None
         self.progress: Optional[int] = None
-        self._queue: asyncio.Queue[Path] = asyncio.Queue()
-        self._queued: set[Path] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
+        self._jobs = JobQueue("packaging", self._job, self.log)
         self._stop = threading.Event()
-        self._tasks = TaskOwner(self.log)
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="vod-packager",
+            max_workers=1, thread_name_prefix="packager",
             initializer=lower_thread_priority if lower_priority else None,
         )
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._started = False
         self._closed = False
+
+    @property
+    def current(self) -> Optional[Path]:
+        """The recording folder being packaged, if any."""
+        return self._jobs.current
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        if self._started:
-            return
-        self._started = True
-        self._loop = asyncio.get_running_loop()
-        self._tasks.spawn(self._work(), name="vod-packaging-worker")
+        await self._jobs.start()
 
     async def close(self) -> None:
         """Stop the running job (it resumes on the next start) and the worker."""
@@ -107,40 +96,24 @@ class PackagingJobs:
             return
         self._closed = True
         self._stop.set()
-        await self._tasks.close()
+        await self._jobs.close()
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ queue
     def enqueue(self, directory: Path | str) -> bool:
         """Queue one recording folder; False if it is already queued or running."""
-        path = Path(directory).resolve()
-        if self._closed or path in self._queued or path == self.current:
-            return False
-        self._queued.add(path)
-        self._idle.clear()
-        self._queue.put_nowait(path)
-        return True
+        return self._jobs.enqueue(directory)
 
     async def resume(self) -> list[Path]:
         """Queue the recordings a previous run left unpackaged; returns them."""
-        loop = asyncio.get_running_loop()
-        found, gave_up = await loop.run_in_executor(None, self._scan)
-        for path, attempts in gave_up:
-            self.log.error("packaging of %s crashed %d times: giving up", path, attempts)
-        queued = [p for p in found if self.enqueue(p)]
+        queued = await self._jobs.resume(self._scan)
         if queued:
             self.log.info("resuming packaging of %d recording(s)", len(queued))
         return queued
 
-    def _scan(self) -> tuple[list[Path], list[tuple[Path, int]]]:
+    def _scan(self) -> list[Path]:
         found: list[Path] = []
-        gave_up: list[tuple[Path, int]] = []
-        for manifest_path in sorted(self.data_dir.glob(f"recordings/*/*/{MANIFEST_NAME}")):
-            directory = manifest_path.parent.resolve()
-            try:
-                m = read_manifest(directory)
-            except (OSError, ValueError):
-                continue
+        for directory, m in recording_manifests(self.data_dir):
             status = m.get("status")
             packaging = m.get("packaging") or {}
             if status == "recorded":
@@ -159,51 +132,44 @@ class PackagingJobs:
                         update_manifest(directory, status="failed", error=message, packaging=packaging)
                     except OSError:
                         pass
-                    gave_up.append((directory, attempts))
+                    self.log.error("packaging of %s crashed %d times: giving up", directory, attempts)
                 else:
                     found.append(directory)
-        return found, gave_up
+        return found
 
     async def join(self) -> None:
         """Wait until the queue is empty and no job runs (tests, benchmarks)."""
-        await self._idle.wait()
+        await self._jobs.join()
 
     def state(self) -> dict:
         return {
             "current": str(self.current) if self.current else None,
             "progress": self.progress,
-            "queued": len(self._queued),
+            "queued": self._jobs.queued,
             "finished": self.finished,
             "failed": self.failed,
         }
 
     # ------------------------------------------------------------------ worker
-    async def _work(self) -> None:
-        while True:
-            path = await self._queue.get()
-            self._queued.discard(path)
-            self.current, self.progress = path, 0
+    async def _job(self, path: Path) -> None:
+        self.progress = 0
+        try:
+            manifest = await self._run(path)
+        except JobCancelled:
+            manifest = None
+        except Exception as exc:  # recorded in the manifest by package_recording
+            self.failed += 1
+            self.log.warning("packaging of %s failed: %s", path, exc)
             try:
-                manifest = await self._run(path)
-            except asyncio.CancelledError:
-                raise
-            except JobCancelled:
-                manifest = None
-            except Exception as exc:  # recorded in the manifest by package_recording
-                self.failed += 1
-                self.log.warning("packaging of %s failed: %s", path, exc)
-                try:
-                    manifest = read_manifest(path)
-                except (OSError, ValueError):
-                    manifest = {"status": "failed", "error": str(exc)}
-            else:
-                self.finished += 1
-            finally:
-                self.current, self.progress = None, None
-                if self._queue.empty():
-                    self._idle.set()
-            if manifest is not None:
-                await self._notify(path, manifest)
+                manifest = read_manifest(path)
+            except (OSError, ValueError):
+                manifest = {"status": "failed", "error": str(exc)}
+        else:
+            self.finished += 1
+        finally:
+            self.progress = None
+        if manifest is not None:
+            await self._notify(path, manifest)
 
     async def _run(self, path: Path) -> dict:
         loop = asyncio.get_running_loop()
@@ -211,7 +177,7 @@ class PackagingJobs:
         def on_progress(value: int) -> None:
             loop.call_soon_threadsafe(setattr, self, "progress", value)
 
-        log = context_logger("stagepass.vod", path.parent.name, path.name[:8])
+        log = context_logger("stagepass.packaging", path.parent.name, path.name[:8])
         future = self._executor.submit(
             package_recording, path, self.options, stop=self._stop, on_progress=on_progress, log=log,
         )

@@ -1,1 +1,2 @@
-"""Recording while live: the crash-safe writer and frame assembly."""
+"""Recording while live: the recorder, its media clock, its crash-safe writer and file
+format, frame assembly, and the folder's manifest."""

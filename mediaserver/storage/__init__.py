@@ -1,7 +1,8 @@
 """The storage seam for finished media (local disk or S3-compatible object storage).
 
-``open_storage(settings)`` builds the configured backend; ``ReplayUploads`` publishes
-packaged replays to it, ``StoredReplays`` finds them again from any node.
+``open_storage(settings)`` builds the configured backend; ``ReplayUploads``
+(``mediaserver.packaging.uploads``) publishes packaged replays to it, ``StoredReplays``
+(``mediaserver.packaging.stored_replays``) finds them again from any node.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
-"""VOD packaging cost: remux (H.264) against transcode (VP8), and the job runner's latency.
+"""Packaging cost: remux (H.264) against transcode (VP8), and the job runner's latency.
 
 Generates synthetic recordings the way the recorder writes them (tests/test_vod.py's
 ``make_recording``: numbered 640x480 frames at 30 fps with a noise band and motion, a
 440 Hz Opus tone, ms timestamps), then:
 
-1. packages each one ``--runs`` times with ``mediaserver.packaging.vod.package_recording`` and
+1. packages each one ``--runs`` times with ``mediaserver.packaging.packager.package_recording`` and
    prints the median wall time and process CPU time per minute of recording. Rows:
 
    * ``h264 remux``: H.264 with a keyframe every 2 s (a publisher asked for keyframes):
@@ -18,7 +18,7 @@ Generates synthetic recordings the way the recorder writes them (tests/test_vod.
    and how late a 10 ms timer on the event loop fires meanwhile (the live rooms share that
    loop), against the same timer on an idle loop measured in the same run.
 
-    .venv/bin/python benchmarks/vod.py [--seconds 60] [--runs 3] [--size 640x480] [--keep DIR]
+    .venv/bin/python benchmarks/replay_packaging.py [--seconds 60] [--runs 3] [--size 640x480] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mediaserver.packaging.jobs import PackagingJobs  # noqa: E402
-from mediaserver.packaging.vod import PackageOptions, package_recording, read_manifest  # noqa: E402
+from mediaserver.packaging.options import PackageOptions  # noqa: E402
+from mediaserver.packaging.packager import package_recording  # noqa: E402
+from mediaserver.recording.manifest import read_manifest  # noqa: E402
 from tests.test_vod import make_recording  # noqa: E402
 
 CASES = [
@@ -155,7 +157,7 @@ def main() -> None:
     ap.add_argument("--json", help="also write every number to this file")
     args = ap.parse_args()
     size = tuple(int(v) for v in args.size.split("x"))
-    workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="vod-bench-"))
+    workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="packaging-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         print(f"machine: {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}; recordings {args.seconds:.0f} s "

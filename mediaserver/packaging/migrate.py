@@ -13,8 +13,8 @@ import asyncio
 import sys
 
 from core.settings import ConfigError, Settings
-from . import StorageError, open_storage, publishes
-from .uploads import PUBLISHABLE, ReplayUploads
+from mediaserver.packaging.uploads import PUBLISHABLE, ReplayUploads
+from mediaserver.storage import StorageError, open_storage, publishes
 
 __all__ = ["migrate"]
 

@@ -1,8 +1,8 @@
-"""``RecordingLibrary``: the recordings on disk as replays (lookup, listing, safe files).
+"""``Replays``: the recordings on disk (and in the store) as replays: lookup, listing, safe files.
 
-A recording is ``{data_dir}/recordings/{room}/{broadcast}/`` (see ``recorder`` and
-``vod``); its id is the broadcast id. This module only reads what the recorder and the
-packager wrote; it knows nothing of HTTP or payment.
+A recording is ``{data_dir}/recordings/{room}/{broadcast}/`` (see ``recording.recorder``
+and ``packaging.packager``); its id is the broadcast id. This module only reads what the
+recorder and the packager wrote; it knows nothing of HTTP or payment.
 
 **Path safety.** A file of a replay is reachable only by a name from a fixed set
 (``index.m3u8``, ``seg-NNNNN.ts``, the poster and thumbnails), inside the recording's own
@@ -15,10 +15,7 @@ gone from this disk, or the replay may have been recorded on another node: :meth
 :meth:`recordings`, :meth:`playlist_text` and :meth:`stored_object` look there too, with
 the same fixed set of names. A local file, when present, is still preferred.
 
-**Playlists.** :func:`signed_playlist` rewrites the VOD playlist so that every segment
-URI carries the caller's query (the replay token), and optionally stops at a preview
-limit: the preview playlist keeps the segments that start before the limit, and ends
-with ``EXT-X-ENDLIST`` like the full one.
+The playlist itself is read and rewritten by ``packaging.playlist``.
 """
 
 from __future__ import annotations
@@ -36,30 +33,16 @@ from typing import Optional
 from urllib.parse import quote
 
 from core.cpu import off_loop
-from mediaserver.recording.recorder import MANIFEST_NAME, read_manifest
+from mediaserver.packaging.files import DOWNLOAD_NAME, PLAYLIST, object_name
+from mediaserver.packaging.playlist import parse_playlist, segment_start
+from mediaserver.recording.manifest import MANIFEST_NAME, read_manifest
 from mediaserver.storage.base import Storage
-from mediaserver.storage.stored_replays import StoredReplays
-from mediaserver.packaging.vod import HLS_DIR, PLAYLIST
+from mediaserver.packaging.stored_replays import StoredReplays
 
-__all__ = [
-    "DOWNLOAD_NAME", "PUBLIC_FILES", "RECORDING_ID_RE", "RecordingLibrary", "Recording",
-    "Segment", "parse_playlist", "signed_playlist",
-]
+__all__ = ["RECORDING_ID_RE", "Recording", "Replays"]
 
 log = logging.getLogger("stagepass.replay")
 RECORDING_ID_RE = re.compile(r"^[0-9a-f]{16}$")
-SEGMENT_RE = re.compile(r"^seg-\d{5}\.ts$")
-#: images of a replay that the catalog shows to everyone (no token)
-PUBLIC_FILES = frozenset({"poster.jpg", "thumbs.jpg", "thumbs.vtt", "thumbs.json"})
-#: the whole replay as one MPEG-TS file (the segments concatenated), built on demand
-DOWNLOAD_NAME = "download.ts"
-
-
-@dataclass(frozen=True)
-class Segment:
-    uri: str
-    start_ms: int
-    duration_ms: int
 
 
 @dataclass(frozen=True)
@@ -115,44 +98,6 @@ def _iso(unix: float) -> str:
     return dt.datetime.fromtimestamp(unix, dt.timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def parse_playlist(text: str) -> tuple[list[str], list[tuple[list[str], Segment]]]:
-    """Split a VOD playlist into its header lines and (tag lines, segment) pairs."""
-    header: list[str] = []
-    segments: list[tuple[list[str], Segment]] = []
-    pending: list[str] = []
-    t = 0.0
-    duration = 0.0
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line == "#EXT-X-ENDLIST":
-            continue
-        if line.startswith("#"):
-            if line.startswith("#EXTINF:"):
-                duration = float(line[8:].split(",", 1)[0])
-            if not segments and not pending and not line.startswith(("#EXTINF", "#EXT-X-DISCONTINUITY")):
-                header.append(line)
-            else:
-                pending.append(line)
-            continue
-        segments.append((pending, Segment(line, round(t * 1000), round(duration * 1000))))
-        t += duration
-        pending = []
-    return header, segments
-
-
-def signed_playlist(text: str, query: str, limit_ms: Optional[int] = None) -> str:
-    """The playlist with ``?query`` on every segment URI, cut at ``limit_ms`` if given."""
-    header, segments = parse_playlist(text)
-    if limit_ms is not None:
-        segments = [item for item in segments if item[1].start_ms < limit_ms] or segments[:1]
-    lines = list(header)
-    for tags, seg in segments:
-        lines += tags
-        lines.append(f"{seg.uri}?{query}" if query else seg.uri)
-    lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
-
-
 def _regular_file(path: Path) -> bool:
     try:
         st = os.lstat(path)
@@ -161,16 +106,7 @@ def _regular_file(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode)
 
 
-def object_name(name: str) -> Optional[str]:
-    """The store-relative name of a public file name of a replay (None: not one)."""
-    if name in PUBLIC_FILES:
-        return name
-    if name == PLAYLIST or SEGMENT_RE.match(name):
-        return f"{HLS_DIR}/{name}"
-    return None
-
-
-class RecordingLibrary:
+class Replays:
     def __init__(self, data_dir: Path, storage: Optional[Storage] = None, *, proxy: bool = False) -> None:
         self.root = Path(data_dir) / "recordings"
         self._download_lock = threading.Lock()
@@ -263,7 +199,7 @@ class RecordingLibrary:
 
     async def start_of(self, rec: Recording, name: str) -> Optional[int]:
         """Where segment ``name`` starts on the replay's timeline (None if not listed)."""
-        return _segment_start(await self.playlist_text(rec), name)
+        return segment_start(await self.playlist_text(rec), name)
 
     # ------------------------------------------------------------------ lookup
     def get(self, recording_id: str) -> Optional[Recording]:
@@ -312,12 +248,10 @@ class RecordingLibrary:
     # ------------------------------------------------------------------ files
     def file(self, rec: Recording, name: str) -> Optional[Path]:
         """A servable file of the replay by its public name, or None (unknown, unsafe, absent)."""
-        if name in PUBLIC_FILES:
-            path = rec.directory / name
-        elif name == PLAYLIST or SEGMENT_RE.match(name):
-            path = rec.directory / HLS_DIR / name
-        else:
+        rel = object_name(name)
+        if rel is None:
             return None
+        path = rec.directory / rel
         if not rec.ready or not _regular_file(path):
             return None
         # no link anywhere between the library root and the file
@@ -334,7 +268,7 @@ class RecordingLibrary:
 
     def segment_start_ms(self, rec: Recording, name: str) -> Optional[int]:
         """Where segment ``name`` starts on the replay's timeline (None if not listed)."""
-        return _segment_start(self.playlist(rec), name)
+        return segment_start(self.playlist(rec), name)
 
     def download(self, rec: Recording) -> Optional[Path]:
         """The replay as one MPEG-TS file (segments concatenated; built once, atomically).
@@ -368,12 +302,3 @@ class RecordingLibrary:
     def token_query(token: str) -> str:
         return f"token={quote(token, safe='')}"
 
-
-def _segment_start(playlist: Optional[str], name: str) -> Optional[int]:
-    """Where segment ``name`` starts in ``playlist`` (None if there is none or not listed)."""
-    if playlist is None:
-        return None
-    for _, seg in parse_playlist(playlist)[1]:
-        if seg.uri == name:
-            return seg.start_ms
-    return None

@@ -30,11 +30,11 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from core.job_queue import JobQueue
 from core.logs import context_logger
-from mediaserver.recording.recorder import MANIFEST_NAME, read_manifest
-from core.tasks import TaskOwner
-from mediaserver.packaging.vod import HLS_DIR, OUTPUT_FILES, update_manifest
-from .base import Storage, StorageError
+from mediaserver.packaging.files import DOWNLOAD_NAME, HLS_DIR, IMAGE_FILES
+from mediaserver.recording.manifest import MANIFEST_NAME, read_manifest, recording_manifests, update_manifest
+from mediaserver.storage.base import Storage, StorageError
 
 __all__ = ["ReplayUploads", "PUBLISHABLE", "recording_key"]
 
@@ -54,7 +54,7 @@ def _local_files(directory: Path, manifest: dict) -> dict[str, Path]:
         for p in sorted(hls.iterdir()):
             if p.is_file() and not p.is_symlink() and not p.name.startswith("."):
                 files[f"{HLS_DIR}/{p.name}"] = p
-    for name in OUTPUT_FILES:
+    for name in IMAGE_FILES:
         p = directory / name
         if p.is_file() and not p.is_symlink():
             files[name] = p
@@ -87,66 +87,33 @@ class ReplayUploads:
         self.log = logger or logging.getLogger("stagepass.storage")
         self.uploaded = 0
         self.failed = 0
-        self._queue: asyncio.Queue[Path] = asyncio.Queue()
-        self._queued: set[Path] = set()
-        self._idle = asyncio.Event()
-        self._idle.set()
-        self._tasks = TaskOwner(self.log)
-        self._closed = False
+        self._jobs = JobQueue("upload", self.publish, self.log)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        self._tasks.spawn(self._work(), name="replay-upload-worker")
+        await self._jobs.start()
 
     async def close(self) -> None:
-        self._closed = True
-        await self._tasks.close()
+        await self._jobs.close()
 
     def enqueue(self, directory: Path | str) -> bool:
-        path = Path(directory).resolve()
-        if self._closed or path in self._queued:
-            return False
-        self._queued.add(path)
-        self._idle.clear()
-        self._queue.put_nowait(path)
-        return True
+        """Queue one recording folder for upload; False if already queued or uploading."""
+        return self._jobs.enqueue(directory)
 
     async def resume(self) -> list[Path]:
         """Queue the replays a previous run left packaged, uploading or upload_failed."""
-        found = await asyncio.to_thread(self.pending, ("packaged", "uploading", "upload_failed"))
-        queued = [p for p in found if self.enqueue(p)]
+        queued = await self._jobs.resume(lambda: self.pending(("packaged", "uploading", "upload_failed")))
         if queued:
             self.log.info("resuming the upload of %d replay(s) to %s", len(queued), self.storage.location.url)
         return queued
 
     def pending(self, statuses: tuple[str, ...]) -> list[Path]:
         """Recording folders with one of ``statuses`` and not yet in the store."""
-        out = []
-        for manifest_path in sorted(self.data_dir.glob(f"recordings/*/*/{MANIFEST_NAME}")):
-            try:
-                m = read_manifest(manifest_path.parent)
-            except (OSError, ValueError):
-                continue
-            if m.get("status") in statuses and not (m.get("status") == "ready" and m.get("storage")):
-                out.append(manifest_path.parent.resolve())
-        return out
+        return [directory for directory, m in recording_manifests(self.data_dir)
+                if m.get("status") in statuses and not (m.get("status") == "ready" and m.get("storage"))]
 
     async def join(self) -> None:
-        await self._idle.wait()
-
-    async def _work(self) -> None:
-        while True:
-            path = await self._queue.get()
-            try:
-                await self.publish(path)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # recorded in the manifest by publish
-                self.log.warning("upload of %s failed: %s", path, exc)
-            finally:
-                self._queued.discard(path)
-                if self._queue.empty():
-                    self._idle.set()
+        await self._jobs.join()
 
     # ------------------------------------------------------------------ one replay
     async def publish(self, directory: Path) -> dict:
@@ -242,7 +209,7 @@ class ReplayUploads:
 
 
 def _one_line(exc: BaseException) -> str:
-    from .s3 import describe_error
+    from mediaserver.storage.s3 import describe_error
 
     text = describe_error(exc) if not isinstance(exc, StorageError) else str(exc)
     return " ".join(text.split())
@@ -257,6 +224,6 @@ def _remove_media(directory: Path, files: dict[str, Path]) -> None:
                 pass
     shutil.rmtree(directory / HLS_DIR, ignore_errors=True)
     try:
-        os.unlink(directory / "download.ts")
+        os.unlink(directory / DOWNLOAD_NAME)
     except FileNotFoundError:
         pass

@@ -14,8 +14,8 @@ import time
 from collections import OrderedDict
 from typing import Optional
 
-from mediaserver.recording.recorder import MANIFEST_NAME
-from .base import Storage
+from mediaserver.recording.manifest import MANIFEST_NAME
+from mediaserver.storage.base import Storage
 
 __all__ = ["StoredReplays"]
 
