@@ -15,13 +15,21 @@ publisher, H.264 640x480 at 30 fps, frames numbered, Opus beside it):
   **chromium POST** is the part of it from the page's WHEP ``POST`` (Resource Timing)
   to the painted frame, without loading the page and gathering its candidates.
 
-Both run against the current code (**new**) and against the behaviour before issue 10
-(**old**), in alternating blocks of ``--block`` joins so machine load hits both alike
+Modes, run in alternating blocks of ``--block`` joins so machine load hits them alike
 (each block has a fresh server and publisher, so only one publisher encodes at a time):
-the join's keyframe request made at the POST (``Fanout.add``), mDNS candidates resolved
-before answering, and ``KEYFRAME_MIN_INTERVAL`` at its old default of 1 s. The servers
-run in this process, on loopback. Prints p50/p95/max per client and mode, and the
-new/old ratio of the medians.
+
+* **new**: the current code;
+* **pages**: the current server with the pages (``web/static``) of commit ``--pages-from``
+  (default: the main of issue 10's first stop, whose ``whip.js`` waited for the whole ICE
+  gathering, minted the view token before making its offer and loaded its modules one
+  after the other), served from a copy under ``/static-base/``; Chromium only;
+* **old**: the behaviour before issue 10: the join's keyframe request made at the POST
+  (``Fanout.add``), mDNS candidates resolved before answering, and
+  ``KEYFRAME_MIN_INTERVAL`` at its old default of 1 s.
+
+The servers run in this process, on loopback. Prints p50/p95/max per client and mode,
+the ratio of each median to new's, and where a Chromium join's time goes (medians of
+each phase, from the page's Resource Timing and its peer connection's state).
 """
 
 from __future__ import annotations
@@ -32,7 +40,9 @@ import contextlib
 import json
 import os
 import signal
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -45,7 +55,7 @@ if str(ROOT) not in sys.path:  # tests/peers.py lives in the repository, not the
 
 from aiohttp import web  # noqa: E402
 
-from mediaserver.sfu import aiortc_bridge  # noqa: E402
+from mediaserver.live import remote_candidates  # noqa: E402
 from stagepass.app import create_app  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from mediaserver.sfu.fanout import Fanout  # noqa: E402
@@ -56,11 +66,25 @@ from tests.peers import Publisher, Viewer  # noqa: E402
 
 KEY = "benchmark-key"
 OLD_KEYFRAME_MIN_INTERVAL = 1.0
+#: main when issue 10's first stop landed: whip.js sent its offer after full ICE gathering
+PAGES_BASELINE = "863c2f2"
 #: the browser's own default: no fake media UI, so no camera permission and mDNS names
 CHROMIUM_FLAGS = [f for f in FLAGS if f != "--use-fake-ui-for-media-stream"]
 
 FIRST_PAINT_JS = """
 window.__firstPaint = null;
+window.__connected = null;
+// when the page's peer connection is up (ICE and DTLS), for the breakdown
+window.RTCPeerConnection = class extends window.RTCPeerConnection {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener('connectionstatechange', () => {
+      if (this.connectionState === 'connected' && window.__connected === null) {
+        window.__connected = performance.now();
+      }
+    });
+  }
+};
 document.addEventListener('DOMContentLoaded', () => {
   const v = document.getElementById('video');
   if (!v || !v.requestVideoFrameCallback) return;
@@ -72,22 +96,22 @@ document.addEventListener('DOMContentLoaded', () => {
 @contextlib.contextmanager
 def old_behaviour() -> Iterator[None]:
     """Put back what issue 10 changed on the join path, for the baseline."""
-    add, take_from = Fanout.add, aiortc_bridge.DeferredCandidates.take_from
+    add, take_from = Fanout.add, remote_candidates.DeferredCandidates.take_from
 
     def add_and_request(self: Fanout, downstream: Any) -> None:
         add(self, downstream)
         self.request_keyframe()  # at the POST, before the viewer's transport is up
 
-    def keep_all(sdp: str) -> tuple[str, aiortc_bridge.DeferredCandidates]:
-        return sdp, aiortc_bridge.DeferredCandidates()  # aiortc resolves them before answering
+    def keep_all(sdp: str) -> tuple[str, remote_candidates.DeferredCandidates]:
+        return sdp, remote_candidates.DeferredCandidates()  # aiortc resolves them before answering
 
     Fanout.add = add_and_request  # type: ignore[method-assign]
-    aiortc_bridge.DeferredCandidates.take_from = staticmethod(keep_all)  # type: ignore[assignment]
+    remote_candidates.DeferredCandidates.take_from = staticmethod(keep_all)  # type: ignore[assignment]
     try:
         yield
     finally:
         Fanout.add = add  # type: ignore[method-assign]
-        aiortc_bridge.DeferredCandidates.take_from = take_from  # type: ignore[method-assign]
+        remote_candidates.DeferredCandidates.take_from = take_from  # type: ignore[method-assign]
 
 
 class Server:
@@ -100,6 +124,7 @@ class Server:
         if mode == "old":
             self.settings.media.keyframe_min_interval = OLD_KEYFRAME_MIN_INTERVAL
         self.settings.validate()
+        self.static_base: Optional[Path] = None  #: "pages" mode: the baseline's web/static
         self.mdns_offers = 0
         self.base = ""
         self._runner: Optional[web.AppRunner] = None
@@ -107,6 +132,8 @@ class Server:
 
     async def start(self) -> None:
         app = create_app(self.settings, access=StreamKeyAccess(self.settings.stream_keys()))
+        if self.static_base is not None:
+            app.router.add_static("/static-base/", self.static_base)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -152,24 +179,61 @@ async def aiortc_join(server: Server) -> float:
         await viewer.close()
 
 
-async def chromium_join(server: Server, browser: Any) -> tuple[float, float]:
-    """Page open -> first painted frame, and the WHEP POST -> first painted frame part."""
+#: the phases of a Chromium join, in order, each ending at the named moment (ms from page open)
+PHASES = ("page and modules", "offer and token", "POST to answer", "ICE and DTLS", "keyframe to paint")
+
+BREAKDOWN_JS = """(() => {
+  const entries = performance.getEntriesByType('resource');
+  const path = (e) => new URL(e.name).pathname;
+  const scripts = entries.filter((e) => path(e).endsWith('.js'));
+  const post = entries.find((e) => /^\\/whep\\/[^/]+$/.test(path(e)));
+  return [Math.max(...scripts.map((e) => e.responseEnd)), post.startTime, post.responseEnd,
+          window.__connected, window.__firstPaint];
+})()"""
+
+
+async def chromium_join(server: Server, browser: Any) -> dict[str, float]:
+    """Page open -> first painted frame (``total``), the WHEP POST -> painted frame part
+    (``POST``), and the phases of ``PHASES``."""
     context = await browser.new_context()
     try:
         page = await context.new_page()
         await page.add_init_script(FIRST_PAINT_JS)
         offers: list[str] = []
-        page.on("request", lambda r: offers.append(r.post_data or "") if "/whep/" in r.url and r.method == "POST" else None)
-        await page.goto(f"{server.base}/static/watch.html?room=demo&autoplay=1")
+        # the page's candidates, in its offer or trickled (POST and PATCH bodies)
+        page.on("request", lambda r: offers.append(r.post_data or "") if "/whep/" in r.url and r.method in ("POST", "PATCH") else None)
+        folder = "static-base" if server.static_base is not None else "static"
+        await page.goto(f"{server.base}/{folder}/watch.html?room=demo&autoplay=1")
         await page.wait_for_function("window.__firstPaint !== null", timeout=15_000)
         if any(".local" in o for o in offers):
             server.mdns_offers += 1
-        paint, post = await page.evaluate(
-            "[window.__firstPaint, performance.getEntriesByType('resource')"
-            ".filter(r => r.name.includes('/whep/'))[0].startTime]")
-        return float(paint), float(paint - post)
+        marks = await page.evaluate(BREAKDOWN_JS)
+        paint, post = marks[-1], marks[1]
+        result = {"total": float(paint), "POST": float(paint - post)}
+        previous = 0.0
+        for phase, mark in zip(PHASES, marks):
+            mark = max(previous, float(mark if mark is not None else previous))
+            result[phase] = mark - previous
+            previous = mark
+        return result
     finally:
         await context.close()
+
+
+def baseline_pages(rev: str) -> Optional[Path]:
+    """``web/static`` of commit ``rev`` in a temporary folder, or None (with why) if git
+    cannot give it."""
+    folder = Path(tempfile.mkdtemp(prefix="join-pages-"))
+    try:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev, "web/static"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = exc.stderr.decode(errors="replace").strip() if getattr(exc, "stderr", None) else exc
+        print(f"no 'pages' baseline: cannot read web/static of {rev}: {detail}", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    return folder / "web" / "static"
 
 
 async def publish_forever(base: str) -> None:
@@ -191,9 +255,11 @@ def summary(values: list[float]) -> dict:
 
 
 async def run(args: argparse.Namespace) -> dict:
-    modes = ("new", "old")
+    pages = baseline_pages(args.pages_from) if args.chromium and args.pages_from else None
+    modes = ("new", "pages", "old") if pages is not None else ("new", "old")
     results: dict[str, dict[str, list[float]]] = {
         c: {m: [] for m in modes} for c in ("aiortc", "chromium", "chromium POST")}
+    phases: dict[str, dict[str, list[float]]] = {m: {p: [] for p in PHASES} for m in modes}
     extra = {m: {"keyframe_requests": {"requested": 0, "sent": 0}, "chromium_offers_with_mdns": 0} for m in modes}
     browser = playwright = None
     try:
@@ -203,22 +269,27 @@ async def run(args: argparse.Namespace) -> dict:
             playwright = await async_playwright().start()
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True,
                                                        args=CHROMIUM_FLAGS)
-        clients = ["aiortc"] + (["chromium"] if args.chromium else [])
-        while any(len(results[c][m]) < args.joins for c in clients for m in modes):
+        wanted = {m: (["aiortc"] if m != "pages" else []) + (["chromium"] if args.chromium else [])
+                  for m in modes}
+        while any(len(results[c][m]) < args.joins for m in modes for c in wanted[m]):
             for mode in modes:
                 # one block: a fresh server and publisher (only one publisher encodes at a time)
                 with old_behaviour() if mode == "old" else contextlib.nullcontext():
                     server = Server(mode)
+                    server.static_base = pages if mode == "pages" else None
                     try:
                         await server.start()
                         await asyncio.sleep(args.gap)
-                        for client in clients:
+                        for client in wanted[mode]:
                             for _ in range(min(args.block, args.joins - len(results[client][mode]))):
                                 if client == "aiortc":
                                     ms = await aiortc_join(server)
                                 else:
-                                    ms, from_post = await chromium_join(server, browser)
-                                    results["chromium POST"][mode].append(from_post)
+                                    join = await chromium_join(server, browser)
+                                    ms = join["total"]
+                                    results["chromium POST"][mode].append(join["POST"])
+                                    for phase in PHASES:
+                                        phases[mode][phase].append(join[phase])
                                 results[client][mode].append(ms)
                                 print(f"  {client:8} {mode}: {ms:7.0f} ms", file=sys.stderr)
                                 await asyncio.sleep(args.gap)
@@ -232,21 +303,37 @@ async def run(args: argparse.Namespace) -> dict:
             await browser.close()
         if playwright is not None:
             await playwright.stop()
-    return {"results": results, "servers": extra}
+        if pages is not None:
+            shutil.rmtree(pages.parent.parent, ignore_errors=True)
+    return {"results": results, "phases": phases, "servers": extra,
+            "pages_from": args.pages_from if pages is not None else None,
+            "load": os.getloadavg()}
 
 
 def print_table(report: dict) -> None:
-    print(f"{'client':14} {'mode':5} {'joins':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p50 new/old':>12}")
+    print(f"{'client':14} {'mode':5} {'joins':>5} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8} {'p50/new':>8}")
     for client, modes in report["results"].items():
         if not modes["new"]:
             continue
-        new, old = summary(modes["new"]), summary(modes["old"])
-        for mode, s in (("new", new), ("old", old)):
-            ratio = f"{new['p50'] / old['p50']:.2f}" if mode == "new" else ""
-            print(f"{client:14} {mode:5} {s['n']:5d} {s['p50']:8.0f} {s['p95']:8.0f} {s['max']:8.0f} {ratio:>12}")
+        new = summary(modes["new"])
+        for mode, values in modes.items():
+            if not values:
+                continue
+            s = summary(values)
+            ratio = f"{s['p50'] / new['p50']:.2f}" if mode != "new" else ""
+            print(f"{client:14} {mode:5} {s['n']:5d} {s['p50']:8.0f} {s['p95']:8.0f} {s['max']:8.0f} {ratio:>8}")
+    if any(report["phases"][m][PHASES[0]] for m in report["phases"]):
+        print("\nChromium join, page open to first paint: median ms of each phase")
+        modes = [m for m in report["phases"] if report["phases"][m][PHASES[0]]]
+        print(f"{'phase':18} " + " ".join(f"{m:>7}" for m in modes))
+        for phase in PHASES:
+            print(f"{phase:18} " + " ".join(f"{statistics.median(report['phases'][m][phase]):7.0f}" for m in modes))
+    if report["pages_from"]:
+        print(f"pages: web/static of {report['pages_from']} on the current server")
     for mode, extra in report["servers"].items():
         print(f"{mode}: keyframe requests {extra['keyframe_requests']}, "
-              f"Chromium offers with mDNS candidates: {extra['chromium_offers_with_mdns']}")
+              f"Chromium joins with mDNS candidates (offered or trickled): {extra['chromium_offers_with_mdns']}")
+    print("load average at the end (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in report["load"]))
 
 
 def main() -> None:
@@ -255,6 +342,9 @@ def main() -> None:
     parser.add_argument("--block", type=int, default=5, help="joins in a row before switching mode")
     parser.add_argument("--gap", type=float, default=1.0, help="seconds between joins")
     parser.add_argument("--no-chromium", dest="chromium", action="store_false")
+    parser.add_argument("--pages-from", default=PAGES_BASELINE,
+                        help=f"commit whose web/static is the 'pages' baseline (default {PAGES_BASELINE}; "
+                             "empty: no such mode)")
     parser.add_argument("--json", help="also write every sample here")
     parser.add_argument("--publish-to", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -39,8 +39,9 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # tests/peers.py lives in the repository, not the package
-    sys.path.insert(0, str(ROOT))
+for _path in (str(ROOT), str(ROOT / "benchmarks")):  # tests/peers.py and janus_side_by_side
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 import aiohttp  # noqa: E402
 
@@ -150,6 +151,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy the server during each window into DIR and print its "
                         "hot spots (numbers of a profiled run are not for comparison)")
+    parser.add_argument("--janus", action="store_true",
+                        help="instead: the side-by-side run against Janus 1.1.2's streaming plugin "
+                        "(benchmarks/janus_side_by_side.py; its options follow --janus-args)")
+    parser.add_argument("--janus-args", default="", help="options for the Janus run, e.g. "
+                        "'--viewers 25,50 --rounds 2'")
     # internal modes: this script's own subprocesses
     parser.add_argument("--baseline-server", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--worker", choices=["publisher", "viewers", "sample"],
@@ -157,6 +163,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
+    if args.janus:
+        import janus_side_by_side
+
+        return janus_side_by_side.main(args.janus_args.split())
     if args.baseline_server:
         from aiohttp import web
 

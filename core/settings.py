@@ -1,7 +1,7 @@
 """One typed configuration for the whole server, nested per area.
 
 ``Settings`` holds one section per area (``server``, ``media``, ``recording``, ``paywall``,
-``interaction``, ``ops``); each package reads its own section. Every setting has its default
+``interaction``, ``ops``, ``insight``); each package reads its own section. Every setting has its default
 here and nowhere else, an environment variable ``STAGEPASS_<NAME>`` and a CLI flag
 ``--<name>`` (names are unique across sections, so the variables did not change when the
 settings were nested); the CLI flag wins over the environment. ``Settings.validate`` runs at
@@ -19,10 +19,10 @@ import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Optional
 
 __all__ = ["ConfigError", "Settings", "ServerSettings", "MediaSettings", "RecordingSettings", "PaywallSettings",
-           "InteractionSettings", "OpsSettings", "ROOM_NAME_RE"]
+           "InteractionSettings", "OpsSettings", "InsightSettings", "ROOM_NAME_RE"]
 
 ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -49,6 +49,21 @@ def _parse_bool(text: str) -> bool:
     if value in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"expected on or off, got {text!r}")
+
+
+def _parse_udp_port(text: str) -> str:
+    """``off``, a port, or a range ``N-M`` (one port per media worker)."""
+    value = text.strip().lower()
+    if value == "off":
+        return value
+    first, _, last = value.partition("-")
+    try:
+        low, high = int(first), int(last or first)
+    except ValueError:
+        low = high = -1
+    if not (0 <= low <= high <= 65535) or (low == 0 and high != 0):
+        raise ConfigError(f"udp_port: expected a port, a range N-M or 'off', got {text!r}")
+    return value
 
 
 @dataclass
@@ -139,6 +154,21 @@ class MediaSettings:
             "parse": lambda s: [u.strip() for u in s.split(",") if u.strip()],
         },
     )
+    udp_port: str = field(
+        default="0",
+        metadata={"help": "the UDP port every WebRTC peer of a media worker shares (ICE mux): N, or N-M "
+                          "for several workers (worker i takes N+i); 0: a free port chosen at start; "
+                          "'off': one port per peer connection, as aiortc does alone",
+                  "parse": lambda s: _parse_udp_port(s)},
+    )
+    udp_host: str = field(
+        default="0.0.0.0", metadata={"help": "address the shared UDP port binds (ICE mux)"}
+    )
+    public_ip: str = field(
+        default="",
+        metadata={"help": "the address peers reach the UDP port at, advertised in ICE candidates "
+                          "(a host behind 1:1 NAT); empty: this host's own addresses"},
+    )
     max_sdp_bytes: int = field(default=65536, metadata={"help": "largest accepted SDP body"})
     keyframe_min_interval: float = field(
         default=0.5,
@@ -172,6 +202,13 @@ class MediaSettings:
         for url in self.ice_servers:
             if not re.match(r"^(stun|stuns|turn|turns):", url):
                 raise ConfigError(f"ice_servers: {url!r} is not a stun:/turn: URL")
+        self.udp_port = _parse_udp_port(str(self.udp_port))
+        for name in ("udp_host", "public_ip"):
+            if getattr(self, name):
+                try:
+                    ipaddress.ip_address(getattr(self, name))
+                except ValueError:
+                    raise ConfigError(f"{name}: {getattr(self, name)!r} is not an IP address") from None
         if not 1024 <= self.max_sdp_bytes <= 1 << 20:
             raise ConfigError("max_sdp_bytes: must be between 1024 and 1048576")
         for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
@@ -179,6 +216,17 @@ class MediaSettings:
                 raise ConfigError(f"{name}: must be positive")
         if self.subscriber_buffer_bytes < 16384:
             raise ConfigError("subscriber_buffer_bytes: must be at least 16384")
+
+    def udp_port_for(self, worker: int = 0) -> Optional[int]:
+        """The shared UDP port of media worker ``worker`` (0 for a free one), or None when
+        each peer connection binds its own ports (``udp_port=off``)."""
+        if self.udp_port == "off":
+            return None
+        first, _, last = self.udp_port.partition("-")
+        low, high = int(first), int(last or first)
+        if low and not low + worker <= high:
+            raise ConfigError(f"udp_port: the range {self.udp_port} has no port for worker {worker}")
+        return low + worker if low else 0
 
 
 @dataclass
@@ -308,6 +356,27 @@ class OpsSettings:
             raise ConfigError("metrics_token: at least 16 characters (or empty: no /metrics)")
 
 
+@dataclass
+class InsightSettings:
+    """Behaviour events and creator analytics."""
+
+    event_flush_ms: int = field(
+        default=1000,
+        metadata={"help": "milliseconds between batched writes of behaviour events (page visits, joins, "
+                          "replay progress...) to the database; 50 to 60000"},
+    )
+    event_retention_days: int = field(
+        default=400,
+        metadata={"help": "raw behaviour events older than this many days are deleted (daily); 1 to 3650"},
+    )
+
+    def validate(self) -> None:
+        if not 50 <= self.event_flush_ms <= 60000:
+            raise ConfigError("event_flush_ms: 50 to 60000")
+        if not 1 <= self.event_retention_days <= 3650:
+            raise ConfigError("event_retention_days: 1 to 3650")
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "media": MediaSettings,
@@ -315,6 +384,7 @@ SECTIONS: dict[str, type] = {
     "paywall": PaywallSettings,
     "interaction": InteractionSettings,
     "ops": OpsSettings,
+    "insight": InsightSettings,
 }
 
 
@@ -328,6 +398,7 @@ class Settings:
     paywall: PaywallSettings = field(default_factory=PaywallSettings)
     interaction: InteractionSettings = field(default_factory=InteractionSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
+    insight: InsightSettings = field(default_factory=InsightSettings)
 
     # ------------------------------------------------------------------ building
     @staticmethod

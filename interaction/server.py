@@ -25,6 +25,7 @@ import socketio
 from aiohttp import web
 
 from core.access import Grant, Refusal, Target, token_required
+from core.behaviour import NO_EVENTS, BehaviourSink
 from core.cluster import Cluster, LocalCluster
 from core.tasks import TaskOwner
 from mediaserver.live.room import RoomRegistry
@@ -95,6 +96,8 @@ class _ChatSeat:
 
 
 Handler = Callable[[Client, Any], Awaitable[dict]]
+#: client events that are also behaviour events (engagement analytics), by kind
+ENGAGEMENT = {"danmaku:send": "danmaku", "like": "like", "question:ask": "question", "tip:announce": "tip"}
 
 
 class InteractionServer:
@@ -112,6 +115,8 @@ class InteractionServer:
         self.tasks = TaskOwner(log)
         self._seats: dict[str, _ChatSeat] = {}
         self.moderation: Any = None  # set by ``Moderation``: checks bans and moderators
+        #: where engagement (danmaku, likes, questions, tips) is reported; set by the app's assembly
+        self.events: BehaviourSink = NO_EVENTS
         self._connect_hooks: list[Callable[[Client], Awaitable[None]]] = []
         self._disconnect_hooks: list[Callable[[Client], Awaitable[None]]] = []
         self.sio.on("connect", self._connect)
@@ -144,9 +149,21 @@ class InteractionServer:
             except Exception:
                 log.exception("event %s failed for user %d in room %s", event, client.user_id, client.room)
                 return Refusal(500, "internal_error", "something went wrong; nothing was changed").ack()
+            if event in ENGAGEMENT:
+                self._engaged(ENGAGEMENT[event], client, data, result or {})
             return {"ok": True, **(result or {})}
 
         self.sio.on(event, dispatch)
+
+    def _engaged(self, kind: str, client: Client, data: Any, result: dict) -> None:
+        broadcast, t_ms = self.t_ms(client.room)
+        value = None
+        if kind == "tip":
+            value = (result.get("tip") or {}).get("amount")
+        elif kind == "like":
+            value = data["count"]  # validated by the like handler
+        self.events.record(kind, user_id=client.user_id, room_id=client.room_id, broadcast=broadcast or None,
+                           t_ms=t_ms if broadcast else None, value=value)
 
     def on_connect(self, hook: Callable[[Client], Awaitable[None]]) -> None:
         self._connect_hooks.append(hook)

@@ -29,6 +29,7 @@ from .ledger import Ledger
 from .models import Coupon, CouponRedemption, Entitlement, Order, Room, User
 from .money import check_amount
 from .providers import PaymentProvider
+from core.behaviour import NO_EVENTS, BehaviourSink
 from core.timeutil import utcnow
 
 __all__ = ["OrderBook", "OrderFacts", "OrderView", "PRODUCTS", "order_facts"]
@@ -107,6 +108,8 @@ class OrderBook:
         self.ledger = ledger
         self.provider = provider
         self.on_revoked = on_revoked
+        #: checkout started / completed / abandoned go to the behaviour events (``Paywall.use_events``)
+        self.events: BehaviourSink = NO_EVENTS
 
     # ------------------------------------------------------------------ create
     async def create(self, buyer: UserView, data: dict[str, Any], base_url: str = "") -> tuple[OrderView, bool]:
@@ -164,6 +167,7 @@ class OrderBook:
                 raise
         log.info("order %s created: user %d, room %s, %s, %d %s", order.id, buyer.id, room.slug,
                  product, order.amount, order.currency)
+        self._checkout_event("checkout_started", order)
         if order.amount == 0:  # fully discounted: nothing to pay
             await self.complete(order.id, payment_ref=None, refuse_duplicate=True)
         else:
@@ -332,6 +336,7 @@ class OrderBook:
             return await self._refund_duplicate(order_id)
         log.info("order %s paid: user %d, room %s, %d %s", order_id, order.user_id, room.slug,
                  order.amount, order.currency)
+        self._checkout_event("checkout_completed", order)
         return "paid"
 
     @staticmethod
@@ -372,7 +377,12 @@ class OrderBook:
                 await s.execute(update(Coupon).execution_options(synchronize_session=False).where(Coupon.id == order.coupon_id).values(uses=Coupon.uses - 1))
             await s.commit()
         log.info("order %s declined", order_id)
+        self._checkout_event("checkout_abandoned", order)
         return True
+
+    def _checkout_event(self, kind: str, order: Order) -> None:
+        self.events.record(kind, user_id=order.user_id, room_id=order.room_id, value=order.amount,
+                           data={"order": order.id, "product": order.product, "currency": order.currency})
 
     async def refund(self, actor: UserView, order_id: str) -> OrderView:
         """Full refund by the room's creator or an admin: provider refund, then bookkeeping."""

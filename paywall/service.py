@@ -6,6 +6,7 @@ import logging
 from typing import Awaitable, Callable, Mapping, Optional
 
 from core.access import StreamKeyAccess
+from core.behaviour import BehaviourSink
 from core.settings import ConfigError, Settings
 
 from .access import PaywallAccess
@@ -56,6 +57,10 @@ class Paywall:
         self.audience = AudienceLog(db)
         self.payouts = Payouts(db, self.ledger, self.provider.name)
         self.dashboard = CreatorDashboard(db, self.audience, self.payouts)
+
+    def use_events(self, events: BehaviourSink) -> None:
+        """Report checkouts (started, completed, abandoned) to ``events``."""
+        self.orders.events = events
 
     @classmethod
     async def open(cls, settings: Settings, **kwargs) -> "Paywall":

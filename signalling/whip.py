@@ -3,12 +3,12 @@
 ``POST /whip/{room}`` publishes, ``POST /whep/{room}`` plays: ``application/sdp`` offer
 in, ``201 Created`` with the answer, a ``Location`` for the session resource and an
 ``ETag``; ``DELETE`` on the session ends it. The server gathers its ICE candidates
-before answering, so trickle ICE is not needed: ``PATCH`` answers 405 as RFC 9725
-requires of servers without trickle support. Access is the app's one door
-(``core.access_http.ACCESS``); a refusal, the door's or the offer's, is raised as
-``core.access.Refusal`` and answered ``{"error": {"code", "message"}}`` with the status
-listed in the README, leaving nothing behind. Domain errors of the room become refusals
-in one table (``DOMAIN_REFUSALS``).
+before answering (it never trickles its own); a client may send its offer early and
+``PATCH`` the session with the candidates it gathers later (``trickle.py``). Access is
+the app's one door (``core.access_http.ACCESS``); a refusal, the door's, the offer's or
+the fragment's, is raised as ``core.access.Refusal`` and answered ``{"error": {"code",
+"message"}}`` with the status listed in the README, leaving nothing behind. Domain errors
+of the room become refusals in one table (``DOMAIN_REFUSALS``).
 """
 
 from __future__ import annotations
@@ -19,25 +19,29 @@ from typing import Literal
 from aiohttp import web
 
 from core.access import Grant, Refusal, Target, bearer_token
-from core.access_http import ACCESS, refusal_response
+from core.access_http import ACCESS
+from core.behaviour import NO_EVENTS, BehaviourSink
 from core.settings import ROOM_NAME_RE, Settings
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
-from mediaserver.live.room import RoomRegistry
+from mediaserver.live.peer_session import PeerSession
+from mediaserver.live.room import Room, RoomRegistry
 
 from .admission import Admission
 from .offer import parse_offer
+from .trickle import CONTENT_TYPE as TRICKLE_CONTENT_TYPE
+from .trickle import check_if_match, parse_fragment
 
-__all__ = ["ADMISSION", "DOMAIN_REFUSALS", "ROOMS", "SETTINGS", "setup_routes"]
+__all__ = ["ADMISSION", "BEHAVIOUR", "DOMAIN_REFUSALS", "ROOMS", "SETTINGS", "setup_routes"]
 
 ROOMS = web.AppKey("rooms", RoomRegistry)
 ADMISSION = web.AppKey("admission", Admission)
 SETTINGS = web.AppKey("settings", Settings)
+#: where viewers' joins and leaves (and free previews) are reported; absent: nowhere
+BEHAVIOUR = web.AppKey("behaviour", BehaviourSink)
 
 logger = logging.getLogger("stagepass.signalling")
 
 Kind = Literal["whip", "whep"]
-#: what a session resource answers (RFC 9110: a 405 lists them in ``Allow``)
-SESSION_METHODS = "DELETE, OPTIONS"
 _ACTION = {"whip": "publish", "whep": "view"}
 _ROLE = {"whip": "publish", "whep": "play"}
 #: the room's domain errors as refusals: (status, code); the message is the error's own
@@ -64,18 +68,27 @@ async def _check_room(request: web.Request, kind: Kind) -> tuple[str, Grant]:
     return room, await request.app[ACCESS].authorize(bearer_token(request), _ACTION[kind], Target(room))
 
 
+async def _read_limited(request: web.Request, code: str, what: str) -> bytes:
+    """The body, refused with 413 ``code`` above ``MAX_SDP_BYTES``."""
+    limit = request.app[SETTINGS].media.max_sdp_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise Refusal(413, code, f"the {what} is larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise Refusal(413, code, f"the {what} is larger than {limit} bytes")
+    return body
+
+
+def _etag(session: PeerSession) -> str:
+    return f'"{session.id}"'
+
+
 async def _read_offer(request: web.Request, kind: Kind):
-    settings = request.app[SETTINGS]
     if request.content_type != "application/sdp":
         raise Refusal(
             415, "unsupported_media_type", "send the offer as Content-Type: application/sdp"
         )
-    limit = settings.media.max_sdp_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise Refusal(413, "offer_too_large", f"the offer is larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise Refusal(413, "offer_too_large", f"the offer is larger than {limit} bytes")
+    body = await _read_limited(request, "offer_too_large", "offer")
     return parse_offer(body, _ROLE[kind])
 
 
@@ -97,8 +110,10 @@ def _handler(kind: Kind):
             logger.exception("admitting session %s to room %s failed", session.id[:8], room_name)
             await session.close()
             raise Refusal(503, "unavailable", "could not take a seat for this ticket; try again") from None
+        if kind == "whep":
+            _report_viewer(request.app.get(BEHAVIOUR, NO_EVENTS), room, session, grant)
         location = f"/{kind}/{room_name}/{session.id}"
-        headers = {"Location": location, "ETag": f'"{session.id}"'}
+        headers = {"Location": location, "ETag": _etag(session)}
         response = web.Response(
             status=201, text=answer, content_type="application/sdp", headers=headers
         )
@@ -106,7 +121,8 @@ def _handler(kind: Kind):
             response.headers.add("Link", link)
         return response
 
-    async def delete_session(request: web.Request) -> web.Response:
+    async def _own_session(request: web.Request) -> tuple[Room, PeerSession]:
+        """The session named by the URL, checked as its creator: ``(room, session)``."""
         room_name = request.match_info["room"]
         room = request.app[ROOMS].get(room_name)
         session = room.session(request.match_info["session"]) if room else None
@@ -114,23 +130,57 @@ def _handler(kind: Kind):
             raise Refusal(404, "session_not_found", "no such session")
         if kind == "whip":
             await request.app[ACCESS].authorize(bearer_token(request), "publish", Target(room_name))
+        return room, session
+
+    async def delete_session(request: web.Request) -> web.Response:
+        room, session = await _own_session(request)
         await session.close()
         if kind == "whip":
             await room.end_broadcast()
         return web.Response(status=200)
 
     async def patch_session(request: web.Request) -> web.Response:
-        response = refusal_response(
-            Refusal(405, "trickle_not_supported", "this server does not take trickled ICE candidates")
-        )
-        response.headers["Allow"] = SESSION_METHODS
-        return response
+        """Trickle ICE (RFC 9725 section 4.3.1): candidates the client gathered after its
+        offer, and its end-of-candidates. ``204`` without an ETag; ICE restarts are 422."""
+        _, session = await _own_session(request)
+        if request.content_type != TRICKLE_CONTENT_TYPE:
+            raise Refusal(415, "unsupported_media_type", f"send candidates as Content-Type: {TRICKLE_CONTENT_TYPE}")
+        body = await _read_limited(request, "fragment_too_large", "fragment")
+        check_if_match(request.headers.get("If-Match"), _etag(session))
+        ice = session.remote_ice
+        fragment = parse_fragment(body, ice.ufrag, ice.pwd, list(ice.mids))
+        session.trickle(fragment.candidates, fragment.end)
+        return web.Response(status=204)
 
     return create_session, delete_session, patch_session
 
 
+def _report_viewer(events: BehaviourSink, room, session, grant: Grant) -> None:
+    """``live_join`` now and ``live_leave`` when the session ends, on the broadcast's media
+    clock; a free preview also starts and ends (``preview_start``/``preview_end``)."""
+    preview = grant.ends_in is not None
+    broadcast = room.broadcast  # a viewer who stays after the end leaves on the same clock
+
+    def report(kind: str) -> None:
+        events.record(kind, user_id=grant.user_id, room=room.name, broadcast=broadcast.id if broadcast else None,
+                      t_ms=broadcast.t_ms() if broadcast else None, data={"session": session.id[:16]})
+
+    report("live_join")
+    if preview:
+        report("preview_start")
+
+    async def left() -> None:
+        report("live_leave")
+        if preview:
+            report("preview_end")
+
+    session.on_close(left)
+
+
 async def options(request: web.Request) -> web.Response:
     response = web.Response(status=204, headers={"Accept-Post": "application/sdp"})
+    if "session" in request.match_info:  # a session resource takes trickled candidates
+        response.headers["Accept-Patch"] = TRICKLE_CONTENT_TYPE
     for link in _link_headers(request.app[SETTINGS]):
         response.headers.add("Link", link)
     return response
@@ -166,7 +216,7 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
         response.headers["Access-Control-Allow-Origin"] = origin
         response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, PATCH, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
-        response.headers["Access-Control-Expose-Headers"] = "Location, ETag, Link, Accept-Post"
+        response.headers["Access-Control-Expose-Headers"] = "Location, ETag, Link, Accept-Post, Accept-Patch"
     if isinstance(response, web.HTTPException):
         raise response
     return response

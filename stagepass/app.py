@@ -11,6 +11,7 @@ from aiohttp import web
 import web as web_assets
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
+from insight.assembly import install_insight, open_insight
 from stagepass.keys import AUDIENCE, CLUSTER, NODES, PACKAGING
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
@@ -21,7 +22,7 @@ from paywall.audience import AudienceSampler
 from paywall.seats import Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
-from signalling.whip import ADMISSION, ROOMS, SETTINGS, setup_routes
+from signalling.whip import ADMISSION, BEHAVIOUR, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.access import Door
@@ -90,6 +91,8 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             app[ACCESS] = paywall.access
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
+            insight = await open_insight(app)
+            app[BEHAVIOUR] = interaction.server.events = insight.events
             audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id())
             audience.attach(rooms)
             app[AUDIENCE] = audience
@@ -97,6 +100,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             yield
             await audience.close()
             await interaction.close()
+            await insight.close()
             await paywall.close()
             await seats.close()
 
@@ -106,6 +110,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             settings.server.data_dir, storage if publishing else None, proxy=settings.recording.storage_proxy)
         replay_http.setup_routes(app)
         dashboard_http.setup_routes(app)
+        install_insight(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
         live = rooms.get(room)
@@ -159,6 +164,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
 
     async def rooms_ctx(app: web.Application) -> AsyncIterator[None]:
         app[ROOMS] = rooms
+        await rooms.start()
         yield
         await rooms.close()
 

@@ -23,6 +23,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("storage", help="storage migrate: publish local replays to STAGEPASS_STORAGE_URL (resumable)",
                    add_help=False)
     sub.add_parser("set-role", help="set-role EMAIL viewer|creator|admin (make an admin)", add_help=False)
+    sub.add_parser("insight", help="insight train-churn: retrain the churn model on the platform's history",
+                   add_help=False)
     args, rest = parser.parse_known_args(argv)
     if args.command == "serve":
         return serve(rest)
@@ -46,6 +48,19 @@ def main(argv: list[str] | None = None) -> int:
             print(f"user {user.id} is now {user.role}")
 
         return _with_paywall(rest, set_role)
+    if args.command == "insight":
+        if not rest or rest[0] != "train-churn":
+            print("usage: stagepass insight train-churn [serve options]", file=sys.stderr)
+            return 2
+
+        async def train(paywall):
+            from insight.service import Insight
+
+            result = await Insight(paywall.settings, paywall).at_risk.train()
+            print(f"churn model trained on {result['buyers']} buyers ({result['churned']} churned), "
+                  f"coefficients {result['coefficients']}")
+
+        return _with_paywall(rest[1:], train)
     return 2  # pragma: no cover
 
 

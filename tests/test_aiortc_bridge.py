@@ -61,7 +61,8 @@ async def test_private_attributes_the_bridge_relies_on_exist():
 async def test_dtls_and_srtp_internals_the_bridge_relies_on_exist():
     from pylibsrtp import Policy, Session
 
-    from mediaserver.sfu.aiortc_bridge import DTLS_CIPHERS, DtlsWatch, _enlarge_srtp_session
+    from mediaserver.sfu.aiortc_bridge import _enlarge_srtp_session
+    from mediaserver.sfu.dtls_watch import DTLS_CIPHERS, DtlsWatch
 
     pc = RTCPeerConnection()
     certificate = pc._RTCPeerConnection__certificates[0]

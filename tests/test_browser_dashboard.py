@@ -135,7 +135,7 @@ async def test_creator_sees_sales_sessions_and_the_audience_chart(aiohttp_server
         assert "peak 2" in await card.locator("figcaption").inner_text()
         assert "null" not in await card.inner_text()
         links = [await a.get_attribute("href") for a in await card.locator(".room-links a").all()]
-        assert links == ["/static/studio.html?room=maths", "/static/room.html?room=maths"]
+        assert links == ["/static/studio.html?room=maths", "/static/room.html?room=maths", "/static/analytics.html?room=maths"]
         await page.screenshot(path=str(SCREENSHOTS / "dashboard-desktop.png"), full_page=True)
 
         # user text is text: the title shows literally and runs nothing

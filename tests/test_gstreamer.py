@@ -152,6 +152,13 @@ async def test_chromium_plays_a_gstreamer_publisher(live, browser):
                 seen.append(n)
             await asyncio.sleep(0.1)
         assert len(seen) >= 5 and all(n >= FIRST for n in seen) and increasing(seen), seen
+        # GStreamer and Chromium both reach the server through its one UDP port (ICE mux)
+        mux_port = app[ROOMS].udp_mux.port
+        sessions = [room.publisher, *room.subscribers.values()]
+        assert len(sessions) == 2
+        for session in sessions:
+            connection = session.pc.getTransceivers()[0].sender.transport.transport._connection
+            assert connection._nominated[1].local_addr[1] == mux_port
         summary = await gst.summary()
         assert summary["delete_status"] == 200, gst.describe()
     finally:

@@ -19,6 +19,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import event, inspect, text
 
 import interaction.models  # noqa: F401  (its tables share paywall.models.Base and the migrations)
+import insight.models  # noqa: F401  (so do the insight tables)
 from paywall.db import Database, _alembic_config
 from paywall.models import Base
 from paywall.search import is_search_object

@@ -13,10 +13,13 @@ from typing import Awaitable, Callable, Optional
 
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCSessionDescription
 
-from mediaserver.sfu.aiortc_bridge import DeferredCandidates, DtlsWatch, enlarge_srtp_buffers
+from mediaserver.sfu.aiortc_bridge import enlarge_srtp_buffers
+from mediaserver.sfu.dtls_watch import DtlsWatch
 from mediaserver.live.errors import NegotiationFailed
+from mediaserver.live.remote_candidates import DeferredCandidates, RemoteCandidates, RemoteIce
 from core.logs import context_logger
 from core.tasks import TaskOwner
+from mediaserver.sfu.udp_mux import UdpMux, adopt_peer_connection
 
 __all__ = ["PeerSession"]
 
@@ -31,6 +34,7 @@ class PeerSession:
         connect_timeout: float,
         on_closed: Callable[["PeerSession"], Awaitable[None]],
         on_failed: Optional[Callable[[str, str, str], None]] = None,
+        udp_mux: Optional[UdpMux] = None,
     ) -> None:
         self.id = secrets.token_urlsafe(16)
         self.room_name = room_name
@@ -42,6 +46,10 @@ class PeerSession:
             RTCConfiguration(iceServers=[RTCIceServer(urls=u) for u in ice_servers])
         )
         self._dtls = DtlsWatch(self.pc)
+        #: the offer's ICE credentials and mids (set by ``negotiate``)
+        self.remote_ice = RemoteIce("", "", ())
+        self.remote_candidates = RemoteCandidates(self.pc, self.tasks, self.log)
+        self._udp_mux = udp_mux
         self.connected = asyncio.Event()
         self._connect_timeout = connect_timeout
         self._on_closed = on_closed
@@ -76,15 +84,22 @@ class PeerSession:
         offer_sdp, mdns = DeferredCandidates.take_from(offer_sdp)
         try:
             await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+            if self._udp_mux is not None:
+                adopt_peer_connection(self._udp_mux, self.pc)
             await self.pc.setLocalDescription(await self.pc.createAnswer())
         except Exception as exc:  # aiortc raises ValueError, OperationError, ...
             raise NegotiationFailed(f"cannot negotiate this offer: {exc}") from exc
+        self.remote_ice = RemoteIce.of(offer_sdp)
         self._dtls.watch_transports()
-        if mdns:
-            self.log.debug("%d mDNS candidate(s) added after the answer", len(mdns))
-            self.tasks.spawn(mdns.add_to(self.pc), name="mdns-candidates")
+        self.remote_candidates.add(mdns, "offer")
         self.tasks.spawn(self._watch_connect(), name="connect-timeout")
         return self.pc.localDescription.sdp
+
+    def trickle(self, candidates: list[tuple[str, str]], end: bool) -> None:
+        """Candidates the peer trickled after its offer (``(mid, candidate attribute
+        value)``, checked by the caller), and whether it has sent its last."""
+        batch = DeferredCandidates([(None, mid, value) for mid, value in candidates], ended=end)
+        self.remote_candidates.add(batch, "client")
 
     async def _watch_connect(self) -> None:
         try:

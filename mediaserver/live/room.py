@@ -33,6 +33,7 @@ from mediaserver.live.publisher import Publisher
 from mediaserver.recording.recorder import Recorder
 from mediaserver.live.subscriber import Subscriber
 from core.tasks import TaskOwner
+from mediaserver.sfu.udp_mux import UdpMux
 
 __all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry"]
 
@@ -71,6 +72,8 @@ class Room:
             kind: Fanout(kind, self.tasks, self.log, settings.media.keyframe_min_interval)
             for kind in ("video", "audio")
         }
+        #: the process's shared UDP port (set by the registry), None: a port per peer
+        self.udp_mux: Optional[UdpMux] = None
         self.publisher: Optional[Publisher] = None
         self.subscribers: dict[str, Subscriber] = {}
         self.broadcast: Optional[Broadcast] = None
@@ -96,6 +99,7 @@ class Room:
             connect_timeout=self.settings.media.connect_timeout,
             on_closed=self._forget,
             on_failed=self.observer.peer_failed,
+            udp_mux=self.udp_mux,
         )
 
     @property
@@ -285,6 +289,8 @@ class RoomRegistry:
         self.settings = settings
         self.observer = observer or LiveObserver()
         self._rooms: dict[str, Room] = {}
+        #: this process's shared UDP port for peer connections (``start``); None: one per peer
+        self.udp_mux: Optional[UdpMux] = None
         #: listeners every room calls when one of its broadcasts ends
         self.broadcast_ended: list[Callable[[Room, Broadcast], Awaitable[None]]] = []
 
@@ -295,6 +301,7 @@ class RoomRegistry:
         room = self._rooms.get(name)
         if room is None:
             room = self._rooms[name] = Room(name, self.settings, self.observer)
+            room.udp_mux = self.udp_mux
             room.broadcast_ended = self.broadcast_ended
         return room
 
@@ -311,6 +318,17 @@ class RoomRegistry:
         ]
         return sorted(rooms, key=lambda r: (-r["viewers"], r["room"]))
 
+    async def start(self, worker: int = 0) -> None:
+        """Bind this process's shared UDP port (``udp_port``; media worker ``worker``
+        takes its own port of a range), unless peers bind their own (``off``)."""
+        port = self.settings.media.udp_port_for(worker)
+        if port is not None and self.udp_mux is None:
+            media = self.settings.media
+            self.udp_mux = await UdpMux.open(media.udp_host, port, media.public_ip)
+
     async def close(self) -> None:
         rooms, self._rooms = list(self._rooms.values()), {}
         await asyncio.gather(*(r.close() for r in rooms), return_exceptions=True)
+        if self.udp_mux is not None:
+            await self.udp_mux.close()
+            self.udp_mux = None

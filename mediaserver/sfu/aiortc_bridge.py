@@ -17,19 +17,17 @@ fails loudly if the attributes used here move. What we change, and why:
   RTCP as usual, but its track (``IdleTrack``) never yields a frame, so aiortc's encode
   loop waits forever and never creates an encoder. The ``Fanout`` writes ready-made RTP
   through ``SenderPort.send``: SRTP protect and ``sendto`` on the ICE pair, synchronously,
-  no task switch per packet. The port keeps the sender's SR counters right (packet and
-  octet counts, the NTP/RTP timestamp pair browsers use for lip sync, which the fanout
-  derives from the publisher's) and intercepts the viewer's RTCP: NACK and PLI/FIR go to
-  the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
+  no task switch per packet. On the process's UDP mux (``udp_mux``) the packet is
+  protected by libsrtp in place in the mux's ``sendmmsg`` batch (``batched_send``) instead:
+  the SRTP packet never exists as a Python object. The port keeps the sender's SR
+  counters right (packet and octet counts, the NTP/RTP timestamp pair browsers use for
+  lip sync, which the fanout derives from the publisher's) and intercepts the viewer's
+  RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
   (``rtt``, ``jitter``). Retransmissions (``retransmit``) leave the sender report alone.
   aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they
   refuse RTP over 1,356 bytes ("packet is too long"); the port gives its session a buffer
   for packets up to ``MAX_RTP_PACKET`` (the 1,500-byte Ethernet limit plus our header).
-* **DTLS** (``DtlsWatch``): aiortc answers an ``actpass`` offer as the DTLS client and
-  offers only ECDHE-ECDSA cipher suites, so a peer whose DTLS server holds an RSA
-  certificate (GStreamer's ``webrtcbin``) fails with "no shared cipher". The watch adds
-  the ECDHE-RSA suites to the peer connection's DTLS context, and keeps the reason a
-  handshake failed (the TLS alert, aiortc's own verdict) for the session's log.
+* **DTLS**: ``dtls_watch.DtlsWatch`` (wider cipher suites, why a handshake failed).
 """
 
 from __future__ import annotations
@@ -60,16 +58,14 @@ from aiortc.rtp import (
     pack_remb_fci,
     unwrap_rtx,
 )
-from OpenSSL import SSL
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as _srtp_ffi
+from pylibsrtp._binding import lib as _srtp_lib
 
 from mediaserver.sfu.retransmission import NackRequester
 
 __all__ = [
     "AIORTC_VERSION",
-    "DeferredCandidates",
-    "DtlsWatch",
     "MAX_RTP_PACKET",
     "IdleTrack",
     "NegotiatedStream",
@@ -86,6 +82,7 @@ AIORTC_VERSION = "1.16.0"
 #: (RTX included) plus the header Stagepass writes in front of its payload
 MAX_RTP_PACKET = 2048
 _CONNECTED = DtlsState.CONNECTED
+_srtp_protect = _srtp_lib.srtp_protect
 ABS_SEND_TIME_URI = "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"
 MID_URI = "urn:ietf:params:rtp-hdrext:sdes:mid"
 
@@ -323,6 +320,10 @@ class SenderPort:
         self._sendto: Optional[Callable[[bytes, Any], None]] = None
         self._buffered: Callable[[], int] = int
         self._addr: Any = None
+        #: the UDP mux's batch (``batched_send.BatchedSender``) and the libsrtp session
+        #: context the packets are protected with in it, when the pair is on the mux
+        self._batch: Any = None
+        self._srtp: Any = None
 
     @property
     def octets_sent(self) -> int:
@@ -341,8 +342,19 @@ class SenderPort:
         _enlarge_srtp_session(self._dtls._tx_srtp)
         self._protect = self._dtls._tx_srtp.protect
         self._addr = pair.remote_addr
-        transport = getattr(pair.protocol, "transport", None)
-        if transport is not None and type(pair.protocol).send_data is _ICE_SEND_DATA:
+        protocol = pair.protocol
+        transport = getattr(protocol, "transport", None)
+        mux = getattr(protocol, "mux", None)
+        # on the process's UDP mux: protected straight into its batch, unless something
+        # (a test's network shim) put its own sendto on this connection's transport
+        if mux is not None and "sendto" not in vars(transport):
+            self._batch = mux.sender
+            self._srtp = self._dtls._tx_srtp._srtp[0]
+            self._sendto = mux.sender.add
+            self._buffered = mux.sender.backlog
+            return True
+        self._batch = None
+        if transport is not None and (mux is not None or type(protocol).send_data is _ICE_SEND_DATA):
             self._sendto = transport.sendto
             self._buffered = transport.get_write_buffer_size
         else:  # TURN relay: its send path is a coroutine
@@ -357,16 +369,22 @@ class SenderPort:
         pair = self._nominated.get(1)
         if pair is not self._pair and not self._bind(pair):
             return False
-        protected = self._protect(data)
-        sendto = self._sendto
-        if sendto is not None:
-            if self._buffered() > self.buffer_limit:
+        batch = self._batch
+        if batch is not None:
+            if batch.blocked and batch.backlog_bytes > self.buffer_limit:
                 return False
-            sendto(protected, self._addr)
+            batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN)
         else:
-            fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
-            self._pending.add(fut)
-            fut.add_done_callback(self._pending.discard)
+            protected = self._protect(data)
+            sendto = self._sendto
+            if sendto is not None:
+                if self._buffered() > self.buffer_limit:
+                    return False
+                sendto(protected, self._addr)
+            else:
+                fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
+                self._pending.add(fut)
+                fut.add_done_callback(self._pending.discard)
         s = self._sender
         s._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
         s._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
@@ -434,149 +452,6 @@ class SenderPort:
         self._pending.clear()
 
 
-#: aiortc's four ECDHE-ECDSA suites, each followed by its ECDHE-RSA twin: a DTLS server
-#: with an RSA certificate (GStreamer, older WebRTC stacks) can then pick one
-DTLS_CIPHERS = (
-    b"ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
-    b"ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
-    b"ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA:ECDHE-RSA-AES256-SHA"
-)
-
-_TLS_ALERTS = {
-    0: "close_notify", 10: "unexpected_message", 20: "bad_record_mac", 40: "handshake_failure",
-    42: "bad_certificate", 43: "unsupported_certificate", 45: "certificate_expired",
-    46: "certificate_unknown", 47: "illegal_parameter", 48: "unknown_ca", 50: "decode_error",
-    51: "decrypt_error", 70: "protocol_version", 71: "insufficient_security",
-    80: "internal_error", 90: "user_canceled", 110: "unsupported_extension",
-}
-
-
-class DtlsWatch:
-    """One peer connection's DTLS: wider cipher suites, and why a handshake failed.
-
-    Install it right after creating the ``RTCPeerConnection`` (the suites go into the
-    SSL context each DTLS transport makes from the connection's certificate), and call
-    ``watch_transports`` once negotiation has settled which transports remain.
-    """
-
-    def __init__(self, pc: Any) -> None:
-        self._pc = pc
-        self.events: list[str] = []  #: TLS alerts and aiortc's DTLS verdicts, in order
-        self.alerts: list[str] = []  #: names of the fatal TLS alerts, in order
-        certificate = pc._RTCPeerConnection__certificates[0]  # type: ignore[attr-defined]
-        make_context = certificate._create_ssl_context
-
-        def create_ssl_context(srtp_profiles: list) -> Any:
-            ctx = make_context(srtp_profiles)
-            ctx.set_cipher_list(DTLS_CIPHERS)
-            ctx.set_info_callback(self._on_ssl_info)
-            return ctx
-
-        certificate._create_ssl_context = create_ssl_context
-
-    def _on_ssl_info(self, _conn: Any, where: int, ret: int) -> None:
-        if where & SSL.SSL_CB_ALERT and len(self.events) < 20:
-            level = "fatal" if ret >> 8 == 2 else "warning"
-            name = _TLS_ALERTS.get(ret & 0xFF, f"alert {ret & 0xFF}")
-            direction = "received from the peer" if where & SSL.SSL_CB_READ else "sent to the peer"
-            self.events.append(f"{level} TLS alert {name} ({ret & 0xFF}) {direction}")
-            if level == "fatal":
-                self.alerts.append(name.replace(" ", "_"))
-
-    def watch_transports(self) -> None:
-        """Keep aiortc's own account of a failed handshake (it logs it at debug level only)."""
-        for transceiver in self._pc.getTransceivers():
-            dtls = transceiver.sender.transport
-            if getattr(dtls, "_stagepass_watched", False):
-                continue
-            dtls._stagepass_watched = True
-            log_debug = dtls._RTCDtlsTransport__log_debug  # type: ignore[attr-defined]
-
-            def capture(msg: str, *args: Any, _log: Callable = log_debug, _dtls: Any = dtls) -> None:
-                if msg.startswith("x ") and len(self.events) < 20:
-                    self.events.append(f"as DTLS {_dtls._role}: " + (msg[2:] % args if args else msg[2:]))
-                _log(msg, *args)
-
-            dtls._RTCDtlsTransport__log_debug = capture  # type: ignore[attr-defined]
-
-    def failure_kind(self) -> tuple[str, str]:
-        """``(stage, cause)`` of a failed connection, from a small fixed vocabulary (metric
-        labels): ``("ice", "no_candidate_pair")``, ``("dtls", <TLS alert name>)``,
-        ``("dtls", "handshake")`` or ``("connection", "unknown")``."""
-        if self._pc.iceConnectionState == "failed":
-            return "ice", "no_candidate_pair"
-        if self.alerts:
-            return "dtls", self.alerts[0]
-        if self.events:
-            return "dtls", "handshake"
-        return "connection", "unknown"
-
-    def failure_cause(self) -> str:
-        """Why the connection failed, in words for the log."""
-        pc = self._pc
-        if pc.iceConnectionState == "failed":
-            return "ICE failed: no candidate pair answered (firewall, or unreachable candidates)"
-        if self.events:
-            return "DTLS failed: " + "; ".join(self.events)
-        return f"ICE {pc.iceConnectionState}, no DTLS error recorded"
-
-
-class DeferredCandidates:
-    """Remote mDNS candidates (``<uuid>.local``, what browsers send by default) taken out of
-    an offer. aiortc resolves them inside ``setRemoteDescription``, and an unanswered mDNS
-    query holds the WHIP/WHEP answer for a second; ICE connects without them (through
-    peer-reflexive candidates), so they are added after the answer, off its path."""
-
-    def __init__(self) -> None:
-        #: (m-line index, mid, candidate attribute value)
-        self.candidates: list[tuple[int, Optional[str], str]] = []
-        self.ended = False  #: the offer said ``a=end-of-candidates``
-
-    @classmethod
-    def take_from(cls, sdp: str) -> tuple[str, "DeferredCandidates"]:
-        """The offer without its mDNS candidates (and without ``end-of-candidates`` if any
-        were taken: ICE must not be told it has them all), and what was taken."""
-        deferred = cls()
-        lines = sdp.splitlines()
-        index, mid = -1, None
-        mids: dict[int, Optional[str]] = {}
-        kept: list[str] = []
-        for line in lines:
-            if line.startswith("m="):
-                index += 1
-            elif line.startswith("a=mid:"):
-                mids[index] = line[6:].strip()
-            elif line.startswith("a=candidate:"):
-                fields = line[12:].split()
-                if len(fields) > 4 and fields[4].lower().endswith(".local"):
-                    deferred.candidates.append((index, None, line[12:]))
-                    continue
-            kept.append(line)
-        if not deferred.candidates:
-            return sdp, deferred
-        deferred.candidates = [(i, mids.get(i), c) for i, _, c in deferred.candidates]
-        deferred.ended = any(line.strip() == "a=end-of-candidates" for line in kept)
-        kept = [line for line in kept if line.strip() != "a=end-of-candidates"]
-        return "\r\n".join(kept) + "\r\n", deferred
-
-    def __len__(self) -> int:
-        return len(self.candidates)
-
-    async def add_to(self, pc: Any) -> None:
-        """Resolve and add the candidates (aioice gives each up after a second), then
-        pass on the offer's end-of-candidates."""
-        from aiortc.sdp import candidate_from_sdp
-
-        async def add(index: int, mid: Optional[str], value: str) -> None:
-            candidate = candidate_from_sdp(value)
-            candidate.sdpMLineIndex, candidate.sdpMid = index, mid
-            await pc.addIceCandidate(candidate)
-
-        await asyncio.gather(*(add(*c) for c in self.candidates), return_exceptions=True)
-        if self.ended and pc.connectionState not in ("closed", "failed"):
-            await pc.addIceCandidate(None)
-
-
 def enlarge_srtp_buffers(pc: Any) -> None:
     """Let a connected peer's SRTP sessions take RTP up to ``MAX_RTP_PACKET`` bytes."""
     for transceiver in pc.getTransceivers():
@@ -602,6 +477,8 @@ def enlarge_receive_buffer(receiver: RTCRtpReceiver, size: int = 4 << 20) -> Opt
     import socket
 
     pair = receiver.transport.transport._connection._nominated.get(1)
+    if getattr(getattr(pair, "protocol", None), "mux", None) is not None:
+        return None  # the process's UDP mux sized its own socket's buffers
     transport = getattr(getattr(pair, "protocol", None), "transport", None)
     sock = transport.get_extra_info("socket") if transport is not None else None
     if sock is None:

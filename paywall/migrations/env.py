@@ -5,6 +5,7 @@ from alembic import context
 from paywall.models import Base
 from paywall.search import is_search_object
 import interaction.models  # noqa: F401  (its tables are part of the schema)
+import insight.models  # noqa: F401  (the behaviour events, visitor links and room costs)
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only programmatic use is supported

@@ -3,6 +3,7 @@
 // description, ranked); price and "you own this" badges. Every text from the server goes
 // through ui.h (text nodes).
 import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { suggest, visited } from "./insight.js";
 
 const LIVE_REFRESH_MS = 10_000;
 
@@ -224,5 +225,7 @@ search.addEventListener("input", () => {
 document.getElementById("search-form").addEventListener("submit", (e) => e.preventDefault());
 
 load().catch((err) => setStatus(statusLine, "error", `Could not load the catalog: ${describe(err)}`));
+visited("catalog");
+suggest("for-you", "/api/recommendations/for-you?limit=6");
 setInterval(tick, 1000);
 setInterval(refreshLive, LIVE_REFRESH_MS);

@@ -33,7 +33,8 @@ function roomLinks(slug) {
   const q = encodeURIComponent(slug);
   return h("span", { class: "room-links" },
     h("a", { href: `/static/studio.html?room=${q}` }, "Studio"), " · ",
-    h("a", { href: `/static/room.html?room=${q}` }, "Room page"));
+    h("a", { href: `/static/room.html?room=${q}` }, "Room page"), " · ",
+    h("a", { href: `/static/analytics.html?room=${q}` }, "Insight"));
 }
 
 function revenueCell(room) {

@@ -66,6 +66,22 @@ siteHeader().then((user) => {
   note.hidden = false;
   note.replaceChildren(`You are logged in as ${user.display_name || user.email}. `,
     h("a", { href: next, id: "continue" }, "Continue"));
+  document.getElementById("my-data").hidden = false;
 }).catch(() => null);
+
+// Account deletion (DELETE /api/me with the password): the account's person is removed.
+const deleteForm = document.getElementById("delete-form");
+deleteForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const error = document.getElementById("delete-error");
+  error.hidden = true;
+  try {
+    await api("/api/me", { method: "DELETE", body: { password: document.getElementById("delete-password").value } });
+    location.assign("/");
+  } catch (err) {
+    error.hidden = false;
+    setStatus(error, "error", describe(err));
+  }
+});
 
 window.stagepass = { safeNext, me };

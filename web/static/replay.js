@@ -2,6 +2,7 @@
 // the danmaku overlaid at the second they were sent (the `danmaku` package, media mode),
 // chapter markers for answered questions and polls, and preview-then-buy.
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { markDropOffs, resumePosition, suggest, trackReplay, visited } from "./insight.js";
 
 const WINDOW_MS = 60_000; // danmaku are fetched a minute at a time, ahead of playback
 const MODES = { scroll: "rtl", top: "top", bottom: "bottom" };
@@ -243,6 +244,8 @@ async function main() {
     return;
   }
   const { recording } = info;
+  visited("replay", recording.room);
+  suggest("also-bought", `/api/recommendations/also-bought/${encodeURIComponent(recording.room)}`);
   document.getElementById("title").textContent = recording.title;
   document.title = `${recording.title} — replay — Stagepass`;
   const when = new Date(recording.started_at);
@@ -265,6 +268,16 @@ async function main() {
   const { recording: ready } = await api(`/api/recordings/${recordingId}`);
   setStatus(statusLine, "loading", "Loading the replay…");
   startPlayer(ready.duration_ms);
+  trackReplay(video, recording.room, recordingId);
+  if (user && user.role !== "viewer") markDropOffs(recording.room, recordingId, ready.duration_ms);
+  const linked = /^#t=(\d+)$/.exec(location.hash); // a chapter link of the creator's insight page
+  const resumeAt = linked ? Number(linked[1]) * 1000
+    : grant.preview_ms === null ? await resumePosition(recordingId) : null;
+  if (resumeAt && resumeAt < ready.duration_ms - 5_000) {
+    const seek = () => { video.currentTime = resumeAt / 1000; };
+    if (video.readyState >= 1) seek(); else video.addEventListener("loadedmetadata", seek, { once: true });
+    window.stagepass.resumedAt = resumeAt;
+  }
 }
 
 main().catch((err) => setStatus(statusLine, "error", describe(err)));

@@ -13,7 +13,7 @@ export async function startPlayer() {
   state.starting = true;
   status("connecting", "Connecting to the live class…");
   try {
-    const token = await accessToken(slug, "view");
+    const token = accessToken(slug, "view"); // awaited by play() at its POST, after the offer
     const session = await play(`/whep/${encodeURIComponent(slug)}`, el.video, { token });
     state.session = session;
     watchSession(session);

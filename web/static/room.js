@@ -22,6 +22,7 @@ import { connectSocket } from "./room-socket.js";
 import { renderAbout, showBuy, wireTicket } from "./room-ticket.js";
 import { wireTips } from "./room-tips.js";
 import { api, describe, param, siteHeader } from "./ui.js";
+import { suggest, visited } from "./insight.js";
 
 const STATUS_POLL_MS = 2000;
 
@@ -85,6 +86,8 @@ async function main() {
     return;
   }
   state.room = body.room;
+  visited("room", state.room.slug);
+  suggest("also-bought", `/api/recommendations/also-bought/${encodeURIComponent(state.room.slug)}`);
   state.owned = body.owned || [];
   state.testMode = body.test_mode === true;
   renderAbout();

@@ -73,7 +73,8 @@ async function start(event) {
     const room = roomInput.value.trim();
     const url = `/whep/${encodeURIComponent(room)}`;
     // Paid rooms need a view token minted with the viewer's login; open rooms need none.
-    const token = await accessToken(room, "view");
+    // Not awaited here: play() makes its offer meanwhile and waits for the token at the POST.
+    const token = accessToken(room, "view");
     const current = await play(url, video, { token });
     session = current;
     watch(current);

@@ -1,13 +1,23 @@
 // WHIP (publish) and WHEP (play) over RTCPeerConnection, no dependencies.
 //
-// The Stagepass server does not take trickled ICE candidates, so the offer is sent once
-// ICE gathering has completed. Errors carry the server's message, HTTP status and code.
+// The offer is sent as soon as it is made, with the candidates gathered by then (usually
+// none): a browser takes 100 ms or more to gather even on one network, and a viewer's host
+// candidates are mDNS names the server cannot use at once anyway. The candidates, and the
+// end of gathering, are trickled to the session with PATCH `application/trickle-ice-sdpfrag`
+// (RFC 9725 section 4.3.1). ICE does not wait for them: the browser's checks reach the
+// server's candidates (in its answer) and the server learns the browser's address from
+// them. A server without trickle (405/422/501) simply gets no candidates beyond the offer.
+// Errors carry the server's message, HTTP status and code.
 //
 //   const session = await publish("/whip/demo", streamKey, mediaStream, {videoCodec: "H264"});
 //   const session = await play("/whep/demo", videoElement);
 //   session.pc.connectionState ...; await session.stop();
+//
+// `token` (publish's second argument, play's option) may be a promise of the token, so
+// minting it overlaps making the offer instead of coming before it.
 
-const GATHERING_TIMEOUT_MS = 5000;
+/** PATCH answers that mean "this server takes no trickled candidates": stop sending them. */
+const NO_TRICKLE = new Set([405, 422, 501]);
 
 /** An HTTP or negotiation failure; `status` is the HTTP status (0 if none), `code` the server's. */
 export class WhipError extends Error {
@@ -21,10 +31,11 @@ export class WhipError extends Error {
 
 /** A WHIP/WHEP session: the peer connection, the session URL and `stop()`. */
 export class Session {
-  constructor(pc, location, token) {
+  constructor(pc, location, token, trickle = null) {
     this.pc = pc;
     this.location = location;
     this._token = token;
+    this._trickle = trickle;
     this._stopped = false;
   }
 
@@ -41,6 +52,7 @@ export class Session {
   async stop({ keepalive = false, token = null } = {}) {
     if (this._stopped) return;
     this._stopped = true;
+    if (this._trickle) this._trickle.stop();
     const headers = {};
     const bearer = token || this._token;
     if (bearer) headers["Authorization"] = `Bearer ${bearer}`;
@@ -52,21 +64,102 @@ export class Session {
   }
 }
 
-function waitForIceGathering(pc, timeoutMs = GATHERING_TIMEOUT_MS) {
-  if (pc.iceGatheringState === "complete") return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(timer);
-      pc.removeEventListener("icegatheringstatechange", check);
-      resolve();
+/** The offer's ICE credentials and its m-lines by mid, for trickle fragments. */
+function iceFrame(sdp) {
+  const lines = sdp.split(/\r?\n/);
+  const ufrag = lines.find((l) => l.startsWith("a=ice-ufrag:"));
+  const pwd = lines.find((l) => l.startsWith("a=ice-pwd:"));
+  const mlines = new Map();
+  let mline = null;
+  for (const line of lines) {
+    if (line.startsWith("m=")) mline = line;
+    else if (line.startsWith("a=mid:") && mline) mlines.set(line.slice(6).trim(), mline);
+  }
+  return { head: [ufrag, pwd].filter(Boolean), mlines };
+}
+
+/**
+ * The browser's ICE candidates that are not in the offer: collected from before the offer
+ * is made, sent to the session once it exists (`start()`), in order, one PATCH at a time.
+ */
+class Trickle {
+  constructor(pc) {
+    this.pc = pc;
+    this._pending = [];
+    this._ended = false; // gathering is complete and the session has not been told
+    this._target = null;
+    this._busy = false;
+    this._off = false;
+    this._onCandidate = (event) => {
+      const candidate = event.candidate;
+      if (candidate && candidate.candidate) this._pending.push(candidate);
+      else this._ended = true;
+      this._flush();
     };
-    const check = () => {
-      if (pc.iceGatheringState === "complete") done();
-    };
-    // Send what has been gathered if gathering stalls (an unreachable STUN/TURN server).
-    const timer = setTimeout(done, timeoutMs);
-    pc.addEventListener("icegatheringstatechange", check);
-  });
+    pc.addEventListener("icecandidate", this._onCandidate);
+  }
+
+  /** The offer `sdp` went out: what it carries is not sent again. */
+  offered(sdp) {
+    this._inOffer = new Set(sdp.split(/\r?\n/).filter((l) => l.startsWith("a=candidate:")));
+    this._frame = iceFrame(sdp);
+  }
+
+  /** The session exists: send what is pending and whatever comes next. */
+  start(location, etag, token) {
+    if (!location) return this.stop();
+    this._target = { location, etag, token };
+    this._flush();
+  }
+
+  stop() {
+    this._off = true;
+    this._pending = [];
+    this.pc.removeEventListener("icecandidate", this._onCandidate);
+  }
+
+  _fragment(candidates, end) {
+    const { head, mlines } = this._frame;
+    const mids = [...mlines.keys()];
+    const byMid = new Map();
+    for (const c of candidates) {
+      const mid = c.sdpMid ?? mids[c.sdpMLineIndex ?? 0];
+      if (!mlines.has(mid) || this._inOffer.has(`a=${c.candidate}`)) continue;
+      if (!byMid.has(mid)) byMid.set(mid, []);
+      byMid.get(mid).push(`a=${c.candidate}`);
+    }
+    if (end && !byMid.size && mids.length) byMid.set(mids[0], []);
+    const lines = [...head];
+    for (const [mid, found] of byMid) lines.push(mlines.get(mid), `a=mid:${mid}`, ...found);
+    if (end) lines.push("a=end-of-candidates");
+    return byMid.size ? lines.join("\r\n") + "\r\n" : null;
+  }
+
+  async _flush() {
+    while (this._target && !this._busy && !this._off && (this._pending.length || this._ended)) {
+      const candidates = this._pending.splice(0);
+      const end = this._ended;
+      this._ended = false;
+      const body = this._fragment(candidates, end);
+      if (body === null) continue;
+      const { location, etag, token } = this._target;
+      const headers = { "Content-Type": "application/trickle-ice-sdpfrag" };
+      if (etag) headers["If-Match"] = etag;
+      if (token) headers["Authorization"] = `Bearer ${token}`;
+      this._busy = true;
+      try {
+        const response = await fetch(location, { method: "PATCH", headers, body });
+        if (NO_TRICKLE.has(response.status)) this.stop();
+        else if (!response.ok) throw await errorFrom(response);
+      } catch (err) {
+        console.warn("trickling ICE candidates failed; the offer's candidates remain", err);
+        this.stop();
+      } finally {
+        this._busy = false;
+      }
+      if (end) this.stop();
+    }
+  }
 }
 
 async function errorFrom(response) {
@@ -89,29 +182,43 @@ async function errorFrom(response) {
   return new WhipError(message, response.status, code);
 }
 
+/**
+ * Offer, POST, answer, then trickle. `token` (a string, null, or a promise of either) is
+ * awaited once the offer is made, so minting it overlaps making the offer.
+ */
 async function negotiate(url, pc, token) {
-  await pc.setLocalDescription(await pc.createOffer());
-  await waitForIceGathering(pc);
-  const headers = { "Content-Type": "application/sdp" };
-  if (token) headers["Authorization"] = `Bearer ${token}`;
-  let response;
+  const trickle = new Trickle(pc);
   try {
-    response = await fetch(url, { method: "POST", headers, body: pc.localDescription.sdp });
+    await pc.setLocalDescription(await pc.createOffer());
+    const bearer = await token;
+    const headers = { "Content-Type": "application/sdp" };
+    if (bearer) headers["Authorization"] = `Bearer ${bearer}`;
+    const offer = pc.localDescription.sdp;
+    trickle.offered(offer);
+    let response;
+    try {
+      response = await fetch(url, { method: "POST", headers, body: offer });
+    } catch (err) {
+      throw new WhipError(`cannot reach the server: ${err.message}`);
+    }
+    if (response.status !== 201) throw await errorFrom(response);
+    const header = response.headers.get("Location");
+    const location = header ? new URL(header, response.url || url).href : null;
+    const answer = await response.text();
+    const session = new Session(pc, location, bearer, trickle);
+    try {
+      await pc.setRemoteDescription({ type: "answer", sdp: answer });
+    } catch (err) {
+      await session.stop();
+      throw new WhipError(`unusable answer from the server: ${err.message}`);
+    }
+    trickle.start(location, response.headers.get("ETag"), bearer);
+    return session;
   } catch (err) {
-    throw new WhipError(`cannot reach the server: ${err.message}`);
+    trickle.stop();
+    Promise.resolve(token).catch(() => {}); // failed before the token was awaited: its error is not ours
+    throw err;
   }
-  if (response.status !== 201) throw await errorFrom(response);
-  const header = response.headers.get("Location");
-  const location = header ? new URL(header, response.url || url).href : null;
-  const answer = await response.text();
-  const session = new Session(pc, location, token);
-  try {
-    await pc.setRemoteDescription({ type: "answer", sdp: answer });
-  } catch (err) {
-    await session.stop();
-    throw new WhipError(`unusable answer from the server: ${err.message}`);
-  }
-  return session;
 }
 
 function isCodec(codec, name) {

@@ -1,0 +1,145 @@
+// One room's insight for its creator: the conversion funnel (bar chart), revenue, costs and
+// ROI, each session's audience retention live and on replay (line chart, drop-offs marked),
+// engagement and peak moments, and the CSV exports. Data: /api/creator/insight/rooms/...
+import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+
+const slug = param("room", "");
+const base = `/api/creator/insight/rooms/${encodeURIComponent(slug)}`;
+const status = document.getElementById("status");
+const STEPS = { visited: "Visited", previewed: "Previewed", checkout: "Checkout", purchased: "Purchased",
+                watched_5_min: "Watched ≥ 5 min" };
+let funnelChart = null;
+let retentionChart = null;
+window.stagepass = { charts: () => ({ funnel: funnelChart, retention: retentionChart }) };
+
+const pct = (x) => (x === null ? "—" : `${(x * 100).toFixed(1)} %`);
+
+function money(minor, currency) {
+  return minor ? formatMoney(minor, currency)
+    : new Intl.NumberFormat(undefined, { style: "currency", currency }).format(0);
+}
+
+function figures(el, pairs) {
+  el.replaceChildren(...pairs.map(([name, value, key]) => h("div", {}, h("dt", {}, name),
+    h("dd", { dataset: { key } }, String(value)))));
+}
+
+function showFunnel(funnel) {
+  document.getElementById("funnel-section").hidden = false;
+  document.querySelector("#funnel-table tbody").replaceChildren(...funnel.map((s) => h("tr", { dataset: { step: s.step } },
+    h("th", { scope: "row" }, STEPS[s.step]), h("td", { class: "num people" }, String(s.people)),
+    h("td", { class: "num" }, pct(s.rate)), h("td", { class: "num" }, pct(s.of_first)))));
+  if (typeof Chart === "undefined") return;
+  funnelChart?.destroy();
+  funnelChart = new Chart(document.getElementById("funnel-chart"), {
+    type: "bar",
+    data: { labels: funnel.map((s) => STEPS[s.step]),
+            datasets: [{ label: "People", data: funnel.map((s) => s.people), backgroundColor: "#2563eb" }] },
+    options: { animation: false, responsive: true, maintainAspectRatio: false, indexAxis: "y",
+               plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } },
+  });
+}
+
+function showRevenue(r) {
+  document.getElementById("revenue-section").hidden = false;
+  figures(document.getElementById("revenue"), [
+    ["Gross", money(r.gross, r.currency), "gross"], ["Refunds", money(r.refunds, r.currency), "refunds"],
+    ["Platform fees", money(r.fees, r.currency), "fees"], ["Net (your share)", money(r.net, r.currency), "net"],
+    ["Costs", money(r.costs, r.currency), "costs"], ["Profit", money(r.profit, r.currency), "profit"],
+    ["ROI", r.roi === null ? "— (enter costs)" : pct(r.roi), "roi"],
+    ["Viewer-minutes", String(r.viewer_minutes), "viewer_minutes"],
+    ["Net per viewer-minute", r.net_per_viewer_minute === null ? "—" : money(Math.round(r.net_per_viewer_minute), r.currency),
+     "net_per_viewer_minute"],
+  ]);
+}
+
+async function showSession(id) {
+  const one = await api(`${base}/sessions/${encodeURIComponent(id)}`);
+  const live = one.live.retention;
+  const replay = one.replay.retention;
+  const drops = [...one.live.drop_offs.map((d) => ({ ...d, where: "live" })),
+                 ...one.replay.drop_offs.map((d) => ({ ...d, where: "replay" }))];
+  document.getElementById("retention-caption").textContent =
+    `${one.live.joiners} joined live, ${one.replay.viewers} watched the replay. ` +
+    (drops.length ? `Drop-offs: ${drops.map((d) => `${d.where} minute ${d.minute} (−${pct(d.drop)})`).join(", ")}.` : "No sharp drop-off.");
+  const e = one.engagement;
+  figures(document.getElementById("engagement"), [
+    ["Viewer-minutes", String(e.viewer_minutes), "viewer_minutes"], ["Danmaku", String(e.danmaku), "danmaku"],
+    ["Questions", String(e.questions), "questions"],
+    ["Danmaku per viewer-minute", e.danmaku_per_viewer_minute ?? "—", "danmaku_per_viewer_minute"],
+    ["Questions per viewer-minute", e.questions_per_viewer_minute ?? "—", "questions_per_viewer_minute"],
+  ]);
+  const replayUrl = (t) => `/static/replay.html?recording=${encodeURIComponent(id)}#t=${Math.floor(t / 1000)}`;
+  document.getElementById("chapters").replaceChildren(...one.chapters.map((c) => h("li", {},
+    h("a", { href: replayUrl(c.t_ms) }, `${Math.floor(c.t_ms / 60000)}:${String(Math.floor(c.t_ms / 1000) % 60).padStart(2, "0")}`),
+    ` ${c.title} (${c.danmaku} danmaku)`)));
+  if (typeof Chart === "undefined") return;
+  const points = (curve) => curve.map((y, x) => ({ x, y }));
+  const marks = (curve, list) => list.map((d) => ({ x: d.minute, y: curve[d.minute] }));
+  retentionChart?.destroy();
+  retentionChart = new Chart(document.getElementById("retention-chart"), {
+    type: "line",
+    data: { datasets: [
+      { label: "Live", data: points(live), borderColor: "#2563eb", pointRadius: 0, borderWidth: 2 },
+      { label: "Replay", data: points(replay), borderColor: "#16a34a", pointRadius: 0, borderWidth: 2 },
+      { label: "Drop-offs", type: "scatter", data: [...marks(live, one.live.drop_offs), ...marks(replay, one.replay.drop_offs)],
+        pointRadius: 6, pointStyle: "triangle", rotation: 180, backgroundColor: "#dc2626" },
+    ] },
+    options: { animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
+               scales: { x: { type: "linear", min: 0, title: { display: true, text: "Minute" } },
+                         y: { min: 0, max: 1, ticks: { callback: (v) => `${v * 100} %` },
+                              title: { display: true, text: "Share of joiners watching" } } } },
+  });
+}
+
+function showExports() {
+  document.getElementById("exports").hidden = false;
+  document.getElementById("export-links").replaceChildren(...["funnel", "revenue", "retention", "events", "danmaku"]
+    .flatMap((r, i) => [i ? " · " : "", h("a", { href: `${base}/export/${r}.csv`, download: "" }, r)]));
+}
+
+async function load() {
+  const body = await api(base);
+  document.getElementById("title").textContent = `Insight: ${body.room.title}`;
+  showFunnel(body.funnel);
+  showRevenue(body.revenue);
+  showExports();
+  const select = document.getElementById("session-select");
+  if (body.sessions.length) {
+    document.getElementById("session-section").hidden = false;
+    select.replaceChildren(...body.sessions.map((s) => h("option", { value: s.id },
+      `${s.id} (${Math.round(s.duration_ms / 60000)} min)`)));
+    select.onchange = () => showSession(select.value).catch((err) => setStatus(status, "error", describe(err)));
+    await showSession(body.sessions[0].id);
+  }
+  return body;
+}
+
+document.getElementById("cost-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const error = document.getElementById("cost-error");
+  error.hidden = true;
+  try {
+    const amount = Math.round(Number(document.getElementById("cost-amount").value) * 100);
+    await api(`${base}/costs`, { method: "POST", body: { category: document.getElementById("cost-category").value,
+                                                          amount, note: document.getElementById("cost-note").value } });
+    event.target.reset();
+    await load();
+    setStatus(status, "ready", "Cost added.");
+  } catch (err) {
+    error.hidden = false;
+    error.textContent = describe(err);
+  }
+});
+
+async function main() {
+  await siteHeader();
+  try {
+    await load();
+    setStatus(status, "ready", "Up to date.");
+  } catch (err) {
+    setStatus(status, "error", err.status === 404 ? "No such room among yours." : describe(err));
+  }
+}
+
+main();
