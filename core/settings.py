@@ -170,6 +170,21 @@ class MediaSettings:
                           "(a host behind 1:1 NAT); empty: this host's own addresses"},
     )
     max_sdp_bytes: int = field(default=65536, metadata={"help": "largest accepted SDP body"})
+    rtmp_port: int = field(
+        default=1935,
+        metadata={"help": "RTMP ingest port (rtmp://HOST:PORT/live, the room's stream key as the "
+                          "stream name; on the HTTP host address); 0: no RTMP ingest"},
+    )
+    rtmp_audio_bitrate: int = field(
+        default=64000,
+        metadata={"help": "bit/s of the Opus audio an RTMP room's AAC is transcoded to (once per room)"},
+    )
+    low_rendition: bool = field(
+        default=False,
+        metadata={"help": "viewers on weak networks are switched to one low rendition per room (360p, "
+                          "400 kbit/s, encoded only while someone watches it) or to audio only, from "
+                          "their receiver reports (on/off)", "parse": _parse_bool},
+    )
     keyframe_min_interval: float = field(
         default=0.5,
         metadata={"help": "seconds between keyframe requests (PLI) sent to a publisher: "
@@ -209,6 +224,10 @@ class MediaSettings:
                     ipaddress.ip_address(getattr(self, name))
                 except ValueError:
                     raise ConfigError(f"{name}: {getattr(self, name)!r} is not an IP address") from None
+        if not 0 <= self.rtmp_port <= 65535:
+            raise ConfigError(f"rtmp_port: {self.rtmp_port} is not a TCP port (0: no RTMP ingest)")
+        if not 6000 <= self.rtmp_audio_bitrate <= 510000:
+            raise ConfigError("rtmp_audio_bitrate: Opus takes 6000 to 510000 bit/s")
         if not 1024 <= self.max_sdp_bytes <= 1 << 20:
             raise ConfigError("max_sdp_bytes: must be between 1024 and 1048576")
         for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
@@ -321,7 +340,19 @@ class InteractionSettings:
     danmaku_user_rate: float = field(default=1.0, metadata={"help": "danmaku per second a user may send (sustained)"})
     danmaku_user_burst: int = field(default=5, metadata={"help": "danmaku a user may send in a burst"})
     danmaku_room_rate: float = field(default=200.0, metadata={"help": "danmaku per second a room accepts"})
-    danmaku_batch_ms: int = field(default=100, metadata={"help": "batch broadcasts for this long (0: no batching)"})
+    danmaku_batch_ms: int = field(
+        default=100,
+        metadata={"help": "longest a danmaku waits to share a frame with others under load (a quiet room sends "
+                          "at once; 0: no batching, one frame per danmaku)"})
+    danmaku_write_ms: int = field(
+        default=250,
+        metadata={"help": "danmaku rows are written in batches this often, after they are broadcast (a kill -9 "
+                          "loses at most about this long of rows)"})
+    websocket_compression: bool = field(
+        default=False,
+        metadata={"help": "offer permessage-deflate on Socket.IO WebSockets (off, as in Node's engine.io: "
+                          "compressing each frame per viewer costs server and viewer CPU)",
+                  "parse": _parse_bool})
     blocked_words: list[str] = field(
         default_factory=list,
         metadata={"help": "words refused in every room, comma separated",
@@ -335,6 +366,8 @@ class InteractionSettings:
             raise ConfigError("danmaku rates: positive")
         if not 0 <= self.danmaku_batch_ms <= 2000:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
+        if not 10 <= self.danmaku_write_ms <= 5000:
+            raise ConfigError("danmaku_write_ms: 10 to 5000")
 
 
 @dataclass

@@ -7,8 +7,10 @@ import json
 
 from aiohttp import web
 
-from core.access import Refusal
 from core.cpu import off_loop
+
+from core.access import Refusal
+from paywall.clips_http import clip_for_viewer
 from paywall.http import PAYWALL, current_user
 from paywall.replay_http import authorized_replay
 
@@ -103,9 +105,22 @@ async def replay_chapters(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "private, no-store"})
 
 
+async def clip_danmaku(request: web.Request) -> web.Response:
+    """``GET /api/clips/{clip}/danmaku``: the danmaku sent during the clip's stretch of its
+    broadcast, with ``t_ms`` on the clip's own clock (0 = the clip's first frame)."""
+    clip, room = await clip_for_viewer(request)
+    start, end = clip.meta["start_ms"], clip.meta["end_ms"]
+    items = []
+    if room is not None:
+        items = await request.app[DANMAKU].history(room.id, clip.meta["recording"], from_ms=start, to_ms=end)
+    return web.json_response({"clip": clip.id, "items": [{**it, "t_ms": it["t_ms"] - start} for it in items]},
+                             headers={"Cache-Control": "no-store"})
+
+
 def setup_routes(app: web.Application, danmaku: DanmakuService, questions: QuestionService,
                  polls: PollService) -> None:
     app[DANMAKU], app[QUESTIONS], app[POLLS] = danmaku, questions, polls
     app.router.add_get("/api/rooms/{room}/danmaku", danmaku_export)
     app.router.add_get("/api/recordings/{recording}/danmaku", replay_danmaku)
     app.router.add_get("/api/recordings/{recording}/chapters.vtt", replay_chapters)
+    app.router.add_get("/api/clips/{clip}/danmaku", clip_danmaku)

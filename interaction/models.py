@@ -25,7 +25,7 @@ from core.timeutil import utcnow
 from paywall.db import Base, TZDateTime
 
 __all__ = [
-    "BlockedWord", "Danmaku", "ModerationAction", "Poll", "PollVote", "Question",
+    "BlockedWord", "Comment", "CommentReport", "Danmaku", "ModerationAction", "Poll", "PollVote", "Question",
     "QuestionVote", "RoomBan", "RoomModerator",
 ]
 
@@ -136,4 +136,31 @@ class ModerationAction(Base):
     target_user_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"), nullable=True)
     action: Mapped[str] = mapped_column(String(32))
     detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Comment(Base):
+    """A comment in the discussion under a replay (``recording``) or a room (``recording``
+    empty). ``parent_id`` makes it a reply to a top-level comment (one level only)."""
+
+    __tablename__ = "comments"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"))
+    recording: Mapped[str] = mapped_column(String(32), default="")
+    parent_id: Mapped[Optional[int]] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"), nullable=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: hidden from everyone but moderators once enough users reported it, until reviewed
+    hidden: Mapped[bool] = mapped_column(Boolean, default=False)
+    reports: Mapped[int] = mapped_column(Integer, default=0)
+    __table_args__ = (Index("ix_comments_thread", "room_id", "recording", "id"),)
+
+
+class CommentReport(Base):
+    __tablename__ = "comment_reports"
+    comment_id: Mapped[int] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    reason: Mapped[str] = mapped_column(String(200), default="")
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)

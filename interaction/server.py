@@ -11,7 +11,9 @@ raises ``core.access.Refusal`` to refuse, and the ack is ``{"ok": true, ...}`` o
 that needs the moderator's right says so there.
 
 With a shared ``Cluster`` (Redis) the server uses ``ClusterManager``: emits reach clients
-on every node, and ``disconnect`` of a banned user's sockets works across nodes.
+on every process and node, and ``disconnect`` of a banned user's sockets works across
+them. Either way room emits go out through ``broadcast.FastEmit`` (encoded once, no task
+per recipient), and WebSocket compression is off unless ``websocket_compression``.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from paywall.seats import REVOKED
 from paywall.service import Paywall
 from signalling.admission import Admission
 
+from .broadcast import StagepassSocketIO, client_manager
 from .socketio_manager import ClusterManager
 
 __all__ = ["Client", "InteractionServer"]
@@ -101,12 +104,13 @@ ENGAGEMENT = {"danmaku:send": "danmaku", "like": "like", "question:ask": "questi
 
 
 class InteractionServer:
-    def __init__(self, cluster: Optional[Cluster] = None, cors_origins: Any = "*") -> None:
+    def __init__(self, cluster: Optional[Cluster] = None, cors_origins: Any = "*",
+                 websocket_compression: bool = False) -> None:
         self.cluster = cluster or LocalCluster()
-        manager = ClusterManager(self.cluster) if self.cluster.shared else None
-        self.sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager,
-                                        cors_allowed_origins=cors_origins, logger=False,
-                                        engineio_logger=False)
+        self.manager = client_manager(self.cluster)
+        self.sio = StagepassSocketIO(async_mode="aiohttp", client_manager=self.manager,
+                                     cors_allowed_origins=cors_origins, logger=False, engineio_logger=False,
+                                     websocket_compression=websocket_compression)
         # bound at startup (``bind``), when the database and rooms exist
         self.paywall: Paywall = None  # type: ignore[assignment]
         self.rooms: RoomRegistry = None  # type: ignore[assignment]

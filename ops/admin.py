@@ -51,13 +51,9 @@ class AdminView:
 
     async def ingest_kbps(self, room: Room) -> Optional[float]:
         publisher = room.publisher
-        transceivers = publisher.pc.getTransceivers() if publisher is not None else []
-        if not transceivers:
+        received = await publisher.bytes_received() if publisher is not None else None
+        if received is None:
             return None
-        received = 0
-        for stat in (await transceivers[0].receiver.getStats()).values():
-            if stat.type == "transport":  # BUNDLE: one transport carries every track
-                received = stat.bytesReceived
         now = time.monotonic()
         previous = self._ingest.get(publisher.id)
         self._ingest[publisher.id] = (now, received)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Iterable, Optional
@@ -25,8 +26,11 @@ __all__ = ["Catalog", "RoomView", "lock_room"]
 
 _EDITABLE = {
     "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
-    "replay_included", "preview_seconds", "max_devices", "allow_downloads",
+    "replay_included", "preview_seconds", "max_devices", "allow_downloads", "embed_origins",
 }
+#: an origin that may frame the embeddable player: scheme, host, optional port, nothing else
+_ORIGIN_RE = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
+MAX_EMBED_ORIGINS = 10
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,8 @@ class RoomView:
     preview_seconds: int
     max_devices: int
     allow_downloads: bool = False
+    #: origins allowed to frame the embeddable player (``["*"]``: any; empty: none)
+    embed_origins: tuple[str, ...] = ()
 
     @property
     def free(self) -> bool:
@@ -53,6 +59,7 @@ class RoomView:
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
         d["free"] = self.free
+        d["embed_origins"] = list(self.embed_origins)
         return d
 
 
@@ -68,7 +75,7 @@ def _view(room: Room) -> RoomView:
         room.id, room.slug, room.creator_id, room.title, room.description, json.loads(room.tags),
         starts.isoformat().replace("+00:00", "Z") if starts else None, room.currency,
         room.ticket_price, room.replay_price, room.replay_included, room.preview_seconds,
-        room.max_devices, bool(room.allow_downloads),
+        room.max_devices, bool(room.allow_downloads), tuple((room.embed_origins or "").split()),
     )
 
 
@@ -112,11 +119,29 @@ def _clean_fields(data: dict[str, Any], creating: bool) -> dict[str, Any]:
         elif key == "preview_seconds":
             if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 3600:
                 raise Refusal(400, "invalid_preview", "preview_seconds: 0 to 3600")
+        elif key == "embed_origins":
+            value = _clean_origins(value)
         elif key == "max_devices":
             if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10:
                 raise Refusal(400, "invalid_devices", "max_devices: 1 to 10")
         out[key] = value
     return out
+
+
+def _clean_origins(value: Any) -> str:
+    """``["https://blog.example.org"]`` or ``["*"]`` or ``[]`` -> the stored, space-separated form."""
+    if (not isinstance(value, list) or len(value) > MAX_EMBED_ORIGINS
+            or not all(isinstance(o, str) for o in value)):
+        raise Refusal(400, "invalid_embed_origins",
+                           f"embed_origins: a list of up to {MAX_EMBED_ORIGINS} origins, or [\"*\"]")
+    origins = [o.strip().lower().rstrip("/") for o in value]
+    if origins == ["*"]:
+        return "*"
+    for origin in origins:
+        if not _ORIGIN_RE.match(origin):
+            raise Refusal(400, "invalid_embed_origins",
+                               f"embed_origins: {origin!r} is not an origin such as https://blog.example.org")
+    return " ".join(dict.fromkeys(origins))
 
 
 class Catalog:
@@ -173,9 +198,20 @@ class Catalog:
             room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
         return room is not None and secrets.compare_digest(room.stream_key.encode(), key.encode())
 
+    async def room_for_stream_key(self, key: str) -> Optional[str]:
+        """The slug of the room whose stream key this is (RTMP encoders send only the key)."""
+        async with self.db() as s:
+            room = (await s.execute(select(Room).where(Room.stream_key == key))).scalar_one_or_none()
+        return room.slug if room is not None and secrets.compare_digest(room.stream_key.encode(), key.encode()) else None
+
     async def get(self, slug: str) -> Optional[RoomView]:
         async with self.db() as s:
             room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
+        return _view(room) if room else None
+
+    async def by_id(self, room_id: int) -> Optional[RoomView]:
+        async with self.db() as s:
+            room = await s.get(Room, room_id)
         return _view(room) if room else None
 
     async def require(self, slug: str) -> RoomView:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
@@ -78,6 +79,8 @@ class Room(Base):
     preview_seconds: Mapped[int] = mapped_column(Integer, default=0)
     max_devices: Mapped[int] = mapped_column(Integer, default=1)
     stream_key: Mapped[str] = mapped_column(String(64))
+    #: origins allowed to frame the room's embeddable player, space separated; "*": any; "": none
+    embed_origins: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
     __table_args__ = (
         CheckConstraint("ticket_price >= 0", name="ck_rooms_ticket_price"),

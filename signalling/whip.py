@@ -139,6 +139,17 @@ def _handler(kind: Kind):
             await room.end_broadcast()
         return web.Response(status=200)
 
+    async def get_session(request: web.Request) -> web.Response:
+        """A viewer's session (WHEP only): which rendition it plays (``full``, ``low`` for
+        the room's low rendition on a weak network, ``audio`` only), for the player to show.
+        The session URL is the credential, as for DELETE."""
+        room = request.app[ROOMS].get(request.match_info["room"])
+        session = room.session(request.match_info["session"]) if room else None
+        if kind == "whip" or session is None or session is room.publisher:
+            raise Refusal(404, "session_not_found", "no such session")
+        return web.json_response({"session": session.id, "rendition": getattr(session, "rendition", "full")},
+                                 headers={"Cache-Control": "no-store"})
+
     async def patch_session(request: web.Request) -> web.Response:
         """Trickle ICE (RFC 9725 section 4.3.1): candidates the client gathered after its
         offer, and its end-of-candidates. ``204`` without an ETag; ICE restarts are 422."""
@@ -152,7 +163,7 @@ def _handler(kind: Kind):
         session.trickle(fragment.candidates, fragment.end)
         return web.Response(status=204)
 
-    return create_session, delete_session, patch_session
+    return create_session, delete_session, patch_session, get_session
 
 
 def _report_viewer(events: BehaviourSink, room, session, grant: Grant) -> None:
@@ -214,7 +225,7 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
     if request.path.startswith(("/whip/", "/whep/")):
         origin = request.app[SETTINGS].server.cors_origin
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Methods"] = "POST, DELETE, PATCH, OPTIONS"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, DELETE, PATCH, OPTIONS"
         response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, If-Match"
         response.headers["Access-Control-Expose-Headers"] = "Location, ETag, Link, Accept-Post, Accept-Patch"
     if isinstance(response, web.HTTPException):
@@ -224,11 +235,13 @@ async def cors(request: web.Request, handler) -> web.StreamResponse:
 
 def setup_routes(app: web.Application) -> None:
     for kind in ("whip", "whep"):
-        create, delete, patch = _handler(kind)  # type: ignore[arg-type]
+        create, delete, patch, get = _handler(kind)  # type: ignore[arg-type]
         app.router.add_post(f"/{kind}/{{room}}", create)
         app.router.add_route("OPTIONS", f"/{kind}/{{room}}", options)
         app.router.add_delete(f"/{kind}/{{room}}/{{session}}", delete)
         app.router.add_patch(f"/{kind}/{{room}}/{{session}}", patch)
+        if kind == "whep":
+            app.router.add_get(f"/{kind}/{{room}}/{{session}}", get)
         app.router.add_route("OPTIONS", f"/{kind}/{{room}}/{{session}}", options)
     app.router.add_get("/api/rooms/{room}", room_status)
     app.router.add_get("/api/live", on_air)

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
+import hmac
 import logging
 from pathlib import Path
 from typing import AsyncIterator, Optional
 
 from aiohttp import web
 
+from core.heap import gc_pauses
+
 import web as web_assets
+from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from insight.assembly import install_insight, open_insight
-from stagepass.keys import AUDIENCE, CLUSTER, NODES, PACKAGING
+from stagepass.keys import AUDIENCE, CLUSTER, NODES, PACKAGING, RTMP
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
-from paywall import replay_http
+from paywall import clips_http, replay_http
 from paywall import dashboard_http
 from paywall.audience import AudienceSampler
 from paywall.seats import Seats
@@ -29,6 +33,8 @@ from core.access import Door
 from core.access_http import ACCESS, refusal_middleware
 from core.cluster import LocalCluster, NodeRegistry, RedisCluster
 from core.settings import Settings
+from mediaserver.ingest.rtmp_server import RtmpIngest
+from mediaserver.packaging.clips import ClipLibrary
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.replays import Replays
@@ -37,10 +43,11 @@ from mediaserver.storage import StorageError, open_storage, publishes
 from mediaserver.packaging.uploads import ReplayUploads
 from mediaserver.packaging.options import PackageOptions
 
-__all__ = ["AUDIENCE", "CLUSTER", "NODES", "PACKAGING", "create_app"]
+__all__ = ["AUDIENCE", "CLUSTER", "NODES", "PACKAGING", "RTMP", "create_app"]
 
 
 storage_log = logging.getLogger("stagepass.storage")
+rtmp_log = logging.getLogger("stagepass.rtmp")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
 
@@ -109,6 +116,9 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         app[replay_http.RECORDINGS] = Replays(
             settings.server.data_dir, storage if publishing else None, proxy=settings.recording.storage_proxy)
         replay_http.setup_routes(app)
+        app[clips_http.CLIPS] = ClipLibrary(settings.server.data_dir)
+        clips_http.setup_routes(app)
+        setup_share_routes(app)
         dashboard_http.setup_routes(app)
         install_insight(app)
 
@@ -169,6 +179,31 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         await rooms.close()
 
     app.cleanup_ctx.append(rooms_ctx)
+
+    async def rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
+        """RTMP encoders publish into the same rooms (``STAGEPASS_RTMP_PORT``, 0: off).
+        After the rooms in the list, so its connections end before the rooms close."""
+        config_rooms = {key: room for room, key in settings.stream_keys().items()}
+
+        async def resolve_key(key: str) -> Optional[str]:
+            room = next((r for k, r in config_rooms.items() if hmac.compare_digest(k.encode(), key.encode())), None)
+            paywall = app.get(paywall_http.PAYWALL)
+            if room is None and paywall is not None:
+                room = await paywall.catalog.room_for_stream_key(key)
+            return room
+
+        ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.media.rtmp_audio_bitrate)
+        try:
+            await ingest.start(settings.server.host, settings.media.rtmp_port)
+        except OSError as exc:
+            rtmp_log.error("RTMP ingest cannot listen on %s:%d (%s): RTMP publishing is off on this node",
+                           settings.server.host, settings.media.rtmp_port, exc.strerror or exc)
+        app[RTMP] = ingest
+        yield
+        await ingest.close()
+
+    if settings.media.rtmp_port:
+        app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
     install_ops(app, settings, rooms, metrics, cluster, with_paywall=access is None,
                 storage=storage if publishing else None)
@@ -180,5 +215,6 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     setup_vendor_routes(app)
+    gc_pauses.install()
     app.middlewares.append(refusal_middleware)  # innermost: every edge's refusal as its JSON answer
     return app

@@ -8,6 +8,8 @@ import sys
 
 from aiohttp import web
 
+from core.heap import freeze_startup_heap
+
 from core.settings import ConfigError, Settings
 from core.logs import setup_logging
 
@@ -112,6 +114,13 @@ def serve(argv: list[str]) -> int:
     base = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}"
     log.info("catalog %s/, studio %s/static/studio.html, open-room player %s/static/watch.html", base, base, base)
     from stagepass.access_log import RedactingAccessLogger
+
+    async def freeze_heap(app: web.Application) -> None:
+        """After every startup context (the server process only, not tests that build many
+        apps in one process): what is alive now lives as long as the process."""
+        log.debug("froze %d start-up objects out of the collector's way", freeze_startup_heap())
+
+    app.on_startup.append(freeze_heap)
 
     try:
         web.run_app(app, host=settings.server.host, port=settings.server.port, print=None, access_log_class=RedactingAccessLogger)

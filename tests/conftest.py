@@ -13,7 +13,7 @@ KEY = "test-stream-key"
 
 @pytest.fixture
 def settings(tmp_path) -> Settings:
-    s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"})
+    s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"}, rtmp_port=0)
     s.validate()
     return s
 

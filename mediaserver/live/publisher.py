@@ -3,15 +3,42 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from typing import Optional
+from typing import Optional, Protocol
 
 from mediaserver.sfu.aiortc_bridge import ReceiverTap, enlarge_receive_buffer, negotiated_stream
 from mediaserver.sfu.codecs import capabilities
 from mediaserver.sfu.fanout import Fanout
 from mediaserver.live.peer_session import PeerSession
 
-__all__ = ["Publisher"]
+__all__ = ["LivePublisher", "Publisher"]
+
+
+class LivePublisher(Protocol):
+    """What a room needs of its publisher, whatever brings the media: a WHIP peer
+    (``Publisher``) or an RTMP encoder (``mediaserver.ingest``)."""
+
+    id: str
+    codecs: dict[str, str]  #: kind -> codec key the fanouts receive
+    log: logging.LoggerAdapter
+
+    @property
+    def closed(self) -> bool: ...
+
+    def attach(self) -> None:
+        """Start feeding the room's fanouts (the room accepted this publisher)."""
+
+    def last_media(self) -> Optional[float]:
+        """``time.perf_counter()`` of the last media packet, None before the first."""
+
+    def is_stale(self) -> bool:
+        """Gone or silent: a new publisher may take the room over."""
+
+    async def bytes_received(self) -> Optional[int]:
+        """Bytes received from the encoder so far (the admin's ingest rate)."""
+
+    async def close(self) -> None: ...
 
 
 class Publisher(PeerSession):
@@ -91,6 +118,16 @@ class Publisher(PeerSession):
     def last_media(self) -> Optional[float]:
         arrivals = [t.last_arrival for t in self._taps.values() if t.last_arrival is not None]
         return max(arrivals) if arrivals else None
+
+    async def bytes_received(self) -> Optional[int]:
+        """Bytes received on the peer connection's transport (BUNDLE: one for all tracks)."""
+        transceivers = self.pc.getTransceivers()
+        if not transceivers:
+            return None
+        for stat in (await transceivers[0].receiver.getStats()).values():
+            if stat.type == "transport":
+                return stat.bytesReceived
+        return 0
 
     def is_stale(self) -> bool:
         """Gone or silent: a new publisher may take the room over."""

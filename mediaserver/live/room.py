@@ -22,20 +22,24 @@ import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable, Optional, TypeVar
 
 from core.settings import Settings
 from mediaserver.live.errors import RoomBusy
 from mediaserver.sfu.fanout import Fanout
 from core.logs import context_logger
 from mediaserver.live.peer_session import PeerSession
-from mediaserver.live.publisher import Publisher
+from mediaserver.live.publisher import LivePublisher, Publisher
 from mediaserver.recording.recorder import Recorder
+from mediaserver.live.adaptation import RENDITIONS, Adaptation
+from mediaserver.live.low_rendition import LowRendition
 from mediaserver.live.subscriber import Subscriber
 from core.tasks import TaskOwner
 from mediaserver.sfu.udp_mux import UdpMux
 
 __all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry"]
+
+S = TypeVar("S", bound=LivePublisher)
 
 
 class LiveObserver:
@@ -74,7 +78,7 @@ class Room:
         }
         #: the process's shared UDP port (set by the registry), None: a port per peer
         self.udp_mux: Optional[UdpMux] = None
-        self.publisher: Optional[Publisher] = None
+        self.publisher: Optional[LivePublisher] = None
         self.subscribers: dict[str, Subscriber] = {}
         self.broadcast: Optional[Broadcast] = None
         self.recorder: Optional[Recorder] = None  #: the current broadcast's recording
@@ -84,13 +88,15 @@ class Room:
         self.broadcast_ended: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
         #: (publisher, ended_broadcast before it) while the broadcast that publisher's POST
         #: opened has seen no media: discarded if it leaves without sending any
-        self._unconfirmed: Optional[tuple[Publisher, Optional[Broadcast]]] = None
+        self._unconfirmed: Optional[tuple[LivePublisher, Optional[Broadcast]]] = None
         self._publish_lock = asyncio.Lock()
         self._closed = False
         #: kind -> totals of the viewers that left (NACKed sequence numbers, payload bytes),
         #: so the room's totals only grow
         self.departed_nacked: dict[str, int] = {}
         self.departed_octets: dict[str, int] = {}
+        #: the low rendition for weak networks, while some viewer needs it
+        self.low: Optional[LowRendition] = None
 
     def _session_args(self) -> dict:
         return dict(
@@ -130,8 +136,7 @@ class Room:
     async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[Publisher, str]:
         """Accept a publisher (``plan``: kind -> codec key); ``RoomBusy`` if one is live."""
         async with self._publish_lock:
-            if self.publisher is not None and not self.publisher.is_stale():
-                raise RoomBusy(f"room {self.name!r} already has a live publisher")
+            self._refuse_if_busy()
             publisher = Publisher(
                 **self._session_args(), stale_after=self.settings.media.publisher_stale_seconds
             )
@@ -140,21 +145,41 @@ class Room:
             except BaseException:
                 await publisher.close()
                 raise
-            previous, self.publisher = self.publisher, publisher
-            if self.broadcast is None:
-                self._unconfirmed = (publisher, self.ended_broadcast)
-                self.broadcast = Broadcast()
-                self.ended_broadcast = None
-                self.log.info("broadcast %s started", self.broadcast.id)
-                self._start_recorder(self.broadcast, publisher.codecs)
-            elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
-                self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
-            publisher.attach()
-            if previous is not None:
-                self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
-                await previous.close()
-        self.log.info("publisher %s accepted", publisher.id[:8])
+            await self._accept(publisher)
         return publisher, answer
+
+    async def publish_ingest(self, make_source: Callable[..., S]) -> S:
+        """Accept a publisher that is not a WebRTC peer (the RTMP ingest) under the same
+        policy as WHIP: ``RoomBusy`` if one is live. ``make_source(room_name, on_closed,
+        stale_after, fanouts)`` builds it once the room is known to be free."""
+        async with self._publish_lock:
+            self._refuse_if_busy()
+            source = make_source(room_name=self.name, on_closed=self._forget,
+                                 stale_after=self.settings.media.publisher_stale_seconds, fanouts=self.fanouts)
+            await self._accept(source)
+        return source
+
+    def _refuse_if_busy(self) -> None:
+        if self.publisher is not None and not self.publisher.is_stale():
+            raise RoomBusy(f"room {self.name!r} already has a live publisher")
+
+    async def _accept(self, publisher: LivePublisher) -> None:
+        """Make ``publisher`` the room's (under the publish lock): open a broadcast if none
+        is open, attach it to the fanouts, close the stale one it replaces."""
+        previous, self.publisher = self.publisher, publisher
+        if self.broadcast is None:
+            self._unconfirmed = (publisher, self.ended_broadcast)
+            self.broadcast = Broadcast()
+            self.ended_broadcast = None
+            self.log.info("broadcast %s started", self.broadcast.id)
+            self._start_recorder(self.broadcast, publisher.codecs)
+        elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
+            self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
+        publisher.attach()
+        if previous is not None:
+            self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
+            await previous.close()
+        self.log.info("publisher %s accepted", publisher.id[:8])
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[Subscriber, str]:
         subscriber = Subscriber(
@@ -168,7 +193,51 @@ class Room:
             raise
         self.subscribers[subscriber.id] = subscriber
         self.log.info("viewer %s joined (%d watching)", subscriber.id[:8], len(self.subscribers))
+        if self.settings.media.low_rendition and "video" in kinds:
+            subscriber.tasks.spawn(self._adapt(subscriber), name="adaptation")
         return subscriber, answer
+
+    # ------------------------------------------------------------ weak networks
+    async def set_rendition(self, subscriber: Subscriber, rendition: str) -> None:
+        """Give a viewer the full video, the room's low rendition (started for the first
+        viewer that needs it, stopped after the last) or audio only."""
+        if rendition not in RENDITIONS:
+            raise ValueError(f"rendition: one of {', '.join(RENDITIONS)}")
+        if rendition == subscriber.rendition or subscriber.closed:
+            return
+        target = None
+        if rendition == "low":
+            if self.low is None:
+                self.low = LowRendition(self.fanouts["video"], self.tasks, self.log,
+                                        self.settings.media.keyframe_min_interval)
+            self.low.start()
+            target = self.low.fanout
+        elif rendition == "full":
+            target = self.fanouts["video"]
+        subscriber.switch_video(target, rendition)
+        await self._stop_unwatched_rendition()
+
+    async def _stop_unwatched_rendition(self) -> None:
+        if self.low is not None and self.low.running and not any(
+                s.rendition == "low" for s in self.subscribers.values() if not s.closed):
+            await self.low.stop()
+
+    async def _adapt(self, subscriber: Subscriber) -> None:
+        """Follow the viewer's receiver reports (``Adaptation``)."""
+        adaptation = Adaptation()
+        seen: dict[str, float] = {}
+        while True:
+            await asyncio.sleep(0.5)
+            kind = "audio" if subscriber.rendition == "audio" else "video"
+            report = (await subscriber.receiver_reports()).get(kind)
+            if report is None or seen.get(kind) == report["timestamp"]:
+                continue
+            seen[kind] = report["timestamp"]
+            choice = adaptation.report(subscriber.rendition, report["fraction_lost"], report["rtt"])
+            if choice is not None:
+                subscriber.log.info("%.0f%% lost, rtt %s: %s -> %s", report["fraction_lost"] * 100,
+                                    report["rtt"], subscriber.rendition, choice)
+                await self.set_rendition(subscriber, choice)
 
     async def end_broadcast(self) -> None:
         """The creator ended the live session (the publisher's WHIP DELETE)."""
@@ -186,7 +255,7 @@ class Room:
             except Exception:
                 self.log.exception("broadcast-end listener failed")
 
-    async def _discard_unconfirmed(self, publisher: Publisher) -> None:
+    async def _discard_unconfirmed(self, publisher: LivePublisher) -> None:
         """The publisher whose POST opened the broadcast left without ever sending media
         (ICE or DTLS failed, or it never connected): there was no broadcast. The room goes
         back to what it was, and the empty recording is removed, not packaged."""
@@ -232,12 +301,12 @@ class Room:
             except Exception:
                 self.log.exception("stopping the recorder failed")
 
-    def session(self, session_id: str) -> Optional[PeerSession]:
+    def session(self, session_id: str) -> Optional[PeerSession | LivePublisher]:
         if self.publisher is not None and self.publisher.id == session_id:
             return self.publisher
         return self.subscribers.get(session_id)
 
-    async def _forget(self, session: PeerSession) -> None:
+    async def _forget(self, session: PeerSession | LivePublisher) -> None:
         if session is self.publisher:
             self.publisher = None
             self.log.info("publisher %s left", session.id[:8])
@@ -249,6 +318,7 @@ class Room:
             for kind, n in session.octets_sent().items():  # type: ignore[attr-defined]
                 self.departed_octets[kind] = self.departed_octets.get(kind, 0) + n
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
+            await self._stop_unwatched_rendition()
 
     def stats(self) -> dict:
         return {
@@ -272,11 +342,13 @@ class Room:
         if self._closed:
             return
         self._closed = True
-        sessions: list[PeerSession] = list(self.subscribers.values())
+        sessions: list[PeerSession | LivePublisher] = list(self.subscribers.values())
         if self.publisher is not None:
             sessions.append(self.publisher)
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         await self._stop_recorder("shutdown")
+        if self.low is not None:
+            await self.low.stop()
         for fanout in self.fanouts.values():
             fanout.release()
         await self.tasks.close()

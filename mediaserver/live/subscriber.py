@@ -36,6 +36,9 @@ class Subscriber(PeerSession):
         self._octets_at_end: dict[str, int] = {}
         #: seconds from the WHEP POST to the first media packet sent to this viewer
         self.first_media_seconds: Optional[float] = None
+        #: which video the viewer gets: "full", "low" (the room's low rendition) or "audio"
+        self.rendition = "full"
+        self._parked: Optional[Downstream] = None  # the video downstream while audio only
 
     async def start(self, offer_sdp: str, kinds: list[str], fanouts: dict[str, Fanout]) -> str:
         """Negotiate send-only transceivers for ``kinds`` and check the live codecs fit.
@@ -57,15 +60,13 @@ class Subscriber(PeerSession):
                     f"the room broadcasts {kind} as {fanout.codec}; this player offered "
                     f"only {', '.join(stream.payload_types) or 'nothing usable'}"
                 )
-            downstream_box: list[Downstream] = []
             port = SenderPort(
                 transceiver.sender,
-                on_nack=lambda lost, f=fanout, box=downstream_box, k=kind: self._nack(k, f, box[0], lost),
-                on_keyframe_request=fanout.request_keyframe,
+                on_nack=lambda lost, k=kind: self._nack(k, lost),
+                on_keyframe_request=lambda k=kind: self._keyframe_request(k),
             )
             port.buffer_limit = self._buffer_limit
             downstream = Downstream(port, stream, label=self.id[:8])
-            downstream_box.append(downstream)
             pending[kind] = downstream
             self.nacked[kind] = 0
         for kind, downstream in pending.items():
@@ -73,9 +74,40 @@ class Subscriber(PeerSession):
             self._downstreams[kind] = (fanouts[kind], downstream)
         return answer
 
-    def _nack(self, kind: str, fanout: Fanout, downstream: Downstream, lost: list[int]) -> None:
+    def _nack(self, kind: str, lost: list[int]) -> None:
         self.nacked[kind] += len(lost)
-        fanout.on_nack(downstream, lost)
+        entry = self._downstreams.get(kind)
+        if entry is not None:  # answered by the rendition the viewer is on now
+            entry[0].on_nack(entry[1], lost)
+
+    def _keyframe_request(self, kind: str) -> None:
+        entry = self._downstreams.get(kind)
+        if entry is not None:
+            entry[0].request_keyframe()
+
+    def switch_video(self, target: Optional[Fanout], rendition: str) -> None:
+        """Put this viewer's video on ``target`` (the room's full or low rendition), or
+        nowhere (``None``: audio only), without renegotiating; it resumes on a keyframe."""
+        entry = self._downstreams.get("video")
+        downstream = entry[1] if entry is not None else self._parked
+        if downstream is None or rendition == self.rendition:
+            return
+        if entry is not None and target is not None:
+            entry[0].hand_over(downstream, target)
+        elif entry is not None:
+            entry[0].remove(downstream)
+            downstream.park()
+        elif target is not None:
+            target.add(downstream)
+            target.viewer_ready(downstream)
+        if target is None:
+            self._downstreams.pop("video", None)
+            self._parked = downstream
+        else:
+            self._downstreams["video"] = (target, downstream)
+            self._parked = None
+        self.log.info("video rendition %s -> %s", self.rendition, rendition)
+        self.rendition = rendition
 
     def on_connected(self) -> None:
         for fanout, downstream in self._downstreams.values():
@@ -100,6 +132,8 @@ class Subscriber(PeerSession):
             fanout.remove(downstream)
             downstream.port.close()
         self._downstreams.clear()
+        if self._parked is not None:
+            self._parked.port.close()
 
     def octets_sent(self) -> dict[str, int]:
         """kind -> media payload bytes sent to this viewer, also after it left."""
@@ -136,6 +170,17 @@ class Subscriber(PeerSession):
                 "dropped": d.dropped,
                 "waiting_for_keyframe": d.waiting,
             }
+        return out
+
+    async def receiver_reports(self) -> dict[str, dict]:
+        """kind -> the viewer's latest receiver report: ``fraction_lost`` (0..1), ``rtt``
+        (seconds or None) and ``timestamp`` (to tell a new report from the same one)."""
+        out: dict[str, dict] = {}
+        for transceiver in self.pc.getTransceivers():
+            for stat in (await transceiver.sender.getStats()).values():
+                if stat.type == "remote-inbound-rtp":
+                    out[transceiver.kind] = {"fraction_lost": stat.fractionLost / 256, "rtt": stat.roundTripTime,
+                                             "timestamp": stat.timestamp}
         return out
 
     @staticmethod

@@ -3,6 +3,7 @@
 // description, ranked); price and "you own this" badges. Every text from the server goes
 // through ui.h (text nodes).
 import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { showTeasers } from "./teasers.js";
 import { suggest, visited } from "./insight.js";
 
 const LIVE_REFRESH_MS = 10_000;
@@ -187,6 +188,7 @@ async function load() {
   else render();
   setStatus(statusLine, "ready", "");
   statusLine.hidden = true;
+  showTeasers(document.getElementById("teasers"), document.getElementById("teaser-list"));
 }
 
 let searchSeq = 0;

@@ -2,6 +2,7 @@
 // the danmaku overlaid at the second they were sent (the `danmaku` package, media mode),
 // chapter markers for answered questions and polls, and preview-then-buy.
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { mountComments } from "./comments.js";
 import { markDropOffs, resumePosition, suggest, trackReplay, visited } from "./insight.js";
 
 const WINDOW_MS = 60_000; // danmaku are fetched a minute at a time, ahead of playback
@@ -253,6 +254,8 @@ async function main() {
     `${when.toLocaleString()} · ${clock(recording.duration_ms)}`;
   if (recording.poster_url) video.poster = recording.poster_url;
   if (!info.offer.owned) showOffer(info, user);
+  mountComments(document.getElementById("comments"), { room: recording.room, recording: recording.id })
+    .catch((err) => console.warn("comments", describe(err)));
   try {
     await waitUntilReady();
     if (!info.offer.owned && !user) {

@@ -22,6 +22,8 @@ import { connectSocket } from "./room-socket.js";
 import { renderAbout, showBuy, wireTicket } from "./room-ticket.js";
 import { wireTips } from "./room-tips.js";
 import { api, describe, param, siteHeader } from "./ui.js";
+import { mountComments } from "./comments.js";
+import { showTeasers } from "./teasers.js";
 import { suggest, visited } from "./insight.js";
 
 const STATUS_POLL_MS = 2000;
@@ -91,6 +93,8 @@ async function main() {
   state.owned = body.owned || [];
   state.testMode = body.test_mode === true;
   renderAbout();
+  showTeasers(document.getElementById("teasers"), document.getElementById("teaser-list"), slug);
+  mountComments(document.getElementById("comments"), { room: slug }).catch((err) => console.warn("comments", describe(err)));
   if (param("popup") === "1") { // the checkout popup came back here: nothing to watch in it
     status("ready", "Payment done. You can close this window.");
     if (window.opener) setTimeout(() => window.close(), 500);

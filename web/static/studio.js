@@ -183,10 +183,10 @@ roomInput.addEventListener("change", () => {
 
 // ===================================================================== room form
 const FIELDS = ["slug", "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
-  "preview_seconds", "max_devices", "replay_included", "allow_downloads"];
+  "preview_seconds", "max_devices", "replay_included", "allow_downloads", "embed_origins"];
 const CODE_FIELD = { invalid_slug: "slug", slug_taken: "slug", invalid_title: "title", invalid_description: "description",
   invalid_tags: "tags", invalid_time: "starts_at", unknown_currency: "currency", invalid_preview: "preview_seconds",
-  invalid_devices: "max_devices" };
+  invalid_devices: "max_devices", invalid_embed_origins: "embed_origins" };
 
 class FieldError extends Error {
   constructor(field, message) {
@@ -235,7 +235,8 @@ function fillRoomForm(room) {
   field("slug").disabled = !!room;
   clearFormErrors();
   const v = room || { slug: "", title: "", description: "", tags: [], starts_at: null, currency: "USD", ticket_price: 0,
-    replay_price: null, preview_seconds: 0, max_devices: 1, replay_included: false, allow_downloads: false };
+    replay_price: null, preview_seconds: 0, max_devices: 1, replay_included: false, allow_downloads: false,
+    embed_origins: [] };
   field("slug").value = v.slug;
   field("title").value = v.title;
   field("description").value = v.description;
@@ -248,6 +249,7 @@ function fillRoomForm(room) {
   field("max_devices").value = String(v.max_devices);
   field("replay_included").checked = v.replay_included;
   field("allow_downloads").checked = v.allow_downloads;
+  field("embed_origins").value = (v.embed_origins || []).join(", ");
 }
 
 function roomBody(creating) {
@@ -273,6 +275,7 @@ function roomBody(creating) {
   body.max_devices = integer(field("max_devices").value);
   body.replay_included = field("replay_included").checked;
   body.allow_downloads = field("allow_downloads").checked;
+  body.embed_origins = field("embed_origins").value.split(/[\s,]+/).filter(Boolean);
   return body;
 }
 
@@ -426,6 +429,7 @@ async function retryUpload(id, button) {
 /** The room's recordings as the creator sees them: recording, processing (percent), uploading
  * (object storage), ready, failed, upload failed (with a retry button). */
 function renderReplays(recordings) {
+  renderClipChoices(recordings.filter((rec) => rec.status === "ready"));
   $("replays-empty").hidden = recordings.length > 0;
   $("replay-list").replaceChildren(...recordings.map((rec) => {
     const when = new Date(rec.started_at).toLocaleString();
@@ -442,6 +446,75 @@ function renderReplays(recordings) {
       rec.status === "ready" && rec.error ? h("span", { class: "hint" }, ` (recording stopped early: ${rec.error})`) : null);
   }));
 }
+
+// ===================================================================== clips
+/** The ready replays a clip can be cut from, keeping the creator's choice across polls. */
+function renderClipChoices(ready) {
+  const select = $("clip-recording");
+  const chosen = select.value;
+  const ids = ready.map((rec) => rec.id).join(",");
+  $("clip-form").hidden = ready.length === 0;
+  if (select.dataset.ids === ids) return;
+  select.dataset.ids = ids;
+  select.replaceChildren(...ready.map((rec) => h("option", { value: rec.id, selected: rec.id === chosen },
+    `${new Date(rec.started_at).toLocaleString()} · ${duration(rec.duration_ms)}`)));
+  loadClips();
+}
+
+async function cutClip(event) {
+  event.preventDefault();
+  const status = $("clip-status");
+  const body = {
+    start_ms: Math.round(Number($("clip-start").value) * 1000),
+    end_ms: Math.round(Number($("clip-end").value) * 1000),
+    title: $("clip-title").value,
+    teaser: $("clip-teaser").checked,
+  };
+  $("clip-cut").disabled = true;
+  setStatus(status, "working", "Cutting…");
+  try {
+    const clip = await api(`/api/recordings/${encodeURIComponent($("clip-recording").value)}/clips`,
+                           { method: "POST", body });
+    setStatus(status, "done", clip.reencoded_ms ? `Clip ready (${(clip.reencoded_ms / 1000).toFixed(1)} s `
+      + "re-encoded up to the first keyframe, the rest copied)." : "Clip ready (copied, nothing re-encoded).");
+    await loadClips();
+  } catch (err) {
+    setStatus(status, "error", describe(err));
+  } finally {
+    $("clip-cut").disabled = false;
+  }
+}
+
+async function clipAction(clip, action) {
+  try {
+    if (action === "delete") await api(`/api/clips/${clip.id}`, { method: "DELETE" });
+    else await api(`/api/clips/${clip.id}`, { method: "PATCH", body: { teaser: !clip.teaser } });
+    await loadClips();
+  } catch (err) {
+    setStatus($("clip-status"), "error", describe(err));
+  }
+}
+
+async function loadClips() {
+  if (!selected) return;
+  let clips;
+  try {
+    ({ clips } = await api(`/api/clips?room=${encodeURIComponent(selected.slug)}`));
+  } catch {
+    return;
+  }
+  $("clip-list").replaceChildren(...clips.map((clip) => h("li", { dataset: { clip: clip.id } },
+    h("a", { href: clip.page_url }, clip.title || "Untitled clip"),
+    ` · ${duration(clip.duration_ms)} · ${clip.teaser ? "free teaser" : "for replay owners"} `,
+    h("button", { type: "button", class: "secondary", onclick: () => clipAction(clip, "teaser") },
+      clip.teaser ? "Make it for owners" : "Make it a free teaser"),
+    h("button", { type: "button", class: "secondary", onclick: () => clipAction(clip, "delete") }, "Delete"),
+    clip.teaser ? h("input", { readonly: true, class: "embed-code", "aria-label": "Embed code",
+      value: `<iframe src="${location.origin}/embed/clip/${clip.id}" width="640" height="400" allowfullscreen></iframe>` })
+      : null)));
+}
+
+$("clip-form").addEventListener("submit", cutClip);
 
 /** A viewer's connection is poor above 5% loss (mean of its last receiver reports, which
  * are noisy one by one) or 300 ms round trip. */

@@ -1,0 +1,79 @@
+"""``Adaptation``: which rendition a viewer should get, from its receiver feedback.
+
+Fed once per new RTCP receiver report (its ``fraction_lost`` and the round trip measured
+from it). Down one step (full -> low rendition -> audio only) after ``DOWN_AFTER`` bad
+reports in a row, up one step after ``UP_AFTER`` clean ones (the ``SETTLE_REPORTS`` after a
+switch are not counted: they still tell of the rendition before): quick to relieve a congested
+link, slow to load it again. Going up is a probe (a viewer's reports cannot tell how much
+more its link would carry): if it fails (bad again within ``PROBE_REPORTS`` reports) the
+wait before the next probe doubles, up to ``MAX_UP_AFTER``, so a viewer behind a link too
+slow for the full rendition spends its time on the low one; a probe that holds resets the
+wait. While a viewer is on audio only, its audio reports decide when it gets video back.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+__all__ = ["Adaptation", "RENDITIONS"]
+
+RENDITIONS = ("full", "low", "audio")
+
+
+class Adaptation:
+    DOWN_LOSS = 0.08  #: a report losing more than this is bad
+    AUDIO_LOSS = 0.25  #: on the low rendition, bad reports losing more than this mean audio only
+    UP_LOSS = 0.02  #: a report losing less than this (and with a sane round trip) is clean
+    MAX_RTT = 0.6  #: seconds: a longer round trip means a queue building up: bad
+    DOWN_AFTER = 2
+    UP_AFTER = 8
+    MAX_UP_AFTER = 64
+    PROBE_REPORTS = 6
+    SETTLE_REPORTS = 2  #: reports after a switch still tell of the previous rendition: ignored
+
+    def __init__(self) -> None:
+        self.bad = 0
+        self.good = 0
+        self.worst = 0.0
+        self.up_after = self.UP_AFTER
+        self.since_up: Optional[int] = None  #: reports since the last step up (a probe)
+        self.settle = 0
+
+    def report(self, current: str, loss: float, rtt: Optional[float]) -> Optional[str]:
+        """The rendition to switch to after this report, or None to stay."""
+        if self.since_up is not None:
+            self.since_up += 1
+        if self.settle:
+            self.settle -= 1
+            return None
+        step = self._decide(current, loss, rtt)
+        if step is not None:
+            self.settle = self.SETTLE_REPORTS
+        return step
+
+    def _decide(self, current: str, loss: float, rtt: Optional[float]) -> Optional[str]:
+        if loss > self.DOWN_LOSS or (rtt is not None and rtt > self.MAX_RTT):
+            self.bad, self.good = self.bad + 1, 0
+            self.worst = max(self.worst, loss)
+        elif loss < self.UP_LOSS:
+            self.good, self.bad, self.worst = self.good + 1, 0, 0.0
+        else:
+            self.good = self.bad = 0
+            self.worst = 0.0
+        if self.bad >= self.DOWN_AFTER:
+            worst, self.bad, self.worst = self.worst, 0, 0.0
+            step = "low" if current == "full" else "audio" if current == "low" and worst > self.AUDIO_LOSS else None
+            if step is not None:
+                if self.since_up is not None and self.since_up <= self.PROBE_REPORTS:
+                    self.up_after = min(self.MAX_UP_AFTER, self.up_after * 2)  # the probe failed
+                self.since_up = None
+            return step
+        if self.since_up is not None and self.since_up > self.PROBE_REPORTS:
+            self.up_after, self.since_up = self.UP_AFTER, None  # the probe held
+        if self.good >= self.up_after:
+            self.good = 0
+            step = {"audio": "low", "low": "full"}.get(current)
+            if step is not None:
+                self.since_up = 0
+            return step
+        return None
