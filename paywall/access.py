@@ -48,6 +48,10 @@ class PaywallAccess:
     # ------------------------------------------------------------------ minting
     async def mint(self, user: UserView, slug: str, action: str) -> dict:
         room = await self.catalog.require(slug)
+        if room.listing == "taken_down":
+            raise Refusal(410, "taken_down", "this room was taken down by the platform")
+        if room.listing != "listed" and user.id != room.creator_id and user.role != "admin":
+            raise Refusal(403, "room_not_listed", "this room waits for the platform's review")
         if action == "publish":
             if user.id != room.creator_id and user.role != "admin":
                 raise Refusal(403, "not_your_room", "only the room's creator can publish")

@@ -22,7 +22,7 @@ from .money import check_amount, check_currency
 from .search import MAX_QUERY_CHARS, ranked_room_ids
 from core.timeutil import as_utc, parse_instant
 
-__all__ = ["Catalog", "RoomView", "lock_room"]
+__all__ = ["Catalog", "RoomView", "lock_room", "room_view"]
 
 _EDITABLE = {
     "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
@@ -51,6 +51,8 @@ class RoomView:
     allow_downloads: bool = False
     #: origins allowed to frame the embeddable player (``["*"]``: any; empty: none)
     embed_origins: tuple[str, ...] = ()
+    #: ``listed``, ``pending`` (waits for review), ``rejected`` or ``taken_down`` (``paywall.trust``)
+    listing: str = "listed"
 
     @property
     def free(self) -> bool:
@@ -69,13 +71,14 @@ async def lock_room(session: AsyncSession, room_id: int) -> None:
     await session.execute(select(Room.id).where(Room.id == room_id).with_for_update())
 
 
-def _view(room: Room) -> RoomView:
+def room_view(room: Room) -> RoomView:
     starts = as_utc(room.starts_at)
     return RoomView(
         room.id, room.slug, room.creator_id, room.title, room.description, json.loads(room.tags),
         starts.isoformat().replace("+00:00", "Z") if starts else None, room.currency,
         room.ticket_price, room.replay_price, room.replay_included, room.preview_seconds,
         room.max_devices, bool(room.allow_downloads), tuple((room.embed_origins or "").split()),
+        room.listing or "listed",
     )
 
 
@@ -152,7 +155,9 @@ class Catalog:
         self.db = db
         self.reserved = frozenset(reserved)
 
-    async def create_room(self, creator: UserView, data: dict[str, Any]) -> tuple[RoomView, str]:
+    async def create_room(self, creator: UserView, data: dict[str, Any], listing: str = "listed") -> tuple[RoomView, str]:
+        """A new room of ``creator``; ``listing`` ``pending`` keeps it out of the catalog until an
+        admin approves it (``paywall.trust``)."""
         if creator.role not in ("creator", "admin"):
             raise Refusal(403, "not_a_creator", "only creators can create rooms")
         fields = _clean_fields(data, creating=True)
@@ -164,14 +169,14 @@ class Catalog:
                                f"{fields['slug']!r} is an open room of this server's configuration; choose another name")
         fields.setdefault("ticket_price", 0)
         key = secrets.token_urlsafe(24)
-        room = Room(creator_id=creator.id, stream_key=key, **fields)
+        room = Room(creator_id=creator.id, stream_key=key, listing=listing, **fields)
         async with self.db() as s:
             s.add(room)
             try:
                 await s.commit()
             except IntegrityError:
                 raise Refusal(409, "slug_taken", f"a room named {fields['slug']!r} exists") from None
-        return _view(room), key
+        return room_view(room), key
 
     async def edit_room(self, user: UserView, slug: str, data: dict[str, Any]) -> RoomView:
         fields = _clean_fields(data, creating=False)
@@ -180,7 +185,7 @@ class Catalog:
             for key, value in fields.items():
                 setattr(room, key, value)
             await s.commit()
-            return _view(room)
+            return room_view(room)
 
     async def rotate_stream_key(self, user: UserView, slug: str) -> str:
         async with self.db() as s:
@@ -207,12 +212,12 @@ class Catalog:
     async def get(self, slug: str) -> Optional[RoomView]:
         async with self.db() as s:
             room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
-        return _view(room) if room else None
+        return room_view(room) if room else None
 
     async def by_id(self, room_id: int) -> Optional[RoomView]:
         async with self.db() as s:
             room = await s.get(Room, room_id)
-        return _view(room) if room else None
+        return room_view(room) if room else None
 
     async def require(self, slug: str) -> RoomView:
         room = await self.get(slug)
@@ -224,14 +229,17 @@ class Catalog:
         """The catalog's rooms among ``slugs`` (names the configuration also uses, at start)."""
         async with self.db() as s:
             rows = (await s.execute(select(Room).where(Room.slug.in_(set(slugs))).order_by(Room.slug))).scalars()
-            return [_view(r) for r in rows]
+            return [room_view(r) for r in rows]
 
-    async def list(self, creator_id: Optional[int] = None) -> list[RoomView]:
+    async def list(self, creator_id: Optional[int] = None, listed_only: bool = True) -> list[RoomView]:
+        """Rooms (of ``creator_id``), only the listed ones unless ``listed_only`` is False."""
         query = select(Room).order_by(Room.id)
         if creator_id is not None:
             query = query.where(Room.creator_id == creator_id)
+        if listed_only:
+            query = query.where(Room.listing == "listed")
         async with self.db() as s:
-            return [_view(r) for r in (await s.execute(query)).scalars()]
+            return [room_view(r) for r in (await s.execute(query)).scalars()]
 
     async def search(self, query: str) -> list[RoomView]:
         """Rooms matching every word of ``query`` (slug, title, tags, description), best
@@ -240,14 +248,15 @@ class Catalog:
             raise Refusal(400, "invalid_query", f"q: at most {MAX_QUERY_CHARS} characters")
         async with self.db() as s:
             ids = await ranked_room_ids(s, query)
-            rooms = {r.id: r for r in (await s.execute(select(Room).where(Room.id.in_(ids)))).scalars()} if ids else {}
-        return [_view(rooms[i]) for i in ids if i in rooms]
+            rooms = {r.id: r for r in (await s.execute(
+                select(Room).where(Room.id.in_(ids), Room.listing == "listed"))).scalars()} if ids else {}
+        return [room_view(rooms[i]) for i in ids if i in rooms]
 
     async def rooms_of(self, user: UserView) -> list[RoomView]:
         """The rooms ``user`` created (the studio's "my rooms"); only creators and admins have any."""
         if user.role not in ("creator", "admin"):
             raise Refusal(403, "not_a_creator", "only creators have rooms")
-        return await self.list(creator_id=user.id)
+        return await self.list(creator_id=user.id, listed_only=False)
 
     async def _owned(self, s, user: UserView, slug: str) -> Room:
         room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()

@@ -25,7 +25,7 @@ from .ledger import Ledger
 from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
 
-__all__ = ["PAYWALL", "SESSION_COOKIE", "current_user", "optional_user", "read_json", "setup_routes"]
+__all__ = ["PAYWALL", "SESSION_COOKIE", "current_user", "optional_user", "path_number", "read_json", "setup_routes"]
 
 PAYWALL = web.AppKey("paywall", Paywall)
 SESSION_COOKIE = "stagepass_session"
@@ -53,6 +53,14 @@ def _with_session(response: web.Response, request: web.Request, token: str) -> w
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=secure,
                         max_age=14 * 86400, path="/")
     return response
+
+
+def path_number(request: web.Request, name: str, code: str) -> int:
+    """The numeric id in the path's ``{name}``; ``404 code`` for anything else."""
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 12:
+        raise Refusal(404, code, f"no {name} {raw!r}")
+    return int(raw)
 
 
 def _str(body: dict, key: str) -> str:
@@ -131,14 +139,20 @@ async def catalog_room(request: web.Request) -> web.Response:
 
 async def create_room(request: web.Request) -> web.Response:
     user = await current_user(request)
-    room, key = await request.app[PAYWALL].catalog.create_room(user, await read_json(request))
+    paywall = request.app[PAYWALL]
+    room, key = await paywall.catalog.create_room(user, await read_json(request),
+                                                  listing=await paywall.trust.initial_listing(user))
     log.info("user %d created room %s", user.id, room.slug)
+    await request.app[PAYWALL].notifications.room_scheduled(room)
     return web.json_response({"room": room.as_dict(), "stream_key": key}, status=201)
 
 
 async def edit_room(request: web.Request) -> web.Response:
     user = await current_user(request)
-    room = await request.app[PAYWALL].catalog.edit_room(user, request.match_info["room"], await read_json(request))
+    body = await read_json(request)
+    room = await request.app[PAYWALL].catalog.edit_room(user, request.match_info["room"], body)
+    if "starts_at" in body:
+        await request.app[PAYWALL].notifications.room_scheduled(room)
     return web.json_response({"room": room.as_dict()})
 
 
@@ -179,6 +193,9 @@ async def get_order(request: web.Request) -> web.Response:
 async def refund_order(request: web.Request) -> web.Response:
     user = await current_user(request)
     order = await request.app[PAYWALL].orders.refund(user, request.match_info["order"])
+    if user.role == "admin":
+        await request.app[PAYWALL].audit.record(user.id, "refund", f"order:{order.id}", amount=order.amount,
+                                                currency=order.currency)
     return web.json_response({"order": order.as_dict()})
 
 
@@ -285,6 +302,8 @@ async def record_payout(request: web.Request) -> web.Response:
     user = await current_user(request)
     payout = await request.app[PAYWALL].payouts.record(user, await read_json(request))
     log.info("user %d recorded payout %s to creator %d", user.id, payout["id"], payout["creator_id"])
+    await request.app[PAYWALL].audit.record(user.id, "payout", f"payout:{payout['id']}", creator_id=payout["creator_id"],
+                                            amount=payout["amount"], currency=payout["currency"])
     return web.json_response({"payout": payout}, status=201)
 
 

@@ -130,6 +130,9 @@ class OrderBook:
         if not isinstance(message, str) or len(message) > 500:
             raise Refusal(400, "invalid_message", "message: text up to 500 characters")
         room = await self.catalog.require(slug)
+        if room.listing != "listed":
+            raise Refusal(409, "room_not_listed", "this room is not for sale: it waits for the platform's "
+                                                       "review or was taken down")
 
         existing = await self._by_key(buyer.id, key)
         if existing is not None:

@@ -79,7 +79,8 @@ async def authorized_replay(request: web.Request) -> tuple[Recording, Grant]:
 
 
 def _visible(rec: Recording, room: Optional[RoomView], user: Optional[UserView]) -> bool:
-    if rec.ready:
+    """Ready replays of listed rooms to everyone; the rest to the room's creator and admins."""
+    if rec.ready and (room is None or room.listing == "listed"):
         return True
     return user is not None and (user.role == "admin" or (room is not None and user.id == room.creator_id))
 

@@ -111,6 +111,8 @@ class ReplayAccess:
         if preview is not None and (not isinstance(preview, int) or isinstance(preview, bool) or preview <= 0):
             raise Refusal(401, "invalid_token", "the access token is not valid")
         room = await self.catalog.get(target.room)
+        if room is not None and room.listing == "taken_down":
+            raise Refusal(410, "taken_down", "this replay was taken down by the platform")
         paid = room is not None and not _free(room)
         async with self.db() as s:
             if await s.get(RevokedToken, claims["jti"]) is not None:

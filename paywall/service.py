@@ -7,20 +7,28 @@ from typing import Awaitable, Callable, Mapping, Optional
 
 from core.access import StreamKeyAccess
 from core.behaviour import BehaviourSink
+from core.mail import Mailer
 from core.settings import ConfigError, Settings
 
 from .access import PaywallAccess
 from .accounts import Accounts
+from .audit import AuditLog
 from .audience import AudienceLog
 from .catalog import Catalog
+from .creators import CreatorPages
 from .dashboard import CreatorDashboard
 from .db import Database
+from .follows import Follows
 from .ledger import Ledger
+from .notifications import Notifications
 from .orders import OrderBook
 from .payouts import Payouts
 from .replays import ReplayAccess
+from .reports import Reports
+from .reviews import Reviews
 from .providers import DevProvider, PaymentProvider, StripeProvider
 from .tokens import TokenIssuer
+from .trust import Trust
 from .webhooks import Webhooks
 
 __all__ = ["Paywall"]
@@ -57,6 +65,18 @@ class Paywall:
         self.audience = AudienceLog(db)
         self.payouts = Payouts(db, self.ledger, self.provider.name)
         self.dashboard = CreatorDashboard(db, self.audience, self.payouts)
+        self.follows = Follows(db)
+        self.audit = AuditLog(db)
+        self.reviews = Reviews(db, self.audit)
+        self.reports = Reports(db, self.audit)
+        self.trust = Trust(db, self.catalog, self.orders, self.audit, settings.paywall.review_unverified)
+        self.creators = CreatorPages(db, self.catalog, self.follows, self.reviews)
+        notify = settings.notifications
+        self.notifications = Notifications(
+            db, self.follows, settings.signing_secret(),
+            settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}",
+            Mailer(notify.smtp_url, notify.mail_from) if notify.smtp_url else None, notify.reminder_minutes,
+        )
 
     def use_events(self, events: BehaviourSink) -> None:
         """Report checkouts (started, completed, abandoned) to ``events``."""
@@ -87,5 +107,6 @@ class Paywall:
         return paywall
 
     async def close(self) -> None:
+        await self.notifications.close()
         self.accounts.close()
         await self.db.close()

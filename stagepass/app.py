@@ -16,12 +16,15 @@ from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from insight.assembly import install_insight, open_insight
-from stagepass.keys import AUDIENCE, CLUSTER, NODES, PACKAGING, RTMP
+from stagepass.keys import AUDIENCE, CLUSTER, NODES, NOTIFICATIONS, PACKAGING, RTMP
 from stagepass.operations import install_ops
 from ops.metrics import Metrics
 from paywall import http as paywall_http
 from paywall import clips_http, replay_http
 from paywall import dashboard_http
+from paywall import community_http
+from paywall import reviews_http
+from paywall import trust_http
 from paywall.audience import AudienceSampler
 from paywall.seats import Seats
 from paywall.service import Paywall
@@ -104,7 +107,26 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()
+            notifications = paywall.notifications
+            notifications.start(settings.notifications.reminder_check_seconds)
+
+            async def went_live(room, broadcast) -> None:
+                notifications.tasks.spawn(notifications.room_live(room.name, broadcast.id), name=f"notify-live-{room.name}")
+
+            rooms.broadcast_started.append(went_live)
+
+            async def taken_down(name: str) -> None:
+                """A room taken down ends its live broadcast on this node."""
+                live = rooms.get(name)
+                if live is not None and live.publisher is not None:
+                    await live.publisher.close()
+                if live is not None:
+                    await live.end_broadcast()
+
+            paywall.trust.on_takedown = taken_down
+            app[NOTIFICATIONS] = notifications
             yield
+            rooms.broadcast_started.remove(went_live)
             await audience.close()
             await interaction.close()
             await insight.close()
@@ -120,6 +142,9 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         clips_http.setup_routes(app)
         setup_share_routes(app)
         dashboard_http.setup_routes(app)
+        community_http.setup_routes(app)
+        reviews_http.setup_routes(app)
+        trust_http.setup_routes(app)
         install_insight(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
@@ -157,6 +182,15 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
                     uploads.enqueue(path)
 
             jobs.listeners.append(upload_packaged)
+
+        def replay_ready(path: Path, manifest: dict) -> None:
+            """Followers hear of a replay once it is servable (a local replay: packaged ``ready``)."""
+            notifications = app.get(NOTIFICATIONS)
+            if notifications is not None and manifest.get("status") == "ready":
+                notifications.tasks.spawn(notifications.replay_ready(path.parent.name, path.name),
+                                          name=f"notify-replay-{path.name}")
+
+        jobs.listeners.append(replay_ready)
 
         async def package_ended(room, broadcast) -> None:
             directory = recording_dir(settings.server.data_dir, room.name, broadcast.id)

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
         async def set_role(paywall):
             user = await paywall.accounts.set_role(email, role)
+            await paywall.audit.record(None, "role", f"user:{user.id}", role=user.role, by="command line")
             print(f"user {user.id} is now {user.role}")
 
         return _with_paywall(rest, set_role)

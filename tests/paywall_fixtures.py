@@ -45,9 +45,10 @@ async def fresh_postgres() -> AsyncIterator[str]:
 
 def paywall_settings(tmp_path, database_url: str, **overrides: Any) -> Settings:
     """Settings of a test server; tests sign up many users from one address, so the
-    sign-up limit per client is lifted unless a test sets it. No RTMP listener unless a
-    test asks for one."""
-    overrides = {"signups_per_hour": 1000, "rtmp_port": 0, **overrides}
+    sign-up limit per client is lifted and creators' rooms are listed at once (no admin
+    review of unverified creators: tests/test_trust.py turns it on) unless a test sets them.
+    No RTMP listener unless a test asks for one."""
+    overrides = {"signups_per_hour": 1000, "review_unverified": False, "rtmp_port": 0, **overrides}
     s = Settings.build(data_dir=tmp_path / "data", database_url=database_url, rooms={"open": "open-room-key"},
                  secret="s" * 40, **overrides)
     s.validate()
