@@ -25,7 +25,9 @@ from .batcher import Batcher
 from .danmaku_cluster import DanmakuCluster, LocalDanmakuCluster
 from .models import Danmaku
 from .moderation import Moderation
-from .server import Client, EventError, InteractionServer
+from core.access import Refusal
+
+from .server import Client, InteractionServer
 from .write_behind import WriteBehind, WriteBehindFull
 
 __all__ = ["DanmakuService", "to_bilibili_xml"]
@@ -90,16 +92,16 @@ class DanmakuService:
 
     def _validate(self, data: Any) -> tuple[str, str, str]:
         if not isinstance(data, dict):
-            raise EventError("invalid_payload", "send {text, color, mode}")
+            raise Refusal(400, "invalid_payload", "send {text, color, mode}")
         text, color, mode = data.get("text"), data.get("color", "#FFFFFF"), data.get("mode", "scroll")
         if not isinstance(text, str) or not text.strip():
-            raise EventError("invalid_text", "text: 1 or more characters")
+            raise Refusal(400, "invalid_text", "text: 1 or more characters")
         if len(text) > self.max_chars:
-            raise EventError("text_too_long", f"text: at most {self.max_chars} characters")
+            raise Refusal(400, "text_too_long", f"text: at most {self.max_chars} characters")
         if not isinstance(color, str) or not COLOR_RE.match(color):
-            raise EventError("invalid_color", "color: #RRGGBB")
+            raise Refusal(400, "invalid_color", "color: #RRGGBB")
         if mode not in MODES:
-            raise EventError("invalid_mode", "mode: scroll, top or bottom")
+            raise Refusal(400, "invalid_mode", "mode: scroll, top or bottom")
         return text, color.upper(), mode
 
     async def send(self, client: Client, data: Any) -> dict:
@@ -110,14 +112,14 @@ class DanmakuService:
             lock = self._locks[client.sid] = asyncio.Lock()
         async with lock:  # a socket's danmaku are broadcast in the order they came
             if self.rows is None or len(self.rows) >= self.rows.capacity:  # before a token is taken
-                raise EventError("busy", BUSY)
+                raise Refusal(503, "busy", BUSY)
             slow = 0 if client.moderator else self.moderation.slow_seconds(client.room)
             refusal = await self.cluster.take(client.room, client.user_id, slow)
             if refusal is not None:
                 code, wait_ms = refusal
                 if code == "slow_mode":
-                    raise EventError(code, f"slow mode: wait {max(1, round(wait_ms / 1000))} s between messages")
-                raise EventError(code, REFUSALS[code])
+                    raise Refusal(429, code, f"slow mode: wait {max(1, round(wait_ms / 1000))} s between messages")
+                raise Refusal(429, code, REFUSALS[code])
             broadcast, t_ms = self.server.t_ms(client.room)
             row = {"id": await self.cluster.next_id(self._floor), "room_id": client.room_id,
                    "broadcast": broadcast, "user_id": client.user_id, "text": text, "color": color,
@@ -125,7 +127,7 @@ class DanmakuService:
             try:
                 self.rows.add(row)
             except WriteBehindFull:
-                raise EventError("busy", BUSY) from None
+                raise Refusal(503, "busy", BUSY) from None
             item = {"id": row["id"], "text": text, "color": color, "mode": mode, "t_ms": t_ms,
                     "broadcast": broadcast, "user": client.public(),
                     "sent_at": row["sent_at"].isoformat(timespec="milliseconds")}

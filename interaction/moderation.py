@@ -27,7 +27,9 @@ from core.timeutil import as_utc, utcnow
 
 from .bus import ClusterBus
 from .models import BlockedWord, Danmaku, ModerationAction, Question, RoomBan, RoomModerator
-from .server import Client, EventError, InteractionServer
+from core.access import Refusal
+
+from .server import Client, InteractionServer
 
 __all__ = ["Moderation"]
 
@@ -40,7 +42,7 @@ PEER_WRITE_WAIT = 0.6
 def _int(data: Any, key: str, low: int, high: int) -> int:
     value = data.get(key) if isinstance(data, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise EventError("invalid_payload", f"{key}: an integer from {low} to {high}")
+        raise Refusal(400, "invalid_payload", f"{key}: an integer from {low} to {high}")
     return value
 
 
@@ -124,12 +126,12 @@ class Moderation:
         mutes and words are loaded when its sockets connect)."""
         until = self._muted_until(client.room_id, client.user_id)
         if until is not None:
-            raise EventError("muted", f"you are muted until {until.isoformat(timespec='seconds')}")
+            raise Refusal(403, "muted", f"you are muted until {until.isoformat(timespec='seconds')}")
         lowered = text.lower()
         words = self._words.get(client.room_id, self.global_words)
         for word in words:
             if word in lowered:
-                raise EventError("blocked_word", f"the message contains a blocked word ({word!r})")
+                raise Refusal(403, "blocked_word", f"the message contains a blocked word ({word!r})")
 
     async def check_post(self, client: Client, text: str) -> None:
         """``check_text``, then slow mode on this process (moderators are exempt).
@@ -143,7 +145,7 @@ class Moderation:
         if slow and not client.moderator:
             last = self._last_post.get(key)
             if last is not None and now - last < slow:
-                raise EventError("slow_mode", f"slow mode: wait {slow - (now - last):.0f} s between messages")
+                raise Refusal(429, "slow_mode", f"slow mode: wait {slow - (now - last):.0f} s between messages")
         self._last_post[key] = now
 
     # ------------------------------------------------------------ actions
@@ -158,7 +160,7 @@ class Moderation:
         item_id = _int(data, "id", 1, 2**31 - 1)
         model = {"danmaku": Danmaku, "question": Question}.get(kind)
         if model is None:
-            raise EventError("invalid_payload", "kind: 'danmaku' or 'question'")
+            raise Refusal(400, "invalid_payload", "kind: 'danmaku' or 'question'")
         values = {"deleted": True} if model is Danmaku else {"status": "deleted"}
         if model is Danmaku:
             for flush in self.flushers:  # this process's danmaku rows still queued
@@ -169,7 +171,7 @@ class Moderation:
                 await asyncio.sleep(PEER_WRITE_WAIT)
                 item = await s.get(model, item_id)
             if item is None or item.room_id != client.room_id:
-                raise EventError("not_found", f"no {kind} {item_id} in this room")
+                raise Refusal(404, "not_found", f"no {kind} {item_id} in this room")
             await s.execute(update(model).where(model.id == item_id).values(**values)
                             .execution_options(synchronize_session=False))
             await s.commit()
@@ -223,14 +225,14 @@ class Moderation:
     async def _target(self, client: Client, data: Any) -> int:
         target = _int(data, "user_id", 1, 2**31 - 1)
         if target == client.creator_id or target == client.user_id:
-            raise EventError("invalid_target", "the creator and yourself cannot be muted or banned")
+            raise Refusal(400, "invalid_target", "the creator and yourself cannot be muted or banned")
         return await self._known_user(target)
 
     async def _known_user(self, user_id: int) -> int:
         """``user_id`` if such a user exists; ``user_not_found`` otherwise (before anything
         is stored: the bans, moderators and audit log refer to users)."""
         if await self.server.paywall.accounts.get(user_id) is None:
-            raise EventError("user_not_found", f"no user {user_id}")
+            raise Refusal(404, "user_not_found", f"no user {user_id}")
         return user_id
 
     async def _on_ban(self, message: dict) -> None:
@@ -259,12 +261,12 @@ class Moderation:
 
     async def blocklist(self, client: Client, data: Any) -> dict:
         if not isinstance(data, dict):
-            raise EventError("invalid_payload", "send {add: [...], remove: [...]}")
+            raise Refusal(400, "invalid_payload", "send {add: [...], remove: [...]}")
         add, remove = data.get("add", []), data.get("remove", [])
         for words in (add, remove):
             if (not isinstance(words, list) or len(words) > 100
                     or not all(isinstance(w, str) and 1 <= len(w.strip()) <= 64 for w in words)):
-                raise EventError("invalid_payload", "add/remove: lists of up to 100 words of 1-64 characters")
+                raise Refusal(400, "invalid_payload", "add/remove: lists of up to 100 words of 1-64 characters")
         if not add and not remove:  # a read: no change, no audit entry
             words = await self.blocked_words(client.room_id)
             return {"words": [w for w in words if w not in self.global_words]}
@@ -288,7 +290,7 @@ class Moderation:
 
     async def appoint(self, client: Client, data: Any) -> dict:
         if not client.creator:
-            raise EventError("forbidden", "only the creator appoints moderators")
+            raise Refusal(403, "forbidden", "only the creator appoints moderators")
         target = await self._known_user(_int(data, "user_id", 1, 2**31 - 1))
         remove = bool(data.get("remove"))
         async with self.db() as s:

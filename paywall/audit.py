@@ -12,7 +12,7 @@ from core.timeutil import iso_z
 
 from .accounts import UserView
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .models import AuditEntry, User
 
 __all__ = ["ACTIONS", "AuditLog"]
@@ -35,9 +35,9 @@ class AuditLog:
     async def entries(self, admin: UserView, action: Optional[str] = None, limit: int = 200) -> list[dict]:
         """The newest entries (of ``action`` if given), for admins."""
         if admin.role != "admin":
-            raise PaywallError(403, "admin_only", "only admins read the audit log")
+            raise Refusal(403, "admin_only", "only admins read the audit log")
         if action is not None and action not in ACTIONS:
-            raise PaywallError(400, "invalid_action", f"action: one of {', '.join(ACTIONS)}")
+            raise Refusal(400, "invalid_action", f"action: one of {', '.join(ACTIONS)}")
         query = (select(AuditEntry, User.email).outerjoin(User, User.id == AuditEntry.actor_id)
                  .order_by(AuditEntry.id.desc()).limit(limit))
         if action is not None:

@@ -7,21 +7,19 @@ import html
 
 from aiohttp import web
 
-from .errors import PaywallError
-from .http import PAYWALL, api, current_user, optional_user, path_number, read_json
+from core.access import Refusal
+from .http import PAYWALL, current_user, optional_user, path_number, read_json
 from .request_body import read_form
 
 __all__ = ["setup_routes"]
 
 
-@api
 async def creator_page(request: web.Request) -> web.Response:
     """``{"creator": {id, display_name, bio, since}, "followers", "upcoming", "past", "following"?}``"""
     paywall = request.app[PAYWALL]
     return web.json_response(await paywall.creators.page(path_number(request, "creator", "creator_not_found"), await optional_user(request)))
 
 
-@api
 async def follow(request: web.Request) -> web.Response:
     user = await current_user(request)
     creator = path_number(request, "creator", "creator_not_found")
@@ -31,28 +29,24 @@ async def follow(request: web.Request) -> web.Response:
     return web.json_response({"following": True, "followers": await follows.follow(user, creator)})
 
 
-@api
 async def following(request: web.Request) -> web.Response:
     user = await current_user(request)
     return web.json_response({"following": await request.app[PAYWALL].follows.following(user)})
 
 
-@api
 async def edit_profile(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)
     if set(body) != {"bio"}:
-        raise PaywallError(400, "unknown_field", "send {\"bio\": \"...\"}")
+        raise Refusal(400, "unknown_field", "send {\"bio\": \"...\"}")
     return web.json_response({"bio": await request.app[PAYWALL].creators.set_bio(user, body["bio"])})
 
 
-@api
 async def inbox(request: web.Request) -> web.Response:
     user = await current_user(request)
     return web.json_response(await request.app[PAYWALL].notifications.inbox(user))
 
 
-@api
 async def mark_read(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)
@@ -60,7 +54,6 @@ async def mark_read(request: web.Request) -> web.Response:
     return web.json_response({"marked": changed})
 
 
-@api
 async def preferences(request: web.Request) -> web.Response:
     """GET: ``{"preferences": {kind: {"inbox": bool, "email": bool}}}``; PATCH changes some."""
     user = await current_user(request)
@@ -77,7 +70,6 @@ _PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Stagepass: em
 {content}</main></body></html>"""
 
 
-@api
 async def unsubscribe(request: web.Request) -> web.Response:
     """The link in every notification email. GET shows a button (mail scanners open links, so a
     GET changes nothing); POST, from that button or a mail client's one-click (RFC 8058), turns

@@ -11,7 +11,7 @@ from core.timeutil import as_utc, parse_instant, utcnow
 from .accounts import UserView
 from .catalog import Catalog
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .follows import Follows
 from .models import CreatorProfile
 from .reviews import Reviews
@@ -55,9 +55,9 @@ class CreatorPages:
 
     async def set_bio(self, user: UserView, bio: object) -> str:
         if user.role not in ("creator", "admin"):
-            raise PaywallError(403, "not_a_creator", "only creators have a public page")
+            raise Refusal(403, "not_a_creator", "only creators have a public page")
         if not isinstance(bio, str) or len(bio) > BIO_MAX_CHARS:
-            raise PaywallError(400, "invalid_bio", f"bio: a string of at most {BIO_MAX_CHARS} characters")
+            raise Refusal(400, "invalid_bio", f"bio: a string of at most {BIO_MAX_CHARS} characters")
         async with self.db() as s:
             profile = await s.get(CreatorProfile, user.id)
             if profile is None:

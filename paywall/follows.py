@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .accounts import UserView
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .models import Follow, User
 
 __all__ = ["Follower", "Follows"]
@@ -30,13 +30,13 @@ class Follows:
         async with self.db() as s:
             user = await s.get(User, creator_id)
         if user is None or user.role not in ("creator", "admin"):
-            raise PaywallError(404, "creator_not_found", f"no creator with id {creator_id}")
+            raise Refusal(404, "creator_not_found", f"no creator with id {creator_id}")
         return user
 
     async def follow(self, user: UserView, creator_id: int) -> int:
         """Follow ``creator_id`` (idempotent); the creator's follower count after it."""
         if user.id == creator_id:
-            raise PaywallError(400, "cannot_follow_self", "you cannot follow yourself")
+            raise Refusal(400, "cannot_follow_self", "you cannot follow yourself")
         await self.require_creator(creator_id)
         async with self.db() as s:
             if await s.get(Follow, (user.id, creator_id)) is None:

@@ -28,7 +28,7 @@ from core.timeutil import as_utc, iso_z, parse_instant, utcnow
 from .accounts import UserView
 from .catalog import RoomView, room_view
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .follows import Follower, Follows
 from .models import NOTIFICATION_KINDS, Notification, NotificationOptOut, Room
 
@@ -133,7 +133,7 @@ class Notifications:
         if ids != "all":
             if not isinstance(ids, list) or not ids or len(ids) > 500 or \
                     not all(isinstance(i, int) and not isinstance(i, bool) for i in ids):
-                raise PaywallError(400, "invalid_ids", 'ids: "all" or a list of 1 to 500 notification ids')
+                raise Refusal(400, "invalid_ids", 'ids: "all" or a list of 1 to 500 notification ids')
             query = query.where(Notification.id.in_(ids))
         async with self.db() as s:
             result = await s.execute(query.values(read_at=utcnow()))
@@ -151,18 +151,18 @@ class Notifications:
         """``{"live": {"email": false}, ...}``: each kind and channel named is turned on or off;
         anything else is refused whole."""
         if not isinstance(changes, dict) or not changes:
-            raise PaywallError(400, "invalid_preferences", 'a JSON object like {"live": {"email": false}}')
+            raise Refusal(400, "invalid_preferences", 'a JSON object like {"live": {"email": false}}')
         wanted: list[tuple[str, str, bool]] = []
         for kind, channels in changes.items():
             if kind not in KINDS:
-                raise PaywallError(400, "unknown_kind", f"{kind!r}: one of {', '.join(KINDS)}")
+                raise Refusal(400, "unknown_kind", f"{kind!r}: one of {', '.join(KINDS)}")
             if not isinstance(channels, dict) or not channels:
-                raise PaywallError(400, "invalid_preferences", f"{kind}: an object like {{\"email\": false}}")
+                raise Refusal(400, "invalid_preferences", f"{kind}: an object like {{\"email\": false}}")
             for channel, on in channels.items():
                 if channel not in CHANNELS:
-                    raise PaywallError(400, "unknown_channel", f"{channel!r}: one of {', '.join(CHANNELS)}")
+                    raise Refusal(400, "unknown_channel", f"{channel!r}: one of {', '.join(CHANNELS)}")
                 if not isinstance(on, bool):
-                    raise PaywallError(400, "invalid_preferences", f"{kind}.{channel}: true or false")
+                    raise Refusal(400, "invalid_preferences", f"{kind}.{channel}: true or false")
                 wanted.append((kind, channel, on))
         async with self.db() as s:
             for kind, channel, on in wanted:
@@ -189,9 +189,9 @@ class Notifications:
             claims = jwt.decode(token, self.secret, algorithms=["HS256"], audience=_UNSUBSCRIBE_AUDIENCE)
             user_id, kind = int(claims["sub"]), claims["kind"]
         except (jwt.InvalidTokenError, KeyError, ValueError, TypeError):
-            raise PaywallError(400, "invalid_unsubscribe_link", "this unsubscribe link is not valid") from None
+            raise Refusal(400, "invalid_unsubscribe_link", "this unsubscribe link is not valid") from None
         if kind not in KINDS:
-            raise PaywallError(400, "invalid_unsubscribe_link", "this unsubscribe link is not valid")
+            raise Refusal(400, "invalid_unsubscribe_link", "this unsubscribe link is not valid")
         return user_id, kind
 
     async def unsubscribe(self, token: str) -> tuple[int, str]:

@@ -14,7 +14,7 @@ from core.timeutil import iso_z, utcnow
 from .accounts import UserView
 from .audit import AuditLog
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .models import Report, Room, User
 
 __all__ = ["REPORT_KINDS", "Reports"]
@@ -33,50 +33,50 @@ class Reports:
         danmaku's id, or a user's id. One report per reporter and target."""
         unknown = set(body) - {"kind", "target", "reason"}
         if unknown:
-            raise PaywallError(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise Refusal(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
         kind, target, reason = body.get("kind"), body.get("target"), body.get("reason")
         if kind not in REPORT_KINDS:
-            raise PaywallError(400, "invalid_kind", f"kind: one of {', '.join(REPORT_KINDS)}")
+            raise Refusal(400, "invalid_kind", f"kind: one of {', '.join(REPORT_KINDS)}")
         if isinstance(target, int) and not isinstance(target, bool):
             target = str(target)
         if not isinstance(target, str) or not _ID.match(target):
-            raise PaywallError(400, "invalid_target", "target: the slug or id of what you report")
+            raise Refusal(400, "invalid_target", "target: the slug or id of what you report")
         if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000:
-            raise PaywallError(400, "invalid_reason", "reason: what is wrong, in up to 1000 characters")
+            raise Refusal(400, "invalid_reason", "reason: what is wrong, in up to 1000 characters")
         async with self.db() as s:
             if kind == "room" and await s.scalar(select(Room.id).where(Room.slug == target)) is None:
-                raise PaywallError(404, "room_not_found", f"no room named {target!r}")
+                raise Refusal(404, "room_not_found", f"no room named {target!r}")
             if kind == "user" and (not target.isdigit() or await s.get(User, int(target)) is None):
-                raise PaywallError(404, "user_not_found", f"no user {target!r}")
+                raise Refusal(404, "user_not_found", f"no user {target!r}")
             report = Report(reporter_id=reporter.id, kind=kind, target=target, reason=reason.strip())
             s.add(report)
             try:
                 await s.commit()
             except IntegrityError:
-                raise PaywallError(409, "already_reported", "you have already reported this") from None
+                raise Refusal(409, "already_reported", "you have already reported this") from None
             return _as_dict(report)
 
     async def open_reports(self, admin: UserView, status: str = "open") -> list[dict]:
         if admin.role != "admin":
-            raise PaywallError(403, "admin_only", "only admins read reports")
+            raise Refusal(403, "admin_only", "only admins read reports")
         if status not in ("open", "resolved"):
-            raise PaywallError(400, "invalid_status", "status: open or resolved")
+            raise Refusal(400, "invalid_status", "status: open or resolved")
         async with self.db() as s:
             rows = (await s.execute(select(Report).where(Report.status == status).order_by(Report.id))).scalars()
             return [_as_dict(r) for r in rows]
 
     async def resolve(self, admin: UserView, report_id: int, body: dict) -> dict:
         if admin.role != "admin":
-            raise PaywallError(403, "admin_only", "only admins resolve reports")
+            raise Refusal(403, "admin_only", "only admins resolve reports")
         note: Any = body.get("note", "")
         if not isinstance(note, str) or len(note) > 1000:
-            raise PaywallError(400, "invalid_note", "note: up to 1000 characters")
+            raise Refusal(400, "invalid_note", "note: up to 1000 characters")
         async with self.db() as s:
             report = await s.get(Report, report_id)
             if report is None:
-                raise PaywallError(404, "report_not_found", f"no report {report_id}")
+                raise Refusal(404, "report_not_found", f"no report {report_id}")
             if report.status == "resolved":
-                raise PaywallError(409, "already_resolved", "this report is resolved")
+                raise Refusal(409, "already_resolved", "this report is resolved")
             report.status, report.resolved_by, report.resolved_at = "resolved", admin.id, utcnow()
             await s.commit()
             out = _as_dict(report)

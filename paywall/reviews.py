@@ -19,7 +19,7 @@ from .accounts import UserView
 from .audit import AuditLog
 from .catalog import RoomView
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .models import BroadcastRecord, Entitlement, Review, Room, User
 
 __all__ = ["REVIEW_MAX_CHARS", "Reviews"]
@@ -32,7 +32,7 @@ def _text(value: Any, field: str, required: bool = False) -> str:
     if value is None and not required:
         return ""
     if not isinstance(value, str) or len(value) > REVIEW_MAX_CHARS or (required and not value.strip()):
-        raise PaywallError(400, f"invalid_{field}", f"{field}: {'a non-empty' if required else 'a'} string of at "
+        raise Refusal(400, f"invalid_{field}", f"{field}: {'a non-empty' if required else 'a'} string of at "
                                                     f"most {REVIEW_MAX_CHARS} characters")
     return value.strip()
 
@@ -46,22 +46,22 @@ class Reviews:
         """Create or replace ``user``'s review of ``room`` (``{"rating": 1-5, "text"?}``): pending."""
         unknown = set(body) - {"rating", "text"}
         if unknown:
-            raise PaywallError(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise Refusal(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
         rating = body.get("rating")
         if not isinstance(rating, int) or isinstance(rating, bool) or not 1 <= rating <= 5:
-            raise PaywallError(400, "invalid_rating", "rating: a whole number from 1 to 5")
+            raise Refusal(400, "invalid_rating", "rating: a whole number from 1 to 5")
         text = _text(body.get("text"), "text")
         if user.id == room.creator_id:
-            raise PaywallError(403, "own_room", "creators do not review their own rooms")
+            raise Refusal(403, "own_room", "creators do not review their own rooms")
         async with self.db() as s:
             held = await s.scalar(select(BroadcastRecord.id).where(BroadcastRecord.room_id == room.id).limit(1))
             if held is None:
-                raise PaywallError(403, "class_not_held", "reviews open once the class has taken place")
+                raise Refusal(403, "class_not_held", "reviews open once the class has taken place")
             if not room.free:
                 owned = await s.scalar(select(Entitlement.id).where(
                     Entitlement.user_id == user.id, Entitlement.room_id == room.id, Entitlement.active).limit(1))
                 if owned is None:
-                    raise PaywallError(403, "not_a_buyer", "only buyers of the class or its replay review it")
+                    raise Refusal(403, "not_a_buyer", "only buyers of the class or its replay review it")
             review = (await s.execute(select(Review).where(Review.room_id == room.id, Review.user_id == user.id))
                       ).scalar_one_or_none()
             if review is None:
@@ -76,26 +76,26 @@ class Reviews:
     async def reply(self, creator: UserView, review_id: int, body: dict) -> dict:
         """The room's creator answers a review (replacing an earlier reply)."""
         if set(body) != {"reply"}:
-            raise PaywallError(400, "unknown_field", 'send {"reply": "..."}')
+            raise Refusal(400, "unknown_field", 'send {"reply": "..."}')
         reply = _text(body["reply"], "reply", required=True)
         async with self.db() as s:
             row = (await s.execute(select(Review, Room.creator_id).join(Room, Room.id == Review.room_id)
                                    .where(Review.id == review_id))).one_or_none()
             if row is None or row[1] != creator.id:
-                raise PaywallError(404, "review_not_found", f"no review {review_id} of your rooms")
+                raise Refusal(404, "review_not_found", f"no review {review_id} of your rooms")
             row[0].reply, row[0].replied_at = reply, utcnow()
             await s.commit()
             return await self._one(s, review_id)
 
     async def moderate(self, admin: UserView, review_id: int, decision: Any) -> dict:
         if admin.role != "admin":
-            raise PaywallError(403, "admin_only", "only admins moderate reviews")
+            raise Refusal(403, "admin_only", "only admins moderate reviews")
         if decision not in ("approved", "rejected"):
-            raise PaywallError(400, "invalid_decision", 'decision: "approved" or "rejected"')
+            raise Refusal(400, "invalid_decision", 'decision: "approved" or "rejected"')
         async with self.db() as s:
             review = await s.get(Review, review_id)
             if review is None:
-                raise PaywallError(404, "review_not_found", f"no review {review_id}")
+                raise Refusal(404, "review_not_found", f"no review {review_id}")
             review.status, review.moderated_by, review.moderated_at = decision, admin.id, utcnow()
             await s.commit()
             out = await self._one(s, review_id)
@@ -105,9 +105,9 @@ class Reviews:
     async def queue(self, admin: UserView, status: str = "pending") -> list[dict]:
         """Reviews with ``status`` (the moderation queue: oldest first)."""
         if admin.role != "admin":
-            raise PaywallError(403, "admin_only", "only admins moderate reviews")
+            raise Refusal(403, "admin_only", "only admins moderate reviews")
         if status not in STATUSES:
-            raise PaywallError(400, "invalid_status", f"status: one of {', '.join(STATUSES)}")
+            raise Refusal(400, "invalid_status", f"status: one of {', '.join(STATUSES)}")
         async with self.db() as s:
             return await self._list(s, Review.status == status, newest_first=False)
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .http import PAYWALL, api, current_user, optional_user, path_number, read_json
+from .http import PAYWALL, current_user, optional_user, path_number, read_json
 
 __all__ = ["setup_routes"]
 
 
-@api
 async def room_reviews(request: web.Request) -> web.Response:
     """``{"rating": {average, count}, "reviews": [approved], "mine": review | null}``"""
     paywall = request.app[PAYWALL]
@@ -18,7 +17,6 @@ async def room_reviews(request: web.Request) -> web.Response:
     return web.json_response(await paywall.reviews.of_room(room, await optional_user(request)))
 
 
-@api
 async def write_review(request: web.Request) -> web.Response:
     user = await current_user(request)
     paywall = request.app[PAYWALL]
@@ -27,21 +25,18 @@ async def write_review(request: web.Request) -> web.Response:
     return web.json_response({"review": review}, status=201)
 
 
-@api
 async def reply(request: web.Request) -> web.Response:
     user = await current_user(request)
     review = await request.app[PAYWALL].reviews.reply(user, path_number(request, "review", "review_not_found"), await read_json(request))
     return web.json_response({"review": review})
 
 
-@api
 async def moderation_queue(request: web.Request) -> web.Response:
     user = await current_user(request)
     reviews = await request.app[PAYWALL].reviews.queue(user, request.query.get("status", "pending"))
     return web.json_response({"reviews": reviews})
 
 
-@api
 async def moderate(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)

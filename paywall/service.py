@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Iterable, Optional
+from typing import Awaitable, Callable, Mapping, Optional
 
+from core.access import StreamKeyAccess
 from core.behaviour import BehaviourSink
 from core.mail import Mailer
 from core.settings import ConfigError, Settings
 
-from .access import PaywallPermissions
+from .access import PaywallAccess
 from .accounts import Accounts
 from .audit import AuditLog
 from .audience import AudienceLog
@@ -38,7 +39,8 @@ log = logging.getLogger("stagepass.paywall")
 class Paywall:
     def __init__(self, settings: Settings, db: Database,
                  on_revoked: Optional[Callable[[int, str], Awaitable[None]]] = None,
-                 provider: Optional[PaymentProvider] = None, open_rooms: Iterable[str] = ()) -> None:
+                 provider: Optional[PaymentProvider] = None, open_rooms: Optional[Mapping[str, str]] = None) -> None:
+        open_rooms = open_rooms or {}
         self.settings = settings
         self.db = db
         self.accounts = Accounts(db, signups_per_hour=settings.paywall.signups_per_hour)
@@ -55,9 +57,11 @@ class Paywall:
                         "no money moves; set STAGEPASS_PAYMENT_PROVIDER=stripe for real payments")
         self.orders = OrderBook(db, self.catalog, self.ledger, provider, on_revoked)
         self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.paywall.access_token_ttl)
-        self.access = PaywallPermissions(db, self.catalog, self.orders, self.tokens)
         self.webhooks = Webhooks(db, self.orders)
         self.replays = ReplayAccess(db, self.catalog, self.orders, self.tokens)
+        #: the one door (``core.access.Door``): paywall rooms, replays, and the open rooms' stream keys
+        self.access = PaywallAccess(db, self.catalog, self.orders, self.tokens, self.replays,
+                                    open_rooms=StreamKeyAccess(open_rooms))
         self.audience = AudienceLog(db)
         self.payouts = Payouts(db, self.ledger, self.provider.name)
         self.dashboard = CreatorDashboard(db, self.audience, self.payouts)

@@ -18,7 +18,7 @@ from .accounts import UserView
 from .audit import AuditLog
 from .catalog import Catalog, RoomView, room_view
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .models import Order, Room, User
 from .orders import OrderBook
 
@@ -29,7 +29,7 @@ LISTINGS = ("listed", "pending", "rejected", "taken_down")
 
 def _admin(user: UserView) -> None:
     if user.role != "admin":
-        raise PaywallError(403, "admin_only", "only admins review content")
+        raise Refusal(403, "admin_only", "only admins review content")
 
 
 class Trust:
@@ -54,11 +54,11 @@ class Trust:
     async def verify(self, admin: UserView, creator_id: int, verified: Any) -> dict:
         _admin(admin)
         if not isinstance(verified, bool):
-            raise PaywallError(400, "invalid_verified", "verified: true or false")
+            raise Refusal(400, "invalid_verified", "verified: true or false")
         async with self.db() as s:
             user = await s.get(User, creator_id)
             if user is None or user.role not in ("creator", "admin"):
-                raise PaywallError(404, "creator_not_found", f"no creator with id {creator_id}")
+                raise Refusal(404, "creator_not_found", f"no creator with id {creator_id}")
             user.verified = verified
             await s.commit()
         await self.audit.record(admin.id, "verification", f"user:{creator_id}", verified=verified)
@@ -68,7 +68,7 @@ class Trust:
         """Rooms with ``listing`` (the review queue: oldest first)."""
         _admin(admin)
         if listing not in LISTINGS:
-            raise PaywallError(400, "invalid_listing", f"listing: one of {', '.join(LISTINGS)}")
+            raise Refusal(400, "invalid_listing", f"listing: one of {', '.join(LISTINGS)}")
         async with self.db() as s:
             rows = (await s.execute(select(Room).where(Room.listing == listing).order_by(Room.id))).scalars()
             return [room_view(r).as_dict() for r in rows]
@@ -77,10 +77,10 @@ class Trust:
         """Approve (``listed``) or reject a room waiting for review."""
         _admin(admin)
         if decision not in ("approved", "rejected"):
-            raise PaywallError(400, "invalid_decision", 'decision: "approved" or "rejected"')
+            raise Refusal(400, "invalid_decision", 'decision: "approved" or "rejected"')
         room = await self.catalog.require(slug)
         if room.listing not in ("pending", "rejected", "listed"):
-            raise PaywallError(409, "taken_down", "a room taken down stays down")
+            raise Refusal(409, "taken_down", "a room taken down stays down")
         await self._set_listing(room, "listed" if decision == "approved" else "rejected")
         await self.audit.record(admin.id, "listing", f"room:{slug}", decision=decision)
         return await self.catalog.require(slug)
@@ -89,15 +89,15 @@ class Trust:
         _admin(admin)
         unknown = set(body) - {"reason", "refund"}
         if unknown:
-            raise PaywallError(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise Refusal(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
         reason, refund = body.get("reason"), body.get("refund", False)
         if not isinstance(reason, str) or not reason.strip() or len(reason) > 500:
-            raise PaywallError(400, "invalid_reason", "reason: why, in up to 500 characters")
+            raise Refusal(400, "invalid_reason", "reason: why, in up to 500 characters")
         if not isinstance(refund, bool):
-            raise PaywallError(400, "invalid_refund", "refund: true or false")
+            raise Refusal(400, "invalid_refund", "refund: true or false")
         room = await self.catalog.require(slug)
         if room.listing == "taken_down":
-            raise PaywallError(409, "taken_down", "this room is already taken down")
+            raise Refusal(409, "taken_down", "this room is already taken down")
         await self._set_listing(room, "taken_down")
         if self.on_takedown is not None:
             await self.on_takedown(slug)

@@ -5,26 +5,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .http import PAYWALL, api, current_user, path_number, read_json
+from .http import PAYWALL, current_user, path_number, read_json
 
 __all__ = ["setup_routes"]
 
 
-@api
 async def file_report(request: web.Request) -> web.Response:
     user = await current_user(request)
     return web.json_response({"report": await request.app[PAYWALL].reports.file(user, await read_json(request))},
                              status=201)
 
 
-@api
 async def reports(request: web.Request) -> web.Response:
     user = await current_user(request)
     found = await request.app[PAYWALL].reports.open_reports(user, request.query.get("status", "open"))
     return web.json_response({"reports": found})
 
 
-@api
 async def resolve_report(request: web.Request) -> web.Response:
     user = await current_user(request)
     report = await request.app[PAYWALL].reports.resolve(
@@ -32,7 +29,6 @@ async def resolve_report(request: web.Request) -> web.Response:
     return web.json_response({"report": report})
 
 
-@api
 async def verify_creator(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)
@@ -41,14 +37,12 @@ async def verify_creator(request: web.Request) -> web.Response:
     return web.json_response(result)
 
 
-@api
 async def review_queue(request: web.Request) -> web.Response:
     user = await current_user(request)
     rooms = await request.app[PAYWALL].trust.queue(user, request.query.get("listing", "pending"))
     return web.json_response({"rooms": rooms})
 
 
-@api
 async def decide_listing(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)
@@ -57,14 +51,12 @@ async def decide_listing(request: web.Request) -> web.Response:
     return web.json_response({"room": room.as_dict()})
 
 
-@api
 async def take_down(request: web.Request) -> web.Response:
     user = await current_user(request)
     result = await request.app[PAYWALL].trust.take_down(user, request.match_info["room"], await read_json(request))
     return web.json_response(result)
 
 
-@api
 async def audit_log(request: web.Request) -> web.Response:
     user = await current_user(request)
     entries = await request.app[PAYWALL].audit.entries(user, request.query.get("action"))

@@ -30,10 +30,11 @@ from paywall.audience import AudienceSampler
 from paywall.seats import Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
-from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
-from signalling.whip import ADMISSION, BEHAVIOUR, PERMISSIONS, ROOMS, SETTINGS, setup_routes
+from signalling.whip import ADMISSION, BEHAVIOUR, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
+from core.access import Door
+from core.access_http import ACCESS, refusal_middleware
 from core.cluster import LocalCluster, NodeRegistry, RedisCluster
 from core.settings import Settings
 from mediaserver.ingest.rtmp_server import RtmpIngest
@@ -54,10 +55,10 @@ rtmp_log = logging.getLogger("stagepass.rtmp")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
 
-def create_app(settings: Settings, permissions: Optional[Permissions] = None) -> web.Application:
-    """The whole server. With ``permissions`` given, the paywall is left out (media-only
-    tests and benchmarks); otherwise rooms and tickets come from the paywall, plus the
-    open rooms of ``STAGEPASS_ROOMS``."""
+def create_app(settings: Settings, access: Optional[Door] = None) -> web.Application:
+    """The whole server. With ``access`` given (``core.access.StreamKeyAccess``), the
+    paywall is left out (media-only tests and benchmarks); otherwise the door is the
+    paywall's (rooms, tickets, replays), which also opens the rooms of ``STAGEPASS_ROOMS``."""
     check_aiortc_version()
     app = web.Application(client_max_size=settings.media.max_sdp_bytes)
     app[SETTINGS] = settings
@@ -89,8 +90,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     app.cleanup_ctx.append(cluster_ctx)
     seats = Seats(cluster)
-    if permissions is not None:
-        app[PERMISSIONS] = permissions
+    if access is not None:
+        app[ACCESS] = access
         app[ADMISSION] = Admission(seats)
     else:
         interaction = build_interaction(app, settings, cluster)
@@ -101,7 +102,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
-            app[PERMISSIONS] = FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access)
+            app[ACCESS] = paywall.access
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
             insight = await open_insight(app)
@@ -242,7 +243,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     if settings.media.rtmp_port:
         app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
-    install_ops(app, settings, rooms, metrics, cluster, with_paywall=permissions is None,
+    install_ops(app, settings, rooms, metrics, cluster, with_paywall=access is None,
                 storage=storage if publishing else None)
 
     async def index(request: web.Request) -> web.StreamResponse:
@@ -253,4 +254,5 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     setup_vendor_routes(app)
     gc_pauses.install()
+    app.middlewares.append(refusal_middleware)  # innermost: every edge's refusal as its JSON answer
     return app

@@ -75,7 +75,7 @@ def _with_paywall(argv: list[str], action) -> int:
     """Open the database (running migrations), run ``action(paywall)``, close."""
     import asyncio
 
-    from paywall.errors import PaywallError
+    from core.access import Refusal
     from paywall.service import Paywall
 
     try:
@@ -89,7 +89,7 @@ def _with_paywall(argv: list[str], action) -> int:
         try:
             await action(paywall)
             return 0
-        except PaywallError as exc:
+        except Refusal as exc:
             print(f"stagepass: {exc.message}", file=sys.stderr)
             return 1
         finally:

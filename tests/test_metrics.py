@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stagepass.app import create_app
 from core.settings import Settings
 from core.logs import JsonFormatter
-from signalling.permissions import StreamKeyPermissions
+from core.access import StreamKeyAccess
 from tests.conftest import KEY
 from tests.ops_tools import LossyViewer, PrivateRedis, PrometheusServer
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
@@ -41,7 +41,7 @@ async def eventually(check, timeout: float = 30.0, interval: float = 0.5):
 async def media_server(aiohttp_server, tmp_path, **overrides):
     settings = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, **overrides)
     settings.validate()
-    app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
+    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     server = await aiohttp_server(app)
     return server, str(server.make_url("")).rstrip("/"), app
 
