@@ -133,7 +133,7 @@ async def nodes(request: web.Request) -> web.Response:
         entries = await registry.nodes()
     except Exception as exc:  # the shared store is down: say so, not a 500
         log.warning("admin view: the node registry does not answer (%s: %s)", type(exc).__name__, exc)
-        return error_response(503, "cluster_unavailable", "the node registry does not answer; try again")
+        raise Refusal(503, "cluster_unavailable", "the node registry does not answer; try again")
     now = time.time()
     listed, hosts = [], {}
     for node in entries:
