@@ -14,7 +14,6 @@ from sqlalchemy import (
     Boolean,
     false,
     CheckConstraint,
-    DateTime,
     Float,
     ForeignKey,
     Index,
