@@ -1,14 +1,27 @@
-"""Danmaku delivery under load: batched broadcasts against one-message-per-frame.
+"""Danmaku delivery beside bare python-socketio and Node's socket.io 4, in one run.
 
-One room, N Socket.IO viewers spread over worker processes (so the viewers' CPU is not
-the server's), one sender emitting M danmaku per second for D seconds. For each N the
-script runs the server twice, with batching (``--danmaku-batch-ms 100``) and without
-(``0``), and prints per run: delivery delay from send to receipt at every viewer
-(p50/p99), messages delivered per second, Socket.IO frames per viewer per second, and the
-server's CPU (its own process time). The last column is the ratio of server CPU without
-batching to with it.
+One room, ``--rate`` danmaku a second from ``--senders`` accounts (python-socketio clients
+of this process, each sending once every senders/rate seconds, staggered) for
+``--seconds``; N viewers on Node's stock socket.io-client 4 over websocket
+(``tests/socketio_viewers.cjs``, up to 250 per node process), the same viewers for every
+server. Servers, interleaved per round:
 
-    .venv/bin/python benchmarks/danmaku.py [--viewers 10,100,250,500] [--rate 20] [--seconds 10]
+- ``stagepass``: ``stagepass serve`` as shipped (adaptive batching, ``--danmaku-batch-ms 100``);
+- ``stagepass b=0``: batching off (one frame per danmaku);
+- ``stagepass x2``: two ``stagepass serve`` processes sharing the room through Redis
+  (``--processes``; viewers and senders split between them);
+- ``bare python-socketio``: ``benchmarks/bare_socketio.py`` (python-socketio's own room emit);
+- ``node socket.io``: ``benchmarks/node/server.cjs`` (the reference).
+
+Per server and viewer count: delivery delay from send to receipt at every viewer (p50,
+p99), delivered %, server CPU per delivered message (all its processes), the busiest
+server process's CPU %, the share of wall time its garbage collector stopped it, and the
+ratios of p99 and CPU per message to Node's in the same round. "x2 capacity" compares
+the busiest process's CPU at the same load: how much more load two processes take before
+one of their cores is full.
+
+    npm ci --prefix benchmarks/node   # once: Node's socket.io server
+    .venv/bin/python benchmarks/danmaku.py [--viewers 250,1000] [--rounds 2] [--processes]
 """
 
 from __future__ import annotations
@@ -16,8 +29,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import multiprocessing as mp
 import os
+import re
+import shutil
 import socket
 import statistics
 import subprocess
@@ -31,7 +45,11 @@ import psutil
 import socketio
 
 ROOT = Path(__file__).resolve().parents[1]
-PER_WORKER = 125
+VIEWERS_SCRIPT = ROOT / "tests" / "socketio_viewers.cjs"
+PER_NODE = 250
+METRICS_TOKEN = "benchmark-metrics-token"
+REDIS_URL = "redis://127.0.0.1:6379/8"  # the benchmark's own Redis database (flushed)
+SECRET = "b" * 40
 
 
 def free_port() -> int:
@@ -40,166 +58,266 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int, data_dir: str, batch_ms: int) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", data_dir,
-           "--log-level", "WARNING", "--danmaku-batch-ms", str(batch_ms), "--danmaku-user-rate", "10000",
-           "--danmaku-user-burst", "10000", "--danmaku-room-rate", "100000"]
-    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def clean_env() -> dict:
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
 
 
-async def wait_up(base: str) -> None:
-    async with aiohttp.ClientSession() as http:
-        for _ in range(200):
+class Server:
+    """One configuration under test: its processes, their base URLs, GC time and setup."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.procs: list[subprocess.Popen] = []
+        self.bases: list[str] = []
+        self.tmp = tempfile.TemporaryDirectory()
+
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def tokens(self, senders: int) -> tuple[str, list[str]]:
+        """(viewer token, one token per sender)."""
+        return "x", ["x"] * senders
+
+    async def gc_seconds(self) -> list[float]:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        for p in self.procs:
+            if p.poll() is None:
+                p.terminate()
+        for p in self.procs:
             try:
-                async with http.get(base + "/api/catalog") as r:
-                    if r.status == 200:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self.tmp.cleanup()
+
+
+class Stagepass(Server):
+    def __init__(self, name: str, batch_ms: int, processes: int = 1) -> None:
+        super().__init__(name)
+        self.batch_ms = batch_ms
+        self.processes = processes
+
+    async def start(self) -> None:
+        shared = []
+        if self.processes > 1:
+            import redis
+
+            redis.Redis.from_url(REDIS_URL).flushdb()
+            shared = ["--redis-url", REDIS_URL, "--database-url", f"sqlite:///{self.tmp.name}/shared.db"]
+        env = {**clean_env(), "STAGEPASS_METRICS_TOKEN": METRICS_TOKEN}
+        for i in range(self.processes):
+            port = free_port()
+            cmd = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
+                   "--data-dir", f"{self.tmp.name}/node{i}", "--secret", SECRET, "--log-level", "WARNING",
+                   "--danmaku-batch-ms", str(self.batch_ms), "--danmaku-user-rate", "100",
+                   "--danmaku-user-burst", "100", "--danmaku-room-rate", "100000",
+                   "--signups-per-hour", "100000", *shared]
+            self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
+            self.bases.append(f"http://127.0.0.1:{port}")
+            if i == 0 and self.processes > 1:
+                await wait_up(self.bases[0] + "/api/catalog")  # the first one migrates the database
+
+    async def tokens(self, senders: int) -> tuple[str, list[str]]:
+        base = self.bases[0]
+        async with aiohttp.ClientSession() as http:
+            async def signup(role: str) -> str:
+                async with http.post(base + "/api/auth/signup", json={
+                        "email": f"{role}-{time.time_ns()}@bench.org", "password": "benchmark pw",
+                        "role": role}) as r:
+                    return (await r.json())["token"]
+
+            async def token(login: str) -> str:
+                async with http.post(base + "/api/rooms/bench/tokens", json={"scope": "view"},
+                                     headers={"Authorization": f"Bearer {login}"}) as r:
+                    return (await r.json())["token"]
+
+            creator = await signup("creator")
+            async with http.post(base + "/api/rooms", headers={"Authorization": f"Bearer {creator}"}, json={
+                    "slug": "bench", "title": "bench", "currency": "USD", "ticket_price": 0}) as r:
+                assert r.status == 201, await r.text()
+            viewer = await token(await signup("viewer"))
+            return viewer, [await token(await signup("viewer")) for _ in range(senders)]
+
+    async def gc_seconds(self) -> list[float]:
+        out = []
+        async with aiohttp.ClientSession() as http:
+            for base in self.bases:
+                async with http.get(base + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as r:
+                    text = await r.text()
+                out.append(sum(float(v) for v in re.findall(r"^stagepass_gc_pause_seconds_total\{[^}]*\} (\S+)$",
+                                                            text, re.M)))
+        return out
+
+
+class Bare(Server):
+    async def start(self) -> None:
+        port = free_port()
+        self.procs.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bare_socketio.py"), str(port)],
+                                           cwd=ROOT, env=clean_env(), stdout=subprocess.DEVNULL))
+        self.bases.append(f"http://127.0.0.1:{port}")
+
+    async def gc_seconds(self) -> list[float]:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(self.bases[0] + "/stats") as r:
+                return [(await r.json())["gc_ms"] / 1000]
+
+
+class Node(Bare):
+    async def start(self) -> None:
+        port = free_port()
+        self.procs.append(subprocess.Popen(["node", str(ROOT / "benchmarks" / "node" / "server.cjs"), str(port)],
+                                           cwd=ROOT, stdout=subprocess.DEVNULL))
+        self.bases.append(f"http://127.0.0.1:{port}")
+
+
+async def wait_up(url: str) -> None:
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            try:
+                async with http.get(url) as r:
+                    if r.status < 500:
                         return
             except aiohttp.ClientError:
                 pass
             await asyncio.sleep(0.1)
-    raise RuntimeError("server did not start")
+    raise RuntimeError(f"{url} did not answer")
 
 
-async def setup(base: str) -> tuple[str, str]:
-    """A creator's free room and one viewer account: (viewer token, sender token)."""
-    async with aiohttp.ClientSession() as http:
-        async def signup(role: str) -> str:
-            async with http.post(base + "/api/auth/signup", json={
-                    "email": f"{role}-{time.time_ns()}@bench.org", "password": "benchmark pw", "role": role}) as r:
-                return (await r.json())["token"]
-
-        creator, viewer = await signup("creator"), await signup("viewer")
-        auth = {"Authorization": f"Bearer {creator}"}
-        async with http.post(base + "/api/rooms", headers=auth, json={
-                "slug": "bench", "title": "bench", "currency": "USD", "ticket_price": 0}) as r:
-            assert r.status == 201, await r.text()
-
-        async def token(login: str) -> str:
-            async with http.post(base + "/api/rooms/bench/tokens", json={"scope": "view"},
-                                 headers={"Authorization": f"Bearer {login}"}) as r:
-                return (await r.json())["token"]
-
-        return await token(viewer), await token(creator)
+async def viewers(base: str, token: str, count: int) -> asyncio.subprocess.Process:
+    proc = await asyncio.create_subprocess_exec(
+        "node", str(VIEWERS_SCRIPT), base, "bench", token, str(count), "--latency",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 28)
+    line = json.loads(await asyncio.wait_for(proc.stdout.readline(), 300))
+    if "ready" not in line:
+        raise RuntimeError(f"viewers: {line}")
+    return proc
 
 
-def viewer_worker(base: str, token: str, count: int, seconds: float, ready: mp.Queue, go: mp.Event,
-                  out: mp.Queue) -> None:
-    asyncio.run(_viewers(base, token, count, seconds, ready, go, out))
-
-
-async def _viewers(base, token, count, seconds, ready, go, out) -> None:
-    delays: list[float] = []
-    frames = 0
+async def send(bases: list[str], tokens: list[str], rate: float, seconds: float) -> int:
     clients = []
-
-    def handler(data):
-        nonlocal frames
-        now = time.time()
-        frames += 1
-        for item in data["items"]:
-            delays.append(now - float(item["text"].split()[0]))
-
-    for _ in range(count):
+    for i, token in enumerate(tokens):
         c = socketio.AsyncClient(reconnection=False)
-        c.on("danmaku", handler)
-        await c.connect(base, auth={"room": "bench", "token": token}, transports=["websocket"], wait_timeout=30)
+        await c.connect(bases[i % len(bases)], auth={"room": "bench", "token": token}, transports=["websocket"],
+                        wait_timeout=60)
         clients.append(c)
-    ready.put(count)
-    while not go.is_set():
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(seconds + 2.0)
-    out.put({"delays": delays, "frames": frames, "clients": count})
+    period = len(clients) / rate
+    acked = 0
+
+    async def one(i: int, c: socketio.AsyncClient) -> None:
+        nonlocal acked
+        await asyncio.sleep(i * period / len(clients))
+        t0 = time.monotonic()
+        n = 0
+        while time.monotonic() - t0 < seconds:
+            ack = await c.call("danmaku:send", {"text": f"{time.time():.6f} hello"}, timeout=60)
+            if ack.get("ok"):
+                acked += 1
+            n += 1
+            await asyncio.sleep(max(0.0, t0 + n * period - time.monotonic()))
+
+    await asyncio.gather(*(one(i, c) for i, c in enumerate(clients)))
     for c in clients:
         await c.disconnect()
+    return acked
 
 
-async def send(base: str, token: str, rate: float, seconds: float) -> int:
-    c = socketio.AsyncClient(reconnection=False)
-    await c.connect(base, auth={"room": "bench", "token": token}, transports=["websocket"])
-    sent = 0
-    t0 = time.monotonic()
-    while time.monotonic() - t0 < seconds:
-        target = t0 + sent / rate
-        await asyncio.sleep(max(0.0, target - time.monotonic()))
-        ack = await c.call("danmaku:send", {"text": f"{time.time():.6f} hello"})
-        if ack.get("ok"):
-            sent += 1
-    await c.disconnect()
-    return sent
-
-
-def run(viewers: int, rate: float, seconds: float, batch_ms: int) -> dict:
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as data_dir:
-        server = start_server(port, data_dir, batch_ms)
-        workers: list[mp.Process] = []
-        try:
-            asyncio.run(wait_up(base))
-            view_token, send_token = asyncio.run(setup(base))
-            ctx = mp.get_context("spawn")
-            ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-            left = viewers
-            while left > 0:
-                n = min(PER_WORKER, left)
-                p = ctx.Process(target=viewer_worker, args=(base, view_token, n, seconds, ready, go, out), daemon=True)
-                p.start()
-                workers.append(p)
-                left -= n
-            connected = sum(ready.get(timeout=300) for _ in workers)
-            proc = psutil.Process(server.pid)
-            cpu0 = sum(proc.cpu_times()[:2])
-            go.set()
-            t0 = time.monotonic()
-            sent = asyncio.run(send(base, send_token, rate, seconds))
-            elapsed = time.monotonic() - t0
-            results = [out.get(timeout=120) for _ in workers]
-            cpu = sum(proc.cpu_times()[:2]) - cpu0
-        finally:
-            for p in workers:
-                p.join(timeout=10)
-                if p.is_alive():
-                    p.terminate()
-            server.terminate()
-            server.wait(timeout=10)
-    delays = sorted(d for r in results for d in r["delays"])
-    frames = sum(r["frames"] for r in results)
+async def run(server: Server, n: int, rate: float, seconds: float, senders: int) -> dict:
+    try:
+        await server.start()
+        for base in server.bases:
+            await wait_up(base + ("/api/catalog" if isinstance(server, Stagepass) else "/stats"))
+        view_token, send_tokens = await server.tokens(senders)
+        groups = []
+        left, i = n, 0
+        while left > 0:
+            k = min(PER_NODE, left)
+            groups.append(viewers(server.bases[i % len(server.bases)], view_token, k))
+            left -= k
+            i += 1
+        procs = [await g for g in groups]  # one at a time: a connect storm is another benchmark
+        ps = [psutil.Process(p.pid) for p in server.procs]
+        gc0 = await server.gc_seconds()
+        cpu0 = [sum(p.cpu_times()[:2]) for p in ps]
+        t0 = time.monotonic()
+        sent = await send(server.bases, send_tokens, rate, seconds)
+        await asyncio.sleep(2.0)  # the last danmaku arrive
+        wall = time.monotonic() - t0
+        cpu = [sum(p.cpu_times()[:2]) - c for p, c in zip(ps, cpu0)]
+        gc = [b - a for a, b in zip(gc0, await server.gc_seconds())]
+        delays: list[float] = []
+        for p in procs:
+            p.stdin.close()
+            out = json.loads((await p.stdout.readline()) or b"{}")
+            delays.extend(out.get("delays_ms", []))
+            await p.wait()
+    finally:
+        server.stop()
+    delays.sort()
+    delivered = len(delays)
     return {
-        "viewers": connected, "batch_ms": batch_ms, "sent": sent,
-        "delivered": len(delays), "expected": sent * connected,
-        "p50_ms": statistics.median(delays) * 1000 if delays else None,
-        "p99_ms": delays[int(0.99 * (len(delays) - 1))] * 1000 if delays else None,
-        "delivered_per_s": len(delays) / elapsed,
-        "frames_per_viewer_s": frames / connected / elapsed,
-        "server_cpu_pct": 100 * cpu / elapsed,
+        "server": server.name, "viewers": n, "sent": sent, "delivered_pct": 100 * delivered / max(1, sent * n),
+        "p50_ms": statistics.median(delays) if delays else float("nan"),
+        "p99_ms": delays[int(0.99 * (delivered - 1))] if delays else float("nan"),
+        "cpu_us_per_msg": 1e6 * sum(cpu) / max(1, delivered),
+        "busiest_cpu_pct": 100 * max(cpu) / wall,
+        "gc_pct": 100 * max(g / wall for g in gc),
     }
+
+
+def servers(processes: bool) -> list[Server]:
+    out: list[Server] = [Stagepass("stagepass", 100), Stagepass("stagepass b=0", 0)]
+    if processes:
+        out.append(Stagepass("stagepass x2", 100, processes=2))
+    return out + [Bare("bare python-socketio"), Node("node socket.io")]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--viewers", default="10,100,250,500")
+    parser.add_argument("--viewers", default="250,1000")
     parser.add_argument("--rate", type=float, default=20.0, help="danmaku per second sent")
+    parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians are printed)")
+    parser.add_argument("--processes", action="store_true", help="add two Stagepass processes sharing Redis")
+    parser.add_argument("--only", default="", help="comma-separated server names to run")
+    parser.add_argument("--json", help="write every run here")
     args = parser.parse_args()
+    if shutil.which("node") is None or not (ROOT / "benchmarks" / "node" / "node_modules" / "socket.io").is_dir():
+        sys.exit("needs node and Node's socket.io: npm ci --prefix benchmarks/node")
     os.chdir(ROOT)
-    rows = []
-    header = (f"{'viewers':>7} {'batch':>5} {'sent':>5} {'delivered':>10} {'p50 ms':>7} {'p99 ms':>7} "
-              f"{'msg/s':>8} {'frames/v/s':>10} {'cpu %':>6} {'cpu ratio':>9}")
-    print(header)
+    runs = []
+    print(f"{'viewers':>7} {'server':<22} {'p50 ms':>7} {'p99 ms':>7} {'deliv %':>7} {'cpu us/msg':>10} "
+          f"{'busiest %':>9} {'gc %':>5} {'p99/node':>8} {'cpu/node':>8}", flush=True)
     for n in [int(x) for x in args.viewers.split(",")]:
-        pair = {}
-        for batch_ms in (100, 0):
-            r = run(n, args.rate, args.seconds, batch_ms)
-            pair[batch_ms] = r
-            rows.append(r)
-        for batch_ms, r in pair.items():
-            ratio = pair[0]["server_cpu_pct"] / pair[100]["server_cpu_pct"] if batch_ms == 0 else 1.0
-            print(f"{r['viewers']:>7} {batch_ms:>5} {r['sent']:>5} {r['delivered']:>5}/{r['expected']:<5}"
-                  f"{r['p50_ms']:>7.1f} {r['p99_ms']:>7.1f} {r['delivered_per_s']:>8.0f} "
-                  f"{r['frames_per_viewer_s']:>10.1f} {r['server_cpu_pct']:>6.1f} {ratio:>9.2f}", flush=True)
+        per: dict[str, list[dict]] = {}
+        for _ in range(args.rounds):
+            for server in servers(args.processes):
+                if args.only and server.name not in args.only.split(","):
+                    continue
+                r = asyncio.run(run(server, n, args.rate, args.seconds, args.senders))
+                runs.append(r)
+                print(f"  ({server.name}: p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms, "
+                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg)", file=sys.stderr,
+                      flush=True)
+                per.setdefault(server.name, []).append(r)
+        med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server",)}
+               for name, rs in per.items()}
+        node = med.get("node socket.io")
+        for name, m in med.items():
+            p99r = m["p99_ms"] / node["p99_ms"] if node else float("nan")
+            cpur = m["cpu_us_per_msg"] / node["cpu_us_per_msg"] if node else float("nan")
+            print(f"{n:>7} {name:<22} {m['p50_ms']:>7.1f} {m['p99_ms']:>7.1f} {m['delivered_pct']:>7.1f} "
+                  f"{m['cpu_us_per_msg']:>10.1f} {m['busiest_cpu_pct']:>9.1f} {m['gc_pct']:>5.2f} "
+                  f"{p99r:>8.2f} {cpur:>8.2f}", flush=True)
+        if "stagepass x2" in med and "stagepass" in med:
+            ratio = med["stagepass"]["busiest_cpu_pct"] / med["stagepass x2"]["busiest_cpu_pct"]
+            print(f"{n:>7} x2 capacity (busiest process CPU, 1 process / 2 processes): {ratio:.2f}x", flush=True)
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2))
+        Path(args.json).write_text(json.dumps(runs, indent=2))
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ from mediaserver.live import remote_candidates  # noqa: E402
 from stagepass.app import create_app  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from mediaserver.sfu.fanout import Fanout  # noqa: E402
-from signalling.permissions import StreamKeyPermissions  # noqa: E402
+from core.access import StreamKeyAccess  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from tests.browser import CHROMIUM, FLAGS  # noqa: E402
 from tests.peers import Publisher, Viewer  # noqa: E402
@@ -131,7 +131,7 @@ class Server:
         self.publisher: Optional[asyncio.subprocess.Process] = None
 
     async def start(self) -> None:
-        app = create_app(self.settings, permissions=StreamKeyPermissions(self.settings.stream_keys()))
+        app = create_app(self.settings, access=StreamKeyAccess(self.settings.stream_keys()))
         if self.static_base is not None:
             app.router.add_static("/static-base/", self.static_base)
         self._runner = web.AppRunner(app, access_log=None)

@@ -38,7 +38,7 @@ import psutil  # noqa: E402
 from aiohttp import web  # noqa: E402
 
 from core.settings import Settings  # noqa: E402
-from signalling.permissions import StreamKeyPermissions  # noqa: E402
+from core.access import StreamKeyAccess  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from stagepass.app import create_app  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
@@ -60,7 +60,7 @@ async def one_run(seconds: float) -> dict:
     settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix="low-bench-")), rooms={"b": KEY}, rtmp_port=0,
                               recordings=False)
     settings.validate()
-    app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
+    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

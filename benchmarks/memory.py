@@ -71,13 +71,13 @@ def process_figures() -> dict:
 def stagepass_app(rooms: int, recordings: bool, data_dir: Path) -> tuple[Any, Any]:
     from stagepass.app import create_app
     from core.settings import Settings
-    from signalling.permissions import StreamKeyPermissions
+    from core.access import StreamKeyAccess
     from signalling.whip import ROOMS
 
     settings = Settings.build(data_dir=data_dir, rooms={f"m{i}": KEY for i in range(rooms)},
                         recordings=recordings, log_level="WARNING")
     settings.validate()
-    app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
+    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
 
     def packets() -> int:
         registry = app[ROOMS]

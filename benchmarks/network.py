@@ -51,7 +51,7 @@ from aiohttp import web  # noqa: E402
 
 from stagepass.app import create_app  # noqa: E402
 from core.settings import Settings  # noqa: E402
-from signalling.permissions import StreamKeyPermissions  # noqa: E402
+from core.access import StreamKeyAccess  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from tests.impaired_session import CASES, Session  # noqa: E402
 
@@ -76,7 +76,7 @@ async def start_server() -> tuple[web.AppRunner, str, web.Application]:
     settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix="stagepass-net-")),
                         rooms={ROOM: KEY}, recordings=False)
     settings.validate()
-    app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
+    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     runner = web.AppRunner(app)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)

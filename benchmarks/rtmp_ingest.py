@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:  # tests/ lives in the repository, not the package
 from aiohttp import web  # noqa: E402
 
 from core.settings import Settings  # noqa: E402
-from signalling.permissions import StreamKeyPermissions  # noqa: E402
+from core.access import StreamKeyAccess  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from stagepass.app import RTMP, create_app  # noqa: E402
 from tests.conftest import wait_for  # noqa: E402
@@ -51,7 +51,7 @@ class Server:
         settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix="rtmp-bench-")), rooms={"b": KEY},
                             rtmp_port=free_port(), recordings=False)
         settings.validate()
-        self.app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
+        self.app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
         port = free_port()

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional
 
 __all__ = ["ConfigError", "Settings", "ServerSettings", "MediaSettings", "RecordingSettings", "PaywallSettings",
-           "InteractionSettings", "OpsSettings", "InsightSettings", "ROOM_NAME_RE"]
+           "InteractionSettings", "OpsSettings", "InsightSettings", "NotificationSettings", "ROOM_NAME_RE"]
 
 ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
@@ -314,6 +314,11 @@ class PaywallSettings:
     )
     stripe_api_key: str = field(default="", metadata={"help": "Stripe secret key (sk_...)"})
     stripe_webhook_secret: str = field(default="", metadata={"help": "Stripe webhook signing secret (whsec_...)"})
+    review_unverified: bool = field(
+        default=True,
+        metadata={"help": "rooms of creators an admin has not verified wait in the admin review queue before "
+                          "they are listed or sold (on/off)", "parse": _parse_bool},
+    )
     audience_sample_seconds: float = field(
         default=5.0,
         metadata={"help": "seconds between samples of each live paid room's concurrent viewers (dashboard)"},
@@ -347,7 +352,19 @@ class InteractionSettings:
     danmaku_user_rate: float = field(default=1.0, metadata={"help": "danmaku per second a user may send (sustained)"})
     danmaku_user_burst: int = field(default=5, metadata={"help": "danmaku a user may send in a burst"})
     danmaku_room_rate: float = field(default=200.0, metadata={"help": "danmaku per second a room accepts"})
-    danmaku_batch_ms: int = field(default=100, metadata={"help": "batch broadcasts for this long (0: no batching)"})
+    danmaku_batch_ms: int = field(
+        default=100,
+        metadata={"help": "longest a danmaku waits to share a frame with others under load (a quiet room sends "
+                          "at once; 0: no batching, one frame per danmaku)"})
+    danmaku_write_ms: int = field(
+        default=250,
+        metadata={"help": "danmaku rows are written in batches this often, after they are broadcast (a kill -9 "
+                          "loses at most about this long of rows)"})
+    websocket_compression: bool = field(
+        default=False,
+        metadata={"help": "offer permessage-deflate on Socket.IO WebSockets (off, as in Node's engine.io: "
+                          "compressing each frame per viewer costs server and viewer CPU)",
+                  "parse": _parse_bool})
     blocked_words: list[str] = field(
         default_factory=list,
         metadata={"help": "words refused in every room, comma separated",
@@ -361,6 +378,8 @@ class InteractionSettings:
             raise ConfigError("danmaku rates: positive")
         if not 0 <= self.danmaku_batch_ms <= 2000:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
+        if not 10 <= self.danmaku_write_ms <= 5000:
+            raise ConfigError("danmaku_write_ms: 10 to 5000")
 
 
 @dataclass
@@ -403,6 +422,35 @@ class InsightSettings:
             raise ConfigError("event_retention_days: 1 to 3650")
 
 
+@dataclass
+class NotificationSettings:
+    """Followers' notifications: the in-app inbox always, email when SMTP is set."""
+
+    smtp_url: str = field(
+        default="",
+        metadata={"help": "SMTP server for notification email: smtp://[user:password@]host[:port] (STARTTLS "
+                          "when offered), smtps://... (implicit TLS) or smtp+plain://... (no TLS, local relays "
+                          "and tests); empty: no email, the in-app inbox only"},
+    )
+    mail_from: str = field(default="", metadata={"help": "From address of notification email (required with smtp_url)"})
+    reminder_minutes: int = field(
+        default=15, metadata={"help": "minutes before a room's start that followers get a reminder"}
+    )
+    reminder_check_seconds: float = field(
+        default=30.0, metadata={"help": "seconds between looks for rooms whose reminder is due"}
+    )
+
+    def validate(self) -> None:
+        if self.smtp_url and not self.smtp_url.startswith(("smtp://", "smtps://", "smtp+plain://")):
+            raise ConfigError("smtp_url: smtp://, smtps:// or smtp+plain://host[:port]")
+        if self.smtp_url and "@" not in self.mail_from:
+            raise ConfigError("mail_from: an email address is required with smtp_url")
+        if not 1 <= self.reminder_minutes <= 1440:
+            raise ConfigError("reminder_minutes: 1 to 1440")
+        if not 0.1 <= self.reminder_check_seconds <= 3600:
+            raise ConfigError("reminder_check_seconds: 0.1 to 3600")
+
+
 SECTIONS: dict[str, type] = {
     "server": ServerSettings,
     "media": MediaSettings,
@@ -411,6 +459,7 @@ SECTIONS: dict[str, type] = {
     "interaction": InteractionSettings,
     "ops": OpsSettings,
     "insight": InsightSettings,
+    "notifications": NotificationSettings,
 }
 
 
@@ -425,6 +474,7 @@ class Settings:
     interaction: InteractionSettings = field(default_factory=InteractionSettings)
     ops: OpsSettings = field(default_factory=OpsSettings)
     insight: InsightSettings = field(default_factory=InsightSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
     # ------------------------------------------------------------------ building
     @staticmethod

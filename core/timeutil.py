@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Optional
 
-__all__ = ["as_utc", "parse_instant", "utcnow"]
+__all__ = ["as_utc", "iso_z", "parse_instant", "utcnow"]
 
 
 def utcnow() -> dt.datetime:
@@ -16,6 +16,12 @@ def as_utc(value: Optional[dt.datetime]) -> Optional[dt.datetime]:
     if value is None:
         return None
     return value.replace(tzinfo=dt.timezone.utc) if value.tzinfo is None else value.astimezone(dt.timezone.utc)
+
+
+def iso_z(value: Optional[dt.datetime]) -> Optional[str]:
+    """``2026-12-01T18:00:00Z`` (UTC, naive values taken as UTC); None stays None."""
+    value = as_utc(value)
+    return value.isoformat().replace("+00:00", "Z") if value is not None else None
 
 
 def parse_instant(text: str) -> dt.datetime:

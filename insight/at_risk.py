@@ -22,7 +22,7 @@ from core.timeutil import utcnow
 from paywall.accounts import UserView
 from paywall.catalog import Catalog
 from paywall.db import Database
-from paywall.errors import PaywallError
+from core.access import Refusal
 from paywall.models import Order, Room, User
 
 from .churn import ChurnModel, rows
@@ -67,7 +67,7 @@ class AtRisk:
         try:
             model = await off_loop(lambda: ChurnModel().fit(X, y))
         except ValueError as exc:
-            raise PaywallError(409, "not_enough_history", f"{len(users)} buyers before {cutoff:%Y-%m-%d}: {exc}") from None
+            raise Refusal(409, "not_enough_history", f"{len(users)} buyers before {cutoff:%Y-%m-%d}: {exc}") from None
         await off_loop(lambda: model.save(self.model_path))
         self.model, self._loaded = model, self._stamp()
         log.info("churn model trained on %d buyers (%d churned)", len(users), int(y.sum()))
@@ -87,10 +87,10 @@ class AtRisk:
     async def buyers(self, creator: UserView, limit: int = 100) -> list[dict[str, Any]]:
         """The creator's buyers at risk (risk >= ``threshold``), riskiest first."""
         if creator.role not in ("creator", "admin"):
-            raise PaywallError(403, "not_a_creator", "only creators have buyers")
+            raise Refusal(403, "not_a_creator", "only creators have buyers")
         model = self._current()
         if not model.trained:
-            raise PaywallError(409, "model_not_trained", "no churn model yet: run `stagepass insight train-churn`")
+            raise Refusal(409, "model_not_trained", "no churn model yet: run `stagepass insight train-churn`")
         buyers = await self._buyers(creator)
         features = await churn_features(self.db, utcnow(), buyers)
         users = sorted(features)
@@ -108,11 +108,11 @@ class AtRisk:
         """A single-use percent coupon on one of the creator's rooms, offered to one buyer."""
         slug, percent = body.get("room"), body.get("percent")
         if not isinstance(slug, str):
-            raise PaywallError(400, "invalid_room", "room: the slug of one of your rooms")
+            raise Refusal(400, "invalid_room", "room: the slug of one of your rooms")
         if not isinstance(percent, int) or isinstance(percent, bool) or not 1 <= percent <= 100:
-            raise PaywallError(400, "invalid_percent", "percent: 1 to 100")
+            raise Refusal(400, "invalid_percent", "percent: 1 to 100")
         if user_id not in await self._buyers(creator):
-            raise PaywallError(404, "buyer_not_found", "no such buyer of your rooms")
+            raise Refusal(404, "buyer_not_found", "no such buyer of your rooms")
         code = "COME-BACK-" + secrets.token_hex(4).upper()
         expires = (utcnow() + dt.timedelta(days=COUPON_DAYS)).isoformat()
         coupon = await self.catalog.add_coupon(creator, slug, {"code": code, "kind": "percent", "value": percent,

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from core.cpu import off_loop
 from paywall.accounts import UserView
-from paywall.errors import PaywallError
+from core.access import Refusal
 
 from .models import BehaviourEvent
 from .reports import DANMAKU, Reports, person
@@ -50,7 +50,7 @@ class Exporter:
 
     async def export(self, user: UserView, slug: str, report: str) -> str:
         if report not in EXPORTS:
-            raise PaywallError(404, "unknown_export", f"exports: {', '.join(EXPORTS)}")
+            raise Refusal(404, "unknown_export", f"exports: {', '.join(EXPORTS)}")
         if report == "funnel":
             body = await self.reports.room(user, slug)
             return _csv(["step", "people", "rate", "of_first"],

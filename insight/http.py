@@ -38,8 +38,8 @@ from typing import Any, Optional
 from aiohttp import web
 
 from paywall.csrf import is_cross_site
-from paywall.errors import PaywallError
-from paywall.http import PAYWALL, SESSION_COOKIE, api, current_user, optional_user, read_json
+from core.access import Refusal
+from paywall.http import PAYWALL, SESSION_COOKIE, current_user, optional_user, read_json
 
 from .service import Insight
 from .suggestions import visited_rooms
@@ -59,51 +59,49 @@ def _room_slug(body: dict, required: bool) -> Optional[str]:
     if room is None and not required:
         return None
     if not isinstance(room, str) or not 1 <= len(room) <= 64:
-        raise PaywallError(400, "invalid_room", "room: the room's slug")
+        raise Refusal(400, "invalid_room", "room: the room's slug")
     return room
 
 
 def _recording(value: Any) -> str:
     if not isinstance(value, str) or not RECORDING_RE.match(value):
-        raise PaywallError(400, "invalid_recording", "recording: a recording id (1-32 lower-case hex digits)")
+        raise Refusal(400, "invalid_recording", "recording: a recording id (1-32 lower-case hex digits)")
     return value
 
 
-@api
 async def post_event(request: web.Request) -> web.Response:
     paywall = request.app[PAYWALL]
     if is_cross_site(request, paywall.settings.server.public_url):
-        raise PaywallError(403, "cross_site_request", "this request comes from another site; use the Stagepass pages")
+        raise Refusal(403, "cross_site_request", "this request comes from another site; use the Stagepass pages")
     body = await read_json(request)
     kind = body.get("kind")
     if kind not in _FIELDS:
-        raise PaywallError(400, "invalid_kind", f"kind: one of {', '.join(_FIELDS)}")
+        raise Refusal(400, "invalid_kind", f"kind: one of {', '.join(_FIELDS)}")
     extra = set(body) - _FIELDS[kind]
     if extra:
-        raise PaywallError(400, "unexpected_field", f"{kind} takes no {', '.join(sorted(extra))}")
+        raise Refusal(400, "unexpected_field", f"{kind} takes no {', '.join(sorted(extra))}")
     fields: dict[str, Any] = {}
     if kind == "page_visit":
         page = body.get("page")
         if page not in PAGES:
-            raise PaywallError(400, "invalid_page", f"page: one of {', '.join(PAGES)}")
+            raise Refusal(400, "invalid_page", f"page: one of {', '.join(PAGES)}")
         slug = _room_slug(body, required=page != "catalog")
         fields["data"] = {"page": page}
     else:
         slug = _room_slug(body, required=True)
         t_ms = body.get("t_ms")
         if not isinstance(t_ms, int) or isinstance(t_ms, bool) or not 0 <= t_ms <= MAX_POSITION_MS:
-            raise PaywallError(400, "invalid_position", f"t_ms: the position in milliseconds, 0 to {MAX_POSITION_MS}")
+            raise Refusal(400, "invalid_position", f"t_ms: the position in milliseconds, 0 to {MAX_POSITION_MS}")
         fields.update(broadcast=_recording(body.get("recording")), t_ms=t_ms)
     room = await paywall.catalog.get(slug) if slug else None
     if slug and room is None:
-        raise PaywallError(404, "room_not_found", f"no room {slug!r}")
+        raise Refusal(404, "room_not_found", f"no room {slug!r}")
     user = await optional_user(request)
     request.app[INSIGHT].events.record(kind, user_id=user.id if user else None, visitor=visitor_id(request),
                                        room_id=room.id if room else None, **fields)
     return web.Response(status=204)
 
 
-@api
 async def replay_position(request: web.Request) -> web.Response:
     recording = _recording(request.match_info["recording"])
     user = await optional_user(request)
@@ -112,20 +110,17 @@ async def replay_position(request: web.Request) -> web.Response:
     return web.json_response({"recording": recording, "t_ms": t_ms})
 
 
-@api
 async def room_insight(request: web.Request) -> web.Response:
     user = await current_user(request)
     return web.json_response(await request.app[INSIGHT].reports.room(user, request.match_info["room"]))
 
 
-@api
 async def session_insight(request: web.Request) -> web.Response:
     user = await current_user(request)
     session = _recording(request.match_info["session"])
     return web.json_response(await request.app[INSIGHT].reports.session(user, request.match_info["room"], session))
 
 
-@api
 async def room_costs(request: web.Request) -> web.Response:
     user = await current_user(request)
     reports = request.app[INSIGHT].reports
@@ -136,7 +131,6 @@ async def room_costs(request: web.Request) -> web.Response:
     return web.json_response({"costs": await reports.costs(room)})
 
 
-@api
 async def export_csv(request: web.Request) -> web.Response:
     user = await current_user(request)
     room, report = request.match_info["room"], request.match_info["report"]
@@ -148,11 +142,10 @@ async def export_csv(request: web.Request) -> web.Response:
 def _limit(request: web.Request, default: int) -> int:
     raw = request.query.get("limit", str(default))
     if not raw.isdigit() or not 1 <= int(raw) <= 50:
-        raise PaywallError(400, "invalid_limit", "limit: 1 to 50")
+        raise Refusal(400, "invalid_limit", "limit: 1 to 50")
     return int(raw)
 
 
-@api
 async def for_you(request: web.Request) -> web.Response:
     limit = _limit(request, 10)
     insight = request.app[INSIGHT]
@@ -162,7 +155,6 @@ async def for_you(request: web.Request) -> web.Response:
     return web.json_response({"rooms": rooms})
 
 
-@api
 async def also_bought(request: web.Request) -> web.Response:
     limit = _limit(request, 6)
     insight = request.app[INSIGHT]
@@ -171,29 +163,25 @@ async def also_bought(request: web.Request) -> web.Response:
     return web.json_response({"rooms": await insight.suggestions.also_bought(room.id, user.id if user else None, limit)})
 
 
-@api
 async def at_risk(request: web.Request) -> web.Response:
     user = await current_user(request)
     return web.json_response({"buyers": await request.app[INSIGHT].at_risk.buyers(user)})
 
 
-@api
 async def offer_coupon(request: web.Request) -> web.Response:
     user = await current_user(request)
     raw = request.match_info["user"]
     if not raw.isdigit() or len(raw) > 12:
-        raise PaywallError(400, "invalid_user", "the buyer's user id")
+        raise Refusal(400, "invalid_user", "the buyer's user id")
     offer = await request.app[INSIGHT].at_risk.send_coupon(user, int(raw), await read_json(request))
     return web.json_response({"offer": offer}, status=201)
 
 
-@api
 async def my_offers(request: web.Request) -> web.Response:
     user = await current_user(request)
     return web.json_response({"offers": await request.app[INSIGHT].at_risk.offers(user)})
 
 
-@api
 async def my_data(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await request.app[INSIGHT].privacy.export(user)
@@ -201,7 +189,6 @@ async def my_data(request: web.Request) -> web.Response:
                                             "Cache-Control": "private, no-store"})
 
 
-@api
 async def delete_me(request: web.Request) -> web.Response:
     user = await current_user(request)
     await request.app[INSIGHT].privacy.delete_account(user, (await read_json(request)).get("password"))

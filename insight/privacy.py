@@ -23,7 +23,7 @@ from sqlalchemy import column, delete, select, table, update
 
 from paywall.accounts import UserView
 from paywall.db import Database
-from paywall.errors import PaywallError
+from core.access import Refusal
 from paywall.models import Entitlement, LoginSession, Order, PreviewUse, Room, User
 from paywall.passwords import PasswordPool
 
@@ -88,17 +88,17 @@ class Privacy:
 
     async def delete_account(self, user: UserView, password: object) -> None:
         if not isinstance(password, str):
-            raise PaywallError(400, "missing_field", "password is required (a string): confirm with your password")
+            raise Refusal(400, "missing_field", "password is required (a string): confirm with your password")
         async with self.db() as s:
             account = await s.get(User, user.id)
             if account is None:
-                raise PaywallError(404, "user_not_found", "no such account")
+                raise Refusal(404, "user_not_found", "no such account")
             stored = account.password_hash
             has_rooms = (await s.execute(select(Room.id).where(Room.creator_id == user.id).limit(1))).first()
         if not await self.passwords.verify(stored, password):
-            raise PaywallError(403, "bad_credentials", "wrong password; nothing was deleted")
+            raise Refusal(403, "bad_credentials", "wrong password; nothing was deleted")
         if has_rooms is not None:
-            raise PaywallError(409, "creator_has_rooms", "you still have rooms (others bought them); "
+            raise Refusal(409, "creator_has_rooms", "you still have rooms (others bought them); "
                                "contact an admin to close them before deleting your account")
         async with self.db() as s:
             held = (await s.execute(select(Room.slug).join(Entitlement, Entitlement.room_id == Room.id).where(

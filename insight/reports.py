@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.cpu import off_loop
 from paywall.accounts import UserView
 from paywall.db import Database
-from paywall.errors import PaywallError
+from core.access import Refusal
 from paywall.models import BroadcastRecord, LedgerEntry, Order, Room
 
 from . import measures
@@ -50,11 +50,11 @@ class Reports:
 
     async def room_of(self, user: UserView, slug: str) -> Room:
         if user.role not in ("creator", "admin"):
-            raise PaywallError(403, "not_a_creator", "only creators have analytics")
+            raise Refusal(403, "not_a_creator", "only creators have analytics")
         async with self.db() as s:
             room = (await s.execute(select(Room).where(Room.slug == slug))).scalar_one_or_none()
         if room is None or (room.creator_id != user.id and user.role != "admin"):
-            raise PaywallError(404, "room_not_found", "no such room among yours")
+            raise Refusal(404, "room_not_found", "no such room among yours")
         return room
 
     async def _events(self, s: AsyncSession, room_id: int, kinds: Iterable[str],
@@ -139,7 +139,7 @@ class Reports:
                 .order_by(DANMAKU.c.t_ms)
             )).all()
         if broadcast not in sessions:
-            raise PaywallError(404, "session_not_found", "no such session of this room")
+            raise Refusal(404, "session_not_found", "no such session of this room")
         duration = sessions[broadcast]
         numbers = await off_loop(lambda: _session_numbers(events, danmaku, broadcast, duration))
         return {"room": {"slug": room.slug, "title": room.title},
@@ -162,13 +162,13 @@ class Reports:
         room = await self.room_of(user, slug)
         category, amount, note = body.get("category"), body.get("amount"), body.get("note", "")
         if category not in ("production", "promotion", "other"):
-            raise PaywallError(400, "invalid_category", "category: production, promotion or other")
+            raise Refusal(400, "invalid_category", "category: production, promotion or other")
         if not isinstance(amount, int) or isinstance(amount, bool) or not 1 <= amount <= 10**12:
-            raise PaywallError(400, "invalid_amount", "amount: a positive whole number of minor units (cents)")
+            raise Refusal(400, "invalid_amount", "amount: a positive whole number of minor units (cents)")
         if not isinstance(note, str) or len(note) > 200:
-            raise PaywallError(400, "invalid_note", "note: text up to 200 characters")
+            raise Refusal(400, "invalid_note", "note: text up to 200 characters")
         if set(body) - {"category", "amount", "note"}:
-            raise PaywallError(400, "unexpected_field", "a cost has category, amount and note only")
+            raise Refusal(400, "unexpected_field", "a cost has category, amount and note only")
         cost = RoomCost(room_id=room.id, category=category, amount=amount, currency=room.currency, note=note)
         async with self.db() as s:
             s.add(cost)

@@ -11,6 +11,7 @@ from .bus import ClusterBus
 from .comments import CommentService
 from .comments_http import setup_routes as setup_comment_routes
 from .danmaku import DanmakuService
+from .danmaku_cluster import danmaku_cluster
 from .hands import HandService
 from .http import setup_routes
 from .likes import LikeService
@@ -28,10 +29,13 @@ class Interaction:
     """The interaction features of one node, reachable from handlers and tests."""
 
     def __init__(self, settings: Settings, cluster: Cluster) -> None:
-        self.server = InteractionServer(cluster, cors_origins=settings.server.cors_origin)
+        chat = settings.interaction
+        self.server = InteractionServer(cluster, cors_origins=settings.server.cors_origin,
+                                        websocket_compression=chat.websocket_compression)
         self.bus = ClusterBus(cluster)
-        self.moderation = Moderation(self.server, self.bus, tuple(settings.interaction.blocked_words))
-        self.danmaku = DanmakuService(self.server, self.moderation, settings.interaction)
+        self.moderation = Moderation(self.server, self.bus, tuple(chat.blocked_words))
+        self.danmaku = DanmakuService(self.server, self.moderation, chat, cluster=danmaku_cluster(
+            cluster, chat.danmaku_user_rate, chat.danmaku_user_burst, chat.danmaku_room_rate))
         self.likes = LikeService(self.server, cluster)
         self.polls = PollService(self.server)
         self.presence = PresenceService(self.server, cluster)
@@ -42,10 +46,12 @@ class Interaction:
 
     async def start(self) -> None:
         await self.bus.start()
+        await self.danmaku.start()
         self.questions.attach(self.server.rooms)  # refunds at broadcast end
 
     async def close(self) -> None:
         await self.server.close()
+        await self.danmaku.close()
         await self.bus.close()
 
 

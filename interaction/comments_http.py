@@ -20,8 +20,8 @@ from aiohttp import web
 from mediaserver.packaging.replays import RECORDING_ID_RE
 from paywall.accounts import UserView
 from paywall.catalog import RoomView
-from paywall.errors import PaywallError
-from paywall.http import PAYWALL, api, current_user, optional_user
+from core.access import Refusal
+from paywall.http import PAYWALL, current_user, optional_user
 from paywall.request_body import read_json
 
 from .comments import CommentError, CommentService
@@ -49,7 +49,7 @@ def _recording(value: object) -> str:
     if value in (None, ""):
         return ""
     if not isinstance(value, str) or not RECORDING_ID_RE.match(value):
-        raise PaywallError(400, "invalid_comment", "recording: the id of one of the room's replays")
+        raise Refusal(400, "invalid_comment", "recording: the id of one of the room's replays")
     return value
 
 
@@ -57,10 +57,9 @@ async def _refusing(coro):
     try:
         return await coro
     except CommentError as exc:
-        raise PaywallError(exc.status, exc.code, exc.message) from None
+        raise Refusal(exc.status, exc.code, exc.message) from None
 
 
-@api
 async def list_comments(request: web.Request) -> web.Response:
     room = await request.app[PAYWALL].catalog.require(request.match_info["room"])
     recording = _recording(request.query.get("recording"))
@@ -71,7 +70,6 @@ async def list_comments(request: web.Request) -> web.Response:
                               "moderator": moderator}, headers={"Cache-Control": "no-store"})
 
 
-@api
 async def post_comment(request: web.Request) -> web.Response:
     user = await current_user(request)
     paywall = request.app[PAYWALL]
@@ -79,10 +77,10 @@ async def post_comment(request: web.Request) -> web.Response:
     body = await read_json(request)
     unknown = set(body) - {"text", "recording", "parent"}
     if unknown:
-        raise PaywallError(400, "invalid_comment", f"unknown field {sorted(unknown)[0]!r}")
+        raise Refusal(400, "invalid_comment", f"unknown field {sorted(unknown)[0]!r}")
     recording = _recording(body.get("recording"))
     if recording and not await paywall.replays.owns(user, room):
-        raise PaywallError(403, "replay_required", "the discussion of a replay is for those who have it")
+        raise Refusal(403, "replay_required", "the discussion of a replay is for those who have it")
     created = await _refusing(_service(request).post(room.id, room.slug, recording, user.id, body.get("text"),
                                                      body.get("parent")))
     return web.json_response(created, status=201)
@@ -93,11 +91,10 @@ async def _comment(request: web.Request) -> tuple[Comment, RoomView]:
     comment = await _service(request).get(int(raw)) if raw.isdigit() and len(raw) < 10 else None
     room = await request.app[PAYWALL].catalog.by_id(comment.room_id) if comment is not None else None
     if comment is None or room is None:
-        raise PaywallError(404, "comment_not_found", "no such comment")
+        raise Refusal(404, "comment_not_found", "no such comment")
     return comment, room
 
 
-@api
 async def delete_comment(request: web.Request) -> web.Response:
     user = await current_user(request)
     comment, room = await _comment(request)
@@ -105,7 +102,6 @@ async def delete_comment(request: web.Request) -> web.Response:
     return web.json_response({"deleted": comment.id})
 
 
-@api
 async def report_comment(request: web.Request) -> web.Response:
     user = await current_user(request)
     comment, _ = await _comment(request)
@@ -114,12 +110,11 @@ async def report_comment(request: web.Request) -> web.Response:
     return web.json_response(result, status=201)
 
 
-@api
 async def review_comment(request: web.Request) -> web.Response:
     user = await current_user(request)
     comment, room = await _comment(request)
     if not await _is_moderator(request, room, user):
-        raise PaywallError(403, "forbidden", "only the room's moderators review reported comments")
+        raise Refusal(403, "forbidden", "only the room's moderators review reported comments")
     body = await read_json(request)
     await _refusing(_service(request).review(comment, user.id, body.get("action")))
     return web.json_response({"reviewed": comment.id, "action": body.get("action")})

@@ -9,23 +9,26 @@ so existing danmaku tools read them.
 
 from __future__ import annotations
 
+import asyncio
 import re
-import time
 from typing import Any, Optional
 from xml.sax.saxutils import escape
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from paywall.accounts import public_names
 from paywall.db import Database
 from core.settings import InteractionSettings
-from core.timeutil import as_utc
+from core.timeutil import as_utc, utcnow
 
 from .batcher import Batcher
+from .danmaku_cluster import DanmakuCluster, LocalDanmakuCluster
 from .models import Danmaku
 from .moderation import Moderation
-from .ratelimit import TokenBucket, UserBuckets
-from .server import Client, EventError, InteractionServer
+from core.access import Refusal
+
+from .server import Client, InteractionServer
+from .write_behind import WriteBehind, WriteBehindFull
 
 __all__ = ["DanmakuService", "to_bilibili_xml"]
 
@@ -33,6 +36,11 @@ COLOR_RE = re.compile(r"^#[0-9a-fA-F]{6}$")
 MODES = ("scroll", "top", "bottom")
 BILIBILI_MODE = {"scroll": 1, "bottom": 4, "top": 5}
 RECENT = 50
+BUSY = "danmaku cannot be stored right now; try again"
+REFUSALS = {
+    "room_busy": "the room is receiving too many messages; try again",
+    "rate_limited": "too many messages; slow down",
+}
 
 
 def _item(d: Danmaku, name: str) -> dict:
@@ -44,15 +52,25 @@ def _item(d: Danmaku, name: str) -> dict:
 
 
 class DanmakuService:
-    def __init__(self, server: InteractionServer, moderation: Moderation, limits: InteractionSettings) -> None:
-        """``limits``: the length, rate and batching settings (their defaults live in ``core.settings``)."""
+    """Send path: validate, mute/blocklist (memory), limits (``cluster``), broadcast, ack;
+    the row is written behind (``WriteBehind``)."""
+
+    def __init__(self, server: InteractionServer, moderation: Moderation, limits: InteractionSettings,
+                 cluster: Optional[DanmakuCluster] = None) -> None:
+        """``limits``: the length, rate, batching and write settings (their defaults live in
+        ``core.settings``); ``cluster``: where rate limits and row ids are shared (default:
+        this process only)."""
         self.server = server
         self.moderation = moderation
         self.max_chars = limits.danmaku_max_chars
-        self._room_rate = limits.danmaku_room_rate
-        self._user_buckets = UserBuckets(limits.danmaku_user_rate, limits.danmaku_user_burst)
-        self._room_buckets: dict[str, TokenBucket] = {}
+        self.cluster: DanmakuCluster = cluster or LocalDanmakuCluster(
+            limits.danmaku_user_rate, limits.danmaku_user_burst, limits.danmaku_room_rate)
         self.batcher = Batcher(server.emit_room, "danmaku", server.tasks, interval=limits.danmaku_batch_ms / 1000)
+        self.write_interval = limits.danmaku_write_ms / 1000
+        self.rows: Optional[WriteBehind] = None  # once the database is open (``start``)
+        self._floor = 0  # the database's largest danmaku id at start
+        self._locks: dict[str, asyncio.Lock] = {}  # per socket: its danmaku keep their order
+        moderation.flushers.append(self.flush)
         server.on("danmaku:send", self.send)
         server.on_connect(self._send_recent)
         server.on_disconnect(self._forget)
@@ -61,47 +79,69 @@ class DanmakuService:
     def db(self) -> Database:
         return self.server.db
 
+    async def start(self) -> None:
+        async with self.db() as s:
+            self._floor = int((await s.execute(select(func.max(Danmaku.id)))).scalar() or 0)
+        self.rows = WriteBehind(self.db, Danmaku.__table__, interval=self.write_interval, name="danmaku")
+        self.rows.start(self.server.tasks)
+
+    async def close(self) -> None:
+        """Write what is queued (after the server's tasks are closed)."""
+        if self.rows is not None:
+            await self.rows.close()
+
     def _validate(self, data: Any) -> tuple[str, str, str]:
         if not isinstance(data, dict):
-            raise EventError("invalid_payload", "send {text, color, mode}")
+            raise Refusal(400, "invalid_payload", "send {text, color, mode}")
         text, color, mode = data.get("text"), data.get("color", "#FFFFFF"), data.get("mode", "scroll")
         if not isinstance(text, str) or not text.strip():
-            raise EventError("invalid_text", "text: 1 or more characters")
+            raise Refusal(400, "invalid_text", "text: 1 or more characters")
         if len(text) > self.max_chars:
-            raise EventError("text_too_long", f"text: at most {self.max_chars} characters")
+            raise Refusal(400, "text_too_long", f"text: at most {self.max_chars} characters")
         if not isinstance(color, str) or not COLOR_RE.match(color):
-            raise EventError("invalid_color", "color: #RRGGBB")
+            raise Refusal(400, "invalid_color", "color: #RRGGBB")
         if mode not in MODES:
-            raise EventError("invalid_mode", "mode: scroll, top or bottom")
+            raise Refusal(400, "invalid_mode", "mode: scroll, top or bottom")
         return text, color.upper(), mode
-
-    def _take(self, client: Client) -> None:
-        room_bucket = self._room_buckets.get(client.room)
-        if room_bucket is None:
-            room_bucket = self._room_buckets[client.room] = TokenBucket(self._room_rate, int(self._room_rate))
-        now = time.monotonic()
-        if not room_bucket.allows(now):
-            raise EventError("room_busy", "the room is receiving too many messages; try again")
-        if not self._user_buckets.take(client):
-            raise EventError("rate_limited", "too many messages; slow down")
-        room_bucket.take(now)
 
     async def send(self, client: Client, data: Any) -> dict:
         text, color, mode = self._validate(data)
-        self._take(client)
-        await self.moderation.check_post(client, text)
-        broadcast, t_ms = self.server.t_ms(client.room)
-        row = Danmaku(room_id=client.room_id, broadcast=broadcast, user_id=client.user_id,
-                      text=text, color=color, mode=mode, t_ms=t_ms)
-        async with self.db() as s:
-            s.add(row)
-            await s.commit()
-        item = _item(row, client.name)
-        await self.batcher.add(client.room, item)
+        self.moderation.check_text(client, text)
+        lock = self._locks.get(client.sid)
+        if lock is None:
+            lock = self._locks[client.sid] = asyncio.Lock()
+        async with lock:  # a socket's danmaku are broadcast in the order they came
+            if self.rows is None or len(self.rows) >= self.rows.capacity:  # before a token is taken
+                raise Refusal(503, "busy", BUSY)
+            slow = 0 if client.moderator else self.moderation.slow_seconds(client.room)
+            refusal = await self.cluster.take(client.room, client.user_id, slow)
+            if refusal is not None:
+                code, wait_ms = refusal
+                if code == "slow_mode":
+                    raise Refusal(429, code, f"slow mode: wait {max(1, round(wait_ms / 1000))} s between messages")
+                raise Refusal(429, code, REFUSALS[code])
+            broadcast, t_ms = self.server.t_ms(client.room)
+            row = {"id": await self.cluster.next_id(self._floor), "room_id": client.room_id,
+                   "broadcast": broadcast, "user_id": client.user_id, "text": text, "color": color,
+                   "mode": mode, "t_ms": t_ms, "sent_at": utcnow(), "deleted": False}
+            try:
+                self.rows.add(row)
+            except WriteBehindFull:
+                raise Refusal(503, "busy", BUSY) from None
+            item = {"id": row["id"], "text": text, "color": color, "mode": mode, "t_ms": t_ms,
+                    "broadcast": broadcast, "user": client.public(),
+                    "sent_at": row["sent_at"].isoformat(timespec="milliseconds")}
+            await self.batcher.add(client.room, item)
         return {"danmaku": item}
 
     async def _forget(self, client: Client) -> None:
-        self._user_buckets.forget(client)
+        self._locks.pop(client.sid, None)
+        self.cluster.forget(client.room, client.user_id)
+
+    async def flush(self) -> None:
+        """Write the queued rows now (readers that must see every acknowledged danmaku)."""
+        if self.rows is not None:
+            await self.rows.flush()
 
     async def _send_recent(self, client: Client) -> None:
         broadcast, _ = self.server.t_ms(client.room)
@@ -110,7 +150,9 @@ class DanmakuService:
 
     async def history(self, room_id: int, broadcast: Optional[str], limit: Optional[int] = None,
                       from_ms: Optional[int] = None, to_ms: Optional[int] = None) -> list[dict]:
-        """Danmaku of a broadcast in media-time order (the last ``limit`` if given)."""
+        """Danmaku of a broadcast in media-time order (the last ``limit`` if given); this
+        process's queued rows are written first."""
+        await self.flush()
         names = public_names()
         query = (select(Danmaku, names.c.display_name).join(names, names.c.user_id == Danmaku.user_id)
                  .where(Danmaku.room_id == room_id, Danmaku.deleted.is_(False)))

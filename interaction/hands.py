@@ -23,11 +23,12 @@ import datetime as dt
 import json
 from typing import Any
 
+from core.access import Refusal
 from core.cluster import Cluster
 
 from .bus import ClusterBus
 from .presence import PresenceService
-from .server import Client, EventError, InteractionServer
+from .server import Client, InteractionServer
 from .throttle import Throttle
 
 __all__ = ["HandService"]
@@ -38,7 +39,7 @@ TTL = 86400.0  # a queue nobody touches for a day is forgotten
 def _user_id(data: Any) -> int:
     value = data.get("user_id") if isinstance(data, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2**62:
-        raise EventError("invalid_payload", "send nothing, {} or (moderators) {user_id}")
+        raise Refusal(400, "invalid_payload", "send nothing, {} or (moderators) {user_id}")
     return value
 
 
@@ -75,7 +76,7 @@ class HandService:
 
     async def raise_hand(self, client: Client, data: Any) -> dict:
         if data is not None and data != {}:
-            raise EventError("invalid_payload", "hand:raise takes no payload")
+            raise Refusal(400, "invalid_payload", "hand:raise takes no payload")
         _, t_ms = self.server.t_ms(client.room)
         item = {
             "user": client.public(), "t_ms": t_ms,
@@ -90,10 +91,10 @@ class HandService:
         target = client.user_id
         if data is not None and data != {}:
             if not isinstance(data, dict) or set(data) != {"user_id"}:
-                raise EventError("invalid_payload", "send nothing, {} or (moderators) {user_id}")
+                raise Refusal(400, "invalid_payload", "send nothing, {} or (moderators) {user_id}")
             target = _user_id(data)
             if target != client.user_id and not client.moderator:
-                raise EventError("forbidden", "only the creator and moderators lower other hands")
+                raise Refusal(403, "forbidden", "only the creator and moderators lower other hands")
         if await self._drop(client.room, target) and target != client.user_id:
             await self.bus.publish("hand_lowered", room=client.room, user=target)
         return {"raised": False} if target == client.user_id else {"user_id": target, "raised": False}

@@ -9,9 +9,9 @@ from aiohttp import web
 
 from core.cpu import off_loop
 
-from paywall.errors import PaywallError
+from core.access import Refusal
 from paywall.clips_http import clip_for_viewer
-from paywall.http import PAYWALL, api, current_user
+from paywall.http import PAYWALL, current_user
 from paywall.replay_http import authorized_replay
 
 from .chapters import chapters_of, to_webvtt
@@ -33,13 +33,12 @@ def _int_arg(request: web.Request, name: str):
     try:
         value = int(raw)
     except ValueError:
-        raise PaywallError(400, "invalid_query", f"{name}: an integer (milliseconds)") from None
+        raise Refusal(400, "invalid_query", f"{name}: an integer (milliseconds)") from None
     if value < 0:
-        raise PaywallError(400, "invalid_query", f"{name}: not negative")
+        raise Refusal(400, "invalid_query", f"{name}: not negative")
     return value
 
 
-@api
 async def danmaku_export(request: web.Request) -> web.Response:
     """``GET /api/rooms/{room}/danmaku?broadcast=&from_ms=&to_ms=&format=json|xml``:
     for the creator, admins and anyone with a ticket or the replay (or a free room)."""
@@ -48,10 +47,10 @@ async def danmaku_export(request: web.Request) -> web.Response:
     room = await paywall.catalog.require(request.match_info["room"])
     if not (room.free or user.id == room.creator_id or user.role == "admin"
             or await paywall.orders.entitlements(user.id, room)):
-        raise PaywallError(403, "ticket_required", "the danmaku of a paid room are for its buyers")
+        raise Refusal(403, "ticket_required", "the danmaku of a paid room are for its buyers")
     fmt = request.query.get("format", "json")
     if fmt not in ("json", "xml"):
-        raise PaywallError(400, "invalid_query", "format: json or xml")
+        raise Refusal(400, "invalid_query", "format: json or xml")
     from_ms, to_ms = _int_arg(request, "from_ms"), _int_arg(request, "to_ms")
     broadcast = request.query.get("broadcast")
     items = await request.app[DANMAKU].history(room.id, broadcast, from_ms=from_ms, to_ms=to_ms)
@@ -66,20 +65,20 @@ async def danmaku_export(request: web.Request) -> web.Response:
 MAX_WINDOW_MS = 10 * 60 * 1000
 
 
-@api
 async def replay_danmaku(request: web.Request) -> web.Response:
     """``GET /api/recordings/{recording}/danmaku?from_ms=&to_ms=&token=``: the danmaku sent
     during ``[from_ms, to_ms)`` of the broadcast (at most 10 minutes; a preview token is
     limited to the preview), for the player to overlay at their ``t_ms``."""
-    rec, room, grant = await authorized_replay(request)
+    rec, grant = await authorized_replay(request)
+    room = await request.app[PAYWALL].catalog.get(rec.room)
     from_ms = _int_arg(request, "from_ms") or 0
     to_ms = _int_arg(request, "to_ms")
     if to_ms is None:
         to_ms = from_ms + 60_000
     if to_ms <= from_ms:
-        raise PaywallError(400, "invalid_query", "to_ms must be greater than from_ms")
+        raise Refusal(400, "invalid_query", "to_ms must be greater than from_ms")
     if to_ms - from_ms > MAX_WINDOW_MS:
-        raise PaywallError(400, "invalid_query", f"a window spans at most {MAX_WINDOW_MS} ms")
+        raise Refusal(400, "invalid_query", f"a window spans at most {MAX_WINDOW_MS} ms")
     if grant.preview_ms is not None:
         to_ms = min(to_ms, grant.preview_ms)
     items = []
@@ -89,13 +88,13 @@ async def replay_danmaku(request: web.Request) -> web.Response:
                              headers={"Cache-Control": "private, no-store"})
 
 
-@api
 async def replay_chapters(request: web.Request) -> web.Response:
     """``GET /api/recordings/{recording}/chapters.vtt?token=`` (``?format=json`` for a list)."""
-    rec, room, _ = await authorized_replay(request)
+    rec, _ = await authorized_replay(request)
+    room = await request.app[PAYWALL].catalog.get(rec.room)
     fmt = request.query.get("format", "vtt")
     if fmt not in ("vtt", "json"):
-        raise PaywallError(400, "invalid_query", "format: vtt or json")
+        raise Refusal(400, "invalid_query", "format: vtt or json")
     chapters: list[dict] = []
     if room is not None:
         chapters = chapters_of(await request.app[QUESTIONS].chapters(room.id, rec.id),
@@ -106,7 +105,6 @@ async def replay_chapters(request: web.Request) -> web.Response:
                         headers={"Cache-Control": "private, no-store"})
 
 
-@api
 async def clip_danmaku(request: web.Request) -> web.Response:
     """``GET /api/clips/{clip}/danmaku``: the danmaku sent during the clip's stretch of its
     broadcast, with ``t_ms`` on the clip's own clock (0 = the clip's first frame)."""

@@ -24,9 +24,11 @@ from typing import Any
 
 from core.cluster import Cluster
 
+from core.access import Refusal
+
 from .ratelimit import UserBuckets
 from .throttle import Throttle
-from .server import Client, EventError, InteractionServer
+from .server import Client, InteractionServer
 
 __all__ = ["LikeService"]
 
@@ -45,10 +47,10 @@ class _Tally:
 
 def _count(data: Any) -> int:
     if not isinstance(data, dict):
-        raise EventError("invalid_payload", "send {count}")
+        raise Refusal(400, "invalid_payload", "send {count}")
     count = data.get("count")
     if not isinstance(count, int) or isinstance(count, bool) or not 1 <= count <= MAX_PER_EVENT:
-        raise EventError("invalid_count", f"count: an integer from 1 to {MAX_PER_EVENT}")
+        raise Refusal(400, "invalid_count", f"count: an integer from 1 to {MAX_PER_EVENT}")
     return count
 
 
@@ -79,7 +81,7 @@ class LikeService:
     async def like(self, client: Client, data: Any) -> dict:
         count = _count(data)
         if not self.buckets.take(client, count):
-            raise EventError("rate_limited", "too many likes; slow down")
+            raise Refusal(429, "rate_limited", "too many likes; slow down")
         broadcast, _ = self.server.t_ms(client.room)
         cluster_total = await self.cluster.incr(self._key(client.room, broadcast), count, ttl=TOTAL_TTL)
         tally = self._tally(client.room, broadcast)

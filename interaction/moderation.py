@@ -5,14 +5,19 @@ when). Bans and mutes live in the database, so they hold on every node and acros
 restarts; a ban also disconnects the user's sockets everywhere (``ClusterBus``). Slow
 mode and blocklist changes travel on the bus so every node applies them at once.
 
-``check_post`` is what danmaku and questions call before accepting text.
+``check_post`` is what questions call before accepting text; danmaku call ``check_text``
+(mute and blocklist, answered from memory) and take slow mode from the cluster's limits.
+A room's mutes and blocked words are read from the database once, when its first socket
+connects on this process, and kept current by the bus (``mute``, ``unban``,
+``blocklist``), so a mute issued on any process holds on every process at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import time
-from typing import Any, Optional
+from typing import Any, Awaitable, Callable, Optional
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -22,18 +27,22 @@ from core.timeutil import as_utc, utcnow
 
 from .bus import ClusterBus
 from .models import BlockedWord, Danmaku, ModerationAction, Question, RoomBan, RoomModerator
-from .server import Client, EventError, InteractionServer
+from core.access import Refusal
+
+from .server import Client, InteractionServer
 
 __all__ = ["Moderation"]
 
 MAX_MUTE = 7 * 86400
 MAX_SLOW = 600
+#: seconds a delete waits for a danmaku another process has acknowledged but not written yet
+PEER_WRITE_WAIT = 0.6
 
 
 def _int(data: Any, key: str, low: int, high: int) -> int:
     value = data.get(key) if isinstance(data, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-        raise EventError("invalid_payload", f"{key}: an integer from {low} to {high}")
+        raise Refusal(400, "invalid_payload", f"{key}: an integer from {low} to {high}")
     return value
 
 
@@ -45,11 +54,16 @@ class Moderation:
         self._slow: dict[str, int] = {}  # room -> seconds between posts per user
         self._last_post: dict[tuple[str, int], float] = {}
         self._words: dict[int, tuple[str, ...]] = {}  # room id -> blocked words (cache)
+        self._mutes: dict[int, dict[int, dt.datetime]] = {}  # room id -> user -> muted until (cache)
+        #: awaited before a danmaku is deleted: writers of rows not in the database yet
+        self.flushers: list[Callable[[], Awaitable[None]]] = []
         server.moderation = self  # the connect handler checks bans and moderators
         bus.subscribe("ban", self._on_ban)
         bus.subscribe("slow_mode", self._on_slow_mode)
         bus.subscribe("blocklist", self._on_blocklist)
         bus.subscribe("moderator", self._on_moderator)
+        bus.subscribe("mute", self._on_mute)
+        bus.subscribe("unban", self._on_unban)
         on = server.on
         on("mod:delete", self.delete, moderator=True)
         on("mod:mute", self.mute, moderator=True)
@@ -59,7 +73,7 @@ class Moderation:
         on("mod:blocklist", self.blocklist, moderator=True)
         on("mod:appoint", self.appoint, moderator=True)
         on("mod:audit", self.audit, moderator=True)
-        server.on_connect(self._send_slow_mode)
+        server.on_connect(self._joined)
 
     @property
     def db(self) -> Database:
@@ -76,12 +90,23 @@ class Moderation:
             return await s.get(RoomModerator, (room_id, user_id)) is not None
 
     async def muted_until(self, room_id: int, user_id: int) -> Optional[dt.datetime]:
+        await self._load_mutes(room_id)
+        return self._muted_until(room_id, user_id)
+
+    def _muted_until(self, room_id: int, user_id: int) -> Optional[dt.datetime]:
+        until = self._mutes.get(room_id, {}).get(user_id)
+        return until if until is not None and until > utcnow() else None
+
+    async def _load_mutes(self, room_id: int) -> None:
+        if room_id in self._mutes:
+            return
+        mutes = self._mutes[room_id] = {}  # bus updates arriving meanwhile land here too
         async with self.db() as s:
-            rows = (await s.execute(select(RoomBan.until).where(
-                RoomBan.room_id == room_id, RoomBan.user_id == user_id, RoomBan.kind == "mute"))).scalars().all()
-        now = utcnow()
-        active = [as_utc(u) for u in rows if u is not None and as_utc(u) > now]
-        return max(active) if active else None
+            rows = (await s.execute(select(RoomBan.user_id, RoomBan.until).where(
+                RoomBan.room_id == room_id, RoomBan.kind == "mute"))).all()
+        for user_id, until in rows:
+            if until is not None:
+                mutes[user_id] = max(as_utc(until), mutes.get(user_id, as_utc(until)))
 
     async def blocked_words(self, room_id: int) -> tuple[str, ...]:
         words = self._words.get(room_id)
@@ -92,23 +117,35 @@ class Moderation:
             words = self._words[room_id] = tuple(rows) + self.global_words
         return words
 
-    async def check_post(self, client: Client, text: str) -> None:
-        """Refuse text from a muted user, too soon in slow mode, or with a blocked word.
-        Moderators are exempt from slow mode. Records the post time when accepted."""
-        until = await self.muted_until(client.room_id, client.user_id)
+    def slow_seconds(self, room: str) -> int:
+        """The room's slow mode: seconds between two posts of a user (0: off)."""
+        return self._slow.get(room, 0)
+
+    def check_text(self, client: Client, text: str) -> None:
+        """Refuse text from a muted user or with a blocked word, from memory (the room's
+        mutes and words are loaded when its sockets connect)."""
+        until = self._muted_until(client.room_id, client.user_id)
         if until is not None:
-            raise EventError("muted", f"you are muted until {until.isoformat(timespec='seconds')}")
+            raise Refusal(403, "muted", f"you are muted until {until.isoformat(timespec='seconds')}")
         lowered = text.lower()
-        for word in await self.blocked_words(client.room_id):
+        words = self._words.get(client.room_id, self.global_words)
+        for word in words:
             if word in lowered:
-                raise EventError("blocked_word", f"the message contains a blocked word ({word!r})")
+                raise Refusal(403, "blocked_word", f"the message contains a blocked word ({word!r})")
+
+    async def check_post(self, client: Client, text: str) -> None:
+        """``check_text``, then slow mode on this process (moderators are exempt).
+        Records the post time when accepted."""
+        await self._load_mutes(client.room_id)
+        await self.blocked_words(client.room_id)
+        self.check_text(client, text)
         slow = self._slow.get(client.room, 0)
         key = (client.room, client.user_id)
         now = time.monotonic()
         if slow and not client.moderator:
             last = self._last_post.get(key)
             if last is not None and now - last < slow:
-                raise EventError("slow_mode", f"slow mode: wait {slow - (now - last):.0f} s between messages")
+                raise Refusal(429, "slow_mode", f"slow mode: wait {slow - (now - last):.0f} s between messages")
         self._last_post[key] = now
 
     # ------------------------------------------------------------ actions
@@ -123,12 +160,18 @@ class Moderation:
         item_id = _int(data, "id", 1, 2**31 - 1)
         model = {"danmaku": Danmaku, "question": Question}.get(kind)
         if model is None:
-            raise EventError("invalid_payload", "kind: 'danmaku' or 'question'")
+            raise Refusal(400, "invalid_payload", "kind: 'danmaku' or 'question'")
         values = {"deleted": True} if model is Danmaku else {"status": "deleted"}
+        if model is Danmaku:
+            for flush in self.flushers:  # this process's danmaku rows still queued
+                await flush()
         async with self.db() as s:
             item = await s.get(model, item_id)
+            if item is None and model is Danmaku:  # perhaps queued on another process
+                await asyncio.sleep(PEER_WRITE_WAIT)
+                item = await s.get(model, item_id)
             if item is None or item.room_id != client.room_id:
-                raise EventError("not_found", f"no {kind} {item_id} in this room")
+                raise Refusal(404, "not_found", f"no {kind} {item_id} in this room")
             await s.execute(update(model).where(model.id == item_id).values(**values)
                             .execution_options(synchronize_session=False))
             await s.commit()
@@ -145,6 +188,7 @@ class Moderation:
             s.add(RoomBan(room_id=client.room_id, user_id=target, kind="mute", until=until))
             await s.commit()
         await self._record(client, "mute", target, f"{seconds}s")
+        await self.bus.publish("mute", room_id=client.room_id, user=target, until=until.isoformat())
         await self.server.emit_room(client.room, "muted", {"user": target, "until": until.isoformat(timespec="seconds")})
         return {"until": until.isoformat(timespec="seconds")}
 
@@ -163,19 +207,32 @@ class Moderation:
             await s.execute(delete(RoomBan).where(RoomBan.room_id == client.room_id, RoomBan.user_id == target))
             await s.commit()
         await self._record(client, "unban", target)
+        await self.bus.publish("unban", room_id=client.room_id, user=target)
         return {}
+
+    async def _on_mute(self, message: dict) -> None:
+        mutes = self._mutes.get(int(message["room_id"]))
+        if mutes is not None:
+            until = dt.datetime.fromisoformat(message["until"])
+            user = int(message["user"])
+            mutes[user] = max(until, mutes.get(user, until))
+
+    async def _on_unban(self, message: dict) -> None:
+        mutes = self._mutes.get(int(message["room_id"]))
+        if mutes is not None:
+            mutes.pop(int(message["user"]), None)
 
     async def _target(self, client: Client, data: Any) -> int:
         target = _int(data, "user_id", 1, 2**31 - 1)
         if target == client.creator_id or target == client.user_id:
-            raise EventError("invalid_target", "the creator and yourself cannot be muted or banned")
+            raise Refusal(400, "invalid_target", "the creator and yourself cannot be muted or banned")
         return await self._known_user(target)
 
     async def _known_user(self, user_id: int) -> int:
         """``user_id`` if such a user exists; ``user_not_found`` otherwise (before anything
         is stored: the bans, moderators and audit log refer to users)."""
         if await self.server.paywall.accounts.get(user_id) is None:
-            raise EventError("user_not_found", f"no user {user_id}")
+            raise Refusal(404, "user_not_found", f"no user {user_id}")
         return user_id
 
     async def _on_ban(self, message: dict) -> None:
@@ -190,8 +247,11 @@ class Moderation:
         await self.server.emit_room(client.room, "slow_mode", {"seconds": seconds})
         return {}
 
-    async def _send_slow_mode(self, client: Client) -> None:
-        """A newcomer learns the room's slow mode (it is otherwise only sent on changes)."""
+    async def _joined(self, client: Client) -> None:
+        """Load the room's mutes and blocked words (once per process); a newcomer learns the
+        room's slow mode (it is otherwise only sent on changes)."""
+        await self._load_mutes(client.room_id)
+        await self.blocked_words(client.room_id)
         seconds = self._slow.get(client.room, 0)
         if seconds:
             await self.server.sio.emit("slow_mode", {"seconds": seconds}, to=client.sid)
@@ -201,12 +261,12 @@ class Moderation:
 
     async def blocklist(self, client: Client, data: Any) -> dict:
         if not isinstance(data, dict):
-            raise EventError("invalid_payload", "send {add: [...], remove: [...]}")
+            raise Refusal(400, "invalid_payload", "send {add: [...], remove: [...]}")
         add, remove = data.get("add", []), data.get("remove", [])
         for words in (add, remove):
             if (not isinstance(words, list) or len(words) > 100
                     or not all(isinstance(w, str) and 1 <= len(w.strip()) <= 64 for w in words)):
-                raise EventError("invalid_payload", "add/remove: lists of up to 100 words of 1-64 characters")
+                raise Refusal(400, "invalid_payload", "add/remove: lists of up to 100 words of 1-64 characters")
         if not add and not remove:  # a read: no change, no audit entry
             words = await self.blocked_words(client.room_id)
             return {"words": [w for w in words if w not in self.global_words]}
@@ -230,7 +290,7 @@ class Moderation:
 
     async def appoint(self, client: Client, data: Any) -> dict:
         if not client.creator:
-            raise EventError("forbidden", "only the creator appoints moderators")
+            raise Refusal(403, "forbidden", "only the creator appoints moderators")
         target = await self._known_user(_int(data, "user_id", 1, 2**31 - 1))
         remove = bool(data.get("remove"))
         async with self.db() as s:

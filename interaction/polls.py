@@ -31,10 +31,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from paywall.db import Database
 
+from core.access import Refusal
+
 from .models import Poll, PollVote
 from .ratelimit import UserBuckets
 from .throttle import Throttle
-from .server import Client, EventError, InteractionServer
+from .server import Client, InteractionServer
 
 __all__ = ["PollService"]
 
@@ -47,24 +49,24 @@ MIN_OPTIONS, MAX_OPTIONS = 2, 6
 
 def _validate_open(data: Any) -> tuple[str, list[str]]:
     if not isinstance(data, dict):
-        raise EventError("invalid_payload", "send {question, options}")
+        raise Refusal(400, "invalid_payload", "send {question, options}")
     question, options = data.get("question"), data.get("options")
     if not isinstance(question, str) or not 1 <= len(question.strip()) <= MAX_QUESTION:
-        raise EventError("invalid_question", f"question: 1 to {MAX_QUESTION} characters")
+        raise Refusal(400, "invalid_question", f"question: 1 to {MAX_QUESTION} characters")
     if (not isinstance(options, list) or not MIN_OPTIONS <= len(options) <= MAX_OPTIONS
             or not all(isinstance(o, str) and 1 <= len(o.strip()) <= MAX_OPTION for o in options)):
-        raise EventError("invalid_options",
+        raise Refusal(400, "invalid_options",
                          f"options: {MIN_OPTIONS} to {MAX_OPTIONS} texts of 1 to {MAX_OPTION} characters")
     options = [o.strip() for o in options]
     if len({o.casefold() for o in options}) != len(options):
-        raise EventError("invalid_options", "options: each option only once")
+        raise Refusal(400, "invalid_options", "options: each option only once")
     return question.strip(), options
 
 
 def _poll_id(data: Any) -> int:
     value = data.get("id") if isinstance(data, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 2**62:
-        raise EventError("invalid_payload", "id: the poll's id")
+        raise Refusal(400, "invalid_payload", "id: the poll's id")
     return value
 
 
@@ -101,7 +103,7 @@ class PollService:
             already = (await s.execute(select(func.count()).select_from(Poll).where(
                 Poll.room_id == client.room_id, Poll.open.is_(True)))).scalar_one()
             if already >= self.max_open:
-                raise EventError("too_many_polls", f"at most {self.max_open} open polls; close one first")
+                raise Refusal(409, "too_many_polls", f"at most {self.max_open} open polls; close one first")
             poll = Poll(room_id=client.room_id, broadcast=broadcast, question=question,
                         options=json.dumps(options), open=True, opened_t_ms=t_ms)
             s.add(poll)
@@ -113,20 +115,20 @@ class PollService:
         poll_id = _poll_id(data)
         option = data.get("option")
         if not isinstance(option, int) or isinstance(option, bool) or not 0 <= option < MAX_OPTIONS:
-            raise EventError("invalid_option", "option: the index of an option")
+            raise Refusal(400, "invalid_option", "option: the index of an option")
         if not self.buckets.take(client):
-            raise EventError("rate_limited", "too many votes; slow down")
+            raise Refusal(429, "rate_limited", "too many votes; slow down")
         async with self.db() as s:
             # the share lock keeps the poll open until this vote is committed (PostgreSQL;
             # SQLite ignores it and relies on the conditional insert below)
             poll = (await s.execute(select(Poll).where(Poll.id == poll_id)
                                     .with_for_update(read=True))).scalar_one_or_none()
             if poll is None or poll.room_id != client.room_id:
-                raise EventError("not_found", f"no poll {poll_id} in this room")
+                raise Refusal(404, "not_found", f"no poll {poll_id} in this room")
             if not poll.open:
-                raise EventError("poll_closed", "this poll is closed")
+                raise Refusal(409, "poll_closed", "this poll is closed")
             if option >= len(json.loads(poll.options)):
-                raise EventError("invalid_option", "option: the index of an option")
+                raise Refusal(400, "invalid_option", "option: the index of an option")
             still_open = exists().where(Poll.id == poll_id, Poll.open.is_(True))
             row = select(literal(poll_id, Integer), literal(client.user_id, Integer),
                          literal(option, Integer)).where(still_open)
@@ -135,9 +137,9 @@ class PollService:
                 await s.commit()
             except IntegrityError:
                 await s.rollback()
-                raise EventError("already_voted", "you already voted in this poll") from None
+                raise Refusal(409, "already_voted", "you already voted in this poll") from None
         if result.rowcount == 0:
-            raise EventError("poll_closed", "this poll is closed")
+            raise Refusal(409, "poll_closed", "this poll is closed")
         self.throttle.mark((client.room, poll_id))
         return {"id": poll_id, "option": option}
 
@@ -147,12 +149,12 @@ class PollService:
         async with self.db() as s:
             poll = await s.get(Poll, poll_id)
             if poll is None or poll.room_id != client.room_id:
-                raise EventError("not_found", f"no poll {poll_id} in this room")
+                raise Refusal(404, "not_found", f"no poll {poll_id} in this room")
             closed = await s.execute(update(Poll).where(Poll.id == poll_id, Poll.open.is_(True))
                                      .values(open=False, closed_t_ms=t_ms)
                                      .execution_options(synchronize_session=False))
             if closed.rowcount == 0:
-                raise EventError("poll_closed", "this poll is already closed")
+                raise Refusal(409, "poll_closed", "this poll is already closed")
             counts = await self._counts(s, poll_id, len(json.loads(poll.options)))
             await s.execute(update(Poll).where(Poll.id == poll_id).values(results=json.dumps(counts))
                             .execution_options(synchronize_session=False))

@@ -36,11 +36,12 @@ from paywall.db import Database
 from paywall.accounts import public_names
 from paywall.catalog import lock_room
 from paywall.orders import order_facts
+from core.access import Refusal
 from core.timeutil import as_utc
 
 from .models import Question, QuestionVote
 from .moderation import Moderation
-from .server import Client, EventError, InteractionServer
+from .server import Client, InteractionServer
 
 __all__ = ["QuestionService"]
 
@@ -62,7 +63,7 @@ def _item(q: Question, name: str) -> dict:
 def _question_id(data: Any) -> int:
     value = data.get("id") if isinstance(data, dict) else None
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_ID:
-        raise EventError("invalid_payload", "send {id} with a question id")
+        raise Refusal(400, "invalid_payload", "send {id} with a question id")
     return value
 
 
@@ -128,7 +129,7 @@ class QuestionService:
 
     async def list_queue(self, client: Client, data: Any) -> dict:
         if data is not None and not isinstance(data, dict):
-            raise EventError("invalid_payload", "send nothing or {}")
+            raise Refusal(400, "invalid_payload", "send nothing or {}")
         return {"items": await self.queue(client.room_id)}
 
     async def _emit(self, room: str, *question_ids: int) -> Optional[dict]:
@@ -141,15 +142,15 @@ class QuestionService:
     # ------------------------------------------------------------ viewers
     def _validate_ask(self, data: Any) -> tuple[str, Optional[str]]:
         if not isinstance(data, dict):
-            raise EventError("invalid_payload", "send {text, order_id?}")
+            raise Refusal(400, "invalid_payload", "send {text, order_id?}")
         text, order_id = data.get("text"), data.get("order_id")
         if not isinstance(text, str) or not text.strip():
-            raise EventError("invalid_text", "text: 1 or more characters")
+            raise Refusal(400, "invalid_text", "text: 1 or more characters")
         text = text.strip()
         if len(text) > self.max_chars:
-            raise EventError("text_too_long", f"text: at most {self.max_chars} characters")
+            raise Refusal(400, "text_too_long", f"text: at most {self.max_chars} characters")
         if order_id is not None and (not isinstance(order_id, str) or not 1 <= len(order_id) <= 32):
-            raise EventError("invalid_order", "order_id: the id of your paid question order")
+            raise Refusal(400, "invalid_order", "order_id: the id of your paid question order")
         return text, order_id
 
     async def ask(self, client: Client, data: Any) -> dict:
@@ -163,7 +164,7 @@ class QuestionService:
                     Question.room_id == client.room_id, Question.user_id == client.user_id,
                     Question.status == "open", Question.paid_amount == 0))).scalar_one()
             if open_count >= self.max_open_per_user:
-                raise EventError("too_many_questions",
+                raise Refusal(409, "too_many_questions",
                                  f"you have {open_count} open questions; wait for answers or withdraw one")
             await self.moderation.check_post(client, text)
             async with self.db() as s:
@@ -174,14 +175,14 @@ class QuestionService:
                 async with self.db() as s:
                     order = await order_facts(s, order_id, lock=True)
                     if order is None or order.user_id != client.user_id or order.room_id != client.room_id:
-                        raise EventError("order_not_found", "no such order of yours for this room")
+                        raise Refusal(404, "order_not_found", "no such order of yours for this room")
                     if order.product != "question":
-                        raise EventError("wrong_product", f"order {order_id} is a {order.product}, not a question")
+                        raise Refusal(400, "wrong_product", f"order {order_id} is a {order.product}, not a question")
                     if order.status != "paid":
-                        raise EventError("order_not_paid", f"order {order_id} is {order.status}, not paid")
+                        raise Refusal(409, "order_not_paid", f"order {order_id} is {order.status}, not paid")
                     used = (await s.execute(select(Question.id).where(Question.order_id == order_id))).first()
                     if used is not None:
-                        raise EventError("order_used", "this order was already used for a question")
+                        raise Refusal(409, "order_used", "this order was already used for a question")
                     await self.moderation.check_post(client, text)
                     row.order_id, row.paid_amount, row.currency = order.id, order.amount, order.currency
                     s.add(row)
@@ -195,23 +196,23 @@ class QuestionService:
         async with self.db() as s:
             q = await s.get(Question, qid)
             if q is None or q.room_id != client.room_id:
-                raise EventError("not_found", f"no question {qid} in this room")
+                raise Refusal(404, "not_found", f"no question {qid} in this room")
             if q.user_id == client.user_id:
-                raise EventError("own_question", "you cannot vote for your own question")
+                raise Refusal(403, "own_question", "you cannot vote for your own question")
             if q.status != "open":
-                raise EventError("not_open", f"the question is {q.status}")
+                raise Refusal(409, "not_open", f"the question is {q.status}")
             s.add(QuestionVote(question_id=qid, user_id=client.user_id))
             try:
                 await s.flush()
             except IntegrityError:
                 await s.rollback()
-                raise EventError("already_voted", "you already voted for this question") from None
+                raise Refusal(409, "already_voted", "you already voted for this question") from None
             counted = await s.execute(update(Question).execution_options(synchronize_session=False)
                                       .where(Question.id == qid, Question.status == "open")
                                       .values(votes=Question.votes + 1))
             if counted.rowcount != 1:
                 await s.rollback()
-                raise EventError("not_open", "the question is no longer open")
+                raise Refusal(409, "not_open", "the question is no longer open")
             await s.commit()
         return {"question": await self._emit(client.room, qid)}
 
@@ -220,9 +221,9 @@ class QuestionService:
 
         def check(q: Question) -> None:
             if q.user_id != client.user_id:
-                raise EventError("not_yours", "you can only withdraw your own questions")
+                raise Refusal(403, "not_yours", "you can only withdraw your own questions")
             if q.order_id is not None:
-                raise EventError("paid_question",
+                raise Refusal(403, "paid_question",
                                  "a paid question cannot be withdrawn; if unanswered it is refunded")
 
         await self._transition(client, qid, {"status": "withdrawn"}, check)
@@ -247,7 +248,7 @@ class QuestionService:
             q = await s.get(Question, qid)
         if q is not None and q.room_id == client.room_id and q.order_id is not None and self.refund_unanswered:
             if not await self._refund(q.id, q.order_id):
-                raise EventError("not_open", "the question is no longer open")
+                raise Refusal(409, "not_open", "the question is no longer open")
         else:
             await self._transition(client, qid, {"status": "dismissed"})
         return {"question": await self._emit(client.room, qid)}
@@ -257,7 +258,7 @@ class QuestionService:
         qid = _question_id(data)
         pinned = data.get("pinned", True)
         if not isinstance(pinned, bool):
-            raise EventError("invalid_payload", "pinned: true or false")
+            raise Refusal(400, "invalid_payload", "pinned: true or false")
         lock = self._pin_locks.setdefault(client.room_id, asyncio.Lock())
         async with lock:
             async with self.db() as s:
@@ -265,11 +266,11 @@ class QuestionService:
                 await lock_room(s, client.room_id)
                 q = await s.get(Question, qid)
                 if q is None or q.room_id != client.room_id:
-                    raise EventError("not_found", f"no question {qid} in this room")
+                    raise Refusal(404, "not_found", f"no question {qid} in this room")
                 changed: list[int] = []
                 if pinned:
                     if q.status != "open":
-                        raise EventError("not_open", f"the question is {q.status}")
+                        raise Refusal(409, "not_open", f"the question is {q.status}")
                     changed = list((await s.execute(select(Question.id).where(
                         Question.room_id == client.room_id, Question.pinned.is_(True), Question.id != qid,
                         Question.status == "open"))).scalars())
@@ -288,17 +289,17 @@ class QuestionService:
         async with self.db() as s:
             q = await s.get(Question, qid)
             if q is None or q.room_id != client.room_id:
-                raise EventError("not_found", f"no question {qid} in this room")
+                raise Refusal(404, "not_found", f"no question {qid} in this room")
             if check is not None:
                 check(q)
             if q.status != "open":
-                raise EventError("not_open", f"the question is {q.status}")
+                raise Refusal(409, "not_open", f"the question is {q.status}")
             done = await s.execute(update(Question).execution_options(synchronize_session=False)
                                    .where(Question.id == qid, Question.status == "open")
                                    .values(pinned=False, **values))
             if done.rowcount != 1:
                 await s.rollback()
-                raise EventError("not_open", "the question is no longer open")
+                raise Refusal(409, "not_open", "the question is no longer open")
             await s.commit()
 
     # ------------------------------------------------------------ refunds

@@ -2,14 +2,18 @@
 
 One Socket.IO room per Stagepass room (``room:<slug>``) plus one for its moderators
 (``mods:<slug>``). A client connects with ``auth={"room": slug, "token": <view or
-publish access token>}``; a refused connection carries ``{"code", "message"}`` the page
-can show. Every client event goes through ``handler``: the payload is validated by the
-feature module, and the ack is ``{"ok": true, ...}`` or ``{"ok": false, "error":
-{"code", "message"}}`` with nothing changed. Feature modules (danmaku, questions, polls,
-moderation...) register their events with ``on``.
+publish access token>}``, checked by the app's one door (``chat`` action); a refused
+connection carries the refusal's ``{"code", "message"}`` the page can show. Every client
+event goes through ``handler``: the payload is validated by the feature module, which
+raises ``core.access.Refusal`` to refuse, and the ack is ``{"ok": true, ...}`` or
+``{"ok": false, "error": {"code", "message"}}`` with nothing changed. Feature modules
+(danmaku, questions, polls, moderation...) register their events with ``on``; an event
+that needs the moderator's right says so there.
 
 With a shared ``Cluster`` (Redis) the server uses ``ClusterManager``: emits reach clients
-on every node, and ``disconnect`` of a banned user's sockets works across nodes.
+on every process and node, and ``disconnect`` of a banned user's sockets works across
+them. Either way room emits go out through ``broadcast.FastEmit`` (encoded once, no task
+per recipient), and WebSocket compression is off unless ``websocket_compression``.
 """
 
 from __future__ import annotations
@@ -22,31 +26,21 @@ from typing import Any, Awaitable, Callable, Optional
 import socketio
 from aiohttp import web
 
-from mediaserver.live.room import RoomRegistry
+from core.access import Grant, Refusal, Target, token_required
 from core.behaviour import NO_EVENTS, BehaviourSink
 from core.cluster import Cluster, LocalCluster
 from core.tasks import TaskOwner
-from paywall.errors import PaywallError
+from mediaserver.live.room import RoomRegistry
 from paywall.seats import REVOKED
 from paywall.service import Paywall
-from paywall.tokens import TokenIssuer
 from signalling.admission import Admission
-from signalling.permissions import AccessDenied, Grant
 
+from .broadcast import StagepassSocketIO, client_manager
 from .socketio_manager import ClusterManager
 
-__all__ = ["Client", "EventError", "InteractionServer"]
+__all__ = ["Client", "InteractionServer"]
 
 log = logging.getLogger("stagepass.interaction")
-
-
-class EventError(Exception):
-    """Refuse an event: becomes ``{"ok": false, "error": {code, message}}``."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 @dataclass
@@ -110,12 +104,13 @@ ENGAGEMENT = {"danmaku:send": "danmaku", "like": "like", "question:ask": "questi
 
 
 class InteractionServer:
-    def __init__(self, cluster: Optional[Cluster] = None, cors_origins: Any = "*") -> None:
+    def __init__(self, cluster: Optional[Cluster] = None, cors_origins: Any = "*",
+                 websocket_compression: bool = False) -> None:
         self.cluster = cluster or LocalCluster()
-        manager = ClusterManager(self.cluster) if self.cluster.shared else None
-        self.sio = socketio.AsyncServer(async_mode="aiohttp", client_manager=manager,
-                                        cors_allowed_origins=cors_origins, logger=False,
-                                        engineio_logger=False)
+        self.manager = client_manager(self.cluster)
+        self.sio = StagepassSocketIO(async_mode="aiohttp", client_manager=self.manager,
+                                     cors_allowed_origins=cors_origins, logger=False, engineio_logger=False,
+                                     websocket_compression=websocket_compression)
         # bound at startup (``bind``), when the database and rooms exist
         self.paywall: Paywall = None  # type: ignore[assignment]
         self.rooms: RoomRegistry = None  # type: ignore[assignment]
@@ -148,18 +143,16 @@ class InteractionServer:
         async def dispatch(sid: str, data: Any = None) -> dict:
             client = self.clients.get(sid)
             if client is None:
-                return _fail("not_connected", "connect to a room first")
+                return Refusal(401, "not_connected", "connect to a room first").ack()
             if moderator and not client.moderator:
-                return _fail("forbidden", "only the creator and moderators can do this")
+                return Refusal(403, "forbidden", "only the creator and moderators can do this").ack()
             try:
                 result = await handler(client, data)
-            except EventError as exc:
-                return _fail(exc.code, exc.message)
-            except PaywallError as exc:
-                return _fail(exc.code, exc.message)
+            except Refusal as refusal:
+                return refusal.ack()
             except Exception:
                 log.exception("event %s failed for user %d in room %s", event, client.user_id, client.room)
-                return _fail("internal_error", "something went wrong; nothing was changed")
+                return Refusal(500, "internal_error", "something went wrong; nothing was changed").ack()
             if event in ENGAGEMENT:
                 self._engaged(ENGAGEMENT[event], client, data, result or {})
             return {"ok": True, **(result or {})}
@@ -211,23 +204,27 @@ class InteractionServer:
 
     # ------------------------------------------------------------ connect
     async def _connect(self, sid: str, environ: dict, auth: Any = None) -> None:
+        try:
+            await self._admit(sid, auth)
+        except Refusal as refusal:
+            raise socketio.exceptions.ConnectionRefusedError(refusal.message, refusal.error()) from None
+
+    async def _admit(self, sid: str, auth: Any) -> None:
+        """Register a socket the door lets in; ``Refusal`` otherwise (the client's
+        ``connect_error`` gets ``{"message", "data": {"code", "message"}}``)."""
         if not isinstance(auth, dict) or not isinstance(auth.get("room"), str) or not isinstance(auth.get("token"), str):
-            raise _refuse("unauthorized", "connect with auth {room, token}")
+            raise token_required("chat")
         slug, token = auth["room"], auth["token"]
+        grant = await self.paywall.access.authorize(token or None, "chat", Target(slug))
         room = await self.paywall.catalog.get(slug)
         if room is None:
-            raise _refuse("room_not_found", f"no room {slug!r}")
-        action = "publish" if TokenIssuer.scope_of(token).startswith("publish:") else "view"
-        try:
-            grant = await self.paywall.access.authorize(action, slug, token)
-        except AccessDenied as exc:
-            raise _refuse("unauthorized" if exc.status == 401 else "forbidden", exc.message)
+            raise Refusal(404, "room_not_found", f"no room named {slug!r}")
         user = await self.paywall.accounts.get(grant.user_id) if grant.user_id is not None else None
         if user is None:
-            raise _refuse("forbidden", "unknown user")
+            raise Refusal(403, "unknown_user", "the token's user does not exist")
         moderation = self.moderation
         if moderation is not None and await moderation.is_banned(room.id, user.id):
-            raise _refuse("banned", "you are banned from this room")
+            raise Refusal(403, "banned", "you are banned from this room")
         moderator = (user.id == room.creator_id or user.role == "admin"
                      or (moderation is not None and await moderation.is_moderator(room.id, user.id)))
         client = Client(sid=sid, user_id=user.id, name=user.display_name, room=slug, room_id=room.id,
@@ -246,7 +243,7 @@ class InteractionServer:
                 log.warning("user %d refused from chat of room %s: taking a seat failed (%s: %s)",
                             user.id, slug, type(exc).__name__, exc)
                 await self._forget_refused(sid)
-                raise _refuse("unavailable", "could not take a seat for this ticket; try again")
+                raise Refusal(503, "unavailable", "could not take a seat for this ticket; try again") from None
         log.info("user %d joined chat of room %s%s", user.id, slug, " (moderator)" if moderator else "")
         for hook in self._connect_hooks:
             try:
@@ -301,13 +298,4 @@ class InteractionServer:
         await self.tasks.close()
         if isinstance(self.sio.manager, ClusterManager):
             await self.sio.manager.close()
-
-
-def _refuse(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
-    """The client's ``connect_error`` gets ``{"message", "data": {"code", "message"}}``."""
-    return socketio.exceptions.ConnectionRefusedError(message, {"code": code, "message": message})
-
-
-def _fail(code: str, message: str) -> dict:
-    return {"ok": False, "error": {"code": code, "message": message}}
 

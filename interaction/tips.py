@@ -22,7 +22,9 @@ from core.cluster import Cluster
 from paywall.db import Database
 from paywall.orders import order_facts
 
-from .server import Client, EventError, InteractionServer
+from core.access import Refusal
+
+from .server import Client, InteractionServer
 
 __all__ = ["TipService", "pin_seconds"]
 
@@ -60,18 +62,18 @@ class TipService:
     async def announce(self, client: Client, data: Any) -> dict:
         order_id = data.get("order_id") if isinstance(data, dict) else None
         if not isinstance(order_id, str) or not 1 <= len(order_id) <= 32:
-            raise EventError("invalid_payload", "send {order_id} of your paid tip")
+            raise Refusal(400, "invalid_payload", "send {order_id} of your paid tip")
         async with self.db() as s:
             order = await order_facts(s, order_id)
         if order is None or order.user_id != client.user_id or order.room_id != client.room_id:
-            raise EventError("order_not_found", "no such order of yours for this room")
+            raise Refusal(404, "order_not_found", "no such order of yours for this room")
         if order.product != "tip":
-            raise EventError("wrong_product", f"order {order_id} is a {order.product}, not a tip")
+            raise Refusal(400, "wrong_product", f"order {order_id} is a {order.product}, not a tip")
         if order.status != "paid":
-            raise EventError("order_not_paid", f"order {order_id} is {order.status}, not paid")
+            raise Refusal(409, "order_not_paid", f"order {order_id} is {order.status}, not paid")
         message, hidden = await self._message(client, order.message or "")
         if not await self._claim(order_id):
-            raise EventError("already_announced", "this tip was already announced")
+            raise Refusal(409, "already_announced", "this tip was already announced")
         broadcast, t_ms = self.server.t_ms(client.room)
         tip = {
             "user": client.public(), "amount": order.amount, "currency": order.currency,

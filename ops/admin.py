@@ -1,4 +1,11 @@
-"""The admin view's API (admins only): this node's load, its live rooms, and two actions.
+"""The admin view's API (admins only): every node of the cluster, this node's live rooms,
+and two actions.
+
+* ``GET /api/admin/nodes``: ``{this_node, nodes: [{id, url, this, load: {cpu_pct,
+  event_loop_lag_ms, rooms_live, publishers, viewers}, rooms, last_heartbeat,
+  heartbeat_age_s}], rooms: [{room, node, url}]}``, read from the ``NodeRegistry``: what
+  each node said of itself at its last heartbeat, and which node hosts each live room.
+  503 ``cluster_unavailable`` while the registry's store (Redis) does not answer.
 
 * ``GET /api/admin/live``: ``{node: {id, event_loop_lag_ms, cpu_pct, rooms_live, viewers},
   rooms: [{room, phase, broadcast, publisher: {id, codecs, ingest_kbps}, viewers,
@@ -10,24 +17,29 @@
   (``viewer`` is the 8-character id the viewers API and the logs show).
 
 Errors: 401 ``login_required``, 403 ``admin_only``, 404 ``room_not_found`` /
-``not_live`` / ``viewer_not_found``.
+``not_live`` / ``viewer_not_found``. A room hosted by another node is ended, and its
+viewers disconnected, on that node (its ``url``).
 """
 
 from __future__ import annotations
 
 import logging
-import resource
 import time
+from datetime import datetime, timezone
 from typing import Optional
 
 from aiohttp import web
 
+from core.cluster import NodeRegistry
 from mediaserver.live.room import Room
-from signalling.whip import ROOMS, SETTINGS, error_response
+from core.access import Refusal
+from core.access_http import refusal_response
+from signalling.whip import ROOMS, SETTINGS
 
 from .http import METRICS
+from .load import CpuMeter
 
-__all__ = ["AdminView", "ADMIN_VIEW", "setup_routes"]
+__all__ = ["AdminView", "ADMIN_VIEW", "NODE_REGISTRY", "setup_routes"]
 
 log = logging.getLogger("stagepass.admin")
 
@@ -37,15 +49,7 @@ class AdminView:
 
     def __init__(self) -> None:
         self._ingest: dict[str, tuple[float, int]] = {}  # publisher id -> (time, bytes received)
-        self._cpu: Optional[tuple[float, float]] = None  # (time, process CPU seconds)
-
-    def cpu_pct(self) -> Optional[float]:
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        now, cpu = time.monotonic(), usage.ru_utime + usage.ru_stime
-        previous, self._cpu = self._cpu, (now, cpu)
-        if previous is None or now - previous[0] < 0.2:
-            return None
-        return round((cpu - previous[1]) / (now - previous[0]) * 100, 1)
+        self.cpu = CpuMeter()
 
     async def ingest_kbps(self, room: Room) -> Optional[float]:
         publisher = room.publisher
@@ -65,6 +69,7 @@ class AdminView:
 
 
 ADMIN_VIEW = web.AppKey("admin_view", AdminView)
+NODE_REGISTRY = web.AppKey("admin_node_registry", NodeRegistry)
 
 
 async def _admin(request: web.Request) -> Optional[web.Response]:
@@ -73,9 +78,9 @@ async def _admin(request: web.Request) -> Optional[web.Response]:
 
     user = await optional_user(request)
     if user is None:
-        return error_response(401, "login_required", "log in first")
+        return refusal_response(Refusal(401, "login_required", "log in first"))
     if user.role != "admin":
-        return error_response(403, "admin_only", "only admins see the admin view")
+        return refusal_response(Refusal(403, "admin_only", "only admins see the admin view"))
     return None
 
 
@@ -112,11 +117,36 @@ async def live(request: web.Request) -> web.Response:
     node = {
         "id": request.app[SETTINGS].node_id(),
         "event_loop_lag_ms": None if lag is None else round(lag * 1000, 2),
-        "cpu_pct": view.cpu_pct(),
+        "cpu_pct": view.cpu.rate(),
         "rooms_live": len(rooms),
         "viewers": sum(r["viewers"] for r in rooms),
     }
     return web.json_response({"node": node, "rooms": rooms})
+
+
+async def nodes(request: web.Request) -> web.Response:
+    refusal = await _admin(request)
+    if refusal is not None:
+        return refusal
+    registry = request.app[NODE_REGISTRY]
+    try:
+        entries = await registry.nodes()
+    except Exception as exc:  # the shared store is down: say so, not a 500
+        log.warning("admin view: the node registry does not answer (%s: %s)", type(exc).__name__, exc)
+        raise Refusal(503, "cluster_unavailable", "the node registry does not answer; try again")
+    now = time.time()
+    listed, hosts = [], {}
+    for node in entries:
+        listed.append({
+            "id": node.id, "url": node.info.get("url"), "this": node.id == registry.node_id,
+            "load": node.load, "rooms": node.rooms,
+            "last_heartbeat": datetime.fromtimestamp(node.seen_at, timezone.utc).isoformat(timespec="milliseconds"),
+            "heartbeat_age_s": round(max(0.0, now - node.seen_at), 1),
+        })
+        for room in node.rooms:
+            hosts[room] = node
+    rooms = [{"room": room, "node": node.id, "url": node.info.get("url")} for room, node in sorted(hosts.items())]
+    return web.json_response({"this_node": registry.node_id, "nodes": listed, "rooms": rooms})
 
 
 async def end_broadcast(request: web.Request) -> web.Response:
@@ -126,7 +156,7 @@ async def end_broadcast(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     room = request.app[ROOMS].get(name)
     if room is None or (room.publisher is None and room.broadcast is None):
-        return error_response(404, "not_live", f"room {name!r} has no broadcast on this node")
+        return refusal_response(Refusal(404, "not_live", f"room {name!r} has no broadcast on this node"))
     if room.publisher is not None:
         await room.publisher.close()
     await room.end_broadcast()
@@ -141,17 +171,20 @@ async def disconnect_viewer(request: web.Request) -> web.Response:
     name, label = request.match_info["room"], request.match_info["viewer"]
     room = request.app[ROOMS].get(name)
     if room is None:
-        return error_response(404, "room_not_found", f"no live room named {name!r} on this node")
+        return refusal_response(Refusal(404, "room_not_found", f"no live room named {name!r} on this node"))
     matches = [s for s in room.subscribers.values() if s.id[:8] == label]
     if len(matches) != 1:
-        return error_response(404, "viewer_not_found", f"no viewer {label!r} in room {name!r}")
+        return refusal_response(Refusal(404, "viewer_not_found", f"no viewer {label!r} in room {name!r}"))
     await matches[0].close()
     log.info("an admin disconnected viewer %s of room %s", label, name)
     return web.json_response({"room": name, "viewer": label, "viewers": len(room.subscribers)})
 
 
-def setup_routes(app: web.Application) -> None:
+def setup_routes(app: web.Application, registry: NodeRegistry) -> None:
+    """``registry``: the cluster's node registry (this node's, in one process)."""
     app[ADMIN_VIEW] = AdminView()
+    app[NODE_REGISTRY] = registry
     app.router.add_get("/api/admin/live", live)
+    app.router.add_get("/api/admin/nodes", nodes)
     app.router.add_post("/api/admin/rooms/{room}/end", end_broadcast)
     app.router.add_post("/api/admin/rooms/{room}/viewers/{viewer}/disconnect", disconnect_viewer)

@@ -3,8 +3,9 @@
 Collection costs nothing per forwarded packet. The media figures are counters the live
 path keeps anyway (``Fanout.stats``, each viewer's ``SenderPort``, the keyframe
 requester, the rooms' viewers); ``LiveCollector`` reads them when Prometheus scrapes.
-Only events that happen once per viewer, per request or per failure are observed as they
-happen (join time, HTTP requests, peer failures), and the event loop's lag is sampled
+Only events that happen once per viewer, per request, per danmaku or per failure are
+observed as they happen (join time, HTTP requests, danmaku delivery delay, peer
+failures), and the event loop's lag is sampled
 every 100 ms by ``LoopLagSampler``, a task the app owns.
 
 Room labels stay bounded: a room appears while it has a publisher, viewers or an open
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import datetime
 from typing import Callable, Iterable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -28,7 +30,7 @@ from prometheus_client.registry import Collector
 from mediaserver.live.room import LiveObserver, Room, RoomRegistry
 from core.tasks import TaskOwner
 
-__all__ = ["LiveCollector", "LoopLagSampler", "Metrics"]
+__all__ = ["LiveCollector", "LoopLagSampler", "Metrics", "on_air"]
 
 log = logging.getLogger("stagepass.metrics")
 
@@ -40,10 +42,12 @@ JOIN_BUCKETS = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0)
 LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 PACKAGING_BUCKETS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
+DANMAKU_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5, 5.0)
 KINDS = ("audio", "video")
 
 
-def _on_air(room: Room) -> bool:
+def on_air(room: Room) -> bool:
+    """A room counts (and has labels) while it has a publisher, viewers or an open broadcast."""
     return room.publisher is not None or bool(room.subscribers) or room.broadcast is not None
 
 
@@ -113,7 +117,7 @@ class LiveCollector(Collector):
                     totals["bytes"][kind] += n
                 for kind, n in subscriber.nacked.items():
                     totals["nacks"][kind] += n
-            if not _on_air(room):
+            if not on_air(room):
                 continue
             live += 1
             viewers.add_metric([room.name], len(room.subscribers))
@@ -207,6 +211,10 @@ class Metrics(LiveObserver):
         self.packaging_seconds = Histogram("stagepass_packaging_seconds",
                                            "Time to package a recording into an HLS replay",
                                            ["status", "video"], buckets=PACKAGING_BUCKETS, registry=r)
+        self.danmaku_delay = Histogram(
+            "stagepass_danmaku_delivery_seconds",
+            "A danmaku's acceptance (its sent_at stamp) to its room's frame handed to the sockets",
+            buckets=DANMAKU_BUCKETS, registry=r)
         self.lag_sampler = LoopLagSampler(self.loop_lag)
         self._started = time.time()
 
@@ -230,6 +238,17 @@ class Metrics(LiveObserver):
             return
         video = (manifest.get("video") or {}).get("mode", "none")
         self.packaging_seconds.labels(str(manifest.get("status", "unknown")), str(video)).observe(seconds)
+
+    def danmaku_written(self, items: list[dict]) -> None:
+        """A danmaku batcher's ``written`` hook: each item's delay from its ``sent_at``
+        (wall clock, ms precision, stamped when the server accepted it) to now."""
+        now = time.time()
+        for item in items:
+            try:
+                accepted = datetime.fromisoformat(item["sent_at"]).timestamp()
+            except (KeyError, TypeError, ValueError):  # not a danmaku of ours: not a delay
+                continue
+            self.danmaku_delay.observe(max(0.0, now - accepted))
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format."""

@@ -21,7 +21,7 @@ from sqlalchemy.sql import Subquery
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .models import LoginSession, User
 from .passwords import PasswordPool
 from core.timeutil import as_utc, utcnow
@@ -102,19 +102,19 @@ class Accounts:
         """A new account and its login token; at most ``signups_per_hour`` per ``client``."""
         email = email.strip().lower()
         if not EMAIL_RE.match(email):
-            raise PaywallError(400, "invalid_email", "that is not an email address")
+            raise Refusal(400, "invalid_email", "that is not an email address")
         if not 8 <= len(password) <= 256:
-            raise PaywallError(400, "weak_password", "the password needs 8 to 256 characters")
+            raise Refusal(400, "weak_password", "the password needs 8 to 256 characters")
         display_name = display_name.strip()
         if not 1 <= len(display_name) <= 64:
-            raise PaywallError(400, "invalid_name", "the display name needs 1 to 64 characters")
+            raise Refusal(400, "invalid_name", "the display name needs 1 to 64 characters")
         if role not in ("viewer", "creator"):
-            raise PaywallError(400, "invalid_role", "sign up as 'viewer' or 'creator'")
+            raise Refusal(400, "invalid_role", "sign up as 'viewer' or 'creator'")
         if self.signups is not None and client is not None:
             key = f"client:{client}"
             wait = self.signups.retry_after(key)
             if wait > 0:
-                raise PaywallError(429, "too_many_signups", f"too many sign-ups from here; retry in {int(wait) + 1} s")
+                raise Refusal(429, "too_many_signups", f"too many sign-ups from here; retry in {int(wait) + 1} s")
             self.signups.failed(key)  # counts the attempt
         user = User(email=email, display_name=display_name, role=role,
                     password_hash=await self.passwords.hash(password))
@@ -123,7 +123,7 @@ class Accounts:
             try:
                 await s.commit()
             except IntegrityError:
-                raise PaywallError(409, "email_taken", "an account with this email exists") from None
+                raise Refusal(409, "email_taken", "an account with this email exists") from None
         return _view(user), await self._new_session(user.id)
 
     async def log_in(self, email: str, password: str, client: str) -> tuple[UserView, str]:
@@ -131,7 +131,7 @@ class Accounts:
         keys = (f"email:{email}", f"client:{client}")
         wait = self.limiter.retry_after(*keys)
         if wait > 0:
-            raise PaywallError(429, "too_many_attempts", f"too many failed logins; retry in {int(wait) + 1} s")
+            raise Refusal(429, "too_many_attempts", f"too many failed logins; retry in {int(wait) + 1} s")
         async with self.db() as s:
             user = (await s.execute(select(User).where(User.email == email))).scalar_one_or_none()
         ok = False
@@ -141,7 +141,7 @@ class Accounts:
             await self.passwords.hash(password)  # same cost whether or not the account exists
         if not ok:
             self.limiter.failed(*keys)
-            raise PaywallError(401, "bad_credentials", "wrong email or password")
+            raise Refusal(401, "bad_credentials", "wrong email or password")
         self.limiter.succeeded(keys[0])
         return _view(user), await self._new_session(user.id)
 
@@ -176,11 +176,11 @@ class Accounts:
 
     async def set_role(self, email: str, role: str) -> UserView:
         if role not in ("viewer", "creator", "admin"):
-            raise PaywallError(400, "invalid_role", f"unknown role {role!r}")
+            raise Refusal(400, "invalid_role", f"unknown role {role!r}")
         async with self.db() as s:
             user = (await s.execute(select(User).where(User.email == email.lower()))).scalar_one_or_none()
             if user is None:
-                raise PaywallError(404, "user_not_found", f"no account {email!r}")
+                raise Refusal(404, "user_not_found", f"no account {email!r}")
             user.role = role
             await s.commit()
             return _view(user)

@@ -27,8 +27,8 @@ from mediaserver.packaging.files import PLAYLIST
 
 from .accounts import UserView
 from .catalog import RoomView
-from .errors import PaywallError
-from .http import PAYWALL, api, current_user, optional_user
+from core.access import Refusal
+from .http import PAYWALL, current_user, optional_user
 from .replay_http import RECORDINGS
 from .request_body import read_json
 
@@ -57,17 +57,17 @@ async def clip_for_viewer(request: web.Request) -> tuple[Clip, Optional[RoomView
     not watch is not shown to exist)."""
     clip = await off_loop(request.app[CLIPS].find, request.match_info["clip"])
     if clip is None:
-        raise PaywallError(404, "clip_not_found", "no such clip")
+        raise Refusal(404, "clip_not_found", "no such clip")
     room = await request.app[PAYWALL].catalog.get(clip.room)
     if not await _may_watch(request, clip, room, await optional_user(request)):
-        raise PaywallError(404, "clip_not_found", "no such clip")
+        raise Refusal(404, "clip_not_found", "no such clip")
     return clip, room
 
 
 def _int_field(body: dict, key: str) -> int:
     value = body.get(key)
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise PaywallError(400, "invalid_clip", f"{key}: a whole number of milliseconds, not negative")
+        raise Refusal(400, "invalid_clip", f"{key}: a whole number of milliseconds, not negative")
     return value
 
 
@@ -76,51 +76,49 @@ def _options(body: dict[str, Any], current: Optional[dict] = None) -> dict:
     if "title" in body or current is None:
         title = body.get("title", "")
         if not isinstance(title, str) or len(title.strip()) > MAX_TITLE:
-            raise PaywallError(400, "invalid_clip", f"title: text of at most {MAX_TITLE} characters")
+            raise Refusal(400, "invalid_clip", f"title: text of at most {MAX_TITLE} characters")
         out["title"] = title.strip()
     if "teaser" in body or current is None:
         teaser = body.get("teaser", False)
         if not isinstance(teaser, bool):
-            raise PaywallError(400, "invalid_clip", "teaser: true (free for everyone) or false")
+            raise Refusal(400, "invalid_clip", "teaser: true (free for everyone) or false")
         out["teaser"] = teaser
     unknown = set(body) - {"title", "teaser", "start_ms", "end_ms"}
     if unknown:
-        raise PaywallError(400, "invalid_clip", f"unknown field {sorted(unknown)[0]!r}")
+        raise Refusal(400, "invalid_clip", f"unknown field {sorted(unknown)[0]!r}")
     return out
 
 
-@api
 async def create_clip(request: web.Request) -> web.Response:
     user = await current_user(request)
     rec = await request.app[RECORDINGS].find(request.match_info["recording"])
     room = await request.app[PAYWALL].catalog.get(rec.room) if rec is not None else None
     if rec is None or not _manages(user, room):
-        raise PaywallError(404, "recording_not_found", "no such recording")
+        raise Refusal(404, "recording_not_found", "no such recording")
     body = await read_json(request)
     start, end = _int_field(body, "start_ms"), _int_field(body, "end_ms")
     options = _options(body)
     if not rec.ready:
-        raise PaywallError(409, "not_ready", f"the replay is {rec.status}; cut clips once it is ready")
+        raise Refusal(409, "not_ready", f"the replay is {rec.status}; cut clips once it is ready")
     duration = rec.duration_ms or 0
     if end <= start or end - start < MIN_CLIP_MS or end - start > MAX_CLIP_MS:
-        raise PaywallError(400, "invalid_clip", f"a clip lasts {MIN_CLIP_MS // 1000} s to {MAX_CLIP_MS // 60000} min"
+        raise Refusal(400, "invalid_clip", f"a clip lasts {MIN_CLIP_MS // 1000} s to {MAX_CLIP_MS // 60000} min"
                                                 " (end_ms after start_ms)")
     if end > duration:
-        raise PaywallError(400, "invalid_clip", f"end_ms is past the end of the replay ({duration} ms)")
+        raise Refusal(400, "invalid_clip", f"end_ms is past the end of the replay ({duration} ms)")
     playlist = request.app[RECORDINGS].file(rec, PLAYLIST)
     if playlist is None:
-        raise PaywallError(409, "replay_not_local", "this replay's media are not on this node's disk")
+        raise Refusal(409, "replay_not_local", "this replay's media are not on this node's disk")
     try:
         clip = await off_loop(request.app[CLIPS].create, rec.room, rec.id, start, end, options["title"],
                               options["teaser"], playlist)
     except (ClipError, av.FFmpegError) as exc:
-        raise PaywallError(409, "cannot_cut", f"this part of the replay cannot be cut: {exc}") from None
+        raise Refusal(409, "cannot_cut", f"this part of the replay cannot be cut: {exc}") from None
     log.info("clip %s of recording %s [%d, %d) ms by user %s (%d ms re-encoded)", clip.id, rec.id, start, end,
              user.id, clip.meta.get("reencoded_ms", 0))
     return web.json_response(clip.summary(), status=201)
 
 
-@api
 async def list_clips(request: web.Request) -> web.Response:
     slug = request.query.get("room") or None
     teasers_only = request.query.get("teaser") in ("1", "true")
@@ -138,7 +136,6 @@ async def list_clips(request: web.Request) -> web.Response:
     return web.json_response({"clips": out})
 
 
-@api
 async def get_clip(request: web.Request) -> web.Response:
     clip, room = await clip_for_viewer(request)
     user = await optional_user(request)
@@ -151,21 +148,19 @@ async def _managed_clip(request: web.Request) -> tuple[Clip, UserView]:
     clip = await off_loop(request.app[CLIPS].find, request.match_info["clip"])
     room = await request.app[PAYWALL].catalog.get(clip.room) if clip is not None else None
     if clip is None or not _manages(user, room):
-        raise PaywallError(404, "clip_not_found", "no such clip")
+        raise Refusal(404, "clip_not_found", "no such clip")
     return clip, user
 
 
-@api
 async def edit_clip(request: web.Request) -> web.Response:
     clip, user = await _managed_clip(request)
     body = await read_json(request)
     if "start_ms" in body or "end_ms" in body:
-        raise PaywallError(400, "invalid_clip", "a clip's cut cannot change: cut a new clip")
+        raise Refusal(400, "invalid_clip", "a clip's cut cannot change: cut a new clip")
     clip = await off_loop(request.app[CLIPS].update, clip, **_options(body, clip.meta))
     return web.json_response(clip.summary())
 
 
-@api
 async def delete_clip(request: web.Request) -> web.Response:
     clip, user = await _managed_clip(request)
     await off_loop(request.app[CLIPS].delete, clip)
@@ -173,13 +168,12 @@ async def delete_clip(request: web.Request) -> web.Response:
     return web.json_response({"deleted": clip.id})
 
 
-@api
 async def clip_file(request: web.Request) -> web.StreamResponse:
     clip, _ = await clip_for_viewer(request)
     name = request.match_info["name"]
     path = request.app[CLIPS].file(clip, name)
     if path is None:
-        raise PaywallError(404, "file_not_found", "no such file")
+        raise Refusal(404, "file_not_found", "no such file")
     cache = "public, max-age=300" if clip.teaser else "private, no-store"
     return web.FileResponse(path, headers={"Content-Type": _TYPES[name], "Cache-Control": cache})
 

@@ -24,7 +24,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from signalling.permissions import bearer_token
+from core.access import Refusal, bearer_token
+from core.access_http import refusal_response
 
 __all__ = ["COOKIE_SETTING_PATHS", "cross_site_guard", "is_cross_site"]
 
@@ -61,10 +62,8 @@ def cross_site_guard(cookie_name: str, public_url: Callable[[web.Request], str])
         if (request.method in UNSAFE_METHODS and bearer_token(request) is None
                 and (cookie_name in request.cookies or request.path in COOKIE_SETTING_PATHS)
                 and is_cross_site(request, public_url(request))):
-            return web.json_response(
-                {"error": {"code": "cross_site_request",
-                           "message": "this request comes from another site; use the Stagepass pages"}},
-                status=403)
+            return refusal_response(Refusal(403, "cross_site_request",
+                                            "this request comes from another site; use the Stagepass pages"))
         return await handler(request)
 
     return guard

@@ -19,7 +19,7 @@ from sqlalchemy import case, func, select
 from .accounts import UserView
 from .audience import AudienceLog
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .ledger import Ledger
 from .models import LedgerEntry, Order, Room
 from .payouts import Payouts
@@ -32,7 +32,7 @@ SESSIONS_PER_ROOM = 50
 
 def _creator(user: UserView) -> None:
     if user.role not in ("creator", "admin"):
-        raise PaywallError(403, "not_a_creator", "only creators have a dashboard")
+        raise Refusal(403, "not_a_creator", "only creators have a dashboard")
 
 
 class CreatorDashboard:
@@ -95,7 +95,7 @@ class CreatorDashboard:
         so others' broadcast ids are not even confirmed to exist."""
         _creator(user)
         if not BROADCAST_ID_RE.match(broadcast_id):
-            raise PaywallError(400, "invalid_broadcast", "a broadcast id is 1-32 lower-case hex digits")
+            raise Refusal(400, "invalid_broadcast", "a broadcast id is 1-32 lower-case hex digits")
         found = await self.audience.session(broadcast_id)
         if found is not None:
             session, points = found
@@ -104,4 +104,4 @@ class CreatorDashboard:
             if room is not None and (room.creator_id == user.id or user.role == "admin"):
                 return {"room": {"slug": room.slug, "title": room.title}, "session": session.as_dict(),
                         "samples": [[t, v] for t, v in points]}
-        raise PaywallError(404, "broadcast_not_found", "no such broadcast among your rooms")
+        raise Refusal(404, "broadcast_not_found", "no such broadcast among your rooms")

@@ -12,13 +12,12 @@ from aiohttp import web
 
 from core.cpu import off_loop
 
-from .http import PAYWALL, api, current_user
+from .http import PAYWALL, current_user
 from .replay_http import RECORDINGS
 
 __all__ = ["setup_routes"]
 
 
-@api
 async def dashboard(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await request.app[PAYWALL].dashboard.overview(user)
@@ -36,7 +35,6 @@ async def dashboard(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-@api
 async def broadcast_audience(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await request.app[PAYWALL].dashboard.session_audience(user, request.match_info["broadcast"])

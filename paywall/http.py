@@ -1,7 +1,8 @@
 """Paywall HTTP API: thin handlers over ``paywall.service.Paywall``.
 
-Every handler validates its input and answers ``{"error": {"code", "message"}}`` with a
-precise status on refusal, changing nothing. Logged-in users are recognised by the
+Every handler validates its input and refuses with ``core.access.Refusal`` (answered
+``{"error": {"code", "message"}}`` with its precise status by the app's
+``refusal_middleware``), changing nothing. Logged-in users are recognised by the
 ``stagepass_session`` cookie (pages) or ``Authorization: Bearer <login token>`` (API).
 """
 
@@ -9,46 +10,26 @@ from __future__ import annotations
 
 import html
 import logging
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Optional
 from urllib.parse import quote
 
 from aiohttp import web
 
-from signalling.permissions import bearer_token
+from core.access import Refusal, bearer_token
 
 from .accounts import UserView
 from .clients import client_address
 from .csrf import cross_site_guard
 from .orders import OrderView
-from .errors import PaywallError
 from .ledger import Ledger
 from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
 
-__all__ = ["PAYWALL", "SESSION_COOKIE", "api", "current_user", "optional_user", "read_json", "setup_routes"]
+__all__ = ["PAYWALL", "SESSION_COOKIE", "current_user", "optional_user", "path_number", "read_json", "setup_routes"]
 
 PAYWALL = web.AppKey("paywall", Paywall)
 SESSION_COOKIE = "stagepass_session"
 log = logging.getLogger("stagepass.paywall")
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _error(exc: PaywallError) -> web.Response:
-    return web.json_response({"error": {"code": exc.code, "message": exc.message}}, status=exc.status)
-
-
-def api(handler: Handler) -> Handler:
-    """Turn ``PaywallError`` into its JSON answer."""
-
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except PaywallError as exc:
-            return _error(exc)
-
-    return wrapped
-
 
 def login_token(request: web.Request) -> Optional[str]:
     return bearer_token(request) or request.cookies.get(SESSION_COOKIE)
@@ -63,7 +44,7 @@ async def optional_user(request: web.Request) -> Optional[UserView]:
 async def current_user(request: web.Request) -> UserView:
     user = await optional_user(request)
     if user is None:
-        raise PaywallError(401, "login_required", "log in first")
+        raise Refusal(401, "login_required", "log in first")
     return user
 
 
@@ -74,10 +55,18 @@ def _with_session(response: web.Response, request: web.Request, token: str) -> w
     return response
 
 
+def path_number(request: web.Request, name: str, code: str) -> int:
+    """The numeric id in the path's ``{name}``; ``404 code`` for anything else."""
+    raw = request.match_info[name]
+    if not raw.isdigit() or len(raw) > 12:
+        raise Refusal(404, code, f"no {name} {raw!r}")
+    return int(raw)
+
+
 def _str(body: dict, key: str) -> str:
     value = body.get(key)
     if not isinstance(value, str):
-        raise PaywallError(400, "missing_field", f"{key} is required (a string)")
+        raise Refusal(400, "missing_field", f"{key} is required (a string)")
     return value
 
 
@@ -92,7 +81,6 @@ def _base_url(request: web.Request) -> str:
 
 
 # ---------------------------------------------------------------------- accounts
-@api
 async def sign_up(request: web.Request) -> web.Response:
     body = await read_json(request)
     user, token = await request.app[PAYWALL].accounts.sign_up(
@@ -103,7 +91,6 @@ async def sign_up(request: web.Request) -> web.Response:
     return _with_session(web.json_response({"user": user.as_dict(), "token": token}, status=201), request, token)
 
 
-@api
 async def log_in(request: web.Request) -> web.Response:
     body = await read_json(request)
     client = _client(request)
@@ -111,7 +98,6 @@ async def log_in(request: web.Request) -> web.Response:
     return _with_session(web.json_response({"user": user.as_dict(), "token": token}), request, token)
 
 
-@api
 async def log_out(request: web.Request) -> web.Response:
     token = login_token(request)
     if token:
@@ -121,22 +107,19 @@ async def log_out(request: web.Request) -> web.Response:
     return response
 
 
-@api
 async def me(request: web.Request) -> web.Response:
     return web.json_response({"user": (await current_user(request)).as_dict()})
 
 
-@api
 async def my_entitlements(request: web.Request) -> web.Response:
     """``{"entitlements": {room_slug: ["replay", "ticket"]}}`` of the logged-in user."""
     user = await current_user(request)
     if request.query:
-        raise PaywallError(400, "unexpected_parameter", "GET /api/me/entitlements takes no query parameters")
+        raise Refusal(400, "unexpected_parameter", "GET /api/me/entitlements takes no query parameters")
     return web.json_response({"entitlements": await request.app[PAYWALL].orders.owned(user.id)})
 
 
 # ---------------------------------------------------------------------- rooms
-@api
 async def catalog(request: web.Request) -> web.Response:
     """Every room, or with ``?q=`` the rooms matching it, best first (full-text search)."""
     query = request.query.get("q", "").strip()
@@ -144,7 +127,6 @@ async def catalog(request: web.Request) -> web.Response:
     return web.json_response({"rooms": [r.as_dict() for r in rooms]})
 
 
-@api
 async def catalog_room(request: web.Request) -> web.Response:
     paywall = request.app[PAYWALL]
     room = await paywall.catalog.require(request.match_info["room"])
@@ -155,22 +137,25 @@ async def catalog_room(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
-@api
 async def create_room(request: web.Request) -> web.Response:
     user = await current_user(request)
-    room, key = await request.app[PAYWALL].catalog.create_room(user, await read_json(request))
+    paywall = request.app[PAYWALL]
+    room, key = await paywall.catalog.create_room(user, await read_json(request),
+                                                  listing=await paywall.trust.initial_listing(user))
     log.info("user %d created room %s", user.id, room.slug)
+    await request.app[PAYWALL].notifications.room_scheduled(room)
     return web.json_response({"room": room.as_dict(), "stream_key": key}, status=201)
 
 
-@api
 async def edit_room(request: web.Request) -> web.Response:
     user = await current_user(request)
-    room = await request.app[PAYWALL].catalog.edit_room(user, request.match_info["room"], await read_json(request))
+    body = await read_json(request)
+    room = await request.app[PAYWALL].catalog.edit_room(user, request.match_info["room"], body)
+    if "starts_at" in body:
+        await request.app[PAYWALL].notifications.room_scheduled(room)
     return web.json_response({"room": room.as_dict()})
 
 
-@api
 async def stream_key(request: web.Request) -> web.Response:
     user = await current_user(request)
     catalog_ = request.app[PAYWALL].catalog
@@ -179,14 +164,12 @@ async def stream_key(request: web.Request) -> web.Response:
     return web.json_response({"stream_key": key, "whip_url": f"{_base_url(request)}/whip/{slug}"})
 
 
-@api
 async def add_coupon(request: web.Request) -> web.Response:
     user = await current_user(request)
     coupon = await request.app[PAYWALL].catalog.add_coupon(user, request.match_info["room"], await read_json(request))
     return web.json_response({"coupon": coupon}, status=201)
 
 
-@api
 async def mint_token(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)
@@ -195,24 +178,24 @@ async def mint_token(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------- orders
-@api
 async def create_order(request: web.Request) -> web.Response:
     user = await current_user(request)
     order, created = await request.app[PAYWALL].orders.create(user, await read_json(request), _base_url(request))
     return web.json_response({"order": order.as_dict()}, status=201 if created else 200)
 
 
-@api
 async def get_order(request: web.Request) -> web.Response:
     user = await current_user(request)
     order = await request.app[PAYWALL].orders.get(user, request.match_info["order"])
     return web.json_response({"order": order.as_dict()})
 
 
-@api
 async def refund_order(request: web.Request) -> web.Response:
     user = await current_user(request)
     order = await request.app[PAYWALL].orders.refund(user, request.match_info["order"])
+    if user.role == "admin":
+        await request.app[PAYWALL].audit.record(user.id, "refund", f"order:{order.id}", amount=order.amount,
+                                                currency=order.currency)
     return web.json_response({"order": order.as_dict()})
 
 
@@ -240,16 +223,15 @@ def return_path(candidate: object, order: OrderView) -> str:
 
 def _dev_only(request: web.Request) -> None:
     if request.app[PAYWALL].provider.name != "dev":
-        raise PaywallError(404, "not_found", "the dev checkout is off (payment provider is not 'dev')")
+        raise Refusal(404, "not_found", "the dev checkout is off (payment provider is not 'dev')")
 
 
-@api
 async def dev_checkout_page(request: web.Request) -> web.Response:
     _dev_only(request)
     user = await current_user(request)
     order = await request.app[PAYWALL].orders.get(user, request.match_info["order"])
     if order.user_id != user.id:
-        raise PaywallError(404, "order_not_found", "no such order")
+        raise Refusal(404, "order_not_found", "no such order")
     whole, cents = divmod(order.amount, 100)
     page = _DEV_PAGE.format(
         amount=f"{whole}.{cents:02d}", currency=html.escape(order.currency), product=html.escape(order.product),
@@ -259,22 +241,21 @@ async def dev_checkout_page(request: web.Request) -> web.Response:
     return web.Response(text=page, content_type="text/html")
 
 
-@api
 async def dev_checkout_submit(request: web.Request) -> web.Response:
     _dev_only(request)
     user = await current_user(request)
     paywall = request.app[PAYWALL]
     order = await paywall.orders.get(user, request.match_info["order"])
     if order.user_id != user.id:
-        raise PaywallError(404, "order_not_found", "no such order")
+        raise Refusal(404, "order_not_found", "no such order")
     if request.content_type == "application/json":
         action = (await read_json(request)).get("action")
     else:
         action = (await read_form(request)).get("action")
     if action not in ("confirm", "decline"):
-        raise PaywallError(400, "invalid_action", "action: 'confirm' or 'decline'")
+        raise Refusal(400, "invalid_action", "action: 'confirm' or 'decline'")
     if order.status != "pending":
-        raise PaywallError(409, "not_pending", f"the order is already {order.status}")
+        raise Refusal(409, "not_pending", f"the order is already {order.status}")
     if action == "confirm":
         await paywall.orders.complete(order.id, payment_ref=f"dev-{order.id}", refuse_duplicate=True)
     else:
@@ -286,11 +267,10 @@ async def dev_checkout_submit(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------- stripe
-@api
 async def stripe_webhook(request: web.Request) -> web.Response:
     paywall = request.app[PAYWALL]
     if paywall.provider.name != "stripe":
-        raise PaywallError(404, "not_found", "Stripe is not configured")
+        raise Refusal(404, "not_found", "Stripe is not configured")
     payload = await read_bytes(request)
     event = paywall.provider.verify_event(payload, request.headers.get("Stripe-Signature"))
     outcome = await paywall.webhooks.handle_stripe(event)
@@ -298,45 +278,42 @@ async def stripe_webhook(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------- money views
-@api
 async def creator_earnings(request: web.Request) -> web.Response:
     user = await current_user(request)
     if user.role not in ("creator", "admin"):
-        raise PaywallError(403, "not_a_creator", "only creators have earnings")
+        raise Refusal(403, "not_a_creator", "only creators have earnings")
     async with request.app[PAYWALL].db() as s:
         rows = await Ledger.creator_earnings(s, user.id)
     return web.json_response({"earnings": rows})
 
 
-@api
 async def admin_ledger(request: web.Request) -> web.Response:
     user = await current_user(request)
     if user.role != "admin":
-        raise PaywallError(403, "admin_only", "only admins see the ledger")
+        raise Refusal(403, "admin_only", "only admins see the ledger")
     async with request.app[PAYWALL].db() as s:
         totals = await Ledger.totals(s)
         unbalanced = await Ledger.unbalanced_orders(s)
     return web.json_response({"accounts": totals, "unbalanced_orders": unbalanced, "balanced": not unbalanced})
 
 
-@api
 async def record_payout(request: web.Request) -> web.Response:
     """``POST /api/admin/payouts {creator_id, amount, currency, reference}`` (admins)."""
     user = await current_user(request)
     payout = await request.app[PAYWALL].payouts.record(user, await read_json(request))
     log.info("user %d recorded payout %s to creator %d", user.id, payout["id"], payout["creator_id"])
+    await request.app[PAYWALL].audit.record(user.id, "payout", f"payout:{payout['id']}", creator_id=payout["creator_id"],
+                                            amount=payout["amount"], currency=payout["currency"])
     return web.json_response({"payout": payout}, status=201)
 
 
-@api
 async def creator_payouts(request: web.Request) -> web.Response:
     user = await current_user(request)
     if user.role not in ("creator", "admin"):
-        raise PaywallError(403, "not_a_creator", "only creators have payouts")
+        raise Refusal(403, "not_a_creator", "only creators have payouts")
     return web.json_response({"payouts": await request.app[PAYWALL].payouts.of_creator(user.id)})
 
 
-@api
 async def creator_rooms(request: web.Request) -> web.Response:
     user = await current_user(request)
     rooms = await request.app[PAYWALL].catalog.rooms_of(user)

@@ -14,7 +14,6 @@ from sqlalchemy import (
     Boolean,
     false,
     CheckConstraint,
-    DateTime,
     Float,
     ForeignKey,
     Index,
@@ -29,8 +28,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from .db import Base, TZDateTime
 
 __all__ = [
-    "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "Entitlement", "LedgerEntry", "LoginSession",
-    "Order", "Payout", "PreviewUse", "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
+    "AuditEntry", "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "CreatorProfile", "Entitlement", "Follow",
+    "LedgerEntry", "LoginSession", "Notification", "NotificationOptOut", "Order", "Payout", "PreviewUse", "Report", "Review",
+    "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
 ]
 
 
@@ -47,6 +47,8 @@ class User(Base):
     display_name: Mapped[str] = mapped_column(String(64))
     password_hash: Mapped[str] = mapped_column(String(255))
     role: Mapped[str] = mapped_column(String(16), default="viewer")
+    #: an admin verified this creator: their rooms are listed at once (else they wait in review)
+    verified: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
     __table_args__ = (CheckConstraint("role in ('viewer','creator','admin')", name="ck_users_role"),)
 
@@ -81,8 +83,12 @@ class Room(Base):
     stream_key: Mapped[str] = mapped_column(String(64))
     #: origins allowed to frame the room's embeddable player, space separated; "*": any; "": none
     embed_origins: Mapped[str] = mapped_column(Text, default="", server_default=text("''"))
+    #: ``listed`` (in the catalog, for sale), ``pending`` (waits for an admin's review),
+    #: ``rejected``, or ``taken_down`` (by an admin: not listed, not sold, not watched)
+    listing: Mapped[str] = mapped_column(String(12), default="listed", server_default="listed")
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
     __table_args__ = (
+        CheckConstraint("listing in ('listed','pending','rejected','taken_down')", name="ck_rooms_listing"),
         CheckConstraint("ticket_price >= 0", name="ck_rooms_ticket_price"),
         CheckConstraint("replay_price is null or replay_price >= 0", name="ck_rooms_replay_price"),
         CheckConstraint("max_devices >= 1", name="ck_rooms_max_devices"),
@@ -248,3 +254,117 @@ class AudienceSample(Base):
     t_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     viewers: Mapped[int] = mapped_column(Integer)
     __table_args__ = (CheckConstraint("viewers >= 0", name="ck_audience_samples_viewers"),)
+
+
+class CreatorProfile(Base):
+    """What a creator's public page says about them (their rooms and followers come from the
+    other tables)."""
+
+    __tablename__ = "creator_profiles"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    bio: Mapped[str] = mapped_column(Text, default="")
+
+
+class Follow(Base):
+    """A user follows a creator: notified of the creator's rooms."""
+
+    __tablename__ = "follows"
+    follower_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    __table_args__ = (CheckConstraint("follower_id <> creator_id", name="ck_follows_self"),)
+
+
+NOTIFICATION_KINDS = ("scheduled", "reminder", "live", "replay")
+
+
+class Notification(Base):
+    """One entry of a user's in-app inbox. ``key`` names the event (``live:<room>:<broadcast>``)
+    so that an event reaches each user once, whichever node or restart announces it."""
+
+    __tablename__ = "notifications"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    key: Mapped[str] = mapped_column(String(160))
+    room_id: Mapped[Optional[int]] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), nullable=True)
+    text: Mapped[str] = mapped_column(Text)
+    link: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    read_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("user_id", "key", name="uq_notifications_once"),
+        Index("ix_notifications_inbox", "user_id", "id"),
+        CheckConstraint("kind in ('scheduled','reminder','live','replay')", name="ck_notifications_kind"),
+    )
+
+
+class NotificationOptOut(Base):
+    """A user turned off one kind of notification on one channel (``inbox`` or ``email``)."""
+
+    __tablename__ = "notification_opt_outs"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(8), primary_key=True)
+    __table_args__ = (
+        CheckConstraint("kind in ('scheduled','reminder','live','replay')", name="ck_opt_outs_kind"),
+        CheckConstraint("channel in ('inbox','email')", name="ck_opt_outs_channel"),
+    )
+
+
+class Review(Base):
+    """A buyer's rating (1-5) and text of a room; shown once an admin approved it. Editing a
+    review sends it back to moderation. The creator may reply (shown with it)."""
+
+    __tablename__ = "reviews"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    rating: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[str] = mapped_column(String(8), default="pending")
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    moderated_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"), nullable=True)
+    moderated_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    reply: Mapped[Optional[str]] = mapped_column(Text, nullable=True)
+    replied_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("room_id", "user_id", name="uq_reviews_once"),
+        CheckConstraint("rating between 1 and 5", name="ck_reviews_rating"),
+        CheckConstraint("status in ('pending','approved','rejected')", name="ck_reviews_status"),
+    )
+
+
+class AuditEntry(Base):
+    """One admin action (refund, role change, payout, takedown, verification, moderation):
+    who (null: the command line), what, on what, and the details."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    actor_id: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"), nullable=True)
+    action: Mapped[str] = mapped_column(String(32), index=True)
+    target: Mapped[str] = mapped_column(String(100))
+    detail: Mapped[str] = mapped_column(Text, default="{}")  # JSON object
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Report(Base):
+    """Someone reported a room, a replay, a danmaku or a user; an admin resolves it."""
+
+    __tablename__ = "reports"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reporter_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(8))
+    target: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    resolved_by: Mapped[Optional[int]] = mapped_column(ForeignKey("users.id"), nullable=True)
+    resolved_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("reporter_id", "kind", "target", name="uq_reports_once"),
+        CheckConstraint("kind in ('room','replay','danmaku','user')", name="ck_reports_kind"),
+        CheckConstraint("status in ('open','resolved')", name="ck_reports_status"),
+        Index("ix_reports_status", "status", "id"),
+    )

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from .accounts import UserView
 from .catalog import Catalog, RoomView
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .ledger import Ledger
 from .models import Coupon, CouponRedemption, Entitlement, Order, Room, User
 from .money import check_amount
@@ -116,20 +116,23 @@ class OrderBook:
         """Returns (order, created). ``created`` is False for a repeated idempotency key."""
         key = data.get("idempotency_key")
         if not isinstance(key, str) or not 8 <= len(key) <= 128:
-            raise PaywallError(400, "invalid_idempotency_key", "idempotency_key: 8 to 128 characters")
+            raise Refusal(400, "invalid_idempotency_key", "idempotency_key: 8 to 128 characters")
         product = data.get("product")
         if product not in PRODUCTS:
-            raise PaywallError(400, "invalid_product", f"product: one of {', '.join(PRODUCTS)}")
+            raise Refusal(400, "invalid_product", f"product: one of {', '.join(PRODUCTS)}")
         slug = data.get("room")
         if not isinstance(slug, str):
-            raise PaywallError(400, "invalid_room", "room: the room's slug")
+            raise Refusal(400, "invalid_room", "room: the room's slug")
         coupon_code = data.get("coupon") or None
         if coupon_code is not None and (not isinstance(coupon_code, str) or len(coupon_code) > 32):
-            raise PaywallError(400, "invalid_coupon", "coupon: a code of up to 32 characters")
+            raise Refusal(400, "invalid_coupon", "coupon: a code of up to 32 characters")
         message = data.get("message", "")
         if not isinstance(message, str) or len(message) > 500:
-            raise PaywallError(400, "invalid_message", "message: text up to 500 characters")
+            raise Refusal(400, "invalid_message", "message: text up to 500 characters")
         room = await self.catalog.require(slug)
+        if room.listing != "listed":
+            raise Refusal(409, "room_not_listed", "this room is not for sale: it waits for the platform's "
+                                                       "review or was taken down")
 
         existing = await self._by_key(buyer.id, key)
         if existing is not None:
@@ -152,7 +155,7 @@ class OrderBook:
                 await s.flush()
                 if coupon_code:
                     if product not in _GRANTS:
-                        raise PaywallError(400, "coupon_not_applicable", "coupons apply to tickets and replays")
+                        raise Refusal(400, "coupon_not_applicable", "coupons apply to tickets and replays")
                     order.coupon_id, order.amount = await self._redeem(s, buyer, room, order, coupon_code.upper())
                     await s.flush()
                 await s.commit()
@@ -161,8 +164,8 @@ class OrderBook:
                 existing = await self._by_key(buyer.id, key)
                 if existing is not None:  # a concurrent request with the same key won
                     return self._same_request(existing, room, product, data, coupon_code), False
-                raise PaywallError(409, "coupon_used", "you have already used this coupon") from None
-            except PaywallError:
+                raise Refusal(409, "coupon_used", "you have already used this coupon") from None
+            except Refusal:
                 await s.rollback()
                 raise
         log.info("order %s created: user %d, room %s, %s, %d %s", order.id, buyer.id, room.slug,
@@ -198,37 +201,37 @@ class OrderBook:
                 and (existing.coupon or None) == (coupon.upper() if coupon else None)
                 and (product not in ("tip", "question") or data.get("amount") == existing.list_amount))
         if not same:
-            raise PaywallError(409, "idempotency_key_reused", "this idempotency key was used for a different order")
+            raise Refusal(409, "idempotency_key_reused", "this idempotency key was used for a different order")
         return existing
 
     async def _price(self, buyer: UserView, room: RoomView, product: str, data: dict) -> int:
         if product in ("tip", "question"):
             return check_amount(data.get("amount"))
         if "amount" in data:
-            raise PaywallError(400, "unexpected_amount", "the price of a ticket or replay is set by the room")
+            raise Refusal(400, "unexpected_amount", "the price of a ticket or replay is set by the room")
         if buyer.id == room.creator_id:
-            raise PaywallError(409, "own_room", "creators do not buy their own rooms")
+            raise Refusal(409, "own_room", "creators do not buy their own rooms")
         held = await self.entitlements(buyer.id, room)
         if product == "ticket":
             if room.free:
-                raise PaywallError(409, "free_room", "this room is free: no ticket needed")
+                raise Refusal(409, "free_room", "this room is free: no ticket needed")
             if "ticket" in held:
-                raise PaywallError(409, "already_owned", "you already have a ticket")
+                raise Refusal(409, "already_owned", "you already have a ticket")
             return room.ticket_price
         if room.replay_price is None:
-            raise PaywallError(409, "not_for_sale", "the replay of this room is not sold separately")
+            raise Refusal(409, "not_for_sale", "the replay of this room is not sold separately")
         if product == "replay":
             if "replay" in held:
-                raise PaywallError(409, "already_owned", "you already have the replay")
+                raise Refusal(409, "already_owned", "you already have the replay")
             return room.replay_price
         if held:
-            raise PaywallError(409, "already_owned", "you already have part of this bundle; buy the rest alone")
+            raise Refusal(409, "already_owned", "you already have part of this bundle; buy the rest alone")
         return room.ticket_price + room.replay_price
 
     async def _redeem(self, s, buyer: UserView, room: RoomView, order: Order, code: str) -> tuple[int, int]:
         coupon = (await s.execute(select(Coupon).where(Coupon.room_id == room.id, Coupon.code == code))).scalar_one_or_none()
         if coupon is None:
-            raise PaywallError(404, "coupon_not_found", f"no coupon {code!r} for this room")
+            raise Refusal(404, "coupon_not_found", f"no coupon {code!r} for this room")
         now = utcnow()
         taken = await s.execute(
             update(Coupon).execution_options(synchronize_session=False)
@@ -240,8 +243,8 @@ class OrderBook:
         if taken.rowcount != 1:
             await s.refresh(coupon)
             if coupon.max_uses is not None and coupon.uses >= coupon.max_uses:
-                raise PaywallError(409, "coupon_exhausted", "this coupon has been used up")
-            raise PaywallError(410, "coupon_expired", "this coupon has expired")
+                raise Refusal(409, "coupon_exhausted", "this coupon has been used up")
+            raise Refusal(410, "coupon_expired", "this coupon has expired")
         s.add(CouponRedemption(coupon_id=coupon.id, user_id=buyer.id, order_id=order.id))
         if coupon.kind == "percent":
             discounted = order.list_amount - order.list_amount * coupon.value // 100
@@ -260,7 +263,7 @@ class OrderBook:
                 .where(Order.id == order_id)
             )).first()
         if row is None or user.id not in (row[0].user_id, row[2]) and user.role != "admin":
-            raise PaywallError(404, "order_not_found", "no such order")
+            raise Refusal(404, "order_not_found", "no such order")
         return _view(row[0], row[1], row[3])
 
     async def entitlements(self, user_id: int, room: RoomView, session: Optional[AsyncSession] = None) -> set[str]:
@@ -306,9 +309,9 @@ class OrderBook:
         async with self.db() as s:
             order = await s.get(Order, order_id)
             if order is None:
-                raise PaywallError(404, "order_not_found", "no such order")
+                raise Refusal(404, "order_not_found", "no such order")
             if amount is not None and (amount != order.amount or (currency or "").upper() != order.currency):
-                raise PaywallError(409, "amount_mismatch", "the payment does not match the order")
+                raise Refusal(409, "amount_mismatch", "the payment does not match the order")
             done = await s.execute(
                 update(Order).execution_options(synchronize_session=False).where(Order.id == order_id, Order.status == "pending")
                 .values(status="paid", paid_at=utcnow(), payment_ref=payment_ref)
@@ -323,7 +326,7 @@ class OrderBook:
             if duplicate and refuse_duplicate:
                 await s.rollback()
                 await self.decline(order_id)
-                raise PaywallError(409, "already_owned",
+                raise Refusal(409, "already_owned",
                                    "you already have this (another order paid for it); this order is cancelled")
             if not duplicate:
                 for kind in grants:
@@ -355,7 +358,7 @@ class OrderBook:
         try:
             if order.amount:
                 await self.provider.refund(order)
-        except PaywallError as exc:
+        except Refusal as exc:
             log.error("order %s: refunding the duplicate payment failed (%s); it stays paid without a ticket: "
                       "refund it with POST /api/orders/%s/refund", order_id, exc.message, order_id)
             return "duplicate_refund_failed"
@@ -388,9 +391,9 @@ class OrderBook:
         """Full refund by the room's creator or an admin: provider refund, then bookkeeping."""
         order = await self.get(actor, order_id)
         if actor.role != "admin" and actor.id == order.user_id:
-            raise PaywallError(403, "not_allowed", "ask the creator for a refund")
+            raise Refusal(403, "not_allowed", "ask the creator for a refund")
         if order.status != "paid":
-            raise PaywallError(409, "not_refundable", f"the order is {order.status}")
+            raise Refusal(409, "not_refundable", f"the order is {order.status}")
         await self.refund_paid(order_id)
         return await self.get(actor, order_id)
 

@@ -18,7 +18,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from core.cpu import background_executor
 
-from .errors import PaywallError
+from core.access import Refusal
 
 __all__ = ["PasswordPool"]
 
@@ -33,7 +33,7 @@ class PasswordPool:
 
     async def _run(self, fn, *args):
         if self._waiting >= self.max_waiting:
-            raise PaywallError(503, "busy", "too many sign-ups and logins at once; retry in a few seconds")
+            raise Refusal(503, "busy", "too many sign-ups and logins at once; retry in a few seconds")
         self._waiting += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)

@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from .accounts import UserView
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .ledger import Ledger
 from .models import Payout, User
 from .money import check_amount, check_currency
@@ -48,25 +48,25 @@ class Payouts:
     async def record(self, admin: UserView, data: dict[str, Any]) -> dict[str, Any]:
         """Record a payout made to a creator (admins only)."""
         if admin.role != "admin":
-            raise PaywallError(403, "admin_only", "only admins record payouts")
+            raise Refusal(403, "admin_only", "only admins record payouts")
         unknown = set(data) - _FIELDS
         if unknown:
-            raise PaywallError(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
+            raise Refusal(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")
         creator_id = data.get("creator_id")
         if not isinstance(creator_id, int) or isinstance(creator_id, bool) or not 1 <= creator_id < 2**31:
-            raise PaywallError(400, "invalid_creator", "creator_id: the creator's user id")
+            raise Refusal(400, "invalid_creator", "creator_id: the creator's user id")
         amount = check_amount(data.get("amount"))
         currency = check_currency(data.get("currency"))
         reference = data.get("reference")
         if not isinstance(reference, str) or not 1 <= len(reference.strip()) <= 200:
-            raise PaywallError(400, "invalid_reference", "reference: 1 to 200 characters (the transfer's reference)")
+            raise Refusal(400, "invalid_reference", "reference: 1 to 200 characters (the transfer's reference)")
         async with self._lock, self.db() as s:
             creator = (await s.execute(select(User).where(User.id == creator_id).with_for_update())).scalar_one_or_none()
             if creator is None or creator.role not in ("creator", "admin"):
-                raise PaywallError(404, "creator_not_found", "no such creator")
+                raise Refusal(404, "creator_not_found", "no such creator")
             owed = (await Ledger.creator_balance(s, creator_id)).get(currency, 0)
             if amount > owed:
-                raise PaywallError(409, "insufficient_balance",
+                raise Refusal(409, "insufficient_balance",
                                    f"the creator's balance is {owed} {currency} (minor units); cannot pay out {amount}")
             payout = Payout(id=secrets.token_hex(16), creator_id=creator_id, amount=amount, currency=currency,
                             provider=self.provider, reference=reference.strip(), recorded_by=admin.id)

@@ -11,7 +11,7 @@ from typing import Any, Optional, Protocol
 
 import stripe
 
-from .errors import PaywallError
+from core.access import Refusal
 from .request_body import parse_json
 
 __all__ = ["Checkout", "DevProvider", "PaymentProvider", "StripeProvider"]
@@ -75,34 +75,34 @@ class StripeProvider:
                 options={"idempotency_key": f"stagepass-order-{order.id}"},
             )
         except stripe.StripeError as exc:
-            raise PaywallError(502, "provider_error", f"Stripe refused the checkout: {exc.user_message or exc}") from None
+            raise Refusal(502, "provider_error", f"Stripe refused the checkout: {exc.user_message or exc}") from None
         return Checkout(url=session.url, provider_ref=session.id)
 
     async def refund(self, order: Any) -> None:
         if not order.payment_ref:
-            raise PaywallError(409, "not_refundable", "no Stripe payment is known for this order")
+            raise Refusal(409, "not_refundable", "no Stripe payment is known for this order")
         try:
             await self.client.v1.refunds.create_async(
                 params={"payment_intent": order.payment_ref},
                 options={"idempotency_key": f"stagepass-refund-{order.id}"},
             )
         except stripe.StripeError as exc:
-            raise PaywallError(502, "provider_error", f"Stripe refused the refund: {exc.user_message or exc}") from None
+            raise Refusal(502, "provider_error", f"Stripe refused the refund: {exc.user_message or exc}") from None
 
     def verify_event(self, payload: bytes, signature: Optional[str]) -> dict:
         """Stripe's signature scheme (HMAC-SHA256 over ``t.payload``, tolerance window).
 
         Returns the event as plain JSON (dicts), whatever the SDK's object model is."""
         if not signature:
-            raise PaywallError(400, "missing_signature", "no Stripe-Signature header")
+            raise Refusal(400, "missing_signature", "no Stripe-Signature header")
         try:
             stripe.WebhookSignature.verify_header(payload, signature, self.webhook_secret, self.tolerance)
         except stripe.SignatureVerificationError as exc:
-            raise PaywallError(400, "bad_signature", f"webhook signature rejected: {exc.user_message or exc}") from None
+            raise Refusal(400, "bad_signature", f"webhook signature rejected: {exc.user_message or exc}") from None
         try:
             event = parse_json(payload)
-        except PaywallError:
-            raise PaywallError(400, "bad_payload", "webhook body is not a Stripe event") from None
+        except Refusal:
+            raise Refusal(400, "bad_payload", "webhook body is not a Stripe event") from None
         if not isinstance(event, dict) or not isinstance(event.get("data"), dict) or "id" not in event:
-            raise PaywallError(400, "bad_payload", "webhook body is not a Stripe event")
+            raise Refusal(400, "bad_payload", "webhook body is not a Stripe event")
         return event

@@ -36,14 +36,13 @@ from mediaserver.packaging.files import PLAYLIST, PUBLIC_FILES
 from mediaserver.packaging.playlist import parse_playlist, signed_playlist
 from mediaserver.packaging.replays import Recording, Replays
 from mediaserver.packaging.uploads import ReplayUploads
-from signalling.permissions import bearer_token
+from core.access import Grant, Refusal, Target, bearer_token
+from core.access_http import ACCESS
 
 from .accounts import UserView
 from .catalog import RoomView
-from .errors import PaywallError
-from .http import PAYWALL, api, current_user, optional_user
+from .http import PAYWALL, current_user, optional_user
 from .replay_storage_http import send_stored, send_stored_concatenation
-from .replays import ReplayGrant
 
 __all__ = ["UPLOADS", "RECORDINGS", "authorized_replay", "setup_routes"]
 
@@ -63,7 +62,7 @@ def _replay_token(request: web.Request) -> Optional[str]:
 async def _find(request: web.Request) -> Recording:
     rec = await request.app[RECORDINGS].find(request.match_info["recording"])
     if rec is None:
-        raise PaywallError(404, "recording_not_found", "no such recording")
+        raise Refusal(404, "recording_not_found", "no such recording")
     return rec
 
 
@@ -72,15 +71,16 @@ async def _recording(request: web.Request) -> tuple[Recording, Optional[RoomView
     return rec, await request.app[PAYWALL].catalog.get(rec.room)
 
 
-async def authorized_replay(request: web.Request) -> tuple[Recording, Optional[RoomView], ReplayGrant]:
-    """The recording of ``{recording}`` and the grant of the request's replay token."""
-    rec, room = await _recording(request)
-    grant = await request.app[PAYWALL].replays.authorize(rec.id, room, _replay_token(request))
-    return rec, room, grant
+async def authorized_replay(request: web.Request) -> tuple[Recording, Grant]:
+    """The recording of ``{recording}`` and the door's grant of the request's replay token."""
+    rec = await _find(request)
+    grant = await request.app[ACCESS].authorize(_replay_token(request), "replay", Target(rec.room, rec.id))
+    return rec, grant
 
 
 def _visible(rec: Recording, room: Optional[RoomView], user: Optional[UserView]) -> bool:
-    if rec.ready:
+    """Ready replays of listed rooms to everyone; the rest to the room's creator and admins."""
+    if rec.ready and (room is None or room.listing == "listed"):
         return True
     return user is not None and (user.role == "admin" or (room is not None and user.id == room.creator_id))
 
@@ -89,7 +89,6 @@ def _describe(rec: Recording, room: Optional[RoomView]) -> dict:
     return {**rec.summary(), "title": room.title if room else rec.room}
 
 
-@api
 async def list_recordings(request: web.Request) -> web.Response:
     slug = request.query.get("room")
     library, catalog = request.app[RECORDINGS], request.app[PAYWALL].catalog
@@ -109,22 +108,20 @@ async def _recording_for_user(request: web.Request) -> tuple[Recording, Optional
     rec, room = await _recording(request)
     user = await optional_user(request)
     if not _visible(rec, room, user):
-        raise PaywallError(404, "recording_not_found", "no such recording")
+        raise Refusal(404, "recording_not_found", "no such recording")
     return rec, room, user
 
 
-@api
 async def get_recording(request: web.Request) -> web.Response:
     rec, room, user = await _recording_for_user(request)
     offer = await request.app[PAYWALL].replays.offer(user, room)
     return web.json_response({"recording": _describe(rec, room), "offer": offer})
 
 
-@api
 async def mint_replay_token(request: web.Request) -> web.Response:
     rec, room, user = await _recording_for_user(request)
     if not rec.ready:
-        raise PaywallError(409, "not_ready", f"the replay is not ready yet ({rec.status})")
+        raise Refusal(409, "not_ready", f"the replay is not ready yet ({rec.status})")
     minted = await request.app[PAYWALL].replays.mint(user, rec.id, room)
     query = Replays.token_query(minted["token"])
     minted["playlist_url"] = f"/replay/{rec.id}/{PLAYLIST}?{query}"
@@ -138,18 +135,17 @@ def _manages(user: UserView, room: Optional[RoomView]) -> bool:
     return user.role == "admin" or (room is not None and user.id == room.creator_id)
 
 
-@api
 async def retry_upload(request: web.Request) -> web.Response:
     rec, room = await _recording(request)
     user = await current_user(request)
     if not _manages(user, room):
-        raise PaywallError(404, "recording_not_found", "no such recording")
+        raise Refusal(404, "recording_not_found", "no such recording")
     uploads = request.app.get(UPLOADS)
     if uploads is None:
-        raise PaywallError(503, "storage_unavailable",
+        raise Refusal(503, "storage_unavailable",
                            "no object store is configured, or it failed its check at start (see the server log)")
     if rec.status not in ("upload_failed", "packaged"):
-        raise PaywallError(409, "not_upload_failed", f"the replay is {rec.status}, not upload_failed")
+        raise Refusal(409, "not_upload_failed", f"the replay is {rec.status}, not upload_failed")
     uploads.enqueue(rec.directory)
     log.info("upload of recording %s of room %s retried by user %s", rec.id, rec.room, user.id)
     return web.json_response({"recording": _describe(rec, room), "queued": True}, status=202)
@@ -159,20 +155,18 @@ async def retry_upload(request: web.Request) -> web.Response:
 BUSY = ("recording", "recorded", "processing", "packaged", "uploading")
 
 
-@api
 async def delete_recording(request: web.Request) -> web.Response:
     rec, room = await _recording(request)
     user = await current_user(request)
     if not _manages(user, room):
-        raise PaywallError(404, "recording_not_found", "no such recording")
+        raise Refusal(404, "recording_not_found", "no such recording")
     if rec.status in BUSY:
-        raise PaywallError(409, "recording_busy", f"the recording is {rec.status}; delete it once it is finished")
+        raise Refusal(409, "recording_busy", f"the recording is {rec.status}; delete it once it is finished")
     objects = await request.app[RECORDINGS].delete(rec)
     log.info("recording %s of room %s deleted by user %s (%d stored objects)", rec.id, rec.room, user.id, objects)
     return web.json_response({"deleted": rec.id, "objects": objects})
 
 
-@api
 async def replay_file(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     library = request.app[RECORDINGS]
@@ -182,30 +176,29 @@ async def replay_file(request: web.Request) -> web.StreamResponse:
         if path is None:
             return await send_stored(request, library, rec, name, {"Cache-Control": "public, max-age=300"})
         return web.FileResponse(path, headers={"Cache-Control": "public, max-age=300"})
-    rec, _, grant = await authorized_replay(request)
+    rec, grant = await authorized_replay(request)
     if name == PLAYLIST:
         text = await library.playlist_text(rec)
         if text is None:
-            raise PaywallError(404, "file_not_found", "the replay is not ready")
+            raise Refusal(404, "file_not_found", "the replay is not ready")
         token = _replay_token(request) if "token" in request.query else ""
         body = signed_playlist(text, Replays.token_query(token) if token else "", grant.preview_ms)
         return web.Response(text=body, content_type=PLAYLIST_TYPE, headers=NO_STORE)
     path = library.file(rec, name)
     start = await library.start_of(rec, name) if path is not None or rec.stored else None
     if start is None:
-        raise PaywallError(404, "file_not_found", "no such file in this replay")
+        raise Refusal(404, "file_not_found", "no such file in this replay")
     if not grant.allows(start):
-        raise PaywallError(403, "preview_over", "the free preview ends here; buy the replay to go on")
+        raise Refusal(403, "preview_over", "the free preview ends here; buy the replay to go on")
     if path is None:
         return await send_stored(request, library, rec, name, {**NO_STORE, "Content-Type": "video/mp2t"})
     return web.FileResponse(path, headers={**NO_STORE, "Content-Type": "video/mp2t"})
 
 
-@api
 async def download(request: web.Request) -> web.StreamResponse:
-    rec, _, grant = await authorized_replay(request)
+    rec, grant = await authorized_replay(request)
     if not grant.downloads:
-        raise PaywallError(403, "downloads_off", "downloads of this replay are not allowed")
+        raise Refusal(403, "downloads_off", "downloads of this replay are not allowed")
     library = request.app[RECORDINGS]
     headers = {**NO_STORE, "Content-Type": "video/mp2t",
                "Content-Disposition": f'attachment; filename="{rec.room}-{rec.id}.ts"'}
@@ -215,7 +208,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         names = [seg.uri for _, seg in parse_playlist(text)[1]] if text else []
         return await send_stored_concatenation(request, library, rec, names, headers)
     if path is None:
-        raise PaywallError(404, "file_not_found", "the replay is not ready")
+        raise Refusal(404, "file_not_found", "the replay is not ready")
     return web.FileResponse(path, headers=headers)
 
 

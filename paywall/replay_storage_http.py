@@ -17,7 +17,7 @@ from aiohttp import web
 from mediaserver.packaging.replays import Recording, Replays
 from mediaserver.storage import PRESIGN_SECONDS
 
-from .errors import PaywallError
+from core.access import Refusal
 
 __all__ = ["send_stored", "send_stored_concatenation"]
 
@@ -69,7 +69,7 @@ async def send_stored(request: web.Request, library: Replays, rec: Recording, na
     """One published file of ``rec``: presigned redirect, or proxied with Range."""
     found = library.stored_object(rec, name)
     if found is None or library.storage is None:
-        raise PaywallError(404, "file_not_found", "no such file in this replay")
+        raise Refusal(404, "file_not_found", "no such file in this replay")
     key, size = found
     if not library.proxy:
         url = await library.storage.presign_get(key, PRESIGN_SECONDS)
@@ -83,5 +83,5 @@ async def send_stored_concatenation(request: web.Request, library: Replays, rec:
     """Files ``names`` of ``rec`` as one body (the whole-replay download), with Range."""
     parts = [library.stored_object(rec, n) for n in names]
     if not parts or any(p is None for p in parts):
-        raise PaywallError(404, "file_not_found", "the replay is not ready")
+        raise Refusal(404, "file_not_found", "the replay is not ready")
     return await _stream(request, [p for p in parts if p is not None], headers, library)

@@ -14,32 +14,21 @@ Recordings of open rooms (``STAGEPASS_ROOMS``, not in the catalog) are free to e
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
+
+from core.access import Grant, Refusal, Target, token_required
 
 from .accounts import UserView
 from .catalog import Catalog, RoomView
 from .db import Database
-from .errors import PaywallError
 from .models import RevokedToken, User
 from .orders import OrderBook
 from .tokens import TokenIssuer
 
-__all__ = ["ReplayAccess", "ReplayGrant", "ANONYMOUS"]
+__all__ = ["ReplayAccess", "ANONYMOUS"]
 
 #: ``sub`` of tokens minted for visitors who are not logged in (open rooms only)
 ANONYMOUS = 0
-
-
-@dataclass(frozen=True)
-class ReplayGrant:
-    user_id: int
-    #: the replay is watchable up to here (ms); None = all of it
-    preview_ms: Optional[int]
-    downloads: bool
-
-    def allows(self, t_ms: int) -> bool:
-        return self.preview_ms is None or t_ms < self.preview_ms
 
 
 def _free(room: RoomView) -> bool:
@@ -97,10 +86,10 @@ class ReplayAccess:
         extra: dict = {}
         if not owned:
             if user is None:
-                raise PaywallError(401, "login_required", "log in to watch this replay")
+                raise Refusal(401, "login_required", "log in to watch this replay")
             assert room is not None
             if room.preview_seconds <= 0:
-                raise PaywallError(402, "replay_required", "this replay needs a purchase")
+                raise Refusal(402, "replay_required", "this replay needs a purchase")
             extra["preview_ms"] = room.preview_seconds * 1000
         downloads = owned and room is not None and room.allow_downloads
         if downloads:
@@ -109,30 +98,35 @@ class ReplayAccess:
         return {"token": token, "scope": claims["scope"], "expires_at": claims["exp"],
                 "preview_ms": extra.get("preview_ms"), "downloads": downloads}
 
-    async def authorize(self, recording_id: str, room: Optional[RoomView], token: Optional[str]) -> ReplayGrant:
-        """The grant of a valid, unrevoked token still backed by the entitlement.
+    async def authorize(self, token: Optional[str], target: Target) -> Grant:
+        """The grant of a valid, unrevoked ``replay:<recording>`` token still backed by the
+        entitlement (the door's ``replay`` action).
 
         Called for every segment: the checks share one database session."""
         if not token:
-            raise PaywallError(401, "token_required", "replay files need ?token=<replay token>")
-        claims = self.tokens.verify(token, f"replay:{recording_id}")
+            raise token_required("replay")
+        claims = self.tokens.verify(token, (f"replay:{target.recording}",))
         user_id = int(claims["sub"])
         preview = claims.get("preview_ms")
         if preview is not None and (not isinstance(preview, int) or isinstance(preview, bool) or preview <= 0):
-            raise PaywallError(401, "invalid_token", "the access token is not valid")
+            raise Refusal(401, "invalid_token", "the access token is not valid")
+        room = await self.catalog.get(target.room)
+        if room is not None and room.listing == "taken_down":
+            raise Refusal(410, "taken_down", "this replay was taken down by the platform")
         paid = room is not None and not _free(room)
         async with self.db() as s:
             if await s.get(RevokedToken, claims["jti"]) is not None:
-                raise PaywallError(401, "token_revoked", "this access token was revoked")
+                raise Refusal(401, "token_revoked", "this access token was revoked")
             if preview is not None:
-                return ReplayGrant(user_id, preview, False)
+                return Grant(user_id=user_id, preview_ms=preview)
             if paid and room is not None and user_id != room.creator_id:
                 if user_id == ANONYMOUS:
-                    raise PaywallError(403, "replay_required", "this replay needs a purchase")
+                    raise Refusal(403, "replay_required", "this replay needs a purchase")
                 held = await self.orders.entitlements(user_id, room, session=s)
                 if not _covers(held, room):
                     user = await s.get(User, user_id)
                     if user is None or user.role != "admin":
-                        raise PaywallError(403, "replay_required",
-                                           "no replay purchase for this room (refunded or never bought)")
-        return ReplayGrant(user_id, None, bool(claims.get("dl")) and room is not None and room.allow_downloads)
+                        raise Refusal(403, "replay_required",
+                                      "no replay purchase for this room (refunded or never bought)")
+        downloads = bool(claims.get("dl")) and room is not None and room.allow_downloads
+        return Grant(user_id=user_id, downloads=downloads)

@@ -1,5 +1,5 @@
 """The one reader of request bodies for the JSON edges (paywall, interaction HTTP, replays,
-webhooks): every failure is a ``PaywallError`` answered in the ``{"error": ...}`` envelope.
+webhooks): every failure is a ``Refusal`` answered in the ``{"error": ...}`` envelope.
 
 * over the app's ``client_max_size`` -> 413 ``body_too_large`` (aiohttp's own answer is
   plain text);
@@ -16,13 +16,13 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from .errors import PaywallError
+from core.access import Refusal
 
 __all__ = ["parse_json", "read_bytes", "read_form", "read_json"]
 
 
-def _too_large(request: web.Request) -> PaywallError:
-    return PaywallError(413, "body_too_large", f"the body is larger than {request.client_max_size} bytes")
+def _too_large(request: web.Request) -> Refusal:
+    return Refusal(413, "body_too_large", f"the body is larger than {request.client_max_size} bytes")
 
 
 async def read_bytes(request: web.Request) -> bytes:
@@ -34,20 +34,20 @@ async def read_bytes(request: web.Request) -> bytes:
 
 
 def parse_json(raw: bytes) -> Any:
-    """``json.loads`` that fails only with ``PaywallError(400, "bad_json")``."""
+    """``json.loads`` that fails only with ``Refusal(400, "bad_json")``."""
     try:
         return json.loads(raw.decode("utf-8"))
     except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, int digits limit
-        raise PaywallError(400, "bad_json", "the body is not valid JSON") from None
+        raise Refusal(400, "bad_json", "the body is not valid JSON") from None
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object."""
     if request.content_type != "application/json":
-        raise PaywallError(415, "unsupported_media_type", "send JSON with Content-Type: application/json")
+        raise Refusal(415, "unsupported_media_type", "send JSON with Content-Type: application/json")
     body = parse_json(await read_bytes(request))
     if not isinstance(body, dict):
-        raise PaywallError(400, "bad_json", "the body must be a JSON object")
+        raise Refusal(400, "bad_json", "the body must be a JSON object")
     return body
 
 
@@ -58,4 +58,4 @@ async def read_form(request: web.Request) -> MultiDictProxy:
     except web.HTTPRequestEntityTooLarge:
         raise _too_large(request) from None
     except ValueError:
-        raise PaywallError(400, "bad_form", "the body is not a valid form") from None
+        raise Refusal(400, "bad_form", "the body is not a valid form") from None

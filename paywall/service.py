@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Iterable, Optional
+from typing import Awaitable, Callable, Mapping, Optional
 
+from core.access import StreamKeyAccess
 from core.behaviour import BehaviourSink
+from core.mail import Mailer
 from core.settings import ConfigError, Settings
 
-from .access import PaywallPermissions
+from .access import PaywallAccess
 from .accounts import Accounts
+from .audit import AuditLog
 from .audience import AudienceLog
 from .catalog import Catalog
+from .creators import CreatorPages
 from .dashboard import CreatorDashboard
 from .db import Database
+from .follows import Follows
 from .ledger import Ledger
+from .notifications import Notifications
 from .orders import OrderBook
 from .payouts import Payouts
 from .replays import ReplayAccess
+from .reports import Reports
+from .reviews import Reviews
 from .providers import DevProvider, PaymentProvider, StripeProvider
 from .tokens import TokenIssuer
+from .trust import Trust
 from .webhooks import Webhooks
 
 __all__ = ["Paywall"]
@@ -30,7 +39,8 @@ log = logging.getLogger("stagepass.paywall")
 class Paywall:
     def __init__(self, settings: Settings, db: Database,
                  on_revoked: Optional[Callable[[int, str], Awaitable[None]]] = None,
-                 provider: Optional[PaymentProvider] = None, open_rooms: Iterable[str] = ()) -> None:
+                 provider: Optional[PaymentProvider] = None, open_rooms: Optional[Mapping[str, str]] = None) -> None:
+        open_rooms = open_rooms or {}
         self.settings = settings
         self.db = db
         self.accounts = Accounts(db, signups_per_hour=settings.paywall.signups_per_hour)
@@ -47,12 +57,26 @@ class Paywall:
                         "no money moves; set STAGEPASS_PAYMENT_PROVIDER=stripe for real payments")
         self.orders = OrderBook(db, self.catalog, self.ledger, provider, on_revoked)
         self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.paywall.access_token_ttl)
-        self.access = PaywallPermissions(db, self.catalog, self.orders, self.tokens)
         self.webhooks = Webhooks(db, self.orders)
         self.replays = ReplayAccess(db, self.catalog, self.orders, self.tokens)
+        #: the one door (``core.access.Door``): paywall rooms, replays, and the open rooms' stream keys
+        self.access = PaywallAccess(db, self.catalog, self.orders, self.tokens, self.replays,
+                                    open_rooms=StreamKeyAccess(open_rooms))
         self.audience = AudienceLog(db)
         self.payouts = Payouts(db, self.ledger, self.provider.name)
         self.dashboard = CreatorDashboard(db, self.audience, self.payouts)
+        self.follows = Follows(db)
+        self.audit = AuditLog(db)
+        self.reviews = Reviews(db, self.audit)
+        self.reports = Reports(db, self.audit)
+        self.trust = Trust(db, self.catalog, self.orders, self.audit, settings.paywall.review_unverified)
+        self.creators = CreatorPages(db, self.catalog, self.follows, self.reviews)
+        notify = settings.notifications
+        self.notifications = Notifications(
+            db, self.follows, settings.signing_secret(),
+            settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}",
+            Mailer(notify.smtp_url, notify.mail_from) if notify.smtp_url else None, notify.reminder_minutes,
+        )
 
     def use_events(self, events: BehaviourSink) -> None:
         """Report checkouts (started, completed, abandoned) to ``events``."""
@@ -83,5 +107,6 @@ class Paywall:
         return paywall
 
     async def close(self) -> None:
+        await self.notifications.close()
         self.accounts.close()
         await self.db.close()

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import secrets
 import time
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import jwt
 
-from .errors import PaywallError
+from core.access import Refusal
 
 __all__ = ["TokenIssuer"]
 
@@ -46,17 +46,18 @@ class TokenIssuer:
         except jwt.InvalidTokenError:
             return ""
 
-    def verify(self, token: str, scope: str) -> dict:
-        """Claims of a valid token for exactly ``scope``; ``PaywallError`` 401/403 otherwise."""
+    def verify(self, token: str, scopes: Iterable[str]) -> dict:
+        """Claims of a valid token for exactly one of ``scopes``; ``Refusal`` 401/403 otherwise."""
         try:
             claims = jwt.decode(
                 token, self._secret, algorithms=[ALGORITHM], issuer=self.issuer,
                 options={"require": ["exp", "iat", "jti", "sub", "scope", "iss"]},
             )
         except jwt.ExpiredSignatureError:
-            raise PaywallError(401, "token_expired", "the access token has expired; get a new one") from None
+            raise Refusal(401, "token_expired", "the access token has expired; get a new one") from None
         except jwt.InvalidTokenError:
-            raise PaywallError(401, "invalid_token", "the access token is not valid") from None
-        if claims["scope"] != scope:
-            raise PaywallError(403, "wrong_scope", f"this token does not grant {scope}")
+            raise Refusal(401, "invalid_token", "the access token is not valid") from None
+        scopes = tuple(scopes)
+        if claims["scope"] not in scopes:
+            raise Refusal(403, "wrong_scope", f"this token does not grant {' or '.join(scopes)}")
         return claims

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 
 from .db import Database
-from .errors import PaywallError
+from core.access import Refusal
 from .models import WebhookEvent
 from .orders import OrderBook
 
@@ -52,11 +52,11 @@ class Webhooks:
         if kind in ("checkout.session.completed", "checkout.session.async_payment_succeeded"):
             order_id = obj.get("client_reference_id") or (obj.get("metadata") or {}).get("order_id")
             if not order_id:
-                raise PaywallError(400, "unknown_order", "the checkout session names no order")
+                raise Refusal(400, "unknown_order", "the checkout session names no order")
             if obj.get("payment_status") != "paid":
                 return "awaiting_payment"
             if obj.get("amount_total") is None or not obj.get("currency"):
-                raise PaywallError(400, "bad_payload", "the checkout session has no amount")
+                raise Refusal(400, "bad_payload", "the checkout session has no amount")
             if not await self.orders.exists(order_id):
                 return "ignored_unknown_order"  # another integration on the same Stripe account
             return await self.orders.complete(
@@ -71,6 +71,6 @@ class Webhooks:
                 return "partial_refund_ignored"
             order_id = await self.orders.find_by_ref(payment_ref=obj.get("payment_intent"))
             if order_id is None:
-                raise PaywallError(400, "unknown_order", "no order for this payment")
+                raise Refusal(400, "unknown_order", "no order for this payment")
             return "refunded" if await self.orders.mark_refunded(order_id) else "already_processed"
         return "ignored"

@@ -16,7 +16,7 @@ from typing import Optional
 from mediaserver.live.peer_session import PeerSession
 from paywall.seats import REVOKED, SEAT_TAKEN, Seats
 
-from .permissions import Grant
+from core.access import Grant
 
 __all__ = ["Admission"]
 

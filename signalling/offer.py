@@ -7,21 +7,13 @@ from typing import Literal
 
 from aiortc import sdp
 
+from core.access import Refusal
 from mediaserver.sfu.codecs import FORWARDED_CODECS, offered_codecs
 
-__all__ = ["Offer", "OfferError", "parse_offer"]
+__all__ = ["Offer", "parse_offer"]
 
 _SENDING = {"sendonly", "sendrecv"}
 _RECEIVING = {"recvonly", "sendrecv"}
-
-
-class OfferError(ValueError):
-    """The offer is not usable; ``status`` is 400 (malformed) or 406 (no common codec)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
 
 
 @dataclass
@@ -40,43 +32,45 @@ class Offer:
 
 
 def parse_offer(body: bytes, role: Literal["publish", "play"]) -> Offer:
+    """The validated offer; ``Refusal`` 400 ``bad_offer`` (malformed) or 406
+    ``no_common_codec`` otherwise."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise OfferError(400, "the offer is not UTF-8 text") from None
+        raise Refusal(400, "bad_offer", "the offer is not UTF-8 text") from None
     if not text.lstrip().startswith("v=0"):
-        raise OfferError(400, "the body is not an SDP offer (it must start with 'v=0')")
+        raise Refusal(400, "bad_offer", "the body is not an SDP offer (it must start with 'v=0')")
     try:
         description = sdp.SessionDescription.parse(text)
     except Exception as exc:  # aiortc's parser raises ValueError, KeyError, IndexError...
-        raise OfferError(400, f"unparsable SDP: {exc!r}") from None
+        raise Refusal(400, "bad_offer", f"unparsable SDP: {exc!r}") from None
 
     wanted = _SENDING if role == "publish" else _RECEIVING
     codecs: dict[str, list[str]] = {}
     for media in description.media:
         if media.kind not in FORWARDED_CODECS:
-            raise OfferError(400, f"unsupported media section {media.kind!r}: only audio and video")
+            raise Refusal(400, "bad_offer", f"unsupported media section {media.kind!r}: only audio and video")
         if media.kind in codecs:
-            raise OfferError(400, f"more than one {media.kind} section; send one audio and one video")
+            raise Refusal(400, "bad_offer", f"more than one {media.kind} section; send one audio and one video")
         if media.direction not in wanted:
             verb = "send" if role == "publish" else "receive"
-            raise OfferError(
-                400, f"the {media.kind} section is {media.direction}; it must {verb} media"
+            raise Refusal(
+                400, "bad_offer", f"the {media.kind} section is {media.direction}; it must {verb} media"
             )
         if not (media.ice.usernameFragment and media.ice.password):
-            raise OfferError(400, f"the {media.kind} section has no ICE credentials")
+            raise Refusal(400, "bad_offer", f"the {media.kind} section has no ICE credentials")
         if not media.dtls or not media.dtls.fingerprints:
-            raise OfferError(400, f"the {media.kind} section has no DTLS fingerprint")
+            raise Refusal(400, "bad_offer", f"the {media.kind} section has no DTLS fingerprint")
         names = [n for n in offered_codecs(media.rtp.codecs) if n in FORWARDED_CODECS[media.kind]]
         if not names:
             h264_mode_0 = any(c.mimeType.lower() == "video/h264" for c in media.rtp.codecs)
-            raise OfferError(
-                406,
+            raise Refusal(
+                406, "no_common_codec",
                 f"no usable {media.kind} codec offered; Stagepass forwards "
                 f"{' or '.join(FORWARDED_CODECS[media.kind])}"
                 + (" (H264 with packetization-mode=1 only)" if h264_mode_0 else ""),
             )
         codecs[media.kind] = names
     if not codecs:
-        raise OfferError(400, "the offer has no audio or video section")
+        raise Refusal(400, "bad_offer", "the offer has no audio or video section")
     return Offer(sdp=text, codecs=codecs)

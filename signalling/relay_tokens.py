@@ -3,7 +3,7 @@
 An edge node plays a room on its origin like any viewer, with a bearer token that only
 nodes of the deployment can make: signed (HMAC-SHA256) with the shared
 ``STAGEPASS_SECRET``, naming the room and the pulling node, valid ``RELAY_TOKEN_SECONDS``.
-``RelayPermissions`` puts this door in front of the ordinary ones: a valid relay token
+``RelayDoor`` puts this door in front of the ordinary one: a valid relay token
 grants viewing one room with no seat (the origin sees one viewer per edge node); a
 forged, expired or other room's token is refused; any other token goes to the
 ordinary permissions unchanged.
@@ -18,9 +18,9 @@ import json
 import time
 from typing import Optional
 
-from .permissions import AccessDenied, Action, Grant, Permissions
+from core.access import Action, Door, Grant, Refusal, Target
 
-__all__ = ["RELAY_PREFIX", "RELAY_TOKEN_SECONDS", "RelayPermissions", "RelayTokens"]
+__all__ = ["RELAY_PREFIX", "RELAY_TOKEN_SECONDS", "RelayDoor", "RelayTokens"]
 
 RELAY_PREFIX = "relay."
 #: long enough for one WHEP exchange; a token is made for each pull
@@ -44,32 +44,34 @@ class RelayTokens:
         return f"{RELAY_PREFIX}{body}.{self._sign(body)}"
 
     def verify(self, token: str, room: str, now: Optional[float] = None) -> str:
-        """The pulling node's id; ``AccessDenied`` (401/403) for a bad, expired or other room's token."""
+        """The pulling node's id; ``Refusal`` (401/403) for a bad, expired or other room's token."""
         body, _, signature = token[len(RELAY_PREFIX):].partition(".")
         if not hmac.compare_digest(signature.encode(), self._sign(body).encode()):
-            raise AccessDenied(401, "this relay token is not signed by this deployment")
+            raise Refusal(401, "bad_relay_token", "this relay token is not signed by this deployment")
         claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
         if claims["exp"] < (time.time() if now is None else now):
-            raise AccessDenied(401, "this relay token has expired")
+            raise Refusal(401, "relay_token_expired", "this relay token has expired")
         if claims["room"] != room:
-            raise AccessDenied(403, f"this relay token is for room {claims['room']!r}, not {room!r}")
+            raise Refusal(403, "wrong_room", f"this relay token is for room {claims['room']!r}, not {room!r}")
         return claims["node"]
 
 
-class RelayPermissions:
-    """``Permissions`` that also let the deployment's nodes pull rooms (see the module doc)."""
+class RelayDoor:
+    """A ``Door`` that also lets the deployment's nodes pull rooms (see the module doc)."""
 
-    def __init__(self, inner: Permissions, tokens: RelayTokens) -> None:
+    def __init__(self, inner: Door, tokens: RelayTokens) -> None:
         self.inner = inner
         self.tokens = tokens
 
     async def room_exists(self, room: str) -> bool:
         return await self.inner.room_exists(room)
 
-    async def authorize(self, action: Action, room: str, token: Optional[str]) -> Grant:
+    async def authorize(self, token: Optional[str], action: Action, target: Target) -> Grant:
         if token is None or not token.startswith(RELAY_PREFIX):
-            return await self.inner.authorize(action, room, token)
+            return await self.inner.authorize(token, action, target)
         if action != "view":
-            raise AccessDenied(403, "a relay token only allows viewing")
-        self.tokens.verify(token, room)
+            raise Refusal(403, "relay_views_only", "a relay token only allows viewing")
+        if not await self.inner.room_exists(target.room):
+            raise Refusal(404, "room_not_found", f"no room named {target.room!r}")
+        self.tokens.verify(token, target.room)
         return Grant(relay=True)

@@ -21,20 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-__all__ = ["CONTENT_TYPE", "Fragment", "FragmentError", "check_if_match", "parse_fragment"]
+from core.access import Refusal
+
+__all__ = ["CONTENT_TYPE", "Fragment", "check_if_match", "parse_fragment"]
 
 CONTENT_TYPE = "application/trickle-ice-sdpfrag"
 
 _TYPES = {"host", "srflx", "prflx", "relay"}
 _PROTOCOLS = {"udp", "tcp"}
-
-
-class FragmentError(ValueError):
-    """The PATCH cannot be applied; ``status`` and ``code`` go to the client as they are."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 @dataclass
@@ -53,10 +47,10 @@ def check_if_match(if_match: Optional[str], etag: str) -> None:
         return
     tags = {tag.strip() for tag in if_match.split(",")}
     if "*" in tags:
-        raise FragmentError(422, "ice_restart_not_supported",
+        raise Refusal(422, "ice_restart_not_supported",
                             "ICE restarts are not supported; start a new session instead")
     if etag not in tags and etag.removeprefix("W/") not in tags:
-        raise FragmentError(412, "etag_mismatch",
+        raise Refusal(412, "etag_mismatch",
                             f"If-Match {if_match!r} does not match this session's ETag {etag}")
 
 
@@ -77,12 +71,12 @@ def _check_candidate(value: str) -> None:
 
 def parse_fragment(body: bytes, ice_ufrag: str, ice_pwd: str, mids: list[str]) -> Fragment:
     """Parse a trickle fragment for the session whose offer had ``ice_ufrag``/``ice_pwd``
-    and media sections ``mids``. Raises ``FragmentError`` (400 malformed, 422 other ICE
+    and media sections ``mids``. Raises ``Refusal`` (400 malformed, 422 other ICE
     credentials, i.e. a restart)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise FragmentError(400, "bad_fragment", "the fragment is not UTF-8 text") from None
+        raise Refusal(400, "bad_fragment", "the fragment is not UTF-8 text") from None
     fragment = Fragment()
     mid: Optional[str] = None
     in_media = False
@@ -95,31 +89,31 @@ def parse_fragment(body: bytes, ice_ufrag: str, ice_pwd: str, mids: list[str]) -
             in_media, mid = True, None
             continue
         if not line.startswith("a="):
-            raise FragmentError(400, "bad_fragment", f"line {number}: expected an a= or m= line, got {line[:60]!r}")
+            raise Refusal(400, "bad_fragment", f"line {number}: expected an a= or m= line, got {line[:60]!r}")
         name, _, value = line[2:].partition(":")
         if name in ("ice-ufrag", "ice-pwd"):
             credentials[name] = value.strip()
             if credentials[name] != (ice_ufrag if name == "ice-ufrag" else ice_pwd):
-                raise FragmentError(
+                raise Refusal(
                     422, "ice_restart_not_supported",
                     f"the fragment's {name} is not this session's: ICE restarts are not supported")
         elif name == "mid":
             mid = value.strip()
             if mid not in mids:
-                raise FragmentError(400, "bad_fragment",
+                raise Refusal(400, "bad_fragment",
                                     f"line {number}: no media section with mid {mid!r} in this session")
         elif name == "candidate":
             if not in_media or mid is None:
-                raise FragmentError(400, "bad_fragment",
+                raise Refusal(400, "bad_fragment",
                                     f"line {number}: a candidate must follow an m= line and its a=mid")
             try:
                 _check_candidate(value)
             except ValueError as exc:
-                raise FragmentError(400, "bad_candidate", f"line {number}: {exc}") from None
+                raise Refusal(400, "bad_candidate", f"line {number}: {exc}") from None
             fragment.candidates.append((mid, value.strip()))
         elif name == "end-of-candidates":
             fragment.end = True
         # other attributes (ice-options, group, ...) carry nothing to apply here
     if not fragment.candidates and not fragment.end:
-        raise FragmentError(400, "bad_fragment", "the fragment has no a=candidate and no a=end-of-candidates")
+        raise Refusal(400, "bad_fragment", "the fragment has no a=candidate and no a=end-of-candidates")
     return fragment

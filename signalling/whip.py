@@ -4,9 +4,11 @@
 in, ``201 Created`` with the answer, a ``Location`` for the session resource and an
 ``ETag``; ``DELETE`` on the session ends it. The server gathers its ICE candidates
 before answering (it never trickles its own); a client may send its offer early and
-``PATCH`` the session with the candidates it gathers later (``trickle.py``). Errors are JSON
-``{"error": {"code", "message"}}`` with the status listed in the README, and leave
-nothing behind.
+``PATCH`` the session with the candidates it gathers later (``trickle.py``). Access is
+the app's one door (``core.access_http.ACCESS``); a refusal, the door's, the offer's or
+the fragment's, is raised as ``core.access.Refusal`` and answered ``{"error": {"code",
+"message"}}`` with the status listed in the README, leaving nothing behind. Domain errors
+of the room become refusals in one table (``DOMAIN_REFUSALS``).
 """
 
 from __future__ import annotations
@@ -16,23 +18,23 @@ from typing import Literal
 
 from aiohttp import web
 
+from core.access import Grant, Refusal, Target, bearer_token
+from core.access_http import ACCESS
+from core.behaviour import NO_EVENTS, BehaviourSink
+from core.settings import ROOM_NAME_RE, Settings
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.peer_session import PeerSession
 from mediaserver.live.room import Room, RoomRegistry
-from core.behaviour import NO_EVENTS, BehaviourSink
-from core.settings import ROOM_NAME_RE, Settings
 
 from .admission import Admission
 from .edges import Edges, PullFailed
-from .offer import OfferError, parse_offer
-from .permissions import AccessDenied, Grant, Permissions, bearer_token
+from .offer import parse_offer
 from .trickle import CONTENT_TYPE as TRICKLE_CONTENT_TYPE
-from .trickle import FragmentError, check_if_match, parse_fragment
+from .trickle import check_if_match, parse_fragment
 
-__all__ = ["ADMISSION", "BEHAVIOUR", "EDGES", "PERMISSIONS", "ROOMS", "SETTINGS", "error_response", "setup_routes"]
+__all__ = ["ADMISSION", "BEHAVIOUR", "EDGES", "DOMAIN_REFUSALS", "ROOMS", "SETTINGS", "setup_routes"]
 
 ROOMS = web.AppKey("rooms", RoomRegistry)
-PERMISSIONS = web.AppKey("permissions", Permissions)
 ADMISSION = web.AppKey("admission", Admission)
 SETTINGS = web.AppKey("settings", Settings)
 #: where viewers' joins and leaves (and free previews) are reported; absent: nowhere
@@ -45,16 +47,17 @@ logger = logging.getLogger("stagepass.signalling")
 Kind = Literal["whip", "whep"]
 _ACTION = {"whip": "publish", "whep": "view"}
 _ROLE = {"whip": "publish", "whep": "play"}
+#: the room's domain errors as refusals: (status, code); the message is the error's own
+DOMAIN_REFUSALS: dict[type[Exception], tuple[int, str]] = {
+    RoomBusy: (409, "room_busy"),
+    CodecMismatch: (406, "no_common_codec"),
+    NegotiationFailed: (400, "bad_offer"),
+}
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
-
-
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def _domain_refusal(exc: Exception) -> Refusal:
+    status, code = next(v for kind, v in DOMAIN_REFUSALS.items() if isinstance(exc, kind))
+    return Refusal(status, code, str(exc))
 
 
 def _link_headers(settings: Settings) -> list[str]:
@@ -63,27 +66,19 @@ def _link_headers(settings: Settings) -> list[str]:
 
 async def _check_room(request: web.Request, kind: Kind) -> tuple[str, Grant]:
     room = request.match_info["room"]
-    if not ROOM_NAME_RE.match(room) or not await request.app[PERMISSIONS].room_exists(room):
-        raise HttpError(404, "room_not_found", f"no room named {room!r}")
-    try:
-        grant = await request.app[PERMISSIONS].authorize(_ACTION[kind], room, bearer_token(request))
-    except AccessDenied as exc:
-        raise _denied(exc)
-    return room, grant
-
-
-def _denied(exc: AccessDenied) -> HttpError:
-    return HttpError(exc.status, "unauthorized" if exc.status == 401 else "forbidden", exc.message)
+    if not ROOM_NAME_RE.match(room):
+        raise Refusal(404, "room_not_found", f"no room named {room!r}")
+    return room, await request.app[ACCESS].authorize(bearer_token(request), _ACTION[kind], Target(room))
 
 
 async def _read_limited(request: web.Request, code: str, what: str) -> bytes:
     """The body, refused with 413 ``code`` above ``MAX_SDP_BYTES``."""
     limit = request.app[SETTINGS].media.max_sdp_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise HttpError(413, code, f"the {what} is larger than {limit} bytes")
+        raise Refusal(413, code, f"the {what} is larger than {limit} bytes")
     body = await request.content.read(limit + 1)
     if len(body) > limit:
-        raise HttpError(413, code, f"the {what} is larger than {limit} bytes")
+        raise Refusal(413, code, f"the {what} is larger than {limit} bytes")
     return body
 
 
@@ -93,49 +88,39 @@ def _etag(session: PeerSession) -> str:
 
 async def _read_offer(request: web.Request, kind: Kind):
     if request.content_type != "application/sdp":
-        raise HttpError(
+        raise Refusal(
             415, "unsupported_media_type", "send the offer as Content-Type: application/sdp"
         )
     body = await _read_limited(request, "offer_too_large", "offer")
-    try:
-        return parse_offer(body, _ROLE[kind])
-    except OfferError as exc:
-        raise HttpError(exc.status, "bad_offer" if exc.status == 400 else "no_common_codec", exc.message)
+    return parse_offer(body, _ROLE[kind])
 
 
 def _handler(kind: Kind):
     async def create_session(request: web.Request) -> web.Response:
+        room_name, grant = await _check_room(request, kind)
+        offer = await _read_offer(request, kind)
+        edges = request.app.get(EDGES)
+        if kind == "whip" and edges is not None:
+            await _refuse_if_live_elsewhere(edges, room_name)
+        room = request.app[ROOMS].open(room_name)
         try:
-            room_name, grant = await _check_room(request, kind)
-            offer = await _read_offer(request, kind)
-            edges = request.app.get(EDGES)
-            if kind == "whip" and edges is not None:
-                await _refuse_if_live_elsewhere(edges, room_name)
-            room = request.app[ROOMS].open(room_name)
-            try:
-                if kind == "whip":
-                    session, answer = await room.publish(offer.sdp, offer.publish_plan())
-                else:
-                    if edges is not None and not grant.relay:
-                        await _pull(edges, room)
-                    session, answer = await room.subscribe(offer.sdp, offer.kinds)
-            except RoomBusy as exc:
-                raise HttpError(409, "room_busy", str(exc))
-            except CodecMismatch as exc:
-                raise HttpError(406, "no_common_codec", str(exc))
-            except NegotiationFailed as exc:
-                raise HttpError(400, "bad_offer", str(exc))
-        except HttpError as exc:
-            return error_response(exc.status, exc.code, exc.message)
+            if kind == "whip":
+                session, answer = await room.publish(offer.sdp, offer.publish_plan())
+            else:
+                if edges is not None and not grant.relay:
+                    await _pull(edges, room)
+                session, answer = await room.subscribe(offer.sdp, offer.kinds)
+        except tuple(DOMAIN_REFUSALS) as exc:
+            raise _domain_refusal(exc) from None
         try:
             await request.app[ADMISSION].admit(grant, session)
         except Exception:
             logger.exception("admitting session %s to room %s failed", session.id[:8], room_name)
             await session.close()
-            return error_response(503, "unavailable", "could not take a seat for this ticket; try again")
+            raise Refusal(503, "unavailable", "could not take a seat for this ticket; try again") from None
         if kind == "whip" and edges is not None and not await edges.claim(room_name):
             await session.close()
-            return error_response(409, "live_elsewhere", f"room {room_name!r} went live on another node first")
+            raise Refusal(409, "live_elsewhere", f"room {room_name!r} went live on another node first")
         if grant.relay:
             session.relay = True  # type: ignore[attr-defined]
         elif kind == "whep":
@@ -157,19 +142,13 @@ def _handler(kind: Kind):
         room = request.app[ROOMS].get(room_name)
         session = room.session(request.match_info["session"]) if room else None
         if session is None or (kind == "whip") != (session is room.publisher):
-            raise HttpError(404, "session_not_found", "no such session")
+            raise Refusal(404, "session_not_found", "no such session")
         if kind == "whip":
-            try:
-                await request.app[PERMISSIONS].authorize("publish", room_name, bearer_token(request))
-            except AccessDenied as exc:
-                raise _denied(exc)
+            await request.app[ACCESS].authorize(bearer_token(request), "publish", Target(room_name))
         return room, session
 
     async def delete_session(request: web.Request) -> web.Response:
-        try:
-            room, session = await _own_session(request)
-        except HttpError as exc:
-            return error_response(exc.status, exc.code, exc.message)
+        room, session = await _own_session(request)
         await session.close()
         if kind == "whip":
             await room.end_broadcast()
@@ -182,27 +161,20 @@ def _handler(kind: Kind):
         room = request.app[ROOMS].get(request.match_info["room"])
         session = room.session(request.match_info["session"]) if room else None
         if kind == "whip" or session is None or session is room.publisher:
-            return error_response(404, "session_not_found", "no such session")
+            raise Refusal(404, "session_not_found", "no such session")
         return web.json_response({"session": session.id, "rendition": getattr(session, "rendition", "full")},
                                  headers={"Cache-Control": "no-store"})
 
     async def patch_session(request: web.Request) -> web.Response:
         """Trickle ICE (RFC 9725 section 4.3.1): candidates the client gathered after its
         offer, and its end-of-candidates. ``204`` without an ETag; ICE restarts are 422."""
-        try:
-            _, session = await _own_session(request)
-            if request.content_type != TRICKLE_CONTENT_TYPE:
-                raise HttpError(415, "unsupported_media_type",
-                                f"send candidates as Content-Type: {TRICKLE_CONTENT_TYPE}")
-            body = await _read_limited(request, "fragment_too_large", "fragment")
-            try:
-                check_if_match(request.headers.get("If-Match"), _etag(session))
-                ice = session.remote_ice
-                fragment = parse_fragment(body, ice.ufrag, ice.pwd, list(ice.mids))
-            except FragmentError as exc:
-                raise HttpError(exc.status, exc.code, exc.message)
-        except HttpError as exc:
-            return error_response(exc.status, exc.code, exc.message)
+        _, session = await _own_session(request)
+        if request.content_type != TRICKLE_CONTENT_TYPE:
+            raise Refusal(415, "unsupported_media_type", f"send candidates as Content-Type: {TRICKLE_CONTENT_TYPE}")
+        body = await _read_limited(request, "fragment_too_large", "fragment")
+        check_if_match(request.headers.get("If-Match"), _etag(session))
+        ice = session.remote_ice
+        fragment = parse_fragment(body, ice.ufrag, ice.pwd, list(ice.mids))
         session.trickle(fragment.candidates, fragment.end)
         return web.Response(status=204)
 
@@ -213,11 +185,11 @@ async def _refuse_if_live_elsewhere(edges: Edges, room: str) -> None:
     """409 while another live node originates ``room`` (its publisher is there)."""
     origin = await edges.origin_elsewhere(room)
     if origin is not None:
-        raise HttpError(409, "live_elsewhere",
-                        f"room {room!r} is live on node {origin.id} ({origin.info.get('url', '?')}); publish there")
+        raise Refusal(409, "live_elsewhere",
+                      f"room {room!r} is live on node {origin.id} ({origin.info.get('url', '?')}); publish there")
 
 
-async def _pull(edges: Edges, room) -> None:
+async def _pull(edges: Edges, room: Room) -> None:
     """Pull the room from its origin before the viewer joins (so its first keyframe is
     on the way); a failed pull is logged and the viewer waits, as for a room not yet live."""
     try:
@@ -259,8 +231,8 @@ async def options(request: web.Request) -> web.Response:
 
 async def room_status(request: web.Request) -> web.Response:
     room = request.match_info["room"]
-    if not await request.app[PERMISSIONS].room_exists(room):
-        return error_response(404, "room_not_found", f"no room named {room!r}")
+    if not await request.app[ACCESS].room_exists(room):
+        raise Refusal(404, "room_not_found", f"no room named {room!r}")
     registry_room = request.app[ROOMS].get(room)
     if registry_room is None:
         return web.json_response({"room": room, "live": False, "phase": "idle", "viewers": 0})
@@ -271,7 +243,7 @@ async def on_air(request: web.Request) -> web.Response:
     """``GET /api/live``: the rooms broadcasting (on every node of a cluster), with their viewer counts
     (takes no parameters; the catalog page joins it with ``/api/catalog``)."""
     if request.query:
-        return error_response(400, "unexpected_parameter", "GET /api/live takes no query parameters")
+        raise Refusal(400, "unexpected_parameter", "GET /api/live takes no query parameters")
     edges = request.app.get(EDGES)
     return web.json_response({"rooms": await edges.live() if edges is not None else request.app[ROOMS].on_air()})
 

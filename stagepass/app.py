@@ -9,27 +9,34 @@ from typing import AsyncIterator, Optional
 
 from aiohttp import web
 
+from core.heap import gc_pauses
+
 import web as web_assets
 from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from insight.assembly import install_insight, open_insight
-from stagepass.keys import AUDIENCE, CLUSTER, NODES, PACKAGING, RTMP
+from stagepass.keys import AUDIENCE, CLUSTER, NODES, NOTIFICATIONS, PACKAGING, RTMP
 from stagepass.operations import install_ops
+from ops.load import NodeLoad
 from ops.metrics import Metrics
 from paywall import http as paywall_http
 from paywall import clips_http, replay_http
 from paywall import dashboard_http
+from paywall import community_http
+from paywall import reviews_http
+from paywall import trust_http
 from paywall.audience import AudienceSampler
 from paywall.seats import Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
-from signalling.permissions import FirstMatch, Permissions, StreamKeyPermissions
 from signalling.edges import Edges
-from signalling.relay_tokens import RelayPermissions, RelayTokens
-from signalling.whip import ADMISSION, BEHAVIOUR, EDGES, PERMISSIONS, ROOMS, SETTINGS, setup_routes
+from signalling.relay_tokens import RelayDoor, RelayTokens
+from signalling.whip import ADMISSION, BEHAVIOUR, EDGES, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
+from core.access import Door
+from core.access_http import ACCESS, refusal_middleware
 from core.cluster import LocalCluster, NodeRegistry, RedisCluster
 from core.settings import Settings
 from mediaserver.ingest.rtmp_server import RtmpIngest
@@ -50,10 +57,10 @@ rtmp_log = logging.getLogger("stagepass.rtmp")
 STATIC_DIR = Path(web_assets.__file__).parent / "static"
 
 
-def create_app(settings: Settings, permissions: Optional[Permissions] = None) -> web.Application:
-    """The whole server. With ``permissions`` given, the paywall is left out (media-only
-    tests and benchmarks); otherwise rooms and tickets come from the paywall, plus the
-    open rooms of ``STAGEPASS_ROOMS``."""
+def create_app(settings: Settings, access: Optional[Door] = None) -> web.Application:
+    """The whole server. With ``access`` given (``core.access.StreamKeyAccess``), the
+    paywall is left out (media-only tests and benchmarks); otherwise the door is the
+    paywall's (rooms, tickets, replays), which also opens the rooms of ``STAGEPASS_ROOMS``."""
     check_aiortc_version()
     app = web.Application(client_max_size=settings.media.max_sdp_bytes)
     app[SETTINGS] = settings
@@ -65,15 +72,19 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     # the one place that decides between one process and several nodes
     cluster = RedisCluster.from_url(settings.server.redis_url) if settings.server.redis_url else LocalCluster()
     app[CLUSTER] = cluster
+    node_load = NodeLoad(rooms, metrics.lag_sampler)  # what the admin view shows of every node
     nodes = NodeRegistry(cluster, settings.node_id(), hosted_rooms=lambda: [r["room"] for r in rooms.on_air()],
                          info={"url": settings.node_url()}, interval=settings.server.node_heartbeat_seconds,
-                         load=lambda: {"live": rooms.on_air(), "audience": rooms.audience()})
+                         load=lambda: {**node_load.read(), "live": rooms.on_air(), "audience": rooms.audience()})
     app[NODES] = nodes
     # nodes sharing rooms: edges pull from origins with relay tokens every node can check
     relay_tokens = RelayTokens(settings.signing_secret()) if cluster.shared else None
     edges = Edges(nodes, rooms, relay_tokens) if relay_tokens is not None else None
     if edges is not None:
         app[EDGES] = edges
+
+    def with_relays(door: Door) -> Door:
+        return RelayDoor(door, relay_tokens) if relay_tokens is not None else door
 
     async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         """First in, last out: everything below shares the cluster until it stops."""
@@ -93,11 +104,8 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
 
     app.cleanup_ctx.append(cluster_ctx)
     seats = Seats(cluster)
-    def with_relays(inner: Permissions) -> Permissions:
-        return RelayPermissions(inner, relay_tokens) if relay_tokens is not None else inner
-
-    if permissions is not None:
-        app[PERMISSIONS] = with_relays(permissions)
+    if access is not None:
+        app[ACCESS] = with_relays(access)
         app[ADMISSION] = Admission(seats)
     else:
         interaction = build_interaction(app, settings, cluster)
@@ -108,7 +116,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
-            app[PERMISSIONS] = with_relays(FirstMatch(StreamKeyPermissions(settings.stream_keys()), paywall.access))
+            app[ACCESS] = with_relays(paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
             insight = await open_insight(app)
@@ -118,7 +126,26 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()
+            notifications = paywall.notifications
+            notifications.start(settings.notifications.reminder_check_seconds)
+
+            async def went_live(room, broadcast) -> None:
+                notifications.tasks.spawn(notifications.room_live(room.name, broadcast.id), name=f"notify-live-{room.name}")
+
+            rooms.broadcast_started.append(went_live)
+
+            async def taken_down(name: str) -> None:
+                """A room taken down ends its live broadcast on this node."""
+                live = rooms.get(name)
+                if live is not None and live.publisher is not None:
+                    await live.publisher.close()
+                if live is not None:
+                    await live.end_broadcast()
+
+            paywall.trust.on_takedown = taken_down
+            app[NOTIFICATIONS] = notifications
             yield
+            rooms.broadcast_started.remove(went_live)
             await audience.close()
             await interaction.close()
             await insight.close()
@@ -134,6 +161,9 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
         clips_http.setup_routes(app)
         setup_share_routes(app)
         dashboard_http.setup_routes(app)
+        community_http.setup_routes(app)
+        reviews_http.setup_routes(app)
+        trust_http.setup_routes(app)
         install_insight(app)
 
     def is_recording(room: str, broadcast: str) -> bool:
@@ -171,6 +201,15 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
                     uploads.enqueue(path)
 
             jobs.listeners.append(upload_packaged)
+
+        def replay_ready(path: Path, manifest: dict) -> None:
+            """Followers hear of a replay once it is servable (a local replay: packaged ``ready``)."""
+            notifications = app.get(NOTIFICATIONS)
+            if notifications is not None and manifest.get("status") == "ready":
+                notifications.tasks.spawn(notifications.replay_ready(path.parent.name, path.name),
+                                          name=f"notify-replay-{path.name}")
+
+        jobs.listeners.append(replay_ready)
 
         async def package_ended(room, broadcast) -> None:
             directory = recording_dir(settings.server.data_dir, room.name, broadcast.id)
@@ -219,7 +258,7 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     if settings.media.rtmp_port:
         app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
-    install_ops(app, settings, rooms, metrics, cluster, with_paywall=permissions is None,
+    install_ops(app, settings, rooms, metrics, cluster, with_paywall=access is None,
                 storage=storage if publishing else None)
 
     async def index(request: web.Request) -> web.StreamResponse:
@@ -229,4 +268,6 @@ def create_app(settings: Settings, permissions: Optional[Permissions] = None) ->
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     setup_vendor_routes(app)
+    gc_pauses.install()
+    app.middlewares.append(refusal_middleware)  # innermost: every edge's refusal as its JSON answer
     return app

@@ -8,6 +8,8 @@ import sys
 
 from aiohttp import web
 
+from core.heap import freeze_startup_heap
+
 from core.settings import ConfigError, Settings
 from core.logs import setup_logging
 
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
 
         async def set_role(paywall):
             user = await paywall.accounts.set_role(email, role)
+            await paywall.audit.record(None, "role", f"user:{user.id}", role=user.role, by="command line")
             print(f"user {user.id} is now {user.role}")
 
         return _with_paywall(rest, set_role)
@@ -72,7 +75,7 @@ def _with_paywall(argv: list[str], action) -> int:
     """Open the database (running migrations), run ``action(paywall)``, close."""
     import asyncio
 
-    from paywall.errors import PaywallError
+    from core.access import Refusal
     from paywall.service import Paywall
 
     try:
@@ -86,7 +89,7 @@ def _with_paywall(argv: list[str], action) -> int:
         try:
             await action(paywall)
             return 0
-        except PaywallError as exc:
+        except Refusal as exc:
             print(f"stagepass: {exc.message}", file=sys.stderr)
             return 1
         finally:
@@ -112,6 +115,13 @@ def serve(argv: list[str]) -> int:
     base = settings.server.public_url or f"http://{settings.server.host}:{settings.server.port}"
     log.info("catalog %s/, studio %s/static/studio.html, open-room player %s/static/watch.html", base, base, base)
     from stagepass.access_log import RedactingAccessLogger
+
+    async def freeze_heap(app: web.Application) -> None:
+        """After every startup context (the server process only, not tests that build many
+        apps in one process): what is alive now lives as long as the process."""
+        log.debug("froze %d start-up objects out of the collector's way", freeze_startup_heap())
+
+    app.on_startup.append(freeze_heap)
 
     try:
         web.run_app(app, host=settings.server.host, port=settings.server.port, print=None, access_log_class=RedactingAccessLogger)

@@ -12,7 +12,7 @@ from mediaserver.live.room import RoomRegistry
 
 from ops.health import Readiness, cluster_check, data_dir_check, database_check, storage_check
 from ops import admin
-from stagepass.keys import PACKAGING
+from stagepass.keys import NODES, PACKAGING
 from ops.http import METRICS, READINESS, setup_routes
 from ops.metrics import Metrics
 
@@ -43,6 +43,7 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
     orders: list = []  # the order counter, once the database is open
 
     metrics.watch(rooms, extra={"socketio": lambda: _socketio(app), "packaging": lambda: _packaging(app),
+                                "gc": _gc,
                                 "orders": lambda: orders[0].metrics() if orders else None})
 
     async def ops_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -70,9 +71,19 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
             await counter.close()
 
         app.cleanup_ctx.append(orders_ctx)
+    _time_danmaku(app, metrics)
     setup_routes(app, with_paywall)
     if with_paywall:
-        admin.setup_routes(app)
+        admin.setup_routes(app, app[NODES])
+
+
+def _time_danmaku(app: web.Application, metrics: Metrics) -> None:
+    """Danmaku delivery delay: the danmaku batcher tells ``metrics`` each frame it wrote."""
+    from interaction.assembly import INTERACTION
+
+    interaction = app.get(INTERACTION)  # built before the operator side
+    if interaction is not None:
+        interaction.danmaku.batcher.written = metrics.danmaku_written
 
 
 def _socketio(app: web.Application) -> Optional[dict]:
@@ -81,10 +92,29 @@ def _socketio(app: web.Application) -> Optional[dict]:
     interaction = app.get(INTERACTION)
     if interaction is None:
         return None
+    rows, stats = interaction.danmaku.rows, interaction.server.manager.stats
     return {"stagepass_socketio_connections": ("gauge", "Socket.IO clients connected to a room",
                                                len(interaction.server.clients)),
             "stagepass_danmaku_delivered": ("counter", "Danmaku broadcast to their room (once per message)",
-                                            interaction.danmaku.batcher.items)}
+                                            interaction.danmaku.batcher.items),
+            "stagepass_danmaku_frames": ("counter", "Danmaku frames (one or more danmaku) sent to a room",
+                                         interaction.danmaku.batcher.frames),
+            "stagepass_danmaku_rows_queued": ("gauge", "Danmaku acknowledged and not written to the database yet",
+                                              len(rows) if rows is not None else 0),
+            "stagepass_socketio_writes": ("counter", "Socket.IO room packets handed to viewers, by path "
+                                          "(direct: the shared frame written to the socket; queued: through "
+                                          "engine.io's queue)",
+                                          [((("path", "direct"),), stats.direct),
+                                           ((("path", "queued"),), stats.queued)])}
+
+
+def _gc() -> dict:
+    """How long the garbage collector stopped this process, by generation."""
+    from core.heap import gc_pauses
+
+    return {"stagepass_gc_pause_seconds": (
+        "counter", "Seconds the garbage collector stopped the process, by generation",
+        [((("generation", str(g)),), gc_pauses.seconds[g]) for g in range(3)])}
 
 
 def _packaging(app: web.Application) -> Optional[dict]:

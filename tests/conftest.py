@@ -4,7 +4,7 @@ import pytest
 
 from stagepass.app import create_app
 from core.settings import Settings
-from signalling.permissions import StreamKeyPermissions
+from core.access import StreamKeyAccess
 
 pytest_plugins = ("tests.missing_tools", "tests.paywall_fixtures", "tests.browser", "tests.gst")
 
@@ -21,7 +21,7 @@ def settings(tmp_path) -> Settings:
 @pytest.fixture
 async def server(aiohttp_server, settings):
     """A real Stagepass app (live path only, config rooms) on a loopback port."""
-    app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
+    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     srv = await aiohttp_server(app)
     yield str(srv.make_url("")).rstrip("/"), app
 

@@ -23,6 +23,13 @@ async def database_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'paywall.db'}"
         return
+    async with fresh_postgres() as url:
+        yield url
+
+
+@contextlib.asynccontextmanager
+async def fresh_postgres() -> AsyncIterator[str]:
+    """The URL of a new empty PostgreSQL database, dropped afterwards."""
     name = f"sp_{uuid.uuid4().hex[:12]}"
     try:
         admin = await asyncpg.connect(PG_ADMIN)
@@ -38,9 +45,10 @@ async def database_url(request, tmp_path):
 
 def paywall_settings(tmp_path, database_url: str, **overrides: Any) -> Settings:
     """Settings of a test server; tests sign up many users from one address, so the
-    sign-up limit per client is lifted unless a test sets it. No RTMP listener unless a
-    test asks for one."""
-    overrides = {"signups_per_hour": 1000, "rtmp_port": 0, **overrides}
+    sign-up limit per client is lifted and creators' rooms are listed at once (no admin
+    review of unverified creators: tests/test_trust.py turns it on) unless a test sets them.
+    No RTMP listener unless a test asks for one."""
+    overrides = {"signups_per_hour": 1000, "review_unverified": False, "rtmp_port": 0, **overrides}
     s = Settings.build(data_dir=tmp_path / "data", database_url=database_url, rooms={"open": "open-room-key"},
                  secret="s" * 40, **overrides)
     s.validate()
@@ -48,7 +56,7 @@ def paywall_settings(tmp_path, database_url: str, **overrides: Any) -> Settings:
 
 
 @pytest.fixture
-async def paywall_app(aiohttp_server, tmp_path, database_url):
+async def paywall_app(database_url, aiohttp_server, tmp_path):
     """(base_url, app) of a full Stagepass server with the paywall."""
     app = create_app(paywall_settings(tmp_path, database_url))
     server = await aiohttp_server(app)

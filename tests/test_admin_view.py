@@ -120,6 +120,10 @@ async def test_admin_page_disconnects_a_viewer_and_ends_the_broadcast(aiohttp_se
         row = page.locator('#rooms-table tr[data-room="maths"]')
         await row.locator(".viewers", has_text="1").wait_for()
         assert (await row.locator(".phase").text_content()) == "live"
+        # the nodes table: this node (the only one, in process), from the node registry
+        node_row = page.locator('#nodes-table tr[data-this="true"]')
+        await node_row.locator(".rooms", has_text="maths").wait_for()
+        assert await page.locator("#nodes-table tbody tr").count() == 1
         viewer_row = page.locator('#room-viewers tr[data-viewer]')
         await viewer_row.wait_for()
         assert await page.locator('a[href="/static/admin.html"]').count() == 1  # the header links it

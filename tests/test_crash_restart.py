@@ -7,63 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from tests.paywall_fixtures import Api, paid_room
+from tests.server_process import start_server as serve, stop
 from tests.peers import Publisher
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
     """``stagepass serve`` with the paywall on SQLite in ``data_dir``, once it answers."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
-         "--rooms", "open=open-room-key", "--audience-sample-seconds", "0.3"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-            try:
-                async with http.get(f"{base}/api/live") as r:
-                    if r.status == 200:
-                        return proc, base
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+    return await serve(data_dir, "--rooms", "open=open-room-key", "--audience-sample-seconds", "0.3",
+                       ready_path="/api/live")
 
 
 def instant(text: str) -> float:

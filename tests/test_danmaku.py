@@ -67,7 +67,7 @@ async def test_connection_refusals(paywall_app):
     viewer = await Api.sign_up(base)
     chat = Chat()
     assert not await chat.connect(base, "maths", "not-a-token")
-    assert chat.refused["data"]["code"] == "unauthorized"
+    assert chat.refused["data"]["code"] == "invalid_token"
     chat = Chat()
     assert not await chat.connect(base, "nowhere", "x.y.z")
     assert chat.refused["data"]["code"] == "room_not_found"

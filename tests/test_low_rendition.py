@@ -12,7 +12,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from core.settings import Settings
 from mediaserver.live.adaptation import Adaptation
-from signalling.permissions import StreamKeyPermissions
+from core.access import StreamKeyAccess
 from signalling.whip import ROOMS
 from stagepass.app import create_app
 from tests.conftest import KEY, wait_for
@@ -49,7 +49,7 @@ async def live_room(aiohttp_server, tmp_path):
     async def start(**settings):
         s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, rtmp_port=0, recordings=False, **settings)
         s.validate()
-        app = create_app(s, permissions=StreamKeyPermissions(s.stream_keys()))
+        app = create_app(s, access=StreamKeyAccess(s.stream_keys()))
         srv = await aiohttp_server(app)
         base = str(srv.make_url("")).rstrip("/")
         publisher = Publisher(base, width=640, height=480)

@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from stagepass.app import create_app
 from core.settings import Settings
 from core.logs import JsonFormatter
-from signalling.permissions import StreamKeyPermissions
+from core.access import StreamKeyAccess
 from tests.conftest import KEY
 from tests.ops_tools import LossyViewer, PrivateRedis, PrometheusServer
 from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
@@ -41,7 +41,7 @@ async def eventually(check, timeout: float = 30.0, interval: float = 0.5):
 async def media_server(aiohttp_server, tmp_path, **overrides):
     settings = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, **overrides)
     settings.validate()
-    app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
+    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     server = await aiohttp_server(app)
     return server, str(server.make_url("")).rstrip("/"), app
 
@@ -352,7 +352,21 @@ async def test_orders_socketio_and_danmaku_reach_metrics(aiohttp_server, tmp_pat
                       "stagepass_socketio_connections 1.0", "stagepass_danmaku_delivered_total 1.0")
             return body if all(w in body for w in wanted) else None
 
-        await eventually(scraped, timeout=10, interval=0.2)
+        body = await eventually(scraped, timeout=10, interval=0.2)
+        # its delay from acceptance to the room's frame written: one sample, within the
+        # batch window (100 ms) and the event loop's turns of a test server
+        delay = {s.name: s.value for f in text_string_to_metric_families(body)
+                 if f.name == "stagepass_danmaku_delivery_seconds" for s in f.samples}
+        assert delay["stagepass_danmaku_delivery_seconds_count"] == 1.0, delay
+        assert 0.0 <= delay["stagepass_danmaku_delivery_seconds_sum"] < 2.0, delay
+        for _ in range(3):
+            assert (await chat.call("danmaku:send", {"text": "again"}))["ok"]
+
+        async def counted():
+            _, _, body = await get(base + "/metrics", token=TOKEN)
+            return "stagepass_danmaku_delivery_seconds_count 4.0" in body
+
+        await eventually(counted, timeout=10, interval=0.2)
     finally:
         await chat.close()
 

@@ -13,6 +13,7 @@ import jwt
 import pytest
 from aiortc import RTCSessionDescription
 
+from core.access import Target
 from signalling.whip import ROOMS
 from tests.conftest import wait_for
 from tests.paywall_fixtures import Api, buy, paid_room
@@ -171,5 +172,5 @@ async def test_a_token_minted_with_201_is_usable(paywall_app):
         return
     assert status == 201
     assert minted["preview_until"] > time.time(), "a fresh token whose preview is already over"
-    grant = await paywall.access.authorize("view", "maths", minted["token"])
+    grant = await paywall.access.authorize(minted["token"], "view", Target("maths"))
     assert grant.ends_in and grant.ends_in > 0

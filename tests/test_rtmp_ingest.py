@@ -15,7 +15,7 @@ import pytest
 from stagepass.app import RTMP, create_app
 from core.settings import Settings
 from mediaserver.recording.manifest import read_manifest, recording_dir
-from signalling.permissions import StreamKeyPermissions
+from core.access import StreamKeyAccess
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
 from tests.browser import open_page
@@ -33,7 +33,7 @@ async def rtmp_server(aiohttp_server, tmp_path):
     settings = Settings.build(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"}, rtmp_port=free_port(),
                         publisher_stale_seconds=3.0)
     settings.validate()
-    app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
+    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     srv = await aiohttp_server(app)
     base = str(srv.make_url("")).rstrip("/")
     yield base, app, f"rtmp://127.0.0.1:{app[RTMP].port}/live"

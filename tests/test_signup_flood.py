@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 
 from stagepass.app import create_app
-from paywall.errors import PaywallError
+from core.access import Refusal
 from paywall.passwords import PasswordPool
 from tests.paywall_fixtures import Api, paywall_settings
 from tests.peers import Publisher, Viewer
@@ -106,7 +106,7 @@ async def test_password_pool_is_bounded():
     try:
         results = await asyncio.gather(*(pool.hash("correct horse battery") for _ in range(5)),
                                        return_exceptions=True)
-        busy = [r for r in results if isinstance(r, PaywallError)]
+        busy = [r for r in results if isinstance(r, Refusal)]
         hashes = [r for r in results if isinstance(r, str)]
         assert len(hashes) == 2 and [(e.status, e.code) for e in busy] == [(503, "busy")] * 3
         assert await pool.verify(hashes[0], "correct horse battery") is True

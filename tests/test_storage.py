@@ -41,7 +41,7 @@ from tests.s3 import S3Bucket, aws_env, moto_endpoint, s3, start_moto  # noqa: F
 from mediaserver.packaging.options import PackageOptions
 from mediaserver.packaging.packager import package_recording
 from tests.tcp_proxy import TcpProxy
-from tests.test_crash_restart import ROOT, _free_port
+from tests.server_process import ROOT, free_port as _free_port
 from tests.test_vod import all_audio, all_video, check_continuous, make_recording, read_hls
 
 MEDIA_SUFFIXES = (".ts", ".mkv", ".webm", ".jpg", ".m3u8", ".vtt")

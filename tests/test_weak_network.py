@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 
 from core.settings import Settings
-from signalling.permissions import StreamKeyPermissions
+from core.access import StreamKeyAccess
 from signalling.whip import ROOMS
 from stagepass.app import create_app
 from tests.conftest import KEY, wait_for
@@ -63,7 +63,7 @@ async def test_a_viewer_behind_a_bandwidth_limit_ends_on_the_low_rendition_and_r
     settings = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, rtmp_port=0, recordings=False,
                               low_rendition=True)
     settings.validate()
-    app = create_app(settings, permissions=StreamKeyPermissions(settings.stream_keys()))
+    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     port = free_port()

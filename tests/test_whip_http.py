@@ -35,9 +35,9 @@ async def publish_offer():
     [
         ("/whip/nosuchroom", KEY, 404, "room_not_found"),
         ("/whip/..%2Fetc", KEY, 404, "room_not_found"),
-        ("/whip/demo", None, 401, "unauthorized"),
-        ("/whip/demo", "wrong-key-000", 403, "forbidden"),
-        ("/whip/demo", "other-key-123", 403, "forbidden"),  # another room's key
+        ("/whip/demo", None, 401, "token_required"),
+        ("/whip/demo", "wrong-key-000", 403, "wrong_stream_key"),
+        ("/whip/demo", "other-key-123", 403, "wrong_stream_key"),  # another room's key
     ],
 )
 async def test_publish_refusals(server, publish_offer, path, token, status, code):

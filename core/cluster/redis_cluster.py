@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from typing import Any, Optional
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from .base import Cluster, MessageHandler, Subscription
 from .redis_pubsub import SharedSubscriber
@@ -98,9 +98,14 @@ class RedisCluster(Cluster):
     @classmethod
     def from_url(cls, url: str, prefix: str = "stagepass", **options: Any) -> "RedisCluster":
         """The process's one client (one pool). It connects on first use; a Redis that
-        does not answer a connection in 5 s counts as down."""
+        does not answer a connection in 5 s counts as down. The pool blocks (up to 5 s) when
+        all its connections are busy instead of raising: redis-py's plain pool refuses the
+        101st concurrent command, which a burst of disconnects reached."""
         options.setdefault("socket_connect_timeout", 5.0)
-        return cls(Redis.from_url(url, decode_responses=True, **options), prefix)
+        pool = BlockingConnectionPool.from_url(url, decode_responses=True,
+                                               max_connections=options.pop("max_connections", 100),
+                                               timeout=options.pop("pool_timeout", 5.0), **options)
+        return cls(Redis.from_pool(pool), prefix)
 
     def _k(self, key: str) -> str:
         return self.prefix + key

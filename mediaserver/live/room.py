@@ -89,6 +89,7 @@ class Room:
         self.ended_broadcast: Optional[Broadcast] = None
         #: called with (room, broadcast) when a broadcast ends (paid-question refunds...)
         self.broadcast_ended: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
+        self.broadcast_started: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
         #: (publisher, ended_broadcast before it) while the broadcast that publisher's POST
         #: opened has seen no media: discarded if it leaves without sending any
         self._unconfirmed: Optional[tuple[LivePublisher, Optional[Broadcast]]] = None
@@ -148,7 +149,9 @@ class Room:
             except BaseException:
                 await publisher.close()
                 raise
-            await self._accept(publisher)
+            started = await self._accept(publisher)
+        if started is not None:
+            await self._tell(self.broadcast_started, started, "broadcast-start")
         return publisher, answer
 
     async def publish_ingest(self, make_source: Callable[..., S]) -> S:
@@ -159,7 +162,9 @@ class Room:
             self._refuse_if_busy()
             source = make_source(room_name=self.name, on_closed=self._forget,
                                  stale_after=self.settings.media.publisher_stale_seconds, fanouts=self.fanouts)
-            await self._accept(source)
+            started = await self._accept(source)
+        if started is not None:
+            await self._tell(self.broadcast_started, started, "broadcast-start")
         return source
 
     def _refuse_if_busy(self) -> None:
@@ -167,9 +172,11 @@ class Room:
         if self.publisher is not None and not self.publisher.is_stale() and self.origin is None:
             raise RoomBusy(f"room {self.name!r} already has a live publisher")
 
-    async def _accept(self, publisher: LivePublisher) -> None:
+    async def _accept(self, publisher: LivePublisher) -> Optional[Broadcast]:
         """Make ``publisher`` the room's (under the publish lock): open a broadcast if none
-        is open, attach it to the fanouts, close the stale one it replaces."""
+        is open, attach it to the fanouts, close the stale one it replaces. The broadcast it
+        opened, if it did (its listeners are told after the lock)."""
+        started: Optional[Broadcast] = None
         previous, self.publisher = self.publisher, publisher
         self.origin = None
         if self.broadcast is None:
@@ -178,6 +185,7 @@ class Room:
             self.ended_broadcast = None
             self.log.info("broadcast %s started", self.broadcast.id)
             self._start_recorder(self.broadcast, publisher.codecs)
+            started = self.broadcast
         elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
             self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
         publisher.attach()
@@ -185,6 +193,7 @@ class Room:
             self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
             await previous.close()
         self.log.info("publisher %s accepted", publisher.id[:8])
+        return started
 
     async def pull(self, origin: str, exchange: Exchange) -> LivePublisher:
         """Make this room an edge of node ``origin``: its source becomes an ``EdgeSource``
@@ -278,11 +287,15 @@ class Room:
         await self._stop_recorder("broadcast_end")
         for fanout in self.fanouts.values():
             fanout.release()
-        for listener in self.broadcast_ended:
+        await self._tell(self.broadcast_ended, ended, "broadcast-end")
+
+    async def _tell(self, listeners: list[Callable[["Room", Broadcast], Awaitable[None]]], broadcast: Broadcast,
+                    what: str) -> None:
+        for listener in listeners:
             try:
-                await listener(self, ended)
+                await listener(self, broadcast)
             except Exception:
-                self.log.exception("broadcast-end listener failed")
+                self.log.exception("%s listener failed", what)
 
     async def _discard_unconfirmed(self, publisher: LivePublisher) -> None:
         """The publisher whose POST opened the broadcast left without ever sending media
@@ -398,7 +411,8 @@ class RoomRegistry:
         self._rooms: dict[str, Room] = {}
         #: this process's shared UDP port for peer connections (``start``); None: one per peer
         self.udp_mux: Optional[UdpMux] = None
-        #: listeners every room calls when one of its broadcasts ends
+        #: listeners every room calls when one of its broadcasts starts or ends
+        self.broadcast_started: list[Callable[[Room, Broadcast], Awaitable[None]]] = []
         self.broadcast_ended: list[Callable[[Room, Broadcast], Awaitable[None]]] = []
 
     def get(self, name: str) -> Optional[Room]:
@@ -410,6 +424,7 @@ class RoomRegistry:
             room = self._rooms[name] = Room(name, self.settings, self.observer)
             room.udp_mux = self.udp_mux
             room.broadcast_ended = self.broadcast_ended
+            room.broadcast_started = self.broadcast_started
         return room
 
     def __iter__(self):

@@ -6,7 +6,7 @@ and timestamp offsets) plus the header extensions that viewer negotiated, then S
 ``sendto`` (``SenderPort``). No task switch, no copy of the payload into a new packet
 object, no packetizer.
 
-Per viewer a ``Downstream`` holds the rewrite state:
+Per viewer a ``Downstream`` (``downstream.py``) holds the rewrite state:
 
 * sequence numbers stay contiguous for the viewer even when it skipped packets (after a
   drop or a publisher reconnect): each start opens a *segment* with its own offsets;
@@ -20,10 +20,8 @@ Per viewer a ``Downstream`` holds the rewrite state:
   retransmission), or a packet too old for any viewer to use (``LATE_LIMIT``), goes
   nowhere, sinks included. A late packet that fills a gap is forwarded, but never starts
   a viewer nor reaches one that started after it;
-* NACKs from a viewer are answered from the fanout's shared packet history, mapped back
-  through the viewer's segments, and sent as RTX when the viewer negotiated it, with the
-  judgment ``mediaserver.sfu.retransmission`` describes (once per round trip, never for an
-  unusable packet, a keyframe request when the history cannot answer);
+* NACKs from a viewer are answered from the fanout's shared packet history
+  (``nack_answers.NackAnswers``, the fanout's feedback half);
 * sender reports: each viewer's NTP/RTP pair is the publisher's own (from its last sender
   report, carried forward to the packet's send time) translated through that viewer's
   timestamp offset, so browsers keep lip sync whatever the network did upstream.
@@ -42,25 +40,18 @@ so a recorder bug can never stop the live path.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import struct
 import time
 from typing import Awaitable, Callable, Optional
 
 from aiortc.rtp import RtpPacket
 
-from mediaserver.sfu.aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream, SenderPort
+from mediaserver.sfu.downstream import Downstream
 from mediaserver.sfu.keyframe_requester import KeyframeRequester
 from mediaserver.sfu.packet_history import PacketHistory
-from mediaserver.sfu.retransmission import (
-    LATE_LIMIT,
-    MAX_HOLD,
-    PLAYOUT_WINDOW,
-    ViewerNacks,
-    extend_seq,
-)
+from mediaserver.sfu.nack_answers import RTP_HEADER, NackAnswers
+from mediaserver.sfu.retransmission import LATE_LIMIT
 from mediaserver.sfu.rtp_payloads import is_keyframe_start
 from mediaserver.sfu.samples import SampleRing
 from core.tasks import TaskOwner
@@ -72,88 +63,12 @@ Sink = Callable[[RtpPacket, str, int, bool], None]
 
 HISTORY_SIZE = 1024  # packets kept for NACKs, shared by all viewers (~6 s of 1.5 Mbit/s)
 _MAX_SEGMENTS = 8
-_HEADER = struct.Struct("!BBHII")
-_RTX_HEADER = struct.Struct("!BBHIIH")
 _NTP_EPOCH = 2208988800  # seconds from 1900 (NTP) to 1970 (Unix)
 _NTP_UNIT = float(1 << 32)
-_MIN_RESEND_INTERVAL = 0.01
-_DEFAULT_RTT = 0.1  # until a viewer's receiver report measured it (libwebrtc's default)
-_MAX_RTT_HOLD = 0.25
-_JITTER_HOLD = 4.0  # reorder window: this many times the jitter a viewer reports
 
 
 def _not_recovering(seq: int) -> bool:
     return False
-
-
-class Downstream:
-    """One viewer's copy of one track: its port and its rewrite state."""
-
-    __slots__ = (
-        "port", "label", "ssrc", "rtx_ssrc", "payload_types", "rtx_payload_types",
-        "clock_rates", "first_byte", "ext_prefix", "ext_suffix", "uses_abs",
-        "waiting", "generation", "pt", "seq_delta", "ts_delta", "last_vseq", "last_vts",
-        "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec",
-        "start_ext", "nacks", "send_errors", "left_at",
-    )
-
-    def __init__(self, port: SenderPort, stream: NegotiatedStream, label: str) -> None:
-        self.port = port
-        self.label = label
-        self.ssrc = port.ssrc
-        self.rtx_ssrc = port.rtx_ssrc
-        self.payload_types = stream.payload_types
-        self.rtx_payload_types = stream.rtx_payload_types
-        self.clock_rates = stream.clock_rates
-        self._build_extensions(stream)
-        self.waiting = True
-        self.generation = -1
-        self.pt = 0
-        self.seq_delta = 0
-        self.ts_delta = 0
-        self.last_vseq: Optional[int] = None
-        self.last_vts = random.getrandbits(32)
-        self.segments: list[tuple[int, int, int, int]] = []  # (first vseq, seq_delta, ts_delta, gen)
-        self.rtx_seq = random.getrandbits(15)
-        self.dropped = 0
-        self.retransmitted = 0
-        self.unsupported_codec: Optional[str] = None
-        self.start_ext = 0  #: the source's extended sequence number this viewer started at
-        self.nacks = ViewerNacks()
-        self.send_errors = 0  #: packets lost to a send that raised (see Fanout._send_failed)
-        #: when it left another fanout of the same kind (a switch of rendition): its
-        #: timeline continues from then, by wall clock
-        self.left_at: Optional[float] = None
-
-    def park(self) -> None:
-        """It left its fanout for another rendition (or none): it restarts on a keyframe,
-        and what it was sent before cannot be retransmitted (the other fanout's history
-        and generations are not this one's)."""
-        self.waiting = True
-        self.generation = -1
-        self.left_at = time.monotonic()
-        self.segments.clear()
-
-    def _build_extensions(self, stream: NegotiatedStream) -> None:
-        """Precompute the one-byte header extension block (RFC 8285) for this viewer."""
-        mid_id = stream.header_extensions.get(MID_URI)
-        abs_id = stream.header_extensions.get(ABS_SEND_TIME_URI)
-        mid = stream.mid.encode()
-        elements = b""
-        if mid_id and mid:
-            elements += bytes([(mid_id << 4) | (len(mid) - 1)]) + mid
-        self.uses_abs = bool(abs_id)
-        body_len = len(elements) + (4 if abs_id else 0)
-        if body_len == 0:
-            self.first_byte = 0x80
-            self.ext_prefix = self.ext_suffix = b""
-            return
-        words = (body_len + 3) // 4
-        self.first_byte = 0x90  # V=2, X=1
-        self.ext_prefix = b"\xbe\xde" + words.to_bytes(2, "big") + elements
-        if abs_id:
-            self.ext_prefix += bytes([(abs_id << 4) | 2])
-        self.ext_suffix = b"\x00" * (words * 4 - body_len)
 
 
 class FanoutStats:
@@ -194,7 +109,7 @@ class FanoutStats:
         }
 
 
-class Fanout:
+class Fanout(NackAnswers):
     """Forwards one track kind (``audio`` or ``video``) of a room to its viewers."""
 
     def __init__(
@@ -378,7 +293,7 @@ class Fanout:
             stats.delays.append(time.perf_counter() - arrival)
             self._to_sinks(packet, codec, gen, sink_keyframe)
             return
-        pack = _HEADER.pack
+        pack = RTP_HEADER.pack
         sent = 0
         for d in self._downstreams:
             if d.waiting or d.generation != gen:
@@ -443,7 +358,7 @@ class Fanout:
             vseq = (packet.sequence_number + d.seq_delta) & 0xFFFF
             vts = (packet.timestamp + d.ts_delta) & 0xFFFFFFFF
             data = b"".join((
-                _HEADER.pack(d.first_byte, (packet.marker << 7) | d.pt, vseq, vts, d.ssrc),
+                RTP_HEADER.pack(d.first_byte, (packet.marker << 7) | d.pt, vseq, vts, d.ssrc),
                 d.ext_prefix,
                 abs_send if d.uses_abs else b"",
                 d.ext_suffix,
@@ -476,7 +391,7 @@ class Fanout:
             vseq = (e + d.seq_delta) & 0xFFFF
             vts = (ts + d.ts_delta) & 0xFFFFFFFF
             data = b"".join((
-                _HEADER.pack(d.first_byte, (marker << 7) | d.pt, vseq, vts, d.ssrc),
+                RTP_HEADER.pack(d.first_byte, (marker << 7) | d.pt, vseq, vts, d.ssrc),
                 d.ext_prefix, abs_send if d.uses_abs else b"", d.ext_suffix, payload,
             ))
             if not self._send_to(d, data, len(payload), ntp, (rtp + d.ts_delta) & 0xFFFFFFFF):
@@ -550,107 +465,6 @@ class Fanout:
         del d.segments[:-_MAX_SEGMENTS]
         return True
 
-    # ------------------------------------------------------------ feedback
-    def on_nack(self, d: Downstream, lost: list[int]) -> None:
-        """Retransmit what a viewer lost, from the shared history, with judgment (see
-        ``mediaserver.sfu.retransmission``)."""
-        if d.last_vseq is None or d.waiting:
-            return
-        now = time.monotonic()
-        d.nacks.listed(lost, now)
-        hold, interval = self._resend_timing(d)
-        for vseq in lost:
-            self._answer(d, vseq, now, interval, hold)
-        self._schedule_held(d, now)
-
-    def _resend_timing(self, d: Downstream) -> tuple[float, float]:
-        """(hold, interval) for one viewer: a packet is resent at most once per round trip
-        plus the hold. A viewer that NACKs every gap at once (aiortc lists every missing
-        packet at each new gap) also NACKs packets that are merely late: a NACK younger
-        than a round trip plus the reorder window (4x the jitter the viewer reports) was
-        written before the packet could have arrived, so it is held. A browser waits out
-        reordering itself before it NACKs (libwebrtc): its NACKs are answered at once."""
-        rtt = d.port.rtt
-        hold = 0.0
-        if d.nacks.full_lists:
-            hold = 0.0 if rtt is None else min(rtt, _MAX_RTT_HOLD)
-            if d.port.jitter:
-                hold += min(MAX_HOLD, _JITTER_HOLD * d.port.jitter / d.clock_rates.get(self.codec or "", 90000))
-        return hold, max(_MIN_RESEND_INTERVAL, (_DEFAULT_RTT if rtt is None else rtt) + hold)
-
-    def _answer(self, d: Downstream, vseq: int, now: float, interval: float, hold: float) -> None:
-        stats = self.stats
-        found = self._lookup(d, vseq)
-        if found is None or self._highest is None:
-            return  # never sent to this viewer, or by a previous publisher
-        src_seq, ts_delta = found
-        ext = extend_seq(self._highest, src_seq)
-        behind = self._highest - ext
-        # A browser drops what is older than its playout window or than a keyframe it
-        # decoded. A viewer whose NACKs list every packet it misses (aiortc) plays strictly
-        # in order: it waits for that packet whatever came after, so it can still use it.
-        waits = d.nacks.full_lists
-        if behind >= LATE_LIMIT or (not waits and self.keyframes is not None and ext < self._key_ext):
-            stats.nacks_unusable += 1
-            return
-        entry = self._history.get(ext)
-        if entry is None or entry[1] != ext or entry[0] != self._generation:
-            # the server never got it: wait for the publisher's retransmission, unless
-            # it is not coming
-            if self.keyframes is not None and not self.source_recovering(src_seq):
-                stats.nack_keyframes += 1
-                self.keyframes.request()
-            return
-        age = now - entry[6]
-        if age > PLAYOUT_WINDOW and not waits:
-            stats.nacks_unusable += 1
-            return
-        if age < hold:  # may just be late: ask again once the reorder window has passed
-            d.nacks.hold(vseq, entry[6] + hold)
-            return
-        d.nacks.pending.pop(vseq, None)
-        if not d.nacks.may_resend(vseq, now, interval):
-            stats.nacks_repeated += 1
-            return
-        _, _, ts, marker, payload, codec, _ = entry
-        pt = d.payload_types.get(codec)
-        if pt is None:
-            return
-        vts = (ts + ts_delta) & 0xFFFFFFFF
-        rtx_pt = d.rtx_payload_types.get(pt)
-        if rtx_pt is not None:
-            header = _RTX_HEADER.pack(0x80, (marker << 7) | rtx_pt, d.rtx_seq, vts, d.rtx_ssrc, vseq)
-            d.rtx_seq = (d.rtx_seq + 1) & 0xFFFF
-        else:
-            header = _HEADER.pack(0x80, (marker << 7) | pt, vseq, vts, d.ssrc)
-        try:
-            resent = d.port.retransmit(header + payload)
-        except Exception as exc:
-            self._send_failed(d, header + payload, exc)
-            return
-        if resent:
-            d.retransmitted += 1
-            stats.retransmitted += 1
-
-    def _schedule_held(self, d: Downstream, now: float) -> None:
-        nacks = d.nacks
-        if not nacks.pending or nacks.timer is not None:
-            return
-        delay = max(0.0, (nacks.next_due() or now) - now)
-        nacks.timer = asyncio.get_running_loop().call_later(delay, self._answer_held, d)
-
-    def _answer_held(self, d: Downstream) -> None:
-        nacks = d.nacks
-        nacks.timer = None
-        if d not in self._downstreams or d.waiting:
-            nacks.pending.clear()
-            return
-        now = time.monotonic()
-        _, interval = self._resend_timing(d)
-        for vseq in nacks.held_due(now):
-            self._answer(d, vseq, now, interval, 0.0)
-        self._schedule_held(d, now)
-
     # ------------------------------------------------------------ lifetime
     def release(self) -> None:
         """The publisher left or the broadcast ended: let go of the packets kept for
@@ -658,15 +472,3 @@ class Fanout:
         publishers and broadcasts; their memory should not stay with it."""
         self._history.clear()
         self.stats.delays.clear()
-
-    def _lookup(self, d: Downstream, vseq: int) -> Optional[tuple[int, int]]:
-        """The source sequence number and timestamp offset of what the viewer got as
-        ``vseq`` in its current generation; None if it never got it."""
-        end = d.last_vseq
-        for first, seq_delta, ts_delta, gen in reversed(d.segments):
-            if (vseq - first) & 0xFFFF <= (end - first) & 0xFFFF:
-                if gen != self._generation:
-                    return None
-                return (vseq - seq_delta) & 0xFFFF, ts_delta
-            end = (first - 1) & 0xFFFF
-        return None

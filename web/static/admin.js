@@ -1,6 +1,8 @@
-// Admin view: this node's load, its live rooms (GET /api/admin/live, every 2 s) with each
+// Admin view: every node of the cluster with its load and the rooms it hosts (GET
+// /api/admin/nodes), this node's live rooms (GET /api/admin/live, every 2 s) with each
 // room's viewers and their connection quality (GET /api/rooms/{room}/viewers), and two
-// actions: end a broadcast, disconnect a viewer. Admins only; others are told why not.
+// actions: end a broadcast, disconnect a viewer (on the node hosting the room: the nodes
+// table links each node's own admin page). Admins only; others are told why not.
 import { api, describe, h, setStatus, siteHeader } from "./ui.js";
 
 const status = document.getElementById("status");
@@ -31,6 +33,25 @@ function renderNode(node) {
   document.getElementById("node").replaceChildren(
     ...items.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { field: k } }, String(v))]));
   document.getElementById("node-section").hidden = false;
+}
+
+function renderNodes(cluster) {
+  const body = document.querySelector("#nodes-table tbody");
+  body.replaceChildren(...cluster.nodes.map((n) => {
+    const load = n.load || {};
+    const address = n.url
+      ? (n.this ? n.url : h("a", { href: `${n.url}/static/admin.html` }, n.url))
+      : "—";
+    return h("tr", { dataset: { node: n.id, this: String(n.this) } },
+      h("td", { "data-label": "Node" }, n.id, n.this ? " (this node)" : ""),
+      h("td", { "data-label": "Address" }, address),
+      h("td", { "data-label": "CPU", class: "num" }, load.cpu_pct === null || load.cpu_pct === undefined ? "—" : `${load.cpu_pct}%`),
+      h("td", { "data-label": "Loop lag ms", class: "num" }, num(load.event_loop_lag_ms, 1)),
+      h("td", { "data-label": "Viewers", class: "num viewers" }, num(load.viewers)),
+      h("td", { "data-label": "Rooms hosted", class: "rooms" }, n.rooms.length ? n.rooms.join(", ") : "—"),
+      h("td", { "data-label": "Last heartbeat", class: "num", title: n.last_heartbeat }, `${n.heartbeat_age_s} s ago`));
+  }));
+  document.getElementById("nodes-section").hidden = false;
 }
 
 function renderRooms(rooms) {
@@ -83,7 +104,8 @@ async function renderViewers(rooms) {
 
 async function refresh() {
   try {
-    const live = await api("/api/admin/live");
+    const [cluster, live] = await Promise.all([api("/api/admin/nodes"), api("/api/admin/live")]);
+    renderNodes(cluster);
     renderNode(live.node);
     renderRooms(live.rooms);
     await renderViewers(live.rooms);

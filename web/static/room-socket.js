@@ -10,6 +10,9 @@ import { showHand, showLikes, showPresence } from "./room-reactions.js";
 import { addTip } from "./room-tips.js";
 import { accessToken } from "./whip.js";
 
+/** The door's refusals of a chat connection that trying again cannot change (docs/protocol.md). */
+const FINAL_CHAT_REFUSALS = new Set(["banned", "wrong_scope", "ticket_required", "preview_over", "unknown_user"]);
+
 export function connectSocket() {
   const socket = window.io({
     path: "/socket.io",
@@ -24,7 +27,7 @@ export function connectSocket() {
   socket.on("connect_error", (err) => {
     const data = err.data || {};
     showError($("danmaku-error"), `Chat: ${data.message || err.message}`);
-    if (data.code === "banned" || data.code === "forbidden") socket.disconnect();
+    if (FINAL_CHAT_REFUSALS.has(data.code)) socket.disconnect();
   });
   socket.on("kicked", (data) => {
     state.kicked = data;

@@ -8,6 +8,7 @@ export function renderAbout() {
   el.title.textContent = room.title;
   $("description").textContent = room.description || "";
   $("tags").textContent = room.tags.map((t) => `#${t}`).join(" ");
+  $("creator-link").href = `/static/creator.html?id=${encodeURIComponent(room.creator_id)}`;
   if (room.starts_at) {
     el.schedule.hidden = false;
     el.schedule.replaceChildren("Scheduled for ", h("time", { datetime: room.starts_at },

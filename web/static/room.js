@@ -19,6 +19,7 @@ import { findReplay, pollRoom, previewTick, showActions, showPhase } from "./roo
 import { wireQuestions } from "./room-questions.js";
 import { wireReactions } from "./room-reactions.js";
 import { connectSocket } from "./room-socket.js";
+import { loadReviews } from "./room-reviews.js";
 import { renderAbout, showBuy, wireTicket } from "./room-ticket.js";
 import { wireTips } from "./room-tips.js";
 import { api, describe, param, siteHeader } from "./ui.js";
@@ -93,6 +94,7 @@ async function main() {
   state.owned = body.owned || [];
   state.testMode = body.test_mode === true;
   renderAbout();
+  loadReviews();
   showTeasers(document.getElementById("teasers"), document.getElementById("teaser-list"), slug);
   mountComments(document.getElementById("comments"), { room: slug }).catch((err) => console.warn("comments", describe(err)));
   if (param("popup") === "1") { // the checkout popup came back here: nothing to watch in it

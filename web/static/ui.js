@@ -110,8 +110,9 @@ export async function siteHeader() {
     links.push(h("a", { href: "/static/studio.html" }, "Studio"), h("a", { href: "/static/dashboard.html" }, "Dashboard"));
   }
   if (user && user.role === "admin") links.push(h("a", { href: "/static/admin.html" }, "Admin"));
+  const { inboxControl } = user ? await import("./inbox.js") : {};
   const account = user
-    ? h("span", { class: "account" }, h("span", { class: "who" }, user.display_name || user.email), " ",
+    ? h("span", { class: "account" }, inboxControl(), " ", h("span", { class: "who" }, user.display_name || user.email), " ",
         h("button", { type: "button", class: "link", id: "logout", onclick: async () => {
           await api("/api/auth/logout", { method: "POST" }).catch(() => null);
           location.reload();

@@ -1,0 +1,51 @@
+// The notification inbox of the site header: a bell with the unread count that opens the
+// newest notifications (GET /api/me/notifications); opening one marks it read, and "Mark all
+// read" marks every one. Notification texts go through ui.h (text nodes). Refreshed every
+// minute while the page is open.
+import { api, h } from "./ui.js";
+
+const REFRESH_MS = 60_000;
+
+function entry(n, refresh) {
+  const open = async (event) => {
+    event.preventDefault();
+    if (!n.read) await api("/api/me/notifications/read", { method: "POST", body: { ids: [n.id] } }).catch(() => null);
+    await refresh();
+    location.href = n.link;
+  };
+  const time = new Date(n.created_at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  return h("li", { class: n.read ? "read" : "unread", dataset: { kind: n.kind } },
+    h("a", { href: n.link, onclick: open }, n.text), " ", h("time", { datetime: n.created_at, class: "hint" }, time));
+}
+
+/** The inbox control for the header (a logged-in user's): a button and its panel. */
+export function inboxControl() {
+  const count = h("span", { class: "count", id: "inbox-count" });
+  const button = h("button", { type: "button", class: "link", id: "inbox-button", "aria-expanded": "false",
+                               "aria-controls": "inbox-panel" }, "Notifications ", count);
+  const list = h("ul", { id: "inbox-list" });
+  const panel = h("div", { id: "inbox-panel", class: "inbox-panel", hidden: true },
+    h("button", { type: "button", class: "link", id: "inbox-read-all", onclick: async () => {
+      await api("/api/me/notifications/read", { method: "POST", body: { ids: "all" } }).catch(() => null);
+      await refresh();
+    } }, "Mark all read"),
+    list, h("a", { href: "/static/notifications.html", class: "hint" }, "Notification settings"));
+
+  async function refresh() {
+    const box = await api("/api/me/notifications").catch(() => null);
+    if (!box) return;
+    count.textContent = box.unread ? String(box.unread) : "";
+    button.dataset.unread = String(box.unread);
+    list.replaceChildren(...(box.notifications.length
+      ? box.notifications.map((n) => entry(n, refresh))
+      : [h("li", { class: "hint" }, "Nothing yet: follow a creator to hear of their classes.")]));
+  }
+
+  button.addEventListener("click", () => {
+    panel.hidden = !panel.hidden;
+    button.setAttribute("aria-expanded", String(!panel.hidden));
+  });
+  refresh();
+  setInterval(refresh, REFRESH_MS);
+  return h("span", { class: "inbox" }, button, panel);
+}
