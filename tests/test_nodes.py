@@ -8,15 +8,12 @@ reconnects on B: C pulls from B and its viewers resume; the last viewer leaving 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-import uuid
 
 import aiohttp
-import asyncpg
 import pytest
 
-from tests.paywall_fixtures import PG_ADMIN, flushed_redis
+from tests.paywall_fixtures import flushed_redis, fresh_postgres
 from tests.peers import Publisher, Viewer
 from tests.server_process import start_server, stop
 
@@ -24,18 +21,6 @@ REDIS_DB = 4  # this file's own database number
 SECRET = "n" * 40
 
 pytestmark = pytest.mark.slow
-
-
-@contextlib.asynccontextmanager
-async def fresh_postgres():
-    name = f"sp_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 def node_flags(database_url: str) -> list[str]:

@@ -20,8 +20,7 @@ from aiortc import RTCSessionDescription
 
 from mediaserver.live.errors import NegotiationFailed
 from mediaserver.live.publisher import Publisher
-from mediaserver.sfu.aiortc_bridge import ReceiverTap, negotiated_stream
-from mediaserver.sfu.codecs import FORWARDED_CODECS, capabilities
+from mediaserver.sfu.codecs import FORWARDED_CODECS
 from mediaserver.sfu.fanout import Fanout
 
 __all__ = ["EdgeSource", "Exchange"]
@@ -40,10 +39,7 @@ class EdgeSource(Publisher):
         ``exchange`` raises goes through unchanged.
         """
         for kind in ("video", "audio"):
-            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            transceiver.setCodecPreferences(capabilities(kind, FORWARDED_CODECS[kind]))
-            tap = self._taps[kind] = ReceiverTap(transceiver.receiver, self._drop)
-            self.tasks.spawn(tap.run_nacks(), name=f"nack-{kind}")
+            self._receive(kind, FORWARDED_CODECS[kind])
         await self.pc.setLocalDescription(await self.pc.createOffer())
         answer = await exchange(self.pc.localDescription.sdp)
         try:
@@ -52,9 +48,4 @@ class EdgeSource(Publisher):
             raise NegotiationFailed(f"the origin's answer cannot be applied: {exc}") from exc
         self._dtls.watch_transports()
         self.tasks.spawn(self._watch_connect(), name="connect-timeout")
-        for transceiver in self.pc.getTransceivers():
-            stream = negotiated_stream(transceiver)
-            if stream.payload_types:
-                self.codecs[transceiver.kind] = next(iter(stream.payload_types))
-        self.log.info("pulling %s from the origin", ", ".join(f"{k}={c}" for k, c in self.codecs.items()))
-        self._fanouts = fanouts
+        self._negotiated(fanouts, "pulling from the origin")
