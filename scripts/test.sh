@@ -7,4 +7,6 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 bash scripts/web-deps.sh
+# the layer contracts in pyproject.toml (import-linter): an import that points up fails the run
+.venv/bin/lint-imports
 exec .venv/bin/python -m pytest -q "$@"
