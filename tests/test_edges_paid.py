@@ -18,7 +18,7 @@ from tests.server_process import free_port
 
 REDIS_DB = 2  # this file's own database number
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.inprocess]
 
 
 @pytest.fixture

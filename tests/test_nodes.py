@@ -20,7 +20,7 @@ from tests.server_process import start_server, stop
 REDIS_DB = 4  # this file's own database number
 SECRET = "n" * 40
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def node_flags(database_url: str) -> list[str]:

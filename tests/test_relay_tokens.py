@@ -11,6 +11,8 @@ from signalling.relay_tokens import RelayDoor, RelayTokens
 
 SECRET = "r" * 40
 
+pytestmark = pytest.mark.unit
+
 
 def test_a_token_names_its_room_and_node_and_expires():
     tokens = RelayTokens(SECRET)
