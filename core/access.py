@@ -66,7 +66,8 @@ class Grant:
     ``seat_key``/``seat_limit``: sessions sharing a key (one ticket) are limited, the
     oldest evicted. ``ends_in``: seconds until a live session must end (a free preview).
     ``preview_ms``: a replay is watchable up to there (None: all of it); ``downloads``:
-    the whole replay may be downloaded.
+    the whole replay may be downloaded. ``relay``: another node's edge pulling the room
+    (a relay token: no ticket, no seat, not counted as a viewer).
     """
 
     user_id: Optional[int] = None
@@ -75,6 +76,7 @@ class Grant:
     ends_in: Optional[float] = None
     preview_ms: Optional[int] = None
     downloads: bool = False
+    relay: bool = False
 
     def allows(self, t_ms: int) -> bool:
         """May the replay be watched at ``t_ms``?"""

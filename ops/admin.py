@@ -106,7 +106,7 @@ async def live(request: web.Request) -> web.Response:
             "publisher": None if room.publisher is None else {
                 "id": room.publisher.id[:8], "codecs": dict(room.publisher.codecs),
                 "ingest_kbps": await view.ingest_kbps(room)},
-            "viewers": len(room.subscribers),
+            "viewers": room.viewer_count(),
             "loss": {"mean": round(sum(losses) / len(losses), 4) if losses else None,
                      "worst": max(losses) if losses else None},
             "keyframe_requests": {"requested": keyframes.requested, "sent": keyframes.sent} if keyframes else None,

@@ -56,5 +56,5 @@ class NodeLoad:
             "event_loop_lag_ms": None if lag is None else round(lag * 1000, 2),
             "rooms_live": len(live),
             "publishers": sum(1 for room in live if room.publisher is not None),
-            "viewers": sum(len(room.subscribers) for room in live),
+            "viewers": sum(room.viewer_count() for room in live),
         }

@@ -120,7 +120,7 @@ class LiveCollector(Collector):
             if not on_air(room):
                 continue
             live += 1
-            viewers.add_metric([room.name], len(room.subscribers))
+            viewers.add_metric([room.name], room.viewer_count())
             publishers.add_metric([room.name], 1 if room.publisher is not None else 0)
             if room.recorder is not None:
                 state = room.recorder.state()

@@ -20,7 +20,7 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Callable, Iterable, Optional, Sequence
 
 from sqlalchemy import func, select
 
@@ -230,11 +230,13 @@ class AudienceSampler:
 
     ``rooms`` is the ``RoomRegistry`` (iterable of rooms with ``name``, ``broadcast`` and
     ``subscribers``). Samples and ends are serialised by a lock, so a broadcast's last
-    periodic sample is stored before its end is computed."""
+    periodic sample is stored before its end is computed. ``count`` says how many watch a
+    room (by default its WHEP subscribers here; with several nodes, every node's viewers)."""
 
     def __init__(self, audience: AudienceLog, rooms: Iterable[Any], interval: float,
-                 node: Optional[str] = None) -> None:
+                 node: Optional[str] = None, count: Callable[[Any], int] = lambda room: len(room.subscribers)) -> None:
         self.audience = audience
+        self.count = count
         self.rooms = rooms
         self.interval = interval
         self.node = node  #: recorded with each broadcast; its broadcasts left open end at start
@@ -270,7 +272,7 @@ class AudienceSampler:
     def _snapshot(self, now: float) -> list[Sample]:
         return [
             Sample(room.name, room.broadcast.id, room.broadcast.started_at,
-                   room.broadcast.t_ms(now), len(room.subscribers))
+                   room.broadcast.t_ms(now), self.count(room))
             for room in list(self.rooms) if room.broadcast is not None
         ]
 
@@ -293,7 +295,7 @@ class AudienceSampler:
     async def broadcast_ended(self, room: Any, broadcast: Any, now: Optional[float] = None) -> None:
         """``RoomRegistry.broadcast_ended`` listener: the last sample, then peak/avg."""
         final = Sample(room.name, broadcast.id, broadcast.started_at,
-                       broadcast.t_ms(time.time() if now is None else now), len(room.subscribers))
+                       broadcast.t_ms(time.time() if now is None else now), self.count(room))
         async with self._lock:
             self._open.pop(broadcast.id, None)
             try:

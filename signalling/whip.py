@@ -27,17 +27,20 @@ from mediaserver.live.peer_session import PeerSession
 from mediaserver.live.room import Room, RoomRegistry
 
 from .admission import Admission
+from .edges import Edges, PullFailed
 from .offer import parse_offer
 from .trickle import CONTENT_TYPE as TRICKLE_CONTENT_TYPE
 from .trickle import check_if_match, parse_fragment
 
-__all__ = ["ADMISSION", "BEHAVIOUR", "DOMAIN_REFUSALS", "ROOMS", "SETTINGS", "setup_routes"]
+__all__ = ["ADMISSION", "BEHAVIOUR", "EDGES", "DOMAIN_REFUSALS", "ROOMS", "SETTINGS", "setup_routes"]
 
 ROOMS = web.AppKey("rooms", RoomRegistry)
 ADMISSION = web.AppKey("admission", Admission)
 SETTINGS = web.AppKey("settings", Settings)
 #: where viewers' joins and leaves (and free previews) are reported; absent: nowhere
 BEHAVIOUR = web.AppKey("behaviour", BehaviourSink)
+#: the other nodes sharing this node's rooms; absent: a single node
+EDGES = web.AppKey("edges", Edges)
 
 logger = logging.getLogger("stagepass.signalling")
 
@@ -96,11 +99,16 @@ def _handler(kind: Kind):
     async def create_session(request: web.Request) -> web.Response:
         room_name, grant = await _check_room(request, kind)
         offer = await _read_offer(request, kind)
+        edges = request.app.get(EDGES)
+        if kind == "whip" and edges is not None:
+            await _refuse_if_live_elsewhere(edges, room_name)
         room = request.app[ROOMS].open(room_name)
         try:
             if kind == "whip":
                 session, answer = await room.publish(offer.sdp, offer.publish_plan())
             else:
+                if edges is not None and not grant.relay:
+                    await _pull(edges, room)
                 session, answer = await room.subscribe(offer.sdp, offer.kinds)
         except tuple(DOMAIN_REFUSALS) as exc:
             raise _domain_refusal(exc) from None
@@ -110,8 +118,15 @@ def _handler(kind: Kind):
             logger.exception("admitting session %s to room %s failed", session.id[:8], room_name)
             await session.close()
             raise Refusal(503, "unavailable", "could not take a seat for this ticket; try again") from None
-        if kind == "whep":
+        if kind == "whip" and edges is not None and not await edges.claim(room_name):
+            await session.close()
+            raise Refusal(409, "live_elsewhere", f"room {room_name!r} went live on another node first")
+        if grant.relay:
+            session.relay = True  # type: ignore[attr-defined]
+        elif kind == "whep":
             _report_viewer(request.app.get(BEHAVIOUR, NO_EVENTS), room, session, grant)
+            if edges is not None:
+                edges.keep(room)
         location = f"/{kind}/{room_name}/{session.id}"
         headers = {"Location": location, "ETag": _etag(session)}
         response = web.Response(
@@ -166,6 +181,23 @@ def _handler(kind: Kind):
     return create_session, delete_session, patch_session, get_session
 
 
+async def _refuse_if_live_elsewhere(edges: Edges, room: str) -> None:
+    """409 while another live node originates ``room`` (its publisher is there)."""
+    origin = await edges.origin_elsewhere(room)
+    if origin is not None:
+        raise Refusal(409, "live_elsewhere",
+                      f"room {room!r} is live on node {origin.id} ({origin.info.get('url', '?')}); publish there")
+
+
+async def _pull(edges: Edges, room: Room) -> None:
+    """Pull the room from its origin before the viewer joins (so its first keyframe is
+    on the way); a failed pull is logged and the viewer waits, as for a room not yet live."""
+    try:
+        await edges.ensure_pull(room)
+    except (PullFailed, NegotiationFailed) as exc:
+        logger.warning("room %s: pulling from the origin failed: %s", room.name, exc)
+
+
 def _report_viewer(events: BehaviourSink, room, session, grant: Grant) -> None:
     """``live_join`` now and ``live_leave`` when the session ends, on the broadcast's media
     clock; a free preview also starts and ends (``preview_start``/``preview_end``)."""
@@ -208,11 +240,12 @@ async def room_status(request: web.Request) -> web.Response:
 
 
 async def on_air(request: web.Request) -> web.Response:
-    """``GET /api/live``: the rooms broadcasting on this node, with their viewer counts
+    """``GET /api/live``: the rooms broadcasting (on every node of a cluster), with their viewer counts
     (takes no parameters; the catalog page joins it with ``/api/catalog``)."""
     if request.query:
         raise Refusal(400, "unexpected_parameter", "GET /api/live takes no query parameters")
-    return web.json_response({"rooms": request.app[ROOMS].on_air()})
+    edges = request.app.get(EDGES)
+    return web.json_response({"rooms": await edges.live() if edges is not None else request.app[ROOMS].on_air()})
 
 
 @web.middleware

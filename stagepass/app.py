@@ -30,7 +30,9 @@ from paywall.audience import AudienceSampler
 from paywall.seats import Seats
 from paywall.service import Paywall
 from signalling.admission import Admission
-from signalling.whip import ADMISSION, BEHAVIOUR, ROOMS, SETTINGS, setup_routes
+from signalling.edges import Edges
+from signalling.relay_tokens import RelayDoor, RelayTokens
+from signalling.whip import ADMISSION, BEHAVIOUR, EDGES, ROOMS, SETTINGS, setup_routes
 
 from mediaserver.sfu.aiortc_bridge import check_aiortc_version
 from core.access import Door
@@ -42,7 +44,7 @@ from mediaserver.packaging.clips import ClipLibrary
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.replays import Replays
-from mediaserver.live.room import RoomRegistry
+from mediaserver.live.room import Room, RoomRegistry
 from mediaserver.storage import StorageError, open_storage, publishes
 from mediaserver.packaging.uploads import ReplayUploads
 from mediaserver.packaging.options import PackageOptions
@@ -73,25 +75,37 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
     node_load = NodeLoad(rooms, metrics.lag_sampler)  # what the admin view shows of every node
     nodes = NodeRegistry(cluster, settings.node_id(), hosted_rooms=lambda: [r["room"] for r in rooms.on_air()],
                          info={"url": settings.node_url()}, interval=settings.server.node_heartbeat_seconds,
-                         load=node_load.read)
+                         load=lambda: {**node_load.read(), "live": rooms.on_air(), "audience": rooms.audience()})
     app[NODES] = nodes
+    # nodes sharing rooms: edges pull from origins with relay tokens every node can check
+    relay_tokens = RelayTokens(settings.signing_secret()) if cluster.shared else None
+    edges = Edges(nodes, rooms, relay_tokens) if relay_tokens is not None else None
+    if edges is not None:
+        app[EDGES] = edges
+
+    def with_relays(door: Door) -> Door:
+        return RelayDoor(door, relay_tokens) if relay_tokens is not None else door
 
     async def cluster_ctx(app: web.Application) -> AsyncIterator[None]:
         """First in, last out: everything below shares the cluster until it stops."""
         await nodes.start()
+        if edges is not None:
+            await edges.start()
 
         async def released(room, broadcast) -> None:
             await nodes.release_room(room.name)
 
         rooms.broadcast_ended.append(released)
         yield
+        if edges is not None:
+            await edges.close()
         await nodes.close()
         await cluster.close()
 
     app.cleanup_ctx.append(cluster_ctx)
     seats = Seats(cluster)
     if access is not None:
-        app[ACCESS] = access
+        app[ACCESS] = with_relays(access)
         app[ADMISSION] = Admission(seats)
     else:
         interaction = build_interaction(app, settings, cluster)
@@ -102,12 +116,13 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
-            app[ACCESS] = paywall.access
+            app[ACCESS] = with_relays(paywall.access)
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
             insight = await open_insight(app)
             app[BEHAVIOUR] = interaction.server.events = insight.events
-            audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id())
+            audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id(),
+                                       count=edges.audience_of if edges is not None else Room.viewer_count)
             audience.attach(rooms)
             app[AUDIENCE] = audience
             await audience.start()

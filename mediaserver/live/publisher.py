@@ -58,18 +58,26 @@ class Publisher(PeerSession):
         ``attach`` once the room accepts this publisher.
         """
         for kind, codec in plan.items():
-            transceiver = self.pc.addTransceiver(kind, direction="recvonly")
-            transceiver.setCodecPreferences(capabilities(kind, (codec,)))
-            tap = self._taps[kind] = ReceiverTap(transceiver.receiver, self._drop)
-            self.tasks.spawn(tap.run_nacks(), name=f"nack-{kind}")
+            self._receive(kind, (codec,))
         answer = await self.negotiate(offer_sdp)
+        self._negotiated(fanouts, "publishing")
+        return answer
+
+    def _receive(self, kind: str, codecs: tuple[str, ...]) -> None:
+        """A receive-only transceiver for ``kind`` and its tap, before any packet can come."""
+        transceiver = self.pc.addTransceiver(kind, direction="recvonly")
+        transceiver.setCodecPreferences(capabilities(kind, codecs))
+        tap = self._taps[kind] = ReceiverTap(transceiver.receiver, self._drop)
+        self.tasks.spawn(tap.run_nacks(), name=f"nack-{kind}")
+
+    def _negotiated(self, fanouts: dict[str, Fanout], doing: str) -> None:
+        """Note the codec negotiated for each kind; the fanouts to feed once attached."""
         for transceiver in self.pc.getTransceivers():
             stream = negotiated_stream(transceiver)
             if stream.payload_types:
                 self.codecs[transceiver.kind] = next(iter(stream.payload_types))
-        self.log.info("publishing %s", ", ".join(f"{k}={c}" for k, c in self.codecs.items()))
+        self.log.info("%s %s", doing, ", ".join(f"{k}={c}" for k, c in self.codecs.items()))
         self._fanouts = fanouts
-        return answer
 
     @staticmethod
     def _drop(packet, codec, arrival) -> None:

@@ -28,6 +28,7 @@ from core.settings import Settings
 from mediaserver.live.errors import RoomBusy
 from mediaserver.sfu.fanout import Fanout
 from core.logs import context_logger
+from mediaserver.live.edge_source import EdgeSource, Exchange
 from mediaserver.live.peer_session import PeerSession
 from mediaserver.live.publisher import LivePublisher, Publisher
 from mediaserver.recording.recorder import Recorder
@@ -79,6 +80,8 @@ class Room:
         #: the process's shared UDP port (set by the registry), None: a port per peer
         self.udp_mux: Optional[UdpMux] = None
         self.publisher: Optional[LivePublisher] = None
+        #: the node this room is pulled from while its source is an ``EdgeSource``
+        self.origin: Optional[str] = None
         self.subscribers: dict[str, Subscriber] = {}
         self.broadcast: Optional[Broadcast] = None
         self.recorder: Optional[Recorder] = None  #: the current broadcast's recording
@@ -165,7 +168,8 @@ class Room:
         return source
 
     def _refuse_if_busy(self) -> None:
-        if self.publisher is not None and not self.publisher.is_stale():
+        # an edge source gives way: the caller checked that no other node originates the room
+        if self.publisher is not None and not self.publisher.is_stale() and self.origin is None:
             raise RoomBusy(f"room {self.name!r} already has a live publisher")
 
     async def _accept(self, publisher: LivePublisher) -> Optional[Broadcast]:
@@ -174,6 +178,7 @@ class Room:
         opened, if it did (its listeners are told after the lock)."""
         started: Optional[Broadcast] = None
         previous, self.publisher = self.publisher, publisher
+        self.origin = None
         if self.broadcast is None:
             self._unconfirmed = (publisher, self.ended_broadcast)
             self.broadcast = Broadcast()
@@ -189,6 +194,30 @@ class Room:
             await previous.close()
         self.log.info("publisher %s accepted", publisher.id[:8])
         return started
+
+    async def pull(self, origin: str, exchange: Exchange) -> LivePublisher:
+        """Make this room an edge of node ``origin``: its source becomes an ``EdgeSource``
+        negotiated through ``exchange``, unless a live source is already here (returned).
+        An edge neither opens a broadcast nor records: the origin does both."""
+        async with self._publish_lock:
+            if self.publisher is not None and not self.publisher.is_stale():
+                return self.publisher
+            source = EdgeSource(**self._session_args(), stale_after=self.settings.media.publisher_stale_seconds)
+            try:
+                await source.pull(exchange, self.fanouts)
+            except BaseException:
+                await source.close()
+                raise
+            previous, self.publisher, self.origin = self.publisher, source, origin
+            source.attach()
+            if previous is not None:
+                await previous.close()
+        self.log.info("pulling from node %s as edge source %s", origin, source.id[:8])
+        return source
+
+    def viewer_count(self) -> int:
+        """Viewers watching here, not counting other nodes' edge sources pulling from this one."""
+        return sum(1 for s in self.subscribers.values() if not s.relay)
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[Subscriber, str]:
         subscriber = Subscriber(
@@ -322,6 +351,7 @@ class Room:
     async def _forget(self, session: PeerSession | LivePublisher) -> None:
         if session is self.publisher:
             self.publisher = None
+            self.origin = None
             self.log.info("publisher %s left", session.id[:8])
             if self._unconfirmed is not None and self._unconfirmed[0] is session:
                 await self._discard_unconfirmed(session)
@@ -332,6 +362,9 @@ class Room:
                 self.departed_octets[kind] = self.departed_octets.get(kind, 0) + n
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
             await self._stop_unwatched_rendition()
+            if self.origin is not None and not self.subscribers and self.publisher is not None:
+                self.log.info("last viewer left: letting go of origin %s", self.origin)
+                self.tasks.spawn(self.publisher.close(), name="let-go-of-origin")
 
     def stats(self) -> dict:
         return {
@@ -340,7 +373,9 @@ class Room:
             "phase": self.phase,
             "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
             "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
-            "viewers": len(self.subscribers),
+            "viewers": self.viewer_count(),
+            "relays": len(self.subscribers) - self.viewer_count(),
+            "origin": self.origin,
             "codecs": dict(self.publisher.codecs) if self.publisher else {},
             "recording": self.recorder.state() if self.recorder else None,
             "fanouts": {kind: f.stats.as_dict() for kind, f in self.fanouts.items()},
@@ -399,7 +434,7 @@ class RoomRegistry:
         """Rooms of this node with an open broadcast (live, or its creator reconnecting):
         ``{room, phase, viewers, broadcast: {id, t_ms}}``, most viewers first."""
         rooms = [
-            {"room": r.name, "phase": r.phase, "viewers": len(r.subscribers),
+            {"room": r.name, "phase": r.phase, "viewers": r.viewer_count(),
              "broadcast": {"id": r.broadcast.id, "t_ms": r.broadcast.t_ms()}}
             for r in self._rooms.values() if r.broadcast is not None and r.phase in ("live", "reconnecting")
         ]
@@ -412,6 +447,10 @@ class RoomRegistry:
         if port is not None and self.udp_mux is None:
             media = self.settings.media
             self.udp_mux = await UdpMux.open(media.udp_host, port, media.public_ip)
+
+    def audience(self) -> dict[str, int]:
+        """Viewers watching each room on this node (origin or edge), rooms without any left out."""
+        return {r.name: n for r in self._rooms.values() if (n := r.viewer_count())}
 
     async def close(self) -> None:
         rooms, self._rooms = list(self._rooms.values()), {}

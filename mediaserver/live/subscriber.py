@@ -23,6 +23,8 @@ __all__ = ["Subscriber"]
 
 class Subscriber(PeerSession):
     role = "viewer"
+    #: True for another node's edge source pulling the room (not a viewer of its own)
+    relay = False
 
     def __init__(self, *args, buffer_limit: int,
                  on_first_media: Optional[Callable[[float], None]] = None, **kwargs) -> None:
