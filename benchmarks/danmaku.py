@@ -3,7 +3,7 @@
 One room, ``--rate`` danmaku a second from ``--senders`` accounts (python-socketio clients
 of this process, each sending once every senders/rate seconds, staggered) for
 ``--seconds``; N viewers on Node's stock socket.io-client 4 over websocket
-(``tests/socketio_viewers.cjs``, up to 250 per node process), the same viewers for every
+(``tests/support/socketio_viewers.cjs``, up to 250 per node process), the same viewers for every
 server. Servers, interleaved per round:
 
 - ``stagepass``: ``stagepass serve`` as shipped (adaptive batching, ``--danmaku-batch-ms 100``);
@@ -45,7 +45,7 @@ import psutil
 import socketio
 
 ROOT = Path(__file__).resolve().parents[1]
-VIEWERS_SCRIPT = ROOT / "tests" / "socketio_viewers.cjs"
+VIEWERS_SCRIPT = ROOT / "tests" / "support" / "socketio_viewers.cjs"
 PER_NODE = 250
 METRICS_TOKEN = "benchmark-metrics-token"
 REDIS_URL = "redis://127.0.0.1:6379/8"  # the benchmark's own Redis database (flushed)

@@ -64,8 +64,8 @@ from common.viewers import RtpCounter, count_packets, wait_connected  # noqa: E4
 from fanout import KEY, ROOM  # noqa: E402
 from fanout.profiling import hot_spots, start_profiler  # noqa: E402
 from fanout.step import until  # noqa: E402
-from tests.encoded_media import PacketLoopTrack  # noqa: E402
-from tests.peers import Peer, prefer  # noqa: E402
+from tests.support.encoded_media import PacketLoopTrack  # noqa: E402
+from tests.support.peers import Peer, prefer  # noqa: E402
 
 VIDEO_CLOCK = 90000
 FPS = 30

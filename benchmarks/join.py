@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:  # tests/peers.py lives in the repository, not the package
+if str(ROOT) not in sys.path:  # tests/support/peers.py lives in the repository, not the package
     sys.path.insert(0, str(ROOT))
 
 from aiohttp import web  # noqa: E402
@@ -61,8 +61,8 @@ from core.settings import Settings  # noqa: E402
 from mediaserver.sfu.fanout import Fanout  # noqa: E402
 from core.access import StreamKeyAccess  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
-from tests.browser import CHROMIUM, FLAGS  # noqa: E402
-from tests.peers import Publisher, Viewer  # noqa: E402
+from tests.support.browser import CHROMIUM, FLAGS  # noqa: E402
+from tests.support.peers import Publisher, Viewer  # noqa: E402
 
 KEY = "benchmark-key"
 OLD_KEYFRAME_MIN_INTERVAL = 1.0

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Optional
 
 ROOT = Path(__file__).resolve().parent.parent
-for _path in (str(ROOT), str(ROOT / "benchmarks")):  # tests/peers.py and janus_side_by_side
+for _path in (str(ROOT), str(ROOT / "benchmarks")):  # tests/support/peers.py and janus_side_by_side
     if _path not in sys.path:
         sys.path.insert(0, _path)
 

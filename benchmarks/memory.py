@@ -177,7 +177,7 @@ async def leave(http: aiohttp.ClientSession, base: str, viewer: LightViewer, loc
 
 
 async def publishers_worker(base: str, count: int, churn: float) -> None:
-    from tests.encoded_media import ClipPublisher
+    from tests.support.encoded_media import ClipPublisher
 
     publishers: list[ClipPublisher] = []
     churn_task: Optional[asyncio.Task] = None

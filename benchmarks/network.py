@@ -8,7 +8,7 @@ Run from the repository root::
 
 For each codec and case, a synthetic aiortc publisher (numbered 320x240 frames with a
 noise band, 30 fps, plus Opus) and decoding aiortc viewers run in this process, with
-5% loss and up to 30 ms of jitter injected in user space (``tests/netshim.py``):
+5% loss and up to 30 ms of jitter injected in user space (``tests/support/netshim.py``):
 
 * ``none``: no impairment;
 * ``uplink``: on the publisher's outgoing media (the server repairs it with NACK/RTX);
@@ -53,7 +53,7 @@ from stagepass.app import create_app  # noqa: E402
 from core.settings import Settings  # noqa: E402
 from core.access import StreamKeyAccess  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
-from tests.impaired_session import CASES, Session  # noqa: E402
+from tests.support.impaired_session import CASES, Session  # noqa: E402
 
 ROOM, KEY = "bench", "bench-network-key"
 

@@ -1,6 +1,6 @@
 """Packaging cost: remux (H.264) against transcode (VP8), and the job runner's latency.
 
-Generates synthetic recordings the way the recorder writes them (tests/test_vod.py's
+Generates synthetic recordings the way the recorder writes them (tests/mediaserver/packaging/test_vod.py's
 ``make_recording``: numbered 640x480 frames at 30 fps with a noise band and motion, a
 440 Hz Opus tone, ms timestamps), then:
 
@@ -41,7 +41,7 @@ from mediaserver.packaging.jobs import PackagingJobs  # noqa: E402
 from mediaserver.packaging.options import PackageOptions  # noqa: E402
 from mediaserver.packaging.packager import package_recording  # noqa: E402
 from mediaserver.recording.manifest import read_manifest  # noqa: E402
-from tests.test_vod import make_recording  # noqa: E402
+from tests.mediaserver.packaging.test_vod import make_recording  # noqa: E402
 
 CASES = [
     # name, make_recording kwargs

@@ -1,7 +1,7 @@
 """Replay serving: what the per-request token and entitlement check costs.
 
 Starts the real app (SQLite, in process, on loopback), a creator's paid room, a buyer of
-its replay and one packaged recording (tests/test_vod.py's ``make_recording``), then has
+its replay and one packaged recording (tests/mediaserver/packaging/test_vod.py's ``make_recording``), then has
 ``--clients`` concurrent clients fetch segments for ``--seconds``:
 
 * ``static``: the same segment files through aiohttp's static file route (no check):
@@ -49,10 +49,10 @@ from mediaserver.storage import open_storage  # noqa: E402
 from mediaserver.packaging.uploads import ReplayUploads  # noqa: E402
 from mediaserver.packaging.options import PackageOptions  # noqa: E402
 from mediaserver.packaging.packager import package_recording  # noqa: E402
-from tests.paywall_fixtures import Api, buy, paid_room, paywall_settings  # noqa: E402
-from tests.s3 import aws_env, start_moto  # noqa: E402
-from tests.test_replay import install  # noqa: E402
-from tests.test_vod import make_recording  # noqa: E402
+from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings  # noqa: E402
+from tests.support.s3 import aws_env, start_moto  # noqa: E402
+from tests.paywall.test_replay import install  # noqa: E402
+from tests.mediaserver.packaging.test_vod import make_recording  # noqa: E402
 
 
 async def load(urls: list[str], clients: int, seconds: float, expect: int = 200) -> list[float]:

@@ -41,9 +41,9 @@ if str(ROOT) not in sys.path:  # tests/ lives in the repository, not the package
 
 import aiohttp  # noqa: E402
 
-from tests.paywall_fixtures import flushed_redis  # noqa: E402
-from tests.peers import Publisher, Viewer  # noqa: E402
-from tests.server_process import start_server, stop  # noqa: E402
+from tests.support.paywall_fixtures import flushed_redis  # noqa: E402
+from tests.support.peers import Publisher, Viewer  # noqa: E402
+from tests.support.server_process import start_server, stop  # noqa: E402
 
 REDIS_DB = 3
 KEY = "scale-benchmark-key"

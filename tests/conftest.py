@@ -6,7 +6,7 @@ from stagepass.app import create_app
 from core.settings import Settings
 from core.access import StreamKeyAccess
 
-pytest_plugins = ("tests.missing_tools", "tests.paywall_fixtures", "tests.browser", "tests.gst")
+pytest_plugins = ("tests.support.missing_tools", "tests.support.paywall_fixtures", "tests.support.browser", "tests.support.gst")
 
 KEY = "test-stream-key"
 

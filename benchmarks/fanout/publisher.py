@@ -15,7 +15,7 @@ from av import VideoFrame
 from common.children import command_loop
 from common.viewers import wait_connected
 from fanout import KEY, ROOM
-from tests.peers import VIDEO_CLOCK, NumberedVideoTrack, Peer, ToneAudioTrack, draw_number, prefer
+from tests.support.peers import VIDEO_CLOCK, NumberedVideoTrack, Peer, ToneAudioTrack, draw_number, prefer
 
 __all__ = ["NoisyNumberedTrack", "publisher_encoder", "publisher_worker"]
 

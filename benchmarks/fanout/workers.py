@@ -11,7 +11,7 @@ import aiohttp
 from common.children import command_loop
 from common.viewers import LightViewer, RtpCounter, count_packets, wait_connected
 from fanout import CONNECTS_IN_FLIGHT, ROOM
-from tests.peers import Viewer
+from tests.support.peers import Viewer
 
 __all__ = ["sample_worker", "viewers_worker"]
 
@@ -48,7 +48,7 @@ async def viewers_worker(base_url: str) -> None:
 
 
 async def sample_worker(base_url: str) -> None:
-    """One decoding viewer (``tests.peers.Viewer``) that also counts like a light one."""
+    """One decoding viewer (``tests.support.peers.Viewer``) that also counts like a light one."""
     viewer = Viewer(base_url, codecs=["video/H264"])
     video, audio = RtpCounter(), RtpCounter()
     reported = [0]  # frames already returned by a snap

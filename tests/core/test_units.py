@@ -1,0 +1,101 @@
+"""Small pieces: keyframe request coalescing, configuration, tasks."""
+
+import asyncio
+import logging
+
+import pytest
+
+from core.settings import ConfigError, Settings
+from mediaserver.sfu.keyframe_requester import KeyframeRequester
+from core.tasks import TaskOwner
+
+pytestmark = pytest.mark.inprocess
+
+
+async def test_keyframe_requests_are_coalesced_and_never_lost():
+    sent: list[float] = []
+    loop = asyncio.get_running_loop()
+
+    async def send_pli():
+        sent.append(loop.time())
+
+    tasks = TaskOwner(logging.getLogger("test"))
+    requester = KeyframeRequester(send_pli, tasks, min_interval=0.2)
+    t0 = loop.time()
+    for _ in range(50):  # a join storm
+        requester.request()
+    await asyncio.sleep(0.05)
+    assert len(sent) == 1 and sent[0] - t0 < 0.05
+    requester.request()  # during the quiet period: delivered when it ends
+    await asyncio.sleep(0.3)
+    assert len(sent) == 2 and sent[1] - sent[0] >= 0.19
+    assert requester.requested == 51 and requester.sent == 2
+    await tasks.close()
+
+
+async def test_task_owner_logs_failures_and_cancels_on_close(caplog):
+    owner = TaskOwner(logging.getLogger("test.owner"))
+
+    async def boom():
+        raise RuntimeError("bad")
+
+    owner.spawn(boom(), name="boom")
+    forever = owner.spawn(asyncio.sleep(3600), name="sleeper")
+    await asyncio.sleep(0.01)
+    assert "task boom failed" in caplog.text
+    await owner.close()
+    assert forever.cancelled() and len(owner) == 0
+    assert owner.spawn(asyncio.sleep(0), name="late") is None  # closed owners take no work
+
+
+def test_settings_env_then_cli(tmp_path):
+    env = {"STAGEPASS_PORT": "9000", "STAGEPASS_ROOMS": "maths=abcdefgh1,art=abcdefgh2"}
+    s = Settings.load(["--port", "9100", "--data-dir", str(tmp_path)], env)
+    assert s.server.port == 9100 and s.server.data_dir == tmp_path
+    assert s.stream_keys() == {"maths": "abcdefgh1", "art": "abcdefgh2"}
+
+
+@pytest.mark.parametrize(
+    "env,message",
+    [
+        ({"STAGEPASS_PORT": "http"}, "port"),
+        ({"STAGEPASS_PORT": "70000"}, "port"),
+        ({"STAGEPASS_ROOMS": "maths"}, "NAME=STREAM_KEY"),
+        ({"STAGEPASS_ROOMS": "Maths!=abcdefghij"}, "not a room name"),
+        ({"STAGEPASS_ROOMS": "maths=short"}, "shorter than 8"),
+        ({"STAGEPASS_ICE_SERVERS": "http://x"}, "stun:/turn:"),
+        ({"STAGEPASS_LOG_LEVEL": "LOUD"}, "log_level"),
+        ({"STAGEPASS_CONNECT_TIMEOUT": "0"}, "connect_timeout"),
+        ({"STAGEPASS_PUBLIC_URL": "live.example.org"}, "public_url"),
+        ({"STAGEPASS_PUBLIC_URL": "https://live.example.org/x?y=1"}, "public_url"),
+        ({"STAGEPASS_RECORDING_KEYFRAME_INTERVAL": "-1"}, "recording_keyframe_interval"),
+    ],
+)
+def test_settings_reject_bad_values(env, message):
+    with pytest.raises(ConfigError, match=message):
+        Settings.load([], env)
+
+
+def test_default_room_key_is_generated_once_and_private(tmp_path):
+    s = Settings.build(data_dir=tmp_path / "d")
+    keys = s.stream_keys()
+    assert list(keys) == ["demo"] and len(keys["demo"]) >= 16
+    assert s.stream_keys() == keys
+    assert (tmp_path / "d" / "stream-keys.json").stat().st_mode & 0o077 == 0
+
+
+async def test_keyframe_that_arrives_anyway_cancels_the_queued_request():
+    sent = []
+
+    async def send_pli():
+        sent.append(1)
+
+    tasks = TaskOwner(logging.getLogger("test"))
+    requester = KeyframeRequester(send_pli, tasks, min_interval=0.1)
+    requester.request()
+    await asyncio.sleep(0.02)
+    requester.request()  # queued for the end of the quiet period...
+    requester.satisfied()  # ...but a keyframe went by
+    await asyncio.sleep(0.15)
+    assert len(sent) == 1
+    await tasks.close()

@@ -1,0 +1,151 @@
+"""The low rendition for weak networks: encoded once per room only while a viewer needs it,
+viewers switched between full, low and audio only without renegotiating (an aiortc viewer
+reads the frame numbers and sizes), and switched by their receiver reports when their
+downlink loses packets (the user-space link shim of tests/support/netshim.py)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiortc.mediastreams import MediaStreamError
+
+from core.settings import Settings
+from mediaserver.live.adaptation import Adaptation
+from core.access import StreamKeyAccess
+from signalling.whip import ROOMS
+from stagepass.app import create_app
+from tests.conftest import KEY, wait_for
+from tests.support.netshim import Impairment, Link
+from tests.support.peers import Publisher, Viewer, read_number
+
+pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
+
+
+class SizedViewer(Viewer):
+    """Also records each frame's size."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.frames: list[tuple[int, int, int]] = []  # (number, width, height)
+
+    async def _consume(self, track) -> None:
+        if track.kind != "video":
+            return await super()._consume(track)
+        try:
+            while True:
+                frame = await track.recv()
+                img = frame.to_ndarray(format="bgr24")
+                self.frames.append((read_number(img), frame.width, frame.height))
+                self.numbers.append(self.frames[-1][0])
+                if not self.first_frame.done():
+                    self.first_frame.set_result(True)
+        except MediaStreamError:
+            pass
+
+
+@pytest.fixture
+async def live_room(aiohttp_server, tmp_path):
+    async def start(**settings):
+        s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, rtmp_port=0, recordings=False, **settings)
+        s.validate()
+        app = create_app(s, access=StreamKeyAccess(s.stream_keys()))
+        srv = await aiohttp_server(app)
+        base = str(srv.make_url("")).rstrip("/")
+        publisher = Publisher(base, width=640, height=480)
+        assert await publisher.publish("demo", KEY) == 201
+        room = await wait_for(lambda: (r := app[ROOMS].get("demo")) is not None and r.live and r, timeout=15)
+        return base, room, publisher
+    return start
+
+
+async def test_switching_between_full_low_and_audio_only(live_room):
+    base, room, publisher = await live_room()
+    viewer = SizedViewer(base)
+    try:
+        assert await viewer.play("demo") == 201
+        await wait_for(lambda: len(viewer.frames) >= 20, timeout=15)
+        [subscriber] = room.subscribers.values()
+        assert {f[1:] for f in viewer.frames} == {(640, 480)} and room.low is None
+
+        await room.set_rendition(subscriber, "low")
+        mark = len(viewer.frames)
+        await wait_for(lambda: sum(1 for f in viewer.frames[mark:] if f[1:] == (480, 360)) >= 20, timeout=15)
+        assert room.low.running and room.low.frames_out >= 20
+        low = [f[0] for f in viewer.frames[mark:] if f[1:] == (480, 360)]
+        assert low == sorted(low) and low[-1] - low[0] < len(low) + 10  # the same pictures, in order
+
+        await room.set_rendition(subscriber, "audio")
+        assert not room.low.running  # nobody watches it any more: not encoded
+        audio_before, frames_before = viewer.audio_frames, len(viewer.frames)
+        await asyncio.sleep(1.5)
+        assert viewer.audio_frames > audio_before + 40  # audio goes on (50 frames a second)
+        assert len(viewer.frames) <= frames_before + 3  # video stopped (a frame or two in flight)
+
+        await room.set_rendition(subscriber, "full")
+        mark = len(viewer.frames)
+        await wait_for(lambda: len(viewer.frames) >= mark + 20, timeout=15)
+        assert {f[1:] for f in viewer.frames[mark + 2:]} == {(640, 480)}
+        numbers = [f[0] for f in viewer.frames[mark + 2:]]
+        assert numbers == sorted(numbers)
+        with pytest.raises(ValueError):
+            await room.set_rendition(subscriber, "4k")
+    finally:
+        await viewer.close()
+        await publisher.close()
+
+
+async def test_a_lossy_downlink_moves_the_viewer_to_the_low_rendition_and_back(live_room):
+    base, room, publisher = await live_room(low_rendition=True)
+    viewer = SizedViewer(base)
+    try:
+        assert await viewer.play("demo") == 201
+        await wait_for(lambda: len(viewer.frames) >= 10, timeout=15)
+        [subscriber] = room.subscribers.values()
+        link = Link(viewer.pc, "in", Impairment(loss=0.2, seed=7))
+        await wait_for(lambda: subscriber.rendition == "low", timeout=30)
+        assert room.low is not None and room.low.running
+        link.remove()  # the network recovers
+        await wait_for(lambda: subscriber.rendition == "full", timeout=60)
+        # the viewer's picture is full size again, for good (once the frames of the low
+        # rendition still in its buffers, late retransmissions included, have played)
+        await wait_for(lambda: {f[1:] for f in viewer.frames[-15:]} == {(640, 480)}, timeout=30)
+        assert not room.low.running
+    finally:
+        await viewer.close()
+        await publisher.close()
+
+
+def test_adaptation_is_quick_down_slow_up_and_goes_audio_only_last():
+    a = Adaptation()
+    settle = [None] * Adaptation.SETTLE_REPORTS
+    assert a.report("full", 0.12, 0.05) is None
+    assert a.report("full", 0.12, 0.05) == "low"
+    assert [a.report("low", 0.5, 0.05) for _ in settle] == settle  # still the full rendition's losses
+    assert a.report("low", 0.12, 0.05) is None and a.report("low", 0.15, 0.05) is None  # not bad enough
+    assert a.report("low", 0.4, 0.05) is None and a.report("low", 0.4, 0.05) == "audio"
+    up = Adaptation.SETTLE_REPORTS + Adaptation.UP_AFTER
+    assert [a.report("audio", 0.0, 0.05) for _ in range(up)] == [None] * (up - 1) + ["low"]
+    for _ in settle:
+        a.report("low", 0.0, 0.05)
+    assert a.report("low", 0.05, 0.05) is None  # between: resets both counts
+    assert [a.report("low", 0.01, 0.9) for _ in range(2)] == [None, None]  # a long round trip is bad
+    clean = Adaptation.UP_AFTER
+    assert [a.report("low", 0.0, 0.05) for _ in range(clean)] == [None] * (clean - 1) + ["full"]
+
+
+def test_a_failed_probe_up_doubles_the_wait_before_the_next():
+    a = Adaptation()
+    a.report("full", 0.3, None)
+    assert a.report("full", 0.3, None) == "low"
+    up = Adaptation.SETTLE_REPORTS + Adaptation.UP_AFTER
+    assert [a.report("low", 0.0, None) for _ in range(up)][-1] == "full"  # the first probe
+    for _ in range(Adaptation.SETTLE_REPORTS):
+        a.report("full", 0.3, None)
+    a.report("full", 0.3, None)
+    assert a.report("full", 0.3, None) == "low"  # it failed at once
+    assert a.up_after == 2 * Adaptation.UP_AFTER
+    up = Adaptation.SETTLE_REPORTS + 2 * Adaptation.UP_AFTER
+    assert [a.report("low", 0.0, None) for _ in range(up)].index("full") == up - 1
+    assert [a.report("full", 0.0, None) for _ in range(8)] == [None] * 8  # this probe holds
+    assert a.up_after == Adaptation.UP_AFTER

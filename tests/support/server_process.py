@@ -1,0 +1,57 @@
+"""Real ``stagepass serve`` processes for tests that kill, restart or run several of them."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def start_server(data_dir: Path, *flags: str, ready_path: str = "/api/catalog") -> tuple[subprocess.Popen, str]:
+    """``stagepass serve --data-dir data_dir *flags`` on a free port, once ``ready_path``
+    answers 200; the environment's own Stagepass settings are left out."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *flags],
+        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        for _ in range(600):
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            try:
+                async with http.get(base + ready_path) as r:
+                    if r.status == 200:
+                        return proc, base
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.1)
+    proc.kill()
+    raise AssertionError("server did not start")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGTERM, then SIGKILL after 20 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
