@@ -49,9 +49,17 @@ class Privacy:
         self.db = db
         self.passwords = passwords
         self.on_revoked = on_revoked
+        #: rows other packages still hold in memory (danmaku written behind) go to the
+        #: database before a person's data is read or deleted; the assembly adds them
+        self.flushers: list[Callable[[], Awaitable[None]]] = []
+
+    async def _flush(self) -> None:
+        for flush in self.flushers:
+            await flush()
 
     async def export(self, user: UserView) -> dict[str, Any]:
         """Everything the server holds about ``user``."""
+        await self._flush()
         async with self.db() as s:
             account = await s.get(User, user.id)
             slugs = dict((await s.execute(select(Room.id, Room.slug))).all())
@@ -89,6 +97,7 @@ class Privacy:
     async def delete_account(self, user: UserView, password: object) -> None:
         if not isinstance(password, str):
             raise Refusal(400, "missing_field", "password is required (a string): confirm with your password")
+        await self._flush()
         async with self.db() as s:
             account = await s.get(User, user.id)
             if account is None:

@@ -121,6 +121,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             await interaction.start()
             insight = await open_insight(app)
             app[BEHAVIOUR] = interaction.server.events = insight.events
+            insight.privacy.flushers.append(interaction.danmaku.flush)  # danmaku rows written behind
             audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id(),
                                        count=edges.audience_of if edges is not None else Room.viewer_count)
             audience.attach(rooms)
