@@ -1,10 +1,15 @@
 import asyncio
+import os
 
 import pytest
 
 from stagepass.app import create_app
 from core.settings import Settings
 from core.access import StreamKeyAccess
+
+# Servers the tests start as processes list new rooms at once, as the in-process fixtures do
+# (``paywall_settings``); the review queue for unverified creators is tested in test_trust.py.
+os.environ.setdefault("STAGEPASS_REVIEW_UNVERIFIED", "off")
 
 pytest_plugins = ("tests.support.missing_tools", "tests.support.paywall_fixtures", "tests.support.browser", "tests.support.gst")
 

@@ -26,6 +26,8 @@ async def start_server(data_dir: Path, *flags: str, ready_path: str = "/api/cata
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
+    # rooms are listed at once, as in the in-process fixtures (tests/paywall/test_trust.py tests the queue)
+    env["STAGEPASS_REVIEW_UNVERIFIED"] = "off"
     proc = subprocess.Popen(
         [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *flags],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
