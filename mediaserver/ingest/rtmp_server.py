@@ -26,8 +26,10 @@ from mediaserver.live.room import RoomRegistry
 from .flv import FlvError
 from .rtmp_publisher import RtmpPublisher
 
-# pyrtmp configures the root logger when imported and sets its own logger to DEBUG: undone
+# pyrtmp configures the root logger when imported (basicConfig at DEBUG) and sets its own logger to
+# DEBUG: undone, level included (a root at DEBUG made aiortc build a log record for every packet)
 _root_handlers = list(logging.getLogger().handlers)
+_root_level = logging.getLogger().level
 from pyrtmp import StreamClosedException  # noqa: E402
 from pyrtmp.amf.serializers import AMF0Serializer  # noqa: E402
 from pyrtmp.messages import Chunk  # noqa: E402
@@ -40,6 +42,7 @@ from pyrtmp.rtmp import SimpleRTMPController  # noqa: E402
 from pyrtmp.session_manager import SessionManager  # noqa: E402
 
 logging.getLogger().handlers[:] = _root_handlers
+logging.getLogger().setLevel(_root_level)
 for _name in ("pyrtmp.rtmp", "pyrtmp.messages", "pyrtmp.messages.command", "pyrtmp.messages.data",
               "pyrtmp.messages.user_control"):
     logging.getLogger(_name).setLevel(logging.NOTSET)
