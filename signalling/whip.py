@@ -183,10 +183,20 @@ def _handler(kind: Kind):
 
 async def _refuse_if_live_elsewhere(edges: Edges, room: str) -> None:
     """409 while another live node originates ``room`` (its publisher is there)."""
-    origin = await edges.origin_elsewhere(room)
+    origin = await _origin_elsewhere(edges, room)
     if origin is not None:
         raise Refusal(409, "live_elsewhere",
                       f"room {room!r} is live on node {origin.id} ({origin.info.get('url', '?')}); publish there")
+
+
+async def _origin_elsewhere(edges: Edges, room: str):
+    """The node originating ``room`` if not this one; 503 while the shared store (the node
+    registry) does not answer, as for a seat that cannot be taken."""
+    try:
+        return await edges.origin_elsewhere(room)
+    except Exception as exc:
+        logger.warning("room %s: the node registry does not answer (%s: %s)", room, type(exc).__name__, exc)
+        raise Refusal(503, "unavailable", "the cluster's shared store does not answer; try again") from None
 
 
 async def _pull(edges: Edges, room: Room) -> None:
@@ -196,6 +206,9 @@ async def _pull(edges: Edges, room: Room) -> None:
         await edges.ensure_pull(room)
     except (PullFailed, NegotiationFailed) as exc:
         logger.warning("room %s: pulling from the origin failed: %s", room.name, exc)
+    except Exception as exc:  # the node registry (the shared store) does not answer
+        logger.warning("room %s: the node registry does not answer (%s: %s)", room.name, type(exc).__name__, exc)
+        raise Refusal(503, "unavailable", "the cluster's shared store does not answer; try again") from None
 
 
 def _report_viewer(events: BehaviourSink, room, session, grant: Grant) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 pytestmark = pytest.mark.unit
 
-STATIC = Path(__file__).resolve().parents[1] / "web" / "static"
+STATIC = Path(__file__).resolve().parents[2] / "web" / "static"
 IMPORT = re.compile(r'^\s*import\s[^;]*?from\s+"\./([\w.-]+\.js)"', re.M | re.S)
 
 
