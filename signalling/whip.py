@@ -195,8 +195,7 @@ async def _origin_elsewhere(edges: Edges, room: str):
     try:
         return await edges.origin_elsewhere(room)
     except Exception as exc:
-        logger.warning("room %s: the node registry does not answer (%s: %s)", room, type(exc).__name__, exc)
-        raise Refusal(503, "unavailable", "the cluster's shared store does not answer; try again") from None
+        raise _registry_down(room, exc) from None
 
 
 async def _pull(edges: Edges, room: Room) -> None:
@@ -207,8 +206,14 @@ async def _pull(edges: Edges, room: Room) -> None:
     except (PullFailed, NegotiationFailed) as exc:
         logger.warning("room %s: pulling from the origin failed: %s", room.name, exc)
     except Exception as exc:  # the node registry (the shared store) does not answer
-        logger.warning("room %s: the node registry does not answer (%s: %s)", room.name, type(exc).__name__, exc)
-        raise Refusal(503, "unavailable", "the cluster's shared store does not answer; try again") from None
+        raise _registry_down(room.name, exc) from None
+
+
+def _registry_down(room: str, exc: Exception) -> Refusal:
+    """What WHIP and WHEP answer while the node registry does not: 503, as for a seat that
+    cannot be taken; the cause goes to the log."""
+    logger.warning("room %s: the node registry does not answer (%s: %s)", room, type(exc).__name__, exc)
+    return Refusal(503, "unavailable", "the cluster's shared store does not answer; try again")
 
 
 def _report_viewer(events: BehaviourSink, room, session, grant: Grant) -> None:
