@@ -25,7 +25,7 @@ from .ledger import Ledger
 from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
 
-__all__ = ["PAYWALL", "SESSION_COOKIE", "current_user", "optional_user", "path_number", "read_json", "setup_routes"]
+__all__ = ["PAYWALL", "SESSION_COOKIE", "base_url", "current_user", "optional_user", "path_number", "read_json", "return_path_for", "setup_routes"]
 
 PAYWALL = web.AppKey("paywall", Paywall)
 SESSION_COOKIE = "stagepass_session"
@@ -49,7 +49,7 @@ async def current_user(request: web.Request) -> UserView:
 
 
 def _with_session(response: web.Response, request: web.Request, token: str) -> web.Response:
-    secure = request.secure or _base_url(request).startswith("https://")
+    secure = request.secure or base_url(request).startswith("https://")
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=secure,
                         max_age=14 * 86400, path="/")
     return response
@@ -75,7 +75,7 @@ def _client(request: web.Request) -> str:
     return client_address(request, request.app[PAYWALL].settings.server.trusted_proxies)
 
 
-def _base_url(request: web.Request) -> str:
+def base_url(request: web.Request) -> str:
     """Where users reach us: ``STAGEPASS_PUBLIC_URL`` (behind a proxy), else this request's."""
     return request.app[PAYWALL].settings.server.public_url or f"{request.scheme}://{request.host}"
 
@@ -161,7 +161,7 @@ async def stream_key(request: web.Request) -> web.Response:
     catalog_ = request.app[PAYWALL].catalog
     slug = request.match_info["room"]
     key = await (catalog_.rotate_stream_key(user, slug) if request.method == "POST" else catalog_.stream_key(user, slug))
-    return web.json_response({"stream_key": key, "whip_url": f"{_base_url(request)}/whip/{slug}"})
+    return web.json_response({"stream_key": key, "whip_url": f"{base_url(request)}/whip/{slug}"})
 
 
 async def add_coupon(request: web.Request) -> web.Response:
@@ -180,7 +180,7 @@ async def mint_token(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- orders
 async def create_order(request: web.Request) -> web.Response:
     user = await current_user(request)
-    order, created = await request.app[PAYWALL].orders.create(user, await read_json(request), _base_url(request))
+    order, created = await request.app[PAYWALL].orders.create(user, await read_json(request), base_url(request))
     return web.json_response({"order": order.as_dict()}, status=201 if created else 200)
 
 
@@ -212,13 +212,18 @@ _DEV_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 
 def return_path(candidate: object, order: OrderView) -> str:
     """Where the dev checkout sends the buyer back: ``candidate`` if it is a same-origin
-    relative path (``/...``, not ``//host`` nor ``/\\host``, no control characters),
-    else the order's room page."""
+    relative path, else the order's room page."""
+    return return_path_for(candidate, f"/static/room.html?room={quote(order.room)}&order={quote(order.id)}")
+
+
+def return_path_for(candidate: object, fallback: str) -> str:
+    """``candidate`` if it is a same-origin relative path (``/...``, not ``//host`` nor
+    ``/\\host``, no control characters), else ``fallback``."""
     if (isinstance(candidate, str) and 1 <= len(candidate) <= 512 and candidate.startswith("/")
             and not candidate.startswith(("//", "/\\")) and candidate.isprintable() and " " not in candidate
             and "\\" not in candidate):
         return candidate
-    return f"/static/room.html?room={quote(order.room)}&order={quote(order.id)}"
+    return fallback
 
 
 def _dev_only(request: web.Request) -> None:
@@ -284,7 +289,8 @@ async def creator_earnings(request: web.Request) -> web.Response:
         raise Refusal(403, "not_a_creator", "only creators have earnings")
     async with request.app[PAYWALL].db() as s:
         rows = await Ledger.creator_earnings(s, user.id)
-    return web.json_response({"earnings": rows})
+        passes = await Ledger.creator_pass_earnings(s, user.id)
+    return web.json_response({"earnings": rows, "passes": passes})
 
 
 async def admin_ledger(request: web.Request) -> web.Response:

@@ -28,6 +28,7 @@ from core.access import Refusal
 from .ledger import Ledger
 from .models import Coupon, CouponRedemption, Entitlement, Order, Room, User
 from .money import check_amount
+from .pass_holdings import held_through_passes
 from .providers import PaymentProvider
 from core.behaviour import NO_EVENTS, BehaviourSink
 from core.timeutil import utcnow
@@ -110,6 +111,8 @@ class OrderBook:
         self.on_revoked = on_revoked
         #: checkout started / completed / abandoned go to the behaviour events (``Paywall.use_events``)
         self.events: BehaviourSink = NO_EVENTS
+        #: seconds a subscription still holds after its paid period (``PaywallSettings.subscription_grace``)
+        self.pass_grace: float = 0.0
 
     # ------------------------------------------------------------------ create
     async def create(self, buyer: UserView, data: dict[str, Any], base_url: str = "") -> tuple[OrderView, bool]:
@@ -267,14 +270,18 @@ class OrderBook:
         return _view(row[0], row[1], row[3])
 
     async def entitlements(self, user_id: int, room: RoomView, session: Optional[AsyncSession] = None) -> set[str]:
-        """Active entitlement kinds (``ticket``, ``replay``) of a user for a room; in
+        """Active entitlement kinds (``ticket``, ``replay``) of a user for a room, from orders and
+        passes (a subscription to the creator, a series: ``paywall.pass_holdings``); in
         ``session`` if given (one session per request is much cheaper than several)."""
+        if session is None:
+            async with self.db() as s:
+                return await self.entitlements(user_id, room, s)
         query = select(Entitlement.kind).where(Entitlement.user_id == user_id,
                                                Entitlement.room_id == room.id, Entitlement.active)
-        if session is not None:
-            return set((await session.execute(query)).scalars().all())
-        async with self.db() as s:
-            return set((await s.execute(query)).scalars().all())
+        held = set((await session.execute(query)).scalars().all())
+        if held != {"ticket", "replay"}:
+            held |= await held_through_passes(session, user_id, room.id, room.creator_id, self.pass_grace)
+        return held
 
     async def owned(self, user_id: int) -> dict[str, list[str]]:
         """Every room the user holds an active entitlement for: slug -> sorted kinds
