@@ -294,6 +294,8 @@ class PassBook:
         p = await self.get(actor, pass_id)
         if actor.role != "admin" and actor.id != p.creator_id:
             raise Refusal(403, "not_allowed", "ask the creator for a refund")
+        if p.status == "refunded":
+            raise Refusal(409, "not_refundable", "the pass was refunded already")
         async with self.db() as s:
             charge = (await s.execute(select(PassCharge).where(PassCharge.pass_id == p.id, PassCharge.status == "paid")
                                       .order_by(PassCharge.created_at.desc(), PassCharge.id.desc()).limit(1))
