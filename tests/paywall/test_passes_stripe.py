@@ -166,3 +166,33 @@ async def test_stripe_ends_a_subscription_and_refunds_from_its_dashboard(stripe_
     status, body = await deliver(base, event("invoice.paid", bad))
     assert (status, body["error"]["code"]) == (400, "bad_payload")
     await ledger(boss)
+
+
+async def test_a_series_on_stripe(stripe_app):  # noqa: F811
+    base, app, fake = stripe_app
+    boss = await admin_of(base, app)
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator)
+    status, body = await creator.post("/api/series", {"slug": "course", "title": "Course", "price": 4000,
+                                                      "currency": "USD", "rooms": ["maths"]})
+    assert status == 201
+    viewer = await Api.sign_up(base)
+    p = await start_pass(viewer, kind="series", series="course")
+    params = fake.sessions[-1]["params"]
+    assert params["mode"] == "payment" and "subscription_data" not in params
+    assert "recurring" not in params["line_items"][0]["price_data"]
+    completed = {"id": "cs_series", "object": "checkout.session", "mode": "payment", "client_reference_id": p["id"],
+                 "metadata": {"pass_id": p["id"]}, "payment_status": "paid", "amount_total": 4000, "currency": "usd",
+                 "payment_intent": "pi_series"}
+    status, body = await deliver(base, event("checkout.session.completed", {**completed, "amount_total": 3999}))
+    assert (status, body["error"]["code"]) == (409, "amount_mismatch")
+    assert await send(base, "checkout.session.completed", completed) == "paid"
+    assert await send(base, "checkout.session.completed", completed) == "already_processed"
+    token = await view_token(viewer, "maths")
+    assert (await ledger(boss))[("cash:stripe", "USD")] == 4000
+    # refunded in Stripe's dashboard: the series' rooms go
+    assert await send(base, "charge.refunded", {"id": "ch_s", "object": "charge", "amount": 4000,
+                                                "amount_refunded": 4000, "payment_intent": "pi_series"}) == "refunded"
+    with pytest.raises(Refusal):
+        await app[PAYWALL].access.authorize(token, "view", Target("maths"))
+    assert (await ledger(boss))[("cash:stripe", "USD")] == 0
