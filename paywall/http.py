@@ -170,6 +170,27 @@ async def add_coupon(request: web.Request) -> web.Response:
     return web.json_response({"coupon": coupon}, status=201)
 
 
+async def list_coupons(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    return web.json_response({"coupons": await request.app[PAYWALL].catalog.coupons(user, request.match_info["room"])})
+
+
+async def edit_coupon(request: web.Request) -> web.Response:
+    """``PATCH /api/rooms/{room}/coupons/{code} {"active": false}``: disable (or enable) a coupon."""
+    user = await current_user(request)
+    coupon = await request.app[PAYWALL].catalog.set_coupon_active(
+        user, request.match_info["room"], request.match_info["code"], await read_json(request))
+    return web.json_response({"coupon": coupon})
+
+
+async def room_orders(request: web.Request) -> web.Response:
+    """The room's paid and refunded orders (its creator, admins): what the studio refunds."""
+    user = await current_user(request)
+    paywall = request.app[PAYWALL]
+    room = await paywall.catalog.require(request.match_info["room"])
+    return web.json_response({"orders": await paywall.orders.of_room(user, room)})
+
+
 async def mint_token(request: web.Request) -> web.Response:
     user = await current_user(request)
     body = await read_json(request)
@@ -341,6 +362,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/rooms/{room}/stream-key", stream_key)
     r.add_post("/api/rooms/{room}/stream-key", stream_key)
     r.add_post("/api/rooms/{room}/coupons", add_coupon)
+    r.add_get("/api/rooms/{room}/coupons", list_coupons)
+    r.add_patch("/api/rooms/{room}/coupons/{code}", edit_coupon)
+    r.add_get("/api/rooms/{room}/orders", room_orders)
     r.add_post("/api/rooms/{room}/tokens", mint_token)
     r.add_post("/api/orders", create_order)
     r.add_get("/api/orders/{order}", get_order)

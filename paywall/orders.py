@@ -31,7 +31,7 @@ from .money import check_amount
 from .pass_holdings import held_through_passes
 from .providers import PaymentProvider
 from core.behaviour import NO_EVENTS, BehaviourSink
-from core.timeutil import utcnow
+from core.timeutil import as_utc, utcnow
 
 __all__ = ["OrderBook", "OrderFacts", "OrderView", "PRODUCTS", "order_facts"]
 
@@ -209,7 +209,11 @@ class OrderBook:
 
     async def _price(self, buyer: UserView, room: RoomView, product: str, data: dict) -> int:
         if product in ("tip", "question"):
-            return check_amount(data.get("amount"))
+            amount = check_amount(data.get("amount"))
+            if product == "question" and amount < room.question_min_price:
+                raise Refusal(400, "below_minimum", f"a paid question in this room costs at least "
+                                                    f"{room.question_min_price} (minor units of {room.currency})")
+            return amount
         if "amount" in data:
             raise Refusal(400, "unexpected_amount", "the price of a ticket or replay is set by the room")
         if buyer.id == room.creator_id:
@@ -235,6 +239,8 @@ class OrderBook:
         coupon = (await s.execute(select(Coupon).where(Coupon.room_id == room.id, Coupon.code == code))).scalar_one_or_none()
         if coupon is None:
             raise Refusal(404, "coupon_not_found", f"no coupon {code!r} for this room")
+        if not coupon.active:
+            raise Refusal(410, "coupon_disabled", "this coupon was withdrawn by the room's creator")
         now = utcnow()
         taken = await s.execute(
             update(Coupon).execution_options(synchronize_session=False)
@@ -268,6 +274,22 @@ class OrderBook:
         if row is None or user.id not in (row[0].user_id, row[2]) and user.role != "admin":
             raise Refusal(404, "order_not_found", "no such order")
         return _view(row[0], row[1], row[3])
+
+    async def of_room(self, user: UserView, room: RoomView) -> list[dict]:
+        """The room's paid and refunded orders, newest first, with the buyer's name (for the
+        room's creator or an admin: the studio's refunds)."""
+        if user.id != room.creator_id and user.role != "admin":
+            raise Refusal(403, "not_your_room", "only the room's creator sees its orders")
+        async with self.db() as s:
+            rows = (await s.execute(
+                select(Order, User.display_name, Coupon.code).join(User, User.id == Order.user_id)
+                .outerjoin(Coupon, Coupon.id == Order.coupon_id)
+                .where(Order.room_id == room.id, Order.status.in_(("paid", "refunded")))
+                .order_by(Order.paid_at.desc(), Order.id).limit(500)
+            )).all()
+        return [{**_view(order, room.slug, code).as_dict(), "buyer": name,
+                 "paid_at": as_utc(order.paid_at).isoformat().replace("+00:00", "Z") if order.paid_at else None}
+                for order, name, code in rows]
 
     async def entitlements(self, user_id: int, room: RoomView, session: Optional[AsyncSession] = None) -> set[str]:
         """Active entitlement kinds (``ticket``, ``replay``) of a user for a room, from orders and

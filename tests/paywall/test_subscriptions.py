@@ -9,26 +9,17 @@ import secrets
 
 import pytest
 
-from paywall.http import PAYWALL
 from signalling.whip import ROOMS
-from stagepass.app import create_app
 from tests.conftest import wait_for
 from tests.support.chat import Chat
 from tests.support.pass_fixtures import admin_of, dev_pass, ledger, monthly_plan, start_pass
-from tests.support.paywall_fixtures import Api, paid_room, paywall_settings, view_token
+from tests.support.paywall_fixtures import Api, paid_room, view_token
 from tests.support.peers import Publisher, Viewer
 
 pytestmark = pytest.mark.inprocess
 
 PRICE = 1500
 FEE = PRICE * 1000 // 10_000
-
-
-@pytest.fixture
-async def sqlite_app(aiohttp_server, tmp_path):
-    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'paywall.db'}"))
-    server = await aiohttp_server(app)
-    yield str(server.make_url("")).rstrip("/"), app
 
 
 async def _whep(base: str, token: str) -> Viewer:
