@@ -28,7 +28,7 @@ from core.access import Refusal
 from .ledger import Ledger
 from .models import Coupon, CouponRedemption, Entitlement, Order, Room, User
 from .money import check_amount
-from .pass_holdings import held_through_passes
+from .pass_holdings import PASS_GRANTS, held_through_passes, rooms_held_through_passes
 from .providers import PaymentProvider
 from core.behaviour import NO_EVENTS, BehaviourSink
 from core.timeutil import as_utc, utcnow
@@ -306,13 +306,18 @@ class OrderBook:
         return held
 
     async def owned(self, user_id: int) -> dict[str, list[str]]:
-        """Every room the user holds an active entitlement for: slug -> sorted kinds
-        (``ticket``, ``replay``); refunded ones are left out."""
+        """Every room the user holds an active entitlement for (an order, or a pass: a
+        subscription, a series): slug -> sorted kinds (``ticket``, ``replay``); refunded ones
+        are left out."""
         async with self.db() as s:
             rows = (await s.execute(
                 select(Room.slug, Entitlement.kind).join(Room, Room.id == Entitlement.room_id)
                 .where(Entitlement.user_id == user_id, Entitlement.active)
             )).all()
+            through_passes = await rooms_held_through_passes(s, user_id, self.pass_grace)
+            if through_passes:
+                slugs = (await s.execute(select(Room.slug).where(Room.id.in_(through_passes)))).scalars().all()
+                rows += [(slug, kind) for slug in slugs for kind in PASS_GRANTS]
         owned: dict[str, set[str]] = {}
         for slug, kind in rows:
             owned.setdefault(slug, set()).add(kind)

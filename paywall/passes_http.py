@@ -116,7 +116,7 @@ async def dev_pass_page(request: web.Request) -> web.Response:
     what = f"a {p.interval}ly subscription to creator {p.creator_id}" if p.kind == "subscription" else "a series"
     page = _DEV_PAGE.format(amount=f"{whole}.{cents:02d}", currency=html.escape(p.currency),
                             every=f" a {p.interval}" if p.interval else "", what=html.escape(what), id=html.escape(p.id),
-                            back=html.escape(return_path_for(request.query.get("return"), f"/static/creator.html?creator={p.creator_id}"), quote=True))
+                            back=html.escape(return_path_for(request.query.get("return"), f"/static/creator.html?id={p.creator_id}"), quote=True))
     return web.Response(text=page, content_type="text/html")
 
 
@@ -131,7 +131,7 @@ async def dev_pass_submit(request: web.Request) -> web.Response:
     await passes.dev_confirm(p, action)
     if as_json:
         return web.json_response({"pass": await passes.view_of(await passes.get(await current_user(request), p.id))})
-    raise web.HTTPSeeOther(return_path_for(form.get("return"), f"/static/creator.html?creator={p.creator_id}"))
+    raise web.HTTPSeeOther(return_path_for(form.get("return"), f"/static/creator.html?id={p.creator_id}"))
 
 
 def setup_routes(app: web.Application) -> None:

@@ -115,8 +115,8 @@ class StripeProvider:
             "client_reference_id": pass_.id,
             "metadata": {"pass_id": pass_.id},
             "line_items": [{"quantity": 1, "price_data": price}],
-            "success_url": f"{base_url}/static/creator.html?creator={pass_.creator_id}&pass={pass_.id}&paid=1",
-            "cancel_url": f"{base_url}/static/creator.html?creator={pass_.creator_id}&pass={pass_.id}&cancelled=1",
+            "success_url": f"{base_url}/static/creator.html?id={pass_.creator_id}&pass={pass_.id}&paid=1",
+            "cancel_url": f"{base_url}/static/creator.html?id={pass_.creator_id}&pass={pass_.id}&cancelled=1",
         }
         if pass_.interval:
             price["recurring"] = {"interval": pass_.interval}

@@ -49,6 +49,8 @@ async def test_series_holds_its_rooms_and_later_ones_when_it_says_so(paywall_app
         assert status == 200 and body["series"]["rooms"][-1] == room
     assert await owned(viewer, "algebra-2") == ["replay", "ticket"]
     assert await owned(viewer, "geometry-2") == []
+    status, body = await viewer.get("/api/me/entitlements")
+    assert body["entitlements"] == {slug: ["replay", "ticket"] for slug in ("algebra-1", "algebra-2", "geometry-1")}
     status, body = await viewer.post("/api/rooms/geometry-2/tokens", {"scope": "view"})
     assert (status, body["error"]["code"]) == (402, "ticket_required")
     # a buyer after the room was added holds it

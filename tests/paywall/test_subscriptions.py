@@ -59,6 +59,8 @@ async def test_a_lapsed_subscription_ends_the_live_session_chat_and_access(sqlit
         assert body["owned"] == ["replay", "ticket"], slug
     status, body = await viewer.post("/api/rooms/poetry/tokens", {"scope": "view"})
     assert status == 402
+    status, body = await viewer.get("/api/me/entitlements")
+    assert body["entitlements"] == {"maths": ["replay", "ticket"], "physics": ["replay", "ticket"]}
     status, body = await viewer.post("/api/orders", {"room": "maths", "product": "ticket",
                                                      "idempotency_key": secrets.token_hex(8)})
     assert (status, body["error"]["code"]) == (409, "already_owned")
@@ -89,6 +91,7 @@ async def test_a_lapsed_subscription_ends_the_live_session_chat_and_access(sqlit
         assert status == 402
         status, body = await viewer.get("/api/catalog/physics")
         assert body["owned"] == []
+        assert (await viewer.get("/api/me/entitlements"))[1]["entitlements"] == {}
 
         # the card works again: the next period is paid, access comes back
         sub = await dev_pass(viewer, sub["id"], "renew")
