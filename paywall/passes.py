@@ -22,6 +22,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.access import Refusal
 from core.timeutil import as_utc, utcnow
@@ -31,7 +32,7 @@ from .catalog import Catalog
 from .db import Database
 from .follows import Follows
 from .ledger import Ledger
-from .models import Pass, PassCharge
+from .models import Pass, PassCharge, User
 from .orders import OrderBook
 from .plans import Plans
 from .providers import PaymentProvider
@@ -56,6 +57,11 @@ def pass_dict(p: Pass, series: Optional[str] = None) -> dict:
             "amount": p.amount, "currency": p.currency, "status": p.status,
             "current_period_end": _iso(p.current_period_end), "cancel_at_period_end": p.cancel_at_period_end,
             "provider": p.provider, "checkout_url": p.checkout_url if p.status == "pending" else None}
+
+
+def _target(p: Pass) -> dict:
+    """What makes two passes the same: the series, or the creator subscribed to."""
+    return {"series_id": p.series_id} if p.kind == "series" else {"creator_id": p.creator_id}
 
 
 class PassBook:
@@ -131,12 +137,15 @@ class PassBook:
             return (await s.execute(select(Pass).where(Pass.user_id == user_id, Pass.idempotency_key == key))
                     ).scalar_one_or_none()
 
-    async def _holds_same(self, user_id: int, kind: str, fields: dict) -> bool:
+    async def _holds_same(self, user_id: int, kind: str, fields: dict, session: Optional[AsyncSession] = None) -> bool:
+        """Does the user hold (active or past due) a pass of ``kind`` for the same creator or series?"""
+        if session is None:
+            async with self.db() as s:
+                return await self._holds_same(user_id, kind, fields, s)
         cond = (Pass.series_id == fields["series_id"]) if kind == "series" else (Pass.creator_id == fields["creator_id"])
-        async with self.db() as s:
-            held = await s.execute(select(Pass.id).where(Pass.user_id == user_id, Pass.kind == kind, cond,
-                                                         Pass.status.in_(("active", "past_due"))).limit(1))
-            return held.first() is not None
+        held = await session.execute(select(Pass.id).where(Pass.user_id == user_id, Pass.kind == kind, cond,
+                                                           Pass.status.in_(("active", "past_due"))).limit(1))
+        return held.first() is not None
 
     # ------------------------------------------------------------------ read
     async def view_of(self, p: Pass) -> dict:
@@ -178,12 +187,22 @@ class PassBook:
                      period_end: Optional[dt.datetime] = None, refund_ref: Optional[str] = None,
                      subscription_ref: Optional[str] = None) -> str:
         """A payment of the pass (once per ``payment_ref``): booked in the ledger, the pass
-        active until ``period_end`` (a subscription). Returns ``paid``, ``already_processed`` or
-        ``paid_inactive`` (money for a pass that ended: booked, for an admin's refund)."""
+        active until ``period_end`` (a subscription). Returns ``paid``, ``already_processed``,
+        ``paid_inactive`` (money for a pass that ended: booked, for an admin's refund), or for
+        the first payment of a pass the buyer already holds (two tabs, two checkouts)
+        ``refunded_duplicate`` (booked, cancelled and refunded at once) or
+        ``duplicate_refund_failed`` (left for an admin's refund).
+
+        First payments of one buyer are serialized (the buyer's row is locked on PostgreSQL;
+        SQLite serializes writers), so two checkouts paid at once cannot both hold."""
         async with self.db() as s:
             p = (await s.execute(select(Pass).where(Pass.id == pass_id).with_for_update())).scalar_one_or_none()
             if p is None:
                 raise Refusal(404, "pass_not_found", "no such pass")
+            duplicate = False
+            if p.status in ("pending", "declined"):
+                await s.execute(select(User.id).where(User.id == p.user_id).with_for_update())
+                duplicate = await self._holds_same(p.user_id, p.kind, _target(p), session=s)
             if currency.upper() != p.currency or (p.kind == "series" and amount != p.amount):
                 raise Refusal(409, "amount_mismatch", "the payment does not match the pass")
             charge = PassCharge(id=secrets.token_hex(12), pass_id=p.id, amount=amount, currency=p.currency,
@@ -207,6 +226,9 @@ class PassBook:
             if subscription_ref and not p.subscription_ref:
                 p.subscription_ref = subscription_ref
             await s.commit()
+        if duplicate:
+            log.warning("pass %s paid by user %d, who already holds this %s: refunding it", pass_id, p.user_id, p.kind)
+            return await self._refund_duplicate(p, charge)
         if outcome == "paid_inactive":
             log.error("pass %s is %s but a payment arrived (%s): booked; refund it with POST /api/passes/%s/refund",
                       pass_id, p.status, payment_ref, pass_id)
@@ -214,6 +236,19 @@ class PassBook:
             log.info("pass %s paid: user %d, %d %s, until %s", pass_id, p.user_id, amount, p.currency,
                      _iso(p.current_period_end) or "forever")
         return outcome
+
+    async def _refund_duplicate(self, p: Pass, charge: PassCharge) -> str:
+        try:
+            if p.kind == "subscription":
+                await self.provider.cancel_subscription(p, at_period_end=False)
+            if charge.amount:
+                await self.provider.refund_charge(charge)
+        except Refusal as exc:
+            log.error("pass %s: refunding the duplicate payment failed (%s): refund it with POST /api/passes/%s/refund",
+                      p.id, exc.message, p.id)
+            return "duplicate_refund_failed"
+        await self.mark_refunded(charge.id)
+        return "refunded_duplicate"
 
     async def link_subscription(self, pass_id: str, subscription_ref: str) -> None:
         """The provider's subscription id of a pass (Stripe's checkout completed)."""
@@ -353,6 +388,10 @@ class PassBook:
             return
         if action == "confirm" and p.status != "pending":
             raise Refusal(409, "not_pending", f"the pass is already {p.status}")
+        if action == "confirm" and await self._holds_same(p.user_id, p.kind, _target(p)):
+            await self.decline(p.id)  # nothing has moved yet: refuse before paying twice
+            raise Refusal(409, "already_owned", f"you already hold this {p.kind} (another checkout paid for it); "
+                                                "this one is cancelled")
         if action == "renew" and (p.kind != "subscription" or p.status not in ("active", "past_due")):
             raise Refusal(409, "not_active", f"the pass is {p.status}")
         period_end = None

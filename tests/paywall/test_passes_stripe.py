@@ -139,10 +139,18 @@ async def test_stripe_ends_a_subscription_and_refunds_from_its_dashboard(stripe_
     await monthly_plan(creator, PRICE)
     viewer = await Api.sign_up(base)
     sub = await start_pass(viewer, kind="subscription", creator=creator.user["id"], interval="month")
+    twin = await start_pass(viewer, kind="subscription", creator=creator.user["id"], interval="month")
     now = int(time.time())
     assert await send(base, "invoice.paid", invoice("sub_9", now + 30 * DAY, pass_id=sub["id"],
                                                     payment_intent="pi_first")) == "paid"
     assert await send(base, "invoice.paid", invoice("sub_9", now + 60 * DAY, payment_intent="pi_second")) == "paid"
+    # a second checkout of the same subscription (another tab, started earlier), paid too: cancelled and refunded at once
+    assert await send(base, "invoice.paid", invoice("sub_twin", now + 30 * DAY, pass_id=twin["id"],
+                                                    payment_intent="pi_twin")) == "refunded_duplicate"
+    assert fake.subscription_calls == [("cancel", "sub_twin", None)]
+    assert fake.refunds[-1]["params"] == {"payment_intent": "pi_twin"}
+    assert (await viewer.get(f"/api/passes/{twin['id']}"))[1]["pass"]["status"] == "refunded"
+    assert (await ledger(boss))[("cash:stripe", "USD")] == 2 * PRICE
     # a refund of an older period, made in Stripe's dashboard: booked, the subscription runs on
     assert await send(base, "charge.refunded", {"id": "ch_a", "object": "charge", "amount": PRICE,
                                                 "amount_refunded": PRICE, "payment_intent": "pi_first"}) == "refunded"

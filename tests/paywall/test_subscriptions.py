@@ -185,7 +185,12 @@ async def test_subscription_bad_input_changes_nothing(sqlite_app):
         assert (status, body["error"]["code"]) == expected
     status, body = await creator.post(f"/api/passes/{first['id']}/refund")
     assert (status, body["error"]["code"]) == (409, "not_refundable")
+    second_tab = await start_pass(viewer, kind="subscription", creator=cid, interval="year")  # another tab
     await dev_pass(viewer, first["id"])
+    # the second checkout is refused before anything is paid, and cancelled
+    status, body = await viewer.post(f"/pay/dev/passes/{second_tab['id']}", {"action": "confirm"})
+    assert (status, body["error"]["code"]) == (409, "already_owned")
+    assert (await viewer.get(f"/api/passes/{second_tab['id']}"))[1]["pass"]["status"] == "declined"
     status, body = await viewer.post(f"/pay/dev/passes/{first['id']}", {"action": "confirm"})
     assert (status, body["error"]["code"]) == (409, "not_pending")
     status, body = await viewer.post("/api/passes", {"kind": "subscription", "creator": cid, "interval": "year",
