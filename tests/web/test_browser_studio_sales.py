@@ -1,7 +1,8 @@
 """The studio's "Sales and team" panel in a real Chromium against a real server: the creator
 creates a coupon (after a refused empty code) and disables it, refunds a buyer's ticket,
 sets the minimum price of a paid question and appoints then dismisses a moderator, all from
-the page; the API sees every change, and the ledger balances after the refund."""
+the page; then offers a monthly subscription from the studio, and a viewer subscribes from the
+creator's page through the dev checkout. The API sees every change; the ledger balances."""
 
 from __future__ import annotations
 
@@ -85,6 +86,37 @@ async def test_studio_sales_and_team(sqlite_app, browser):
         await page.wait_for_function("document.querySelectorAll('#moderator-list li').length === 0")
         _, body = await creator.get("/api/rooms/maths/moderators")
         assert body["moderators"] == []
+
+        # a monthly subscription offered from the studio (a bad price refused on the page) ...
+        await page.locator("#plans-panel").wait_for()
+        await page.fill("#plan-month", "15,5x")
+        await page.click("#plans-save")
+        await page.wait_for_function("document.getElementById('plans-status').dataset.state === 'error'")
+        await page.fill("#plan-month", "15.00")
+        await page.click("#plans-save")
+        await page.wait_for_function("document.getElementById('plans-status').dataset.state === 'ok'")
+        _, body = await viewer.get(f"/api/creators/{creator.user['id']}/plans")
+        assert [(p["interval"], p["price"], p["currency"]) for p in body["plans"]] == [("month", 1500, "USD")]
+
+        # ... and a viewer subscribes from the creator's page, through the dev checkout and back
+        fan = await open_page(browser, base, "creator-page", log, login=viewer.token)
+        try:
+            await fan.goto(f"{base}/static/creator.html?id={creator.user['id']}")
+            button = fan.locator('#plans button[data-interval="month"]')
+            assert "15.00" in await button.text_content()
+            await button.click()
+            await fan.wait_for_url("**/pay/dev/passes/**")
+            await fan.click("#confirm")
+            await fan.wait_for_url(f"**/static/creator.html?id={creator.user['id']}")
+            await fan.locator("#subscribed").wait_for()
+            assert (await fan.text_content("#subscribed")).startswith("Subscribed until")
+            assert await fan.locator("#plans button").count() == 0
+        finally:
+            await fan.context.close()
+        _, body = await viewer.get("/api/catalog/maths")
+        assert body["owned"] == ["replay", "ticket"]
+        money = await ledger(boss)
+        assert money[("cash:dev", "USD")] == 1500
         assert not [line for line in log if "pageerror" in line], log
     finally:
         await page.context.close()

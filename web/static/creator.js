@@ -1,6 +1,7 @@
 // A creator's public page (/static/creator.html?id=N): bio, followers, follow/unfollow,
-// upcoming rooms and past rooms (GET /api/creators/{id}). Texts go through ui.h.
-import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+// upcoming rooms and past rooms (GET /api/creators/{id}), and the creator's subscription plans
+// (a Subscribe button per plan; "subscribed until" for a subscriber). Texts go through ui.h.
+import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
 
 const id = param("id", "");
 const statusLine = document.getElementById("status");
@@ -30,9 +31,48 @@ function render(page) {
   followButton.dataset.following = String(Boolean(page.following));
 }
 
+const EVERY = { month: "a month", year: "a year" };
+
+async function renderPlans(creatorId) {
+  const plans = (await api(`/api/creators/${encodeURIComponent(id)}/plans`)).plans;
+  const mine = user ? (await api("/api/me/passes")).passes.find((p) => p.kind === "subscription"
+    && p.creator_id === creatorId && (p.status === "active" || p.status === "past_due")) : null;
+  const subscribed = document.getElementById("subscribed");
+  subscribed.hidden = !mine;
+  if (mine) {
+    const until = new Date(mine.current_period_end).toLocaleDateString(undefined, { dateStyle: "medium" });
+    subscribed.dataset.state = mine.status === "active" ? "ok" : "error";
+    subscribed.textContent = mine.status === "past_due"
+      ? "Your subscription's payment failed: update your card to watch again."
+      : `Subscribed until ${until}${mine.cancel_at_period_end ? " (not renewing)" : ""}.`;
+  }
+  document.getElementById("plans").replaceChildren(...(mine || (user && user.id === creatorId) ? [] : plans.map((plan) =>
+    h("button", { type: "button", dataset: { interval: plan.interval }, onclick: () => subscribe(plan) },
+      `Subscribe: ${formatMoney(plan.price, plan.currency)} ${EVERY[plan.interval]}`))));
+  document.getElementById("subscribe").hidden = !plans.length && !mine;
+}
+
+async function subscribe(plan) {
+  if (!user) {
+    location.href = `/static/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
+    return;
+  }
+  try {
+    const body = { kind: "subscription", creator: Number(id), interval: plan.interval,
+                   idempotency_key: crypto.randomUUID() };
+    const started = (await api("/api/passes", { method: "POST", body })).pass;
+    location.href = checkoutUrl(started, location.pathname + location.search);
+  } catch (err) {
+    statusLine.hidden = false;
+    setStatus(statusLine, "error", describe(err));
+  }
+}
+
 async function load() {
   try {
-    render(await api(`/api/creators/${encodeURIComponent(id)}`));
+    const page = await api(`/api/creators/${encodeURIComponent(id)}`);
+    render(page);
+    await renderPlans(page.creator.id);
     setStatus(statusLine, "ready", "");
     statusLine.hidden = true;
   } catch (err) {

@@ -1,4 +1,5 @@
-// The studio's "Sales and team" panel of the selected room: coupons (create, list, disable or
+// The studio's subscription plans (PlansForm: the creator's monthly and yearly prices), and
+// its "Sales and team" panel of the selected room: coupons (create, list, disable or
 // enable), the room's orders and their refund, the minimum price of a paid question, and the
 // room's moderators (appointed by email, dismissed). Everything goes through the JSON API;
 // every refusal is shown as the server's message next to the form that caused it.
@@ -182,5 +183,61 @@ export class SalesPanel {
     } catch (err) {
       setStatus($("team-status"), "error", describe(err));
     }
+  }
+}
+
+export class PlansForm {
+  /** `creatorId`: the logged-in creator, whose plans these are. */
+  constructor(creatorId) {
+    this.creatorId = creatorId;
+    this.offered = {}; // interval -> the plan on offer now
+    $("plans-form").addEventListener("submit", (e) => { e.preventDefault(); this.save(); });
+  }
+
+  async load() {
+    try {
+      const plans = (await api(`/api/creators/${this.creatorId}/plans`)).plans;
+      for (const plan of plans) {
+        this.offered[plan.interval] = plan;
+        $("plan-currency").value = plan.currency;
+        $(`plan-${plan.interval}`).value = fromMinor(plan.price, plan.currency);
+      }
+    } catch (err) {
+      setStatus($("plans-status"), "error", `Could not load your plans: ${describe(err)}`);
+    }
+  }
+
+  async save() {
+    const currency = $("plan-currency").value.trim().toUpperCase();
+    const saved = [];
+    for (const interval of ["month", "year"]) {
+      const text = $(`plan-${interval}`).value.trim();
+      const offered = this.offered[interval];
+      if (!text) {
+        if (!offered) continue;
+        try { // an emptied price withdraws the plan (running subscriptions go on)
+          await api(`/api/creator/plans/${interval}`, { method: "PUT",
+            body: { price: offered.price, currency: offered.currency, active: false } });
+          delete this.offered[interval];
+        } catch (err) {
+          setStatus($("plans-status"), "error", `Not saved: ${describe(err)}`);
+          return;
+        }
+        continue;
+      }
+      const price = parseMinor(text, currency);
+      if (price === null) {
+        setStatus($("plans-status"), "error", `${interval === "month" ? "Monthly" : "Yearly"} price: a number like 9.90 in ${currency}`);
+        return;
+      }
+      try {
+        this.offered[interval] = (await api(`/api/creator/plans/${interval}`, { method: "PUT", body: { price, currency } })).plan;
+        saved.push(`${formatMoney(price, currency)} a ${interval}`);
+      } catch (err) {
+        setStatus($("plans-status"), "error", `Not saved: ${describe(err)}`);
+        return;
+      }
+    }
+    setStatus($("plans-status"), "ok", saved.length ? `Subscriptions offered: ${saved.join(", ")}.` : "No subscription offered.");
   }
 }

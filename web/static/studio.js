@@ -5,7 +5,7 @@ import { api, currencyDigits, describe, formatMoney, fromMinor, h, param, parseM
 import { accessToken } from "./whip.js";
 import { Broadcaster, describeQuality } from "./studio-broadcast.js";
 import { LivePanels } from "./studio-live.js";
-import { SalesPanel } from "./studio-sales.js";
+import { PlansForm, SalesPanel } from "./studio-sales.js";
 
 const $ = (id) => document.getElementById(id);
 const publishForm = $("publish-form");
@@ -90,6 +90,8 @@ async function start() {
     accountNote.hidden = false;
   } else {
     $("rooms-panel").hidden = false;
+    $("plans-panel").hidden = false;
+    new PlansForm(user.id).load();
     await loadRooms();
     if (requested) selectRoom(requested);
     else if (!myRooms.length) $("room-editor").open = true;
