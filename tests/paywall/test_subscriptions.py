@@ -1,6 +1,6 @@
 """Creator subscriptions with the dev provider, through the real app: a subscriber watches
-every room of the creator (WHEP, chat, replay entitlement) like a ticket holder; a failed
-renewal ends the live session and the chat at once and WHEP refuses; a renewal brings access
+every room of the creator (WHEP, chat, replay files) like a ticket holder; a failed
+renewal ends the live session and the chat at once, and WHEP and the replay door refuse; a renewal brings access
 back; a refund reverses the ledger. The ledger balances after every step."""
 
 from __future__ import annotations
@@ -9,6 +9,8 @@ import secrets
 
 import pytest
 
+from core.access import Refusal, Target
+from paywall.http import PAYWALL
 from signalling.whip import ROOMS
 from tests.conftest import wait_for
 from tests.support.chat import Chat
@@ -65,6 +67,13 @@ async def test_a_lapsed_subscription_ends_the_live_session_chat_and_access(sqlit
                                                      "idempotency_key": secrets.token_hex(8)})
     assert (status, body["error"]["code"]) == (409, "already_owned")
 
+    # the replay door (every segment asks it) lets the subscriber in
+    paywall = app[PAYWALL]
+    replay = await paywall.replays.mint(await paywall.accounts.get(viewer.user["id"]), "rec-1",
+                                        await paywall.catalog.get("maths"))
+    assert replay["preview_ms"] is None
+    assert (await paywall.access.authorize(replay["token"], "replay", Target("maths", "rec-1"))).user_id
+
     # live: the subscriber plays the room and chats
     status, minted = await creator.post("/api/rooms/maths/tokens", {"scope": "publish"})
     publisher = Publisher(base)
@@ -84,6 +93,9 @@ async def test_a_lapsed_subscription_ends_the_live_session_chat_and_access(sqlit
         assert sub["status"] == "past_due"
         await wait_for(lambda: not rooms.get("maths").subscribers, timeout=5)
         await wait_for(lambda: not chat.sio.connected, timeout=5)
+        with pytest.raises(Refusal) as refused:
+            await paywall.access.authorize(replay["token"], "replay", Target("maths", "rec-1"))
+        assert (refused.value.status, refused.value.code) == (403, "replay_required")
         again = await _whep(base, token)
         assert again.status == 403 and "ticket_required" in again.error
         await again.close()
