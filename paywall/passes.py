@@ -90,11 +90,11 @@ class PassBook:
             creator = data.get("creator")
             if not isinstance(creator, int) or isinstance(creator, bool) or creator < 1:
                 raise Refusal(400, "invalid_creator", "creator: the creator's user id")
-            await self.follows.require_creator(creator)
+            name = (await self.follows.require_creator(creator)).display_name
             plan = await self.plans.offered(creator, data.get("interval"))
             fields = dict(creator_id=creator, plan_id=plan.id, interval=plan.interval, amount=plan.price,
                           currency=plan.currency)
-            title = f"Subscription to creator {creator} ({plan.interval}ly)"
+            title = f"{name}: every class ({plan.interval}ly subscription)"
         elif kind == "series":
             series = await self.series.require(data.get("series"))
             fields = dict(creator_id=series.creator_id, series_id=series.id, amount=series.price,
@@ -108,6 +108,8 @@ class PassBook:
         if existing is not None:
             if existing.kind != kind or any(getattr(existing, k) != v for k, v in fields.items() if k != "amount"):
                 raise Refusal(409, "idempotency_key_reused", "this idempotency key was used for a different purchase")
+            if existing.status == "pending" and not existing.checkout_url:  # the provider failed the first time
+                await self._start_checkout(existing, title, base_url)
             return await self.view_of(existing), False
         if await self._holds_same(buyer.id, kind, fields):
             raise Refusal(409, "already_owned", f"you already hold this {kind}")
@@ -123,14 +125,17 @@ class PassBook:
                 if again is None:
                     raise
                 return await self.view_of(again), False
+        log.info("pass %s started: user %d, %s of creator %d", p.id, buyer.id, kind, p.creator_id)
+        await self._start_checkout(p, title, base_url)
+        return await self.view_of(p), True
+
+    async def _start_checkout(self, p: Pass, title: str, base_url: str) -> None:
         checkout = await self.provider.start_pass_checkout(p, title, base_url)
         async with self.db() as s:
             await s.execute(update(Pass).execution_options(synchronize_session=False).where(Pass.id == p.id)
                             .values(provider_ref=checkout.provider_ref, checkout_url=checkout.url))
             await s.commit()
         p.provider_ref, p.checkout_url = checkout.provider_ref, checkout.url
-        log.info("pass %s started: user %d, %s of creator %d", p.id, buyer.id, kind, p.creator_id)
-        return await self.view_of(p), True
 
     async def _by_key(self, user_id: int, key: str) -> Optional[Pass]:
         async with self.db() as s:

@@ -12,6 +12,7 @@ import time
 from typing import Optional
 
 import pytest
+import stripe
 
 from core.access import Refusal, Target
 from paywall.http import PAYWALL
@@ -65,6 +66,7 @@ async def test_a_subscription_life_on_stripe(stripe_app):  # noqa: F811
     assert params["subscription_data"] == {"metadata": {"pass_id": sub["id"]}}
     [item] = params["line_items"]
     assert item["price_data"]["recurring"] == {"interval": "month"}
+    assert item["price_data"]["product_data"]["name"] == "Creator: every class (monthly subscription)"
     assert (item["price_data"]["unit_amount"], item["price_data"]["currency"]) == (PRICE, "usd")
     assert sub["checkout_url"].startswith("https://checkout.stripe.com/")
 
@@ -185,8 +187,17 @@ async def test_a_series_on_stripe(stripe_app):  # noqa: F811
                                                       "currency": "USD", "rooms": ["maths"]})
     assert status == 201
     viewer = await Api.sign_up(base)
-    p = await start_pass(viewer, kind="series", series="course")
+    # Stripe unreachable: 502, and the same idempotency key later gets its checkout
+    fake.fail_checkout = stripe.APIConnectionError("connection refused")
+    buying = {"kind": "series", "series": "course", "idempotency_key": secrets.token_hex(8)}
+    status, body = await viewer.post("/api/passes", buying)
+    assert (status, body["error"]["code"]) == (502, "provider_error")
+    fake.fail_checkout = None
+    status, body = await viewer.post("/api/passes", buying)
+    assert status == 200 and body["pass"]["checkout_url"].startswith("https://checkout.stripe.com/"), body
+    p = body["pass"]
     params = fake.sessions[-1]["params"]
+    assert params["line_items"][0]["price_data"]["product_data"]["name"] == "Course (series)"
     assert params["mode"] == "payment" and "subscription_data" not in params
     assert "recurring" not in params["line_items"][0]["price_data"]
     completed = {"id": "cs_series", "object": "checkout.session", "mode": "payment", "client_reference_id": p["id"],
