@@ -280,6 +280,23 @@ class PassBook:
         """The subscription ended (cancelled at its period's end, or unpaid for good)."""
         return await self._lapse(pass_id, "canceled", ("active", "past_due", "pending"))
 
+    async def end_all(self, user_id: int) -> int:
+        """End every running pass of ``user_id`` (their account is deleted): a subscription is
+        cancelled at once at the provider (no more renewals; a provider error is logged for an
+        admin), then the passes hold nothing. Payments stay booked. Returns how many ended."""
+        async with self.db() as s:
+            running = (await s.execute(select(Pass).where(Pass.user_id == user_id,
+                                                          Pass.status.in_(("pending", "active", "past_due"))))).scalars().all()
+        for p in running:
+            if p.kind == "subscription":
+                try:
+                    await self.provider.cancel_subscription(p, at_period_end=False)
+                except Refusal as exc:
+                    log.error("pass %s of deleted user %d: cancelling at the provider failed (%s); cancel it there",
+                              p.id, user_id, exc.message)
+            await self._lapse(p.id, "canceled", ("pending", "active", "past_due"))
+        return len(running)
+
     async def set_cancel_at_period_end(self, pass_id: str, on: bool) -> None:
         async with self.db() as s:
             await s.execute(update(Pass).execution_options(synchronize_session=False)

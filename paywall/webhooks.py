@@ -158,7 +158,7 @@ def _invoice_subscription(invoice: Any) -> tuple[Optional[str], dict]:
 def _invoice_period_end(invoice: Any) -> Optional[dt.datetime]:
     """The end of the period an invoice pays: its subscription line's, else the invoice's."""
     lines = ((invoice.get("lines") or {}).get("data") or [])
-    ends = [line.get("period", {}).get("end") for line in lines if isinstance(line, dict)]
+    ends = [(line.get("period") or {}).get("end") for line in lines if isinstance(line, dict)]
     ends = [e for e in ends if isinstance(e, int) and not isinstance(e, bool)]
     end = max(ends) if ends else invoice.get("period_end")
     if not isinstance(end, int) or isinstance(end, bool):

@@ -215,3 +215,26 @@ async def test_a_series_on_stripe(stripe_app):  # noqa: F811
     with pytest.raises(Refusal):
         await app[PAYWALL].access.authorize(token, "view", Target("maths"))
     assert (await ledger(boss))[("cash:stripe", "USD")] == 0
+
+
+async def test_deleting_the_account_cancels_the_subscription_at_stripe(stripe_app):  # noqa: F811
+    base, app, fake = stripe_app
+    boss = await admin_of(base, app)
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator)
+    await monthly_plan(creator, PRICE)
+    viewer = await Api.sign_up(base)
+    sub = await start_pass(viewer, kind="subscription", creator=creator.user["id"], interval="month")
+    assert await send(base, "invoice.paid", invoice("sub_gone", int(time.time()) + 30 * DAY, pass_id=sub["id"])) == "paid"
+    status, data = await viewer.get("/api/me/data")
+    assert [(p["id"], p["status"]) for p in data["passes"]] == [(sub["id"], "active")]
+    token = await view_token(viewer, "maths")
+
+    status, _ = await viewer.call("DELETE", "/api/me", {"password": "correct horse battery"})
+    assert status == 204
+    assert fake.subscription_calls == [("cancel", "sub_gone", None)]  # no renewal will charge a deleted person
+    with pytest.raises(Refusal):
+        await app[PAYWALL].access.authorize(token, "view", Target("maths"))
+    assert await send(base, "customer.subscription.deleted",
+                      {"id": "sub_gone", "object": "subscription", "status": "canceled"}) == "already_processed"
+    assert (await ledger(boss))[("cash:stripe", "USD")] == PRICE  # the paid period stays booked
