@@ -3,7 +3,8 @@
 * ``PUT /api/creator/plans/{month|year}`` ``{price, currency, active?}`` -- the creator's offer;
   ``GET /api/creators/{creator}/plans`` -- the active offers, for anyone.
 * ``POST /api/series`` ``{slug, title, price, currency, include_later?, rooms?}``,
-  ``POST /api/series/{series}/rooms`` ``{room}`` (its creator), ``GET /api/series/{series}``.
+  ``POST /api/series/{series}/rooms`` ``{room}`` (its creator), ``GET /api/series/{series}``,
+  ``GET /api/creators/{creator}/series`` (a creator's series, for anyone).
 * ``POST /api/passes`` ``{kind: "subscription", creator, interval, idempotency_key}`` or
   ``{kind: "series", series, idempotency_key}`` -> the pending pass and its ``checkout_url``;
   ``GET /api/me/passes``; ``GET /api/passes/{id}`` (holder, creator, admin) with its charges;
@@ -38,6 +39,13 @@ async def creator_plans(request: web.Request) -> web.Response:
     creator = path_number(request, "creator", "creator_not_found")
     await paywall.follows.require_creator(creator)
     return web.json_response({"plans": await paywall.plans.of_creator(creator)})
+
+
+async def creator_series(request: web.Request) -> web.Response:
+    paywall = request.app[PAYWALL]
+    creator = path_number(request, "creator", "creator_not_found")
+    await paywall.follows.require_creator(creator)
+    return web.json_response({"series": await paywall.series.of_creator(creator)})
 
 
 async def create_series(request: web.Request) -> web.Response:
@@ -138,6 +146,7 @@ def setup_routes(app: web.Application) -> None:
     r = app.router
     r.add_put("/api/creator/plans/{interval}", put_plan)
     r.add_get("/api/creators/{creator}/plans", creator_plans)
+    r.add_get("/api/creators/{creator}/series", creator_series)
     r.add_post("/api/series", create_series)
     r.add_get("/api/series/{series}", get_series)
     r.add_post("/api/series/{series}/rooms", add_series_room)

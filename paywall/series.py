@@ -82,10 +82,20 @@ class SeriesCatalog:
 
     async def view(self, slug: str) -> dict:
         async with self.db() as s:
-            series = await self._series(s, slug)
-            rooms = (await s.execute(select(Room.slug).join(SeriesRoom, SeriesRoom.room_id == Room.id)
-                                     .where(SeriesRoom.series_id == series.id).order_by(SeriesRoom.added_at, Room.id)
-                                     )).scalars().all()
+            return await self._view(s, await self._series(s, slug))
+
+    async def of_creator(self, creator_id: int) -> list[dict]:
+        """The creator's series, newest first."""
+        async with self.db() as s:
+            rows = (await s.execute(select(Series).where(Series.creator_id == creator_id)
+                                    .order_by(Series.id.desc()))).scalars().all()
+            return [await self._view(s, series) for series in rows]
+
+    @staticmethod
+    async def _view(s, series: Series) -> dict:
+        rooms = (await s.execute(select(Room.slug).join(SeriesRoom, SeriesRoom.room_id == Room.id)
+                                 .where(SeriesRoom.series_id == series.id).order_by(SeriesRoom.added_at, Room.id)
+                                 )).scalars().all()
         return {"slug": series.slug, "title": series.title, "creator_id": series.creator_id, "price": series.price,
                 "currency": series.currency, "include_later": series.include_later, "rooms": list(rooms)}
 

@@ -1,8 +1,9 @@
 """The studio's "Sales and team" panel in a real Chromium against a real server: the creator
 creates a coupon (after a refused empty code) and disables it, refunds a buyer's ticket,
 sets the minimum price of a paid question and appoints then dismisses a moderator, all from
-the page; then offers a monthly subscription from the studio, and a viewer subscribes from the
-creator's page through the dev checkout. The API sees every change; the ledger balances."""
+the page; then offers a monthly subscription and creates a course (and adds a room to it) from
+the studio, and viewers subscribe and buy the course from the creator's page through the dev
+checkout. The API sees every change; the ledger balances."""
 
 from __future__ import annotations
 
@@ -23,7 +24,9 @@ async def test_studio_sales_and_team(sqlite_app, browser):
     boss = await admin_of(base, app)
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator)
+    await paid_room(creator, "physics")
     viewer = await Api.sign_up(base)
+    student = await Api.sign_up(base)
     order = await buy(viewer, "maths")
     helper = await Api.sign_up(base, email=f"helper-{secrets.token_hex(3)}@example.org")
     log: list[str] = []
@@ -115,8 +118,39 @@ async def test_studio_sales_and_team(sqlite_app, browser):
             await fan.context.close()
         _, body = await viewer.get("/api/catalog/maths")
         assert body["owned"] == ["replay", "ticket"]
+
+        # a course of one room that takes the rooms added later, created in the studio; one more room added
+        await page.fill("#course-slug", "mechanics")
+        await page.fill("#course-title", "Mechanics course")
+        await page.fill("#course-price", "40")
+        await page.check('#course-rooms input[value="maths"]')
+        await page.check("#course-later")
+        await page.click("#course-create")
+        course = page.locator('#my-courses li[data-series="mechanics"]')
+        await course.wait_for()
+        await course.locator("select").select_option("physics")
+        await course.locator("button").click()
+        await page.wait_for_function("document.getElementById('course-status').textContent.startsWith('Added physics')")
+        _, body = await viewer.get("/api/series/mechanics")
+        assert (body["series"]["price"], body["series"]["rooms"], body["series"]["include_later"]) == \
+            (4000, ["maths", "physics"], True)
+
+        # a student buys it from the creator's page
+        shop = await open_page(browser, base, "courses", log, login=student.token)
+        try:
+            await shop.goto(f"{base}/static/creator.html?id={creator.user['id']}")
+            buy_course = shop.locator('#course-list li[data-series="mechanics"] button')
+            assert "40.00" in await buy_course.text_content()
+            await buy_course.click()
+            await shop.wait_for_url("**/pay/dev/passes/**")
+            await shop.click("#confirm")
+            await shop.locator('#course-list li[data-series="mechanics"] .badge').wait_for()
+        finally:
+            await shop.context.close()
+        _, body = await student.get("/api/me/entitlements")
+        assert body["entitlements"] == {"maths": ["replay", "ticket"], "physics": ["replay", "ticket"]}
         money = await ledger(boss)
-        assert money[("cash:dev", "USD")] == 1500
+        assert money[("cash:dev", "USD")] == 1500 + 4000
         assert not [line for line in log if "pageerror" in line], log
     finally:
         await page.context.close()

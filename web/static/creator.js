@@ -1,6 +1,7 @@
 // A creator's public page (/static/creator.html?id=N): bio, followers, follow/unfollow,
 // upcoming rooms and past rooms (GET /api/creators/{id}), and the creator's subscription plans
-// (a Subscribe button per plan; "subscribed until" for a subscriber). Texts go through ui.h.
+// (a Subscribe button per plan; "subscribed until" for a subscriber) and courses (series of
+// rooms at one price: a Buy button, or "yours"). Texts go through ui.h.
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
 
 const id = param("id", "");
@@ -33,10 +34,10 @@ function render(page) {
 
 const EVERY = { month: "a month", year: "a year" };
 
-async function renderPlans(creatorId) {
+async function renderPlans(creatorId, passes) {
   const plans = (await api(`/api/creators/${encodeURIComponent(id)}/plans`)).plans;
-  const mine = user ? (await api("/api/me/passes")).passes.find((p) => p.kind === "subscription"
-    && p.creator_id === creatorId && (p.status === "active" || p.status === "past_due")) : null;
+  const mine = passes.find((p) => p.kind === "subscription"
+    && p.creator_id === creatorId && (p.status === "active" || p.status === "past_due"));
   const subscribed = document.getElementById("subscribed");
   subscribed.hidden = !mine;
   if (mine) {
@@ -52,14 +53,32 @@ async function renderPlans(creatorId) {
   document.getElementById("subscribe").hidden = !plans.length && !mine;
 }
 
+async function renderCourses(creatorId, passes) {
+  const courses = (await api(`/api/creators/${encodeURIComponent(id)}/series`)).series;
+  const held = new Set(passes.filter((p) => p.kind === "series" && p.status === "active").map((p) => p.series));
+  document.getElementById("course-list").replaceChildren(...courses.map((course) => {
+    const classes = course.rooms.length === 1 ? "1 class" : `${course.rooms.length} classes`;
+    const action = held.has(course.slug) ? h("span", { class: "badge" }, "Yours")
+      : user && user.id === creatorId ? null
+      : h("button", { type: "button", onclick: () => buy({ kind: "series", series: course.slug }) },
+          `Buy the course: ${formatMoney(course.price, course.currency)}`);
+    return h("li", { class: "card", dataset: { series: course.slug } }, h("strong", {}, course.title), " ",
+      `${classes}${course.include_later ? ", and the ones added later" : ""} `, action);
+  }));
+  document.getElementById("courses").hidden = !courses.length;
+}
+
 async function subscribe(plan) {
+  await buy({ kind: "subscription", creator: Number(id), interval: plan.interval });
+}
+
+async function buy(what) {
   if (!user) {
     location.href = `/static/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
     return;
   }
   try {
-    const body = { kind: "subscription", creator: Number(id), interval: plan.interval,
-                   idempotency_key: crypto.randomUUID() };
+    const body = { ...what, idempotency_key: crypto.randomUUID() };
     const started = (await api("/api/passes", { method: "POST", body })).pass;
     location.href = checkoutUrl(started, location.pathname + location.search);
   } catch (err) {
@@ -72,7 +91,9 @@ async function load() {
   try {
     const page = await api(`/api/creators/${encodeURIComponent(id)}`);
     render(page);
-    await renderPlans(page.creator.id);
+    const passes = user ? (await api("/api/me/passes")).passes : [];
+    await renderPlans(page.creator.id, passes);
+    await renderCourses(page.creator.id, passes);
     setStatus(statusLine, "ready", "");
     statusLine.hidden = true;
   } catch (err) {

@@ -1,5 +1,6 @@
-// The studio's subscription plans (PlansForm: the creator's monthly and yearly prices), and
-// its "Sales and team" panel of the selected room: coupons (create, list, disable or
+// The studio's subscription plans (PlansForm: the creator's monthly and yearly prices), courses
+// (CoursesPanel: series of the creator's rooms at one price, rooms added later), and its
+// "Sales and team" panel of the selected room: coupons (create, list, disable or
 // enable), the room's orders and their refund, the minimum price of a paid question, and the
 // room's moderators (appointed by email, dismissed). Everything goes through the JSON API;
 // every refusal is shown as the server's message next to the form that caused it.
@@ -239,5 +240,73 @@ export class PlansForm {
       }
     }
     setStatus($("plans-status"), "ok", saved.length ? `Subscriptions offered: ${saved.join(", ")}.` : "No subscription offered.");
+  }
+}
+
+export class CoursesPanel {
+  /** `rooms()`: the creator's rooms now (RoomViews), to put in a course. */
+  constructor(creatorId, rooms) {
+    this.creatorId = creatorId;
+    this.rooms = rooms;
+    this.courses = [];
+    $("course-form").addEventListener("submit", (e) => { e.preventDefault(); this.create(); });
+  }
+
+  async load() {
+    this.renderRoomChoices();
+    try {
+      this.courses = (await api(`/api/creators/${this.creatorId}/series`)).series;
+    } catch (err) {
+      setStatus($("course-status"), "error", `Could not load your courses: ${describe(err)}`);
+    }
+    this.render();
+  }
+
+  renderRoomChoices() {
+    $("course-rooms").replaceChildren(...this.rooms().map((room) => h("label", {},
+      h("input", { type: "checkbox", value: room.slug, name: "course-room" }), ` ${room.title} `)));
+  }
+
+  render() {
+    $("my-courses").replaceChildren(...this.courses.map((course) => {
+      const missing = this.rooms().filter((room) => !course.rooms.includes(room.slug));
+      const select = h("select", { "aria-label": `A room to add to ${course.title}` },
+        ...missing.map((room) => h("option", { value: room.slug }, room.title)));
+      const add = h("button", { type: "button", class: "secondary", onclick: () => this.addRoom(course, select.value) },
+        "Add room");
+      return h("li", { dataset: { series: course.slug } },
+        h("strong", {}, course.title), ` · ${formatMoney(course.price, course.currency)} · ${course.rooms.join(", ") || "no rooms yet"}`,
+        course.include_later ? " · later rooms included" : "", " ", missing.length ? select : null, missing.length ? add : null);
+    }));
+  }
+
+  async create() {
+    const currency = $("course-currency").value.trim().toUpperCase();
+    const price = parseMinor($("course-price").value, currency);
+    if (price === null) {
+      setStatus($("course-status"), "error", `Price: a number like 49.00 in ${currency}`);
+      return;
+    }
+    const rooms = [...document.querySelectorAll('input[name="course-room"]:checked')].map((box) => box.value);
+    const body = { slug: $("course-slug").value.trim(), title: $("course-title").value.trim(), price, currency,
+                   include_later: $("course-later").checked, rooms };
+    try {
+      const course = (await api("/api/series", { method: "POST", body })).series;
+      setStatus($("course-status"), "ok", `Course “${course.title}” is on sale.`);
+      $("course-form").reset();
+      await this.load();
+    } catch (err) {
+      setStatus($("course-status"), "error", `Course not created: ${describe(err)}`);
+    }
+  }
+
+  async addRoom(course, slug) {
+    try {
+      await api(`/api/series/${encodeURIComponent(course.slug)}/rooms`, { method: "POST", body: { room: slug } });
+      setStatus($("course-status"), "ok", `Added ${slug} to “${course.title}”.`);
+      await this.load();
+    } catch (err) {
+      setStatus($("course-status"), "error", describe(err));
+    }
   }
 }

@@ -5,7 +5,7 @@ import { api, currencyDigits, describe, formatMoney, fromMinor, h, param, parseM
 import { accessToken } from "./whip.js";
 import { Broadcaster, describeQuality } from "./studio-broadcast.js";
 import { LivePanels } from "./studio-live.js";
-import { PlansForm, SalesPanel } from "./studio-sales.js";
+import { CoursesPanel, PlansForm, SalesPanel } from "./studio-sales.js";
 
 const $ = (id) => document.getElementById(id);
 const publishForm = $("publish-form");
@@ -29,6 +29,7 @@ let myRooms = [];
 let selected = null; // RoomView of the selected room (one of mine)
 let panels = null; // LivePanels of the selected room
 let sales = null; // SalesPanel of the selected room
+let courses = null; // CoursesPanel of the creator
 let liveRoom = null; // the room being published to
 let withLogin = false; // publishing with a minted publish token (not a stream key)
 let freshToken = null; // a recent publish token for the WHIP DELETE on pagehide
@@ -91,7 +92,9 @@ async function start() {
   } else {
     $("rooms-panel").hidden = false;
     $("plans-panel").hidden = false;
+    $("courses-panel").hidden = false;
     new PlansForm(user.id).load();
+    courses = new CoursesPanel(user.id, () => myRooms);
     await loadRooms();
     if (requested) selectRoom(requested);
     else if (!myRooms.length) $("room-editor").open = true;
@@ -106,6 +109,7 @@ async function loadRooms() {
     note($("room-form-error"), `Could not load your rooms: ${describe(err)}`, "error");
   }
   renderRooms();
+  if (courses) courses.load();
 }
 
 function renderRooms() {
