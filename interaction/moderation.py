@@ -150,9 +150,13 @@ class Moderation:
 
     # ------------------------------------------------------------ actions
     async def _record(self, client: Client, action: str, target: Optional[int] = None, detail: str = "") -> None:
+        await self._record_as(client.room_id, client.user_id, action, target, detail)
+
+    async def _record_as(self, room_id: int, actor_id: int, action: str, target: Optional[int] = None,
+                         detail: str = "") -> None:
         async with self.db() as s:
-            s.add(ModerationAction(room_id=client.room_id, actor_id=client.user_id,
-                                   target_user_id=target, action=action, detail=detail))
+            s.add(ModerationAction(room_id=room_id, actor_id=actor_id, target_user_id=target, action=action,
+                                   detail=detail))
             await s.commit()
 
     async def delete(self, client: Client, data: Any) -> dict:
@@ -308,10 +312,7 @@ class Moderation:
                 await s.commit()
             except IntegrityError:
                 await s.rollback()
-        async with self.db() as s:
-            s.add(ModerationAction(room_id=room_id, actor_id=actor_id, target_user_id=target,
-                                   action="appoint_moderator" if on else "dismiss_moderator", detail=""))
-            await s.commit()
+        await self._record_as(room_id, actor_id, "appoint_moderator" if on else "dismiss_moderator", target)
         await self.bus.publish("moderator", room=room, user=target, on=on)
 
     async def moderators(self, room_id: int) -> list[int]:

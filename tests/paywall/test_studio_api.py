@@ -102,6 +102,9 @@ async def test_moderators_appointed_from_the_studio(sqlite_app):
         status, body = await creator.post("/api/rooms/maths/moderators", {"email": helper.user["email"].upper()})
         assert status == 200 and body["moderators"] == [{"user_id": helper.user["id"], "display_name": "Viewer"}]
         assert (await chat.call("mod:slow_mode", {"seconds": 0})) == {"ok": True}
+        audit = await chat.call("mod:audit", {})
+        assert ("appoint_moderator", creator.user["id"], helper.user["id"]) in [
+            (a["action"], a["actor"], a["target"]) for a in audit["actions"]]
         # dismissed: no more
         status, body = await creator.call("DELETE", f"/api/rooms/maths/moderators/{stranger.user['id']}")
         assert (status, body["error"]["code"]) == (404, "not_a_moderator")
