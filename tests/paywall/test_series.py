@@ -77,8 +77,8 @@ async def test_series_holds_its_rooms_and_later_ones_when_it_says_so(paywall_app
     assert money[("platform:fees", "USD")] == -2 * FEE
 
 
-async def test_series_bad_input_changes_nothing(paywall_app):
-    base, app = paywall_app
+async def test_series_bad_input_changes_nothing(sqlite_app):
+    base, app = sqlite_app
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, "mine")
     other = await Api.sign_up(base, "creator")
