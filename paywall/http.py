@@ -25,7 +25,7 @@ from .ledger import Ledger
 from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
 
-__all__ = ["PAYWALL", "SESSION_COOKIE", "base_url", "current_user", "optional_user", "path_number", "read_json", "return_path_for", "setup_routes"]
+__all__ = ["PAYWALL", "SESSION_COOKIE", "base_url", "current_user", "dev_checkout_html", "optional_user", "path_number", "read_json", "return_path_for", "setup_routes"]
 
 PAYWALL = web.AppKey("paywall", Paywall)
 SESSION_COOKIE = "stagepass_session"
@@ -225,10 +225,18 @@ _DEV_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>Test checkout</title><link rel="stylesheet" href="/static/style.css"></head>
 <body><main><p class="banner" role="alert"><strong>TEST MODE</strong>: no money moves.</p>
-<h1>Pay {amount} {currency}</h1><p>{product} for <em>{room}</em> (order {order})</p>
+<h1>Pay {amount} {currency}{every}</h1><p>{what}</p>
 <form method="post"><input type="hidden" name="return" value="{back}">
 <button name="action" value="confirm" id="confirm">Confirm payment</button>
 <button name="action" value="decline" id="decline">Decline</button></form></main></body></html>"""
+
+
+def dev_checkout_html(amount: int, currency: str, what: str, back: str, every: str = "") -> web.Response:
+    """The dev provider's checkout page (orders and passes): plain text only, escaped here."""
+    whole, cents = divmod(amount, 100)
+    page = _DEV_PAGE.format(amount=f"{whole}.{cents:02d}", currency=html.escape(currency), every=html.escape(every),
+                            what=html.escape(what), back=html.escape(back, quote=True))
+    return web.Response(text=page, content_type="text/html")
 
 
 def return_path(candidate: object, order: OrderView) -> str:
@@ -258,13 +266,8 @@ async def dev_checkout_page(request: web.Request) -> web.Response:
     order = await request.app[PAYWALL].orders.get(user, request.match_info["order"])
     if order.user_id != user.id:
         raise Refusal(404, "order_not_found", "no such order")
-    whole, cents = divmod(order.amount, 100)
-    page = _DEV_PAGE.format(
-        amount=f"{whole}.{cents:02d}", currency=html.escape(order.currency), product=html.escape(order.product),
-        room=html.escape(order.room), order=html.escape(order.id),
-        back=html.escape(return_path(request.query.get("return"), order), quote=True),
-    )
-    return web.Response(text=page, content_type="text/html")
+    return dev_checkout_html(order.amount, order.currency, f"{order.product} for {order.room} (order {order.id})",
+                             return_path(request.query.get("return"), order))
 
 
 async def dev_checkout_submit(request: web.Request) -> web.Response:

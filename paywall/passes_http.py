@@ -16,13 +16,11 @@
 
 from __future__ import annotations
 
-import html
-
 from aiohttp import web
 
 from core.access import Refusal
 
-from .http import PAYWALL, base_url, current_user, path_number, read_json, return_path_for
+from .http import PAYWALL, base_url, current_user, dev_checkout_html, path_number, read_json, return_path_for
 from .request_body import read_form
 
 __all__ = ["setup_routes"]
@@ -97,14 +95,6 @@ async def refund_pass(request: web.Request) -> web.Response:
     return web.json_response({"pass": view})
 
 
-_DEV_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Test checkout</title><link rel="stylesheet" href="/static/style.css"></head>
-<body><main><p class="banner" role="alert"><strong>TEST MODE</strong>: no money moves.</p>
-<h1>Pay {amount} {currency}{every}</h1><p>{what} (pass {id})</p>
-<form method="post"><input type="hidden" name="return" value="{back}">
-<button name="action" value="confirm" id="confirm">Confirm payment</button>
-<button name="action" value="decline" id="decline">Decline</button></form></main></body></html>"""
 _DEV_ACTIONS = ("confirm", "decline", "renew", "fail")
 
 
@@ -120,12 +110,10 @@ async def _dev_pass(request: web.Request):
 
 async def dev_pass_page(request: web.Request) -> web.Response:
     p = await _dev_pass(request)
-    whole, cents = divmod(p.amount, 100)
-    what = f"a {p.interval}ly subscription to creator {p.creator_id}" if p.kind == "subscription" else "a series"
-    page = _DEV_PAGE.format(amount=f"{whole}.{cents:02d}", currency=html.escape(p.currency),
-                            every=f" a {p.interval}" if p.interval else "", what=html.escape(what), id=html.escape(p.id),
-                            back=html.escape(return_path_for(request.query.get("return"), f"/static/creator.html?id={p.creator_id}"), quote=True))
-    return web.Response(text=page, content_type="text/html")
+    what = f"a {p.interval}ly subscription to creator {p.creator_id}" if p.kind == "subscription" else "a course"
+    return dev_checkout_html(p.amount, p.currency, f"{what} (pass {p.id})",
+                             return_path_for(request.query.get("return"), f"/static/creator.html?id={p.creator_id}"),
+                             every=f" a {p.interval}" if p.interval else "")
 
 
 async def dev_pass_submit(request: web.Request) -> web.Response:
