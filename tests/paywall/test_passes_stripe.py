@@ -166,6 +166,16 @@ async def test_stripe_ends_a_subscription_and_refunds_from_its_dashboard(stripe_
     assert refused.value.code == "ticket_required"
     status, body = await viewer.get(f"/api/passes/{sub['id']}")
     assert body["pass"]["status"] == "canceled"
+    # a period that ended longer ago than the grace (STAGEPASS_SUBSCRIPTION_GRACE) holds nothing
+    late = await Api.sign_up(base)
+    stale = await start_pass(late, kind="subscription", creator=creator.user["id"], interval="month")
+    grace = app[PAYWALL].settings.paywall.subscription_grace
+    assert await send(base, "invoice.paid", invoice("sub_old", now - int(grace) - 60, pass_id=stale["id"])) == "paid"
+    status, body = await late.post("/api/rooms/maths/tokens", {"scope": "view"})
+    assert (status, body["error"]["code"]) == (402, "ticket_required")
+    assert await send(base, "invoice.paid", invoice("sub_old", now + 30 * DAY)) == "paid"  # renewed
+    assert (await late.post("/api/rooms/maths/tokens", {"scope": "view"}))[0] == 201
+
     # events of subscriptions that are not ours are acknowledged and ignored
     assert await send(base, "invoice.paid", invoice("sub_elsewhere", now + DAY)) == "ignored_unknown_subscription"
     assert await send(base, "customer.subscription.deleted", {"id": "sub_elsewhere", "object": "subscription"}) \
