@@ -79,8 +79,10 @@ async def _admin(request: web.Request) -> Optional[web.Response]:
     user = await optional_user(request)
     if user is None:
         return refusal_response(Refusal(401, "login_required", "log in first"))
-    if user.role != "admin":
-        return refusal_response(Refusal(403, "admin_only", "only admins see the admin view"))
+    try:
+        user.require_admin("see the admin view")
+    except Refusal as refusal:
+        return refusal_response(refusal)
     return None
 
 

@@ -289,8 +289,7 @@ async def creator_earnings(request: web.Request) -> web.Response:
 
 async def admin_ledger(request: web.Request) -> web.Response:
     user = await current_user(request)
-    if user.role != "admin":
-        raise Refusal(403, "admin_only", "only admins see the ledger")
+    user.require_admin("see the ledger")
     async with request.app[PAYWALL].db() as s:
         totals = await Ledger.totals(s)
         unbalanced = await Ledger.unbalanced_orders(s)
