@@ -15,6 +15,7 @@ import web as web_assets
 from web.share import setup_share_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
+from interaction.ban_door import BanDoor
 from insight.assembly import install_insight, open_insight
 from stagepass.keys import AUDIENCE, CLUSTER, NODES, NOTIFICATIONS, PACKAGING, RTMP
 from stagepass.operations import install_ops
@@ -116,7 +117,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
-            app[ACCESS] = with_relays(paywall.access)
+            app[ACCESS] = with_relays(BanDoor(paywall.access, paywall.catalog, interaction.moderation))
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
             insight = await open_insight(app)

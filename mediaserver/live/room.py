@@ -348,6 +348,14 @@ class Room:
             return self.publisher
         return self.subscribers.get(session_id)
 
+    async def end_sessions_of(self, user_id: int, why: str) -> int:
+        """Close every viewer session of ``user_id`` on this node (a ban); how many there were."""
+        ended = [s for s in self.subscribers.values() if s.user_id == user_id and not s.closed]
+        for session in ended:
+            session.log.info("%s: ending session", why)
+            await session.close()
+        return len(ended)
+
     async def _forget(self, session: PeerSession | LivePublisher) -> None:
         if session is self.publisher:
             self.publisher = None
