@@ -24,6 +24,7 @@ from .orders import OrderView
 from .ledger import Ledger
 from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
+from .watermark import watermark_for
 
 __all__ = ["PAYWALL", "SESSION_COOKIE", "current_user", "optional_user", "path_number", "read_json", "setup_routes"]
 
@@ -134,6 +135,7 @@ async def catalog_room(request: web.Request) -> web.Response:
     user = await optional_user(request)
     if user is not None:
         body["owned"] = sorted(await paywall.orders.entitlements(user.id, room))
+    body["watermark"] = watermark_for(user, room)
     return web.json_response(body)
 
 

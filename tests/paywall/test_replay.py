@@ -134,7 +134,7 @@ async def test_recordings_are_listed_as_products(shop):
     status, body = await visitor.get(f"/api/recordings/{rec_id}")
     assert status == 200 and body["offer"] == {
         "owned": False, "price": 500, "currency": "USD", "replay_included": False, "ticket_price": 990,
-        "preview_seconds": 3, "downloads": False, "for_sale": True}
+        "preview_seconds": 3, "downloads": False, "for_sale": True, "watermark": None}
     # posters are public (the catalog shows them)
     status, data, headers = await fetch(base + item["poster_url"])
     assert status == 200 and data[:2] == b"\xff\xd8"

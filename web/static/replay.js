@@ -3,6 +3,7 @@
 // chapter markers for answered questions and polls, and preview-then-buy.
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
 import { mountComments } from "./comments.js";
+import { mountWatermark } from "./watermark.js";
 import { markDropOffs, resumePosition, suggest, trackReplay, visited } from "./insight.js";
 
 const WINDOW_MS = 60_000; // danmaku are fetched a minute at a time, ahead of playback
@@ -162,8 +163,9 @@ async function loadStrip() {
   document.getElementById("strip-section").hidden = tiles.length < 2;
 }
 
-function startPlayer(durationMs) {
+function startPlayer(durationMs, watermark) {
   stage.hidden = false;
+  if (watermark) mountWatermark(stage, watermark.label, video); // before the danmaku's layer: under it
   document.getElementById("controls").hidden = false;
   danmaku = new Danmaku({ container: stage, media: video, comments: [], engine: "dom" });
   const toggle = document.getElementById("danmaku-toggle");
@@ -270,7 +272,7 @@ async function main() {
   }
   const { recording: ready } = await api(`/api/recordings/${recordingId}`);
   setStatus(statusLine, "loading", "Loading the replay…");
-  startPlayer(ready.duration_ms);
+  startPlayer(ready.duration_ms, info.offer.watermark);
   trackReplay(video, recording.room, recordingId);
   if (user && user.role !== "viewer") markDropOffs(recording.room, recordingId, ready.duration_ms);
   const linked = /^#t=(\d+)$/.exec(location.hash); // a chapter link of the creator's insight page

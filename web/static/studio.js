@@ -183,7 +183,7 @@ roomInput.addEventListener("change", () => {
 
 // ===================================================================== room form
 const FIELDS = ["slug", "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
-  "preview_seconds", "max_devices", "replay_included", "allow_downloads", "embed_origins"];
+  "preview_seconds", "max_devices", "replay_included", "allow_downloads", "watermark", "embed_origins"];
 const CODE_FIELD = { invalid_slug: "slug", slug_taken: "slug", invalid_title: "title", invalid_description: "description",
   invalid_tags: "tags", invalid_time: "starts_at", unknown_currency: "currency", invalid_preview: "preview_seconds",
   invalid_devices: "max_devices", invalid_embed_origins: "embed_origins" };
@@ -236,7 +236,7 @@ function fillRoomForm(room) {
   clearFormErrors();
   const v = room || { slug: "", title: "", description: "", tags: [], starts_at: null, currency: "USD", ticket_price: 0,
     replay_price: null, preview_seconds: 0, max_devices: 1, replay_included: false, allow_downloads: false,
-    embed_origins: [] };
+    watermark: true, embed_origins: [] };
   field("slug").value = v.slug;
   field("title").value = v.title;
   field("description").value = v.description;
@@ -249,6 +249,7 @@ function fillRoomForm(room) {
   field("max_devices").value = String(v.max_devices);
   field("replay_included").checked = v.replay_included;
   field("allow_downloads").checked = v.allow_downloads;
+  field("watermark").checked = v.watermark !== false;
   field("embed_origins").value = (v.embed_origins || []).join(", ");
 }
 
@@ -275,6 +276,7 @@ function roomBody(creating) {
   body.max_devices = integer(field("max_devices").value);
   body.replay_included = field("replay_included").checked;
   body.allow_downloads = field("allow_downloads").checked;
+  body.watermark = field("watermark").checked;
   body.embed_origins = field("embed_origins").value.split(/[\s,]+/).filter(Boolean);
   return body;
 }

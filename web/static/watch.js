@@ -1,5 +1,6 @@
 // The viewer's page: WHEP playback of /whep/<room>.
 import { accessToken, play } from "./whip.js";
+import { t } from "./i18n.js";
 
 const form = document.getElementById("play-form");
 const roomInput = document.getElementById("room");
@@ -45,14 +46,14 @@ function watch(current) {
     if (session !== current) return;
     switch (pc.connectionState) {
       case "connected":
-        setStatus("connected", "Connected, waiting for the stream…");
+        setStatus("connected", t("watch.connected_waiting"));
         showPicture();
         break;
       case "disconnected":
-        setStatus("connecting", "Connection interrupted, reconnecting…");
+        setStatus("connecting", t("watch.reconnecting"));
         break;
       case "failed":
-        setStatus("error", "The connection to the server failed.");
+        setStatus("error", t("watch.connection_failed"));
         session = null;
         current.stop();
         setPlaying(false);
@@ -68,7 +69,7 @@ async function start(event) {
   if (session) return;
   if (!form.reportValidity()) return;
   setPlaying(true);
-  setStatus("connecting", "Connecting…");
+  setStatus("connecting", t("watch.connecting"));
   try {
     const room = roomInput.value.trim();
     const url = `/whep/${encodeURIComponent(room)}`;
@@ -86,7 +87,7 @@ async function start(event) {
   }
 }
 
-const RENDITIONS = { full: "Full quality", low: "Low quality (weak network)", audio: "Audio only (weak network)" };
+const RENDITIONS = { full: t("watch.full_quality"), low: t("watch.low_quality"), audio: t("watch.audio_only") };
 
 /** Which rendition the server sends this player (it switches on a weak network). */
 async function showRendition(current) {
@@ -114,7 +115,7 @@ async function stop() {
   setPlaying(false);
   if (current) await current.stop();
   video.srcObject = null;
-  setStatus("stopped", "Stopped.");
+  setStatus("stopped", t("watch.stopped"));
 }
 
 form.addEventListener("submit", start);
