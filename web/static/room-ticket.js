@@ -1,7 +1,7 @@
 // The room's about box and buying its ticket (one idempotency key per purchase attempt).
 import { $, clearError, el, newKey, showError, slug, state } from "./room-context.js";
 import { api, formatMoney, h } from "./ui.js";
-import { formatDuration, t } from "./i18n.js";
+import { formatDateTime, formatDuration, t } from "./i18n.js";
 
 export function renderAbout() {
   const room = state.room;
@@ -13,11 +13,11 @@ export function renderAbout() {
   if (room.starts_at) {
     el.schedule.hidden = false;
     el.schedule.replaceChildren(t("room.scheduled_for"), h("time", { datetime: room.starts_at },
-      new Date(room.starts_at).toLocaleString(undefined, { dateStyle: "full", timeStyle: "short" })));
+      formatDateTime(room.starts_at, { dateStyle: "full", timeStyle: "short" })));
   }
   const price = room.free ? t("room.free_for_all") : t("room.ticket_price", { price: formatMoney(room.ticket_price, room.currency) });
-  const replay = room.replay_included ? " · replay included"
-    : room.replay_price != null ? ` · replay ${formatMoney(room.replay_price, room.currency)}` : "";
+  const replay = room.replay_included ? t("room.replay_included")
+    : room.replay_price != null ? t("room.replay_price", { price: formatMoney(room.replay_price, room.currency) }) : "";
   $("price-info").textContent = price + replay;
   if (room.preview_seconds > 0 && !room.free) {
     $("preview-info").hidden = false;

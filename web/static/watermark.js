@@ -83,13 +83,12 @@ export function mountWatermark(stage, label, anchor = stage.querySelector("video
     context.font = font;
     const width = Math.ceil(context.measureText(text).width) + 2 * PADDING_PX;
     const height = FONT_PX + 2 * PADDING_PX + 2;
-    if (now - movedAt >= MOVE_MS) {
-      position = { x: Math.random(), y: Math.random() };
+    if (now - movedAt >= MOVE_MS) { // somewhere else, at least 30 % of the way across and down
+      position = { x: (position.x + 0.3 + 0.4 * Math.random()) % 1, y: (position.y + 0.3 + 0.4 * Math.random()) % 1 };
       movedAt = now;
     }
-    const left = Math.round(position.x * Math.max(0, stage.clientWidth - width));
-    const top = Math.round(position.y * Math.max(0, stage.clientHeight - height - 40)); // clear of the controls
-    style = boxStyle(left, top, width, height);
+    const room = { x: Math.max(0, stage.clientWidth - width), y: Math.max(0, stage.clientHeight - height - 40) }; // clear of the controls
+    style = boxStyle(Math.round(position.x * room.x), Math.round(position.y * room.y), width, height);
     reassert();
     canvas.width = width * ratio;
     canvas.height = height * ratio;
