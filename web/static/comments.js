@@ -47,16 +47,16 @@ export async function mountComments(section, { room, recording = "" }) {
           e.target.closest("li").append(form(c.id)); e.target.remove(); } }, t("comments.reply")));
       }
       if (c.mine || moderator) {
-        actions.push(h("button", { type: "button", class: "link", onclick: () => act(`/api/comments/${c.id}`, undefined, "DELETE") }, "Delete"));
+        actions.push(h("button", { type: "button", class: "link", onclick: () => act(`/api/comments/${c.id}`, undefined, "DELETE") }, t("studio.delete")));
       }
       if (!c.mine) {
         actions.push(c.reported ? h("span", { class: "hint" }, t("comments.reported"))
-          : h("button", { type: "button", class: "link", onclick: () => act(`/api/comments/${c.id}/report`, {}) }, "Report"));
+          : h("button", { type: "button", class: "link", onclick: () => act(`/api/comments/${c.id}/report`, {}) }, t("comments.report")));
       }
       if (moderator && c.hidden) {
         actions.push(h("span", { class: "error" }, ` ${plural("comments.hidden_after", c.reports)} `),
-          h("button", { type: "button", onclick: () => act(`/api/comments/${c.id}/review`, { action: "keep" }) }, "Keep"),
-          h("button", { type: "button", onclick: () => act(`/api/comments/${c.id}/review`, { action: "delete" }) }, "Delete"));
+          h("button", { type: "button", onclick: () => act(`/api/comments/${c.id}/review`, { action: "keep" }) }, t("comments.keep")),
+          h("button", { type: "button", onclick: () => act(`/api/comments/${c.id}/review`, { action: "delete" }) }, t("studio.delete")));
       }
     }
     return h("li", { class: "comment", dataset: { comment: c.id } },

@@ -371,7 +371,7 @@ $("reveal-key").addEventListener("click", () => {
   const keyField = $("stream-key");
   const show = keyField.type === "password";
   keyField.type = show ? "text" : "password";
-  $("reveal-key").textContent = show ? "Hide" : "Show";
+  $("reveal-key").textContent = show ? t("studio.hide") : t("studio.show");
   $("reveal-key").setAttribute("aria-pressed", String(show));
 });
 $("rotate-key").addEventListener("click", async () => {
@@ -717,7 +717,7 @@ function renderShare() {
   const sharing = !!broadcaster.screen;
   shareButton.textContent = sharing ? t("studio.stop_sharing") : t("studio.share_screen");
   shareButton.setAttribute("aria-pressed", String(sharing));
-  $("preview").setAttribute("aria-label", sharing ? "Screen preview" : "Camera preview");
+  $("preview").setAttribute("aria-label", sharing ? t("studio.screen_preview") : t("studio.camera_preview"));
 }
 
 // Leave the room cleanly when the tab closes or navigates away.

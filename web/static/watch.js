@@ -83,7 +83,7 @@ async function start(event) {
   } catch (err) {
     session = null;
     setPlaying(false);
-    setStatus("error", `Could not play: ${describe(err)}`);
+    setStatus("error", t("room.could_not_play", { error: describe(err) }));
   }
 }
 
