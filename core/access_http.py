@@ -16,17 +16,22 @@ from aiohttp import web
 from .access import Door, Refusal
 from .i18n import LANG_COOKIE, error_message, negotiate
 
-__all__ = ["ACCESS", "refusal_middleware", "refusal_response"]
+__all__ = ["ACCESS", "refusal_middleware", "refusal_response", "request_language"]
 
 #: the app's door (the paywall's, or the stream keys' without the paywall)
 ACCESS = web.AppKey("access", Door)
+
+
+def request_language(request: web.Request) -> str:
+    """The language to answer ``request`` in: the user's choice (cookie), else ``Accept-Language``."""
+    return negotiate(request.headers.get("Accept-Language"), request.cookies.get(LANG_COOKIE))
 
 
 def refusal_response(refusal: Refusal, request: web.Request | None = None) -> web.Response:
     """The refusal as JSON; with ``request``, its message in the request's language."""
     if request is None:
         return web.json_response(refusal.envelope(), status=refusal.status)
-    lang = negotiate(request.headers.get("Accept-Language"), request.cookies.get(LANG_COOKIE))
+    lang = request_language(request)
     error = refusal.error()
     message = error_message(lang, refusal.code, refusal.message)
     if message != refusal.message:

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 
 from stagepass.app import create_app
-from tests.support.paywall_fixtures import Api, paywall_settings
+from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
 
 pytestmark = pytest.mark.inprocess
 
@@ -66,3 +66,16 @@ async def test_the_pages_catalogue_follows_the_browser_then_the_choice(base):
 async def test_a_bad_catalogue_request_is_refused(base, query, code):
     status, body, _ = await _get(f"{base}/i18n/catalogue.json?{query}", ZH)
     assert status == 400 and body["error"]["code"] == code
+
+
+async def test_the_test_checkout_page_speaks_chinese(base):
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator, slug="maths")
+    viewer = await Api.sign_up(base)
+    status, body = await viewer.post("/api/orders", {"room": "maths", "product": "ticket", "idempotency_key": "k" * 12})
+    assert status == 201, body
+    status, page = await viewer.get(f"/pay/dev/{body['order']['id']}", headers=ZH)
+    assert status == 200 and '<html lang="zh-CN">' in page
+    assert "测试模式" in page and "确认付款" in page and "支付 9.90 USD" in page and "maths 的门票" in page
+    status, page = await viewer.get(f"/pay/dev/{body['order']['id']}", headers={"Accept-Language": "en"})
+    assert "TEST MODE" in page and "Confirm payment" in page
