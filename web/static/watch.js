@@ -1,6 +1,7 @@
 // The viewer's page: WHEP playback of /whep/<room>.
 import { accessToken, play } from "./whip.js";
 import { t } from "./i18n.js";
+import { mountWatermark } from "./watermark.js";
 
 const form = document.getElementById("play-form");
 const roomInput = document.getElementById("room");
@@ -10,6 +11,7 @@ const statusLine = document.getElementById("status");
 const video = document.getElementById("video");
 
 let session = null;
+let watermark = null; // { stop() } of the paid room's watermark while playing
 
 window.stagepass = { get session() { return session; } };
 
@@ -80,6 +82,7 @@ async function start(event) {
     session = current;
     watch(current);
     showRendition(current);
+    watermarkFor(room, current);
   } catch (err) {
     session = null;
     setPlaying(false);
@@ -109,9 +112,19 @@ async function showRendition(current) {
   line.hidden = true;
 }
 
+/** A paid room's per-viewer watermark over the player, while `current` plays. */
+async function watermarkFor(room, current) {
+  const response = await fetch(`/api/catalog/${encodeURIComponent(room)}`, { credentials: "same-origin" }).catch(() => null);
+  const body = response && response.ok ? await response.json() : null; // open rooms are not in the catalog
+  if (!body || !body.watermark || session !== current) return;
+  watermark = mountWatermark(document.getElementById("stage"), body.watermark.label, video);
+}
+
 async function stop() {
   const current = session;
   session = null;
+  if (watermark) watermark.stop();
+  watermark = null;
   setPlaying(false);
   if (current) await current.stop();
   video.srcObject = null;
