@@ -115,7 +115,8 @@ export async function siteHeader() {
           location.reload();
         } }, t("nav.log_out")))
     : h("a", { href: `/static/login.html?next=${back}`, id: "login-link" }, t("nav.log_in"));
-  header.replaceChildren(h("nav", { "aria-label": t("nav.site") }, ...links), account, " ", languageSwitcher());
+  header.replaceChildren(h("nav", { "aria-label": t("nav.site") }, ...links),
+                         h("span", { class: "header-end" }, account, languageSwitcher()));
   return user;
 }
 
