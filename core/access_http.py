@@ -27,10 +27,8 @@ def request_language(request: web.Request) -> str:
     return negotiate(request.headers.get("Accept-Language"), request.cookies.get(LANG_COOKIE))
 
 
-def refusal_response(refusal: Refusal, request: web.Request | None = None) -> web.Response:
-    """The refusal as JSON; with ``request``, its message in the request's language."""
-    if request is None:
-        return web.json_response(refusal.envelope(), status=refusal.status)
+def refusal_response(refusal: Refusal, request: web.Request) -> web.Response:
+    """The refusal as JSON, its message in the request's language."""
     lang = request_language(request)
     error = refusal.error()
     message = error_message(lang, refusal.code, refusal.message)
