@@ -180,7 +180,10 @@ async def test_preview_then_purchase(shop):
     for _, seg in segments:
         status, payload, headers = await fetch(f"{base}/replay/{rec_id}/{seg.uri}")
         assert status == 200 and headers["Content-Type"] == "video/mp2t" and payload[0] == 0x47
-    assert (await viewer.get(f"/api/recordings/{rec_id}"))[1]["offer"]["owned"] is True
+    offer = (await viewer.get(f"/api/recordings/{rec_id}"))[1]["offer"]
+    assert offer["owned"] is True
+    assert offer["watermark"]["label"].startswith(f"#{viewer.user['id']} ")  # the replay player marks the buyer
+    assert (await creator.get(f"/api/recordings/{rec_id}"))[1]["offer"]["watermark"] is None
 
 
 async def test_ticket_with_replay_included_and_creator(shop):
