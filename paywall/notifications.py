@@ -121,11 +121,12 @@ class Notifications:
         if hidden:
             shown = shown & Notification.kind.not_in(hidden)
         async with self.db() as s:
-            rows = (await s.execute(select(Notification).where(shown).order_by(Notification.id.desc())
-                                    .limit(limit))).scalars().all()
+            rows = (await s.execute(select(Notification, Room.title).where(shown)
+                                    .outerjoin(Room, Room.id == Notification.room_id)
+                                    .order_by(Notification.id.desc()).limit(limit))).all()
             unread = await s.scalar(select(func.count()).select_from(Notification)
                                     .where(shown, Notification.read_at.is_(None)))
-        return {"notifications": [_as_dict(n) for n in rows], "unread": int(unread or 0)}
+        return {"notifications": [_as_dict(n, title) for n, title in rows], "unread": int(unread or 0)}
 
     async def mark_read(self, user: UserView, ids: Any) -> int:
         """Mark ``ids`` (a list of notification ids) or ``"all"`` read; the count changed."""
@@ -249,6 +250,9 @@ class Notifications:
                     self.sent += 1
 
 
-def _as_dict(n: Notification) -> dict:
+def _as_dict(n: Notification, room_title: Optional[str] = None) -> dict:
+    """``text`` is the English sentence; ``room_title`` and (scheduled, reminder) ``starts_at``
+    let the pages say it in the reader's language (``inbox.<kind>`` in the catalogues)."""
+    starts_at = n.key.split(":", 2)[2] if n.kind in ("scheduled", "reminder") and n.key.count(":") >= 2 else None
     return {"id": n.id, "kind": n.kind, "text": n.text, "link": n.link, "created_at": iso_z(n.created_at),
-            "read": n.read_at is not None}
+            "read": n.read_at is not None, "room_title": room_title, "starts_at": starts_at}

@@ -3,7 +3,7 @@
 // read" marks every one. Notification texts go through ui.h (text nodes). Refreshed every
 // minute while the page is open.
 import { api, h } from "./ui.js";
-import { formatDateTime, t } from "./i18n.js";
+import { formatDateTime, lang, t } from "./i18n.js";
 
 const REFRESH_MS = 60_000;
 
@@ -15,8 +15,11 @@ function entry(n, refresh) {
     location.href = n.link;
   };
   const time = formatDateTime(n.created_at);
+  // the server's sentence is English; other languages say it from its kind and room
+  const text = lang !== "en" && n.room_title
+    ? t(`inbox.${n.kind}`, { title: n.room_title, time: n.starts_at ? formatDateTime(n.starts_at) : "" }) : n.text;
   return h("li", { class: n.read ? "read" : "unread", dataset: { kind: n.kind } },
-    h("a", { href: n.link, onclick: open }, n.text), " ", h("time", { datetime: n.created_at, class: "hint" }, time));
+    h("a", { href: n.link, onclick: open }, text), " ", h("time", { datetime: n.created_at, class: "hint" }, time));
 }
 
 /** The inbox control for the header (a logged-in user's): a button and its panel. */
