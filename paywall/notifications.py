@@ -21,6 +21,7 @@ import jwt
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from core.i18n import SUPPORTED, translate
 from core.mail import Mailer, MailError
 from core.tasks import TaskOwner
 from core.timeutil import as_utc, iso_z, parse_instant, utcnow
@@ -229,16 +230,20 @@ class Notifications:
         log.info("room %s: %s notification %s for %d followers", room.slug, kind, key, len(fresh))
         mail_to = [f for f in followers if f.id in fresh and f.id not in no_email]
         if self.mailer is not None and mail_to:
-            self.tasks.spawn(self._mail(mail_to, kind, text, link), name=f"mail-{key}")
+            # a follower's language is not known: the email says it in English, then in Chinese
+            starts = parse_instant(room.starts_at).strftime("%Y-%m-%d %H:%M UTC") if room.starts_at else ""
+            chinese = translate("zh-CN", f"inbox.{kind}", title=room.title, time=starts)
+            self.tasks.spawn(self._mail(mail_to, kind, text, chinese, link), name=f"mail-{key}")
         return len(fresh)
 
-    async def _mail(self, recipients: Iterable[Follower], kind: str, text: str, link: str) -> None:
+    async def _mail(self, recipients: Iterable[Follower], kind: str, text: str, chinese: str, link: str) -> None:
         assert self.mailer is not None
         async with self._mail_lock:
             for follower in recipients:
                 unsubscribe = f"{self.base_url}/api/notifications/unsubscribe?token={self.unsubscribe_token(follower.id, kind)}"
-                body = (f"{text}\n\n{self.base_url}{link}\n\n"
-                        f"You follow this creator on Stagepass. To stop these emails ({kind}), open:\n{unsubscribe}\n")
+                footers = [translate(lang, "mail.footer", kind=translate(lang, f"notifications.{kind}")) for lang in SUPPORTED]
+                body = (f"{text}\n{chinese}\n\n{self.base_url}{link}\n\n"
+                        + "\n".join(footers) + f"\n{unsubscribe}\n")
                 try:
                     await self.mailer.send(follower.email, text, body, headers={
                         "List-Unsubscribe": f"<{unsubscribe}>",

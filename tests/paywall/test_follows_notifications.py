@@ -87,6 +87,7 @@ async def test_followers_hear_of_a_scheduled_room_by_inbox_and_email(site):
     assert mail["From"] == "classes@example.org" and mail["Subject"].startswith("Live maths is scheduled")
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert f"{base}/static/room.html?room=maths" in mail.get_content()
+    assert "Live maths 定于 " in mail.get_content() and "如需停止此类邮件" in mail.get_content()  # and in Chinese
 
     # the creator page shows it all, to anyone
     status, page = await stranger.get(f"/api/creators/{cid}")
