@@ -18,16 +18,22 @@ function stored() {
   }
 }
 
-async function load() {
-  const choice = stored();
-  const url = choice ? `/i18n/catalogue.json?lang=${encodeURIComponent(choice)}` : "/i18n/catalogue.json";
+async function fetchCatalogue(url) {
   try {
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (response.ok) return await response.json();
   } catch (err) {
     console.warn("i18n: catalogue not loaded", err);
   }
-  return { lang: "en", supported: ["en", "zh-CN"], messages: {} };
+  return null;
+}
+
+/** The chosen language's catalogue, else the server's pick; without either the page stays English. */
+async function load() {
+  const choice = stored();
+  return (choice && await fetchCatalogue(`/i18n/catalogue.json?lang=${encodeURIComponent(choice)}`))
+    || await fetchCatalogue("/i18n/catalogue.json")
+    || { lang: "en", supported: ["en", "zh-CN"], messages: {} };
 }
 
 const loaded = await load();
@@ -59,12 +65,16 @@ export function errorText(code, message) {
   return message || (code && has(`error.${code}`) ? t(`error.${code}`) : "");
 }
 
-/** Translate `[data-i18n]` texts and `[data-i18n-<attribute>]` attributes under `root`. */
+/** Translate `[data-i18n]` texts and `[data-i18n-<attribute>]` attributes under `root`
+ * (a key the catalogue lacks leaves the page's English as it is). */
 export function translatePage(root = document) {
-  for (const node of root.querySelectorAll("[data-i18n]")) node.textContent = t(node.dataset.i18n);
+  for (const node of root.querySelectorAll("[data-i18n]")) {
+    if (has(node.dataset.i18n)) node.textContent = t(node.dataset.i18n);
+  }
   for (const attribute of ATTRIBUTES) {
     for (const node of root.querySelectorAll(`[data-i18n-${attribute}]`)) {
-      node.setAttribute(attribute, t(node.getAttribute(`data-i18n-${attribute}`)));
+      const key = node.getAttribute(`data-i18n-${attribute}`);
+      if (has(key)) node.setAttribute(attribute, t(key));
     }
   }
 }
