@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import html
 import logging
+from functools import partial
 from typing import Any, Optional
 from urllib.parse import quote
 
 from aiohttp import web
 
 from core.access import Refusal, bearer_token
+from core.access_http import request_language
+from core.i18n import translate
 
 from .accounts import UserView
 from .clients import client_address
@@ -24,6 +27,7 @@ from .orders import OrderView
 from .ledger import Ledger
 from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
+from .watermark import watermark_for
 
 __all__ = ["PAYWALL", "SESSION_COOKIE", "current_user", "optional_user", "path_number", "read_json", "setup_routes"]
 
@@ -134,6 +138,7 @@ async def catalog_room(request: web.Request) -> web.Response:
     user = await optional_user(request)
     if user is not None:
         body["owned"] = sorted(await paywall.orders.entitlements(user.id, room))
+    body["watermark"] = watermark_for(user, room)
     return web.json_response(body)
 
 
@@ -200,14 +205,14 @@ async def refund_order(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------- dev checkout
-_DEV_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+_DEV_PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Test checkout</title><link rel="stylesheet" href="/static/style.css"></head>
-<body><main><p class="banner" role="alert"><strong>TEST MODE</strong>: no money moves.</p>
-<h1>Pay {amount} {currency}</h1><p>{product} for <em>{room}</em> (order {order})</p>
+<title>{title}</title><link rel="stylesheet" href="/static/style.css"></head>
+<body><main><p class="banner" role="alert">{banner}</p>
+<h1>{pay}</h1><p>{what}</p>
 <form method="post"><input type="hidden" name="return" value="{back}">
-<button name="action" value="confirm" id="confirm">Confirm payment</button>
-<button name="action" value="decline" id="decline">Decline</button></form></main></body></html>"""
+<button name="action" value="confirm" id="confirm">{confirm}</button>
+<button name="action" value="decline" id="decline">{decline}</button></form></main></body></html>"""
 
 
 def return_path(candidate: object, order: OrderView) -> str:
@@ -233,9 +238,14 @@ async def dev_checkout_page(request: web.Request) -> web.Response:
     if order.user_id != user.id:
         raise Refusal(404, "order_not_found", "no such order")
     whole, cents = divmod(order.amount, 100)
+    lang = request_language(request)
+    text = partial(translate, lang)
     page = _DEV_PAGE.format(
-        amount=f"{whole}.{cents:02d}", currency=html.escape(order.currency), product=html.escape(order.product),
-        room=html.escape(order.room), order=html.escape(order.id),
+        lang=lang, title=text("checkout.title"), banner=text("checkout.banner"),
+        pay=text("checkout.pay", amount=f"{whole}.{cents:02d}", currency=html.escape(order.currency)),
+        what=text("checkout.what", product=text(f"checkout.product_{order.product}", default=html.escape(order.product)),
+                  room=html.escape(order.room), order=html.escape(order.id)),
+        confirm=text("checkout.confirm"), decline=text("checkout.decline"),
         back=html.escape(return_path(request.query.get("return"), order), quote=True),
     )
     return web.Response(text=page, content_type="text/html")

@@ -13,6 +13,7 @@ from core.heap import gc_pauses
 
 import web as web_assets
 from web.share import setup_share_routes
+from web.i18n import setup_i18n_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
 from interaction.ban_door import BanDoor
@@ -270,6 +271,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     setup_vendor_routes(app)
+    setup_i18n_routes(app)
     gc_pauses.install()
     app.middlewares.append(refusal_middleware)  # innermost: every edge's refusal as its JSON answer
     return app
