@@ -1,0 +1,507 @@
+"""The control plane's view of rooms whose media runs in worker processes.
+
+``WorkerRooms`` stands where a ``RoomRegistry`` stands in a single process, with the same
+vocabulary (``open``, ``get``, ``on_air``, ``audience``, ``broadcast_started/ended``
+listeners), so the signalling, paywall and interaction edges do not know where media runs.
+A ``WorkerRoom`` places sessions and keeps what the control plane must know at once (its
+sessions, its broadcast); the rest (live, phase, recording, counters) comes from the
+workers' snapshots, every half second.
+
+Placement: a room's publisher goes to the worker that hosts the room (where its broadcast
+is open and recorded), or, for a room hosted nowhere, to the least-loaded worker, which
+then hosts it. A viewer goes to the least-loaded worker (fewest sessions, then lowest
+index). A worker with viewers of a room it does not host relays it: the control plane
+opens a pipe (``pipe.py``) from the host, once per room and worker, when the first viewer
+there joins or the room gets a host; the worker says when its last viewer left
+(``pipe_idle``) and the pipe is closed at both ends.
+
+A worker that dies takes its sessions with it: each is closed here (seats given back,
+leaves reported), rooms it hosted lose their host and end their broadcast, pipes from
+or to it are dropped. Its viewers reconnect (the player does), its publisher comes back
+within ``publisher_stale_seconds`` to another worker, and the pipes follow it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Iterator, Optional
+
+from core.logs import context_logger
+from core.settings import Settings
+from core.tasks import TaskOwner
+from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
+from mediaserver.live.remote_candidates import RemoteIce
+from mediaserver.live.room import Broadcast, LiveObserver
+from mediaserver.workers.channel import RemoteError, WorkerGone
+from mediaserver.workers.supervisor import WorkerPool
+
+__all__ = ["WorkerRoom", "WorkerRooms", "WorkerSession"]
+
+log = logging.getLogger("stagepass.workers")
+
+_ERRORS: dict[str, type[Exception]] = {
+    "RoomBusy": RoomBusy, "CodecMismatch": CodecMismatch, "NegotiationFailed": NegotiationFailed,
+}
+
+Listener = Callable[[Any, Broadcast], Awaitable[None]]
+
+
+def _domain_error(exc: RemoteError) -> Exception:
+    return _ERRORS.get(exc.type, RuntimeError)(str(exc))
+
+
+class WorkerSession:
+    """A publisher's or viewer's session that lives in a worker: what admission, seats and
+    the WHIP/WHEP resources use of a ``PeerSession`` (id, user, tasks, close, trickle)."""
+
+    relay = False
+
+    def __init__(self, rooms: "WorkerRooms", room: "WorkerRoom", worker: int, session_id: str, role: str,
+                 ice: dict) -> None:
+        self._rooms = rooms
+        self.room = room
+        self.worker = worker
+        self.id = session_id
+        self.role = role
+        self.room_name = room.name
+        self.created = time.monotonic()
+        self.log = context_logger(f"stagepass.{role}", room.name, session_id[:8])
+        self.log.extra["worker"] = worker  # type: ignore[index]
+        self.tasks = TaskOwner(self.log)
+        self.remote_ice = RemoteIce(ice["ufrag"], ice["pwd"], tuple(ice["mids"]))
+        self.codecs: dict[str, str] = {}
+        self.first_media_seconds: Optional[float] = None
+        self.nacked: dict[str, int] = {}
+        self._user_id: Optional[int] = None
+        self._listeners: list[Callable[[], Awaitable[None]]] = []
+        self._closed = False
+
+    @property
+    def user_id(self) -> Optional[int]:
+        return self._user_id
+
+    @user_id.setter
+    def user_id(self, value: Optional[int]) -> None:
+        self._user_id = value
+        if value is not None:
+            self.log.extra["user"] = value  # type: ignore[index]
+            self.tasks.spawn(self._tell("admitted", user=value), name="admitted")
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def state(self) -> str:
+        return "closed" if self._closed else "connected"
+
+    @property
+    def rendition(self) -> str:
+        return self.room.renditions.get(self.id, "full")
+
+    async def _tell(self, op: str, **args: Any) -> dict:
+        try:
+            return await self._rooms.pool.request(self.worker, op, room=self.room_name, session=self.id, **args)
+        except (WorkerGone, RemoteError) as exc:
+            self.log.info("%s: %s", op, exc)
+            return {}
+
+    def trickle(self, candidates: list[tuple[str, str]], end: bool) -> None:
+        self.tasks.spawn(self._tell("trickle", candidates=candidates, end=end), name="trickle")
+
+    async def quality(self) -> dict:
+        return await self._tell("quality")
+
+    def octets_sent(self) -> dict[str, int]:
+        return {}
+
+    async def bytes_received(self) -> Optional[int]:
+        return None
+
+    def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
+        self._listeners.append(listener)
+
+    def is_stale(self) -> bool:
+        return self._closed
+
+    async def close(self) -> None:
+        """End the session in its worker; the session is forgotten here once it closed."""
+        if not self._closed:
+            await self._tell("close")
+            await self.ended()
+
+    async def ended(self) -> None:
+        """The session ended in its worker (or the worker died): forget it, tell listeners."""
+        if self._closed:
+            return
+        self._closed = True
+        self.room.forget(self)
+        await self.tasks.close()
+        self.log.info("closed")
+        for listener in self._listeners:
+            try:
+                await listener()
+            except Exception:
+                self.log.exception("close listener failed")
+
+
+class _Recording:
+    """What the control plane knows of a room's recording in its host worker."""
+
+    def __init__(self, broadcast: Broadcast, state: dict) -> None:
+        self.broadcast = broadcast
+        self._state = state
+
+    def state(self) -> dict:
+        return self._state
+
+
+class WorkerRoom:
+    """A room whose sessions live in workers."""
+
+    origin = None
+    low = None
+
+    def __init__(self, rooms: "WorkerRooms", name: str) -> None:
+        self._rooms = rooms
+        self.name = name
+        self.log = context_logger("stagepass.room", name)
+        self.host: Optional[int] = None  #: the worker its publisher is on and its broadcast is open in
+        self.publisher: Optional[WorkerSession] = None
+        self.subscribers: dict[str, WorkerSession] = {}
+        self.broadcast: Optional[Broadcast] = None
+        self.ended_broadcast: Optional[Broadcast] = None
+        self.broadcast_started: list[Listener] = rooms.broadcast_started
+        self.broadcast_ended: list[Listener] = rooms.broadcast_ended
+        self.snapshots: dict[int, dict] = {}  #: worker -> its latest snapshot of this room
+        # what the metrics read of an in-process room: here, nothing per packet
+        self.fanouts: dict = {}
+        self.departed_nacked: dict[str, int] = {}
+        self.departed_octets: dict[str, int] = {}
+
+    # ------------------------------------------------------------ state
+    @property
+    def _host_snapshot(self) -> dict:
+        return self.snapshots.get(self.host, {}) if self.host is not None else {}
+
+    @property
+    def live(self) -> bool:
+        return self.publisher is not None and bool(self._host_snapshot.get("live"))
+
+    @property
+    def phase(self) -> str:
+        if self.live:
+            return "live"
+        if self.broadcast is not None:
+            return "reconnecting"
+        return "ended" if self.ended_broadcast is not None else "idle"
+
+    @property
+    def renditions(self) -> dict[str, str]:
+        return {sid: r for snap in self.snapshots.values() for sid, r in snap.get("renditions", {}).items()}
+
+    @property
+    def recorder(self) -> Optional[_Recording]:
+        state = self._host_snapshot.get("recording")
+        if state is None or self.broadcast is None:
+            return None
+        return _Recording(self.broadcast, state)
+
+    def viewer_count(self) -> int:
+        return len(self.subscribers)
+
+    def session(self, session_id: str) -> Optional[WorkerSession]:
+        if self.publisher is not None and self.publisher.id == session_id:
+            return self.publisher
+        return self.subscribers.get(session_id)
+
+    def viewers_on(self, worker: int) -> int:
+        return sum(1 for s in self.subscribers.values() if s.worker == worker)
+
+    # ------------------------------------------------------------ sessions
+    async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[WorkerSession, str]:
+        rooms = self._rooms
+        alive = rooms.pool.alive()
+        worker = self.host if self.host in alive else rooms.least_loaded()
+        try:
+            result = await rooms.pool.request(worker, "publish", room=self.name, sdp=offer_sdp, plan=plan)
+        except RemoteError as exc:
+            raise _domain_error(exc) from None
+        session = WorkerSession(rooms, self, worker, result["session"], "publisher", result["ice"])
+        session.codecs = result.get("codecs", {})
+        previous, self.publisher = self.publisher, session
+        if previous is not None and previous.worker == worker:
+            self.log.info("publisher %s replaces %s", session.id[:8], previous.id[:8])
+        if self.host != worker:
+            self.host = worker
+            self.log.info("hosted by media worker %d", worker)
+        await rooms.links.follow_host(self)
+        return session, result["answer"]
+
+    async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[WorkerSession, str]:
+        rooms = self._rooms
+        worker = rooms.least_loaded()
+        try:
+            result = await rooms.pool.request(worker, "subscribe", room=self.name, sdp=offer_sdp, kinds=kinds)
+        except RemoteError as exc:
+            raise _domain_error(exc) from None
+        session = WorkerSession(rooms, self, worker, result["session"], "viewer", result["ice"])
+        self.subscribers[session.id] = session
+        self.log.info("viewer %s joined on worker %d (%d watching)", session.id[:8], worker, len(self.subscribers))
+        await rooms.links.ensure(self, worker)
+        return session, result["answer"]
+
+    def forget(self, session: WorkerSession) -> None:
+        if session is self.publisher:
+            self.publisher = None
+        elif self.subscribers.pop(session.id, None) is not None:
+            self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
+
+    async def end_broadcast(self) -> None:
+        if self.host is not None:
+            try:
+                await self._rooms.pool.request(self.host, "end_broadcast", room=self.name)
+            except (WorkerGone, RemoteError) as exc:
+                self.log.warning("ending the broadcast on worker %d: %s", self.host, exc)
+
+    async def take_down(self) -> None:
+        """The room was taken down: its publisher and broadcast end."""
+        if self.host is not None:
+            try:
+                await self._rooms.pool.request(self.host, "take_down", room=self.name)
+            except (WorkerGone, RemoteError) as exc:
+                self.log.warning("taking down on worker %d: %s", self.host, exc)
+
+    async def _tell(self, listeners: list[Listener], broadcast: Broadcast, what: str) -> None:
+        for listener in list(listeners):
+            try:
+                await listener(self, broadcast)
+            except Exception:
+                self.log.exception("%s listener failed", what)
+
+    async def started(self, worker: int, broadcast: Broadcast) -> None:
+        if worker != self.host:
+            return
+        self.broadcast, self.ended_broadcast = broadcast, None
+        await self._tell(self.broadcast_started, broadcast, "broadcast-start")
+
+    async def ended(self, worker: int, broadcast_id: str) -> None:
+        if worker != self.host or self.broadcast is None or self.broadcast.id != broadcast_id:
+            return
+        ended, self.broadcast, self.ended_broadcast = self.broadcast, None, self.broadcast
+        if self.publisher is None:
+            self.host = None  # the next broadcast may start on any worker
+        await self._tell(self.broadcast_ended, ended, "broadcast-end")
+
+    async def lost_host(self) -> None:
+        """The host worker died: its broadcast ended there (its recording is packaged as
+        far as it was written); the next publisher opens a new one on another worker."""
+        ended, self.broadcast, self.host = self.broadcast, None, None
+        if ended is not None:
+            self.ended_broadcast = ended
+            self.log.warning("host worker gone: broadcast %s ended", ended.id)
+            await self._tell(self.broadcast_ended, ended, "broadcast-end")
+
+    def stats(self) -> dict:
+        host = self._host_snapshot
+        workers = {str(w): {"viewers": self.viewers_on(w), "host": w == self.host}
+                   for w in sorted({s.worker for s in self.subscribers.values()} | ({self.host} - {None}))}
+        return {
+            "room": self.name,
+            "live": self.live,
+            "phase": self.phase,
+            "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
+            "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
+            "viewers": self.viewer_count(),
+            "relays": 0,
+            "origin": None,
+            "codecs": dict(self.publisher.codecs) if self.publisher else {},
+            "recording": host.get("recording"),
+            "fanouts": host.get("fanouts", {}),
+            "workers": workers,
+        }
+
+
+@dataclass
+class _Link:
+    room: str
+    source: int
+    to: int
+
+
+class Links:
+    """The pipes between workers: one per (room, relaying worker), from the room's host."""
+
+    def __init__(self, rooms: "WorkerRooms") -> None:
+        self._rooms = rooms
+        self._ids = itertools.count(1)
+        self.by_channel: dict[int, _Link] = {}
+        self.by_target: dict[tuple[str, int], int] = {}  # (room, worker) -> channel
+        self._lock = asyncio.Lock()
+
+    async def follow_host(self, room: WorkerRoom) -> None:
+        """The room has a (new) host: every worker with viewers of it relays from there."""
+        for worker in sorted({s.worker for s in room.subscribers.values()}):
+            await self.ensure(room, worker)
+
+    async def ensure(self, room: WorkerRoom, worker: int) -> None:
+        """Worker ``worker`` relays ``room`` from its host, unless it is the host or does."""
+        async with self._lock:
+            host = room.host
+            if host is None or host == worker or not room.viewers_on(worker):
+                return
+            channel = self.by_target.get((room.name, worker))
+            if channel is not None and self.by_channel[channel].source == host:
+                return
+            pool = self._rooms.pool
+            channel = next(self._ids)
+            try:
+                await pool.request(worker, "pipe_in", room=room.name, channel=channel, origin=host)
+                self.by_channel[channel] = _Link(room.name, host, worker)
+                self.by_target[(room.name, worker)] = channel
+                await pool.request(host, "pipe_out", room=room.name, channel=channel, to=worker)
+            except (WorkerGone, RemoteError) as exc:
+                room.log.warning("piping worker %d -> %d failed: %s", host, worker, exc)
+                return
+            room.log.info("worker %d relays the room from worker %d (channel %d)", worker, host, channel)
+
+    async def idle(self, worker: int, room_name: str, channel: int) -> None:
+        """Worker ``worker`` let go of the relay on ``channel`` (its last viewer left, or a
+        newer pipe replaced it): close the sending end; relay again if viewers came back."""
+        async with self._lock:
+            link = self.by_channel.pop(channel, None)
+            if link is None:
+                return
+            if self.by_target.get((room_name, worker)) == channel:
+                del self.by_target[(room_name, worker)]
+            await self._stop(link.source, channel)
+        room = self._rooms.get(room_name)
+        if room is not None and room.viewers_on(worker):
+            await self.ensure(room, worker)
+
+    async def _stop(self, worker: int, channel: int) -> None:
+        try:
+            await self._rooms.pool.request(worker, "pipe_stop", channel=channel)
+        except (WorkerGone, RemoteError):
+            pass
+
+    async def worker_gone(self, worker: int) -> None:
+        """Drop every pipe from or to ``worker``; the other end is closed."""
+        async with self._lock:
+            for channel, link in list(self.by_channel.items()):
+                if worker not in (link.source, link.to):
+                    continue
+                del self.by_channel[channel]
+                if self.by_target.get((link.room, link.to)) == channel:
+                    del self.by_target[(link.room, link.to)]
+                await self._stop(link.to if link.source == worker else link.source, channel)
+
+
+class WorkerRooms:
+    """The rooms of this node, their media in ``count`` worker processes (``--workers``)."""
+
+    def __init__(self, settings: Settings, count: int, observer: Optional[LiveObserver] = None) -> None:
+        self.settings = settings
+        self.observer = observer or LiveObserver()
+        self._rooms: dict[str, WorkerRoom] = {}
+        self.broadcast_started: list[Listener] = []
+        self.broadcast_ended: list[Listener] = []
+        self.pool = WorkerPool(settings, count, self._event, self._worker_gone)
+        self.links = Links(self)
+        self.tasks = TaskOwner(log)
+        self.udp_mux = None
+
+    def get(self, name: str) -> Optional[WorkerRoom]:
+        return self._rooms.get(name)
+
+    def open(self, name: str) -> WorkerRoom:
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = WorkerRoom(self, name)
+        return room
+
+    def __iter__(self) -> Iterator[WorkerRoom]:
+        return iter(list(self._rooms.values()))
+
+    def least_loaded(self) -> int:
+        """The running worker with the fewest sessions (publishers and viewers), then the lowest index."""
+        alive = self.pool.alive()
+        if not alive:
+            raise WorkerGone("no media worker is running")
+        load = dict.fromkeys(alive, 0)
+        for room in self._rooms.values():
+            for session in ([room.publisher] if room.publisher else []) + list(room.subscribers.values()):
+                if session.worker in load:
+                    load[session.worker] += 1
+        return min(alive, key=lambda w: (load[w], w))
+
+    def on_air(self) -> list[dict]:
+        rooms = [
+            {"room": r.name, "phase": r.phase, "viewers": r.viewer_count(),
+             "broadcast": {"id": r.broadcast.id, "t_ms": r.broadcast.t_ms()}}
+            for r in self._rooms.values() if r.broadcast is not None and r.phase in ("live", "reconnecting")
+        ]
+        return sorted(rooms, key=lambda r: (-r["viewers"], r["room"]))
+
+    def audience(self) -> dict[str, int]:
+        return {r.name: n for r in self._rooms.values() if (n := r.viewer_count())}
+
+    async def start(self, worker: int = 0) -> None:
+        await self.pool.start()
+
+    async def worker_stats(self) -> dict[int, dict]:
+        """Each running worker's rooms and pipe counters (``MediaWorker.op_stats``)."""
+        out: dict[int, dict] = {}
+        for index in self.pool.alive():
+            try:
+                out[index] = await self.pool.request(index, "stats")
+            except (WorkerGone, RemoteError):
+                pass
+        return out
+
+    # ------------------------------------------------------------ news from the workers
+    async def _event(self, worker: int, name: str, data: dict) -> None:
+        if name == "snapshot":
+            rooms = data["rooms"]
+            for room in self._rooms.values():
+                if room.name in rooms:
+                    room.snapshots[worker] = rooms[room.name]
+                else:
+                    room.snapshots.pop(worker, None)
+            return
+        room = self._rooms.get(data.get("room", ""))
+        if room is None:
+            return
+        if name == "closed":
+            session = room.session(data["session"])
+            if session is not None and session.worker == worker:
+                await session.ended()
+        elif name == "broadcast_started":
+            await room.started(worker, Broadcast(id=data["id"], started_at=data["started_at"]))
+        elif name == "broadcast_ended":
+            await room.ended(worker, data["id"])
+        elif name == "pipe_idle":
+            self.tasks.spawn(self.links.idle(worker, room.name, data["channel"]), name=f"pipe-idle-{room.name}")
+
+    async def _worker_gone(self, worker: int) -> None:
+        """Worker ``worker`` died: its sessions end here, the rooms it hosted lose their host."""
+        await self.links.worker_gone(worker)
+        for room in list(self._rooms.values()):
+            room.snapshots.pop(worker, None)
+            for session in [s for s in list(room.subscribers.values()) + [room.publisher]
+                            if s is not None and s.worker == worker]:
+                await session.ended()
+            if room.host == worker:
+                await room.lost_host()
+
+    async def close(self) -> None:
+        await self.tasks.close()
+        await self.pool.close()
+        for room in list(self._rooms.values()):
+            for session in list(room.subscribers.values()) + ([room.publisher] if room.publisher else []):
+                await session.ended()
+        self._rooms.clear()

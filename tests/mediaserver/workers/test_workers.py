@@ -1,0 +1,134 @@
+"""A real ``stagepass serve --workers 2``: the control plane and two media worker processes.
+
+The publisher's room is hosted by one worker; viewers are spread over both, the other
+worker relaying the room through a worker pipe: every viewer reads every frame number in
+order. Then the worker that hosts only viewers is killed (SIGKILL): the host's viewers go
+on, the dead worker is restarted (logged with its index), and a viewer that reconnects is
+placed on it and plays, relayed again."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.peers import Publisher, Viewer
+from tests.support.server_process import start_server, stop
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
+FLAGS = ("--workers", "2", "--rooms", "open=open-room-key", "--recordings", "off", "--rtmp-port", "0",
+         "--log-level", "WARNING")
+
+
+async def get_json(base: str, path: str) -> dict:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + path) as r:
+            assert r.status == 200, (path, r.status)
+            return await r.json()
+
+
+async def until(predicate, timeout: float = 20.0, what: str = "") -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await predicate():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
+async def frames_grow(viewer: Viewer, count: int = 20, timeout: float = 20.0) -> list[int]:
+    start = len(viewer.numbers)
+
+    async def enough() -> bool:
+        return len(viewer.numbers) >= start + count
+
+    await until(enough, timeout, "frames")
+    return viewer.numbers[start:]
+
+
+def in_order(numbers: list[int]) -> bool:
+    return all(b > a for a, b in zip(numbers, numbers[1:]))
+
+
+def worker_pids(server_pid: int) -> dict[int, int]:
+    """Worker index -> pid, from the server process's children."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    out = {}
+    for pid in map(int, children):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"mediaserver.workers.worker" in argv:
+            out[int(argv[argv.index(b"--index") + 1])] = pid
+    return out
+
+
+async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):
+    proc, base = await start_server(tmp_path, *FLAGS, ready_path="/api/live")
+    peers: list = []
+    try:
+        pids = worker_pids(proc.pid)
+        assert sorted(pids) == [0, 1]
+        publisher = Publisher(base)
+        peers.append(publisher)
+        assert await publisher.publish("open", "open-room-key") == 201
+
+        async def live() -> bool:
+            return (await get_json(base, "/api/rooms/open"))["live"]
+
+        await until(live, what="the room live")
+        viewers = [Viewer(base) for _ in range(3)]
+        peers += viewers
+        for viewer in viewers:
+            assert await viewer.play("open") == 201
+        seen = await asyncio.gather(*(frames_grow(v) for v in viewers))
+        assert all(in_order(s) for s in seen), seen
+        assert max(s[-1] for s in seen) - min(s[-1] for s in seen) < 30  # the same live picture
+        assert all(v.audio_frames for v in viewers)
+
+        room = await get_json(base, "/api/rooms/open")
+        workers = room["workers"]
+        host = next(int(w) for w, info in workers.items() if info["host"])
+        other = 1 - host
+        assert workers[str(host)]["viewers"] >= 1 and workers[str(other)]["viewers"] >= 1, workers
+        assert room["viewers"] == 3
+
+        # the worker with viewers only dies: the host's viewers go on, it is restarted
+        os.kill(pids[other], signal.SIGKILL)
+        before = [len(v.numbers) for v in viewers]
+        await asyncio.sleep(3)
+        going = [v for v, n in zip(viewers, before) if len(v.numbers) >= n + 30]
+        assert len(going) == workers[str(host)]["viewers"], [len(v.numbers) - n for v, n in zip(viewers, before)]
+        assert all(in_order(v.numbers[n:]) for v, n in zip(viewers, before) if v in going)
+
+        async def restarted() -> bool:
+            now = worker_pids(proc.pid)
+            return other in now and now[other] != pids[other]
+
+        await until(restarted, what="the killed worker restarted")
+
+        async def forgotten() -> bool:
+            return (await get_json(base, "/api/rooms/open"))["viewers"] == len(going)
+
+        await until(forgotten, what="the dead worker's viewers forgotten")
+        for viewer in viewers:
+            if viewer not in going:
+                await viewer.close()
+        again = Viewer(base)  # the player reconnects: placed on the restarted (least-loaded) worker
+        peers.append(again)
+        assert await again.play("open") == 201
+        assert (await get_json(base, "/api/rooms/open"))["workers"][str(other)]["viewers"] == 1
+        resumed, *rest = await asyncio.gather(frames_grow(again), *(frames_grow(v) for v in going))
+        assert in_order(resumed) and all(in_order(s) for s in rest)
+    finally:
+        for peer in peers:
+            await peer.close()
+        stop(proc)
+    log = proc.stderr.read().decode()
+    assert f"media worker {other} (pid {pids[other]}) exited with signal 9" in log, log[-3000:]
