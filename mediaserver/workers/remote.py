@@ -284,8 +284,9 @@ class WorkerRoom:
                 self.log.exception("%s listener failed", what)
 
     async def started(self, worker: int, broadcast: Broadcast) -> None:
-        if worker != self.host:
-            return
+        """A broadcast opened on ``worker`` (told while its publish request is answered):
+        that worker hosts the room from now on."""
+        self.host = worker
         self.broadcast, self.ended_broadcast = broadcast, None
         await self._tell(self.broadcast_started, broadcast, "broadcast-start")
 

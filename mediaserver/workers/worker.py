@@ -217,7 +217,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--dir", type=Path, required=True, help="the workers' run directory")
     args = parser.parse_args(argv)
     settings: Settings = pickle.loads((args.dir / SETTINGS_FILE).read_bytes())
-    setup_logging(settings.server.log_level, settings.server.log_format)
+    setup_logging(settings.server.log_level, settings.server.log_format, worker=args.index)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the control plane ends us
     asyncio.run(_run(args.index, args.fd, args.dir, settings))
     return 0

@@ -4,11 +4,13 @@ The publisher's room is hosted by one worker; viewers are spread over both, the 
 worker relaying the room through a worker pipe: every viewer reads every frame number in
 order. Then the worker that hosts only viewers is killed (SIGKILL): the host's viewers go
 on, the dead worker is restarted (logged with its index), and a viewer that reconnects is
-placed on it and plays, relayed again."""
+placed on it and plays, relayed again. The broadcast, recorded on the host worker, is
+packaged into a replay once the creator ends it."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 from pathlib import Path
@@ -21,8 +23,7 @@ from tests.support.server_process import start_server, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
-FLAGS = ("--workers", "2", "--rooms", "open=open-room-key", "--recordings", "off", "--rtmp-port", "0",
-         "--log-level", "WARNING")
+FLAGS = ("--workers", "2", "--rooms", "open=open-room-key", "--rtmp-port", "0", "--log-level", "WARNING")
 
 
 async def get_json(base: str, path: str) -> dict:
@@ -126,6 +127,17 @@ async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):
         assert (await get_json(base, "/api/rooms/open"))["workers"][str(other)]["viewers"] == 1
         resumed, *rest = await asyncio.gather(frames_grow(again), *(frames_grow(v) for v in going))
         assert in_order(resumed) and all(in_order(s) for s in rest)
+
+        # the creator ends the broadcast: the host worker's recording is packaged into a replay
+        broadcast = (await get_json(base, "/api/rooms/open"))["broadcast"]["id"]
+        assert await publisher.delete() == 200
+        manifest = tmp_path / "recordings" / "open" / broadcast / "manifest.json"
+
+        async def packaged() -> bool:
+            return manifest.exists() and json.loads(manifest.read_text()).get("status") == "ready"
+
+        await until(packaged, what="the replay packaged")
+        assert (await get_json(base, "/api/rooms/open"))["phase"] == "ended"
     finally:
         for peer in peers:
             await peer.close()
