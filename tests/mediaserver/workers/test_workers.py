@@ -93,6 +93,23 @@ async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):
         assert max(s[-1] for s in seen) - min(s[-1] for s in seen) < 30  # the same live picture
         assert all(v.audio_frames for v in viewers)
 
+        # a second publisher is refused by the host worker, as in one process; nothing changes
+        second = Publisher(base)
+        peers.append(second)
+        assert await second.publish("open", "open-room-key") == 409 and '"room_busy"' in second.error
+        # a viewer's session resource answers from the worker that owns it
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + viewers[0].location) as r:
+                assert r.status == 200 and (await r.json())["rendition"] == "full"
+            sdp = viewers[0].pc.localDescription.sdp
+            ufrag, pwd = (next(line.split(":", 1)[1] for line in sdp.splitlines() if line.startswith(f"a=ice-{k}:"))
+                          for k in ("ufrag", "pwd"))
+            fragment = f"a=ice-ufrag:{ufrag}\r\na=ice-pwd:{pwd}\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=mid:0\r\n" \
+                       "a=end-of-candidates\r\n"
+            async with http.patch(base + viewers[0].location, data=fragment,
+                                  headers={"Content-Type": "application/trickle-ice-sdpfrag"}) as r:
+                assert r.status == 204, await r.text()
+
         room = await get_json(base, "/api/rooms/open")
         workers = room["workers"]
         host = next(int(w) for w, info in workers.items() if info["host"])
