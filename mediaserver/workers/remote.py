@@ -23,23 +23,20 @@ within ``publisher_stale_seconds`` to another worker, and the pipes follow it.
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import logging
-import time
-from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Iterator, Optional
 
 from core.logs import context_logger
 from core.settings import Settings
 from core.tasks import TaskOwner
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
-from mediaserver.live.remote_candidates import RemoteIce
 from mediaserver.live.room import Broadcast, LiveObserver
 from mediaserver.workers.channel import RemoteError, WorkerGone
+from mediaserver.workers.links import Links
+from mediaserver.workers.sessions import WorkerSession
 from mediaserver.workers.supervisor import WorkerPool
 
-__all__ = ["WorkerRoom", "WorkerRooms", "WorkerSession"]
+__all__ = ["WorkerRoom", "WorkerRooms"]
 
 log = logging.getLogger("stagepass.workers")
 
@@ -52,101 +49,6 @@ Listener = Callable[[Any, Broadcast], Awaitable[None]]
 
 def _domain_error(exc: RemoteError) -> Exception:
     return _ERRORS.get(exc.type, RuntimeError)(str(exc))
-
-
-class WorkerSession:
-    """A publisher's or viewer's session that lives in a worker: what admission, seats and
-    the WHIP/WHEP resources use of a ``PeerSession`` (id, user, tasks, close, trickle)."""
-
-    relay = False
-
-    def __init__(self, rooms: "WorkerRooms", room: "WorkerRoom", worker: int, session_id: str, role: str,
-                 ice: dict) -> None:
-        self._rooms = rooms
-        self.room = room
-        self.worker = worker
-        self.id = session_id
-        self.role = role
-        self.room_name = room.name
-        self.created = time.monotonic()
-        self.log = context_logger(f"stagepass.{role}", room.name, session_id[:8])
-        self.log.extra["worker"] = worker  # type: ignore[index]
-        self.tasks = TaskOwner(self.log)
-        self.remote_ice = RemoteIce(ice["ufrag"], ice["pwd"], tuple(ice["mids"]))
-        self.codecs: dict[str, str] = {}
-        self.first_media_seconds: Optional[float] = None
-        self.nacked: dict[str, int] = {}
-        self._user_id: Optional[int] = None
-        self._listeners: list[Callable[[], Awaitable[None]]] = []
-        self._closed = False
-
-    @property
-    def user_id(self) -> Optional[int]:
-        return self._user_id
-
-    @user_id.setter
-    def user_id(self, value: Optional[int]) -> None:
-        self._user_id = value
-        if value is not None:
-            self.log.extra["user"] = value  # type: ignore[index]
-            self.tasks.spawn(self._tell("admitted", user=value), name="admitted")
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
-    @property
-    def state(self) -> str:
-        return "closed" if self._closed else "connected"
-
-    @property
-    def rendition(self) -> str:
-        return self.room.renditions.get(self.id, "full")
-
-    async def _tell(self, op: str, **args: Any) -> dict:
-        try:
-            return await self._rooms.pool.request(self.worker, op, room=self.room_name, session=self.id, **args)
-        except (WorkerGone, RemoteError) as exc:
-            self.log.info("%s: %s", op, exc)
-            return {}
-
-    def trickle(self, candidates: list[tuple[str, str]], end: bool) -> None:
-        self.tasks.spawn(self._tell("trickle", candidates=candidates, end=end), name="trickle")
-
-    async def quality(self) -> dict:
-        return await self._tell("quality")
-
-    def octets_sent(self) -> dict[str, int]:
-        return {}
-
-    async def bytes_received(self) -> Optional[int]:
-        return None
-
-    def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
-        self._listeners.append(listener)
-
-    def is_stale(self) -> bool:
-        return self._closed
-
-    async def close(self) -> None:
-        """End the session in its worker; the session is forgotten here once it closed."""
-        if not self._closed:
-            await self._tell("close")
-            await self.ended()
-
-    async def ended(self) -> None:
-        """The session ended in its worker (or the worker died): forget it, tell listeners."""
-        if self._closed:
-            return
-        self._closed = True
-        self.room.forget(self)
-        await self.tasks.close()
-        self.log.info("closed")
-        for listener in self._listeners:
-            try:
-                await listener()
-            except Exception:
-                self.log.exception("close listener failed")
 
 
 class _Recording:
@@ -194,6 +96,11 @@ class WorkerRoom:
 
     @property
     def phase(self) -> str:
+        """The host worker's word (``Room.phase``: a broadcast counts once media came), as
+        of its last snapshot; without a host, what the control plane knows."""
+        host = self._host_snapshot.get("phase")
+        if host is not None and self.publisher is not None:
+            return host
         if self.live:
             return "live"
         if self.broadcast is not None:
@@ -231,7 +138,7 @@ class WorkerRoom:
             result = await rooms.pool.request(worker, "publish", room=self.name, sdp=offer_sdp, plan=plan)
         except RemoteError as exc:
             raise _domain_error(exc) from None
-        session = WorkerSession(rooms, self, worker, result["session"], "publisher", result["ice"])
+        session = WorkerSession(rooms.pool, self, worker, result["session"], "publisher", result["ice"])
         session.codecs = result.get("codecs", {})
         previous, self.publisher = self.publisher, session
         if previous is not None and previous.worker == worker:
@@ -249,7 +156,7 @@ class WorkerRoom:
             result = await rooms.pool.request(worker, "subscribe", room=self.name, sdp=offer_sdp, kinds=kinds)
         except RemoteError as exc:
             raise _domain_error(exc) from None
-        session = WorkerSession(rooms, self, worker, result["session"], "viewer", result["ice"])
+        session = WorkerSession(rooms.pool, self, worker, result["session"], "viewer", result["ice"])
         self.subscribers[session.id] = session
         self.log.info("viewer %s joined on worker %d (%d watching)", session.id[:8], worker, len(self.subscribers))
         await rooms.links.ensure(self, worker)
@@ -327,81 +234,6 @@ class WorkerRoom:
         }
 
 
-@dataclass
-class _Link:
-    room: str
-    source: int
-    to: int
-
-
-class Links:
-    """The pipes between workers: one per (room, relaying worker), from the room's host."""
-
-    def __init__(self, rooms: "WorkerRooms") -> None:
-        self._rooms = rooms
-        self._ids = itertools.count(1)
-        self.by_channel: dict[int, _Link] = {}
-        self.by_target: dict[tuple[str, int], int] = {}  # (room, worker) -> channel
-        self._lock = asyncio.Lock()
-
-    async def follow_host(self, room: WorkerRoom) -> None:
-        """The room has a (new) host: every worker with viewers of it relays from there."""
-        for worker in sorted({s.worker for s in room.subscribers.values()}):
-            await self.ensure(room, worker)
-
-    async def ensure(self, room: WorkerRoom, worker: int) -> None:
-        """Worker ``worker`` relays ``room`` from its host, unless it is the host or does."""
-        async with self._lock:
-            host = room.host
-            if host is None or host == worker or not room.viewers_on(worker):
-                return
-            channel = self.by_target.get((room.name, worker))
-            if channel is not None and self.by_channel[channel].source == host:
-                return
-            pool = self._rooms.pool
-            channel = next(self._ids)
-            try:
-                await pool.request(worker, "pipe_in", room=room.name, channel=channel, origin=host)
-                self.by_channel[channel] = _Link(room.name, host, worker)
-                self.by_target[(room.name, worker)] = channel
-                await pool.request(host, "pipe_out", room=room.name, channel=channel, to=worker)
-            except (WorkerGone, RemoteError) as exc:
-                room.log.warning("piping worker %d -> %d failed: %s", host, worker, exc)
-                return
-            room.log.info("worker %d relays the room from worker %d (channel %d)", worker, host, channel)
-
-    async def idle(self, worker: int, room_name: str, channel: int) -> None:
-        """Worker ``worker`` let go of the relay on ``channel`` (its last viewer left, or a
-        newer pipe replaced it): close the sending end; relay again if viewers came back."""
-        async with self._lock:
-            link = self.by_channel.pop(channel, None)
-            if link is None:
-                return
-            if self.by_target.get((room_name, worker)) == channel:
-                del self.by_target[(room_name, worker)]
-            await self._stop(link.source, channel)
-        room = self._rooms.get(room_name)
-        if room is not None and room.viewers_on(worker):
-            await self.ensure(room, worker)
-
-    async def _stop(self, worker: int, channel: int) -> None:
-        try:
-            await self._rooms.pool.request(worker, "pipe_stop", channel=channel)
-        except (WorkerGone, RemoteError):
-            pass
-
-    async def worker_gone(self, worker: int) -> None:
-        """Drop every pipe from or to ``worker``; the other end is closed."""
-        async with self._lock:
-            for channel, link in list(self.by_channel.items()):
-                if worker not in (link.source, link.to):
-                    continue
-                del self.by_channel[channel]
-                if self.by_target.get((link.room, link.to)) == channel:
-                    del self.by_target[(link.room, link.to)]
-                await self._stop(link.to if link.source == worker else link.source, channel)
-
-
 class WorkerRooms:
     """The rooms of this node, their media in ``count`` worker processes (``--workers``)."""
 
@@ -412,7 +244,7 @@ class WorkerRooms:
         self.broadcast_started: list[Listener] = []
         self.broadcast_ended: list[Listener] = []
         self.pool = WorkerPool(settings, count, self._event, self._worker_gone)
-        self.links = Links(self)
+        self.links = Links(self.pool, self.get)
         self.tasks = TaskOwner(log)
         self.udp_mux = None
 
