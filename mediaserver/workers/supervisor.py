@@ -128,6 +128,11 @@ class WorkerPool:
     def alive(self) -> list[int]:
         return [i for i, w in sorted(self.workers.items()) if w.alive]
 
+    async def readiness(self) -> Optional[str]:
+        """A readiness check (``/readyz``): None while every worker runs."""
+        down = [i for i in range(self.count) if i not in self.alive()]
+        return f"media worker {', '.join(map(str, down))} not running (restarting)" if down else None
+
     async def request(self, index: int, op: str, **args: Any) -> dict:
         """A request to worker ``index``; ``WorkerGone`` if it is not running."""
         worker = self.workers.get(index)

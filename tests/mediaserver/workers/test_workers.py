@@ -4,8 +4,10 @@ The publisher's room is hosted by one worker; viewers are spread over both, the 
 worker relaying the room through a worker pipe: every viewer reads every frame number in
 order. Then the worker that hosts only viewers is killed (SIGKILL): the host's viewers go
 on, the dead worker is restarted (logged with its index), and a viewer that reconnects is
-placed on it and plays, relayed again. The broadcast, recorded on the host worker, is
-packaged into a replay once the creator ends it."""
+placed on it and plays, relayed again. Then the host dies: the creator reconnects to the
+restarted worker, which hosts the room from then on, and the other worker's viewer
+resumes, relayed from there; that broadcast, recorded on its host, is packaged into a
+replay once the creator ends it."""
 
 from __future__ import annotations
 
@@ -54,6 +56,14 @@ async def frames_grow(viewer: Viewer, count: int = 20, timeout: float = 20.0) ->
 
 def in_order(numbers: list[int]) -> bool:
     return all(b > a for a, b in zip(numbers, numbers[1:]))
+
+
+def restarted(server_pid: int, index: int, old_pid: int):
+    async def check() -> bool:
+        now = worker_pids(server_pid)
+        return index in now and now[index] != old_pid
+
+    return check
 
 
 def worker_pids(server_pid: int) -> dict[int, int]:
@@ -118,18 +128,15 @@ async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):
         assert room["viewers"] == 3
 
         # the worker with viewers only dies: the host's viewers go on, it is restarted
-        os.kill(pids[other], signal.SIGKILL)
+        killed = pids[other]
+        os.kill(killed, signal.SIGKILL)
         before = [len(v.numbers) for v in viewers]
         await asyncio.sleep(3)
         going = [v for v, n in zip(viewers, before) if len(v.numbers) >= n + 30]
         assert len(going) == workers[str(host)]["viewers"], [len(v.numbers) - n for v, n in zip(viewers, before)]
         assert all(in_order(v.numbers[n:]) for v, n in zip(viewers, before) if v in going)
 
-        async def restarted() -> bool:
-            now = worker_pids(proc.pid)
-            return other in now and now[other] != pids[other]
-
-        await until(restarted, what="the killed worker restarted")
+        await until(restarted(proc.pid, other, killed), what="the killed worker restarted")
 
         async def forgotten() -> bool:
             return (await get_json(base, "/api/rooms/open"))["viewers"] == len(going)
@@ -145,9 +152,32 @@ async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):
         resumed, *rest = await asyncio.gather(frames_grow(again), *(frames_grow(v) for v in going))
         assert in_order(resumed) and all(in_order(s) for s in rest)
 
-        # the creator ends the broadcast: the host worker's recording is packaged into a replay
-        broadcast = (await get_json(base, "/api/rooms/open"))["broadcast"]["id"]
-        assert await publisher.delete() == 200
+        # the host dies: the creator reconnects, to the restarted (least-loaded) worker, and the
+        # other worker's viewer resumes, relayed from the new host
+        first_broadcast = (await get_json(base, "/api/rooms/open"))["broadcast"]["id"]
+        pids = worker_pids(proc.pid)
+        os.kill(pids[host], signal.SIGKILL)
+        await until(restarted(proc.pid, host, pids[host]), what="the host restarted")
+
+        async def ready() -> bool:  # /readyz: every worker runs again
+            async with aiohttp.ClientSession() as http:
+                async with http.get(base + "/readyz") as r:
+                    return r.status == 200
+
+        await until(ready, what="both workers running")
+        await publisher.close()
+        creator = Publisher(base, start=50_000)
+        peers.append(creator)
+        assert await creator.publish("open", "open-room-key") == 201
+        resumed = await frames_grow(again, timeout=30)
+        assert resumed[-1] >= 50_000 and in_order([n for n in resumed if n >= 50_000]), resumed
+        room = await get_json(base, "/api/rooms/open")
+        assert room["workers"][str(host)] == {"viewers": 0, "host": True} and room["viewers"] == 1, room
+
+        # the creator ends the broadcast: the new host's recording is packaged into a replay
+        broadcast = room["broadcast"]["id"]
+        assert broadcast != first_broadcast  # the dead host's broadcast ended with it
+        assert await creator.delete() == 200
         manifest = tmp_path / "recordings" / "open" / broadcast / "manifest.json"
 
         async def packaged() -> bool:
@@ -160,4 +190,4 @@ async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):
             await peer.close()
         stop(proc)
     log = proc.stderr.read().decode()
-    assert f"media worker {other} (pid {pids[other]}) exited with signal 9" in log, log[-3000:]
+    assert f"media worker {other} (pid {killed}) exited with signal 9" in log, log[-3000:]
