@@ -175,14 +175,6 @@ class WorkerRoom:
             except (WorkerGone, RemoteError) as exc:
                 self.log.warning("ending the broadcast on worker %d: %s", self.host, exc)
 
-    async def take_down(self) -> None:
-        """The room was taken down: its publisher and broadcast end."""
-        if self.host is not None:
-            try:
-                await self._rooms.pool.request(self.host, "take_down", room=self.name)
-            except (WorkerGone, RemoteError) as exc:
-                self.log.warning("taking down on worker %d: %s", self.host, exc)
-
     async def _tell(self, listeners: list[Listener], broadcast: Broadcast, what: str) -> None:
         for listener in list(listeners):
             try:
@@ -285,16 +277,6 @@ class WorkerRooms:
 
     async def start(self, worker: int = 0) -> None:
         await self.pool.start()
-
-    async def worker_stats(self) -> dict[int, dict]:
-        """Each running worker's rooms and pipe counters (``MediaWorker.op_stats``)."""
-        out: dict[int, dict] = {}
-        for index in self.pool.alive():
-            try:
-                out[index] = await self.pool.request(index, "stats")
-            except (WorkerGone, RemoteError):
-                pass
-        return out
 
     # ------------------------------------------------------------ news from the workers
     async def _event(self, worker: int, name: str, data: dict) -> None:

@@ -126,13 +126,6 @@ class MediaWorker:
         if found is not None:
             await found.end_broadcast()
 
-    async def op_take_down(self, room: str) -> None:
-        found = self.rooms.get(room)
-        if found is not None:
-            if found.publisher is not None:
-                await found.publisher.close()
-            await found.end_broadcast()
-
     async def op_pipe_out(self, room: str, channel: int, to: int) -> None:
         """Send ``room``'s packets to worker ``to`` through ``channel``."""
         live = self.rooms.open(room)
@@ -161,11 +154,6 @@ class MediaWorker:
         relay = self.relays.pop(channel, None)
         if relay is not None:
             await relay.close()
-
-    async def op_stats(self) -> dict:
-        return {"rooms": {room.name: room.stats() for room in self.rooms}, "pid": os.getpid(),
-                "pipe": {"sent": self.pipes.sent, "send_failures": self.pipes.send_failures,  # type: ignore[union-attr]
-                         "received": self.pipes.received}}  # type: ignore[union-attr]
 
     # ------------------------------------------------------------ news
     async def _snapshot_loop(self) -> None:

@@ -20,42 +20,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.frames import frames_grow, get_json, in_order, until
 from tests.support.peers import Publisher, Viewer
 from tests.support.server_process import start_server, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 FLAGS = ("--workers", "2", "--rooms", "open=open-room-key", "--rtmp-port", "0", "--log-level", "WARNING")
-
-
-async def get_json(base: str, path: str) -> dict:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(base + path) as r:
-            assert r.status == 200, (path, r.status)
-            return await r.json()
-
-
-async def until(predicate, timeout: float = 20.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-async def frames_grow(viewer: Viewer, count: int = 20, timeout: float = 20.0) -> list[int]:
-    start = len(viewer.numbers)
-
-    async def enough() -> bool:
-        return len(viewer.numbers) >= start + count
-
-    await until(enough, timeout, "frames")
-    return viewer.numbers[start:]
-
-
-def in_order(numbers: list[int]) -> bool:
-    return all(b > a for a, b in zip(numbers, numbers[1:]))
 
 
 def restarted(server_pid: int, index: int, old_pid: int):
