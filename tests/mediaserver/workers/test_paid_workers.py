@@ -1,6 +1,7 @@
 """A paid room with media workers (``workers=2``; the control plane in the test's process,
 its two workers as processes): the ticket holder's player lands on the worker that does
-not host the room and plays through the pipe; the same ticket on a second device (placed
+not host the room and plays through the pipe (its quality figures, asked of that worker,
+reach the creator); the same ticket on a second device (placed
 on the host) ends the first session in its worker (one device per ticket); a refund ends
 the second; the ledger balances."""
 
@@ -42,6 +43,10 @@ async def test_a_ticket_across_two_workers_one_device_then_a_refund(aiohttp_serv
         await wait_for(lambda: len(first.numbers) >= 15, timeout=20)
         (session,) = room.subscribers.values()
         assert session.worker != host and session.user_id == viewer.user["id"]  # relayed through the pipe
+        # the creator's view of its viewers: the quality figures come from the viewer's worker
+        status, body = await creator.get("/api/rooms/maths/viewers")
+        (seen,) = body["viewers"]
+        assert status == 200 and seen["user_id"] == viewer.user["id"] and seen["video"]["packets_sent"] > 0, body
 
         # the same ticket on a second device: placed on the host, it ends the first one in its worker
         second = Viewer(base)
