@@ -62,6 +62,25 @@ class _Recording:
         return self._state
 
 
+class _FanoutTotals:
+    """One kind's counters over the workers (``stats`` as a ``FanoutStats``'s); the keyframe
+    requests stay in the workers."""
+
+    keyframes = None
+
+    def __init__(self) -> None:
+        self.stats = self
+        self.packets_in = self.packets_out = self.dropped = self.retransmitted = self.send_errors = 0
+
+    def add(self, counters: dict, from_host: bool) -> None:
+        if from_host:
+            self.packets_in += counters.get("packets_in", 0)
+        self.packets_out += counters.get("packets_out", 0)
+        self.dropped += counters.get("dropped", 0)
+        self.retransmitted += counters.get("retransmitted", 0)
+        self.send_errors += counters.get("send_errors", 0)
+
+
 class WorkerRoom:
     """A room whose sessions live in workers."""
 
@@ -80,8 +99,7 @@ class WorkerRoom:
         self.broadcast_started: list[Listener] = rooms.broadcast_started
         self.broadcast_ended: list[Listener] = rooms.broadcast_ended
         self.snapshots: dict[int, dict] = {}  #: worker -> its latest snapshot of this room
-        # what the metrics read of an in-process room: here, nothing per packet
-        self.fanouts: dict = {}
+        # what the metrics read of an in-process room (``fanouts`` from the snapshots)
         self.departed_nacked: dict[str, int] = {}
         self.departed_octets: dict[str, int] = {}
 
@@ -106,6 +124,17 @@ class WorkerRoom:
         if self.broadcast is not None:
             return "reconnecting"
         return "ended" if self.ended_broadcast is not None else "idle"
+
+    @property
+    def fanouts(self) -> dict[str, "_FanoutTotals"]:
+        """Per kind, the workers' fanout counters as ``/metrics`` reads a ``Fanout``'s: packets
+        in from the host (a relay's come through the pipe), the rest summed over workers."""
+        totals: dict[str, _FanoutTotals] = {}
+        for worker, snapshot in self.snapshots.items():
+            for kind, counters in snapshot.get("fanouts", {}).items():
+                total = totals.setdefault(kind, _FanoutTotals())
+                total.add(counters, from_host=worker == self.host)
+        return totals
 
     @property
     def renditions(self) -> dict[str, str]:
@@ -207,7 +236,6 @@ class WorkerRoom:
             await self._tell(self.broadcast_ended, ended, "broadcast-end")
 
     def stats(self) -> dict:
-        host = self._host_snapshot
         workers = {str(w): {"viewers": self.viewers_on(w), "host": w == self.host}
                    for w in sorted({s.worker for s in self.subscribers.values()} | ({self.host} - {None}))}
         return {
@@ -220,8 +248,9 @@ class WorkerRoom:
             "relays": 0,
             "origin": None,
             "codecs": dict(self.publisher.codecs) if self.publisher else {},
-            "recording": host.get("recording"),
-            "fanouts": host.get("fanouts", {}),
+            "recording": self._host_snapshot.get("recording"),
+            "fanouts": {kind: {"packets_in": t.packets_in, "packets_out": t.packets_out, "dropped": t.dropped,
+                               "retransmitted": t.retransmitted} for kind, t in self.fanouts.items()},
             "workers": workers,
         }
 

@@ -171,7 +171,8 @@ class MediaWorker:
             "recording": room.recorder.state() if room.recorder is not None else None,
             "renditions": {s.id: s.rendition for s in room.subscribers.values()},
             "fanouts": {kind: {"packets_in": f.stats.packets_in, "packets_out": f.stats.packets_out,
-                               "dropped": f.stats.dropped, "retransmitted": f.stats.retransmitted}
+                               "dropped": f.stats.dropped, "retransmitted": f.stats.retransmitted,
+                               "send_errors": f.stats.send_errors}
                         for kind, f in room.fanouts.items()},
         }
 

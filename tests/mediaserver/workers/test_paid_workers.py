@@ -7,6 +7,7 @@ the second; the ledger balances."""
 
 from __future__ import annotations
 
+import aiohttp
 import pytest
 
 from paywall.http import PAYWALL
@@ -18,9 +19,22 @@ from tests.support.peers import Publisher, Viewer
 
 pytestmark = [pytest.mark.slow, pytest.mark.inprocess, pytest.mark.e2e]
 
+METRICS_TOKEN = "workers-metrics-token-0123"
+
+
+async def forwarded(base: str) -> dict[str, float]:
+    """``stagepass_forwarded_packets`` and ``stagepass_received_packets`` of video, from ``/metrics``."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as r:
+            text = await r.text()
+    return {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+            if line.startswith(("stagepass_forwarded_packets_total{kind=\"video\"}",
+                                "stagepass_received_packets_total{kind=\"video\"}"))}
+
 
 async def test_a_ticket_across_two_workers_one_device_then_a_refund(aiohttp_server, tmp_path):
-    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'paywall.db'}", workers=2))
+    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'paywall.db'}", workers=2,
+                                      metrics_token=METRICS_TOKEN))
     base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, max_devices=1)
@@ -47,6 +61,9 @@ async def test_a_ticket_across_two_workers_one_device_then_a_refund(aiohttp_serv
         status, body = await creator.get("/api/rooms/maths/viewers")
         (seen,) = body["viewers"]
         assert status == 200 and seen["user_id"] == viewer.user["id"] and seen["video"]["packets_sent"] > 0, body
+        await wait_for(lambda: room.fanouts.get("video") and room.fanouts["video"].stats.packets_out, timeout=5)
+        counts = await forwarded(base)  # the workers' counters, as in one process
+        assert counts["stagepass_forwarded_packets_total"] > 0 and counts["stagepass_received_packets_total"] > 0
 
         # the same ticket on a second device: placed on the host, it ends the first one in its worker
         second = Viewer(base)
