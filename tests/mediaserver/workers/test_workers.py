@@ -37,6 +37,15 @@ def restarted(server_pid: int, index: int, old_pid: int):
     return check
 
 
+def ready(base: str):
+    async def check() -> bool:  # /readyz: every media worker runs
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/readyz") as r:
+                return r.status == 200
+
+    return check
+
+
 def worker_pids(server_pid: int) -> dict[int, int]:
     """Worker index -> pid, from the server process's children."""
     children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
@@ -108,6 +117,7 @@ async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):
         assert all(in_order(v.numbers[n:]) for v, n in zip(viewers, before) if v in going)
 
         await until(restarted(proc.pid, other, killed), what="the killed worker restarted")
+        await until(ready(base), what="both workers running")
 
         async def forgotten() -> bool:
             return (await get_json(base, "/api/rooms/open"))["viewers"] == len(going)
@@ -130,12 +140,7 @@ async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):
         os.kill(pids[host], signal.SIGKILL)
         await until(restarted(proc.pid, host, pids[host]), what="the host restarted")
 
-        async def ready() -> bool:  # /readyz: every worker runs again
-            async with aiohttp.ClientSession() as http:
-                async with http.get(base + "/readyz") as r:
-                    return r.status == 200
-
-        await until(ready, what="both workers running")
+        await until(ready(base), what="both workers running")
         await publisher.close()
         creator = Publisher(base, start=50_000)
         peers.append(creator)
