@@ -100,7 +100,7 @@ async def live(request: web.Request) -> web.Response:
             video = (await subscriber.quality()).get("video") or {}
             if video.get("fraction_lost") is not None:
                 losses.append(video["fraction_lost"])
-        keyframes = room.fanouts["video"].keyframes
+        keyframes = getattr(room.fanouts.get("video"), "keyframes", None)  # none with media workers
         rooms.append({
             "room": room.name,
             "phase": room.phase,

@@ -47,6 +47,7 @@ from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.replays import Replays
 from mediaserver.live.room import Room, RoomRegistry
+from mediaserver.workers.remote import WorkerRooms
 from mediaserver.storage import StorageError, open_storage, publishes
 from mediaserver.packaging.uploads import ReplayUploads
 from mediaserver.packaging.options import PackageOptions
@@ -68,7 +69,9 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
     app[SETTINGS] = settings
 
     metrics = Metrics()
-    rooms = RoomRegistry(settings, observer=metrics)
+    # one process, or a control plane beside media workers (``--workers N``)
+    rooms = (WorkerRooms(settings, settings.media.workers, observer=metrics) if settings.media.workers > 1
+             else RoomRegistry(settings, observer=metrics))
     storage = open_storage(settings.recording.storage_url, settings.server.data_dir)
     publishing = publishes(storage, settings.server.data_dir)
     # the one place that decides between one process and several nodes
@@ -258,7 +261,10 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         yield
         await ingest.close()
 
-    if settings.media.rtmp_port:
+    if settings.media.rtmp_port and settings.media.workers > 1:
+        rtmp_log.warning("RTMP ingest is not available with media workers (--workers %d): publish over WHIP",
+                         settings.media.workers)
+    elif settings.media.rtmp_port:
         app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
     install_ops(app, settings, rooms, metrics, cluster, with_paywall=access is None,

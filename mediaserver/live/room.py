@@ -208,12 +208,27 @@ class Room:
             except BaseException:
                 await source.close()
                 raise
-            previous, self.publisher, self.origin = self.publisher, source, origin
-            source.attach()
-            if previous is not None:
-                await previous.close()
+            await self._take_source(source, origin)
         self.log.info("pulling from node %s as edge source %s", origin, source.id[:8])
         return source
+
+    async def relay_from(self, origin: str, make_source: Callable[..., S]) -> S:
+        """Relay this room from ``origin`` (another media worker of this machine): the
+        source ``make_source(room_name, on_closed, stale_after, fanouts)`` builds replaces
+        whatever source was here. Like an edge, a relay neither opens a broadcast nor
+        records, and it is let go of when the room's last viewer here leaves."""
+        async with self._publish_lock:
+            source = make_source(room_name=self.name, on_closed=self._forget,
+                                 stale_after=self.settings.media.publisher_stale_seconds, fanouts=self.fanouts)
+            await self._take_source(source, origin)
+        self.log.info("relaying from %s as source %s", origin, source.id[:8])
+        return source
+
+    async def _take_source(self, source: LivePublisher, origin: str) -> None:
+        previous, self.publisher, self.origin = self.publisher, source, origin
+        source.attach()
+        if previous is not None:
+            await previous.close()
 
     def viewer_count(self) -> int:
         """Viewers watching here, not counting other nodes' edge sources pulling from this one."""
