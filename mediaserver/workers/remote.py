@@ -30,7 +30,7 @@ from core.logs import context_logger
 from core.settings import Settings
 from core.tasks import TaskOwner
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
-from mediaserver.live.room import Broadcast, LiveObserver
+from mediaserver.live.room import Broadcast, LiveObserver, Room
 from mediaserver.workers.channel import RemoteError, WorkerGone
 from mediaserver.workers.links import Links
 from mediaserver.workers.sessions import WorkerSession
@@ -190,6 +190,9 @@ class WorkerRoom:
         self.log.info("viewer %s joined on worker %d (%d watching)", session.id[:8], worker, len(self.subscribers))
         await rooms.links.ensure(self, worker)
         return session, result["answer"]
+
+    #: a ban ends the user's players, whichever worker they are on
+    end_sessions_of = Room.end_sessions_of
 
     def forget(self, session: WorkerSession) -> None:
         if session is self.publisher:

@@ -2,10 +2,12 @@
 its two workers as processes): the ticket holder's player lands on the worker that does
 not host the room and plays through the pipe (its quality figures, asked of that worker,
 reach the creator); the same ticket on a second device (placed
-on the host) ends the first session in its worker (one device per ticket); a refund ends
-the second; the ledger balances."""
+on the host) ends the first session in its worker (one device per ticket); a ban in the
+creator's chat ends a buyer's player in its worker; a refund ends the second; the ledger balances."""
 
 from __future__ import annotations
+
+import json
 
 import aiohttp
 import pytest
@@ -14,6 +16,7 @@ from paywall.http import PAYWALL
 from signalling.whip import ROOMS
 from stagepass.app import create_app
 from tests.conftest import wait_for
+from tests.support.chat import Chat
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer
 
@@ -73,6 +76,23 @@ async def test_a_ticket_across_two_workers_one_device_then_a_refund(aiohttp_serv
         (newer,) = await wait_for(lambda: len(room.subscribers) == 1 and list(room.subscribers.values()), timeout=10)
         assert newer.worker == host and newer.id != session.id
         await wait_for(lambda: session.id not in room.renditions and newer.id in room.renditions, timeout=5)
+
+        # a ban in the creator's chat ends the banned buyer's player in its worker, and WHEP refuses it
+        rowdy = await Api.sign_up(base, "viewer")
+        await buy(rowdy, "maths")
+        banned = Viewer(base)
+        peers.append(banned)
+        assert await banned.post("/whep/maths", token=await view_token(rowdy, "maths")) == 201
+        await wait_for(lambda: len(room.subscribers) == 2, timeout=10)
+        moderator = Chat()
+        peers.append(moderator)
+        assert await moderator.connect(base, "maths", minted["token"]), moderator.refused
+        assert (await moderator.call("mod:ban", {"user_id": rowdy.user["id"]}))["ok"]
+        await wait_for(lambda: list(room.subscribers) == [newer.id], timeout=10)
+        again = Viewer(base)
+        peers.append(again)
+        assert await again.post("/whep/maths", token=await view_token(rowdy, "maths")) == 403
+        assert json.loads(again.error)["error"]["code"] == "banned"
 
         # a refund ends the session in the worker; the creator goes on
         status, body = await creator.post(f"/api/orders/{order['id']}/refund")
