@@ -240,9 +240,13 @@ class Moderation:
         return user_id
 
     async def _on_ban(self, message: dict) -> None:
+        """On every node: the banned user's chat connections and players in the room end."""
         for c in self.server.clients_in(message["room"]):
             if c.user_id == message["user"]:
                 await self.server.kick(c.sid, "banned", "you are banned from this room")
+        live = self.server.rooms.get(message["room"]) if self.server.rooms is not None else None
+        if live is not None:
+            await live.end_sessions_of(int(message["user"]), f"user {message['user']} banned")
 
     async def slow_mode(self, client: Client, data: Any) -> dict:
         seconds = _int(data, "seconds", 0, MAX_SLOW)

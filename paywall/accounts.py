@@ -48,6 +48,12 @@ class UserView:
     def as_dict(self) -> dict:
         return {"id": self.id, "email": self.email, "display_name": self.display_name, "role": self.role}
 
+    def require_admin(self, only_admins: str) -> None:
+        """Raise 403 ``admin_only`` (``only admins <only_admins>``) unless this user is an admin:
+        the one check every admin-only action goes through."""
+        if self.role != "admin":
+            raise Refusal(403, "admin_only", f"only admins {only_admins}")
+
 
 def _view(user: User) -> UserView:
     return UserView(user.id, user.email, user.display_name, user.role)

@@ -26,7 +26,8 @@ __all__ = ["Catalog", "RoomView", "lock_room", "room_view"]
 
 _EDITABLE = {
     "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
-    "replay_included", "preview_seconds", "max_devices", "allow_downloads", "embed_origins", "question_min_price",
+    "replay_included", "preview_seconds", "max_devices", "allow_downloads", "embed_origins",
+    "question_min_price", "watermark",
 }
 #: an origin that may frame the embeddable player: scheme, host, optional port, nothing else
 _ORIGIN_RE = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
@@ -55,6 +56,8 @@ class RoomView:
     listing: str = "listed"
     #: the least a paid question costs in this room (minor units; 0: any amount)
     question_min_price: int = 0
+    #: players overlay each viewer's masked id when the room is paid (``paywall.watermark``)
+    watermark: bool = True
 
     @property
     def free(self) -> bool:
@@ -80,7 +83,7 @@ def room_view(room: Room) -> RoomView:
         starts.isoformat().replace("+00:00", "Z") if starts else None, room.currency,
         room.ticket_price, room.replay_price, room.replay_included, room.preview_seconds,
         room.max_devices, bool(room.allow_downloads), tuple((room.embed_origins or "").split()),
-        room.listing or "listed", int(room.question_min_price or 0),
+        room.listing or "listed", int(room.question_min_price or 0), room.watermark is not False,
     )
 
 
@@ -120,7 +123,7 @@ def _clean_fields(data: dict[str, Any], creating: bool) -> dict[str, Any]:
         elif key in ("ticket_price", "replay_price"):
             if value is not None or key == "ticket_price":
                 value = check_amount(value, field=key, allow_zero=True)
-        elif key in ("replay_included", "allow_downloads"):
+        elif key in ("replay_included", "allow_downloads", "watermark"):
             if not isinstance(value, bool):
                 raise Refusal(400, "invalid_flag", f"{key}: true or false")
         elif key == "preview_seconds":

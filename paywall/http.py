@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import html
 import logging
+from functools import partial
 from typing import Any, Optional
 from urllib.parse import quote
 
 from aiohttp import web
 
 from core.access import Refusal, bearer_token
+from core.access_http import request_language
+from core.i18n import translate
 
 from .accounts import UserView
 from .clients import client_address
@@ -24,6 +27,7 @@ from .orders import OrderView
 from .ledger import Ledger
 from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
+from .watermark import watermark_for
 
 __all__ = ["PAYWALL", "SESSION_COOKIE", "base_url", "current_user", "dev_checkout_html", "optional_user", "path_number", "read_json", "return_path_for", "setup_routes"]
 
@@ -134,6 +138,7 @@ async def catalog_room(request: web.Request) -> web.Response:
     user = await optional_user(request)
     if user is not None:
         body["owned"] = sorted(await paywall.orders.entitlements(user.id, room))
+    body["watermark"] = watermark_for(user, room)
     return web.json_response(body)
 
 
@@ -221,22 +226,31 @@ async def refund_order(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------- dev checkout
-_DEV_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+_DEV_PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Test checkout</title><link rel="stylesheet" href="/static/style.css"></head>
-<body><main><p class="banner" role="alert"><strong>TEST MODE</strong>: no money moves.</p>
-<h1>Pay {amount} {currency}{every}</h1><p>{what}</p>
+<title>{title}</title><link rel="stylesheet" href="/static/style.css"></head>
+<body><main><p class="banner" role="alert">{banner}</p>
+<h1>{pay}</h1><p>{what}</p>
 <form method="post"><input type="hidden" name="return" value="{back}">
-<button name="action" value="confirm" id="confirm">Confirm payment</button>
-<button name="action" value="decline" id="decline">Decline</button></form></main></body></html>"""
+<button name="action" value="confirm" id="confirm">{confirm}</button>
+<button name="action" value="decline" id="decline">{decline}</button></form></main></body></html>"""
 
 
-def dev_checkout_html(amount: int, currency: str, what: str, back: str, every: str = "") -> web.Response:
-    """The dev provider's checkout page (orders and passes): plain text only, escaped here."""
+def dev_checkout_html(lang: str, amount: int, currency: str, what: str, back: str,
+                      every: Optional[str] = None) -> web.Response:
+    """The dev provider's checkout page (orders and passes) in ``lang``: ``what`` is plain
+    text (translated by the caller), escaped here; ``every`` is a pass's period (``month``,
+    ``year``), said after the amount."""
+    text = partial(translate, lang)
     whole, cents = divmod(amount, 100)
-    page = _DEV_PAGE.format(amount=f"{whole}.{cents:02d}", currency=html.escape(currency), every=html.escape(every),
-                            what=html.escape(what), back=html.escape(back, quote=True))
-    return web.Response(text=page, content_type="text/html")
+    period = text(f"checkout.every_{every}", default=f" / {every}") if every else ""
+    page = _DEV_PAGE.format(
+        lang=lang, title=text("checkout.title"), banner=text("checkout.banner"),
+        pay=html.escape(text("checkout.pay", amount=f"{whole}.{cents:02d}", currency=currency, every=period)),
+        what=html.escape(what), confirm=text("checkout.confirm"), decline=text("checkout.decline"),
+        back=html.escape(back, quote=True),
+    )
+    return web.Response(text=page, content_type="text/html", headers={"Content-Language": lang})
 
 
 def return_path(candidate: object, order: OrderView) -> str:
@@ -266,8 +280,11 @@ async def dev_checkout_page(request: web.Request) -> web.Response:
     order = await request.app[PAYWALL].orders.get(user, request.match_info["order"])
     if order.user_id != user.id:
         raise Refusal(404, "order_not_found", "no such order")
-    return dev_checkout_html(order.amount, order.currency, f"{order.product} for {order.room} (order {order.id})",
-                             return_path(request.query.get("return"), order))
+    lang = request_language(request)
+    text = partial(translate, lang)
+    what = text("checkout.what", product=text(f"checkout.product_{order.product}", default=order.product),
+                room=order.room, order=order.id)
+    return dev_checkout_html(lang, order.amount, order.currency, what, return_path(request.query.get("return"), order))
 
 
 async def dev_checkout_submit(request: web.Request) -> web.Response:
@@ -319,8 +336,7 @@ async def creator_earnings(request: web.Request) -> web.Response:
 
 async def admin_ledger(request: web.Request) -> web.Response:
     user = await current_user(request)
-    if user.role != "admin":
-        raise Refusal(403, "admin_only", "only admins see the ledger")
+    user.require_admin("see the ledger")
     async with request.app[PAYWALL].db() as s:
         totals = await Ledger.totals(s)
         unbalanced = await Ledger.unbalanced_orders(s)

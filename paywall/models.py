@@ -79,6 +79,8 @@ class Room(Base):
     replay_included: Mapped[bool] = mapped_column(Boolean, default=True)
     #: buyers of the replay may download the recording (HTTP Range on one file)
     allow_downloads: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: a paid room's players overlay each viewer's masked id (``paywall.watermark``); the creator may turn it off
+    watermark: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     preview_seconds: Mapped[int] = mapped_column(Integer, default=0)
     max_devices: Mapped[int] = mapped_column(Integer, default=1)
     stream_key: Mapped[str] = mapped_column(String(64))

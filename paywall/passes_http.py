@@ -19,6 +19,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from core.access import Refusal
+from core.access_http import request_language
+from core.i18n import translate
 
 from .http import PAYWALL, base_url, current_user, dev_checkout_html, path_number, read_json, return_path_for
 from .request_body import read_form
@@ -110,10 +112,11 @@ async def _dev_pass(request: web.Request):
 
 async def dev_pass_page(request: web.Request) -> web.Response:
     p = await _dev_pass(request)
-    what = f"a {p.interval}ly subscription to creator {p.creator_id}" if p.kind == "subscription" else "a course"
-    return dev_checkout_html(p.amount, p.currency, f"{what} (pass {p.id})",
+    lang = request_language(request)
+    what = translate(lang, f"checkout.what_{p.kind}", creator=p.creator_id, id=p.id)
+    return dev_checkout_html(lang, p.amount, p.currency, what,
                              return_path_for(request.query.get("return"), f"/static/creator.html?id={p.creator_id}"),
-                             every=f" a {p.interval}" if p.interval else "")
+                             every=p.interval)
 
 
 async def dev_pass_submit(request: web.Request) -> web.Response:

@@ -3,6 +3,7 @@
 // (a Subscribe button per plan; "subscribed until" for a subscriber) and courses (series of
 // rooms at one price: a Buy button, or "yours"). Texts go through ui.h.
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { formatDate, formatDateTime, plural, t } from "./i18n.js";
 
 const id = param("id", "");
 const statusLine = document.getElementById("status");
@@ -12,11 +13,11 @@ let user = null;
 function card(room) {
   const when = room.starts_at
     ? h("time", { datetime: room.starts_at },
-        new Date(room.starts_at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }))
+        formatDateTime(room.starts_at))
     : null;
   return h("li", { class: "card" },
     h("a", { href: `/static/room.html?room=${encodeURIComponent(room.slug)}` }, room.title), " ",
-    h("span", { class: "badge price" }, room.free ? "Free" : formatMoney(room.ticket_price, room.currency)), " ", when);
+    h("span", { class: "badge price" }, room.free ? t("common.free") : formatMoney(room.ticket_price, room.currency)), " ", when);
 }
 
 function render(page) {
@@ -24,15 +25,15 @@ function render(page) {
   document.getElementById("name").textContent = page.creator.display_name;
   document.getElementById("bio").textContent = page.creator.bio;
   document.getElementById("followers").textContent =
-    page.followers === 1 ? "1 follower" : `${page.followers} followers`;
+    plural("creator.followers", page.followers);
   document.getElementById("upcoming-list").replaceChildren(...page.upcoming.map(card));
   document.getElementById("past-list").replaceChildren(...page.past.map(card));
   followButton.hidden = !user || user.id === page.creator.id;
-  followButton.textContent = page.following ? "Unfollow" : "Follow";
+  followButton.textContent = page.following ? t("creator.unfollow") : t("creator.follow");
   followButton.dataset.following = String(Boolean(page.following));
 }
 
-const EVERY = { month: "a month", year: "a year" };
+const EVERY = { month: () => t("creator.every_month"), year: () => t("creator.every_year") };
 
 async function renderPlans(creatorId, passes) {
   const plans = (await api(`/api/creators/${encodeURIComponent(id)}/plans`)).plans;
@@ -41,15 +42,15 @@ async function renderPlans(creatorId, passes) {
   const subscribed = document.getElementById("subscribed");
   subscribed.hidden = !mine;
   if (mine) {
-    const until = new Date(mine.current_period_end).toLocaleDateString(undefined, { dateStyle: "medium" });
+    const until = formatDate(mine.current_period_end);
     subscribed.dataset.state = mine.status === "active" ? "ok" : "error";
-    subscribed.textContent = mine.status === "past_due"
-      ? "Your subscription's payment failed: update your card to watch again."
-      : `Subscribed until ${until}${mine.cancel_at_period_end ? " (not renewing)" : ""}.`;
+    subscribed.textContent = mine.status === "past_due" ? t("creator.subscription_past_due")
+      : mine.cancel_at_period_end ? t("creator.subscribed_until_ending", { date: until })
+      : t("creator.subscribed_until", { date: until });
   }
   document.getElementById("plans").replaceChildren(...(mine || (user && user.id === creatorId) ? [] : plans.map((plan) =>
     h("button", { type: "button", dataset: { interval: plan.interval }, onclick: () => subscribe(plan) },
-      `Subscribe: ${formatMoney(plan.price, plan.currency)} ${EVERY[plan.interval]}`))));
+      t("creator.subscribe_for", { price: formatMoney(plan.price, plan.currency), every: EVERY[plan.interval]() })))));
   document.getElementById("subscribe").hidden = !plans.length && !mine;
 }
 
@@ -57,13 +58,13 @@ async function renderCourses(creatorId, passes) {
   const courses = (await api(`/api/creators/${encodeURIComponent(id)}/series`)).series;
   const held = new Set(passes.filter((p) => p.kind === "series" && p.status === "active").map((p) => p.series));
   document.getElementById("course-list").replaceChildren(...courses.map((course) => {
-    const classes = course.rooms.length === 1 ? "1 class" : `${course.rooms.length} classes`;
-    const action = held.has(course.slug) ? h("span", { class: "badge" }, "Yours")
+    const classes = plural("creator.classes", course.rooms.length);
+    const action = held.has(course.slug) ? h("span", { class: "badge" }, t("creator.yours"))
       : user && user.id === creatorId ? null
       : h("button", { type: "button", onclick: () => buy({ kind: "series", series: course.slug }) },
-          `Buy the course: ${formatMoney(course.price, course.currency)}`);
+          t("creator.buy_course", { price: formatMoney(course.price, course.currency) }));
     return h("li", { class: "card", dataset: { series: course.slug } }, h("strong", {}, course.title), " ",
-      `${classes}${course.include_later ? ", and the ones added later" : ""} `, action);
+      course.include_later ? t("creator.classes_and_later", { classes }) : classes, " ", action);
   }));
   document.getElementById("courses").hidden = !courses.length;
 }

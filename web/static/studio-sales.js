@@ -5,8 +5,14 @@
 // room's moderators (appointed by email, dismissed). Everything goes through the JSON API;
 // every refusal is shown as the server's message next to the form that caused it.
 import { api, describe, formatMoney, fromMinor, h, parseMinor, setStatus } from "./ui.js";
+import { formatDateTime, has, t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
+
+/** A product's name for people ("ticket", "replay", ...; an unknown one as the server says it). */
+function product(code) {
+  return has(`studio.product_${code}`) ? t(`studio.product_${code}`) : code;
+}
 
 export class SalesPanel {
   /** `room` is the selected RoomView ({slug, currency, question_min_price, ...}). */
@@ -47,7 +53,7 @@ export class SalesPanel {
     try {
       this.renderCoupons((await api(this.path("/coupons"))).coupons);
     } catch (err) {
-      setStatus($("coupon-status"), "error", `Could not load the coupons: ${describe(err)}`);
+      setStatus($("coupon-status"), "error", t("studio.coupons_not_loaded", { error: describe(err) }));
     }
   }
 
@@ -55,13 +61,14 @@ export class SalesPanel {
     if (this.closed) return;
     $("coupons-empty").hidden = coupons.length > 0;
     $("coupon-list").replaceChildren(...coupons.map((c) => {
-      const off = c.kind === "percent" ? `${c.value}% off` : `${formatMoney(c.value, this.room.currency)} off`;
-      const uses = c.max_uses ? `${c.uses} of ${c.max_uses} used` : `${c.uses} used`;
+      const off = c.kind === "percent" ? t("studio.coupon_percent_off", { value: c.value })
+        : t("studio.coupon_amount_off", { amount: formatMoney(c.value, this.room.currency) });
+      const uses = c.max_uses ? t("studio.coupon_uses_of", { uses: c.uses, max: c.max_uses }) : t("studio.coupon_uses", { uses: c.uses });
       const button = h("button", { type: "button", class: "secondary", onclick: () => this.toggleCoupon(c) },
-        c.active ? "Disable" : "Enable");
+        c.active ? t("studio.disable") : t("studio.enable"));
       return h("li", { dataset: { coupon: c.code, active: String(c.active) } },
-        h("strong", {}, c.code), ` · ${off} · ${uses}`, c.expires_at ? ` · until ${new Date(c.expires_at).toLocaleString()}` : "",
-        c.active ? "" : h("span", { class: "tag" }, " disabled"), " ", button);
+        h("strong", {}, c.code), ` · ${off} · ${uses}`, c.expires_at ? ` · ${t("studio.coupon_until", { date: formatDateTime(c.expires_at) })}` : "",
+        c.active ? "" : h("span", { class: "tag" }, ` ${t("studio.coupon_disabled")}`), " ", button);
     }));
   }
 
@@ -70,7 +77,7 @@ export class SalesPanel {
     const raw = $("coupon-value").value;
     const value = kind === "percent" ? Number(raw) : parseMinor(raw, this.room.currency);
     if (value === null || !Number.isFinite(value)) {
-      setStatus($("coupon-status"), "error", `Value: a number like 9.90 in ${this.room.currency}`);
+      setStatus($("coupon-status"), "error", t("studio.number_like", { label: t("studio.coupon_value"), example: "9.90", currency: this.room.currency }));
       return;
     }
     const body = { code: $("coupon-code").value.trim(), kind, value };
@@ -78,18 +85,18 @@ export class SalesPanel {
     if (maxUses) body.max_uses = Number(maxUses);
     try {
       await api(this.path("/coupons"), { method: "POST", body });
-      setStatus($("coupon-status"), "ok", `Coupon ${body.code.toUpperCase()} created.`);
+      setStatus($("coupon-status"), "ok", t("studio.coupon_created", { code: body.code.toUpperCase() }));
       $("coupon-form").reset();
       await this.loadCoupons();
     } catch (err) {
-      setStatus($("coupon-status"), "error", `Coupon not created: ${describe(err)}`);
+      setStatus($("coupon-status"), "error", t("studio.coupon_not_created", { error: describe(err) }));
     }
   }
 
   async toggleCoupon(coupon) {
     try {
       await api(this.path(`/coupons/${encodeURIComponent(coupon.code)}`), { method: "PATCH", body: { active: !coupon.active } });
-      setStatus($("coupon-status"), "ok", `Coupon ${coupon.code} ${coupon.active ? "disabled" : "enabled"}.`);
+      setStatus($("coupon-status"), "ok", t(coupon.active ? "studio.coupon_now_disabled" : "studio.coupon_now_enabled", { code: coupon.code }));
       await this.loadCoupons();
     } catch (err) {
       setStatus($("coupon-status"), "error", describe(err));
@@ -101,7 +108,7 @@ export class SalesPanel {
     try {
       this.renderOrders((await api(this.path("/orders"))).orders);
     } catch (err) {
-      setStatus($("orders-status"), "error", `Could not load the orders: ${describe(err)}`);
+      setStatus($("orders-status"), "error", t("studio.orders_not_loaded", { error: describe(err) }));
     }
   }
 
@@ -110,22 +117,23 @@ export class SalesPanel {
     $("orders-empty").hidden = orders.length > 0;
     $("order-list").replaceChildren(...orders.map((o) => {
       const refund = o.status === "paid"
-        ? h("button", { type: "button", class: "danger", onclick: () => this.refund(o) }, "Refund")
-        : h("span", { class: "tag" }, o.status);
+        ? h("button", { type: "button", class: "danger", onclick: () => this.refund(o) }, t("studio.refund"))
+        : h("span", { class: "tag" }, has(`studio.order_${o.status}`) ? t(`studio.order_${o.status}`) : o.status);
       return h("li", { dataset: { order: o.id, status: o.status } },
-        h("strong", {}, o.buyer), ` · ${o.product} · ${formatMoney(o.amount, o.currency)}`,
-        o.coupon ? ` · coupon ${o.coupon}` : "", " ", refund);
+        h("strong", {}, o.buyer), ` · ${product(o.product)} · ${formatMoney(o.amount, o.currency)}`,
+        o.coupon ? ` · ${t("studio.order_coupon", { code: o.coupon })}` : "", " ", refund);
     }));
   }
 
   async refund(order) {
-    const what = `${order.product} of ${order.buyer} (${formatMoney(order.amount, order.currency)})`;
-    if (!confirm(`Refund the ${what}? Their access ends at once.`)) return;
+    const what = t("studio.order_what", { product: product(order.product), buyer: order.buyer,
+                                          amount: formatMoney(order.amount, order.currency) });
+    if (!confirm(t("studio.refund_confirm", { what }))) return;
     try {
       await api(`/api/orders/${encodeURIComponent(order.id)}/refund`, { method: "POST" });
-      setStatus($("orders-status"), "ok", `Refunded the ${what}.`);
+      setStatus($("orders-status"), "ok", t("studio.refunded", { what }));
     } catch (err) {
-      setStatus($("orders-status"), "error", `Not refunded: ${describe(err)}`);
+      setStatus($("orders-status"), "error", t("studio.not_refunded", { error: describe(err) }));
     }
     await this.loadOrders();
   }
@@ -134,15 +142,15 @@ export class SalesPanel {
   async saveMinimum() {
     const minor = parseMinor($("qmin-price").value, this.room.currency);
     if (minor === null) {
-      setStatus($("qmin-status"), "error", `A number like 2.00 in ${this.room.currency}; 0: any amount`);
+      setStatus($("qmin-status"), "error", t("studio.qmin_number", { currency: this.room.currency }));
       return;
     }
     try {
       const room = (await api(this.path(), { method: "PATCH", body: { question_min_price: minor } })).room;
       this.room = room;
       setStatus($("qmin-status"), "ok", room.question_min_price
-        ? `Paid questions cost at least ${formatMoney(room.question_min_price, room.currency)}.`
-        : "Paid questions: any amount.");
+        ? t("studio.qmin_at_least", { amount: formatMoney(room.question_min_price, room.currency) })
+        : t("studio.qmin_any"));
     } catch (err) {
       setStatus($("qmin-status"), "error", describe(err));
     }
@@ -153,7 +161,7 @@ export class SalesPanel {
     try {
       this.renderModerators((await api(this.path("/moderators"))).moderators);
     } catch (err) {
-      setStatus($("team-status"), "error", `Could not load the moderators: ${describe(err)}`);
+      setStatus($("team-status"), "error", t("studio.moderators_not_loaded", { error: describe(err) }));
     }
   }
 
@@ -161,18 +169,18 @@ export class SalesPanel {
     if (this.closed) return;
     $("moderators-empty").hidden = people.length > 0;
     $("moderator-list").replaceChildren(...people.map((p) => h("li", { dataset: { user: String(p.user_id) } },
-      h("strong", {}, p.display_name), ` (user ${p.user_id}) `,
-      h("button", { type: "button", class: "secondary", onclick: () => this.dismiss(p) }, "Dismiss"))));
+      h("strong", {}, p.display_name), ` ${t("studio.moderator_user", { id: p.user_id })} `,
+      h("button", { type: "button", class: "secondary", onclick: () => this.dismiss(p) }, t("studio.dismiss")))));
   }
 
   async appoint() {
     const email = $("mod-email").value.trim();
     try {
       this.renderModerators((await api(this.path("/moderators"), { method: "POST", body: { email } })).moderators);
-      setStatus($("team-status"), "ok", `${email} moderates this room now.`);
+      setStatus($("team-status"), "ok", t("studio.moderator_appointed", { email }));
       $("mod-email").value = "";
     } catch (err) {
-      setStatus($("team-status"), "error", `Not appointed: ${describe(err)}`);
+      setStatus($("team-status"), "error", t("studio.not_appointed", { error: describe(err) }));
     }
   }
 
@@ -180,7 +188,7 @@ export class SalesPanel {
     try {
       const body = await api(this.path(`/moderators/${person.user_id}`), { method: "DELETE" });
       this.renderModerators(body.moderators);
-      setStatus($("team-status"), "ok", `${person.display_name} no longer moderates this room.`);
+      setStatus($("team-status"), "ok", t("studio.moderator_dismissed", { name: person.display_name }));
     } catch (err) {
       setStatus($("team-status"), "error", describe(err));
     }
@@ -204,7 +212,7 @@ export class PlansForm {
         $(`plan-${plan.interval}`).value = fromMinor(plan.price, plan.currency);
       }
     } catch (err) {
-      setStatus($("plans-status"), "error", `Could not load your plans: ${describe(err)}`);
+      setStatus($("plans-status"), "error", t("studio.plans_not_loaded", { error: describe(err) }));
     }
   }
 
@@ -221,25 +229,25 @@ export class PlansForm {
             body: { price: offered.price, currency: offered.currency, active: false } });
           delete this.offered[interval];
         } catch (err) {
-          setStatus($("plans-status"), "error", `Not saved: ${describe(err)}`);
+          setStatus($("plans-status"), "error", t("studio.plans_not_saved", { error: describe(err) }));
           return;
         }
         continue;
       }
       const price = parseMinor(text, currency);
       if (price === null) {
-        setStatus($("plans-status"), "error", `${interval === "month" ? "Monthly" : "Yearly"} price: a number like 9.90 in ${currency}`);
+        setStatus($("plans-status"), "error", t("studio.number_like", { label: t(interval === "month" ? "studio.monthly_price" : "studio.yearly_price"), example: "9.90", currency }));
         return;
       }
       try {
         this.offered[interval] = (await api(`/api/creator/plans/${interval}`, { method: "PUT", body: { price, currency } })).plan;
-        saved.push(`${formatMoney(price, currency)} a ${interval}`);
+        saved.push(t(interval === "month" ? "studio.price_a_month" : "studio.price_a_year", { price: formatMoney(price, currency) }));
       } catch (err) {
-        setStatus($("plans-status"), "error", `Not saved: ${describe(err)}`);
+        setStatus($("plans-status"), "error", t("studio.plans_not_saved", { error: describe(err) }));
         return;
       }
     }
-    setStatus($("plans-status"), "ok", saved.length ? `Subscriptions offered: ${saved.join(", ")}.` : "No subscription offered.");
+    setStatus($("plans-status"), "ok", saved.length ? t("studio.plans_offered", { plans: saved.join(", ") }) : t("studio.no_plan_offered"));
   }
 }
 
@@ -257,7 +265,7 @@ export class CoursesPanel {
     try {
       this.courses = (await api(`/api/creators/${this.creatorId}/series`)).series;
     } catch (err) {
-      setStatus($("course-status"), "error", `Could not load your courses: ${describe(err)}`);
+      setStatus($("course-status"), "error", t("studio.courses_not_loaded", { error: describe(err) }));
     }
     this.render();
   }
@@ -270,13 +278,13 @@ export class CoursesPanel {
   render() {
     $("my-courses").replaceChildren(...this.courses.map((course) => {
       const missing = this.rooms().filter((room) => !course.rooms.includes(room.slug));
-      const select = h("select", { "aria-label": `A room to add to ${course.title}` },
+      const select = h("select", { "aria-label": t("studio.course_room_to_add", { title: course.title }) },
         ...missing.map((room) => h("option", { value: room.slug }, room.title)));
       const add = h("button", { type: "button", class: "secondary", onclick: () => this.addRoom(course, select.value) },
-        "Add room");
+        t("studio.add_room"));
       return h("li", { dataset: { series: course.slug } },
-        h("strong", {}, course.title), ` · ${formatMoney(course.price, course.currency)} · ${course.rooms.join(", ") || "no rooms yet"}`,
-        course.include_later ? " · later rooms included" : "", " ", missing.length ? select : null, missing.length ? add : null);
+        h("strong", {}, course.title), ` · ${formatMoney(course.price, course.currency)} · ${course.rooms.join(", ") || t("studio.course_no_rooms")}`,
+        course.include_later ? ` · ${t("studio.course_later_included")}` : "", " ", missing.length ? select : null, missing.length ? add : null);
     }));
   }
 
@@ -284,7 +292,7 @@ export class CoursesPanel {
     const currency = $("course-currency").value.trim().toUpperCase();
     const price = parseMinor($("course-price").value, currency);
     if (price === null) {
-      setStatus($("course-status"), "error", `Price: a number like 49.00 in ${currency}`);
+      setStatus($("course-status"), "error", t("studio.number_like", { label: t("studio.course_price"), example: "49.00", currency }));
       return;
     }
     const rooms = [...document.querySelectorAll('input[name="course-room"]:checked')].map((box) => box.value);
@@ -292,18 +300,18 @@ export class CoursesPanel {
                    include_later: $("course-later").checked, rooms };
     try {
       const course = (await api("/api/series", { method: "POST", body })).series;
-      setStatus($("course-status"), "ok", `Course “${course.title}” is on sale.`);
+      setStatus($("course-status"), "ok", t("studio.course_on_sale", { title: course.title }));
       $("course-form").reset();
       await this.load();
     } catch (err) {
-      setStatus($("course-status"), "error", `Course not created: ${describe(err)}`);
+      setStatus($("course-status"), "error", t("studio.course_not_created", { error: describe(err) }));
     }
   }
 
   async addRoom(course, slug) {
     try {
       await api(`/api/series/${encodeURIComponent(course.slug)}/rooms`, { method: "POST", body: { room: slug } });
-      setStatus($("course-status"), "ok", `Added ${slug} to “${course.title}”.`);
+      setStatus($("course-status"), "ok", t("studio.course_room_added", { room: slug, title: course.title }));
       await this.load();
     } catch (err) {
       setStatus($("course-status"), "error", describe(err));
