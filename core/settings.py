@@ -341,6 +341,12 @@ class PaywallSettings:
         metadata={"help": "rooms of creators an admin has not verified wait in the admin review queue before "
                           "they are listed or sold (on/off)", "parse": _parse_bool},
     )
+    subscription_grace: float = field(
+        default=21600.0,
+        metadata={"help": "seconds a creator subscription still grants access after its paid period ends, while "
+                          "the renewal's payment arrives (Stripe pays a renewal invoice about an hour after the "
+                          "period ends); a failed renewal (past_due) ends access at once"},
+    )
     audience_sample_seconds: float = field(
         default=5.0,
         metadata={"help": "seconds between samples of each live paid room's concurrent viewers (dashboard)"},
@@ -353,6 +359,8 @@ class PaywallSettings:
             raise ConfigError("access_token_ttl: 30 to 86400 seconds")
         if not 0 <= self.platform_fee_bps <= 10000:
             raise ConfigError("platform_fee_bps: 0 to 10000")
+        if not 0 <= self.subscription_grace <= 7 * 86400:
+            raise ConfigError("subscription_grace: 0 to 604800 seconds")
         if not 0.1 <= self.audience_sample_seconds <= 3600:
             raise ConfigError("audience_sample_seconds: 0.1 to 3600")
         if self.payment_provider not in ("", "dev", "stripe"):

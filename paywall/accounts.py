@@ -180,6 +180,11 @@ class Accounts:
             user = await s.get(User, user_id)
         return _view(user) if user else None
 
+    async def by_email(self, email: str) -> Optional[UserView]:
+        async with self.db() as s:
+            user = (await s.execute(select(User).where(User.email == email.strip().lower()))).scalar_one_or_none()
+        return _view(user) if user else None
+
     async def set_role(self, email: str, role: str) -> UserView:
         if role not in ("viewer", "creator", "admin"):
             raise Refusal(400, "invalid_role", f"unknown role {role!r}")

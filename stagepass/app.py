@@ -25,7 +25,7 @@ from ops.metrics import Metrics
 from paywall import http as paywall_http
 from paywall import clips_http, replay_http
 from paywall import dashboard_http
-from paywall import community_http
+from paywall import community_http, passes_http
 from paywall import reviews_http
 from paywall import trust_http
 from paywall.audience import AudienceSampler
@@ -168,6 +168,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         setup_share_routes(app)
         dashboard_http.setup_routes(app)
         community_http.setup_routes(app)
+        passes_http.setup_routes(app)
         reviews_http.setup_routes(app)
         trust_http.setup_routes(app)
         install_insight(app)

@@ -7,6 +7,7 @@ import aiohttp
 import pytest
 
 from stagepass.app import create_app
+from tests.support.pass_fixtures import monthly_plan, start_pass
 from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
 
 pytestmark = pytest.mark.inprocess
@@ -79,3 +80,15 @@ async def test_the_test_checkout_page_speaks_chinese(base):
     assert "测试模式" in page and "确认付款" in page and "支付 9.90 USD" in page and "maths 的门票" in page
     status, page = await viewer.get(f"/pay/dev/{body['order']['id']}", headers={"Accept-Language": "en"})
     assert "TEST MODE" in page and "Confirm payment" in page
+
+
+async def test_the_test_checkout_page_of_a_subscription_says_its_period_in_both_languages(base):
+    creator = await Api.sign_up(base, "creator")
+    await monthly_plan(creator, 1500)
+    viewer = await Api.sign_up(base)
+    sub = await start_pass(viewer, kind="subscription", creator=creator.user["id"], interval="month")
+    status, page = await viewer.get(f"/pay/dev/passes/{sub['id']}", headers=ZH)
+    assert status == 200 and '<html lang="zh-CN">' in page
+    assert "测试模式" in page and "支付 15.00 USD/月" in page and f"订阅创作者 {creator.user['id']} 的全部课程" in page
+    status, page = await viewer.get(f"/pay/dev/passes/{sub['id']}", headers={"Accept-Language": "en"})
+    assert "Pay 15.00 USD a month" in page and f"(pass {sub['id']})" in page and "Confirm payment" in page

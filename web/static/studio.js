@@ -1,10 +1,11 @@
 // The creator's studio: my rooms (create/edit), broadcasting from the browser (WHIP),
 // the OBS settings, and the live panels (studio-live.js). `studio.html?room=<slug>`
 // selects a room. Without a login, publishing with a stream key still works.
-import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { api, currencyDigits, describe, formatMoney, fromMinor, h, param, parseMinor, setStatus, siteHeader } from "./ui.js";
 import { accessToken } from "./whip.js";
 import { Broadcaster, describeQuality } from "./studio-broadcast.js";
 import { LivePanels } from "./studio-live.js";
+import { CoursesPanel, PlansForm, SalesPanel } from "./studio-sales.js";
 import { formatDateTime, plural, t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
@@ -28,6 +29,8 @@ let user = null;
 let myRooms = [];
 let selected = null; // RoomView of the selected room (one of mine)
 let panels = null; // LivePanels of the selected room
+let sales = null; // SalesPanel of the selected room
+let courses = null; // CoursesPanel of the creator
 let liveRoom = null; // the room being published to
 let withLogin = false; // publishing with a minted publish token (not a stream key)
 let freshToken = null; // a recent publish token for the WHIP DELETE on pagehide
@@ -51,14 +54,6 @@ function mediaError(err) {
 function note(el, text, state = "ok") {
   el.dataset.state = state;
   el.textContent = text;
-}
-
-function currencyDigits(currency) {
-  try {
-    return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
-  } catch {
-    return 2; // unknown code: the server says which ones it takes
-  }
 }
 
 function duration(ms) {
@@ -95,6 +90,10 @@ async function start() {
     accountNote.hidden = false;
   } else {
     $("rooms-panel").hidden = false;
+    $("plans-panel").hidden = false;
+    $("courses-panel").hidden = false;
+    new PlansForm(user.id).load();
+    courses = new CoursesPanel(user.id, () => myRooms);
     await loadRooms();
     if (requested) selectRoom(requested);
     else if (!myRooms.length) $("room-editor").open = true;
@@ -109,6 +108,7 @@ async function loadRooms() {
     note($("room-form-error"), t("studio.rooms_not_loaded", { error: describe(err) }), "error");
   }
   renderRooms();
+  if (courses) courses.load();
 }
 
 function renderRooms() {
@@ -152,7 +152,11 @@ function selectRoom(slug) {
     $("account-note").hidden = true;
   }
   fillRoomForm(room);
+  if (sales) sales.close();
+  sales = room ? new SalesPanel(room) : null;
+  if (sales) sales.load();
   $("obs-panel").hidden = !room;
+  $("sales-panel").hidden = !room;
   for (const id of LIVE_PANELS) $(id).hidden = !room;
   if (room) {
     loadStreamKey(room.slug);
@@ -205,20 +209,13 @@ function toLocalInput(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-function fromMinor(minor, currency) {
-  if (minor === null || minor === undefined) return "";
-  const digits = currencyDigits(currency);
-  return (minor / 10 ** digits).toFixed(digits);
-}
-
 function toMinor(text, currency, name, label) {
-  const value = text.trim().replace(",", ".");
-  const digits = currencyDigits(currency);
-  const match = /^(\d+)(?:\.(\d*))?$/.exec(value);
-  if (!match || (match[2] || "").length > digits) {
+  const minor = parseMinor(text, currency);
+  if (minor === null) {
+    const digits = currencyDigits(currency);
     throw new FieldError(name, t("studio.number_like", { label, example: digits ? "9." + "9".repeat(digits) : "990", currency }));
   }
-  return Number(match[1]) * 10 ** digits + Number((match[2] || "").padEnd(digits, "0") || 0);
+  return minor;
 }
 
 function integer(text) {

@@ -76,6 +76,31 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+/** How many minor units digits `currency` has (2 for USD, 0 for JPY). */
+export function currencyDigits(currency) {
+  try {
+    return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
+  } catch {
+    return 2; // unknown code: the server says which ones it takes
+  }
+}
+
+/** 990, "USD" -> "9.90" (for an input field); null -> "". */
+export function fromMinor(minor, currency) {
+  if (minor === null || minor === undefined) return "";
+  const digits = currencyDigits(currency);
+  return (minor / 10 ** digits).toFixed(digits);
+}
+
+/** "9.90", "USD" -> 990; null when the text is not such an amount. */
+export function parseMinor(text, currency) {
+  const value = String(text).trim().replace(",", ".");
+  const digits = currencyDigits(currency);
+  const match = /^(\d+)(?:\.(\d*))?$/.exec(value);
+  if (!match || (match[2] || "").length > digits) return null;
+  return Number(match[1]) * 10 ** digits + Number((match[2] || "").padEnd(digits, "0") || 0);
+}
+
 /** An error for people: its message, plus the HTTP status when there is one. */
 export function describe(err) {
   const message = (err && err.message) || String(err);
