@@ -1,9 +1,11 @@
-"""Danmaku past one process: two real ``stagepass serve`` processes sharing one PostgreSQL
-database and one Redis database, Node socket.io-client viewers and python-socketio senders
-on both. Every viewer gets every danmaku once, in order per sender; one user's quota,
+"""Danmaku past one process: two real ``stagepass serve`` nodes sharing one PostgreSQL
+database and one Redis database, or one node whose Socket.IO WebSockets two interaction
+worker processes serve (``--interaction-workers 2``, sharing through Redis or, without it,
+the node's local bus); Node socket.io-client viewers and python-socketio senders on both
+processes. Every viewer gets every danmaku once, in order per sender; one user's quota,
 slow mode and mute hold across the processes; presence counts both. And a kill -9 in the
-middle of a flood loses only the rows of the documented write-behind window, never an
-acknowledged paid question."""
+middle of a flood (of the node, or of the node and its workers) loses only the rows of
+the documented write-behind window, never an acknowledged paid question."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import subprocess
 from pathlib import Path
 from typing import AsyncIterator
 
+import psutil
 import pytest
 
 from tests.support.chat import Chat
@@ -43,8 +46,29 @@ async def postgres() -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture
-async def two_processes(tmp_path, postgres) -> AsyncIterator[list[str]]:
+class Processes(list):
+    """The bases to connect to (one per process); ``node``: the one node's process when
+    two interaction workers serve it."""
+
+    def __init__(self, bases: list[str], node: subprocess.Popen | None) -> None:
+        super().__init__(bases)
+        self.node = node
+
+    def websockets(self) -> list[int]:
+        """WebSockets per process: the workers' established connections on the node's port."""
+        if self.node is None:
+            return []
+        port = int(self[0].rsplit(":", 1)[1])
+        return [sum(1 for c in w.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+                for w in workers_of(self.node)]
+
+
+def workers_of(proc: subprocess.Popen) -> list[psutil.Process]:
+    return [p for p in psutil.Process(proc.pid).children() if "stagepass.interaction_worker" in " ".join(p.cmdline())]
+
+
+@pytest.fixture(params=["two nodes", "two workers, redis", "two workers, local bus"])
+async def two_processes(request, tmp_path, postgres) -> AsyncIterator[list[str]]:
     import redis.asyncio as aioredis
 
     url = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -52,10 +76,15 @@ async def two_processes(tmp_path, postgres) -> AsyncIterator[list[str]]:
     await r.flushdb()
     procs = []
     try:
-        for name in ("a", "b"):  # one after the other: the first one migrates the database
-            proc, base = await serve(tmp_path / name, "--database-url", postgres, "--redis-url", url)
-            procs.append((proc, base))
-        yield [base for _, base in procs]
+        if request.param == "two nodes":
+            for name in ("a", "b"):  # one after the other: the first one migrates the database
+                proc, base = await serve(tmp_path / name, "--database-url", postgres, "--redis-url", url)
+                procs.append((proc, base))
+        else:
+            shared = ["--database-url", postgres, "--redis-url", url] if "redis" in request.param else []
+            proc, base = await serve(tmp_path / "node", "--interaction-workers", "2", *shared)
+            procs = [(proc, base), (proc, base)]  # the node's base twice: its workers take turns
+        yield Processes([base for _, base in procs], procs[0][0] if procs[0][0] is procs[1][0] else None)
     finally:
         for proc, _ in procs:
             stop(proc)
@@ -75,6 +104,9 @@ async def test_two_processes_deliver_every_danmaku_once_in_order_with_shared_lim
         chats = [await connected(base, api, "maths") for base, api in zip([a, b, a, b], senders)]
         mod = await connected(b, creator, "maths")
         try:
+            if two_processes.node is not None:  # 20 viewers, 4 senders, the creator: on both workers
+                spread = two_processes.websockets()
+                assert len(spread) == 2 and sum(spread) == 25 and min(spread) >= 8, spread
             # presence counts the users of both processes (4 senders + the creator + the viewer)
             await wait_for(lambda: mod.got("presence") and mod.got("presence")[-1]["viewers"] == 6, timeout=10)
             calls = [[chat.call("danmaku:send", {"text": f"{n} from {i}"}) for n in range(5)]
@@ -121,10 +153,13 @@ async def test_two_processes_deliver_every_danmaku_once_in_order_with_shared_lim
 
 
 @pytest.mark.slow
-async def test_kill_9_mid_flood_loses_only_the_last_write_window_and_no_paid_question(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_kill_9_mid_flood_loses_only_the_last_write_window_and_no_paid_question(tmp_path, workers):
+    """With 2, the chat is served by an interaction worker; the node and its workers are
+    killed at the same instant."""
     data = tmp_path / "node"
     proc, base = await serve(data, "--danmaku-user-rate", "1000", "--danmaku-user-burst", "1000",
-                             "--danmaku-room-rate", "100000")
+                             "--danmaku-room-rate", "100000", "--interaction-workers", str(workers))
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, ticket_price=0)
     alice = await Api.sign_up(base)
@@ -144,8 +179,11 @@ async def test_kill_9_mid_flood_loses_only_the_last_write_window_and_no_paid_que
         question = await chat.call("question:ask", {"text": "paid, mid-flood", "order_id": order["id"]})
         assert question["ok"], question
         await asyncio.sleep(1.0)
+        pids = [proc.pid] + [w.pid for w in workers_of(proc)]
+        assert len(pids) == workers + (workers > 1)
         killed_at = dt.datetime.now(dt.timezone.utc)
-        os.kill(proc.pid, signal.SIGKILL)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
         flooding.cancel()
         await asyncio.gather(flooding, return_exceptions=True)
@@ -153,6 +191,7 @@ async def test_kill_9_mid_flood_loses_only_the_last_write_window_and_no_paid_que
         await chat.sio.eio.disconnect(abort=True) if chat.sio.connected else None
         stop(proc)
     assert len(acked) > 50
+    await asyncio.sleep(0.2)  # the killed workers are gone too
     proc, base = await serve(data)  # the same data directory (SQLite) after the crash
     try:
         alice.base = base
