@@ -8,8 +8,9 @@ server. Servers, interleaved per round:
 
 - ``stagepass``: ``stagepass serve`` as shipped (adaptive batching, ``--danmaku-batch-ms 100``);
 - ``stagepass b=0``: batching off (one frame per danmaku);
-- ``stagepass x2``: two ``stagepass serve`` processes sharing the room through Redis
-  (``--processes``; viewers and senders split between them);
+- ``stagepass x2``: one ``stagepass serve --interaction-workers 2`` (``--processes``): the
+  control plane hands each WebSocket to the less loaded of two worker processes, which
+  share the room through the node's local bus (``--x2-redis``: through Redis);
 - ``bare python-socketio``: ``benchmarks/bare_socketio.py`` (python-socketio's own room emit);
 - ``node socket.io``: ``benchmarks/node/server.cjs`` (the reference).
 
@@ -50,6 +51,7 @@ PER_NODE = 250
 METRICS_TOKEN = "benchmark-metrics-token"
 REDIS_URL = "redis://127.0.0.1:6379/8"  # the benchmark's own Redis database (flushed)
 SECRET = "b" * 40
+X2_REDIS = "--x2-redis" in sys.argv
 
 
 def free_port() -> int:
@@ -103,23 +105,25 @@ class Stagepass(Server):
 
     async def start(self) -> None:
         shared = []
-        if self.processes > 1:
+        if self.processes > 1 and X2_REDIS:
             import redis
 
             redis.Redis.from_url(REDIS_URL).flushdb()
-            shared = ["--redis-url", REDIS_URL, "--database-url", f"sqlite:///{self.tmp.name}/shared.db"]
-        env = {**clean_env(), "STAGEPASS_METRICS_TOKEN": METRICS_TOKEN}
-        for i in range(self.processes):
-            port = free_port()
-            cmd = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
-                   "--data-dir", f"{self.tmp.name}/node{i}", "--secret", SECRET, "--log-level", "WARNING",
-                   "--danmaku-batch-ms", str(self.batch_ms), "--danmaku-user-rate", "100",
-                   "--danmaku-user-burst", "100", "--danmaku-room-rate", "100000",
-                   "--signups-per-hour", "100000", *shared]
-            self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
-            self.bases.append(f"http://127.0.0.1:{port}")
-            if i == 0 and self.processes > 1:
-                await wait_up(self.bases[0] + "/api/catalog")  # the first one migrates the database
+            shared = ["--redis-url", REDIS_URL]
+        env = {**clean_env(), "STAGEPASS_METRICS_TOKEN": METRICS_TOKEN, "STAGEPASS_REVIEW_UNVERIFIED": "off"}
+        port = free_port()
+        cmd = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
+               "--data-dir", f"{self.tmp.name}/node", "--secret", SECRET, "--log-level", "WARNING",
+               "--danmaku-batch-ms", str(self.batch_ms), "--danmaku-user-rate", "100",
+               "--danmaku-user-burst", "100", "--danmaku-room-rate", "100000",
+               "--signups-per-hour", "100000", "--interaction-workers", str(self.processes), *shared]
+        self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
+        self.bases.append(f"http://127.0.0.1:{port}")
+
+    def processes_now(self) -> list[psutil.Process]:
+        """The node and its interaction workers (started once the node answers)."""
+        node = psutil.Process(self.procs[0].pid)
+        return [node, *node.children()]
 
     async def tokens(self, senders: int) -> tuple[str, list[str]]:
         base = self.bases[0]
@@ -150,10 +154,16 @@ class Stagepass(Server):
                     text = await r.text()
                 out.append(sum(float(v) for v in re.findall(r"^stagepass_gc_pause_seconds_total\{[^}]*\} (\S+)$",
                                                             text, re.M)))
+                # each interaction worker's own collector, as it last reported (once a second)
+                out.extend(float(v) for v in re.findall(
+                    r"^stagepass_interaction_worker_gc_pause_seconds_total\{[^}]*\} (\S+)$", text, re.M))
         return out
 
 
 class Bare(Server):
+    def processes_now(self) -> list[psutil.Process]:
+        return [psutil.Process(p.pid) for p in self.procs]
+
     async def start(self) -> None:
         port = free_port()
         self.procs.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bare_socketio.py"), str(port)],
@@ -239,7 +249,7 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
             left -= k
             i += 1
         procs = [await g for g in groups]  # one at a time: a connect storm is another benchmark
-        ps = [psutil.Process(p.pid) for p in server.procs]
+        ps = server.processes_now()
         gc0 = await server.gc_seconds()
         cpu0 = [sum(p.cpu_times()[:2]) for p in ps]
         t0 = time.monotonic()
@@ -282,7 +292,9 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians are printed)")
-    parser.add_argument("--processes", action="store_true", help="add two Stagepass processes sharing Redis")
+    parser.add_argument("--processes", action="store_true",
+                        help="add Stagepass with two interaction workers (--interaction-workers 2)")
+    parser.add_argument("--x2-redis", action="store_true", help="the two workers share through Redis, not the local bus")
     parser.add_argument("--only", default="", help="comma-separated server names to run")
     parser.add_argument("--json", help="write every run here")
     args = parser.parse_args()

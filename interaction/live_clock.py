@@ -22,24 +22,28 @@ from mediaserver.live.room import Broadcast
 __all__ = ["BroadcastClocks", "publish_clocks"]
 
 log = logging.getLogger("stagepass.interaction")
-PREFIX = "live:clock:"
-CHANNEL = "live-clock"
 
 
-def publish_clocks(cluster: Cluster, rooms: Any) -> None:
-    """Write every broadcast of ``rooms`` (a ``RoomRegistry``) to the cluster as it starts
-    and ends (a broadcast already live when this is called is written at its next start)."""
+def _names(node: str) -> tuple[str, str]:
+    """(key prefix, channel) of one node's clocks (with Redis, other nodes' rooms are theirs)."""
+    return f"live:clock:{node}:", f"live-clock:{node}"
+
+
+def publish_clocks(cluster: Cluster, rooms: Any, node: str) -> None:
+    """Write every broadcast of ``rooms`` (the node's ``RoomRegistry``) to the cluster as it
+    starts and ends (one already live when this is called is written at its next start)."""
+    prefix, channel = _names(node)
 
     async def started(room: Any, broadcast: Broadcast) -> None:
         value = json.dumps({"room": room.name, "id": broadcast.id, "started_at": broadcast.started_at})
-        await cluster.set(PREFIX + room.name, value)
-        await cluster.publish(CHANNEL, value)
+        await cluster.set(prefix + room.name, value)
+        await cluster.publish(channel, value)
 
     async def ended(room: Any, broadcast: Broadcast) -> None:
-        current = await cluster.get(PREFIX + room.name)
+        current = await cluster.get(prefix + room.name)
         if current is not None and json.loads(current).get("id") == broadcast.id:  # not a newer one
-            await cluster.compare_and_set(PREFIX + room.name, current, None)
-        await cluster.publish(CHANNEL, json.dumps({"room": room.name, "id": None}))
+            await cluster.compare_and_set(prefix + room.name, current, None)
+        await cluster.publish(channel, json.dumps({"room": room.name, "id": None}))
 
     rooms.broadcast_started.append(started)
     rooms.broadcast_ended.append(ended)
@@ -55,8 +59,9 @@ class _Mirror:
 class BroadcastClocks:
     """The live broadcasts of the node, as the control plane published them."""
 
-    def __init__(self, cluster: Cluster) -> None:
+    def __init__(self, cluster: Cluster, node: str) -> None:
         self._cluster = cluster
+        self._prefix, self._channel = _names(node)
         self._rooms: dict[str, _Mirror] = {}
         self._subscription: Optional[Subscription] = None
         #: ``QuestionService.attach`` listens here; broadcast ends are acted on by the control plane
@@ -66,8 +71,8 @@ class BroadcastClocks:
         return self._rooms.get(room)
 
     async def start(self) -> None:
-        self._subscription = await self._cluster.subscribe(CHANNEL, self._received)
-        for key in await self._cluster.keys(PREFIX):
+        self._subscription = await self._cluster.subscribe(self._channel, self._received)
+        for key in await self._cluster.keys(self._prefix):
             value = await self._cluster.get(key)
             if value is not None:
                 await self._received(value)

@@ -77,7 +77,7 @@ class Worker:
         admission = Admission(self.seats)
         settings = self.settings
         self.paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
-        self.clocks = BroadcastClocks(self.cluster)
+        self.clocks = BroadcastClocks(self.cluster, settings.node_id())
         await self.clocks.start()
         server = self.interaction.server
         server.bind(self.paywall, self.clocks, admission)  # type: ignore[arg-type]

@@ -40,7 +40,7 @@ from core.settings import Settings
 from core.tasks import TaskOwner
 from interaction.live_clock import publish_clocks
 
-__all__ = ["InteractionWorkers", "install_interaction_workers", "interaction_cluster"]
+__all__ = ["InteractionWorkers", "install_interaction_workers", "interaction_cluster", "worker_metrics"]
 
 log = logging.getLogger("stagepass.interaction.workers")
 ROOT = Path(__file__).resolve().parents[1]
@@ -208,7 +208,7 @@ def install_interaction_workers(app: web.Application, settings: Settings, rooms:
     count = settings.interaction.interaction_workers
     hub = getattr(cluster, "hub", None)  # the local bus, without Redis
     app.middlewares.insert(0, _hand_websockets)
-    publish_clocks(cluster, rooms)
+    publish_clocks(cluster, rooms, settings.node_id())
 
     async def workers_ctx(app: web.Application) -> AsyncIterator[None]:
         if hub is not None:
@@ -229,6 +229,23 @@ def install_interaction_workers(app: web.Application, settings: Settings, rooms:
             os.rmdir(os.path.dirname(hub.path))
 
     app.cleanup_ctx.append(workers_ctx)
+
+
+def worker_metrics(app: web.Application) -> Optional[dict]:
+    """Each worker's WebSockets and garbage-collector pauses, as last reported (for /metrics)."""
+    workers = app.get(WORKERS)
+    if workers is None:
+        return None
+    return {
+        "stagepass_interaction_worker_connections": (
+            "gauge", "Socket.IO WebSockets an interaction worker holds",
+            [((("worker", str(w.index)),), w.connections) for w in workers.workers]),
+        "stagepass_interaction_worker_gc_pause_seconds": (
+            "counter", "Seconds the garbage collector stopped an interaction worker",
+            [((("worker", str(w.index)),), w.gc_seconds) for w in workers.workers]),
+        "stagepass_interaction_handed_over": (
+            "counter", "Socket.IO WebSockets the control plane handed to its interaction workers", workers.handed),
+    }
 
 
 @web.middleware
