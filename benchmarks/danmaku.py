@@ -17,7 +17,9 @@ server. Servers, interleaved per round:
 Per server and viewer count: delivery delay from send to receipt at every viewer (p50,
 p99), delivered %, server CPU per delivered message (all its processes), the busiest
 server process's CPU %, the share of wall time its garbage collector stopped it, and the
-ratios of p99 and CPU per message to Node's in the same round. "x2 capacity" compares
+ratios of p99 and CPU per message to Node's in the same round, and for one Stagepass process
+the server's own share of the delay ("srv p99<=": acceptance to the frame written, the
+bucket bound of the delivery histogram of /metrics). "x2 capacity" compares
 the busiest process's CPU at the same load: how much more load two processes take before
 one of their cores is full.
 
@@ -52,6 +54,7 @@ METRICS_TOKEN = "benchmark-metrics-token"
 REDIS_URL = "redis://127.0.0.1:6379/8"  # the benchmark's own Redis database (flushed)
 SECRET = "b" * 40
 X2_REDIS = "--x2-redis" in sys.argv
+D, L = "stagepass_danmaku_delivery_seconds", "stagepass_event_loop_lag_seconds"
 
 
 def free_port() -> int:
@@ -160,6 +163,34 @@ class Stagepass(Server):
         return out
 
 
+async def histograms(server: Server) -> dict[str, dict[float, float]]:
+    """The control plane's danmaku delivery and event-loop lag histograms (cumulative
+    bucket counts by upper bound); empty for other servers. With interaction workers the
+    danmaku are delivered by the workers, whose histograms are not exported."""
+    if not isinstance(server, Stagepass):
+        return {}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.bases[0] + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as r:
+            text = await r.text()
+    out: dict[str, dict[float, float]] = {}
+    for name in ("stagepass_danmaku_delivery_seconds", "stagepass_event_loop_lag_seconds"):
+        out[name] = {float("inf") if le == "+Inf" else float(le): float(v) for le, v in
+                     re.findall(rf'^{name}_bucket\{{le="([^"]+)"\}} (\S+)$', text, re.M)}
+    return out
+
+
+def quantile_bound(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound (ms) of the bucket holding quantile ``q`` of what was observed between."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    for bound, count in zip(bounds, counts):
+        if count >= q * counts[-1]:
+            return bound * 1000
+    return float("inf")
+
+
 class Bare(Server):
     def processes_now(self) -> list[psutil.Process]:
         return [psutil.Process(p.pid) for p in self.procs]
@@ -251,6 +282,7 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         procs = [await g for g in groups]  # one at a time: a connect storm is another benchmark
         ps = server.processes_now()
         gc0 = await server.gc_seconds()
+        hist0 = await histograms(server)
         cpu0 = [sum(p.cpu_times()[:2]) for p in ps]
         t0 = time.monotonic()
         sent = await send(server.bases, send_tokens, rate, seconds)
@@ -258,6 +290,7 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         wall = time.monotonic() - t0
         cpu = [sum(p.cpu_times()[:2]) - c for p, c in zip(ps, cpu0)]
         gc = [b - a for a, b in zip(gc0, await server.gc_seconds())]
+        hist1 = await histograms(server)
         delays: list[float] = []
         for p in procs:
             p.stdin.close()
@@ -275,6 +308,9 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         "cpu_us_per_msg": 1e6 * sum(cpu) / max(1, delivered),
         "busiest_cpu_pct": 100 * max(cpu) / wall,
         "gc_pct": 100 * max(g / wall for g in gc),
+        # where the time goes: acceptance to the frame written (server side), and loop lag
+        "server_p99_ms": quantile_bound(hist0.get(D, {}), hist1.get(D, {}), 0.99) if hist0 else float("nan"),
+        "lag_p99_ms": quantile_bound(hist0.get(L, {}), hist1.get(L, {}), 0.99) if hist0 else float("nan"),
     }
 
 
@@ -303,7 +339,7 @@ def main() -> None:
     os.chdir(ROOT)
     runs = []
     print(f"{'viewers':>7} {'server':<22} {'p50 ms':>7} {'p99 ms':>7} {'deliv %':>7} {'cpu us/msg':>10} "
-          f"{'busiest %':>9} {'gc %':>5} {'p99/node':>8} {'cpu/node':>8}", flush=True)
+          f"{'busiest %':>9} {'gc %':>5} {'p99/node':>8} {'cpu/node':>8} {'srv p99<=':>9}", flush=True)
     for n in [int(x) for x in args.viewers.split(",")]:
         per: dict[str, list[dict]] = {}
         for _ in range(args.rounds):
@@ -313,7 +349,8 @@ def main() -> None:
                 r = asyncio.run(run(server, n, args.rate, args.seconds, args.senders))
                 runs.append(r)
                 print(f"  ({server.name}: p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms, "
-                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg)", file=sys.stderr,
+                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg, server side p99 "
+                      f"<= {r['server_p99_ms']} ms, loop lag p99 <= {r['lag_p99_ms']} ms)", file=sys.stderr,
                       flush=True)
                 per.setdefault(server.name, []).append(r)
         med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server",)}
@@ -324,7 +361,7 @@ def main() -> None:
             cpur = m["cpu_us_per_msg"] / node["cpu_us_per_msg"] if node else float("nan")
             print(f"{n:>7} {name:<22} {m['p50_ms']:>7.1f} {m['p99_ms']:>7.1f} {m['delivered_pct']:>7.1f} "
                   f"{m['cpu_us_per_msg']:>10.1f} {m['busiest_cpu_pct']:>9.1f} {m['gc_pct']:>5.2f} "
-                  f"{p99r:>8.2f} {cpur:>8.2f}", flush=True)
+                  f"{p99r:>8.2f} {cpur:>8.2f} {m['server_p99_ms']:>9.0f}", flush=True)
         if "stagepass x2" in med and "stagepass" in med:
             ratio = med["stagepass"]["busiest_cpu_pct"] / med["stagepass x2"]["busiest_cpu_pct"]
             print(f"{n:>7} x2 capacity (busiest process CPU, 1 process / 2 processes): {ratio:.2f}x", flush=True)
