@@ -16,8 +16,9 @@ only.
 Rooms span the processes through the cluster: with ``REDIS_URL`` the node's Redis, else
 the control plane's local bus (``core.cluster.linked``), which serves its in-memory
 cluster to the workers over a Unix socket. Emits, presence, likes, polls, rate limits
-and row ids are shared through it as between nodes. A worker that dies (a non-zero exit: a crash, a kill -9) is started again; its clients
-reconnect.
+and row ids are shared through it as between nodes. A worker that dies (a non-zero
+exit: a crash, a kill -9) is started again and its clients reconnect; while no worker
+is ready, the control plane serves WebSockets itself.
 """
 
 from __future__ import annotations

@@ -116,6 +116,9 @@ async def test_two_processes_deliver_every_danmaku_once_in_order_with_shared_lim
                 assert chats[-1].sio.transport() == "polling"
             # presence counts the users of both processes (4 senders + the creator + the viewer)
             await wait_for(lambda: mod.got("presence") and mod.got("presence")[-1]["viewers"] == 6, timeout=10)
+            # likes sent on every process add up to one total (the cluster's counter)
+            assert all([(await chat.call("like", {"count": 3}))["ok"] for chat in chats])
+            await wait_for(lambda: max([f["total"] for f in mod.got("likes")], default=0) == 12, timeout=10)
             calls = [[chat.call("danmaku:send", {"text": f"{n} from {i}"}) for n in range(5)]
                      for i, chat in enumerate(chats)]
             acks = await asyncio.gather(*(asyncio.gather(*c) for c in calls))
