@@ -307,6 +307,7 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         "p99_ms": delays[int(0.99 * (delivered - 1))] if delays else float("nan"),
         "cpu_us_per_msg": 1e6 * sum(cpu) / max(1, delivered),
         "busiest_cpu_pct": 100 * max(cpu) / wall,
+        "cpu_pct_by_process": [round(100 * c / wall, 1) for c in cpu],  # the node first, then its workers
         "gc_pct": 100 * max(g / wall for g in gc),
         # where the time goes: acceptance to the frame written (server side), and loop lag
         "server_p99_ms": quantile_bound(hist0.get(D, {}), hist1.get(D, {}), 0.99) if hist0 else float("nan"),
@@ -353,7 +354,7 @@ def main() -> None:
                       f"<= {r['server_p99_ms']} ms, loop lag p99 <= {r['lag_p99_ms']} ms)", file=sys.stderr,
                       flush=True)
                 per.setdefault(server.name, []).append(r)
-        med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server",)}
+        med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server", "cpu_pct_by_process")}
                for name, rs in per.items()}
         node = med.get("node socket.io")
         for name, m in med.items():

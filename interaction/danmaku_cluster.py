@@ -85,6 +85,11 @@ class LocalDanmakuCluster:
         self._last_id = max(self._last_id, floor) + 1
         return self._last_id
 
+    def next_block(self, floor: int, size: int) -> int:
+        """Reserve ``size`` ids above ``floor`` for another process; the last of them."""
+        self._last_id = max(self._last_id, floor) + size
+        return self._last_id
+
 
 class BusDanmakuCluster:
     """The control plane's ``LocalDanmakuCluster``, reached over the node's local bus
@@ -92,6 +97,7 @@ class BusDanmakuCluster:
 
     def __init__(self, cluster: Any) -> None:
         self._call = cluster.call
+        self._ids: list[int] = []  # this process's block, next id last (one round trip per ``ID_BLOCK``)
 
     async def take(self, room: str, user_id: int, slow_seconds: int) -> Optional[Refusal]:
         refusal = await self._call("danmaku", "take", room, user_id, slow_seconds)
@@ -101,7 +107,10 @@ class BusDanmakuCluster:
         """Nothing: the user may still have a socket on another process."""
 
     async def next_id(self, floor: int) -> int:
-        return int(await self._call("danmaku", "next_id", floor))
+        if not self._ids:
+            last = int(await self._call("danmaku", "next_block", floor, ID_BLOCK))
+            self._ids = list(range(last, last - ID_BLOCK, -1))
+        return self._ids.pop()
 
 
 class _Who:
