@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 
 import pytest
 
@@ -53,6 +54,9 @@ def test_settings_env_then_cli(tmp_path):
     s = Settings.load(["--port", "9100", "--data-dir", str(tmp_path)], env)
     assert s.server.port == 9100 and s.server.data_dir == tmp_path
     assert s.stream_keys() == {"maths": "abcdefgh1", "art": "abcdefgh2"}
+    assert s.interaction.interaction_workers == 1  # the control plane serves Socket.IO itself
+    cores = Settings.load(["--interaction-workers", "cores"], {"STAGEPASS_INTERACTION_WORKERS": "3"})
+    assert cores.interaction.interaction_workers == (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize(
@@ -69,6 +73,8 @@ def test_settings_env_then_cli(tmp_path):
         ({"STAGEPASS_PUBLIC_URL": "live.example.org"}, "public_url"),
         ({"STAGEPASS_PUBLIC_URL": "https://live.example.org/x?y=1"}, "public_url"),
         ({"STAGEPASS_RECORDING_KEYFRAME_INTERVAL": "-1"}, "recording_keyframe_interval"),
+        ({"STAGEPASS_INTERACTION_WORKERS": "0"}, "interaction_workers: 1 to 64"),
+        ({"STAGEPASS_INTERACTION_WORKERS": "two"}, "interaction_workers"),
     ],
 )
 def test_settings_reject_bad_values(env, message):
