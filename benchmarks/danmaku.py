@@ -191,6 +191,18 @@ def quantile_bound(before: dict[float, float], after: dict[float, float], q: flo
     return float("inf")
 
 
+def run_queue_ns(procs: list[psutil.Process]) -> list[int]:
+    """Nanoseconds each process's main thread (its event loop) has waited for a core
+    (``/proc/PID/schedstat``, second field): on a shared machine, where latency goes."""
+    out = []
+    for p in procs:
+        try:
+            out.append(int(Path(f"/proc/{p.pid}/schedstat").read_text().split()[1]))
+        except (OSError, IndexError, ValueError):
+            out.append(0)
+    return out
+
+
 class Bare(Server):
     def processes_now(self) -> list[psutil.Process]:
         return [psutil.Process(p.pid) for p in self.procs]
@@ -284,11 +296,13 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         gc0 = await server.gc_seconds()
         hist0 = await histograms(server)
         cpu0 = [sum(p.cpu_times()[:2]) for p in ps]
+        queued0 = run_queue_ns(ps)
         t0 = time.monotonic()
         sent = await send(server.bases, send_tokens, rate, seconds)
         await asyncio.sleep(2.0)  # the last danmaku arrive
         wall = time.monotonic() - t0
         cpu = [sum(p.cpu_times()[:2]) - c for p, c in zip(ps, cpu0)]
+        queued = [(b - a) / 1e9 for a, b in zip(queued0, run_queue_ns(ps))]
         gc = [b - a for a, b in zip(gc0, await server.gc_seconds())]
         hist1 = await histograms(server)
         delays: list[float] = []
@@ -308,6 +322,8 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         "cpu_us_per_msg": 1e6 * sum(cpu) / max(1, delivered),
         "busiest_cpu_pct": 100 * max(cpu) / wall,
         "cpu_pct_by_process": [round(100 * c / wall, 1) for c in cpu],  # the node first, then its workers
+        # the share of the window the busiest process's event loop was runnable but waited for a core
+        "runq_pct": 100 * max(queued) / wall,
         "gc_pct": 100 * max(g / wall for g in gc),
         # where the time goes: acceptance to the frame written (server side), and loop lag
         "server_p99_ms": quantile_bound(hist0.get(D, {}), hist1.get(D, {}), 0.99) if hist0 else float("nan"),
@@ -340,7 +356,7 @@ def main() -> None:
     os.chdir(ROOT)
     runs = []
     print(f"{'viewers':>7} {'server':<22} {'p50 ms':>7} {'p99 ms':>7} {'deliv %':>7} {'cpu us/msg':>10} "
-          f"{'busiest %':>9} {'gc %':>5} {'p99/node':>8} {'cpu/node':>8} {'srv p99<=':>9}", flush=True)
+          f"{'busiest %':>9} {'gc %':>5} {'p99/node':>8} {'cpu/node':>8} {'srv p99<=':>9} {'runq %':>6}", flush=True)
     for n in [int(x) for x in args.viewers.split(",")]:
         per: dict[str, list[dict]] = {}
         for _ in range(args.rounds):
@@ -351,7 +367,8 @@ def main() -> None:
                 runs.append(r)
                 print(f"  ({server.name}: p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms, "
                       f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg, server side p99 "
-                      f"<= {r['server_p99_ms']} ms, loop lag p99 <= {r['lag_p99_ms']} ms)", file=sys.stderr,
+                      f"<= {r['server_p99_ms']} ms, loop lag p99 <= {r['lag_p99_ms']} ms, waiting for a core "
+                      f"{r['runq_pct']:.1f}% of the time)", file=sys.stderr,
                       flush=True)
                 per.setdefault(server.name, []).append(r)
         med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server", "cpu_pct_by_process")}
@@ -362,7 +379,7 @@ def main() -> None:
             cpur = m["cpu_us_per_msg"] / node["cpu_us_per_msg"] if node else float("nan")
             print(f"{n:>7} {name:<22} {m['p50_ms']:>7.1f} {m['p99_ms']:>7.1f} {m['delivered_pct']:>7.1f} "
                   f"{m['cpu_us_per_msg']:>10.1f} {m['busiest_cpu_pct']:>9.1f} {m['gc_pct']:>5.2f} "
-                  f"{p99r:>8.2f} {cpur:>8.2f} {m['server_p99_ms']:>9.0f}", flush=True)
+                  f"{p99r:>8.2f} {cpur:>8.2f} {m['server_p99_ms']:>9.0f} {m['runq_pct']:>6.1f}", flush=True)
         if "stagepass x2" in med and "stagepass" in med:
             ratio = med["stagepass"]["busiest_cpu_pct"] / med["stagepass x2"]["busiest_cpu_pct"]
             print(f"{n:>7} x2 capacity (busiest process CPU, 1 process / 2 processes): {ratio:.2f}x", flush=True)
