@@ -65,7 +65,15 @@ class Processes(list):
 
 
 def workers_of(proc: subprocess.Popen) -> list[psutil.Process]:
-    return [p for p in psutil.Process(proc.pid).children() if "stagepass.interaction_worker" in " ".join(p.cmdline())]
+    """The node's live interaction worker processes."""
+    out = []
+    for child in psutil.Process(proc.pid).children():
+        try:
+            if "stagepass.interaction_worker" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                out.append(child)
+        except psutil.Error:  # gone, or killed and not yet reaped
+            pass
+    return out
 
 
 @pytest.fixture(params=["two nodes", "two workers, local bus"])
@@ -170,6 +178,31 @@ async def test_two_processes_deliver_every_danmaku_once_in_order_with_shared_lim
     status, body = await viewer.get("/api/rooms/maths/danmaku?format=json")
     assert status == 200
     assert sorted(i["id"] for i in body["items"]) == expected
+    if two_processes.node is not None:  # a worker killed is started again and takes WebSockets
+        await a_killed_worker_is_replaced(two_processes.node, a, viewer)
+
+
+async def a_killed_worker_is_replaced(node: subprocess.Popen, base: str, viewer: Api) -> None:
+    killed = workers_of(node)[0].pid
+    os.kill(killed, signal.SIGKILL)
+
+    def replaced() -> bool:
+        pids = [w.pid for w in workers_of(node)]
+        return len(pids) == 2 and killed not in pids
+
+    await wait_for(replaced, timeout=30)
+    chats = []
+    try:  # the new worker takes WebSockets once it is ready (meanwhile the other one does)
+        for _ in range(50):
+            chats.append(await connected(base, viewer, "maths"))
+            if min(Processes([base], node).websockets()) > 0:
+                break
+            await asyncio.sleep(0.2)
+        assert min(Processes([base], node).websockets()) > 0
+        assert (await chats[-1].call("danmaku:send", {"text": "after the crash"}))["ok"]
+    finally:
+        for chat in chats:
+            await chat.close()
 
 
 async def stamped_on_the_media_clock(base: str, creator: Api, chats: list, viewers: NodeViewers) -> list[int]:
