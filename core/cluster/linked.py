@@ -13,7 +13,9 @@ control plane.
 
 from __future__ import annotations
 
+import abc
 import asyncio
+import functools
 import itertools
 import json
 import logging
@@ -118,8 +120,6 @@ class HubView(Cluster):
 
     def __init__(self, hub: ClusterHub) -> None:
         self.hub = hub
-        for name in CALLS:
-            setattr(self, name, getattr(hub.cluster, name))
 
     def provide(self, name: str, make: Callable[[], Any]) -> None:
         self.hub.provide(name, make)
@@ -161,14 +161,9 @@ class LinkedCluster(Cluster):
         self._handlers: dict[int, MessageHandler] = {}
         self._messages: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._handling: Optional[asyncio.Task] = None
-        for name in CALLS:
-            setattr(self, name, self._caller("cluster", name))
 
-    def _caller(self, target: str, name: str) -> Callable:
-        async def call(*args: Any, **kwargs: Any) -> Any:
-            return await self._request({"t": target, "f": name, "a": list(args), "k": kwargs})
-
-        return call
+    async def _cluster_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._request({"t": "cluster", "f": name, "a": list(args), "k": kwargs})
 
     async def start(self) -> None:
         reader, self._writer = await asyncio.open_unix_connection(self.path, limit=LIMIT)
@@ -240,9 +235,17 @@ class LinkedCluster(Cluster):
         self._reading = self._handling = None
 
 
-# the calls are set per instance; the abstract methods are satisfied here
-for _name in CALLS:
-    setattr(HubView, _name, None)
-    setattr(LinkedCluster, _name, None)
-HubView.__abstractmethods__ = frozenset()  # type: ignore[misc]
-LinkedCluster.__abstractmethods__ = frozenset()  # type: ignore[misc]
+def _forwarding(cls: type, call: Callable[[Any, str], Callable]) -> type:
+    """Give ``cls`` every plain ``Cluster`` call (``CALLS``), each made by ``call(self, name)``."""
+    for name in CALLS:
+        def method(self: Any, *args: Any, _name: str = name, **kwargs: Any) -> Any:
+            return call(self, _name)(*args, **kwargs)
+
+        method.__name__ = name
+        setattr(cls, name, method)
+    abc.update_abstractmethods(cls)
+    return cls
+
+
+_forwarding(HubView, lambda self, name: getattr(self.hub.cluster, name))
+_forwarding(LinkedCluster, lambda self, name: functools.partial(self._cluster_call, name))
