@@ -142,8 +142,11 @@ class _LinkedSubscription(Subscription):
         self.id, self.channel, self._cluster = sub_id, channel, cluster
 
     async def close(self) -> None:
-        if self._cluster._handlers.pop(self.id, None) is not None and self._cluster._writer is not None:
-            await self._cluster._request({"f": "unsubscribe", "s": self.id, "a": []})
+        if self._cluster._handlers.pop(self.id, None) is not None:
+            try:
+                await self._cluster._request({"f": "unsubscribe", "s": self.id, "a": []})
+            except ConnectionError:  # the bus is gone, and the subscription with it
+                pass
 
 
 class LinkedCluster(Cluster):
@@ -161,6 +164,7 @@ class LinkedCluster(Cluster):
         self._handlers: dict[int, MessageHandler] = {}
         self._messages: asyncio.Queue[tuple[int, str]] = asyncio.Queue()
         self._handling: Optional[asyncio.Task] = None
+        self._lost = False  # the control plane closed the bus
 
     async def _cluster_call(self, name: str, *args: Any, **kwargs: Any) -> Any:
         return await self._request({"t": "cluster", "f": name, "a": list(args), "k": kwargs})
@@ -182,7 +186,7 @@ class LinkedCluster(Cluster):
                     log.exception("handling a message from the local bus failed")
 
     async def _request(self, request: dict) -> Any:
-        if self._writer is None:
+        if self._writer is None or self._lost:
             raise ConnectionError("the local bus is not connected")
         request["i"] = next(self._ids)
         future = self._waiting[request["i"]] = asyncio.get_running_loop().create_future()
@@ -203,6 +207,7 @@ class LinkedCluster(Cluster):
                     if future is not None and not future.done():
                         future.set_result(message)
         finally:
+            self._lost = True
             for future in self._waiting.values():
                 if not future.done():
                     future.set_exception(ConnectionError("the local bus closed"))
@@ -221,7 +226,7 @@ class LinkedCluster(Cluster):
         return _LinkedSubscription(self, sub_id, channel)
 
     async def ping(self) -> None:
-        if self._writer is None or self._writer.is_closing():
+        if self._writer is None or self._lost or self._writer.is_closing():
             raise ConnectionError("the local bus is not connected")
 
     async def close(self) -> None:
