@@ -8,15 +8,18 @@ server. Servers, interleaved per round:
 
 - ``stagepass``: ``stagepass serve`` as shipped (adaptive batching, ``--danmaku-batch-ms 100``);
 - ``stagepass b=0``: batching off (one frame per danmaku);
-- ``stagepass x2``: two ``stagepass serve`` processes sharing the room through Redis
-  (``--processes``; viewers and senders split between them);
+- ``stagepass x2``: one ``stagepass serve --interaction-workers 2`` (``--processes``): the
+  control plane hands each WebSocket to the less loaded of two worker processes, which
+  share the room through the node's local bus (``--x2-redis``: through Redis);
 - ``bare python-socketio``: ``benchmarks/bare_socketio.py`` (python-socketio's own room emit);
 - ``node socket.io``: ``benchmarks/node/server.cjs`` (the reference).
 
 Per server and viewer count: delivery delay from send to receipt at every viewer (p50,
 p99), delivered %, server CPU per delivered message (all its processes), the busiest
 server process's CPU %, the share of wall time its garbage collector stopped it, and the
-ratios of p99 and CPU per message to Node's in the same round. "x2 capacity" compares
+ratios of p99 and CPU per message to Node's in the same round, and for one Stagepass process
+the server's own share of the delay ("srv p99<=": acceptance to the frame written, the
+bucket bound of the delivery histogram of /metrics). "x2 capacity" compares
 the busiest process's CPU at the same load: how much more load two processes take before
 one of their cores is full.
 
@@ -50,6 +53,8 @@ PER_NODE = 250
 METRICS_TOKEN = "benchmark-metrics-token"
 REDIS_URL = "redis://127.0.0.1:6379/8"  # the benchmark's own Redis database (flushed)
 SECRET = "b" * 40
+X2_REDIS = "--x2-redis" in sys.argv
+D, L = "stagepass_danmaku_delivery_seconds", "stagepass_event_loop_lag_seconds"
 
 
 def free_port() -> int:
@@ -103,23 +108,25 @@ class Stagepass(Server):
 
     async def start(self) -> None:
         shared = []
-        if self.processes > 1:
+        if self.processes > 1 and X2_REDIS:
             import redis
 
             redis.Redis.from_url(REDIS_URL).flushdb()
-            shared = ["--redis-url", REDIS_URL, "--database-url", f"sqlite:///{self.tmp.name}/shared.db"]
-        env = {**clean_env(), "STAGEPASS_METRICS_TOKEN": METRICS_TOKEN}
-        for i in range(self.processes):
-            port = free_port()
-            cmd = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
-                   "--data-dir", f"{self.tmp.name}/node{i}", "--secret", SECRET, "--log-level", "WARNING",
-                   "--danmaku-batch-ms", str(self.batch_ms), "--danmaku-user-rate", "100",
-                   "--danmaku-user-burst", "100", "--danmaku-room-rate", "100000",
-                   "--signups-per-hour", "100000", *shared]
-            self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
-            self.bases.append(f"http://127.0.0.1:{port}")
-            if i == 0 and self.processes > 1:
-                await wait_up(self.bases[0] + "/api/catalog")  # the first one migrates the database
+            shared = ["--redis-url", REDIS_URL]
+        env = {**clean_env(), "STAGEPASS_METRICS_TOKEN": METRICS_TOKEN, "STAGEPASS_REVIEW_UNVERIFIED": "off"}
+        port = free_port()
+        cmd = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
+               "--data-dir", f"{self.tmp.name}/node", "--secret", SECRET, "--log-level", "WARNING",
+               "--danmaku-batch-ms", str(self.batch_ms), "--danmaku-user-rate", "100",
+               "--danmaku-user-burst", "100", "--danmaku-room-rate", "100000",
+               "--signups-per-hour", "100000", "--interaction-workers", str(self.processes), *shared]
+        self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
+        self.bases.append(f"http://127.0.0.1:{port}")
+
+    def processes_now(self) -> list[psutil.Process]:
+        """The node and its interaction workers (started once the node answers)."""
+        node = psutil.Process(self.procs[0].pid)
+        return [node, *node.children()]
 
     async def tokens(self, senders: int) -> tuple[str, list[str]]:
         base = self.bases[0]
@@ -150,10 +157,56 @@ class Stagepass(Server):
                     text = await r.text()
                 out.append(sum(float(v) for v in re.findall(r"^stagepass_gc_pause_seconds_total\{[^}]*\} (\S+)$",
                                                             text, re.M)))
+                # each interaction worker's own collector, as it last reported (once a second)
+                out.extend(float(v) for v in re.findall(
+                    r"^stagepass_interaction_worker_gc_pause_seconds_total\{[^}]*\} (\S+)$", text, re.M))
         return out
 
 
+async def histograms(server: Server) -> dict[str, dict[float, float]]:
+    """The control plane's danmaku delivery and event-loop lag histograms (cumulative
+    bucket counts by upper bound); empty for other servers. With interaction workers the
+    danmaku are delivered by the workers, whose histograms are not exported."""
+    if not isinstance(server, Stagepass):
+        return {}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.bases[0] + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as r:
+            text = await r.text()
+    out: dict[str, dict[float, float]] = {}
+    for name in ("stagepass_danmaku_delivery_seconds", "stagepass_event_loop_lag_seconds"):
+        out[name] = {float("inf") if le == "+Inf" else float(le): float(v) for le, v in
+                     re.findall(rf'^{name}_bucket\{{le="([^"]+)"\}} (\S+)$', text, re.M)}
+    return out
+
+
+def quantile_bound(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound (ms) of the bucket holding quantile ``q`` of what was observed between."""
+    bounds = sorted(after)
+    counts = [after[b] - before.get(b, 0.0) for b in bounds]
+    if not counts or counts[-1] <= 0:
+        return float("nan")
+    for bound, count in zip(bounds, counts):
+        if count >= q * counts[-1]:
+            return bound * 1000
+    return float("inf")
+
+
+def run_queue_ns(procs: list[psutil.Process]) -> list[int]:
+    """Nanoseconds each process's main thread (its event loop) has waited for a core
+    (``/proc/PID/schedstat``, second field): on a shared machine, where latency goes."""
+    out = []
+    for p in procs:
+        try:
+            out.append(int(Path(f"/proc/{p.pid}/schedstat").read_text().split()[1]))
+        except (OSError, IndexError, ValueError):
+            out.append(0)
+    return out
+
+
 class Bare(Server):
+    def processes_now(self) -> list[psutil.Process]:
+        return [psutil.Process(p.pid) for p in self.procs]
+
     async def start(self) -> None:
         port = free_port()
         self.procs.append(subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "bare_socketio.py"), str(port)],
@@ -239,15 +292,19 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
             left -= k
             i += 1
         procs = [await g for g in groups]  # one at a time: a connect storm is another benchmark
-        ps = [psutil.Process(p.pid) for p in server.procs]
+        ps = server.processes_now()
         gc0 = await server.gc_seconds()
+        hist0 = await histograms(server)
         cpu0 = [sum(p.cpu_times()[:2]) for p in ps]
+        queued0 = run_queue_ns(ps)
         t0 = time.monotonic()
         sent = await send(server.bases, send_tokens, rate, seconds)
         await asyncio.sleep(2.0)  # the last danmaku arrive
         wall = time.monotonic() - t0
         cpu = [sum(p.cpu_times()[:2]) - c for p, c in zip(ps, cpu0)]
+        queued = [(b - a) / 1e9 for a, b in zip(queued0, run_queue_ns(ps))]
         gc = [b - a for a, b in zip(gc0, await server.gc_seconds())]
+        hist1 = await histograms(server)
         delays: list[float] = []
         for p in procs:
             p.stdin.close()
@@ -264,7 +321,13 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         "p99_ms": delays[int(0.99 * (delivered - 1))] if delays else float("nan"),
         "cpu_us_per_msg": 1e6 * sum(cpu) / max(1, delivered),
         "busiest_cpu_pct": 100 * max(cpu) / wall,
+        "cpu_pct_by_process": [round(100 * c / wall, 1) for c in cpu],  # the node first, then its workers
+        # the share of the window the busiest process's event loop was runnable but waited for a core
+        "runq_pct": 100 * max(queued) / wall,
         "gc_pct": 100 * max(g / wall for g in gc),
+        # where the time goes: acceptance to the frame written (server side), and loop lag
+        "server_p99_ms": quantile_bound(hist0.get(D, {}), hist1.get(D, {}), 0.99) if hist0 else float("nan"),
+        "lag_p99_ms": quantile_bound(hist0.get(L, {}), hist1.get(L, {}), 0.99) if hist0 else float("nan"),
     }
 
 
@@ -282,7 +345,9 @@ def main() -> None:
     parser.add_argument("--senders", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds (medians are printed)")
-    parser.add_argument("--processes", action="store_true", help="add two Stagepass processes sharing Redis")
+    parser.add_argument("--processes", action="store_true",
+                        help="add Stagepass with two interaction workers (--interaction-workers 2)")
+    parser.add_argument("--x2-redis", action="store_true", help="the two workers share through Redis, not the local bus")
     parser.add_argument("--only", default="", help="comma-separated server names to run")
     parser.add_argument("--json", help="write every run here")
     args = parser.parse_args()
@@ -291,7 +356,7 @@ def main() -> None:
     os.chdir(ROOT)
     runs = []
     print(f"{'viewers':>7} {'server':<22} {'p50 ms':>7} {'p99 ms':>7} {'deliv %':>7} {'cpu us/msg':>10} "
-          f"{'busiest %':>9} {'gc %':>5} {'p99/node':>8} {'cpu/node':>8}", flush=True)
+          f"{'busiest %':>9} {'gc %':>5} {'p99/node':>8} {'cpu/node':>8} {'srv p99<=':>9} {'runq %':>6}", flush=True)
     for n in [int(x) for x in args.viewers.split(",")]:
         per: dict[str, list[dict]] = {}
         for _ in range(args.rounds):
@@ -301,10 +366,12 @@ def main() -> None:
                 r = asyncio.run(run(server, n, args.rate, args.seconds, args.senders))
                 runs.append(r)
                 print(f"  ({server.name}: p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms, "
-                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg)", file=sys.stderr,
+                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg, server side p99 "
+                      f"<= {r['server_p99_ms']} ms, loop lag p99 <= {r['lag_p99_ms']} ms, waiting for a core "
+                      f"{r['runq_pct']:.1f}% of the time)", file=sys.stderr,
                       flush=True)
                 per.setdefault(server.name, []).append(r)
-        med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server",)}
+        med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server", "cpu_pct_by_process")}
                for name, rs in per.items()}
         node = med.get("node socket.io")
         for name, m in med.items():
@@ -312,7 +379,7 @@ def main() -> None:
             cpur = m["cpu_us_per_msg"] / node["cpu_us_per_msg"] if node else float("nan")
             print(f"{n:>7} {name:<22} {m['p50_ms']:>7.1f} {m['p99_ms']:>7.1f} {m['delivered_pct']:>7.1f} "
                   f"{m['cpu_us_per_msg']:>10.1f} {m['busiest_cpu_pct']:>9.1f} {m['gc_pct']:>5.2f} "
-                  f"{p99r:>8.2f} {cpur:>8.2f}", flush=True)
+                  f"{p99r:>8.2f} {cpur:>8.2f} {m['server_p99_ms']:>9.0f} {m['runq_pct']:>6.1f}", flush=True)
         if "stagepass x2" in med and "stagepass" in med:
             ratio = med["stagepass"]["busiest_cpu_pct"] / med["stagepass x2"]["busiest_cpu_pct"]
             print(f"{n:>7} x2 capacity (busiest process CPU, 1 process / 2 processes): {ratio:.2f}x", flush=True)

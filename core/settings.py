@@ -395,6 +395,14 @@ class InteractionSettings:
         metadata={"help": "offer permessage-deflate on Socket.IO WebSockets (off, as in Node's engine.io: "
                           "compressing each frame per viewer costs server and viewer CPU)",
                   "parse": _parse_bool})
+    interaction_workers: int = field(
+        default=1,
+        metadata={"help": "processes serving Socket.IO WebSockets on this node ('cores': one per core); 1: the "
+                          "control plane serves them itself; more: each new WebSocket is handed to the least "
+                          "loaded worker process, rooms spread across them through Redis (REDIS_URL) or, "
+                          "without it, the control plane's local bus; long-polling clients stay on the control "
+                          "plane",
+                  "parse": lambda s: (os.cpu_count() or 1) if s.strip().lower() == "cores" else int(s)})
     blocked_words: list[str] = field(
         default_factory=list,
         metadata={"help": "words refused in every room, comma separated",
@@ -410,6 +418,8 @@ class InteractionSettings:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
         if not 10 <= self.danmaku_write_ms <= 5000:
             raise ConfigError("danmaku_write_ms: 10 to 5000")
+        if not 1 <= self.interaction_workers <= 64:
+            raise ConfigError("interaction_workers: 1 to 64, or 'cores'")
 
 
 @dataclass

@@ -19,7 +19,7 @@ from core.cluster import Cluster
 
 from .ratelimit import TokenBucket, UserBuckets
 
-__all__ = ["DanmakuCluster", "LocalDanmakuCluster", "Refusal", "RedisDanmakuCluster", "danmaku_cluster"]
+__all__ = ["BusDanmakuCluster", "DanmakuCluster", "LocalDanmakuCluster", "Refusal", "RedisDanmakuCluster", "danmaku_cluster"]
 
 #: (code, milliseconds to wait) when a danmaku is refused by a limit
 Refusal = tuple[str, int]
@@ -32,6 +32,10 @@ def danmaku_cluster(cluster: Cluster, user_rate: float, user_burst: int, room_ra
     redis = getattr(cluster, "redis", None)
     if cluster.shared and redis is not None:
         return RedisDanmakuCluster(redis, user_rate, user_burst, room_rate)
+    provide = getattr(cluster, "provide", None)
+    if cluster.shared and provide is not None:  # the node's local bus: one set of buckets, in the control plane
+        provide("danmaku", lambda: LocalDanmakuCluster(user_rate, user_burst, room_rate))
+        return BusDanmakuCluster(cluster)
     return LocalDanmakuCluster(user_rate, user_burst, room_rate)
 
 
@@ -80,6 +84,33 @@ class LocalDanmakuCluster:
     async def next_id(self, floor: int) -> int:
         self._last_id = max(self._last_id, floor) + 1
         return self._last_id
+
+    def next_block(self, floor: int, size: int) -> int:
+        """Reserve ``size`` ids above ``floor`` for another process; the last of them."""
+        self._last_id = max(self._last_id, floor) + size
+        return self._last_id
+
+
+class BusDanmakuCluster:
+    """The control plane's ``LocalDanmakuCluster``, reached over the node's local bus
+    (``core.cluster.linked``) from every interaction process of the node."""
+
+    def __init__(self, cluster: Any) -> None:
+        self._call = cluster.call
+        self._ids: list[int] = []  # this process's block, next id last (one round trip per ``ID_BLOCK``)
+
+    async def take(self, room: str, user_id: int, slow_seconds: int) -> Optional[Refusal]:
+        refusal = await self._call("danmaku", "take", room, user_id, slow_seconds)
+        return None if refusal is None else (str(refusal[0]), int(refusal[1]))
+
+    def forget(self, room: str, user_id: int) -> None:
+        """Nothing: the user may still have a socket on another process."""
+
+    async def next_id(self, floor: int) -> int:
+        if not self._ids:
+            last = int(await self._call("danmaku", "next_block", floor, ID_BLOCK))
+            self._ids = list(range(last, last - ID_BLOCK, -1))
+        return self._ids.pop()
 
 
 class _Who:

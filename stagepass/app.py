@@ -20,6 +20,7 @@ from interaction.ban_door import BanDoor
 from insight.assembly import install_insight, open_insight
 from stagepass.keys import AUDIENCE, CLUSTER, NODES, NOTIFICATIONS, PACKAGING, RTMP
 from stagepass.operations import install_ops
+from stagepass.interaction_workers import install_interaction_workers, interaction_cluster
 from ops.load import NodeLoad
 from ops.metrics import Metrics
 from paywall import http as paywall_http
@@ -113,7 +114,8 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         app[ACCESS] = with_relays(access)
         app[ADMISSION] = Admission(seats)
     else:
-        interaction = build_interaction(app, settings, cluster)
+        chat_cluster = interaction_cluster(settings, cluster)  # the local bus with workers and no Redis
+        interaction = build_interaction(app, settings, chat_cluster)
 
         async def paywall_ctx(app: web.Application) -> AsyncIterator[None]:
             await seats.start()
@@ -279,6 +281,8 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     setup_vendor_routes(app)
     setup_i18n_routes(app)
+    if access is None and settings.interaction.interaction_workers > 1:
+        install_interaction_workers(app, settings, rooms, chat_cluster)
     gc_pauses.install()
     app.middlewares.append(refusal_middleware)  # innermost: every edge's refusal as its JSON answer
     return app

@@ -13,6 +13,7 @@ from mediaserver.workers.remote import WorkerRooms
 
 from ops.health import Readiness, cluster_check, data_dir_check, database_check, storage_check
 from ops import admin
+from stagepass.interaction_workers import worker_metrics
 from stagepass.keys import NODES, PACKAGING
 from ops.http import METRICS, READINESS, setup_routes
 from ops.metrics import Metrics
@@ -46,7 +47,7 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry | 
     orders: list = []  # the order counter, once the database is open
 
     metrics.watch(rooms, extra={"socketio": lambda: _socketio(app), "packaging": lambda: _packaging(app),
-                                "gc": _gc,
+                                "gc": _gc, "interaction_workers": lambda: worker_metrics(app),
                                 "orders": lambda: orders[0].metrics() if orders else None})
 
     async def ops_ctx(app: web.Application) -> AsyncIterator[None]:

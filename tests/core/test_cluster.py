@@ -32,14 +32,31 @@ async def raw_redis() -> AsyncIterator[Redis]:
         yield redis
 
 
-@pytest.fixture(params=["local", "redis"])
-async def pair(request, raw_redis) -> AsyncIterator[tuple[Cluster, Cluster]]:
-    """Two nodes' views of one cluster: the same ``LocalCluster`` twice (one process), or
-    two ``RedisCluster`` clients (two processes) on one Redis."""
+@pytest.fixture(params=["local", "local bus", "redis"])
+async def pair(request, raw_redis, tmp_path) -> AsyncIterator[tuple[Cluster, Cluster]]:
+    """Two nodes' views of one cluster: the same ``LocalCluster`` twice (one process), the
+    control plane's view of its local bus and a worker's client of it over a real Unix
+    socket (``--interaction-workers`` without Redis), or two ``RedisCluster`` clients (two
+    processes) on one Redis."""
     if request.param == "local":
         one = LocalCluster()
         yield one, one
         await one.close()
+        return
+    if request.param == "local bus":
+        from core.cluster.linked import ClusterHub, HubView, LinkedCluster
+
+        local = LocalCluster()
+        hub = ClusterHub(local, str(tmp_path / "bus.sock"))
+        await hub.start()
+        worker = LinkedCluster(hub.path)
+        await worker.start()
+        try:
+            yield HubView(hub), worker
+        finally:
+            await worker.close()
+            await hub.close()
+            await local.close()
         return
     a, b = RedisCluster.from_url(REDIS_URL), RedisCluster.from_url(REDIS_URL)
     try:

@@ -54,6 +54,9 @@ def test_settings_env_then_cli(tmp_path):
     s = Settings.load(["--port", "9100", "--data-dir", str(tmp_path)], env)
     assert s.server.port == 9100 and s.server.data_dir == tmp_path
     assert s.stream_keys() == {"maths": "abcdefgh1", "art": "abcdefgh2"}
+    assert s.interaction.interaction_workers == 1  # the control plane serves Socket.IO itself
+    cores = Settings.load(["--interaction-workers", "cores"], {"STAGEPASS_INTERACTION_WORKERS": "3"})
+    assert cores.interaction.interaction_workers == (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +77,8 @@ def test_settings_env_then_cli(tmp_path):
         ({"STAGEPASS_WORKERS": "many"}, "workers: expected a number or 'cores'"),
         ({"STAGEPASS_WORKERS": "3", "STAGEPASS_UDP_PORT": "40000-40001"}, "no port for worker 2"),
         ({"STAGEPASS_WORKERS": "2", "REDIS_URL": "redis://127.0.0.1:6379/0"}, "several nodes"),
+        ({"STAGEPASS_INTERACTION_WORKERS": "0"}, "interaction_workers: 1 to 64"),
+        ({"STAGEPASS_INTERACTION_WORKERS": "two"}, "interaction_workers"),
     ],
 )
 def test_settings_reject_bad_values(env, message):

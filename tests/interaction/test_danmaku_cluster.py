@@ -1,9 +1,11 @@
-"""Danmaku past one process: two real ``stagepass serve`` processes sharing one PostgreSQL
-database and one Redis database, Node socket.io-client viewers and python-socketio senders
-on both. Every viewer gets every danmaku once, in order per sender; one user's quota,
+"""Danmaku past one process: two real ``stagepass serve`` nodes sharing one PostgreSQL
+database and one Redis database, or one node whose Socket.IO WebSockets two interaction
+worker processes serve (``--interaction-workers 2``, sharing through Redis or, without it,
+the node's local bus); Node socket.io-client viewers and python-socketio senders on both
+processes. Every viewer gets every danmaku once, in order per sender; one user's quota,
 slow mode and mute hold across the processes; presence counts both. And a kill -9 in the
-middle of a flood loses only the rows of the documented write-behind window, never an
-acknowledged paid question."""
+middle of a flood (of the node, or of the node and its workers) loses only the rows of
+the documented write-behind window, never an acknowledged paid question."""
 
 from __future__ import annotations
 
@@ -15,12 +17,14 @@ import subprocess
 from pathlib import Path
 from typing import AsyncIterator
 
+import psutil
 import pytest
 
 from tests.support.chat import Chat
 from tests.conftest import wait_for
 from tests.support.node_viewers import NodeViewers
-from tests.support.paywall_fixtures import Api, fresh_postgres, buy, connected, paid_room, view_token
+from tests.support.peers import Publisher
+from tests.support.paywall_fixtures import Api, buy, connected, flushed_redis, fresh_postgres, paid_room, view_token
 from tests.support.server_process import start_server, stop
 from tests.interaction.test_danmaku_delivery import assert_every_danmaku_once_in_order
 
@@ -43,8 +47,37 @@ async def postgres() -> AsyncIterator[str]:
         yield url
 
 
-@pytest.fixture
-async def two_processes(tmp_path, postgres) -> AsyncIterator[list[str]]:
+class Processes(list):
+    """The bases to connect to (one per process); ``node``: the one node's process when
+    two interaction workers serve it."""
+
+    def __init__(self, bases: list[str], node: subprocess.Popen | None) -> None:
+        super().__init__(bases)
+        self.node = node
+
+    def websockets(self) -> list[int]:
+        """WebSockets per process: the workers' established connections on the node's port."""
+        if self.node is None:
+            return []
+        port = int(self[0].rsplit(":", 1)[1])
+        return [sum(1 for c in w.net_connections("tcp") if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+                for w in workers_of(self.node)]
+
+
+def workers_of(proc: subprocess.Popen) -> list[psutil.Process]:
+    """The node's live interaction worker processes."""
+    out = []
+    for child in psutil.Process(proc.pid).children():
+        try:
+            if "stagepass.interaction_worker" in " ".join(child.cmdline()) and child.status() != psutil.STATUS_ZOMBIE:
+                out.append(child)
+        except psutil.Error:  # gone, or killed and not yet reaped
+            pass
+    return out
+
+
+@pytest.fixture(params=["two nodes", "two workers, local bus"])
+async def two_processes(request, tmp_path, postgres) -> AsyncIterator[list[str]]:
     import redis.asyncio as aioredis
 
     url = f"redis://127.0.0.1:6379/{REDIS_DB}"
@@ -52,10 +85,14 @@ async def two_processes(tmp_path, postgres) -> AsyncIterator[list[str]]:
     await r.flushdb()
     procs = []
     try:
-        for name in ("a", "b"):  # one after the other: the first one migrates the database
-            proc, base = await serve(tmp_path / name, "--database-url", postgres, "--redis-url", url)
-            procs.append((proc, base))
-        yield [base for _, base in procs]
+        if request.param == "two nodes":
+            for name in ("a", "b"):  # one after the other: the first one migrates the database
+                proc, base = await serve(tmp_path / name, "--database-url", postgres, "--redis-url", url)
+                procs.append((proc, base))
+        else:
+            proc, base = await serve(tmp_path / "node", "--interaction-workers", "2")  # SQLite, no Redis
+            procs = [(proc, base), (proc, base)]  # the node's base twice: its workers take turns
+        yield Processes([base for _, base in procs], procs[0][0] if procs[0][0] is procs[1][0] else None)
     finally:
         for proc, _ in procs:
             stop(proc)
@@ -72,11 +109,24 @@ async def test_two_processes_deliver_every_danmaku_once_in_order_with_shared_lim
     senders = [await Api.sign_up(a) for _ in range(4)]
     token = await view_token(viewer, "maths")
     async with NodeViewers(a, "maths", token, 10) as on_a, NodeViewers(b, "maths", token, 10) as on_b:
-        chats = [await connected(base, api, "maths") for base, api in zip([a, b, a, b], senders)]
+        chats = [await connected(base, api, "maths") for base, api in zip([a, b, a], senders)]
+        if two_processes.node is None:
+            chats.append(await connected(b, senders[3], "maths"))
+        else:  # a long-polling client stays on the control plane; its danmaku reach the workers' viewers
+            chats.append(Chat())
+            await chats[-1].sio.connect(b, auth={"room": "maths", "token": await view_token(senders[3], "maths")},
+                                        transports=["polling"], wait_timeout=15)
         mod = await connected(b, creator, "maths")
         try:
+            if two_processes.node is not None:  # 20 viewers, 3 senders, the creator: on both workers
+                spread = two_processes.websockets()
+                assert len(spread) == 2 and sum(spread) == 24 and min(spread) >= 8, spread
+                assert chats[-1].sio.transport() == "polling"
             # presence counts the users of both processes (4 senders + the creator + the viewer)
             await wait_for(lambda: mod.got("presence") and mod.got("presence")[-1]["viewers"] == 6, timeout=10)
+            # likes sent on every process add up to one total (the cluster's counter)
+            assert all([(await chat.call("like", {"count": 3}))["ok"] for chat in chats])
+            await wait_for(lambda: max([f["total"] for f in mod.got("likes")], default=0) == 12, timeout=10)
             calls = [[chat.call("danmaku:send", {"text": f"{n} from {i}"}) for n in range(5)]
                      for i, chat in enumerate(chats)]
             acks = await asyncio.gather(*(asyncio.gather(*c) for c in calls))
@@ -89,9 +139,14 @@ async def test_two_processes_deliver_every_danmaku_once_in_order_with_shared_lim
             await asyncio.sleep(0.5)  # nothing arrives twice later either
             assert all(len(v.items(i)) == 20 for v in (on_a, on_b) for i in range(10))
 
-            # one user, sockets on both processes: one quota (burst 5 was spent above)
+            # one user, sockets on both processes: one quota (her burst was spent above; on a
+            # loaded machine the delivery took long enough for a token or two to come back)
             alice = senders[0]
             second = await connected(b, alice, "maths")
+            more = []
+            while len(more) < 5 and (ack := await chats[0].call("danmaku:send", {"text": "the rest"}))["ok"]:
+                more.append(ack["danmaku"]["id"])
+            assert ack["error"]["code"] == "rate_limited"
             refused = await second.call("danmaku:send", {"text": "over quota, other process"})
             assert refused["ok"] is False and refused["error"]["code"] == "rate_limited"
             # slow mode set on B holds for a post on A; a mute issued on B holds on A at once
@@ -110,21 +165,91 @@ async def test_two_processes_deliver_every_danmaku_once_in_order_with_shared_lim
             assert muted["error"]["code"] == "muted"
             await second.close()
             await on_other.close()
+            live = []
+            if two_processes.node is not None:  # workers stamp danmaku on the control plane's media clock
+                live = await stamped_on_the_media_clock(a, creator, [chats[0], chats[2], chats[3], mod], on_a)
         finally:
             for chat in (*chats, mod):
                 await chat.close()
-    # every acknowledged danmaku is stored once (both processes wrote behind, then flushed)
+    # every acknowledged danmaku is stored once (each process writes behind; the export flushes
+    # only the queue of the process it runs on, so another one's last rows take a write interval)
+    expected = sorted([x for v in sent.values() for x in v] + more + [slow_ack["danmaku"]["id"]] + live)
+    await asyncio.sleep(WRITE_MS / 1000 + 0.25)
     status, body = await viewer.get("/api/rooms/maths/danmaku?format=json")
     assert status == 200
-    expected = sorted([x for v in sent.values() for x in v] + [slow_ack["danmaku"]["id"]])
     assert sorted(i["id"] for i in body["items"]) == expected
+    if two_processes.node is not None:  # a worker killed is started again and takes WebSockets
+        await a_killed_worker_is_replaced(two_processes.node, a, viewer)
+
+
+async def a_killed_worker_is_replaced(node: subprocess.Popen, base: str, viewer: Api) -> None:
+    killed = workers_of(node)[0].pid
+    os.kill(killed, signal.SIGKILL)
+
+    def replaced() -> bool:
+        pids = [w.pid for w in workers_of(node)]
+        return len(pids) == 2 and killed not in pids
+
+    await wait_for(replaced, timeout=30)
+    chats = []
+    try:  # the new worker takes WebSockets once it is ready (meanwhile the other one does)
+        for _ in range(50):
+            chats.append(await connected(base, viewer, "maths"))
+            if min(Processes([base], node).websockets()) > 0:
+                break
+            await asyncio.sleep(0.2)
+        assert min(Processes([base], node).websockets()) > 0
+        assert (await chats[-1].call("danmaku:send", {"text": "after the crash"}))["ok"]
+    finally:
+        for chat in chats:
+            await chat.close()
+
+
+async def stamped_on_the_media_clock(base: str, creator: Api, chats: list, viewers: NodeViewers) -> list[int]:
+    """The creator goes live on the node; danmaku sent through the workers carry the
+    broadcast's id and ``t_ms``, acknowledged and delivered alike. Their ids."""
+    publisher = Publisher(base)
+    try:
+        status, minted = await creator.post("/api/rooms/maths/tokens", {"scope": "publish"})
+        assert status == 201
+        assert await publisher.publish("maths", minted["token"]) == 201, publisher.error
+        for _ in range(100):  # live once media flows
+            status, body = await creator.get("/api/live")
+            if body["rooms"]:
+                break
+            await asyncio.sleep(0.1)
+        broadcast = body["rooms"][0]["broadcast"]
+        await asyncio.sleep(1.1)  # the senders' buckets have a token again
+        acks = [await chat.call("danmaku:send", {"text": "on the clock"}) for chat in chats]
+        status, later = await creator.get("/api/live")
+        assert all(a["ok"] for a in acks), acks
+        for ack in acks:
+            assert ack["danmaku"]["broadcast"] == broadcast["id"]
+            assert broadcast["t_ms"] <= ack["danmaku"]["t_ms"] <= later["rooms"][0]["broadcast"]["t_ms"]
+        ids = [a["danmaku"]["id"] for a in acks]
+        await wait_for(lambda: {i["id"] for i in viewers.items(0)} >= set(ids), timeout=10)
+        delivered = {i["id"]: i for i in viewers.items(0)}
+        assert [(delivered[i]["broadcast"], delivered[i]["t_ms"]) for i in ids] == [
+            (a["danmaku"]["broadcast"], a["danmaku"]["t_ms"]) for a in acks]
+        return ids
+    finally:
+        await publisher.close()
 
 
 @pytest.mark.slow
-async def test_kill_9_mid_flood_loses_only_the_last_write_window_and_no_paid_question(tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_kill_9_mid_flood_loses_only_the_last_write_window_and_no_paid_question(tmp_path, workers):
+    """With 2, the chat is served by an interaction worker sharing through Redis (the local
+    bus is the two-process test's); the node and its workers are killed at the same instant."""
     data = tmp_path / "node"
+    shared = ["--redis-url", f"redis://127.0.0.1:6379/{REDIS_DB}"] if workers > 1 else []
+    async with flushed_redis(REDIS_DB):
+        await kill_9_mid_flood(data, workers, shared)
+
+
+async def kill_9_mid_flood(data: Path, workers: int, shared: list[str]) -> None:
     proc, base = await serve(data, "--danmaku-user-rate", "1000", "--danmaku-user-burst", "1000",
-                             "--danmaku-room-rate", "100000")
+                             "--danmaku-room-rate", "100000", "--interaction-workers", str(workers), *shared)
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, ticket_price=0)
     alice = await Api.sign_up(base)
@@ -144,8 +269,11 @@ async def test_kill_9_mid_flood_loses_only_the_last_write_window_and_no_paid_que
         question = await chat.call("question:ask", {"text": "paid, mid-flood", "order_id": order["id"]})
         assert question["ok"], question
         await asyncio.sleep(1.0)
+        pids = [proc.pid] + [w.pid for w in workers_of(proc)]
+        assert len(pids) == workers + (workers > 1)
         killed_at = dt.datetime.now(dt.timezone.utc)
-        os.kill(proc.pid, signal.SIGKILL)
+        for pid in pids:
+            os.kill(pid, signal.SIGKILL)
         proc.wait(timeout=10)
         flooding.cancel()
         await asyncio.gather(flooding, return_exceptions=True)
@@ -153,6 +281,7 @@ async def test_kill_9_mid_flood_loses_only_the_last_write_window_and_no_paid_que
         await chat.sio.eio.disconnect(abort=True) if chat.sio.connected else None
         stop(proc)
     assert len(acked) > 50
+    await asyncio.sleep(0.2)  # the killed workers are gone too
     proc, base = await serve(data)  # the same data directory (SQLite) after the crash
     try:
         alice.base = base
