@@ -245,8 +245,10 @@ class Moderation:
             if c.user_id == message["user"]:
                 await self.server.kick(c.sid, "banned", "you are banned from this room")
         live = self.server.rooms.get(message["room"]) if self.server.rooms is not None else None
-        if live is not None:
-            await live.end_sessions_of(int(message["user"]), f"user {message['user']} banned")
+        # an interaction worker process holds only the rooms' clocks: its control plane ends the players
+        end_sessions_of = getattr(live, "end_sessions_of", None)
+        if end_sessions_of is not None:
+            await end_sessions_of(int(message["user"]), f"user {message['user']} banned")
 
     async def slow_mode(self, client: Client, data: Any) -> dict:
         seconds = _int(data, "seconds", 0, MAX_SLOW)
