@@ -23,7 +23,8 @@ fails loudly if the attributes used here move. What we change, and why:
   counters right (packet and octet counts, the NTP/RTP timestamp pair browsers use for
   lip sync, which the fanout derives from the publisher's) and intercepts the viewer's
   RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
-  (``rtt``, ``jitter``). Retransmissions (``retransmit``) leave the sender report alone.
+  (``rtt``, ``jitter``). Retransmissions (``retransmit``) leave the sender report alone
+  and take the same one way out as first sends (``_emit``: the mux's batch when on it).
   aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they
   refuse RTP over 1,356 bytes ("packet is too long"); the port gives its session a buffer
   for packets up to ``MAX_RTP_PACKET`` (the 1,500-byte Ethernet limit plus our header).
@@ -361,9 +362,12 @@ class SenderPort:
             self._sendto = None
         return True
 
-    def send(self, data: bytes, payload_size: int, ntp_time: int, rtp_timestamp: int) -> bool:
-        """Protect and send one RTP packet now. False if the viewer's socket is backed up
-        beyond ``buffer_limit`` (the packet is dropped) or the transport is gone."""
+    def _emit(self, data: bytes) -> bool:
+        """Protect and send one RTP packet now, the one way out for first sends and
+        retransmissions alike: on the UDP mux, protected by libsrtp in place in its
+        ``sendmmsg`` batch; else protected and handed to the ICE pair's ``sendto`` (a
+        coroutine over TURN). False if the viewer's socket (or the mux's backlog) is
+        backed up beyond ``buffer_limit`` (the packet is dropped) or the transport is gone."""
         if self._dtls._state is not _CONNECTED:
             return False
         pair = self._nominated.get(1)
@@ -374,17 +378,24 @@ class SenderPort:
             if batch.blocked and batch.backlog_bytes > self.buffer_limit:
                 return False
             batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN)
+            return True
+        protected = self._protect(data)
+        sendto = self._sendto
+        if sendto is not None:
+            if self._buffered() > self.buffer_limit:
+                return False
+            sendto(protected, self._addr)
         else:
-            protected = self._protect(data)
-            sendto = self._sendto
-            if sendto is not None:
-                if self._buffered() > self.buffer_limit:
-                    return False
-                sendto(protected, self._addr)
-            else:
-                fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
-                self._pending.add(fut)
-                fut.add_done_callback(self._pending.discard)
+            fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
+            self._pending.add(fut)
+            fut.add_done_callback(self._pending.discard)
+        return True
+
+    def send(self, data: bytes, payload_size: int, ntp_time: int, rtp_timestamp: int) -> bool:
+        """Send one media packet (``_emit``) and count it in the sender report's counters,
+        whose NTP/RTP pair becomes this packet's. False: not sent (see ``_emit``)."""
+        if not self._emit(data):
+            return False
         s = self._sender
         s._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
         s._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
@@ -410,24 +421,11 @@ class SenderPort:
                 self._rtts.append(rtt)
 
     def retransmit(self, data: bytes) -> bool:
-        """Protect and send a retransmission now: like ``send`` (which inlines the same
-        steps: it is the per-packet path) but the sender report's counters and NTP/RTP
-        pair stay those of the media stream."""
-        if self._dtls._state is not _CONNECTED:
+        """Send a retransmission (``_emit``, the same path as ``send``, so on the mux it
+        joins the batch): the sender report's counters and NTP/RTP pair stay those of the
+        media stream."""
+        if not self._emit(data):
             return False
-        pair = self._nominated.get(1)
-        if pair is not self._pair and not self._bind(pair):
-            return False
-        protected = self._protect(data)
-        sendto = self._sendto
-        if sendto is not None:
-            if self._buffered() > self.buffer_limit:
-                return False
-            sendto(protected, self._addr)
-        else:
-            fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
-            self._pending.add(fut)
-            fut.add_done_callback(self._pending.discard)
         self.retransmitted_packets += 1
         return True
 
