@@ -30,6 +30,8 @@ from prometheus_client.registry import Collector
 from mediaserver.live.room import LiveObserver, Room, RoomRegistry
 from core.tasks import TaskOwner
 
+from .udp_metrics import UdpMuxCollector
+
 __all__ = ["LiveCollector", "LoopLagSampler", "Metrics", "on_air"]
 
 log = logging.getLogger("stagepass.metrics")
@@ -219,8 +221,9 @@ class Metrics(LiveObserver):
         self._started = time.time()
 
     def watch(self, rooms: RoomRegistry, extra: Optional[dict[str, Callable[[], Optional[dict]]]] = None) -> None:
-        """Collect the live figures of ``rooms`` (once)."""
+        """Collect the live figures of ``rooms`` and of their UDP mux (once)."""
         self.registry.register(LiveCollector(rooms, extra))
+        self.registry.register(UdpMuxCollector(rooms))
 
     # LiveObserver
     def viewer_first_media(self, seconds: float) -> None:
