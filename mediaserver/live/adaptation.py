@@ -1,14 +1,21 @@
 """``Adaptation``: which rendition a viewer should get, from its receiver feedback.
 
 Fed once per new RTCP receiver report (its ``fraction_lost`` and the round trip measured
-from it). Down one step (full -> low rendition -> audio only) after ``DOWN_AFTER`` bad
-reports in a row, up one step after ``UP_AFTER`` clean ones (the ``SETTLE_REPORTS`` after a
+from it) with the viewer's latest bandwidth estimate (REMB, the receiver's delay-based
+estimate, which falls below what it is sent as soon as a queue builds up on its link,
+often before any loss) as a ratio to the bitrate it is being sent. Down one step (full ->
+low rendition -> audio only) after ``DOWN_AFTER`` bad reports in a row, up one step after ``UP_AFTER`` clean ones (the ``SETTLE_REPORTS`` after a
 switch are not counted: they still tell of the rendition before): quick to relieve a congested
 link, slow to load it again. Going up is a probe (a viewer's reports cannot tell how much
 more its link would carry): if it fails (bad again within ``PROBE_REPORTS`` reports) the
 wait before the next probe doubles, up to ``MAX_UP_AFTER``, so a viewer behind a link too
 slow for the full rendition spends its time on the low one; a probe that holds resets the
 wait. While a viewer is on audio only, its audio reports decide when it gets video back.
+
+A REMB cannot vouch for more than the viewer receives now (receivers cap it near 1.5x their
+incoming bitrate), so it never starts a step up: it makes a report bad when it is under
+``REMB_BAD`` of the bitrate sent (and, on the low rendition, under ``REMB_AUDIO``: audio
+only), and keeps an otherwise clean report from counting towards a probe.
 """
 
 from __future__ import annotations
@@ -25,6 +32,8 @@ class Adaptation:
     AUDIO_LOSS = 0.25  #: on the low rendition, bad reports losing more than this mean audio only
     UP_LOSS = 0.02  #: a report losing less than this (and with a sane round trip) is clean
     MAX_RTT = 0.6  #: seconds: a longer round trip means a queue building up: bad
+    REMB_BAD = 0.7  #: a REMB under this share of the bitrate sent: the link cannot carry it
+    REMB_AUDIO = 0.5  #: on the low rendition, bad reports with a REMB under this share: audio only
     DOWN_AFTER = 2
     UP_AFTER = 8
     MAX_UP_AFTER = 64
@@ -35,34 +44,48 @@ class Adaptation:
         self.bad = 0
         self.good = 0
         self.worst = 0.0
+        self.lowest_remb = 1.0  #: the lowest REMB ratio of the bad reports in a row
         self.up_after = self.UP_AFTER
         self.since_up: Optional[int] = None  #: reports since the last step up (a probe)
         self.settle = 0
 
-    def report(self, current: str, loss: float, rtt: Optional[float]) -> Optional[str]:
-        """The rendition to switch to after this report, or None to stay."""
+    def report(self, current: str, loss: float, rtt: Optional[float],
+               remb_ratio: Optional[float] = None) -> Optional[str]:
+        """The rendition to switch to after this report, or None to stay. ``remb_ratio``:
+        the viewer's latest REMB over the video bitrate sent to it (None: no recent REMB,
+        or too little video sent to tell)."""
         if self.since_up is not None:
             self.since_up += 1
         if self.settle:
             self.settle -= 1
             return None
-        step = self._decide(current, loss, rtt)
+        step = self._decide(current, loss, rtt, remb_ratio)
         if step is not None:
             self.settle = self.SETTLE_REPORTS
         return step
 
-    def _decide(self, current: str, loss: float, rtt: Optional[float]) -> Optional[str]:
-        if loss > self.DOWN_LOSS or (rtt is not None and rtt > self.MAX_RTT):
+    def _decide(self, current: str, loss: float, rtt: Optional[float],
+                remb_ratio: Optional[float]) -> Optional[str]:
+        squeezed = remb_ratio is not None and remb_ratio < self.REMB_BAD
+        if loss > self.DOWN_LOSS or (rtt is not None and rtt > self.MAX_RTT) or squeezed:
             self.bad, self.good = self.bad + 1, 0
             self.worst = max(self.worst, loss)
+            if squeezed:
+                self.lowest_remb = min(self.lowest_remb, remb_ratio)  # type: ignore[type-var]
         elif loss < self.UP_LOSS:
-            self.good, self.bad, self.worst = self.good + 1, 0, 0.0
+            self.good, self.bad, self.worst, self.lowest_remb = self.good + 1, 0, 0.0, 1.0
         else:
             self.good = self.bad = 0
-            self.worst = 0.0
+            self.worst, self.lowest_remb = 0.0, 1.0
         if self.bad >= self.DOWN_AFTER:
-            worst, self.bad, self.worst = self.worst, 0, 0.0
-            step = "low" if current == "full" else "audio" if current == "low" and worst > self.AUDIO_LOSS else None
+            worst, lowest = self.worst, self.lowest_remb
+            self.bad, self.worst, self.lowest_remb = 0, 0.0, 1.0
+            if current == "full":
+                step: Optional[str] = "low"
+            elif current == "low" and (worst > self.AUDIO_LOSS or lowest < self.REMB_AUDIO):
+                step = "audio"
+            else:
+                step = None
             if step is not None:
                 if self.since_up is not None and self.since_up <= self.PROBE_REPORTS:
                     self.up_after = min(self.MAX_UP_AFTER, self.up_after * 2)  # the probe failed

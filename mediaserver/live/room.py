@@ -261,7 +261,7 @@ class Room:
             await self.low.stop()
 
     async def _adapt(self, subscriber: Subscriber) -> None:
-        """Follow the viewer's receiver reports (``Adaptation``)."""
+        """Follow the viewer's receiver reports and bandwidth estimates (``Adaptation``)."""
         adaptation = Adaptation()
         seen: dict[str, float] = {}
         while True:
@@ -271,10 +271,12 @@ class Room:
             if report is None or seen.get(kind) == report["timestamp"]:
                 continue
             seen[kind] = report["timestamp"]
-            choice = adaptation.report(subscriber.rendition, report["fraction_lost"], report["rtt"])
+            ratio = subscriber.estimate_ratio()
+            choice = adaptation.report(subscriber.rendition, report["fraction_lost"], report["rtt"], ratio)
             if choice is not None:
-                subscriber.log.info("%.0f%% lost, rtt %s: %s -> %s", report["fraction_lost"] * 100,
-                                    report["rtt"], subscriber.rendition, choice)
+                subscriber.log.info("%.0f%% lost, rtt %s, estimate %s of the bitrate sent: %s -> %s",
+                                    report["fraction_lost"] * 100, report["rtt"],
+                                    "-" if ratio is None else f"{ratio:.2f}", subscriber.rendition, choice)
                 await self.set_rendition(subscriber, choice)
 
     async def end_broadcast(self) -> None:

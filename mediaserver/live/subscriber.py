@@ -20,6 +20,9 @@ from mediaserver.live.peer_session import PeerSession
 
 __all__ = ["Subscriber"]
 
+REMB_FRESH = 3.0  #: seconds a viewer's REMB stays its current estimate (receivers send one a second)
+MIN_VIDEO_BPS = 100_000  #: below this video bitrate sent, a REMB ratio means nothing
+
 
 class Subscriber(PeerSession):
     role = "viewer"
@@ -41,6 +44,7 @@ class Subscriber(PeerSession):
         #: which video the viewer gets: "full", "low" (the room's low rendition) or "audio"
         self.rendition = "full"
         self._parked: Optional[Downstream] = None  # the video downstream while audio only
+        self._video_mark: Optional[tuple[float, int]] = None  # (time, octets) at the last estimate
 
     async def start(self, offer_sdp: str, kinds: list[str], fanouts: dict[str, Fanout]) -> str:
         """Negotiate send-only transceivers for ``kinds`` and check the live codecs fit.
@@ -184,6 +188,23 @@ class Subscriber(PeerSession):
                     out[transceiver.kind] = {"fraction_lost": stat.fractionLost / 256, "rtt": stat.roundTripTime,
                                              "timestamp": stat.timestamp}
         return out
+
+    def estimate_ratio(self) -> Optional[float]:
+        """The viewer's latest bandwidth estimate (REMB) over the video bitrate it was sent
+        since the previous call: under 1, its link carries less than it is sent. None
+        without a REMB of the last ``REMB_FRESH`` seconds, or under ``MIN_VIDEO_BPS`` sent
+        (too little to tell: audio only, a still picture)."""
+        entry = self._downstreams.get("video")
+        if entry is None:
+            self._video_mark = None
+            return None
+        port = entry[1].port
+        now, octets = time.monotonic(), port.octets_sent
+        mark, self._video_mark = self._video_mark, (now, octets)
+        if mark is None or now - mark[0] < 0.2 or port.remb is None or now - port.remb_at > REMB_FRESH:
+            return None
+        sent_bps = (octets - mark[1]) * 8 / (now - mark[0])
+        return port.remb / sent_bps if sent_bps >= MIN_VIDEO_BPS else None
 
     @staticmethod
     def _codec_of(d: Downstream) -> str:

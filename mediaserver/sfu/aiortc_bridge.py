@@ -23,7 +23,7 @@ fails loudly if the attributes used here move. What we change, and why:
   counters right (packet and octet counts, the NTP/RTP timestamp pair browsers use for
   lip sync, which the fanout derives from the publisher's) and intercepts the viewer's
   RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
-  (``rtt``, ``jitter``). Retransmissions (``retransmit``) leave the sender report alone
+  (``rtt``, ``jitter``) and bandwidth estimates (``remb``). Retransmissions (``retransmit``) leave the sender report alone
   and take the same one way out as first sends (``_emit``: the mux's batch when on it).
   aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they
   refuse RTP over 1,356 bytes ("packet is too long"); the port gives its session a buffer
@@ -57,6 +57,7 @@ from aiortc.rtp import (
     RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
+    unpack_remb_fci,
     unwrap_rtx,
 )
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
@@ -313,6 +314,10 @@ class SenderPort:
         self.retransmitted_packets = 0
         #: interarrival jitter from the viewer's last receiver report (RTP clock units)
         self.jitter = 0
+        #: the viewer's latest bandwidth estimate for this stream (REMB, bit/s) and when it
+        #: came (``time.monotonic()``); None until one does
+        self.remb: Optional[int] = None
+        self.remb_at = 0.0
         self._rtts: collections.deque[float] = collections.deque(maxlen=8)
         # bound to the nominated ICE pair on first use (and again if it changes): the
         # per-packet path then makes no attribute walks, property calls or type checks
@@ -440,7 +445,13 @@ class SenderPort:
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             self._on_keyframe_request()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            return  # REMB: we forward one bitrate to everyone, nothing to adapt
+            # REMB: kept for the room's choice of rendition (``remb``); no encoder to adapt
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if self.ssrc in ssrcs:
+                self.remb, self.remb_at = bitrate, time.monotonic()
         else:
             await self._aiortc_rtcp(packet)
 

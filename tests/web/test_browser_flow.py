@@ -99,6 +99,13 @@ async def test_creator_goes_live_viewer_buys_talks_and_watches_the_replay(aiohtt
         await room.wait_for_function(f"document.getElementById('video').currentTime > {t0 + 0.5}")
         await wait_state(room, "playing")
         assert len(media.subscribers) == 1
+        # a weak network: the server moves this viewer to audio only and back, the page says so
+        await room.locator('#rendition[data-rendition="full"]').wait_for(timeout=10_000)
+        [watching] = media.subscribers.values()
+        await media.set_rendition(watching, "audio")
+        await room.locator('#rendition[data-rendition="audio"]', has_text="Audio only").wait_for(timeout=10_000)
+        await media.set_rendition(watching, "full")
+        await room.locator('#rendition[data-rendition="full"]', has_text="Full quality").wait_for(timeout=10_000)
 
         # 3. a danmaku and a question from the viewer; the creator sees both and answers
         await room.fill("#danmaku-text", "great example!")

@@ -2,6 +2,7 @@
 // replay link once the class ended, and the ways the live part ends for this page (seat
 // taken on another device, refund, free preview over).
 import { countdown, el, hasTicket, slug, state, status } from "./room-context.js";
+import { followRendition } from "./rendition.js";
 import { showBuy } from "./room-ticket.js";
 import { api, describe } from "./ui.js";
 import { accessToken, play } from "./whip.js";
@@ -17,6 +18,7 @@ export async function startPlayer() {
     const session = await play(`/whep/${encodeURIComponent(slug)}`, el.video, { token });
     state.session = session;
     watchSession(session);
+    followRendition(session, el.rendition, () => state.session === session);
   } catch (err) {
     if (err.status === 402 || err.status === 403) return previewOver(err);
     status("error", `Could not play: ${describe(err)}`);

@@ -1,4 +1,5 @@
 // The viewer's page: WHEP playback of /whep/<room>.
+import { followRendition } from "./rendition.js";
 import { accessToken, play } from "./whip.js";
 
 const form = document.getElementById("play-form");
@@ -78,34 +79,12 @@ async function start(event) {
     const current = await play(url, video, { token });
     session = current;
     watch(current);
-    showRendition(current);
+    followRendition(current, document.getElementById("rendition"), () => session === current);
   } catch (err) {
     session = null;
     setPlaying(false);
     setStatus("error", `Could not play: ${describe(err)}`);
   }
-}
-
-const RENDITIONS = { full: "Full quality", low: "Low quality (weak network)", audio: "Audio only (weak network)" };
-
-/** Which rendition the server sends this player (it switches on a weak network). */
-async function showRendition(current) {
-  const line = document.getElementById("rendition");
-  while (session === current && current.location) {
-    try {
-      const response = await fetch(current.location, { headers: { Accept: "application/json" } });
-      if (response.ok) {
-        const { rendition } = await response.json();
-        line.dataset.rendition = rendition;
-        line.textContent = RENDITIONS[rendition] || rendition;
-        line.hidden = false;
-      }
-    } catch {
-      // transient: asked again below
-    }
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-  }
-  line.hidden = true;
 }
 
 async function stop() {
