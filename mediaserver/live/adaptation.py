@@ -13,9 +13,11 @@ slow for the full rendition spends its time on the low one; a probe that holds r
 wait. While a viewer is on audio only, its audio reports decide when it gets video back.
 
 A REMB cannot vouch for more than the viewer receives now (receivers cap it near 1.5x their
-incoming bitrate), so it never starts a step up: it makes a report bad when it is under
-``REMB_BAD`` of the bitrate sent (and, on the low rendition, under ``REMB_AUDIO``: audio
-only), and keeps an otherwise clean report from counting towards a probe.
+incoming bitrate, and raise it only a few percent a second), so it never starts a step up:
+it makes a report bad when it is under ``REMB_BAD`` of the bitrate sent (and, on the low
+rendition, under ``REMB_AUDIO``: audio only), and keeps an otherwise clean report from
+counting towards a probe. The caller passes no ratio while the estimate is still rising
+(``Subscriber.estimate_ratio``): after a step up it lags behind without telling of a limit.
 """
 
 from __future__ import annotations
@@ -48,26 +50,36 @@ class Adaptation:
         self.up_after = self.UP_AFTER
         self.since_up: Optional[int] = None  #: reports since the last step up (a probe)
         self.settle = 0
+        self.last_bad = False  #: whether the latest report counted as bad
+        self.reason = ""  #: the latest report, in words (for the log line of a switch)
 
     def report(self, current: str, loss: float, rtt: Optional[float],
                remb_ratio: Optional[float] = None) -> Optional[str]:
         """The rendition to switch to after this report, or None to stay. ``remb_ratio``:
         the viewer's latest REMB over the video bitrate sent to it (None: no recent REMB,
         or too little video sent to tell)."""
+        self.reason = (f"{loss:.0%} lost, rtt {'-' if rtt is None else f'{rtt * 1000:.0f} ms'}, "
+                       f"estimate {'-' if remb_ratio is None else f'{remb_ratio:.2f}'} of the bitrate sent")
         if self.since_up is not None:
             self.since_up += 1
         if self.settle:
             self.settle -= 1
+            self.last_bad = False
             return None
         step = self._decide(current, loss, rtt, remb_ratio)
         if step is not None:
             self.settle = self.SETTLE_REPORTS
         return step
 
+    def declined(self) -> None:
+        """The step ``report`` asked for was not taken: the next reports count at once."""
+        self.settle = 0
+
     def _decide(self, current: str, loss: float, rtt: Optional[float],
                 remb_ratio: Optional[float]) -> Optional[str]:
         squeezed = remb_ratio is not None and remb_ratio < self.REMB_BAD
-        if loss > self.DOWN_LOSS or (rtt is not None and rtt > self.MAX_RTT) or squeezed:
+        self.last_bad = loss > self.DOWN_LOSS or (rtt is not None and rtt > self.MAX_RTT) or squeezed
+        if self.last_bad:
             self.bad, self.good = self.bad + 1, 0
             self.worst = max(self.worst, loss)
             if squeezed:

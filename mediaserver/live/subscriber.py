@@ -22,6 +22,7 @@ __all__ = ["Subscriber"]
 
 REMB_FRESH = 3.0  #: seconds a viewer's REMB stays its current estimate (receivers send one a second)
 MIN_VIDEO_BPS = 100_000  #: below this video bitrate sent, a REMB ratio means nothing
+RISING = 1.02  #: a REMB this much above the one before is still rising: it tells no limit
 
 
 class Subscriber(PeerSession):
@@ -45,6 +46,7 @@ class Subscriber(PeerSession):
         self.rendition = "full"
         self._parked: Optional[Downstream] = None  # the video downstream while audio only
         self._video_mark: Optional[tuple[float, int]] = None  # (time, octets) at the last estimate
+        self._last_remb: Optional[int] = None  # the REMB the last estimate was made from
 
     async def start(self, offer_sdp: str, kinds: list[str], fanouts: dict[str, Fanout]) -> str:
         """Negotiate send-only transceivers for ``kinds`` and check the live codecs fit.
@@ -178,22 +180,23 @@ class Subscriber(PeerSession):
             }
         return out
 
-    async def receiver_reports(self) -> dict[str, dict]:
-        """kind -> the viewer's latest receiver report: ``fraction_lost`` (0..1), ``rtt``
-        (seconds or None) and ``timestamp`` (to tell a new report from the same one)."""
-        out: dict[str, dict] = {}
-        for transceiver in self.pc.getTransceivers():
-            for stat in (await transceiver.sender.getStats()).values():
-                if stat.type == "remote-inbound-rtp":
-                    out[transceiver.kind] = {"fraction_lost": stat.fractionLost / 256, "rtt": stat.roundTripTime,
-                                             "timestamp": stat.timestamp}
-        return out
+    def latest_report(self) -> Optional[tuple[int, float, Optional[float]]]:
+        """The viewer's latest receiver report about what it watches now (its audio while
+        on audio only): ``(reports so far, fraction lost 0..1, round trip s or None)``;
+        None before the first. Read from the port, which keeps it as the RTCP arrives."""
+        entry = self._downstreams.get("audio" if self.rendition == "audio" else "video")
+        if entry is None or not entry[1].port.reports:
+            return None
+        port = entry[1].port
+        return port.reports, port.fraction_lost, port.last_rtt
 
     def estimate_ratio(self) -> Optional[float]:
         """The viewer's latest bandwidth estimate (REMB) over the video bitrate it was sent
         since the previous call: under 1, its link carries less than it is sent. None
-        without a REMB of the last ``REMB_FRESH`` seconds, or under ``MIN_VIDEO_BPS`` sent
-        (too little to tell: audio only, a still picture)."""
+        without a REMB of the last ``REMB_FRESH`` seconds, under ``MIN_VIDEO_BPS`` sent (too
+        little to tell: audio only, a still picture), or while the estimate rises: a
+        receiver raises it a few percent a second from what it got before, so after a
+        step up it lags behind the new bitrate for seconds without telling of a limit."""
         entry = self._downstreams.get("video")
         if entry is None:
             self._video_mark = None
@@ -201,7 +204,10 @@ class Subscriber(PeerSession):
         port = entry[1].port
         now, octets = time.monotonic(), port.octets_sent
         mark, self._video_mark = self._video_mark, (now, octets)
+        previous, self._last_remb = self._last_remb, port.remb
         if mark is None or now - mark[0] < 0.2 or port.remb is None or now - port.remb_at > REMB_FRESH:
+            return None
+        if previous is not None and port.remb > previous * RISING:
             return None
         sent_bps = (octets - mark[1]) * 8 / (now - mark[0])
         return port.remb / sent_bps if sent_bps >= MIN_VIDEO_BPS else None

@@ -23,7 +23,7 @@ fails loudly if the attributes used here move. What we change, and why:
   counters right (packet and octet counts, the NTP/RTP timestamp pair browsers use for
   lip sync, which the fanout derives from the publisher's) and intercepts the viewer's
   RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
-  (``rtt``, ``jitter``) and bandwidth estimates (``remb``). Retransmissions (``retransmit``) leave the sender report alone
+  (``rtt``, ``jitter``, ``fraction_lost``) and bandwidth estimates (``remb``). Retransmissions (``retransmit``) leave the sender report alone
   and take the same one way out as first sends (``_emit``: the mux's batch when on it).
   aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they
   refuse RTP over 1,356 bytes ("packet is too long"); the port gives its session a buffer
@@ -314,6 +314,11 @@ class SenderPort:
         self.retransmitted_packets = 0
         #: interarrival jitter from the viewer's last receiver report (RTP clock units)
         self.jitter = 0
+        #: the viewer's receiver reports about this stream so far, the last one's fraction
+        #: of packets lost (0..1), and the latest round trip measured from one (s)
+        self.reports = 0
+        self.fraction_lost = 0.0
+        self.last_rtt: Optional[float] = None
         #: the viewer's latest bandwidth estimate for this stream (REMB, bit/s) and when it
         #: came (``time.monotonic()``); None until one does
         self.remb: Optional[int] = None
@@ -416,7 +421,7 @@ class SenderPort:
         then); None until a report answered a sender report."""
         return max(self._rtts) if self._rtts else None
 
-    def _measure_rtt(self, report: Any) -> None:
+    def _measure_rtt(self, report: Any) -> Optional[float]:
         """RFC 3550 6.4.1: now - the sender report's send time - the viewer's delay."""
         s = self._sender
         lsr_time = s._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
@@ -424,6 +429,8 @@ class SenderPort:
             rtt = time.time() - lsr_time - report.dlsr / 65536
             if rtt >= 0:
                 self._rtts.append(rtt)
+                return rtt
+        return None
 
     def retransmit(self, data: bytes) -> bool:
         """Send a retransmission (``_emit``, the same path as ``send``, so on the mux it
@@ -439,7 +446,11 @@ class SenderPort:
             for report in packet.reports:
                 if report.ssrc == self.ssrc:
                     self.jitter = report.jitter
-                    self._measure_rtt(report)
+                    self.fraction_lost = report.fraction_lost / 256
+                    rtt = self._measure_rtt(report)
+                    if rtt is not None:
+                        self.last_rtt = rtt
+                    self.reports += 1
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._on_nack(list(packet.lost))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
