@@ -4,7 +4,8 @@ Every ``INTERVAL`` it reads each viewer's latest receiver report and bandwidth e
 from its ports (``Subscriber.latest_report``, ``estimate_ratio``: kept as the RTCP
 arrives, so a pass costs no ``getStats`` and no task per viewer) and feeds the new ones to
 that viewer's ``Adaptation``. Other nodes' edges pulling the room are never switched (their
-viewers adapt on their own node).
+viewers adapt on their own node), nor is a player to a rendition it cannot play (the low
+rendition is H.264: a player that negotiated VP8 only stays on the full one).
 
 A step down is held while half the room (``CROWD`` viewers or more) reports trouble at once:
 then the trouble is upstream (the publisher's uplink, which every viewer's reports show) or
@@ -34,6 +35,8 @@ class Viewer(Protocol):
     def closed(self) -> bool: ...
 
     def latest_report(self) -> Optional[tuple[int, float, Optional[float]]]: ...
+
+    def accepts(self, rendition: str) -> bool: ...
 
     def estimate_ratio(self) -> Optional[float]: ...
 
@@ -94,6 +97,9 @@ class RenditionSwitcher:
                 self._adaptations[viewer.id].declined()
                 self.held += 1
                 self._log_hold(struggling, len(viewers))
+                continue
+            if not viewer.accepts(choice):  # a VP8-only player: the low rendition is H.264
+                self._adaptations[viewer.id].declined()
                 continue
             self._log.info("viewer %s: %s -> %s (%s)", viewer.id[:8], viewer.rendition, choice,
                            self._adaptations[viewer.id].reason)

@@ -180,6 +180,15 @@ class Subscriber(PeerSession):
             }
         return out
 
+    def accepts(self, rendition: str) -> bool:
+        """Whether this viewer can play ``rendition``: the low one is H.264, which a
+        player that negotiated VP8 only cannot receive."""
+        if rendition != "low":
+            return True
+        entry = self._downstreams.get("video")
+        downstream = entry[1] if entry is not None else self._parked
+        return downstream is not None and "H264" in downstream.payload_types
+
     def latest_report(self) -> Optional[tuple[int, float, Optional[float]]]:
         """The viewer's latest receiver report about what it watches now (its audio while
         on audio only): ``(reports so far, fraction lost 0..1, round trip s or None)``;

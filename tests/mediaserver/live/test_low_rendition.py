@@ -61,7 +61,7 @@ async def live_room(aiohttp_server, tmp_path):
 
 
 async def test_switching_between_full_low_and_audio_only(live_room):
-    base, room, publisher = await live_room()
+    base, room, publisher = await live_room(low_rendition=False)  # switched by hand only
     viewer = SizedViewer(base)
     try:
         assert await viewer.play("demo") == 201

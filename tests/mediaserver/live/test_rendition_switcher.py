@@ -24,6 +24,7 @@ class FakeViewer:
         self.reports = 0
         self.loss = 0.0
         self.ratio: Optional[float] = None
+        self.h264 = True
 
     def report(self, loss: float, ratio: Optional[float] = None) -> None:
         """A new receiver report arrives."""
@@ -35,6 +36,9 @@ class FakeViewer:
 
     def estimate_ratio(self) -> Optional[float]:
         return self.ratio
+
+    def accepts(self, rendition: str) -> bool:
+        return rendition != "low" or self.h264
 
 
 def switcher_of(viewers: list[FakeViewer]) -> RenditionSwitcher:
@@ -82,6 +86,16 @@ def test_half_the_room_struggling_at_once_is_not_their_links():
     assert s.step() == []
     viewers[0].report(0.3, ratio=0.4)
     assert apply(s.step()) == [("v0", "low")]
+
+
+def test_a_player_without_h264_is_never_moved_to_the_low_rendition():
+    vp8 = FakeViewer("vp8")
+    vp8.h264 = False
+    s = switcher_of([vp8])
+    for _ in range(Adaptation.DOWN_AFTER):
+        vp8.report(0.3)
+        assert s.step() == []
+    assert vp8.rendition == "full"
 
 
 def test_a_viewer_that_left_is_forgotten():
