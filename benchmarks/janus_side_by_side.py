@@ -330,7 +330,7 @@ class Step:
                     "--log-level", "WARNING", "--recordings", "off"]
             if self.server == "stagepass-ports":
                 argv += ["--udp-port", "off"]
-            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            env = dict(os.environ, PYTHONPATH=str(ROOT), STAGEPASS_LOW_RENDITION="off")  # as Janus: no encoder
             server = await Child.start(f"{self.server}-{self.n}-server", argv, self.logdir,
                                        self.server_cpus, env=env)
             base, feed = f"http://127.0.0.1:{port}", f"whip:http://127.0.0.1:{port}"
