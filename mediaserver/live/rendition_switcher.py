@@ -55,15 +55,19 @@ class RenditionSwitcher:
         self._seen: dict[str, tuple[str, int]] = {}  # viewer -> (rendition, reports) last fed
         self._held_logged = 0.0
         self.held = 0  #: steps down not taken because half the room struggled at once
+        self.switches = {"down": 0, "up": 0}  #: switches made, by direction
 
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.INTERVAL)
             for viewer, rendition in self.step():
+                direction = "up" if (viewer.rendition, rendition) in (("low", "full"), ("audio", "low")) else "down"
                 try:
                     await self._switch(viewer, rendition)
                 except Exception:  # one viewer's switch never stops the others'
                     self._log.exception("viewer %s: the switch to %s failed", viewer.id[:8], rendition)
+                else:
+                    self.switches[direction] += 1
 
     def step(self) -> list[tuple[Viewer, str]]:
         """One pass: the switches to make now."""

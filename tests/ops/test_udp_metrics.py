@@ -8,26 +8,14 @@ import os
 import socket
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from ops.udp_metrics import MUX_DROP_REASONS
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
-from tests.ops.test_metrics import TOKEN, get, media_server
+from tests.ops.test_metrics import TOKEN, media_server
+from tests.support.ops_tools import scrape
 from tests.support.peers import Publisher, Viewer
 
 pytestmark = pytest.mark.inprocess
-
-
-async def scrape(base: str) -> dict[str, dict[tuple, float]]:
-    """family name (``_total`` kept on counters' samples) -> {label values: value}."""
-    status, _, body = await get(base + "/metrics", token=TOKEN)
-    assert status == 200, body
-    out: dict[str, dict[tuple, float]] = {}
-    for family in text_string_to_metric_families(body):
-        for sample in family.samples:
-            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
-    return out
 
 
 async def test_udp_mux_figures_reach_metrics_without_per_peer_labels(aiohttp_server, tmp_path):

@@ -18,6 +18,7 @@ from stagepass.app import create_app
 from tests.conftest import KEY, wait_for
 from tests.support.encoded_media import ClipPublisher
 from tests.support.netshim import Impairment, Link
+from tests.support.ops_tools import METRICS_TOKEN, scrape
 from tests.support.peers import Publisher, Viewer, read_number
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
@@ -101,7 +102,8 @@ async def test_a_throttled_viewer_is_moved_to_the_low_rendition_by_its_estimates
     bandwidth limit): the viewer's REMB falls under what it is sent and its reports lose
     packets; it is moved to the low rendition, keeps playing, and returns once the limit
     is lifted."""
-    base, room, publisher = await live_room(low_rendition=True, publisher=lambda b: ClipPublisher(b, kbps=1500))
+    base, room, publisher = await live_room(low_rendition=True, metrics_token=METRICS_TOKEN,
+                                            publisher=lambda b: ClipPublisher(b, kbps=1500))
     viewer = Viewer(base)
     try:
         assert await viewer.play("demo") == 201
@@ -115,9 +117,18 @@ async def test_a_throttled_viewer_is_moved_to_the_low_rendition_by_its_estimates
         assert room.low is not None and room.low.running
         frames = len(viewer.numbers)
         await wait_for(lambda: len(viewer.numbers) > frames + 60, timeout=10)  # it keeps playing
+        on_low = await scrape(base)
+        assert on_low["stagepass_viewers_by_rendition"][(("rendition", "low"),)] == 1
+        assert on_low["stagepass_low_renditions_encoding"][()] == 1
+        assert on_low["stagepass_rendition_switches_total"][(("direction", "down"),)] >= 1
         link.remove()  # the network recovers
         await wait_for(lambda: subscriber.rendition == "full", timeout=60)
         await wait_for(lambda: not room.low.running, timeout=5)
+        back = await scrape(base)
+        assert back["stagepass_viewers_by_rendition"][(("rendition", "full"),)] == 1
+        assert back["stagepass_low_renditions_encoding"][()] == 0
+        moved = back["stagepass_rendition_switches_total"]
+        assert moved[(("direction", "up"),)] == moved[(("direction", "down"),)] >= 1
     finally:
         await viewer.close()
         await publisher.close()
