@@ -15,8 +15,9 @@ wait. While a viewer is on audio only, its audio reports decide when it gets vid
 A REMB cannot vouch for more than the viewer receives now (receivers cap it near 1.5x their
 incoming bitrate, and raise it only a few percent a second), so it never starts a step up:
 it makes a report bad when it is under ``REMB_BAD`` of the bitrate sent (and, on the low
-rendition, under ``REMB_AUDIO``: audio only), and keeps an otherwise clean report from
-counting towards a probe. The caller passes no ratio while the estimate is still rising
+rendition, under ``REMB_AUDIO``: audio only), keeps an otherwise clean report from
+counting towards a probe, and, when it says the link carries what it is sent, keeps
+heavy losses on the low rendition from meaning audio only (random loss, not load). The caller passes no ratio while the estimate is still rising
 (``Subscriber.estimate_ratio``): after a step up it lags behind without telling of a limit.
 """
 
@@ -41,15 +42,20 @@ class Adaptation:
     MAX_UP_AFTER = 64
     PROBE_REPORTS = 6
     SETTLE_REPORTS = 2  #: reports after a switch still tell of the previous rendition: ignored
+    #: reports after a switch whose estimate is not used: the receiver's estimate still holds
+    #: what it cut on the congested rendition, and it moves only a few percent a second
+    ESTIMATE_SETTLE_REPORTS = 6
 
     def __init__(self) -> None:
         self.bad = 0
         self.good = 0
         self.worst = 0.0
-        self.lowest_remb = 1.0  #: the lowest REMB ratio of the bad reports in a row
+        #: the lowest REMB ratio of the bad reports in a row (None: none had an estimate)
+        self.lowest_remb: Optional[float] = None
         self.up_after = self.UP_AFTER
         self.since_up: Optional[int] = None  #: reports since the last step up (a probe)
         self.settle = 0
+        self.estimate_settle = 0
         self.last_bad = False  #: whether the latest report counted as bad
         self.reason = ""  #: the latest report, in words (for the log line of a switch)
 
@@ -62,6 +68,9 @@ class Adaptation:
                        f"estimate {'-' if remb_ratio is None else f'{remb_ratio:.2f}'} of the bitrate sent")
         if self.since_up is not None:
             self.since_up += 1
+        if self.estimate_settle:
+            self.estimate_settle -= 1
+            remb_ratio = None
         if self.settle:
             self.settle -= 1
             self.last_bad = False
@@ -69,11 +78,22 @@ class Adaptation:
         step = self._decide(current, loss, rtt, remb_ratio)
         if step is not None:
             self.settle = self.SETTLE_REPORTS
+            self.estimate_settle = self.ESTIMATE_SETTLE_REPORTS
         return step
+
+    def _starved(self, worst: float, lowest: Optional[float]) -> bool:
+        """On the low rendition: is the link too weak even for it? Its estimate under
+        ``REMB_AUDIO`` of what it is sent, or losses over ``AUDIO_LOSS`` - unless the
+        viewer's estimates said its link carries what it is sent (``REMB_BAD`` or more):
+        then the losses are not the load (a radio link dropping packets at random) and
+        audio only would not spare them."""
+        if lowest is not None:
+            return lowest < self.REMB_AUDIO or (worst > self.AUDIO_LOSS and lowest < self.REMB_BAD)
+        return worst > self.AUDIO_LOSS
 
     def declined(self) -> None:
         """The step ``report`` asked for was not taken: the next reports count at once."""
-        self.settle = 0
+        self.settle = self.estimate_settle = 0
 
     def _decide(self, current: str, loss: float, rtt: Optional[float],
                 remb_ratio: Optional[float]) -> Optional[str]:
@@ -82,19 +102,19 @@ class Adaptation:
         if self.last_bad:
             self.bad, self.good = self.bad + 1, 0
             self.worst = max(self.worst, loss)
-            if squeezed:
-                self.lowest_remb = min(self.lowest_remb, remb_ratio)  # type: ignore[type-var]
+            if remb_ratio is not None:
+                self.lowest_remb = remb_ratio if self.lowest_remb is None else min(self.lowest_remb, remb_ratio)
         elif loss < self.UP_LOSS:
-            self.good, self.bad, self.worst, self.lowest_remb = self.good + 1, 0, 0.0, 1.0
+            self.good, self.bad, self.worst, self.lowest_remb = self.good + 1, 0, 0.0, None
         else:
             self.good = self.bad = 0
-            self.worst, self.lowest_remb = 0.0, 1.0
+            self.worst, self.lowest_remb = 0.0, None
         if self.bad >= self.DOWN_AFTER:
             worst, lowest = self.worst, self.lowest_remb
-            self.bad, self.worst, self.lowest_remb = 0, 0.0, 1.0
+            self.bad, self.worst, self.lowest_remb = 0, 0.0, None
             if current == "full":
                 step: Optional[str] = "low"
-            elif current == "low" and (worst > self.AUDIO_LOSS or lowest < self.REMB_AUDIO):
+            elif current == "low" and self._starved(worst, lowest):
                 step = "audio"
             else:
                 step = None

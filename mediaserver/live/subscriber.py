@@ -153,7 +153,8 @@ class Subscriber(PeerSession):
         """Per kind: the viewer's latest RTCP receiver report (``fraction_lost`` 0..1,
         ``packets_lost``, ``jitter_ms``, ``rtt_ms``; None before its first report) and the
         server's counters (packets and bytes sent, NACKed sequence numbers, retransmitted,
-        dropped, waiting for a keyframe)."""
+        dropped, waiting for a keyframe), and its latest bandwidth estimate (REMB,
+        ``estimate_kbps``; None without a recent one: audio, or a player that sends none)."""
         out: dict[str, dict] = {}
         for transceiver in self.pc.getTransceivers():
             entry = self._downstreams.get(transceiver.kind)
@@ -177,6 +178,8 @@ class Subscriber(PeerSession):
                 "retransmitted": d.retransmitted,
                 "dropped": d.dropped,
                 "waiting_for_keyframe": d.waiting,
+                "estimate_kbps": (None if d.port.remb is None or time.monotonic() - d.port.remb_at > REMB_FRESH
+                                  else round(d.port.remb / 1000)),
             }
         return out
 

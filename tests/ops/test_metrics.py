@@ -242,6 +242,9 @@ async def test_viewer_quality_shows_its_loss_and_nacks(aiohttp_server, tmp_path,
         assert entry["video"]["retransmitted"] > 0
         assert entry["video"]["packets_sent"] > 0 and entry["video"]["bytes_sent"] > 0
         assert rtts and 0 <= rtts[-1] < 1000, rtts
+        # its bandwidth estimate (REMB), and the rendition it plays (it may be on the low one: 10 % lost)
+        assert entry["video"]["estimate_kbps"] is not None and entry["video"]["estimate_kbps"] > 0
+        assert entry["rendition"] in ("full", "low")
         # the audio the viewer gets whole reports (almost) no loss
         assert entry["audio"]["fraction_lost"] is not None and entry["audio"]["fraction_lost"] < 0.04
         # JSON logs name the viewer's session and user as fields

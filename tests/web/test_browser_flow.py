@@ -12,6 +12,7 @@ Screenshots of every page go to artifacts/screenshots/flow-*.png.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -102,6 +103,12 @@ async def test_creator_goes_live_viewer_buys_talks_and_watches_the_replay(aiohtt
         # a weak network: the server moves this viewer to audio only and back, the page says so
         await room.locator('#rendition[data-rendition="full"]').wait_for(timeout=10_000)
         [watching] = media.subscribers.values()
+        for _ in range(150):  # Chromium sends REMB to a server without transport-cc
+            if (await watching.quality())["video"]["estimate_kbps"] is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no bandwidth estimate (REMB) from Chromium")
         await media.set_rendition(watching, "audio")
         await room.locator('#rendition[data-rendition="audio"]', has_text="Audio only").wait_for(timeout=10_000)
         await media.set_rendition(watching, "full")
