@@ -4,21 +4,24 @@ Fed once per new RTCP receiver report (its ``fraction_lost`` and the round trip 
 from it) with the viewer's latest bandwidth estimate (REMB, the receiver's delay-based
 estimate, which falls below what it is sent as soon as a queue builds up on its link,
 often before any loss) as a ratio to the bitrate it is being sent. Down one step (full ->
-low rendition -> audio only) after ``DOWN_AFTER`` bad reports in a row, up one step after ``UP_AFTER`` clean ones (the ``SETTLE_REPORTS`` after a
-switch are not counted: they still tell of the rendition before): quick to relieve a congested
-link, slow to load it again. Going up is a probe (a viewer's reports cannot tell how much
-more its link would carry): if it fails (bad again within ``PROBE_REPORTS`` reports) the
-wait before the next probe doubles, up to ``MAX_UP_AFTER``, so a viewer behind a link too
-slow for the full rendition spends its time on the low one; a probe that holds resets the
-wait. While a viewer is on audio only, its audio reports decide when it gets video back.
+low rendition -> audio only) after ``DOWN_AFTER`` bad reports in a row, up one step after
+``UP_AFTER`` clean ones (the ``SETTLE_REPORTS`` after a switch are not counted: they still
+tell of the rendition before): quick to relieve a congested link, slow to load it again.
+Going up is a probe (a viewer's reports cannot tell how much more its link would carry):
+if it fails (bad again within ``PROBE_REPORTS`` reports) the wait before the next probe
+doubles, up to ``MAX_UP_AFTER``, so a viewer behind a link too slow for the full rendition
+spends its time on the low one; a probe that holds resets the wait. While a viewer is on
+audio only, its audio reports decide when it gets video back.
 
 A REMB cannot vouch for more than the viewer receives now (receivers cap it near 1.5x their
 incoming bitrate, and raise it only a few percent a second), so it never starts a step up:
 it makes a report bad when it is under ``REMB_BAD`` of the bitrate sent (and, on the low
 rendition, under ``REMB_AUDIO``: audio only), keeps an otherwise clean report from
-counting towards a probe, and, when it says the link carries what it is sent, keeps
-heavy losses on the low rendition from meaning audio only (random loss, not load). The caller passes no ratio while the estimate is still rising
-(``Subscriber.estimate_ratio``): after a step up it lags behind without telling of a limit.
+counting towards a probe, and, when it says the link carries what it is sent, keeps heavy
+losses on the low rendition from meaning audio only (random loss, not load). The caller
+passes no ratio while the estimate is still rising (``Subscriber.estimate_ratio``: after a
+step up it lags behind without telling of a limit), and the estimates of the
+``ESTIMATE_SETTLE_REPORTS`` after a switch are not used.
 """
 
 from __future__ import annotations
