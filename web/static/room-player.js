@@ -18,7 +18,9 @@ export async function startPlayer() {
     const session = await play(`/whep/${encodeURIComponent(slug)}`, el.video, { token });
     state.session = session;
     watchSession(session);
-    followRendition(session, el.rendition, () => state.session === session);
+    // every 6 s: a room's viewers all ask, so a switch shows a few seconds late rather
+    // than each viewer costing the media server a request every 2 s
+    followRendition(session, el.rendition, () => state.session === session, 6000);
   } catch (err) {
     if (err.status === 402 || err.status === 403) return previewOver(err);
     status("error", `Could not play: ${describe(err)}`);
