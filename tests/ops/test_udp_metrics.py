@@ -8,11 +8,12 @@ import os
 import socket
 
 import pytest
+
 from ops.udp_metrics import MUX_DROP_REASONS
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
-from tests.ops.test_metrics import TOKEN, media_server
-from tests.support.ops_tools import scrape
+from tests.ops.test_metrics import media_server
+from tests.support.ops_tools import METRICS_TOKEN as TOKEN, scrape
 from tests.support.peers import Publisher, Viewer
 
 pytestmark = pytest.mark.inprocess
