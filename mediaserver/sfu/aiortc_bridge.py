@@ -372,12 +372,15 @@ class SenderPort:
             self._sendto = None
         return True
 
-    def _emit(self, data: bytes) -> bool:
-        """Protect and send one RTP packet now, the one way out for first sends and
-        retransmissions alike: on the UDP mux, protected by libsrtp in place in its
-        ``sendmmsg`` batch; else protected and handed to the ICE pair's ``sendto`` (a
-        coroutine over TURN). False if the viewer's socket (or the mux's backlog) is
-        backed up beyond ``buffer_limit`` (the packet is dropped) or the transport is gone."""
+    def _emit(self, data: bytes, payload_size: int, ntp_time: Optional[int], rtp_timestamp: int) -> bool:
+        """Protect and send one RTP packet now: the one way out, for first sends (``send``
+        is this method, so the per-packet path makes no extra call) and retransmissions
+        (``retransmit``: ``ntp_time`` None). On the UDP mux the packet is protected by
+        libsrtp in place in its ``sendmmsg`` batch; else protected and handed to the ICE
+        pair's ``sendto`` (a coroutine over TURN). A media packet is counted in the sender
+        report, whose NTP/RTP pair becomes its own; a retransmission leaves both alone.
+        False if the viewer's socket (or the mux's backlog) is backed up beyond
+        ``buffer_limit`` (the packet is dropped) or the transport is gone."""
         if self._dtls._state is not _CONNECTED:
             return False
         pair = self._nominated.get(1)
@@ -388,24 +391,20 @@ class SenderPort:
             if batch.blocked and batch.backlog_bytes > self.buffer_limit:
                 return False
             batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN)
-            return True
-        protected = self._protect(data)
-        sendto = self._sendto
-        if sendto is not None:
-            if self._buffered() > self.buffer_limit:
-                return False
-            sendto(protected, self._addr)
         else:
-            fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
-            self._pending.add(fut)
-            fut.add_done_callback(self._pending.discard)
-        return True
-
-    def send(self, data: bytes, payload_size: int, ntp_time: int, rtp_timestamp: int) -> bool:
-        """Send one media packet (``_emit``) and count it in the sender report's counters,
-        whose NTP/RTP pair becomes this packet's. False: not sent (see ``_emit``)."""
-        if not self._emit(data):
-            return False
+            protected = self._protect(data)
+            sendto = self._sendto
+            if sendto is not None:
+                if self._buffered() > self.buffer_limit:
+                    return False
+                sendto(protected, self._addr)
+            else:
+                fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
+                self._pending.add(fut)
+                fut.add_done_callback(self._pending.discard)
+        if ntp_time is None:
+            self.retransmitted_packets += 1
+            return True
         s = self._sender
         s._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
         s._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
@@ -413,6 +412,9 @@ class SenderPort:
         s._RTCRtpSender__octet_count += payload_size  # type: ignore[attr-defined]
         self.sent_packets += 1
         return True
+
+    #: ``send(data, payload_size, ntp_time, rtp_timestamp)``: one media packet (``_emit``)
+    send = _emit
 
     @property
     def rtt(self) -> Optional[float]:
@@ -433,13 +435,9 @@ class SenderPort:
         return None
 
     def retransmit(self, data: bytes) -> bool:
-        """Send a retransmission (``_emit``, the same path as ``send``, so on the mux it
-        joins the batch): the sender report's counters and NTP/RTP pair stay those of the
-        media stream."""
-        if not self._emit(data):
-            return False
-        self.retransmitted_packets += 1
-        return True
+        """Send a retransmission the way media goes (``_emit``: on the mux, into the
+        batch); the sender report's counters and NTP/RTP pair stay the media stream's."""
+        return self._emit(data, 0, None, 0)
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
