@@ -336,7 +336,7 @@ class Step:
                 argv += ["--udp-port", "off"]
             elif self.server.startswith("stagepass-workers"):  # benchmarks/scale.py
                 argv += ["--workers", self.server.removeprefix("stagepass-workers")]
-            env = dict(os.environ, PYTHONPATH=str(ROOT))
+            env = dict(os.environ, PYTHONPATH=str(ROOT), STAGEPASS_LOW_RENDITION="off")  # as Janus: no encoder
             server = await Child.start(f"{self.server}-{self.n}-server", argv, self.logdir,
                                        self.server_cpus, env=env)
             base, feed = f"http://127.0.0.1:{port}", f"whip:http://127.0.0.1:{port}"

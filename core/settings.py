@@ -198,10 +198,10 @@ class MediaSettings:
         metadata={"help": "bit/s of the Opus audio an RTMP room's AAC is transcoded to (once per room)"},
     )
     low_rendition: bool = field(
-        default=False,
+        default=True,
         metadata={"help": "viewers on weak networks are switched to one low rendition per room (360p, "
                           "400 kbit/s, encoded only while someone watches it) or to audio only, from "
-                          "their receiver reports (on/off)", "parse": _parse_bool},
+                          "their receiver reports and bandwidth estimates (on/off)", "parse": _parse_bool},
     )
     keyframe_min_interval: float = field(
         default=0.5,

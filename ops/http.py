@@ -113,6 +113,7 @@ async def room_viewers(request: web.Request) -> web.Response:
             "id": subscriber.id[:8],
             "user_id": subscriber.user_id,
             "state": subscriber.state,
+            "rendition": subscriber.rendition,
             "connected_s": round(time.monotonic() - subscriber.created, 1),
             "first_media_ms": (None if subscriber.first_media_seconds is None
                                else round(subscriber.first_media_seconds * 1000)),

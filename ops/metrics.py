@@ -27,8 +27,11 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import generate_latest
 from prometheus_client.registry import Collector
 
+from mediaserver.live.adaptation import RENDITIONS
 from mediaserver.live.room import LiveObserver, Room, RoomRegistry
 from core.tasks import TaskOwner
+
+from .udp_metrics import UdpMuxCollector
 
 __all__ = ["LiveCollector", "LoopLagSampler", "Metrics", "on_air"]
 
@@ -91,6 +94,19 @@ class LiveCollector(Collector):
                                             labels=["room"])
         recording_gaps = GaugeMetricFamily("stagepass_recording_gaps", "Gaps in a live room's recording",
                                            labels=["room"])
+        renditions = GaugeMetricFamily("stagepass_viewers_by_rendition",
+                                       "Viewers by the video they get (full, low rendition, audio only)",
+                                       labels=["rendition"])
+        encoding = GaugeMetricFamily("stagepass_low_renditions_encoding",
+                                     "Rooms whose low rendition is being encoded (a viewer watches it)")
+        switches = CounterMetricFamily("stagepass_rendition_switches",
+                                       "Viewers moved between renditions by their receiver feedback",
+                                       labels=["direction"])
+        holds = CounterMetricFamily("stagepass_rendition_holds",
+                                    "Steps down not taken: half a room's viewers struggled at once")
+        by_rendition = dict.fromkeys(RENDITIONS, 0)
+        moved = {"down": 0, "up": 0}
+        held = running = 0
 
         totals = {name: dict.fromkeys(KINDS, 0) for name in
                   ("in", "out", "bytes", "backed_up", "send_error", "duplicate", "too_late", "nacks", "rtx")}
@@ -117,9 +133,17 @@ class LiveCollector(Collector):
                     totals["bytes"][kind] += n
                 for kind, n in subscriber.nacked.items():
                     totals["nacks"][kind] += n
+            if room.switcher is not None:
+                for direction, n in room.switcher.switches.items():
+                    moved[direction] += n
+                held += room.switcher.held
+            running += room.low is not None and room.low.running
             if not on_air(room):
                 continue
             live += 1
+            for subscriber in list(room.subscribers.values()):
+                if not subscriber.relay:
+                    by_rendition[subscriber.rendition] = by_rendition.get(subscriber.rendition, 0) + 1
             viewers.add_metric([room.name], room.viewer_count())
             publishers.add_metric([room.name], 1 if room.publisher is not None else 0)
             if room.recorder is not None:
@@ -139,8 +163,14 @@ class LiveCollector(Collector):
             rtx.add_metric([kind], totals["rtx"][kind])
         kf_requested.add_metric([], requested)
         kf_sent.add_metric([], sent)
+        for rendition, n in by_rendition.items():
+            renditions.add_metric([rendition], n)
+        encoding.add_metric([], running)
+        for direction, n in moved.items():
+            switches.add_metric([direction], n)
+        holds.add_metric([], held)
         yield from (viewers, publishers, rooms_live, received, forwarded, forwarded_bytes, dropped, nacks, rtx,
-                    kf_requested, kf_sent, recording_bytes, recording_gaps)
+                    kf_requested, kf_sent, recording_bytes, recording_gaps, renditions, encoding, switches, holds)
         yield from self._collect_extra()
 
     def _collect_extra(self) -> Iterable[Metric]:
@@ -219,8 +249,9 @@ class Metrics(LiveObserver):
         self._started = time.time()
 
     def watch(self, rooms: RoomRegistry, extra: Optional[dict[str, Callable[[], Optional[dict]]]] = None) -> None:
-        """Collect the live figures of ``rooms`` (once)."""
+        """Collect the live figures of ``rooms`` and of their UDP mux (once)."""
         self.registry.register(LiveCollector(rooms, extra))
+        self.registry.register(UdpMuxCollector(rooms))
 
     # LiveObserver
     def viewer_first_media(self, seconds: float) -> None:

@@ -16,11 +16,16 @@ pytest_plugins = ("tests.support.missing_tools", "tests.support.paywall_fixtures
 KEY = "test-stream-key"
 
 
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"}, rtmp_port=0)
+def media_settings(tmp_path, **overrides) -> Settings:
+    """The live path's settings of the ``server`` fixture: config rooms ``demo`` and ``other``."""
+    s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"}, rtmp_port=0, **overrides)
     s.validate()
     return s
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return media_settings(tmp_path)
 
 
 @pytest.fixture

@@ -77,7 +77,9 @@ class Step:
                     "--data-dir", str(self.logdir / "data"), "--rooms", f"{ROOM}={KEY}",
                     "--log-level", "WARNING"]
             root = a.server_root.resolve()  # its packages win over the editable install
-            env = dict(os.environ, PYTHONPATH=str(root))
+            # the forwarding path alone: a starved sample viewer is never moved to a low
+            # rendition encoded in the server (older checkouts ignore the variable)
+            env = dict(os.environ, PYTHONPATH=str(root), STAGEPASS_LOW_RENDITION="off")
             env.pop("STAGEPASS_METRICS_TOKEN", None)
             if self.metrics:
                 env["STAGEPASS_METRICS_TOKEN"] = METRICS_TOKEN

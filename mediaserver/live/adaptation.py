@@ -1,14 +1,27 @@
 """``Adaptation``: which rendition a viewer should get, from its receiver feedback.
 
 Fed once per new RTCP receiver report (its ``fraction_lost`` and the round trip measured
-from it). Down one step (full -> low rendition -> audio only) after ``DOWN_AFTER`` bad
-reports in a row, up one step after ``UP_AFTER`` clean ones (the ``SETTLE_REPORTS`` after a
-switch are not counted: they still tell of the rendition before): quick to relieve a congested
-link, slow to load it again. Going up is a probe (a viewer's reports cannot tell how much
-more its link would carry): if it fails (bad again within ``PROBE_REPORTS`` reports) the
-wait before the next probe doubles, up to ``MAX_UP_AFTER``, so a viewer behind a link too
-slow for the full rendition spends its time on the low one; a probe that holds resets the
-wait. While a viewer is on audio only, its audio reports decide when it gets video back.
+from it) with the viewer's latest bandwidth estimate (REMB, the receiver's delay-based
+estimate, which falls below what it is sent as soon as a queue builds up on its link,
+often before any loss) as a ratio to the bitrate it is being sent. Down one step (full ->
+low rendition -> audio only) after ``DOWN_AFTER`` bad reports in a row, up one step after
+``UP_AFTER`` clean ones (the ``SETTLE_REPORTS`` after a switch are not counted: they still
+tell of the rendition before): quick to relieve a congested link, slow to load it again.
+Going up is a probe (a viewer's reports cannot tell how much more its link would carry):
+if it fails (bad again within ``PROBE_REPORTS`` reports) the wait before the next probe
+doubles, up to ``MAX_UP_AFTER``, so a viewer behind a link too slow for the full rendition
+spends its time on the low one; a probe that holds resets the wait. While a viewer is on
+audio only, its audio reports decide when it gets video back.
+
+A REMB cannot vouch for more than the viewer receives now (receivers cap it near 1.5x their
+incoming bitrate, and raise it only a few percent a second), so it never starts a step up:
+it makes a report bad when it is under ``REMB_BAD`` of the bitrate sent (and, on the low
+rendition, under ``REMB_AUDIO``: audio only), keeps an otherwise clean report from
+counting towards a probe, and, when it says the link carries what it is sent, keeps heavy
+losses on the low rendition from meaning audio only (random loss, not load). The caller
+passes no ratio while the estimate is still rising (``Subscriber.estimate_ratio``: after a
+step up it lags behind without telling of a limit), and the estimates of the
+``ESTIMATE_SETTLE_REPORTS`` after a switch are not used.
 """
 
 from __future__ import annotations
@@ -25,44 +38,89 @@ class Adaptation:
     AUDIO_LOSS = 0.25  #: on the low rendition, bad reports losing more than this mean audio only
     UP_LOSS = 0.02  #: a report losing less than this (and with a sane round trip) is clean
     MAX_RTT = 0.6  #: seconds: a longer round trip means a queue building up: bad
+    REMB_BAD = 0.7  #: a REMB under this share of the bitrate sent: the link cannot carry it
+    REMB_AUDIO = 0.5  #: on the low rendition, bad reports with a REMB under this share: audio only
     DOWN_AFTER = 2
     UP_AFTER = 8
     MAX_UP_AFTER = 64
     PROBE_REPORTS = 6
     SETTLE_REPORTS = 2  #: reports after a switch still tell of the previous rendition: ignored
+    #: reports after a switch whose estimate is not used: the receiver's estimate still holds
+    #: what it cut on the congested rendition, and it moves only a few percent a second
+    ESTIMATE_SETTLE_REPORTS = 6
 
     def __init__(self) -> None:
         self.bad = 0
         self.good = 0
         self.worst = 0.0
+        #: the lowest REMB ratio of the bad reports in a row (None: none had an estimate)
+        self.lowest_remb: Optional[float] = None
         self.up_after = self.UP_AFTER
         self.since_up: Optional[int] = None  #: reports since the last step up (a probe)
         self.settle = 0
+        self.estimate_settle = 0
+        self.last_bad = False  #: whether the latest report counted as bad
+        self.reason = ""  #: the latest report, in words (for the log line of a switch)
 
-    def report(self, current: str, loss: float, rtt: Optional[float]) -> Optional[str]:
-        """The rendition to switch to after this report, or None to stay."""
+    def report(self, current: str, loss: float, rtt: Optional[float],
+               remb_ratio: Optional[float] = None) -> Optional[str]:
+        """The rendition to switch to after this report, or None to stay. ``remb_ratio``:
+        the viewer's latest REMB over the video bitrate sent to it (None: no recent REMB,
+        or too little video sent to tell)."""
+        self.reason = (f"{loss:.0%} lost, rtt {'-' if rtt is None else f'{rtt * 1000:.0f} ms'}, "
+                       f"estimate {'-' if remb_ratio is None else f'{remb_ratio:.2f}'} of the bitrate sent")
         if self.since_up is not None:
             self.since_up += 1
+        if self.estimate_settle:
+            self.estimate_settle -= 1
+            remb_ratio = None
         if self.settle:
             self.settle -= 1
+            self.last_bad = False
             return None
-        step = self._decide(current, loss, rtt)
+        step = self._decide(current, loss, rtt, remb_ratio)
         if step is not None:
             self.settle = self.SETTLE_REPORTS
+            self.estimate_settle = self.ESTIMATE_SETTLE_REPORTS
         return step
 
-    def _decide(self, current: str, loss: float, rtt: Optional[float]) -> Optional[str]:
-        if loss > self.DOWN_LOSS or (rtt is not None and rtt > self.MAX_RTT):
+    def _starved(self, worst: float, lowest: Optional[float]) -> bool:
+        """On the low rendition: is the link too weak even for it? Its estimate under
+        ``REMB_AUDIO`` of what it is sent, or losses over ``AUDIO_LOSS`` - unless the
+        viewer's estimates said its link carries what it is sent (``REMB_BAD`` or more):
+        then the losses are not the load (a radio link dropping packets at random) and
+        audio only would not spare them."""
+        if lowest is not None:
+            return lowest < self.REMB_AUDIO or (worst > self.AUDIO_LOSS and lowest < self.REMB_BAD)
+        return worst > self.AUDIO_LOSS
+
+    def declined(self) -> None:
+        """The step ``report`` asked for was not taken: the next reports count at once."""
+        self.settle = self.estimate_settle = 0
+
+    def _decide(self, current: str, loss: float, rtt: Optional[float],
+                remb_ratio: Optional[float]) -> Optional[str]:
+        squeezed = remb_ratio is not None and remb_ratio < self.REMB_BAD
+        self.last_bad = loss > self.DOWN_LOSS or (rtt is not None and rtt > self.MAX_RTT) or squeezed
+        if self.last_bad:
             self.bad, self.good = self.bad + 1, 0
             self.worst = max(self.worst, loss)
+            if remb_ratio is not None:
+                self.lowest_remb = remb_ratio if self.lowest_remb is None else min(self.lowest_remb, remb_ratio)
         elif loss < self.UP_LOSS:
-            self.good, self.bad, self.worst = self.good + 1, 0, 0.0
+            self.good, self.bad, self.worst, self.lowest_remb = self.good + 1, 0, 0.0, None
         else:
             self.good = self.bad = 0
-            self.worst = 0.0
+            self.worst, self.lowest_remb = 0.0, None
         if self.bad >= self.DOWN_AFTER:
-            worst, self.bad, self.worst = self.worst, 0, 0.0
-            step = "low" if current == "full" else "audio" if current == "low" and worst > self.AUDIO_LOSS else None
+            worst, lowest = self.worst, self.lowest_remb
+            self.bad, self.worst, self.lowest_remb = 0, 0.0, None
+            if current == "full":
+                step: Optional[str] = "low"
+            elif current == "low" and self._starved(worst, lowest):
+                step = "audio"
+            else:
+                step = None
             if step is not None:
                 if self.since_up is not None and self.since_up <= self.PROBE_REPORTS:
                     self.up_after = min(self.MAX_UP_AFTER, self.up_after * 2)  # the probe failed

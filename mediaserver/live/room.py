@@ -32,8 +32,9 @@ from mediaserver.live.edge_source import EdgeSource, Exchange
 from mediaserver.live.peer_session import PeerSession
 from mediaserver.live.publisher import LivePublisher, Publisher
 from mediaserver.recording.recorder import Recorder
-from mediaserver.live.adaptation import RENDITIONS, Adaptation
+from mediaserver.live.adaptation import RENDITIONS
 from mediaserver.live.low_rendition import LowRendition
+from mediaserver.live.rendition_switcher import RenditionSwitcher
 from mediaserver.live.subscriber import Subscriber
 from core.tasks import TaskOwner
 from mediaserver.sfu.udp_mux import UdpMux
@@ -101,6 +102,8 @@ class Room:
         self.departed_octets: dict[str, int] = {}
         #: the low rendition for weak networks, while some viewer needs it
         self.low: Optional[LowRendition] = None
+        #: moves viewers between renditions (``low_rendition`` on), from the first viewer
+        self.switcher: Optional[RenditionSwitcher] = None
 
     def _session_args(self) -> dict:
         return dict(
@@ -246,8 +249,9 @@ class Room:
             raise
         self.subscribers[subscriber.id] = subscriber
         self.log.info("viewer %s joined (%d watching)", subscriber.id[:8], len(self.subscribers))
-        if self.settings.media.low_rendition and "video" in kinds:
-            subscriber.tasks.spawn(self._adapt(subscriber), name="adaptation")
+        if self.settings.media.low_rendition and "video" in kinds and self.switcher is None:
+            self.switcher = RenditionSwitcher(lambda: list(self.subscribers.values()), self.set_rendition, self.log)
+            self.tasks.spawn(self.switcher.run(), name="rendition-switcher")
         return subscriber, answer
 
     # ------------------------------------------------------------ weak networks
@@ -274,23 +278,6 @@ class Room:
         if self.low is not None and self.low.running and not any(
                 s.rendition == "low" for s in self.subscribers.values() if not s.closed):
             await self.low.stop()
-
-    async def _adapt(self, subscriber: Subscriber) -> None:
-        """Follow the viewer's receiver reports (``Adaptation``)."""
-        adaptation = Adaptation()
-        seen: dict[str, float] = {}
-        while True:
-            await asyncio.sleep(0.5)
-            kind = "audio" if subscriber.rendition == "audio" else "video"
-            report = (await subscriber.receiver_reports()).get(kind)
-            if report is None or seen.get(kind) == report["timestamp"]:
-                continue
-            seen[kind] = report["timestamp"]
-            choice = adaptation.report(subscriber.rendition, report["fraction_lost"], report["rtt"])
-            if choice is not None:
-                subscriber.log.info("%.0f%% lost, rtt %s: %s -> %s", report["fraction_lost"] * 100,
-                                    report["rtt"], subscriber.rendition, choice)
-                await self.set_rendition(subscriber, choice)
 
     async def end_broadcast(self) -> None:
         """The creator ended the live session (the publisher's WHIP DELETE)."""

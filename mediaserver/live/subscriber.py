@@ -20,6 +20,10 @@ from mediaserver.live.peer_session import PeerSession
 
 __all__ = ["Subscriber"]
 
+REMB_FRESH = 3.0  #: seconds a viewer's REMB stays its current estimate (receivers send one a second)
+MIN_VIDEO_BPS = 100_000  #: below this video bitrate sent, a REMB ratio means nothing
+RISING = 1.02  #: a REMB this much above the one before is still rising: it tells no limit
+
 
 class Subscriber(PeerSession):
     role = "viewer"
@@ -41,6 +45,8 @@ class Subscriber(PeerSession):
         #: which video the viewer gets: "full", "low" (the room's low rendition) or "audio"
         self.rendition = "full"
         self._parked: Optional[Downstream] = None  # the video downstream while audio only
+        self._video_mark: Optional[tuple[float, int]] = None  # (time, octets) at the last estimate
+        self._last_remb: Optional[int] = None  # the REMB the last estimate was made from
 
     async def start(self, offer_sdp: str, kinds: list[str], fanouts: dict[str, Fanout]) -> str:
         """Negotiate send-only transceivers for ``kinds`` and check the live codecs fit.
@@ -147,7 +153,8 @@ class Subscriber(PeerSession):
         """Per kind: the viewer's latest RTCP receiver report (``fraction_lost`` 0..1,
         ``packets_lost``, ``jitter_ms``, ``rtt_ms``; None before its first report) and the
         server's counters (packets and bytes sent, NACKed sequence numbers, retransmitted,
-        dropped, waiting for a keyframe)."""
+        dropped, waiting for a keyframe), and its latest bandwidth estimate (REMB,
+        ``estimate_kbps``; None without a recent one: audio, or a player that sends none)."""
         out: dict[str, dict] = {}
         for transceiver in self.pc.getTransceivers():
             entry = self._downstreams.get(transceiver.kind)
@@ -171,19 +178,51 @@ class Subscriber(PeerSession):
                 "retransmitted": d.retransmitted,
                 "dropped": d.dropped,
                 "waiting_for_keyframe": d.waiting,
+                "estimate_kbps": (None if d.port.remb is None or time.monotonic() - d.port.remb_at > REMB_FRESH
+                                  else round(d.port.remb / 1000)),
             }
         return out
 
-    async def receiver_reports(self) -> dict[str, dict]:
-        """kind -> the viewer's latest receiver report: ``fraction_lost`` (0..1), ``rtt``
-        (seconds or None) and ``timestamp`` (to tell a new report from the same one)."""
-        out: dict[str, dict] = {}
-        for transceiver in self.pc.getTransceivers():
-            for stat in (await transceiver.sender.getStats()).values():
-                if stat.type == "remote-inbound-rtp":
-                    out[transceiver.kind] = {"fraction_lost": stat.fractionLost / 256, "rtt": stat.roundTripTime,
-                                             "timestamp": stat.timestamp}
-        return out
+    def accepts(self, rendition: str) -> bool:
+        """Whether this viewer can play ``rendition``: the low one is H.264, which a
+        player that negotiated VP8 only cannot receive."""
+        if rendition != "low":
+            return True
+        entry = self._downstreams.get("video")
+        downstream = entry[1] if entry is not None else self._parked
+        return downstream is not None and "H264" in downstream.payload_types
+
+    def latest_report(self) -> Optional[tuple[int, float, Optional[float]]]:
+        """The viewer's latest receiver report about what it watches now (its audio while
+        on audio only): ``(reports so far, fraction lost 0..1, round trip s or None)``;
+        None before the first. Read from the port, which keeps it as the RTCP arrives."""
+        entry = self._downstreams.get("audio" if self.rendition == "audio" else "video")
+        if entry is None or not entry[1].port.reports:
+            return None
+        port = entry[1].port
+        return port.reports, port.fraction_lost, port.last_rtt
+
+    def estimate_ratio(self) -> Optional[float]:
+        """The viewer's latest bandwidth estimate (REMB) over the video bitrate it was sent
+        since the previous call: under 1, its link carries less than it is sent. None
+        without a REMB of the last ``REMB_FRESH`` seconds, under ``MIN_VIDEO_BPS`` sent (too
+        little to tell: audio only, a still picture), or while the estimate rises: a
+        receiver raises it a few percent a second from what it got before, so after a
+        step up it lags behind the new bitrate for seconds without telling of a limit."""
+        entry = self._downstreams.get("video")
+        if entry is None:
+            self._video_mark = None
+            return None
+        port = entry[1].port
+        now, octets = time.monotonic(), port.octets_sent
+        mark, self._video_mark = self._video_mark, (now, octets)
+        previous, self._last_remb = self._last_remb, port.remb
+        if mark is None or now - mark[0] < 0.2 or port.remb is None or now - port.remb_at > REMB_FRESH:
+            return None
+        if previous is not None and port.remb > previous * RISING:
+            return None
+        sent_bps = (octets - mark[1]) * 8 / (now - mark[0])
+        return port.remb / sent_bps if sent_bps >= MIN_VIDEO_BPS else None
 
     @staticmethod
     def _codec_of(d: Downstream) -> str:

@@ -23,7 +23,8 @@ fails loudly if the attributes used here move. What we change, and why:
   counters right (packet and octet counts, the NTP/RTP timestamp pair browsers use for
   lip sync, which the fanout derives from the publisher's) and intercepts the viewer's
   RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
-  (``rtt``, ``jitter``). Retransmissions (``retransmit``) leave the sender report alone.
+  (``rtt``, ``jitter``, ``fraction_lost``) and bandwidth estimates (``remb``). Retransmissions (``retransmit``) leave the sender report alone
+  and take the same one way out as first sends (``_emit``: the mux's batch when on it).
   aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they
   refuse RTP over 1,356 bytes ("packet is too long"); the port gives its session a buffer
   for packets up to ``MAX_RTP_PACKET`` (the 1,500-byte Ethernet limit plus our header).
@@ -56,6 +57,7 @@ from aiortc.rtp import (
     RtcpSrPacket,
     RtpPacket,
     pack_remb_fci,
+    unpack_remb_fci,
     unwrap_rtx,
 )
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
@@ -312,6 +314,15 @@ class SenderPort:
         self.retransmitted_packets = 0
         #: interarrival jitter from the viewer's last receiver report (RTP clock units)
         self.jitter = 0
+        #: the viewer's receiver reports about this stream so far, the last one's fraction
+        #: of packets lost (0..1), and the latest round trip measured from one (s)
+        self.reports = 0
+        self.fraction_lost = 0.0
+        self.last_rtt: Optional[float] = None
+        #: the viewer's latest bandwidth estimate for this stream (REMB, bit/s) and when it
+        #: came (``time.monotonic()``); None until one does
+        self.remb: Optional[int] = None
+        self.remb_at = 0.0
         self._rtts: collections.deque[float] = collections.deque(maxlen=8)
         # bound to the nominated ICE pair on first use (and again if it changes): the
         # per-packet path then makes no attribute walks, property calls or type checks
@@ -361,9 +372,15 @@ class SenderPort:
             self._sendto = None
         return True
 
-    def send(self, data: bytes, payload_size: int, ntp_time: int, rtp_timestamp: int) -> bool:
-        """Protect and send one RTP packet now. False if the viewer's socket is backed up
-        beyond ``buffer_limit`` (the packet is dropped) or the transport is gone."""
+    def _emit(self, data: bytes, payload_size: int, ntp_time: Optional[int], rtp_timestamp: int) -> bool:
+        """Protect and send one RTP packet now: the one way out, for first sends (``send``
+        is this method, so the per-packet path makes no extra call) and retransmissions
+        (``retransmit``: ``ntp_time`` None). On the UDP mux the packet is protected by
+        libsrtp in place in its ``sendmmsg`` batch; else protected and handed to the ICE
+        pair's ``sendto`` (a coroutine over TURN). A media packet is counted in the sender
+        report, whose NTP/RTP pair becomes its own; a retransmission leaves both alone.
+        False if the viewer's socket (or the mux's backlog) is backed up beyond
+        ``buffer_limit`` (the packet is dropped) or the transport is gone."""
         if self._dtls._state is not _CONNECTED:
             return False
         pair = self._nominated.get(1)
@@ -385,6 +402,9 @@ class SenderPort:
                 fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
                 self._pending.add(fut)
                 fut.add_done_callback(self._pending.discard)
+        if ntp_time is None:
+            self.retransmitted_packets += 1
+            return True
         s = self._sender
         s._RTCRtpSender__ntp_timestamp = ntp_time  # type: ignore[attr-defined]
         s._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
@@ -393,6 +413,9 @@ class SenderPort:
         self.sent_packets += 1
         return True
 
+    #: ``send(data, payload_size, ntp_time, rtp_timestamp)``: one media packet (``_emit``)
+    send = _emit
+
     @property
     def rtt(self) -> Optional[float]:
         """Round-trip time to the viewer (seconds): the longest of the last 8 measured
@@ -400,7 +423,7 @@ class SenderPort:
         then); None until a report answered a sender report."""
         return max(self._rtts) if self._rtts else None
 
-    def _measure_rtt(self, report: Any) -> None:
+    def _measure_rtt(self, report: Any) -> Optional[float]:
         """RFC 3550 6.4.1: now - the sender report's send time - the viewer's delay."""
         s = self._sender
         lsr_time = s._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
@@ -408,41 +431,36 @@ class SenderPort:
             rtt = time.time() - lsr_time - report.dlsr / 65536
             if rtt >= 0:
                 self._rtts.append(rtt)
+                return rtt
+        return None
 
     def retransmit(self, data: bytes) -> bool:
-        """Protect and send a retransmission now: like ``send`` (which inlines the same
-        steps: it is the per-packet path) but the sender report's counters and NTP/RTP
-        pair stay those of the media stream."""
-        if self._dtls._state is not _CONNECTED:
-            return False
-        pair = self._nominated.get(1)
-        if pair is not self._pair and not self._bind(pair):
-            return False
-        protected = self._protect(data)
-        sendto = self._sendto
-        if sendto is not None:
-            if self._buffered() > self.buffer_limit:
-                return False
-            sendto(protected, self._addr)
-        else:
-            fut = asyncio.ensure_future(pair.protocol.send_data(protected, self._addr))
-            self._pending.add(fut)
-            fut.add_done_callback(self._pending.discard)
-        self.retransmitted_packets += 1
-        return True
+        """Send a retransmission the way media goes (``_emit``: on the mux, into the
+        batch); the sender report's counters and NTP/RTP pair stay the media stream's."""
+        return self._emit(data, 0, None, 0)
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
             for report in packet.reports:
                 if report.ssrc == self.ssrc:
                     self.jitter = report.jitter
-                    self._measure_rtt(report)
+                    self.fraction_lost = report.fraction_lost / 256
+                    rtt = self._measure_rtt(report)
+                    if rtt is not None:
+                        self.last_rtt = rtt
+                    self.reports += 1
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._on_nack(list(packet.lost))
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt in (RTCP_PSFB_PLI, RTCP_PSFB_FIR):
             self._on_keyframe_request()
         elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
-            return  # REMB: we forward one bitrate to everyone, nothing to adapt
+            # REMB: kept for the room's choice of rendition (``remb``); no encoder to adapt
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                return
+            if self.ssrc in ssrcs:
+                self.remb, self.remb_at = bitrate, time.monotonic()
         else:
             await self._aiortc_rtcp(packet)
 

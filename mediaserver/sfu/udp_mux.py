@@ -231,6 +231,10 @@ class UdpMux(asyncio.DatagramProtocol):
         """Connections served now."""
         return len(self._by_ufrag)
 
+    def routes(self) -> int:
+        """Remote addresses routed to a connection now."""
+        return len(self._by_addr)
+
     # ------------------------------------------------------------ datagrams
     def connection_made(self, transport: Any) -> None:
         self.transport = transport

@@ -19,13 +19,13 @@ from core.settings import Settings
 from core.logs import JsonFormatter
 from core.access import StreamKeyAccess
 from tests.conftest import KEY
-from tests.support.ops_tools import LossyViewer, PrivateRedis, PrometheusServer
+from tests.support.ops_tools import METRICS_TOKEN, LossyViewer, PrivateRedis, PrometheusServer, get
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer
 
 pytestmark = pytest.mark.inprocess
 
-TOKEN = "metrics-token-for-tests-0123456789"
+TOKEN = METRICS_TOKEN
 
 
 async def eventually(check, timeout: float = 30.0, interval: float = 0.5):
@@ -46,13 +46,6 @@ async def media_server(aiohttp_server, tmp_path, **overrides):
     app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     server = await aiohttp_server(app)
     return server, str(server.make_url("")).rstrip("/"), app
-
-
-async def get(url: str, token: str | None = None) -> tuple[int, str, str]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    async with aiohttp.ClientSession() as http:
-        async with http.get(url, headers=headers) as r:
-            return r.status, r.headers.get("Content-Type", ""), await r.text()
 
 
 # ---------------------------------------------------------------------------- /metrics
@@ -249,6 +242,9 @@ async def test_viewer_quality_shows_its_loss_and_nacks(aiohttp_server, tmp_path,
         assert entry["video"]["retransmitted"] > 0
         assert entry["video"]["packets_sent"] > 0 and entry["video"]["bytes_sent"] > 0
         assert rtts and 0 <= rtts[-1] < 1000, rtts
+        # its bandwidth estimate (REMB), and the rendition it plays (it may be on the low one: 10 % lost)
+        assert entry["video"]["estimate_kbps"] is not None and entry["video"]["estimate_kbps"] > 0
+        assert entry["rendition"] in ("full", "low")
         # the audio the viewer gets whole reports (almost) no loss
         assert entry["audio"]["fraction_lost"] is not None and entry["audio"]["fraction_lost"] < 0.04
         # JSON logs name the viewer's session and user as fields

@@ -2,8 +2,10 @@
 
 ``Impairment`` decides, per datagram, whether it is dropped and how long it is held:
 random loss (``loss``), bursts of consecutive losses (``burst``: a Gilbert-Elliott chain
-with the same average loss), and a delay drawn uniformly in ``[0, jitter]`` seconds per
-datagram (so packets overtake each other, like netem's jitter).
+with the same average loss), a delay drawn uniformly in ``[0, jitter]`` seconds per
+datagram (so packets overtake each other, like netem's jitter), and a bandwidth limit
+(``rate`` bit/s: datagrams leave one after another at that rate from a queue holding at
+most ``queue`` seconds of them, the rest dropped, like ``tc``'s token bucket ``tbf``).
 
 ``Link`` applies one impairment to the SRTP/SRTCP datagrams of one peer connection, in
 one direction: ``"out"`` wraps the ``sendto`` of every ICE socket the peer gathered (its
@@ -25,6 +27,7 @@ import asyncio
 import collections
 import random
 import re
+import time
 from typing import Any, Optional
 
 __all__ = ["Impairment", "Link", "rtx_ssrcs"]
@@ -32,11 +35,16 @@ __all__ = ["Impairment", "Link", "rtx_ssrcs"]
 
 class Impairment:
     def __init__(self, loss: float = 0.0, jitter: float = 0.0, burst: float = 0.0,
-                 seed: Optional[int] = None) -> None:
-        """``burst``: mean length (packets) of a loss burst; 0 for independent losses."""
+                 seed: Optional[int] = None, rate: float = 0.0, queue: float = 0.15) -> None:
+        """``burst``: mean length (packets) of a loss burst; 0 for independent losses.
+        ``rate``: bit/s the link carries (0: no limit), from a queue of ``queue`` seconds."""
         self.loss = loss
         self.jitter = jitter
         self.burst = burst
+        self.rate = rate
+        self.queue = queue
+        self._free_at = 0.0  # when the limited link has sent what is queued (monotonic)
+        self.queue_drops = 0
         self._rng = random.Random(seed)
         self._bad = False  # Gilbert-Elliott state
         self.seen = 0
@@ -59,9 +67,26 @@ class Impairment:
     def delay(self) -> float:
         return self._rng.uniform(0.0, self.jitter) if self.jitter else 0.0
 
+    def hold(self, size: int) -> Optional[float]:
+        """Seconds a datagram of ``size`` bytes is held (jitter, then its turn on a
+        limited link), or None: it is lost (at random, or the link's queue is full)."""
+        if self.drop():
+            return None
+        delay = self.delay()
+        if self.rate:
+            now = time.monotonic()
+            start = max(now, self._free_at)
+            if start - now > self.queue:
+                self.queue_drops += 1
+                self.dropped += 1
+                return None
+            self._free_at = start + size * 8 / self.rate
+            delay += self._free_at - now
+        return delay
+
     @property
     def active(self) -> bool:
-        return bool(self.loss or self.jitter)
+        return bool(self.loss or self.jitter or self.rate)
 
 
 def _is_srtp(data: bytes) -> bool:
@@ -130,9 +155,9 @@ class Link:
             imp = self.impairment
             if not imp.active:
                 return sendto(data, addr)
-            if imp.drop():
+            delay = imp.hold(len(data))
+            if delay is None:
                 return None
-            delay = imp.delay()
             if delay:
                 self._loop.call_later(delay, _safe, sendto, data, addr)
             else:
@@ -152,9 +177,9 @@ class Link:
             imp = self.impairment
             if not imp.active:
                 return deliver(data, addr)
-            if imp.drop():
+            delay = imp.hold(len(data))
+            if delay is None:
                 return None
-            delay = imp.delay()
             if delay:
                 self._loop.call_later(delay, _safe, deliver, data, addr)
             else:

@@ -1,5 +1,6 @@
-"""Real Prometheus and Redis servers for the operations tests, each on a free port, and a
-viewer that loses packets on purpose (``LossyViewer``).
+"""Real Prometheus and Redis servers for the operations tests, each on a free port, a
+viewer that loses packets on purpose (``LossyViewer``), and ``scrape``: a test server's
+``/metrics`` (with ``METRICS_TOKEN``) read back into numbers.
 
 ``PrometheusServer`` runs Debian's ``/usr/bin/prometheus`` (the ``prometheus`` package)
 with a scrape config pointing at a test server every second; ``PrivateRedis`` runs a
@@ -21,6 +22,31 @@ import aiohttp
 
 from tests.support.missing_tools import missing_tool
 from tests.support.peers import Viewer
+
+
+METRICS_TOKEN = "metrics-token-for-tests-0123456789"
+
+
+async def get(url: str, token: str | None = None) -> tuple[int, str, str]:
+    """``GET url`` (with ``Authorization: Bearer token``): status, content type, body."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url, headers=headers) as r:
+            return r.status, r.headers.get("Content-Type", ""), await r.text()
+
+
+async def scrape(base: str) -> dict[str, dict[tuple, float]]:
+    """``base``'s ``/metrics``: sample name (counters keep ``_total``) -> {sorted label
+    pairs: value}."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, _, body = await get(base + "/metrics", token=METRICS_TOKEN)
+    assert status == 200, body
+    out: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return out
 
 
 def free_port() -> int:

@@ -12,6 +12,7 @@ Screenshots of every page go to artifacts/screenshots/flow-*.png.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -99,6 +100,19 @@ async def test_creator_goes_live_viewer_buys_talks_and_watches_the_replay(aiohtt
         await room.wait_for_function(f"document.getElementById('video').currentTime > {t0 + 0.5}")
         await wait_state(room, "playing")
         assert len(media.subscribers) == 1
+        # a weak network: the server moves this viewer to audio only and back, the page says so
+        await room.locator('#rendition[data-rendition="full"]').wait_for(timeout=15_000)
+        [watching] = media.subscribers.values()
+        for _ in range(150):  # Chromium sends REMB to a server without transport-cc
+            if (await watching.quality())["video"]["estimate_kbps"] is not None:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("no bandwidth estimate (REMB) from Chromium")
+        await media.set_rendition(watching, "audio")
+        await room.locator('#rendition[data-rendition="audio"]', has_text="Audio only").wait_for(timeout=15_000)
+        await media.set_rendition(watching, "full")
+        await room.locator('#rendition[data-rendition="full"]', has_text="Full quality").wait_for(timeout=15_000)
 
         # 3. a danmaku and a question from the viewer; the creator sees both and answers
         await room.fill("#danmaku-text", "great example!")

@@ -12,11 +12,19 @@ import pytest
 
 from signalling.whip import ROOMS
 from tests.support.browser import console_log
-from tests.conftest import KEY, wait_for
+from tests.conftest import KEY, media_settings, wait_for
 from tests.support.impaired_session import make_publisher
 from tests.support.netshim import Impairment, Link
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """The forwarding path under loss, measured as such: no viewer is moved to the low
+    rendition (the switch has tests of its own)."""
+    return media_settings(tmp_path, low_rendition=False)
+
 
 SECONDS = 10.0
 

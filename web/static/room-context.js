@@ -8,6 +8,7 @@ export const el = {
   title: $("title"), schedule: $("schedule"), status: $("status"), actions: $("status-actions"),
   takeSeat: $("take-seat"), reconnect: $("reconnect"), replayLink: $("replay-link"),
   stage: $("stage"), video: $("video"), layer: $("danmaku-layer"), previewLeft: $("preview-left"),
+  rendition: $("rendition"),
   controls: $("live-controls"), side: $("side"), buy: $("buy"), buyForm: $("buy-form"),
   buyButton: $("buy-button"), coupon: $("coupon"), buyError: $("buy-error"), previewButton: $("preview-button"),
   loginNeeded: $("login-needed"), loginToBuy: $("login-to-buy"),

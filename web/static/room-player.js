@@ -2,6 +2,7 @@
 // replay link once the class ended, and the ways the live part ends for this page (seat
 // taken on another device, refund, free preview over).
 import { countdown, el, hasTicket, slug, state, status } from "./room-context.js";
+import { followRendition } from "./rendition.js";
 import { showBuy } from "./room-ticket.js";
 import { api, describe } from "./ui.js";
 import { accessToken, play } from "./whip.js";
@@ -18,6 +19,9 @@ export async function startPlayer() {
     const session = await play(`/whep/${encodeURIComponent(slug)}`, el.video, { token });
     state.session = session;
     watchSession(session);
+    // every 6 s: a room's viewers all ask, so a switch shows a few seconds late rather
+    // than each viewer costing the media server a request every 2 s
+    followRendition(session, el.rendition, () => state.session === session, 6000);
   } catch (err) {
     if (err.status === 402 || err.status === 403) return previewOver(err);
     status("error", t("room.could_not_play", { error: describe(err) }));

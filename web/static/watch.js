@@ -1,4 +1,5 @@
 // The viewer's page: WHEP playback of /whep/<room>.
+import { followRendition } from "./rendition.js";
 import { accessToken, play } from "./whip.js";
 import { t } from "./i18n.js";
 import { mountWatermark } from "./watermark.js";
@@ -81,35 +82,13 @@ async function start(event) {
     const current = await play(url, video, { token });
     session = current;
     watch(current);
-    showRendition(current);
+    followRendition(current, document.getElementById("rendition"), () => session === current);
     watermarkFor(room, current);
   } catch (err) {
     session = null;
     setPlaying(false);
     setStatus("error", t("room.could_not_play", { error: describe(err) }));
   }
-}
-
-const RENDITIONS = { full: t("watch.full_quality"), low: t("watch.low_quality"), audio: t("watch.audio_only") };
-
-/** Which rendition the server sends this player (it switches on a weak network). */
-async function showRendition(current) {
-  const line = document.getElementById("rendition");
-  while (session === current && current.location) {
-    try {
-      const response = await fetch(current.location, { headers: { Accept: "application/json" } });
-      if (response.ok) {
-        const { rendition } = await response.json();
-        line.dataset.rendition = rendition;
-        line.textContent = RENDITIONS[rendition] || rendition;
-        line.hidden = false;
-      }
-    } catch {
-      // transient: asked again below
-    }
-    await new Promise((resolve) => setTimeout(resolve, 2000));
-  }
-  line.hidden = true;
 }
 
 /** A paid room's per-viewer watermark over the player, while `current` plays. */

@@ -1,7 +1,7 @@
 """The low rendition for weak networks: encoded once per room only while a viewer needs it,
 viewers switched between full, low and audio only without renegotiating (an aiortc viewer
-reads the frame numbers and sizes), and switched by their receiver reports when their
-downlink loses packets (the user-space link shim of tests/support/netshim.py)."""
+reads the frame numbers and sizes), and switched by their receiver reports and bandwidth
+estimates when their downlink is throttled (the user-space link shim of tests/support/netshim.py)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,9 @@ from core.access import StreamKeyAccess
 from signalling.whip import ROOMS
 from stagepass.app import create_app
 from tests.conftest import KEY, wait_for
+from tests.support.encoded_media import ClipPublisher
 from tests.support.netshim import Impairment, Link
+from tests.support.ops_tools import METRICS_TOKEN, scrape
 from tests.support.peers import Publisher, Viewer, read_number
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
@@ -46,13 +48,13 @@ class SizedViewer(Viewer):
 
 @pytest.fixture
 async def live_room(aiohttp_server, tmp_path):
-    async def start(**settings):
+    async def start(publisher=None, **settings):
         s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, rtmp_port=0, recordings=False, **settings)
         s.validate()
         app = create_app(s, access=StreamKeyAccess(s.stream_keys()))
         srv = await aiohttp_server(app)
         base = str(srv.make_url("")).rstrip("/")
-        publisher = Publisher(base, width=640, height=480)
+        publisher = publisher(base) if publisher else Publisher(base, width=640, height=480)
         assert await publisher.publish("demo", KEY) == 201
         room = await wait_for(lambda: (r := app[ROOMS].get("demo")) is not None and r.live and r, timeout=15)
         return base, room, publisher
@@ -60,7 +62,7 @@ async def live_room(aiohttp_server, tmp_path):
 
 
 async def test_switching_between_full_low_and_audio_only(live_room):
-    base, room, publisher = await live_room()
+    base, room, publisher = await live_room(low_rendition=False)  # switched by hand only
     viewer = SizedViewer(base)
     try:
         assert await viewer.play("demo") == 201
@@ -95,22 +97,38 @@ async def test_switching_between_full_low_and_audio_only(live_room):
         await publisher.close()
 
 
-async def test_a_lossy_downlink_moves_the_viewer_to_the_low_rendition_and_back(live_room):
-    base, room, publisher = await live_room(low_rendition=True)
-    viewer = SizedViewer(base)
+async def test_a_throttled_viewer_is_moved_to_the_low_rendition_by_its_estimates_and_back(live_room):
+    """A downlink that carries 800 kbit/s of a 1.5 Mbit/s broadcast (``netshim``'s
+    bandwidth limit): the viewer's REMB falls under what it is sent and its reports lose
+    packets; it is moved to the low rendition, keeps playing, and returns once the limit
+    is lifted."""
+    base, room, publisher = await live_room(low_rendition=True, metrics_token=METRICS_TOKEN,
+                                            publisher=lambda b: ClipPublisher(b, kbps=1500))
+    viewer = Viewer(base)
     try:
         assert await viewer.play("demo") == 201
-        await wait_for(lambda: len(viewer.frames) >= 10, timeout=15)
+        await asyncio.wait_for(asyncio.shield(viewer.first_frame), 20)
         [subscriber] = room.subscribers.values()
-        link = Link(viewer.pc, "in", Impairment(loss=0.2, seed=7))
+        port = subscriber._downstreams["video"][1].port
+        await wait_for(lambda: port.remb is not None, timeout=15)  # the viewer estimates its link
+        assert subscriber.rendition == "full"
+        link = Link(viewer.pc, "in", Impairment(rate=800_000, queue=0.15))
         await wait_for(lambda: subscriber.rendition == "low", timeout=30)
         assert room.low is not None and room.low.running
+        frames = len(viewer.numbers)
+        await wait_for(lambda: len(viewer.numbers) > frames + 60, timeout=10)  # it keeps playing
+        on_low = await scrape(base)
+        assert on_low["stagepass_viewers_by_rendition"][(("rendition", "low"),)] == 1
+        assert on_low["stagepass_low_renditions_encoding"][()] == 1
+        assert on_low["stagepass_rendition_switches_total"][(("direction", "down"),)] >= 1
         link.remove()  # the network recovers
         await wait_for(lambda: subscriber.rendition == "full", timeout=60)
-        # the viewer's picture is full size again, for good (once the frames of the low
-        # rendition still in its buffers, late retransmissions included, have played)
-        await wait_for(lambda: {f[1:] for f in viewer.frames[-15:]} == {(640, 480)}, timeout=30)
-        assert not room.low.running
+        await wait_for(lambda: not room.low.running, timeout=5)
+        back = await scrape(base)
+        assert back["stagepass_viewers_by_rendition"][(("rendition", "full"),)] == 1
+        assert back["stagepass_low_renditions_encoding"][()] == 0
+        moved = back["stagepass_rendition_switches_total"]
+        assert moved[(("direction", "up"),)] == moved[(("direction", "down"),)] >= 1
     finally:
         await viewer.close()
         await publisher.close()
@@ -132,6 +150,36 @@ def test_adaptation_is_quick_down_slow_up_and_goes_audio_only_last():
     assert [a.report("low", 0.01, 0.9) for _ in range(2)] == [None, None]  # a long round trip is bad
     clean = Adaptation.UP_AFTER
     assert [a.report("low", 0.0, 0.05) for _ in range(clean)] == [None] * (clean - 1) + ["full"]
+
+
+def test_a_squeezed_estimate_moves_down_without_loss_and_never_starts_a_probe():
+    """REMB under ``REMB_BAD`` of the bitrate sent is a bad report even without loss; on the
+    low rendition, under ``REMB_AUDIO`` it means audio only (not in the reports right after
+    a switch); a clean report whose estimate is squeezed does not count towards going up."""
+    a = Adaptation()
+    settle = [None] * Adaptation.SETTLE_REPORTS
+    assert a.report("full", 0.0, 0.05, 0.9) is None and a.report("full", 0.0, 0.05, 0.9) is None
+    assert a.report("full", 0.0, 0.05, None) is None  # no recent estimate: loss and rtt decide
+    assert a.report("full", 0.0, 0.05, 0.45) is None
+    assert a.report("full", 0.0, 0.05, 0.45) == "low"
+    # right after a switch the estimate still holds the cut made on the congested rendition
+    quiet = Adaptation.ESTIMATE_SETTLE_REPORTS
+    assert [a.report("low", 0.0, 0.05, 0.3) for _ in range(quiet)] == [None] * quiet
+    assert a.report("low", 0.0, 0.05, 0.6) is None and a.report("low", 0.0, 0.05, 0.6) is None  # squeezed, not starved
+    # heavy losses while the estimate says the link carries what it is sent: random loss, stay
+    assert a.report("low", 0.3, 0.05, 1.2) is None and a.report("low", 0.3, 0.05, 1.1) is None
+    assert a.report("low", 0.0, 0.05, 0.3) is None and a.report("low", 0.0, 0.05, 0.3) == "audio"
+    for _ in settle:
+        a.report("audio", 0.0, 0.05, None)
+    # on the low rendition again: clean reports go up, a squeezed estimate breaks the run
+    b = Adaptation()
+    b.report("full", 0.2, None), b.report("full", 0.2, None)
+    for _ in settle:
+        b.report("low", 0.0, None)
+    run = [b.report("low", 0.0, 0.05, 1.4) for _ in range(Adaptation.UP_AFTER - 1)]
+    assert run == [None] * (Adaptation.UP_AFTER - 1)
+    assert b.report("low", 0.0, 0.05, 0.5) is None  # squeezed: not clean
+    assert [b.report("low", 0.0, 0.05, 1.4) for _ in range(Adaptation.UP_AFTER)][-1] == "full"
 
 
 def test_a_failed_probe_up_doubles_the_wait_before_the_next():

@@ -10,10 +10,18 @@ import pytest
 from aiortc.rtp import RtcpSrPacket
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY
+from tests.conftest import KEY, media_settings
 from tests.support.impaired_session import CASES, SenderReports, Session, sr_errors
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """The forwarding path under loss, measured as such: no viewer is moved to the low
+    rendition (the switch has tests of its own)."""
+    return media_settings(tmp_path, low_rendition=False)
+
 
 SECONDS = 8.0
 
