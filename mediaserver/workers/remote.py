@@ -86,6 +86,7 @@ class WorkerRoom:
 
     origin = None
     low = None
+    switcher = None  # the rendition switches happen in the workers (not yet in /metrics with workers)
 
     def __init__(self, rooms: "WorkerRooms", name: str) -> None:
         self._rooms = rooms
