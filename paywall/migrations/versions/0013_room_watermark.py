@@ -19,10 +19,9 @@ depends_on: Union[str, Sequence[str], None] = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table('rooms') as batch:
-        batch.add_column(sa.Column('watermark', sa.Boolean(), nullable=False, server_default=sa.true()))
+    # plain ADD COLUMN, never a batch copy of rooms: that would drop the FTS triggers of 0007
+    op.add_column('rooms', sa.Column('watermark', sa.Boolean(), nullable=False, server_default=sa.true()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('rooms') as batch:
-        batch.drop_column('watermark')
+    op.drop_column('rooms', 'watermark')
