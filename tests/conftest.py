@@ -11,7 +11,8 @@ from core.access import StreamKeyAccess
 # (``paywall_settings``); the review queue for unverified creators is tested in test_trust.py.
 os.environ.setdefault("STAGEPASS_REVIEW_UNVERIFIED", "off")
 
-pytest_plugins = ("tests.support.missing_tools", "tests.support.paywall_fixtures", "tests.support.browser", "tests.support.gst")
+pytest_plugins = ("tests.support.missing_tools", "tests.support.paywall_fixtures", "tests.support.replays", "tests.support.browser",
+                  "tests.support.gst")
 
 KEY = "test-stream-key"
 

@@ -17,12 +17,11 @@ from typing import AsyncIterator
 
 import pytest
 
-from tests.support.chat import Chat
+from tests.support.chat import Chat, assert_every_danmaku_once_in_order
 from tests.conftest import wait_for
 from tests.support.node_viewers import NodeViewers
 from tests.support.paywall_fixtures import Api, fresh_postgres, buy, connected, paid_room, view_token
 from tests.support.server_process import start_server, stop
-from tests.interaction.test_danmaku_delivery import assert_every_danmaku_once_in_order
 
 pytestmark = pytest.mark.e2e
 

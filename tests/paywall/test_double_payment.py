@@ -13,7 +13,7 @@ from sqlalchemy import select
 from paywall.http import PAYWALL
 from paywall.models import Entitlement
 from tests.support.paywall_fixtures import Api, paid_room
-from tests.paywall.test_paywall_stripe import (  # noqa: F401  (stripe_app is a fixture)
+from tests.support.stripe_fake import (  # noqa: F401  (stripe_app is a fixture)
     FEE, PRICE, balances, deliver, event, ledger_rows, order_row, session_completed, stripe_app,
 )
 

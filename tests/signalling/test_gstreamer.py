@@ -22,7 +22,7 @@ from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
 from tests.support.gst import GstClient
 from tests.support.peers import Publisher, Viewer
-from tests.mediaserver.recording.test_recorder import recorded
+from tests.support.recorded import recorded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("gstreamer")]
 

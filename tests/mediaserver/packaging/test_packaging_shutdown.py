@@ -8,7 +8,7 @@ import logging
 
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import read_manifest
-from tests.mediaserver.packaging.test_vod import OPTIONS, copy_recording, make_recording
+from tests.support.recordings import OPTIONS, copy_recording, make_recording
 import pytest
 
 pytestmark = pytest.mark.inprocess

@@ -9,14 +9,9 @@ import fractions
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
-import aiohttp
 import av
 import numpy as np
 import pytest
@@ -37,12 +32,15 @@ from core.tasks import TaskOwner
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
 from tests.support.missing_tools import missing_tool
-from tests.support.peers import Peer, Publisher, ToneAudioTrack, Viewer, draw_number, read_number
+from tests.support.peers import Peer, Publisher, ToneAudioTrack, Viewer, draw_number
+from tests.support.recorded import (
+    Decoded, assert_frames_follow_their_numbers, consecutive, recorded, the_recording,
+)
+from tests.support.server_process import start_server, stop
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[3]
-FPS = 30
+OPEN_ROOM = ("--rooms", "demo=KEYKEYKEY")  # the server process's one room
 
 
 # ====================================================================== helpers
@@ -77,57 +75,6 @@ class Collect:
 
     def payloads(self) -> list[list[bytes]]:
         return [f[3] for f in self.frames]
-
-
-def consecutive(numbers: list[int]) -> bool:
-    return all(b == a + 1 for a, b in zip(numbers, numbers[1:]))
-
-
-def the_recording(data_dir: Path, room: str = "demo") -> Path:
-    dirs = [d for d in (Path(data_dir) / "recordings" / room).iterdir() if d.is_dir()]
-    assert len(dirs) == 1, dirs
-    return dirs[0]
-
-
-class Decoded:
-    """Everything in a recording, decoded: video frame numbers and times, audio samples."""
-
-    def __init__(self, path: Path) -> None:
-        self.numbers: list[int] = []
-        self.video_ms: list[float] = []
-        self.audio_ms: list[float] = []
-        self.audio_samples = 0
-        chunks = []
-        self.rate = 48000
-        with av.open(str(path)) as c:
-            self.format = c.format.name
-            self.kinds = sorted(s.type for s in c.streams)
-            for frame in c.decode(*c.streams):
-                t = float(frame.pts * frame.time_base) * 1000 if frame.pts is not None else None
-                if isinstance(frame, av.VideoFrame):
-                    self.numbers.append(read_number(frame.to_ndarray(format="bgr24")))
-                    self.video_ms.append(t)
-                else:
-                    pcm = frame.to_ndarray()
-                    chunks.append(pcm[0] if pcm.ndim == 2 and pcm.shape[0] <= 8 else pcm.reshape(-1))
-                    self.audio_ms.append(t)
-                    self.audio_samples += frame.samples
-                    self.rate = frame.sample_rate
-        self.pcm = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
-
-    def tone_share(self, freq: float = 440.0) -> float:
-        """Share of the audio's energy within 20 Hz of ``freq``."""
-        spectrum = np.abs(np.fft.rfft(self.pcm)) ** 2
-        freqs = np.fft.rfftfreq(len(self.pcm), 1 / self.rate)
-        band = (freqs > freq - 20) & (freqs < freq + 20)
-        return float(spectrum[band].sum() / max(spectrum.sum(), 1e-12))
-
-
-def assert_frames_follow_their_numbers(dec: Decoded, tolerance_ms: float = 40) -> None:
-    """Frame n was captured n/30 s after frame 0: its time in the file must say so."""
-    n0, t0 = dec.numbers[0], dec.video_ms[0]
-    for n, t in zip(dec.numbers, dec.video_ms):
-        assert abs((t - t0) - (n - n0) * 1000 / FPS) < tolerance_ms, (n, t - t0)
 
 
 # ====================================================================== FrameAssembler
@@ -509,20 +456,6 @@ async def publish_for(publisher, seconds: float, app, room: str = "demo", key: s
     return elapsed, recorder
 
 
-def recorded(data_dir: Path, recorder: Recorder, room: str = "demo") -> tuple[dict, Decoded]:
-    """The recorder's final manifest (the one on disk, unless a packager took it over)
-    and its decoded file."""
-    directory = the_recording(data_dir, room)
-    manifest = recorder.manifest
-    assert directory == recorder.directory
-    on_disk = read_manifest(directory)
-    if manifest["status"] == "failed":  # written once, when writing failed
-        assert on_disk["status"] == "failed" and on_disk["error"] == manifest["error"]
-    else:
-        assert on_disk == manifest
-    return manifest, Decoded(directory / manifest["file"])
-
-
 @pytest.fixture
 def live(server):
     """The app, minus what happens after a broadcast (the packaging job, tested in
@@ -693,42 +626,12 @@ async def test_write_error_is_recorded_and_viewers_keep_watching(live, settings,
     assert manifest["bytes"] > 0 and dec.numbers and consecutive(dec.numbers)  # kept, readable
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    """``stagepass serve`` in a subprocess (open room demo), once it answers."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
-         "--data-dir", str(data_dir), "--rooms", "demo=KEYKEYKEY"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                async with http.get(f"{base}/api/rooms/demo") as r:
-                    if r.status == 200:
-                        return proc, base
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
 async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec):
     """SIGKILL mid-recording: the file up to the kill decodes, and the next start of the
     server packages it into a replay."""
-    proc, base = await _start_server(tmp_path)
+    proc, base = await start_server(tmp_path, *OPEN_ROOM, ready_path="/api/rooms/demo")
     publisher = Publisher(base, codec=codec)
     try:
         assert await publisher.publish("demo", "KEYKEYKEY") == 201
@@ -749,15 +652,14 @@ async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec
     assert dec.numbers[0] < 5 and consecutive(dec.numbers) and len(dec.numbers) > 45, dec.numbers
     assert dec.audio_samples > 48000 and dec.tone_share() > 0.5
 
-    proc, _ = await _start_server(tmp_path)  # the restart resumes the unfinished job
+    proc, _ = await start_server(tmp_path, *OPEN_ROOM, ready_path="/api/rooms/demo")  # the restart resumes the job
     try:
         await wait_for(lambda: read_manifest(directory)["status"] in ("ready", "failed"), timeout=60)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop(proc)
     manifest = read_manifest(directory)
     assert manifest["status"] == "ready", manifest
-    from tests.mediaserver.packaging.test_vod import all_video, read_hls
+    from tests.support.recordings import all_video, read_hls
 
     _, segments = read_hls(directory)
     numbers = [v[1] for v in all_video(segments) if v[2] > 20]

@@ -42,7 +42,7 @@ from mediaserver.packaging.options import PackageOptions
 from mediaserver.packaging.packager import package_recording
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.server_process import ROOT, free_port as _free_port
-from tests.mediaserver.packaging.test_vod import all_audio, all_video, check_continuous, make_recording, read_hls
+from tests.support.recordings import all_audio, all_video, check_continuous, make_recording, read_hls
 
 pytestmark = pytest.mark.e2e
 
