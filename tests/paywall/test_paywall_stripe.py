@@ -28,7 +28,7 @@ import stripe
 from stagepass.app import create_app
 from paywall.http import PAYWALL
 from core.access import Refusal, Target
-from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
+from tests.support.paywall_fixtures import Api, admin_of, paid_room, paywall_settings
 from tests.support.stripe_fake import (  # noqa: F401  (stripe_app: fixture)
     FEE, PRICE, FakeStripe, balances, charge_refunded, deliver, event, ledger_rows, order_row,
     session_completed, sign, stripe_app, webhook_count,
@@ -45,12 +45,6 @@ def events(request) -> str:
 
 
 # ---------------------------------------------------------------------- helpers
-async def admin(base: str, app) -> Api:
-    api = await Api.sign_up(base, "viewer")
-    await app[PAYWALL].accounts.set_role(api.user["email"], "admin")
-    return api
-
-
 async def setup(base: str, app, fake: FakeStripe) -> SimpleNamespace:
     """A creator's paid room and a viewer with a pending Stripe order for its ticket."""
     creator = await Api.sign_up(base, "creator")
@@ -154,7 +148,7 @@ async def test_retrying_after_a_failed_checkout_gets_a_checkout(stripe_app):
 async def test_completed_checkout_pays_once(stripe_app, events):
     base, app, fake = stripe_app
     t = await setup(base, app, fake)
-    boss = await admin(base, app)
+    boss = await admin_of(base, app)
     payload = event("checkout.session.completed", session_completed(t.order, payment_intent="pi_test_paid"))
 
     status, body = await deliver(base, payload)
@@ -324,7 +318,7 @@ async def _assert_refunded(base: str, app, t, boss: Api) -> None:
 async def test_charge_refunded_webhook_revokes_the_ticket(stripe_app, events):
     base, app, fake = stripe_app
     t = await setup(base, app, fake)
-    boss = await admin(base, app)
+    boss = await admin_of(base, app)
     await _pay(base, app, t, "pi_test_refund_me")
     status, minted = await mint(t.viewer)
     assert status == 201
@@ -358,7 +352,7 @@ async def test_charge_refunded_webhook_revokes_the_ticket(stripe_app, events):
 async def test_creator_refund_calls_stripe(stripe_app, events):
     base, app, fake = stripe_app
     t = await setup(base, app, fake)
-    boss = await admin(base, app)
+    boss = await admin_of(base, app)
     await _pay(base, app, t, "pi_test_creator_refund")
 
     # the buyer cannot refund themselves; a stranger does not even see the order
