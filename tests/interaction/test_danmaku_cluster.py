@@ -18,7 +18,7 @@ from typing import AsyncIterator
 import pytest
 
 from tests.support.chat import Chat, assert_every_danmaku_once_in_order
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.node_viewers import NodeViewers
 from tests.support.paywall_fixtures import Api, fresh_postgres, buy, connected, paid_room, view_token
 from tests.support.server_process import start_server, stop

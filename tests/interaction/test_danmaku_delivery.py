@@ -15,7 +15,7 @@ from interaction.assembly import INTERACTION
 from interaction.batcher import Batcher
 from core.tasks import TaskOwner
 from stagepass.app import create_app
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.chat import assert_every_danmaku_once_in_order
 from tests.support.node_viewers import NodeViewers
 from tests.support.paywall_fixtures import Api, connected, paid_room, paywall_settings, view_token

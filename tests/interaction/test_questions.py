@@ -7,7 +7,7 @@ from interaction.assembly import INTERACTION
 from paywall.http import PAYWALL
 from signalling.whip import ROOMS
 from tests.support.chat import Chat, free_room_with_chats, refusal_code
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, paid_room
 from tests.support.peers import Publisher
 import pytest

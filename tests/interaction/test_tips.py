@@ -8,7 +8,7 @@ import redis.asyncio as aioredis
 from core.cluster import LocalCluster, RedisCluster
 from interaction.server import InteractionServer
 from interaction.tips import TipService, pin_seconds
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.chat import free_room_with_chats, refusal_code
 from tests.support.paywall_fixtures import buy, paid_room
 

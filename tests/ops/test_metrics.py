@@ -18,7 +18,7 @@ from stagepass.app import create_app
 from core.settings import Settings
 from core.logs import JsonFormatter
 from core.access import StreamKeyAccess
-from tests.conftest import KEY
+from tests.support.live_server import KEY
 from tests.support.ops_tools import LossyViewer, PrivateRedis, PrometheusServer
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer

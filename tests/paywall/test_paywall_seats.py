@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from stagepass.app import CLUSTER, create_app
 from paywall.http import PAYWALL
 from signalling.whip import ADMISSION, ROOMS
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import (
     Api, buy, creator_and_viewer, flushed_redis, paywall_settings, view_token,
 )

@@ -19,7 +19,8 @@ import asyncio
 import pytest
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.gst import GstClient
 from tests.support.peers import Publisher, Viewer
 from tests.support.recorded import recorded

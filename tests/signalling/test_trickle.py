@@ -11,7 +11,8 @@ import pytest
 from aiortc import RTCSessionDescription
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Publisher, Viewer
 from tests.support.mdns import mdns_never_answers  # noqa: F401  (fixture)
 from tests.support.whip_offers import post

@@ -6,7 +6,8 @@ import aiohttp
 import pytest
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Publisher, Viewer
 from tests.support.whip_offers import make_offer, post
 

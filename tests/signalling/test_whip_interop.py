@@ -12,7 +12,8 @@ import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Publisher, Viewer
 from tests.support.mdns import mdns_never_answers, with_mdns_candidate  # noqa: F401  (mdns_never_answers: fixture)
 from tests.support.whip_offers import make_offer, post

@@ -7,7 +7,7 @@ import pytest
 
 from signalling.whip import ROOMS
 from tests.support.browser import SCREENSHOTS, logged_in_page
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings
 from stagepass.app import create_app
 

@@ -21,10 +21,13 @@ from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.packaging.options import JobCancelled, PackageOptions
 from mediaserver.packaging.packager import package_recording
 from mediaserver.recording.manifest import read_manifest
+from tests.support.live_server import KEY
+from tests.support.peers import Publisher
 from tests.support.recordings import (
     OPTIONS, all_audio, all_video, check_audio, check_continuous, check_playlist, check_thumbs, copy_recording,
     make_recording, read_hls, source_nals,
 )
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.inprocess
 
@@ -333,8 +336,6 @@ async def test_live_broadcast_with_reconnect_becomes_a_replay(server, settings, 
     """A real publisher, dropping once and coming back, recorded by the recorder; its
     broadcast end queues the job (the way the app wires it); the replay plays through."""
     from signalling.whip import ROOMS
-    from tests.conftest import KEY, wait_for
-    from tests.support.peers import Publisher
 
     base, app = server
     rooms = app[ROOMS]

@@ -30,7 +30,8 @@ from mediaserver.recording.recorder import Recorder
 from mediaserver.live.room import Broadcast
 from core.tasks import TaskOwner
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.missing_tools import missing_tool
 from tests.support.peers import Peer, Publisher, ToneAudioTrack, Viewer, draw_number
 from tests.support.recorded import (

@@ -24,7 +24,7 @@ import weakref
 import pytest
 from mediaserver.sfu.fanout import HISTORY_SIZE
 from signalling.whip import ROOMS
-from tests.conftest import KEY
+from tests.support.live_server import KEY
 from tests.support.encoded_media import ClipPublisher
 
 WINDOW = 2500  # packets (video + audio) between two samples
