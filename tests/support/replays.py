@@ -1,8 +1,8 @@
-"""A packaged replay for the tests that serve, cut, show or gate one (a pytest plugin,
-registered in tests/conftest.py).
+"""Generated recordings and a packaged replay for the tests that package, store, serve,
+cut, show or gate one (a pytest plugin, registered in tests/conftest.py).
 
-``packaged`` is made once per session (a 9 s recording, generated and packaged, takes
-seconds); tests never change it: ``install`` copies it into a server's data folder.
+Each is made once per session (generating and packaging a recording takes seconds);
+tests never change them: they copy them (``install``, ``copy_recording``) into a data folder.
 """
 
 from __future__ import annotations
@@ -23,12 +23,31 @@ from tests.support.recordings import OPTIONS, make_recording
 
 
 @pytest.fixture(scope="session")
-def packaged(tmp_path_factory) -> Path:
-    """A 9 s H.264 + Opus recording packaged into three segments (0, ~4, ~8 s); read only."""
-    rec = make_recording(tmp_path_factory.mktemp("packaged") / "rec", seconds=9.0, keyint_s=2.0)
+def recorded_9s(tmp_path_factory) -> Path:
+    """A 9 s H.264 + Opus recording (a keyframe every 2 s), not packaged (status
+    ``recorded``); read only."""
+    return make_recording(tmp_path_factory.mktemp("recorded") / "rec", seconds=9.0, keyint_s=2.0)
+
+
+@pytest.fixture(scope="session")
+def packaged(tmp_path_factory, recorded_9s) -> Path:
+    """``recorded_9s`` packaged into three segments (0, ~4, ~8 s); read only."""
+    rec = tmp_path_factory.mktemp("packaged") / "rec"
+    shutil.copytree(recorded_9s, rec)
     manifest = package_recording(rec, OPTIONS)
     assert manifest["status"] == "ready" and manifest["segments"] >= 2
     return rec
+
+
+@pytest.fixture(scope="session")
+def recordings(tmp_path_factory) -> dict[str, Path]:
+    """10 s recordings, H.264 (a keyframe every 2 s) and VP8 (one keyframe), not packaged;
+    read only: every test copies the one it needs (``copy_recording``)."""
+    base = tmp_path_factory.mktemp("sources")
+    return {
+        "h264": make_recording(base / "h264"),
+        "vp8": make_recording(base / "vp8", video="vp8", keyint_s=100),
+    }
 
 
 def install(packaged: Path, data_dir: Path, room: str) -> str:

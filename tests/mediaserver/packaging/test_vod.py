@@ -10,7 +10,6 @@ import asyncio
 import json
 import math
 import threading
-from pathlib import Path
 
 import av
 import cv2
@@ -30,16 +29,6 @@ from tests.support.recordings import (
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.inprocess
-
-
-@pytest.fixture(scope="module")
-def recordings(tmp_path_factory) -> dict[str, Path]:
-    """Generated once per module; every test copies the one it needs."""
-    base = tmp_path_factory.mktemp("sources")
-    return {
-        "h264": make_recording(base / "h264"),
-        "vp8": make_recording(base / "vp8", video="vp8", keyint_s=100),
-    }
 
 
 # ---------------------------------------------------------------------- tests

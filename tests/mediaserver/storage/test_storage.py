@@ -42,17 +42,17 @@ from mediaserver.packaging.options import PackageOptions
 from mediaserver.packaging.packager import package_recording
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.server_process import ROOT, free_port as _free_port
-from tests.support.recordings import all_audio, all_video, check_continuous, make_recording, read_hls
+from tests.support.recordings import all_audio, all_video, check_continuous, read_hls
 
 pytestmark = pytest.mark.e2e
 
 MEDIA_SUFFIXES = (".ts", ".mkv", ".webm", ".jpg", ".m3u8", ".vtt")
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory) -> Path:
-    """A 9 s H.264 + Opus recording, not packaged (status ``recorded``)."""
-    return make_recording(tmp_path_factory.mktemp("src") / "rec", seconds=9.0, keyint_s=2.0)
+@pytest.fixture
+def source(recorded_9s) -> Path:
+    """A 9 s H.264 + Opus recording, not packaged (tests/support/replays.py); read only."""
+    return recorded_9s
 
 
 def install_recorded(source: Path, data_dir: Path, room: str) -> str:
