@@ -1,7 +1,9 @@
 """A server killed with SIGKILL while a paid room is live, then restarted on the same data
 dir: the broadcast it left open is ended at once (the dashboard no longer shows it live,
-its end is its last sample before the kill) and its recording is still packaged into a
-replay. Real ``stagepass serve`` processes, a real aiortc publisher."""
+its end is its last sample before the kill); the H.264 recording it was writing decodes up
+to about a second before the kill, and is still packaged into a replay with the same frames.
+Real ``stagepass serve`` processes, a real aiortc publisher. (The VP8 case of the partial
+recording: tests/mediaserver/recording/test_recorder.py.)"""
 
 from __future__ import annotations
 
@@ -14,7 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from mediaserver.recording.manifest import read_manifest
 from tests.support.paywall_fixtures import Api, paid_room
+from tests.support.recorded import Decoded, consecutive, the_recording
+from tests.support.recordings import all_video, read_hls
 from tests.support.server_process import start_server as serve, stop
 from tests.support.peers import Publisher
 
@@ -53,7 +58,7 @@ async def test_a_broadcast_cut_by_sigkill_is_ended_at_restart_and_its_replay_pac
         deadline = time.monotonic() + 30
         while True:
             found = await sessions(creator)
-            if found and found[0]["live"] and found[0]["samples"] >= 5 and found[0]["duration_ms"] >= 2500:
+            if found and found[0]["live"] and found[0]["samples"] >= 5 and found[0]["duration_ms"] >= 3000:
                 break
             assert time.monotonic() < deadline, found
             await asyncio.sleep(0.2)
@@ -67,6 +72,14 @@ async def test_a_broadcast_cut_by_sigkill_is_ended_at_restart_and_its_replay_pac
         stop(proc)
         if publisher is not None:
             await publisher.close()
+    directory = the_recording(tmp_path, "maths")
+    manifest = read_manifest(directory)
+    assert manifest["status"] == "recording"  # it never ended: the packager will know
+    dec = Decoded(directory / manifest["file"])
+    assert dec.kinds == ["audio", "video"]
+    # frames up to (at most about a second before) the kill are there and decode
+    assert dec.numbers[0] < 5 and consecutive(dec.numbers) and len(dec.numbers) > 45, dec.numbers
+    assert dec.audio_samples > 48000 and dec.tone_share() > 0.5
 
     proc, base = await start_server(tmp_path)  # right after the kill (the old rule waited 60 s)
     try:
@@ -94,5 +107,9 @@ async def test_a_broadcast_cut_by_sigkill_is_ended_at_restart_and_its_replay_pac
             await asyncio.sleep(0.5)
         assert rec["id"] == live["id"] and rec["status"] == "ready", rec
         assert rec["duration_ms"] >= 2000, rec
+        _, segments = read_hls(directory)  # the replay has the frames the partial file had
+        numbers = [v[1] for v in all_video(segments) if v[2] > 20]
+        assert consecutive(numbers) and numbers[0] == dec.numbers[0], numbers
+        assert abs(len(numbers) - len(dec.numbers)) <= 2, (len(numbers), len(dec.numbers))
     finally:
         stop(proc)
