@@ -80,3 +80,28 @@ def recorded(data_dir: Path, recorder: Recorder, room: str = "demo") -> tuple[di
     else:
         assert on_disk == manifest
     return manifest, Decoded(directory / manifest["file"])
+
+
+def killed_mid_recording(data_dir: Path, room: str = "demo") -> tuple[Path, Decoded]:
+    """The recording a server killed with SIGKILL left of ``room``: still ``recording``
+    (the packager will know), and every frame up to about a second before the kill decodes,
+    with the tone; (its folder, its decoded file)."""
+    directory = the_recording(data_dir, room)
+    manifest = read_manifest(directory)
+    assert manifest["status"] == "recording"
+    dec = Decoded(directory / manifest["file"])
+    assert dec.kinds == ["audio", "video"]
+    assert dec.numbers[0] < 5 and consecutive(dec.numbers) and len(dec.numbers) > 45, dec.numbers
+    assert dec.audio_samples > 48000 and dec.tone_share() > 0.5
+    return directory, dec
+
+
+def assert_replay_has_the_frames_of(directory: Path, dec: Decoded) -> None:
+    """The packaged replay in ``directory`` shows the frames ``dec`` had, in order (two at most
+    may differ at the cut end)."""
+    from tests.support.recordings import all_video, read_hls
+
+    _, segments = read_hls(directory)
+    numbers = [v[1] for v in all_video(segments) if v[2] > 20]
+    assert consecutive(numbers) and numbers[0] == dec.numbers[0], numbers
+    assert abs(len(numbers) - len(dec.numbers)) <= 2, (len(numbers), len(dec.numbers))

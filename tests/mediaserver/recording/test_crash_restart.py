@@ -16,10 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from mediaserver.recording.manifest import read_manifest
 from tests.support.paywall_fixtures import Api, paid_room
-from tests.support.recorded import Decoded, consecutive, the_recording
-from tests.support.recordings import all_video, read_hls
+from tests.support.recorded import assert_replay_has_the_frames_of, killed_mid_recording
 from tests.support.server_process import start_server as serve, stop
 from tests.support.peers import Publisher
 
@@ -72,14 +70,7 @@ async def test_a_broadcast_cut_by_sigkill_is_ended_at_restart_and_its_replay_pac
         stop(proc)
         if publisher is not None:
             await publisher.close()
-    directory = the_recording(tmp_path, "maths")
-    manifest = read_manifest(directory)
-    assert manifest["status"] == "recording"  # it never ended: the packager will know
-    dec = Decoded(directory / manifest["file"])
-    assert dec.kinds == ["audio", "video"]
-    # frames up to (at most about a second before) the kill are there and decode
-    assert dec.numbers[0] < 5 and consecutive(dec.numbers) and len(dec.numbers) > 45, dec.numbers
-    assert dec.audio_samples > 48000 and dec.tone_share() > 0.5
+    directory, dec = killed_mid_recording(tmp_path, "maths")
 
     proc, base = await start_server(tmp_path)  # right after the kill (the old rule waited 60 s)
     try:
@@ -107,9 +98,6 @@ async def test_a_broadcast_cut_by_sigkill_is_ended_at_restart_and_its_replay_pac
             await asyncio.sleep(0.5)
         assert rec["id"] == live["id"] and rec["status"] == "ready", rec
         assert rec["duration_ms"] >= 2000, rec
-        _, segments = read_hls(directory)  # the replay has the frames the partial file had
-        numbers = [v[1] for v in all_video(segments) if v[2] > 20]
-        assert consecutive(numbers) and numbers[0] == dec.numbers[0], numbers
-        assert abs(len(numbers) - len(dec.numbers)) <= 2, (len(numbers), len(dec.numbers))
+        assert_replay_has_the_frames_of(directory, dec)
     finally:
         stop(proc)

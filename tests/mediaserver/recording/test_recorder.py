@@ -35,7 +35,8 @@ from tests.support.waiting import wait_for
 from tests.support.missing_tools import missing_tool
 from tests.support.peers import Peer, Publisher, ToneAudioTrack, Viewer, draw_number
 from tests.support.recorded import (
-    Decoded, assert_frames_follow_their_numbers, consecutive, recorded, the_recording,
+    Decoded, assert_frames_follow_their_numbers, assert_replay_has_the_frames_of, consecutive, killed_mid_recording,
+    recorded,
 )
 from tests.support.server_process import start_server, stop
 
@@ -645,14 +646,7 @@ async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec
             proc.kill()
             proc.wait(timeout=10)
         await publisher.close()
-    directory = the_recording(tmp_path)
-    manifest = read_manifest(directory)
-    assert manifest["status"] == "recording"  # it never ended: the packager will know
-    dec = Decoded(directory / manifest["file"])
-    assert dec.kinds == ["audio", "video"]
-    # frames up to (at most about a second before) the kill are there and decode
-    assert dec.numbers[0] < 5 and consecutive(dec.numbers) and len(dec.numbers) > 45, dec.numbers
-    assert dec.audio_samples > 48000 and dec.tone_share() > 0.5
+    directory, dec = killed_mid_recording(tmp_path)
 
     proc, _ = await start_server(tmp_path, *OPEN_ROOM, ready_path="/api/rooms/demo")  # the restart resumes the job
     try:
@@ -661,12 +655,7 @@ async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec
         stop(proc)
     manifest = read_manifest(directory)
     assert manifest["status"] == "ready", manifest
-    from tests.support.recordings import all_video, read_hls
-
-    _, segments = read_hls(directory)
-    numbers = [v[1] for v in all_video(segments) if v[2] > 20]
-    assert consecutive(numbers) and numbers[0] == dec.numbers[0], numbers
-    assert abs(len(numbers) - len(dec.numbers)) <= 2, (len(numbers), len(dec.numbers))
+    assert_replay_has_the_frames_of(directory, dec)
 
 
 @pytest.mark.slow
