@@ -664,14 +664,26 @@ async def test_recording_asks_h264_publishers_for_keyframes(live, settings):
     every ``recording_keyframe_interval`` so the packager can cut segments by remuxing."""
     base, app = live
 
-    async def keyframe_times(room: str, key: str) -> list[float]:
-        _, recorder = await publish_for(Publisher(base), 7.0, app, room=room, key=key)
+    publishers: list[Publisher] = []
+
+    async def recording(room: str, key: str, interval: float) -> Recorder:
+        settings.recording.recording_keyframe_interval = interval  # read when the recorder starts
+        publishers.append(Publisher(base))
+        assert await publishers[-1].publish(room, key) == 201, getattr(publishers[-1], "error", None)
+        return recorder_of(app, room)
+
+    def keyframe_times(recorder: Recorder) -> list[float]:
         with av.open(str(recorder.path)) as c:
             return [float(p.pts * p.time_base) for p in c.demux(video=0) if p.is_keyframe and p.pts is not None]
 
-    settings.recording.recording_keyframe_interval = 2.0
-    paced = await keyframe_times("demo", KEY)
-    settings.recording.recording_keyframe_interval = 0.0
-    unpaced = await keyframe_times("other", "other-key-123")
+    try:  # both rooms live at once, one recorder asking every 2 s, the other never
+        recorders = [await recording("demo", KEY, 2.0), await recording("other", "other-key-123", 0.0)]
+        await asyncio.sleep(7.0)
+        for publisher in publishers:
+            assert await publisher.delete() == 200
+    finally:
+        for publisher in publishers:
+            await publisher.close()
+    paced, unpaced = keyframe_times(recorders[0]), keyframe_times(recorders[1])
     assert len(paced) >= 3 and max(b - a for a, b in zip(paced, paced[1:])) <= 3.2, paced
     assert len(unpaced) < len(paced), (unpaced, paced)
