@@ -566,14 +566,15 @@ def _slice(dec: Decoded, numbers: list[int]) -> Decoded:
 @pytest.mark.slow
 async def test_audio_only_and_video_only_broadcasts(live, settings):
     base, app = live
-    _, recorder = await publish_for(AudioOnlyPublisher(base), 3, app)
-    manifest, dec = recorded(settings.server.data_dir, recorder)
+    async with asyncio.TaskGroup() as both:  # the two rooms are live at once
+        audio_only = both.create_task(publish_for(AudioOnlyPublisher(base), 3, app))
+        video_only = both.create_task(publish_for(Publisher(base, audio=False), 3, app, "other", "other-key-123"))
+    manifest, dec = recorded(settings.server.data_dir, audio_only.result()[1])
     assert manifest["video_codec"] is None and manifest["audio_codec"] == "opus"
     assert manifest["container"] == "webm" and dec.kinds == ["audio"]
     assert dec.audio_samples / dec.rate > 2.0 and dec.tone_share() > 0.5
 
-    _, recorder = await publish_for(Publisher(base, audio=False), 3, app, "other", "other-key-123")
-    manifest, dec = recorded(settings.server.data_dir, recorder, "other")
+    manifest, dec = recorded(settings.server.data_dir, video_only.result()[1], "other")
     assert manifest["video_codec"] == "h264" and manifest["audio_codec"] is None
     assert dec.kinds == ["video"] and consecutive(dec.numbers) and len(dec.numbers) > 45
 
