@@ -315,6 +315,10 @@ class Step:
         finally:
             await asyncio.gather(*(c.stop() for c in reversed(self.children)))
 
+    def cpu_seconds(self, pid: int) -> float:
+        """The server's CPU seconds so far (``benchmarks/scale.py`` adds its media workers')."""
+        return process_cpu_seconds(pid)
+
     async def _worker(self, name: str, *args: str) -> Child:
         child = await Child.start(f"{self.server}-{self.n}-{name}",
                                   [sys.executable, str(Path(__file__).resolve()), *args],
@@ -330,6 +334,8 @@ class Step:
                     "--log-level", "WARNING", "--recordings", "off"]
             if self.server == "stagepass-ports":
                 argv += ["--udp-port", "off"]
+            elif self.server.startswith("stagepass-workers"):  # benchmarks/scale.py
+                argv += ["--workers", self.server.removeprefix("stagepass-workers")]
             env = dict(os.environ, PYTHONPATH=str(ROOT))
             server = await Child.start(f"{self.server}-{self.n}-server", argv, self.logdir,
                                        self.server_cpus, env=env)
@@ -391,11 +397,11 @@ class Step:
             profile = self.args.profile / f"{self.server}-{self.n}.txt"
             profiler = await start_profiler(pid, self.args.seconds, profile)
         first, t0 = await snap(), time.monotonic()
-        cpu0, box0 = process_cpu_seconds(pid), machine_cpu()
+        cpu0, box0 = self.cpu_seconds(pid), machine_cpu()
         slices, prev, prev_t = [], cpu0, t0
         for i in range(1, self.args.seconds + 1):
             await asyncio.sleep(max(0.0, t0 + i - time.monotonic()))
-            cpu, now = process_cpu_seconds(pid), time.monotonic()
+            cpu, now = self.cpu_seconds(pid), time.monotonic()
             slices.append((cpu - prev) / (now - prev_t))
             prev, prev_t = cpu, now
         last, t1, box1 = await snap(), time.monotonic(), machine_cpu()

@@ -19,8 +19,21 @@ flushed before and after) and one SQLite file: origin **A** has an aiortc publis
   must pull from A first), and a *warm* viewer on B (a viewer already keeps B pulling).
   B lets go between rounds (the cold viewer leaves last).
 
-The per-core media workers (``--workers N``) are not built yet, so the worker rows of
-issue 12 are not measured here.
+Media workers (``--workers N``, one machine), first, unless ``--no-workers``:
+
+* **CPU per forwarded packet, 1 worker vs 2 workers**: ``janus_side_by_side.Step`` (a VP8
+  clip over WHIP from a feeder process, ``--worker-viewers`` light viewers that only
+  decrypt and count, server pinned to CPU 0 and clients to the others) against
+  ``stagepass serve`` and ``stagepass serve --workers 2``; the server's CPU is the control
+  plane's plus its workers' (``/proc``), net of ingest (the same server with no viewer).
+  With 2 workers the room's host worker pipes every packet once to the other, which
+  serves half the viewers: the difference is what the pipe costs, spread over the
+  packets forwarded.
+* **worker pipe hop latency**: ``stagepass serve --workers 2`` with the numbered publisher
+  and four decoding viewers, placed alternately on the other worker (relayed through the
+  pipe) and the host; for every frame number all four decoded, a relayed viewer's decode
+  time minus a host viewer's is the hop's added latency, and the second host viewer's
+  minus the first's the baseline (no hop) of the same run.
 """
 
 from __future__ import annotations
@@ -126,6 +139,112 @@ async def join_times(base_a: str, base_b: str, rounds: int) -> dict[str, list[fl
     return found
 
 
+# ======================================================================= media workers
+def worker_cpu_step(janus):  # the module, imported once the benchmarks folder is on the path
+    class WorkerStep(janus.Step):
+        def cpu_seconds(self, pid: int) -> float:
+            """The control plane's CPU and its media workers' (its child processes)."""
+            from common.measure import process_cpu_seconds
+
+            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+            total = process_cpu_seconds(pid)
+            for child in children:
+                try:
+                    total += process_cpu_seconds(int(child))
+                except (OSError, ValueError):
+                    pass
+            return total
+
+    return WorkerStep
+
+
+async def worker_cpu(viewers: int, seconds: int, rounds: int) -> dict:
+    """us of server CPU per forwarded packet, net of ingest, with 1 and 2 media workers."""
+    benchmarks = str(ROOT / "benchmarks")
+    if benchmarks not in sys.path:
+        sys.path.insert(0, benchmarks)
+    import janus_side_by_side as janus  # noqa: E402
+
+    step_class = worker_cpu_step(janus)
+    servers = ["stagepass-workers1", "stagepass-workers2"]
+    logdir = Path(tempfile.mkdtemp(prefix="scale-workers-"))
+    janus.save_clip(janus.vp8_clip(), logdir / "clip.vp8")
+    rate = janus.stream_rate(janus.vp8_clip())
+    args = argparse.Namespace(seconds=seconds, warmup=3.0, profile=None,
+                              server_cpus=frozenset({0}) if len(janus.ALL_CPUS) > 1 else frozenset())
+    rows = []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        for r in range(rounds):
+            for n in (0, viewers):
+                for server in servers:
+                    row = await step_class(server, n, args, logdir).run(http)
+                    rows.append(row)
+                    print(f"  round {r + 1} {server:19} N={n:<3} CPU {row['cpu_pct']:5.1f}%  "
+                          f"{row['packets_out_per_s']:7.0f} pkt/s out", flush=True)
+    m = janus.medians([r for r in rows if not janus.starved(r, rate)])
+    return {"rate": rate, "medians": m, "logs": str(logdir),
+            "us": {s: janus.us_per_packet(m, s, viewers) for s in servers}}
+
+
+async def worker_hop(seconds: float) -> dict:
+    """Decode-time differences of one frame number: relayed viewers vs host viewers."""
+    with tempfile.TemporaryDirectory(prefix="scale-hop-") as tmp:
+        proc, base = await start_server(Path(tmp), "--workers", "2", "--rooms", f"bench={KEY}", "--recordings", "off",
+                                        "--rtmp-port", "0", "--log-level", "WARNING", ready_path="/api/live")
+        publisher = Publisher(base)
+        joined: list[Viewer] = []
+        try:
+            if await publisher.publish("bench", KEY) != 201:
+                raise RuntimeError(f"WHIP: {publisher.status} {publisher.error}")
+            while not (await room(base))["live"]:
+                await asyncio.sleep(0.1)
+            # the least-loaded placement: the publisher's worker hosts, viewers alternate other/host
+            for _ in range(4):
+                joined.append((await join(base))[0])
+            relayed_1, host_1, relayed_2, host_2 = joined
+            workers = (await room(base))["workers"]
+            host = next(w for w, info in workers.items() if info["host"])
+            if sorted(info["viewers"] for info in workers.values()) != [2, 2] or len(workers) != 2:
+                raise RuntimeError(f"viewers not spread two and two: {workers}")
+            await asyncio.sleep(seconds)
+        finally:
+            for viewer in joined:
+                await leave(viewer)
+            await publisher.close()
+            stop(proc)
+    t = [frame_times(v) for v in (host_1, host_2, relayed_1, relayed_2)]
+    common = sorted(set(t[0]).intersection(*t[1:]))
+    return {"frames": len(common), "host": host,
+            "same_worker_ms": [(t[1][n] - t[0][n]) * 1000 for n in common],
+            "pipe_hop_ms": [(t[k][n] - t[0][n]) * 1000 for n in common for k in (2, 3)]}
+
+
+def print_workers(cpu: Optional[dict], hop: dict) -> None:
+    print(f"\nworker pipe hop, capture-to-viewer (decode time of the same frame number, {hop['frames']} frames), ms")
+    print("| pair                         | n     |   median |      p95 |")
+    print("|---|---|---|---|")
+    print(row("host viewer 2 - host viewer 1", hop["same_worker_ms"]))
+    print(row("relayed viewer - host viewer 1", hop["pipe_hop_ms"]))
+    if cpu is None:
+        return
+    print(f"\nserver CPU per forwarded packet, net of ingest (control plane + workers, the stream "
+          f"{cpu['rate']:.0f} packets/s)")
+    print("| media workers | CPU % at 0 viewers | CPU % at N | packets/s out | us/packet |")
+    print("|---|---|---|---|---|")
+    for server, us in cpu["us"].items():
+        idle = next((v for (s, n), v in cpu["medians"].items() if s == server and n == 0), None)
+        busy = next((v for (s, n), v in cpu["medians"].items() if s == server and n), None)
+        if idle is None or busy is None or us is None:
+            print(f"| {server.removeprefix('stagepass-workers')} | - | - | - | - |")
+            continue
+        print(f"| {server.removeprefix('stagepass-workers')} | {idle['cpu_pct']:.1f} | {busy['cpu_pct']:.1f} | "
+              f"{busy['packets_out_per_s']:.0f} | {us:.1f} |")
+    one, two = cpu["us"].get("stagepass-workers1"), cpu["us"].get("stagepass-workers2")
+    if one and two:
+        print(f"\nratio 2 workers / 1 worker: {two / one:.2f} (the pipe's cost per forwarded packet: "
+              f"{two - one:+.1f} us)")
+
+
 def row(name: str, values: list[float], scale: float = 1.0) -> str:
     med, p95 = statistics.median(values) * scale if values else None, pct(values, 0.95)
     p95 = p95 * scale if p95 is not None else None
@@ -138,7 +257,18 @@ async def main() -> int:
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds the three viewers watch together")
     parser.add_argument("--joins", type=int, default=6, help="rounds of origin/cold edge/warm edge joins")
     parser.add_argument("--json", type=Path, help="also write every sample here")
+    parser.add_argument("--worker-viewers", type=int, default=20, help="light viewers of the 1-vs-2-workers CPU steps")
+    parser.add_argument("--worker-seconds", type=int, default=8, help="seconds each CPU step is measured")
+    parser.add_argument("--worker-rounds", type=int, default=1, help="rounds of the CPU steps")
+    parser.add_argument("--no-workers", action="store_true", help="skip the media worker measurements")
+    parser.add_argument("--workers-only", action="store_true", help="only the media worker measurements")
     args = parser.parse_args()
+    if not args.no_workers:
+        worker_latency = await worker_hop(args.seconds)
+        cpu = await worker_cpu(args.worker_viewers, args.worker_seconds, args.worker_rounds)
+        print_workers(cpu, worker_latency)
+        if args.workers_only:
+            return 0
     procs = []
     async with flushed_redis(REDIS_DB):
         with tempfile.TemporaryDirectory(prefix="scale-") as tmp:

@@ -38,7 +38,7 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": record.getMessage(),
         }
-        for key in ("room", "session", "user"):
+        for key in ("worker", "room", "session", "user"):
             value = getattr(record, key, None)
             if value not in (None, "-"):
                 entry[key] = value
@@ -47,10 +47,26 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
-def setup_logging(level: str = "INFO", log_format: str = "text") -> None:
+class _WorkerTag(logging.Filter):
+    """Every line of a media worker process says which worker wrote it."""
+
+    def __init__(self, worker: int) -> None:
+        super().__init__()
+        self.worker = worker
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.worker = self.worker
+        return True
+
+
+def setup_logging(level: str = "INFO", log_format: str = "text", worker: int | None = None) -> None:
+    """Log to stderr; ``worker``: in media worker ``worker``'s process (a ``worker=`` field)."""
     handler = logging.StreamHandler()
-    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(_FORMAT))
+    text = _FORMAT if worker is None else _FORMAT.replace("[room=", "[worker=%(worker)s room=")
+    handler.setFormatter(JsonFormatter() if log_format == "json" else logging.Formatter(text))
     handler.addFilter(_ContextDefaults())
+    if worker is not None:
+        handler.addFilter(_WorkerTag(worker))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

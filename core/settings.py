@@ -51,6 +51,17 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"expected on or off, got {text!r}")
 
 
+def _parse_workers(text: str) -> int:
+    """A number of media workers, or ``cores`` (one per CPU core)."""
+    value = text.strip().lower()
+    if value == "cores":
+        return max(1, len(os.sched_getaffinity(0)))
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"workers: expected a number or 'cores', got {text!r}") from None
+
+
 def _parse_udp_port(text: str) -> str:
     """``off``, a port, or a range ``N-M`` (one port per media worker)."""
     value = text.strip().lower()
@@ -212,6 +223,13 @@ class MediaSettings:
     connect_timeout: float = field(
         default=20.0, metadata={"help": "seconds a new WebRTC session has to connect"}
     )
+    workers: int = field(
+        default=1,
+        metadata={"help": "media worker processes: 1 forwards media in the server's own process; N > 1 "
+                          "runs N media workers (peer connections and fanouts) beside the control plane "
+                          "(HTTP, signalling, paywall, Socket.IO); 'cores': one per CPU core",
+                  "parse": lambda s: _parse_workers(s)},
+    )
 
     def validate(self) -> None:
         for name, key in self.rooms.items():
@@ -240,6 +258,10 @@ class MediaSettings:
         for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
+        if not 1 <= self.workers <= 256:
+            raise ConfigError(f"workers: between 1 and 256 media workers, got {self.workers}")
+        if self.workers > 1:
+            self.udp_port_for(self.workers - 1)  # a fixed port or range must cover every worker
         if self.subscriber_buffer_bytes < 16384:
             raise ConfigError("subscriber_buffer_bytes: must be at least 16384")
 
@@ -319,6 +341,12 @@ class PaywallSettings:
         metadata={"help": "rooms of creators an admin has not verified wait in the admin review queue before "
                           "they are listed or sold (on/off)", "parse": _parse_bool},
     )
+    subscription_grace: float = field(
+        default=21600.0,
+        metadata={"help": "seconds a creator subscription still grants access after its paid period ends, while "
+                          "the renewal's payment arrives (Stripe pays a renewal invoice about an hour after the "
+                          "period ends); a failed renewal (past_due) ends access at once"},
+    )
     audience_sample_seconds: float = field(
         default=5.0,
         metadata={"help": "seconds between samples of each live paid room's concurrent viewers (dashboard)"},
@@ -331,6 +359,8 @@ class PaywallSettings:
             raise ConfigError("access_token_ttl: 30 to 86400 seconds")
         if not 0 <= self.platform_fee_bps <= 10000:
             raise ConfigError("platform_fee_bps: 0 to 10000")
+        if not 0 <= self.subscription_grace <= 7 * 86400:
+            raise ConfigError("subscription_grace: 0 to 604800 seconds")
         if not 0.1 <= self.audience_sample_seconds <= 3600:
             raise ConfigError("audience_sample_seconds: 0.1 to 3600")
         if self.payment_provider not in ("", "dev", "stripe"):
@@ -561,6 +591,9 @@ class Settings:
             parse_storage_url(self.recording.storage_url, self.server.data_dir / "recordings")
         except ValueError as exc:
             raise ConfigError(f"storage_url: {exc}") from None
+        if self.media.workers > 1 and self.server.redis_url:
+            raise ConfigError("workers: media workers (--workers N > 1) are not built for several nodes sharing "
+                              "REDIS_URL yet; run each node with --workers 1")
         if not self.paywall.payment_provider and self.server.public_url.startswith("https://"):
             raise ConfigError(
                 "payment_provider: PUBLIC_URL is https (a real deployment) but no payment provider is set, "

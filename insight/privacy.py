@@ -5,8 +5,8 @@ legs and payouts stay (so every transaction still balances and the creator's ear
 not change), pointing at a user row that no longer says who it was (no email, no name, a
 password that matches nothing). Everything else about the person goes: logins, behaviour
 events (theirs and their visitor ids'), visitor links, danmaku, question texts, votes,
-previews, coupon offers, moderator roles and bans; their tickets are revoked, ending any
-session still playing. A creator who still has rooms is refused (``409``): their rooms
+previews, coupon offers, moderator roles and bans; their tickets are revoked and their passes
+ended (a subscription cancelled at the payment provider), ending any session still playing. A creator who still has rooms is refused (``409``): their rooms
 are other people's purchases.
 
 The chat's tables are reached by name (``sqlalchemy.table``): the chat package sits a layer
@@ -25,6 +25,7 @@ from paywall.accounts import UserView
 from paywall.db import Database
 from core.access import Refusal
 from paywall.models import Entitlement, LoginSession, Order, PreviewUse, Room, User
+from paywall.passes import PassBook
 from paywall.passwords import PasswordPool
 
 from .models import BehaviourEvent, CouponOffer, VisitorLink
@@ -45,10 +46,12 @@ def _iso(value: Any) -> Any:
 
 class Privacy:
     def __init__(self, db: Database, passwords: PasswordPool,
-                 on_revoked: Optional[Callable[[int, str], Awaitable[None]]] = None) -> None:
+                 on_revoked: Optional[Callable[[int, str], Awaitable[None]]] = None,
+                 passes: Optional[PassBook] = None) -> None:
         self.db = db
         self.passwords = passwords
         self.on_revoked = on_revoked
+        self.passes = passes
         #: rows other packages still hold in memory (danmaku written behind) go to the
         #: database before a person's data is read or deleted; the assembly adds them
         self.flushers: list[Callable[[], Awaitable[None]]] = []
@@ -72,6 +75,7 @@ class Privacy:
             events = (await s.execute(select(BehaviourEvent).where(BehaviourEvent.user_id == user.id)
                                       .order_by(BehaviourEvent.at, BehaviourEvent.id))).scalars()
             offers = (await s.execute(select(CouponOffer).where(CouponOffer.user_id == user.id))).scalars()
+            passes = await self.passes.of_user(user.id) if self.passes is not None else []
             return {
                 "account": {"id": account.id, "email": account.email, "display_name": account.display_name,
                             "role": account.role, "created_at": _iso(account.created_at)},
@@ -92,6 +96,7 @@ class Privacy:
                            for e in events],
                 "coupon_offers": [{"room": slugs.get(o.room_id), "code": o.code, "percent": o.percent,
                                    "offered_at": _iso(o.created_at)} for o in offers],
+                "passes": [{k: v for k, v in p.items() if k != "checkout_url"} for p in passes],
             }
 
     async def delete_account(self, user: UserView, password: object) -> None:
@@ -129,6 +134,8 @@ class Privacy:
                 role="viewer"))
             await s.commit()
         log.info("user %d deleted their account (orders and ledger kept, person removed)", user.id)
+        if self.passes is not None:
+            await self.passes.end_all(user.id)
         if self.on_revoked is not None:
             for slug in held:
                 try:

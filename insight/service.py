@@ -33,7 +33,7 @@ class Insight:
         self.reports = Reports(paywall.db)
         self.exports = Exporter(self.reports, settings.signing_secret())
         self.suggestions = Suggestions(paywall.db)
-        self.privacy = Privacy(paywall.db, paywall.accounts.passwords, paywall.orders.on_revoked)
+        self.privacy = Privacy(paywall.db, paywall.accounts.passwords, paywall.orders.on_revoked, paywall.passes)
         self.at_risk = AtRisk(paywall.db, paywall.catalog, settings.server.data_dir / "insight" / "churn-model.joblib")
         self.tasks = TaskOwner(log)
 

@@ -10,6 +10,7 @@ from core.settings import Settings
 from .bus import ClusterBus
 from .comments import CommentService
 from .comments_http import setup_routes as setup_comment_routes
+from .moderators_http import setup_routes as setup_moderator_routes
 from .danmaku import DanmakuService
 from .danmaku_cluster import danmaku_cluster
 from .hands import HandService
@@ -64,4 +65,5 @@ def build_interaction(app: web.Application, settings: Settings, cluster: Cluster
     app[INTERACTION] = interaction
     setup_routes(app, interaction.danmaku, interaction.questions, interaction.polls)
     setup_comment_routes(app, interaction.comments)
+    setup_moderator_routes(app, interaction.moderation)
     return interaction

@@ -150,9 +150,13 @@ class Moderation:
 
     # ------------------------------------------------------------ actions
     async def _record(self, client: Client, action: str, target: Optional[int] = None, detail: str = "") -> None:
+        await self._record_as(client.room_id, client.user_id, action, target, detail)
+
+    async def _record_as(self, room_id: int, actor_id: int, action: str, target: Optional[int] = None,
+                         detail: str = "") -> None:
         async with self.db() as s:
-            s.add(ModerationAction(room_id=client.room_id, actor_id=client.user_id,
-                                   target_user_id=target, action=action, detail=detail))
+            s.add(ModerationAction(room_id=room_id, actor_id=actor_id, target_user_id=target, action=action,
+                                   detail=detail))
             await s.commit()
 
     async def delete(self, client: Client, data: Any) -> dict:
@@ -236,9 +240,13 @@ class Moderation:
         return user_id
 
     async def _on_ban(self, message: dict) -> None:
+        """On every node: the banned user's chat connections and players in the room end."""
         for c in self.server.clients_in(message["room"]):
             if c.user_id == message["user"]:
                 await self.server.kick(c.sid, "banned", "you are banned from this room")
+        live = self.server.rooms.get(message["room"]) if self.server.rooms is not None else None
+        if live is not None:
+            await live.end_sessions_of(int(message["user"]), f"user {message['user']} banned")
 
     async def slow_mode(self, client: Client, data: Any) -> dict:
         seconds = _int(data, "seconds", 0, MAX_SLOW)
@@ -292,20 +300,29 @@ class Moderation:
         if not client.creator:
             raise Refusal(403, "forbidden", "only the creator appoints moderators")
         target = await self._known_user(_int(data, "user_id", 1, 2**31 - 1))
-        remove = bool(data.get("remove"))
+        await self.set_moderator(client.room_id, client.room, client.user_id, target, not bool(data.get("remove")))
+        return {}
+
+    async def set_moderator(self, room_id: int, room: str, actor_id: int, target: int, on: bool) -> None:
+        """Appoint (``on``) or dismiss a moderator of the room: stored, written to the room's
+        moderation log, and in effect at once on the user's live sockets on every node."""
         async with self.db() as s:
-            if remove:
-                await s.execute(delete(RoomModerator).where(RoomModerator.room_id == client.room_id,
-                                                            RoomModerator.user_id == target))
+            if on:
+                s.add(RoomModerator(room_id=room_id, user_id=target))
             else:
-                s.add(RoomModerator(room_id=client.room_id, user_id=target))
+                await s.execute(delete(RoomModerator).where(RoomModerator.room_id == room_id,
+                                                            RoomModerator.user_id == target))
             try:
                 await s.commit()
             except IntegrityError:
                 await s.rollback()
-        await self._record(client, "dismiss_moderator" if remove else "appoint_moderator", target)
-        await self.bus.publish("moderator", room=client.room, user=target, on=not remove)
-        return {}
+        await self._record_as(room_id, actor_id, "appoint_moderator" if on else "dismiss_moderator", target)
+        await self.bus.publish("moderator", room=room, user=target, on=on)
+
+    async def moderators(self, room_id: int) -> list[int]:
+        async with self.db() as s:
+            return list((await s.execute(select(RoomModerator.user_id).where(RoomModerator.room_id == room_id)
+                                         .order_by(RoomModerator.user_id))).scalars())
 
     async def _on_moderator(self, message: dict) -> None:
         """Appointments take effect at once on live sockets, on every node."""

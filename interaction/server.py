@@ -87,7 +87,8 @@ class _ChatSeat:
 
     async def evict(self, reason: str) -> None:
         if reason == REVOKED:
-            await self._server.kick(self._client.sid, "refunded", "your ticket was refunded")
+            await self._server.kick(self._client.sid, "refunded",
+                                    "your ticket or pass for this room ended (refunded, or a subscription that lapsed)")
         else:
             await self.close()
 

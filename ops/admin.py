@@ -78,9 +78,11 @@ async def _admin(request: web.Request) -> Optional[web.Response]:
 
     user = await optional_user(request)
     if user is None:
-        return refusal_response(Refusal(401, "login_required", "log in first"))
-    if user.role != "admin":
-        return refusal_response(Refusal(403, "admin_only", "only admins see the admin view"))
+        return refusal_response(Refusal(401, "login_required", "log in first"), request)
+    try:
+        user.require_admin("see the admin view")
+    except Refusal as refusal:
+        return refusal_response(refusal, request)
     return None
 
 
@@ -98,7 +100,7 @@ async def live(request: web.Request) -> web.Response:
             video = (await subscriber.quality()).get("video") or {}
             if video.get("fraction_lost") is not None:
                 losses.append(video["fraction_lost"])
-        keyframes = room.fanouts["video"].keyframes
+        keyframes = getattr(room.fanouts.get("video"), "keyframes", None)  # none with media workers
         rooms.append({
             "room": room.name,
             "phase": room.phase,
@@ -156,7 +158,7 @@ async def end_broadcast(request: web.Request) -> web.Response:
     name = request.match_info["room"]
     room = request.app[ROOMS].get(name)
     if room is None or (room.publisher is None and room.broadcast is None):
-        return refusal_response(Refusal(404, "not_live", f"room {name!r} has no broadcast on this node"))
+        return refusal_response(Refusal(404, "not_live", f"room {name!r} has no broadcast on this node"), request)
     if room.publisher is not None:
         await room.publisher.close()
     await room.end_broadcast()
@@ -171,10 +173,10 @@ async def disconnect_viewer(request: web.Request) -> web.Response:
     name, label = request.match_info["room"], request.match_info["viewer"]
     room = request.app[ROOMS].get(name)
     if room is None:
-        return refusal_response(Refusal(404, "room_not_found", f"no live room named {name!r} on this node"))
+        return refusal_response(Refusal(404, "room_not_found", f"no live room named {name!r} on this node"), request)
     matches = [s for s in room.subscribers.values() if s.id[:8] == label]
     if len(matches) != 1:
-        return refusal_response(Refusal(404, "viewer_not_found", f"no viewer {label!r} in room {name!r}"))
+        return refusal_response(Refusal(404, "viewer_not_found", f"no viewer {label!r} in room {name!r}"), request)
     await matches[0].close()
     log.info("an admin disconnected viewer %s of room %s", label, name)
     return web.json_response({"room": name, "viewer": label, "viewers": len(room.subscribers)})

@@ -65,10 +65,10 @@ async def http_metrics(request: web.Request, handler: Handler) -> web.StreamResp
 async def metrics_endpoint(request: web.Request) -> web.Response:
     expected = request.app[SETTINGS].ops.metrics_token
     if not expected:
-        return refusal_response(Refusal(404, "not_found", "metrics are off: set STAGEPASS_METRICS_TOKEN to serve /metrics"))
+        return refusal_response(Refusal(404, "not_found", "metrics are off: set STAGEPASS_METRICS_TOKEN to serve /metrics"), request)
     token = bearer_token(request)
     if token is None or not hmac.compare_digest(token.encode(), expected.encode()):
-        response = refusal_response(Refusal(401, "unauthorized", "GET /metrics needs 'Authorization: Bearer <metrics token>'"))
+        response = refusal_response(Refusal(401, "unauthorized", "GET /metrics needs 'Authorization: Bearer <metrics token>'"), request)
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
     response = web.Response(body=request.app[METRICS].exposition())
@@ -99,13 +99,13 @@ async def room_viewers(request: web.Request) -> web.Response:
     paywall = request.app[PAYWALL]
     user = await optional_user(request)
     if user is None:
-        return refusal_response(Refusal(401, "login_required", "log in first"))
+        return refusal_response(Refusal(401, "login_required", "log in first"), request)
     room = await paywall.catalog.get(slug)
     is_open_room = slug in paywall.catalog.reserved
     if room is None and not is_open_room:
-        return refusal_response(Refusal(404, "room_not_found", f"no room named {slug!r}"))
+        return refusal_response(Refusal(404, "room_not_found", f"no room named {slug!r}"), request)
     if user.role != "admin" and (room is None or room.creator_id != user.id):
-        return refusal_response(Refusal(403, "not_your_room", "only the room's creator and admins see its viewers"))
+        return refusal_response(Refusal(403, "not_your_room", "only the room's creator and admins see its viewers"), request)
     live = request.app[ROOMS].get(slug)
     viewers = []
     for subscriber in list(live.subscribers.values()) if live is not None else []:

@@ -48,6 +48,12 @@ class UserView:
     def as_dict(self) -> dict:
         return {"id": self.id, "email": self.email, "display_name": self.display_name, "role": self.role}
 
+    def require_admin(self, only_admins: str) -> None:
+        """Raise 403 ``admin_only`` (``only admins <only_admins>``) unless this user is an admin:
+        the one check every admin-only action goes through."""
+        if self.role != "admin":
+            raise Refusal(403, "admin_only", f"only admins {only_admins}")
+
 
 def _view(user: User) -> UserView:
     return UserView(user.id, user.email, user.display_name, user.role)
@@ -172,6 +178,11 @@ class Accounts:
     async def get(self, user_id: int) -> Optional[UserView]:
         async with self.db() as s:
             user = await s.get(User, user_id)
+        return _view(user) if user else None
+
+    async def by_email(self, email: str) -> Optional[UserView]:
+        async with self.db() as s:
+            user = (await s.execute(select(User).where(User.email == email.strip().lower()))).scalar_one_or_none()
         return _view(user) if user else None
 
     async def set_role(self, email: str, role: str) -> UserView:

@@ -27,6 +27,7 @@ __all__ = ["Catalog", "RoomView", "lock_room", "room_view"]
 _EDITABLE = {
     "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
     "replay_included", "preview_seconds", "max_devices", "allow_downloads", "embed_origins",
+    "question_min_price", "watermark",
 }
 #: an origin that may frame the embeddable player: scheme, host, optional port, nothing else
 _ORIGIN_RE = re.compile(r"^https?://[a-z0-9.-]+(:[0-9]{1,5})?$")
@@ -53,6 +54,10 @@ class RoomView:
     embed_origins: tuple[str, ...] = ()
     #: ``listed``, ``pending`` (waits for review), ``rejected`` or ``taken_down`` (``paywall.trust``)
     listing: str = "listed"
+    #: the least a paid question costs in this room (minor units; 0: any amount)
+    question_min_price: int = 0
+    #: players overlay each viewer's masked id when the room is paid (``paywall.watermark``)
+    watermark: bool = True
 
     @property
     def free(self) -> bool:
@@ -78,7 +83,7 @@ def room_view(room: Room) -> RoomView:
         starts.isoformat().replace("+00:00", "Z") if starts else None, room.currency,
         room.ticket_price, room.replay_price, room.replay_included, room.preview_seconds,
         room.max_devices, bool(room.allow_downloads), tuple((room.embed_origins or "").split()),
-        room.listing or "listed",
+        room.listing or "listed", int(room.question_min_price or 0), room.watermark is not False,
     )
 
 
@@ -113,10 +118,12 @@ def _clean_fields(data: dict[str, Any], creating: bool) -> dict[str, Any]:
                     raise Refusal(400, "invalid_time", "starts_at: an ISO 8601 string")
         elif key == "currency":
             value = check_currency(value)
+        elif key == "question_min_price":
+            value = check_amount(value, field=key, allow_zero=True)
         elif key in ("ticket_price", "replay_price"):
             if value is not None or key == "ticket_price":
                 value = check_amount(value, field=key, allow_zero=True)
-        elif key in ("replay_included", "allow_downloads"):
+        elif key in ("replay_included", "allow_downloads", "watermark"):
             if not isinstance(value, bool):
                 raise Refusal(400, "invalid_flag", f"{key}: true or false")
         elif key == "preview_seconds":
@@ -295,5 +302,32 @@ class Catalog:
                 await s.commit()
             except IntegrityError:
                 raise Refusal(409, "coupon_exists", f"coupon {code!r} exists in this room") from None
-        return {"code": coupon.code, "kind": kind, "value": value, "max_uses": max_uses,
-                "expires_at": data.get("expires_at")}
+        return _coupon_dict(coupon)
+
+    async def coupons(self, user: UserView, slug: str) -> list[dict]:
+        """The room's coupons, newest first (its creator or an admin)."""
+        async with self.db() as s:
+            room = await self._owned(s, user, slug)
+            rows = (await s.execute(select(Coupon).where(Coupon.room_id == room.id).order_by(Coupon.id.desc()))).scalars()
+            return [_coupon_dict(c) for c in rows]
+
+    async def set_coupon_active(self, user: UserView, slug: str, code: str, data: dict[str, Any]) -> dict:
+        """``{active: false}`` disables a coupon (new orders are refused it), ``true`` enables it again."""
+        if set(data) != {"active"} or not isinstance(data["active"], bool):
+            raise Refusal(400, "invalid_active", "send {\"active\": true|false}")
+        async with self.db() as s:
+            room = await self._owned(s, user, slug)
+            coupon = (await s.execute(select(Coupon).where(Coupon.room_id == room.id, Coupon.code == code.upper()))
+                      ).scalar_one_or_none()
+            if coupon is None:
+                raise Refusal(404, "coupon_not_found", f"no coupon {code!r} for this room")
+            coupon.active = data["active"]
+            await s.commit()
+            return _coupon_dict(coupon)
+
+
+def _coupon_dict(coupon: Coupon) -> dict:
+    expires = as_utc(coupon.expires_at)
+    return {"code": coupon.code, "kind": coupon.kind, "value": coupon.value, "max_uses": coupon.max_uses,
+            "uses": coupon.uses or 0, "active": coupon.active is not False,
+            "expires_at": expires.isoformat().replace("+00:00", "Z") if expires else None}

@@ -8,6 +8,8 @@ import html
 from aiohttp import web
 
 from core.access import Refusal
+from core.access_http import request_language
+from core.i18n import translate
 from .http import PAYWALL, current_user, optional_user, path_number, read_json
 from .request_body import read_form
 
@@ -65,9 +67,20 @@ async def preferences(request: web.Request) -> web.Response:
     return web.json_response({"preferences": prefs})
 
 
-_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Stagepass: email notifications</title>
-<link rel="stylesheet" href="/static/style.css"></head><body><main class="narrow"><h1>Email notifications</h1>
+_PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/static/style.css"></head><body><main class="narrow"><h1>{heading}</h1>
 {content}</main></body></html>"""
+
+
+def _page(request: web.Request, content: str) -> web.Response:
+    lang = request_language(request)
+    page = _PAGE.format(lang=lang, title=translate(lang, "unsubscribe.title"),
+                        heading=translate(lang, "unsubscribe.heading"), content=content)
+    return web.Response(text=page, content_type="text/html")
+
+
+def _kind_name(request: web.Request, kind: str) -> str:
+    return html.escape(translate(request_language(request), f"notifications.{kind}", default=kind))
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
@@ -78,14 +91,15 @@ async def unsubscribe(request: web.Request) -> web.Response:
     token = request.query.get("token", "")
     if request.method == "GET":
         _, kind = notifications.read_unsubscribe_token(token)
+        lang = request_language(request)
         content = (f'<form method="post" action="?token={html.escape(token)}">'
-                   f'<p>Stop the “{html.escape(kind)}” notification emails?</p>'
-                   '<button type="submit">Unsubscribe</button></form>')
-        return web.Response(text=_PAGE.format(content=content), content_type="text/html")
+                   f'<p>{translate(lang, "unsubscribe.ask", kind=_kind_name(request, kind))}</p>'
+                   f'<button type="submit">{translate(lang, "unsubscribe.button")}</button></form>')
+        return _page(request, content)
     await read_form(request)  # "List-Unsubscribe=One-Click", or the button's empty form
     _, kind = await notifications.unsubscribe(token)
-    content = f"<p>Done: you will get no more “{html.escape(kind)}” notification emails.</p>"
-    return web.Response(text=_PAGE.format(content=content), content_type="text/html")
+    content = f"<p>{translate(request_language(request), 'unsubscribe.done', kind=_kind_name(request, kind))}</p>"
+    return _page(request, content)
 
 
 def setup_routes(app: web.Application) -> None:

@@ -63,7 +63,7 @@ def cross_site_guard(cookie_name: str, public_url: Callable[[web.Request], str])
                 and (cookie_name in request.cookies or request.path in COOKIE_SETTING_PATHS)
                 and is_cross_site(request, public_url(request))):
             return refusal_response(Refusal(403, "cross_site_request",
-                                            "this request comes from another site; use the Stagepass pages"))
+                                            "this request comes from another site; use the Stagepass pages"), request)
         return await handler(request)
 
     return guard

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import html
 import logging
+from functools import partial
 from typing import Any, Optional
 from urllib.parse import quote
 
 from aiohttp import web
 
 from core.access import Refusal, bearer_token
+from core.access_http import request_language
+from core.i18n import translate
 
 from .accounts import UserView
 from .clients import client_address
@@ -24,8 +27,9 @@ from .orders import OrderView
 from .ledger import Ledger
 from .request_body import read_bytes, read_form, read_json
 from .service import Paywall
+from .watermark import watermark_for
 
-__all__ = ["PAYWALL", "SESSION_COOKIE", "current_user", "optional_user", "path_number", "read_json", "setup_routes"]
+__all__ = ["PAYWALL", "SESSION_COOKIE", "base_url", "current_user", "dev_checkout_html", "optional_user", "path_number", "read_json", "return_path_for", "setup_routes"]
 
 PAYWALL = web.AppKey("paywall", Paywall)
 SESSION_COOKIE = "stagepass_session"
@@ -49,7 +53,7 @@ async def current_user(request: web.Request) -> UserView:
 
 
 def _with_session(response: web.Response, request: web.Request, token: str) -> web.Response:
-    secure = request.secure or _base_url(request).startswith("https://")
+    secure = request.secure or base_url(request).startswith("https://")
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=secure,
                         max_age=14 * 86400, path="/")
     return response
@@ -75,7 +79,7 @@ def _client(request: web.Request) -> str:
     return client_address(request, request.app[PAYWALL].settings.server.trusted_proxies)
 
 
-def _base_url(request: web.Request) -> str:
+def base_url(request: web.Request) -> str:
     """Where users reach us: ``STAGEPASS_PUBLIC_URL`` (behind a proxy), else this request's."""
     return request.app[PAYWALL].settings.server.public_url or f"{request.scheme}://{request.host}"
 
@@ -134,6 +138,7 @@ async def catalog_room(request: web.Request) -> web.Response:
     user = await optional_user(request)
     if user is not None:
         body["owned"] = sorted(await paywall.orders.entitlements(user.id, room))
+    body["watermark"] = watermark_for(user, room)
     return web.json_response(body)
 
 
@@ -161,13 +166,34 @@ async def stream_key(request: web.Request) -> web.Response:
     catalog_ = request.app[PAYWALL].catalog
     slug = request.match_info["room"]
     key = await (catalog_.rotate_stream_key(user, slug) if request.method == "POST" else catalog_.stream_key(user, slug))
-    return web.json_response({"stream_key": key, "whip_url": f"{_base_url(request)}/whip/{slug}"})
+    return web.json_response({"stream_key": key, "whip_url": f"{base_url(request)}/whip/{slug}"})
 
 
 async def add_coupon(request: web.Request) -> web.Response:
     user = await current_user(request)
     coupon = await request.app[PAYWALL].catalog.add_coupon(user, request.match_info["room"], await read_json(request))
     return web.json_response({"coupon": coupon}, status=201)
+
+
+async def list_coupons(request: web.Request) -> web.Response:
+    user = await current_user(request)
+    return web.json_response({"coupons": await request.app[PAYWALL].catalog.coupons(user, request.match_info["room"])})
+
+
+async def edit_coupon(request: web.Request) -> web.Response:
+    """``PATCH /api/rooms/{room}/coupons/{code} {"active": false}``: disable (or enable) a coupon."""
+    user = await current_user(request)
+    coupon = await request.app[PAYWALL].catalog.set_coupon_active(
+        user, request.match_info["room"], request.match_info["code"], await read_json(request))
+    return web.json_response({"coupon": coupon})
+
+
+async def room_orders(request: web.Request) -> web.Response:
+    """The room's paid and refunded orders (its creator, admins): what the studio refunds."""
+    user = await current_user(request)
+    paywall = request.app[PAYWALL]
+    room = await paywall.catalog.require(request.match_info["room"])
+    return web.json_response({"orders": await paywall.orders.of_room(user, room)})
 
 
 async def mint_token(request: web.Request) -> web.Response:
@@ -180,7 +206,7 @@ async def mint_token(request: web.Request) -> web.Response:
 # ---------------------------------------------------------------------- orders
 async def create_order(request: web.Request) -> web.Response:
     user = await current_user(request)
-    order, created = await request.app[PAYWALL].orders.create(user, await read_json(request), _base_url(request))
+    order, created = await request.app[PAYWALL].orders.create(user, await read_json(request), base_url(request))
     return web.json_response({"order": order.as_dict()}, status=201 if created else 200)
 
 
@@ -200,25 +226,47 @@ async def refund_order(request: web.Request) -> web.Response:
 
 
 # ---------------------------------------------------------------------- dev checkout
-_DEV_PAGE = """<!doctype html><html lang="en"><head><meta charset="utf-8">
+_DEV_PAGE = """<!doctype html><html lang="{lang}"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Test checkout</title><link rel="stylesheet" href="/static/style.css"></head>
-<body><main><p class="banner" role="alert"><strong>TEST MODE</strong>: no money moves.</p>
-<h1>Pay {amount} {currency}</h1><p>{product} for <em>{room}</em> (order {order})</p>
+<title>{title}</title><link rel="stylesheet" href="/static/style.css"></head>
+<body><main><p class="banner" role="alert">{banner}</p>
+<h1>{pay}</h1><p>{what}</p>
 <form method="post"><input type="hidden" name="return" value="{back}">
-<button name="action" value="confirm" id="confirm">Confirm payment</button>
-<button name="action" value="decline" id="decline">Decline</button></form></main></body></html>"""
+<button name="action" value="confirm" id="confirm">{confirm}</button>
+<button name="action" value="decline" id="decline">{decline}</button></form></main></body></html>"""
+
+
+def dev_checkout_html(lang: str, amount: int, currency: str, what: str, back: str,
+                      every: Optional[str] = None) -> web.Response:
+    """The dev provider's checkout page (orders and passes) in ``lang``: ``what`` is plain
+    text (translated by the caller), escaped here; ``every`` is a pass's period (``month``,
+    ``year``), said after the amount."""
+    text = partial(translate, lang)
+    whole, cents = divmod(amount, 100)
+    period = text(f"checkout.every_{every}", default=f" / {every}") if every else ""
+    page = _DEV_PAGE.format(
+        lang=lang, title=text("checkout.title"), banner=text("checkout.banner"),
+        pay=html.escape(text("checkout.pay", amount=f"{whole}.{cents:02d}", currency=currency, every=period)),
+        what=html.escape(what), confirm=text("checkout.confirm"), decline=text("checkout.decline"),
+        back=html.escape(back, quote=True),
+    )
+    return web.Response(text=page, content_type="text/html", headers={"Content-Language": lang})
 
 
 def return_path(candidate: object, order: OrderView) -> str:
     """Where the dev checkout sends the buyer back: ``candidate`` if it is a same-origin
-    relative path (``/...``, not ``//host`` nor ``/\\host``, no control characters),
-    else the order's room page."""
+    relative path, else the order's room page."""
+    return return_path_for(candidate, f"/static/room.html?room={quote(order.room)}&order={quote(order.id)}")
+
+
+def return_path_for(candidate: object, fallback: str) -> str:
+    """``candidate`` if it is a same-origin relative path (``/...``, not ``//host`` nor
+    ``/\\host``, no control characters), else ``fallback``."""
     if (isinstance(candidate, str) and 1 <= len(candidate) <= 512 and candidate.startswith("/")
             and not candidate.startswith(("//", "/\\")) and candidate.isprintable() and " " not in candidate
             and "\\" not in candidate):
         return candidate
-    return f"/static/room.html?room={quote(order.room)}&order={quote(order.id)}"
+    return fallback
 
 
 def _dev_only(request: web.Request) -> None:
@@ -232,13 +280,11 @@ async def dev_checkout_page(request: web.Request) -> web.Response:
     order = await request.app[PAYWALL].orders.get(user, request.match_info["order"])
     if order.user_id != user.id:
         raise Refusal(404, "order_not_found", "no such order")
-    whole, cents = divmod(order.amount, 100)
-    page = _DEV_PAGE.format(
-        amount=f"{whole}.{cents:02d}", currency=html.escape(order.currency), product=html.escape(order.product),
-        room=html.escape(order.room), order=html.escape(order.id),
-        back=html.escape(return_path(request.query.get("return"), order), quote=True),
-    )
-    return web.Response(text=page, content_type="text/html")
+    lang = request_language(request)
+    text = partial(translate, lang)
+    what = text("checkout.what", product=text(f"checkout.product_{order.product}", default=order.product),
+                room=order.room, order=order.id)
+    return dev_checkout_html(lang, order.amount, order.currency, what, return_path(request.query.get("return"), order))
 
 
 async def dev_checkout_submit(request: web.Request) -> web.Response:
@@ -284,13 +330,13 @@ async def creator_earnings(request: web.Request) -> web.Response:
         raise Refusal(403, "not_a_creator", "only creators have earnings")
     async with request.app[PAYWALL].db() as s:
         rows = await Ledger.creator_earnings(s, user.id)
-    return web.json_response({"earnings": rows})
+        passes = await Ledger.creator_pass_earnings(s, user.id)
+    return web.json_response({"earnings": rows, "passes": passes})
 
 
 async def admin_ledger(request: web.Request) -> web.Response:
     user = await current_user(request)
-    if user.role != "admin":
-        raise Refusal(403, "admin_only", "only admins see the ledger")
+    user.require_admin("see the ledger")
     async with request.app[PAYWALL].db() as s:
         totals = await Ledger.totals(s)
         unbalanced = await Ledger.unbalanced_orders(s)
@@ -335,6 +381,9 @@ def setup_routes(app: web.Application) -> None:
     r.add_get("/api/rooms/{room}/stream-key", stream_key)
     r.add_post("/api/rooms/{room}/stream-key", stream_key)
     r.add_post("/api/rooms/{room}/coupons", add_coupon)
+    r.add_get("/api/rooms/{room}/coupons", list_coupons)
+    r.add_patch("/api/rooms/{room}/coupons/{code}", edit_coupon)
+    r.add_get("/api/rooms/{room}/orders", room_orders)
     r.add_post("/api/rooms/{room}/tokens", mint_token)
     r.add_post("/api/orders", create_order)
     r.add_get("/api/orders/{order}", get_order)

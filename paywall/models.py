@@ -13,6 +13,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     false,
+    true,
     CheckConstraint,
     Float,
     ForeignKey,
@@ -29,8 +30,8 @@ from .db import Base, TZDateTime
 
 __all__ = [
     "AuditEntry", "AudienceSample", "Base", "BroadcastRecord", "Coupon", "CouponRedemption", "CreatorProfile", "Entitlement", "Follow",
-    "LedgerEntry", "LoginSession", "Notification", "NotificationOptOut", "Order", "Payout", "PreviewUse", "Report", "Review",
-    "RevokedToken", "Room", "User", "WebhookEvent", "utcnow",
+    "LedgerEntry", "LoginSession", "Notification", "NotificationOptOut", "Order", "Pass", "PassCharge", "Payout", "Plan",
+    "PreviewUse", "Report", "Review", "RevokedToken", "Room", "Series", "SeriesRoom", "User", "WebhookEvent", "utcnow",
 ]
 
 
@@ -78,6 +79,8 @@ class Room(Base):
     replay_included: Mapped[bool] = mapped_column(Boolean, default=True)
     #: buyers of the replay may download the recording (HTTP Range on one file)
     allow_downloads: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    #: a paid room's players overlay each viewer's masked id (``paywall.watermark``); the creator may turn it off
+    watermark: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     preview_seconds: Mapped[int] = mapped_column(Integer, default=0)
     max_devices: Mapped[int] = mapped_column(Integer, default=1)
     stream_key: Mapped[str] = mapped_column(String(64))
@@ -86,6 +89,8 @@ class Room(Base):
     #: ``listed`` (in the catalog, for sale), ``pending`` (waits for an admin's review),
     #: ``rejected``, or ``taken_down`` (by an admin: not listed, not sold, not watched)
     listing: Mapped[str] = mapped_column(String(12), default="listed", server_default="listed")
+    #: the least a paid question of this room costs (minor units; 0: any amount)
+    question_min_price: Mapped[int] = mapped_column(BigInteger, default=0, server_default=text("0"))
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
     __table_args__ = (
         CheckConstraint("listing in ('listed','pending','rejected','taken_down')", name="ck_rooms_listing"),
@@ -106,6 +111,8 @@ class Coupon(Base):
     expires_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
     max_uses: Mapped[Optional[int]] = mapped_column(Integer, nullable=True)
     uses: Mapped[int] = mapped_column(Integer, default=0)
+    #: a disabled coupon is refused to new orders (orders already placed keep their price)
+    active: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     __table_args__ = (
         UniqueConstraint("room_id", "code", name="uq_coupons_room_code"),
         CheckConstraint("kind in ('percent','fixed')", name="ck_coupons_kind"),
@@ -187,21 +194,27 @@ class Payout(Base):
     __table_args__ = (CheckConstraint("amount > 0", name="ck_payouts_amount"),)
 
 
+#: each ledger leg belongs to exactly one order, payout or pass charge
+LEDGER_SOURCE = ("(case when order_id is null then 0 else 1 end) + (case when payout_id is null then 0 else 1 end)"
+                 " + (case when charge_id is null then 0 else 1 end) = 1")
+
+
 class LedgerEntry(Base):
-    """One leg of a balanced transaction (an order's, or a payout's): debits positive,
-    credits negative."""
+    """One leg of a balanced transaction (an order's, a pass charge's, or a payout's): debits
+    positive, credits negative."""
 
     __tablename__ = "ledger_entries"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     order_id: Mapped[Optional[str]] = mapped_column(ForeignKey("orders.id"), index=True, nullable=True)
     payout_id: Mapped[Optional[str]] = mapped_column(ForeignKey("payouts.id"), index=True, nullable=True)
+    charge_id: Mapped[Optional[str]] = mapped_column(ForeignKey("pass_charges.id"), index=True, nullable=True)
     account: Mapped[str] = mapped_column(String(64), index=True)
     amount: Mapped[int] = mapped_column(BigInteger)
     currency: Mapped[str] = mapped_column(String(3))
     kind: Mapped[str] = mapped_column(String(8))  # payment | refund | payout
     created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
     __table_args__ = (
-        CheckConstraint("(order_id is null) <> (payout_id is null)", name="ck_ledger_entries_source"),
+        CheckConstraint(LEDGER_SOURCE, name="ck_ledger_entries_source"),
     )
 
 
@@ -367,4 +380,105 @@ class Report(Base):
         CheckConstraint("kind in ('room','replay','danmaku','user')", name="ck_reports_kind"),
         CheckConstraint("status in ('open','resolved')", name="ck_reports_status"),
         Index("ix_reports_status", "status", "id"),
+    )
+
+
+class Plan(Base):
+    """A creator's subscription offer: a monthly or yearly pass to all their rooms and replays."""
+
+    __tablename__ = "subscription_plans"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    interval: Mapped[str] = mapped_column(String(5))
+    price: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    __table_args__ = (
+        UniqueConstraint("creator_id", "interval", name="uq_plans_interval"),
+        CheckConstraint("interval in ('month','year')", name="ck_plans_interval"),
+        CheckConstraint("price > 0", name="ck_plans_price"),
+    )
+
+
+class Series(Base):
+    """A course: a set of a creator's rooms sold at one price. With ``include_later``, buyers
+    also hold the rooms added after they bought it."""
+
+    __tablename__ = "series"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(200))
+    price: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    include_later: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    __table_args__ = (CheckConstraint("price > 0", name="ck_series_price"),)
+
+
+class SeriesRoom(Base):
+    __tablename__ = "series_rooms"
+    series_id: Mapped[int] = mapped_column(ForeignKey("series.id", ondelete="CASCADE"), primary_key=True)
+    room_id: Mapped[int] = mapped_column(ForeignKey("rooms.id", ondelete="CASCADE"), primary_key=True, index=True)
+    added_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+
+
+class Pass(Base):
+    """What a buyer holds beyond single tickets: a ``subscription`` to a creator (renewed each
+    period) or a ``series``. It grants the ticket and replay of its rooms while ``active``
+    (a subscription: until ``current_period_end``)."""
+
+    __tablename__ = "passes"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    creator_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    plan_id: Mapped[Optional[int]] = mapped_column(ForeignKey("subscription_plans.id"), nullable=True)
+    series_id: Mapped[Optional[int]] = mapped_column(ForeignKey("series.id"), nullable=True)
+    interval: Mapped[Optional[str]] = mapped_column(String(5), nullable=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    status: Mapped[str] = mapped_column(String(12), default="pending")
+    current_period_end: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
+    idempotency_key: Mapped[str] = mapped_column(String(128))
+    provider: Mapped[str] = mapped_column(String(16))
+    provider_ref: Mapped[Optional[str]] = mapped_column(String(255), nullable=True, index=True)
+    subscription_ref: Mapped[Optional[str]] = mapped_column(String(255), nullable=True, index=True)
+    checkout_url: Mapped[Optional[str]] = mapped_column(String(2000), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    started_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    ended_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key", name="uq_passes_idempotency"),
+        CheckConstraint("kind in ('subscription','series')", name="ck_passes_kind"),
+        CheckConstraint("status in ('pending','active','past_due','canceled','refunded','declined')",
+                        name="ck_passes_status"),
+        CheckConstraint("amount > 0", name="ck_passes_amount"),
+        Index("ix_passes_holder", "user_id", "creator_id", "status"),
+    )
+
+
+class PassCharge(Base):
+    """One payment of a pass: the series' price, or one period of a subscription (its first or
+    a renewal); ``payment_ref`` is the provider's (a Stripe invoice or payment), once."""
+
+    __tablename__ = "pass_charges"
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    pass_id: Mapped[str] = mapped_column(ForeignKey("passes.id"), index=True)
+    amount: Mapped[int] = mapped_column(BigInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    provider: Mapped[str] = mapped_column(String(16))
+    payment_ref: Mapped[str] = mapped_column(String(255))
+    #: what the provider refunds (a Stripe payment intent), if any
+    refund_ref: Mapped[Optional[str]] = mapped_column(String(255), nullable=True, index=True)
+    period_end: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(8), default="paid")
+    created_at: Mapped[dt.datetime] = mapped_column(TZDateTime, default=utcnow)
+    refunded_at: Mapped[Optional[dt.datetime]] = mapped_column(TZDateTime, nullable=True)
+    __table_args__ = (
+        UniqueConstraint("provider", "payment_ref", name="uq_pass_charges_payment"),
+        CheckConstraint("status in ('paid','refunded')", name="ck_pass_charges_status"),
+        CheckConstraint("amount >= 0", name="ck_pass_charges_amount"),
     )

@@ -21,6 +21,7 @@ import jwt
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
+from core.i18n import SUPPORTED, translate
 from core.mail import Mailer, MailError
 from core.tasks import TaskOwner
 from core.timeutil import as_utc, iso_z, parse_instant, utcnow
@@ -121,11 +122,12 @@ class Notifications:
         if hidden:
             shown = shown & Notification.kind.not_in(hidden)
         async with self.db() as s:
-            rows = (await s.execute(select(Notification).where(shown).order_by(Notification.id.desc())
-                                    .limit(limit))).scalars().all()
+            rows = (await s.execute(select(Notification, Room.title).where(shown)
+                                    .outerjoin(Room, Room.id == Notification.room_id)
+                                    .order_by(Notification.id.desc()).limit(limit))).all()
             unread = await s.scalar(select(func.count()).select_from(Notification)
                                     .where(shown, Notification.read_at.is_(None)))
-        return {"notifications": [_as_dict(n) for n in rows], "unread": int(unread or 0)}
+        return {"notifications": [_as_dict(n, title) for n, title in rows], "unread": int(unread or 0)}
 
     async def mark_read(self, user: UserView, ids: Any) -> int:
         """Mark ``ids`` (a list of notification ids) or ``"all"`` read; the count changed."""
@@ -228,16 +230,20 @@ class Notifications:
         log.info("room %s: %s notification %s for %d followers", room.slug, kind, key, len(fresh))
         mail_to = [f for f in followers if f.id in fresh and f.id not in no_email]
         if self.mailer is not None and mail_to:
-            self.tasks.spawn(self._mail(mail_to, kind, text, link), name=f"mail-{key}")
+            # a follower's language is not known: the email says it in English, then in Chinese
+            starts = parse_instant(room.starts_at).strftime("%Y-%m-%d %H:%M UTC") if room.starts_at else ""
+            chinese = translate("zh-CN", f"inbox.{kind}", title=room.title, time=starts)
+            self.tasks.spawn(self._mail(mail_to, kind, text, chinese, link), name=f"mail-{key}")
         return len(fresh)
 
-    async def _mail(self, recipients: Iterable[Follower], kind: str, text: str, link: str) -> None:
+    async def _mail(self, recipients: Iterable[Follower], kind: str, text: str, chinese: str, link: str) -> None:
         assert self.mailer is not None
         async with self._mail_lock:
             for follower in recipients:
                 unsubscribe = f"{self.base_url}/api/notifications/unsubscribe?token={self.unsubscribe_token(follower.id, kind)}"
-                body = (f"{text}\n\n{self.base_url}{link}\n\n"
-                        f"You follow this creator on Stagepass. To stop these emails ({kind}), open:\n{unsubscribe}\n")
+                footers = [translate(lang, "mail.footer", kind=translate(lang, f"notifications.{kind}")) for lang in SUPPORTED]
+                body = (f"{text}\n{chinese}\n\n{self.base_url}{link}\n\n"
+                        + "\n".join(footers) + f"\n{unsubscribe}\n")
                 try:
                     await self.mailer.send(follower.email, text, body, headers={
                         "List-Unsubscribe": f"<{unsubscribe}>",
@@ -249,6 +255,9 @@ class Notifications:
                     self.sent += 1
 
 
-def _as_dict(n: Notification) -> dict:
+def _as_dict(n: Notification, room_title: Optional[str] = None) -> dict:
+    """``text`` is the English sentence; ``room_title`` and (scheduled, reminder) ``starts_at``
+    let the pages say it in the reader's language (``inbox.<kind>`` in the catalogues)."""
+    starts_at = n.key.split(":", 2)[2] if n.kind in ("scheduled", "reminder") and n.key.count(":") >= 2 else None
     return {"id": n.id, "kind": n.kind, "text": n.text, "link": n.link, "created_at": iso_z(n.created_at),
-            "read": n.read_at is not None}
+            "read": n.read_at is not None, "room_title": room_title, "starts_at": starts_at}

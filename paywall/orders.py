@@ -28,9 +28,10 @@ from core.access import Refusal
 from .ledger import Ledger
 from .models import Coupon, CouponRedemption, Entitlement, Order, Room, User
 from .money import check_amount
+from .pass_holdings import PASS_GRANTS, held_through_passes, rooms_held_through_passes
 from .providers import PaymentProvider
 from core.behaviour import NO_EVENTS, BehaviourSink
-from core.timeutil import utcnow
+from core.timeutil import as_utc, utcnow
 
 __all__ = ["OrderBook", "OrderFacts", "OrderView", "PRODUCTS", "order_facts"]
 
@@ -110,6 +111,8 @@ class OrderBook:
         self.on_revoked = on_revoked
         #: checkout started / completed / abandoned go to the behaviour events (``Paywall.use_events``)
         self.events: BehaviourSink = NO_EVENTS
+        #: seconds a subscription still holds after its paid period (``PaywallSettings.subscription_grace``)
+        self.pass_grace: float = 0.0
 
     # ------------------------------------------------------------------ create
     async def create(self, buyer: UserView, data: dict[str, Any], base_url: str = "") -> tuple[OrderView, bool]:
@@ -206,7 +209,11 @@ class OrderBook:
 
     async def _price(self, buyer: UserView, room: RoomView, product: str, data: dict) -> int:
         if product in ("tip", "question"):
-            return check_amount(data.get("amount"))
+            amount = check_amount(data.get("amount"))
+            if product == "question" and amount < room.question_min_price:
+                raise Refusal(400, "below_minimum", f"a paid question in this room costs at least "
+                                                    f"{room.question_min_price} (minor units of {room.currency})")
+            return amount
         if "amount" in data:
             raise Refusal(400, "unexpected_amount", "the price of a ticket or replay is set by the room")
         if buyer.id == room.creator_id:
@@ -232,6 +239,8 @@ class OrderBook:
         coupon = (await s.execute(select(Coupon).where(Coupon.room_id == room.id, Coupon.code == code))).scalar_one_or_none()
         if coupon is None:
             raise Refusal(404, "coupon_not_found", f"no coupon {code!r} for this room")
+        if not coupon.active:
+            raise Refusal(410, "coupon_disabled", "this coupon was withdrawn by the room's creator")
         now = utcnow()
         taken = await s.execute(
             update(Coupon).execution_options(synchronize_session=False)
@@ -266,24 +275,49 @@ class OrderBook:
             raise Refusal(404, "order_not_found", "no such order")
         return _view(row[0], row[1], row[3])
 
+    async def of_room(self, user: UserView, room: RoomView) -> list[dict]:
+        """The room's paid and refunded orders, newest first, with the buyer's name (for the
+        room's creator or an admin: the studio's refunds)."""
+        if user.id != room.creator_id and user.role != "admin":
+            raise Refusal(403, "not_your_room", "only the room's creator sees its orders")
+        async with self.db() as s:
+            rows = (await s.execute(
+                select(Order, User.display_name, Coupon.code).join(User, User.id == Order.user_id)
+                .outerjoin(Coupon, Coupon.id == Order.coupon_id)
+                .where(Order.room_id == room.id, Order.status.in_(("paid", "refunded")))
+                .order_by(Order.paid_at.desc(), Order.id).limit(500)
+            )).all()
+        return [{**_view(order, room.slug, code).as_dict(), "buyer": name,
+                 "paid_at": as_utc(order.paid_at).isoformat().replace("+00:00", "Z") if order.paid_at else None}
+                for order, name, code in rows]
+
     async def entitlements(self, user_id: int, room: RoomView, session: Optional[AsyncSession] = None) -> set[str]:
-        """Active entitlement kinds (``ticket``, ``replay``) of a user for a room; in
+        """Active entitlement kinds (``ticket``, ``replay``) of a user for a room, from orders and
+        passes (a subscription to the creator, a series: ``paywall.pass_holdings``); in
         ``session`` if given (one session per request is much cheaper than several)."""
+        if session is None:
+            async with self.db() as s:
+                return await self.entitlements(user_id, room, s)
         query = select(Entitlement.kind).where(Entitlement.user_id == user_id,
                                                Entitlement.room_id == room.id, Entitlement.active)
-        if session is not None:
-            return set((await session.execute(query)).scalars().all())
-        async with self.db() as s:
-            return set((await s.execute(query)).scalars().all())
+        held = set((await session.execute(query)).scalars().all())
+        if held != {"ticket", "replay"}:
+            held |= await held_through_passes(session, user_id, room.id, room.creator_id, self.pass_grace)
+        return held
 
     async def owned(self, user_id: int) -> dict[str, list[str]]:
-        """Every room the user holds an active entitlement for: slug -> sorted kinds
-        (``ticket``, ``replay``); refunded ones are left out."""
+        """Every room the user holds an active entitlement for (an order, or a pass: a
+        subscription, a series): slug -> sorted kinds (``ticket``, ``replay``); refunded ones
+        are left out."""
         async with self.db() as s:
             rows = (await s.execute(
                 select(Room.slug, Entitlement.kind).join(Room, Room.id == Entitlement.room_id)
                 .where(Entitlement.user_id == user_id, Entitlement.active)
             )).all()
+            through_passes = await rooms_held_through_passes(s, user_id, self.pass_grace)
+            if through_passes:
+                slugs = (await s.execute(select(Room.slug).where(Room.id.in_(through_passes)))).scalars().all()
+                rows += [(slug, kind) for slug in slugs for kind in PASS_GRANTS]
         owned: dict[str, set[str]] = {}
         for slug, kind in rows:
             owned.setdefault(slug, set()).add(kind)

@@ -1,7 +1,9 @@
 """Payment providers behind one interface: ``dev`` (embedded default) and ``stripe``.
 
-A provider starts a checkout for a pending order and refunds a paid one. Completion
-arrives separately: the dev checkout page's confirm button, or Stripe's signed webhook.
+A provider starts a checkout for a pending order and refunds a paid one; the same for
+passes (``paywall.passes``): a series is paid once, a subscription renews each period
+until it is cancelled. Completion and renewals arrive separately: the dev checkout page's
+buttons, or Stripe's signed webhooks.
 """
 
 from __future__ import annotations
@@ -30,6 +32,12 @@ class PaymentProvider(Protocol):
 
     async def refund(self, order: Any) -> None: ...
 
+    async def start_pass_checkout(self, pass_: Any, title: str, base_url: str) -> Checkout: ...
+
+    async def refund_charge(self, charge: Any) -> None: ...
+
+    async def cancel_subscription(self, pass_: Any, at_period_end: bool) -> None: ...
+
 
 class DevProvider:
     """Test mode: a local page where the buyer confirms or declines; no money moves."""
@@ -40,6 +48,15 @@ class DevProvider:
         return Checkout(url=f"{base_url}/pay/dev/{order.id}")
 
     async def refund(self, order: Any) -> None:
+        return None
+
+    async def start_pass_checkout(self, pass_: Any, title: str, base_url: str) -> Checkout:
+        return Checkout(url=f"{base_url}/pay/dev/passes/{pass_.id}")
+
+    async def refund_charge(self, charge: Any) -> None:
+        return None
+
+    async def cancel_subscription(self, pass_: Any, at_period_end: bool) -> None:
         return None
 
 
@@ -88,6 +105,55 @@ class StripeProvider:
             )
         except stripe.StripeError as exc:
             raise Refusal(502, "provider_error", f"Stripe refused the refund: {exc.user_message or exc}") from None
+
+    async def start_pass_checkout(self, pass_: Any, title: str, base_url: str) -> Checkout:
+        """A Checkout Session for a pass: ``mode=subscription`` with a recurring price for a
+        subscription (Stripe Billing renews it and sends ``invoice.paid`` each period), else
+        ``mode=payment``. The pass id rides in the session's and the subscription's metadata."""
+        price: dict = {"currency": pass_.currency.lower(), "unit_amount": pass_.amount, "product_data": {"name": title}}
+        params: dict = {
+            "client_reference_id": pass_.id,
+            "metadata": {"pass_id": pass_.id},
+            "line_items": [{"quantity": 1, "price_data": price}],
+            "success_url": f"{base_url}/static/creator.html?id={pass_.creator_id}&pass={pass_.id}&paid=1",
+            "cancel_url": f"{base_url}/static/creator.html?id={pass_.creator_id}&pass={pass_.id}&cancelled=1",
+        }
+        if pass_.interval:
+            price["recurring"] = {"interval": pass_.interval}
+            params["mode"] = "subscription"
+            params["subscription_data"] = {"metadata": {"pass_id": pass_.id}}
+        else:
+            params["mode"] = "payment"
+        try:
+            session = await self.client.v1.checkout.sessions.create_async(
+                params=params, options={"idempotency_key": f"stagepass-pass-{pass_.id}"})
+        except stripe.StripeError as exc:
+            raise Refusal(502, "provider_error", f"Stripe refused the checkout: {exc.user_message or exc}") from None
+        return Checkout(url=session.url, provider_ref=session.id)
+
+    async def refund_charge(self, charge: Any) -> None:
+        if not charge.refund_ref:
+            raise Refusal(409, "not_refundable", "no Stripe payment is known for this charge")
+        target = {"charge": charge.refund_ref} if charge.refund_ref.startswith(("ch_", "py_")) else {
+            "payment_intent": charge.refund_ref}
+        try:
+            await self.client.v1.refunds.create_async(
+                params=target, options={"idempotency_key": f"stagepass-refund-{charge.id}"})
+        except stripe.StripeError as exc:
+            raise Refusal(502, "provider_error", f"Stripe refused the refund: {exc.user_message or exc}") from None
+
+    async def cancel_subscription(self, pass_: Any, at_period_end: bool) -> None:
+        """At the period's end (the holder keeps what they paid for), or at once (a refund)."""
+        if not pass_.subscription_ref:
+            return  # the checkout never completed: there is nothing to cancel at Stripe
+        try:
+            if at_period_end:
+                await self.client.v1.subscriptions.update_async(
+                    pass_.subscription_ref, params={"cancel_at_period_end": True})
+            else:
+                await self.client.v1.subscriptions.cancel_async(pass_.subscription_ref)
+        except stripe.StripeError as exc:
+            raise Refusal(502, "provider_error", f"Stripe refused to cancel: {exc.user_message or exc}") from None
 
     def verify_event(self, payload: bytes, signature: Optional[str]) -> dict:
         """Stripe's signature scheme (HMAC-SHA256 over ``t.payload``, tolerance window).

@@ -24,6 +24,7 @@ from .db import Database
 from .models import RevokedToken, User
 from .orders import OrderBook
 from .tokens import TokenIssuer
+from .watermark import watermark_for
 
 __all__ = ["ReplayAccess", "ANONYMOUS"]
 
@@ -78,6 +79,7 @@ class ReplayAccess:
             "preview_seconds": room.preview_seconds,
             "downloads": owned and room.allow_downloads,
             "for_sale": room.replay_price is not None,
+            "watermark": watermark_for(user, room),
         }
 
     async def mint(self, user: Optional[UserView], recording_id: str, room: Optional[RoomView]) -> dict:

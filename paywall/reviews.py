@@ -88,8 +88,7 @@ class Reviews:
             return await self._one(s, review_id)
 
     async def moderate(self, admin: UserView, review_id: int, decision: Any) -> dict:
-        if admin.role != "admin":
-            raise Refusal(403, "admin_only", "only admins moderate reviews")
+        admin.require_admin("moderate reviews")
         if decision not in ("approved", "rejected"):
             raise Refusal(400, "invalid_decision", 'decision: "approved" or "rejected"')
         async with self.db() as s:
@@ -104,8 +103,7 @@ class Reviews:
 
     async def queue(self, admin: UserView, status: str = "pending") -> list[dict]:
         """Reviews with ``status`` (the moderation queue: oldest first)."""
-        if admin.role != "admin":
-            raise Refusal(403, "admin_only", "only admins moderate reviews")
+        admin.require_admin("moderate reviews")
         if status not in STATUSES:
             raise Refusal(400, "invalid_status", f"status: one of {', '.join(STATUSES)}")
         async with self.db() as s:

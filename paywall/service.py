@@ -22,10 +22,13 @@ from .follows import Follows
 from .ledger import Ledger
 from .notifications import Notifications
 from .orders import OrderBook
+from .passes import PassBook
 from .payouts import Payouts
+from .plans import Plans
 from .replays import ReplayAccess
 from .reports import Reports
 from .reviews import Reviews
+from .series import SeriesCatalog
 from .providers import DevProvider, PaymentProvider, StripeProvider
 from .tokens import TokenIssuer
 from .trust import Trust
@@ -56,8 +59,14 @@ class Paywall:
             log.warning("TEST MODE PAYMENTS: the 'dev' payment provider lets buyers confirm their own orders and "
                         "no money moves; set STAGEPASS_PAYMENT_PROVIDER=stripe for real payments")
         self.orders = OrderBook(db, self.catalog, self.ledger, provider, on_revoked)
+        self.orders.pass_grace = settings.paywall.subscription_grace
+        self.follows = Follows(db)
+        self.plans = Plans(db)
+        self.series = SeriesCatalog(db)
+        self.passes = PassBook(db, self.catalog, self.orders, self.ledger, provider, self.plans, self.series,
+                               self.follows, on_revoked)
         self.tokens = TokenIssuer(settings.signing_secret(), ttl=settings.paywall.access_token_ttl)
-        self.webhooks = Webhooks(db, self.orders)
+        self.webhooks = Webhooks(db, self.orders, self.passes)
         self.replays = ReplayAccess(db, self.catalog, self.orders, self.tokens)
         #: the one door (``core.access.Door``): paywall rooms, replays, and the open rooms' stream keys
         self.access = PaywallAccess(db, self.catalog, self.orders, self.tokens, self.replays,
@@ -65,7 +74,6 @@ class Paywall:
         self.audience = AudienceLog(db)
         self.payouts = Payouts(db, self.ledger, self.provider.name)
         self.dashboard = CreatorDashboard(db, self.audience, self.payouts)
-        self.follows = Follows(db)
         self.audit = AuditLog(db)
         self.reviews = Reviews(db, self.audit)
         self.reports = Reports(db, self.audit)

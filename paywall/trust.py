@@ -27,11 +27,6 @@ __all__ = ["Trust"]
 LISTINGS = ("listed", "pending", "rejected", "taken_down")
 
 
-def _admin(user: UserView) -> None:
-    if user.role != "admin":
-        raise Refusal(403, "admin_only", "only admins review content")
-
-
 class Trust:
     def __init__(self, db: Database, catalog: Catalog, orders: OrderBook, audit: AuditLog,
                  review_unverified: bool = True) -> None:
@@ -52,7 +47,7 @@ class Trust:
         return "listed" if verified else "pending"
 
     async def verify(self, admin: UserView, creator_id: int, verified: Any) -> dict:
-        _admin(admin)
+        admin.require_admin("review content")
         if not isinstance(verified, bool):
             raise Refusal(400, "invalid_verified", "verified: true or false")
         async with self.db() as s:
@@ -66,7 +61,7 @@ class Trust:
 
     async def queue(self, admin: UserView, listing: str = "pending") -> list[dict]:
         """Rooms with ``listing`` (the review queue: oldest first)."""
-        _admin(admin)
+        admin.require_admin("review content")
         if listing not in LISTINGS:
             raise Refusal(400, "invalid_listing", f"listing: one of {', '.join(LISTINGS)}")
         async with self.db() as s:
@@ -75,7 +70,7 @@ class Trust:
 
     async def decide(self, admin: UserView, slug: str, decision: Any) -> RoomView:
         """Approve (``listed``) or reject a room waiting for review."""
-        _admin(admin)
+        admin.require_admin("review content")
         if decision not in ("approved", "rejected"):
             raise Refusal(400, "invalid_decision", 'decision: "approved" or "rejected"')
         room = await self.catalog.require(slug)
@@ -86,7 +81,7 @@ class Trust:
         return await self.catalog.require(slug)
 
     async def take_down(self, admin: UserView, slug: str, body: dict) -> dict:
-        _admin(admin)
+        admin.require_admin("review content")
         unknown = set(body) - {"reason", "refund"}
         if unknown:
             raise Refusal(400, "unknown_field", f"unknown field(s): {', '.join(sorted(unknown))}")

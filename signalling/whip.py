@@ -25,6 +25,7 @@ from core.settings import ROOM_NAME_RE, Settings
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.peer_session import PeerSession
 from mediaserver.live.room import Room, RoomRegistry
+from mediaserver.workers.channel import WorkerGone
 
 from .admission import Admission
 from .edges import Edges, PullFailed
@@ -52,6 +53,7 @@ DOMAIN_REFUSALS: dict[type[Exception], tuple[int, str]] = {
     RoomBusy: (409, "room_busy"),
     CodecMismatch: (406, "no_common_codec"),
     NegotiationFailed: (400, "bad_offer"),
+    WorkerGone: (503, "unavailable"),  # the media worker died while answering (--workers N): try again
 }
 
 

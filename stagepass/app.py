@@ -13,8 +13,10 @@ from core.heap import gc_pauses
 
 import web as web_assets
 from web.share import setup_share_routes
+from web.i18n import setup_i18n_routes
 from web.vendor import setup_vendor_routes
 from interaction.assembly import build_interaction
+from interaction.ban_door import BanDoor
 from insight.assembly import install_insight, open_insight
 from stagepass.keys import AUDIENCE, CLUSTER, NODES, NOTIFICATIONS, PACKAGING, RTMP
 from stagepass.operations import install_ops
@@ -23,7 +25,7 @@ from ops.metrics import Metrics
 from paywall import http as paywall_http
 from paywall import clips_http, replay_http
 from paywall import dashboard_http
-from paywall import community_http
+from paywall import community_http, passes_http
 from paywall import reviews_http
 from paywall import trust_http
 from paywall.audience import AudienceSampler
@@ -45,6 +47,7 @@ from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.replays import Replays
 from mediaserver.live.room import Room, RoomRegistry
+from mediaserver.workers.remote import WorkerRooms
 from mediaserver.storage import StorageError, open_storage, publishes
 from mediaserver.packaging.uploads import ReplayUploads
 from mediaserver.packaging.options import PackageOptions
@@ -66,7 +69,9 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
     app[SETTINGS] = settings
 
     metrics = Metrics()
-    rooms = RoomRegistry(settings, observer=metrics)
+    # one process, or a control plane beside media workers (``--workers N``)
+    rooms = (WorkerRooms(settings, settings.media.workers, observer=metrics) if settings.media.workers > 1
+             else RoomRegistry(settings, observer=metrics))
     storage = open_storage(settings.recording.storage_url, settings.server.data_dir)
     publishing = publishes(storage, settings.server.data_dir)
     # the one place that decides between one process and several nodes
@@ -116,7 +121,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
-            app[ACCESS] = with_relays(paywall.access)
+            app[ACCESS] = with_relays(BanDoor(paywall.access, paywall.catalog, interaction.moderation))
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
             insight = await open_insight(app)
@@ -163,6 +168,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         setup_share_routes(app)
         dashboard_http.setup_routes(app)
         community_http.setup_routes(app)
+        passes_http.setup_routes(app)
         reviews_http.setup_routes(app)
         trust_http.setup_routes(app)
         install_insight(app)
@@ -256,7 +262,10 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         yield
         await ingest.close()
 
-    if settings.media.rtmp_port:
+    if settings.media.rtmp_port and settings.media.workers > 1:
+        rtmp_log.warning("RTMP ingest is not available with media workers (--workers %d): publish over WHIP",
+                         settings.media.workers)
+    elif settings.media.rtmp_port:
         app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
     install_ops(app, settings, rooms, metrics, cluster, with_paywall=access is None,
@@ -269,6 +278,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
     app.router.add_get("/", index)
     app.router.add_static("/static/", STATIC_DIR, follow_symlinks=False)
     setup_vendor_routes(app)
+    setup_i18n_routes(app)
     gc_pauses.install()
     app.middlewares.append(refusal_middleware)  # innermost: every edge's refusal as its JSON answer
     return app

@@ -9,6 +9,7 @@ from aiohttp import web
 from core.cluster import Cluster
 from core.settings import Settings
 from mediaserver.live.room import RoomRegistry
+from mediaserver.workers.remote import WorkerRooms
 
 from ops.health import Readiness, cluster_check, data_dir_check, database_check, storage_check
 from ops import admin
@@ -19,7 +20,7 @@ from ops.metrics import Metrics
 __all__ = ["install_ops"]
 
 
-def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, metrics: Metrics,
+def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry | WorkerRooms, metrics: Metrics,
                 cluster: Cluster, with_paywall: bool, storage: Optional[Any] = None) -> None:
     """``metrics`` must be the ``rooms``' observer (``RoomRegistry(settings, metrics)``);
     ``cluster``: a shared one is a readiness check (``redis``);
@@ -28,6 +29,8 @@ def install_ops(app: web.Application, settings: Settings, rooms: RoomRegistry, m
     readiness = Readiness()
     app[READINESS] = readiness
     readiness.add("data_dir", data_dir_check(settings.server.data_dir))
+    if isinstance(rooms, WorkerRooms):  # --workers N: each worker runs (not while one restarts)
+        readiness.add("media_workers", rooms.pool.readiness)
     if storage is not None:
         readiness.add("storage", storage_check(storage))
     if with_paywall:

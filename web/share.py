@@ -20,7 +20,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
+from core.access_http import request_language
 from core.cpu import off_loop
+from core.i18n import translate
 from mediaserver.packaging.clips import Clip
 from paywall.catalog import RoomView
 from paywall.clips_http import CLIPS
@@ -163,7 +165,7 @@ async def share_clip(request: web.Request) -> web.Response:
 def _embed_page(request: web.Request, room: Optional[RoomView], data: dict) -> web.Response:
     config = escape(json.dumps(data), quote=True)
     body = f"""<!doctype html>
-<html lang="en">
+<html lang="{request_language(request)}">
 <head>
   <meta charset="utf-8">
   <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -187,8 +189,11 @@ def _embed_page(request: web.Request, room: Optional[RoomView], data: dict) -> w
                         headers={"Content-Security-Policy": frame_ancestors(room), "Cache-Control": "no-store"})
 
 
-def _buy(base: str, room: Optional[RoomView], slug: str) -> dict:
-    label = f"Buy · {price_text(room.ticket_price, room.currency)}" if room and room.ticket_price else "Watch"
+def _buy(request: web.Request, room: Optional[RoomView], slug: str) -> dict:
+    """The embed's button to the room page, in the visitor's language."""
+    base, lang = _base(request), request_language(request)
+    label = (translate(lang, "embed.buy", price=price_text(room.ticket_price, room.currency)) if room and room.ticket_price
+             else translate(lang, "embed.watch"))
     return {"buy_url": f"{base}/static/room.html?room={quote(slug)}", "buy_label": label}
 
 
@@ -199,7 +204,7 @@ async def embed_clip(request: web.Request) -> web.Response:
     summary = clip.summary()
     return _embed_page(request, room, {
         "kind": "clip", "title": summary["title"] or (room.title if room else clip.room),
-        "playlist": summary["playlist_url"], "poster": summary["poster_url"], **_buy(_base(request), room, clip.room),
+        "playlist": summary["playlist_url"], "poster": summary["poster_url"], **_buy(request, room, clip.room),
     })
 
 
@@ -210,7 +215,7 @@ async def embed_room(request: web.Request) -> web.Response:
     clips = await off_loop(request.app[CLIPS].clips, room.slug)
     teaser = next((c for c in clips if c.teaser and c.ready), None)
     data = {"kind": "room", "title": room.title, "poster": await _latest_poster(request, room.slug),
-            **_buy(_base(request), room, room.slug)}
+            **_buy(request, room, room.slug)}
     if teaser is not None:
         data.update(playlist=teaser.summary()["playlist_url"], poster=teaser.summary()["poster_url"])
     return _embed_page(request, room, data)

@@ -208,12 +208,27 @@ class Room:
             except BaseException:
                 await source.close()
                 raise
-            previous, self.publisher, self.origin = self.publisher, source, origin
-            source.attach()
-            if previous is not None:
-                await previous.close()
+            await self._take_source(source, origin)
         self.log.info("pulling from node %s as edge source %s", origin, source.id[:8])
         return source
+
+    async def relay_from(self, origin: str, make_source: Callable[..., S]) -> S:
+        """Relay this room from ``origin`` (another media worker of this machine): the
+        source ``make_source(room_name, on_closed, stale_after, fanouts)`` builds replaces
+        whatever source was here. Like an edge, a relay neither opens a broadcast nor
+        records, and it is let go of when the room's last viewer here leaves."""
+        async with self._publish_lock:
+            source = make_source(room_name=self.name, on_closed=self._forget,
+                                 stale_after=self.settings.media.publisher_stale_seconds, fanouts=self.fanouts)
+            await self._take_source(source, origin)
+        self.log.info("relaying from %s as source %s", origin, source.id[:8])
+        return source
+
+    async def _take_source(self, source: LivePublisher, origin: str) -> None:
+        previous, self.publisher, self.origin = self.publisher, source, origin
+        source.attach()
+        if previous is not None:
+            await previous.close()
 
     def viewer_count(self) -> int:
         """Viewers watching here, not counting other nodes' edge sources pulling from this one."""
@@ -347,6 +362,14 @@ class Room:
         if self.publisher is not None and self.publisher.id == session_id:
             return self.publisher
         return self.subscribers.get(session_id)
+
+    async def end_sessions_of(self, user_id: int, why: str) -> int:
+        """Close every viewer session of ``user_id`` on this node (a ban); how many there were."""
+        ended = [s for s in self.subscribers.values() if s.user_id == user_id and not s.closed]
+        for session in ended:
+            session.log.info("%s: ending session", why)
+            await session.close()
+        return len(ended)
 
     async def _forget(self, session: PeerSession | LivePublisher) -> None:
         if session is self.publisher:

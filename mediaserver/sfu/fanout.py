@@ -51,7 +51,7 @@ from mediaserver.sfu.downstream import Downstream
 from mediaserver.sfu.keyframe_requester import KeyframeRequester
 from mediaserver.sfu.packet_history import PacketHistory
 from mediaserver.sfu.nack_answers import RTP_HEADER, NackAnswers
-from mediaserver.sfu.retransmission import LATE_LIMIT
+from mediaserver.sfu.retransmission import LATE_LIMIT, extend_seq
 from mediaserver.sfu.rtp_payloads import is_keyframe_start
 from mediaserver.sfu.samples import SampleRing
 from core.tasks import TaskOwner
@@ -464,6 +464,23 @@ class Fanout(NackAnswers):
         d.segments.append(((seq + d.seq_delta) & 0xFFFF, d.seq_delta, d.ts_delta, gen))
         del d.segments[:-_MAX_SEGMENTS]
         return True
+
+    # ------------------------------------------------------------ relays
+    @property
+    def source_clock(self) -> Optional[tuple[int, int, float, int]]:
+        """The publisher's last sender report: ``(ntp, rtp, time.time() of it, clock rate)``."""
+        return self._source_clock
+
+    def kept(self, seq: int) -> Optional[tuple[int, int, bytes, str]]:
+        """The current source's packet with (16-bit) sequence number ``seq``, if the history
+        still keeps it: ``(timestamp, marker, payload, codec)`` (a relay asking again)."""
+        if self._highest is None:
+            return None
+        ext = extend_seq(self._highest, seq)
+        entry = self._history.get(ext)
+        if entry is None or entry[1] != ext or entry[0] != self._generation:
+            return None
+        return entry[2], entry[3], entry[4], entry[5]
 
     # ------------------------------------------------------------ lifetime
     def release(self) -> None:

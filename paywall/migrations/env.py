@@ -4,8 +4,10 @@ from alembic import context
 
 from paywall.models import Base
 from paywall.search import is_search_object
-import interaction.models  # noqa: F401  (its tables are part of the schema)
-import insight.models  # noqa: F401  (the behaviour events, visitor links and room costs)
+
+# Upgrading needs no models. ``target_metadata`` is for comparing (tests/paywall/test_migrations.py,
+# ``--autogenerate``): interaction/ and insight/ declare their tables on the same ``Base``, and the
+# caller imports them (paywall sits below both and does not import them).
 
 connection = context.config.attributes.get("connection")
 if connection is None:  # pragma: no cover - only programmatic use is supported

@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+import os
 
 import pytest
 
@@ -69,11 +70,21 @@ def test_settings_env_then_cli(tmp_path):
         ({"STAGEPASS_PUBLIC_URL": "live.example.org"}, "public_url"),
         ({"STAGEPASS_PUBLIC_URL": "https://live.example.org/x?y=1"}, "public_url"),
         ({"STAGEPASS_RECORDING_KEYFRAME_INTERVAL": "-1"}, "recording_keyframe_interval"),
+        ({"STAGEPASS_WORKERS": "0"}, "workers: between 1 and 256"),
+        ({"STAGEPASS_WORKERS": "many"}, "workers: expected a number or 'cores'"),
+        ({"STAGEPASS_WORKERS": "3", "STAGEPASS_UDP_PORT": "40000-40001"}, "no port for worker 2"),
+        ({"STAGEPASS_WORKERS": "2", "REDIS_URL": "redis://127.0.0.1:6379/0"}, "several nodes"),
     ],
 )
 def test_settings_reject_bad_values(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.load([], env)
+
+
+def test_media_workers_setting():
+    assert Settings.load([], {}).media.workers == 1  # media in the server's own process
+    assert Settings.load(["--workers", "3"], {"STAGEPASS_WORKERS": "2"}).media.workers == 3
+    assert Settings.load([], {"STAGEPASS_WORKERS": "cores"}).media.workers == len(os.sched_getaffinity(0))
 
 
 def test_default_room_key_is_generated_once_and_private(tmp_path):

@@ -76,6 +76,9 @@ async def test_followers_hear_of_a_scheduled_room_by_inbox_and_email(site):
     assert re.fullmatch(r"Live maths is scheduled for \d{4}-\d\d-\d\d \d\d:\d\d UTC", texts["scheduled"]), texts
     assert re.fullmatch(r"Live maths starts in (9|10) minutes", texts["reminder"]), texts
     assert all(n["link"] == "/static/room.html?room=maths" for n in box["notifications"])
+    # what the pages need to say it in Chinese (inbox.<kind> of the catalogues): the room and its start
+    starts = (await fan.get("/api/catalog/maths"))[1]["room"]["starts_at"]
+    assert all(n["room_title"] == "Live maths" and n["starts_at"] == starts for n in box["notifications"])
     assert (await inbox_of(quitter))["notifications"] == [] and (await inbox_of(stranger))["notifications"] == []
 
     [mail] = await mails.wait_for(1)
@@ -84,6 +87,7 @@ async def test_followers_hear_of_a_scheduled_room_by_inbox_and_email(site):
     assert mail["From"] == "classes@example.org" and mail["Subject"].startswith("Live maths is scheduled")
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert f"{base}/static/room.html?room=maths" in mail.get_content()
+    assert "Live maths 定于 " in mail.get_content() and "如需停止此类邮件" in mail.get_content()  # and in Chinese
 
     # the creator page shows it all, to anyone
     status, page = await stranger.get(f"/api/creators/{cid}")

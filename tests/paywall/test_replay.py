@@ -94,7 +94,7 @@ async def test_recordings_are_listed_as_products(shop):
     status, body = await visitor.get(f"/api/recordings/{rec_id}")
     assert status == 200 and body["offer"] == {
         "owned": False, "price": 500, "currency": "USD", "replay_included": False, "ticket_price": 990,
-        "preview_seconds": 3, "downloads": False, "for_sale": True}
+        "preview_seconds": 3, "downloads": False, "for_sale": True, "watermark": None}
     # posters are public (the catalog shows them)
     status, data, headers = await fetch(base + item["poster_url"])
     assert status == 200 and data[:2] == b"\xff\xd8"
@@ -140,7 +140,10 @@ async def test_preview_then_purchase(shop):
     for _, seg in segments:
         status, payload, headers = await fetch(f"{base}/replay/{rec_id}/{seg.uri}")
         assert status == 200 and headers["Content-Type"] == "video/mp2t" and payload[0] == 0x47
-    assert (await viewer.get(f"/api/recordings/{rec_id}"))[1]["offer"]["owned"] is True
+    offer = (await viewer.get(f"/api/recordings/{rec_id}"))[1]["offer"]
+    assert offer["owned"] is True
+    assert offer["watermark"]["label"].startswith(f"#{viewer.user['id']} ")  # the replay player marks the buyer
+    assert (await creator.get(f"/api/recordings/{rec_id}"))[1]["offer"]["watermark"] is None
 
 
 async def test_ticket_with_replay_included_and_creator(shop):

@@ -2,15 +2,19 @@
 Redis database. The creator publishes on A; a ticket holder plays on B, which pulls the
 room from A with a relay token (no ticket, no seat, not a viewer); a forged relay token is
 refused; the origin's audience samples count the edge's viewer; a refund on A ends the
-viewer's session on B, and B lets go of A."""
+viewer's session on B, and B lets go of A; a ban issued in A's chat ends the banned
+buyer's player on B, and B refuses the player afterwards."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 
 from signalling.relay_tokens import RelayTokens
 from signalling.whip import ROOMS
 from stagepass.app import AUDIENCE, NODES, create_app
+from tests.support.chat import Chat
 from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, flushed_redis, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer
@@ -72,6 +76,25 @@ async def test_a_paid_room_through_an_edge_and_a_refund_there(two_nodes):
         assert stats_b["viewers"] == 1 and stats_b["live"]
         # the origin's audience samples (the dashboard) count the edge's viewer, not the relay
         await wait_for(lambda: app_a[AUDIENCE].count(room(app_a)) == 1, timeout=10)
+
+        # a ban in the creator's chat on A ends the banned buyer's player on B; B refuses it again
+        banned = Viewer(base_b)
+        peers.append(banned)
+        rowdy = await Api.sign_up(base_b, "viewer")
+        await buy(rowdy, "maths")
+        assert await banned.post("/whep/maths", token=await view_token(rowdy, "maths")) == 201
+        await wait_for(lambda: room(app_b).viewer_count() == 2, timeout=10)
+        moderator = Chat()
+        peers.append(moderator)
+        assert await moderator.connect(base_a, "maths", minted["token"]), moderator.refused
+        assert (await moderator.call("mod:ban", {"user_id": rowdy.user["id"]}))["ok"]
+        await wait_for(lambda: room(app_b).viewer_count() == 1, timeout=10)
+        again = Viewer(base_b)
+        peers.append(again)
+        assert await again.post("/whep/maths", token=await view_token(rowdy, "maths")) == 403
+        assert json.loads(again.error)["error"]["code"] == "banned"
+        count = len(watcher.numbers)
+        await wait_for(lambda: len(watcher.numbers) > count + 5, timeout=10)  # the others play on
 
         # a refund on A ends the session on B; B, without viewers, lets go of A
         status, body = await creator.post(f"/api/orders/{order['id']}/refund")

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import signal
 
-import aiohttp
 import pytest
 
+from tests.support.frames import frames_grow, get_json, in_order, until
 from tests.support.paywall_fixtures import flushed_redis, fresh_postgres
 from tests.support.peers import Publisher, Viewer
 from tests.support.server_process import start_server, stop
@@ -27,37 +27,6 @@ def node_flags(database_url: str) -> list[str]:
     return ["--redis-url", f"redis://127.0.0.1:6379/{REDIS_DB}", "--database-url", database_url,
             "--secret", SECRET, "--rooms", "open=open-room-key", "--node-heartbeat-seconds", "0.3",
             "--recordings", "off", "--log-level", "WARNING"]
-
-
-async def get_json(base: str, path: str) -> dict:
-    async with aiohttp.ClientSession() as http:
-        async with http.get(base + path) as r:
-            assert r.status == 200, (path, r.status)
-            return await r.json()
-
-
-async def until(predicate, timeout: float = 20.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
-async def frames_grow(viewer: Viewer, count: int = 20, timeout: float = 20.0) -> list[int]:
-    """The next ``count`` frame numbers the viewer decodes."""
-    start = len(viewer.numbers)
-
-    async def enough() -> bool:
-        return len(viewer.numbers) >= start + count
-
-    await until(enough, timeout, "frames")
-    return viewer.numbers[start:]
-
-
-def in_order(numbers: list[int]) -> bool:
-    return all(b > a for a, b in zip(numbers, numbers[1:]))
 
 
 async def live_viewers(base: str) -> dict[str, int]:

@@ -76,11 +76,13 @@ def console_log(page, name: str, lines: list[str]) -> None:
 
 
 async def open_page(browser, base: str, name: str, log: list[str], *, login: str | None = None,
-                    viewport: tuple[int, int] = (1280, 900), timeout_ms: int = 15_000):
+                    viewport: tuple[int, int] = (1280, 900), timeout_ms: int = 15_000, locale: str | None = None):
     """A page in a fresh browser context (camera and microphone allowed), logged in with
-    the login token ``login`` (as the session cookie) if given; its console goes to ``log``."""
+    the login token ``login`` (as the session cookie) if given; its console goes to ``log``.
+    ``locale`` (``"zh-CN"``) sets the browser's language: ``Accept-Language`` and ``navigator.language``."""
+    options = {"locale": locale} if locale else {}
     context = await browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
-                                        permissions=["camera", "microphone"])
+                                        permissions=["camera", "microphone"], **options)
     if login is not None:
         host = base.split("//", 1)[1].split(":")[0]
         await context.add_cookies([{"name": "stagepass_session", "value": login, "domain": host,

@@ -63,6 +63,15 @@ async def paywall_app(database_url, aiohttp_server, tmp_path):
     yield str(server.make_url("")).rstrip("/"), app
 
 
+@pytest.fixture
+async def sqlite_app(aiohttp_server, tmp_path):
+    """(base_url, app) of a full server over SQLite only: for tests where the database kind
+    does not matter (no money moves, or the money path is covered on both elsewhere)."""
+    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'paywall.db'}"))
+    server = await aiohttp_server(app)
+    yield str(server.make_url("")).rstrip("/"), app
+
+
 @contextlib.asynccontextmanager
 async def flushed_redis(redis_db: int, **options: Any) -> AsyncIterator[Any]:
     """A client of the machine's Redis database ``redis_db``, flushed before and after."""

@@ -43,5 +43,8 @@ async def test_creator_login_publishes_and_buyer_plays(aiohttp_server, tmp_path,
         timeout=15_000,
     )
     assert len(room.subscribers) == 1
+    # a paid room: the buyer's watermark over the player (tests/web/test_browser_i18n.py tests it further)
+    await watch.wait_for_function(
+        "[...document.getElementById('stage').children].some((e) => e.tagName === 'DIV' && e.getBoundingClientRect().width > 0)")
     await watch.screenshot(path=str(SCREENSHOTS / "watch-bought.png"))
     assert not [line for line in log if "pageerror" in line], log

@@ -22,9 +22,9 @@ def meta(page: str) -> dict[str, str]:
             for k, v in re.findall(r'<meta (?:property|name)="([^"]+)" content="([^"]*)">', page)}
 
 
-async def get(url: str) -> tuple[int, str, dict]:
+async def get(url: str, headers: dict | None = None) -> tuple[int, str, dict]:
     async with aiohttp.ClientSession() as http:
-        async with http.get(url, allow_redirects=False) as r:
+        async with http.get(url, allow_redirects=False, headers=headers) as r:
             return r.status, await r.text(), dict(r.headers)
 
 
@@ -84,6 +84,9 @@ async def test_frame_ancestors_follow_the_creators_choice(shared):
     config = json.loads(html.unescape(re.search(r'data-config="([^"]*)"', page).group(1)))
     assert config["playlist"] == f"/clips/{clip['id']}/index.m3u8" and config["buy_label"] == "Buy · 9.90 USD"
     assert config["title"] == 'Live maths <b>"now"</b>'  # data for textContent, escaped in the attribute
+    _, page, _ = await get(f"{base}/embed/room/maths", headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    config = json.loads(html.unescape(re.search(r'data-config="([^"]*)"', page).group(1)))
+    assert config["buy_label"] == "购买 · 9.90 USD" and '<html lang="zh-CN">' in page
 
 
 @pytest.mark.slow

@@ -4,6 +4,7 @@
 // actions: end a broadcast, disconnect a viewer (on the node hosting the room: the nodes
 // table links each node's own admin page). Admins only; others are told why not.
 import { api, describe, h, setStatus, siteHeader } from "./ui.js";
+import { t } from "./i18n.js";
 
 const status = document.getElementById("status");
 const POLL_MS = 2000;
@@ -19,7 +20,7 @@ function num(value, digits = 0) {
 async function act(path, what) {
   try {
     await api(path, { method: "POST" });
-    setStatus(status, "ok", `${what}: done`);
+    setStatus(status, "ok", t("admin.done", { what }));
   } catch (err) {
     setStatus(status, "error", `${what}: ${describe(err)}`);
   }
@@ -27,9 +28,9 @@ async function act(path, what) {
 }
 
 function renderNode(node) {
-  const items = [["Node", node.id], ["CPU", node.cpu_pct === null ? "—" : `${node.cpu_pct}%`],
-                 ["Event loop lag", node.event_loop_lag_ms === null ? "—" : `${node.event_loop_lag_ms} ms`],
-                 ["Live rooms", node.rooms_live], ["Viewers", node.viewers]];
+  const items = [[t("admin.node"), node.id], [t("admin.cpu"), node.cpu_pct === null ? "—" : `${node.cpu_pct}%`],
+                 [t("admin.event_loop_lag"), node.event_loop_lag_ms === null ? "—" : `${node.event_loop_lag_ms} ms`],
+                 [t("admin.live_rooms"), node.rooms_live], [t("admin.viewers"), node.viewers]];
   document.getElementById("node").replaceChildren(
     ...items.flatMap(([k, v]) => [h("dt", {}, k), h("dd", { dataset: { field: k } }, String(v))]));
   document.getElementById("node-section").hidden = false;
@@ -43,13 +44,13 @@ function renderNodes(cluster) {
       ? (n.this ? n.url : h("a", { href: `${n.url}/static/admin.html` }, n.url))
       : "—";
     return h("tr", { dataset: { node: n.id, this: String(n.this) } },
-      h("td", { "data-label": "Node" }, n.id, n.this ? " (this node)" : ""),
-      h("td", { "data-label": "Address" }, address),
-      h("td", { "data-label": "CPU", class: "num" }, load.cpu_pct === null || load.cpu_pct === undefined ? "—" : `${load.cpu_pct}%`),
-      h("td", { "data-label": "Loop lag ms", class: "num" }, num(load.event_loop_lag_ms, 1)),
-      h("td", { "data-label": "Viewers", class: "num viewers" }, num(load.viewers)),
-      h("td", { "data-label": "Rooms hosted", class: "rooms" }, n.rooms.length ? n.rooms.join(", ") : "—"),
-      h("td", { "data-label": "Last heartbeat", class: "num", title: n.last_heartbeat }, `${n.heartbeat_age_s} s ago`));
+      h("td", { "data-label": t("admin.node") }, n.id, n.this ? t("admin.this_node_suffix") : ""),
+      h("td", { "data-label": t("admin.address") }, address),
+      h("td", { "data-label": t("admin.cpu"), class: "num" }, load.cpu_pct === null || load.cpu_pct === undefined ? "—" : `${load.cpu_pct}%`),
+      h("td", { "data-label": t("admin.loop_lag_ms"), class: "num" }, num(load.event_loop_lag_ms, 1)),
+      h("td", { "data-label": t("admin.viewers"), class: "num viewers" }, num(load.viewers)),
+      h("td", { "data-label": t("admin.rooms_hosted"), class: "rooms" }, n.rooms.length ? n.rooms.join(", ") : "—"),
+      h("td", { "data-label": t("admin.last_heartbeat"), class: "num", title: n.last_heartbeat }, t("admin.seconds_ago", { s: n.heartbeat_age_s })));
   }));
   document.getElementById("nodes-section").hidden = false;
 }
@@ -57,16 +58,16 @@ function renderNodes(cluster) {
 function renderRooms(rooms) {
   const body = document.querySelector("#rooms-table tbody");
   body.replaceChildren(...rooms.map((r) => h("tr", { dataset: { room: r.room } },
-    h("td", { "data-label": "Room" }, r.room),
-    h("td", { "data-label": "Phase", class: "phase" }, r.phase),
-    h("td", { "data-label": "Publisher kbit/s", class: "num" }, r.publisher ? num(r.publisher.ingest_kbps) : "—"),
-    h("td", { "data-label": "Viewers", class: "num viewers" }, String(r.viewers)),
-    h("td", { "data-label": "Loss", class: "num" }, `${pct(r.loss.mean)} / ${pct(r.loss.worst)}`),
-    h("td", { "data-label": "Actions" },
+    h("td", { "data-label": t("admin.room") }, r.room),
+    h("td", { "data-label": t("admin.phase"), class: "phase" }, r.phase),
+    h("td", { "data-label": t("admin.publisher_kbit_s"), class: "num" }, r.publisher ? num(r.publisher.ingest_kbps) : "—"),
+    h("td", { "data-label": t("admin.viewers"), class: "num viewers" }, String(r.viewers)),
+    h("td", { "data-label": t("admin.loss"), class: "num" }, `${pct(r.loss.mean)} / ${pct(r.loss.worst)}`),
+    h("td", { "data-label": t("admin.actions") },
       r.phase === "live" || r.phase === "reconnecting"
         ? h("button", { type: "button", class: "danger end-broadcast",
                         onclick: () => act(`/api/admin/rooms/${encodeURIComponent(r.room)}/end`,
-                                           `end the broadcast of ${r.room}`) }, "End broadcast")
+                                           t("admin.end_broadcast_of", { room: r.room })) }, t("admin.end_broadcast"))
         : null))));
   document.getElementById("rooms-empty").hidden = rooms.length > 0;
   document.getElementById("rooms-section").hidden = false;
@@ -79,24 +80,24 @@ async function renderViewers(rooms) {
     const rows = listing.viewers.map((v) => {
       const video = v.video || {};
       return h("tr", { dataset: { viewer: v.id } },
-        h("td", { "data-label": "Viewer" }, v.id, v.user_id ? ` (user ${v.user_id})` : ""),
-        h("td", { "data-label": "Loss", class: "num loss" }, pct(video.fraction_lost)),
-        h("td", { "data-label": "RTT ms", class: "num" }, num(video.rtt_ms)),
-        h("td", { "data-label": "Jitter ms", class: "num" }, num(video.jitter_ms, 1)),
-        h("td", { "data-label": "NACKs", class: "num" }, num(video.nacked)),
-        h("td", { "data-label": "Skips", class: "num" }, num(video.dropped)),
-        h("td", { "data-label": "Actions" },
+        h("td", { "data-label": t("admin.viewer") }, v.id, v.user_id ? t("studio.user_id", { id: v.user_id }) : ""),
+        h("td", { "data-label": t("admin.loss"), class: "num loss" }, pct(video.fraction_lost)),
+        h("td", { "data-label": t("admin.rtt_ms"), class: "num" }, num(video.rtt_ms)),
+        h("td", { "data-label": t("admin.jitter_ms"), class: "num" }, num(video.jitter_ms, 1)),
+        h("td", { "data-label": t("admin.nacks"), class: "num" }, num(video.nacked)),
+        h("td", { "data-label": t("admin.skips"), class: "num" }, num(video.dropped)),
+        h("td", { "data-label": t("admin.actions") },
           h("button", { type: "button", class: "secondary disconnect",
                         onclick: () => act(`/api/admin/rooms/${encodeURIComponent(r.room)}/viewers/${encodeURIComponent(v.id)}/disconnect`,
-                                           `disconnect viewer ${v.id}`) }, "Disconnect")));
+                                           t("admin.disconnect_viewer", { id: v.id })) }, t("admin.disconnect"))));
     });
     const heading = `viewers-${r.room}`;
     sections.push(h("section", { "aria-labelledby": heading, dataset: { room: r.room } },
-      h("h2", { id: heading }, `Viewers of ${r.room}`),
+      h("h2", { id: heading }, t("admin.viewers_of", { room: r.room })),
       h("div", { class: "table-wrap" },
         h("table", { class: "stack viewers" },
-          h("thead", {}, h("tr", {}, ...["Viewer", "Loss", "RTT ms", "Jitter ms", "NACKs", "Skips", "Actions"]
-            .map((t) => h("th", { scope: "col" }, t)))),
+          h("thead", {}, h("tr", {}, ...["viewer", "loss", "rtt_ms", "jitter_ms", "nacks", "skips", "actions"]
+            .map((key) => h("th", { scope: "col" }, t(`admin.${key}`))))),
           h("tbody", {}, ...rows)))));
   }
   document.getElementById("room-viewers").replaceChildren(...sections);
@@ -109,11 +110,11 @@ async function refresh() {
     renderNode(live.node);
     renderRooms(live.rooms);
     await renderViewers(live.rooms);
-    if (status.dataset.state === "loading") setStatus(status, "ok", "Live; updated every 2 s.");
+    if (status.dataset.state === "loading") setStatus(status, "ok", t("admin.updated"));
     return true;
   } catch (err) {
-    const why = err.status === 401 ? "Log in as an admin to see this page."
-      : err.status === 403 ? "Only admins see this page." : describe(err);
+    const why = err.status === 401 ? t("admin.log_in")
+      : err.status === 403 ? t("admin.only_admins") : describe(err);
     setStatus(status, "error", why);
     return err.status !== 401 && err.status !== 403;
   }

@@ -2,12 +2,13 @@
 // ROI, each session's audience retention live and on replay (line chart, drop-offs marked),
 // engagement and peak moments, and the CSV exports. Data: /api/creator/insight/rooms/...
 import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { lang, plural, t } from "./i18n.js";
 
 const slug = param("room", "");
 const base = `/api/creator/insight/rooms/${encodeURIComponent(slug)}`;
 const status = document.getElementById("status");
-const STEPS = { visited: "Visited", previewed: "Previewed", checkout: "Checkout", purchased: "Purchased",
-                watched_5_min: "Watched ≥ 5 min" };
+const STEPS = { visited: t("analytics.visited"), previewed: t("analytics.previewed"), checkout: t("analytics.checkout"),
+                purchased: t("analytics.purchased"), watched_5_min: t("analytics.watched_5_min") };
 let funnelChart = null;
 let retentionChart = null;
 window.stagepass = { charts: () => ({ funnel: funnelChart, retention: retentionChart }) };
@@ -16,7 +17,7 @@ const pct = (x) => (x === null ? "—" : `${(x * 100).toFixed(1)} %`);
 
 function money(minor, currency) {
   return minor ? formatMoney(minor, currency)
-    : new Intl.NumberFormat(undefined, { style: "currency", currency }).format(0);
+    : new Intl.NumberFormat(lang, { style: "currency", currency }).format(0);
 }
 
 function figures(el, pairs) {
@@ -34,7 +35,7 @@ function showFunnel(funnel) {
   funnelChart = new Chart(document.getElementById("funnel-chart"), {
     type: "bar",
     data: { labels: funnel.map((s) => STEPS[s.step]),
-            datasets: [{ label: "People", data: funnel.map((s) => s.people), backgroundColor: "#2563eb" }] },
+            datasets: [{ label: t("analytics.people"), data: funnel.map((s) => s.people), backgroundColor: "#2563eb" }] },
     options: { animation: false, responsive: true, maintainAspectRatio: false, indexAxis: "y",
                plugins: { legend: { display: false } }, scales: { x: { beginAtZero: true, ticks: { precision: 0 } } } },
   });
@@ -43,12 +44,12 @@ function showFunnel(funnel) {
 function showRevenue(r) {
   document.getElementById("revenue-section").hidden = false;
   figures(document.getElementById("revenue"), [
-    ["Gross", money(r.gross, r.currency), "gross"], ["Refunds", money(r.refunds, r.currency), "refunds"],
-    ["Platform fees", money(r.fees, r.currency), "fees"], ["Net (your share)", money(r.net, r.currency), "net"],
-    ["Costs", money(r.costs, r.currency), "costs"], ["Profit", money(r.profit, r.currency), "profit"],
-    ["ROI", r.roi === null ? "— (enter costs)" : pct(r.roi), "roi"],
-    ["Viewer-minutes", String(r.viewer_minutes), "viewer_minutes"],
-    ["Net per viewer-minute", r.net_per_viewer_minute === null ? "—" : money(Math.round(r.net_per_viewer_minute), r.currency),
+    [t("analytics.gross"), money(r.gross, r.currency), "gross"], [t("analytics.refunds"), money(r.refunds, r.currency), "refunds"],
+    [t("analytics.fees"), money(r.fees, r.currency), "fees"], [t("analytics.net"), money(r.net, r.currency), "net"],
+    [t("analytics.costs"), money(r.costs, r.currency), "costs"], [t("analytics.profit"), money(r.profit, r.currency), "profit"],
+    [t("analytics.roi"), r.roi === null ? t("analytics.enter_costs") : pct(r.roi), "roi"],
+    [t("analytics.viewer_minutes"), String(r.viewer_minutes), "viewer_minutes"],
+    [t("analytics.net_per_viewer_minute"), r.net_per_viewer_minute === null ? "—" : money(Math.round(r.net_per_viewer_minute), r.currency),
      "net_per_viewer_minute"],
   ]);
 }
@@ -60,19 +61,20 @@ async function showSession(id) {
   const drops = [...one.live.drop_offs.map((d) => ({ ...d, where: "live" })),
                  ...one.replay.drop_offs.map((d) => ({ ...d, where: "replay" }))];
   document.getElementById("retention-caption").textContent =
-    `${one.live.joiners} joined live, ${one.replay.viewers} watched the replay. ` +
-    (drops.length ? `Drop-offs: ${drops.map((d) => `${d.where} minute ${d.minute} (−${pct(d.drop)})`).join(", ")}.` : "No sharp drop-off.");
+    t("analytics.joined", { live: one.live.joiners, replay: one.replay.viewers }) +
+    (drops.length ? t("analytics.drop_offs", { list: drops.map((d) => t(`analytics.drop_${d.where}`, { minute: d.minute, drop: pct(d.drop) })).join(", ") })
+      : t("analytics.no_drop_off"));
   const e = one.engagement;
   figures(document.getElementById("engagement"), [
-    ["Viewer-minutes", String(e.viewer_minutes), "viewer_minutes"], ["Danmaku", String(e.danmaku), "danmaku"],
-    ["Questions", String(e.questions), "questions"],
-    ["Danmaku per viewer-minute", e.danmaku_per_viewer_minute ?? "—", "danmaku_per_viewer_minute"],
-    ["Questions per viewer-minute", e.questions_per_viewer_minute ?? "—", "questions_per_viewer_minute"],
+    [t("analytics.viewer_minutes"), String(e.viewer_minutes), "viewer_minutes"], [t("analytics.danmaku"), String(e.danmaku), "danmaku"],
+    [t("analytics.questions"), String(e.questions), "questions"],
+    [t("analytics.danmaku_per_minute"), e.danmaku_per_viewer_minute ?? "—", "danmaku_per_viewer_minute"],
+    [t("analytics.questions_per_minute"), e.questions_per_viewer_minute ?? "—", "questions_per_viewer_minute"],
   ]);
-  const replayUrl = (t) => `/static/replay.html?recording=${encodeURIComponent(id)}#t=${Math.floor(t / 1000)}`;
+  const replayUrl = (ms) => `/static/replay.html?recording=${encodeURIComponent(id)}#t=${Math.floor(ms / 1000)}`;
   document.getElementById("chapters").replaceChildren(...one.chapters.map((c) => h("li", {},
     h("a", { href: replayUrl(c.t_ms) }, `${Math.floor(c.t_ms / 60000)}:${String(Math.floor(c.t_ms / 1000) % 60).padStart(2, "0")}`),
-    ` ${c.title} (${c.danmaku} danmaku)`)));
+    ` ${c.title} (${plural("analytics.danmaku_count", c.danmaku)})`)));
   if (typeof Chart === "undefined") return;
   const points = (curve) => curve.map((y, x) => ({ x, y }));
   const marks = (curve, list) => list.map((d) => ({ x: d.minute, y: curve[d.minute] }));
@@ -80,15 +82,15 @@ async function showSession(id) {
   retentionChart = new Chart(document.getElementById("retention-chart"), {
     type: "line",
     data: { datasets: [
-      { label: "Live", data: points(live), borderColor: "#2563eb", pointRadius: 0, borderWidth: 2 },
-      { label: "Replay", data: points(replay), borderColor: "#16a34a", pointRadius: 0, borderWidth: 2 },
-      { label: "Drop-offs", type: "scatter", data: [...marks(live, one.live.drop_offs), ...marks(replay, one.replay.drop_offs)],
+      { label: t("analytics.live"), data: points(live), borderColor: "#2563eb", pointRadius: 0, borderWidth: 2 },
+      { label: t("analytics.replay"), data: points(replay), borderColor: "#16a34a", pointRadius: 0, borderWidth: 2 },
+      { label: t("analytics.drop_offs_label"), type: "scatter", data: [...marks(live, one.live.drop_offs), ...marks(replay, one.replay.drop_offs)],
         pointRadius: 6, pointStyle: "triangle", rotation: 180, backgroundColor: "#dc2626" },
     ] },
     options: { animation: false, responsive: true, maintainAspectRatio: false, parsing: false,
-               scales: { x: { type: "linear", min: 0, title: { display: true, text: "Minute" } },
+               scales: { x: { type: "linear", min: 0, title: { display: true, text: t("analytics.minute") } },
                          y: { min: 0, max: 1, ticks: { callback: (v) => `${v * 100} %` },
-                              title: { display: true, text: "Share of joiners watching" } } } },
+                              title: { display: true, text: t("analytics.share_watching") } } } },
   });
 }
 
@@ -100,7 +102,7 @@ function showExports() {
 
 async function load() {
   const body = await api(base);
-  document.getElementById("title").textContent = `Insight: ${body.room.title}`;
+  document.getElementById("title").textContent = t("analytics.title", { title: body.room.title });
   showFunnel(body.funnel);
   showRevenue(body.revenue);
   showExports();
@@ -108,7 +110,7 @@ async function load() {
   if (body.sessions.length) {
     document.getElementById("session-section").hidden = false;
     select.replaceChildren(...body.sessions.map((s) => h("option", { value: s.id },
-      `${s.id} (${Math.round(s.duration_ms / 60000)} min)`)));
+      `${s.id} (${t("dashboard.minutes", { m: Math.round(s.duration_ms / 60000) })})`)));
     select.onchange = () => showSession(select.value).catch((err) => setStatus(status, "error", describe(err)));
     await showSession(body.sessions[0].id);
   }
@@ -125,7 +127,7 @@ document.getElementById("cost-form").addEventListener("submit", async (event) =>
                                                           amount, note: document.getElementById("cost-note").value } });
     event.target.reset();
     await load();
-    setStatus(status, "ready", "Cost added.");
+    setStatus(status, "ready", t("analytics.cost_added"));
   } catch (err) {
     error.hidden = false;
     error.textContent = describe(err);
@@ -136,9 +138,9 @@ async function main() {
   await siteHeader();
   try {
     await load();
-    setStatus(status, "ready", "Up to date.");
+    setStatus(status, "ready", t("analytics.up_to_date"));
   } catch (err) {
-    setStatus(status, "error", err.status === 404 ? "No such room among yours." : describe(err));
+    setStatus(status, "error", err.status === 404 ? t("analytics.no_such_room") : describe(err));
   }
 }
 

@@ -5,6 +5,7 @@
 import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
 import { showTeasers } from "./teasers.js";
 import { suggest, visited } from "./insight.js";
+import { formatDateTime, formatDuration, plural, t } from "./i18n.js";
 
 const LIVE_REFRESH_MS = 10_000;
 
@@ -30,12 +31,12 @@ export function countdown(iso, now = Date.now()) {
   const d = Math.floor(left / 86400);
   const hms = [Math.floor(left / 3600) % 24, Math.floor(left / 60) % 60, left % 60]
     .map((n) => String(n).padStart(2, "0")).join(":");
-  return d ? `${d} d ${hms}` : hms;
+  return d ? t("common.days_clock", { days: d, clock: hms }) : hms;
 }
 
 function when(iso) {
   const date = new Date(iso);
-  return h("time", { datetime: iso }, date.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }));
+  return h("time", { datetime: iso }, formatDateTime(date));
 }
 
 function matches(query, ...texts) {
@@ -44,14 +45,14 @@ function matches(query, ...texts) {
 }
 
 function priceBadge(room) {
-  return h("span", { class: "badge price" }, room.free ? "Free" : formatMoney(room.ticket_price, room.currency));
+  return h("span", { class: "badge price" }, room.free ? t("common.free") : formatMoney(room.ticket_price, room.currency));
 }
 
 function ownedBadge(slug, room) {
   const kinds = state.owned[slug] || [];
-  if (state.user && room && state.user.id === room.creator_id) return h("span", { class: "badge owned" }, "Your room");
-  if (kinds.includes("ticket")) return h("span", { class: "badge owned" }, "You own this");
-  if (kinds.includes("replay")) return h("span", { class: "badge owned" }, "You own the replay");
+  if (state.user && room && state.user.id === room.creator_id) return h("span", { class: "badge owned" }, t("catalog.your_room"));
+  if (kinds.includes("ticket")) return h("span", { class: "badge owned" }, t("catalog.you_own_this"));
+  if (kinds.includes("replay")) return h("span", { class: "badge owned" }, t("catalog.you_own_replay"));
   return null;
 }
 
@@ -71,13 +72,13 @@ function roomCard(room, extra) {
 function liveBadge(entry) {
   const n = entry.viewers;
   return [
-    h("span", { class: "badge live" }, entry.phase === "reconnecting" ? "Reconnecting" : "Live"),
-    h("span", { class: "viewers", "aria-label": `${n} watching` }, `${n} watching`),
+    h("span", { class: "badge live" }, entry.phase === "reconnecting" ? t("catalog.reconnecting") : t("catalog.live")),
+    h("span", { class: "viewers", "aria-label": plural("room.watching", n) }, plural("room.watching", n)),
   ];
 }
 
 function countdownBadge(iso) {
-  return [h("span", { class: "countdown", dataset: { starts: iso } }, `Starts in ${countdown(iso) ?? "a moment"}`), " ", when(iso)];
+  return [h("span", { class: "countdown", dataset: { starts: iso } }, countdown(iso) ? t("catalog.starts_in", { left: countdown(iso) }) : t("catalog.starting_now")), " ", when(iso)];
 }
 
 function recordingCard(rec) {
@@ -90,7 +91,7 @@ function recordingCard(rec) {
     h("a", { class: "title", href }, rec.title || (room && room.title) || rec.room),
     h("div", { class: "meta" },
       rec.started_at ? when(rec.started_at) : null,
-      h("span", { class: "duration", "aria-label": `${length} long` }, length),
+      h("span", { class: "duration", "aria-label": formatDuration(seconds) }, length),
       room && room.replay_price != null && !room.replay_included
         ? h("span", { class: "badge price" }, formatMoney(room.replay_price, room.currency)) : null,
       ownedBadge(rec.room, room)));
@@ -123,7 +124,7 @@ function render() {
       // an open room from the server's configuration: the plain player
       live.push(h("li", { class: "card", dataset: { room: entry.room } },
         h("a", { class: "title", href: `/static/watch.html?room=${encodeURIComponent(entry.room)}&autoplay=1` }, entry.room),
-        h("div", { class: "meta" }, liveBadge(entry), h("span", { class: "badge price" }, "Open"))));
+        h("div", { class: "meta" }, liveBadge(entry), h("span", { class: "badge price" }, t("catalog.open")))));
     }
   }
   const scheduled = state.rooms.filter((r) => !onAir.has(r.slug) && r.starts_at && Date.parse(r.starts_at) > now)
@@ -134,7 +135,7 @@ function render() {
   for (const room of [...state.rooms].sort(byRank)) {
     if (onAir.has(room.slug) || scheduled.includes(room)) continue;
     if (hit(room)) {
-      others.push(roomCard(room, room.starts_at ? [h("span", { class: "hint" }, "Started "), when(room.starts_at)] : null));
+      others.push(roomCard(room, room.starts_at ? [h("span", { class: "hint" }, t("catalog.started")), when(room.starts_at)] : null));
     }
   }
   const replays = state.recordings.filter((rec) => {
@@ -143,7 +144,7 @@ function render() {
   }).map(recordingCard);
   const shown = fill("live", live) + fill("upcoming", upcoming) + fill("replays", replays) + fill("others", others);
   empty.hidden = !(state.loaded && shown === 0);
-  empty.textContent = query ? "Nothing matches your search." : "No rooms yet.";
+  empty.textContent = query ? t("index.nothing_matches_your_search") : t("catalog.no_rooms");
 }
 
 function tick() {
@@ -151,7 +152,7 @@ function tick() {
   let passed = false;
   for (const el of document.querySelectorAll(".countdown[data-starts]")) {
     const left = countdown(el.dataset.starts, now);
-    el.textContent = left ? `Starts in ${left}` : "Starting now";
+    el.textContent = left ? t("catalog.starts_in", { left }) : t("catalog.starting_now");
     if (!left) passed = true;
   }
   if (passed) refreshLive();
@@ -171,7 +172,7 @@ async function refreshLive() {
     state.live = (await api("/api/live")).rooms;
     render();
   } catch (err) {
-    setStatus(statusLine, "error", `Could not refresh the live rooms: ${describe(err)}`);
+    setStatus(statusLine, "error", t("catalog.refresh_failed", { error: describe(err) }));
   }
 }
 
@@ -211,7 +212,7 @@ async function runSearch() {
   } catch (err) {
     if (seq !== searchSeq) return;
     statusLine.hidden = false;
-    setStatus(statusLine, "error", `Search failed: ${describe(err)}`);
+    setStatus(statusLine, "error", t("catalog.search_failed", { error: describe(err) }));
   }
 }
 
@@ -226,7 +227,7 @@ search.addEventListener("input", () => {
 });
 document.getElementById("search-form").addEventListener("submit", (e) => e.preventDefault());
 
-load().catch((err) => setStatus(statusLine, "error", `Could not load the catalog: ${describe(err)}`));
+load().catch((err) => setStatus(statusLine, "error", t("catalog.load_failed", { error: describe(err) })));
 visited("catalog");
 suggest("for-you", "/api/recommendations/for-you?limit=6");
 setInterval(tick, 1000);

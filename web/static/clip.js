@@ -1,6 +1,7 @@
 // A clip's page: the clip (HLS through hls.js) with its danmaku overlaid on the clip's own
 // clock, a link to the room, and for a free teaser the share link and the embed code.
 import { api, describe, param, setStatus, siteHeader } from "./ui.js";
+import { formatDuration, t } from "./i18n.js";
 
 const MODES = { scroll: "rtl", top: "top", bottom: "bottom" };
 const clipId = param("clip", "");
@@ -18,13 +19,13 @@ async function main() {
   try {
     clip = await api(`/api/clips/${encodeURIComponent(clipId)}`);
   } catch (err) {
-    setStatus(statusLine, "error", err.status === 404 ? "No such clip, or it is for the replay's owners." : describe(err));
+    setStatus(statusLine, "error", err.status === 404 ? t("clip.not_found") : describe(err));
     return;
   }
   document.title = `Stagepass — ${clip.title || clip.room_title}`;
   document.getElementById("title").textContent = clip.title || `A clip of ${clip.room_title}`;
   document.getElementById("meta").textContent =
-    `${clip.room_title} · ${(clip.duration_ms / 1000).toFixed(1)} s${clip.teaser ? " · free" : ""}`;
+    `${clip.room_title} · ${formatDuration(clip.duration_ms / 1000)}${clip.teaser ? ` · ${t("common.free_lower")}` : ""}`;
   document.getElementById("room-link").href = `/static/room.html?room=${encodeURIComponent(clip.room)}`;
   if (clip.teaser) {
     const share = document.getElementById("share-link");
@@ -54,14 +55,14 @@ async function main() {
   if (window.Hls && Hls.isSupported()) {
     hls = new Hls();
     hls.on(Hls.Events.ERROR, (_, data) => {
-      if (data.fatal) setStatus(statusLine, "error", `Playback failed: ${data.details}`);
+      if (data.fatal) setStatus(statusLine, "error", t("common.playback_failed", { details: data.details }));
     });
     hls.loadSource(clip.playlist_url);
     hls.attachMedia(video);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = clip.playlist_url;
   } else {
-    setStatus(statusLine, "error", "This browser cannot play HLS.");
+    setStatus(statusLine, "error", t("common.no_hls"));
     return;
   }
   video.addEventListener("loadedmetadata", () => setStatus(statusLine, "ready", "Ready"), { once: true });

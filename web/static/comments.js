@@ -2,6 +2,7 @@
 // level deep, reply, delete (own, or as a moderator), report, and review for moderators.
 // User text always goes through textContent (ui.js `h`).
 import { api, describe, h, me, setStatus } from "./ui.js";
+import { formatDateTime, plural, t } from "./i18n.js";
 
 /** Fill `section` with the discussion of `room` (and of one replay when `recording` is set). */
 export async function mountComments(section, { room, recording = "" }) {
@@ -33,9 +34,9 @@ export async function mountComments(section, { room, recording = "" }) {
 
   function form(parent = null) {
     const input = h("textarea", { maxlength: 1000, rows: parent ? 2 : 3, required: true,
-                                  "aria-label": parent ? "Your reply" : "Your comment" });
+                                  "aria-label": parent ? t("comments.your_reply") : t("comments.your_comment") });
     return h("form", { class: "comment-form", onsubmit: (e) => { e.preventDefault(); post(input.value, parent, input); } },
-      input, h("button", { type: "submit" }, parent ? "Reply" : "Comment"));
+      input, h("button", { type: "submit" }, parent ? t("comments.reply") : t("comments.comment")));
   }
 
   function item(c, moderator, top) {
@@ -43,25 +44,25 @@ export async function mountComments(section, { room, recording = "" }) {
     if (user && !c.deleted) {
       if (top) {
         actions.push(h("button", { type: "button", class: "link", onclick: (e) => {
-          e.target.closest("li").append(form(c.id)); e.target.remove(); } }, "Reply"));
+          e.target.closest("li").append(form(c.id)); e.target.remove(); } }, t("comments.reply")));
       }
       if (c.mine || moderator) {
-        actions.push(h("button", { type: "button", class: "link", onclick: () => act(`/api/comments/${c.id}`, undefined, "DELETE") }, "Delete"));
+        actions.push(h("button", { type: "button", class: "link", onclick: () => act(`/api/comments/${c.id}`, undefined, "DELETE") }, t("studio.delete")));
       }
       if (!c.mine) {
-        actions.push(c.reported ? h("span", { class: "hint" }, "reported")
-          : h("button", { type: "button", class: "link", onclick: () => act(`/api/comments/${c.id}/report`, {}) }, "Report"));
+        actions.push(c.reported ? h("span", { class: "hint" }, t("comments.reported"))
+          : h("button", { type: "button", class: "link", onclick: () => act(`/api/comments/${c.id}/report`, {}) }, t("comments.report")));
       }
       if (moderator && c.hidden) {
-        actions.push(h("span", { class: "error" }, ` hidden after ${c.reports} reports `),
-          h("button", { type: "button", onclick: () => act(`/api/comments/${c.id}/review`, { action: "keep" }) }, "Keep"),
-          h("button", { type: "button", onclick: () => act(`/api/comments/${c.id}/review`, { action: "delete" }) }, "Delete"));
+        actions.push(h("span", { class: "error" }, ` ${plural("comments.hidden_after", c.reports)} `),
+          h("button", { type: "button", onclick: () => act(`/api/comments/${c.id}/review`, { action: "keep" }) }, t("comments.keep")),
+          h("button", { type: "button", onclick: () => act(`/api/comments/${c.id}/review`, { action: "delete" }) }, t("studio.delete")));
       }
     }
     return h("li", { class: "comment", dataset: { comment: c.id } },
-      c.deleted ? h("p", { class: "hint" }, "[deleted]")
+      c.deleted ? h("p", { class: "hint" }, t("comments.deleted"))
         : h("p", {}, h("strong", {}, c.user.name), " ", h("time", { datetime: c.created_at },
-          new Date(c.created_at).toLocaleString()), h("br"), c.text),
+          formatDateTime(c.created_at)), h("br"), c.text),
       h("div", { class: "comment-actions" }, actions),
       top && c.replies.length ? h("ol", { class: "replies" }, c.replies.map((r) => item(r, moderator, false))) : null);
   }
@@ -76,8 +77,8 @@ export async function mountComments(section, { room, recording = "" }) {
     }
   }
 
-  section.replaceChildren(h("h2", {}, recording ? "Discussion of this replay" : "Discussion"),
-    user ? form() : h("p", { class: "hint" }, h("a", { href: `/static/login.html?next=${encodeURIComponent(location.pathname + location.search)}` }, "Log in"), " to join the discussion."),
+  section.replaceChildren(h("h2", {}, recording ? t("comments.replay_discussion") : t("comments.discussion")),
+    user ? form() : h("p", { class: "hint" }, h("a", { href: `/static/login.html?next=${encodeURIComponent(location.pathname + location.search)}` }, t("common.log_in")), t("comments.to_join")),
     status, list);
   section.hidden = false;
   await refresh();

@@ -3,6 +3,7 @@
 // read" marks every one. Notification texts go through ui.h (text nodes). Refreshed every
 // minute while the page is open.
 import { api, h } from "./ui.js";
+import { formatDateTime, lang, t } from "./i18n.js";
 
 const REFRESH_MS = 60_000;
 
@@ -13,23 +14,26 @@ function entry(n, refresh) {
     await refresh();
     location.href = n.link;
   };
-  const time = new Date(n.created_at).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" });
+  const time = formatDateTime(n.created_at);
+  // the server's sentence is English; other languages say it from its kind and room
+  const text = lang !== "en" && n.room_title
+    ? t(`inbox.${n.kind}`, { title: n.room_title, time: n.starts_at ? formatDateTime(n.starts_at) : "" }) : n.text;
   return h("li", { class: n.read ? "read" : "unread", dataset: { kind: n.kind } },
-    h("a", { href: n.link, onclick: open }, n.text), " ", h("time", { datetime: n.created_at, class: "hint" }, time));
+    h("a", { href: n.link, onclick: open }, text), " ", h("time", { datetime: n.created_at, class: "hint" }, time));
 }
 
 /** The inbox control for the header (a logged-in user's): a button and its panel. */
 export function inboxControl() {
   const count = h("span", { class: "count", id: "inbox-count" });
   const button = h("button", { type: "button", class: "link", id: "inbox-button", "aria-expanded": "false",
-                               "aria-controls": "inbox-panel" }, "Notifications ", count);
+                               "aria-controls": "inbox-panel" }, t("inbox.notifications"), count);
   const list = h("ul", { id: "inbox-list" });
   const panel = h("div", { id: "inbox-panel", class: "inbox-panel", hidden: true },
     h("button", { type: "button", class: "link", id: "inbox-read-all", onclick: async () => {
       await api("/api/me/notifications/read", { method: "POST", body: { ids: "all" } }).catch(() => null);
       await refresh();
-    } }, "Mark all read"),
-    list, h("a", { href: "/static/notifications.html", class: "hint" }, "Notification settings"));
+    } }, t("inbox.mark_all_read")),
+    list, h("a", { href: "/static/notifications.html", class: "hint" }, t("inbox.settings")));
 
   async function refresh() {
     const box = await api("/api/me/notifications").catch(() => null);
@@ -38,7 +42,7 @@ export function inboxControl() {
     button.dataset.unread = String(box.unread);
     list.replaceChildren(...(box.notifications.length
       ? box.notifications.map((n) => entry(n, refresh))
-      : [h("li", { class: "hint" }, "Nothing yet: follow a creator to hear of their classes.")]));
+      : [h("li", { class: "hint" }, t("inbox.empty"))]));
   }
 
   button.addEventListener("click", () => {

@@ -3,6 +3,7 @@
 // reaches the viewer. The server joins them to the visitor cookie and the login.
 // Also the recommendations ("for you", "viewers also bought") the pages show.
 import { formatMoney, h } from "./ui.js";
+import { t } from "./i18n.js";
 
 export function report(event) {
   return fetch("/api/events", {
@@ -51,7 +52,7 @@ export async function suggest(sectionId, path) {
     if (!rooms.length) return;
     section.querySelector("ul").replaceChildren(...rooms.map((room) => h("li", { class: "suggestion", dataset: { suggested: room.slug } },
       h("a", { href: `/static/room.html?room=${encodeURIComponent(room.slug)}` }, room.title), " ",
-      h("span", { class: "sub" }, room.ticket_price ? formatMoney(room.ticket_price, room.currency) : "free"))));
+      h("span", { class: "sub" }, room.ticket_price ? formatMoney(room.ticket_price, room.currency) : t("common.free_lower")))));
     section.hidden = false;
   } catch {
     // suggestions are optional: the page works without them
@@ -71,7 +72,7 @@ export async function markDropOffs(room, recording, durationMs) {
                    ...one.replay.drop_offs.map((d) => ({ ...d, where: "replay" }))];
     if (!drops.length) return;
     strip.replaceChildren(...drops.map((d) => h("span", {
-      class: "drop-off", dataset: { t: d.t_ms }, title: `${d.where}: −${Math.round(d.drop * 100)} % at minute ${d.minute}`,
+      class: "drop-off", dataset: { t: d.t_ms }, title: t(d.where === "live" ? "insight.drop_live" : "insight.drop_replay", { percent: Math.round(d.drop * 100), minute: d.minute }),
       style: `left: ${Math.min(100, (100 * d.t_ms) / Math.max(1, durationMs))}%`,
     })));
     strip.hidden = false;

@@ -2,6 +2,7 @@
 // relative path ("/static/room.html?room=x"), else home: never "//evil.com", "https:...",
 // "javascript:..." or a backslash trick.
 import { api, describe, h, me, param, setStatus, siteHeader } from "./ui.js";
+import { t } from "./i18n.js";
 
 /** The path to go to after logging in: `next` if it is safe, else "/". */
 export function safeNext(next) {
@@ -64,8 +65,8 @@ siteHeader().then((user) => {
   if (!user) return;
   const note = document.getElementById("signed-in");
   note.hidden = false;
-  note.replaceChildren(`You are logged in as ${user.display_name || user.email}. `,
-    h("a", { href: next, id: "continue" }, "Continue"));
+  note.replaceChildren(t("login.logged_in_as", { name: user.display_name || user.email }),
+    h("a", { href: next, id: "continue" }, t("login.continue")));
   document.getElementById("my-data").hidden = false;
 }).catch(() => null);
 

@@ -3,6 +3,8 @@
 // chapter markers for answered questions and polls, and preview-then-buy.
 import { api, checkoutUrl, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
 import { mountComments } from "./comments.js";
+import { mountWatermark } from "./watermark.js";
+import { formatDateTime, t } from "./i18n.js";
 import { markDropOffs, resumePosition, suggest, trackReplay, visited } from "./insight.js";
 
 const WINDOW_MS = 60_000; // danmaku are fetched a minute at a time, ahead of playback
@@ -61,12 +63,12 @@ function showOffer(info, user) {
   box.hidden = false;
   roomLink.href = `/static/room.html?room=${encodeURIComponent(recording.room)}`;
   const parts = [];
-  if (offer.preview_seconds > 0) parts.push(`The first ${offer.preview_seconds} s are free.`);
-  if (offer.for_sale) parts.push(`The replay costs ${formatMoney(offer.price, offer.currency)}.`);
-  if (offer.replay_included) parts.push("A ticket to the room includes it.");
-  text.textContent = parts.join(" ") || "This replay is not for sale.";
+  if (offer.preview_seconds > 0) parts.push(t("replay.first_free", { seconds: offer.preview_seconds }));
+  if (offer.for_sale) parts.push(t("replay.costs", { price: formatMoney(offer.price, offer.currency) }));
+  if (offer.replay_included) parts.push(t("replay.ticket_includes"));
+  text.textContent = parts.join(" ") || t("replay.not_for_sale");
   buyButton.hidden = !offer.for_sale || !user;
-  buyButton.textContent = offer.for_sale ? `Buy the replay — ${formatMoney(offer.price, offer.currency)}` : "Buy";
+  buyButton.textContent = offer.for_sale ? t("replay.buy_price", { price: formatMoney(offer.price, offer.currency) }) : t("replay.buy");
   roomLink.hidden = !offer.replay_included;
   login.hidden = Boolean(user);
   login.href = `/static/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
@@ -153,17 +155,18 @@ async function loadStrip() {
   }
   const sprite = `url("/replay/${recordingId}/${index.image}")`;
   const tiles = index.tiles.filter((t) => grant.preview_ms === null || t.t_ms < grant.preview_ms);
-  document.getElementById("strip").replaceChildren(...tiles.map((t) => h("li", {},
-    h("button", { type: "button", class: "thumb", dataset: { t: t.t_ms }, "aria-label": `Jump to ${clock(t.t_ms)}`,
-                  onclick: () => { video.currentTime = t.t_ms / 1000; video.play().catch(() => null); } },
+  document.getElementById("strip").replaceChildren(...tiles.map((tile) => h("li", {},
+    h("button", { type: "button", class: "thumb", dataset: { t: tile.t_ms }, "aria-label": t("replay.jump_to_time", { time: clock(tile.t_ms) }),
+                  onclick: () => { video.currentTime = tile.t_ms / 1000; video.play().catch(() => null); } },
       h("span", { class: "tile", style: `width: ${index.width}px; height: ${index.height}px; `
-        + `background-image: ${sprite}; background-position: -${t.x}px -${t.y}px` }),
-      clock(t.t_ms)))));
+        + `background-image: ${sprite}; background-position: -${tile.x}px -${tile.y}px` }),
+      clock(tile.t_ms)))));
   document.getElementById("strip-section").hidden = tiles.length < 2;
 }
 
-function startPlayer(durationMs) {
+function startPlayer(durationMs, watermark) {
   stage.hidden = false;
+  if (watermark) mountWatermark(stage, watermark.label, video); // before the danmaku's layer: under it
   document.getElementById("controls").hidden = false;
   danmaku = new Danmaku({ container: stage, media: video, comments: [], engine: "dom" });
   const toggle = document.getElementById("danmaku-toggle");
@@ -188,30 +191,30 @@ function startPlayer(durationMs) {
       },
     });
     hls.on(Hls.Events.ERROR, (_, data) => {
-      if (data.fatal) setStatus(statusLine, "error", `Playback failed: ${data.details}`);
+      if (data.fatal) setStatus(statusLine, "error", t("replay.playback_failed", { details: data.details }));
     });
     hls.loadSource(playlist);
     hls.attachMedia(video);
   } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
     video.src = grant.playlist_url; // Safari: native HLS, the token in the URLs
   } else {
-    setStatus(statusLine, "error", "This browser cannot play HLS.");
+    setStatus(statusLine, "error", t("replay.no_hls"));
     return;
   }
   // "ready" once the player holds the replay (a play() before that would be interrupted)
   video.addEventListener("loadedmetadata", () => {
     if (statusLine.dataset.state !== "loading") return;
     setStatus(statusLine, "ready", grant.preview_ms !== null
-      ? `Free preview: the first ${grant.preview_ms / 1000} s. Press play.` : "Ready. Press play.");
+      ? t("replay.preview_ready", { seconds: grant.preview_ms / 1000 }) : t("replay.ready"));
   }, { once: true });
   video.addEventListener("playing", () => setStatus(statusLine, "playing",
-    grant.preview_ms !== null ? `Playing the free preview (${grant.preview_ms / 1000} s)` : "Playing"));
+    grant.preview_ms !== null ? t("replay.playing_preview", { seconds: grant.preview_ms / 1000 }) : t("replay.playing")));
   video.addEventListener("ended", () => {
     if (grant.preview_ms !== null) {
-      setStatus(statusLine, "preview-over", "The free preview is over — buy the replay to watch on.");
+      setStatus(statusLine, "preview-over", t("replay.preview_over"));
       document.getElementById("offer").scrollIntoView({ behavior: "smooth" });
     } else {
-      setStatus(statusLine, "ended", "The end.");
+      setStatus(statusLine, "ended", t("replay.the_end"));
     }
   });
   loadChapters(durationMs);
@@ -223,10 +226,10 @@ async function waitUntilReady() {
     const { recording } = await api(`/api/recordings/${recordingId}`);
     if (recording.status === "ready") return;
     if (recording.status === "failed") {
-      throw new Error(recording.error ? `The replay failed: ${recording.error}` : "The replay failed.");
+      throw new Error(recording.error ? t("replay.failed_because", { error: recording.error }) : t("replay.failed"));
     }
     const pct = recording.status === "processing" ? ` (${recording.progress} %)` : "";
-    setStatus(statusLine, "processing", `The replay is being prepared${pct}…`);
+    setStatus(statusLine, "processing", t("replay.preparing", { progress: pct }));
     await new Promise((resolve) => setTimeout(resolve, 2000));
   }
 }
@@ -234,24 +237,24 @@ async function waitUntilReady() {
 async function main() {
   const user = await siteHeader();
   if (!/^[0-9a-f]{16}$/.test(recordingId)) {
-    setStatus(statusLine, "error", "No such recording.");
+    setStatus(statusLine, "error", t("replay.no_such_recording"));
     return;
   }
   let info;
   try {
     info = await api(`/api/recordings/${recordingId}`);
   } catch (err) {
-    setStatus(statusLine, "error", err.status === 404 ? "No such recording." : describe(err));
+    setStatus(statusLine, "error", err.status === 404 ? t("replay.no_such_recording") : describe(err));
     return;
   }
   const { recording } = info;
   visited("replay", recording.room);
   suggest("also-bought", `/api/recommendations/also-bought/${encodeURIComponent(recording.room)}`);
   document.getElementById("title").textContent = recording.title;
-  document.title = `${recording.title} — replay — Stagepass`;
+  document.title = t("replay.page_title", { title: recording.title });
   const when = new Date(recording.started_at);
   document.getElementById("meta").textContent =
-    `${when.toLocaleString()} · ${clock(recording.duration_ms)}`;
+    `${formatDateTime(when)} · ${clock(recording.duration_ms)}`;
   if (recording.poster_url) video.poster = recording.poster_url;
   if (!info.offer.owned) showOffer(info, user);
   mountComments(document.getElementById("comments"), { room: recording.room, recording: recording.id })
@@ -259,18 +262,18 @@ async function main() {
   try {
     await waitUntilReady();
     if (!info.offer.owned && !user) {
-      setStatus(statusLine, "login", "Log in to watch the free preview or buy the replay.");
+      setStatus(statusLine, "login", t("replay.log_in_to_watch"));
       return;
     }
     await mint();
   } catch (err) {
     setStatus(statusLine, err.status === 402 ? "locked" : "error",
-              err.status === 402 ? "This replay needs a purchase." : describe(err));
+              err.status === 402 ? t("replay.needs_purchase") : describe(err));
     return;
   }
   const { recording: ready } = await api(`/api/recordings/${recordingId}`);
-  setStatus(statusLine, "loading", "Loading the replay…");
-  startPlayer(ready.duration_ms);
+  setStatus(statusLine, "loading", t("replay.loading_replay"));
+  startPlayer(ready.duration_ms, info.offer.watermark);
   trackReplay(video, recording.room, recordingId);
   if (user && user.role !== "viewer") markDropOffs(recording.room, recordingId, ready.duration_ms);
   const linked = /^#t=(\d+)$/.exec(location.hash); // a chapter link of the creator's insight page

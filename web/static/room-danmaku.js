@@ -3,6 +3,7 @@
 // sending one.
 import { $, ack, clearError, el, showError, state } from "./room-context.js";
 import { h } from "./ui.js";
+import { errorText, t } from "./i18n.js";
 
 const DENSITY = { low: 3, normal: 10, high: Infinity }; // danmaku shown per second
 const STORE = "stagepass.danmaku.";
@@ -38,7 +39,7 @@ function applyToggle() {
   const on = prefs.enabled;
   const button = $("danmaku-toggle");
   button.setAttribute("aria-pressed", String(on));
-  button.textContent = `Danmaku: ${on ? "on" : "off"}`;
+  button.textContent = on ? t("room.danmaku_on") : t("room.danmaku_off");
   el.layer.hidden = !on;
   if (overlay) on ? overlay.show() : (overlay.clear(), overlay.hide());
 }
@@ -52,7 +53,7 @@ function renderBlocklist() {
   const list = $("block-list");
   list.replaceChildren(...prefs.blocked.map((word) => h("li", {},
     h("span", {}, word), " ",
-    h("button", { type: "button", class: "link", "aria-label": `Unblock ${word}`, onclick: () => {
+    h("button", { type: "button", class: "link", "aria-label": t("room.unblock", { word }), onclick: () => {
       prefs.blocked = prefs.blocked.filter((w) => w !== word);
       renderBlocklist();
     } }, "×"))));
@@ -112,7 +113,7 @@ async function sendDanmaku(event) {
   const res = await ack("danmaku:send", { text, mode: $("danmaku-mode").value, color: $("danmaku-color").value.toUpperCase() });
   if (!res.ok) {
     if (!input.value) input.value = text; // back, to fix and resend
-    showError($("danmaku-error"), res.error.message);
+    showError($("danmaku-error"), errorText(res.error.code, res.error.message));
   }
   // stay in the danmaku field, unless the viewer moved to another one meanwhile
   const active = document.activeElement;

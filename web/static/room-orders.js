@@ -3,6 +3,7 @@
 // (whenPaid). Coming back from a checkout with ?order= says what happened.
 import { el, showError, slug, state } from "./room-context.js";
 import { api, checkoutUrl, param } from "./ui.js";
+import { t } from "./i18n.js";
 
 const ORDER_POLL_MS = 2000;
 const pending = new Set(); // order ids of tips/questions waiting for payment
@@ -28,7 +29,7 @@ export async function orderFromUrl() {
   try {
     const { order } = await api(`/api/orders/${encodeURIComponent(id)}`);
     if (order.room !== slug) return;
-    if (order.status === "declined") showError(el.buyError, "The payment was declined; nothing was charged.");
+    if (order.status === "declined") showError(el.buyError, t("room.payment_declined"));
     else if (handlers.has(order.product)) pending.add(order.id);
   } catch (err) {
     showError(el.buyError, err);
@@ -62,7 +63,7 @@ export async function settlePending() {
     const handler = handlers.get(order.product);
     if (order.status !== "paid") {
       pending.delete(id);
-      if (handler) showError(handler.errorTarget, `The payment was ${order.status}.`);
+      if (handler) showError(handler.errorTarget, t("room.payment_status", { status: order.status }));
       continue;
     }
     if (!state.socket || !state.socket.connected) continue;

@@ -5,13 +5,14 @@ import { countdown, el, hasTicket, slug, state, status } from "./room-context.js
 import { showBuy } from "./room-ticket.js";
 import { api, describe } from "./ui.js";
 import { accessToken, play } from "./whip.js";
+import { t } from "./i18n.js";
 
 const KICK_GRACE_MS = 2000;
 
 export async function startPlayer() {
   if (state.session || state.seatTaken || state.stopped || state.starting) return;
   state.starting = true;
-  status("connecting", "Connecting to the live class…");
+  status("connecting", t("room.connecting"));
   try {
     const token = accessToken(slug, "view"); // awaited by play() at its POST, after the offer
     const session = await play(`/whep/${encodeURIComponent(slug)}`, el.video, { token });
@@ -19,7 +20,7 @@ export async function startPlayer() {
     watchSession(session);
   } catch (err) {
     if (err.status === 402 || err.status === 403) return previewOver(err);
-    status("error", `Could not play: ${describe(err)}`);
+    status("error", t("room.could_not_play", { error: describe(err) }));
     showActions({ reconnect: true });
     state.stopped = true;
   } finally {
@@ -60,7 +61,7 @@ async function sessionEnded(session) {
   if (state.seatTaken || state.stopped) return;
   if (state.previewUntil && Date.now() / 1000 >= state.previewUntil - 1) return previewOver();
   state.stopped = true;
-  status("error", "The video stopped.");
+  status("error", t("room.video_stopped"));
   showActions({ reconnect: true });
 }
 
@@ -70,7 +71,7 @@ export function refunded() {
   stopPlayer();
   if (state.socket) state.socket.disconnect();
   leaveLive();
-  status("refunded", "Your ticket is no longer valid (refunded).");
+  status("refunded", t("room.refunded"));
   showBuy();
 }
 
@@ -88,11 +89,11 @@ export async function seatTaken() {
   }
   leaveLive();
   if (!hasTicket() && !state.previewUntil) {
-    status("refunded", "Your ticket is no longer valid (refunded).");
+    status("refunded", t("room.refunded"));
     showBuy();
     return;
   }
-  status("seat-taken", "Your ticket is in use on another device.");
+  status("seat-taken", t("room.seat_taken"));
   showActions({ takeSeat: true });
   el.takeSeat.focus();
 }
@@ -102,7 +103,7 @@ export function previewOver(err) {
   state.stopped = true;
   stopPlayer();
   if (state.socket) state.socket.disconnect();
-  status("preview-over", err && err.status === 403 && hasTicket() ? describe(err) : "Your free preview is over — buy a ticket to keep watching.");
+  status("preview-over", err && err.status === 403 && hasTicket() ? describe(err) : t("room.preview_over"));
   el.previewLeft.hidden = true;
   leaveLive();
   showBuy("preview-over");
@@ -132,18 +133,18 @@ export function showPhase() {
   if (state.seatTaken || state.stopped) return;
   switch (state.phase) {
     case "live":
-      if (playing()) status("playing", "Live");
-      else status("connecting", "Connecting to the live class…");
+      if (playing()) status("playing", t("room.live"));
+      else status("connecting", t("room.connecting"));
       break;
     case "reconnecting":
-      status("reconnecting", "The creator is reconnecting…");
+      status("reconnecting", t("room.creator_reconnecting"));
       break;
     case "ended":
-      status("ended", state.recording ? "Ended — the replay is ready." : "Ended — replay processing.");
+      status("ended", state.recording ? t("room.ended_replay_ready") : t("room.ended_replay_processing"));
       break;
     default: {
       const left = state.room.starts_at && countdown(state.room.starts_at);
-      status("idle", left ? `Not live yet — starts in ${left}.` : "Not live yet.");
+      status("idle", left ? t("room.starts_in", { left }) : t("room.not_live_yet"));
     }
   }
 }
@@ -184,7 +185,7 @@ export async function pollRoom() {
       await findReplay();
     }
   } catch (err) {
-    if (!state.session) status("error", `Could not reach the server: ${describe(err)}`);
+    if (!state.session) status("error", t("room.server_unreachable", { error: describe(err) }));
     return;
   }
   showPhase();
@@ -194,5 +195,5 @@ export function previewTick() {
   if (!state.previewUntil || state.stopped || state.seatTaken) return;
   const left = Math.max(0, Math.ceil(state.previewUntil - Date.now() / 1000));
   el.previewLeft.hidden = false;
-  el.previewLeft.textContent = `Free preview: ${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")} left.`;
+  el.previewLeft.textContent = t("room.preview_left", { left: `${Math.floor(left / 60)}:${String(left % 60).padStart(2, "0")}` });
 }

@@ -1,6 +1,7 @@
 // Polls: the three newest (open first), voting once, and the results.
 import { $, ack, showError, state } from "./room-context.js";
 import { h } from "./ui.js";
+import { errorText, plural } from "./i18n.js";
 
 export function upsertPoll(poll) {
   const known = state.polls.get(poll.id);
@@ -28,7 +29,7 @@ function renderPolls() {
     return h("div", { class: "poll", dataset: { id: poll.id, open: String(poll.open) } },
       h("p", { class: "question-text" }, poll.question),
       h("ol", { class: "options" }, ...options),
-      h("p", { class: "hint" }, poll.open ? `${poll.total} votes · open` : `Final results · ${poll.total} votes`));
+      h("p", { class: "hint" }, poll.open ? plural("room.votes_open", poll.total) : plural("room.votes_final", poll.total)));
   }));
 }
 
@@ -47,6 +48,6 @@ async function votePoll(id, option) {
       renderPolls();
     }
   } else {
-    showError($("ask-error"), res.error.message);
+    showError($("ask-error"), errorText(res.error.code, res.error.message));
   }
 }

@@ -3,6 +3,7 @@
 import { $, ack, clearError, newKey, setStatusText, showError, slug, state, toMinor } from "./room-context.js";
 import { awaitPayment, payInPopup, whenPaid } from "./room-orders.js";
 import { api, formatMoney, h } from "./ui.js";
+import { errorText, plural, t } from "./i18n.js";
 
 export function upsertQuestion(q) {
   if (q.status === "open" || q.status === "answered") state.questions.set(q.id, q);
@@ -32,18 +33,18 @@ function renderQuestions() {
       h("p", { class: "text" }, q.text),
       h("div", { class: "meta" },
         h("span", { class: "who" }, q.user.name),
-        q.paid ? h("span", { class: "badge paid" }, `Paid ${formatMoney(q.paid_amount, q.currency)}`) : null,
-        q.pinned ? h("span", { class: "badge" }, "Pinned") : null,
-        q.status === "answered" ? h("span", { class: "badge answered" }, "Answered") : null,
+        q.paid ? h("span", { class: "badge paid" }, t("room.paid_badge", { amount: formatMoney(q.paid_amount, q.currency) })) : null,
+        q.pinned ? h("span", { class: "badge" }, t("room.pinned")) : null,
+        q.status === "answered" ? h("span", { class: "badge answered" }, t("room.answered")) : null,
         h("button", { type: "button", class: "vote secondary", disabled: own || q.status !== "open",
-          "aria-label": `Upvote (${q.votes} votes)`, onclick: () => vote(q.id) }, `▲ ${q.votes}`)));
+          "aria-label": plural("room.upvote", q.votes), onclick: () => vote(q.id) }, `▲ ${q.votes}`)));
   }));
 }
 
 async function vote(id) {
   const res = await ack("question:vote", { id });
   if (res.ok) upsertQuestion(res.question);
-  else showError($("ask-error"), res.error.message);
+  else showError($("ask-error"), errorText(res.error.code, res.error.message));
 }
 
 async function ask(event) {
@@ -57,17 +58,17 @@ async function ask(event) {
   try {
     if ($("question-paid").checked) {
       const amount = toMinor($("question-amount").value, state.room.currency);
-      if (!amount) throw new Error("Enter the amount for your paid question.");
+      if (!amount) throw new Error(t("room.enter_question_amount"));
       const { order } = await api("/api/orders", { method: "POST",
         body: { room: slug, product: "question", amount, message: text, idempotency_key: newKey() } });
       textarea.value = "";
       if (order.status === "paid") awaitPayment(order);
       else payInPopup(order);
-      setStatusText($("ask-error"), "Your question is sent once the payment is confirmed.");
+      setStatusText($("ask-error"), t("room.question_after_payment"));
       return;
     }
     const res = await ack("question:ask", { text });
-    if (!res.ok) throw new Error(res.error.message);
+    if (!res.ok) throw new Error(errorText(res.error.code, res.error.message));
     textarea.value = "";
     upsertQuestion(res.question);
   } catch (err) {
@@ -81,7 +82,7 @@ whenPaid("question", $("ask-error"), async (order) => {
   const res = await ack("question:ask", { text: order.message, order_id: order.id });
   if (res.ok) upsertQuestion(res.question);
   if (res.ok || res.error.code === "order_used") clearError($("ask-error"));
-  else showError($("ask-error"), res.error.message);
+  else showError($("ask-error"), errorText(res.error.code, res.error.message));
 });
 
 export function wireQuestions() {

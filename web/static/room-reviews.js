@@ -3,6 +3,7 @@
 // decides who may review (buyers of a class that took place) and says why not.
 import { slug, state } from "./room-context.js";
 import { api, describe, h, setStatus } from "./ui.js";
+import { t } from "./i18n.js";
 
 const stars = (n) => "★".repeat(n) + "☆".repeat(5 - n);
 
@@ -10,7 +11,7 @@ function item(review) {
   return h("li", { class: "review" },
     h("strong", {}, review.author), " ", h("span", { class: "stars", "aria-label": `${review.rating} of 5` }, stars(review.rating)),
     review.text ? h("p", {}, review.text) : null,
-    review.reply ? h("p", { class: "hint reply" }, "Reply from the creator: ", review.reply) : null);
+    review.reply ? h("p", { class: "hint reply" }, t("room.creator_reply"), review.reply) : null);
 }
 
 export async function loadReviews() {
@@ -21,7 +22,7 @@ export async function loadReviews() {
   section.hidden = false;
   document.getElementById("rating").textContent = data.rating.count
     ? `${data.rating.average.toFixed(1)} / 5 (${data.rating.count} ${data.rating.count === 1 ? "review" : "reviews"})`
-    : "No reviews yet.";
+    : t("room.no_reviews");
   document.getElementById("review-list").replaceChildren(...data.reviews.map(item));
   const form = document.getElementById("review-form");
   const line = document.getElementById("review-status");
@@ -29,14 +30,14 @@ export async function loadReviews() {
   if (data.mine) {
     form.elements.rating.value = String(data.mine.rating);
     form.elements.text.value = data.mine.text;
-    setStatus(line, "idle", data.mine.status === "approved" ? "Your review is published."
-      : data.mine.status === "pending" ? "Your review waits for moderation." : "Your review was not published.");
+    setStatus(line, "idle", data.mine.status === "approved" ? t("room.review_published")
+      : data.mine.status === "pending" ? t("room.review_pending") : t("room.review_rejected"));
   }
   form.onsubmit = async (event) => {
     event.preventDefault();
     try {
       await api(path, { method: "POST", body: { rating: Number(form.elements.rating.value), text: form.elements.text.value } });
-      setStatus(line, "ready", "Thank you: your review waits for moderation.");
+      setStatus(line, "ready", t("room.review_thanks"));
     } catch (err) {
       setStatus(line, "error", describe(err));
     }

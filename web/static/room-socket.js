@@ -9,6 +9,7 @@ import { deleteQuestion, setQuestions, upsertQuestion } from "./room-questions.j
 import { showHand, showLikes, showPresence } from "./room-reactions.js";
 import { addTip } from "./room-tips.js";
 import { accessToken } from "./whip.js";
+import { errorText, formatTime, t } from "./i18n.js";
 
 /** The door's refusals of a chat connection that trying again cannot change (docs/protocol.md). */
 const FINAL_CHAT_REFUSALS = new Set(["banned", "wrong_scope", "ticket_required", "preview_over", "unknown_user"]);
@@ -26,7 +27,7 @@ export function connectSocket() {
   });
   socket.on("connect_error", (err) => {
     const data = err.data || {};
-    showError($("danmaku-error"), `Chat: ${data.message || err.message}`);
+    showError($("danmaku-error"), t("room.chat_error", { error: errorText(data.code, data.message || err.message) }));
     if (FINAL_CHAT_REFUSALS.has(data.code)) socket.disconnect();
   });
   socket.on("kicked", (data) => {
@@ -34,7 +35,7 @@ export function connectSocket() {
     if (data.code === "seat_taken") seatTaken();
     else if (data.code === "preview_over") previewOver();
     else if (data.code === "refunded") refunded();
-    else showError($("danmaku-error"), data.message);
+    else showError($("danmaku-error"), errorText(data.code, data.message));
   });
   socket.on("danmaku", ({ items }) => receiveDanmaku(items));
   socket.on("danmaku:recent", ({ items }) => recentDanmaku(items));
@@ -47,9 +48,9 @@ export function connectSocket() {
   socket.on("tip", addTip);
   socket.on("hand", ({ raised }) => showHand(raised));
   socket.on("muted", ({ user, until }) => {
-    if (state.user && user === state.user.id) showError($("danmaku-error"), `You are muted until ${new Date(until).toLocaleTimeString()}.`);
+    if (state.user && user === state.user.id) showError($("danmaku-error"), t("room.muted_until", { time: formatTime(until) }));
   });
   socket.on("slow_mode", ({ seconds }) => {
-    $("danmaku-text").placeholder = seconds ? `Slow mode: one message every ${seconds} s` : "Say something on screen";
+    $("danmaku-text").placeholder = seconds ? t("room.slow_mode", { seconds }) : t("room.say_something_on_screen");
   });
 }

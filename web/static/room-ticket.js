@@ -1,6 +1,7 @@
 // The room's about box and buying its ticket (one idempotency key per purchase attempt).
 import { $, clearError, el, newKey, showError, slug, state } from "./room-context.js";
 import { api, formatMoney, h } from "./ui.js";
+import { formatDateTime, formatDuration, t } from "./i18n.js";
 
 export function renderAbout() {
   const room = state.room;
@@ -11,18 +12,18 @@ export function renderAbout() {
   $("creator-link").href = `/static/creator.html?id=${encodeURIComponent(room.creator_id)}`;
   if (room.starts_at) {
     el.schedule.hidden = false;
-    el.schedule.replaceChildren("Scheduled for ", h("time", { datetime: room.starts_at },
-      new Date(room.starts_at).toLocaleString(undefined, { dateStyle: "full", timeStyle: "short" })));
+    el.schedule.replaceChildren(t("room.scheduled_for"), h("time", { datetime: room.starts_at },
+      formatDateTime(room.starts_at, { dateStyle: "full", timeStyle: "short" })));
   }
-  const price = room.free ? "Free for everyone with an account" : `Ticket: ${formatMoney(room.ticket_price, room.currency)}`;
-  const replay = room.replay_included ? " · replay included"
-    : room.replay_price != null ? ` · replay ${formatMoney(room.replay_price, room.currency)}` : "";
+  const price = room.free ? t("room.free_for_all") : t("room.ticket_price", { price: formatMoney(room.ticket_price, room.currency) });
+  const replay = room.replay_included ? t("room.replay_included")
+    : room.replay_price != null ? t("room.replay_price", { price: formatMoney(room.replay_price, room.currency) }) : "";
   $("price-info").textContent = price + replay;
   if (room.preview_seconds > 0 && !room.free) {
     $("preview-info").hidden = false;
-    $("preview-info").textContent = `Free preview: ${Math.round(room.preview_seconds / 60 * 10) / 10} min of the live class, once.`;
+    $("preview-info").textContent = t("room.preview_info", { duration: formatDuration(room.preview_seconds) });
   }
-  el.buyButton.textContent = room.free ? "Free" : `Buy ticket — ${formatMoney(room.ticket_price, room.currency)}`;
+  el.buyButton.textContent = room.free ? t("common.free") : t("room.buy_ticket_price", { price: formatMoney(room.ticket_price, room.currency) });
 }
 
 export function showBuy(reason) {
@@ -33,7 +34,7 @@ export function showBuy(reason) {
   el.buyForm.hidden = !loggedIn;
   el.loginToBuy.href = `/static/login.html?next=${encodeURIComponent(location.pathname + location.search)}`;
   el.previewButton.hidden = !(loggedIn && state.room.preview_seconds > 0 && reason !== "preview-over");
-  el.previewButton.textContent = `Watch the free preview (${Math.round(state.room.preview_seconds / 60 * 10) / 10} min)`;
+  el.previewButton.textContent = t("room.watch_preview_duration", { duration: formatDuration(state.room.preview_seconds) });
 }
 
 let attempt = null; // {key, coupon}: one idempotency key per purchase attempt

@@ -3,6 +3,7 @@
 import { $, ack, clearError, newKey, setStatusText, showError, slug, state, toMinor } from "./room-context.js";
 import { payInPopup, whenPaid } from "./room-orders.js";
 import { api, formatMoney, h } from "./ui.js";
+import { errorText, t } from "./i18n.js";
 
 export function addTip(tip) {
   const text = [`${tip.user.name} tipped ${formatMoney(tip.amount, tip.currency)}`];
@@ -17,7 +18,7 @@ async function sendTip(event) {
   event.preventDefault();
   clearError($("tip-error"));
   const amount = toMinor($("tip-amount").value, state.room.currency);
-  if (!amount) return showError($("tip-error"), "Enter an amount.");
+  if (!amount) return showError($("tip-error"), t("room.enter_amount"));
   const button = $("tip-button");
   button.disabled = true;
   try {
@@ -25,7 +26,7 @@ async function sendTip(event) {
       body: { room: slug, product: "tip", amount, message: $("tip-message").value.trim(), idempotency_key: newKey() } });
     $("tip-message").value = "";
     payInPopup(order);
-    setStatusText($("tip-error"), "Your tip is announced once the payment is confirmed.");
+    setStatusText($("tip-error"), t("room.tip_after_payment"));
   } catch (err) {
     showError($("tip-error"), err);
   } finally {
@@ -36,7 +37,7 @@ async function sendTip(event) {
 whenPaid("tip", $("tip-error"), async (order) => {
   const res = await ack("tip:announce", { order_id: order.id });
   if (res.ok || res.error.code === "already_announced") clearError($("tip-error"));
-  else showError($("tip-error"), res.error.message);
+  else showError($("tip-error"), errorText(res.error.code, res.error.message));
 });
 
 export function wireTips() {

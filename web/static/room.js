@@ -26,6 +26,8 @@ import { api, describe, param, siteHeader } from "./ui.js";
 import { mountComments } from "./comments.js";
 import { showTeasers } from "./teasers.js";
 import { suggest, visited } from "./insight.js";
+import { mountWatermark } from "./watermark.js";
+import { t } from "./i18n.js";
 
 const STATUS_POLL_MS = 2000;
 
@@ -38,6 +40,7 @@ async function enterLive({ preview = false } = {}) {
   el.buy.hidden = !preview;
   el.previewButton.hidden = true;
   el.stage.hidden = false;
+  if (state.watermark) mountWatermark(el.stage, state.watermark.label, el.video);
   el.controls.hidden = false;
   el.side.hidden = false;
   setupOverlay();
@@ -78,39 +81,40 @@ async function main() {
   wire();
   state.user = await siteHeader();
   if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(slug)) {
-    status("error", "No such room.");
+    status("error", t("room.no_such_room"));
     return;
   }
   let body;
   try {
     body = await api(`/api/catalog/${encodeURIComponent(slug)}`);
   } catch (err) {
-    status("error", err.status === 404 ? "No such room." : `Could not load the room: ${describe(err)}`);
+    status("error", err.status === 404 ? t("room.no_such_room") : t("room.could_not_load", { error: describe(err) }));
     return;
   }
   state.room = body.room;
   visited("room", state.room.slug);
   suggest("also-bought", `/api/recommendations/also-bought/${encodeURIComponent(state.room.slug)}`);
   state.owned = body.owned || [];
+  state.watermark = body.watermark || null;
   state.testMode = body.test_mode === true;
   renderAbout();
   loadReviews();
   showTeasers(document.getElementById("teasers"), document.getElementById("teaser-list"), slug);
   mountComments(document.getElementById("comments"), { room: slug }).catch((err) => console.warn("comments", describe(err)));
   if (param("popup") === "1") { // the checkout popup came back here: nothing to watch in it
-    status("ready", "Payment done. You can close this window.");
+    status("ready", t("room.payment_done"));
     if (window.opener) setTimeout(() => window.close(), 500);
     return;
   }
   await orderFromUrl();
   if (!state.user) {
-    status("needs-login", "Log in to watch this class.");
+    status("needs-login", t("room.log_in_to_watch"));
     showBuy();
     findReplay();
     return;
   }
   if (!hasTicket()) {
-    status("needs-ticket", "A ticket is needed to watch this class.");
+    status("needs-ticket", t("room.ticket_needed"));
     showBuy();
     findReplay();
     return;

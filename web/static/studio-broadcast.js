@@ -1,6 +1,7 @@
 // The studio's media side: camera/microphone choice, screen share, WHIP publishing and
 // the connection-quality readout. No DOM of its own besides the preview <video>.
 import { publish } from "./whip.js";
+import { t } from "./i18n.js";
 
 /** Camera, microphone and screen tracks, and the WHIP session that sends them. */
 export class Broadcaster {
@@ -26,7 +27,7 @@ export class Broadcaster {
   /** Open the camera and microphone (the given devices, or the defaults); idempotent. */
   async open({ cameraId = "", microphoneId = "" } = {}) {
     if (!navigator.mediaDevices?.getUserMedia) {
-      throw new Error("this page needs a secure context (https or localhost) for the camera");
+      throw new Error(t("studio.secure_context"));
     }
     const alive = (t) => t && t.readyState === "live";
     if (alive(this.camera) && alive(this.microphone)) return;
@@ -43,7 +44,7 @@ export class Broadcaster {
   async devices() {
     const all = await navigator.mediaDevices.enumerateDevices();
     const pick = (kind) => all.filter((d) => d.kind === kind && d.deviceId)
-      .map((d, i) => ({ deviceId: d.deviceId, label: d.label || `${kind === "videoinput" ? "Camera" : "Microphone"} ${i + 1}` }));
+      .map((d, i) => ({ deviceId: d.deviceId, label: d.label || `${kind === "videoinput" ? t("studio.camera") : t("studio.microphone")} ${i + 1}` }));
     return { cameras: pick("videoinput"), microphones: pick("audioinput") };
   }
 
@@ -69,7 +70,7 @@ export class Broadcaster {
   /** Share a screen or window instead of the camera (the browser asks which). */
   async startScreenShare() {
     if (this.screen) return;
-    if (!navigator.mediaDevices?.getDisplayMedia) throw new Error("this browser cannot share the screen");
+    if (!navigator.mediaDevices?.getDisplayMedia) throw new Error(t("studio.no_screen_share"));
     const display = await navigator.mediaDevices.getDisplayMedia({ video: { frameRate: 30 }, audio: false });
     const track = display.getVideoTracks()[0];
     // The browser's own "Stop sharing" button ends the track: go back to the camera.
@@ -166,12 +167,12 @@ export class Broadcaster {
 
 /** A connection-quality sample as one line of text. */
 export function describeQuality(q) {
-  if (!q) return "Connection quality: not live.";
-  const parts = [q.kbps === null ? "measuring bitrate…" : `sending ${Math.round(q.kbps)} kbps`];
+  if (!q) return t("studio.connection_quality_not_live");
+  const parts = [q.kbps === null ? t("studio.measuring") : t("studio.sending", { kbps: Math.round(q.kbps) })];
   if (q.fps !== null) parts.push(`${Math.round(q.fps)} fps`);
   if (q.width && q.height) parts.push(`${q.width}×${q.height}`);
   parts.push(q.rttMs === null ? "RTT —" : `RTT ${Math.round(q.rttMs)} ms`);
-  parts.push(q.lossPct === null ? "loss —" : `loss ${q.lossPct.toFixed(1)}%`);
-  if (q.limitation && q.limitation !== "none") parts.push(`limited by ${q.limitation}`);
-  return `Connection quality: ${parts.join(" · ")}`;
+  parts.push(t("studio.loss_short", { loss: q.lossPct === null ? "—" : `${q.lossPct.toFixed(1)}%` }));
+  if (q.limitation && q.limitation !== "none") parts.push(t("studio.limited_by", { reason: q.limitation }));
+  return t("studio.connection_quality", { parts: parts.join(" · ") });
 }

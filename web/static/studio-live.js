@@ -2,6 +2,7 @@
 // tips, the Q&A queue, raised hands, polls and moderation. The creator connects with a
 // publish token, which gives moderator rights. User text only ever goes into text nodes.
 import { formatMoney, h } from "./ui.js";
+import { errorText, formatTime, plural, t } from "./i18n.js";
 
 const ACK_TIMEOUT_MS = 8000;
 const DANMAKU_KEPT = 100; // lines in the moderation list
@@ -11,13 +12,13 @@ const $ = (id) => document.getElementById(id);
 
 function timeOf(iso) {
   const d = new Date(iso);
-  return Number.isNaN(d.getTime()) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return Number.isNaN(d.getTime()) ? "" : formatTime(d);
 }
 
 /** Sum of amounts per currency, as text ("$5.00 + €2.00"). */
 function moneyText(totals) {
   const parts = Object.entries(totals).map(([cur, minor]) => formatMoney(minor, cur));
-  return parts.length ? parts.join(" + ") : "none";
+  return parts.length ? parts.join(" + ") : t("studio.none");
 }
 
 export class LivePanels {
@@ -46,10 +47,10 @@ export class LivePanels {
 
   connect() {
     if (typeof io !== "function") {
-      this._chatStatus("error", "Chat unavailable: the Socket.IO library did not load.");
+      this._chatStatus("error", t("studio.chat_unavailable"));
       return;
     }
-    this._chatStatus("connecting", "Chat: connecting…");
+    this._chatStatus("connecting", t("studio.chat_connecting"));
     const socket = (this.socket = io(location.origin, {
       transports: ["websocket"],
       auth: (cb) => {
@@ -59,14 +60,14 @@ export class LivePanels {
       },
     }));
     socket.on("connect", () => {
-      this._chatStatus("live", "Chat: connected as moderator.");
+      this._chatStatus("live", t("studio.chat_connected"));
       // an empty blocklist call is a read (no audit entry); slow mode comes as an event
       this.call("mod:blocklist", {}).then((ack) => this._renderBlocklist(ack.words || []), () => null);
     });
     socket.on("disconnect", (reason) => this._chatStatus("connecting", `Chat: disconnected (${reason}), reconnecting…`));
     socket.on("connect_error", (err) => {
-      const message = (err && err.data && err.data.message) || (err && err.message) || "refused";
-      this._chatStatus("error", `Chat: ${message}`);
+      const message = (err && err.data && errorText(err.data.code, err.data.message)) || (err && err.message) || t("studio.refused");
+      this._chatStatus("error", t("room.chat_error", { error: message }));
     });
     socket.on("kicked", (data) => this._chatStatus("error", `Chat: ${data?.message || "disconnected by the server"}`));
     socket.on("presence", (d) => { $("stat-chat").textContent = String(d?.viewers ?? 0); });
@@ -127,18 +128,18 @@ export class LivePanels {
 
   /** Emit with an ack; resolves to the ack, throws Error(message) with `.code` on refusal. */
   async call(event, payload) {
-    if (!this.socket || !this.socket.connected) throw Object.assign(new Error("the chat is not connected"), { code: "not_connected" });
+    if (!this.socket || !this.socket.connected) throw Object.assign(new Error(errorText("not_connected", t("studio.chat_not_connected_short"))), { code: "not_connected" });
     let ack;
     try {
       ack = payload === undefined
         ? await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event)
         : await this.socket.timeout(ACK_TIMEOUT_MS).emitWithAck(event, payload);
     } catch {
-      throw Object.assign(new Error("the server did not answer in time"), { code: "timeout" });
+      throw Object.assign(new Error(errorText("timeout", t("studio.no_answer"))), { code: "timeout" });
     }
     if (!ack || !ack.ok) {
       const error = (ack && ack.error) || {};
-      throw Object.assign(new Error(error.message || "refused"), { code: error.code || "" });
+      throw Object.assign(new Error(errorText(error.code, error.message) || t("studio.refused")), { code: error.code || "" });
     }
     return ack;
   }
@@ -153,9 +154,9 @@ export class LivePanels {
     $("block-refresh").addEventListener("click", async () => {
       try {
         this._renderBlocklist((await this.call("mod:blocklist", {})).words || []);
-        if (!this.blocked.length) this._modStatus("No words blocked in this room.");
+        if (!this.blocked.length) this._modStatus(t("studio.no_blocked_words"));
       } catch (err) {
-        this._modStatus(`Could not read the list: ${err.message}`, true);
+        this._modStatus(t("studio.list_not_read", { error: err.message }), true);
       }
     });
   }
@@ -171,7 +172,7 @@ export class LivePanels {
       $("poll-question").value = "";
       $("poll-options").value = "";
     } catch (err) {
-      error.textContent = `Could not open the poll: ${err.message}`;
+      error.textContent = t("studio.poll_not_opened", { error: err.message });
     }
   }
 
@@ -182,7 +183,7 @@ export class LivePanels {
       await this.call("mod:slow_mode", { seconds: Number.isInteger(seconds) ? seconds : -1 });
       this._renderSlow(seconds);
     } catch (err) {
-      this._modStatus(`Slow mode not changed: ${err.message}`, true);
+      this._modStatus(t("studio.slow_not_changed", { error: err.message }), true);
     }
   }
 
@@ -195,9 +196,9 @@ export class LivePanels {
       const ack = await this.call("mod:blocklist", { add: [word] });
       input.value = "";
       this._renderBlocklist(ack.words || []);
-      this._modStatus(`Blocked “${word}”.`);
+      this._modStatus(t("studio.blocked_word", { word }));
     } catch (err) {
-      this._modStatus(`Word not blocked: ${err.message}`, true);
+      this._modStatus(t("studio.word_not_blocked", { error: err.message }), true);
     }
   }
 
@@ -205,9 +206,9 @@ export class LivePanels {
     try {
       const ack = await this.call("mod:blocklist", { remove: [word] });
       this._renderBlocklist(ack.words || []);
-      this._modStatus(`“${word}” is allowed again.`);
+      this._modStatus(t("studio.word_allowed", { word }));
     } catch (err) {
-      this._modStatus(`Word not removed: ${err.message}`, true);
+      this._modStatus(t("studio.word_not_removed", { error: err.message }), true);
     }
   }
 
@@ -224,7 +225,7 @@ export class LivePanels {
   _renderRate() {
     const since = Date.now() - RATE_WINDOW_MS;
     this.arrivals = this.arrivals.filter((t) => t >= since);
-    $("stat-danmaku-rate").textContent = `${this.arrivals.length} / min`;
+    $("stat-danmaku-rate").textContent = t("studio.per_minute", { n: this.arrivals.length });
   }
 
   _renderDanmaku() {
@@ -236,12 +237,12 @@ export class LivePanels {
           h("strong", { class: "who" }, who), ": ", h("span", { class: "text" }, d.text),
           " ", h("time", { class: "hint", datetime: d.sent_at }, timeOf(d.sent_at))),
         h("span", { class: "actions" },
-          h("button", { type: "button", class: "small", "data-action": "delete", "aria-label": `Delete this danmaku by ${who}`,
-            onclick: () => this._delete("danmaku", d.id) }, "Delete"),
-          h("button", { type: "button", class: "small secondary", "data-action": "mute", "aria-label": `Mute ${who}`,
-            onclick: () => this._mute(d.user) }, "Mute"),
-          h("button", { type: "button", class: "small danger", "data-action": "ban", "aria-label": `Ban ${who} from this room`,
-            onclick: () => this._ban(d.user) }, "Ban")));
+          h("button", { type: "button", class: "small", "data-action": "delete", "aria-label": t("studio.delete_danmaku_by", { who }),
+            onclick: () => this._delete("danmaku", d.id) }, t("studio.delete")),
+          h("button", { type: "button", class: "small secondary", "data-action": "mute", "aria-label": t("studio.mute_who", { who }),
+            onclick: () => this._mute(d.user) }, t("studio.mute")),
+          h("button", { type: "button", class: "small danger", "data-action": "ban", "aria-label": t("studio.ban_who", { who }),
+            onclick: () => this._ban(d.user) }, t("studio.ban"))));
     });
     $("danmaku-list").replaceChildren(...items);
   }
@@ -249,9 +250,9 @@ export class LivePanels {
   async _delete(kind, id) {
     try {
       await this.call("mod:delete", { kind, id });
-      this._modStatus(`Deleted the ${kind}.`);
+      this._modStatus(t(`studio.deleted_${kind}`));
     } catch (err) {
-      this._modStatus(`Not deleted: ${err.message}`, true);
+      this._modStatus(t("studio.not_deleted", { error: err.message }), true);
     }
   }
 
@@ -259,9 +260,9 @@ export class LivePanels {
     const seconds = Number($("mute-seconds").value);
     try {
       const ack = await this.call("mod:mute", { user_id: user.id, seconds });
-      this._modStatus(`${user.name} is muted until ${timeOf(ack.until)}.`);
+      this._modStatus(t("studio.muted_until", { name: user.name, time: timeOf(ack.until) }));
     } catch (err) {
-      this._modStatus(`${user.name} not muted: ${err.message}`, true);
+      this._modStatus(t("studio.not_muted", { name: user.name, error: err.message }), true);
     }
   }
 
@@ -270,9 +271,9 @@ export class LivePanels {
       await this.call("mod:ban", { user_id: user.id });
       this.banned.set(user.id, user.name);
       this._renderBanned();
-      this._modStatus(`${user.name} is banned from this room.`);
+      this._modStatus(t("studio.banned", { name: user.name }));
     } catch (err) {
-      this._modStatus(`${user.name} not banned: ${err.message}`, true);
+      this._modStatus(t("studio.not_banned", { name: user.name, error: err.message }), true);
     }
   }
 
@@ -281,9 +282,9 @@ export class LivePanels {
       await this.call("mod:unban", { user_id: id });
       this.banned.delete(id);
       this._renderBanned();
-      this._modStatus(`${name} may come back.`);
+      this._modStatus(t("studio.unbanned", { name }));
     } catch (err) {
-      this._modStatus(`${name} not unbanned: ${err.message}`, true);
+      this._modStatus(t("studio.not_unbanned", { name, error: err.message }), true);
     }
   }
 
@@ -291,7 +292,7 @@ export class LivePanels {
     const items = [...this.banned].map(([id, name]) => h("li", { dataset: { user: String(id) } },
       h("span", { class: "line" }, name),
       h("span", { class: "actions" }, h("button", { type: "button", class: "small secondary",
-        "aria-label": `Unban ${name}`, onclick: () => this._unban(id, name) }, "Unban"))));
+        "aria-label": t("studio.unban_who", { name }), onclick: () => this._unban(id, name) }, t("studio.unban")))));
     $("banned").replaceChildren(...items);
     $("banned-empty").hidden = items.length > 0;
   }
@@ -300,11 +301,11 @@ export class LivePanels {
     this.blocked = words;
     $("blocklist").replaceChildren(...words.map((w) => h("li", {},
       h("span", {}, w), " ",
-      h("button", { type: "button", class: "link", "aria-label": `Allow “${w}” again`, onclick: () => this._unblock(w) }, "remove"))));
+      h("button", { type: "button", class: "link", "aria-label": t("studio.allow_again", { word: w }), onclick: () => this._unblock(w) }, t("studio.remove")))));
   }
 
   _renderSlow(seconds) {
-    $("slow-state").textContent = seconds > 0 ? `Slow mode: one message every ${seconds} s.` : "Slow mode: off.";
+    $("slow-state").textContent = seconds > 0 ? t("studio.slow_mode_on", { seconds }) : t("studio.slow_mode_off");
   }
 
   // ---------------------------------------------------------------- questions
@@ -330,20 +331,20 @@ export class LivePanels {
       return h("li", { dataset: { id: String(q.id) }, class: `question${q.pinned ? " pinned" : ""}${q.paid ? " paid" : ""}` },
         h("span", { class: "line" },
           q.paid ? h("span", { class: "badge paid" }, formatMoney(q.paid_amount, q.currency || "USD")) : null,
-          q.pinned ? h("span", { class: "badge" }, "Pinned") : null,
+          q.pinned ? h("span", { class: "badge" }, t("room.pinned")) : null,
           h("strong", { class: "who" }, who), ": ", h("span", { class: "text" }, q.text),
           " ", h("span", { class: "hint" }, `▲ ${q.votes}`)),
         h("span", { class: "actions" },
-          h("button", { type: "button", class: "small", "data-action": "answer", "aria-label": `Mark the question by ${who} answered`,
-            onclick: () => this._question("question:answer", { id: q.id }, "Answered.") }, "Answer"),
+          h("button", { type: "button", class: "small", "data-action": "answer", "aria-label": t("studio.mark_answered", { who }),
+            onclick: () => this._question("question:answer", { id: q.id }, t("studio.answered_done")) }, t("studio.answer")),
           h("button", { type: "button", class: "small secondary", "data-action": "pin", "aria-pressed": q.pinned ? "true" : "false",
-            "aria-label": `${q.pinned ? "Unpin" : "Pin"} the question by ${who}`,
-            onclick: () => this._question("question:pin", { id: q.id, pinned: !q.pinned }, q.pinned ? "Unpinned." : "Pinned.") },
-            q.pinned ? "Unpin" : "Pin"),
+            "aria-label": t(q.pinned ? "studio.unpin_question" : "studio.pin_question", { who }),
+            onclick: () => this._question("question:pin", { id: q.id, pinned: !q.pinned }, q.pinned ? t("studio.unpinned") : t("studio.pinned")) },
+            q.pinned ? t("studio.unpin") : t("studio.pin")),
           h("button", { type: "button", class: "small danger", "data-action": "dismiss",
-            "aria-label": `Dismiss the question by ${who}${q.paid ? " and refund it" : ""}`,
-            onclick: () => this._question("question:dismiss", { id: q.id }, q.paid ? "Dismissed and refunded." : "Dismissed.") },
-            q.paid ? "Dismiss + refund" : "Dismiss")));
+            "aria-label": t(q.paid ? "studio.dismiss_refund_question" : "studio.dismiss_question", { who }),
+            onclick: () => this._question("question:dismiss", { id: q.id }, q.paid ? t("studio.dismissed_refunded") : t("studio.dismissed")) },
+            q.paid ? t("studio.dismiss_refund") : t("studio.dismiss"))));
     });
     $("questions").replaceChildren(...items);
     $("qa-count").textContent = String(items.length);
@@ -355,7 +356,7 @@ export class LivePanels {
       if (ack.question) this._upsertQuestion(ack.question);
       this._modStatus(done, false, "qa-status");
     } catch (err) {
-      this._modStatus(`Not done: ${err.message}`, true, "qa-status");
+      this._modStatus(t("studio.not_done", { error: err.message }), true, "qa-status");
     }
   }
 
@@ -365,23 +366,23 @@ export class LivePanels {
     this.tips[tip.currency] = (this.tips[tip.currency] || 0) + tip.amount;
     this.tipCount += 1;
     $("stat-tips").textContent = `${this.tipCount} · ${moneyText(this.tips)}`;
-    const message = tip.message_hidden ? "(message hidden)" : tip.message;
-    $("tip-list").prepend(h("li", {}, h("strong", {}, tip.user?.name || "someone"), ` tipped ${formatMoney(tip.amount, tip.currency)}`,
+    const message = tip.message_hidden ? t("studio.message_hidden") : tip.message;
+    $("tip-list").prepend(h("li", {}, h("strong", {}, tip.user?.name || t("studio.someone")), t("studio.tipped", { amount: formatMoney(tip.amount, tip.currency) }),
       message ? ": " : "", message ? h("span", { class: "text" }, message) : null));
     this.onMoney();
   }
 
   _renderHands() {
     const items = this.hands.map((hand) => h("li", { dataset: { user: String(hand.user.id) } },
-      h("span", { class: "line" }, h("strong", {}, hand.user.name), " ", h("span", { class: "hint" }, `since ${timeOf(hand.raised_at)}`)),
-      h("span", { class: "actions" }, h("button", { type: "button", class: "small secondary", "aria-label": `Lower the hand of ${hand.user.name}`,
+      h("span", { class: "line" }, h("strong", {}, hand.user.name), " ", h("span", { class: "hint" }, t("studio.since", { time: timeOf(hand.raised_at) }))),
+      h("span", { class: "actions" }, h("button", { type: "button", class: "small secondary", "aria-label": t("studio.lower_hand_of", { name: hand.user.name }),
         onclick: async () => {
           try {
             await this.call("hand:lower", { user_id: hand.user.id });
           } catch (err) {
-            this._modStatus(`Hand not lowered: ${err.message}`, true);
+            this._modStatus(t("studio.hand_not_lowered", { error: err.message }), true);
           }
-        } }, "Lower"))));
+        } }, t("studio.lower")))));
     $("hands").replaceChildren(...items);
     $("hands-count").textContent = String(items.length);
   }
@@ -392,29 +393,29 @@ export class LivePanels {
       const total = p.total || 0;
       return h("li", { dataset: { id: String(p.id), open: String(p.open) }, class: "poll" },
         h("p", { class: "poll-question" }, h("strong", {}, p.question), " ",
-          h("span", { class: "badge" }, p.open ? "open" : "closed"), " ", h("span", { class: "hint" }, `${total} vote${total === 1 ? "" : "s"}`)),
+          h("span", { class: "badge" }, p.open ? t("studio.poll_open") : t("studio.poll_closed")), " ", h("span", { class: "hint" }, plural("studio.votes", total))),
         h("ul", { class: "results" }, ...p.options.map((option, i) => {
           const count = p.counts?.[i] || 0;
           const pct = total ? Math.round((100 * count) / total) : 0;
           return h("li", { dataset: { option: String(i) } },
             h("span", { class: "option" }, option), " ", h("span", { class: "votes" }, `${count} (${pct}%)`),
-            h("progress", { max: String(Math.max(total, 1)), value: String(count), "aria-label": `${option}: ${count} votes` }));
+            h("progress", { max: String(Math.max(total, 1)), value: String(count), "aria-label": `${option}: ${plural("studio.votes", count)}` }));
         })),
         p.open ? h("button", { type: "button", class: "small secondary", "data-action": "close",
-          "aria-label": `Close the poll “${p.question}”`, onclick: async () => {
+          "aria-label": t("studio.close_poll_named", { question: p.question }), onclick: async () => {
             try {
               const ack = await this.call("poll:close", { id: p.id });
               if (ack.poll) { this.polls.set(ack.poll.id, ack.poll); this._renderPolls(); }
             } catch (err) {
-              this._modStatus(`Poll not closed: ${err.message}`, true);
+              this._modStatus(t("studio.poll_not_closed", { error: err.message }), true);
             }
-          } }, "Close poll") : null);
+          } }, t("studio.close_poll")) : null);
     }));
   }
 
   // ---------------------------------------------------------------- status lines
   _name(userId) {
-    return this.names.get(userId) || `user ${userId}`;
+    return this.names.get(userId) || t("studio.user", { id: userId });
   }
 
   _chatStatus(state, text) {

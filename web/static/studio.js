@@ -1,10 +1,12 @@
 // The creator's studio: my rooms (create/edit), broadcasting from the browser (WHIP),
 // the OBS settings, and the live panels (studio-live.js). `studio.html?room=<slug>`
 // selects a room. Without a login, publishing with a stream key still works.
-import { api, describe, formatMoney, h, param, setStatus, siteHeader } from "./ui.js";
+import { api, currencyDigits, describe, formatMoney, fromMinor, h, param, parseMinor, setStatus, siteHeader } from "./ui.js";
 import { accessToken } from "./whip.js";
 import { Broadcaster, describeQuality } from "./studio-broadcast.js";
 import { LivePanels } from "./studio-live.js";
+import { CoursesPanel, PlansForm, SalesPanel } from "./studio-sales.js";
+import { formatDateTime, plural, t } from "./i18n.js";
 
 const $ = (id) => document.getElementById(id);
 const publishForm = $("publish-form");
@@ -27,6 +29,8 @@ let user = null;
 let myRooms = [];
 let selected = null; // RoomView of the selected room (one of mine)
 let panels = null; // LivePanels of the selected room
+let sales = null; // SalesPanel of the selected room
+let courses = null; // CoursesPanel of the creator
 let liveRoom = null; // the room being published to
 let withLogin = false; // publishing with a minted publish token (not a stream key)
 let freshToken = null; // a recent publish token for the WHIP DELETE on pagehide
@@ -41,23 +45,15 @@ window.stagepass = {
 
 // ===================================================================== helpers
 function mediaError(err) {
-  if (err && err.name === "NotAllowedError") return "access was denied (check the browser's permissions)";
-  if (err && err.name === "NotFoundError") return "no camera or microphone found";
-  if (err && err.name === "NotReadableError") return "the device is in use by another program";
+  if (err && err.name === "NotAllowedError") return t("studio.media_denied");
+  if (err && err.name === "NotFoundError") return t("studio.media_missing");
+  if (err && err.name === "NotReadableError") return t("studio.media_busy");
   return describe(err);
 }
 
 function note(el, text, state = "ok") {
   el.dataset.state = state;
   el.textContent = text;
-}
-
-function currencyDigits(currency) {
-  try {
-    return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
-  } catch {
-    return 2; // unknown code: the server says which ones it takes
-  }
 }
 
 function duration(ms) {
@@ -78,24 +74,26 @@ async function start() {
   const requested = param("room");
   if (requested) roomInput.value = requested;
   if (!user || (user.role !== "creator" && user.role !== "admin")) {
-    $("key-hint").textContent = "The room's stream key, from its creator's OBS settings.";
+    $("key-hint").textContent = t("studio.key_hint_viewer");
   }
   if (!user) {
     const next = encodeURIComponent(location.pathname + location.search);
     accountNote.replaceChildren(
-      h("a", { href: `/static/login.html?next=${next}`, id: "studio-login" }, "Log in as a creator"),
-      " to manage your rooms, publish without a stream key and see the live panels. ",
-      "You can still publish to a room with its stream key below.");
+      h("a", { href: `/static/login.html?next=${next}`, id: "studio-login" }, t("studio.log_in_as_creator")),
+      t("studio.log_in_to_manage"), t("studio.publish_with_key"));
     accountNote.hidden = false;
   } else if (user.role !== "creator" && user.role !== "admin") {
     accountNote.replaceChildren(
-      "The studio is for creators. You are logged in as ", h("strong", {}, user.display_name || user.email),
-      ", a viewer account: you can watch rooms from the ", h("a", { href: "/" }, "catalog"),
-      ", or publish to a room whose stream key a creator gave you.");
+      t("studio.for_creators"), h("strong", {}, user.display_name || user.email),
+      t("studio.viewer_account"), h("a", { href: "/" }, t("studio.catalog")), t("studio.or_publish_with_key"));
     accountNote.dataset.state = "error";
     accountNote.hidden = false;
   } else {
     $("rooms-panel").hidden = false;
+    $("plans-panel").hidden = false;
+    $("courses-panel").hidden = false;
+    new PlansForm(user.id).load();
+    courses = new CoursesPanel(user.id, () => myRooms);
     await loadRooms();
     if (requested) selectRoom(requested);
     else if (!myRooms.length) $("room-editor").open = true;
@@ -107,15 +105,16 @@ async function loadRooms() {
     myRooms = (await api("/api/creator/rooms")).rooms;
   } catch (err) {
     myRooms = [];
-    note($("room-form-error"), `Could not load your rooms: ${describe(err)}`, "error");
+    note($("room-form-error"), t("studio.rooms_not_loaded", { error: describe(err) }), "error");
   }
   renderRooms();
+  if (courses) courses.load();
 }
 
 function renderRooms() {
   $("rooms-empty").hidden = myRooms.length > 0;
   $("room-list").replaceChildren(...myRooms.map((room) => {
-    const price = room.free ? "Free" : formatMoney(room.ticket_price, room.currency);
+    const price = room.free ? t("common.free") : formatMoney(room.ticket_price, room.currency);
     const current = selected && selected.slug === room.slug;
     return h("li", { dataset: { room: room.slug } },
       h("a", { href: `/static/studio.html?room=${encodeURIComponent(room.slug)}`, "aria-current": current ? "page" : false,
@@ -125,14 +124,14 @@ function renderRooms() {
           if (selectRoom(room.slug)) history.pushState(null, "", `?room=${encodeURIComponent(room.slug)}`);
         } }, h("strong", {}, room.title), " ", h("span", { class: "hint" }, room.slug)),
       " ", h("span", { class: "badge" }, price),
-      room.starts_at ? h("span", { class: "hint" }, ` · ${new Date(room.starts_at).toLocaleString()}`) : null);
+      room.starts_at ? h("span", { class: "hint" }, ` · ${formatDateTime(room.starts_at)}`) : null);
   }));
 }
 
 /** Select one of my rooms (or a room typed by hand); false if a broadcast is running elsewhere. */
 function selectRoom(slug) {
   if (broadcaster.live && liveRoom !== slug) {
-    note($("account-note"), `Stop the broadcast to ${liveRoom} before switching rooms.`, "error");
+    note($("account-note"), t("studio.stop_before_switching", { room: liveRoom }), "error");
     $("account-note").hidden = false;
     return false;
   }
@@ -144,16 +143,20 @@ function selectRoom(slug) {
   selected = room;
   roomInput.value = slug;
   $("room-heading").textContent = room ? `· ${room.title}` : "";
-  document.title = room ? `Studio · ${room.title}` : "Stagepass studio";
+  document.title = room ? t("studio.page_title", { title: room.title }) : t("studio.stagepass_studio");
   renderRooms();
   if (user && (user.role === "creator" || user.role === "admin") && !room) {
-    note($("account-note"), `“${slug}” is not one of your rooms; you can publish to it with its stream key.`, "error");
+    note($("account-note"), t("studio.not_your_room", { slug }), "error");
     $("account-note").hidden = false;
   } else if (room) {
     $("account-note").hidden = true;
   }
   fillRoomForm(room);
+  if (sales) sales.close();
+  sales = room ? new SalesPanel(room) : null;
+  if (sales) sales.load();
   $("obs-panel").hidden = !room;
+  $("sales-panel").hidden = !room;
   for (const id of LIVE_PANELS) $(id).hidden = !room;
   if (room) {
     loadStreamKey(room.slug);
@@ -183,7 +186,7 @@ roomInput.addEventListener("change", () => {
 
 // ===================================================================== room form
 const FIELDS = ["slug", "title", "description", "tags", "starts_at", "currency", "ticket_price", "replay_price",
-  "preview_seconds", "max_devices", "replay_included", "allow_downloads", "embed_origins"];
+  "preview_seconds", "max_devices", "replay_included", "allow_downloads", "watermark", "embed_origins"];
 const CODE_FIELD = { invalid_slug: "slug", slug_taken: "slug", invalid_title: "title", invalid_description: "description",
   invalid_tags: "tags", invalid_time: "starts_at", unknown_currency: "currency", invalid_preview: "preview_seconds",
   invalid_devices: "max_devices", invalid_embed_origins: "embed_origins" };
@@ -206,20 +209,13 @@ function toLocalInput(iso) {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
 }
 
-function fromMinor(minor, currency) {
-  if (minor === null || minor === undefined) return "";
-  const digits = currencyDigits(currency);
-  return (minor / 10 ** digits).toFixed(digits);
-}
-
 function toMinor(text, currency, name, label) {
-  const value = text.trim().replace(",", ".");
-  const digits = currencyDigits(currency);
-  const match = /^(\d+)(?:\.(\d*))?$/.exec(value);
-  if (!match || (match[2] || "").length > digits) {
-    throw new FieldError(name, `${label}: a number like ${digits ? "9." + "9".repeat(digits) : "990"} in ${currency}`);
+  const minor = parseMinor(text, currency);
+  if (minor === null) {
+    const digits = currencyDigits(currency);
+    throw new FieldError(name, t("studio.number_like", { label, example: digits ? "9." + "9".repeat(digits) : "990", currency }));
   }
-  return Number(match[1]) * 10 ** digits + Number((match[2] || "").padEnd(digits, "0") || 0);
+  return minor;
 }
 
 function integer(text) {
@@ -229,14 +225,14 @@ function integer(text) {
 
 function fillRoomForm(room) {
   $("room-form").dataset.mode = room ? "edit" : "create";
-  $("room-form-title").textContent = room ? `Edit “${room.title}”` : "Create a room";
-  $("room-save").textContent = room ? "Save changes" : "Create room";
+  $("room-form-title").textContent = room ? t("studio.edit_room", { title: room.title }) : t("studio.create_a_room");
+  $("room-save").textContent = room ? t("studio.save_changes") : t("studio.create_room");
   $("room-new").hidden = !room;
   field("slug").disabled = !!room;
   clearFormErrors();
   const v = room || { slug: "", title: "", description: "", tags: [], starts_at: null, currency: "USD", ticket_price: 0,
     replay_price: null, preview_seconds: 0, max_devices: 1, replay_included: false, allow_downloads: false,
-    embed_origins: [] };
+    watermark: true, embed_origins: [] };
   field("slug").value = v.slug;
   field("title").value = v.title;
   field("description").value = v.description;
@@ -249,6 +245,7 @@ function fillRoomForm(room) {
   field("max_devices").value = String(v.max_devices);
   field("replay_included").checked = v.replay_included;
   field("allow_downloads").checked = v.allow_downloads;
+  field("watermark").checked = v.watermark !== false;
   field("embed_origins").value = (v.embed_origins || []).join(", ");
 }
 
@@ -262,19 +259,20 @@ function roomBody(creating) {
   const starts = field("starts_at").value;
   if (starts) {
     const d = new Date(starts);
-    if (Number.isNaN(d.getTime())) throw new FieldError("starts_at", "Starts at: a date and time");
+    if (Number.isNaN(d.getTime())) throw new FieldError("starts_at", t("studio.starts_at_invalid"));
     body.starts_at = d.toISOString();
   } else if (!creating) {
     body.starts_at = null;
   }
   body.currency = currency;
-  body.ticket_price = toMinor(field("ticket_price").value || "0", currency, "ticket_price", "Ticket price");
+  body.ticket_price = toMinor(field("ticket_price").value || "0", currency, "ticket_price", t("studio.ticket_price"));
   const replay = field("replay_price").value.trim();
-  body.replay_price = replay ? toMinor(replay, currency, "replay_price", "Replay price") : null;
+  body.replay_price = replay ? toMinor(replay, currency, "replay_price", t("studio.replay_price")) : null;
   body.preview_seconds = integer(field("preview_seconds").value);
   body.max_devices = integer(field("max_devices").value);
   body.replay_included = field("replay_included").checked;
   body.allow_downloads = field("allow_downloads").checked;
+  body.watermark = field("watermark").checked;
   body.embed_origins = field("embed_origins").value.split(/[\s,]+/).filter(Boolean);
   return body;
 }
@@ -288,7 +286,7 @@ function showFormError(err) {
   let name = err.field || CODE_FIELD[err.code];
   const prefix = /^(\w+):/.exec(err.message || "");
   if (!name && prefix && FIELDS.includes(prefix[1])) name = prefix[1];
-  note($("room-form-error"), err.field ? err.message : `Not saved: ${describe(err)}`, "error");
+  note($("room-form-error"), err.field ? err.message : t("studio.not_saved", { error: describe(err) }), "error");
   const input = name && field(name);
   if (input) {
     input.setAttribute("aria-invalid", "true");
@@ -311,7 +309,7 @@ $("room-form").addEventListener("submit", async (event) => {
       history.pushState(null, "", `?room=${encodeURIComponent(room.slug)}`);
       selectRoom(room.slug);
       $("room-editor").open = false;
-      note($("obs-status"), `Room “${room.title}” created. Go live from the browser, or from OBS with these settings.`);
+      note($("obs-status"), t("studio.room_created", { title: room.title }));
       goLiveButton.focus();
     } else {
       const { room } = await api(`/api/rooms/${encodeURIComponent(selected.slug)}`, { method: "PATCH", body });
@@ -320,7 +318,7 @@ $("room-form").addEventListener("submit", async (event) => {
       renderRooms();
       fillRoomForm(room);
       $("room-heading").textContent = `· ${room.title}`;
-      note($("room-form-error"), "Saved.");
+      note($("room-form-error"), t("studio.saved"));
     }
   } catch (err) {
     showFormError(err);
@@ -351,38 +349,38 @@ async function loadStreamKey(slug) {
   try {
     keyField.value = (await api(`/api/rooms/${encodeURIComponent(slug)}/stream-key`)).stream_key;
   } catch (err) {
-    note($("obs-status"), `Could not load the stream key: ${describe(err)}`, "error");
+    note($("obs-status"), t("studio.key_not_loaded", { error: describe(err) }), "error");
   }
 }
 
 async function copy(text, what) {
   try {
     await navigator.clipboard.writeText(text);
-    note($("obs-status"), `${what} copied.`);
+    note($("obs-status"), t("studio.copied", { what }));
   } catch {
-    note($("obs-status"), `Copying is blocked here: select the ${what.toLowerCase()} and copy it by hand.`, "error");
+    note($("obs-status"), t("studio.copy_blocked", { what }), "error");
   }
 }
 
 $("copy-url").addEventListener("click", () => copy($("whip-url").value, "WHIP URL"));
-$("copy-key").addEventListener("click", () => copy($("stream-key").value, "Stream key"));
+$("copy-key").addEventListener("click", () => copy($("stream-key").value, t("studio.stream_key")));
 $("reveal-key").addEventListener("click", () => {
   const keyField = $("stream-key");
   const show = keyField.type === "password";
   keyField.type = show ? "text" : "password";
-  $("reveal-key").textContent = show ? "Hide" : "Show";
+  $("reveal-key").textContent = show ? t("studio.hide") : t("studio.show");
   $("reveal-key").setAttribute("aria-pressed", String(show));
 });
 $("rotate-key").addEventListener("click", async () => {
   if (!selected) return;
-  const ok = confirm("Make a new stream key? The current key stops working: update it in OBS before the next broadcast.");
+  const ok = confirm(t("studio.rotate_confirm"));
   if (!ok) return;
   try {
     const { stream_key: key } = await api(`/api/rooms/${encodeURIComponent(selected.slug)}/stream-key`, { method: "POST" });
     $("stream-key").value = key;
-    note($("obs-status"), "New stream key made; the old one no longer works.");
+    note($("obs-status"), t("studio.key_rotated"));
   } catch (err) {
-    note($("obs-status"), `Key not rotated: ${describe(err)}`, "error");
+    note($("obs-status"), t("studio.key_not_rotated", { error: describe(err) }), "error");
   }
 });
 
@@ -419,10 +417,10 @@ async function retryUpload(id, button) {
   button.disabled = true;
   try {
     await api(`/api/recordings/${encodeURIComponent(id)}/upload`, { method: "POST" });
-    button.textContent = "Retrying…";
+    button.textContent = t("studio.retrying");
   } catch (err) {
     button.disabled = false;
-    button.textContent = `Retry upload (${err.message})`;
+    button.textContent = t("studio.retry_upload_error", { error: err.message });
   }
 }
 
@@ -433,17 +431,17 @@ function renderReplays(recordings) {
   $("replays-empty").hidden = recordings.length > 0;
   $("replay-list").replaceChildren(...recordings.map((rec) => {
     const when = new Date(rec.started_at).toLocaleString();
-    const state = rec.status === "ready" ? h("a", { href: rec.replay_url }, "Watch the replay")
-      : rec.status === "processing" ? `processing ${rec.progress} %`
-        : rec.status === "failed" ? h("span", { class: "error" }, `failed: ${rec.error || "unknown error"}`)
-          : rec.status === "packaged" || rec.status === "uploading" ? "uploading to storage"
+    const state = rec.status === "ready" ? h("a", { href: rec.replay_url }, t("room.watch_the_replay"))
+      : rec.status === "processing" ? t("studio.processing", { progress: rec.progress })
+        : rec.status === "failed" ? h("span", { class: "error" }, t("studio.failed", { error: rec.error || t("studio.unknown_error") }))
+          : rec.status === "packaged" || rec.status === "uploading" ? t("studio.uploading")
             : rec.status === "upload_failed" ? h("span", {},
-              h("span", { class: "error" }, `upload failed: ${rec.error || "unknown error"} `),
-              h("button", { type: "button", onclick: (event) => retryUpload(rec.id, event.target) }, "Retry upload"))
+              h("span", { class: "error" }, t("studio.upload_failed", { error: rec.error || t("studio.unknown_error") })),
+              h("button", { type: "button", onclick: (event) => retryUpload(rec.id, event.target) }, t("studio.retry_upload")))
               : rec.status;
     return h("li", { dataset: { recording: rec.id, status: rec.status } },
       `${when} · ${duration(rec.duration_ms)} · `, state,
-      rec.status === "ready" && rec.error ? h("span", { class: "hint" }, ` (recording stopped early: ${rec.error})`) : null);
+      rec.status === "ready" && rec.error ? h("span", { class: "hint" }, t("studio.stopped_early", { error: rec.error })) : null);
   }));
 }
 
@@ -457,7 +455,7 @@ function renderClipChoices(ready) {
   if (select.dataset.ids === ids) return;
   select.dataset.ids = ids;
   select.replaceChildren(...ready.map((rec) => h("option", { value: rec.id, selected: rec.id === chosen },
-    `${new Date(rec.started_at).toLocaleString()} · ${duration(rec.duration_ms)}`)));
+    `${formatDateTime(rec.started_at)} · ${duration(rec.duration_ms)}`)));
   loadClips();
 }
 
@@ -471,12 +469,12 @@ async function cutClip(event) {
     teaser: $("clip-teaser").checked,
   };
   $("clip-cut").disabled = true;
-  setStatus(status, "working", "Cutting…");
+  setStatus(status, "working", t("studio.cutting"));
   try {
     const clip = await api(`/api/recordings/${encodeURIComponent($("clip-recording").value)}/clips`,
                            { method: "POST", body });
-    setStatus(status, "done", clip.reencoded_ms ? `Clip ready (${(clip.reencoded_ms / 1000).toFixed(1)} s `
-      + "re-encoded up to the first keyframe, the rest copied)." : "Clip ready (copied, nothing re-encoded).");
+    setStatus(status, "done", clip.reencoded_ms ? t("studio.clip_reencoded", { seconds: (clip.reencoded_ms / 1000).toFixed(1) })
+      : t("studio.clip_copied"));
     await loadClips();
   } catch (err) {
     setStatus(status, "error", describe(err));
@@ -504,12 +502,12 @@ async function loadClips() {
     return;
   }
   $("clip-list").replaceChildren(...clips.map((clip) => h("li", { dataset: { clip: clip.id } },
-    h("a", { href: clip.page_url }, clip.title || "Untitled clip"),
-    ` · ${duration(clip.duration_ms)} · ${clip.teaser ? "free teaser" : "for replay owners"} `,
+    h("a", { href: clip.page_url }, clip.title || t("studio.untitled_clip")),
+    ` · ${duration(clip.duration_ms)} · ${clip.teaser ? t("studio.free_teaser") : t("studio.for_owners")} `,
     h("button", { type: "button", class: "secondary", onclick: () => clipAction(clip, "teaser") },
-      clip.teaser ? "Make it for owners" : "Make it a free teaser"),
-    h("button", { type: "button", class: "secondary", onclick: () => clipAction(clip, "delete") }, "Delete"),
-    clip.teaser ? h("input", { readonly: true, class: "embed-code", "aria-label": "Embed code",
+      clip.teaser ? t("studio.make_for_owners") : t("studio.make_teaser")),
+    h("button", { type: "button", class: "secondary", onclick: () => clipAction(clip, "delete") }, t("studio.delete")),
+    clip.teaser ? h("input", { readonly: true, class: "embed-code", "aria-label": t("studio.embed_code"),
       value: `<iframe src="${location.origin}/embed/clip/${clip.id}" width="640" height="400" allowfullscreen></iframe>` })
       : null)));
 }
@@ -543,11 +541,11 @@ function renderViewerQuality(viewers) {
   }).sort((a, b) => (b.loss ?? 0) - (a.loss ?? 0));
   $("viewer-quality").replaceChildren(...rows.map(({ v, video, loss, poor }) => h("li",
     { dataset: { viewer: v.id, poor: String(poor) }, class: poor ? "poor" : null },
-    h("strong", {}, poor ? "Poor connection" : "Good"), " ", `viewer ${v.id}`,
-    v.user_id ? ` (user ${v.user_id})` : "",
-    ` · loss ${loss === null ? "—" : `${(loss * 100).toFixed(1)}%`}`,
-    ` · round trip ${video.rtt_ms == null ? "—" : `${Math.round(video.rtt_ms)} ms`}`,
-    ` · resent ${video.retransmitted ?? 0}`)));
+    h("strong", {}, poor ? t("studio.poor_connection") : t("studio.good")), " ", t("studio.viewer_id", { id: v.id }),
+    v.user_id ? t("studio.user_id", { id: v.user_id }) : "",
+    t("studio.loss", { loss: loss === null ? "—" : `${(loss * 100).toFixed(1)}%` }),
+    t("studio.rtt", { rtt: video.rtt_ms == null ? "—" : `${Math.round(video.rtt_ms)} ms` }),
+    t("studio.resent", { n: video.retransmitted ?? 0 }))));
 }
 
 function renderStats(stats) {
@@ -555,13 +553,13 @@ function renderStats(stats) {
   const line = $("recording");
   const rec = stats.recording;
   if (!rec) {
-    setStatus(line, "idle", stats.live ? "Recording: off for this broadcast." : "Recording: not live.");
+    setStatus(line, "idle", stats.live ? t("studio.recording_off") : t("studio.recording_not_live"));
   } else if (rec.status === "failed" || rec.error) {
-    setStatus(line, "error", `Recording failed: ${rec.error || "unknown error"} (kept ${duration(rec.duration_ms)}). The broadcast goes on.`);
+    setStatus(line, "error", t("studio.recording_failed", { error: rec.error || t("studio.unknown_error"), kept: duration(rec.duration_ms) }));
   } else if (rec.status === "recording") {
-    setStatus(line, "live", `Recording ● ${duration(rec.duration_ms)} · ${megabytes(rec.bytes)}${rec.gaps ? ` · ${rec.gaps} gap(s)` : ""}`);
+    setStatus(line, "live", t("studio.recording", { duration: duration(rec.duration_ms), size: megabytes(rec.bytes), gaps: rec.gaps ? t("studio.gaps", { n: rec.gaps }) : "" }));
   } else {
-    setStatus(line, "idle", `Recording ${rec.status}: ${duration(rec.duration_ms)} · ${megabytes(rec.bytes)}`);
+    setStatus(line, "idle", t("studio.recording_status", { status: rec.status, duration: duration(rec.duration_ms), size: megabytes(rec.bytes) }));
   }
 }
 
@@ -572,10 +570,10 @@ async function refreshEarnings() {
     const rows = (await api("/api/creator/earnings")).earnings.filter((r) => r.room === selected.slug);
     const orders = rows.reduce((n, r) => n + r.orders, 0);
     $("stat-revenue").textContent = rows.length
-      ? `${rows.map((r) => formatMoney(r.earned, r.currency)).join(" + ")} (${orders} order${orders === 1 ? "" : "s"})`
-      : "none yet";
+      ? `${rows.map((r) => formatMoney(r.earned, r.currency)).join(" + ")} (${plural("studio.orders", orders)})`
+      : t("studio.none_yet");
   } catch (err) {
-    $("stat-revenue").textContent = `unavailable (${describe(err)})`;
+    $("stat-revenue").textContent = t("studio.unavailable", { error: describe(err) });
   }
   timers.earnings = setTimeout(refreshEarnings, EARNINGS_EVERY_MS);
 }
@@ -601,20 +599,20 @@ async function fillDevices() {
       select.replaceChildren(...(devices.length ? devices : [{ deviceId: "", label: fallback }])
         .map((d) => h("option", { value: d.deviceId, selected: d.deviceId === current }, d.label)));
     };
-    fill($("camera"), cameras, broadcaster.currentDevice("video"), "Default camera");
-    fill($("microphone"), microphones, broadcaster.currentDevice("audio"), "Default microphone");
+    fill($("camera"), cameras, broadcaster.currentDevice("video"), t("studio.default_camera"));
+    fill($("microphone"), microphones, broadcaster.currentDevice("audio"), t("studio.default_microphone"));
   } catch (err) {
-    note($("quality"), `Devices unavailable: ${mediaError(err)}`, "error");
+    note($("quality"), t("studio.devices_unavailable", { error: mediaError(err) }), "error");
   }
 }
 
-for (const [id, kind, what] of [["camera", "video", "Camera"], ["microphone", "audio", "Microphone"]]) {
+for (const [id, kind, what] of [["camera", "video", t("studio.camera")], ["microphone", "audio", t("studio.microphone")]]) {
   $(id).addEventListener("change", async (event) => {
     try {
       await broadcaster.useDevice(kind, event.target.value);
-      setStatusIfIdle(`${what} switched.`);
+      setStatusIfIdle(t("studio.switched", { what }));
     } catch (err) {
-      setStatus(statusLine, "error", `${what} not switched: ${mediaError(err)}`);
+      setStatus(statusLine, "error", t("studio.not_switched", { what, error: mediaError(err) }));
     }
   });
 }
@@ -629,13 +627,13 @@ function watchConnection(session) {
     if (broadcaster.session !== session) return;
     switch (pc.connectionState) {
       case "connected":
-        setStatus(statusLine, "live", "live");
+        setStatus(statusLine, "live", t("studio.live_status"));
         break;
       case "disconnected":
-        setStatus(statusLine, "connecting", "Connection interrupted, reconnecting…");
+        setStatus(statusLine, "connecting", t("watch.reconnecting"));
         break;
       case "failed":
-        setStatus(statusLine, "error", "The connection to the server failed. You are not live.");
+        setStatus(statusLine, "error", t("studio.connection_failed"));
         endBroadcast();
         break;
     }
@@ -655,7 +653,7 @@ publishForm.addEventListener("submit", async (event) => {
   if (broadcaster.live) return;
   if (!publishForm.reportValidity()) return;
   setLive(true);
-  setStatus(statusLine, "connecting", "Connecting…");
+  setStatus(statusLine, "connecting", t("watch.connecting"));
   try {
     await broadcaster.open({ cameraId: $("camera").value, microphoneId: $("microphone").value });
     const room = roomInput.value.trim();
@@ -676,7 +674,7 @@ publishForm.addEventListener("submit", async (event) => {
     pollStats();
   } catch (err) {
     setLive(false);
-    setStatus(statusLine, "error", `Could not go live: ${mediaError(err)}`);
+    setStatus(statusLine, "error", t("studio.could_not_go_live", { error: mediaError(err) }));
   }
 });
 
@@ -697,7 +695,7 @@ async function endBroadcast() {
 stopButton.addEventListener("click", async () => {
   stopButton.disabled = true;
   await endBroadcast();
-  setStatus(statusLine, "stopped", "Stopped. You are not live.");
+  setStatus(statusLine, "stopped", t("studio.stopped"));
 });
 
 shareButton.addEventListener("click", async () => {
@@ -705,8 +703,8 @@ shareButton.addEventListener("click", async () => {
     if (broadcaster.screen) await broadcaster.stopScreenShare();
     else await broadcaster.startScreenShare();
   } catch (err) {
-    setStatus(statusLine, broadcaster.live ? "live" : "error", broadcaster.live ? "live" : `Screen not shared: ${mediaError(err)}`);
-    if (broadcaster.live) qualityLine.textContent = `Screen not shared: ${mediaError(err)}`;
+    setStatus(statusLine, broadcaster.live ? "live" : "error", broadcaster.live ? t("studio.live_status") : t("studio.screen_not_shared", { error: mediaError(err) }));
+    if (broadcaster.live) qualityLine.textContent = t("studio.screen_not_shared", { error: mediaError(err) });
   }
   renderShare();
 });
@@ -714,9 +712,9 @@ broadcaster.onScreenEnded = renderShare;
 
 function renderShare() {
   const sharing = !!broadcaster.screen;
-  shareButton.textContent = sharing ? "Stop sharing" : "Share screen";
+  shareButton.textContent = sharing ? t("studio.stop_sharing") : t("studio.share_screen");
   shareButton.setAttribute("aria-pressed", String(sharing));
-  $("preview").setAttribute("aria-label", sharing ? "Screen preview" : "Camera preview");
+  $("preview").setAttribute("aria-label", sharing ? t("studio.screen_preview") : t("studio.camera_preview"));
 }
 
 // Leave the room cleanly when the tab closes or navigates away.
@@ -726,5 +724,5 @@ addEventListener("pagehide", () => {
 
 broadcaster.open()
   .then(fillDevices)
-  .catch((err) => setStatus(statusLine, "error", `Camera preview unavailable: ${mediaError(err)}`));
-start().catch((err) => setStatus(statusLine, "error", `The studio could not start: ${describe(err)}`));
+  .catch((err) => setStatus(statusLine, "error", t("studio.preview_unavailable", { error: mediaError(err) })));
+start().catch((err) => setStatus(statusLine, "error", t("studio.could_not_start", { error: describe(err) })));

@@ -1,5 +1,9 @@
 // Shared helpers for Stagepass pages: JSON API calls, the logged-in user, safe DOM
 // building (user text always goes through textContent), money, status lines, the header.
+// Texts for people come from the catalogue (i18n.js); server errors by their code.
+import { errorText, formatMoney, languageSwitcher, t } from "./i18n.js";
+
+export { formatMoney };
 
 /** A refused API call: `status` is the HTTP status, `code`/`message` the server's error. */
 export class ApiError extends Error {
@@ -25,7 +29,7 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
   try {
     response = await fetch(path, init);
   } catch (err) {
-    throw new ApiError(`network error: ${err.message || err}`);
+    throw new ApiError(t("common.network_error", { detail: err.message || err }));
   }
   const text = await response.text();
   let data = null;
@@ -36,7 +40,7 @@ export async function api(path, { method = "GET", body, headers = {} } = {}) {
   }
   if (!response.ok) {
     const error = data && data.error;
-    throw new ApiError(error ? String(error.message) : `${response.status} ${response.statusText}`,
+    throw new ApiError(error ? errorText(String(error.code), String(error.message)) : `${response.status} ${response.statusText}`,
                        response.status, error ? String(error.code) : "");
   }
   return data;
@@ -72,17 +76,35 @@ export function h(tag, attrs = {}, ...children) {
   return el;
 }
 
-/** 1999, "EUR" -> "€19.99" in the page's locale; 0 -> "Free". */
-export function formatMoney(minor, currency) {
-  if (!minor) return "Free";
-  const digits = new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
-  return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(minor / 10 ** digits);
+/** How many minor units digits `currency` has (2 for USD, 0 for JPY). */
+export function currencyDigits(currency) {
+  try {
+    return new Intl.NumberFormat("en", { style: "currency", currency }).resolvedOptions().maximumFractionDigits;
+  } catch {
+    return 2; // unknown code: the server says which ones it takes
+  }
+}
+
+/** 990, "USD" -> "9.90" (for an input field); null -> "". */
+export function fromMinor(minor, currency) {
+  if (minor === null || minor === undefined) return "";
+  const digits = currencyDigits(currency);
+  return (minor / 10 ** digits).toFixed(digits);
+}
+
+/** "9.90", "USD" -> 990; null when the text is not such an amount. */
+export function parseMinor(text, currency) {
+  const value = String(text).trim().replace(",", ".");
+  const digits = currencyDigits(currency);
+  const match = /^(\d+)(?:\.(\d*))?$/.exec(value);
+  if (!match || (match[2] || "").length > digits) return null;
+  return Number(match[1]) * 10 ** digits + Number((match[2] || "").padEnd(digits, "0") || 0);
 }
 
 /** An error for people: its message, plus the HTTP status when there is one. */
 export function describe(err) {
   const message = (err && err.message) || String(err);
-  return err && err.status ? `${message} (HTTP ${err.status})` : message;
+  return err && err.status ? t("common.http_status", { message, status: err.status }) : message;
 }
 
 /** Set a status line (`data-state` drives its colour; the text is plain text). */
@@ -107,18 +129,19 @@ export async function siteHeader() {
   const back = encodeURIComponent(location.pathname + location.search);
   const links = [h("a", { href: "/", class: "brand" }, "Stagepass")];
   if (user && (user.role === "creator" || user.role === "admin")) {
-    links.push(h("a", { href: "/static/studio.html" }, "Studio"), h("a", { href: "/static/dashboard.html" }, "Dashboard"));
+    links.push(h("a", { href: "/static/studio.html" }, t("nav.studio")), h("a", { href: "/static/dashboard.html" }, t("nav.dashboard")));
   }
-  if (user && user.role === "admin") links.push(h("a", { href: "/static/admin.html" }, "Admin"));
+  if (user && user.role === "admin") links.push(h("a", { href: "/static/admin.html" }, t("nav.admin")));
   const { inboxControl } = user ? await import("./inbox.js") : {};
   const account = user
     ? h("span", { class: "account" }, inboxControl(), " ", h("span", { class: "who" }, user.display_name || user.email), " ",
         h("button", { type: "button", class: "link", id: "logout", onclick: async () => {
           await api("/api/auth/logout", { method: "POST" }).catch(() => null);
           location.reload();
-        } }, "Log out"))
-    : h("a", { href: `/static/login.html?next=${back}`, id: "login-link" }, "Log in");
-  header.replaceChildren(h("nav", { "aria-label": "Site" }, ...links), account);
+        } }, t("nav.log_out")))
+    : h("a", { href: `/static/login.html?next=${back}`, id: "login-link" }, t("nav.log_in"));
+  header.replaceChildren(h("nav", { "aria-label": t("nav.site") }, ...links),
+                         h("span", { class: "header-end" }, account, languageSwitcher()));
   return user;
 }
 

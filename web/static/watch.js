@@ -1,5 +1,7 @@
 // The viewer's page: WHEP playback of /whep/<room>.
 import { accessToken, play } from "./whip.js";
+import { t } from "./i18n.js";
+import { mountWatermark } from "./watermark.js";
 
 const form = document.getElementById("play-form");
 const roomInput = document.getElementById("room");
@@ -9,6 +11,7 @@ const statusLine = document.getElementById("status");
 const video = document.getElementById("video");
 
 let session = null;
+let watermark = null; // { stop() } of the paid room's watermark while playing
 
 window.stagepass = { get session() { return session; } };
 
@@ -45,14 +48,14 @@ function watch(current) {
     if (session !== current) return;
     switch (pc.connectionState) {
       case "connected":
-        setStatus("connected", "Connected, waiting for the stream…");
+        setStatus("connected", t("watch.connected_waiting"));
         showPicture();
         break;
       case "disconnected":
-        setStatus("connecting", "Connection interrupted, reconnecting…");
+        setStatus("connecting", t("watch.reconnecting"));
         break;
       case "failed":
-        setStatus("error", "The connection to the server failed.");
+        setStatus("error", t("watch.connection_failed"));
         session = null;
         current.stop();
         setPlaying(false);
@@ -68,7 +71,7 @@ async function start(event) {
   if (session) return;
   if (!form.reportValidity()) return;
   setPlaying(true);
-  setStatus("connecting", "Connecting…");
+  setStatus("connecting", t("watch.connecting"));
   try {
     const room = roomInput.value.trim();
     const url = `/whep/${encodeURIComponent(room)}`;
@@ -79,14 +82,15 @@ async function start(event) {
     session = current;
     watch(current);
     showRendition(current);
+    watermarkFor(room, current);
   } catch (err) {
     session = null;
     setPlaying(false);
-    setStatus("error", `Could not play: ${describe(err)}`);
+    setStatus("error", t("room.could_not_play", { error: describe(err) }));
   }
 }
 
-const RENDITIONS = { full: "Full quality", low: "Low quality (weak network)", audio: "Audio only (weak network)" };
+const RENDITIONS = { full: t("watch.full_quality"), low: t("watch.low_quality"), audio: t("watch.audio_only") };
 
 /** Which rendition the server sends this player (it switches on a weak network). */
 async function showRendition(current) {
@@ -108,13 +112,23 @@ async function showRendition(current) {
   line.hidden = true;
 }
 
+/** A paid room's per-viewer watermark over the player, while `current` plays. */
+async function watermarkFor(room, current) {
+  const response = await fetch(`/api/catalog/${encodeURIComponent(room)}`, { credentials: "same-origin" }).catch(() => null);
+  const body = response && response.ok ? await response.json() : null; // open rooms are not in the catalog
+  if (!body || !body.watermark || session !== current) return;
+  watermark = mountWatermark(document.getElementById("stage"), body.watermark.label, video);
+}
+
 async function stop() {
   const current = session;
   session = null;
+  if (watermark) watermark.stop();
+  watermark = null;
   setPlaying(false);
   if (current) await current.stop();
   video.srcObject = null;
-  setStatus("stopped", "Stopped.");
+  setStatus("stopped", t("watch.stopped"));
 }
 
 form.addEventListener("submit", start);

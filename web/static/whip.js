@@ -1,3 +1,4 @@
+import { errorText, t } from "./i18n.js";
 // WHIP (publish) and WHEP (play) over RTCPeerConnection, no dependencies.
 //
 // The offer is sent as soon as it is made, with the candidates gathered by then (usually
@@ -170,8 +171,8 @@ async function errorFrom(response) {
     try {
       const body = JSON.parse(text);
       if (body && body.error) {
-        message = String(body.error.message ?? message);
         code = String(body.error.code ?? "");
+        message = errorText(code, String(body.error.message ?? message));
       }
     } catch {
       if (text.trim()) message = text.trim().slice(0, 500);
@@ -199,7 +200,7 @@ async function negotiate(url, pc, token) {
     try {
       response = await fetch(url, { method: "POST", headers, body: offer });
     } catch (err) {
-      throw new WhipError(`cannot reach the server: ${err.message}`);
+      throw new WhipError(t("whip.unreachable", { error: err.message }));
     }
     if (response.status !== 201) throw await errorFrom(response);
     const header = response.headers.get("Location");
@@ -210,7 +211,7 @@ async function negotiate(url, pc, token) {
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
     } catch (err) {
       await session.stop();
-      throw new WhipError(`unusable answer from the server: ${err.message}`);
+      throw new WhipError(t("whip.bad_answer", { error: err.message }));
     }
     trickle.start(location, response.headers.get("ETag"), bearer);
     return session;
@@ -261,7 +262,7 @@ export async function publish(url, token, stream, { videoCodec = "H264", iceServ
   try {
     const video = stream.getVideoTracks()[0];
     const audio = stream.getAudioTracks()[0];
-    if (!video && !audio) throw new WhipError("nothing to publish: the stream has no tracks");
+    if (!video && !audio) throw new WhipError(t("whip.no_tracks"));
     if (video) {
       const t = pc.addTransceiver(video, { direction: "sendonly", streams: [stream] });
       preferCodec(t, videoCodec);
@@ -318,7 +319,7 @@ export async function accessToken(room, scope) {
   }
   if (!response.ok) {
     const error = body.error || {};
-    throw new WhipError(error.message || `HTTP ${response.status}`, response.status, error.code);
+    throw new WhipError(errorText(error.code, error.message) || `HTTP ${response.status}`, response.status, error.code);
   }
   return body.token;
 }

@@ -1,0 +1,354 @@
+"""The control plane's view of rooms whose media runs in worker processes.
+
+``WorkerRooms`` stands where a ``RoomRegistry`` stands in a single process, with the same
+vocabulary (``open``, ``get``, ``on_air``, ``audience``, ``broadcast_started/ended``
+listeners), so the signalling, paywall and interaction edges do not know where media runs.
+A ``WorkerRoom`` places sessions and keeps what the control plane must know at once (its
+sessions, its broadcast); the rest (live, phase, recording, counters) comes from the
+workers' snapshots, every half second.
+
+Placement: a room's publisher goes to the worker that hosts the room (where its broadcast
+is open and recorded), or, for a room hosted nowhere, to the least-loaded worker, which
+then hosts it. A viewer goes to the least-loaded worker (fewest sessions, then lowest
+index). A worker with viewers of a room it does not host relays it: the control plane
+opens a pipe (``pipe.py``) from the host, once per room and worker, when the first viewer
+there joins or the room gets a host; the worker says when its last viewer left
+(``pipe_idle``) and the pipe is closed at both ends.
+
+A worker that dies takes its sessions with it: each is closed here (seats given back,
+leaves reported), rooms it hosted lose their host and end their broadcast, pipes from
+or to it are dropped. Its viewers reconnect (the player does), its publisher comes back
+within ``publisher_stale_seconds`` to another worker, and the pipes follow it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Awaitable, Callable, Iterator, Optional
+
+from core.logs import context_logger
+from core.settings import Settings
+from core.tasks import TaskOwner
+from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
+from mediaserver.live.room import Broadcast, LiveObserver, Room
+from mediaserver.workers.channel import RemoteError, WorkerGone
+from mediaserver.workers.links import Links
+from mediaserver.workers.sessions import WorkerSession
+from mediaserver.workers.supervisor import WorkerPool
+
+__all__ = ["WorkerRoom", "WorkerRooms"]
+
+log = logging.getLogger("stagepass.workers")
+
+_ERRORS: dict[str, type[Exception]] = {
+    "RoomBusy": RoomBusy, "CodecMismatch": CodecMismatch, "NegotiationFailed": NegotiationFailed,
+}
+
+Listener = Callable[[Any, Broadcast], Awaitable[None]]
+
+
+def _domain_error(exc: RemoteError) -> Exception:
+    return _ERRORS.get(exc.type, RuntimeError)(str(exc))
+
+
+class _Recording:
+    """What the control plane knows of a room's recording in its host worker."""
+
+    def __init__(self, broadcast: Broadcast, state: dict) -> None:
+        self.broadcast = broadcast
+        self._state = state
+
+    def state(self) -> dict:
+        return self._state
+
+
+class _FanoutTotals:
+    """One kind's counters over the workers (``stats`` as a ``FanoutStats``'s); the keyframe
+    requests stay in the workers."""
+
+    keyframes = None
+
+    def __init__(self) -> None:
+        self.stats = self
+        self.packets_in = self.packets_out = self.dropped = self.retransmitted = self.send_errors = 0
+
+    def add(self, counters: dict, from_host: bool) -> None:
+        if from_host:
+            self.packets_in += counters.get("packets_in", 0)
+        self.packets_out += counters.get("packets_out", 0)
+        self.dropped += counters.get("dropped", 0)
+        self.retransmitted += counters.get("retransmitted", 0)
+        self.send_errors += counters.get("send_errors", 0)
+
+
+class WorkerRoom:
+    """A room whose sessions live in workers."""
+
+    origin = None
+    low = None
+
+    def __init__(self, rooms: "WorkerRooms", name: str) -> None:
+        self._rooms = rooms
+        self.name = name
+        self.log = context_logger("stagepass.room", name)
+        self.host: Optional[int] = None  #: the worker its publisher is on and its broadcast is open in
+        self.publisher: Optional[WorkerSession] = None
+        self.subscribers: dict[str, WorkerSession] = {}
+        self.broadcast: Optional[Broadcast] = None
+        self.ended_broadcast: Optional[Broadcast] = None
+        self.broadcast_started: list[Listener] = rooms.broadcast_started
+        self.broadcast_ended: list[Listener] = rooms.broadcast_ended
+        self.snapshots: dict[int, dict] = {}  #: worker -> its latest snapshot of this room
+        # what the metrics read of an in-process room (``fanouts`` from the snapshots)
+        self.departed_nacked: dict[str, int] = {}
+        self.departed_octets: dict[str, int] = {}
+
+    # ------------------------------------------------------------ state
+    @property
+    def _host_snapshot(self) -> dict:
+        return self.snapshots.get(self.host, {}) if self.host is not None else {}
+
+    @property
+    def live(self) -> bool:
+        return self.publisher is not None and bool(self._host_snapshot.get("live"))
+
+    @property
+    def phase(self) -> str:
+        """The host worker's word (``Room.phase``: a broadcast counts once media came), as
+        of its last snapshot; without a host, what the control plane knows."""
+        host = self._host_snapshot.get("phase")
+        if host is not None and self.publisher is not None:
+            return host
+        if self.live:
+            return "live"
+        if self.broadcast is not None:
+            return "reconnecting"
+        return "ended" if self.ended_broadcast is not None else "idle"
+
+    @property
+    def fanouts(self) -> dict[str, "_FanoutTotals"]:
+        """Per kind, the workers' fanout counters as ``/metrics`` reads a ``Fanout``'s: packets
+        in from the host (a relay's come through the pipe), the rest summed over workers."""
+        totals: dict[str, _FanoutTotals] = {}
+        for worker, snapshot in self.snapshots.items():
+            for kind, counters in snapshot.get("fanouts", {}).items():
+                total = totals.setdefault(kind, _FanoutTotals())
+                total.add(counters, from_host=worker == self.host)
+        return totals
+
+    @property
+    def renditions(self) -> dict[str, str]:
+        return {sid: r for snap in self.snapshots.values() for sid, r in snap.get("renditions", {}).items()}
+
+    @property
+    def recorder(self) -> Optional[_Recording]:
+        state = self._host_snapshot.get("recording")
+        if state is None or self.broadcast is None:
+            return None
+        return _Recording(self.broadcast, state)
+
+    def viewer_count(self) -> int:
+        return len(self.subscribers)
+
+    def session(self, session_id: str) -> Optional[WorkerSession]:
+        if self.publisher is not None and self.publisher.id == session_id:
+            return self.publisher
+        return self.subscribers.get(session_id)
+
+    def viewers_on(self, worker: int) -> int:
+        return sum(1 for s in self.subscribers.values() if s.worker == worker)
+
+    # ------------------------------------------------------------ sessions
+    async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[WorkerSession, str]:
+        rooms = self._rooms
+        alive = rooms.pool.alive()
+        worker = self.host if self.host in alive else rooms.least_loaded()
+        try:
+            result = await rooms.pool.request(worker, "publish", room=self.name, sdp=offer_sdp, plan=plan)
+        except RemoteError as exc:
+            raise _domain_error(exc) from None
+        session = WorkerSession(rooms.pool, self, worker, result["session"], "publisher", result["ice"])
+        session.codecs = result.get("codecs", {})
+        previous, self.publisher = self.publisher, session
+        if previous is not None and previous.worker == worker:
+            self.log.info("publisher %s replaces %s", session.id[:8], previous.id[:8])
+        if self.host != worker:
+            self.host = worker
+            self.log.info("hosted by media worker %d", worker)
+        await rooms.links.follow_host(self)
+        return session, result["answer"]
+
+    async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[WorkerSession, str]:
+        rooms = self._rooms
+        worker = rooms.least_loaded()
+        try:
+            result = await rooms.pool.request(worker, "subscribe", room=self.name, sdp=offer_sdp, kinds=kinds)
+        except RemoteError as exc:
+            raise _domain_error(exc) from None
+        session = WorkerSession(rooms.pool, self, worker, result["session"], "viewer", result["ice"])
+        self.subscribers[session.id] = session
+        self.log.info("viewer %s joined on worker %d (%d watching)", session.id[:8], worker, len(self.subscribers))
+        await rooms.links.ensure(self, worker)
+        return session, result["answer"]
+
+    #: a ban ends the user's players, whichever worker they are on
+    end_sessions_of = Room.end_sessions_of
+
+    def forget(self, session: WorkerSession) -> None:
+        if session is self.publisher:
+            self.publisher = None
+        elif self.subscribers.pop(session.id, None) is not None:
+            self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
+
+    async def end_broadcast(self) -> None:
+        if self.host is not None:
+            try:
+                await self._rooms.pool.request(self.host, "end_broadcast", room=self.name)
+            except (WorkerGone, RemoteError) as exc:
+                self.log.warning("ending the broadcast on worker %d: %s", self.host, exc)
+
+    async def _tell(self, listeners: list[Listener], broadcast: Broadcast, what: str) -> None:
+        for listener in list(listeners):
+            try:
+                await listener(self, broadcast)
+            except Exception:
+                self.log.exception("%s listener failed", what)
+
+    async def started(self, worker: int, broadcast: Broadcast) -> None:
+        """A broadcast opened on ``worker`` (told while its publish request is answered):
+        that worker hosts the room from now on."""
+        self.host = worker
+        self.broadcast, self.ended_broadcast = broadcast, None
+        await self._tell(self.broadcast_started, broadcast, "broadcast-start")
+
+    async def ended(self, worker: int, broadcast_id: str) -> None:
+        if worker != self.host or self.broadcast is None or self.broadcast.id != broadcast_id:
+            return
+        ended, self.broadcast, self.ended_broadcast = self.broadcast, None, self.broadcast
+        if self.publisher is None:
+            self.host = None  # the next broadcast may start on any worker
+        await self._tell(self.broadcast_ended, ended, "broadcast-end")
+
+    async def lost_host(self) -> None:
+        """The host worker died: its broadcast ended there (its recording is packaged as
+        far as it was written); the next publisher opens a new one on another worker."""
+        ended, self.broadcast, self.host = self.broadcast, None, None
+        if ended is not None:
+            self.ended_broadcast = ended
+            self.log.warning("host worker gone: broadcast %s ended", ended.id)
+            await self._tell(self.broadcast_ended, ended, "broadcast-end")
+
+    def stats(self) -> dict:
+        workers = {str(w): {"viewers": self.viewers_on(w), "host": w == self.host}
+                   for w in sorted({s.worker for s in self.subscribers.values()} | ({self.host} - {None}))}
+        return {
+            "room": self.name,
+            "live": self.live,
+            "phase": self.phase,
+            "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
+            "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
+            "viewers": self.viewer_count(),
+            "relays": 0,
+            "origin": None,
+            "codecs": dict(self.publisher.codecs) if self.publisher else {},
+            "recording": self._host_snapshot.get("recording"),
+            "fanouts": {kind: {"packets_in": t.packets_in, "packets_out": t.packets_out, "dropped": t.dropped,
+                               "retransmitted": t.retransmitted} for kind, t in self.fanouts.items()},
+            "workers": workers,
+        }
+
+
+class WorkerRooms:
+    """The rooms of this node, their media in ``count`` worker processes (``--workers``)."""
+
+    def __init__(self, settings: Settings, count: int, observer: Optional[LiveObserver] = None) -> None:
+        self.settings = settings
+        self.observer = observer or LiveObserver()
+        self._rooms: dict[str, WorkerRoom] = {}
+        self.broadcast_started: list[Listener] = []
+        self.broadcast_ended: list[Listener] = []
+        self.pool = WorkerPool(settings, count, self._event, self._worker_gone)
+        self.links = Links(self.pool, self.get)
+        self.tasks = TaskOwner(log)
+        self.udp_mux = None
+
+    def get(self, name: str) -> Optional[WorkerRoom]:
+        return self._rooms.get(name)
+
+    def open(self, name: str) -> WorkerRoom:
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = WorkerRoom(self, name)
+        return room
+
+    def __iter__(self) -> Iterator[WorkerRoom]:
+        return iter(list(self._rooms.values()))
+
+    def least_loaded(self) -> int:
+        """The running worker with the fewest sessions (publishers and viewers), then the lowest index."""
+        alive = self.pool.alive()
+        if not alive:
+            raise WorkerGone("no media worker is running")
+        load = dict.fromkeys(alive, 0)
+        for room in self._rooms.values():
+            for session in ([room.publisher] if room.publisher else []) + list(room.subscribers.values()):
+                if session.worker in load:
+                    load[session.worker] += 1
+        return min(alive, key=lambda w: (load[w], w))
+
+    def on_air(self) -> list[dict]:
+        rooms = [
+            {"room": r.name, "phase": r.phase, "viewers": r.viewer_count(),
+             "broadcast": {"id": r.broadcast.id, "t_ms": r.broadcast.t_ms()}}
+            for r in self._rooms.values() if r.broadcast is not None and r.phase in ("live", "reconnecting")
+        ]
+        return sorted(rooms, key=lambda r: (-r["viewers"], r["room"]))
+
+    def audience(self) -> dict[str, int]:
+        return {r.name: n for r in self._rooms.values() if (n := r.viewer_count())}
+
+    async def start(self, worker: int = 0) -> None:
+        await self.pool.start()
+
+    # ------------------------------------------------------------ news from the workers
+    async def _event(self, worker: int, name: str, data: dict) -> None:
+        if name == "snapshot":
+            rooms = data["rooms"]
+            for room in self._rooms.values():
+                if room.name in rooms:
+                    room.snapshots[worker] = rooms[room.name]
+                else:
+                    room.snapshots.pop(worker, None)
+            return
+        room = self._rooms.get(data.get("room", ""))
+        if room is None:
+            return
+        if name == "closed":
+            session = room.session(data["session"])
+            if session is not None and session.worker == worker:
+                await session.ended()
+        elif name == "broadcast_started":
+            await room.started(worker, Broadcast(id=data["id"], started_at=data["started_at"]))
+        elif name == "broadcast_ended":
+            await room.ended(worker, data["id"])
+        elif name == "pipe_idle":
+            self.tasks.spawn(self.links.idle(worker, room.name, data["channel"]), name=f"pipe-idle-{room.name}")
+
+    async def _worker_gone(self, worker: int) -> None:
+        """Worker ``worker`` died: its sessions end here, the rooms it hosted lose their host."""
+        await self.links.worker_gone(worker)
+        for room in list(self._rooms.values()):
+            room.snapshots.pop(worker, None)
+            for session in [s for s in list(room.subscribers.values()) + [room.publisher]
+                            if s is not None and s.worker == worker]:
+                await session.ended()
+            if room.host == worker:
+                await room.lost_host()
+
+    async def close(self) -> None:
+        await self.tasks.close()
+        await self.pool.close()
+        for room in list(self._rooms.values()):
+            for session in list(room.subscribers.values()) + ([room.publisher] if room.publisher else []):
+                await session.ended()
+        self._rooms.clear()

@@ -1,0 +1,167 @@
+"""``WorkerPool``: the control plane's media worker processes, started, watched, restarted.
+
+Each worker is ``python -m mediaserver.workers.worker`` with one end of a socket pair as
+its ``Channel`` and the settings the control plane loaded (pickled into the run directory,
+which also holds the workers' pipe sockets). A worker that exits while the pool runs is
+logged with its index and pid, ``on_exit(index)`` lets the owner forget its sessions, and
+it is started again (after a pause that grows while it keeps dying at start). Closing the
+pool closes the channels: each worker then closes its rooms and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import pickle
+import shutil
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Optional
+
+from core.settings import Settings
+from core.tasks import TaskOwner
+from mediaserver.workers.channel import Channel, WorkerGone
+from mediaserver.workers.worker import SETTINGS_FILE
+
+__all__ = ["WorkerPool", "WorkerProcess"]
+
+log = logging.getLogger("stagepass.workers")
+
+EventHandler = Callable[[int, str, dict], Awaitable[None]]
+_READY_TIMEOUT = 30.0
+_STOP_TIMEOUT = 15.0
+
+
+class WorkerProcess:
+    """One running worker: its process and its channel."""
+
+    def __init__(self, index: int, process: asyncio.subprocess.Process, channel: Channel) -> None:
+        self.index = index
+        self.process = process
+        self.channel = channel
+        self.pid = process.pid
+        self.started = time.monotonic()
+        self.ready = asyncio.Event()
+        self.reader: Optional[asyncio.Task] = None
+
+    @property
+    def alive(self) -> bool:
+        return self.ready.is_set() and not self.channel.gone and self.process.returncode is None
+
+
+class WorkerPool:
+    def __init__(self, settings: Settings, count: int, on_event: EventHandler,
+                 on_exit: Callable[[int], Awaitable[None]]) -> None:
+        self.settings = settings
+        self.count = count
+        self.on_event = on_event
+        self.on_exit = on_exit
+        self.workers: dict[int, WorkerProcess] = {}
+        self.restarts = 0
+        self.directory: Optional[Path] = None
+        self._tasks = TaskOwner(log)
+        self._closing = False
+
+    async def start(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="stagepass-workers-"))
+        (self.directory / SETTINGS_FILE).write_bytes(pickle.dumps(self.settings))
+        await asyncio.gather(*(self._spawn(i) for i in range(self.count)))
+        log.info("%d media workers running (pids %s)", self.count,
+                 ", ".join(str(w.pid) for w in self.workers.values()))
+
+    async def _spawn(self, index: int) -> WorkerProcess:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "mediaserver.workers.worker", "--index", str(index),
+                "--fd", str(theirs.fileno()), "--dir", str(self.directory), pass_fds=(theirs.fileno(),))
+        finally:
+            theirs.close()
+        holder: dict[str, WorkerProcess] = {}
+
+        async def event(name: str, data: dict) -> None:
+            worker = holder["worker"]
+            if name == "ready":
+                worker.ready.set()
+                return
+            await self.on_event(index, name, data)
+
+        channel = await Channel.over(ours, logging.getLogger(f"stagepass.workers.{index}"), on_event=event)
+        worker = holder["worker"] = WorkerProcess(index, process, channel)
+        worker.reader = asyncio.get_running_loop().create_task(channel.run(), name=f"worker-{index}-channel")
+        self.workers[index] = worker
+        try:
+            await asyncio.wait_for(worker.ready.wait(), _READY_TIMEOUT)
+        except asyncio.TimeoutError:
+            process.kill()
+            raise RuntimeError(f"media worker {index} did not start within {_READY_TIMEOUT:.0f} s") from None
+        self._tasks.spawn(self._watch(worker), name=f"watch-worker-{index}")
+        return worker
+
+    async def _watch(self, worker: WorkerProcess) -> None:
+        code = await worker.process.wait()
+        if worker.reader is not None:
+            await asyncio.gather(worker.reader, return_exceptions=True)  # its last news first
+        if self._closing:
+            return
+        lived = time.monotonic() - worker.started
+        log.error("media worker %d (pid %d) exited with %s after %.1f s; restarting it", worker.index, worker.pid,
+                  _describe_exit(code), lived)
+        try:
+            await self.on_exit(worker.index)
+        except Exception:
+            log.exception("forgetting media worker %d's sessions failed", worker.index)
+        await asyncio.sleep(0.2 if lived > 10 else 2.0)  # a worker dying at start is not restarted in a loop
+        if self._closing:
+            return
+        self.restarts += 1
+        try:
+            replacement = await self._spawn(worker.index)
+        except Exception:
+            log.exception("media worker %d could not be restarted", worker.index)
+            return
+        log.warning("media worker %d restarted (pid %d)", worker.index, replacement.pid)
+
+    def alive(self) -> list[int]:
+        return [i for i, w in sorted(self.workers.items()) if w.alive]
+
+    async def readiness(self) -> Optional[str]:
+        """A readiness check (``/readyz``): None while every worker runs."""
+        down = [i for i in range(self.count) if i not in self.alive()]
+        return f"media worker {', '.join(map(str, down))} not running (restarting)" if down else None
+
+    async def request(self, index: int, op: str, **args: Any) -> dict:
+        """A request to worker ``index``; ``WorkerGone`` if it is not running."""
+        worker = self.workers.get(index)
+        if worker is None or not worker.alive:
+            raise WorkerGone(f"media worker {index} is not running")
+        return await worker.channel.request(op, **args)
+
+    async def close(self) -> None:
+        self._closing = True
+        await self._tasks.close()
+        for worker in self.workers.values():
+            await worker.channel.close()  # the worker closes its rooms and exits
+
+        async def stopped(worker: WorkerProcess) -> None:
+            try:
+                await asyncio.wait_for(worker.process.wait(), _STOP_TIMEOUT)
+            except asyncio.TimeoutError:
+                log.warning("media worker %d did not stop; killing it", worker.index)
+                worker.process.kill()
+                await worker.process.wait()
+            if worker.reader is not None:
+                worker.reader.cancel()
+
+        await asyncio.gather(*(stopped(w) for w in self.workers.values()), return_exceptions=True)
+        if self.directory is not None:
+            shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _describe_exit(code: Optional[int]) -> str:
+    if code is not None and code < 0:
+        return f"signal {-code}"
+    return f"status {code}"

@@ -1,0 +1,216 @@
+"""``MediaWorker``: one media worker process (``python -m mediaserver.workers.worker``).
+
+A worker owns peer connections and fanouts: its own ``RoomRegistry`` on its own UDP port.
+The control plane (the aiohttp process) hands it offers and gets answers back over a
+``Channel`` (``publish``, ``subscribe``, ``close``, ``trickle``, ``end_broadcast``), tells it
+which rooms to pipe to or from other workers (``pipe_out``, ``pipe_in``, ``pipe_stop``;
+``pipe.py``), and hears from it when a session closes, a broadcast starts or ends, a relay
+is let go of, and, every half second, what its rooms are doing (``snapshot``). A worker
+ends when its channel does: the control plane left, or closed it on shutdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import logging
+import os
+import pickle
+import signal
+import socket
+from pathlib import Path
+from typing import Any, Optional
+
+from core.logs import setup_logging
+from core.settings import Settings
+from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
+from mediaserver.live.room import Broadcast, Room, RoomRegistry
+from mediaserver.workers.channel import Channel
+from mediaserver.workers.pipe import PipeOut, PipeSocket, PipeSource, socket_path
+
+__all__ = ["MediaWorker", "SETTINGS_FILE", "main"]
+
+SETTINGS_FILE = "settings.pickle"
+#: the room's domain errors, named on the channel so the control plane raises the same
+KNOWN_ERRORS: dict[type[Exception], str] = {
+    RoomBusy: "RoomBusy", CodecMismatch: "CodecMismatch", NegotiationFailed: "NegotiationFailed",
+    LookupError: "NotFound",
+}
+SNAPSHOT_EVERY = 0.5
+
+
+def describe(exc: Exception) -> Optional[str]:
+    return next((name for kind, name in KNOWN_ERRORS.items() if isinstance(exc, kind)), None)
+
+
+class MediaWorker:
+    def __init__(self, index: int, settings: Settings, directory: Path) -> None:
+        self.index = index
+        self.settings = settings
+        self.directory = directory
+        self.log = logging.getLogger(f"stagepass.worker.{index}")
+        self.rooms = RoomRegistry(settings)
+        self.channel: Optional[Channel] = None
+        self.pipes: Optional[PipeSocket] = None
+        self.outs: dict[int, PipeOut] = {}
+        self.relays: dict[int, PipeSource] = {}
+        self._snapshots: Optional[asyncio.Task] = None
+
+    async def start(self, channel: Channel) -> None:
+        self.channel = channel
+        await self.rooms.start(self.index)
+        self.pipes = PipeSocket(socket_path(self.directory, self.index), self.log)
+        self.rooms.broadcast_started.append(functools.partial(self._broadcast, "broadcast_started"))
+        self.rooms.broadcast_ended.append(functools.partial(self._broadcast, "broadcast_ended"))
+        self._snapshots = asyncio.get_running_loop().create_task(self._snapshot_loop())
+
+    async def _broadcast(self, event: str, room: Room, broadcast: Broadcast) -> None:
+        self.channel.emit(event, room=room.name, id=broadcast.id, started_at=broadcast.started_at)  # type: ignore[union-attr]
+
+    # ------------------------------------------------------------ requests
+    async def handle(self, op: str, args: dict) -> Optional[dict]:
+        method = getattr(self, "op_" + op, None)
+        if method is None:
+            raise ValueError(f"no operation {op!r}")
+        return await method(**args)
+
+    def _room(self, name: str) -> Room:
+        room = self.rooms.get(name)
+        if room is None:
+            raise LookupError(f"no room {name!r} on worker {self.index}")
+        return room
+
+    def _session(self, room: str, session: str) -> Any:
+        found = self._room(room).session(session)
+        if found is None:
+            raise LookupError(f"no session {session!r} in room {room!r}")
+        return found
+
+    def _opened(self, room: Room, session: Any, answer: str) -> dict:
+        async def closed() -> None:
+            self.channel.emit("closed", room=room.name, session=session.id)  # type: ignore[union-attr]
+
+        session.on_close(closed)
+        ice = session.remote_ice
+        return {"session": session.id, "answer": answer,
+                "ice": {"ufrag": ice.ufrag, "pwd": ice.pwd, "mids": list(ice.mids)}}
+
+    async def op_publish(self, room: str, sdp: str, plan: dict) -> dict:
+        live = self.rooms.open(room)
+        session, answer = await live.publish(sdp, plan)
+        return {**self._opened(live, session, answer), "codecs": dict(session.codecs)}
+
+    async def op_subscribe(self, room: str, sdp: str, kinds: list) -> dict:
+        live = self.rooms.open(room)
+        session, answer = await live.subscribe(sdp, kinds)
+        return self._opened(live, session, answer)
+
+    async def op_close(self, room: str, session: str) -> None:
+        found = self.rooms.get(room)
+        target = found.session(session) if found is not None else None
+        if target is not None:
+            await target.close()
+
+    async def op_admitted(self, room: str, session: str, user: Optional[int]) -> None:
+        self._session(room, session).user_id = user
+
+    async def op_trickle(self, room: str, session: str, candidates: list, end: bool) -> None:
+        self._session(room, session).trickle([tuple(c) for c in candidates], end)
+
+    async def op_quality(self, room: str, session: str) -> dict:
+        return await self._session(room, session).quality()
+
+    async def op_end_broadcast(self, room: str) -> None:
+        found = self.rooms.get(room)
+        if found is not None:
+            await found.end_broadcast()
+
+    async def op_pipe_out(self, room: str, channel: int, to: int) -> None:
+        """Send ``room``'s packets to worker ``to`` through ``channel``."""
+        live = self.rooms.open(room)
+        out = PipeOut(self.pipes, channel, socket_path(self.directory, to), live.fanouts, live.log)  # type: ignore[arg-type]
+        self.outs[channel] = out
+        out.start()
+        live.log.info("piping to worker %d (channel %d)", to, channel)
+
+    async def op_pipe_in(self, room: str, channel: int, origin: int) -> None:
+        """Relay ``room`` from worker ``origin`` (its packets come through ``channel``)."""
+        live = self.rooms.open(room)
+        source = await live.relay_from(f"worker {origin}", functools.partial(
+            PipeSource, sock=self.pipes, channel=channel, origin_path=socket_path(self.directory, origin)))
+        self.relays[channel] = source
+
+        async def idle() -> None:
+            self.relays.pop(channel, None)
+            self.channel.emit("pipe_idle", room=room, channel=channel)  # type: ignore[union-attr]
+
+        source.close_listeners.append(idle)
+
+    async def op_pipe_stop(self, channel: int) -> None:
+        out = self.outs.pop(channel, None)
+        if out is not None:
+            await out.close()
+        relay = self.relays.pop(channel, None)
+        if relay is not None:
+            await relay.close()
+
+    # ------------------------------------------------------------ news
+    async def _snapshot_loop(self) -> None:
+        while True:
+            await asyncio.sleep(SNAPSHOT_EVERY)
+            self.channel.emit("snapshot", rooms={room.name: self._room_snapshot(room) for room in self.rooms})  # type: ignore[union-attr]
+
+    @staticmethod
+    def _room_snapshot(room: Room) -> dict:
+        """What the control plane shows of a room between requests (no sorting, no I/O)."""
+        return {
+            "live": room.live and room.origin is None,
+            "phase": room.phase,
+            "codecs": dict(room.publisher.codecs) if room.publisher is not None else {},
+            "recording": room.recorder.state() if room.recorder is not None else None,
+            "renditions": {s.id: s.rendition for s in room.subscribers.values()},
+            "fanouts": {kind: {"packets_in": f.stats.packets_in, "packets_out": f.stats.packets_out,
+                               "dropped": f.stats.dropped, "retransmitted": f.stats.retransmitted,
+                               "send_errors": f.stats.send_errors}
+                        for kind, f in room.fanouts.items()},
+        }
+
+    async def close(self) -> None:
+        if self._snapshots is not None:
+            self._snapshots.cancel()
+        for out in list(self.outs.values()):
+            await out.close()
+        await self.rooms.close()
+        if self.pipes is not None:
+            self.pipes.close()
+
+
+async def _run(index: int, fd: int, directory: Path, settings: Settings) -> None:
+    log = logging.getLogger(f"stagepass.worker.{index}")
+    worker = MediaWorker(index, settings, directory)
+    channel = await Channel.over(socket.socket(fileno=fd), log, on_request=worker.handle, describe_error=describe)
+    await worker.start(channel)
+    channel.emit("ready", pid=os.getpid())
+    try:
+        await channel.run()  # until the control plane closes the channel (or is gone)
+    finally:
+        await worker.close()
+        await channel.close()
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="stagepass media worker")
+    parser.add_argument("--index", type=int, required=True)
+    parser.add_argument("--fd", type=int, required=True, help="the control channel's socket")
+    parser.add_argument("--dir", type=Path, required=True, help="the workers' run directory")
+    args = parser.parse_args(argv)
+    settings: Settings = pickle.loads((args.dir / SETTINGS_FILE).read_bytes())
+    setup_logging(settings.server.log_level, settings.server.log_format, worker=args.index)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the control plane ends us
+    asyncio.run(_run(args.index, args.fd, args.dir, settings))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())
