@@ -53,6 +53,15 @@ class Decoded:
                     self.rate = frame.sample_rate
         self.pcm = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
 
+    def slice(self, numbers: list[int]) -> "Decoded":
+        """Only the video frames numbered ``numbers`` (their numbers and times)."""
+        part = object.__new__(Decoded)
+        keep = set(numbers)
+        idx = [i for i, n in enumerate(self.numbers) if n in keep]
+        part.numbers = [self.numbers[i] for i in idx]
+        part.video_ms = [self.video_ms[i] for i in idx]
+        return part
+
     def tone_share(self, freq: float = 440.0) -> float:
         """Share of the audio's energy within 20 Hz of ``freq``."""
         spectrum = np.abs(np.fft.rfft(self.pcm)) ** 2

@@ -10,6 +10,7 @@ import asyncio
 import json
 import math
 import threading
+import time
 
 import av
 import cv2
@@ -22,6 +23,7 @@ from mediaserver.packaging.packager import package_recording
 from mediaserver.recording.manifest import read_manifest
 from tests.support.live_server import KEY
 from tests.support.peers import Publisher
+from tests.support.recorded import Decoded, assert_frames_follow_their_numbers, consecutive
 from tests.support.recordings import (
     OPTIONS, all_audio, all_video, check_audio, check_continuous, check_playlist, check_thumbs, copy_recording,
     make_recording, read_hls, source_nals,
@@ -322,18 +324,20 @@ def test_stereo_opus_with_mono_content_becomes_mono_aac(tmp_path, same):
 @pytest.mark.slow
 @pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
 async def test_live_broadcast_with_reconnect_becomes_a_replay(server, settings, codec):
-    """A real publisher, dropping once and coming back, recorded by the recorder; its
-    broadcast end queues the job (the way the app wires it); the replay plays through."""
+    """A real publisher, dropping once and coming back: the recorder goes on with the same
+    recording (frame for frame, the time nobody published noted as a gap); the broadcast's
+    end queues the job (the way the app wires it); the replay plays through."""
     from signalling.whip import ROOMS
 
     base, app = server
     rooms = app[ROOMS]
     jobs = PackagingJobs(settings.server.data_dir, OPTIONS)
     await jobs.start()
-    queued = []
+    queued, recorded_manifests = [], []
 
     async def package_ended(room, broadcast):
         directory = settings.server.data_dir / "recordings" / room.name / broadcast.id
+        recorded_manifests.append(read_manifest(directory))  # the recorder's, before the job takes over
         queued.append(jobs.enqueue(directory))
 
     rooms.broadcast_ended.clear()  # this test's runner, not the app's, packages the recording
@@ -342,20 +346,29 @@ async def test_live_broadcast_with_reconnect_becomes_a_replay(server, settings, 
         first = Publisher(base, codec=codec, start=100)
         assert await first.publish("demo", KEY) == 201
         room = rooms.get("demo")
+        broadcast, recorder = room.broadcast.id, room.recorder
+        assert recorder is not None
         await asyncio.sleep(3)
         await first.close()  # the network drops: no DELETE
         await wait_for(lambda: room.publisher is None, timeout=15)
+        gone_ms = room.broadcast.t_ms()
         await asyncio.sleep(0.5)  # nobody publishes for a while: a gap to fill
         second = Publisher(base, codec=codec, start=5000)
+        back_ms = room.broadcast.t_ms()
+        began = time.monotonic()
         assert await second.publish("demo", KEY) == 201
+        assert room.recorder is recorder  # the same recording goes on
         await asyncio.sleep(3)
         assert await second.delete() == 200
+        elapsed = time.monotonic() - began
         await second.close()
         assert queued == [True]
         await asyncio.wait_for(jobs.join(), 60)
     finally:
         await jobs.close()
     [rec] = list((settings.server.data_dir / "recordings" / "demo").iterdir())
+    assert room.broadcast is None and rec == recorder.directory
+    check_recording_across_the_reconnect(recorder, recorded_manifests, broadcast, gone_ms, back_ms, elapsed)
     manifest = read_manifest(rec)
     assert manifest["status"] == "ready", manifest
     [gap] = manifest["gaps"]
@@ -375,3 +388,27 @@ async def test_live_broadcast_with_reconnect_becomes_a_replay(server, settings, 
     audio = check_audio(segments, sum(s.duration for s in segments), tone_ms=None)
     assert abs(audio[0][0] - video[0][0]) <= 100
     assert abs(manifest["hls_duration_ms"] - manifest["duration_ms"]) <= 100
+
+
+def check_recording_across_the_reconnect(recorder, recorded_manifests: list[dict], broadcast: str,
+                                         gone_ms: float, back_ms: float, elapsed: float) -> None:
+    """The recording itself (before packaging): one file for the broadcast, every frame of
+    both publisher sessions in order, and a gap covering the time nobody published."""
+    manifest = recorder.manifest
+    assert recorded_manifests == [manifest]  # what the recorder wrote last is what it says
+    assert manifest["broadcast"] == broadcast and manifest["status"] == "recorded"
+    dec = Decoded(recorder.directory / manifest["file"])
+    before = [n for n in dec.numbers if n < 5000]
+    after = [n for n in dec.numbers if n >= 5000]
+    assert before[0] < 105 and consecutive(before) and len(before) > 45
+    assert after[0] < 5010 and consecutive(after) and len(after) > 45
+    assert dec.numbers == before + after
+    assert dec.video_ms == sorted(dec.video_ms) and dec.audio_ms == sorted(dec.audio_ms)
+    [gap] = manifest["gaps"]
+    assert gap[0] <= gone_ms + 100 and gap[1] >= back_ms  # covers the time nobody published
+    last_before, first_after = dec.video_ms[len(before) - 1], dec.video_ms[len(before)]
+    assert last_before <= gap[0] + 50 and gap[1] <= first_after
+    # nothing in the gap (decoded Opus times are up to 7 ms early: the 312-sample pre-skip)
+    assert not [t for t in dec.audio_ms if gap[0] + 30 < t < gap[1] - 10]
+    assert_frames_follow_their_numbers(dec.slice(after))
+    assert manifest["duration_ms"] > elapsed * 1000

@@ -1,5 +1,7 @@
 """Recording while live: the frame assembler, the recorder on synthetic RTP, and end to end
-with real aiortc publishers (marked slow), including a server killed mid-recording."""
+with real aiortc publishers (marked slow), including a server killed mid-recording. A real
+publisher that drops and comes back is recorded, then packaged, in
+tests/mediaserver/packaging/test_vod.py (one broadcast for both)."""
 
 from __future__ import annotations
 
@@ -517,50 +519,6 @@ async def _publish_with_viewer(publisher, viewer, recorders, app) -> float:
         await viewer.close()
         await publisher.close()
     return time.monotonic() - t0
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
-async def test_publisher_reconnect_continues_the_same_recording(live, settings, codec):
-    base, app = live
-    first = Publisher(base, codec=codec, start=100)
-    assert await first.publish("demo", KEY) == 201
-    room = app[ROOMS].get("demo")
-    broadcast = room.broadcast.id
-    recorder = recorder_of(app)
-    await asyncio.sleep(2.5)
-    await first.close()  # the creator's network drops: no DELETE
-    await wait_for(lambda: room.publisher is None, timeout=15)
-    gone_ms = room.broadcast.t_ms()
-    await asyncio.sleep(0.5)
-    second = Publisher(base, codec=codec, start=5000)
-    back_ms = room.broadcast.t_ms()
-    elapsed, same = await publish_for(second, 2.5, app)
-    assert same is recorder and room.broadcast is None
-    manifest, dec = recorded(settings.server.data_dir, recorder)
-    assert manifest["broadcast"] == broadcast and manifest["status"] == "recorded"
-    before = [n for n in dec.numbers if n < 5000]
-    after = [n for n in dec.numbers if n >= 5000]
-    assert before[0] < 105 and consecutive(before) and len(before) > 45
-    assert after[0] < 5010 and consecutive(after) and len(after) > 45
-    assert dec.numbers == before + after
-    assert dec.video_ms == sorted(dec.video_ms) and dec.audio_ms == sorted(dec.audio_ms)
-    [gap] = manifest["gaps"]
-    assert gap[0] <= gone_ms + 100 and gap[1] >= back_ms  # covers the time nobody published
-    last_before, first_after = dec.video_ms[len(before) - 1], dec.video_ms[len(before)]
-    assert last_before <= gap[0] + 50 and gap[1] <= first_after
-    # nothing in the gap (decoded Opus times are up to 7 ms early: the 312-sample pre-skip)
-    assert not [t for t in dec.audio_ms if gap[0] + 30 < t < gap[1] - 10]
-    assert_frames_follow_their_numbers(_slice(dec, after))
-    assert manifest["duration_ms"] > elapsed * 1000
-
-
-def _slice(dec: Decoded, numbers: list[int]) -> Decoded:
-    part = object.__new__(Decoded)
-    idx = [i for i, n in enumerate(dec.numbers) if n in set(numbers)]
-    part.numbers = [dec.numbers[i] for i in idx]
-    part.video_ms = [dec.video_ms[i] for i in idx]
-    return part
 
 
 @pytest.mark.slow
