@@ -1,47 +1,16 @@
-import asyncio
 import os
 
 import pytest
-
-from stagepass.app import create_app
-from core.settings import Settings
-from core.access import StreamKeyAccess
 
 # Servers the tests start as processes list new rooms at once, as the in-process fixtures do
 # (``paywall_settings``); the review queue for unverified creators is tested in test_trust.py.
 os.environ.setdefault("STAGEPASS_REVIEW_UNVERIFIED", "off")
 
-pytest_plugins = ("tests.support.missing_tools", "tests.support.paywall_fixtures", "tests.support.browser", "tests.support.gst")
+pytest_plugins = ("tests.support.missing_tools", "tests.support.live_server", "tests.support.paywall_fixtures",
+                  "tests.support.replays", "tests.support.browser", "tests.support.gst")
 
-KEY = "test-stream-key"
-
-
-def media_settings(tmp_path, **overrides) -> Settings:
-    """The live path's settings of the ``server`` fixture: config rooms ``demo`` and ``other``."""
-    s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"}, rtmp_port=0, **overrides)
-    s.validate()
-    return s
-
-
-@pytest.fixture
-def settings(tmp_path) -> Settings:
-    return media_settings(tmp_path)
-
-
-@pytest.fixture
-async def server(aiohttp_server, settings):
-    """A real Stagepass app (live path only, config rooms) on a loopback port."""
-    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
-    srv = await aiohttp_server(app)
-    yield str(srv.make_url("")).rstrip("/"), app
-
-
-async def wait_for(predicate, timeout: float = 10.0, interval: float = 0.05):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(interval)
+# Helpers live in tests/support; these names stay importable from here for tests written
+# before they moved (import them from tests.support.live_server / tests.support.waiting).
+pytest.register_assert_rewrite("tests.support.live_server", "tests.support.waiting")
+from tests.support.live_server import KEY  # noqa: E402,F401
+from tests.support.waiting import wait_for  # noqa: E402,F401

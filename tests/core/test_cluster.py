@@ -15,7 +15,8 @@ from core.cluster import Cluster, LocalCluster, NodeRegistry, RedisCluster
 from signalling.whip import ROOMS
 from stagepass.keys import NODES
 from tests.support.chat import Chat
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, flushed_redis, paid_room, two_nodes_on_redis, view_token
 from tests.support.peers import Publisher
 

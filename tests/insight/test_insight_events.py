@@ -20,7 +20,7 @@ from paywall.db import Database
 from insight.visitors import VISITOR_COOKIE
 from signalling.whip import ROOMS
 from stagepass.app import create_app
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.insight_fixtures import events_of
 from tests.support.paywall_fixtures import Api, buy, connected, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer

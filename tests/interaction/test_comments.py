@@ -13,7 +13,6 @@ from interaction.models import BlockedWord, ModerationAction, RoomBan, RoomModer
 from paywall.http import PAYWALL
 from sqlalchemy import select
 from tests.support.paywall_fixtures import Api, buy
-from tests.paywall.test_replay import packaged, shop  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.inprocess
 

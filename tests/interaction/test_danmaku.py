@@ -4,7 +4,7 @@ import asyncio
 
 
 from tests.support.chat import Chat
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, connected, paid_room
 import pytest
 

@@ -20,13 +20,12 @@ from typing import AsyncIterator
 import psutil
 import pytest
 
-from tests.support.chat import Chat
-from tests.conftest import wait_for
+from tests.support.chat import Chat, assert_every_danmaku_once_in_order
+from tests.support.waiting import wait_for
 from tests.support.node_viewers import NodeViewers
 from tests.support.peers import Publisher
 from tests.support.paywall_fixtures import Api, buy, connected, flushed_redis, fresh_postgres, paid_room, view_token
 from tests.support.server_process import start_server, stop
-from tests.interaction.test_danmaku_delivery import assert_every_danmaku_once_in_order
 
 pytestmark = pytest.mark.e2e
 

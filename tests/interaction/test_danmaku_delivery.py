@@ -15,7 +15,8 @@ from interaction.assembly import INTERACTION
 from interaction.batcher import Batcher
 from core.tasks import TaskOwner
 from stagepass.app import create_app
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
+from tests.support.chat import assert_every_danmaku_once_in_order
 from tests.support.node_viewers import NodeViewers
 from tests.support.paywall_fixtures import Api, connected, paid_room, paywall_settings, view_token
 
@@ -32,15 +33,6 @@ async def _room(aiohttp_server, tmp_path, **settings) -> tuple[str, object]:
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, ticket_price=0)
     return base, app
-
-
-def assert_every_danmaku_once_in_order(received: list[dict], sent: dict[int, list[int]]) -> None:
-    """``received``: one viewer's items in arrival order; ``sent``: user id -> ids in send order."""
-    ids = [item["id"] for item in received]
-    assert len(ids) == len(set(ids)) == sum(len(v) for v in sent.values()), ids
-    for user, expected in sent.items():
-        assert [item["id"] for item in received if item["user"]["id"] == user] == expected
-    assert all(isinstance(item["t_ms"], int) for item in received)
 
 
 @pytest.mark.parametrize("batch_ms", [100, 0])

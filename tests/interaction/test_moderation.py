@@ -5,7 +5,7 @@ moderators, audit; and two nodes sharing Redis."""
 import pytest
 
 from tests.support.chat import Chat
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, paid_room, two_nodes_on_redis, view_token
 
 pytestmark = pytest.mark.inprocess

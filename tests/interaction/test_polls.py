@@ -11,7 +11,7 @@ from sqlalchemy import select
 from interaction.models import Poll, PollVote
 from paywall.http import PAYWALL
 from tests.support.chat import Chat
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, connected, paid_room
 import pytest
 

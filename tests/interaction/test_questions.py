@@ -6,45 +6,13 @@ import secrets
 from interaction.assembly import INTERACTION
 from paywall.http import PAYWALL
 from signalling.whip import ROOMS
-from tests.support.chat import Chat
-from tests.conftest import wait_for
-from tests.support.paywall_fixtures import Api, buy, paid_room, view_token
+from tests.support.chat import Chat, free_room_with_chats, refusal_code
+from tests.support.waiting import wait_for
+from tests.support.paywall_fixtures import Api, buy, paid_room
 from tests.support.peers import Publisher
 import pytest
 
 pytestmark = pytest.mark.inprocess
-
-
-class Room:
-    """A free room 'maths', its creator and viewers, each with a connected chat."""
-
-    def __init__(self, base: str) -> None:
-        self.base = base
-        self.chats: list[Chat] = []
-
-    async def connect(self, api: Api, slug: str = "maths") -> Chat:
-        chat = Chat()
-        assert await chat.connect(self.base, slug, await view_token(api, slug)), chat.refused
-        self.chats.append(chat)
-        return chat
-
-    async def close(self) -> None:
-        for chat in self.chats:
-            await chat.close()
-
-
-async def setup(base: str, viewers: int = 2):
-    room = Room(base)
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
-    apis = [await Api.sign_up(base) for _ in range(viewers)]
-    chats = [await room.connect(api) for api in apis]
-    return room, creator, await room.connect(creator), apis, chats
-
-
-def code(ack: dict) -> str:
-    assert ack["ok"] is False and set(ack["error"]) == {"code", "message"}, ack
-    return ack["error"]["code"]
 
 
 def updates(chat: Chat, qid: int) -> list[dict]:
@@ -53,7 +21,7 @@ def updates(chat: Chat, qid: int) -> list[dict]:
 
 async def test_ask_vote_withdraw_with_precise_errors(paywall_app):
     base, app = paywall_app
-    room, creator, mod, (alice, bob), (a, b) = await setup(base)
+    room, creator, mod, (alice, bob), (a, b) = await free_room_with_chats(base)
     try:
         for payload, expected in [
             ({"text": ""}, "invalid_text"),
@@ -66,7 +34,7 @@ async def test_ask_vote_withdraw_with_precise_errors(paywall_app):
             ({"text": "hi", "order_id": 5}, "invalid_order"),
             ({"text": "hi", "order_id": ""}, "invalid_order"),
         ]:
-            assert code(await a.call("question:ask", payload)) == expected, payload
+            assert refusal_code(await a.call("question:ask", payload)) == expected, payload
         assert (await a.call("question:list"))["items"] == []
 
         ack = await a.call("question:ask", {"text": "  " + "x" * 500 + "  "})
@@ -79,10 +47,10 @@ async def test_ask_vote_withdraw_with_precise_errors(paywall_app):
         assert updates(b, q["id"])[0] == q
 
         # votes: once per user, never your own, only known ids of this room, ints only
-        assert code(await a.call("question:vote", {"id": q["id"]})) == "own_question"
+        assert refusal_code(await a.call("question:vote", {"id": q["id"]})) == "own_question"
         ack = await b.call("question:vote", {"id": q["id"]})
         assert ack["ok"] and ack["question"]["votes"] == 1
-        assert code(await b.call("question:vote", {"id": q["id"]})) == "already_voted"
+        assert refusal_code(await b.call("question:vote", {"id": q["id"]})) == "already_voted"
         assert (await mod.call("question:vote", {"id": q["id"]}))["question"]["votes"] == 2
         for payload, expected in [
             ({"id": 999_999}, "not_found"),
@@ -93,34 +61,34 @@ async def test_ask_vote_withdraw_with_precise_errors(paywall_app):
             ([q["id"]], "invalid_payload"),
             (None, "invalid_payload"),
         ]:
-            assert code(await b.call("question:vote", payload)) == expected, payload
+            assert refusal_code(await b.call("question:vote", payload)) == expected, payload
         await wait_for(lambda: len(updates(a, q["id"])) == 3, timeout=3)
         assert [u["votes"] for u in updates(a, q["id"])] == [0, 1, 2]
 
         # withdraw: only your own, only while open
-        assert code(await b.call("question:withdraw", {"id": q["id"]})) == "not_yours"
-        assert code(await b.call("question:withdraw", {"id": "x"})) == "invalid_payload"
+        assert refusal_code(await b.call("question:withdraw", {"id": q["id"]})) == "not_yours"
+        assert refusal_code(await b.call("question:withdraw", {"id": "x"})) == "invalid_payload"
         ack = await a.call("question:withdraw", {"id": q["id"]})
         assert ack["ok"] and ack["question"]["status"] == "withdrawn" and ack["question"]["votes"] == 2
         await wait_for(lambda: updates(b, q["id"])[-1]["status"] == "withdrawn", timeout=3)
-        assert code(await a.call("question:withdraw", {"id": q["id"]})) == "not_open"
+        assert refusal_code(await a.call("question:withdraw", {"id": q["id"]})) == "not_open"
         other = await Api.sign_up(base)
         c = await room.connect(other)
-        assert code(await c.call("question:vote", {"id": q["id"]})) == "not_open"
+        assert refusal_code(await c.call("question:vote", {"id": q["id"]})) == "not_open"
         assert (await a.call("question:list"))["items"] == []
 
         # moderation applies: a muted viewer cannot ask; a moderator's delete takes it off the queue
         ack = await b.call("question:ask", {"text": "to be deleted"})
         assert (await mod.call("mod:delete", {"kind": "question", "id": ack["question"]["id"]}))["ok"]
         assert (await b.call("question:list"))["items"] == []
-        assert code(await a.call("question:vote", {"id": ack["question"]["id"]})) == "not_open"
+        assert refusal_code(await a.call("question:vote", {"id": ack["question"]["id"]})) == "not_open"
         assert (await mod.call("mod:mute", {"user_id": alice.user["id"], "seconds": 60}))["ok"]
-        assert code(await a.call("question:ask", {"text": "can I?"})) == "muted"
+        assert refusal_code(await a.call("question:ask", {"text": "can I?"})) == "muted"
 
         # a viewer has at most 5 free questions open at once
         for i in range(5):
             assert (await c.call("question:ask", {"text": f"q{i}"}))["ok"]
-        assert code(await c.call("question:ask", {"text": "one more"})) == "too_many_questions"
+        assert refusal_code(await c.call("question:ask", {"text": "one more"})) == "too_many_questions"
         assert len((await c.call("question:list"))["items"]) == 5
     finally:
         await room.close()
@@ -128,7 +96,7 @@ async def test_ask_vote_withdraw_with_precise_errors(paywall_app):
 
 async def test_queue_paid_first_then_votes_then_age_and_joiners_get_it(paywall_app):
     base, app = paywall_app
-    room, creator, mod, apis, chats = await setup(base, viewers=4)
+    room, creator, mod, apis, chats = await free_room_with_chats(base, viewers=4)
     a, b, c, d = chats
     try:
         oldest = (await a.call("question:ask", {"text": "oldest, no votes"}))["question"]
@@ -150,7 +118,7 @@ async def test_queue_paid_first_then_votes_then_age_and_joiners_get_it(paywall_a
         assert [q["id"] for q in listed] == expected
         assert [q["votes"] for q in listed] == [0, 1, 3, 2, 0]
         assert (await a.call("question:list", {}))["items"] == listed  # viewers see the same queue
-        assert code(await a.call("question:list", "all")) == "invalid_payload"
+        assert refusal_code(await a.call("question:list", "all")) == "invalid_payload"
         late = await room.connect(await Api.sign_up(base))
         await wait_for(lambda: late.got("questions"), timeout=3)
         assert late.got("questions")[0]["items"] == listed
@@ -163,17 +131,17 @@ async def test_queue_paid_first_then_votes_then_age_and_joiners_get_it(paywall_a
 
 async def test_answer_pin_dismiss_are_for_moderators_and_answers_are_on_the_media_clock(paywall_app):
     base, app = paywall_app
-    room, creator, mod, (alice, bob), (a, b) = await setup(base)
+    room, creator, mod, (alice, bob), (a, b) = await free_room_with_chats(base)
     publisher = Publisher(base)
     try:
         q1 = (await a.call("question:ask", {"text": "first"}))["question"]
         q2 = (await b.call("question:ask", {"text": "second"}))["question"]
         q3 = (await b.call("question:ask", {"text": "third"}))["question"]
         for event in ("question:answer", "question:pin", "question:dismiss"):
-            assert code(await a.call(event, {"id": q1["id"]})) == "forbidden", event
-            assert code(await mod.call(event, {"id": "1"})) == "invalid_payload", event
-            assert code(await mod.call(event, {"id": 999_999})) == "not_found", event
-        assert code(await mod.call("question:pin", {"id": q1["id"], "pinned": "yes"})) == "invalid_payload"
+            assert refusal_code(await a.call(event, {"id": q1["id"]})) == "forbidden", event
+            assert refusal_code(await mod.call(event, {"id": "1"})) == "invalid_payload", event
+            assert refusal_code(await mod.call(event, {"id": 999_999})) == "not_found", event
+        assert refusal_code(await mod.call("question:pin", {"id": q1["id"], "pinned": "yes"})) == "invalid_payload"
         assert [q["pinned"] for q in (await a.call("question:list"))["items"]] == [False] * 3
 
         # one pinned question per room: pinning another unpins the first (both emitted)
@@ -199,16 +167,16 @@ async def test_answer_pin_dismiss_are_for_moderators_and_answers_are_on_the_medi
         assert answered["broadcast"] == broadcast and answered["t_ms"] == 0  # asked before it began
         await wait_for(lambda: updates(b, q2["id"])[-1]["status"] == "answered", timeout=3)
         assert updates(b, q2["id"])[-1] == answered
-        assert code(await mod.call("question:answer", {"id": q2["id"]})) == "not_open"
-        assert code(await mod.call("question:pin", {"id": q2["id"]})) == "not_open"
-        assert code(await b.call("question:withdraw", {"id": q2["id"]})) == "not_open"
+        assert refusal_code(await mod.call("question:answer", {"id": q2["id"]})) == "not_open"
+        assert refusal_code(await mod.call("question:pin", {"id": q2["id"]})) == "not_open"
+        assert refusal_code(await b.call("question:withdraw", {"id": q2["id"]})) == "not_open"
         room_id = (await app[PAYWALL].catalog.get("maths")).id
         chapters = await app[INTERACTION].questions.chapters(room_id, broadcast)
         assert [c["id"] for c in chapters] == [q2["id"]]
 
         ack = await mod.call("question:dismiss", {"id": q3["id"]})
         assert ack["ok"] and ack["question"]["status"] == "dismissed"
-        assert code(await mod.call("question:dismiss", {"id": q3["id"]})) == "not_open"
+        assert refusal_code(await mod.call("question:dismiss", {"id": q3["id"]})) == "not_open"
         assert [q["id"] for q in (await a.call("question:list"))["items"]] == [q1["id"]]
         assert await publisher.delete() == 200
     finally:
@@ -224,7 +192,7 @@ async def order_status(api: Api, order_id: str) -> str:
 
 async def test_paid_questions_orders_checked_and_unanswered_ones_refunded_at_broadcast_end(paywall_app):
     base, app = paywall_app
-    room, creator, mod, (alice, bob), (a, b) = await setup(base)
+    room, creator, mod, (alice, bob), (a, b) = await free_room_with_chats(base)
     await paid_room(creator, slug="physics", ticket_price=0)
     publisher = Publisher(base)
     try:
@@ -236,18 +204,18 @@ async def test_paid_questions_orders_checked_and_unanswered_ones_refunded_at_bro
         assert "order_id" not in paid
 
         # an order is used once, by its buyer, in its room, for a question, once paid
-        assert code(await a.call("question:ask", {"text": "again", "order_id": order["id"]})) == "order_used"
-        assert code(await b.call("question:ask", {"text": "mine?", "order_id": order["id"]})) == "order_not_found"
-        assert code(await a.call("question:ask", {"text": "?", "order_id": "0" * 24})) == "order_not_found"
+        assert refusal_code(await a.call("question:ask", {"text": "again", "order_id": order["id"]})) == "order_used"
+        assert refusal_code(await b.call("question:ask", {"text": "mine?", "order_id": order["id"]})) == "order_not_found"
+        assert refusal_code(await a.call("question:ask", {"text": "?", "order_id": "0" * 24})) == "order_not_found"
         status, pending = await alice.post("/api/orders", {"room": "maths", "product": "question", "amount": 500,
                                                            "idempotency_key": secrets.token_hex(8)})
         assert status == 201 and pending["order"]["status"] == "pending"
-        assert code(await a.call("question:ask", {"text": "?", "order_id": pending["order"]["id"]})) == "order_not_paid"
+        assert refusal_code(await a.call("question:ask", {"text": "?", "order_id": pending["order"]["id"]})) == "order_not_paid"
         tip = await buy(alice, "maths", product="tip", amount=500)
-        assert code(await a.call("question:ask", {"text": "?", "order_id": tip["id"]})) == "wrong_product"
+        assert refusal_code(await a.call("question:ask", {"text": "?", "order_id": tip["id"]})) == "wrong_product"
         elsewhere = await buy(alice, "physics", product="question", amount=500)
-        assert code(await a.call("question:ask", {"text": "?", "order_id": elsewhere["id"]})) == "order_not_found"
-        assert code(await a.call("question:withdraw", {"id": paid["id"]})) == "paid_question"
+        assert refusal_code(await a.call("question:ask", {"text": "?", "order_id": elsewhere["id"]})) == "order_not_found"
+        assert refusal_code(await a.call("question:withdraw", {"id": paid["id"]})) == "paid_question"
         assert [q["id"] for q in (await b.call("question:list"))["items"]] == [paid["id"]]
 
         # live: one paid question answered (kept), one dismissed (refunded now), one left open
@@ -271,7 +239,7 @@ async def test_paid_questions_orders_checked_and_unanswered_ones_refunded_at_bro
         assert await order_status(bob, kept_order["id"]) == "paid"
         assert await order_status(alice, elsewhere["id"]) == "paid"
         assert [q["id"] for q in (await b.call("question:list"))["items"]] == [free["id"]]
-        assert code(await mod.call("question:answer", {"id": paid["id"]})) == "not_open"
+        assert refusal_code(await mod.call("question:answer", {"id": paid["id"]})) == "not_open"
 
         # the ledger: every refund reversed its legs; the creator earned 90% of the answered one
         admin = await Api.sign_up(base)
@@ -296,14 +264,14 @@ async def test_paid_questions_orders_checked_and_unanswered_ones_refunded_at_bro
 
 async def test_concurrent_requests_cannot_double_vote_reuse_an_order_or_pin_twice(paywall_app):
     base, app = paywall_app
-    room, creator, mod, (alice, bob), (a, b) = await setup(base)
+    room, creator, mod, (alice, bob), (a, b) = await free_room_with_chats(base)
     try:
         a2, b2, mod2 = await room.connect(alice), await room.connect(bob), await room.connect(creator)
         order = await buy(alice, "maths", product="question", amount=500)
         acks = await asyncio.gather(*(chat.call("question:ask", {"text": f"race {i}", "order_id": order["id"]})
                                       for i, chat in enumerate((a, a2, a, a2))))
         assert sorted(x["ok"] for x in acks) == [False, False, False, True], acks
-        assert {code(x) for x in acks if not x["ok"]} == {"order_used"}
+        assert {refusal_code(x) for x in acks if not x["ok"]} == {"order_used"}
         q = next(x["question"] for x in acks if x["ok"])
         acks = await asyncio.gather(*(chat.call("question:vote", {"id": q["id"]}) for chat in (b, b2, b, b2)))
         assert sorted(x["ok"] for x in acks) == [False, False, False, True], acks

@@ -8,9 +8,9 @@ import redis.asyncio as aioredis
 from core.cluster import LocalCluster, RedisCluster
 from interaction.server import InteractionServer
 from interaction.tips import TipService, pin_seconds
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
+from tests.support.chat import free_room_with_chats, refusal_code
 from tests.support.paywall_fixtures import buy, paid_room
-from tests.interaction.test_questions import code, setup
 
 pytestmark = pytest.mark.inprocess
 
@@ -26,7 +26,7 @@ def test_pin_seconds_grow_with_the_amount():
 
 async def test_tips_are_announced_once_with_their_pin_time(paywall_app):
     base, app = paywall_app
-    room, creator, mod, (alice, bob), (a, b) = await setup(base)
+    room, creator, mod, (alice, bob), (a, b) = await free_room_with_chats(base)
     await paid_room(creator, slug="physics", ticket_price=0)
     try:
         order = await buy(alice, "maths", product="tip", amount=1000, message="thanks! <b>great</b> class")
@@ -39,19 +39,19 @@ async def test_tips_are_announced_once_with_their_pin_time(paywall_app):
         await wait_for(lambda: b.got("tip"), timeout=3)
         assert b.got("tip") == [tip] and mod.got("tip") == [tip]
 
-        assert code(await a.call("tip:announce", {"order_id": order["id"]})) == "already_announced"
-        assert code(await b.call("tip:announce", {"order_id": order["id"]})) == "order_not_found"
+        assert refusal_code(await a.call("tip:announce", {"order_id": order["id"]})) == "already_announced"
+        assert refusal_code(await b.call("tip:announce", {"order_id": order["id"]})) == "order_not_found"
         for payload in (None, "x", {}, {"order_id": 5}, {"order_id": ""}, {"order_id": "x" * 33}):
-            assert code(await a.call("tip:announce", payload)) == "invalid_payload", payload
-        assert code(await a.call("tip:announce", {"order_id": "0" * 24})) == "order_not_found"
+            assert refusal_code(await a.call("tip:announce", payload)) == "invalid_payload", payload
+        assert refusal_code(await a.call("tip:announce", {"order_id": "0" * 24})) == "order_not_found"
         question = await buy(alice, "maths", product="question", amount=500)
-        assert code(await a.call("tip:announce", {"order_id": question["id"]})) == "wrong_product"
+        assert refusal_code(await a.call("tip:announce", {"order_id": question["id"]})) == "wrong_product"
         status, pending = await alice.post("/api/orders", {"room": "maths", "product": "tip", "amount": 500,
                                                            "idempotency_key": secrets.token_hex(8)})
         assert status == 201
-        assert code(await a.call("tip:announce", {"order_id": pending["order"]["id"]})) == "order_not_paid"
+        assert refusal_code(await a.call("tip:announce", {"order_id": pending["order"]["id"]})) == "order_not_paid"
         elsewhere = await buy(alice, "physics", product="tip", amount=500)
-        assert code(await a.call("tip:announce", {"order_id": elsewhere["id"]})) == "order_not_found"
+        assert refusal_code(await a.call("tip:announce", {"order_id": elsewhere["id"]})) == "order_not_found"
 
         # a small tip is not pinned; a blocked word hides the message, not the tip
         assert (await mod.call("mod:blocklist", {"add": ["spoiler"]}))["ok"]

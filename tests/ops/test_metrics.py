@@ -10,15 +10,13 @@ import json
 import logging
 import statistics
 
-import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stagepass.app import create_app
 from core.settings import Settings
 from core.logs import JsonFormatter
-from core.access import StreamKeyAccess
-from tests.conftest import KEY
+from tests.support.live_server import KEY, media_server
 from tests.support.ops_tools import METRICS_TOKEN, LossyViewer, PrivateRedis, PrometheusServer, get
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer
@@ -38,14 +36,6 @@ async def eventually(check, timeout: float = 30.0, interval: float = 0.5):
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"condition not met in {timeout:g} s (last value {value!r})")
         await asyncio.sleep(interval)
-
-
-async def media_server(aiohttp_server, tmp_path, **overrides):
-    settings = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, **overrides)
-    settings.validate()
-    app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
-    server = await aiohttp_server(app)
-    return server, str(server.make_url("")).rstrip("/"), app
 
 
 # ---------------------------------------------------------------------------- /metrics

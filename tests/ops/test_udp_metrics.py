@@ -12,7 +12,7 @@ import pytest
 from ops.udp_metrics import MUX_DROP_REASONS
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
-from tests.ops.test_metrics import media_server
+from tests.support.live_server import media_server
 from tests.support.ops_tools import METRICS_TOKEN as TOKEN, scrape
 from tests.support.peers import Publisher, Viewer
 

@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from signalling.whip import ROOMS
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, paid_room
 from tests.support.peers import Publisher, Viewer
 

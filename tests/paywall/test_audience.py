@@ -18,7 +18,7 @@ from paywall.audience import AudienceLog, AudienceSampler, summarize
 from paywall.db import Database
 from paywall.http import PAYWALL
 from signalling.whip import ROOMS
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer
 

@@ -3,12 +3,10 @@ change nothing; same-origin pages, bearer clients and the Stripe webhook are una
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
 from paywall.http import PAYWALL
-from tests.support.paywall_fixtures import Api, paid_room
+from tests.support.paywall_fixtures import Api, creator_and_viewer, paid_room, pending_order
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 
@@ -59,12 +57,8 @@ async def test_cross_site_rotation_of_a_stream_key_is_refused(paywall_app):
 
 async def test_cross_site_form_cannot_confirm_a_dev_checkout(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator)
-    viewer = await Api.sign_up(base)
-    status, resp = await viewer.post("/api/orders", {"room": "maths", "product": "ticket",
-                                                     "idempotency_key": secrets.token_hex(8)})
-    order = resp["order"]["id"]
+    creator, viewer = await creator_and_viewer(base)
+    order = (await pending_order(viewer))["id"]
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     status, body = await viewer.call("POST", f"/pay/dev/{order}", raw=b"action=confirm&return=/",
                                      headers=cookie(viewer, Origin=EVIL, **form), token=None)

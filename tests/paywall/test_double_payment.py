@@ -5,26 +5,18 @@ buyer's first ticket keeps working. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
-import secrets
 
 import pytest
 from sqlalchemy import select
 
 from paywall.http import PAYWALL
 from paywall.models import Entitlement
-from tests.support.paywall_fixtures import Api, paid_room
-from tests.paywall.test_paywall_stripe import (  # noqa: F401  (stripe_app is a fixture)
+from tests.support.paywall_fixtures import Api, admin_of, paid_room, pending_order
+from tests.support.stripe_fake import (  # noqa: F401  (stripe_app is a fixture)
     FEE, PRICE, balances, deliver, event, ledger_rows, order_row, session_completed, stripe_app,
 )
 
 pytestmark = pytest.mark.inprocess
-
-
-async def pending_order(viewer: Api, product: str = "ticket") -> dict:
-    status, resp = await viewer.post("/api/orders", {"room": "maths", "product": product,
-                                                     "idempotency_key": secrets.token_hex(8)})
-    assert status == 201 and resp["order"]["status"] == "pending", resp
-    return resp["order"]
 
 
 async def active_entitlements(app, user_id: int) -> list[tuple[str, str]]:
@@ -34,18 +26,12 @@ async def active_entitlements(app, user_id: int) -> list[tuple[str, str]]:
     return sorted((kind, order) for kind, order in rows)
 
 
-async def admin_of(base: str, app) -> Api:
-    boss = await Api.sign_up(base)
-    await app[PAYWALL].accounts.set_role(boss.user["email"], "admin")
-    return boss
-
-
 async def test_dev_checkout_refuses_the_second_payment(paywall_app):
     base, app = paywall_app
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator)
     viewer = await Api.sign_up(base)
-    first, second, bundle = await pending_order(viewer), await pending_order(viewer), await pending_order(viewer, "bundle")
+    first, second, bundle = await pending_order(viewer), await pending_order(viewer), await pending_order(viewer, product="bundle")
     assert (await viewer.post(f"/pay/dev/{first['id']}", {"action": "confirm"}))[0] == 200
     for order in (second, bundle):  # a bundle would also grant the ticket held already
         status, body = await viewer.post(f"/pay/dev/{order['id']}", {"action": "confirm"})

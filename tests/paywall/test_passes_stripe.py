@@ -16,7 +16,7 @@ import stripe
 
 from core.access import Refusal, Target
 from paywall.http import PAYWALL
-from tests.paywall.test_paywall_stripe import stripe_app  # noqa: F401  (a fixture)
+from tests.support.stripe_fake import stripe_app  # noqa: F401  (a fixture)
 from tests.support.pass_fixtures import admin_of, ledger, monthly_plan, start_pass
 from tests.support.paywall_fixtures import Api, paid_room, view_token
 from tests.support.stripe_fake import deliver, event

@@ -5,17 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-from paywall.http import PAYWALL
-from tests.support.paywall_fixtures import Api, buy, paid_room
+from tests.support.paywall_fixtures import Api, admin_of, buy, paid_room
 import pytest
 
 pytestmark = pytest.mark.inprocess
-
-
-async def admin_of(base: str, app) -> Api:
-    admin = await Api.sign_up(base)
-    await app[PAYWALL].accounts.set_role(admin.user["email"], "admin")
-    return admin
 
 
 async def test_payouts_reduce_the_balance_and_keep_the_ledger_balanced(paywall_app):

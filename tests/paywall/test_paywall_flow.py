@@ -3,7 +3,7 @@
 
 import pytest
 
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, paid_room, view_token
 from tests.support.peers import Publisher, Viewer
 from signalling.whip import ROOMS

@@ -15,7 +15,7 @@ from aiortc import RTCSessionDescription
 
 from core.access import Target
 from signalling.whip import ROOMS
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, paid_room
 from tests.support.peers import Viewer
 

@@ -10,17 +10,10 @@ import aiohttp
 import jwt
 import pytest
 
-from paywall.http import PAYWALL
-from tests.support.paywall_fixtures import Api, buy, paid_room, view_token
+from tests.support.paywall_fixtures import Api, admin_of, buy, paid_room, view_token
 from tests.support.whip_offers import make_offer
 
 pytestmark = pytest.mark.inprocess
-
-
-async def admin_api(app, base) -> Api:
-    admin = await Api.sign_up(base, "viewer")
-    await app[PAYWALL].accounts.set_role(admin.user["email"], "admin")
-    return admin
 
 
 async def whep(api: Api, room: str, token) -> int:
@@ -47,7 +40,7 @@ async def test_idempotent_orders_and_double_clicks(paywall_app):
     assert (await viewer.post(f"/pay/dev/{oid}", {"action": "confirm"}))[0] == 200
     status, body = await viewer.post(f"/pay/dev/{oid}", {"action": "confirm"})
     assert (status, body["error"]["code"]) == (409, "not_pending")
-    admin = await admin_api(app, base)
+    admin = await admin_of(base, app)
     status, ledger = await admin.get("/api/admin/ledger")
     assert ledger["balanced"] and {a["account"]: a["balance"] for a in ledger["accounts"]} == {
         "cash:dev": 990, "platform:fees": -99, f"creator:{creator.user['id']}": -891}
@@ -256,7 +249,7 @@ async def test_free_rooms_bundles_and_replays(paywall_app):
     # tips carry any valid amount and grant nothing
     tip = await buy(viewer, "course", product="tip", amount=250, message="thanks!")
     assert (tip["amount"], tip["message"]) == (250, "thanks!")
-    admin = await admin_api(app, base)
+    admin = await admin_of(base, app)
     status, ledger = await admin.get("/api/admin/ledger")
     assert ledger["balanced"]
     assert {a["account"]: a["balance"] for a in ledger["accounts"]}["cash:dev"] == 1650

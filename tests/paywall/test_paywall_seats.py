@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 from stagepass.app import CLUSTER, create_app
 from paywall.http import PAYWALL
 from signalling.whip import ADMISSION, ROOMS
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import (
-    Api, buy, flushed_redis, paid_room, paywall_settings, view_token,
+    Api, buy, creator_and_viewer, flushed_redis, paywall_settings, view_token,
 )
 from tests.support.peers import Publisher, Viewer
 
@@ -79,9 +79,7 @@ async def close_all(peers: list) -> None:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_one_device_a_second_device_ends_the_first(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, max_devices=1)
-    viewer = await Api.sign_up(base, "viewer")
+    creator, viewer = await creator_and_viewer(base, max_devices=1)
     await buy(viewer, "maths")
     peers: list = []
     try:
@@ -108,9 +106,7 @@ async def test_one_device_a_second_device_ends_the_first(paywall_app):
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_two_devices_both_stay_and_a_leaving_device_frees_its_seat(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, max_devices=2)
-    viewer = await Api.sign_up(base, "viewer")
+    creator, viewer = await creator_and_viewer(base, max_devices=2)
     await buy(viewer, "maths")
     peers: list = []
     try:
@@ -169,9 +165,7 @@ async def seat_holders(redis: Redis, user_id: int) -> set[str]:
 async def test_a_seat_taken_on_another_node_ends_the_session_here(two_nodes, redis_db):
     (base_a, app_a), (base_b, app_b) = two_nodes
     assert app_a[ADMISSION].seats.cluster is app_a[CLUSTER] and app_a[CLUSTER].kind == "redis"
-    creator = await Api.sign_up(base_a, "creator")
-    await paid_room(creator, max_devices=1)
-    viewer = await Api.sign_up(base_a, "viewer")
+    creator, viewer = await creator_and_viewer(base_a, max_devices=1)
     order = await buy(viewer, "maths")
     uid = viewer.user["id"]
     peers: list = []
@@ -224,9 +218,7 @@ async def subscribed_client(redis: Redis, cluster) -> Optional[dict]:
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_evictions_still_arrive_after_the_redis_connection_drops(two_nodes, redis_db):
     (base_a, app_a), (base_b, app_b) = two_nodes
-    creator = await Api.sign_up(base_a, "creator")
-    await paid_room(creator, max_devices=1)
-    viewer = await Api.sign_up(base_a, "viewer")
+    creator, viewer = await creator_and_viewer(base_a, max_devices=1)
     await buy(viewer, "maths")
     peers: list = []
     try:

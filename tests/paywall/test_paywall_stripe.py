@@ -19,25 +19,22 @@ import asyncio
 import secrets
 import time
 from types import SimpleNamespace
-from typing import Any, Optional
+from typing import Any
 
 import aiohttp
 import pytest
 import stripe
-from sqlalchemy import func, select
 
 from stagepass.app import create_app
 from paywall.http import PAYWALL
-from paywall.models import LedgerEntry, Order, WebhookEvent
-from paywall.providers import StripeProvider
 from core.access import Refusal, Target
-from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
-from tests.support.stripe_fake import SECRET, FakeStripe, deliver, event, sign
+from tests.support.paywall_fixtures import Api, admin_of, paid_room, paywall_settings
+from tests.support.stripe_fake import (  # noqa: F401  (stripe_app: fixture)
+    FEE, PRICE, FakeStripe, balances, charge_refunded, deliver, event, ledger_rows, order_row,
+    session_completed, sign, stripe_app, webhook_count,
+)
 
 pytestmark = pytest.mark.inprocess
-
-PRICE = 990  # paid_room's ticket price (USD cents)
-FEE = PRICE * 1000 // 10_000  # default platform fee: 10 %
 
 EVENTS = ["dicts", "sdk"]
 
@@ -47,72 +44,7 @@ def events(request) -> str:
     return request.param
 
 
-@pytest.fixture
-async def stripe_app(aiohttp_server, tmp_path, database_url, monkeypatch, request):
-    """(base_url, app, fake) of a server whose payment provider is Stripe, faked locally."""
-    settings = paywall_settings(tmp_path, database_url, payment_provider="stripe",
-                                stripe_api_key="sk_test_x", stripe_webhook_secret=SECRET)
-    app = create_app(settings)
-    server = await aiohttp_server(app)
-    provider = app[PAYWALL].provider
-    assert isinstance(provider, StripeProvider) and provider.name == "stripe"
-    assert isinstance(provider.client, stripe.StripeClient)
-    assert app[PAYWALL].orders.provider is provider
-    fake = FakeStripe().install(provider.client, monkeypatch)
-    if "events" in request.fixturenames and request.getfixturevalue("events") == "dicts":
-        verify = provider.verify_event
-
-        def verify_as_dicts(payload: bytes, signature: Optional[str]) -> Any:
-            event = verify(payload, signature)  # the real signature check
-            return event if isinstance(event, dict) else event.to_dict()
-
-        monkeypatch.setattr(provider, "verify_event", verify_as_dicts)
-    yield str(server.make_url("")).rstrip("/"), app, fake
-
-
 # ---------------------------------------------------------------------- helpers
-def session_completed(order: dict, amount: Optional[int] = None, currency: Optional[str] = None,
-                      payment_intent: str = "pi_test_1", payment_status: str = "paid", **extra) -> dict:
-    return {
-        "id": order["_session_id"], "object": "checkout.session", "mode": "payment",
-        "client_reference_id": order["id"], "metadata": {"order_id": order["id"]},
-        "payment_status": payment_status, "status": "complete",
-        "amount_total": order["amount"] if amount is None else amount,
-        "currency": (currency or order["currency"]).lower(), "payment_intent": payment_intent, **extra,
-    }
-
-
-def charge_refunded(payment_intent: str, amount: int = PRICE, refunded: Optional[int] = None) -> dict:
-    return {
-        "id": f"ch_test_{secrets.token_hex(6)}", "object": "charge", "amount": amount,
-        "amount_refunded": amount if refunded is None else refunded, "refunded": refunded in (None, amount),
-        "currency": "usd", "payment_intent": payment_intent,
-    }
-
-
-async def order_row(app, order_id: str) -> Order:
-    async with app[PAYWALL].db() as s:
-        return await s.get(Order, order_id)
-
-
-async def ledger_rows(app, order_id: str) -> list[tuple[str, int, str]]:
-    async with app[PAYWALL].db() as s:
-        rows = (await s.execute(select(LedgerEntry).where(LedgerEntry.order_id == order_id)
-                                .order_by(LedgerEntry.id))).scalars().all()
-    return [(r.account, r.amount, r.kind) for r in rows]
-
-
-async def webhook_count(app) -> int:
-    async with app[PAYWALL].db() as s:
-        return (await s.execute(select(func.count()).select_from(WebhookEvent))).scalar_one()
-
-
-async def admin(base: str, app) -> Api:
-    api = await Api.sign_up(base, "viewer")
-    await app[PAYWALL].accounts.set_role(api.user["email"], "admin")
-    return api
-
-
 async def setup(base: str, app, fake: FakeStripe) -> SimpleNamespace:
     """A creator's paid room and a viewer with a pending Stripe order for its ticket."""
     creator = await Api.sign_up(base, "creator")
@@ -128,10 +60,6 @@ async def setup(base: str, app, fake: FakeStripe) -> SimpleNamespace:
 
 async def mint(viewer: Api) -> tuple[int, Any]:
     return await viewer.post("/api/rooms/maths/tokens", {"scope": "view"})
-
-
-def balances(ledger: dict) -> dict:
-    return {(a["account"], a["currency"]): a["balance"] for a in ledger["accounts"]}
 
 
 # ---------------------------------------------------------------------- checkout
@@ -220,7 +148,7 @@ async def test_retrying_after_a_failed_checkout_gets_a_checkout(stripe_app):
 async def test_completed_checkout_pays_once(stripe_app, events):
     base, app, fake = stripe_app
     t = await setup(base, app, fake)
-    boss = await admin(base, app)
+    boss = await admin_of(base, app)
     payload = event("checkout.session.completed", session_completed(t.order, payment_intent="pi_test_paid"))
 
     status, body = await deliver(base, payload)
@@ -390,7 +318,7 @@ async def _assert_refunded(base: str, app, t, boss: Api) -> None:
 async def test_charge_refunded_webhook_revokes_the_ticket(stripe_app, events):
     base, app, fake = stripe_app
     t = await setup(base, app, fake)
-    boss = await admin(base, app)
+    boss = await admin_of(base, app)
     await _pay(base, app, t, "pi_test_refund_me")
     status, minted = await mint(t.viewer)
     assert status == 201
@@ -424,7 +352,7 @@ async def test_charge_refunded_webhook_revokes_the_ticket(stripe_app, events):
 async def test_creator_refund_calls_stripe(stripe_app, events):
     base, app, fake = stripe_app
     t = await setup(base, app, fake)
-    boss = await admin(base, app)
+    boss = await admin_of(base, app)
     await _pay(base, app, t, "pi_test_creator_refund")
 
     # the buyer cannot refund themselves; a stranger does not even see the order

@@ -1,8 +1,8 @@
 """Paid replays: recordings as products, replay tokens on the playlist and every segment,
 preview playlists, path safety, downloads with Range, danmaku windows and chapters.
 
-The fast tests package one generated recording (tests/mediaserver/packaging/test_vod.py's ``make_recording``)
-into a real server's data folder; the slow one records a real broadcast end to end.
+The fast tests install one generated, packaged recording (``packaged`` and ``shop``,
+tests/support/replays.py) into a real server's data folder; the slow one records a real broadcast end to end.
 """
 
 from __future__ import annotations
@@ -12,8 +12,6 @@ import json
 import re
 import logging
 import os
-import secrets
-import shutil
 import time
 from pathlib import Path
 
@@ -22,53 +20,15 @@ import av
 import pytest
 from yarl import URL
 
-from stagepass.access_log import RedactingAccessLogger
-from stagepass.app import create_app
-from mediaserver.packaging.options import PackageOptions
-from mediaserver.packaging.packager import package_recording
 from mediaserver.packaging.playlist import parse_playlist, signed_playlist
 from mediaserver.packaging.replays import Replays
 from paywall.http import PAYWALL
 from paywall.replay_http import RECORDINGS
-from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
-from tests.mediaserver.packaging.test_vod import all_audio, all_video, check_continuous, make_recording, read_hls
+from tests.support.paywall_fixtures import Api, buy, paid_room, view_token
+from tests.support.recordings import all_audio, all_video, check_continuous, read_hls
+from tests.support.replays import install
 
 pytestmark = pytest.mark.inprocess
-
-OPTIONS = PackageOptions(thumb_interval_s=2.0, progress_interval_s=0.0)
-
-
-@pytest.fixture(scope="module")
-def packaged(tmp_path_factory) -> Path:
-    """A 9 s H.264 + Opus recording packaged into three segments (0, ~4, ~8 s)."""
-    rec = make_recording(tmp_path_factory.mktemp("src") / "rec", seconds=9.0, keyint_s=2.0)
-    manifest = package_recording(rec, OPTIONS)
-    assert manifest["status"] == "ready" and manifest["segments"] >= 2
-    return rec
-
-
-def install(packaged: Path, data_dir: Path, room: str) -> str:
-    """Copy the packaged recording into ``data_dir`` as a recording of ``room``."""
-    rec_id = secrets.token_hex(8)
-    dst = data_dir / "recordings" / room / rec_id
-    shutil.copytree(packaged, dst)
-    m = json.loads((dst / "manifest.json").read_text())
-    m.update(room=room, broadcast=rec_id, started_at=time.time())
-    (dst / "manifest.json").write_text(json.dumps(m))
-    return rec_id
-
-
-@pytest.fixture
-async def shop(aiohttp_server, tmp_path, database_url, packaged):
-    """A server with a creator's paid room ``maths`` (3 s preview) and one ready replay."""
-    settings = paywall_settings(tmp_path, database_url)
-    app = create_app(settings)
-    srv = await aiohttp_server(app, access_log_class=RedactingAccessLogger)
-    base = str(srv.make_url("")).rstrip("/")
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, preview_seconds=3)
-    rec_id = install(packaged, settings.server.data_dir, "maths")
-    return base, app, creator, rec_id, settings
 
 
 async def fetch(url: str, headers: dict | None = None) -> tuple[int, bytes, aiohttp.typedefs.LooseHeaders]:

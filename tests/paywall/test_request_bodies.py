@@ -3,11 +3,9 @@ body 413 ``body_too_large``, both in the ``{"error": {...}}`` envelope, and noth
 
 from __future__ import annotations
 
-import secrets
-
 import pytest
 
-from tests.support.paywall_fixtures import Api, paid_room
+from tests.support.paywall_fixtures import Api, creator_and_viewer, pending_order
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 
@@ -29,12 +27,8 @@ async def _bad_bodies(api: Api, path: str, method: str = "POST") -> None:
 
 async def test_bad_json_is_400_on_every_json_endpoint(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator)
-    viewer = await Api.sign_up(base)
-    status, resp = await viewer.post("/api/orders", {"room": "maths", "product": "ticket",
-                                                     "idempotency_key": secrets.token_hex(8)})
-    order = resp["order"]["id"]
+    creator, viewer = await creator_and_viewer(base)
+    order = (await pending_order(viewer))["id"]
     await _bad_bodies(Api(base), "/api/auth/login")
     await _bad_bodies(Api(base), "/api/auth/signup")
     await _bad_bodies(viewer, "/api/orders")
@@ -54,12 +48,8 @@ async def test_bad_json_is_400_on_every_json_endpoint(paywall_app):
 
 async def test_oversized_bodies_are_413_in_the_error_envelope(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator)
-    viewer = await Api.sign_up(base)
-    status, resp = await viewer.post("/api/orders", {"room": "maths", "product": "ticket",
-                                                     "idempotency_key": secrets.token_hex(8)})
-    order = resp["order"]["id"]
+    creator, viewer = await creator_and_viewer(base)
+    order = (await pending_order(viewer))["id"]
     big_json = b'{"email": "' + b"a" * 200_000 + b'"}'
     for api, path in [(Api(base), "/api/auth/signup"), (Api(base), "/api/auth/login"),
                       (viewer, "/api/orders"), (viewer, f"/pay/dev/{order}"), (creator, "/api/rooms")]:

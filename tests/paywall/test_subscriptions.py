@@ -12,7 +12,7 @@ import pytest
 from core.access import Refusal, Target
 from paywall.http import PAYWALL
 from signalling.whip import ROOMS
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.chat import Chat
 from tests.support.pass_fixtures import admin_of, dev_pass, ledger, monthly_plan, start_pass
 from tests.support.paywall_fixtures import Api, paid_room, view_token

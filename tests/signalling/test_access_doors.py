@@ -19,7 +19,7 @@ from stagepass.access_log import RedactingAccessLogger
 from stagepass.app import create_app
 from tests.support.chat import Chat
 from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
-from tests.paywall.test_replay import install, packaged  # noqa: F401  (the packaged recording fixture)
+from tests.support.replays import install
 from tests.support.whip_offers import make_offer
 
 pytestmark = pytest.mark.inprocess
@@ -83,7 +83,7 @@ class Doors:
 
 
 @pytest.fixture
-async def doors(aiohttp_server, tmp_path, database_url, packaged):  # noqa: F811
+async def doors(aiohttp_server, tmp_path, database_url, packaged):
     settings = paywall_settings(tmp_path, database_url)
     app = create_app(settings)
     srv = await aiohttp_server(app, access_log_class=RedactingAccessLogger)

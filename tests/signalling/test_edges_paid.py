@@ -14,8 +14,8 @@ import pytest
 from signalling.relay_tokens import RelayTokens
 from signalling.whip import ROOMS
 from stagepass.app import AUDIENCE, NODES, create_app
-from tests.conftest import wait_for
 from tests.support.chat import Chat
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, flushed_redis, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer
 from tests.support.server_process import free_port

@@ -19,10 +19,11 @@ import asyncio
 import pytest
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.gst import GstClient
 from tests.support.peers import Publisher, Viewer
-from tests.mediaserver.recording.test_recorder import recorded
+from tests.support.recorded import recorded
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.usefixtures("gstreamer")]
 

@@ -11,10 +11,11 @@ import pytest
 from aiortc import RTCSessionDescription
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Publisher, Viewer
-from tests.signalling.test_whip_http import post
-from tests.signalling.test_whip_interop import mdns_never_answers  # noqa: F401
+from tests.support.mdns import mdns_never_answers  # noqa: F401  (fixture)
+from tests.support.whip_offers import post
 
 pytestmark = pytest.mark.inprocess
 

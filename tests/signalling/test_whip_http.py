@@ -6,20 +6,12 @@ import aiohttp
 import pytest
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Publisher, Viewer
-from tests.support.whip_offers import make_offer
+from tests.support.whip_offers import make_offer, post
 
 pytestmark = pytest.mark.inprocess
-
-
-async def post(base, path, body, content_type="application/sdp", token=None, **headers):
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    headers["Content-Type"] = content_type
-    async with aiohttp.ClientSession() as http:
-        async with http.post(base + path, data=body, headers=headers) as r:
-            return r.status, (await r.json() if r.content_type == "application/json" else await r.text()), r.headers
 
 
 def assert_untouched(app, room="demo"):

@@ -8,41 +8,17 @@ import asyncio
 import re
 
 import aiohttp
-import aioice.mdns
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Publisher, Viewer
-from tests.signalling.test_whip_http import post
-from tests.support.whip_offers import make_offer
+from tests.support.mdns import mdns_never_answers, with_mdns_candidate  # noqa: F401  (mdns_never_answers: fixture)
+from tests.support.whip_offers import make_offer, post
 
 pytestmark = pytest.mark.inprocess
-
-
-def with_mdns_candidate(sdp: str, name: str = "0b7a4a0e-5b3a-4a8e-9a38-2d1c1f0c9a11.local") -> str:
-    """A browser's offer: a host candidate hidden behind an mDNS name, in the first section."""
-    candidate = f"a=candidate:9 1 udp 2113937151 {name} 50999 typ host generation 0\r\n"
-    head, sep, rest = sdp.partition("a=candidate:")
-    assert sep, "the offer has no candidates"
-    return head + candidate + sep + rest
-
-
-@pytest.fixture
-def mdns_never_answers(monkeypatch):
-    """No mDNS responder on the network: every query waits until the test ends."""
-    queried: list[str] = []
-    release = asyncio.Event()
-
-    async def resolve(self, hostname, timeout=1.0):
-        queried.append(hostname)
-        await release.wait()
-        return None
-
-    monkeypatch.setattr(aioice.mdns.MDnsProtocol, "resolve", resolve)
-    yield queried
-    release.set()
 
 
 async def test_mdns_candidates_do_not_hold_the_whep_answer(server, mdns_never_answers):

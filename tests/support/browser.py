@@ -97,3 +97,8 @@ async def wait_state(page, state: str, timeout: float = 15_000) -> None:
     """Wait until the page's ``#status`` line has ``data-state="<state>"``."""
     await page.wait_for_function(f"document.getElementById('status').dataset.state === {json.dumps(state)}",
                                  timeout=timeout)
+
+
+async def logged_in_page(browser, base: str, api, name: str, log: list[str]):
+    """A phone-sized page at ``name`` with ``api``'s (tests/support/paywall_fixtures.py) login."""
+    return await open_page(browser, base, name, log, login=api.token, viewport=(390, 844), timeout_ms=10_000)

@@ -70,13 +70,16 @@ def opus_clip(seconds: int = 1) -> tuple[bytes, ...]:
 
 
 class PacketLoopTrack(MediaStreamTrack):
-    """Replays encoded packets at ``rate`` per second, in real time, forever."""
+    """Replays encoded packets at ``rate`` per second of media, forever: in real time, or
+    ``speed`` times faster (the timestamps still say ``rate`` a second; for tests that count
+    what the server does per packet, not what it does per second)."""
 
-    def __init__(self, kind: str, packets: tuple[bytes, ...], rate: int, clock: int) -> None:
+    def __init__(self, kind: str, packets: tuple[bytes, ...], rate: int, clock: int, speed: float = 1.0) -> None:
         super().__init__()
         self.kind = kind
         self._packets = packets
         self._rate = rate
+        self._pace = rate * speed  # packets sent per second of wall time
         self._clock = clock
         self._time_base = fractions.Fraction(1, clock)
         self._t0: Optional[float] = None
@@ -96,8 +99,8 @@ class PacketLoopTrack(MediaStreamTrack):
     async def recv(self) -> av.Packet:
         await self._running.wait()
         if self._t0 is None:
-            self._t0 = time.monotonic() - self.sent / self._rate
-        delay = self._t0 + self.sent / self._rate - time.monotonic()
+            self._t0 = time.monotonic() - self.sent / self._pace
+        delay = self._t0 + self.sent / self._pace - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
         packet = av.Packet(self._packets[self.sent % len(self._packets)])
@@ -107,12 +110,14 @@ class PacketLoopTrack(MediaStreamTrack):
         return packet
 
 
-def add_clip_tracks(pc: RTCPeerConnection, kbps: int = 500, audio: bool = True) -> list[PacketLoopTrack]:
-    """Send the H.264 clip (and the Opus tone) from ``pc``; returns the tracks."""
-    tracks = [PacketLoopTrack("video", h264_clip(kbps=kbps), 30, VIDEO_CLOCK)]
+def add_clip_tracks(pc: RTCPeerConnection, kbps: int = 500, audio: bool = True,
+                    speed: float = 1.0) -> list[PacketLoopTrack]:
+    """Send the H.264 clip (and the Opus tone) from ``pc``, ``speed`` times real time;
+    returns the tracks."""
+    tracks = [PacketLoopTrack("video", h264_clip(kbps=kbps), 30, VIDEO_CLOCK, speed)]
     prefer(pc.addTransceiver(tracks[0], direction="sendonly"), "video/H264")
     if audio:
-        tracks.append(PacketLoopTrack("audio", opus_clip(), 50, AUDIO_CLOCK))
+        tracks.append(PacketLoopTrack("audio", opus_clip(), 50, AUDIO_CLOCK, speed))
         pc.addTransceiver(tracks[1], direction="sendonly")
     return tracks
 
@@ -120,9 +125,9 @@ def add_clip_tracks(pc: RTCPeerConnection, kbps: int = 500, audio: bool = True) 
 class ClipPublisher(Peer):
     """A WHIP publisher sending the pre-encoded clip (see the module docstring)."""
 
-    def __init__(self, base_url: str, kbps: int = 500, audio: bool = True) -> None:
+    def __init__(self, base_url: str, kbps: int = 500, audio: bool = True, speed: float = 1.0) -> None:
         super().__init__(base_url)
-        self.tracks = add_clip_tracks(self.pc, kbps=kbps, audio=audio)
+        self.tracks = add_clip_tracks(self.pc, kbps=kbps, audio=audio, speed=speed)
 
     def pause(self) -> None:
         for track in self.tracks:

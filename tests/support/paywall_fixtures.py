@@ -170,6 +170,30 @@ async def buy(viewer: Api, slug: str, product: str = "ticket", **extra: Any) -> 
     return order
 
 
+async def pending_order(viewer: Api, slug: str = "maths", product: str = "ticket") -> dict:
+    """A new order of ``viewer``'s for ``product`` of ``slug``, not paid yet."""
+    status, resp = await viewer.post("/api/orders", {"room": slug, "product": product,
+                                                     "idempotency_key": secrets.token_hex(8)})
+    assert status == 201 and resp["order"]["status"] == "pending", resp
+    return resp["order"]
+
+
+async def creator_and_viewer(base: str, **room: Any) -> tuple[Api, Api]:
+    """A creator with a paid room ``maths`` (``room``: its fields) and a signed-up viewer."""
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator, **room)
+    return creator, await Api.sign_up(base, "viewer")
+
+
+async def admin_of(base: str, app) -> Api:
+    """A new user made admin (the way the ``set-role`` command does)."""
+    from paywall.http import PAYWALL
+
+    admin = await Api.sign_up(base)
+    await app[PAYWALL].accounts.set_role(admin.user["email"], "admin")
+    return admin
+
+
 async def view_token(viewer: Api, slug: str) -> str:
     status, resp = await viewer.post(f"/api/rooms/{slug}/tokens", {"scope": "view"})
     assert status == 201, resp

@@ -15,7 +15,8 @@ import pytest
 
 from signalling.whip import ROOMS
 from tests.support.browser import SCREENSHOTS, console_log
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Viewer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

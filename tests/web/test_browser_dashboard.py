@@ -12,7 +12,7 @@ from signalling.whip import ROOMS
 from paywall.http import PAYWALL
 from tests.support.browser import SCREENSHOTS
 from tests.support.browser import open_page as shared_open_page
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer
 

@@ -20,7 +20,7 @@ import pytest
 from stagepass.app import create_app
 from signalling.whip import ROOMS
 from tests.support.browser import SCREENSHOTS, open_page, wait_state as _wait_state
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, paywall_settings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]

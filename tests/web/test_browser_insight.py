@@ -16,7 +16,7 @@ from stagepass.app import create_app
 from tests.support.browser import SCREENSHOTS, open_page
 from tests.support.insight_fixtures import events_of, script_a_room
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings
-from tests.paywall.test_replay import install, packaged  # noqa: F401  (module fixture)
+from tests.support.replays import install
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -125,7 +125,7 @@ async def test_suggestions_on_the_pages_and_deleting_the_account(aiohttp_server,
     assert not [line for line in log if "pageerror" in line], log
 
 
-async def test_the_replay_page_reports_progress_and_resumes_there(aiohttp_server, tmp_path, browser, packaged):  # noqa: F811
+async def test_the_replay_page_reports_progress_and_resumes_there(aiohttp_server, tmp_path, browser, packaged):
     settings = paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", event_flush_ms=50)
     app = create_app(settings)
     base = str((await aiohttp_server(app)).make_url("")).rstrip("/")

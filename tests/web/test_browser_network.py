@@ -12,7 +12,8 @@ import pytest
 
 from signalling.whip import ROOMS
 from tests.support.browser import console_log
-from tests.conftest import KEY, media_settings, wait_for
+from tests.support.live_server import KEY, media_settings
+from tests.support.waiting import wait_for
 from tests.support.impaired_session import make_publisher
 from tests.support.netshim import Impairment, Link
 

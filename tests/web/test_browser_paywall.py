@@ -6,16 +6,12 @@ from __future__ import annotations
 import pytest
 
 from signalling.whip import ROOMS
-from tests.support.browser import SCREENSHOTS, open_page
-from tests.conftest import wait_for
+from tests.support.browser import SCREENSHOTS, logged_in_page
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings
 from stagepass.app import create_app
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-async def logged_in_page(browser, base: str, api: Api, name: str, log: list[str]):
-    return await open_page(browser, base, name, log, login=api.token, viewport=(390, 844), timeout_ms=10_000)
 
 
 async def test_creator_login_publishes_and_buyer_plays(aiohttp_server, tmp_path, browser):

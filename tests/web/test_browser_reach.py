@@ -12,13 +12,13 @@ from paywall.http import PAYWALL
 from stagepass.app import create_app
 from tests.support.browser import open_page
 from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
-from tests.paywall.test_replay import install, packaged  # noqa: F401  (module fixture)
+from tests.support.replays import install
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 async def test_studio_cuts_a_teaser_visitors_play_it_and_viewers_discuss(aiohttp_server, tmp_path, database_url,
-                                                                        packaged, browser):  # noqa: F811
+                                                                        packaged, browser):
     settings = paywall_settings(tmp_path, database_url)
     app = create_app(settings)
     srv = await aiohttp_server(app)

@@ -12,10 +12,9 @@ from interaction.assembly import INTERACTION
 from interaction.models import Danmaku, Question
 from stagepass.app import create_app
 from paywall.http import PAYWALL
-from tests.support.browser import SCREENSHOTS
+from tests.support.browser import SCREENSHOTS, logged_in_page
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings
-from tests.web.test_browser_paywall import logged_in_page
-from tests.paywall.test_replay import install, packaged  # noqa: F401  (module fixture)
+from tests.support.replays import install
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -25,7 +24,7 @@ PLAYING = """(() => { const v = document.getElementById('video');
   return v.videoWidth > 0 && v.currentTime > %s && !v.paused; })()"""
 
 
-async def test_replay_page_plays_with_danmaku_chapters_and_preview(aiohttp_server, tmp_path, browser, packaged):  # noqa: F811
+async def test_replay_page_plays_with_danmaku_chapters_and_preview(aiohttp_server, tmp_path, browser, packaged):
     settings = paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}")
     app = create_app(settings)
     server = await aiohttp_server(app)

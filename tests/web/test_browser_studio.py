@@ -23,7 +23,7 @@ from stagepass.app import create_app
 from signalling.whip import ROOMS
 from tests.support.browser import SCREENSHOTS, open_page
 from tests.support.chat import Chat
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 
 pytestmark = pytest.mark.e2e

@@ -13,7 +13,6 @@ import pytest
 from aiohttp import web
 
 from tests.support.browser import open_page
-from tests.paywall.test_replay import packaged, shop  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.e2e
 

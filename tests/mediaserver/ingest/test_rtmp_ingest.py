@@ -17,7 +17,8 @@ from core.settings import Settings
 from mediaserver.recording.manifest import read_manifest, recording_dir
 from core.access import StreamKeyAccess
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.browser import open_page
 from tests.support.missing_tools import missing_tool
 from tests.support.peers import Publisher, Viewer, read_number

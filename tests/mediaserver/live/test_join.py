@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from mediaserver.sfu.fanout import Downstream
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Publisher, Viewer
-from tests.mediaserver.sfu.test_fanout import VP8_CONT, VP8_DELTA, VP8_KEY, FakePort, fanout, packet, stream  # noqa: F401
+from tests.support.fanout_ports import VP8_CONT, VP8_DELTA, VP8_KEY, FakePort, fanout, packet, stream  # noqa: F401
 import pytest
 
 pytestmark = pytest.mark.inprocess

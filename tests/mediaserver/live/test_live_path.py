@@ -7,7 +7,8 @@ import aiortc.rtcrtpsender
 import pytest
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Publisher, Viewer
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]

@@ -15,7 +15,8 @@ from mediaserver.live.adaptation import Adaptation
 from core.access import StreamKeyAccess
 from signalling.whip import ROOMS
 from stagepass.app import create_app
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.encoded_media import ClipPublisher
 from tests.support.netshim import Impairment, Link
 from tests.support.ops_tools import METRICS_TOKEN, scrape

@@ -16,7 +16,7 @@ from interaction.throttle import Throttle
 from interaction.server import Client
 from core.tasks import TaskOwner
 from tests.support.chat import Chat
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, connected, paid_room, two_nodes_on_redis, view_token
 
 pytestmark = pytest.mark.inprocess

@@ -23,7 +23,8 @@ from core.settings import Settings
 from core.access import StreamKeyAccess
 from signalling.whip import ROOMS
 from stagepass.app import create_app
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.encoded_media import ClipPublisher
 from tests.support.missing_tools import missing_tool
 from tests.support.rtmp_encoder import free_port

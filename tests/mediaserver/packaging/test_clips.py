@@ -14,7 +14,6 @@ from mediaserver.packaging.clips import cut_clip
 from paywall.http import PAYWALL
 from tests.support.paywall_fixtures import Api, buy
 from tests.support.peers import read_number
-from tests.paywall.test_replay import packaged, shop  # noqa: F401  (fixtures)
 
 pytestmark = pytest.mark.inprocess
 
@@ -39,7 +38,7 @@ def decode(playlist) -> tuple[list[int], list[float], float]:
     (2500, 6100, 75, True),  # between keyframes: 2.5-4 s re-encoded, the rest copied
     (4010, 4500, 120, False),  # 10 ms after the keyframe at 4 s: starts on it, all copied
 ])
-def test_cut_copies_from_keyframes_and_reencodes_only_the_head(packaged, tmp_path, start, end, first,  # noqa: F811
+def test_cut_copies_from_keyframes_and_reencodes_only_the_head(packaged, tmp_path, start, end, first,
                                                                reencoded):
     info = cut_clip(packaged / "hls" / "index.m3u8", start, end, tmp_path / "clip")
     numbers, times, audio_s = decode(tmp_path / "clip" / "index.m3u8")

@@ -8,15 +8,14 @@ import logging
 
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import read_manifest
-from tests.mediaserver.packaging.test_vod import OPTIONS, copy_recording, make_recording
+from tests.support.recordings import OPTIONS, copy_recording
 import pytest
 
 pytestmark = pytest.mark.inprocess
 
 
-async def test_close_mid_job_logs_no_errors_or_unretrieved_futures(tmp_path, caplog):
-    source = make_recording(tmp_path / "src", video="vp8", seconds=8.0, keyint_s=100)
-    recs = [copy_recording(source, tmp_path, broadcast=f"b{i}") for i in range(2)]
+async def test_close_mid_job_logs_no_errors_or_unretrieved_futures(tmp_path, caplog, recordings):
+    recs = [copy_recording(recordings["vp8"], tmp_path, broadcast=f"b{i}") for i in range(2)]  # a transcode
     caplog.set_level(logging.DEBUG)
     jobs = PackagingJobs(tmp_path, OPTIONS)
     await jobs.start()

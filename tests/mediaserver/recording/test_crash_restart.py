@@ -1,7 +1,9 @@
 """A server killed with SIGKILL while a paid room is live, then restarted on the same data
 dir: the broadcast it left open is ended at once (the dashboard no longer shows it live,
-its end is its last sample before the kill) and its recording is still packaged into a
-replay. Real ``stagepass serve`` processes, a real aiortc publisher."""
+its end is its last sample before the kill); the H.264 recording it was writing decodes up
+to about a second before the kill, and is still packaged into a replay with the same frames.
+Real ``stagepass serve`` processes, a real aiortc publisher. (The VP8 case of the partial
+recording: tests/mediaserver/recording/test_recorder.py.)"""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.paywall_fixtures import Api, paid_room
+from tests.support.recorded import assert_replay_has_the_frames_of, killed_mid_recording
 from tests.support.server_process import start_server as serve, stop
 from tests.support.peers import Publisher
 
@@ -53,7 +56,7 @@ async def test_a_broadcast_cut_by_sigkill_is_ended_at_restart_and_its_replay_pac
         deadline = time.monotonic() + 30
         while True:
             found = await sessions(creator)
-            if found and found[0]["live"] and found[0]["samples"] >= 5 and found[0]["duration_ms"] >= 2500:
+            if found and found[0]["live"] and found[0]["samples"] >= 5 and found[0]["duration_ms"] >= 3000:
                 break
             assert time.monotonic() < deadline, found
             await asyncio.sleep(0.2)
@@ -67,6 +70,7 @@ async def test_a_broadcast_cut_by_sigkill_is_ended_at_restart_and_its_replay_pac
         stop(proc)
         if publisher is not None:
             await publisher.close()
+    directory, dec = killed_mid_recording(tmp_path, "maths")
 
     proc, base = await start_server(tmp_path)  # right after the kill (the old rule waited 60 s)
     try:
@@ -94,5 +98,6 @@ async def test_a_broadcast_cut_by_sigkill_is_ended_at_restart_and_its_replay_pac
             await asyncio.sleep(0.5)
         assert rec["id"] == live["id"] and rec["status"] == "ready", rec
         assert rec["duration_ms"] >= 2000, rec
+        assert_replay_has_the_frames_of(directory, dec)
     finally:
         stop(proc)

@@ -1,5 +1,7 @@
 """Recording while live: the frame assembler, the recorder on synthetic RTP, and end to end
-with real aiortc publishers (marked slow), including a server killed mid-recording."""
+with real aiortc publishers (marked slow), including a server killed mid-recording. A real
+publisher that drops and comes back is recorded, then packaged, in
+tests/mediaserver/packaging/test_vod.py (one broadcast for both)."""
 
 from __future__ import annotations
 
@@ -9,14 +11,9 @@ import fractions
 import json
 import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
-import aiohttp
 import av
 import numpy as np
 import pytest
@@ -35,14 +32,19 @@ from mediaserver.recording.recorder import Recorder
 from mediaserver.live.room import Broadcast
 from core.tasks import TaskOwner
 from signalling.whip import ROOMS
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.missing_tools import missing_tool
-from tests.support.peers import Peer, Publisher, ToneAudioTrack, Viewer, draw_number, read_number
+from tests.support.peers import Peer, Publisher, ToneAudioTrack, Viewer, draw_number
+from tests.support.recorded import (
+    Decoded, assert_frames_follow_their_numbers, assert_replay_has_the_frames_of, consecutive, killed_mid_recording,
+    recorded,
+)
+from tests.support.server_process import start_server, stop
 
 pytestmark = pytest.mark.e2e
 
-ROOT = Path(__file__).resolve().parents[3]
-FPS = 30
+OPEN_ROOM = ("--rooms", "demo=KEYKEYKEY")  # the server process's one room
 
 
 # ====================================================================== helpers
@@ -77,57 +79,6 @@ class Collect:
 
     def payloads(self) -> list[list[bytes]]:
         return [f[3] for f in self.frames]
-
-
-def consecutive(numbers: list[int]) -> bool:
-    return all(b == a + 1 for a, b in zip(numbers, numbers[1:]))
-
-
-def the_recording(data_dir: Path, room: str = "demo") -> Path:
-    dirs = [d for d in (Path(data_dir) / "recordings" / room).iterdir() if d.is_dir()]
-    assert len(dirs) == 1, dirs
-    return dirs[0]
-
-
-class Decoded:
-    """Everything in a recording, decoded: video frame numbers and times, audio samples."""
-
-    def __init__(self, path: Path) -> None:
-        self.numbers: list[int] = []
-        self.video_ms: list[float] = []
-        self.audio_ms: list[float] = []
-        self.audio_samples = 0
-        chunks = []
-        self.rate = 48000
-        with av.open(str(path)) as c:
-            self.format = c.format.name
-            self.kinds = sorted(s.type for s in c.streams)
-            for frame in c.decode(*c.streams):
-                t = float(frame.pts * frame.time_base) * 1000 if frame.pts is not None else None
-                if isinstance(frame, av.VideoFrame):
-                    self.numbers.append(read_number(frame.to_ndarray(format="bgr24")))
-                    self.video_ms.append(t)
-                else:
-                    pcm = frame.to_ndarray()
-                    chunks.append(pcm[0] if pcm.ndim == 2 and pcm.shape[0] <= 8 else pcm.reshape(-1))
-                    self.audio_ms.append(t)
-                    self.audio_samples += frame.samples
-                    self.rate = frame.sample_rate
-        self.pcm = np.concatenate(chunks).astype(np.float64) if chunks else np.zeros(0)
-
-    def tone_share(self, freq: float = 440.0) -> float:
-        """Share of the audio's energy within 20 Hz of ``freq``."""
-        spectrum = np.abs(np.fft.rfft(self.pcm)) ** 2
-        freqs = np.fft.rfftfreq(len(self.pcm), 1 / self.rate)
-        band = (freqs > freq - 20) & (freqs < freq + 20)
-        return float(spectrum[band].sum() / max(spectrum.sum(), 1e-12))
-
-
-def assert_frames_follow_their_numbers(dec: Decoded, tolerance_ms: float = 40) -> None:
-    """Frame n was captured n/30 s after frame 0: its time in the file must say so."""
-    n0, t0 = dec.numbers[0], dec.video_ms[0]
-    for n, t in zip(dec.numbers, dec.video_ms):
-        assert abs((t - t0) - (n - n0) * 1000 / FPS) < tolerance_ms, (n, t - t0)
 
 
 # ====================================================================== FrameAssembler
@@ -509,20 +460,6 @@ async def publish_for(publisher, seconds: float, app, room: str = "demo", key: s
     return elapsed, recorder
 
 
-def recorded(data_dir: Path, recorder: Recorder, room: str = "demo") -> tuple[dict, Decoded]:
-    """The recorder's final manifest (the one on disk, unless a packager took it over)
-    and its decoded file."""
-    directory = the_recording(data_dir, room)
-    manifest = recorder.manifest
-    assert directory == recorder.directory
-    on_disk = read_manifest(directory)
-    if manifest["status"] == "failed":  # written once, when writing failed
-        assert on_disk["status"] == "failed" and on_disk["error"] == manifest["error"]
-    else:
-        assert on_disk == manifest
-    return manifest, Decoded(directory / manifest["file"])
-
-
 @pytest.fixture
 def live(server):
     """The app, minus what happens after a broadcast (the packaging job, tested in
@@ -585,60 +522,17 @@ async def _publish_with_viewer(publisher, viewer, recorders, app) -> float:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
-async def test_publisher_reconnect_continues_the_same_recording(live, settings, codec):
-    base, app = live
-    first = Publisher(base, codec=codec, start=100)
-    assert await first.publish("demo", KEY) == 201
-    room = app[ROOMS].get("demo")
-    broadcast = room.broadcast.id
-    recorder = recorder_of(app)
-    await asyncio.sleep(2.5)
-    await first.close()  # the creator's network drops: no DELETE
-    await wait_for(lambda: room.publisher is None, timeout=15)
-    gone_ms = room.broadcast.t_ms()
-    await asyncio.sleep(0.5)
-    second = Publisher(base, codec=codec, start=5000)
-    back_ms = room.broadcast.t_ms()
-    elapsed, same = await publish_for(second, 2.5, app)
-    assert same is recorder and room.broadcast is None
-    manifest, dec = recorded(settings.server.data_dir, recorder)
-    assert manifest["broadcast"] == broadcast and manifest["status"] == "recorded"
-    before = [n for n in dec.numbers if n < 5000]
-    after = [n for n in dec.numbers if n >= 5000]
-    assert before[0] < 105 and consecutive(before) and len(before) > 45
-    assert after[0] < 5010 and consecutive(after) and len(after) > 45
-    assert dec.numbers == before + after
-    assert dec.video_ms == sorted(dec.video_ms) and dec.audio_ms == sorted(dec.audio_ms)
-    [gap] = manifest["gaps"]
-    assert gap[0] <= gone_ms + 100 and gap[1] >= back_ms  # covers the time nobody published
-    last_before, first_after = dec.video_ms[len(before) - 1], dec.video_ms[len(before)]
-    assert last_before <= gap[0] + 50 and gap[1] <= first_after
-    # nothing in the gap (decoded Opus times are up to 7 ms early: the 312-sample pre-skip)
-    assert not [t for t in dec.audio_ms if gap[0] + 30 < t < gap[1] - 10]
-    assert_frames_follow_their_numbers(_slice(dec, after))
-    assert manifest["duration_ms"] > elapsed * 1000
-
-
-def _slice(dec: Decoded, numbers: list[int]) -> Decoded:
-    part = object.__new__(Decoded)
-    idx = [i for i, n in enumerate(dec.numbers) if n in set(numbers)]
-    part.numbers = [dec.numbers[i] for i in idx]
-    part.video_ms = [dec.video_ms[i] for i in idx]
-    return part
-
-
-@pytest.mark.slow
 async def test_audio_only_and_video_only_broadcasts(live, settings):
     base, app = live
-    _, recorder = await publish_for(AudioOnlyPublisher(base), 3, app)
-    manifest, dec = recorded(settings.server.data_dir, recorder)
+    async with asyncio.TaskGroup() as both:  # the two rooms are live at once
+        audio_only = both.create_task(publish_for(AudioOnlyPublisher(base), 3, app))
+        video_only = both.create_task(publish_for(Publisher(base, audio=False), 3, app, "other", "other-key-123"))
+    manifest, dec = recorded(settings.server.data_dir, audio_only.result()[1])
     assert manifest["video_codec"] is None and manifest["audio_codec"] == "opus"
     assert manifest["container"] == "webm" and dec.kinds == ["audio"]
     assert dec.audio_samples / dec.rate > 2.0 and dec.tone_share() > 0.5
 
-    _, recorder = await publish_for(Publisher(base, audio=False), 3, app, "other", "other-key-123")
-    manifest, dec = recorded(settings.server.data_dir, recorder, "other")
+    manifest, dec = recorded(settings.server.data_dir, video_only.result()[1], "other")
     assert manifest["video_codec"] == "h264" and manifest["audio_codec"] is None
     assert dec.kinds == ["video"] and consecutive(dec.numbers) and len(dec.numbers) > 45
 
@@ -693,42 +587,13 @@ async def test_write_error_is_recorded_and_viewers_keep_watching(live, settings,
     assert manifest["bytes"] > 0 and dec.numbers and consecutive(dec.numbers)  # kept, readable
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-async def _start_server(data_dir: Path) -> tuple[subprocess.Popen, str]:
-    """``stagepass serve`` in a subprocess (open room demo), once it answers."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
-         "--data-dir", str(data_dir), "--rooms", "demo=KEYKEYKEY"],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-    base = f"http://127.0.0.1:{port}"
-    async with aiohttp.ClientSession() as http:
-        for _ in range(300):
-            try:
-                async with http.get(f"{base}/api/rooms/demo") as r:
-                    if r.status == 200:
-                        return proc, base
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.1)
-    proc.kill()
-    raise AssertionError("server did not start")
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
+@pytest.mark.parametrize("codec", ["video/VP8"])
 async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec):
     """SIGKILL mid-recording: the file up to the kill decodes, and the next start of the
-    server packages it into a replay."""
-    proc, base = await _start_server(tmp_path)
+    server packages it into a replay. (H.264: tests/mediaserver/recording/test_crash_restart.py,
+    which kills a server with a paid room live and checks the same.)"""
+    proc, base = await start_server(tmp_path, *OPEN_ROOM, ready_path="/api/rooms/demo")
     publisher = Publisher(base, codec=codec)
     try:
         assert await publisher.publish("demo", "KEYKEYKEY") == 201
@@ -740,29 +605,16 @@ async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec
             proc.kill()
             proc.wait(timeout=10)
         await publisher.close()
-    directory = the_recording(tmp_path)
-    manifest = read_manifest(directory)
-    assert manifest["status"] == "recording"  # it never ended: the packager will know
-    dec = Decoded(directory / manifest["file"])
-    assert dec.kinds == ["audio", "video"]
-    # frames up to (at most about a second before) the kill are there and decode
-    assert dec.numbers[0] < 5 and consecutive(dec.numbers) and len(dec.numbers) > 45, dec.numbers
-    assert dec.audio_samples > 48000 and dec.tone_share() > 0.5
+    directory, dec = killed_mid_recording(tmp_path)
 
-    proc, _ = await _start_server(tmp_path)  # the restart resumes the unfinished job
+    proc, _ = await start_server(tmp_path, *OPEN_ROOM, ready_path="/api/rooms/demo")  # the restart resumes the job
     try:
         await wait_for(lambda: read_manifest(directory)["status"] in ("ready", "failed"), timeout=60)
     finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+        stop(proc)
     manifest = read_manifest(directory)
     assert manifest["status"] == "ready", manifest
-    from tests.mediaserver.packaging.test_vod import all_video, read_hls
-
-    _, segments = read_hls(directory)
-    numbers = [v[1] for v in all_video(segments) if v[2] > 20]
-    assert consecutive(numbers) and numbers[0] == dec.numbers[0], numbers
-    assert abs(len(numbers) - len(dec.numbers)) <= 2, (len(numbers), len(dec.numbers))
+    assert_replay_has_the_frames_of(directory, dec)
 
 
 @pytest.mark.slow
@@ -771,14 +623,26 @@ async def test_recording_asks_h264_publishers_for_keyframes(live, settings):
     every ``recording_keyframe_interval`` so the packager can cut segments by remuxing."""
     base, app = live
 
-    async def keyframe_times(room: str, key: str) -> list[float]:
-        _, recorder = await publish_for(Publisher(base), 7.0, app, room=room, key=key)
+    publishers: list[Publisher] = []
+
+    async def recording(room: str, key: str, interval: float) -> Recorder:
+        settings.recording.recording_keyframe_interval = interval  # read when the recorder starts
+        publishers.append(Publisher(base))
+        assert await publishers[-1].publish(room, key) == 201, getattr(publishers[-1], "error", None)
+        return recorder_of(app, room)
+
+    def keyframe_times(recorder: Recorder) -> list[float]:
         with av.open(str(recorder.path)) as c:
             return [float(p.pts * p.time_base) for p in c.demux(video=0) if p.is_keyframe and p.pts is not None]
 
-    settings.recording.recording_keyframe_interval = 2.0
-    paced = await keyframe_times("demo", KEY)
-    settings.recording.recording_keyframe_interval = 0.0
-    unpaced = await keyframe_times("other", "other-key-123")
+    try:  # both rooms live at once, one recorder asking every 2 s, the other never
+        recorders = [await recording("demo", KEY, 2.0), await recording("other", "other-key-123", 0.0)]
+        await asyncio.sleep(7.0)
+        for publisher in publishers:
+            assert await publisher.delete() == 200
+    finally:
+        for publisher in publishers:
+            await publisher.close()
+    paced, unpaced = keyframe_times(recorders[0]), keyframe_times(recorders[1])
     assert len(paced) >= 3 and max(b - a for a, b in zip(paced, paced[1:])) <= 3.2, paced
     assert len(unpaced) < len(paced), (unpaced, paced)

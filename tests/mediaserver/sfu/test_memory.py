@@ -24,7 +24,7 @@ import weakref
 import pytest
 from mediaserver.sfu.fanout import HISTORY_SIZE
 from signalling.whip import ROOMS
-from tests.conftest import KEY
+from tests.support.live_server import KEY
 from tests.support.encoded_media import ClipPublisher
 
 WINDOW = 2500  # packets (video + audio) between two samples
@@ -32,6 +32,9 @@ WINDOW = 2500  # packets (video + audio) between two samples
 #: hundred blocks between two samples; one object kept per packet adds 2500
 ALLOWED_PER_PACKET = 0.1
 NATIVE_BYTES_PER_PACKET = 32  # 80 kB per window; the leak of issue 23 was ~130 B/packet
+#: the clip is sent this many times faster than real time: what is counted is per packet,
+#: and the audio history (50 packets a second live) wraps in 6 s instead of 25
+SPEED = 4.0
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
 
@@ -102,7 +105,7 @@ async def sample_at_rest(publisher: ClipPublisher, room
 async def test_live_publisher_leaves_nothing_behind_per_packet_and_after_the_broadcast(server):
     base, app = server
     tasks_before = len(asyncio.all_tasks())
-    publisher = ClipPublisher(base)
+    publisher = ClipPublisher(base, speed=SPEED)
     assert await publisher.publish("demo", KEY) == 201
     room = app[ROOMS].get("demo")
     session = room.publisher

@@ -10,7 +10,7 @@ import pytest
 from aiortc.rtp import RtcpSrPacket
 
 from signalling.whip import ROOMS
-from tests.conftest import KEY, media_settings
+from tests.support.live_server import KEY, media_settings
 from tests.support.impaired_session import CASES, SenderReports, Session, sr_errors
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]

@@ -14,7 +14,7 @@ from aiortc.rtp import RtpPacket
 
 from mediaserver.sfu.aiortc_bridge import ReceiverTap, enlarge_srtp_buffers
 from signalling.whip import ROOMS
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.peers import Viewer
 import pytest
 

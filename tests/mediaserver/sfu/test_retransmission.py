@@ -9,7 +9,7 @@ from aiortc.rtp import RtpPacket
 
 from mediaserver.sfu.fanout import Downstream
 from mediaserver.sfu.retransmission import LATE_LIMIT, NackRequester, ViewerNacks, extend_seq
-from tests.mediaserver.sfu.test_fanout import VP8_CONT, VP8_DELTA, VP8_KEY, FakePort, fanout, feed, packet, stream  # noqa: F401
+from tests.support.fanout_ports import VP8_CONT, VP8_DELTA, VP8_KEY, FakePort, fanout, feed, packet, stream  # noqa: F401
 import pytest
 
 pytestmark = pytest.mark.inprocess

@@ -15,7 +15,7 @@ import pytest
 from mediaserver.sfu.fanout import Downstream
 from mediaserver.recording.frame_assembler import FrameAssembler
 from mediaserver.sfu.rtp_payloads import is_keyframe_start
-from tests.mediaserver.sfu.test_fanout import FakePort, fanout, packet, stream  # noqa: F401 (fanout: fixture)
+from tests.support.fanout_ports import FakePort, fanout, packet, stream  # noqa: F401 (fanout: fixture)
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,8 @@ from aiortc import RTCPeerConnection
 from signalling.whip import ROOMS
 from core.settings import ConfigError, Settings
 from mediaserver.sfu.udp_mux import MuxProtocol, UdpMux
-from tests.conftest import KEY, wait_for
+from tests.support.live_server import KEY
+from tests.support.waiting import wait_for
 from tests.support.peers import Peer, Publisher, Viewer
 
 pytestmark = pytest.mark.inprocess

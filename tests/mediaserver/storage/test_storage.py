@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,27 +41,18 @@ from mediaserver.packaging.options import PackageOptions
 from mediaserver.packaging.packager import package_recording
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.server_process import ROOT, free_port as _free_port
-from tests.mediaserver.packaging.test_vod import all_audio, all_video, check_continuous, make_recording, read_hls
+from tests.support.recordings import all_audio, all_video, check_continuous, read_hls
+from tests.support.replays import install
 
 pytestmark = pytest.mark.e2e
 
 MEDIA_SUFFIXES = (".ts", ".mkv", ".webm", ".jpg", ".m3u8", ".vtt")
 
 
-@pytest.fixture(scope="module")
-def source(tmp_path_factory) -> Path:
-    """A 9 s H.264 + Opus recording, not packaged (status ``recorded``)."""
-    return make_recording(tmp_path_factory.mktemp("src") / "rec", seconds=9.0, keyint_s=2.0)
-
-
-def install_recorded(source: Path, data_dir: Path, room: str) -> str:
-    rec_id = secrets.token_hex(8)
-    dst = data_dir / "recordings" / room / rec_id
-    shutil.copytree(source, dst)
-    m = json.loads((dst / "manifest.json").read_text())
-    m.update(room=room, broadcast=rec_id, started_at=time.time())
-    (dst / "manifest.json").write_text(json.dumps(m))
-    return rec_id
+@pytest.fixture
+def source(recorded_9s) -> Path:
+    """A 9 s H.264 + Opus recording, not packaged (tests/support/replays.py); read only."""
+    return recorded_9s
 
 
 async def fetch(url: str, headers: dict | None = None, redirects: bool = False) -> tuple[int, bytes, dict]:
@@ -144,7 +134,7 @@ async def test_replay_is_published_to_the_bucket_and_served_by_presigned_redirec
         aiohttp_server, tmp_path, database_url, s3, source):
     base, app, creator, settings, _ = await start_shop(
         aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}/replays")
-    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    rec_id = install(source, settings.server.data_dir, "maths")
     app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     rec = await wait_status(creator, rec_id, "ready")
     prefix = f"replays/maths/{rec_id}/"
@@ -251,7 +241,7 @@ async def test_proxy_mode_streams_with_range_and_downloads_from_the_bucket(
     base, app, creator, settings, _ = await start_shop(
         aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}/p", storage_proxy=True)
     await creator.patch("/api/rooms/maths", {"allow_downloads": True})
-    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    rec_id = install(source, settings.server.data_dir, "maths")
     app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     await wait_status(creator, rec_id, "ready")
     prefix = f"p/maths/{rec_id}/"
@@ -292,7 +282,7 @@ async def test_wrong_credentials_keep_recording_local_and_migrate_publishes_late
         lines = [r.getMessage() for r in caplog.records if r.name == "stagepass.storage" and r.levelno >= logging.ERROR]
         assert len(lines) == 1 and "\n" not in lines[0], lines
         assert lines[0].startswith(f"storage s3://{s3.bucket}/r: wrong credentials") and "local disk" in lines[0]
-        rec_id = install_recorded(source, settings.server.data_dir, "maths")
+        rec_id = install(source, settings.server.data_dir, "maths")
         app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
         await wait_status(creator, rec_id, "ready")
         status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
@@ -330,7 +320,7 @@ async def test_an_upload_that_keeps_failing_is_upload_failed_then_retried(
     uploads = app[UPLOADS]
     uploads.backoff_s = 0.05
     s3.client.delete_bucket(Bucket=s3.bucket)  # the store breaks after the start
-    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    rec_id = install(source, settings.server.data_dir, "maths")
     app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     rec = await wait_status(creator, rec_id, "upload_failed")
     assert rec["error"].startswith(f"upload to s3://{s3.bucket}/f failed: ") and "bucket missing" in rec["error"]
@@ -463,7 +453,7 @@ async def test_a_node_killed_mid_upload_resumes_at_start(aiohttp_server, tmp_pat
     with part of the objects in the bucket; the next start completes the upload, skipping
     what the bucket already has, and the replay becomes ready."""
     data_dir = tmp_path / "data"
-    rec_id = install_recorded(source, data_dir, "open")
+    rec_id = install(source, data_dir, "open")
     folder = data_dir / "recordings" / "open" / rec_id
     manifest = await asyncio.to_thread(package_recording, folder, PackageOptions(done_status="packaged"))
     assert manifest["status"] == "packaged"
@@ -520,7 +510,7 @@ async def test_another_folder_is_a_store_too(aiohttp_server, tmp_path, database_
     store = tmp_path / "store"
     base, app, creator, settings, _ = await start_shop(aiohttp_server, tmp_path, database_url,
                                                        storage_url=f"file://{store}")
-    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    rec_id = install(source, settings.server.data_dir, "maths")
     app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     await wait_status(creator, rec_id, "ready")
     assert media_left(settings.server.data_dir / "recordings" / "maths" / rec_id) == []
@@ -538,7 +528,7 @@ async def test_another_folder_is_a_store_too(aiohttp_server, tmp_path, database_
 async def test_keep_local_keeps_the_media_and_serves_it_from_disk(aiohttp_server, tmp_path, database_url, s3, source):
     base, app, creator, settings, _ = await start_shop(
         aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}", keep_local=True)
-    rec_id = install_recorded(source, settings.server.data_dir, "maths")
+    rec_id = install(source, settings.server.data_dir, "maths")
     app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
     await wait_status(creator, rec_id, "ready")
     folder = settings.server.data_dir / "recordings" / "maths" / rec_id

@@ -15,7 +15,7 @@ import pytest
 from paywall.http import PAYWALL
 from signalling.whip import ROOMS
 from stagepass.app import create_app
-from tests.conftest import wait_for
+from tests.support.waiting import wait_for
 from tests.support.chat import Chat
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
 from tests.support.peers import Publisher, Viewer
