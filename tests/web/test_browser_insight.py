@@ -21,6 +21,15 @@ from tests.support.replays import install
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
+async def wait_for_cookie(page, name: str) -> dict:
+    for _ in range(100):
+        cookies = {c["name"]: c for c in await page.context.cookies()}
+        if name in cookies:
+            return cookies[name]
+        await page.wait_for_timeout(100)
+    raise AssertionError(f"no {name} cookie")
+
+
 async def test_page_visits_in_chromium_are_joined_to_the_account_at_sign_up(aiohttp_server, tmp_path, browser):
     app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", event_flush_ms=50))
     base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
@@ -28,15 +37,22 @@ async def test_page_visits_in_chromium_are_joined_to_the_account_at_sign_up(aioh
     await paid_room(creator, slug="maths")
     log: list[str] = []
     page = await open_page(browser, base, "visitor", log)
-    await page.goto(f"{base}/")
-    await page.goto(f"{base}/static/room.html?room=maths")
-    await page.wait_for_function("document.getElementById('status').dataset.state === 'needs-login'")
-    cookies = {c["name"]: c for c in await page.context.cookies()}
-    visitor = cookies[VISITOR_COOKIE]["value"]
-    assert cookies[VISITOR_COOKIE]["httpOnly"]
 
     async def pages() -> list:
         return [(json.loads(e.data)["page"], e.user_id) for e in await events_of(app, visitor=visitor)]
+
+    await page.goto(f"{base}/")
+    # the pages' scripts run once the language catalogue is in (after the load event): the visit
+    # is reported then, so the visitor stays on the catalog until it is
+    visitor = (await wait_for_cookie(page, VISITOR_COOKIE))["value"]
+    for _ in range(100):
+        if len(await pages()) == 1:
+            break
+        await page.wait_for_timeout(100)
+    await page.goto(f"{base}/static/room.html?room=maths")
+    await page.wait_for_function("document.getElementById('status').dataset.state === 'needs-login'")
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    assert cookies[VISITOR_COOKIE]["value"] == visitor and cookies[VISITOR_COOKIE]["httpOnly"]
 
     for _ in range(100):
         if len(await pages()) == 2:
