@@ -62,14 +62,20 @@ class _Recording:
         return self._state
 
 
-class _FanoutTotals:
-    """One kind's counters over the workers (``stats`` as a ``FanoutStats``'s); the keyframe
-    requests stay in the workers."""
+class _Keyframes:
+    """The keyframe requests of a room's video over its workers (a ``KeyframeRequester``'s counts)."""
 
-    keyframes = None
+    def __init__(self) -> None:
+        self.requested = self.sent = 0
+
+
+class _FanoutTotals:
+    """One kind's counters over the workers (``stats`` as a ``FanoutStats``'s; ``keyframes``
+    for video)."""
 
     def __init__(self) -> None:
         self.stats = self
+        self.keyframes: Optional[_Keyframes] = None
         self.packets_in = self.packets_out = self.dropped = self.retransmitted = self.send_errors = 0
 
     def add(self, counters: dict, from_host: bool) -> None:
@@ -86,7 +92,7 @@ class WorkerRoom:
 
     origin = None
     low = None
-    switcher = None  # the rendition switches happen in the workers (not yet in /metrics with workers)
+    switcher = None  # the rendition switches happen in the workers (their /metrics samples count them)
 
     def __init__(self, rooms: "WorkerRooms", name: str) -> None:
         self._rooms = rooms
@@ -135,6 +141,12 @@ class WorkerRoom:
             for kind, counters in snapshot.get("fanouts", {}).items():
                 total = totals.setdefault(kind, _FanoutTotals())
                 total.add(counters, from_host=worker == self.host)
+            keyframes = snapshot.get("keyframes")
+            if keyframes is not None and "video" in totals:
+                video = totals["video"]
+                video.keyframes = video.keyframes or _Keyframes()
+                video.keyframes.requested += keyframes["requested"]
+                video.keyframes.sent += keyframes["sent"]
         return totals
 
     @property
@@ -239,9 +251,13 @@ class WorkerRoom:
             self.log.warning("host worker gone: broadcast %s ended", ended.id)
             await self._tell(self.broadcast_ended, ended, "broadcast-end")
 
+    def placement(self) -> dict[str, dict]:
+        """Per worker with a part in the room: ``{viewers, host}``."""
+        return {str(w): {"viewers": self.viewers_on(w), "host": w == self.host}
+                for w in sorted({s.worker for s in self.subscribers.values()} | ({self.host} - {None}))}
+
     def stats(self) -> dict:
-        workers = {str(w): {"viewers": self.viewers_on(w), "host": w == self.host}
-                   for w in sorted({s.worker for s in self.subscribers.values()} | ({self.host} - {None}))}
+        workers = self.placement()
         return {
             "room": self.name,
             "live": self.live,
@@ -272,6 +288,8 @@ class WorkerRooms:
         self.links = Links(self.pool, self.get)
         self.tasks = TaskOwner(log)
         self.udp_mux = None
+        #: worker -> its load at its latest snapshot (``WorkerMetrics.load``: pid, cpu_s, at, lag_s)
+        self.loads: dict[int, dict] = {}
 
     def get(self, name: str) -> Optional[WorkerRoom]:
         return self._rooms.get(name)
@@ -314,12 +332,20 @@ class WorkerRooms:
     # ------------------------------------------------------------ news from the workers
     async def _event(self, worker: int, name: str, data: dict) -> None:
         if name == "snapshot":
+            if "load" in data:
+                self.loads[worker] = data["load"]
             rooms = data["rooms"]
             for room in self._rooms.values():
                 if room.name in rooms:
                     room.snapshots[worker] = rooms[room.name]
                 else:
                     room.snapshots.pop(worker, None)
+            return
+        if name == "first_media":
+            self.observer.viewer_first_media(data["seconds"])
+            return
+        if name == "peer_failed":
+            self.observer.peer_failed(data["role"], data["stage"], data["cause"])
             return
         room = self._rooms.get(data.get("room", ""))
         if room is None:
@@ -338,6 +364,7 @@ class WorkerRooms:
     async def _worker_gone(self, worker: int) -> None:
         """Worker ``worker`` died: its sessions end here, the rooms it hosted lose their host."""
         await self.links.worker_gone(worker)
+        self.loads.pop(worker, None)
         for room in list(self._rooms.values()):
             room.snapshots.pop(worker, None)
             for session in [s for s in list(room.subscribers.values()) + [room.publisher]

@@ -61,6 +61,7 @@ class WorkerPool:
         self.on_exit = on_exit
         self.workers: dict[int, WorkerProcess] = {}
         self.restarts = 0
+        self.exits: dict[int, str] = {}  #: worker -> how its last process ended ("pid 123 exited with signal 9")
         self.directory: Optional[Path] = None
         self._tasks = TaskOwner(log)
         self._closing = False
@@ -108,6 +109,7 @@ class WorkerPool:
         if self._closing:
             return
         lived = time.monotonic() - worker.started
+        self.exits[worker.index] = f"pid {worker.pid} exited with {_describe_exit(code)}"
         log.error("media worker %d (pid %d) exited with %s after %.1f s; restarting it", worker.index, worker.pid,
                   _describe_exit(code), lived)
         try:
@@ -129,9 +131,12 @@ class WorkerPool:
         return [i for i, w in sorted(self.workers.items()) if w.alive]
 
     async def readiness(self) -> Optional[str]:
-        """A readiness check (``/readyz``): None while every worker runs."""
-        down = [i for i in range(self.count) if i not in self.alive()]
-        return f"media worker {', '.join(map(str, down))} not running (restarting)" if down else None
+        """A readiness check (``/readyz``): None while every worker runs, else which are
+        down and why (``media worker 1 not running (pid 123 exited with signal 9; restarting)``)."""
+        alive = self.alive()
+        down = [f"media worker {i} not running ({self.exits[i] + '; ' if i in self.exits else ''}restarting)"
+                for i in range(self.count) if i not in alive]
+        return ", ".join(down) if down else None
 
     async def request(self, index: int, op: str, **args: Any) -> dict:
         """A request to worker ``index``; ``WorkerGone`` if it is not running."""

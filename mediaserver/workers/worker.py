@@ -5,8 +5,10 @@ The control plane (the aiohttp process) hands it offers and gets answers back ov
 ``Channel`` (``publish``, ``subscribe``, ``close``, ``trickle``, ``end_broadcast``), tells it
 which rooms to pipe to or from other workers (``pipe_out``, ``pipe_in``, ``pipe_stop``;
 ``pipe.py``), and hears from it when a session closes, a broadcast starts or ends, a relay
-is let go of, and, every half second, what its rooms are doing (``snapshot``). A worker
-ends when its channel does: the control plane left, or closed it on shutdown.
+is let go of, and, every half second, what its rooms are doing and its load
+(``snapshot``). Its Prometheus figures are asked for when the control plane is scraped
+(``metrics``; ``worker_metrics.py``). A worker ends when its channel does: the control
+plane left, or closed it on shutdown.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.room import Broadcast, Room, RoomRegistry
 from mediaserver.workers.channel import Channel
 from mediaserver.workers.pipe import PipeOut, PipeSocket, PipeSource, socket_path
+from mediaserver.workers.worker_metrics import WorkerMetrics
 
 __all__ = ["MediaWorker", "SETTINGS_FILE", "main"]
 
@@ -50,7 +53,9 @@ class MediaWorker:
         self.settings = settings
         self.directory = directory
         self.log = logging.getLogger(f"stagepass.worker.{index}")
-        self.rooms = RoomRegistry(settings)
+        self.metrics = WorkerMetrics()
+        self.rooms = RoomRegistry(settings, observer=self.metrics)
+        self.metrics.watch(self.rooms)
         self.channel: Optional[Channel] = None
         self.pipes: Optional[PipeSocket] = None
         self.outs: dict[int, PipeOut] = {}
@@ -63,6 +68,7 @@ class MediaWorker:
         self.pipes = PipeSocket(socket_path(self.directory, self.index), self.log)
         self.rooms.broadcast_started.append(functools.partial(self._broadcast, "broadcast_started"))
         self.rooms.broadcast_ended.append(functools.partial(self._broadcast, "broadcast_ended"))
+        self.metrics.start(channel.emit)
         self._snapshots = asyncio.get_running_loop().create_task(self._snapshot_loop())
 
     async def _broadcast(self, event: str, room: Room, broadcast: Broadcast) -> None:
@@ -119,7 +125,17 @@ class MediaWorker:
         self._session(room, session).trickle([tuple(c) for c in candidates], end)
 
     async def op_quality(self, room: str, session: str) -> dict:
-        return await self._session(room, session).quality()
+        """The viewer's quality, and when its first media went out (the viewers API shows both)."""
+        found = self._session(room, session)
+        return {**await found.quality(), "first_media_seconds": found.first_media_seconds}
+
+    async def op_bytes_received(self, room: str, session: str) -> dict:
+        """What the publisher's transport received so far (the admin view's ingest rate)."""
+        return {"bytes": await self._session(room, session).bytes_received()}
+
+    async def op_metrics(self) -> dict:
+        """This worker's Prometheus samples (``worker_metrics.serialise``) and its load."""
+        return {"families": self.metrics.samples(), "load": self.metrics.load()}
 
     async def op_end_broadcast(self, room: str) -> None:
         found = self.rooms.get(room)
@@ -159,7 +175,8 @@ class MediaWorker:
     async def _snapshot_loop(self) -> None:
         while True:
             await asyncio.sleep(SNAPSHOT_EVERY)
-            self.channel.emit("snapshot", rooms={room.name: self._room_snapshot(room) for room in self.rooms})  # type: ignore[union-attr]
+            self.channel.emit("snapshot", rooms={room.name: self._room_snapshot(room) for room in self.rooms},  # type: ignore[union-attr]
+                              load=self.metrics.load())
 
     @staticmethod
     def _room_snapshot(room: Room) -> dict:
@@ -174,11 +191,14 @@ class MediaWorker:
                                "dropped": f.stats.dropped, "retransmitted": f.stats.retransmitted,
                                "send_errors": f.stats.send_errors}
                         for kind, f in room.fanouts.items()},
+            "keyframes": {"requested": video.keyframes.requested, "sent": video.keyframes.sent}
+            if (video := room.fanouts.get("video")) is not None and video.keyframes is not None else None,
         }
 
     async def close(self) -> None:
         if self._snapshots is not None:
             self._snapshots.cancel()
+        await self.metrics.close()
         for out in list(self.outs.values()):
             await out.close()
         await self.rooms.close()
