@@ -115,7 +115,7 @@ async def live(request: web.Request) -> web.Response:
             video = (await subscriber.quality()).get("video") or {}
             if video.get("fraction_lost") is not None:
                 losses.append(video["fraction_lost"])
-        keyframes = getattr(room.fanouts.get("video"), "keyframes", None)  # with workers: summed over them
+        keyframes = getattr(room.fanouts.get("video"), "keyframes", None)  # with workers: the host's
         rooms.append({
             "room": room.name,
             "phase": room.phase,

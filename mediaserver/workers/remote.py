@@ -63,15 +63,16 @@ class _Recording:
 
 
 class _Keyframes:
-    """The keyframe requests of a room's video over its workers (a ``KeyframeRequester``'s counts)."""
+    """The keyframe requests of a room's video in its host worker (a ``KeyframeRequester``'s counts)."""
 
-    def __init__(self) -> None:
-        self.requested = self.sent = 0
+    def __init__(self, requested: int, sent: int) -> None:
+        self.requested = requested
+        self.sent = sent
 
 
 class _FanoutTotals:
-    """One kind's counters over the workers (``stats`` as a ``FanoutStats``'s; ``keyframes``
-    for video)."""
+    """One kind's counters over the workers (``stats`` as a ``FanoutStats``'s; for video,
+    ``keyframes`` as the host's ``KeyframeRequester``)."""
 
     def __init__(self) -> None:
         self.stats = self
@@ -141,12 +142,11 @@ class WorkerRoom:
             for kind, counters in snapshot.get("fanouts", {}).items():
                 total = totals.setdefault(kind, _FanoutTotals())
                 total.add(counters, from_host=worker == self.host)
-            keyframes = snapshot.get("keyframes")
-            if keyframes is not None and "video" in totals:
-                video = totals["video"]
-                video.keyframes = video.keyframes or _Keyframes()
-                video.keyframes.requested += keyframes["requested"]
-                video.keyframes.sent += keyframes["sent"]
+        keyframes = self._host_snapshot.get("keyframes")
+        if keyframes is not None and "video" in totals:
+            # the host's: a relaying worker's requests that pass its rate limit come up the
+            # pipe and are counted there again; ``sent`` is the PLIs the publisher got
+            totals["video"].keyframes = _Keyframes(keyframes["requested"], keyframes["sent"])
         return totals
 
     @property

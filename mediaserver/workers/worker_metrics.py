@@ -22,7 +22,7 @@ import resource
 import time
 from typing import Callable, Optional
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, disable_created_metrics
 
 from core.loop_lag import LoopLagSampler, lag_histogram
 from mediaserver.live.collectors import LiveCollector, UdpMuxCollector
@@ -31,6 +31,9 @@ from mediaserver.live.room import LiveObserver, RoomRegistry
 __all__ = ["WorkerMetrics", "serialise"]
 
 Emit = Callable[..., None]
+
+# no ``*_created`` series, as in the control plane (``ops.metrics``): a process-wide setting
+disable_created_metrics()
 
 
 def serialise(registry: CollectorRegistry) -> list:

@@ -15,16 +15,14 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections import Counter
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from paywall.http import PAYWALL
 from signalling.whip import ROOMS
 from stagepass.app import create_app
 from tests.support.frames import until
-from tests.support.ops_tools import METRICS_TOKEN, PrometheusServer, get
+from tests.support.ops_tools import (METRICS_TOKEN, WORKER_ONLY_METRICS, PrometheusServer, deploy_metric_names,
+                                    exported_names, get, scrape)
 from tests.support.paywall_fixtures import Api, paywall_settings
 from tests.support.peers import Publisher, Viewer
 from tests.support.waiting import wait_for
@@ -34,25 +32,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.inprocess, pytest.mark.e2e]
 KEY = "open-room-key"  # the open room of ``paywall_settings``
 
 
-async def scrape(base: str) -> dict[str, list]:
-    """``/metrics`` parsed: family name -> its samples. The exposition must hold one
-    ``TYPE`` line per family (the workers' and the control plane's merged)."""
-    status, _, body = await get(base + "/metrics", token=METRICS_TOKEN)
-    assert status == 200, body[:500]
-    types = Counter(line.split()[2] for line in body.splitlines() if line.startswith("# TYPE "))
-    assert all(n == 1 for n in types.values()), [name for name, n in types.items() if n > 1]
-    return {family.name: family.samples for family in text_string_to_metric_families(body)}
-
-
-def by_worker(samples: dict[str, list], family: str, sample: str = "", **labels: str) -> dict[str, float]:
-    """Per ``worker`` label: the sum of ``family``'s samples named ``sample`` (the family's
-    name + ``_total`` for a counter by default) whose labels include ``labels``."""
+def by_worker(samples: dict[str, dict[tuple, float]], name: str, **labels: str) -> dict[str, float]:
+    """Per ``worker`` label: the sum of the samples ``name`` whose labels include ``labels``."""
     out: dict[str, float] = {}
-    for s in samples.get(family, []):
-        if (sample and s.name != sample) or not all(s.labels.get(k) == v for k, v in labels.items()):
-            continue
-        if "worker" in s.labels:
-            out[s.labels["worker"]] = out.get(s.labels["worker"], 0.0) + s.value
+    for pairs, value in samples.get(name, {}).items():
+        found = dict(pairs)
+        if "worker" in found and all(found.get(k) == v for k, v in labels.items()):
+            out[found["worker"]] = out.get(found["worker"], 0.0) + value
     return out
 
 
@@ -86,25 +72,28 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
 
         # /metrics: each worker's figures under its index
         first = await scrape(base)
-        forwarded = by_worker(first, "stagepass_forwarded_packets", "stagepass_forwarded_packets_total")
+        forwarded = by_worker(first, "stagepass_forwarded_packets_total")
         assert set(forwarded) == {"0", "1"} and all(n > 0 for n in forwarded.values()), forwarded
         viewers_by_worker = by_worker(first, "stagepass_viewers", room="open")
         assert sum(viewers_by_worker.values()) == 3, viewers_by_worker
         assert viewers_by_worker == {str(w): room.viewers_on(w) for w in (0, 1)}, viewers_by_worker
         assert by_worker(first, "stagepass_publishers", room="open") == {str(host): 1, str(other): 0}
-        assert sum(by_worker(first, "stagepass_keyframe_requests", "stagepass_keyframe_requests_total").values()) > 0
+        assert sum(by_worker(first, "stagepass_keyframe_requests_total").values()) > 0
         assert by_worker(first, "stagepass_media_worker_up") == {"0": 1, "1": 1}
         # each worker's own event loop lag, beside the control plane's (no worker label)
-        lag = by_worker(first, "stagepass_event_loop_lag_seconds", "stagepass_event_loop_lag_seconds_count")
+        lag = by_worker(first, "stagepass_event_loop_lag_seconds_count")
         assert set(lag) == {"0", "1"} and all(n > 0 for n in lag.values()), lag
-        assert any("worker" not in s.labels for s in first["stagepass_event_loop_lag_seconds"])
+        assert any("worker" not in dict(pairs) for pairs in first["stagepass_event_loop_lag_seconds_count"])
         # the UDP mux of each worker, and the joins the workers reported to the control plane
-        assert set(by_worker(first, "stagepass_udp_sent_datagrams", "stagepass_udp_sent_datagrams_total")) == {"0", "1"}
-        joins = [s.value for s in first["stagepass_join_seconds"] if s.name == "stagepass_join_seconds_count"]
-        assert joins == [3.0], joins
+        assert set(by_worker(first, "stagepass_udp_sent_datagrams_total")) == {"0", "1"}
+        assert first["stagepass_join_seconds_count"] == {(): 3.0}, first["stagepass_join_seconds_count"]
+        # the deploy files' worker panels use only series this server exports
+        _, _, body = await get(base + "/metrics", token=METRICS_TOKEN)
+        assert WORKER_ONLY_METRICS <= deploy_metric_names() <= exported_names(body), \
+            sorted(deploy_metric_names() - exported_names(body))
 
         async def rising() -> bool:
-            now = by_worker(await scrape(base), "stagepass_forwarded_packets", "stagepass_forwarded_packets_total")
+            now = by_worker(await scrape(base), "stagepass_forwarded_packets_total")
             return all(now.get(w, 0) > forwarded[w] for w in ("0", "1"))
 
         await until(rising, 30, what="each worker's forwarded packets rising")
@@ -166,7 +155,7 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
 
         async def series_gone() -> bool:
             now = await scrape(base)
-            return other_label not in by_worker(now, "stagepass_forwarded_packets", "stagepass_forwarded_packets_total") \
+            return other_label not in by_worker(now, "stagepass_forwarded_packets_total") \
                 and by_worker(now, "stagepass_media_worker_up")[other_label] == 0
 
         other_label = str(other)
@@ -175,13 +164,13 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
         async def back() -> bool:
             now = await scrape(base)
             return by_worker(now, "stagepass_media_worker_up") == {"0": 1, "1": 1} and \
-                other_label in by_worker(now, "stagepass_forwarded_packets", "stagepass_forwarded_packets_total")
+                other_label in by_worker(now, "stagepass_forwarded_packets_total")
 
         await until(back, 30, what="the restarted worker's series back")
         await wait_for(lambda: room.viewers_on(other) == 0, timeout=10)  # its viewers were forgotten
         after = await scrape(base)
         assert sum(by_worker(after, "stagepass_viewers", room="open").values()) == room.viewer_count()
-        assert by_worker(after, "stagepass_forwarded_packets", "stagepass_forwarded_packets_total")[other_label] == 0
+        assert by_worker(after, "stagepass_forwarded_packets_total")[other_label] == 0
         status, _, _ = await get(base + "/readyz")
         assert status == 200
 
@@ -193,7 +182,7 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
         assert room.viewers_on(other) == 1
 
         async def forwarding_again() -> bool:
-            now = by_worker(await scrape(base), "stagepass_forwarded_packets", "stagepass_forwarded_packets_total")
+            now = by_worker(await scrape(base), "stagepass_forwarded_packets_total")
             return now.get(other_label, 0) > 0
 
         await until(forwarding_again, 30, what="the restarted worker forwarding")
