@@ -6,9 +6,10 @@ by a real Prometheus) shows each worker's forwarded packets rising under its ``w
 label, viewers gauges that sum to the room's viewers, keyframe requests, each worker's
 event loop lag and the joins the workers reported; the admin API lists both workers
 (pid, running, sessions, rooms hosted, CPU, loop lag) and the room's keyframes, ingest
-bitrate and loss; the viewers API has every viewer's quality and worker. Then the worker
-with viewers only is killed (SIGKILL): ``/readyz`` names it, its series go while it is
-down and come back after its restart, and no scrape fails."""
+bitrate and loss, and so does the admin page (Chromium); the viewers API has every
+viewer's quality and worker. Then the worker with viewers only is killed (SIGKILL):
+``/readyz`` names it, its series go while it is down and come back after its restart,
+and no scrape fails."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import pytest
 from paywall.http import PAYWALL
 from signalling.whip import ROOMS
 from stagepass.app import create_app
+from tests.support.browser import SCREENSHOTS, open_page, wait_state
 from tests.support.frames import until
 from tests.support.ops_tools import (METRICS_TOKEN, WORKER_ONLY_METRICS, PrometheusServer, deploy_metric_names,
                                     exported_names, get, scrape)
@@ -42,7 +44,7 @@ def by_worker(samples: dict[str, dict[tuple, float]], name: str, **labels: str) 
     return out
 
 
-async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_server, tmp_path):
+async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_server, tmp_path, browser):
     app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'paywall.db'}", workers=2,
                                       metrics_token=METRICS_TOKEN))
     server = await aiohttp_server(app)
@@ -54,6 +56,7 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
     rooms = app[ROOMS]
     pool = rooms.pool
     peers: list = []
+    log: list[str] = []
     try:
         await prometheus.start()
         publisher = Publisher(base)
@@ -133,6 +136,26 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
         # the node's heartbeat carries its workers too
         status, cluster = await admin.get("/api/admin/nodes")
         assert status == 200 and [w["worker"] for w in cluster["nodes"][0]["load"]["workers"]] == [0, 1], cluster
+
+        # the admin page shows both workers running, and the room's figures from them
+        page = await open_page(browser, base, "admin", log, login=admin.token)
+        await page.goto(f"{base}/static/admin.html")
+        await wait_state(page, "ok")
+        for index in (0, 1):
+            worker_row = page.locator(f'#workers-table tr[data-worker="{index}"][data-state="running"]')
+            await worker_row.wait_for()
+            assert (await worker_row.locator(".sessions").text_content()) == str(room.viewers_on(index) + (index == host))
+        room_row = page.locator('#rooms-table tr[data-room="open"]')
+        await room_row.locator(".viewers", has_text="3").wait_for()
+        assert f"host {host}" in await room_row.locator(".workers").text_content()
+        assert " / " in await room_row.locator(".keyframes").text_content()
+        await page.locator('#room-viewers tr[data-viewer]').nth(2).wait_for()
+        shown = [await cell.text_content() for cell in await page.locator("#room-viewers td.worker").all()]
+        assert sorted(shown) == sorted(str(s.worker) for s in room.subscribers.values()), shown
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        await page.screenshot(path=str(SCREENSHOTS / "admin-workers.png"), full_page=True)
+        await page.context.close()
+        assert not [line for line in log if "pageerror" in line], log
 
         # per-viewer quality, whichever worker the viewer is on
         status, listing = await admin.get("/api/rooms/open/viewers")

@@ -115,6 +115,7 @@ async function renderViewers(rooms) {
       const video = v.video || {};
       return h("tr", { dataset: { viewer: v.id } },
         h("td", { "data-label": t("admin.viewer") }, v.id, v.user_id ? t("studio.user_id", { id: v.user_id }) : ""),
+        h("td", { "data-label": t("admin.worker"), class: "num worker" }, v.worker === undefined ? "—" : String(v.worker)),
         h("td", { "data-label": t("admin.loss"), class: "num loss" }, pct(video.fraction_lost)),
         h("td", { "data-label": t("admin.rtt_ms"), class: "num" }, num(video.rtt_ms)),
         h("td", { "data-label": t("admin.jitter_ms"), class: "num" }, num(video.jitter_ms, 1)),
@@ -130,7 +131,7 @@ async function renderViewers(rooms) {
       h("h2", { id: heading }, t("admin.viewers_of", { room: r.room })),
       h("div", { class: "table-wrap" },
         h("table", { class: "stack viewers" },
-          h("thead", {}, h("tr", {}, ...["viewer", "loss", "rtt_ms", "jitter_ms", "nacks", "skips", "actions"]
+          h("thead", {}, h("tr", {}, ...["viewer", "worker", "loss", "rtt_ms", "jitter_ms", "nacks", "skips", "actions"]
             .map((key) => h("th", { scope: "col" }, t(`admin.${key}`))))),
           h("tbody", {}, ...rows)))));
   }
