@@ -12,10 +12,10 @@ import resource
 import time
 from typing import Optional
 
+from core.loop_lag import LoopLagSampler
+from mediaserver.live.collectors import on_air
 from mediaserver.live.room import RoomRegistry
 from mediaserver.workers.remote import WorkerRooms
-
-from .metrics import LoopLagSampler, on_air
 
 __all__ = ["CpuMeter", "NodeLoad", "WorkerLoads"]
 
