@@ -297,7 +297,7 @@ async def test_deploy_files_use_only_exported_metrics_and_pass_promtool(aiohttp_
     shutil.copy(DEPLOY / "stagepass-alerts.yml", tmp_path / "stagepass-alerts.yml")
     result = subprocess.run([promtool, "check", "config", str(config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 5 rules found" in result.stdout + result.stderr
+    assert "SUCCESS: 6 rules found" in result.stdout + result.stderr
 
 
 # ---------------------------------------------------------------------------- business
