@@ -38,9 +38,13 @@ __all__ = ["MediaWorker", "SETTINGS_FILE", "main"]
 
 SETTINGS_FILE = "settings.pickle"
 #: the room's domain errors, named on the channel so the control plane raises the same
+class EncoderGone(Exception):
+    """A handed-over RTMP encoder left before it was answered."""
+
+
 KNOWN_ERRORS: dict[type[Exception], str] = {
     RoomBusy: "RoomBusy", CodecMismatch: "CodecMismatch", NegotiationFailed: "NegotiationFailed",
-    LookupError: "NotFound",
+    LookupError: "NotFound", EncoderGone: "EncoderGone",
 }
 SNAPSHOT_EVERY = 0.5
 HANDED_WAIT = 10.0  # seconds a request waits for the connection handed with it
@@ -146,10 +150,13 @@ class MediaWorker:
         finally:
             self.handed.pop(ticket, None)
         live = self.rooms.open(room)
-        publisher = await self.rtmp.adopt(sock, RtmpHandover(room=room, peer=peer, state=state))
+        try:
+            publisher = await self.rtmp.adopt(sock, RtmpHandover(room=room, peer=peer, state=state))
+        except OSError as exc:
+            raise EncoderGone(f"the RTMP encoder {peer} left ({exc})") from None
         self._report_close(live, publisher)
-        if publisher.closed:  # the encoder left while it was answered
-            raise ConnectionError(f"the RTMP encoder {peer} left")
+        if publisher.closed:
+            raise EncoderGone(f"the RTMP encoder {peer} left")
         return {"session": publisher.id, "codecs": dict(publisher.codecs)}
 
     async def op_subscribe(self, room: str, sdp: str, kinds: list) -> dict:

@@ -57,3 +57,36 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def worker_pids(server_pid: int) -> dict[int, int]:
+    """Media worker index -> pid, from the server process's children (``--workers N``)."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    out = {}
+    for pid in map(int, children):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"mediaserver.workers.worker" in argv:
+            out[int(argv[argv.index(b"--index") + 1])] = pid
+    return out
+
+
+def restarted(server_pid: int, index: int, old_pid: int):
+    """A check (for ``tests.support.frames.until``) that media worker ``index`` runs again, not as ``old_pid``."""
+    async def check() -> bool:
+        now = worker_pids(server_pid)
+        return index in now and now[index] != old_pid
+
+    return check
+
+
+def ready(base: str):
+    """A check that ``/readyz`` answers 200 (every media worker runs)."""
+    async def check() -> bool:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/readyz") as r:
+                return r.status == 200
+
+    return check

@@ -9,7 +9,9 @@ refused while it is live; an encoder that crashes comes back into the same broad
 the viewers on both workers resume; an encoder that hangs (SIGSTOP, its connection open)
 is closed after ``PUBLISHER_STALE_SECONDS`` and the next one takes over; the encoder's
 "stop streaming" ends the broadcast, which the host worker recorded and which becomes a
-replay that decodes, frame numbers in order."""
+replay that decodes, frame numbers in order. Then the next broadcast's host worker is
+killed (SIGKILL) with the encoder's connection: the encoder that comes back is handed to
+the restarted worker and the other worker's viewer resumes."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import json
 import os
 import signal
 
+import aiohttp
 import av
 import pytest
 
@@ -25,7 +28,7 @@ from tests.support.frames import frames_grow, get_json, in_order, until
 from tests.support.missing_tools import missing_tool
 from tests.support.peers import Publisher, Viewer, read_number
 from tests.support.rtmp_encoder import FfmpegRtmpPublisher, free_port, have_ffmpeg
-from tests.support.server_process import start_server, stop
+from tests.support.server_process import ready, restarted, start_server, stop, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -35,6 +38,13 @@ STALE = 2.0
 
 async def room_state(base: str) -> dict:
     return await get_json(base, "/api/rooms/open")
+
+
+async def session_exists(base: str, viewer: Viewer) -> bool:
+    """Whether the viewer's WHEP session resource is still there (its worker answers for it)."""
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + viewer.location) as r:
+            return r.status == 200
 
 
 async def test_rtmp_publishing_with_two_media_workers(tmp_path):
@@ -145,6 +155,35 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
         numbered = [n for n in replayed if n]
         assert len(numbered) >= 60 and in_order(numbered), numbered
         assert numbered[0] < 5_000 <= numbered[-1] and any(n >= 9_000 for n in numbered)
+
+        # the next broadcast's host worker dies (kill -9) with the encoder's connection: the
+        # encoder comes back, is handed to the restarted worker, and the other one's viewer resumes
+        fresh = encoder(start=20_000)
+        await fresh.start()
+        await until(live, what="a new broadcast live")
+        room = await room_state(base)
+        host = next(int(w) for w, info in room["workers"].items() if info["host"])
+        for viewer in viewers:
+            resumed = await frames_grow(viewer, timeout=30)
+            assert resumed[-1] >= 20_000, resumed
+        pids = worker_pids(proc.pid)
+        os.kill(pids[host], signal.SIGKILL)
+        assert await fresh.wait(timeout=15) != 0  # its connection died with the worker
+        await until(restarted(proc.pid, host, pids[host]), what="the host worker restarted")
+        await until(ready(base), what="both workers running")
+
+        async def forgotten() -> bool:  # the dead worker's viewer is gone, the other one's stays
+            return (await room_state(base))["viewers"] == 1
+
+        await until(forgotten, what="the dead worker's viewer forgotten")
+        (survivor,) = [v for v in viewers if await session_exists(base, v)]
+        back = encoder(start=30_000)
+        await back.start()
+        await until(live, what="the encoder back on air")
+        resumed = await frames_grow(survivor, timeout=30)
+        assert resumed[-1] >= 30_000 and in_order([n for n in resumed if n >= 30_000]), resumed
+        room = await room_state(base)
+        assert room["workers"][str(host)]["host"] and room["viewers"] == 1, room  # the restarted worker hosts
     finally:
         for peer in peers:
             await peer.close()
