@@ -166,7 +166,7 @@ class InteractionWorkers:
     def hand_over(self, request: web.Request) -> bool:
         """Pass the request's connection to a worker; False if none could take it."""
         transport = request.transport
-        if transport is None:
+        if transport is None or transport.get_extra_info("socket") is None:
             return False
         head = [f"{request.method} {request.raw_path} HTTP/{request.version.major}.{request.version.minor}\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in request.raw_headers]

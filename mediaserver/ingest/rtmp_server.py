@@ -30,12 +30,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from typing import Awaitable, Callable, Optional
+import socket
+from typing import Any, Awaitable, Callable, Optional, Protocol
 
 from bitstring import BitStream
-
-import socket
-from typing import Any, Protocol
 
 from mediaserver.live.errors import RoomBusy
 from core.logs import context_logger

@@ -9,11 +9,12 @@ workers' snapshots, every half second.
 
 Placement: a room's publisher (WHIP, or an RTMP encoder whose connection is handed over,
 ``publish_rtmp``) goes to the worker that hosts the room (where its broadcast is open and
-recorded), or, for a room hosted nowhere, to the least-loaded worker, which then hosts it. A viewer goes to the least-loaded worker (fewest sessions, then lowest
-index). A worker with viewers of a room it does not host relays it: the control plane
-opens a pipe (``pipe.py``) from the host, once per room and worker, when the first viewer
-there joins or the room gets a host; the worker says when its last viewer left
-(``pipe_idle``) and the pipe is closed at both ends.
+recorded), or, for a room hosted nowhere, to the least-loaded worker, which then hosts
+it. A viewer goes to the least-loaded worker (fewest sessions, then lowest index). A
+worker with viewers of a room it does not host relays it: the control plane opens a pipe
+(``pipe.py``) from the host, once per room and worker, when the first viewer there joins
+or the room gets a host; the worker says when its last viewer left (``pipe_idle``) and
+the pipe is closed at both ends.
 
 A worker that dies takes its sessions with it: each is closed here (seats given back,
 leaves reported), rooms it hosted lose their host and end their broadcast, pipes from

@@ -2,8 +2,8 @@
 
 Each worker is ``python -m mediaserver.workers.worker`` with one end of a socket pair as
 its ``Channel``, one end of a ``SOCK_SEQPACKET`` pair that connections are handed over on
-(an RTMP encoder's TCP socket, ``hand_over``), and the settings the control plane loaded (pickled into the run directory,
-which also holds the workers' pipe sockets). A worker that exits while the pool runs is
+(an RTMP encoder's TCP socket, ``hand_over``), and the settings the control plane loaded
+(pickled into the run directory, which also holds the workers' pipe sockets). A worker that exits while the pool runs is
 logged with its index and pid, ``on_exit(index)`` lets the owner forget its sessions, and
 it is started again (after a pause that grows while it keeps dying at start). Closing the
 pool closes the channels: each worker then closes its rooms and exits.

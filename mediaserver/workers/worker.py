@@ -27,9 +27,9 @@ from typing import Any, Optional
 
 from core.logs import setup_logging
 from core.settings import Settings
+from core.socket_handover import receive_handed
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.room import Broadcast, Room, RoomRegistry
-from core.socket_handover import receive_handed
 from mediaserver.ingest.rtmp_server import RtmpHandover, RtmpIngest
 from mediaserver.workers.channel import Channel
 from mediaserver.workers.pipe import PipeOut, PipeSocket, PipeSource, socket_path
@@ -37,11 +37,13 @@ from mediaserver.workers.pipe import PipeOut, PipeSocket, PipeSource, socket_pat
 __all__ = ["MediaWorker", "SETTINGS_FILE", "main"]
 
 SETTINGS_FILE = "settings.pickle"
-#: the room's domain errors, named on the channel so the control plane raises the same
+
+
 class EncoderGone(Exception):
     """A handed-over RTMP encoder left before it was answered."""
 
 
+#: the room's domain errors, named on the channel so the control plane raises the same
 KNOWN_ERRORS: dict[type[Exception], str] = {
     RoomBusy: "RoomBusy", CodecMismatch: "CodecMismatch", NegotiationFailed: "NegotiationFailed",
     LookupError: "NotFound", EncoderGone: "EncoderGone",
