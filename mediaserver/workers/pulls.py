@@ -78,6 +78,10 @@ class Exchanges:
         self._ids = itertools.count(1)
         self._pending: dict[int, _Pending] = {}
 
+    def __len__(self) -> int:
+        """Pulls asked of a worker and not answered yet."""
+        return len(self._pending)
+
     def begin(self, exchange: Exchange) -> int:
         """A pull is asked of a worker: its number, for the worker's ``exchange`` request."""
         number = next(self._ids)

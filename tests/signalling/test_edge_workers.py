@@ -7,7 +7,8 @@ gets it through a worker pipe: every viewer reads every frame number in order, A
 exactly one relay viewer (not counted as a viewer) and ``/api/live`` counts B's viewers on
 both nodes. Then B's host worker, the one holding the pull, is killed (SIGKILL): the
 viewers on B's other worker resume, the pull made again there, and A still sees one relay.
-When B's last viewer leaves, B lets go of A."""
+A viewer then joins on the restarted worker and the new host's own viewers leave: the pull
+stays for it. When B's last viewer leaves, B lets go of A."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import asyncio
 import os
 import signal
 
+import aiohttp
 import pytest
 
 from tests.support.frames import frames_grow, get_json, in_order, until
@@ -40,6 +42,15 @@ async def room(base: str) -> dict:
 
 async def live_viewers(base: str) -> dict[str, int]:
     return {r["room"]: r["viewers"] for r in (await get_json(base, "/api/live"))["rooms"]}
+
+
+def ready(base: str):
+    async def check() -> bool:  # /readyz: every media worker runs
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/readyz") as r:
+                return r.status == 200
+
+    return check
 
 
 def host_of(stats: dict) -> int | None:
@@ -124,9 +135,25 @@ async def test_nodes_with_workers_pull_once_per_node_and_survive_the_pulling_wor
 
             await until(survivors_counted, what="the dead worker's viewers dropped from the count")
 
-            # B's last viewer leaves: B lets go of A
+            # a viewer joins on the restarted worker, relayed from the new host; the host's own
+            # viewers leave: the pull stays for the other worker's viewer
+            await until(ready(base_b), what="both of B's workers running")
+            late = Viewer(base_b)
+            peers.append(late)
+            assert await late.play("open") == 201
+            stats = await room(base_b)
+            assert host_of(stats) == other and stats["workers"][str(host)]["viewers"] == 1, stats
+            await frames_grow(late, timeout=30)
             for viewer, _ in going:
                 assert await viewer.delete() == 200
+            seen_late = await frames_grow(late)
+            assert in_order(seen_late), seen_late
+            stats = await room(base_b)
+            assert stats["live"] and stats["origin"] is not None and stats["viewers"] == 1, stats
+            assert (await room(base_a))["relays"] == 1
+
+            # B's last viewer leaves: B lets go of A
+            assert await late.delete() == 200
 
             async def let_go() -> bool:
                 stats_a, stats_b = await room(base_a), await room(base_b)
