@@ -367,6 +367,7 @@ class Room:
         if session is self.publisher:
             self.publisher = None
             self.origin = None
+            self._held = None
             self.log.info("publisher %s left", session.id[:8])
             if self._unconfirmed is not None and self._unconfirmed[0] is session:
                 await self._discard_unconfirmed(session)

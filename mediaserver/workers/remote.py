@@ -387,4 +387,7 @@ class WorkerRooms:
         for room in list(self._rooms.values()):
             for session in list(room.subscribers.values()) + ([room.publisher] if room.publisher else []):
                 await session.ended()
+            edge, room.edge = room.edge, None
+            if edge is not None:  # the edge leaves the origin's session, as one process does
+                await edge.closed()
         self._rooms.clear()
