@@ -1,5 +1,5 @@
-"""Two real ``stagepass serve --workers 2`` nodes on loopback sharing one Redis database and
-one PostgreSQL database: nodes with media workers.
+"""Real ``stagepass serve --workers 2`` nodes on loopback sharing one Redis database and one
+PostgreSQL database: nodes with media workers.
 
 The creator publishes on A; three viewers play on B, spread over both of B's workers. B
 pulls the room from A once, in one worker (the room's host on B), and its other worker
@@ -8,7 +8,8 @@ exactly one relay viewer (not counted as a viewer) and ``/api/live`` counts B's 
 both nodes. Then B's host worker, the one holding the pull, is killed (SIGKILL): the
 viewers on B's other worker resume, the pull made again there, and A still sees one relay.
 A viewer then joins on the restarted worker and the new host's own viewers leave: the pull
-stays for it. When B's last viewer leaves, B lets go of A."""
+stays for it. Then A dies and the creator reconnects on a third node, C: B pulls from C and
+the viewer resumes. When B's last viewer leaves, B lets go of C."""
 
 from __future__ import annotations
 
@@ -16,13 +17,12 @@ import asyncio
 import os
 import signal
 
-import aiohttp
 import pytest
 
 from tests.support.frames import frames_grow, get_json, in_order, until
 from tests.support.paywall_fixtures import flushed_redis, fresh_postgres
 from tests.support.peers import Publisher, Viewer
-from tests.support.server_process import start_server, stop, worker_pids
+from tests.support.server_process import ready, start_server, stop, worker_pids
 
 REDIS_DB = 6  # this file's own database number
 SECRET = "w" * 40
@@ -42,15 +42,6 @@ async def room(base: str) -> dict:
 
 async def live_viewers(base: str) -> dict[str, int]:
     return {r["room"]: r["viewers"] for r in (await get_json(base, "/api/live"))["rooms"]}
-
-
-def ready(base: str):
-    async def check() -> bool:  # /readyz: every media worker runs
-        async with aiohttp.ClientSession() as http:
-            async with http.get(base + "/readyz") as r:
-                return r.status == 200
-
-    return check
 
 
 def host_of(stats: dict) -> int | None:
@@ -88,8 +79,9 @@ async def test_nodes_with_workers_pull_once_per_node_and_survive_the_pulling_wor
             assert all(v.audio_frames for v in viewers)
 
             # B: live from A, its viewers on both workers, the pull in one of them (the host)
+            node_a = (tmp_path / "a" / "node-id").read_text().strip()
             edge = await room(base_b)
-            assert edge["live"] and edge["origin"] is not None and edge["viewers"] == 3, edge
+            assert edge["live"] and edge["origin"] == node_a and edge["viewers"] == 3, edge
             workers = edge["workers"]
             host = host_of(edge)
             assert host is not None, workers
@@ -149,17 +141,43 @@ async def test_nodes_with_workers_pull_once_per_node_and_survive_the_pulling_wor
             seen_late = await frames_grow(late)
             assert in_order(seen_late), seen_late
             stats = await room(base_b)
-            assert stats["live"] and stats["origin"] is not None and stats["viewers"] == 1, stats
+            assert stats["live"] and stats["origin"] == node_a and stats["viewers"] == 1, stats
             assert (await room(base_a))["relays"] == 1
 
-            # B's last viewer leaves: B lets go of A
+            # the origin moves: A dies and the creator reconnects on a third node, C; B's keeper
+            # pulls from C (in its host worker) and the viewer on the other worker resumes
+            proc_c, base_c = await start_server(tmp_path / "c", *flags, "--workers", "1", ready_path="/api/live")
+            procs.append(proc_c)
+            proc_a.send_signal(signal.SIGKILL)
+            proc_a.wait(timeout=10)
+            await publisher.close()
+            tries: list[Publisher] = []
+
+            async def published_on_c() -> bool:  # 409 live_elsewhere until A's claim expires
+                if tries:
+                    await tries[-1].close()
+                tries.append(Publisher(base_c, start=50_000))
+                peers.append(tries[-1])
+                if await tries[-1].publish("open", "open-room-key") == 201:
+                    return True
+                assert '"live_elsewhere"' in tries[-1].error, tries[-1].error
+                return False
+
+            await until(published_on_c, what="the creator publishing on C")
+            moved = await frames_grow(late, timeout=40)
+            assert moved[-1] >= 50_000 and in_order([n for n in moved if n >= 50_000]), moved
+            stats = await room(base_b)
+            assert stats["origin"] == (tmp_path / "c" / "node-id").read_text().strip() and stats["viewers"] == 1, stats
+            assert (await room(base_c))["relays"] == 1
+
+            # B's last viewer leaves: B lets go of C
             assert await late.delete() == 200
 
             async def let_go() -> bool:
-                stats_a, stats_b = await room(base_a), await room(base_b)
-                return stats_b["origin"] is None and not stats_b["live"] and stats_a["relays"] == 0
+                stats_b, stats_c = await room(base_b), await room(base_c)
+                return stats_b["origin"] is None and not stats_b["live"] and stats_c["relays"] == 0
 
-            await until(let_go, what="B letting go of A")
+            await until(let_go, what="B letting go of C")
         finally:
             for peer in peers:
                 await peer.close()

@@ -21,7 +21,7 @@ import pytest
 
 from tests.support.frames import frames_grow, get_json, in_order, until
 from tests.support.peers import Publisher, Viewer
-from tests.support.server_process import start_server, stop, worker_pids
+from tests.support.server_process import ready, start_server, stop, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -32,15 +32,6 @@ def restarted(server_pid: int, index: int, old_pid: int):
     async def check() -> bool:
         now = worker_pids(server_pid)
         return index in now and now[index] != old_pid
-
-    return check
-
-
-def ready(base: str):
-    async def check() -> bool:  # /readyz: every media worker runs
-        async with aiohttp.ClientSession() as http:
-            async with http.get(base + "/readyz") as r:
-                return r.status == 200
 
     return check
 
