@@ -127,7 +127,9 @@ class Pulls:
     async def pull(self, room: Any, origin: str, exchange: Exchange) -> WorkerPull:
         """``Room.pull`` for a ``WorkerRoom``: the room's pull from node ``origin``, made in a
         worker through ``exchange`` unless a live source is there already (its handle).
-        Raises what ``exchange`` raised, ``NegotiationFailed``, or ``WorkerGone``."""
+        Raises what ``exchange`` raised, ``NegotiationFailed`` (the origin's answer cannot be
+        applied), ``WorkerGone`` (no worker, or it died meanwhile), or ``RuntimeError`` (the
+        worker failed otherwise, logged there)."""
         worker = self._worker_for(room)
         number = self.exchanges.begin(exchange)
         try:
@@ -137,7 +139,8 @@ class Pulls:
             if error is not None:
                 raise error from None
             raise NegotiationFailed(str(exc)) if exc.type == "NegotiationFailed" else RuntimeError(str(exc)) from None
-        self.exchanges.end(number)
+        finally:
+            self.exchanges.end(number)  # also when the worker died meanwhile (``WorkerGone``)
         current = room.edge
         if current is not None and current.worker == worker and current.source == result["source"]:
             return current
