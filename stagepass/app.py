@@ -258,8 +258,19 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             """With media workers, the encoder's connection goes on in its room's host worker."""
             await rooms.open(handover.room).publish_rtmp(handover)  # type: ignore[union-attr]
 
+        async def live_elsewhere(room: str) -> Optional[str]:
+            """Several nodes: an encoder is refused while another node originates the room (as WHIP's 409)."""
+            try:
+                origin = await edges.origin_elsewhere(room) if edges is not None else None
+            except Exception as exc:  # as WHIP's 503: the shared registry does not answer
+                return f"the node registry does not answer ({type(exc).__name__}); try again"
+            if origin is None:
+                return None
+            return f"room {room!r} is live on node {origin.id} ({origin.info.get('url', '?')}); publish there"
+
         ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.media.rtmp_audio_bitrate,
-                            hand_off=hand_off if isinstance(rooms, WorkerRooms) else None)
+                            hand_off=hand_off if isinstance(rooms, WorkerRooms) else None,
+                            may_publish=live_elsewhere if edges is not None else None)
         try:
             await ingest.start(settings.server.host, settings.media.rtmp_port)
         except OSError as exc:

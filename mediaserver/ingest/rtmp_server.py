@@ -67,7 +67,7 @@ for _name in ("pyrtmp.rtmp", "pyrtmp.messages", "pyrtmp.messages.command", "pyrt
     logging.getLogger(_name).setLevel(logging.NOTSET)
 logging.getLogger("pyrtmp").setLevel(logging.ERROR)  # "unknown command FCPublish" and the like
 
-__all__ = ["APP_NAME", "HandOff", "KeyResolver", "Rooms", "RtmpHandover", "RtmpIngest"]
+__all__ = ["APP_NAME", "HandOff", "KeyResolver", "PublishCheck", "Rooms", "RtmpHandover", "RtmpIngest"]
 
 APP_NAME = "live"
 #: stream key -> room name, or None for a key no room has
@@ -76,6 +76,9 @@ KeyResolver = Callable[[str], Awaitable[Optional[str]]]
 #: the transport over before its first await. ``RoomBusy`` and the like once it is handed
 #: over: the encoder was answered there.
 HandOff = Callable[[RtmpHandover], Awaitable[None]]
+#: room -> why this node may not take its publisher (several nodes: it is live on another),
+#: or None
+PublishCheck = Callable[[str], Awaitable[Optional[str]]]
 
 
 class Rooms(Protocol):
@@ -179,6 +182,11 @@ class _Controller(SimpleRTMPController):
         if room_name is None:
             log.warning("%s: publishing refused, no room has this stream key", session.peername)
             await self._refuse(session, stream_id, "NetStream.Publish.BadName", "unknown stream key")
+        elsewhere = await self.ingest.may_publish(room_name) if self.ingest.may_publish else None
+        if elsewhere is not None:
+            context_logger("stagepass.rtmp", room_name).warning("%s: publishing refused: %s", session.peername,
+                                                               elsewhere)
+            await self._refuse(session, stream_id, "NetStream.Publish.BadName", elsewhere)
         hand_off = self.ingest.hand_off
         if hand_off is None:
             try:
@@ -274,11 +282,12 @@ class RtmpIngest:
     connections handed to it (``adopt``, no listener)."""
 
     def __init__(self, rooms: Any, resolve_key: Optional[KeyResolver] = None, opus_bitrate: int = 64000,
-                 hand_off: Optional[HandOff] = None) -> None:
+                 hand_off: Optional[HandOff] = None, may_publish: Optional[PublishCheck] = None) -> None:
         self.rooms: Rooms = rooms
         self.resolve_key = resolve_key
         self.opus_bitrate = opus_bitrate
         self.hand_off = hand_off
+        self.may_publish = may_publish
         self._controller = _Controller(self)
         self._server: Optional[asyncio.base_events.Server] = None
         self._connections: set[asyncio.Task] = set()

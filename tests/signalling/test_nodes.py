@@ -3,9 +3,9 @@ PostgreSQL database, and a paid room (issue 12's test).
 
 The creator publishes on A; ticket holders' aiortc viewers on B and C (edges pulling the
 room from A over WHEP with relay tokens, once per node) read every frame number, the same
-live picture; publishing on B is refused while A is live; ``/api/live`` counts every
-node's viewers on every node. A ban issued in the creator's chat on C ends the banned
-buyer's players on A and B (and C refuses the next one); a refund made on C ends the
+live picture; publishing on B is refused while A is live, over WHIP (409) and from an RTMP
+encoder; ``/api/live`` counts every node's viewers on every node. A ban issued in the
+creator's chat on C ends the banned buyer's players on A and B (and C refuses the next one); a refund made on C ends the
 refunded buyer's players on A and B; the other viewers play on. B is killed (SIGKILL):
 its viewer plays again from C, and B's viewers leave the count once its heartbeats stop.
 B restarts, A (the origin) is killed and the creator reconnects on B: C pulls from B and
@@ -23,7 +23,8 @@ from tests.support.chat import Chat
 from tests.support.frames import frames_grow, get_json, in_order, until
 from tests.support.paywall_fixtures import Api, buy, flushed_redis, fresh_postgres, paid_room, view_token
 from tests.support.peers import Publisher, Viewer
-from tests.support.server_process import start_server, stop
+from tests.support.rtmp_encoder import FfmpegRtmpPublisher, have_ffmpeg
+from tests.support.server_process import free_port, start_server, stop
 
 REDIS_DB = 4  # this file's own database number
 SECRET = "n" * 40
@@ -31,9 +32,10 @@ SECRET = "n" * 40
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
-def node_flags(database_url: str) -> list[str]:
+def node_flags(database_url: str, rtmp_port: int = 0) -> list[str]:
     return ["--redis-url", f"redis://127.0.0.1:6379/{REDIS_DB}", "--database-url", database_url,
-            "--secret", SECRET, "--node-heartbeat-seconds", "0.3", "--recordings", "off", "--log-level", "WARNING"]
+            "--secret", SECRET, "--node-heartbeat-seconds", "0.3", "--recordings", "off", "--log-level", "WARNING",
+            "--rtmp-port", str(rtmp_port)]
 
 
 async def live_viewers(base: str) -> dict[str, int]:
@@ -67,10 +69,11 @@ async def test_three_nodes_share_a_paid_room_ban_refund_and_failover(tmp_path):
 
     async with flushed_redis(REDIS_DB), fresh_postgres() as database_url:
         try:
-            flags = node_flags(database_url)
+            flags, rtmp_b = node_flags(database_url), free_port()
+            flags_b = node_flags(database_url, rtmp_b)  # B also takes RTMP encoders
             a = await start_server(tmp_path / "a", *flags, ready_path="/api/live")  # migrates first
             procs.append(a[0])
-            b, c = await asyncio.gather(start_server(tmp_path / "b", *flags, ready_path="/api/live"),
+            b, c = await asyncio.gather(start_server(tmp_path / "b", *flags_b, ready_path="/api/live"),
                                         start_server(tmp_path / "c", *flags, ready_path="/api/live"))
             procs += [b[0], c[0]]
             (_, base_a), (proc_b, base_b), (_, base_c) = a, b, c
@@ -102,6 +105,16 @@ async def test_three_nodes_share_a_paid_room_ban_refund_and_failover(tmp_path):
             assert await second.publish("maths", publish_token) == 409
             assert '"live_elsewhere"' in second.error and base_a.split("//")[1] in second.error
             assert (await get_json(base_b, "/api/rooms/maths"))["live"] is False
+            if have_ffmpeg():  # so is an RTMP encoder with the room's stream key
+                status, body = await creator.get("/api/rooms/maths/stream-key")
+                assert status == 200, body
+                encoder = FfmpegRtmpPublisher(f"rtmp://127.0.0.1:{rtmp_b}/live/{body['stream_key']}", audio=False)
+                await encoder.start()
+                try:
+                    assert await encoder.wait(timeout=15) > 0  # refused: ffmpeg gave up (not killed at the timeout)
+                finally:
+                    await encoder.kill()
+                assert (await get_json(base_b, "/api/rooms/maths"))["live"] is False
 
             viewer_b, viewer_c = await watch(base_b, stayer_b), await watch(base_c, stayer_c)
             seen_b, seen_c = await asyncio.gather(frames_grow(viewer_b), frames_grow(viewer_c))
@@ -167,7 +180,7 @@ async def test_three_nodes_share_a_paid_room_ban_refund_and_failover(tmp_path):
             await until(b_dropped, what="the dead node's viewers dropped from the count")
 
             # the origin dies; its creator reconnects on B (restarted): C re-pulls, its viewers resume
-            proc_b, base_b = await start_server(tmp_path / "b", *flags, ready_path="/api/live")
+            proc_b, base_b = await start_server(tmp_path / "b", *flags_b, ready_path="/api/live")
             procs.append(proc_b)
             procs[0].send_signal(signal.SIGKILL)
             procs[0].wait(timeout=10)

@@ -24,7 +24,7 @@ import aiohttp
 import av
 import pytest
 
-from tests.support.frames import frames_grow, get_json, in_order, until
+from tests.support.frames import frames_grow, get_json, in_order, resumed_from, until
 from tests.support.missing_tools import missing_tool
 from tests.support.peers import Publisher, Viewer, read_number
 from tests.support.rtmp_encoder import FfmpegRtmpPublisher, free_port, have_ffmpeg
@@ -72,7 +72,7 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
         wrong = FfmpegRtmpPublisher(f"{rtmp}/not-a-key-of-any-room", audio=False)
         encoders.append(wrong)
         await wrong.start()
-        assert await wrong.wait(timeout=15) != 0
+        assert await wrong.wait(timeout=15) > 0  # ffmpeg gave up (a timeout kills it: -9)
         assert (await get_json(base, "/api/live"))["rooms"] == []
 
         first = encoder()
@@ -96,7 +96,9 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
         assert {w: info["viewers"] for w, info in workers.items()} == {"0": 1, "1": 1}, workers
         seen = await asyncio.gather(*(frames_grow(v, count=30) for v in viewers))
         assert all(in_order(s) for s in seen), seen
-        assert max(s[-1] for s in seen) - min(s[-1] for s in seen) < 30  # the same live picture
+        now = [v.numbers[-1] for v in viewers]
+        assert max(now) - min(now) < 30, now  # the same live picture (within a second) at the same moment
+
         async def heard() -> bool:
             return all(v.audio_frames > 20 and v.audio_peak > 1000 for v in viewers)
 
@@ -105,7 +107,7 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
         # busy: a second encoder and a WHIP publisher are refused by the host; nothing changes
         second = encoder(audio=False, start=90_000)
         await second.start()
-        assert await second.wait(timeout=15) != 0
+        assert await second.wait(timeout=15) > 0
         rival = Publisher(base)
         peers.append(rival)
         assert await rival.publish("open", KEY) == 409 and '"room_busy"' in rival.error
@@ -119,8 +121,8 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
         again = encoder(start=5_000)
         await again.start()
         for viewer in viewers:
-            resumed = await frames_grow(viewer, timeout=30)
-            assert resumed[-1] >= 5_000 and in_order([n for n in resumed if n >= 5_000]), resumed
+            resumed = await resumed_from(viewer, 5_000)
+            assert in_order(resumed), resumed
         room = await room_state(base)
         assert room["broadcast"]["id"] == broadcast and room["workers"][str(host)]["host"], room
 
@@ -131,8 +133,8 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
         last = encoder(start=9_000)
         await last.start()
         for viewer in viewers:
-            resumed = await frames_grow(viewer, timeout=30)
-            assert resumed[-1] >= 9_000 and in_order([n for n in resumed if n >= 9_000]), resumed
+            resumed = await resumed_from(viewer, 9_000)
+            assert in_order(resumed), resumed
         os.kill(again.proc.pid, signal.SIGCONT)
 
         # "stop streaming": the broadcast ends; its host recorded it and it becomes a replay
@@ -164,11 +166,10 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
         room = await room_state(base)
         host = next(int(w) for w, info in room["workers"].items() if info["host"])
         for viewer in viewers:
-            resumed = await frames_grow(viewer, timeout=30)
-            assert resumed[-1] >= 20_000, resumed
+            await resumed_from(viewer, 20_000, count=5)
         pids = worker_pids(proc.pid)
         os.kill(pids[host], signal.SIGKILL)
-        assert await fresh.wait(timeout=15) != 0  # its connection died with the worker
+        assert await fresh.wait(timeout=15) > 0  # its connection died with the worker
         await until(restarted(proc.pid, host, pids[host]), what="the host worker restarted")
         await until(ready(base), what="both workers running")
 
@@ -180,8 +181,8 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
         back = encoder(start=30_000)
         await back.start()
         await until(live, what="the encoder back on air")
-        resumed = await frames_grow(survivor, timeout=30)
-        assert resumed[-1] >= 30_000 and in_order([n for n in resumed if n >= 30_000]), resumed
+        resumed = await resumed_from(survivor, 30_000)
+        assert in_order(resumed), resumed
         room = await room_state(base)
         assert room["workers"][str(host)]["host"] and room["viewers"] == 1, room  # the restarted worker hosts
     finally:
