@@ -146,4 +146,8 @@ class WorkerPool:
             shutil.rmtree(self.directory, ignore_errors=True)
 
     async def _ask_to_stop(self, index: int, process: asyncio.subprocess.Process) -> None:
-        await self.workers[index].channel.close()  # the worker closes its rooms and exits
+        worker = self.workers.get(index)
+        if worker is not None and worker.process is process:
+            await worker.channel.close()  # the worker closes its rooms and exits
+        else:  # still starting (no channel yet): it has no rooms to close
+            process.terminate()
