@@ -1,6 +1,6 @@
 """Everything Stagepass needs from aiortc's internals, behind one door.
 
-Targets **aiortc 1.16.0** exactly (``AIORTC_VERSION``); ``tests/test_aiortc_bridge.py``
+Targets **aiortc 1.16.0** exactly (``AIORTC_VERSION``); ``tests/mediaserver/sfu/test_aiortc_bridge.py``
 fails loudly if the attributes used here move. What we change, and why:
 
 * **Receive side** (``ReceiverTap``): aiortc's ``RTCRtpReceiver._handle_rtp_packet``
