@@ -65,6 +65,7 @@ from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
 from mediaserver.sfu.retransmission import NackRequester
+from mediaserver.sfu.rtp_payloads import RTP_HEADER
 
 __all__ = [
     "AIORTC_VERSION",
@@ -372,11 +373,15 @@ class SenderPort:
             self._sendto = None
         return True
 
-    def _emit(self, data: bytes, payload_size: int, ntp_time: Optional[int], rtp_timestamp: int) -> bool:
+    def _emit(self, header: Optional[tuple[int, int, int, int, int]], data: bytes, payload_size: int,
+              ntp_time: Optional[int], rtp_timestamp: int) -> bool:
         """Protect and send one RTP packet now: the one way out, for first sends (``send``
         is this method, so the per-packet path makes no extra call) and retransmissions
-        (``retransmit``: ``ntp_time`` None). On the UDP mux the packet is protected by
-        libsrtp in place in its ``sendmmsg`` batch; else protected and handed to the ICE
+        (``retransmit``: ``ntp_time`` None). The packet is the RTP fixed header with the
+        fields ``header`` (``RTP_HEADER``), then ``data`` (extensions and payload: one
+        ``bytes`` every viewer's copy shares); ``header`` None: ``data`` is the whole packet.
+        On the UDP mux the header and data are written into the mux's ``sendmmsg`` batch and
+        protected by libsrtp in place there; else joined, protected and handed to the ICE
         pair's ``sendto`` (a coroutine over TURN). A media packet is counted in the sender
         report, whose NTP/RTP pair becomes its own; a retransmission leaves both alone.
         False if the viewer's socket (or the mux's backlog) is backed up beyond
@@ -390,8 +395,10 @@ class SenderPort:
         if batch is not None:
             if batch.blocked and batch.backlog_bytes > self.buffer_limit:
                 return False
-            batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN)
+            batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN, header)
         else:
+            if header is not None:
+                data = RTP_HEADER.pack(*header) + data
             protected = self._protect(data)
             sendto = self._sendto
             if sendto is not None:
@@ -413,7 +420,8 @@ class SenderPort:
         self.sent_packets += 1
         return True
 
-    #: ``send(data, payload_size, ntp_time, rtp_timestamp)``: one media packet (``_emit``)
+    #: ``send(header, data, payload_size, ntp_time, rtp_timestamp)``: one media packet, the
+    #: fields of its RTP fixed header and the rest of it (``_emit``)
     send = _emit
 
     @property
@@ -437,7 +445,7 @@ class SenderPort:
     def retransmit(self, data: bytes) -> bool:
         """Send a retransmission the way media goes (``_emit``: on the mux, into the
         batch); the sender report's counters and NTP/RTP pair stay the media stream's."""
-        return self._emit(data, 0, None, 0)
+        return self._emit(None, data, 0, None, 0)
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):
