@@ -8,7 +8,9 @@ fails loudly if the attributes used here move. What we change, and why:
   thread. A forwarding server needs none of that. The tap replaces the method on the
   receiver *instance*: it keeps what the publisher relies on (RTCP receiver statistics,
   REMB bandwidth estimates, RTX unwrapping, NACKs for lost packets) and hands the parsed
-  RTP packet, payload untouched, to the room's ``Fanout``. The decoder thread aiortc
+  RTP packet, payload untouched, to the room's ``Fanout``, inside a ``batched_send.hold``:
+  the copies it queues on the UDP mux leave when the fanout returns, without an event-loop
+  iteration of their own. The decoder thread aiortc
   starts stays idle (it is only fed by the method we replaced). NACKs go out after a
   short reorder window (``retransmission.NackRequester``, run by ``run_nacks``) instead
   of aiortc's NACK at the first gap, and the publisher's sender reports (its NTP/RTP
@@ -64,6 +66,7 @@ from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import ffi as _srtp_ffi
 from pylibsrtp._binding import lib as _srtp_lib
 
+from mediaserver.sfu.batched_send import hold, release
 from mediaserver.sfu.retransmission import NackRequester
 from mediaserver.sfu.rtp_payloads import RTP_HEADER
 
@@ -288,7 +291,11 @@ class ReceiverTap:
         self.packets += 1
         self.last_arrival = arrival
         if packet.payload:  # padding-only probes are not forwarded
-            self.on_packet(packet, codec_key(codec.mimeType), arrival)
+            hold()  # the copies leave when it returns, not in a loop iteration of their own
+            try:
+                self.on_packet(packet, codec_key(codec.mimeType), arrival)
+            finally:
+                release()
 
 
 class SenderPort:

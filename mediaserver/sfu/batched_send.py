@@ -18,7 +18,10 @@ change: a viewer's copies tend to take the same slot packet after packet.
 Semantics, whatever the strategy:
 
 * ``add(data, addr)`` / ``add_transformed`` queue a datagram and schedule one ``flush``
-  at the end of the current loop turn (``call_soon``); a full arena flushes at once;
+  at the end of the current loop turn (``call_soon``); a full arena flushes at once.
+  Between ``hold()`` and ``release()`` (a received packet being fanned out) the flush
+  is instead made by ``release``: the copies leave without an event-loop iteration
+  of their own, one fewer per publisher packet;
 * a batch the kernel takes only in part (``sendmmsg`` returns a count) is continued
   from the first datagram it did not take;
 * a full socket buffer (``EAGAIN``) moves what is left to a backlog sent when the socket
@@ -41,8 +44,8 @@ from typing import Any, Callable, Optional
 
 from mediaserver.sfu.rtp_payloads import RTP_HEADER
 
-__all__ = ["BatchSend", "BatchedSender", "SLOT_SIZE", "SenderStats", "best_sender",
-           "mmsg_sender", "sendto_sender"]
+__all__ = ["BatchSend", "BatchedSender", "SLOT_SIZE", "SenderStats", "best_sender", "hold",
+           "mmsg_sender", "release", "sendto_sender"]
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +86,29 @@ def _libc() -> tuple[Any, Any]:
 
 
 _FFI, _LIBC = _libc()
+_pack_header_into = RTP_HEADER.pack_into
+#: callers between ``hold`` and ``release`` now, and the senders with datagrams queued
+#: meanwhile (flushed by the last ``release``)
+_holds = 0
+_held: list["BatchedSender"] = []
+
+
+def hold() -> None:
+    """The caller calls ``release`` before it returns to the event loop: datagrams queued
+    until then leave at that ``release`` (not in a loop iteration of their own)."""
+    global _holds
+    _holds += 1
+
+
+def release() -> None:
+    """The end of a ``hold``: the last one flushes every sender with datagrams queued."""
+    global _holds
+    _holds -= 1
+    if not _holds and _held:
+        senders = _held.copy()
+        _held.clear()
+        for sender in senders:
+            sender.flush()
 
 
 class SenderStats:
@@ -168,7 +194,7 @@ class BatchedSender:
             if n + room > SLOT_SIZE:
                 raise ValueError("packet is too long")
             view = self._view
-            RTP_HEADER.pack_into(view, off, *header)
+            _pack_header_into(view, off, *header)
             view[off + 12:off + n] = data
         if transform is not None:
             len_p = self._len_p
@@ -189,7 +215,10 @@ class BatchedSender:
         self.count = i + 1
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self.flush)
+            if _holds:
+                _held.append(self)
+            else:
+                self._loop.call_soon(self.flush)
 
     def _sockaddr(self, addr: Any) -> tuple[Any, int]:
         if len(self._names) > 65536:
