@@ -318,7 +318,6 @@ class SenderPort:
         self._nominated: dict = sender.transport.transport._connection._nominated
         self._pending: set[asyncio.Future] = set()
         self.buffer_limit = 1 << 18
-        self.sent_packets = 0
         self.retransmitted_packets = 0
         #: interarrival jitter from the viewer's last receiver report (RTP clock units)
         self.jitter = 0
@@ -343,6 +342,12 @@ class SenderPort:
         #: context the packets are protected with in it, when the pair is on the mux
         self._batch: Any = None
         self._srtp: Any = None
+
+    @property
+    def sent_packets(self) -> int:
+        """Media packets sent to this viewer (the sender report's packet count;
+        retransmissions are not in it)."""
+        return self._sender._RTCRtpSender__packet_count  # type: ignore[attr-defined]
 
     @property
     def octets_sent(self) -> int:
@@ -424,7 +429,6 @@ class SenderPort:
         s._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
         s._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         s._RTCRtpSender__octet_count += payload_size  # type: ignore[attr-defined]
-        self.sent_packets += 1
         return True
 
     #: ``send(header, data, payload_size, ntp_time, rtp_timestamp)``: one media packet, the
