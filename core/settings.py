@@ -601,9 +601,6 @@ class Settings:
             parse_storage_url(self.recording.storage_url, self.server.data_dir / "recordings")
         except ValueError as exc:
             raise ConfigError(f"storage_url: {exc}") from None
-        if self.media.workers > 1 and self.server.redis_url:
-            raise ConfigError("workers: media workers (--workers N > 1) are not built for several nodes sharing "
-                              "REDIS_URL yet; run each node with --workers 1")
         if not self.paywall.payment_provider and self.server.public_url.startswith("https://"):
             raise ConfigError(
                 "payment_provider: PUBLIC_URL is https (a real deployment) but no payment provider is set, "

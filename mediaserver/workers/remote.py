@@ -19,6 +19,11 @@ A worker that dies takes its sessions with it: each is closed here (seats given 
 leaves reported), rooms it hosted lose their host and end their broadcast, pipes from
 or to it are dropped. Its viewers reconnect (the player does), its publisher comes back
 within ``publisher_stale_seconds`` to another worker, and the pipes follow it.
+
+On an edge node (``REDIS_URL``, the room's publisher on another node) the room's source
+is a pull from the origin in one worker, which then hosts the room (``pulls.py``); on an
+origin node, another node's pull is a viewer like any other (``relay``: not counted as a
+viewer, kept on the full rendition).
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from typing import Any, Awaitable, Callable, Iterator, Optional
 from core.logs import context_logger
 from core.settings import Settings
 from core.tasks import TaskOwner
+from mediaserver.live.edge_source import Exchange
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.room import Broadcast, LiveObserver, Room
 from mediaserver.workers.channel import RemoteError, WorkerGone
 from mediaserver.workers.links import Links
+from mediaserver.workers.pulls import Pulls, WorkerPull
 from mediaserver.workers.sessions import WorkerSession
 from mediaserver.workers.supervisor import WorkerPool
 
@@ -84,7 +91,6 @@ class _FanoutTotals:
 class WorkerRoom:
     """A room whose sessions live in workers."""
 
-    origin = None
     low = None
     switcher = None  # the rendition switches happen in the workers (not yet in /metrics with workers)
 
@@ -92,7 +98,9 @@ class WorkerRoom:
         self._rooms = rooms
         self.name = name
         self.log = context_logger("stagepass.room", name)
-        self.host: Optional[int] = None  #: the worker its publisher is on and its broadcast is open in
+        self.host: Optional[int] = None  #: the worker its publisher (or its pull) is on and its broadcast is open in
+        #: this node's pull of the room from its origin node (an edge), in worker ``host``
+        self.edge: Optional[WorkerPull] = None
         self.publisher: Optional[WorkerSession] = None
         self.subscribers: dict[str, WorkerSession] = {}
         self.broadcast: Optional[Broadcast] = None
@@ -111,7 +119,14 @@ class WorkerRoom:
 
     @property
     def live(self) -> bool:
-        return self.publisher is not None and bool(self._host_snapshot.get("live"))
+        snapshot = self._host_snapshot
+        return ((self.publisher is not None and bool(snapshot.get("live")))
+                or (self.edge is not None and bool(snapshot.get("edge_live"))))
+
+    @property
+    def origin(self) -> Optional[str]:
+        """The node this room is pulled from while it is an edge here (``Room.origin``)."""
+        return self.edge.origin if self.edge is not None else None
 
     @property
     def phase(self) -> str:
@@ -149,7 +164,8 @@ class WorkerRoom:
         return _Recording(self.broadcast, state)
 
     def viewer_count(self) -> int:
-        return len(self.subscribers)
+        """Viewers watching here, not counting other nodes' pulls from this one."""
+        return sum(1 for s in self.subscribers.values() if not s.relay)
 
     def session(self, session_id: str) -> Optional[WorkerSession]:
         if self.publisher is not None and self.publisher.id == session_id:
@@ -192,6 +208,10 @@ class WorkerRoom:
         await rooms.links.ensure(self, worker)
         return session, result["answer"]
 
+    async def pull(self, origin: str, exchange: Exchange) -> WorkerPull:
+        """Make this room an edge of node ``origin`` (``Room.pull``), in one worker (``pulls.py``)."""
+        return await self._rooms.pulls.pull(self, origin, exchange)
+
     #: a ban ends the user's players, whichever worker they are on
     end_sessions_of = Room.end_sessions_of
 
@@ -200,6 +220,8 @@ class WorkerRoom:
             self.publisher = None
         elif self.subscribers.pop(session.id, None) is not None:
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
+            if not self.subscribers:
+                self._rooms.pulls.let_go(self)
 
     async def end_broadcast(self) -> None:
         if self.host is not None:
@@ -249,8 +271,8 @@ class WorkerRoom:
             "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
             "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
             "viewers": self.viewer_count(),
-            "relays": 0,
-            "origin": None,
+            "relays": len(self.subscribers) - self.viewer_count(),
+            "origin": self.origin,
             "codecs": dict(self.publisher.codecs) if self.publisher else {},
             "recording": self._host_snapshot.get("recording"),
             "fanouts": {kind: {"packets_in": t.packets_in, "packets_out": t.packets_out, "dropped": t.dropped,
@@ -268,9 +290,10 @@ class WorkerRooms:
         self._rooms: dict[str, WorkerRoom] = {}
         self.broadcast_started: list[Listener] = []
         self.broadcast_ended: list[Listener] = []
-        self.pool = WorkerPool(settings, count, self._event, self._worker_gone)
+        self.pool = WorkerPool(settings, count, self._event, self._worker_gone, self._request)
         self.links = Links(self.pool, self.get)
         self.tasks = TaskOwner(log)
+        self.pulls = Pulls(self.pool, self.links, self.least_loaded, self.tasks)
         self.udp_mux = None
 
     def get(self, name: str) -> Optional[WorkerRoom]:
@@ -286,14 +309,15 @@ class WorkerRooms:
         return iter(list(self._rooms.values()))
 
     def least_loaded(self) -> int:
-        """The running worker with the fewest sessions (publishers and viewers), then the lowest index."""
+        """The running worker with the fewest sessions (publishers, pulls from an origin node
+        and viewers), then the lowest index."""
         alive = self.pool.alive()
         if not alive:
             raise WorkerGone("no media worker is running")
         load = dict.fromkeys(alive, 0)
         for room in self._rooms.values():
-            for session in ([room.publisher] if room.publisher else []) + list(room.subscribers.values()):
-                if session.worker in load:
+            for session in [room.publisher, room.edge, *room.subscribers.values()]:
+                if session is not None and session.worker in load:
                     load[session.worker] += 1
         return min(alive, key=lambda w: (load[w], w))
 
@@ -334,6 +358,14 @@ class WorkerRooms:
             await room.ended(worker, data["id"])
         elif name == "pipe_idle":
             self.tasks.spawn(self.links.idle(worker, room.name, data["channel"]), name=f"pipe-idle-{room.name}")
+        elif name == "pull_closed":
+            await self.pulls.ended(room, worker, data["source"])
+
+    async def _request(self, worker: int, op: str, data: dict) -> Optional[dict]:
+        """A worker's request: ``exchange`` carries its pull's offer to the origin node."""
+        if op != "exchange":
+            raise ValueError(f"no operation {op!r}")
+        return await self.pulls.exchanges.answer(data["pull"], data["offer"])
 
     async def _worker_gone(self, worker: int) -> None:
         """Worker ``worker`` died: its sessions end here, the rooms it hosted lose their host."""
@@ -345,6 +377,9 @@ class WorkerRooms:
                 await session.ended()
             if room.host == worker:
                 await room.lost_host()
+            if room.edge is not None and room.edge.worker == worker:
+                room.log.warning("media worker %d gone: its pull from node %s ended", worker, room.edge.origin)
+                await self.pulls.ended(room, worker, room.edge.source)
 
     async def close(self) -> None:
         await self.tasks.close()
@@ -352,4 +387,7 @@ class WorkerRooms:
         for room in list(self._rooms.values()):
             for session in list(room.subscribers.values()) + ([room.publisher] if room.publisher else []):
                 await session.ended()
+            edge, room.edge = room.edge, None
+            if edge is not None:  # the edge leaves the origin's session, as one process does
+                await edge.closed()
         self._rooms.clear()

@@ -19,8 +19,6 @@ class WorkerSession:
     """A publisher's or viewer's session that lives in a worker: what admission, seats and
     the WHIP/WHEP resources use of a ``PeerSession`` (id, user, tasks, close, trickle)."""
 
-    relay = False
-
     def __init__(self, pool: WorkerPool, room: Any, worker: int, session_id: str, role: str, ice: dict) -> None:
         self._pool = pool
         self.room = room  #: its ``WorkerRoom``
@@ -37,6 +35,7 @@ class WorkerSession:
         self.first_media_seconds: Optional[float] = None
         self.nacked: dict[str, int] = {}
         self._user_id: Optional[int] = None
+        self._relay = False
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
 
@@ -50,6 +49,17 @@ class WorkerSession:
         if value is not None:
             self.log.extra["user"] = value  # type: ignore[index]
             self.tasks.spawn(self._tell("admitted", user=value), name="admitted")
+
+    @property
+    def relay(self) -> bool:
+        """Another node's edge pulling the room (a relay grant): not a viewer, no seat."""
+        return self._relay
+
+    @relay.setter
+    def relay(self, value: bool) -> None:
+        self._relay = value
+        if value:  # the worker keeps it on the full rendition, as one process does
+            self.tasks.spawn(self._tell("relay"), name="relay")
 
     @property
     def closed(self) -> bool:

@@ -2,7 +2,8 @@
 
 Each worker is ``python -m mediaserver.workers.worker`` with one end of a socket pair as
 its ``Channel`` and the settings the control plane loaded (pickled into the run directory,
-which also holds the workers' pipe sockets). A worker that exits while the pool runs is
+which also holds the workers' pipe sockets); a worker's own requests (``exchange``) go to
+``on_request(index, op, args)``. A worker that exits while the pool runs is
 logged with its index and pid, ``on_exit(index)`` lets the owner forget its sessions, and
 it is started again (after a pause that grows while it keeps dying at start). Closing the
 pool closes the channels: each worker then closes its rooms and exits.
@@ -31,6 +32,8 @@ __all__ = ["WorkerPool", "WorkerProcess"]
 log = logging.getLogger("stagepass.workers")
 
 EventHandler = Callable[[int, str, dict], Awaitable[None]]
+#: a worker's request to the control plane (``exchange``: carry an edge's offer to the origin)
+RequestHandler = Callable[[int, str, dict], Awaitable[Optional[dict]]]
 _READY_TIMEOUT = 30.0
 _STOP_TIMEOUT = 15.0
 
@@ -54,10 +57,11 @@ class WorkerProcess:
 
 class WorkerPool:
     def __init__(self, settings: Settings, count: int, on_event: EventHandler,
-                 on_exit: Callable[[int], Awaitable[None]]) -> None:
+                 on_exit: Callable[[int], Awaitable[None]], on_request: Optional[RequestHandler] = None) -> None:
         self.settings = settings
         self.count = count
         self.on_event = on_event
+        self.on_request = on_request
         self.on_exit = on_exit
         self.workers: dict[int, WorkerProcess] = {}
         self.restarts = 0
@@ -89,7 +93,13 @@ class WorkerPool:
                 return
             await self.on_event(index, name, data)
 
-        channel = await Channel.over(ours, logging.getLogger(f"stagepass.workers.{index}"), on_event=event)
+        async def request(op: str, data: dict) -> Optional[dict]:
+            if self.on_request is None:
+                raise ValueError(f"no operation {op!r}")
+            return await self.on_request(index, op, data)
+
+        channel = await Channel.over(ours, logging.getLogger(f"stagepass.workers.{index}"), on_event=event,
+                                     on_request=request)
         worker = holder["worker"] = WorkerProcess(index, process, channel)
         worker.reader = asyncio.get_running_loop().create_task(channel.run(), name=f"worker-{index}-channel")
         self.workers[index] = worker

@@ -29,15 +29,23 @@ from mediaserver.live.room import Broadcast, Room, RoomRegistry
 from mediaserver.workers.channel import Channel
 from mediaserver.workers.pipe import PipeOut, PipeSocket, PipeSource, socket_path
 
-__all__ = ["MediaWorker", "SETTINGS_FILE", "main"]
+__all__ = ["MediaWorker", "PullRefused", "SETTINGS_FILE", "main"]
 
 SETTINGS_FILE = "settings.pickle"
+
+
+class PullRefused(Exception):
+    """The control plane could not bring the origin's answer to a pull (its message says why)."""
+
+
 #: the room's domain errors, named on the channel so the control plane raises the same
 KNOWN_ERRORS: dict[type[Exception], str] = {
     RoomBusy: "RoomBusy", CodecMismatch: "CodecMismatch", NegotiationFailed: "NegotiationFailed",
-    LookupError: "NotFound",
+    PullRefused: "PullRefused", LookupError: "NotFound",
 }
 SNAPSHOT_EVERY = 0.5
+#: seconds the control plane has to carry a pull's offer to the origin and bring its answer
+EXCHANGE_TIMEOUT = 30.0
 
 
 def describe(exc: Exception) -> Optional[str]:
@@ -55,6 +63,7 @@ class MediaWorker:
         self.pipes: Optional[PipeSocket] = None
         self.outs: dict[int, PipeOut] = {}
         self.relays: dict[int, PipeSource] = {}
+        self.pulls: set[str] = set()  #: the edge sources whose end the control plane hears of
         self._snapshots: Optional[asyncio.Task] = None
 
     async def start(self, channel: Channel) -> None:
@@ -105,6 +114,45 @@ class MediaWorker:
         live = self.rooms.open(room)
         session, answer = await live.subscribe(sdp, kinds)
         return self._opened(live, session, answer)
+
+    async def op_relay(self, room: str, session: str) -> None:
+        """The viewer ``session`` is another node's edge pulling the room (a relay grant):
+        it keeps the full rendition, as in one process."""
+        self._session(room, session).relay = True
+
+    async def op_pull(self, room: str, origin: str, pull: int) -> dict:
+        """Pull ``room`` from node ``origin`` (``Room.pull``) for every worker of this node: the
+        offer goes to the control plane (``exchange``, naming ``pull``), which answers with the
+        origin's answer. The source stays when this worker's viewers leave (``pull_stop`` ends
+        it); ``pull_closed`` says when it ended. ``{source, new}``: its id, and whether this
+        call made it (else a live source was already here)."""
+        live = self.rooms.open(room)
+        channel = self.channel
+
+        async def exchange(offer: str) -> str:
+            reply = await channel.request("exchange", timeout=EXCHANGE_TIMEOUT, room=room, pull=pull,  # type: ignore[union-attr]
+                                          offer=offer)
+            if "answer" not in reply:
+                raise PullRefused(reply.get("error", "the origin did not answer"))
+            return reply["answer"]
+
+        source = await live.pull(origin, exchange, held=True)
+        new = getattr(source, "role", None) == "edge" and source.id not in self.pulls
+        if new:
+            self.pulls.add(source.id)
+
+            async def closed() -> None:
+                self.pulls.discard(source.id)
+                channel.emit("pull_closed", room=room, source=source.id)  # type: ignore[union-attr]
+
+            source.on_close(closed)  # type: ignore[attr-defined]
+        return {"source": source.id, "new": new}
+
+    async def op_pull_stop(self, room: str, source: str) -> None:
+        """Let go of the pull ``source`` of ``room`` (the node's last viewer left)."""
+        found = self.rooms.get(room)
+        if found is not None and found.publisher is not None and found.publisher.id == source:
+            await found.publisher.close()
 
     async def op_close(self, room: str, session: str) -> None:
         found = self.rooms.get(room)
@@ -166,6 +214,7 @@ class MediaWorker:
         """What the control plane shows of a room between requests (no sorting, no I/O)."""
         return {
             "live": room.live and room.origin is None,
+            "edge_live": room.live and getattr(room.publisher, "role", None) == "edge",
             "phase": room.phase,
             "codecs": dict(room.publisher.codecs) if room.publisher is not None else {},
             "recording": room.recorder.state() if room.recorder is not None else None,
