@@ -101,14 +101,19 @@ def hold() -> None:
 
 
 def release() -> None:
-    """The end of a ``hold``: the last one flushes every sender with datagrams queued."""
+    """The end of a ``hold``: the last one flushes every sender with datagrams queued. A
+    flush that fails is logged, as the event loop would have for a scheduled one, so the
+    caller (a publisher's receive path) goes on."""
     global _holds
     _holds -= 1
     if not _holds and _held:
         senders = _held.copy()
         _held.clear()
         for sender in senders:
-            sender.flush()
+            try:
+                sender.flush()
+            except Exception:
+                logger.exception("flushing a batch of %d datagrams failed", sender.count)
 
 
 class SenderStats:
