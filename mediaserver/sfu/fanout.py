@@ -1,10 +1,12 @@
 """``Fanout``: forwards one publisher track's RTP packets to every viewer of a room.
 
-Forward, never transcode: each publisher packet's payload is reused as is. Per viewer the
-fanout only writes a 12-byte header (that viewer's SSRC, payload type, sequence number
-and timestamp offsets) plus the header extensions that viewer negotiated, then SRTP and
-``sendto`` (``SenderPort``). No task switch, no copy of the payload into a new packet
-object, no packetizer.
+Forward, never transcode: each publisher packet's payload is reused as is. The part of a
+copy after its fixed header (the header extensions a viewer negotiated, abs-send-time, the
+payload) is built once per packet for all viewers with the same extensions; per viewer the
+fanout only gives the fields of a 12-byte header (that viewer's SSRC, payload type,
+sequence number and timestamp offsets) to ``SenderPort.send``, which writes both into the
+UDP mux's ``sendmmsg`` batch for SRTP in place. No task switch, no copy of the payload
+into a new packet object, no packetizer.
 
 Per viewer a ``Downstream`` (``downstream.py``) holds the rewrite state:
 
