@@ -183,7 +183,7 @@ async def one_round(fanout: Fanout, mux: UdpMux, count: int) -> float:
 
 STAGES = {
     "fan-out loop (header rewrite, bookkeeping)": ("fanout.py", "on_packet"),
-    "SenderPort.send (checks, counters)": ("aiortc_bridge.py", "send"),
+    "SenderPort.send (checks, counters)": ("sender_port.py", "send"),
     "SRTP protect (pylibsrtp + libsrtp)": ("__init__.py", "protect"),
     "SRTP protect (pylibsrtp wrapper)": ("__init__.py", "_Session__process"),
     "libsrtp srtp_protect (C)": ("~", "<built-in method"),
@@ -200,7 +200,7 @@ def stage_table(profile: cProfile.Profile, copies: int) -> list[tuple[str, float
         label = name
         if "srtp_protect" in name or "sendmmsg" in name or ("sendto" in name and "method" in name):
             label = name
-        elif filename.endswith(("fanout.py", "aiortc_bridge.py", "batched_send.py", "udp_mux.py",
+        elif filename.endswith(("fanout.py", "sender_port.py", "batched_send.py", "udp_mux.py",
                                 "__init__.py", "selector_events.py", "packet_history.py", "rtp_payloads.py")):
             label = f"{Path(filename).name}:{name}"
         else:

@@ -39,7 +39,7 @@ from core.settings import Settings  # noqa: E402
 from core.access import StreamKeyAccess  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from stagepass.app import RTMP, create_app  # noqa: E402
-from tests.conftest import wait_for  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
 from tests.support.peers import Publisher, Viewer  # noqa: E402
 from tests.support.rtmp_encoder import FfmpegRtmpPublisher, free_port  # noqa: E402
 

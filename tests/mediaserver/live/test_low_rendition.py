@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiortc.mediastreams import MediaStreamError
 
 from core.settings import Settings
 from mediaserver.live.adaptation import Adaptation
@@ -20,31 +19,9 @@ from tests.support.waiting import wait_for
 from tests.support.encoded_media import ClipPublisher
 from tests.support.netshim import Impairment, Link
 from tests.support.ops_tools import METRICS_TOKEN, scrape
-from tests.support.peers import Publisher, Viewer, read_number
+from tests.support.peers import Publisher, SizedViewer, Viewer
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
-
-
-class SizedViewer(Viewer):
-    """Also records each frame's size."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(base_url)
-        self.frames: list[tuple[int, int, int]] = []  # (number, width, height)
-
-    async def _consume(self, track) -> None:
-        if track.kind != "video":
-            return await super()._consume(track)
-        try:
-            while True:
-                frame = await track.recv()
-                img = frame.to_ndarray(format="bgr24")
-                self.frames.append((read_number(img), frame.width, frame.height))
-                self.numbers.append(self.frames[-1][0])
-                if not self.first_frame.done():
-                    self.first_frame.set_result(True)
-        except MediaStreamError:
-            pass
 
 
 @pytest.fixture
