@@ -39,6 +39,7 @@ from aiohttp import web
 from core.child_processes import ChildProcesses
 from core.cluster import Cluster
 from core.settings import Settings
+from core.socket_handover import hand_over
 from interaction.live_clock import publish_clocks
 
 __all__ = ["InteractionWorkers", "install_interaction_workers", "interaction_cluster", "worker_metrics"]
@@ -150,8 +151,7 @@ class InteractionWorkers:
     def hand_over(self, request: web.Request) -> bool:
         """Pass the request's connection to a worker; False if none could take it."""
         transport = request.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None:
+        if transport is None or transport.get_extra_info("socket") is None:
             return False
         head = [f"{request.method} {request.raw_path} HTTP/{request.version.major}.{request.version.minor}\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in request.raw_headers]
@@ -160,14 +160,12 @@ class InteractionWorkers:
                              key=lambda w: w.connections):
             assert worker.channel is not None
             try:
-                socket.send_fds(worker.channel, [data], [sock.fileno()])
-            except (BlockingIOError, OSError) as exc:
+                hand_over(worker.channel, data, transport)  # the worker holds the connection now
+            except OSError as exc:
                 log.warning("interaction worker %d cannot take a connection (%s)", worker.index, exc)
                 continue
             worker.connections += 1
             self.handed += 1
-            # the worker holds the connection now: drop ours without a FIN (its copy keeps it open)
-            transport.abort()
             return True
         return False
 

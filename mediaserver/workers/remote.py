@@ -7,13 +7,14 @@ A ``WorkerRoom`` places sessions and keeps what the control plane must know at o
 sessions, its broadcast); the rest (live, phase, recording, counters) comes from the
 workers' snapshots, every half second.
 
-Placement: a room's publisher goes to the worker that hosts the room (where its broadcast
-is open and recorded), or, for a room hosted nowhere, to the least-loaded worker, which
-then hosts it. A viewer goes to the least-loaded worker (fewest sessions, then lowest
-index). A worker with viewers of a room it does not host relays it: the control plane
-opens a pipe (``pipe.py``) from the host, once per room and worker, when the first viewer
-there joins or the room gets a host; the worker says when its last viewer left
-(``pipe_idle``) and the pipe is closed at both ends.
+Placement: a room's publisher (WHIP, or an RTMP encoder whose connection is handed over,
+``publish_rtmp``) goes to the worker that hosts the room (where its broadcast is open and
+recorded), or, for a room hosted nowhere, to the least-loaded worker, which then hosts
+it. A viewer goes to the least-loaded worker (fewest sessions, then lowest index). A
+worker with viewers of a room it does not host relays it: the control plane opens a pipe
+(``pipe.py``) from the host, once per room and worker, when the first viewer there joins
+or the room gets a host; the worker says when its last viewer left (``pipe_idle``) and
+the pipe is closed at both ends.
 
 A worker that dies takes its sessions with it: each is closed here (seats given back,
 leaves reported), rooms it hosted lose their host and end their broadcast, pipes from
@@ -28,8 +29,10 @@ viewer, kept on the full rendition).
 
 from __future__ import annotations
 
+import itertools
+import json
 import logging
-from typing import Any, Awaitable, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Optional
 
 from core.logs import context_logger
 from core.settings import Settings
@@ -42,6 +45,9 @@ from mediaserver.workers.links import Links
 from mediaserver.workers.pulls import Pulls, WorkerPull
 from mediaserver.workers.sessions import WorkerSession
 from mediaserver.workers.supervisor import WorkerPool
+
+if TYPE_CHECKING:  # only its type: the control plane imports pyrtmp through the ingest (which quiets its logs)
+    from mediaserver.ingest.rtmp_handover import RtmpHandover
 
 __all__ = ["WorkerRoom", "WorkerRooms"]
 
@@ -176,15 +182,40 @@ class WorkerRoom:
         return sum(1 for s in self.subscribers.values() if s.worker == worker)
 
     # ------------------------------------------------------------ sessions
-    async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[WorkerSession, str]:
+    def _publisher_worker(self) -> int:
+        """Where a publisher goes: the host, or for a room hosted nowhere the least-loaded worker."""
         rooms = self._rooms
-        alive = rooms.pool.alive()
-        worker = self.host if self.host in alive else rooms.least_loaded()
+        return self.host if self.host in rooms.pool.alive() else rooms.least_loaded()
+
+    async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[WorkerSession, str]:
+        worker = self._publisher_worker()
         try:
-            result = await rooms.pool.request(worker, "publish", room=self.name, sdp=offer_sdp, plan=plan)
+            result = await self._rooms.pool.request(worker, "publish", room=self.name, sdp=offer_sdp, plan=plan)
         except RemoteError as exc:
             raise _domain_error(exc) from None
-        session = WorkerSession(rooms.pool, self, worker, result["session"], "publisher", result["ice"])
+        return await self._published(worker, result), result["answer"]
+
+    async def publish_rtmp(self, handover: "RtmpHandover") -> WorkerSession:
+        """An RTMP encoder's connection, read up to its ``publish`` here, goes on in the
+        worker a WHIP publisher would go to (``mediaserver.ingest.rtmp_server``): its
+        socket is handed over at once (``OSError``/``WorkerGone`` if it cannot be: still
+        ours), then the worker answers the encoder, ``RoomBusy`` as for WHIP."""
+        rooms = self._rooms
+        worker = self._publisher_worker()
+        ticket = next(rooms.tickets)
+        assert handover.transport is not None
+        rooms.pool.hand_over(worker, json.dumps({"ticket": ticket}).encode(), handover.transport)
+        try:
+            result = await rooms.pool.request(worker, "rtmp_publish", room=self.name, ticket=ticket,
+                                              peer=handover.peer, state=handover.state)
+        except RemoteError as exc:
+            raise _domain_error(exc) from None
+        return await self._published(worker, result)
+
+    async def _published(self, worker: int, result: dict) -> WorkerSession:
+        """The worker took a publisher: it is the room's, and that worker hosts the room."""
+        rooms = self._rooms
+        session = WorkerSession(rooms.pool, self, worker, result["session"], "publisher", result.get("ice"))
         session.codecs = result.get("codecs", {})
         previous, self.publisher = self.publisher, session
         if previous is not None and previous.worker == worker:
@@ -193,7 +224,7 @@ class WorkerRoom:
             self.host = worker
             self.log.info("hosted by media worker %d", worker)
         await rooms.links.follow_host(self)
-        return session, result["answer"]
+        return session
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[WorkerSession, str]:
         rooms = self._rooms
@@ -292,6 +323,7 @@ class WorkerRooms:
         self.broadcast_ended: list[Listener] = []
         self.pool = WorkerPool(settings, count, self._event, self._worker_gone, self._request)
         self.links = Links(self.pool, self.get)
+        self.tickets = itertools.count(1)  #: names a connection handed to a worker in the request about it
         self.tasks = TaskOwner(log)
         self.pulls = Pulls(self.pool, self.links, self.least_loaded, self.tasks)
         self.udp_mux = None

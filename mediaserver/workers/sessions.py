@@ -19,7 +19,8 @@ class WorkerSession:
     """A publisher's or viewer's session that lives in a worker: what admission, seats and
     the WHIP/WHEP resources use of a ``PeerSession`` (id, user, tasks, close, trickle)."""
 
-    def __init__(self, pool: WorkerPool, room: Any, worker: int, session_id: str, role: str, ice: dict) -> None:
+    def __init__(self, pool: WorkerPool, room: Any, worker: int, session_id: str, role: str,
+                 ice: Optional[dict]) -> None:
         self._pool = pool
         self.room = room  #: its ``WorkerRoom``
         self.worker = worker
@@ -30,7 +31,8 @@ class WorkerSession:
         self.log = context_logger(f"stagepass.{role}", room.name, session_id[:8])
         self.log.extra["worker"] = worker  # type: ignore[index]
         self.tasks = TaskOwner(self.log)
-        self.remote_ice = RemoteIce(ice["ufrag"], ice["pwd"], tuple(ice["mids"]))
+        #: None for an RTMP encoder (no ICE, no WHIP resource)
+        self.remote_ice = RemoteIce(ice["ufrag"], ice["pwd"], tuple(ice["mids"])) if ice else None
         self.codecs: dict[str, str] = {}
         self.first_media_seconds: Optional[float] = None
         self.nacked: dict[str, int] = {}

@@ -1,13 +1,15 @@
 """``WorkerPool``: the control plane's media worker processes, started, watched, restarted.
 
 Each worker is ``python -m mediaserver.workers.worker`` with one end of a socket pair as
-its ``Channel`` and the settings the control plane loaded (pickled into the run directory,
-which also holds the workers' pipe sockets); a worker's own requests (``exchange``) go to
-``on_request(index, op, args)``. A worker that exits while the pool runs is
-logged with its index and pid, ``on_exit(index)`` lets the owner forget its sessions, and
-it is started again (after a pause that grows while it keeps dying at start). Closing the
-pool closes the channels: each worker then closes its rooms and exits (``ChildProcesses``,
-which watches and restarts them, kills one that does not within 15 s).
+its ``Channel``, one end of a ``SOCK_SEQPACKET`` pair that connections are handed over on
+(an RTMP encoder's TCP socket, ``hand_over``), and the settings the control plane loaded
+(pickled into the run directory, which also holds the workers' pipe sockets); a worker's
+own requests (``exchange``) go to ``on_request(index, op, args)``. A worker that exits
+while the pool runs is logged with its index and pid, ``on_exit(index)`` lets the owner
+forget its sessions, and it is started again (after a pause that grows while it keeps
+dying at start). Closing the pool closes the channels: each worker then closes its rooms
+and exits (``ChildProcesses``, which watches and restarts them, kills one that does not
+within 15 s).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any, Awaitable, Callable, Optional
 
 from core.child_processes import ChildProcesses
 from core.settings import Settings
+from core.socket_handover import hand_over
 from mediaserver.workers.channel import Channel, WorkerGone
 from mediaserver.workers.worker import SETTINGS_FILE
 
@@ -41,10 +44,12 @@ _STOP_TIMEOUT = 15.0
 class WorkerProcess:
     """One running worker: its process and its channel."""
 
-    def __init__(self, index: int, process: asyncio.subprocess.Process, channel: Channel) -> None:
+    def __init__(self, index: int, process: asyncio.subprocess.Process, channel: Channel,
+                 handover: socket.socket) -> None:
         self.index = index
         self.process = process
         self.channel = channel
+        self.handover = handover  #: connections handed to the worker (``core.socket_handover``)
         self.pid = process.pid
         self.ready = asyncio.Event()
         self.reader: Optional[asyncio.Task] = None
@@ -82,12 +87,19 @@ class WorkerPool:
 
     async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        handover, handed = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        handover.setblocking(False)
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "mediaserver.workers.worker", "--index", str(index),
-                "--fd", str(theirs.fileno()), "--dir", str(self.directory), pass_fds=(theirs.fileno(),))
+                "--fd", str(theirs.fileno()), "--handover-fd", str(handed.fileno()), "--dir", str(self.directory),
+                pass_fds=(theirs.fileno(), handed.fileno()))
+        except BaseException:
+            handover.close()
+            raise
         finally:
             theirs.close()
+            handed.close()
         self._children.register(index, process)
         holder: dict[str, WorkerProcess] = {}
 
@@ -105,13 +117,14 @@ class WorkerPool:
 
         channel = await Channel.over(ours, logging.getLogger(f"stagepass.workers.{index}"), on_event=event,
                                      on_request=request)
-        worker = holder["worker"] = WorkerProcess(index, process, channel)
+        worker = holder["worker"] = WorkerProcess(index, process, channel, handover)
         worker.reader = asyncio.get_running_loop().create_task(channel.run(), name=f"worker-{index}-channel")
         self.workers[index] = worker
         try:
             await asyncio.wait_for(worker.ready.wait(), _READY_TIMEOUT)
         except asyncio.TimeoutError:
             process.kill()
+            handover.close()
             raise RuntimeError(f"media worker {index} did not start within {_READY_TIMEOUT:.0f} s") from None
         return process
 
@@ -119,6 +132,7 @@ class WorkerPool:
         worker = self.workers[index]
         if worker.reader is not None:
             await asyncio.gather(worker.reader, return_exceptions=True)  # its last news first
+        worker.handover.close()
         if not self._children.closing:
             await self.on_exit(index)  # the owner forgets the worker's sessions before it starts again
 
@@ -137,11 +151,21 @@ class WorkerPool:
             raise WorkerGone(f"media worker {index} is not running")
         return await worker.channel.request(op, **args)
 
+    def hand_over(self, index: int, data: bytes, transport: asyncio.BaseTransport) -> None:
+        """Hand ``transport``'s connection, with ``data``, to worker ``index`` (it is the
+        worker's from then on); ``WorkerGone`` if it is not running, ``OSError`` if it cannot
+        take it (the connection is still ours then)."""
+        worker = self.workers.get(index)
+        if worker is None or not worker.alive:
+            raise WorkerGone(f"media worker {index} is not running")
+        hand_over(worker.handover, data, transport)
+
     async def close(self) -> None:
         await self._children.close(ask=self._ask_to_stop)
         for worker in self.workers.values():
             if worker.reader is not None:
                 worker.reader.cancel()
+            worker.handover.close()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 

@@ -81,3 +81,12 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def restarted(server_pid: int, index: int, old_pid: int):
+    """A check for ``until``: media worker ``index`` runs again, not as ``old_pid``."""
+    async def check() -> bool:
+        now = worker_pids(server_pid)
+        return index in now and now[index] != old_pid
+
+    return check

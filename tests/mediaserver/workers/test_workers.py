@@ -21,19 +21,11 @@ import pytest
 
 from tests.support.frames import frames_grow, get_json, in_order, until
 from tests.support.peers import Publisher, Viewer
-from tests.support.server_process import ready, start_server, stop, worker_pids
+from tests.support.server_process import ready, restarted, start_server, stop, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 FLAGS = ("--workers", "2", "--rooms", "open=open-room-key", "--rtmp-port", "0", "--log-level", "WARNING")
-
-
-def restarted(server_pid: int, index: int, old_pid: int):
-    async def check() -> bool:
-        now = worker_pids(server_pid)
-        return index in now and now[index] != old_pid
-
-    return check
 
 
 async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):
