@@ -8,7 +8,9 @@ fails loudly if the attributes used here move. What we change, and why:
   thread. A forwarding server needs none of that. The tap replaces the method on the
   receiver *instance*: it keeps what the publisher relies on (RTCP receiver statistics,
   REMB bandwidth estimates, RTX unwrapping, NACKs for lost packets) and hands the parsed
-  RTP packet, payload untouched, to the room's ``Fanout``. The decoder thread aiortc
+  RTP packet, payload untouched, to the room's ``Fanout``, inside a ``batched_send.hold``:
+  the copies it queues on the UDP mux leave when the fanout returns, without an event-loop
+  iteration of their own. The decoder thread aiortc
   starts stays idle (it is only fed by the method we replaced). NACKs go out after a
   short reorder window (``retransmission.NackRequester``, run by ``run_nacks``) instead
   of aiortc's NACK at the first gap, and the publisher's sender reports (its NTP/RTP

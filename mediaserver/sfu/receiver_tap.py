@@ -12,6 +12,7 @@ from aiortc.codecs import is_rtx
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtcpSrPacket, RtpPacket, pack_remb_fci, unwrap_rtx
 
+from mediaserver.sfu.batched_send import hold, release
 from mediaserver.sfu.negotiated_stream import codec_key
 from mediaserver.sfu.retransmission import NackRequester
 
@@ -137,7 +138,11 @@ class ReceiverTap:
         self.packets += 1
         self.last_arrival = arrival
         if packet.payload:  # padding-only probes are not forwarded
-            self.on_packet(packet, codec_key(codec.mimeType), arrival)
+            hold()  # the copies leave when it returns, not in a loop iteration of their own
+            try:
+                self.on_packet(packet, codec_key(codec.mimeType), arrival)
+            finally:
+                release()
 
 
 def enlarge_receive_buffer(receiver: RTCRtpReceiver, size: int = 4 << 20) -> Optional[int]:

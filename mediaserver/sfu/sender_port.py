@@ -26,6 +26,7 @@ from aiortc.rtp import (
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import lib as _srtp_lib
 
+from mediaserver.sfu.rtp_payloads import RTP_HEADER
 from mediaserver.sfu.srtp_buffers import enlarge_srtp_session
 
 __all__ = ["IdleTrack", "SenderPort"]
@@ -71,7 +72,6 @@ class SenderPort:
         self._nominated: dict = sender.transport.transport._connection._nominated
         self._pending: set[asyncio.Future] = set()
         self.buffer_limit = 1 << 18
-        self.sent_packets = 0
         self.retransmitted_packets = 0
         #: interarrival jitter from the viewer's last receiver report (RTP clock units)
         self.jitter = 0
@@ -96,6 +96,12 @@ class SenderPort:
         #: context the packets are protected with in it, when the pair is on the mux
         self._batch: Any = None
         self._srtp: Any = None
+
+    @property
+    def sent_packets(self) -> int:
+        """Media packets sent to this viewer (the sender report's packet count;
+        retransmissions are not in it)."""
+        return self._sender._RTCRtpSender__packet_count  # type: ignore[attr-defined]
 
     @property
     def octets_sent(self) -> int:
@@ -133,11 +139,15 @@ class SenderPort:
             self._sendto = None
         return True
 
-    def _emit(self, data: bytes, payload_size: int, ntp_time: Optional[int], rtp_timestamp: int) -> bool:
+    def _emit(self, header: Optional[tuple[int, int, int, int, int]], data: bytes, payload_size: int,
+              ntp_time: Optional[int], rtp_timestamp: int) -> bool:
         """Protect and send one RTP packet now: the one way out, for first sends (``send``
         is this method, so the per-packet path makes no extra call) and retransmissions
-        (``retransmit``: ``ntp_time`` None). On the UDP mux the packet is protected by
-        libsrtp in place in its ``sendmmsg`` batch; else protected and handed to the ICE
+        (``retransmit``: ``ntp_time`` None). The packet is the RTP fixed header with the
+        fields ``header`` (``RTP_HEADER``), then ``data`` (extensions and payload: one
+        ``bytes`` every viewer's copy shares); ``header`` None: ``data`` is the whole packet.
+        On the UDP mux the header and data are written into the mux's ``sendmmsg`` batch and
+        protected by libsrtp in place there; else joined, protected and handed to the ICE
         pair's ``sendto`` (a coroutine over TURN). A media packet is counted in the sender
         report, whose NTP/RTP pair becomes its own; a retransmission leaves both alone.
         False if the viewer's socket (or the mux's backlog) is backed up beyond
@@ -151,8 +161,10 @@ class SenderPort:
         if batch is not None:
             if batch.blocked and batch.backlog_bytes > self.buffer_limit:
                 return False
-            batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN)
+            batch.add_transformed(data, self._addr, _srtp_protect, self._srtp, SRTP_MAX_TRAILER_LEN, header)
         else:
+            if header is not None:
+                data = RTP_HEADER.pack(*header) + data
             protected = self._protect(data)
             sendto = self._sendto
             if sendto is not None:
@@ -171,10 +183,10 @@ class SenderPort:
         s._RTCRtpSender__rtp_timestamp = rtp_timestamp  # type: ignore[attr-defined]
         s._RTCRtpSender__packet_count += 1  # type: ignore[attr-defined]
         s._RTCRtpSender__octet_count += payload_size  # type: ignore[attr-defined]
-        self.sent_packets += 1
         return True
 
-    #: ``send(data, payload_size, ntp_time, rtp_timestamp)``: one media packet (``_emit``)
+    #: ``send(header, data, payload_size, ntp_time, rtp_timestamp)``: one media packet, the
+    #: fields of its RTP fixed header and the rest of it (``_emit``)
     send = _emit
 
     @property
@@ -198,7 +210,7 @@ class SenderPort:
     def retransmit(self, data: bytes) -> bool:
         """Send a retransmission the way media goes (``_emit``: on the mux, into the
         batch); the sender report's counters and NTP/RTP pair stay the media stream's."""
-        return self._emit(data, 0, None, 0)
+        return self._emit(None, data, 0, None, 0)
 
     async def _handle_rtcp_packet(self, packet: Any) -> None:
         if isinstance(packet, (RtcpRrPacket, RtcpSrPacket)):

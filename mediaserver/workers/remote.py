@@ -30,6 +30,7 @@ viewer, kept on the full rendition).
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 import json
 import logging
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Optional
@@ -52,6 +53,9 @@ if TYPE_CHECKING:  # only its type: the control plane imports pyrtmp through the
 __all__ = ["WorkerRoom", "WorkerRooms"]
 
 log = logging.getLogger("stagepass.workers")
+
+#: closed sessions remembered while their reply may still be on its way
+CLOSED_EARLY_KEPT = 256
 
 _ERRORS: dict[str, type[Exception]] = {
     "RoomBusy": RoomBusy, "CodecMismatch": CodecMismatch, "NegotiationFailed": NegotiationFailed,
@@ -126,6 +130,11 @@ class WorkerRoom:
         self.departed_octets: dict[str, int] = {}
 
     # ------------------------------------------------------------ state
+    @property
+    def tasks(self) -> TaskOwner:
+        """The owner of the node's room tasks (a late session's close listeners)."""
+        return self._rooms.tasks
+
     @property
     def _host_snapshot(self) -> dict:
         return self.snapshots.get(self.host, {}) if self.host is not None else {}
@@ -236,6 +245,7 @@ class WorkerRoom:
             self.host = worker
             self.log.info("hosted by media worker %d", worker)
         await rooms.links.follow_host(self)
+        await rooms.settle(session)
         return session
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[WorkerSession, str]:
@@ -249,6 +259,7 @@ class WorkerRoom:
         self.subscribers[session.id] = session
         self.log.info("viewer %s joined on worker %d (%d watching)", session.id[:8], worker, len(self.subscribers))
         await rooms.links.ensure(self, worker)
+        await rooms.settle(session)
         return session, result["answer"]
 
     async def pull(self, origin: str, exchange: Exchange) -> WorkerPull:
@@ -345,9 +356,19 @@ class WorkerRooms:
         self.udp_mux = None
         #: worker -> its load at its latest snapshot (``WorkerMetrics.load``: pid, cpu_s, at, lag_s)
         self.loads: dict[int, dict] = {}
+        #: (worker, session id) of sessions whose ``closed`` news came before the reply that
+        #: made them (the channel resolves the reply, then reads the next line before the
+        #: waiting coroutine runs): ``settle`` ends them once they exist
+        self._closed_early: OrderedDict[tuple[int, str], None] = OrderedDict()
 
     def get(self, name: str) -> Optional[WorkerRoom]:
         return self._rooms.get(name)
+
+    async def settle(self, session: WorkerSession) -> None:
+        """End a session just made whose worker already said it closed (``_closed_early``)."""
+        if self._closed_early.pop((session.worker, session.id), False) is None:
+            session.log.info("closed in its worker before the control plane knew it")
+            await session.ended()
 
     def open(self, name: str) -> WorkerRoom:
         room = self._rooms.get(name)
@@ -410,6 +431,10 @@ class WorkerRooms:
             session = room.session(data["session"])
             if session is not None and session.worker == worker:
                 await session.ended()
+            elif session is None:
+                self._closed_early[(worker, data["session"])] = None
+                while len(self._closed_early) > CLOSED_EARLY_KEPT:
+                    self._closed_early.popitem(last=False)
         elif name == "broadcast_started":
             await room.started(worker, Broadcast(id=data["id"], started_at=data["started_at"]))
         elif name == "broadcast_ended":

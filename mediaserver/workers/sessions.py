@@ -99,7 +99,12 @@ class WorkerSession:
         return (await self._tell("bytes_received")).get("bytes")
 
     def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
-        self._listeners.append(listener)
+        """Run ``listener`` once the session has closed; at once if it already has (a session
+        can close in its worker before the request that made it returns: ``WorkerRooms.settle``)."""
+        if self._closed:
+            self.room.tasks.spawn(self._tell_closed(listener), name=f"closed-{self.id[:8]}")
+        else:
+            self._listeners.append(listener)
 
     def is_stale(self) -> bool:
         return self._closed
@@ -119,7 +124,10 @@ class WorkerSession:
         await self.tasks.close()
         self.log.info("closed")
         for listener in self._listeners:
-            try:
-                await listener()
-            except Exception:
-                self.log.exception("close listener failed")
+            await self._tell_closed(listener)
+
+    async def _tell_closed(self, listener: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await listener()
+        except Exception:
+            self.log.exception("close listener failed")
