@@ -46,12 +46,14 @@ class CpuMeter:
 class WorkerLoads:
     """Each media worker as the admin view shows it: ``[{worker, pid, state (running,
     restarting), sessions, rooms_hosted, cpu_pct, event_loop_lag_ms}]``, from the workers'
-    half-second snapshots (``cpu_pct`` between two reads, ``None`` at the first and after
+    half-second snapshots (``cpu_pct`` between two snapshots at least 0.4 s apart, the
+    latest such figure while no newer snapshot came; ``None`` until there is one, and after
     a restart)."""
 
     def __init__(self, rooms: WorkerRooms) -> None:
         self._rooms = rooms
         self._cpu: dict[int, CpuMeter] = {}  # pid -> its meter (a restart starts a new one)
+        self._pct: dict[int, float] = {}  # pid -> its latest CPU figure
 
     def read(self) -> list[dict]:
         rooms, pool = self._rooms, self._rooms.pool
@@ -69,7 +71,11 @@ class WorkerLoads:
             load = rooms.loads.get(index) if index in alive else None
             cpu = lag = None
             if load is not None:
-                cpu = self._cpu.setdefault(load["pid"], CpuMeter(min_interval=0.4)).rate((load["at"], load["cpu_s"]))
+                pid = load["pid"]
+                rate = self._cpu.setdefault(pid, CpuMeter(min_interval=0.4)).rate((load["at"], load["cpu_s"]))
+                if rate is not None:
+                    self._pct[pid] = rate
+                cpu = self._pct.get(pid)
                 lag = None if load["lag_s"] is None else round(load["lag_s"] * 1000, 2)
             out.append({"worker": index, "pid": process.pid if process is not None else None,
                         "state": "running" if index in alive else "restarting",
@@ -78,6 +84,7 @@ class WorkerLoads:
         running = {load["pid"] for load in rooms.loads.values()}
         for pid in set(self._cpu) - running:
             del self._cpu[pid]
+            self._pct.pop(pid, None)
         return out
 
 

@@ -99,7 +99,7 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
             now = by_worker(await scrape(base), "stagepass_forwarded_packets_total")
             return all(now.get(w, 0) > forwarded[w] for w in ("0", "1"))
 
-        await until(rising, 30, what="each worker's forwarded packets rising")
+        await until(rising, 30, what="each worker's forwarded packets rising", interval=0.5)
 
         # a real Prometheus reads the same: both workers' series, viewers summing to 3
         async def prometheus_sees_both() -> bool:
@@ -107,7 +107,7 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
             return {r["metric"].get("worker") for r in result} == {"0", "1"} and \
                 await prometheus.scalar("sum(stagepass_viewers)") == 3
 
-        await until(prometheus_sees_both, 30, what="Prometheus scraping both workers' series")
+        await until(prometheus_sees_both, 30, what="Prometheus scraping both workers' series", interval=0.5)
         assert [t["health"] for t in await prometheus.targets()] == ["up"]
 
         # the admin API: both workers, and the room's figures from them
@@ -122,7 +122,9 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
                 and open_room["loss"]["mean"] is not None
             return body if ready else None
 
-        live = await until(rates_known, 30, what="the workers' CPU, the ingest bitrate and the viewers' loss")
+        # polled as the page does, not faster: a rate needs two readings some time apart
+        live = await until(rates_known, 30, what="the workers' CPU, the ingest bitrate and the viewers' loss",
+                           interval=1.0)
         workers = live["node"]["workers"]
         assert [w["worker"] for w in workers] == [0, 1]
         assert {w["worker"]: w["pid"] for w in workers} == {i: p.pid for i, p in pool.workers.items()}
@@ -189,7 +191,7 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
             return by_worker(now, "stagepass_media_worker_up") == {"0": 1, "1": 1} and \
                 other_label in by_worker(now, "stagepass_forwarded_packets_total")
 
-        await until(back, 30, what="the restarted worker's series back")
+        await until(back, 30, what="the restarted worker's series back", interval=0.3)
         await wait_for(lambda: room.viewers_on(other) == 0, timeout=10)  # its viewers were forgotten
         after = await scrape(base)
         assert sum(by_worker(after, "stagepass_viewers", room="open").values()) == room.viewer_count()
@@ -208,7 +210,7 @@ async def test_each_workers_figures_reach_metrics_and_the_admin_view(aiohttp_ser
             now = by_worker(await scrape(base), "stagepass_forwarded_packets_total")
             return now.get(other_label, 0) > 0
 
-        await until(forwarding_again, 30, what="the restarted worker forwarding")
+        await until(forwarding_again, 30, what="the restarted worker forwarding", interval=0.5)
         _, live = await admin.get("/api/admin/live")
         restarted = live["node"]["workers"][other]
         assert restarted["pid"] != killed and restarted["state"] == "running" and restarted["sessions"] == 1
