@@ -21,6 +21,12 @@ Per slice: the server's CPU time (``/proc``) over the packets it forwarded (its 
 medians, are printed; ``per scrape`` is the server's extra CPU per scrape measured by the
 ``10/s`` slices, and ``1/s cost`` what that makes at one scrape a second, as a share of
 the server's CPU per forwarded packet (the bound: < 2%). Linux only.
+
+``--workers 2``: the server runs two media workers (``stagepass serve --workers 2``; the
+viewers spread over both, one relaying the room through the worker pipe); its CPU is the
+control plane's and its workers' together, and each scrape asks both workers for their
+samples over their channels (``ops/worker_metrics.py``). The forwarded packets are then
+the workers' snapshots (every 0.5 s): use longer slices (``--slice 6``).
 """
 
 from __future__ import annotations
@@ -44,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import aiohttp  # noqa: E402
 
 from common.children import ALL_CPUS, Child, free_port  # noqa: E402
-from common.measure import git_commit, machine_cpu, median, process_cpu_seconds  # noqa: E402
+from common.measure import git_commit, machine_cpu, median, server_cpu_seconds  # noqa: E402
 from fanout import KEY, LIGHT_VIEWER_NICE, METRICS_TOKEN, ROOM, SCRIPT, VIEWERS_PER_PROCESS  # noqa: E402
 
 MODES = {"off": 0.0, "1/s": 1.0, "10/s": 0.1}  # seconds between scrapes (0: none)
@@ -75,7 +81,7 @@ async def scrape_every(http: aiohttp.ClientSession, base: str, interval: float, 
 async def one_slice(http: aiohttp.ClientSession, base: str, pid: int, mode: str, seconds: float) -> dict:
     count = [0]
     interval = MODES[mode]
-    packets0, cpu0, t0 = await forwarded(http, base), process_cpu_seconds(pid), time.monotonic()
+    packets0, cpu0, t0 = await forwarded(http, base), server_cpu_seconds(pid), time.monotonic()
     scraper = asyncio.ensure_future(scrape_every(http, base, interval, count)) if interval else None
     try:
         await asyncio.sleep(seconds)
@@ -83,7 +89,7 @@ async def one_slice(http: aiohttp.ClientSession, base: str, pid: int, mode: str,
         if scraper is not None:
             scraper.cancel()
             await asyncio.gather(scraper, return_exceptions=True)
-    cpu1, t1 = process_cpu_seconds(pid), time.monotonic()
+    cpu1, t1 = server_cpu_seconds(pid), time.monotonic()
     packets = await forwarded(http, base) - packets0
     cpu = cpu1 - cpu0
     return {"mode": mode, "cpu_s": cpu, "wall_s": t1 - t0, "packets": packets, "scrapes": count[0],
@@ -100,7 +106,8 @@ async def measure(n: int, args: argparse.Namespace, logdir: Path, rng: random.Ra
     try:
         server = await Child.start(f"metrics-{n}-server", [
             sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir",
-            str(logdir / f"data-{n}"), "--rooms", f"{ROOM}={KEY}", "--log-level", "WARNING"],
+            str(logdir / f"data-{n}"), "--rooms", f"{ROOM}={KEY}", "--log-level", "WARNING",
+            "--workers", str(args.workers)],
             logdir, server_cpus, cwd=ROOT, env=env)
         server.takes_commands = False
         children.append(server)
@@ -188,7 +195,7 @@ async def run(args: argparse.Namespace) -> list[dict]:
     await asyncio.sleep(2)
     after = machine_cpu()
     busy = (after[0] - before[0]) / max(1, after[1] - before[1]) * 100
-    print(f"Stagepass {git_commit(ROOT) or ''}; {len(ALL_CPUS)} cores, server on CPU "
+    print(f"Stagepass {git_commit(ROOT) or ''}; {args.workers} media worker(s); {len(ALL_CPUS)} cores, server on CPU "
           f"{','.join(map(str, sorted(args.server_cpus))) or 'any'}; {busy:.0f}% busy before the run; logs in {logdir}",
           flush=True)
     rng = random.Random(args.seed)
@@ -210,6 +217,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=20, help="the slices' shuffle")
     parser.add_argument("--server-cpus", default="0" if len(ALL_CPUS) > 1 else "",
                         help="CPUs the server is pinned to, the publisher and viewers getting the others")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="media workers of the server (1: media in the server's process)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args(argv)
     args.viewers = sorted({int(x) for x in args.viewers.split(",") if x.strip()})

@@ -144,16 +144,9 @@ def worker_cpu_step(janus):  # the module, imported once the benchmarks folder i
     class WorkerStep(janus.Step):
         def cpu_seconds(self, pid: int) -> float:
             """The control plane's CPU and its media workers' (its child processes)."""
-            from common.measure import process_cpu_seconds
+            from common.measure import server_cpu_seconds
 
-            children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
-            total = process_cpu_seconds(pid)
-            for child in children:
-                try:
-                    total += process_cpu_seconds(int(child))
-                except (OSError, ValueError):
-                    pass
-            return total
+            return server_cpu_seconds(pid)
 
     return WorkerStep
 

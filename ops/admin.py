@@ -7,11 +7,15 @@ and two actions.
   each node said of itself at its last heartbeat, and which node hosts each live room.
   503 ``cluster_unavailable`` while the registry's store (Redis) does not answer.
 
-* ``GET /api/admin/live``: ``{node: {id, event_loop_lag_ms, cpu_pct, rooms_live, viewers},
-  rooms: [{room, phase, broadcast, publisher: {id, codecs, ingest_kbps}, viewers,
-  loss: {mean, worst}, keyframe_requests}]}``. ``ingest_kbps`` and ``cpu_pct`` are rates
-  between two readings, so the first answer after a start has them ``null``; the page
-  polls every 2 s.
+* ``GET /api/admin/live``: ``{node: {id, event_loop_lag_ms, cpu_pct, rooms_live, viewers,
+  workers}, rooms: [{room, phase, broadcast, publisher: {id, codecs, ingest_kbps}, viewers,
+  loss: {mean, worst}, keyframe_requests, workers}]}``. ``ingest_kbps`` and ``cpu_pct`` are
+  rates between two readings, so the first answer after a start has them ``null``; the
+  page polls every 2 s. With media workers (``--workers N``), ``node.workers`` lists each
+  (``WorkerLoads``: index, pid, running or restarting, sessions, rooms hosted, CPU, loop
+  lag; ``null`` in one process) and a room's ``workers`` says which worker hosts it and
+  how many of its viewers each has; the room's figures are its workers' (``WorkerRoom``).
+  A node's ``load`` in ``/api/admin/nodes`` carries the same ``workers`` list.
 * ``POST /api/admin/rooms/{room}/end``: ends the broadcast, as the creator's WHIP DELETE.
 * ``POST /api/admin/rooms/{room}/viewers/{viewer}/disconnect``: ends one viewer's session
   (``viewer`` is the 8-character id the viewers API and the logs show).
@@ -36,8 +40,10 @@ from core.access import Refusal
 from core.access_http import refusal_response
 from signalling.whip import ROOMS, SETTINGS
 
+from mediaserver.workers.remote import WorkerRoom, WorkerRooms
+
 from .http import METRICS
-from .load import CpuMeter
+from .load import CpuMeter, WorkerLoads
 
 __all__ = ["AdminView", "ADMIN_VIEW", "NODE_REGISTRY", "setup_routes"]
 
@@ -50,6 +56,15 @@ class AdminView:
     def __init__(self) -> None:
         self._ingest: dict[str, tuple[float, int]] = {}  # publisher id -> (time, bytes received)
         self.cpu = CpuMeter()
+        self._workers: Optional[WorkerLoads] = None
+
+    def workers(self, rooms: object) -> Optional[list[dict]]:
+        """Each media worker's load (``WorkerLoads``); None in one process."""
+        if not isinstance(rooms, WorkerRooms):
+            return None
+        if self._workers is None:
+            self._workers = WorkerLoads(rooms)
+        return self._workers.read()
 
     async def ingest_kbps(self, room: Room) -> Optional[float]:
         publisher = room.publisher
@@ -100,7 +115,7 @@ async def live(request: web.Request) -> web.Response:
             video = (await subscriber.quality()).get("video") or {}
             if video.get("fraction_lost") is not None:
                 losses.append(video["fraction_lost"])
-        keyframes = getattr(room.fanouts.get("video"), "keyframes", None)  # none with media workers
+        keyframes = getattr(room.fanouts.get("video"), "keyframes", None)  # with workers: the host's
         rooms.append({
             "room": room.name,
             "phase": room.phase,
@@ -112,6 +127,7 @@ async def live(request: web.Request) -> web.Response:
             "loss": {"mean": round(sum(losses) / len(losses), 4) if losses else None,
                      "worst": max(losses) if losses else None},
             "keyframe_requests": {"requested": keyframes.requested, "sent": keyframes.sent} if keyframes else None,
+            "workers": room.placement() if isinstance(room, WorkerRoom) else None,
         })
     view.forget_others({r.publisher.id for r in request.app[ROOMS] if r.publisher is not None})
     lag = request.app[METRICS].lag_sampler.last_lag
@@ -122,6 +138,7 @@ async def live(request: web.Request) -> web.Response:
         "cpu_pct": view.cpu.rate(),
         "rooms_live": len(rooms),
         "viewers": sum(r["viewers"] for r in rooms),
+        "workers": view.workers(request.app[ROOMS]),
     }
     return web.json_response({"node": node, "rooms": rooms})
 

@@ -71,7 +71,9 @@ async def metrics_endpoint(request: web.Request) -> web.Response:
         response = refusal_response(Refusal(401, "unauthorized", "GET /metrics needs 'Authorization: Bearer <metrics token>'"), request)
         response.headers["WWW-Authenticate"] = 'Bearer realm="metrics"'
         return response
-    response = web.Response(body=request.app[METRICS].exposition())
+    metrics = request.app[METRICS]
+    await metrics.refresh()  # the media workers' samples, with workers
+    response = web.Response(body=metrics.exposition())
     response.headers["Content-Type"] = CONTENT_TYPE_PLAIN_0_0_4
     return response
 
@@ -109,6 +111,7 @@ async def room_viewers(request: web.Request) -> web.Response:
     live = request.app[ROOMS].get(slug)
     viewers = []
     for subscriber in list(live.subscribers.values()) if live is not None else []:
+        quality = await subscriber.quality()  # first: with workers, it also brings the first media time
         viewers.append({
             "id": subscriber.id[:8],
             "user_id": subscriber.user_id,
@@ -117,7 +120,8 @@ async def room_viewers(request: web.Request) -> web.Response:
             "connected_s": round(time.monotonic() - subscriber.created, 1),
             "first_media_ms": (None if subscriber.first_media_seconds is None
                                else round(subscriber.first_media_seconds * 1000)),
-            **await subscriber.quality(),
+            **({"worker": subscriber.worker} if hasattr(subscriber, "worker") else {}),  # with media workers
+            **quality,
         })
     return web.json_response({"room": slug, "phase": live.phase if live is not None else "idle",
                               "viewers": viewers})

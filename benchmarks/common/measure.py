@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
-__all__ = ["CLK_TCK", "git_commit", "machine_cpu", "median", "process_cpu_seconds", "udp_drops",
-           "user_system_ticks"]
+__all__ = ["CLK_TCK", "git_commit", "machine_cpu", "median", "process_cpu_seconds", "server_cpu_seconds",
+           "udp_drops", "user_system_ticks"]
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -26,6 +26,17 @@ def process_cpu_seconds(pid: int) -> float:
         return time.clock_gettime((~pid << 3) | 2)  # MAKE_PROCESS_CPUCLOCK(pid, SCHED)
     except OSError:
         return sum(user_system_ticks(pid)) / CLK_TCK
+
+
+def server_cpu_seconds(pid: int) -> float:
+    """``pid``'s CPU seconds and its child processes' (a control plane and its media workers)."""
+    total = process_cpu_seconds(pid)
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        try:
+            total += process_cpu_seconds(int(child))
+        except (OSError, ValueError):  # a child that just ended
+            pass
+    return total
 
 
 def user_system_ticks(pid: int) -> tuple[int, int]:

@@ -79,14 +79,21 @@ class _Recording:
         return self._state
 
 
-class _FanoutTotals:
-    """One kind's counters over the workers (``stats`` as a ``FanoutStats``'s); the keyframe
-    requests stay in the workers."""
+class _Keyframes:
+    """The keyframe requests of a room's video in its host worker (a ``KeyframeRequester``'s counts)."""
 
-    keyframes = None
+    def __init__(self, requested: int, sent: int) -> None:
+        self.requested = requested
+        self.sent = sent
+
+
+class _FanoutTotals:
+    """One kind's counters over the workers (``stats`` as a ``FanoutStats``'s; for video,
+    ``keyframes`` as the host's ``KeyframeRequester``)."""
 
     def __init__(self) -> None:
         self.stats = self
+        self.keyframes: Optional[_Keyframes] = None
         self.packets_in = self.packets_out = self.dropped = self.retransmitted = self.send_errors = 0
 
     def add(self, counters: dict, from_host: bool) -> None:
@@ -102,7 +109,7 @@ class WorkerRoom:
     """A room whose sessions live in workers."""
 
     low = None
-    switcher = None  # the rendition switches happen in the workers (not yet in /metrics with workers)
+    switcher = None  # the rendition switches happen in the workers (their /metrics samples count them)
 
     def __init__(self, rooms: "WorkerRooms", name: str) -> None:
         self._rooms = rooms
@@ -165,6 +172,11 @@ class WorkerRoom:
             for kind, counters in snapshot.get("fanouts", {}).items():
                 total = totals.setdefault(kind, _FanoutTotals())
                 total.add(counters, from_host=worker == self.host)
+        keyframes = self._host_snapshot.get("keyframes")
+        if keyframes is not None and "video" in totals:
+            # the host's: a relaying worker's requests that pass its rate limit come up the
+            # pipe and are counted there again; ``sent`` is the PLIs the publisher got
+            totals["video"].keyframes = _Keyframes(keyframes["requested"], keyframes["sent"])
         return totals
 
     @property
@@ -303,9 +315,13 @@ class WorkerRoom:
             self.log.warning("host worker gone: broadcast %s ended", ended.id)
             await self._tell(self.broadcast_ended, ended, "broadcast-end")
 
+    def placement(self) -> dict[str, dict]:
+        """Per worker with a part in the room: ``{viewers, host}``."""
+        return {str(w): {"viewers": self.viewers_on(w), "host": w == self.host}
+                for w in sorted({s.worker for s in self.subscribers.values()} | ({self.host} - {None}))}
+
     def stats(self) -> dict:
-        workers = {str(w): {"viewers": self.viewers_on(w), "host": w == self.host}
-                   for w in sorted({s.worker for s in self.subscribers.values()} | ({self.host} - {None}))}
+        workers = self.placement()
         return {
             "room": self.name,
             "live": self.live,
@@ -338,6 +354,8 @@ class WorkerRooms:
         self.tasks = TaskOwner(log)
         self.pulls = Pulls(self.pool, self.links, self.least_loaded, self.tasks)
         self.udp_mux = None
+        #: worker -> its load at its latest snapshot (``WorkerMetrics.load``: pid, cpu_s, at, lag_s)
+        self.loads: dict[int, dict] = {}
         #: (worker, session id) of sessions whose ``closed`` news came before the reply that
         #: made them (the channel resolves the reply, then reads the next line before the
         #: waiting coroutine runs): ``settle`` ends them once they exist
@@ -391,12 +409,20 @@ class WorkerRooms:
     # ------------------------------------------------------------ news from the workers
     async def _event(self, worker: int, name: str, data: dict) -> None:
         if name == "snapshot":
+            if "load" in data:
+                self.loads[worker] = data["load"]
             rooms = data["rooms"]
             for room in self._rooms.values():
                 if room.name in rooms:
                     room.snapshots[worker] = rooms[room.name]
                 else:
                     room.snapshots.pop(worker, None)
+            return
+        if name == "first_media":
+            self.observer.viewer_first_media(data["seconds"])
+            return
+        if name == "peer_failed":
+            self.observer.peer_failed(data["role"], data["stage"], data["cause"])
             return
         room = self._rooms.get(data.get("room", ""))
         if room is None:
@@ -427,6 +453,7 @@ class WorkerRooms:
     async def _worker_gone(self, worker: int) -> None:
         """Worker ``worker`` died: its sessions end here, the rooms it hosted lose their host."""
         await self.links.worker_gone(worker)
+        self.loads.pop(worker, None)
         for room in list(self._rooms.values()):
             room.snapshots.pop(worker, None)
             for session in [s for s in list(room.subscribers.values()) + [room.publisher]

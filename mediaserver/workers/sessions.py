@@ -86,13 +86,17 @@ class WorkerSession:
         self.tasks.spawn(self._tell("trickle", candidates=candidates, end=end), name="trickle")
 
     async def quality(self) -> dict:
-        return await self._tell("quality")
+        quality = await self._tell("quality")
+        if quality.get("first_media_seconds") is not None:
+            self.first_media_seconds = quality["first_media_seconds"]
+        quality.pop("first_media_seconds", None)
+        return quality
 
     def octets_sent(self) -> dict[str, int]:
         return {}
 
     async def bytes_received(self) -> Optional[int]:
-        return None
+        return (await self._tell("bytes_received")).get("bytes")
 
     def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
         """Run ``listener`` once the session has closed; at once if it already has (a session

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
-from core.child_processes import ChildProcesses
+from core.child_processes import ChildProcesses, describe_exit
 from core.settings import Settings
 from core.socket_handover import hand_over
 from mediaserver.workers.channel import Channel, WorkerGone
@@ -68,6 +68,7 @@ class WorkerPool:
         self.on_request = on_request
         self.on_exit = on_exit
         self.workers: dict[int, WorkerProcess] = {}
+        self.exits: dict[int, str] = {}  #: worker -> how its last process ended ("pid 123 exited with signal 9")
         self.directory: Optional[Path] = None
         self._children = ChildProcesses(
             "media worker", log, self._spawn, exited=self._exited, stop_timeout=_STOP_TIMEOUT,
@@ -133,6 +134,7 @@ class WorkerPool:
         if worker.reader is not None:
             await asyncio.gather(worker.reader, return_exceptions=True)  # its last news first
         worker.handover.close()
+        self.exits[index] = f"pid {worker.pid} exited with {describe_exit(code)}"
         if not self._children.closing:
             await self.on_exit(index)  # the owner forgets the worker's sessions before it starts again
 
@@ -140,9 +142,12 @@ class WorkerPool:
         return [i for i, w in sorted(self.workers.items()) if w.alive]
 
     async def readiness(self) -> Optional[str]:
-        """A readiness check (``/readyz``): None while every worker runs."""
-        down = [i for i in range(self.count) if i not in self.alive()]
-        return f"media worker {', '.join(map(str, down))} not running (restarting)" if down else None
+        """A readiness check (``/readyz``): None while every worker runs, else which are
+        down and why (``media worker 1 not running (pid 123 exited with signal 9; restarting)``)."""
+        alive = self.alive()
+        down = [f"media worker {i} not running ({self.exits[i] + '; ' if i in self.exits else ''}restarting)"
+                for i in range(self.count) if i not in alive]
+        return ", ".join(down) if down else None
 
     async def request(self, index: int, op: str, **args: Any) -> dict:
         """A request to worker ``index``; ``WorkerGone`` if it is not running."""

@@ -7,8 +7,10 @@ it RTMP encoders' connections (the socket on the hand-over pair, then ``rtmp_pub
 with the same ticket: the worker answers the encoder and is its room's publisher), tells it
 which rooms to pipe to or from other workers (``pipe_out``, ``pipe_in``, ``pipe_stop``;
 ``pipe.py``), and hears from it when a session closes, a broadcast starts or ends, a relay
-is let go of, and, every half second, what its rooms are doing (``snapshot``). A worker
-ends when its channel does: the control plane left, or closed it on shutdown.
+is let go of, and, every half second, what its rooms are doing and its load
+(``snapshot``). Its Prometheus figures are asked for when the control plane is scraped
+(``metrics``; ``worker_metrics.py``). A worker ends when its channel does: the control
+plane left, or closed it on shutdown.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from mediaserver.live.room import Broadcast, Room, RoomRegistry
 from mediaserver.ingest.rtmp_server import RtmpHandover, RtmpIngest
 from mediaserver.workers.channel import Channel
 from mediaserver.workers.pipe import PipeOut, PipeSocket, PipeSource, socket_path
+from mediaserver.workers.worker_metrics import WorkerMetrics
 
 __all__ = ["MediaWorker", "PullRefused", "SETTINGS_FILE", "main"]
 
@@ -69,7 +72,9 @@ class MediaWorker:
         self.settings = settings
         self.directory = directory
         self.log = logging.getLogger(f"stagepass.worker.{index}")
-        self.rooms = RoomRegistry(settings)
+        self.metrics = WorkerMetrics()
+        self.rooms = RoomRegistry(settings, observer=self.metrics)
+        self.metrics.watch(self.rooms)
         self.rtmp = RtmpIngest(self.rooms, opus_bitrate=settings.media.rtmp_audio_bitrate)
         self.handover = handover  #: the control plane hands connections over on it
         self.handed: dict[int, asyncio.Future] = {}  #: ticket -> the socket handed with it
@@ -86,6 +91,7 @@ class MediaWorker:
         self.pipes = PipeSocket(socket_path(self.directory, self.index), self.log)
         self.rooms.broadcast_started.append(functools.partial(self._broadcast, "broadcast_started"))
         self.rooms.broadcast_ended.append(functools.partial(self._broadcast, "broadcast_ended"))
+        self.metrics.start(channel.emit)
         self._snapshots = asyncio.get_running_loop().create_task(self._snapshot_loop())
         if self.handover is not None:
             self.handover.setblocking(False)
@@ -225,7 +231,17 @@ class MediaWorker:
         self._session(room, session).trickle([tuple(c) for c in candidates], end)
 
     async def op_quality(self, room: str, session: str) -> dict:
-        return await self._session(room, session).quality()
+        """The viewer's quality, and when its first media went out (the viewers API shows both)."""
+        found = self._session(room, session)
+        return {**await found.quality(), "first_media_seconds": found.first_media_seconds}
+
+    async def op_bytes_received(self, room: str, session: str) -> dict:
+        """What the publisher's transport received so far (the admin view's ingest rate)."""
+        return {"bytes": await self._session(room, session).bytes_received()}
+
+    async def op_metrics(self) -> dict:
+        """This worker's Prometheus samples (``worker_metrics.serialise``) and its load."""
+        return {"families": self.metrics.samples(), "load": self.metrics.load()}
 
     async def op_end_broadcast(self, room: str) -> None:
         found = self.rooms.get(room)
@@ -265,7 +281,8 @@ class MediaWorker:
     async def _snapshot_loop(self) -> None:
         while True:
             await asyncio.sleep(SNAPSHOT_EVERY)
-            self.channel.emit("snapshot", rooms={room.name: self._room_snapshot(room) for room in self.rooms})  # type: ignore[union-attr]
+            self.channel.emit("snapshot", rooms={room.name: self._room_snapshot(room) for room in self.rooms},  # type: ignore[union-attr]
+                              load=self.metrics.load())
 
     @staticmethod
     def _room_snapshot(room: Room) -> dict:
@@ -281,11 +298,14 @@ class MediaWorker:
                                "dropped": f.stats.dropped, "retransmitted": f.stats.retransmitted,
                                "send_errors": f.stats.send_errors}
                         for kind, f in room.fanouts.items()},
+            "keyframes": {"requested": video.keyframes.requested, "sent": video.keyframes.sent}
+            if (video := room.fanouts.get("video")) is not None and video.keyframes is not None else None,
         }
 
     async def close(self) -> None:
         if self._snapshots is not None:
             self._snapshots.cancel()
+        await self.metrics.close()
         if self.handover is not None:
             try:
                 asyncio.get_running_loop().remove_reader(self.handover.fileno())

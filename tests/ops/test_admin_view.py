@@ -120,6 +120,9 @@ async def test_admin_page_disconnects_a_viewer_and_ends_the_broadcast(aiohttp_se
         row = page.locator('#rooms-table tr[data-room="maths"]')
         await row.locator(".viewers", has_text="1").wait_for()
         assert (await row.locator(".phase").text_content()) == "live"
+        # keyframe requests asked / sent; one process: no media workers to list
+        assert " / " in await row.locator(".keyframes").text_content()
+        assert await page.locator("#workers-empty").is_visible()
         # the nodes table: this node (the only one, in process), from the node registry
         node_row = page.locator('#nodes-table tr[data-this="true"]')
         await node_row.locator(".rooms", has_text="maths").wait_for()

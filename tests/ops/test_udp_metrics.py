@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from ops.udp_metrics import MUX_DROP_REASONS
+from mediaserver.live.collectors import MUX_DROP_REASONS
 from signalling.whip import ROOMS
 from tests.conftest import KEY, wait_for
 from tests.support.live_server import media_server

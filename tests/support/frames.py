@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import aiohttp
 
@@ -16,14 +17,16 @@ async def get_json(base: str, path: str) -> dict:
             return await r.json()
 
 
-async def until(predicate, timeout: float = 20.0, what: str = "") -> None:
-    """Poll ``await predicate()`` every 100 ms until it is true; AssertionError after ``timeout``."""
+async def until(predicate, timeout: float = 20.0, what: str = "", interval: float = 0.1) -> Any:
+    """Poll ``await predicate()`` every ``interval`` s until it is true (its value is
+    returned); AssertionError after ``timeout``."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
-    while not await predicate():
+    while not (value := await predicate()):
         if loop.time() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(interval)
+    return value
 
 
 async def frames_grow(viewer: Viewer, count: int = 20, timeout: float = 20.0) -> list[int]:

@@ -35,18 +35,49 @@ async def get(url: str, token: str | None = None) -> tuple[int, str, str]:
             return r.status, r.headers.get("Content-Type", ""), await r.text()
 
 
+#: series only a server with media workers exports (the deploy files may use them)
+WORKER_ONLY_METRICS = frozenset({"stagepass_media_worker_up", "stagepass_media_worker_cpu_seconds_total",
+                                 "stagepass_media_worker_restarts_total"})
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+
+
 async def scrape(base: str) -> dict[str, dict[tuple, float]]:
     """``base``'s ``/metrics``: sample name (counters keep ``_total``) -> {sorted label
-    pairs: value}."""
+    pairs: value}. The exposition must have one ``TYPE`` line per family."""
     from prometheus_client.parser import text_string_to_metric_families
 
     status, _, body = await get(base + "/metrics", token=METRICS_TOKEN)
     assert status == 200, body
+    types = [line.split()[2] for line in body.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types)), sorted(t for t in types if types.count(t) > 1)
     out: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(body):
         for sample in family.samples:
             out.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return out
+
+
+def exported_names(exposition: str) -> set[str]:
+    """Every series name a scrape can hold (counters' _total, histograms' _bucket...)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    names = set()
+    for family in text_string_to_metric_families(exposition):
+        names.add(family.name)
+        suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_sum", "_count")}.get(family.type, ())
+        names.update(family.name + s for s in suffixes)
+    return names
+
+
+def deploy_metric_names() -> set[str]:
+    """The ``stagepass_*`` names the Grafana dashboard and the alert rules in ``deploy/`` use."""
+    import json
+    import re
+
+    dashboard = json.loads((DEPLOY / "grafana" / "stagepass-dashboard.json").read_text())
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    alerts = (DEPLOY / "stagepass-alerts.yml").read_text()
+    return set(re.findall(r"stagepass_[a-z_]+", " ".join(exprs) + alerts))
 
 
 def free_port() -> int:

@@ -1,5 +1,6 @@
 // Admin view: every node of the cluster with its load and the rooms it hosts (GET
-// /api/admin/nodes), this node's live rooms (GET /api/admin/live, every 2 s) with each
+// /api/admin/nodes), each node's media workers (their load as the node's heartbeat
+// carries it; this node's fresh from GET /api/admin/live), this node's live rooms (GET /api/admin/live, every 2 s) with each
 // room's viewers and their connection quality (GET /api/rooms/{room}/viewers), and two
 // actions: end a broadcast, disconnect a viewer (on the node hosting the room: the nodes
 // table links each node's own admin page). Admins only; others are told why not.
@@ -55,6 +56,36 @@ function renderNodes(cluster) {
   document.getElementById("nodes-section").hidden = false;
 }
 
+function renderWorkers(cluster, node) {
+  // one row per media worker of every node; this node's from its live answer (fresher)
+  const rows = [];
+  for (const n of cluster.nodes) {
+    const workers = n.this && node.workers ? node.workers : (n.load || {}).workers;
+    for (const w of workers || []) rows.push([n, w]);
+  }
+  document.querySelector("#workers-table tbody").replaceChildren(...rows.map(([n, w]) =>
+    h("tr", { dataset: { node: n.id, worker: String(w.worker), state: w.state } },
+      h("td", { "data-label": t("admin.node") }, n.id),
+      h("td", { "data-label": t("admin.worker"), class: "num" }, String(w.worker)),
+      h("td", { "data-label": t("admin.pid"), class: "num" }, num(w.pid)),
+      h("td", { "data-label": t("admin.state"), class: "state" }, t(`admin.worker_${w.state}`)),
+      h("td", { "data-label": t("admin.sessions"), class: "num sessions" }, num(w.sessions)),
+      h("td", { "data-label": t("admin.rooms_hosted"), class: "num" }, num(w.rooms_hosted)),
+      h("td", { "data-label": t("admin.cpu"), class: "num" }, w.cpu_pct === null ? "—" : `${w.cpu_pct}%`),
+      h("td", { "data-label": t("admin.loop_lag_ms"), class: "num" }, num(w.event_loop_lag_ms, 1)))));
+  document.getElementById("workers-empty").hidden = rows.length > 0;
+  document.getElementById("workers-section").hidden = false;
+}
+
+function placement(workers) {
+  // {"0": {viewers, host}, ...} -> "host 0 · 0: 2 · 1: 1"
+  if (!workers) return "—";
+  const entries = Object.entries(workers);
+  const host = entries.find(([, w]) => w.host);
+  return [host ? t("admin.host_worker", { worker: host[0] }) : null,
+          ...entries.map(([index, w]) => `${index}: ${w.viewers}`)].filter(Boolean).join(" · ");
+}
+
 function renderRooms(rooms) {
   const body = document.querySelector("#rooms-table tbody");
   body.replaceChildren(...rooms.map((r) => h("tr", { dataset: { room: r.room } },
@@ -63,6 +94,9 @@ function renderRooms(rooms) {
     h("td", { "data-label": t("admin.publisher_kbit_s"), class: "num" }, r.publisher ? num(r.publisher.ingest_kbps) : "—"),
     h("td", { "data-label": t("admin.viewers"), class: "num viewers" }, String(r.viewers)),
     h("td", { "data-label": t("admin.loss"), class: "num" }, `${pct(r.loss.mean)} / ${pct(r.loss.worst)}`),
+    h("td", { "data-label": t("admin.keyframes_asked_sent"), class: "num keyframes" },
+      r.keyframe_requests ? `${r.keyframe_requests.requested} / ${r.keyframe_requests.sent}` : "—"),
+    h("td", { "data-label": t("admin.workers"), class: "workers" }, placement(r.workers)),
     h("td", { "data-label": t("admin.actions") },
       r.phase === "live" || r.phase === "reconnecting"
         ? h("button", { type: "button", class: "danger end-broadcast",
@@ -81,6 +115,7 @@ async function renderViewers(rooms) {
       const video = v.video || {};
       return h("tr", { dataset: { viewer: v.id } },
         h("td", { "data-label": t("admin.viewer") }, v.id, v.user_id ? t("studio.user_id", { id: v.user_id }) : ""),
+        h("td", { "data-label": t("admin.worker"), class: "num worker" }, v.worker === undefined ? "—" : String(v.worker)),
         h("td", { "data-label": t("admin.loss"), class: "num loss" }, pct(video.fraction_lost)),
         h("td", { "data-label": t("admin.rtt_ms"), class: "num" }, num(video.rtt_ms)),
         h("td", { "data-label": t("admin.jitter_ms"), class: "num" }, num(video.jitter_ms, 1)),
@@ -96,7 +131,7 @@ async function renderViewers(rooms) {
       h("h2", { id: heading }, t("admin.viewers_of", { room: r.room })),
       h("div", { class: "table-wrap" },
         h("table", { class: "stack viewers" },
-          h("thead", {}, h("tr", {}, ...["viewer", "loss", "rtt_ms", "jitter_ms", "nacks", "skips", "actions"]
+          h("thead", {}, h("tr", {}, ...["viewer", "worker", "loss", "rtt_ms", "jitter_ms", "nacks", "skips", "actions"]
             .map((key) => h("th", { scope: "col" }, t(`admin.${key}`))))),
           h("tbody", {}, ...rows)))));
   }
@@ -108,6 +143,7 @@ async function refresh() {
     const [cluster, live] = await Promise.all([api("/api/admin/nodes"), api("/api/admin/live")]);
     renderNodes(cluster);
     renderNode(live.node);
+    renderWorkers(cluster, live.node);
     renderRooms(live.rooms);
     await renderViewers(live.rooms);
     if (status.dataset.state === "loading") setStatus(status, "ok", t("admin.updated"));

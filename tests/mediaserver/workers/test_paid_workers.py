@@ -26,13 +26,18 @@ METRICS_TOKEN = "workers-metrics-token-0123"
 
 
 async def forwarded(base: str) -> dict[str, float]:
-    """``stagepass_forwarded_packets`` and ``stagepass_received_packets`` of video, from ``/metrics``."""
+    """``stagepass_forwarded_packets`` and ``stagepass_received_packets`` of video, from ``/metrics``,
+    summed over the workers (each worker's series carries its ``worker`` label)."""
     async with aiohttp.ClientSession() as http:
         async with http.get(base + "/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}) as r:
             text = await r.text()
-    return {line.split("{")[0]: float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-            if line.startswith(("stagepass_forwarded_packets_total{kind=\"video\"}",
-                                "stagepass_received_packets_total{kind=\"video\"}"))}
+    totals: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(("stagepass_forwarded_packets_total{kind=\"video\",worker=",
+                            "stagepass_received_packets_total{kind=\"video\",worker=")):
+            name = line.split("{")[0]
+            totals[name] = totals.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
 
 
 async def test_a_ticket_across_two_workers_one_device_then_a_refund(aiohttp_server, tmp_path):
