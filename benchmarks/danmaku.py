@@ -47,6 +47,8 @@ import aiohttp
 import psutil
 import socketio
 
+from fanout.profiling import hot_spots, start_profiler
+
 ROOT = Path(__file__).resolve().parents[1]
 VIEWERS_SCRIPT = ROOT / "tests" / "support" / "socketio_viewers.cjs"
 PER_NODE = 250
@@ -278,7 +280,8 @@ async def send(bases: list[str], tokens: list[str], rate: float, seconds: float)
     return acked
 
 
-async def run(server: Server, n: int, rate: float, seconds: float, senders: int) -> dict:
+async def run(server: Server, n: int, rate: float, seconds: float, senders: int,
+              profile: Path | None = None) -> dict:
     try:
         await server.start()
         for base in server.bases:
@@ -297,6 +300,11 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         hist0 = await histograms(server)
         cpu0 = [sum(p.cpu_times()[:2]) for p in ps]
         queued0 = run_queue_ns(ps)
+        profilers = []
+        if profile is not None and isinstance(server, Stagepass):
+            for i, p in enumerate(ps):
+                out = profile / f"{server.name.replace(' ', '_')}-{n}-{i}.txt"
+                profilers.append((out, await start_profiler(p.pid, int(seconds + 2), out)))
         t0 = time.monotonic()
         sent = await send(server.bases, send_tokens, rate, seconds)
         await asyncio.sleep(2.0)  # the last danmaku arrive
@@ -305,11 +313,17 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         queued = [(b - a) / 1e9 for a, b in zip(queued0, run_queue_ns(ps))]
         gc = [b - a for a, b in zip(gc0, await server.gc_seconds())]
         hist1 = await histograms(server)
+        for out, profiler in profilers:
+            await profiler.wait()
+            if out.exists():
+                print(hot_spots(out), file=sys.stderr, flush=True)
         delays: list[float] = []
+        frames = 0
         for p in procs:
             p.stdin.close()
             out = json.loads((await p.stdout.readline()) or b"{}")
             delays.extend(out.get("delays_ms", []))
+            frames += out.get("frames", 0)
             await p.wait()
     finally:
         server.stop()
@@ -321,6 +335,8 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         "p99_ms": delays[int(0.99 * (delivered - 1))] if delays else float("nan"),
         "cpu_us_per_msg": 1e6 * sum(cpu) / max(1, delivered),
         "busiest_cpu_pct": 100 * max(cpu) / wall,
+        # danmaku frames each viewer received (a frame carries one or more danmaku)
+        "frames_per_viewer": frames / n,
         "cpu_pct_by_process": [round(100 * c / wall, 1) for c in cpu],  # the node first, then its workers
         # the share of the window the busiest process's event loop was runnable but waited for a core
         "runq_pct": 100 * max(queued) / wall,
@@ -350,6 +366,9 @@ def main() -> None:
     parser.add_argument("--x2-redis", action="store_true", help="the two workers share through Redis, not the local bus")
     parser.add_argument("--only", default="", help="comma-separated server names to run")
     parser.add_argument("--json", help="write every run here")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy every Stagepass process during the window into DIR and print its hot "
+                        "spots (numbers of a profiled run are not for comparison)")
     args = parser.parse_args()
     if shutil.which("node") is None or not (ROOT / "benchmarks" / "node" / "node_modules" / "socket.io").is_dir():
         sys.exit("needs node and Node's socket.io: npm ci --prefix benchmarks/node")
@@ -363,10 +382,12 @@ def main() -> None:
             for server in servers(args.processes):
                 if args.only and server.name not in args.only.split(","):
                     continue
-                r = asyncio.run(run(server, n, args.rate, args.seconds, args.senders))
+                r = asyncio.run(run(server, n, args.rate, args.seconds, args.senders, args.profile))
                 runs.append(r)
                 print(f"  ({server.name}: p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms, "
-                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg, server side p99 "
+                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg, "
+                      f"{r['frames_per_viewer']:.0f} frames a viewer, CPU % by process {r['cpu_pct_by_process']}, "
+                      f"server side p99 "
                       f"<= {r['server_p99_ms']} ms, loop lag p99 <= {r['lag_p99_ms']} ms, waiting for a core "
                       f"{r['runq_pct']:.1f}% of the time)", file=sys.stderr,
                       flush=True)
