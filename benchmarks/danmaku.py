@@ -409,7 +409,7 @@ def main() -> None:
                       f"{r['runq_pct']:.1f}% of the time)", file=sys.stderr,
                       flush=True)
                 per.setdefault(server.name, []).append(r)
-        med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server", "cpu_pct_by_process")}
+        med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if not isinstance(rs[0][k], (str, list))}
                for name, rs in per.items()}
         node = med.get("node socket.io")
         for name, m in med.items():

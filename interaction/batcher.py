@@ -15,6 +15,12 @@ which sends it to this process's sockets of the room; nothing is decoded here. S
 process receiving other processes' items batches them with its own into the same frames:
 each viewer gets as many frames as on one process, whichever process it is on.
 
+With ``processes`` > 1 (``--interaction-workers``: the node's sockets spread over that
+many processes, each writing a frame to its share of the room), the gap is reckoned on
+the room's whole fan-out on the node, ``processes`` times this process's: the node sends
+the frames one process would, each process pays its share, and the other cores are
+capacity (more load before the gap reaches ``interval``), not more frames at the same load.
+
 ``written``, when set, is told the acceptance times (wall clock) of the frame's items that
 were accepted on this process, once the frame has been written (the danmaku delivery
 delay metric).
@@ -48,12 +54,12 @@ class _Room:
 
 class Batcher:
     def __init__(self, write: Write, tasks: TaskOwner, interval: float = 0.1,
-                 max_items: int = 50, cost_factor: float = 3.0, name: str = "danmaku") -> None:
+                 max_items: int = 50, cost_factor: float = 3.0, name: str = "danmaku", processes: int = 1) -> None:
         self._write = write
         self._tasks = tasks
         self.interval = interval
         self.max_items = max_items
-        self.cost_factor = cost_factor
+        self.cost_factor = cost_factor * max(1, processes)  # the gap per second a frame cost here
         self.name = name
         self._rooms: dict[str, _Room] = {}
         self.frames = 0

@@ -70,7 +70,8 @@ class DanmakuService:
         self.max_chars = limits.danmaku_max_chars
         self.cluster: DanmakuCluster = cluster or LocalDanmakuCluster(
             limits.danmaku_user_rate, limits.danmaku_user_burst, limits.danmaku_room_rate)
-        self.batcher = Batcher(self._write, server.tasks, interval=limits.danmaku_batch_ms / 1000)
+        self.batcher = Batcher(self._write, server.tasks, interval=limits.danmaku_batch_ms / 1000,
+                               processes=limits.interaction_workers)
         self.feed = RoomFeed(server.cluster, self._from_others, server.tasks)
         self.write_interval = limits.danmaku_write_ms / 1000
         self.rows: Optional[WriteBehind] = None  # once the database is open (``start``)

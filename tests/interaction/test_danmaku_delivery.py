@@ -131,3 +131,20 @@ async def test_a_full_write_queue_refuses_with_busy_and_sends_nothing(aiohttp_se
     finally:
         await a.close()
         await b.close()
+
+
+async def test_with_workers_the_gap_is_reckoned_on_the_rooms_whole_fan_out():
+    """Each of 2 processes writes a frame to half the room: its frames are spaced as one
+    process's would be, so the node sends as many frames as one process (not twice as many)."""
+    tasks = TaskOwner(__import__("logging").getLogger("test"))
+    one = Batcher(lambda room, items: time.sleep(0.02), tasks, interval=10.0)
+    two = Batcher(lambda room, items: time.sleep(0.02), tasks, interval=10.0, processes=2)
+    try:
+        for batcher in (one, two):
+            batcher.add("r", '"x"')
+        await wait_for(lambda: one.frames == two.frames == 1, timeout=5)
+        # each spaced by 3x its last frame's cost (at least the 20 ms it slept), times the processes
+        assert one.gap("r") == pytest.approx(3 * one._rooms["r"].cost) and one._rooms["r"].cost >= 0.02
+        assert two.gap("r") == pytest.approx(6 * two._rooms["r"].cost) and two._rooms["r"].cost >= 0.02
+    finally:
+        await tasks.close()
