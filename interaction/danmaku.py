@@ -90,8 +90,14 @@ class DanmakuService:
         self.server.write_room(room, "danmaku", '{"items":' + items_json + "}")
 
     def _from_others(self, room: str, items: str, count: int) -> None:
-        if self.server.has_local(room):
-            self.batcher.add(room, items, count)
+        """Items another process accepted (one a line), for this process's sockets."""
+        if not self.server.has_local(room):
+            return
+        if self.batcher.interval <= 0:  # no batching: one frame per danmaku, as on one process
+            for item in items.split("\n"):
+                self.batcher.add(room, item)
+        else:
+            self.batcher.add(room, items.replace("\n", ","), count)
 
     async def start(self) -> None:
         await self.feed.start()

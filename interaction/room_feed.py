@@ -12,10 +12,11 @@ joins texts: it decodes and encodes nothing.
 
 Publishing is one task: the items accepted while a publish is under way go together in
 the next one, one message per room (under load, one per round trip to the cluster, not
-one per danmaku). A message is ``origin\\nroom\\ncount\\nitems`` (the items comma-joined);
-each process ignores its own. Order: a process's items are published in the order it
-accepted them, and the cluster delivers one publisher's messages in order, so the items
-of one sender (one socket, on one process) reach every viewer in order.
+one per danmaku). A message is ``origin\\nroom\\ncount\\nitems``, one item a line
+(JSON text has no raw line break); each process ignores its own. Order: a process's items
+are published in the order it accepted them, and the cluster delivers one publisher's
+messages in order, so the items of one sender (one socket, on one process) reach every
+viewer in order.
 
 Without a shared cluster (one process) nothing is published.
 """
@@ -34,7 +35,7 @@ __all__ = ["RoomFeed"]
 
 log = logging.getLogger("stagepass.interaction")
 
-#: receives (room, comma-joined items, how many) from another process
+#: receives (room, items one a line, how many) from another process
 Deliver = Callable[[str, str, int], None]
 
 
@@ -80,7 +81,7 @@ class RoomFeed:
                 self._wake.clear()
                 pending, self._pending = self._pending, {}
                 for room, items in pending.items():
-                    message = f"{self.origin}\n{room}\n{len(items)}\n{','.join(items)}"
+                    message = f"{self.origin}\n{room}\n{len(items)}\n" + "\n".join(items)
                     try:
                         await self.cluster.publish(self.channel, message)
                     except Exception as exc:  # this process's viewers have them; the others miss them

@@ -56,7 +56,7 @@ class Got:
 
     def __call__(self, room: str, items: str, count: int) -> None:
         self.calls += 1
-        parts = items.split(",")
+        parts = items.split("\n")
         assert len(parts) == count
         self.items.setdefault(room, []).extend(parts)
 
