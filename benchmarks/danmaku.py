@@ -11,6 +11,7 @@ server. Servers, interleaved per round:
 - ``stagepass x2``: one ``stagepass serve --interaction-workers 2`` (``--processes``): the
   control plane hands each WebSocket to the less loaded of two worker processes, which
   share the room through the node's local bus (``--x2-redis``: through Redis);
+  ``stagepass b=0 x2``: the same without batching;
 - ``bare python-socketio``: ``benchmarks/bare_socketio.py`` (python-socketio's own room emit);
 - ``node socket.io``: ``benchmarks/node/server.cjs`` (the reference).
 
@@ -22,6 +23,10 @@ the server's own share of the delay ("srv p99<=": acceptance to the frame writte
 bucket bound of the delivery histogram of /metrics). "x2 capacity" compares
 the busiest process's CPU at the same load: how much more load two processes take before
 one of their cores is full.
+
+The senders connect before the window, as the viewers do. ``--server-root DIR`` runs
+another checkout's server (e.g. a ``git archive`` of main) with the same clients;
+``--profile DIR`` py-spies every Stagepass process during the window.
 
     npm ci --prefix benchmarks/node   # once: Node's socket.io server
     .venv/bin/python benchmarks/danmaku.py [--viewers 250,1000] [--rounds 2] [--processes]
