@@ -22,7 +22,10 @@ Each *step* is one server with N light viewers, fresh processes, measured like
   decode), up to 25 per process; over WHEP for Stagepass, the Janus HTTP API (create,
   attach, ``watch``, answer, ``start``) for Janus;
 * **interleaved**: for each round, for each N in ``0`` and ``--viewers``, every server
-  in turn; the figures are medians over rounds.
+  in turn; the figures are medians over rounds;
+* **a baseline Stagepass** (``--base-root DIR``, e.g. a snapshot of main made with
+  ``git archive main | tar -x -C DIR``): the server ``stagepass-base`` runs from that
+  checkout, interleaved with the others, and a last column divides ``stagepass`` by it.
 
 *us/packet* is the server CPU per forwarded packet net of ingest: (CPU at N - CPU at 0)
 / packets per second the viewers received. *ratio* divides Stagepass's by Janus's with
@@ -336,7 +339,8 @@ class Step:
                 argv += ["--udp-port", "off"]
             elif self.server.startswith("stagepass-workers"):  # benchmarks/scale.py
                 argv += ["--workers", self.server.removeprefix("stagepass-workers")]
-            env = dict(os.environ, PYTHONPATH=str(ROOT), STAGEPASS_LOW_RENDITION="off")  # as Janus: no encoder
+            root = self.args.base_root.resolve() if self.server == "stagepass-base" else ROOT
+            env = dict(os.environ, PYTHONPATH=str(root), STAGEPASS_LOW_RENDITION="off")  # as Janus: no encoder
             server = await Child.start(f"{self.server}-{self.n}-server", argv, self.logdir,
                                        self.server_cpus, env=env)
             base, feed = f"http://127.0.0.1:{port}", f"whip:http://127.0.0.1:{port}"
@@ -459,13 +463,15 @@ def report(rows: list[dict], ns: list[int], servers: list[str], rate: float) -> 
     table = {n: {s: us_per_packet(m, s, n) for s in servers} for n in ns}
     fmt = lambda v: "-" if v is None else f"{v:.1f} us"  # noqa: E731
     print("\nServer CPU per forwarded packet, net of ingest (median of rounds):\n")
+    base = "stagepass-base" in servers
     head = "| N viewers | " + " | ".join(servers) + " | Stagepass / Janus el=2 |"
-    print(head)
-    print("|" + "---|" * (len(servers) + 2))
+    print(head + (" Stagepass / base |" if base else ""))
+    print("|" + "---|" * (len(servers) + 2 + base))
     for n in ns:
-        s, j = table[n].get("stagepass"), table[n].get("janus-el2")
+        s, j, b = table[n].get("stagepass"), table[n].get("janus-el2"), table[n].get("stagepass-base")
         ratio = f"{s / j:.2f}x" if s and j else "-"
-        print(f"| {n} | " + " | ".join(fmt(table[n][x]) for x in servers) + f" | {ratio} |")
+        line = f"| {n} | " + " | ".join(fmt(table[n][x]) for x in servers) + f" | {ratio} |"
+        print(line + ((f" {s / b:.2f}x |" if s and b else " - |") if base else ""))
     print("\nRaw medians (server CPU % of a core, packets/s received by all viewers, slowest viewer pps):\n")
     print("| server | N | CPU % | packets/s out | slowest viewer pps | machine busy % | rounds |")
     print("|---|---|---|---|---|---|---|")
@@ -484,6 +490,8 @@ async def run(args: argparse.Namespace) -> dict:
         raise SystemExit("janus not found: apt-get install janus (Debian's Janus 1.1.2)")
     ns = [0] + [int(n) for n in args.viewers.split(",") if n.strip() and int(n)]
     servers = [s for s in args.servers.split(",") if s]
+    if args.base_root is not None and "stagepass-base" not in servers:
+        servers.insert(servers.index("stagepass") + 1 if "stagepass" in servers else 0, "stagepass-base")
     logdir = Path(tempfile.mkdtemp(prefix="stagepass-janus-"))
     print(f"logs in {logdir}; servers {', '.join(servers)}; N {ns}; {args.rounds} round(s)", flush=True)
     clip = vp8_clip()
@@ -516,6 +524,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--servers", default=",".join(SERVERS), help="of " + ", ".join(SERVERS))
     parser.add_argument("--server-cpus", default="0" if len(ALL_CPUS) > 1 else "",
                         help="CPUs the server is pinned to, the feeder and viewers get the others")
+    parser.add_argument("--base-root", type=Path, metavar="DIR",
+                        help="also run Stagepass from this checkout (server stagepass-base)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, metavar="DIR",
                         help="py-spy the Stagepass servers into DIR and print their hot spots "

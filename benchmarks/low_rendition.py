@@ -41,10 +41,9 @@ from core.settings import Settings  # noqa: E402
 from core.access import StreamKeyAccess  # noqa: E402
 from signalling.whip import ROOMS  # noqa: E402
 from stagepass.app import create_app  # noqa: E402
-from tests.conftest import wait_for  # noqa: E402
-from tests.support.peers import Publisher  # noqa: E402
+from tests.support.waiting import wait_for  # noqa: E402
+from tests.support.peers import Publisher, SizedViewer  # noqa: E402
 from tests.support.rtmp_encoder import free_port  # noqa: E402
-from tests.mediaserver.live.test_low_rendition import SizedViewer  # noqa: E402
 
 KEY = "benchmark-key"
 

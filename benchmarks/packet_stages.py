@@ -12,7 +12,12 @@ the SRTP session, the nominated ICE pair). Two send paths, in turns (medians of 
 
 * ``mux``: every viewer on the process's UDP mux: copies queued, one ``sendmmsg``
   per publisher packet (``udp_mux`` + ``batched_send``);
-* ``ports``: a socket per viewer and one ``sendto`` per copy (``--udp-port off``).
+* ``ports``: a socket per viewer and one ``sendto`` per copy (``--udp-port off``);
+* ``mux-python``: the mux path with a send strategy that takes every datagram without a
+  system call: the Python (and libsrtp) part of a copy alone, what code changes move.
+
+SRTP is ``--srtp gcm`` (AEAD_AES_256_GCM, what aiortc peers and browsers negotiate with
+the server: aiortc offers it first) or ``cm`` (AES_CM_128_HMAC_SHA1_80, twice the cost).
 
 It prints the CPU per forwarded packet (per viewer copy) of the whole path, then a
 profile (cProfile, one more round) split into stages: header rewrite and bookkeeping in
@@ -101,13 +106,24 @@ class StandInSender:
         pass
 
 
-def srtp_session() -> Session:
-    policy = Policy(key=os.urandom(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND,
-                    srtp_profile=Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
-    return Session(policy=policy)
+PROFILES = {  # name: (libsrtp profile, master key + salt bytes)
+    "gcm": (Policy.SRTP_PROFILE_AEAD_AES_256_GCM, 44),
+    "cm": (Policy.SRTP_PROFILE_AES128_CM_SHA1_80, 30),
+}
 
 
-async def build(mode: str, ports: list[int], mux: UdpMux) -> tuple[Fanout, list]:
+def srtp_session(profile: str = "gcm") -> Session:
+    kind, key_size = PROFILES[profile]
+    return Session(policy=Policy(key=os.urandom(key_size), ssrc_type=Policy.SSRC_ANY_OUTBOUND,
+                                 srtp_profile=kind))
+
+
+def take_all(sender: Any, start: int, count: int) -> int:
+    """A batch send strategy that makes no system call: every datagram counts as taken."""
+    return count
+
+
+async def build(mode: str, ports: list[int], mux: UdpMux, profile: str = "gcm") -> tuple[Fanout, list]:
     log = logging.LoggerAdapter(logging.getLogger("bench"), {})
     fanout = Fanout("video", TaskOwner(log), log, keyframe_min_interval=1.0)
     loop = asyncio.get_running_loop()
@@ -118,7 +134,7 @@ async def build(mode: str, ports: list[int], mux: UdpMux) -> tuple[Fanout, list]
                                                  "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 2})
     for i, port in enumerate(ports):
         addr = ("127.0.0.1", port)
-        if mode == "mux":
+        if mode.startswith("mux"):
             protocol = mux._protocol(SimpleNamespace(local_username=f"u{i:03d}"), 1, "127.0.0.1")
         else:
             transport, protocol = await loop.create_datagram_endpoint(
@@ -129,7 +145,7 @@ async def build(mode: str, ports: list[int], mux: UdpMux) -> tuple[Fanout, list]
             protocol.transport = transport
             sockets.append(transport)
         pair = SimpleNamespace(protocol=protocol, remote_addr=addr)
-        dtls = SimpleNamespace(_state=DtlsState.CONNECTED, _tx_srtp=srtp_session(),
+        dtls = SimpleNamespace(_state=DtlsState.CONNECTED, _tx_srtp=srtp_session(profile),
                                transport=SimpleNamespace(_connection=SimpleNamespace(_nominated={1: pair})))
         port_ = SenderPort(StandInSender(1000 + 2 * i, dtls), on_nack=lambda lost: None,
                            on_keyframe_request=lambda: None)
@@ -167,7 +183,7 @@ async def one_round(fanout: Fanout, mux: UdpMux, count: int) -> float:
 
 STAGES = {
     "fan-out loop (header rewrite, bookkeeping)": ("fanout.py", "on_packet"),
-    "SenderPort.send (checks, counters)": ("aiortc_bridge.py", "send"),
+    "SenderPort.send (checks, counters)": ("sender_port.py", "send"),
     "SRTP protect (pylibsrtp + libsrtp)": ("__init__.py", "protect"),
     "SRTP protect (pylibsrtp wrapper)": ("__init__.py", "_Session__process"),
     "libsrtp srtp_protect (C)": ("~", "<built-in method"),
@@ -184,7 +200,7 @@ def stage_table(profile: cProfile.Profile, copies: int) -> list[tuple[str, float
         label = name
         if "srtp_protect" in name or "sendmmsg" in name or ("sendto" in name and "method" in name):
             label = name
-        elif filename.endswith(("fanout.py", "aiortc_bridge.py", "batched_send.py", "udp_mux.py",
+        elif filename.endswith(("fanout.py", "sender_port.py", "batched_send.py", "udp_mux.py",
                                 "__init__.py", "selector_events.py", "packet_history.py", "rtp_payloads.py")):
             label = f"{Path(filename).name}:{name}"
         else:
@@ -200,22 +216,24 @@ async def run(args: argparse.Namespace) -> None:
     drain = subprocess.Popen([sys.executable, "-c", DRAIN, *map(str, ports)], stdout=subprocess.PIPE)
     assert drain.stdout is not None and drain.stdout.readline().strip() == b"ready"
     mux = await UdpMux.open("127.0.0.1", 0)
+    quiet = await UdpMux.open("127.0.0.1", 0, send=take_all)
+    muxes = {"mux": mux, "ports": mux, "mux-python": quiet}
     try:
-        built = {mode: await build(mode, ports, mux) for mode in ("mux", "ports")}
-        results: dict[str, list[float]] = {"mux": [], "ports": []}
+        built = {mode: await build(mode, ports, muxes[mode], args.srtp) for mode in muxes}
+        results: dict[str, list[float]] = {mode: [] for mode in muxes}
         for mode in built:  # warm up: SRTP sessions, sockaddr cache, the keyframe gate
-            await one_round(built[mode][0], mux, 200)
+            await one_round(built[mode][0], muxes[mode], 200)
         for _ in range(args.rounds):
-            for mode in ("mux", "ports"):
-                results[mode].append(await one_round(built[mode][0], mux, args.packets))
+            for mode in muxes:
+                results[mode].append(await one_round(built[mode][0], muxes[mode], args.packets))
         print(f"\n{args.viewers} viewers, {args.packets} packets x {args.rounds} rounds, "
-              f"{PAYLOAD}-byte payloads; CPU per forwarded copy (median of rounds):\n")
+              f"{PAYLOAD}-byte payloads, SRTP {args.srtp}; CPU per forwarded copy (median of rounds):\n")
         print("| send path | us per copy | syscalls per publisher packet |")
         print("|---|---|---|")
         for mode, values in results.items():
             calls = mux.sender.stats.syscalls / max(1, mux.sender.stats.datagrams) * args.viewers
-            print(f"| {mode} | {statistics.median(values) * 1e6:.2f} | "
-                  f"{f'{calls:.2f}' if mode == 'mux' else args.viewers} |")
+            syscalls = {"mux": f"{calls:.2f}", "ports": str(args.viewers), "mux-python": "0"}[mode]
+            print(f"| {mode} | {statistics.median(values) * 1e6:.2f} | {syscalls} |")
         for mode in ("mux", "ports"):
             fanout = built[mode][0]
             profile = cProfile.Profile()
@@ -234,6 +252,7 @@ async def run(args: argparse.Namespace) -> None:
                 s.close()
     finally:
         await mux.close()
+        await quiet.close()
         drain.kill()
         drain.wait()
 
@@ -243,6 +262,7 @@ def main() -> int:
     parser.add_argument("--viewers", type=int, default=50)
     parser.add_argument("--packets", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--srtp", choices=sorted(PROFILES), default="gcm")
     asyncio.run(run(parser.parse_args()))
     return 0
 

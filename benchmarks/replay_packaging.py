@@ -41,7 +41,7 @@ from mediaserver.packaging.jobs import PackagingJobs  # noqa: E402
 from mediaserver.packaging.options import PackageOptions  # noqa: E402
 from mediaserver.packaging.packager import package_recording  # noqa: E402
 from mediaserver.recording.manifest import read_manifest  # noqa: E402
-from tests.mediaserver.packaging.test_vod import make_recording  # noqa: E402
+from tests.support.recordings import make_recording  # noqa: E402
 
 CASES = [
     # name, make_recording kwargs

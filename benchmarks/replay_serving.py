@@ -51,8 +51,8 @@ from mediaserver.packaging.options import PackageOptions  # noqa: E402
 from mediaserver.packaging.packager import package_recording  # noqa: E402
 from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings  # noqa: E402
 from tests.support.s3 import aws_env, start_moto  # noqa: E402
-from tests.paywall.test_replay import install  # noqa: E402
-from tests.mediaserver.packaging.test_vod import make_recording  # noqa: E402
+from tests.support.replays import install  # noqa: E402
+from tests.support.recordings import make_recording  # noqa: E402
 
 
 async def load(urls: list[str], clients: int, seconds: float, expect: int = 200) -> list[float]:

@@ -229,20 +229,26 @@ def print_workers(cpu: Optional[dict], hop: dict) -> None:
         return
     print(f"\nserver CPU per forwarded packet, net of ingest (control plane + workers, the stream "
           f"{cpu['rate']:.0f} packets/s)")
-    print("| media workers | CPU % at 0 viewers | CPU % at N | packets/s out | us/packet |")
-    print("|---|---|---|---|---|")
+    print("| media workers | CPU % at 0 viewers | CPU % at N | packets/s out | us/packet | viewers per core |")
+    print("|---|---|---|---|---|---|")
     for server, us in cpu["us"].items():
         idle = next((v for (s, n), v in cpu["medians"].items() if s == server and n == 0), None)
         busy = next((v for (s, n), v in cpu["medians"].items() if s == server and n), None)
         if idle is None or busy is None or us is None:
-            print(f"| {server.removeprefix('stagepass-workers')} | - | - | - | - |")
+            print(f"| {server.removeprefix('stagepass-workers')} | - | - | - | - | - |")
             continue
         print(f"| {server.removeprefix('stagepass-workers')} | {idle['cpu_pct']:.1f} | {busy['cpu_pct']:.1f} | "
-              f"{busy['packets_out_per_s']:.0f} | {us:.1f} |")
+              f"{busy['packets_out_per_s']:.0f} | {us:.1f} | {viewers_per_core(us, cpu['rate']):.0f} |")
     one, two = cpu["us"].get("stagepass-workers1"), cpu["us"].get("stagepass-workers2")
     if one and two:
         print(f"\nratio 2 workers / 1 worker: {two / one:.2f} (the pipe's cost per forwarded packet: "
               f"{two - one:+.1f} us)")
+
+
+def viewers_per_core(us_per_packet: float, rate: float) -> float:
+    """How many viewers of this stream (30 fps, ``rate`` packets/s) one core forwards to at
+    this marginal cost: a viewer costs ``rate`` packets/s x ``us_per_packet``."""
+    return 1e6 / (us_per_packet * rate)
 
 
 def row(name: str, values: list[float], scale: float = 1.0) -> str:

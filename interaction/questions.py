@@ -35,7 +35,7 @@ from mediaserver.live.room import Broadcast, Room as MediaRoom
 from paywall.db import Database
 from paywall.accounts import public_names
 from paywall.catalog import lock_room
-from paywall.orders import order_facts
+from paywall.orders import paid_order
 from core.access import Refusal
 from core.timeutil import as_utc
 
@@ -173,13 +173,7 @@ class QuestionService:
         else:
             async with self._paid_lock:
                 async with self.db() as s:
-                    order = await order_facts(s, order_id, lock=True)
-                    if order is None or order.user_id != client.user_id or order.room_id != client.room_id:
-                        raise Refusal(404, "order_not_found", "no such order of yours for this room")
-                    if order.product != "question":
-                        raise Refusal(400, "wrong_product", f"order {order_id} is a {order.product}, not a question")
-                    if order.status != "paid":
-                        raise Refusal(409, "order_not_paid", f"order {order_id} is {order.status}, not paid")
+                    order = await paid_order(s, order_id, client.user_id, client.room_id, "question", lock=True)
                     used = (await s.execute(select(Question.id).where(Question.order_id == order_id))).first()
                     if used is not None:
                         raise Refusal(409, "order_used", "this order was already used for a question")

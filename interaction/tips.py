@@ -20,7 +20,7 @@ from typing import Any
 
 from core.cluster import Cluster
 from paywall.db import Database
-from paywall.orders import order_facts
+from paywall.orders import paid_order
 
 from core.access import Refusal
 
@@ -64,13 +64,7 @@ class TipService:
         if not isinstance(order_id, str) or not 1 <= len(order_id) <= 32:
             raise Refusal(400, "invalid_payload", "send {order_id} of your paid tip")
         async with self.db() as s:
-            order = await order_facts(s, order_id)
-        if order is None or order.user_id != client.user_id or order.room_id != client.room_id:
-            raise Refusal(404, "order_not_found", "no such order of yours for this room")
-        if order.product != "tip":
-            raise Refusal(400, "wrong_product", f"order {order_id} is a {order.product}, not a tip")
-        if order.status != "paid":
-            raise Refusal(409, "order_not_paid", f"order {order_id} is {order.status}, not paid")
+            order = await paid_order(s, order_id, client.user_id, client.room_id, "tip")
         message, hidden = await self._message(client, order.message or "")
         if not await self._claim(order_id):
             raise Refusal(409, "already_announced", "this tip was already announced")

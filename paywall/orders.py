@@ -33,7 +33,7 @@ from .providers import PaymentProvider
 from core.behaviour import NO_EVENTS, BehaviourSink
 from core.timeutil import as_utc, utcnow
 
-__all__ = ["OrderBook", "OrderFacts", "OrderView", "PRODUCTS", "order_facts"]
+__all__ = ["OrderBook", "OrderFacts", "OrderView", "PRODUCTS", "order_facts", "paid_order"]
 
 PRODUCTS = ("ticket", "replay", "bundle", "tip", "question")
 _GRANTS = {"ticket": ("ticket",), "replay": ("replay",), "bundle": ("ticket", "replay")}
@@ -87,6 +87,21 @@ async def order_facts(session: AsyncSession, order_id: str, lock: bool = False) 
         return None
     return OrderFacts(order.id, order.user_id, order.room_id, order.product, order.status, order.amount,
                       order.currency, order.message or "")
+
+
+async def paid_order(session: AsyncSession, order_id: str, user_id: int, room_id: int, product: str,
+                     lock: bool = False) -> OrderFacts:
+    """The order ``order_id`` (as ``order_facts`` reads it) if it is ``user_id``'s paid ``product``
+    order for room ``room_id``; else the refusal the buyer gets: 404 ``order_not_found`` (none,
+    or another user's or room's), 400 ``wrong_product``, 409 ``order_not_paid``."""
+    order = await order_facts(session, order_id, lock=lock)
+    if order is None or order.user_id != user_id or order.room_id != room_id:
+        raise Refusal(404, "order_not_found", "no such order of yours for this room")
+    if order.product != product:
+        raise Refusal(400, "wrong_product", f"order {order_id} is a {order.product}, not a {product}")
+    if order.status != "paid":
+        raise Refusal(409, "order_not_paid", f"order {order_id} is {order.status}, not paid")
+    return order
 
 
 def _view(order: Order, slug: str, coupon: Optional[str] = None) -> OrderView:

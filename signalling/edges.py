@@ -11,6 +11,12 @@ yet. Publishing here while the room is live on another node is refused with 409 
 ``live()`` is ``/api/live`` for the whole cluster: the rooms their origins report, with
 the viewers of every node; ``audience_of(room)`` is the same count for one room, read
 from the registry at every heartbeat (the dashboard's audience samples use it).
+
+``rooms`` is a ``RoomRegistry`` (media in this process) or, on a node with media workers,
+the ``WorkerRooms`` standing in its place: there ``room.pull`` runs the pull in one worker
+(``mediaserver/workers/pulls.py``), which asks this process to carry its offer (the
+``exchange`` below), and the node's other workers get the room through worker pipes; the
+cluster logic stays here either way.
 """
 
 from __future__ import annotations

@@ -205,7 +205,7 @@ async def _pull(edges: Edges, room: Room) -> None:
     on the way); a failed pull is logged and the viewer waits, as for a room not yet live."""
     try:
         await edges.ensure_pull(room)
-    except (PullFailed, NegotiationFailed) as exc:
+    except (PullFailed, NegotiationFailed, WorkerGone) as exc:
         logger.warning("room %s: pulling from the origin failed: %s", room.name, exc)
     except Exception as exc:  # the node registry (the shared store) does not answer
         raise _registry_down(room.name, exc) from None

@@ -42,7 +42,7 @@ from core.access import Door
 from core.access_http import ACCESS, refusal_middleware
 from core.cluster import LocalCluster, NodeRegistry, RedisCluster
 from core.settings import Settings
-from mediaserver.ingest.rtmp_server import RtmpIngest
+from mediaserver.ingest.rtmp_server import RtmpHandover, RtmpIngest
 from mediaserver.packaging.clips import ClipLibrary
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
@@ -254,7 +254,23 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
                 room = await paywall.catalog.room_for_stream_key(key)
             return room
 
-        ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.media.rtmp_audio_bitrate)
+        async def hand_off(handover: RtmpHandover) -> None:
+            """With media workers, the encoder's connection goes on in its room's host worker."""
+            await rooms.open(handover.room).publish_rtmp(handover)  # type: ignore[union-attr]
+
+        async def live_elsewhere(room: str) -> Optional[str]:
+            """Several nodes: an encoder is refused while another node originates the room (as WHIP's 409)."""
+            try:
+                origin = await edges.origin_elsewhere(room) if edges is not None else None
+            except Exception as exc:  # as WHIP's 503: the shared registry does not answer
+                return f"the node registry does not answer ({type(exc).__name__}); try again"
+            if origin is None:
+                return None
+            return f"room {room!r} is live on node {origin.id} ({origin.info.get('url', '?')}); publish there"
+
+        ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.media.rtmp_audio_bitrate,
+                            hand_off=hand_off if isinstance(rooms, WorkerRooms) else None,
+                            may_publish=live_elsewhere if edges is not None else None)
         try:
             await ingest.start(settings.server.host, settings.media.rtmp_port)
         except OSError as exc:
@@ -264,10 +280,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         yield
         await ingest.close()
 
-    if settings.media.rtmp_port and settings.media.workers > 1:
-        rtmp_log.warning("RTMP ingest is not available with media workers (--workers %d): publish over WHIP",
-                         settings.media.workers)
-    elif settings.media.rtmp_port:
+    if settings.media.rtmp_port:
         app.cleanup_ctx.append(rtmp_ctx)
     setup_routes(app)
     install_ops(app, settings, rooms, metrics, cluster, with_paywall=access is None,

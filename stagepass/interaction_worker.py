@@ -33,6 +33,7 @@ from core.cluster import Cluster, RedisCluster
 from core.heap import freeze_startup_heap, gc_pauses
 from core.logs import setup_logging
 from core.settings import Settings
+from core.socket_handover import receive_handed
 from insight.store import EventStore
 from interaction.assembly import Interaction
 from interaction.live_clock import BroadcastClocks
@@ -102,18 +103,16 @@ class Worker:
 
     def _readable(self) -> None:
         try:
-            data, fds, _flags, _addr = socket.recv_fds(self.channel, MAX_HANDSHAKE, 1)
+            message = receive_handed(self.channel, MAX_HANDSHAKE)
         except BlockingIOError:
             return
-        except OSError:
-            data, fds = b"", []
-        if not data and not fds:  # the control plane is gone: end, writing what is queued
+        if message is None:  # the control plane is gone: end, writing what is queued
             asyncio.get_running_loop().remove_reader(self.channel.fileno())
             self.stopped.set()
             return
-        if not fds:
+        data, sock = message
+        if sock is None:
             return
-        sock = socket.socket(fileno=fds[0])
         task = asyncio.create_task(self._adopt(sock, data))
         self._adopting.add(task)
         task.add_done_callback(self._adopting.discard)

@@ -36,9 +36,10 @@ from typing import AsyncIterator, Awaitable, Callable, Optional
 
 from aiohttp import web
 
+from core.child_processes import ChildProcesses
 from core.cluster import Cluster
 from core.settings import Settings
-from core.tasks import TaskOwner
+from core.socket_handover import hand_over
 from interaction.live_clock import publish_clocks
 
 __all__ = ["InteractionWorkers", "install_interaction_workers", "interaction_cluster", "worker_metrics"]
@@ -71,19 +72,22 @@ class InteractionWorkers:
         self.settings = settings
         self.workers = [_Worker(i) for i in range(count)]
         self.bus_path = bus_path
-        self.tasks = TaskOwner(log)
         self.handed = 0
-        self._closing = False
+        # a clean exit (status 0) is a worker stopped on purpose (SIGTERM or SIGINT to the process group)
+        self._children = ChildProcesses("interaction worker", log, self._spawn, exited=self._exited,
+                                        restart_delay=lambda lived: RESTART_DELAY, restart_clean_exit=False,
+                                        stop_timeout=STOP_TIMEOUT)
 
     # ------------------------------------------------------------ processes
     async def start(self) -> None:
         for worker in self.workers:
-            await self._spawn(worker)
+            await self._children.start(worker.index)
         await asyncio.wait_for(asyncio.gather(*(w.ready.wait() for w in self.workers)), START_TIMEOUT)
         log.info("%d interaction workers serve Socket.IO WebSockets (pids %s)", len(self.workers),
                  ", ".join(str(w.pid) for w in self.workers))
 
-    async def _spawn(self, worker: _Worker) -> None:
+    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
+        worker = self.workers[index]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         worker.ready.clear()
         worker.connections = 0
@@ -91,6 +95,7 @@ class InteractionWorkers:
             sys.executable, "-m", "stagepass.interaction_worker", str(theirs.fileno()), self.bus_path,
             stdin=asyncio.subprocess.PIPE, pass_fds=(theirs.fileno(),), cwd=ROOT)
         theirs.close()
+        self._children.register(index, worker.process)
         assert worker.process.stdin is not None
         worker.process.stdin.write(pickle.dumps(self.settings))
         await worker.process.stdin.drain()
@@ -98,7 +103,7 @@ class InteractionWorkers:
         ours.setblocking(False)
         worker.channel = ours
         asyncio.get_running_loop().add_reader(ours.fileno(), self._reported, worker)
-        self.tasks.spawn(self._watch(worker, worker.process), name=f"interaction-worker-{worker.index}")
+        return worker.process
 
     def _reported(self, worker: _Worker) -> None:
         assert worker.channel is not None
@@ -121,16 +126,10 @@ class InteractionWorkers:
             worker.connections = int(message["connections"])
             worker.gc_seconds = float(message.get("gc_seconds", 0.0))
 
-    async def _watch(self, worker: _Worker, process: asyncio.subprocess.Process) -> None:
-        """Start a worker again when it dies (its sockets' clients reconnect)."""
-        code = await process.wait()
-        self._forget(worker)
-        if self._closing or code == 0:  # stopped on purpose (SIGTERM or SIGINT to the process group)
-            return
-        log.error("interaction worker %d (pid %d) exited with %s; starting it again", worker.index, process.pid, code)
-        await asyncio.sleep(RESTART_DELAY)
-        if not self._closing:
-            await self._spawn(worker)
+    async def _exited(self, index: int, code: Optional[int]) -> None:
+        """A worker exited: its channel goes; ``ChildProcesses`` starts it again (its sockets'
+        clients reconnect)."""
+        self._forget(self.workers[index])
 
     def _forget(self, worker: _Worker) -> None:
         worker.ready.clear()
@@ -144,20 +143,7 @@ class InteractionWorkers:
 
     async def close(self) -> None:
         """SIGTERM every worker (each writes its queued rows), SIGKILL after ``STOP_TIMEOUT``."""
-        self._closing = True
-        for worker in self.workers:
-            if worker.process is not None and worker.process.returncode is None:
-                worker.process.terminate()
-        for worker in self.workers:
-            if worker.process is None:
-                continue
-            try:
-                await asyncio.wait_for(worker.process.wait(), STOP_TIMEOUT)
-            except asyncio.TimeoutError:
-                log.error("interaction worker %d did not stop; killing it", worker.index)
-                worker.process.kill()
-                await worker.process.wait()
-        await self.tasks.close()
+        await self._children.close()
         for worker in self.workers:
             self._forget(worker)
 
@@ -165,8 +151,7 @@ class InteractionWorkers:
     def hand_over(self, request: web.Request) -> bool:
         """Pass the request's connection to a worker; False if none could take it."""
         transport = request.transport
-        sock = transport.get_extra_info("socket") if transport is not None else None
-        if sock is None:
+        if transport is None or transport.get_extra_info("socket") is None:
             return False
         head = [f"{request.method} {request.raw_path} HTTP/{request.version.major}.{request.version.minor}\r\n".encode()]
         head += [name + b": " + value + b"\r\n" for name, value in request.raw_headers]
@@ -175,14 +160,12 @@ class InteractionWorkers:
                              key=lambda w: w.connections):
             assert worker.channel is not None
             try:
-                socket.send_fds(worker.channel, [data], [sock.fileno()])
-            except (BlockingIOError, OSError) as exc:
+                hand_over(worker.channel, data, transport)  # the worker holds the connection now
+            except OSError as exc:
                 log.warning("interaction worker %d cannot take a connection (%s)", worker.index, exc)
                 continue
             worker.connections += 1
             self.handed += 1
-            # the worker holds the connection now: drop ours without a FIN (its copy keeps it open)
-            transport.abort()
             return True
         return False
 

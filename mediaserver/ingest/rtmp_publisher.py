@@ -63,6 +63,7 @@ class RtmpPublisher:
         self.codecs: dict[str, str] = {"video": "H264", "audio": "OPUS"}
         self._fanouts = fanouts
         self._on_closed = on_closed
+        self._close_listeners: list[Callable[[], Awaitable[None]]] = []
         self._disconnect = disconnect
         self._stale_after = stale_after
         self._opus_bitrate = opus_bitrate
@@ -135,6 +136,15 @@ class RtmpPublisher:
             await asyncio.to_thread(self._audio_worker.shutdown, True, cancel_futures=True)
         self.log.info("closed (%d video, %d audio tags forwarded)", self.frames["video"], self.frames["audio"])
         await self._on_closed(self)
+        for listener in self._close_listeners:
+            try:
+                await listener()
+            except Exception:
+                self.log.exception("close listener failed")
+
+    def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
+        """Call ``listener`` once this publisher closed (a media worker tells its control plane)."""
+        self._close_listeners.append(listener)
 
     # -------------------------------------------------------- the encoder's side
     def on_video(self, timestamp_ms: int, tag: bytes) -> None:

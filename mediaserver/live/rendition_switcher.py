@@ -60,14 +60,24 @@ class RenditionSwitcher:
     async def run(self) -> None:
         while True:
             await asyncio.sleep(self.INTERVAL)
-            for viewer, rendition in self.step():
-                direction = "up" if (viewer.rendition, rendition) in (("low", "full"), ("audio", "low")) else "down"
-                try:
-                    await self._switch(viewer, rendition)
-                except Exception:  # one viewer's switch never stops the others'
-                    self._log.exception("viewer %s: the switch to %s failed", viewer.id[:8], rendition)
-                else:
-                    self.switches[direction] += 1
+            await self.make(self.step())
+
+    async def make(self, switches: list[tuple[Viewer, str]]) -> None:
+        """Make the switches of one pass, counting each in ``switches`` as it takes effect.
+
+        A switch moves the viewer at once and may then wait (stopping a low rendition
+        nobody watches any more joins its encoder thread): it is counted before that wait,
+        so /metrics never shows a viewer moved without its switch; one that fails without
+        moving the viewer is not counted."""
+        for viewer, rendition in switches:
+            direction = "up" if (viewer.rendition, rendition) in (("low", "full"), ("audio", "low")) else "down"
+            self.switches[direction] += 1
+            try:
+                await self._switch(viewer, rendition)
+            except Exception:  # one viewer's switch never stops the others'
+                if viewer.rendition != rendition:
+                    self.switches[direction] -= 1
+                self._log.exception("viewer %s: the switch to %s failed", viewer.id[:8], rendition)
 
     def step(self) -> list[tuple[Viewer, str]]:
         """One pass: the switches to make now."""

@@ -95,6 +95,8 @@ class Room:
         #: opened has seen no media: discarded if it leaves without sending any
         self._unconfirmed: Optional[tuple[LivePublisher, Optional[Broadcast]]] = None
         self._publish_lock = asyncio.Lock()
+        #: a pulled source that stays without viewers here (``pull(held=True)``)
+        self._held: Optional[LivePublisher] = None
         self._closed = False
         #: kind -> totals of the viewers that left (NACKed sequence numbers, payload bytes),
         #: so the room's totals only grow
@@ -198,10 +200,12 @@ class Room:
         self.log.info("publisher %s accepted", publisher.id[:8])
         return started
 
-    async def pull(self, origin: str, exchange: Exchange) -> LivePublisher:
+    async def pull(self, origin: str, exchange: Exchange, held: bool = False) -> LivePublisher:
         """Make this room an edge of node ``origin``: its source becomes an ``EdgeSource``
         negotiated through ``exchange``, unless a live source is already here (returned).
-        An edge neither opens a broadcast nor records: the origin does both."""
+        An edge neither opens a broadcast nor records: the origin does both. ``held``: the
+        pull stays when the room's last viewer here leaves (a media worker's pull serves
+        the node's other workers too: the control plane lets go of it)."""
         async with self._publish_lock:
             if self.publisher is not None and not self.publisher.is_stale():
                 return self.publisher
@@ -212,6 +216,7 @@ class Room:
                 await source.close()
                 raise
             await self._take_source(source, origin)
+            self._held = source if held else None
         self.log.info("pulling from node %s as edge source %s", origin, source.id[:8])
         return source
 
@@ -362,6 +367,7 @@ class Room:
         if session is self.publisher:
             self.publisher = None
             self.origin = None
+            self._held = None
             self.log.info("publisher %s left", session.id[:8])
             if self._unconfirmed is not None and self._unconfirmed[0] is session:
                 await self._discard_unconfirmed(session)
@@ -372,7 +378,8 @@ class Room:
                 self.departed_octets[kind] = self.departed_octets.get(kind, 0) + n
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
             await self._stop_unwatched_rendition()
-            if self.origin is not None and not self.subscribers and self.publisher is not None:
+            if (self.origin is not None and not self.subscribers and self.publisher is not None
+                    and self.publisher is not self._held):
                 self.log.info("last viewer left: letting go of origin %s", self.origin)
                 self.tasks.spawn(self.publisher.close(), name="let-go-of-origin")
 

@@ -9,12 +9,19 @@ installed for libsrtp; nothing is compiled at install time). Where ``sendmmsg`` 
 Datagrams are written into slots of one preallocated buffer (the *arena*) that the
 ``sendmmsg`` vectors point at, so a datagram costs no Python object: ``add_transformed``
 copies the RTP packet into its slot and lets a C function rewrite it in place there
-(libsrtp's ``srtp_protect``: the SRTP packet never exists as ``bytes``).
+(libsrtp's ``srtp_protect``: the SRTP packet never exists as ``bytes``). Given the fields of
+an RTP fixed header, it writes that header into the slot in front of the data, so a
+viewer's copy of a packet (its own header, the payload everyone shares) is never joined
+into a ``bytes`` either. A slot's address and length vectors are only written when they
+change: a viewer's copies tend to take the same slot packet after packet.
 
 Semantics, whatever the strategy:
 
 * ``add(data, addr)`` / ``add_transformed`` queue a datagram and schedule one ``flush``
-  at the end of the current loop turn (``call_soon``); a full arena flushes at once;
+  at the end of the current loop turn (``call_soon``); a full arena flushes at once.
+  Between ``hold()`` and ``release()`` (a received packet being fanned out) the flush
+  is instead made by ``release``: the copies leave without an event-loop iteration
+  of their own, one fewer per publisher packet;
 * a batch the kernel takes only in part (``sendmmsg`` returns a count) is continued
   from the first datagram it did not take;
 * a full socket buffer (``EAGAIN``) moves what is left to a backlog sent when the socket
@@ -35,8 +42,10 @@ import struct
 import sys
 from typing import Any, Callable, Optional
 
-__all__ = ["BatchSend", "BatchedSender", "SLOT_SIZE", "SenderStats", "best_sender",
-           "mmsg_sender", "sendto_sender"]
+from mediaserver.sfu.rtp_payloads import RTP_HEADER
+
+__all__ = ["BatchSend", "BatchedSender", "SLOT_SIZE", "SenderStats", "best_sender", "hold",
+           "mmsg_sender", "release", "sendto_sender"]
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +86,34 @@ def _libc() -> tuple[Any, Any]:
 
 
 _FFI, _LIBC = _libc()
+_pack_header_into = RTP_HEADER.pack_into
+#: callers between ``hold`` and ``release`` now, and the senders with datagrams queued
+#: meanwhile (flushed by the last ``release``)
+_holds = 0
+_held: list["BatchedSender"] = []
+
+
+def hold() -> None:
+    """The caller calls ``release`` before it returns to the event loop: datagrams queued
+    until then leave at that ``release`` (not in a loop iteration of their own)."""
+    global _holds
+    _holds += 1
+
+
+def release() -> None:
+    """The end of a ``hold``: the last one flushes every sender with datagrams queued. A
+    flush that fails is logged, as the event loop would have for a scheduled one, so the
+    caller (a publisher's receive path) goes on."""
+    global _holds
+    _holds -= 1
+    if not _holds and _held:
+        senders = _held.copy()
+        _held.clear()
+        for sender in senders:
+            try:
+                sender.flush()
+            except Exception:
+                logger.exception("flushing a batch of %d datagrams failed", sender.count)
 
 
 class SenderStats:
@@ -117,8 +154,12 @@ class BatchedSender:
         # sets fields through them instead of indexing the arrays (a new cdata each time)
         self._iov_at = [self._iovs + i for i in range(MAX_BATCH)]
         self._hdr_at = [ffi.addressof(self.hdrs[i], "msg_hdr") for i in range(MAX_BATCH)]
+        self._view = memoryview(self._buffer)
         self._lengths = [0] * MAX_BATCH
         self.addrs: list[Any] = [None] * MAX_BATCH
+        # the sockaddr each slot's header points at, kept alive while it does (the address
+        # cache may drop it meanwhile)
+        self._slot_names: list[Any] = [None] * MAX_BATCH
         self._names: dict[Any, tuple[Any, int]] = {}
         self._len_p = ffi.new("int *")
         self.count = 0  #: datagrams in the arena
@@ -135,20 +176,31 @@ class BatchedSender:
         """Queue one datagram; it leaves at the end of this loop turn."""
         self.add_transformed(data, addr, None, None, 0)
 
-    def add_transformed(self, data: bytes, addr: Any, transform: Any, context: Any, room: int) -> None:
+    def add_transformed(self, data: bytes, addr: Any, transform: Any, context: Any, room: int,
+                        header: Optional[tuple[int, int, int, int, int]] = None) -> None:
         """Queue ``data`` rewritten in place in its slot by the C function
         ``transform(context, char *buffer, int *length)`` (e.g. libsrtp's ``srtp_protect``,
-        which appends up to ``room`` bytes; None: as is). Raises ``ValueError`` if ``data``
-        plus ``room`` does not fit a slot, ``OSError`` if ``transform`` returns non-zero."""
+        which appends up to ``room`` bytes; None: as is). ``header``: the fields of an RTP
+        fixed header (``RTP_HEADER``) written in front of ``data`` in the slot. Raises
+        ``ValueError`` if the datagram plus ``room`` does not fit a slot, ``OSError`` if
+        ``transform`` returns non-zero."""
         i = self.count
         if i == MAX_BATCH:
             self.flush()
             i = self.count
-        n = len(data)
-        if n + room > SLOT_SIZE:
-            raise ValueError("packet is too long")
         off = i * SLOT_SIZE
-        self._buffer[off:off + n] = data
+        if header is None:
+            n = len(data)
+            if n + room > SLOT_SIZE:
+                raise ValueError("packet is too long")
+            self._view[off:off + n] = data
+        else:
+            n = 12 + len(data)
+            if n + room > SLOT_SIZE:
+                raise ValueError("packet is too long")
+            view = self._view
+            _pack_header_into(view, off, *header)
+            view[off + 12:off + n] = data
         if transform is not None:
             len_p = self._len_p
             len_p[0] = n
@@ -156,16 +208,22 @@ class BatchedSender:
             if status:
                 raise OSError(f"transform failed with status {status}")
             n = len_p[0]
-        self._iov_at[i].iov_len = self._lengths[i] = n
-        name = self._names.get(addr) or self._sockaddr(addr)
-        hdr = self._hdr_at[i]
-        hdr.msg_name = name[0]
-        hdr.msg_namelen = name[1]
-        self.addrs[i] = addr
+        if self._lengths[i] != n:
+            self._iov_at[i].iov_len = self._lengths[i] = n
+        if self.addrs[i] is not addr:
+            name = self._names.get(addr) or self._sockaddr(addr)
+            hdr = self._hdr_at[i]
+            hdr.msg_name = name[0]
+            hdr.msg_namelen = name[1]
+            self.addrs[i] = addr
+            self._slot_names[i] = name
         self.count = i + 1
         if not self._scheduled:
             self._scheduled = True
-            self._loop.call_soon(self.flush)
+            if _holds:
+                _held.append(self)
+            else:
+                self._loop.call_soon(self.flush)
 
     def _sockaddr(self, addr: Any) -> tuple[Any, int]:
         if len(self._names) > 65536:

@@ -3,7 +3,9 @@
 Sequence numbers and timestamps are offset per viewer (``seq_delta``, ``ts_delta``), in
 *segments* that each start on a keyframe, so a viewer's stream stays contiguous across drops,
 publisher reconnects and rendition switches; the header extension block the viewer negotiated
-(mid, abs-send-time) is precomputed once.
+(mid, abs-send-time) is precomputed once, as an ``ExtensionLayout`` shared by every viewer
+that negotiated the same one, so the fanout builds the part of a packet after the fixed
+header once per layout, not once per viewer.
 """
 
 from __future__ import annotations
@@ -15,7 +17,22 @@ from typing import Optional
 from mediaserver.sfu.aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream, SenderPort
 from mediaserver.sfu.retransmission import ViewerNacks
 
-__all__ = ["Downstream"]
+__all__ = ["Downstream", "ExtensionLayout", "packet_tail"]
+
+#: ``(before, abs_send_time, after)``: the header extension block a viewer negotiated, around
+#: the 3-byte abs-send-time value when it uses one. Interned: viewers with the same block
+#: share one object, so the fanout tells them apart by identity.
+ExtensionLayout = tuple[bytes, bool, bytes]
+_LAYOUTS: dict[ExtensionLayout, ExtensionLayout] = {}
+
+
+def packet_tail(layout: ExtensionLayout, abs_send: bytes, payload: bytes) -> bytes:
+    """What follows the fixed header in a copy sent with ``layout``: extensions, payload.
+    With no extension block this is ``payload`` itself (no copy)."""
+    before, uses_abs, after = layout
+    if uses_abs:
+        return b"".join((before, abs_send, after, payload))
+    return before + after + payload if before or after else payload
 
 
 class Downstream:
@@ -23,10 +40,10 @@ class Downstream:
 
     __slots__ = (
         "port", "label", "ssrc", "rtx_ssrc", "payload_types", "rtx_payload_types",
-        "clock_rates", "first_byte", "ext_prefix", "ext_suffix", "uses_abs",
+        "clock_rates", "first_byte",
         "waiting", "generation", "pt", "seq_delta", "ts_delta", "last_vseq", "last_vts",
         "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec",
-        "start_ext", "nacks", "send_errors", "left_at",
+        "start_ext", "nacks", "send_errors", "left_at", "layout",
     )
 
     def __init__(self, port: SenderPort, stream: NegotiatedStream, label: str) -> None:
@@ -74,15 +91,14 @@ class Downstream:
         elements = b""
         if mid_id and mid:
             elements += bytes([(mid_id << 4) | (len(mid) - 1)]) + mid
-        self.uses_abs = bool(abs_id)
         body_len = len(elements) + (4 if abs_id else 0)
-        if body_len == 0:
-            self.first_byte = 0x80
-            self.ext_prefix = self.ext_suffix = b""
-            return
-        words = (body_len + 3) // 4
-        self.first_byte = 0x90  # V=2, X=1
-        self.ext_prefix = b"\xbe\xde" + words.to_bytes(2, "big") + elements
-        if abs_id:
-            self.ext_prefix += bytes([(abs_id << 4) | 2])
-        self.ext_suffix = b"\x00" * (words * 4 - body_len)
+        layout: ExtensionLayout = (b"", False, b"")
+        self.first_byte = 0x80
+        if body_len:
+            words = (body_len + 3) // 4
+            self.first_byte = 0x90  # V=2, X=1
+            before = b"\xbe\xde" + words.to_bytes(2, "big") + elements
+            if abs_id:
+                before += bytes([(abs_id << 4) | 2])
+            layout = (before, bool(abs_id), b"\x00" * (words * 4 - body_len))
+        self.layout = _LAYOUTS.setdefault(layout, layout)

@@ -1,10 +1,12 @@
 """``Fanout``: forwards one publisher track's RTP packets to every viewer of a room.
 
-Forward, never transcode: each publisher packet's payload is reused as is. Per viewer the
-fanout only writes a 12-byte header (that viewer's SSRC, payload type, sequence number
-and timestamp offsets) plus the header extensions that viewer negotiated, then SRTP and
-``sendto`` (``SenderPort``). No task switch, no copy of the payload into a new packet
-object, no packetizer.
+Forward, never transcode: each publisher packet's payload is reused as is. The part of a
+copy after its fixed header (the header extensions a viewer negotiated, abs-send-time, the
+payload) is built once per packet for all viewers with the same extensions; per viewer the
+fanout only gives the fields of a 12-byte header (that viewer's SSRC, payload type,
+sequence number and timestamp offsets) to ``SenderPort.send``, which writes both into the
+UDP mux's ``sendmmsg`` batch for SRTP in place. No task switch, no copy of the payload
+into a new packet object, no packetizer.
 
 Per viewer a ``Downstream`` (``downstream.py``) holds the rewrite state:
 
@@ -47,10 +49,10 @@ from typing import Awaitable, Callable, Optional
 
 from aiortc.rtp import RtpPacket
 
-from mediaserver.sfu.downstream import Downstream
+from mediaserver.sfu.downstream import Downstream, packet_tail
 from mediaserver.sfu.keyframe_requester import KeyframeRequester
 from mediaserver.sfu.packet_history import PacketHistory
-from mediaserver.sfu.nack_answers import RTP_HEADER, NackAnswers
+from mediaserver.sfu.nack_answers import NackAnswers
 from mediaserver.sfu.retransmission import LATE_LIMIT, extend_seq
 from mediaserver.sfu.rtp_payloads import is_keyframe_start
 from mediaserver.sfu.samples import SampleRing
@@ -293,8 +295,11 @@ class Fanout(NackAnswers):
             stats.delays.append(time.perf_counter() - arrival)
             self._to_sinks(packet, codec, gen, sink_keyframe)
             return
-        pack = RTP_HEADER.pack
         sent = 0
+        layout: object = None
+        tail = payload
+        size = len(payload)
+        mark = marker << 7
         for d in self._downstreams:
             if d.waiting or d.generation != gen:
                 if not d.port.ready():
@@ -306,19 +311,16 @@ class Fanout(NackAnswers):
                     continue
                 if start != ext and not self._send_earlier(d, start, ext, ntp, rtp, abs_send):
                     continue
+            if d.layout is not layout:  # the same for (nearly) every viewer: built once
+                layout = d.layout
+                tail = packet_tail(d.layout, abs_send, payload)
             vseq = (seq + d.seq_delta) & 0xFFFF
             vts = (ts + d.ts_delta) & 0xFFFFFFFF
-            data = b"".join((
-                pack(d.first_byte, (marker << 7) | d.pt, vseq, vts, d.ssrc),
-                d.ext_prefix,
-                abs_send if d.uses_abs else b"",
-                d.ext_suffix,
-                payload,
-            ))
             try:
-                delivered = d.port.send(data, len(payload), ntp, (rtp + d.ts_delta) & 0xFFFFFFFF)
+                delivered = d.port.send((d.first_byte, mark | d.pt, vseq, vts, d.ssrc), tail, size, ntp,
+                                        (rtp + d.ts_delta) & 0xFFFFFFFF)
             except Exception as exc:  # this packet is lost for this viewer, nothing more
-                self._send_failed(d, data, exc)
+                self._send_failed(d, 12 + len(tail), exc)
                 continue
             if delivered:
                 d.last_vseq = vseq
@@ -351,20 +353,16 @@ class Fanout(NackAnswers):
         """A packet that fills a gap (reordered, or the publisher's retransmission): to the
         viewers that already got what came after it, never as a place to start."""
         payload = packet.payload
+        mark = packet.marker << 7
         sent = 0
         for d in self._downstreams:
             if d.waiting or d.generation != gen or ext < d.start_ext or d.last_vseq is None:
                 continue
             vseq = (packet.sequence_number + d.seq_delta) & 0xFFFF
             vts = (packet.timestamp + d.ts_delta) & 0xFFFFFFFF
-            data = b"".join((
-                RTP_HEADER.pack(d.first_byte, (packet.marker << 7) | d.pt, vseq, vts, d.ssrc),
-                d.ext_prefix,
-                abs_send if d.uses_abs else b"",
-                d.ext_suffix,
-                payload,
-            ))
-            if self._send_to(d, data, len(payload), ntp, (rtp + d.ts_delta) & 0xFFFFFFFF):
+            if self._send_to(d, (d.first_byte, mark | d.pt, vseq, vts, d.ssrc),
+                             packet_tail(d.layout, abs_send, payload), len(payload), ntp,
+                             (rtp + d.ts_delta) & 0xFFFFFFFF):
                 sent += 1
         self.stats.packets_out += sent
 
@@ -390,11 +388,9 @@ class Fanout(NackAnswers):
             _, _, ts, marker, payload, _, _ = history.get(e)  # type: ignore[misc]
             vseq = (e + d.seq_delta) & 0xFFFF
             vts = (ts + d.ts_delta) & 0xFFFFFFFF
-            data = b"".join((
-                RTP_HEADER.pack(d.first_byte, (marker << 7) | d.pt, vseq, vts, d.ssrc),
-                d.ext_prefix, abs_send if d.uses_abs else b"", d.ext_suffix, payload,
-            ))
-            if not self._send_to(d, data, len(payload), ntp, (rtp + d.ts_delta) & 0xFFFFFFFF):
+            if not self._send_to(d, (d.first_byte, (marker << 7) | d.pt, vseq, vts, d.ssrc),
+                                 packet_tail(d.layout, abs_send, payload), len(payload), ntp,
+                                 (rtp + d.ts_delta) & 0xFFFFFFFF):
                 d.dropped += 1
                 self.stats.dropped += 1
                 d.waiting = True
@@ -402,21 +398,22 @@ class Fanout(NackAnswers):
             d.last_vseq, d.last_vts = vseq, vts
         return True
 
-    def _send_to(self, d: Downstream, data: bytes, payload_size: int, ntp: int, vts: int) -> bool:
+    def _send_to(self, d: Downstream, header: tuple[int, int, int, int, int], tail: bytes,
+                 payload_size: int, ntp: int, vts: int) -> bool:
         try:
-            return d.port.send(data, payload_size, ntp, vts)
+            return d.port.send(header, tail, payload_size, ntp, vts)
         except Exception as exc:
-            self._send_failed(d, data, exc)
+            self._send_failed(d, 12 + len(tail), exc)
             return False
 
-    def _send_failed(self, d: Downstream, data: bytes, exc: Exception) -> None:
+    def _send_failed(self, d: Downstream, size: int, exc: Exception) -> None:
         """A send that raised (SRTP refusing a packet, a socket error) costs that packet for
         that viewer; the viewer NACKs it if it cares. Logged on the first and every 100th."""
         d.send_errors += 1
         self.stats.send_errors += 1
         if d.send_errors % 100 == 1:
             self._logger.warning("viewer %s: a %d-byte packet was not sent (%s: %s; %d so far)",
-                                 d.label, len(data), type(exc).__name__, exc, d.send_errors)
+                                 d.label, size, type(exc).__name__, exc, d.send_errors)
 
     def _refuse_late(self, ext: int, seq: int) -> bool:
         """True for a packet at or behind the newest that must not be forwarded: a copy of

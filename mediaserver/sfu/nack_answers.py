@@ -17,10 +17,10 @@ from typing import Optional
 
 from mediaserver.sfu.downstream import Downstream
 from mediaserver.sfu.retransmission import LATE_LIMIT, MAX_HOLD, PLAYOUT_WINDOW, extend_seq
+from mediaserver.sfu.rtp_payloads import RTP_HEADER
 
-__all__ = ["NackAnswers", "RTP_HEADER"]
+__all__ = ["NackAnswers"]
 
-RTP_HEADER = struct.Struct("!BBHII")
 _RTX_HEADER = struct.Struct("!BBHIIH")
 _MIN_RESEND_INTERVAL = 0.01
 _DEFAULT_RTT = 0.1  # until a viewer's receiver report measured it (libwebrtc's default)
@@ -106,7 +106,7 @@ class NackAnswers:
         try:
             resent = d.port.retransmit(header + payload)
         except Exception as exc:
-            self._send_failed(d, header + payload, exc)
+            self._send_failed(d, len(header) + len(payload), exc)
             return
         if resent:
             d.retransmitted += 1

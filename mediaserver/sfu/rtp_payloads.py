@@ -8,7 +8,13 @@ viewer.
 
 from __future__ import annotations
 
-__all__ = ["is_keyframe_start"]
+import struct
+
+__all__ = ["RTP_HEADER", "is_keyframe_start"]
+
+#: the RTP fixed header without CSRCs (RFC 3550 5.1): first byte (V, P, X, CC), marker and
+#: payload type, sequence number, timestamp, SSRC
+RTP_HEADER = struct.Struct("!BBHII")
 
 # H.264 NAL unit types (RFC 6184)
 _NAL_IDR = 5

@@ -35,6 +35,7 @@ from aiortc.rtp import RtpPacket
 
 from core.logs import context_logger
 from core.tasks import TaskOwner
+from mediaserver.sfu.batched_send import hold, release
 from mediaserver.sfu.codecs import FORWARDED_CODECS
 from mediaserver.sfu.fanout import Fanout
 
@@ -244,7 +245,11 @@ class PipeSource:
             self._bytes += len(body)
             name = CODECS[codec]
             self.codecs[KINDS[kind_index]] = name
-            fanout.on_packet(packet, name, now)
+            hold()  # its copies leave when the fanout returns (as the publisher's tap does)
+            try:
+                fanout.on_packet(packet, name, now)
+            finally:
+                release()
         elif kind == SENDER_REPORT:
             ntp, rtp, rate = struct.unpack_from("!QII", body)
             fanout.on_sender_report(ntp, rtp, rate)

@@ -7,38 +7,55 @@ A ``WorkerRoom`` places sessions and keeps what the control plane must know at o
 sessions, its broadcast); the rest (live, phase, recording, counters) comes from the
 workers' snapshots, every half second.
 
-Placement: a room's publisher goes to the worker that hosts the room (where its broadcast
-is open and recorded), or, for a room hosted nowhere, to the least-loaded worker, which
-then hosts it. A viewer goes to the least-loaded worker (fewest sessions, then lowest
-index). A worker with viewers of a room it does not host relays it: the control plane
-opens a pipe (``pipe.py``) from the host, once per room and worker, when the first viewer
-there joins or the room gets a host; the worker says when its last viewer left
-(``pipe_idle``) and the pipe is closed at both ends.
+Placement: a room's publisher (WHIP, or an RTMP encoder whose connection is handed over,
+``publish_rtmp``) goes to the worker that hosts the room (where its broadcast is open and
+recorded), or, for a room hosted nowhere, to the least-loaded worker, which then hosts
+it. A viewer goes to the least-loaded worker (fewest sessions, then lowest index). A
+worker with viewers of a room it does not host relays it: the control plane opens a pipe
+(``pipe.py``) from the host, once per room and worker, when the first viewer there joins
+or the room gets a host; the worker says when its last viewer left (``pipe_idle``) and
+the pipe is closed at both ends.
 
 A worker that dies takes its sessions with it: each is closed here (seats given back,
 leaves reported), rooms it hosted lose their host and end their broadcast, pipes from
 or to it are dropped. Its viewers reconnect (the player does), its publisher comes back
 within ``publisher_stale_seconds`` to another worker, and the pipes follow it.
+
+On an edge node (``REDIS_URL``, the room's publisher on another node) the room's source
+is a pull from the origin in one worker, which then hosts the room (``pulls.py``); on an
+origin node, another node's pull is a viewer like any other (``relay``: not counted as a
+viewer, kept on the full rendition).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections import OrderedDict
+import json
 import logging
-from typing import Any, Awaitable, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Optional
 
 from core.logs import context_logger
 from core.settings import Settings
 from core.tasks import TaskOwner
+from mediaserver.live.edge_source import Exchange
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.room import Broadcast, LiveObserver, Room
 from mediaserver.workers.channel import RemoteError, WorkerGone
 from mediaserver.workers.links import Links
+from mediaserver.workers.pulls import Pulls, WorkerPull
 from mediaserver.workers.sessions import WorkerSession
 from mediaserver.workers.supervisor import WorkerPool
+
+if TYPE_CHECKING:  # only its type: the control plane imports pyrtmp through the ingest (which quiets its logs)
+    from mediaserver.ingest.rtmp_handover import RtmpHandover
 
 __all__ = ["WorkerRoom", "WorkerRooms"]
 
 log = logging.getLogger("stagepass.workers")
+
+#: closed sessions remembered while their reply may still be on its way
+CLOSED_EARLY_KEPT = 256
 
 _ERRORS: dict[str, type[Exception]] = {
     "RoomBusy": RoomBusy, "CodecMismatch": CodecMismatch, "NegotiationFailed": NegotiationFailed,
@@ -84,7 +101,6 @@ class _FanoutTotals:
 class WorkerRoom:
     """A room whose sessions live in workers."""
 
-    origin = None
     low = None
     switcher = None  # the rendition switches happen in the workers (not yet in /metrics with workers)
 
@@ -92,7 +108,9 @@ class WorkerRoom:
         self._rooms = rooms
         self.name = name
         self.log = context_logger("stagepass.room", name)
-        self.host: Optional[int] = None  #: the worker its publisher is on and its broadcast is open in
+        self.host: Optional[int] = None  #: the worker its publisher (or its pull) is on and its broadcast is open in
+        #: this node's pull of the room from its origin node (an edge), in worker ``host``
+        self.edge: Optional[WorkerPull] = None
         self.publisher: Optional[WorkerSession] = None
         self.subscribers: dict[str, WorkerSession] = {}
         self.broadcast: Optional[Broadcast] = None
@@ -106,12 +124,24 @@ class WorkerRoom:
 
     # ------------------------------------------------------------ state
     @property
+    def tasks(self) -> TaskOwner:
+        """The owner of the node's room tasks (a late session's close listeners)."""
+        return self._rooms.tasks
+
+    @property
     def _host_snapshot(self) -> dict:
         return self.snapshots.get(self.host, {}) if self.host is not None else {}
 
     @property
     def live(self) -> bool:
-        return self.publisher is not None and bool(self._host_snapshot.get("live"))
+        snapshot = self._host_snapshot
+        return ((self.publisher is not None and bool(snapshot.get("live")))
+                or (self.edge is not None and bool(snapshot.get("edge_live"))))
+
+    @property
+    def origin(self) -> Optional[str]:
+        """The node this room is pulled from while it is an edge here (``Room.origin``)."""
+        return self.edge.origin if self.edge is not None else None
 
     @property
     def phase(self) -> str:
@@ -149,7 +179,8 @@ class WorkerRoom:
         return _Recording(self.broadcast, state)
 
     def viewer_count(self) -> int:
-        return len(self.subscribers)
+        """Viewers watching here, not counting other nodes' pulls from this one."""
+        return sum(1 for s in self.subscribers.values() if not s.relay)
 
     def session(self, session_id: str) -> Optional[WorkerSession]:
         if self.publisher is not None and self.publisher.id == session_id:
@@ -160,15 +191,40 @@ class WorkerRoom:
         return sum(1 for s in self.subscribers.values() if s.worker == worker)
 
     # ------------------------------------------------------------ sessions
-    async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[WorkerSession, str]:
+    def _publisher_worker(self) -> int:
+        """Where a publisher goes: the host, or for a room hosted nowhere the least-loaded worker."""
         rooms = self._rooms
-        alive = rooms.pool.alive()
-        worker = self.host if self.host in alive else rooms.least_loaded()
+        return self.host if self.host in rooms.pool.alive() else rooms.least_loaded()
+
+    async def publish(self, offer_sdp: str, plan: dict[str, str]) -> tuple[WorkerSession, str]:
+        worker = self._publisher_worker()
         try:
-            result = await rooms.pool.request(worker, "publish", room=self.name, sdp=offer_sdp, plan=plan)
+            result = await self._rooms.pool.request(worker, "publish", room=self.name, sdp=offer_sdp, plan=plan)
         except RemoteError as exc:
             raise _domain_error(exc) from None
-        session = WorkerSession(rooms.pool, self, worker, result["session"], "publisher", result["ice"])
+        return await self._published(worker, result), result["answer"]
+
+    async def publish_rtmp(self, handover: "RtmpHandover") -> WorkerSession:
+        """An RTMP encoder's connection, read up to its ``publish`` here, goes on in the
+        worker a WHIP publisher would go to (``mediaserver.ingest.rtmp_server``): its
+        socket is handed over at once (``OSError``/``WorkerGone`` if it cannot be: still
+        ours), then the worker answers the encoder, ``RoomBusy`` as for WHIP."""
+        rooms = self._rooms
+        worker = self._publisher_worker()
+        ticket = next(rooms.tickets)
+        assert handover.transport is not None
+        rooms.pool.hand_over(worker, json.dumps({"ticket": ticket}).encode(), handover.transport)
+        try:
+            result = await rooms.pool.request(worker, "rtmp_publish", room=self.name, ticket=ticket,
+                                              peer=handover.peer, state=handover.state)
+        except RemoteError as exc:
+            raise _domain_error(exc) from None
+        return await self._published(worker, result)
+
+    async def _published(self, worker: int, result: dict) -> WorkerSession:
+        """The worker took a publisher: it is the room's, and that worker hosts the room."""
+        rooms = self._rooms
+        session = WorkerSession(rooms.pool, self, worker, result["session"], "publisher", result.get("ice"))
         session.codecs = result.get("codecs", {})
         previous, self.publisher = self.publisher, session
         if previous is not None and previous.worker == worker:
@@ -177,7 +233,8 @@ class WorkerRoom:
             self.host = worker
             self.log.info("hosted by media worker %d", worker)
         await rooms.links.follow_host(self)
-        return session, result["answer"]
+        await rooms.settle(session)
+        return session
 
     async def subscribe(self, offer_sdp: str, kinds: list[str]) -> tuple[WorkerSession, str]:
         rooms = self._rooms
@@ -190,7 +247,12 @@ class WorkerRoom:
         self.subscribers[session.id] = session
         self.log.info("viewer %s joined on worker %d (%d watching)", session.id[:8], worker, len(self.subscribers))
         await rooms.links.ensure(self, worker)
+        await rooms.settle(session)
         return session, result["answer"]
+
+    async def pull(self, origin: str, exchange: Exchange) -> WorkerPull:
+        """Make this room an edge of node ``origin`` (``Room.pull``), in one worker (``pulls.py``)."""
+        return await self._rooms.pulls.pull(self, origin, exchange)
 
     #: a ban ends the user's players, whichever worker they are on
     end_sessions_of = Room.end_sessions_of
@@ -200,6 +262,8 @@ class WorkerRoom:
             self.publisher = None
         elif self.subscribers.pop(session.id, None) is not None:
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
+            if not self.subscribers:
+                self._rooms.pulls.let_go(self)
 
     async def end_broadcast(self) -> None:
         if self.host is not None:
@@ -249,8 +313,8 @@ class WorkerRoom:
             "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
             "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
             "viewers": self.viewer_count(),
-            "relays": 0,
-            "origin": None,
+            "relays": len(self.subscribers) - self.viewer_count(),
+            "origin": self.origin,
             "codecs": dict(self.publisher.codecs) if self.publisher else {},
             "recording": self._host_snapshot.get("recording"),
             "fanouts": {kind: {"packets_in": t.packets_in, "packets_out": t.packets_out, "dropped": t.dropped,
@@ -268,13 +332,25 @@ class WorkerRooms:
         self._rooms: dict[str, WorkerRoom] = {}
         self.broadcast_started: list[Listener] = []
         self.broadcast_ended: list[Listener] = []
-        self.pool = WorkerPool(settings, count, self._event, self._worker_gone)
+        self.pool = WorkerPool(settings, count, self._event, self._worker_gone, self._request)
         self.links = Links(self.pool, self.get)
+        self.tickets = itertools.count(1)  #: names a connection handed to a worker in the request about it
         self.tasks = TaskOwner(log)
+        self.pulls = Pulls(self.pool, self.links, self.least_loaded, self.tasks)
         self.udp_mux = None
+        #: (worker, session id) of sessions whose ``closed`` news came before the reply that
+        #: made them (the channel resolves the reply, then reads the next line before the
+        #: waiting coroutine runs): ``settle`` ends them once they exist
+        self._closed_early: OrderedDict[tuple[int, str], None] = OrderedDict()
 
     def get(self, name: str) -> Optional[WorkerRoom]:
         return self._rooms.get(name)
+
+    async def settle(self, session: WorkerSession) -> None:
+        """End a session just made whose worker already said it closed (``_closed_early``)."""
+        if self._closed_early.pop((session.worker, session.id), False) is None:
+            session.log.info("closed in its worker before the control plane knew it")
+            await session.ended()
 
     def open(self, name: str) -> WorkerRoom:
         room = self._rooms.get(name)
@@ -286,14 +362,15 @@ class WorkerRooms:
         return iter(list(self._rooms.values()))
 
     def least_loaded(self) -> int:
-        """The running worker with the fewest sessions (publishers and viewers), then the lowest index."""
+        """The running worker with the fewest sessions (publishers, pulls from an origin node
+        and viewers), then the lowest index."""
         alive = self.pool.alive()
         if not alive:
             raise WorkerGone("no media worker is running")
         load = dict.fromkeys(alive, 0)
         for room in self._rooms.values():
-            for session in ([room.publisher] if room.publisher else []) + list(room.subscribers.values()):
-                if session.worker in load:
+            for session in [room.publisher, room.edge, *room.subscribers.values()]:
+                if session is not None and session.worker in load:
                     load[session.worker] += 1
         return min(alive, key=lambda w: (load[w], w))
 
@@ -328,12 +405,24 @@ class WorkerRooms:
             session = room.session(data["session"])
             if session is not None and session.worker == worker:
                 await session.ended()
+            elif session is None:
+                self._closed_early[(worker, data["session"])] = None
+                while len(self._closed_early) > CLOSED_EARLY_KEPT:
+                    self._closed_early.popitem(last=False)
         elif name == "broadcast_started":
             await room.started(worker, Broadcast(id=data["id"], started_at=data["started_at"]))
         elif name == "broadcast_ended":
             await room.ended(worker, data["id"])
         elif name == "pipe_idle":
             self.tasks.spawn(self.links.idle(worker, room.name, data["channel"]), name=f"pipe-idle-{room.name}")
+        elif name == "pull_closed":
+            await self.pulls.ended(room, worker, data["source"])
+
+    async def _request(self, worker: int, op: str, data: dict) -> Optional[dict]:
+        """A worker's request: ``exchange`` carries its pull's offer to the origin node."""
+        if op != "exchange":
+            raise ValueError(f"no operation {op!r}")
+        return await self.pulls.exchanges.answer(data["pull"], data["offer"])
 
     async def _worker_gone(self, worker: int) -> None:
         """Worker ``worker`` died: its sessions end here, the rooms it hosted lose their host."""
@@ -345,6 +434,9 @@ class WorkerRooms:
                 await session.ended()
             if room.host == worker:
                 await room.lost_host()
+            if room.edge is not None and room.edge.worker == worker:
+                room.log.warning("media worker %d gone: its pull from node %s ended", worker, room.edge.origin)
+                await self.pulls.ended(room, worker, room.edge.source)
 
     async def close(self) -> None:
         await self.tasks.close()
@@ -352,4 +444,7 @@ class WorkerRooms:
         for room in list(self._rooms.values()):
             for session in list(room.subscribers.values()) + ([room.publisher] if room.publisher else []):
                 await session.ended()
+            edge, room.edge = room.edge, None
+            if edge is not None:  # the edge leaves the origin's session, as one process does
+                await edge.closed()
         self._rooms.clear()

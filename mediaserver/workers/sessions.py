@@ -19,9 +19,8 @@ class WorkerSession:
     """A publisher's or viewer's session that lives in a worker: what admission, seats and
     the WHIP/WHEP resources use of a ``PeerSession`` (id, user, tasks, close, trickle)."""
 
-    relay = False
-
-    def __init__(self, pool: WorkerPool, room: Any, worker: int, session_id: str, role: str, ice: dict) -> None:
+    def __init__(self, pool: WorkerPool, room: Any, worker: int, session_id: str, role: str,
+                 ice: Optional[dict]) -> None:
         self._pool = pool
         self.room = room  #: its ``WorkerRoom``
         self.worker = worker
@@ -32,11 +31,13 @@ class WorkerSession:
         self.log = context_logger(f"stagepass.{role}", room.name, session_id[:8])
         self.log.extra["worker"] = worker  # type: ignore[index]
         self.tasks = TaskOwner(self.log)
-        self.remote_ice = RemoteIce(ice["ufrag"], ice["pwd"], tuple(ice["mids"]))
+        #: None for an RTMP encoder (no ICE, no WHIP resource)
+        self.remote_ice = RemoteIce(ice["ufrag"], ice["pwd"], tuple(ice["mids"])) if ice else None
         self.codecs: dict[str, str] = {}
         self.first_media_seconds: Optional[float] = None
         self.nacked: dict[str, int] = {}
         self._user_id: Optional[int] = None
+        self._relay = False
         self._listeners: list[Callable[[], Awaitable[None]]] = []
         self._closed = False
 
@@ -50,6 +51,17 @@ class WorkerSession:
         if value is not None:
             self.log.extra["user"] = value  # type: ignore[index]
             self.tasks.spawn(self._tell("admitted", user=value), name="admitted")
+
+    @property
+    def relay(self) -> bool:
+        """Another node's edge pulling the room (a relay grant): not a viewer, no seat."""
+        return self._relay
+
+    @relay.setter
+    def relay(self, value: bool) -> None:
+        self._relay = value
+        if value:  # the worker keeps it on the full rendition, as one process does
+            self.tasks.spawn(self._tell("relay"), name="relay")
 
     @property
     def closed(self) -> bool:
@@ -83,7 +95,12 @@ class WorkerSession:
         return None
 
     def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
-        self._listeners.append(listener)
+        """Run ``listener`` once the session has closed; at once if it already has (a session
+        can close in its worker before the request that made it returns: ``WorkerRooms.settle``)."""
+        if self._closed:
+            self.room.tasks.spawn(self._tell_closed(listener), name=f"closed-{self.id[:8]}")
+        else:
+            self._listeners.append(listener)
 
     def is_stale(self) -> bool:
         return self._closed
@@ -103,7 +120,10 @@ class WorkerSession:
         await self.tasks.close()
         self.log.info("closed")
         for listener in self._listeners:
-            try:
-                await listener()
-            except Exception:
-                self.log.exception("close listener failed")
+            await self._tell_closed(listener)
+
+    async def _tell_closed(self, listener: Callable[[], Awaitable[None]]) -> None:
+        try:
+            await listener()
+        except Exception:
+            self.log.exception("close listener failed")

@@ -1,11 +1,15 @@
 """``WorkerPool``: the control plane's media worker processes, started, watched, restarted.
 
 Each worker is ``python -m mediaserver.workers.worker`` with one end of a socket pair as
-its ``Channel`` and the settings the control plane loaded (pickled into the run directory,
-which also holds the workers' pipe sockets). A worker that exits while the pool runs is
-logged with its index and pid, ``on_exit(index)`` lets the owner forget its sessions, and
-it is started again (after a pause that grows while it keeps dying at start). Closing the
-pool closes the channels: each worker then closes its rooms and exits.
+its ``Channel``, one end of a ``SOCK_SEQPACKET`` pair that connections are handed over on
+(an RTMP encoder's TCP socket, ``hand_over``), and the settings the control plane loaded
+(pickled into the run directory, which also holds the workers' pipe sockets); a worker's
+own requests (``exchange``) go to ``on_request(index, op, args)``. A worker that exits
+while the pool runs is logged with its index and pid, ``on_exit(index)`` lets the owner
+forget its sessions, and it is started again (after a pause that grows while it keeps
+dying at start). Closing the pool closes the channels: each worker then closes its rooms
+and exits (``ChildProcesses``, which watches and restarts them, kills one that does not
+within 15 s).
 """
 
 from __future__ import annotations
@@ -17,12 +21,12 @@ import shutil
 import socket
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Optional
 
+from core.child_processes import ChildProcesses
 from core.settings import Settings
-from core.tasks import TaskOwner
+from core.socket_handover import hand_over
 from mediaserver.workers.channel import Channel, WorkerGone
 from mediaserver.workers.worker import SETTINGS_FILE
 
@@ -31,6 +35,8 @@ __all__ = ["WorkerPool", "WorkerProcess"]
 log = logging.getLogger("stagepass.workers")
 
 EventHandler = Callable[[int, str, dict], Awaitable[None]]
+#: a worker's request to the control plane (``exchange``: carry an edge's offer to the origin)
+RequestHandler = Callable[[int, str, dict], Awaitable[Optional[dict]]]
 _READY_TIMEOUT = 30.0
 _STOP_TIMEOUT = 15.0
 
@@ -38,12 +44,13 @@ _STOP_TIMEOUT = 15.0
 class WorkerProcess:
     """One running worker: its process and its channel."""
 
-    def __init__(self, index: int, process: asyncio.subprocess.Process, channel: Channel) -> None:
+    def __init__(self, index: int, process: asyncio.subprocess.Process, channel: Channel,
+                 handover: socket.socket) -> None:
         self.index = index
         self.process = process
         self.channel = channel
+        self.handover = handover  #: connections handed to the worker (``core.socket_handover``)
         self.pid = process.pid
-        self.started = time.monotonic()
         self.ready = asyncio.Event()
         self.reader: Optional[asyncio.Task] = None
 
@@ -54,32 +61,46 @@ class WorkerProcess:
 
 class WorkerPool:
     def __init__(self, settings: Settings, count: int, on_event: EventHandler,
-                 on_exit: Callable[[int], Awaitable[None]]) -> None:
+                 on_exit: Callable[[int], Awaitable[None]], on_request: Optional[RequestHandler] = None) -> None:
         self.settings = settings
         self.count = count
         self.on_event = on_event
+        self.on_request = on_request
         self.on_exit = on_exit
         self.workers: dict[int, WorkerProcess] = {}
-        self.restarts = 0
         self.directory: Optional[Path] = None
-        self._tasks = TaskOwner(log)
-        self._closing = False
+        self._children = ChildProcesses(
+            "media worker", log, self._spawn, exited=self._exited, stop_timeout=_STOP_TIMEOUT,
+            restart_delay=lambda lived: 0.2 if lived > 10 else 2.0)  # one dying at start is not restarted in a loop
+
+    @property
+    def restarts(self) -> int:
+        """Workers started again after they exited."""
+        return self._children.restarts
 
     async def start(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="stagepass-workers-"))
         (self.directory / SETTINGS_FILE).write_bytes(pickle.dumps(self.settings))
-        await asyncio.gather(*(self._spawn(i) for i in range(self.count)))
+        await asyncio.gather(*(self._children.start(i) for i in range(self.count)))
         log.info("%d media workers running (pids %s)", self.count,
                  ", ".join(str(w.pid) for w in self.workers.values()))
 
-    async def _spawn(self, index: int) -> WorkerProcess:
+    async def _spawn(self, index: int) -> asyncio.subprocess.Process:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        handover, handed = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        handover.setblocking(False)
         try:
             process = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "mediaserver.workers.worker", "--index", str(index),
-                "--fd", str(theirs.fileno()), "--dir", str(self.directory), pass_fds=(theirs.fileno(),))
+                "--fd", str(theirs.fileno()), "--handover-fd", str(handed.fileno()), "--dir", str(self.directory),
+                pass_fds=(theirs.fileno(), handed.fileno()))
+        except BaseException:
+            handover.close()
+            raise
         finally:
             theirs.close()
+            handed.close()
+        self._children.register(index, process)
         holder: dict[str, WorkerProcess] = {}
 
         async def event(name: str, data: dict) -> None:
@@ -89,41 +110,31 @@ class WorkerPool:
                 return
             await self.on_event(index, name, data)
 
-        channel = await Channel.over(ours, logging.getLogger(f"stagepass.workers.{index}"), on_event=event)
-        worker = holder["worker"] = WorkerProcess(index, process, channel)
+        async def request(op: str, data: dict) -> Optional[dict]:
+            if self.on_request is None:
+                raise ValueError(f"no operation {op!r}")
+            return await self.on_request(index, op, data)
+
+        channel = await Channel.over(ours, logging.getLogger(f"stagepass.workers.{index}"), on_event=event,
+                                     on_request=request)
+        worker = holder["worker"] = WorkerProcess(index, process, channel, handover)
         worker.reader = asyncio.get_running_loop().create_task(channel.run(), name=f"worker-{index}-channel")
         self.workers[index] = worker
         try:
             await asyncio.wait_for(worker.ready.wait(), _READY_TIMEOUT)
         except asyncio.TimeoutError:
             process.kill()
+            handover.close()
             raise RuntimeError(f"media worker {index} did not start within {_READY_TIMEOUT:.0f} s") from None
-        self._tasks.spawn(self._watch(worker), name=f"watch-worker-{index}")
-        return worker
+        return process
 
-    async def _watch(self, worker: WorkerProcess) -> None:
-        code = await worker.process.wait()
+    async def _exited(self, index: int, code: Optional[int]) -> None:
+        worker = self.workers[index]
         if worker.reader is not None:
             await asyncio.gather(worker.reader, return_exceptions=True)  # its last news first
-        if self._closing:
-            return
-        lived = time.monotonic() - worker.started
-        log.error("media worker %d (pid %d) exited with %s after %.1f s; restarting it", worker.index, worker.pid,
-                  _describe_exit(code), lived)
-        try:
-            await self.on_exit(worker.index)
-        except Exception:
-            log.exception("forgetting media worker %d's sessions failed", worker.index)
-        await asyncio.sleep(0.2 if lived > 10 else 2.0)  # a worker dying at start is not restarted in a loop
-        if self._closing:
-            return
-        self.restarts += 1
-        try:
-            replacement = await self._spawn(worker.index)
-        except Exception:
-            log.exception("media worker %d could not be restarted", worker.index)
-            return
-        log.warning("media worker %d restarted (pid %d)", worker.index, replacement.pid)
+        worker.handover.close()
+        if not self._children.closing:
+            await self.on_exit(index)  # the owner forgets the worker's sessions before it starts again
 
     def alive(self) -> list[int]:
         return [i for i, w in sorted(self.workers.items()) if w.alive]
@@ -140,28 +151,27 @@ class WorkerPool:
             raise WorkerGone(f"media worker {index} is not running")
         return await worker.channel.request(op, **args)
 
-    async def close(self) -> None:
-        self._closing = True
-        await self._tasks.close()
-        for worker in self.workers.values():
-            await worker.channel.close()  # the worker closes its rooms and exits
+    def hand_over(self, index: int, data: bytes, transport: asyncio.BaseTransport) -> None:
+        """Hand ``transport``'s connection, with ``data``, to worker ``index`` (it is the
+        worker's from then on); ``WorkerGone`` if it is not running, ``OSError`` if it cannot
+        take it (the connection is still ours then)."""
+        worker = self.workers.get(index)
+        if worker is None or not worker.alive:
+            raise WorkerGone(f"media worker {index} is not running")
+        hand_over(worker.handover, data, transport)
 
-        async def stopped(worker: WorkerProcess) -> None:
-            try:
-                await asyncio.wait_for(worker.process.wait(), _STOP_TIMEOUT)
-            except asyncio.TimeoutError:
-                log.warning("media worker %d did not stop; killing it", worker.index)
-                worker.process.kill()
-                await worker.process.wait()
+    async def close(self) -> None:
+        await self._children.close(ask=self._ask_to_stop)
+        for worker in self.workers.values():
             if worker.reader is not None:
                 worker.reader.cancel()
-
-        await asyncio.gather(*(stopped(w) for w in self.workers.values()), return_exceptions=True)
+            worker.handover.close()
         if self.directory is not None:
             shutil.rmtree(self.directory, ignore_errors=True)
 
-
-def _describe_exit(code: Optional[int]) -> str:
-    if code is not None and code < 0:
-        return f"signal {-code}"
-    return f"status {code}"
+    async def _ask_to_stop(self, index: int, process: asyncio.subprocess.Process) -> None:
+        worker = self.workers.get(index)
+        if worker is not None and worker.process is process:
+            await worker.channel.close()  # the worker closes its rooms and exits
+        else:  # still starting (no channel yet): it has no rooms to close
+            process.terminate()

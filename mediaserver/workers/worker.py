@@ -2,7 +2,9 @@
 
 A worker owns peer connections and fanouts: its own ``RoomRegistry`` on its own UDP port.
 The control plane (the aiohttp process) hands it offers and gets answers back over a
-``Channel`` (``publish``, ``subscribe``, ``close``, ``trickle``, ``end_broadcast``), tells it
+``Channel`` (``publish``, ``subscribe``, ``close``, ``trickle``, ``end_broadcast``), hands
+it RTMP encoders' connections (the socket on the hand-over pair, then ``rtmp_publish``
+with the same ticket: the worker answers the encoder and is its room's publisher), tells it
 which rooms to pipe to or from other workers (``pipe_out``, ``pipe_in``, ``pipe_stop``;
 ``pipe.py``), and hears from it when a session closes, a broadcast starts or ends, a relay
 is let go of, and, every half second, what its rooms are doing (``snapshot``). A worker
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import functools
+import json
 import logging
 import os
 import pickle
@@ -24,20 +27,35 @@ from typing import Any, Optional
 
 from core.logs import setup_logging
 from core.settings import Settings
+from core.socket_handover import receive_handed
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.room import Broadcast, Room, RoomRegistry
+from mediaserver.ingest.rtmp_server import RtmpHandover, RtmpIngest
 from mediaserver.workers.channel import Channel
 from mediaserver.workers.pipe import PipeOut, PipeSocket, PipeSource, socket_path
 
-__all__ = ["MediaWorker", "SETTINGS_FILE", "main"]
+__all__ = ["MediaWorker", "PullRefused", "SETTINGS_FILE", "main"]
 
 SETTINGS_FILE = "settings.pickle"
+
+
+class PullRefused(Exception):
+    """The control plane could not bring the origin's answer to a pull (its message says why)."""
+
+
+class EncoderGone(Exception):
+    """A handed-over RTMP encoder left before it was answered."""
+
+
 #: the room's domain errors, named on the channel so the control plane raises the same
 KNOWN_ERRORS: dict[type[Exception], str] = {
     RoomBusy: "RoomBusy", CodecMismatch: "CodecMismatch", NegotiationFailed: "NegotiationFailed",
-    LookupError: "NotFound",
+    PullRefused: "PullRefused", LookupError: "NotFound", EncoderGone: "EncoderGone",
 }
 SNAPSHOT_EVERY = 0.5
+#: seconds the control plane has to carry a pull's offer to the origin and bring its answer
+EXCHANGE_TIMEOUT = 30.0
+HANDED_WAIT = 10.0  # seconds a request waits for the connection handed with it
 
 
 def describe(exc: Exception) -> Optional[str]:
@@ -45,16 +63,21 @@ def describe(exc: Exception) -> Optional[str]:
 
 
 class MediaWorker:
-    def __init__(self, index: int, settings: Settings, directory: Path) -> None:
+    def __init__(self, index: int, settings: Settings, directory: Path,
+                 handover: Optional[socket.socket] = None) -> None:
         self.index = index
         self.settings = settings
         self.directory = directory
         self.log = logging.getLogger(f"stagepass.worker.{index}")
         self.rooms = RoomRegistry(settings)
+        self.rtmp = RtmpIngest(self.rooms, opus_bitrate=settings.media.rtmp_audio_bitrate)
+        self.handover = handover  #: the control plane hands connections over on it
+        self.handed: dict[int, asyncio.Future] = {}  #: ticket -> the socket handed with it
         self.channel: Optional[Channel] = None
         self.pipes: Optional[PipeSocket] = None
         self.outs: dict[int, PipeOut] = {}
         self.relays: dict[int, PipeSource] = {}
+        self.pulls: set[str] = set()  #: the edge sources whose end the control plane hears of
         self._snapshots: Optional[asyncio.Task] = None
 
     async def start(self, channel: Channel) -> None:
@@ -64,6 +87,29 @@ class MediaWorker:
         self.rooms.broadcast_started.append(functools.partial(self._broadcast, "broadcast_started"))
         self.rooms.broadcast_ended.append(functools.partial(self._broadcast, "broadcast_ended"))
         self._snapshots = asyncio.get_running_loop().create_task(self._snapshot_loop())
+        if self.handover is not None:
+            self.handover.setblocking(False)
+            asyncio.get_running_loop().add_reader(self.handover.fileno(), self._handed_over)
+
+    def _handed_over(self) -> None:
+        """A connection came on the hand-over pair: it waits for the request with its ticket."""
+        assert self.handover is not None
+        try:
+            message = receive_handed(self.handover, 4096)
+        except BlockingIOError:
+            return
+        if message is None:  # the control plane is gone (the channel ends this worker)
+            asyncio.get_running_loop().remove_reader(self.handover.fileno())
+            return
+        data, sock = message
+        if sock is None:
+            return
+        ticket = int(json.loads(data)["ticket"])
+        future = self.handed.setdefault(ticket, asyncio.get_running_loop().create_future())
+        if future.done():
+            sock.close()
+        else:
+            future.set_result(sock)
 
     async def _broadcast(self, event: str, room: Room, broadcast: Broadcast) -> None:
         self.channel.emit(event, room=room.name, id=broadcast.id, started_at=broadcast.started_at)  # type: ignore[union-attr]
@@ -87,11 +133,14 @@ class MediaWorker:
             raise LookupError(f"no session {session!r} in room {room!r}")
         return found
 
-    def _opened(self, room: Room, session: Any, answer: str) -> dict:
+    def _report_close(self, room: Room, session: Any) -> None:
         async def closed() -> None:
             self.channel.emit("closed", room=room.name, session=session.id)  # type: ignore[union-attr]
 
         session.on_close(closed)
+
+    def _opened(self, room: Room, session: Any, answer: str) -> dict:
+        self._report_close(room, session)
         ice = session.remote_ice
         return {"session": session.id, "answer": answer,
                 "ice": {"ufrag": ice.ufrag, "pwd": ice.pwd, "mids": list(ice.mids)}}
@@ -101,10 +150,67 @@ class MediaWorker:
         session, answer = await live.publish(sdp, plan)
         return {**self._opened(live, session, answer), "codecs": dict(session.codecs)}
 
+    async def op_rtmp_publish(self, room: str, ticket: int, peer: str, state: dict) -> dict:
+        """The RTMP encoder whose connection came with ``ticket`` publishes to ``room``
+        (``RtmpIngest.adopt``): ``RoomBusy`` as for WHIP, once the encoder was told."""
+        future = self.handed.setdefault(ticket, asyncio.get_running_loop().create_future())
+        try:
+            sock = await asyncio.wait_for(future, HANDED_WAIT)
+        finally:
+            self.handed.pop(ticket, None)
+        live = self.rooms.open(room)
+        try:
+            publisher = await self.rtmp.adopt(sock, RtmpHandover(room=room, peer=peer, state=state))
+        except OSError as exc:
+            raise EncoderGone(f"the RTMP encoder {peer} left ({exc})") from None
+        self._report_close(live, publisher)
+        if publisher.closed:
+            raise EncoderGone(f"the RTMP encoder {peer} left")
+        return {"session": publisher.id, "codecs": dict(publisher.codecs)}
+
     async def op_subscribe(self, room: str, sdp: str, kinds: list) -> dict:
         live = self.rooms.open(room)
         session, answer = await live.subscribe(sdp, kinds)
         return self._opened(live, session, answer)
+
+    async def op_relay(self, room: str, session: str) -> None:
+        """The viewer ``session`` is another node's edge pulling the room (a relay grant):
+        it keeps the full rendition, as in one process."""
+        self._session(room, session).relay = True
+
+    async def op_pull(self, room: str, origin: str, pull: int) -> dict:
+        """Pull ``room`` from node ``origin`` (``Room.pull``) for every worker of this node: the
+        offer goes to the control plane (``exchange``, naming ``pull``), which answers with the
+        origin's answer. The source stays when this worker's viewers leave (``pull_stop`` ends
+        it); ``pull_closed`` says when it ended. ``{source, new}``: its id, and whether this
+        call made it (else a live source was already here)."""
+        live = self.rooms.open(room)
+        channel = self.channel
+
+        async def exchange(offer: str) -> str:
+            reply = await channel.request("exchange", timeout=EXCHANGE_TIMEOUT, room=room, pull=pull,  # type: ignore[union-attr]
+                                          offer=offer)
+            if "answer" not in reply:
+                raise PullRefused(reply.get("error", "the origin did not answer"))
+            return reply["answer"]
+
+        source = await live.pull(origin, exchange, held=True)
+        new = getattr(source, "role", None) == "edge" and source.id not in self.pulls
+        if new:
+            self.pulls.add(source.id)
+
+            async def closed() -> None:
+                self.pulls.discard(source.id)
+                channel.emit("pull_closed", room=room, source=source.id)  # type: ignore[union-attr]
+
+            source.on_close(closed)  # type: ignore[attr-defined]
+        return {"source": source.id, "new": new}
+
+    async def op_pull_stop(self, room: str, source: str) -> None:
+        """Let go of the pull ``source`` of ``room`` (the node's last viewer left)."""
+        found = self.rooms.get(room)
+        if found is not None and found.publisher is not None and found.publisher.id == source:
+            await found.publisher.close()
 
     async def op_close(self, room: str, session: str) -> None:
         found = self.rooms.get(room)
@@ -166,6 +272,7 @@ class MediaWorker:
         """What the control plane shows of a room between requests (no sorting, no I/O)."""
         return {
             "live": room.live and room.origin is None,
+            "edge_live": room.live and getattr(room.publisher, "role", None) == "edge",
             "phase": room.phase,
             "codecs": dict(room.publisher.codecs) if room.publisher is not None else {},
             "recording": room.recorder.state() if room.recorder is not None else None,
@@ -179,16 +286,27 @@ class MediaWorker:
     async def close(self) -> None:
         if self._snapshots is not None:
             self._snapshots.cancel()
+        if self.handover is not None:
+            try:
+                asyncio.get_running_loop().remove_reader(self.handover.fileno())
+            except (ValueError, OSError):
+                pass
+            self.handover.close()
+        for future in self.handed.values():
+            if future.done() and not future.cancelled():
+                future.result().close()
         for out in list(self.outs.values()):
             await out.close()
+        await self.rtmp.close()  # its connections end before the rooms close
         await self.rooms.close()
         if self.pipes is not None:
             self.pipes.close()
 
 
-async def _run(index: int, fd: int, directory: Path, settings: Settings) -> None:
+async def _run(index: int, fd: int, handover_fd: Optional[int], directory: Path, settings: Settings) -> None:
     log = logging.getLogger(f"stagepass.worker.{index}")
-    worker = MediaWorker(index, settings, directory)
+    handover = socket.socket(fileno=handover_fd) if handover_fd is not None else None
+    worker = MediaWorker(index, settings, directory, handover)
     channel = await Channel.over(socket.socket(fileno=fd), log, on_request=worker.handle, describe_error=describe)
     await worker.start(channel)
     channel.emit("ready", pid=os.getpid())
@@ -203,12 +321,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="stagepass media worker")
     parser.add_argument("--index", type=int, required=True)
     parser.add_argument("--fd", type=int, required=True, help="the control channel's socket")
+    parser.add_argument("--handover-fd", type=int, help="the socket connections are handed over on")
     parser.add_argument("--dir", type=Path, required=True, help="the workers' run directory")
     args = parser.parse_args(argv)
     settings: Settings = pickle.loads((args.dir / SETTINGS_FILE).read_bytes())
     setup_logging(settings.server.log_level, settings.server.log_format, worker=args.index)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the process group: the control plane ends us
-    asyncio.run(_run(args.index, args.fd, args.dir, settings))
+    asyncio.run(_run(args.index, args.fd, args.handover_fd, args.dir, settings))
     return 0
 
 

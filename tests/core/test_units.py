@@ -76,7 +76,6 @@ def test_settings_env_then_cli(tmp_path):
         ({"STAGEPASS_WORKERS": "0"}, "workers: between 1 and 256"),
         ({"STAGEPASS_WORKERS": "many"}, "workers: expected a number or 'cores'"),
         ({"STAGEPASS_WORKERS": "3", "STAGEPASS_UDP_PORT": "40000-40001"}, "no port for worker 2"),
-        ({"STAGEPASS_WORKERS": "2", "REDIS_URL": "redis://127.0.0.1:6379/0"}, "several nodes"),
         ({"STAGEPASS_INTERACTION_WORKERS": "0"}, "interaction_workers: 1 to 64"),
         ({"STAGEPASS_INTERACTION_WORKERS": "two"}, "interaction_workers"),
     ],
@@ -90,6 +89,9 @@ def test_media_workers_setting():
     assert Settings.load([], {}).media.workers == 1  # media in the server's own process
     assert Settings.load(["--workers", "3"], {"STAGEPASS_WORKERS": "2"}).media.workers == 3
     assert Settings.load([], {"STAGEPASS_WORKERS": "cores"}).media.workers == len(os.sched_getaffinity(0))
+    # a node of several (REDIS_URL) runs media workers too
+    node = Settings.load(["--workers", "2"], {"REDIS_URL": "redis://127.0.0.1:6379/0"})
+    assert node.media.workers == 2 and node.server.redis_url == "redis://127.0.0.1:6379/0"
 
 
 def test_default_room_key_is_generated_once_and_private(tmp_path):

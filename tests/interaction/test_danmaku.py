@@ -3,7 +3,7 @@
 import asyncio
 
 
-from tests.support.chat import Chat
+from tests.support.chat import Chat, free_room_with_chats
 from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, buy, connected, paid_room
 import pytest
@@ -13,10 +13,7 @@ pytestmark = pytest.mark.inprocess
 
 async def test_danmaku_reaches_everyone_with_server_stamps(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
-    alice, bob = await Api.sign_up(base), await Api.sign_up(base)
-    a, b = await connected(base, alice, "maths"), await connected(base, bob, "maths")
+    room, _, _, (alice, bob), (a, b) = await free_room_with_chats(base)
     try:
         ack = await a.call("danmaku:send", {"text": "hello <b>world</b>", "color": "#ff0000", "mode": "top"})
         assert ack["ok"], ack
@@ -26,21 +23,17 @@ async def test_danmaku_reaches_everyone_with_server_stamps(paywall_app):
         await wait_for(lambda: b.danmaku(), timeout=3)
         assert b.danmaku()[0] == item
         # a late joiner gets the recent ones
-        c = await connected(base, await Api.sign_up(base), "maths")
+        c = await room.connect(await Api.sign_up(base))
         await wait_for(lambda: c.got("danmaku:recent"), timeout=3)
         assert c.got("danmaku:recent")[0]["items"][-1]["id"] == item["id"]
         await c.close()
     finally:
-        await a.close()
-        await b.close()
+        await room.close()
 
 
 async def test_bad_danmaku_get_precise_errors_and_nothing_is_sent(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
-    alice, bob = await Api.sign_up(base), await Api.sign_up(base)
-    a, b = await connected(base, alice, "maths"), await connected(base, bob, "maths")
+    room, _, _, (alice, bob), (a, b) = await free_room_with_chats(base)
     try:
         for payload, code in [
             ({"text": ""}, "invalid_text"),
@@ -59,8 +52,7 @@ async def test_bad_danmaku_get_precise_errors_and_nothing_is_sent(paywall_app):
         await asyncio.sleep(0.3)
         assert len(b.danmaku()) == 5
     finally:
-        await a.close()
-        await b.close()
+        await room.close()
 
 
 async def test_connection_refusals(paywall_app):

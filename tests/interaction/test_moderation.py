@@ -4,31 +4,21 @@ moderators, audit; and two nodes sharing Redis."""
 
 import pytest
 
-from tests.support.chat import Chat
+from tests.support.chat import Chat, free_room_with_chats
 from tests.support.waiting import wait_for
-from tests.support.paywall_fixtures import Api, paid_room, two_nodes_on_redis, view_token
+from tests.support.paywall_fixtures import Api, connected, paid_room, two_nodes_on_redis, view_token
 
 pytestmark = pytest.mark.inprocess
 
 REDIS_DB = 12
 
 
-async def join(base, api: Api, room: str = "maths") -> Chat:
-    chat = Chat()
-    assert await chat.connect(base, room, await view_token(api, room)), chat.refused
-    return chat
-
-
 @pytest.fixture
 async def room_with_people(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
-    alice, bob = await Api.sign_up(base), await Api.sign_up(base)
-    chats = [await join(base, api) for api in (creator, alice, bob)]
-    yield base, app, (creator, alice, bob), chats
-    for chat in chats:
-        await chat.close()
+    room, creator, mod, (alice, bob), (a, b) = await free_room_with_chats(base)
+    yield base, app, (creator, alice, bob), [mod, a, b]
+    await room.close()
 
 
 async def test_only_moderators_moderate_and_everything_is_audited(room_with_people):
@@ -45,7 +35,7 @@ async def test_only_moderators_moderate_and_everything_is_audited(room_with_peop
     assert (await c.call("mod:appoint", {"user_id": bob.user["id"]}))["ok"]
     assert (await b.call("mod:slow_mode", {"seconds": 0}))["ok"]  # at once, no reconnect
     await b.close()
-    b2 = await join(base, bob)
+    b2 = await connected(base, bob)
     assert (await b2.call("mod:slow_mode", {"seconds": 0}))["ok"]
     assert (await a.call("mod:appoint", {"user_id": alice.user["id"]}))["error"]["code"] == "forbidden"
     audit = await c.call("mod:audit")
@@ -86,7 +76,7 @@ async def test_ban_disconnects_and_refuses_reconnects(room_with_people):
     assert again.refused["data"]["code"] == "banned"
     assert b.sio.connected
     assert (await c.call("mod:unban", {"user_id": alice.user["id"]}))["ok"]
-    back = await join(base, alice)
+    back = await connected(base, alice)
     await back.close()
 
 
@@ -103,9 +93,9 @@ async def test_danmaku_and_bans_cross_nodes_through_redis(two_nodes):
     await paid_room(creator, ticket_price=0)
     alice = await Api.sign_up(node_a)
     bob = await Api.sign_up(node_b)
-    mod = await join(node_a, creator)
-    on_a = await join(node_a, alice)
-    on_b = await join(node_b, bob)
+    mod = await connected(node_a, creator)
+    on_a = await connected(node_a, alice)
+    on_b = await connected(node_b, bob)
     try:
         ack = await on_a.call("danmaku:send", {"text": "hello from A"})
         assert ack["ok"]
@@ -129,14 +119,14 @@ async def test_newcomers_learn_slow_mode_and_reading_the_blocklist_changes_nothi
     assert (await c.call("mod:blocklist", {}))["words"] == ["spoiler"]  # a read
     assert len((await c.call("mod:audit"))["actions"]) == before
     assert (await c.call("mod:slow_mode", {"seconds": 20}))["ok"]
-    late = await join(base, await Api.sign_up(base))
+    late = await connected(base, await Api.sign_up(base))
     try:
         await wait_for(lambda: late.got("slow_mode"), timeout=3)
         assert late.got("slow_mode") == [{"seconds": 20}]
     finally:
         await late.close()
     assert (await c.call("mod:slow_mode", {"seconds": 0}))["ok"]
-    quiet = await join(base, await Api.sign_up(base))
+    quiet = await connected(base, await Api.sign_up(base))
     try:
         await wait_for(lambda: quiet.got("danmaku:recent"), timeout=3)
         assert quiet.got("slow_mode") == []  # off: nothing to say

@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from interaction.models import Poll, PollVote
 from paywall.http import PAYWALL
-from tests.support.chat import Chat
+from tests.support.chat import Chat, free_room_with_chats
 from tests.support.waiting import wait_for
-from tests.support.paywall_fixtures import Api, connected, paid_room
+from tests.support.paywall_fixtures import Api, paid_room
 import pytest
 
 pytestmark = pytest.mark.inprocess
@@ -39,11 +39,8 @@ async def rows(app, poll_id: int) -> tuple[Poll, list[PollVote]]:
 
 async def test_poll_open_vote_close_and_results_persisted(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
-    alice, bob, carol = await Api.sign_up(base), await Api.sign_up(base), await Api.sign_up(base)
-    c, a, b = await connected(base, creator), await connected(base, alice), await connected(base, bob)
-    chats = [c, a, b]
+    room, creator, c, (alice, bob), (a, b) = await free_room_with_chats(base)
+    carol = await Api.sign_up(base)
     try:
         # only moderators open polls; bad polls are refused and nothing is stored
         assert error(await a.call("poll:open", QUESTION)) == "forbidden"
@@ -90,12 +87,10 @@ async def test_poll_open_vote_close_and_results_persisted(paywall_app):
         assert last_poll(a, pid)["total"] == 3
 
         # a late joiner gets the open poll, with its own vote (none yet)
-        d = await connected(base, carol)
-        chats.append(d)
+        d = await room.connect(carol)
         await wait_for(lambda: last_poll(d, pid), timeout=5)
         assert last_poll(d, pid)["counts"] == [1, 2, 0] and last_poll(d, pid)["voted"] is None
-        again = await connected(base, alice)  # alice's second tab knows what she voted
-        chats.append(again)
+        again = await room.connect(alice)  # alice's second tab knows what she voted
         await wait_for(lambda: last_poll(again, pid), timeout=5)
         assert last_poll(again, pid)["voted"] == 1
 
@@ -120,24 +115,18 @@ async def test_poll_open_vote_close_and_results_persisted(paywall_app):
         assert sorted(v.option for v in votes) == [0, 1, 1]
 
         # a closed poll is not sent to new sockets
-        e = await connected(base, carol)
-        chats.append(e)
+        e = await room.connect(carol)
         await asyncio.sleep(0.5)
         assert not e.got("poll")
     finally:
-        for chat in chats:
-            await chat.close()
+        await room.close()
 
 
 async def test_double_votes_at_once_and_votes_racing_the_close(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
-    c = await connected(base, creator)
-    voters = [await Api.sign_up(base) for _ in range(6)]
-    chats = [c] + [await connected(base, v) for v in voters]
-    tab2 = await connected(base, voters[0])
-    chats.append(tab2)
+    room, creator, c, voters, voter_chats = await free_room_with_chats(base, viewers=6)
+    tab2 = await room.connect(voters[0])
+    chats = [c, *voter_chats, tab2]
     try:
         pid = (await c.call("poll:open", {"question": "Ready?", "options": ["yes", "no"]}))["poll"]["id"]
         # one user, two tabs, eight votes sent at once: exactly one counts
@@ -161,19 +150,15 @@ async def test_double_votes_at_once_and_votes_racing_the_close(paywall_app):
         await wait_for(lambda: last_poll(chats[3], pid) and last_poll(chats[3], pid)["open"] is False, timeout=5)
         assert last_poll(chats[3], pid)["counts"] == json.loads(row.results)
     finally:
-        for chat in chats:
-            await chat.close()
+        await room.close()
 
 
 async def test_results_frames_are_throttled_and_polls_stay_in_their_room(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
+    room, creator, c, _, voter_chats = await free_room_with_chats(base, viewers=8)
     await paid_room(creator, slug="physics", ticket_price=0)
-    voters = [await Api.sign_up(base) for _ in range(8)]
-    c = await connected(base, creator)
-    other = await connected(base, creator, "physics")
-    chats = [c, other] + [await connected(base, v) for v in voters]
+    other = await room.connect(creator, "physics")
+    chats = [c, other, *voter_chats]
     try:
         elsewhere = (await other.call("poll:open", QUESTION))["poll"]["id"]
         pid = (await c.call("poll:open", QUESTION))["poll"]["id"]
@@ -199,5 +184,4 @@ async def test_results_frames_are_throttled_and_polls_stay_in_their_room(paywall
             assert (await c.call("poll:open", QUESTION))["ok"]
         assert error(await c.call("poll:open", QUESTION)) == "too_many_polls"
     finally:
-        for chat in chats:
-            await chat.close()
+        await room.close()

@@ -4,7 +4,9 @@ low-priority pool owned by the paywall) and sign-ups are limited per client addr
 The flood test plays a real room (aiortc WHIP publisher and WHEP viewer over loopback)
 while 20 sign-ups arrive at once from 20 client addresses (127.0.0.2-21, so the per-client
 limit does not stop them: every one costs a hash), and checks the viewer's longest gap
-between frames. With argon2 on the loop it was 1.6-3.7 s; the bound is 250 ms."""
+between frames against quiet windows as long as the floods, in between them. With argon2
+on the loop it was 1.6-3.7 s; the bound is 250 ms, more only when the quiet windows stall
+longer."""
 
 from __future__ import annotations
 
@@ -20,6 +22,7 @@ from core.access import Refusal
 from paywall.passwords import PasswordPool
 from tests.support.paywall_fixtures import Api, paywall_settings
 from tests.support.peers import Publisher, Viewer
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.inprocess
 
@@ -44,13 +47,22 @@ def longest_gap(times: list[float], start: float, end: float) -> float:
 ROUNDS = 3
 
 
+async def frame_after(viewer: Viewer, t: float) -> None:
+    """Wait for the viewer's first frame after ``t`` (it closes the interval that spans ``t``)."""
+    await wait_for(lambda: viewer.frame_times and viewer.frame_times[-1] > t, timeout=30)
+
+
 @pytest.mark.slow
 async def test_signup_flood_keeps_live_frames_flowing(aiohttp_server, tmp_path):
-    """Three rounds of 20 concurrent sign-ups; the median of the rounds' longest frame gaps
-    must stay under 250 ms. A shared 2-core machine (load 10-16 while others test) stalls
-    the whole process now and then, flood or not; so the bound is 250 ms, or 1.5 times the
-    longest gap of a quiet 15 s measured just before when the machine itself is that
-    noisy. With argon2 on the loop every round shows seconds (12.8 s measured)."""
+    """Three rounds of 20 concurrent sign-ups, each followed by a quiet window just as long;
+    the median of the floods' longest frame gaps must stay under 250 ms, or under 1.5 times
+    the longest gap of the quiet windows when the machine itself stalls the process longer
+    (a shared 2-core machine at load 10-17 does, flood or not: 107-728 ms in windows of one
+    run). The quiet windows together last as long as the floods and are interleaved with
+    them, so both see the same machine for the same time: a flood that takes 20-55 s at
+    nice 19 on a loaded machine is not held against a shorter or calmer baseline (the
+    longest gap of a window grows with its length and the load). With argon2 on the loop
+    every round shows seconds (12.8 s measured), as each sign-up holds the loop for a hash."""
     app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
     base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
     publisher = Publisher(base, audio=False)
@@ -59,29 +71,32 @@ async def test_signup_flood_keeps_live_frames_flowing(aiohttp_server, tmp_path):
         assert await publisher.publish("open", "open-room-key") == 201
         assert await viewer.play("open") == 201
         await asyncio.wait_for(viewer.first_frame, 30)
-        await asyncio.sleep(2)
-        quiet_start = time.monotonic()
-        await asyncio.sleep(15)
-        quiet = longest_gap(viewer.frame_times, quiet_start, time.monotonic())
+        await wait_for(lambda: len(viewer.frame_times) >= 60, timeout=30)  # past the start-up
 
-        gaps = []
+        floods, quiets = [], []
         for round_ in range(ROUNDS):
             start = time.monotonic()
             statuses = await asyncio.gather(*(
                 sign_up_from(base, f"127.0.0.{2 + i}", f"flood-{round_}-{i}-{secrets.token_hex(3)}@example.org")
                 for i in range(20)))
             end = time.monotonic()
-            await asyncio.sleep(0.5)  # frames after the flood close the last interval
             assert statuses == [201] * 20
             frames = len([t for t in viewer.frame_times if start <= t <= end])
             assert frames > 0
-            gaps.append(longest_gap(viewer.frame_times, start, end))
+            await frame_after(viewer, end)
+            floods.append(longest_gap(viewer.frame_times, start, end))
+            quiet_start = time.monotonic()
+            await asyncio.sleep(end - start)  # the baseline: as long as the flood, nothing else
+            quiet_end = time.monotonic()
+            await frame_after(viewer, quiet_end)
+            quiets.append(longest_gap(viewer.frame_times, quiet_start, quiet_end))
             print(f"\nround {round_ + 1}: 20 sign-ups in {end - start:.2f} s, {frames} frames meanwhile, "
-                  f"longest frame gap {gaps[-1] * 1000:.0f} ms")
-        median = sorted(gaps)[len(gaps) // 2]
+                  f"longest frame gap {floods[-1] * 1000:.0f} ms; quiet {quiet_end - quiet_start:.2f} s after: "
+                  f"{quiets[-1] * 1000:.0f} ms")
+        median, quiet = sorted(floods)[len(floods) // 2], max(quiets)
         bound = max(0.25, 1.5 * quiet)
-        print(f"longest frame gap: median {median * 1000:.0f} ms over {ROUNDS} floods, quiet 15 s: "
-              f"{quiet * 1000:.0f} ms; bound {bound * 1000:.0f} ms")
+        print(f"longest frame gap: median {median * 1000:.0f} ms over {ROUNDS} floods, {quiet * 1000:.0f} ms over "
+              f"as much quiet time; bound {bound * 1000:.0f} ms")
         assert median < bound, f"a live viewer froze for {median * 1000:.0f} ms during 20 sign-ups (median round)"
     finally:
         await viewer.close()

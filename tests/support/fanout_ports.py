@@ -10,6 +10,7 @@ from core.logs import context_logger
 from core.tasks import TaskOwner
 from mediaserver.sfu.aiortc_bridge import ABS_SEND_TIME_URI, MID_URI, NegotiatedStream
 from mediaserver.sfu.fanout import Fanout
+from mediaserver.sfu.rtp_payloads import RTP_HEADER
 
 VP8_KEY = bytes([0x10, 0x00, 0x9D, 0x01, 0x2A])  # S=1 PID=0, P=0: keyframe start
 VP8_DELTA = bytes([0x10, 0x01, 0x00, 0x00])  # S=1 PID=0, P=1
@@ -30,9 +31,10 @@ class FakePort:
     def ready(self):
         return self.is_ready
 
-    def send(self, data, payload_size, ntp, ts):
+    def send(self, header, tail, payload_size, ntp, ts):
         if self.blocked:
             return False
+        data = RTP_HEADER.pack(*header) + tail
         self.raw.append(data)
         self.sent.append(RtpPacket.parse(data))
         self.sr.append((ntp, ts))

@@ -39,3 +39,14 @@ async def frames_grow(viewer: Viewer, count: int = 20, timeout: float = 20.0) ->
 
 def in_order(numbers: list[int]) -> bool:
     return all(b > a for a, b in zip(numbers, numbers[1:]))
+
+
+async def resumed_from(viewer: Viewer, first: int, count: int = 15, timeout: float = 30.0) -> list[int]:
+    """The frame numbers from ``first`` on (a new publisher numbering from there), once the
+    viewer decoded ``count`` of them; a viewer that decodes behind (a loaded machine) may
+    show older frames first, which are left out."""
+    async def arrived() -> bool:
+        return sum(1 for n in viewer.numbers if n >= first) >= count
+
+    await until(arrived, timeout, f"frames numbered from {first}")
+    return [n for n in viewer.numbers if n >= first]

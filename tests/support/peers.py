@@ -231,3 +231,25 @@ class Viewer(Peer):
         for t in self._tasks:
             t.cancel()
         await super().close()
+
+
+class SizedViewer(Viewer):
+    """A ``Viewer`` that also records each video frame's size (the low rendition's tests and benchmark)."""
+
+    def __init__(self, base_url: str) -> None:
+        super().__init__(base_url)
+        self.frames: list[tuple[int, int, int]] = []  # (number, width, height)
+
+    async def _consume(self, track) -> None:
+        if track.kind != "video":
+            return await super()._consume(track)
+        try:
+            while True:
+                frame = await track.recv()
+                img = frame.to_ndarray(format="bgr24")
+                self.frames.append((read_number(img), frame.width, frame.height))
+                self.numbers.append(self.frames[-1][0])
+                if not self.first_frame.done():
+                    self.first_frame.set_result(True)
+        except MediaStreamError:
+            pass

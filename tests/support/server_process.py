@@ -48,6 +48,30 @@ async def start_server(data_dir: Path, *flags: str, ready_path: str = "/api/cata
     raise AssertionError("server did not start")
 
 
+def ready(base: str):
+    """A check for ``until``: the server's ``/readyz`` answers 200 (every media worker runs)."""
+    async def check() -> bool:
+        async with aiohttp.ClientSession() as http:
+            async with http.get(base + "/readyz") as r:
+                return r.status == 200
+
+    return check
+
+
+def worker_pids(server_pid: int) -> dict[int, int]:
+    """Media worker index -> pid, from the children of a ``stagepass serve --workers N`` process."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    out = {}
+    for pid in map(int, children):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"mediaserver.workers.worker" in argv:
+            out[int(argv[argv.index(b"--index") + 1])] = pid
+    return out
+
+
 def stop(proc: subprocess.Popen) -> None:
     """SIGTERM, then SIGKILL after 20 s."""
     if proc.poll() is None:
@@ -57,3 +81,12 @@ def stop(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=10)
+
+
+def restarted(server_pid: int, index: int, old_pid: int):
+    """A check for ``until``: media worker ``index`` runs again, not as ``old_pid``."""
+    async def check() -> bool:
+        now = worker_pids(server_pid)
+        return index in now and now[index] != old_pid
+
+    return check

@@ -14,6 +14,26 @@ function product(code) {
   return has(`studio.product_${code}`) ? t(`studio.product_${code}`) : code;
 }
 
+/** Runs `action` (async; it returns the message to show when it worked, or nothing) and shows
+ * the outcome in the status element `statusId`: that message, or the refusal as the server
+ * worded it (put in a sentence by `failure(error)` when one is given). True if it worked. */
+async function attempt(statusId, action, failure) {
+  try {
+    const message = await action();
+    if (message !== undefined) setStatus($(statusId), "ok", message);
+    return true;
+  } catch (err) {
+    setStatus($(statusId), "error", failure ? failure(describe(err)) : describe(err));
+    return false;
+  }
+}
+
+/** Fills the list `listId` with one element per item (`item(x)`); `emptyId` shows when there are none. */
+function showList(listId, emptyId, items, item) {
+  $(emptyId).hidden = items.length > 0;
+  $(listId).replaceChildren(...items.map(item));
+}
+
 export class SalesPanel {
   /** `room` is the selected RoomView ({slug, currency, question_min_price, ...}). */
   constructor(room) {
@@ -50,17 +70,13 @@ export class SalesPanel {
 
   // ----------------------------------------------------------------- coupons
   async loadCoupons() {
-    try {
-      this.renderCoupons((await api(this.path("/coupons"))).coupons);
-    } catch (err) {
-      setStatus($("coupon-status"), "error", t("studio.coupons_not_loaded", { error: describe(err) }));
-    }
+    await attempt("coupon-status", async () => this.renderCoupons((await api(this.path("/coupons"))).coupons),
+                  (error) => t("studio.coupons_not_loaded", { error }));
   }
 
   renderCoupons(coupons) {
     if (this.closed) return;
-    $("coupons-empty").hidden = coupons.length > 0;
-    $("coupon-list").replaceChildren(...coupons.map((c) => {
+    showList("coupon-list", "coupons-empty", coupons, (c) => {
       const off = c.kind === "percent" ? t("studio.coupon_percent_off", { value: c.value })
         : t("studio.coupon_amount_off", { amount: formatMoney(c.value, this.room.currency) });
       const uses = c.max_uses ? t("studio.coupon_uses_of", { uses: c.uses, max: c.max_uses }) : t("studio.coupon_uses", { uses: c.uses });
@@ -69,7 +85,7 @@ export class SalesPanel {
       return h("li", { dataset: { coupon: c.code, active: String(c.active) } },
         h("strong", {}, c.code), ` · ${off} · ${uses}`, c.expires_at ? ` · ${t("studio.coupon_until", { date: formatDateTime(c.expires_at) })}` : "",
         c.active ? "" : h("span", { class: "tag" }, ` ${t("studio.coupon_disabled")}`), " ", button);
-    }));
+    });
   }
 
   async addCoupon() {
@@ -83,58 +99,50 @@ export class SalesPanel {
     const body = { code: $("coupon-code").value.trim(), kind, value };
     const maxUses = $("coupon-max").value.trim();
     if (maxUses) body.max_uses = Number(maxUses);
-    try {
+    const created = await attempt("coupon-status", async () => {
       await api(this.path("/coupons"), { method: "POST", body });
-      setStatus($("coupon-status"), "ok", t("studio.coupon_created", { code: body.code.toUpperCase() }));
+      return t("studio.coupon_created", { code: body.code.toUpperCase() });
+    }, (error) => t("studio.coupon_not_created", { error }));
+    if (created) {
       $("coupon-form").reset();
       await this.loadCoupons();
-    } catch (err) {
-      setStatus($("coupon-status"), "error", t("studio.coupon_not_created", { error: describe(err) }));
     }
   }
 
   async toggleCoupon(coupon) {
-    try {
+    const toggled = await attempt("coupon-status", async () => {
       await api(this.path(`/coupons/${encodeURIComponent(coupon.code)}`), { method: "PATCH", body: { active: !coupon.active } });
-      setStatus($("coupon-status"), "ok", t(coupon.active ? "studio.coupon_now_disabled" : "studio.coupon_now_enabled", { code: coupon.code }));
-      await this.loadCoupons();
-    } catch (err) {
-      setStatus($("coupon-status"), "error", describe(err));
-    }
+      return t(coupon.active ? "studio.coupon_now_disabled" : "studio.coupon_now_enabled", { code: coupon.code });
+    });
+    if (toggled) await this.loadCoupons();
   }
 
   // ----------------------------------------------------------------- orders and refunds
   async loadOrders() {
-    try {
-      this.renderOrders((await api(this.path("/orders"))).orders);
-    } catch (err) {
-      setStatus($("orders-status"), "error", t("studio.orders_not_loaded", { error: describe(err) }));
-    }
+    await attempt("orders-status", async () => this.renderOrders((await api(this.path("/orders"))).orders),
+                  (error) => t("studio.orders_not_loaded", { error }));
   }
 
   renderOrders(orders) {
     if (this.closed) return;
-    $("orders-empty").hidden = orders.length > 0;
-    $("order-list").replaceChildren(...orders.map((o) => {
+    showList("order-list", "orders-empty", orders, (o) => {
       const refund = o.status === "paid"
         ? h("button", { type: "button", class: "danger", onclick: () => this.refund(o) }, t("studio.refund"))
         : h("span", { class: "tag" }, has(`studio.order_${o.status}`) ? t(`studio.order_${o.status}`) : o.status);
       return h("li", { dataset: { order: o.id, status: o.status } },
         h("strong", {}, o.buyer), ` · ${product(o.product)} · ${formatMoney(o.amount, o.currency)}`,
         o.coupon ? ` · ${t("studio.order_coupon", { code: o.coupon })}` : "", " ", refund);
-    }));
+    });
   }
 
   async refund(order) {
     const what = t("studio.order_what", { product: product(order.product), buyer: order.buyer,
                                           amount: formatMoney(order.amount, order.currency) });
     if (!confirm(t("studio.refund_confirm", { what }))) return;
-    try {
+    await attempt("orders-status", async () => {
       await api(`/api/orders/${encodeURIComponent(order.id)}/refund`, { method: "POST" });
-      setStatus($("orders-status"), "ok", t("studio.refunded", { what }));
-    } catch (err) {
-      setStatus($("orders-status"), "error", t("studio.not_refunded", { error: describe(err) }));
-    }
+      return t("studio.refunded", { what });
+    }, (error) => t("studio.not_refunded", { error }));
     await this.loadOrders();
   }
 
@@ -145,53 +153,42 @@ export class SalesPanel {
       setStatus($("qmin-status"), "error", t("studio.qmin_number", { currency: this.room.currency }));
       return;
     }
-    try {
+    await attempt("qmin-status", async () => {
       const room = (await api(this.path(), { method: "PATCH", body: { question_min_price: minor } })).room;
       this.room = room;
-      setStatus($("qmin-status"), "ok", room.question_min_price
+      return room.question_min_price
         ? t("studio.qmin_at_least", { amount: formatMoney(room.question_min_price, room.currency) })
-        : t("studio.qmin_any"));
-    } catch (err) {
-      setStatus($("qmin-status"), "error", describe(err));
-    }
+        : t("studio.qmin_any");
+    });
   }
 
   // ----------------------------------------------------------------- moderators
   async loadModerators() {
-    try {
-      this.renderModerators((await api(this.path("/moderators"))).moderators);
-    } catch (err) {
-      setStatus($("team-status"), "error", t("studio.moderators_not_loaded", { error: describe(err) }));
-    }
+    await attempt("team-status", async () => this.renderModerators((await api(this.path("/moderators"))).moderators),
+                  (error) => t("studio.moderators_not_loaded", { error }));
   }
 
   renderModerators(people) {
     if (this.closed) return;
-    $("moderators-empty").hidden = people.length > 0;
-    $("moderator-list").replaceChildren(...people.map((p) => h("li", { dataset: { user: String(p.user_id) } },
+    showList("moderator-list", "moderators-empty", people, (p) => h("li", { dataset: { user: String(p.user_id) } },
       h("strong", {}, p.display_name), ` ${t("studio.moderator_user", { id: p.user_id })} `,
-      h("button", { type: "button", class: "secondary", onclick: () => this.dismiss(p) }, t("studio.dismiss")))));
+      h("button", { type: "button", class: "secondary", onclick: () => this.dismiss(p) }, t("studio.dismiss"))));
   }
 
   async appoint() {
     const email = $("mod-email").value.trim();
-    try {
+    const appointed = await attempt("team-status", async () => {
       this.renderModerators((await api(this.path("/moderators"), { method: "POST", body: { email } })).moderators);
-      setStatus($("team-status"), "ok", t("studio.moderator_appointed", { email }));
-      $("mod-email").value = "";
-    } catch (err) {
-      setStatus($("team-status"), "error", t("studio.not_appointed", { error: describe(err) }));
-    }
+      return t("studio.moderator_appointed", { email });
+    }, (error) => t("studio.not_appointed", { error }));
+    if (appointed) $("mod-email").value = "";
   }
 
   async dismiss(person) {
-    try {
-      const body = await api(this.path(`/moderators/${person.user_id}`), { method: "DELETE" });
-      this.renderModerators(body.moderators);
-      setStatus($("team-status"), "ok", t("studio.moderator_dismissed", { name: person.display_name }));
-    } catch (err) {
-      setStatus($("team-status"), "error", describe(err));
-    }
+    await attempt("team-status", async () => {
+      this.renderModerators((await api(this.path(`/moderators/${person.user_id}`), { method: "DELETE" })).moderators);
+      return t("studio.moderator_dismissed", { name: person.display_name });
+    });
   }
 }
 
@@ -204,16 +201,13 @@ export class PlansForm {
   }
 
   async load() {
-    try {
-      const plans = (await api(`/api/creators/${this.creatorId}/plans`)).plans;
-      for (const plan of plans) {
+    await attempt("plans-status", async () => {
+      for (const plan of (await api(`/api/creators/${this.creatorId}/plans`)).plans) {
         this.offered[plan.interval] = plan;
         $("plan-currency").value = plan.currency;
         $(`plan-${plan.interval}`).value = fromMinor(plan.price, plan.currency);
       }
-    } catch (err) {
-      setStatus($("plans-status"), "error", t("studio.plans_not_loaded", { error: describe(err) }));
-    }
+    }, (error) => t("studio.plans_not_loaded", { error }));
   }
 
   async save() {
@@ -224,14 +218,12 @@ export class PlansForm {
       const offered = this.offered[interval];
       if (!text) {
         if (!offered) continue;
-        try { // an emptied price withdraws the plan (running subscriptions go on)
+        const withdrawn = await attempt("plans-status", async () => { // running subscriptions go on
           await api(`/api/creator/plans/${interval}`, { method: "PUT",
             body: { price: offered.price, currency: offered.currency, active: false } });
           delete this.offered[interval];
-        } catch (err) {
-          setStatus($("plans-status"), "error", t("studio.plans_not_saved", { error: describe(err) }));
-          return;
-        }
+        }, (error) => t("studio.plans_not_saved", { error }));
+        if (!withdrawn) return;
         continue;
       }
       const price = parseMinor(text, currency);
@@ -239,13 +231,11 @@ export class PlansForm {
         setStatus($("plans-status"), "error", t("studio.number_like", { label: t(interval === "month" ? "studio.monthly_price" : "studio.yearly_price"), example: "9.90", currency }));
         return;
       }
-      try {
+      const offeredNow = await attempt("plans-status", async () => {
         this.offered[interval] = (await api(`/api/creator/plans/${interval}`, { method: "PUT", body: { price, currency } })).plan;
         saved.push(t(interval === "month" ? "studio.price_a_month" : "studio.price_a_year", { price: formatMoney(price, currency) }));
-      } catch (err) {
-        setStatus($("plans-status"), "error", t("studio.plans_not_saved", { error: describe(err) }));
-        return;
-      }
+      }, (error) => t("studio.plans_not_saved", { error }));
+      if (!offeredNow) return;
     }
     setStatus($("plans-status"), "ok", saved.length ? t("studio.plans_offered", { plans: saved.join(", ") }) : t("studio.no_plan_offered"));
   }
@@ -262,11 +252,9 @@ export class CoursesPanel {
 
   async load() {
     this.renderRoomChoices();
-    try {
+    await attempt("course-status", async () => {
       this.courses = (await api(`/api/creators/${this.creatorId}/series`)).series;
-    } catch (err) {
-      setStatus($("course-status"), "error", t("studio.courses_not_loaded", { error: describe(err) }));
-    }
+    }, (error) => t("studio.courses_not_loaded", { error }));
     this.render();
   }
 
@@ -298,23 +286,21 @@ export class CoursesPanel {
     const rooms = [...document.querySelectorAll('input[name="course-room"]:checked')].map((box) => box.value);
     const body = { slug: $("course-slug").value.trim(), title: $("course-title").value.trim(), price, currency,
                    include_later: $("course-later").checked, rooms };
-    try {
+    const created = await attempt("course-status", async () => {
       const course = (await api("/api/series", { method: "POST", body })).series;
-      setStatus($("course-status"), "ok", t("studio.course_on_sale", { title: course.title }));
+      return t("studio.course_on_sale", { title: course.title });
+    }, (error) => t("studio.course_not_created", { error }));
+    if (created) {
       $("course-form").reset();
       await this.load();
-    } catch (err) {
-      setStatus($("course-status"), "error", t("studio.course_not_created", { error: describe(err) }));
     }
   }
 
   async addRoom(course, slug) {
-    try {
+    const added = await attempt("course-status", async () => {
       await api(`/api/series/${encodeURIComponent(course.slug)}/rooms`, { method: "POST", body: { room: slug } });
-      setStatus($("course-status"), "ok", t("studio.course_room_added", { room: slug, title: course.title }));
-      await this.load();
-    } catch (err) {
-      setStatus($("course-status"), "error", describe(err));
-    }
+      return t("studio.course_room_added", { room: slug, title: course.title });
+    });
+    if (added) await this.load();
   }
 }

@@ -89,7 +89,7 @@ async def test_wrong_key_is_refused_and_logged_without_the_key(rtmp_server, capl
         code = await encoder.wait(timeout=15)
     finally:
         await encoder.kill()
-    assert code != 0
+    assert code > 0  # ffmpeg gave up (a timeout kills it: -9)
     assert app[ROOMS].get("demo") is None  # nothing was opened
     refusals = [r.getMessage() for r in caplog.records if "refused" in r.getMessage()]
     assert refusals and "no room has this stream key" in refusals[0]
@@ -98,7 +98,7 @@ async def test_wrong_key_is_refused_and_logged_without_the_key(rtmp_server, capl
     encoder = FfmpegRtmpPublisher(rtmp.replace("/live", "/other") + f"/{KEY}", audio=False)
     await encoder.start()
     try:
-        assert await encoder.wait(timeout=15) != 0
+        assert await encoder.wait(timeout=15) > 0
     finally:
         await encoder.kill()
     assert app[ROOMS].get("demo") is None
@@ -113,7 +113,7 @@ async def test_second_rtmp_publisher_is_refused_and_a_dropped_one_can_come_back(
         await first.start()
         room = await wait_for(lambda: (r := app[ROOMS].get("demo")) is not None and r.live and r, timeout=15)
         await second.start()
-        assert await second.wait(timeout=15) != 0  # refused: the room has a live publisher
+        assert await second.wait(timeout=15) > 0  # refused: the room has a live publisher
         assert room.live and room.publisher is not None
         assert await viewer.play("demo") == 201
         await wait_for(lambda: viewer.numbers and viewer.numbers[-1] < 5000, timeout=15)

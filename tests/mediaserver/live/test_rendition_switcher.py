@@ -4,6 +4,7 @@ server trouble), and a lone struggling viewer in a crowd is switched."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Optional
 
@@ -11,6 +12,7 @@ import pytest
 
 from mediaserver.live.adaptation import Adaptation
 from mediaserver.live.rendition_switcher import RenditionSwitcher
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.unit
 
@@ -108,3 +110,37 @@ def test_a_viewer_that_left_is_forgotten():
     viewers.remove(b)
     s.step()
     assert set(s._adaptations) == {"a"}
+
+
+async def test_a_switch_counts_once_the_viewer_moved_not_after_its_clean_up():
+    """Moving a viewer up stops the low rendition nobody watches any more, which waits for
+    its encoder thread: the switch is counted from the moment the viewer moved (a scrape
+    meanwhile saw the viewer on the full rendition and no step up: test_low_rendition's
+    throttled viewer, on a loaded machine). A switch that fails before moving the viewer
+    does not count; one that fails in its clean-up does."""
+    viewer, broken = FakeViewer("v"), FakeViewer("broken")
+    viewer.rendition = broken.rendition = "low"
+    stopped = asyncio.Event()
+
+    async def switch(v, rendition):
+        if v is broken:
+            raise RuntimeError("the low rendition would not stop")
+        v.rendition = rendition
+        await stopped.wait()  # the unwatched rendition's encoder thread is joined
+
+    s = RenditionSwitcher(lambda: [viewer, broken], switch, logging.LoggerAdapter(logging.getLogger("test"), {}))
+    making = asyncio.ensure_future(s.make([(viewer, "full")]))
+    await wait_for(lambda: viewer.rendition == "full")
+    assert s.switches == {"down": 0, "up": 1} and not making.done()
+    stopped.set()
+    await making
+    await s.make([(broken, "full")])
+    assert s.switches == {"down": 0, "up": 1}
+
+    async def fails_after_moving(v, rendition):
+        v.rendition = rendition
+        raise RuntimeError("stopping the unwatched rendition failed")
+
+    s._switch = fails_after_moving
+    await s.make([(broken, "audio")])
+    assert broken.rendition == "audio" and s.switches == {"down": 1, "up": 1}

@@ -15,7 +15,7 @@ from interaction.ratelimit import UserBuckets
 from interaction.throttle import Throttle
 from interaction.server import Client
 from core.tasks import TaskOwner
-from tests.support.chat import Chat
+from tests.support.chat import Chat, free_room_with_chats
 from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, connected, paid_room, two_nodes_on_redis, view_token
 
@@ -37,10 +37,7 @@ async def close_all(chats) -> None:
 # ---------------------------------------------------------------- likes
 async def test_likes_are_aggregated_into_a_few_frames(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
-    alice, bob = await Api.sign_up(base), await Api.sign_up(base)
-    c, a, b = await connected(base, creator), await connected(base, alice), await connected(base, bob)
+    room, creator, c, (alice, bob), (a, b) = await free_room_with_chats(base)
     try:
         started = time.monotonic()
         acks = await asyncio.gather(*(chat.call("like", {"count": 1}) for chat in [a, b] * 45))
@@ -55,20 +52,17 @@ async def test_likes_are_aggregated_into_a_few_frames(paywall_app):
         assert [f["total"] for f in frames] == sorted(f["total"] for f in frames)
         await wait_for(lambda: a.got("likes") and a.got("likes")[-1]["total"] == 90, timeout=5)
         # a late joiner gets the total
-        d = await connected(base, await Api.sign_up(base))
+        d = await room.connect(await Api.sign_up(base))
         await wait_for(lambda: d.got("likes"), timeout=5)
         assert d.got("likes")[0] == {"total": 90, "recent": 0}
         await d.close()
     finally:
-        await close_all([c, a, b])
+        await room.close()
 
 
 async def test_bad_likes_are_refused_and_each_user_is_rate_limited(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
-    alice, bob = await Api.sign_up(base), await Api.sign_up(base)
-    c, a, b = await connected(base, creator), await connected(base, alice), await connected(base, bob)
+    room, creator, c, (alice, bob), (a, b) = await free_room_with_chats(base)
     try:
         for payload, code in [
             ({"count": 0}, "invalid_count"), ({"count": 51}, "invalid_count"), ({"count": -3}, "invalid_count"),
@@ -83,7 +77,7 @@ async def test_bad_likes_are_refused_and_each_user_is_rate_limited(paywall_app):
         # and refused likes count nothing; other users are not affected
         assert (await a.call("like", {"count": 50}))["ok"]
         assert error(await a.call("like", {"count": 50})) == "rate_limited"
-        a2 = await connected(base, alice)  # a second tab shares the limit
+        a2 = await room.connect(alice)  # a second tab shares the limit
         assert error(await a2.call("like", {"count": 50})) == "rate_limited"
         await a2.close()
         assert (await b.call("like", {"count": 7}))["ok"]
@@ -92,7 +86,7 @@ async def test_bad_likes_are_refused_and_each_user_is_rate_limited(paywall_app):
         assert (await a.call("like", {"count": 50}))["total"] == 107
         await wait_for(lambda: c.got("likes")[-1]["total"] == 107, timeout=5)
     finally:
-        await close_all([c, a, b])
+        await room.close()
 
 
 # ---------------------------------------------------------------- hands
@@ -102,11 +96,8 @@ def queue(chat: Chat) -> list[int]:
 
 async def test_hand_queue_is_for_moderators_and_disconnect_lowers_the_hand(paywall_app):
     base, app = paywall_app
-    creator = await Api.sign_up(base, "creator")
-    await paid_room(creator, ticket_price=0)
-    alice, bob, carol = await Api.sign_up(base), await Api.sign_up(base), await Api.sign_up(base)
-    c, a, b = await connected(base, creator), await connected(base, alice), await connected(base, bob)
-    chats = [c, a, b]
+    room, creator, c, (alice, bob), (a, b) = await free_room_with_chats(base)
+    carol = await Api.sign_up(base)
     try:
         await wait_for(lambda: c.got("hands"), timeout=5)  # the (empty) queue on connect
         assert c.got("hands")[0] == {"items": []}
@@ -124,20 +115,18 @@ async def test_hand_queue_is_for_moderators_and_disconnect_lowers_the_hand(paywa
         assert error(await b.call("hand:lower", {"user_id": "me"})) == "invalid_payload"
         assert error(await b.call("hand:lower", {"user_id": 1, "x": 2})) == "invalid_payload"
         # a moderator joining later gets the queue
-        c2 = await connected(base, creator)
-        chats.append(c2)
+        c2 = await room.connect(creator)
         await wait_for(lambda: c2.got("hands"), timeout=5)
         assert queue(c2) == [alice.user["id"], bob.user["id"]]
         # disconnecting lowers the hand (not while another tab is still here)
-        a2 = await connected(base, alice)
+        a2 = await room.connect(alice)
         await a2.close()
         await asyncio.sleep(0.6)
         assert queue(c) == [alice.user["id"], bob.user["id"]]
         await a.close()
         await wait_for(lambda: queue(c) == [bob.user["id"]], timeout=5)
         # the viewer lowers their own hand; a moderator lowers someone else's
-        d = await connected(base, carol)
-        chats.append(d)
+        d = await room.connect(carol)
         assert (await d.call("hand:raise"))["ok"]
         await wait_for(lambda: queue(c) == [bob.user["id"], carol.user["id"]], timeout=5)
         assert (await d.call("hand:lower")) == {"ok": True, "raised": False}
@@ -150,7 +139,7 @@ async def test_hand_queue_is_for_moderators_and_disconnect_lowers_the_hand(paywa
         for viewer in (b, d):
             assert not viewer.got("hands")
     finally:
-        await close_all(chats)
+        await room.close()
 
 
 # ---------------------------------------------------------------- presence

@@ -64,7 +64,7 @@ async def test_private_attributes_the_bridge_relies_on_exist():
 async def test_dtls_and_srtp_internals_the_bridge_relies_on_exist():
     from pylibsrtp import Policy, Session
 
-    from mediaserver.sfu.aiortc_bridge import _enlarge_srtp_session
+    from mediaserver.sfu.aiortc_bridge import enlarge_srtp_session
     from mediaserver.sfu.dtls_watch import DTLS_CIPHERS, DtlsWatch
 
     pc = RTCPeerConnection()
@@ -77,6 +77,6 @@ async def test_dtls_and_srtp_internals_the_bridge_relies_on_exist():
     assert callable(dtls._RTCDtlsTransport__log_debug) and hasattr(dtls, "_role")
     session = Session(Policy(key=bytes(30), ssrc_type=Policy.SSRC_ANY_OUTBOUND))
     assert len(session._cdata) == 1500 and hasattr(session, "_buffer")
-    _enlarge_srtp_session(session)
+    enlarge_srtp_session(session)
     assert len(session.protect(bytes([0x80, 96]) + bytes(1498))) > 1500
     await pc.close()

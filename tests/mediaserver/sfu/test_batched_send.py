@@ -11,6 +11,7 @@ import pytest
 
 from mediaserver.sfu import batched_send
 from mediaserver.sfu.batched_send import BatchedSender, mmsg_sender, sendto_sender
+from mediaserver.sfu.rtp_payloads import RTP_HEADER
 
 pytestmark = pytest.mark.unit
 
@@ -59,6 +60,29 @@ async def test_a_batch_taken_in_part_is_continued_in_order():
     assert fake.sent == items
     assert fake.calls == 3 and sender.stats.partial == 2  # 7 of 20, 7 of 13, then 6 of 6
     assert sender.stats.datagrams == 20 and sender.backlog() == 0
+    fake.close()
+
+
+async def test_held_datagrams_leave_at_the_last_release_without_a_loop_turn():
+    """A publisher packet's copies are queued between ``hold`` and ``release`` (the receive
+    path fanning it out): they leave at once at the outermost release, in one call."""
+    fake = FakeSocket(per_call=64)
+    sender = BatchedSender(fake, fake.send)
+    items = datagrams(5)
+    batched_send.hold()
+    batched_send.hold()  # nested: a relay fanning out inside a fan-out
+    try:
+        for data, addr in items:
+            sender.add(data, addr)
+    finally:
+        batched_send.release()
+    assert fake.sent == []  # the outer hold is still open
+    batched_send.release()
+    assert fake.sent == items and fake.calls == 1
+    sender.add(*items[0])  # no hold: at the end of the loop turn, as before
+    assert fake.calls == 1
+    await asyncio.sleep(0)
+    assert fake.sent == items + items[:1] and fake.calls == 2
     fake.close()
 
 
@@ -149,8 +173,12 @@ async def test_srtp_protected_in_its_slot_is_what_the_viewer_decrypts():
     packets = [bytes([0x80, 96]) + i.to_bytes(2, "big") + bytes(4) + (7).to_bytes(4, "big")
                + bytes([i % 256]) * (200 + i) for i in range(300)]
     try:
-        for p in packets:
-            sender.add_transformed(p, receiver.getsockname(), lib.srtp_protect, tx._srtp[0], 144)
+        for i, p in enumerate(packets):
+            if i % 2:  # as the fanout queues a copy: its header's fields, then the shared rest
+                sender.add_transformed(p[12:], receiver.getsockname(), lib.srtp_protect, tx._srtp[0], 144,
+                                       RTP_HEADER.unpack_from(p))
+            else:
+                sender.add_transformed(p, receiver.getsockname(), lib.srtp_protect, tx._srtp[0], 144)
         too_long = bytes([0x80, 96]) + bytes(10) + bytes(batched_send.SLOT_SIZE)
         with pytest.raises(ValueError, match="too long"):
             sender.add_transformed(too_long, receiver.getsockname(), lib.srtp_protect, tx._srtp[0], 144)

@@ -16,6 +16,7 @@ from pylibsrtp import Policy, Session
 
 from mediaserver.sfu.aiortc_bridge import IdleTrack, SenderPort
 from mediaserver.sfu.batched_send import BatchedSender
+from mediaserver.sfu.rtp_payloads import RTP_HEADER
 
 pytestmark = pytest.mark.unit
 
@@ -29,6 +30,12 @@ def srtp(direction: int) -> Session:
 
 def rtp(seq: int, size: int = 300, pt: int = 96, ssrc: int = 1234) -> bytes:
     return bytes([0x80, pt]) + seq.to_bytes(2, "big") + bytes(4) + ssrc.to_bytes(4, "big") + bytes([seq % 256]) * size
+
+
+def media(seq: int) -> tuple[tuple[int, int, int, int, int], bytes]:
+    """``rtp(seq)`` as the fanout hands it to ``send``: its fixed header's fields, the rest."""
+    packet = rtp(seq)
+    return RTP_HEADER.unpack_from(packet), packet[12:]
 
 
 def rtx(seq: int) -> bytes:
@@ -106,8 +113,8 @@ async def test_on_the_mux_a_retransmission_joins_the_batch_with_the_first_sends(
     protocol.mux, protocol.transport = _Mux(batch), _NoOwnSendto()
     port, pc = await connected_port(_Pair(protocol))
     try:
-        assert port.send(rtp(1), 300, ntp_time=111, rtp_timestamp=222)
-        assert port.send(rtp(2), 300, ntp_time=333, rtp_timestamp=444)
+        assert port.send(*media(1), 300, ntp_time=111, rtp_timestamp=222)
+        assert port.send(*media(2), 300, ntp_time=333, rtp_timestamp=444)
         assert port.retransmit(rtx(1))  # a NACK answered in the same loop turn
         assert strategy.sent == [] and batch.count == 3  # all three wait in the batch
         await asyncio.sleep(0)
@@ -120,7 +127,7 @@ async def test_on_the_mux_a_retransmission_joins_the_batch_with_the_first_sends(
 
         # the batch backed up past the viewer's limit: both kinds are refused, nothing counted
         batch.blocked, batch.backlog_bytes = True, port.buffer_limit + 1
-        assert not port.send(rtp(3), 300, 555, 666) and not port.retransmit(rtx(2))
+        assert not port.send(*media(3), 300, 555, 666) and not port.retransmit(rtx(2))
         assert batch.count == 0 and (port.sent_packets, port.retransmitted_packets) == (2, 1)
         batch.blocked, batch.backlog_bytes = False, 0
     finally:
@@ -133,13 +140,13 @@ async def test_off_the_mux_both_go_to_the_ice_pairs_sendto():
     protocol.transport = transport
     port, pc = await connected_port(_Pair(protocol))
     try:
-        assert port.send(rtp(7), 300, 1, 2) and port.retransmit(rtx(7))
+        assert port.send(*media(7), 300, 1, 2) and port.retransmit(rtx(7))
         rx = srtp(Policy.SSRC_ANY_INBOUND)
         assert [rx.unprotect(d) for d, _ in transport.sent] == [rtp(7), rtx(7)]
         assert all(addr == VIEWER for _, addr in transport.sent)
         assert (port.sent_packets, port.retransmitted_packets) == (1, 1) and port.python_protects == 2
         transport.buffered = port.buffer_limit + 1  # the viewer's socket backed up
-        assert not port.send(rtp(8), 300, 1, 2) and not port.retransmit(rtx(8))
+        assert not port.send(*media(8), 300, 1, 2) and not port.retransmit(rtx(8))
         assert len(transport.sent) == 2
     finally:
         await pc.close()

@@ -15,49 +15,17 @@ import asyncio
 import json
 import os
 import signal
-from pathlib import Path
 
 import aiohttp
 import pytest
 
 from tests.support.frames import frames_grow, get_json, in_order, until
 from tests.support.peers import Publisher, Viewer
-from tests.support.server_process import start_server, stop
+from tests.support.server_process import ready, restarted, start_server, stop, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 FLAGS = ("--workers", "2", "--rooms", "open=open-room-key", "--rtmp-port", "0", "--log-level", "WARNING")
-
-
-def restarted(server_pid: int, index: int, old_pid: int):
-    async def check() -> bool:
-        now = worker_pids(server_pid)
-        return index in now and now[index] != old_pid
-
-    return check
-
-
-def ready(base: str):
-    async def check() -> bool:  # /readyz: every media worker runs
-        async with aiohttp.ClientSession() as http:
-            async with http.get(base + "/readyz") as r:
-                return r.status == 200
-
-    return check
-
-
-def worker_pids(server_pid: int) -> dict[int, int]:
-    """Worker index -> pid, from the server process's children."""
-    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
-    out = {}
-    for pid in map(int, children):
-        try:
-            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-        except FileNotFoundError:
-            continue
-        if b"mediaserver.workers.worker" in argv:
-            out[int(argv[argv.index(b"--index") + 1])] = pid
-    return out
 
 
 async def test_two_workers_relay_a_room_and_survive_a_worker(tmp_path):

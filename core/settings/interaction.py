@@ -1,0 +1,58 @@
+"""The ``interaction`` section: danmaku, the room's chat limits and the interaction workers."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from core.settings.parsing import ConfigError, parse_bool
+
+__all__ = ["InteractionSettings"]
+
+
+@dataclass
+class InteractionSettings:
+    """Danmaku and the room's chat limits."""
+
+    danmaku_max_chars: int = field(default=100, metadata={"help": "longest danmaku accepted"})
+    danmaku_user_rate: float = field(default=1.0, metadata={"help": "danmaku per second a user may send (sustained)"})
+    danmaku_user_burst: int = field(default=5, metadata={"help": "danmaku a user may send in a burst"})
+    danmaku_room_rate: float = field(default=200.0, metadata={"help": "danmaku per second a room accepts"})
+    danmaku_batch_ms: int = field(
+        default=100,
+        metadata={"help": "longest a danmaku waits to share a frame with others under load (a quiet room sends "
+                          "at once; 0: no batching, one frame per danmaku)"})
+    danmaku_write_ms: int = field(
+        default=250,
+        metadata={"help": "danmaku rows are written in batches this often, after they are broadcast (a kill -9 "
+                          "loses at most about this long of rows)"})
+    websocket_compression: bool = field(
+        default=False,
+        metadata={"help": "offer permessage-deflate on Socket.IO WebSockets (off, as in Node's engine.io: "
+                          "compressing each frame per viewer costs server and viewer CPU)",
+                  "parse": parse_bool})
+    interaction_workers: int = field(
+        default=1,
+        metadata={"help": "processes serving Socket.IO WebSockets on this node ('cores': one per core); 1: the "
+                          "control plane serves them itself; more: each new WebSocket is handed to the least "
+                          "loaded worker process, rooms spread across them through Redis (REDIS_URL) or, "
+                          "without it, the control plane's local bus; long-polling clients stay on the control "
+                          "plane",
+                  "parse": lambda s: (os.cpu_count() or 1) if s.strip().lower() == "cores" else int(s)})
+    blocked_words: list[str] = field(
+        default_factory=list,
+        metadata={"help": "words refused in every room, comma separated",
+                  "parse": lambda s: [w.strip().lower() for w in s.split(",") if w.strip()]},
+    )
+
+    def validate(self) -> None:
+        if not 1 <= self.danmaku_max_chars <= 1000:
+            raise ConfigError("danmaku_max_chars: 1 to 1000")
+        if self.danmaku_user_rate <= 0 or self.danmaku_room_rate <= 0 or self.danmaku_user_burst < 1:
+            raise ConfigError("danmaku rates: positive")
+        if not 0 <= self.danmaku_batch_ms <= 2000:
+            raise ConfigError("danmaku_batch_ms: 0 to 2000")
+        if not 10 <= self.danmaku_write_ms <= 5000:
+            raise ConfigError("danmaku_write_ms: 10 to 5000")
+        if not 1 <= self.interaction_workers <= 64:
+            raise ConfigError("interaction_workers: 1 to 64, or 'cores'")

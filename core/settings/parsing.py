@@ -1,0 +1,133 @@
+"""How a setting is declared and read: field metadata, value parsers, environment and CLI.
+
+A setting is a dataclass field of a section (see ``composite.SECTIONS``) whose ``metadata`` may hold:
+
+- ``help``: the sentence ``stagepass serve --help`` shows (and the README's table repeats);
+- ``parse``: a function from the raw text to the value, raising ``ValueError`` or ``ConfigError``;
+  without it the field's type (``int``, ``float``, ``Path``, ``str``) converts the text;
+- ``alias``: a second environment variable read when ``STAGEPASS_<NAME>`` is unset
+  (``DATABASE_URL``, ``REDIS_URL``).
+
+A field parsed by ``parse_bool`` is a switch on the command line: ``--keep-local`` alone means on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+__all__ = ["ConfigError", "parse_bool", "parse_rooms", "parse_workers", "parse_udp_port", "parse_list",
+           "convert", "values_from_environment", "add_arguments", "values_from_arguments"]
+
+
+class ConfigError(ValueError):
+    """A setting has an invalid value."""
+
+
+def parse_rooms(text: str) -> dict[str, str]:
+    """``"demo=key1,maths=key2"`` -> ``{"demo": "key1", "maths": "key2"}``."""
+    rooms: dict[str, str] = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, key = item.partition("=")
+        if not sep or not name or not key:
+            raise ConfigError(f"rooms: expected NAME=STREAM_KEY, got {item!r}")
+        rooms[name.strip()] = key.strip()
+    return rooms
+
+
+def parse_bool(text: str) -> bool:
+    """``on``/``off`` (also 1/0, true/false, yes/no)."""
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected on or off, got {text!r}")
+
+
+def parse_workers(text: str) -> int:
+    """A number of media workers, or ``cores`` (one per CPU core)."""
+    value = text.strip().lower()
+    if value == "cores":
+        return max(1, len(os.sched_getaffinity(0)))
+    try:
+        return int(value)
+    except ValueError:
+        raise ConfigError(f"workers: expected a number or 'cores', got {text!r}") from None
+
+
+def parse_udp_port(text: str) -> str:
+    """``off``, a port, or a range ``N-M`` (one port per media worker)."""
+    value = text.strip().lower()
+    if value == "off":
+        return value
+    first, _, last = value.partition("-")
+    try:
+        low, high = int(first), int(last or first)
+    except ValueError:
+        low = high = -1
+    if not (0 <= low <= high <= 65535) or (low == 0 and high != 0):
+        raise ConfigError(f"udp_port: expected a port, a range N-M or 'off', got {text!r}")
+    return value
+
+
+def parse_list(text: str) -> list[str]:
+    """``"a, b,,c"`` -> ``["a", "b", "c"]``."""
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+def convert(f: dataclasses.Field, raw: str) -> Any:
+    """The value of setting ``f`` from its raw text; a bad value is a ``ConfigError`` naming it."""
+    parse = f.metadata.get("parse")
+    try:
+        if parse is not None:
+            return parse(raw)
+        if f.type in ("int", int):
+            return int(raw)
+        if f.type in ("float", float):
+            return float(raw)
+        if f.type in ("Path", Path):
+            return Path(raw)
+        return raw
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{f.name}: {exc}") from None
+
+
+def values_from_environment(fields: Iterable[dataclasses.Field], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The settings set by ``STAGEPASS_<NAME>`` (or the field's alias), by flat name."""
+    values: dict[str, Any] = {}
+    for f in fields:
+        raw = environ.get("STAGEPASS_" + f.name.upper())
+        if raw is None and "alias" in f.metadata:
+            raw = environ.get(f.metadata["alias"])
+        if raw is not None:
+            values[f.name] = convert(f, raw)
+    return values
+
+
+def add_arguments(parser: argparse.ArgumentParser, fields: Iterable[tuple[str, dataclasses.Field]]) -> None:
+    """One ``--<name>`` flag per (section, field); its help names the variable and the section."""
+    for section, f in fields:
+        switch = f.metadata.get("parse") is parse_bool  # --keep-local alone means on
+        parser.add_argument(
+            "--" + f.name.replace("_", "-"),
+            dest=f.name,
+            default=None,
+            **({"nargs": "?", "const": "on"} if switch else {}),
+            help=f"{f.metadata.get('help', '')} (env STAGEPASS_{f.name.upper()}; {section})".replace("%", "%%"),
+        )
+
+
+def values_from_arguments(args: argparse.Namespace, fields: Iterable[dataclasses.Field]) -> dict[str, Any]:
+    """The settings given as flags (parsed by a parser ``add_arguments`` filled), by flat name."""
+    values: dict[str, Any] = {}
+    for f in fields:
+        raw = getattr(args, f.name)
+        if raw is not None:
+            values[f.name] = convert(f, raw)
+    return values
