@@ -11,6 +11,7 @@ server. Servers, interleaved per round:
 - ``stagepass x2``: one ``stagepass serve --interaction-workers 2`` (``--processes``): the
   control plane hands each WebSocket to the less loaded of two worker processes, which
   share the room through the node's local bus (``--x2-redis``: through Redis);
+  ``stagepass b=0 x2``: the same without batching;
 - ``bare python-socketio``: ``benchmarks/bare_socketio.py`` (python-socketio's own room emit);
 - ``node socket.io``: ``benchmarks/node/server.cjs`` (the reference).
 
@@ -22,6 +23,10 @@ the server's own share of the delay ("srv p99<=": acceptance to the frame writte
 bucket bound of the delivery histogram of /metrics). "x2 capacity" compares
 the busiest process's CPU at the same load: how much more load two processes take before
 one of their cores is full.
+
+The senders connect before the window, as the viewers do. ``--server-root DIR`` runs
+another checkout's server (e.g. a ``git archive`` of main) with the same clients;
+``--profile DIR`` py-spies every Stagepass process during the window.
 
     npm ci --prefix benchmarks/node   # once: Node's socket.io server
     .venv/bin/python benchmarks/danmaku.py [--viewers 250,1000] [--rounds 2] [--processes]
@@ -47,6 +52,8 @@ import aiohttp
 import psutil
 import socketio
 
+from fanout.profiling import hot_spots, start_profiler
+
 ROOT = Path(__file__).resolve().parents[1]
 VIEWERS_SCRIPT = ROOT / "tests" / "support" / "socketio_viewers.cjs"
 PER_NODE = 250
@@ -54,6 +61,7 @@ METRICS_TOKEN = "benchmark-metrics-token"
 REDIS_URL = "redis://127.0.0.1:6379/8"  # the benchmark's own Redis database (flushed)
 SECRET = "b" * 40
 X2_REDIS = "--x2-redis" in sys.argv
+SERVER_ROOT = ROOT  # --server-root: the checkout Stagepass runs from
 D, L = "stagepass_danmaku_delivery_seconds", "stagepass_event_loop_lag_seconds"
 
 
@@ -113,14 +121,15 @@ class Stagepass(Server):
 
             redis.Redis.from_url(REDIS_URL).flushdb()
             shared = ["--redis-url", REDIS_URL]
-        env = {**clean_env(), "STAGEPASS_METRICS_TOKEN": METRICS_TOKEN, "STAGEPASS_REVIEW_UNVERIFIED": "off"}
+        env = {**clean_env(), "STAGEPASS_METRICS_TOKEN": METRICS_TOKEN, "STAGEPASS_REVIEW_UNVERIFIED": "off",
+               "PYTHONPATH": str(SERVER_ROOT)}  # its packages win over the editable install
         port = free_port()
         cmd = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
                "--data-dir", f"{self.tmp.name}/node", "--secret", SECRET, "--log-level", "WARNING",
                "--danmaku-batch-ms", str(self.batch_ms), "--danmaku-user-rate", "100",
                "--danmaku-user-burst", "100", "--danmaku-room-rate", "100000",
                "--signups-per-hour", "100000", "--interaction-workers", str(self.processes), *shared]
-        self.procs.append(subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL))
+        self.procs.append(subprocess.Popen(cmd, cwd=SERVER_ROOT, env=env, stdout=subprocess.DEVNULL))
         self.bases.append(f"http://127.0.0.1:{port}")
 
     def processes_now(self) -> list[psutil.Process]:
@@ -250,13 +259,17 @@ async def viewers(base: str, token: str, count: int) -> asyncio.subprocess.Proce
     return proc
 
 
-async def send(bases: list[str], tokens: list[str], rate: float, seconds: float) -> int:
+async def connect_senders(bases: list[str], tokens: list[str]) -> list[socketio.AsyncClient]:
     clients = []
     for i, token in enumerate(tokens):
         c = socketio.AsyncClient(reconnection=False)
         await c.connect(bases[i % len(bases)], auth={"room": "bench", "token": token}, transports=["websocket"],
                         wait_timeout=60)
         clients.append(c)
+    return clients
+
+
+async def send(clients: list[socketio.AsyncClient], rate: float, seconds: float) -> int:
     period = len(clients) / rate
     acked = 0
 
@@ -273,12 +286,11 @@ async def send(bases: list[str], tokens: list[str], rate: float, seconds: float)
             await asyncio.sleep(max(0.0, t0 + n * period - time.monotonic()))
 
     await asyncio.gather(*(one(i, c) for i, c in enumerate(clients)))
-    for c in clients:
-        await c.disconnect()
     return acked
 
 
-async def run(server: Server, n: int, rate: float, seconds: float, senders: int) -> dict:
+async def run(server: Server, n: int, rate: float, seconds: float, senders: int,
+              profile: Path | None = None) -> dict:
     try:
         await server.start()
         for base in server.bases:
@@ -292,24 +304,41 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
             left -= k
             i += 1
         procs = [await g for g in groups]  # one at a time: a connect storm is another benchmark
+        clients = await connect_senders(server.bases, send_tokens)  # before the window, as the viewers
+        await asyncio.sleep(1.5)  # their arrival (presence, recent danmaku) is over
         ps = server.processes_now()
         gc0 = await server.gc_seconds()
         hist0 = await histograms(server)
         cpu0 = [sum(p.cpu_times()[:2]) for p in ps]
+        sys0 = [p.cpu_times().system for p in ps]
         queued0 = run_queue_ns(ps)
+        profilers = []
+        if profile is not None and isinstance(server, Stagepass):
+            for i, p in enumerate(ps):
+                out = profile / f"{server.name.replace(' ', '_')}-{n}-{i}.txt"
+                profilers.append((out, await start_profiler(p.pid, int(seconds + 2), out)))
         t0 = time.monotonic()
-        sent = await send(server.bases, send_tokens, rate, seconds)
+        sent = await send(clients, rate, seconds)
         await asyncio.sleep(2.0)  # the last danmaku arrive
         wall = time.monotonic() - t0
         cpu = [sum(p.cpu_times()[:2]) - c for p, c in zip(ps, cpu0)]
+        kernel = [p.cpu_times().system - c for p, c in zip(ps, sys0)]
         queued = [(b - a) / 1e9 for a, b in zip(queued0, run_queue_ns(ps))]
         gc = [b - a for a, b in zip(gc0, await server.gc_seconds())]
         hist1 = await histograms(server)
+        for c in clients:
+            await c.disconnect()
+        for out, profiler in profilers:
+            await profiler.wait()
+            if out.exists():
+                print(hot_spots(out), file=sys.stderr, flush=True)
         delays: list[float] = []
+        frames = 0
         for p in procs:
             p.stdin.close()
             out = json.loads((await p.stdout.readline()) or b"{}")
             delays.extend(out.get("delays_ms", []))
+            frames += out.get("frames", 0)
             await p.wait()
     finally:
         server.stop()
@@ -321,7 +350,10 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
         "p99_ms": delays[int(0.99 * (delivered - 1))] if delays else float("nan"),
         "cpu_us_per_msg": 1e6 * sum(cpu) / max(1, delivered),
         "busiest_cpu_pct": 100 * max(cpu) / wall,
+        # danmaku frames each viewer received (a frame carries one or more danmaku)
+        "frames_per_viewer": frames / n,
         "cpu_pct_by_process": [round(100 * c / wall, 1) for c in cpu],  # the node first, then its workers
+        "kernel_share_by_process": [round(k / c, 2) if c else 0.0 for k, c in zip(kernel, cpu)],
         # the share of the window the busiest process's event loop was runnable but waited for a core
         "runq_pct": 100 * max(queued) / wall,
         "gc_pct": 100 * max(g / wall for g in gc),
@@ -334,7 +366,7 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int)
 def servers(processes: bool) -> list[Server]:
     out: list[Server] = [Stagepass("stagepass", 100), Stagepass("stagepass b=0", 0)]
     if processes:
-        out.append(Stagepass("stagepass x2", 100, processes=2))
+        out += [Stagepass("stagepass x2", 100, processes=2), Stagepass("stagepass b=0 x2", 0, processes=2)]
     return out + [Bare("bare python-socketio"), Node("node socket.io")]
 
 
@@ -350,10 +382,18 @@ def main() -> None:
     parser.add_argument("--x2-redis", action="store_true", help="the two workers share through Redis, not the local bus")
     parser.add_argument("--only", default="", help="comma-separated server names to run")
     parser.add_argument("--json", help="write every run here")
+    parser.add_argument("--server-root", type=Path, default=ROOT, metavar="DIR",
+                        help="the checkout Stagepass runs from (e.g. a git archive of main)")
+    parser.add_argument("--profile", type=Path, metavar="DIR",
+                        help="py-spy every Stagepass process during the window into DIR and print its hot "
+                        "spots (numbers of a profiled run are not for comparison)")
     args = parser.parse_args()
     if shutil.which("node") is None or not (ROOT / "benchmarks" / "node" / "node_modules" / "socket.io").is_dir():
         sys.exit("needs node and Node's socket.io: npm ci --prefix benchmarks/node")
     os.chdir(ROOT)
+    global SERVER_ROOT
+    SERVER_ROOT = args.server_root.resolve()
+    print(f"Stagepass from {SERVER_ROOT}", flush=True)
     runs = []
     print(f"{'viewers':>7} {'server':<22} {'p50 ms':>7} {'p99 ms':>7} {'deliv %':>7} {'cpu us/msg':>10} "
           f"{'busiest %':>9} {'gc %':>5} {'p99/node':>8} {'cpu/node':>8} {'srv p99<=':>9} {'runq %':>6}", flush=True)
@@ -363,15 +403,18 @@ def main() -> None:
             for server in servers(args.processes):
                 if args.only and server.name not in args.only.split(","):
                     continue
-                r = asyncio.run(run(server, n, args.rate, args.seconds, args.senders))
+                r = asyncio.run(run(server, n, args.rate, args.seconds, args.senders, args.profile))
                 runs.append(r)
                 print(f"  ({server.name}: p50 {r['p50_ms']:.1f} p99 {r['p99_ms']:.1f} ms, "
-                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg, server side p99 "
+                      f"{r['delivered_pct']:.1f}% delivered, {r['cpu_us_per_msg']:.1f} us/msg, "
+                      f"{r['frames_per_viewer']:.0f} frames a viewer, CPU % by process {r['cpu_pct_by_process']} "
+                      f"(kernel share {r['kernel_share_by_process']}), "
+                      f"server side p99 "
                       f"<= {r['server_p99_ms']} ms, loop lag p99 <= {r['lag_p99_ms']} ms, waiting for a core "
                       f"{r['runq_pct']:.1f}% of the time)", file=sys.stderr,
                       flush=True)
                 per.setdefault(server.name, []).append(r)
-        med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if k not in ("server", "cpu_pct_by_process")}
+        med = {name: {k: statistics.median(r[k] for r in rs) for k in rs[0] if not isinstance(rs[0][k], (str, list))}
                for name, rs in per.items()}
         node = med.get("node socket.io")
         for name, m in med.items():
@@ -380,9 +423,12 @@ def main() -> None:
             print(f"{n:>7} {name:<22} {m['p50_ms']:>7.1f} {m['p99_ms']:>7.1f} {m['delivered_pct']:>7.1f} "
                   f"{m['cpu_us_per_msg']:>10.1f} {m['busiest_cpu_pct']:>9.1f} {m['gc_pct']:>5.2f} "
                   f"{p99r:>8.2f} {cpur:>8.2f} {m['server_p99_ms']:>9.0f} {m['runq_pct']:>6.1f}", flush=True)
-        if "stagepass x2" in med and "stagepass" in med:
-            ratio = med["stagepass"]["busiest_cpu_pct"] / med["stagepass x2"]["busiest_cpu_pct"]
-            print(f"{n:>7} x2 capacity (busiest process CPU, 1 process / 2 processes): {ratio:.2f}x", flush=True)
+        for one, two in (("stagepass", "stagepass x2"), ("stagepass b=0", "stagepass b=0 x2")):
+            if one in med and two in med:
+                ratio = med[one]["busiest_cpu_pct"] / med[two]["busiest_cpu_pct"]
+                frames = med[two]["frames_per_viewer"] / max(1e-9, med[one]["frames_per_viewer"])
+                print(f"{n:>7} {two} capacity (busiest process CPU, 1 process / 2 processes): {ratio:.2f}x; "
+                      f"frames a viewer got, 2 processes / 1: {frames:.2f}", flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2))
 

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
+from json import dumps as _json_dumps
 from typing import Any, Optional
 
 import engineio
@@ -42,12 +44,13 @@ from core.cluster import Cluster
 from .socketio_manager import ClusterManager
 
 __all__ = ["BroadcastStats", "FastClusterManager", "FastEmit", "StagepassEngineIO", "StagepassSocketIO",
-           "client_manager", "websocket_frame"]
+           "client_manager", "encode_json", "event_packet", "websocket_frame"]
 
 log = logging.getLogger("stagepass.interaction")
 
 #: a socket whose transport holds more than this many unsent bytes gets its frames queued
 SLOW_BUFFER = 256 * 1024
+_PLAIN = re.compile(r"^[A-Za-z0-9:_.-]+$")  # an event name JSON encodes as itself between quotes
 
 
 class BroadcastStats:
@@ -80,6 +83,19 @@ class _NoFlowControl:
 
 _capture = _Capture()
 _frame_writer = WebSocketWriter(_NoFlowControl(), _capture, limit=1 << 62)  # type: ignore[arg-type]
+
+
+def encode_json(data: Any) -> str:
+    """JSON text as python-socketio encodes a packet's data (compact, ASCII)."""
+    return _json_dumps(data, separators=(",", ":"))
+
+
+def event_packet(namespace: str, event: str, data_json: str) -> str:
+    """The Socket.IO EVENT packet ``event`` with one argument, given as JSON text: what
+    ``socketio.packet.Packet(EVENT, namespace, [event, data]).encode()`` makes of it."""
+    head = "2" if namespace == "/" else "2" + namespace + ","
+    return head + '["' + event + '",' + data_json + "]" if _PLAIN.match(event) else \
+        head + "[" + encode_json(event) + "," + data_json + "]"
 
 
 def websocket_frame(text: str) -> bytes:
@@ -185,6 +201,11 @@ class FastEmit(socketio.AsyncManager):
         if not isinstance(encoded, str):  # binary attachments: several packets, python-socketio's path
             return await super().emit(event, data, namespace, room=room, skip_sid=skip_sid, **kwargs)
         self.write(eio, namespace, room, skip_sid, encoded)
+
+    def write_local(self, namespace: str, room: str, event: str, data_json: str) -> None:
+        """Send ``event`` with data already encoded as JSON to the participants of ``room``
+        on this process only (never through the cluster: each process sends its own)."""
+        self.write(self.server.eio, namespace, room, None, event_packet(namespace, event, data_json))
 
     def write(self, eio: StagepassEngineIO, namespace: str, room: Any, skip_sid: Any, encoded: str) -> None:
         """Send one encoded Socket.IO packet to every participant of ``room`` on this process."""

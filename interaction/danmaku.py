@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any, Optional
 from xml.sax.saxutils import escape
 
@@ -22,11 +23,13 @@ from core.settings import InteractionSettings
 from core.timeutil import as_utc, utcnow
 
 from .batcher import Batcher
+from .broadcast import encode_json
 from .danmaku_cluster import DanmakuCluster, LocalDanmakuCluster
 from .models import Danmaku
 from .moderation import Moderation
 from core.access import Refusal
 
+from .room_feed import RoomFeed
 from .server import Client, InteractionServer
 from .write_behind import WriteBehind, WriteBehindFull
 
@@ -53,19 +56,23 @@ def _item(d: Danmaku, name: str) -> dict:
 
 class DanmakuService:
     """Send path: validate, mute/blocklist (memory), limits (``cluster``), broadcast, ack;
-    the row is written behind (``WriteBehind``)."""
+    the row is written behind (``WriteBehind``). A danmaku is encoded to JSON once, here;
+    this process's ``batcher`` gathers it, with the ones other processes accepted (from
+    the ``feed``), into the frames it writes to its own sockets."""
 
     def __init__(self, server: InteractionServer, moderation: Moderation, limits: InteractionSettings,
                  cluster: Optional[DanmakuCluster] = None) -> None:
         """``limits``: the length, rate, batching and write settings (their defaults live in
         ``core.settings``); ``cluster``: where rate limits and row ids are shared (default:
-        this process only)."""
+        this process only). Items travel between processes on the server's ``Cluster``."""
         self.server = server
         self.moderation = moderation
         self.max_chars = limits.danmaku_max_chars
         self.cluster: DanmakuCluster = cluster or LocalDanmakuCluster(
             limits.danmaku_user_rate, limits.danmaku_user_burst, limits.danmaku_room_rate)
-        self.batcher = Batcher(server.emit_room, "danmaku", server.tasks, interval=limits.danmaku_batch_ms / 1000)
+        self.batcher = Batcher(self._write, server.tasks, interval=limits.danmaku_batch_ms / 1000,
+                               processes=limits.interaction_workers)
+        self.feed = RoomFeed(server.cluster, self._from_others, server.tasks)
         self.write_interval = limits.danmaku_write_ms / 1000
         self.rows: Optional[WriteBehind] = None  # once the database is open (``start``)
         self._floor = 0  # the database's largest danmaku id at start
@@ -79,7 +86,21 @@ class DanmakuService:
     def db(self) -> Database:
         return self.server.db
 
+    def _write(self, room: str, items_json: str) -> None:
+        self.server.write_room(room, "danmaku", '{"items":' + items_json + "}")
+
+    def _from_others(self, room: str, items: str, count: int) -> None:
+        """Items another process accepted (one a line), for this process's sockets."""
+        if not self.server.has_local(room):
+            return
+        if self.batcher.interval <= 0:  # no batching: one frame per danmaku, as on one process
+            for item in items.split("\n"):
+                self.batcher.add(room, item)
+        else:
+            self.batcher.add(room, items.replace("\n", ","), count)
+
     async def start(self) -> None:
+        await self.feed.start()
         async with self.db() as s:
             self._floor = int((await s.execute(select(func.max(Danmaku.id)))).scalar() or 0)
         self.rows = WriteBehind(self.db, Danmaku.__table__, interval=self.write_interval, name="danmaku")
@@ -87,6 +108,7 @@ class DanmakuService:
 
     async def close(self) -> None:
         """Write what is queued (after the server's tasks are closed)."""
+        await self.feed.close()
         if self.rows is not None:
             await self.rows.close()
 
@@ -121,6 +143,7 @@ class DanmakuService:
                     raise Refusal(429, code, f"slow mode: wait {max(1, round(wait_ms / 1000))} s between messages")
                 raise Refusal(429, code, REFUSALS[code])
             broadcast, t_ms = self.server.t_ms(client.room)
+            accepted = time.time()
             row = {"id": await self.cluster.next_id(self._floor), "room_id": client.room_id,
                    "broadcast": broadcast, "user_id": client.user_id, "text": text, "color": color,
                    "mode": mode, "t_ms": t_ms, "sent_at": utcnow(), "deleted": False}
@@ -131,7 +154,9 @@ class DanmakuService:
             item = {"id": row["id"], "text": text, "color": color, "mode": mode, "t_ms": t_ms,
                     "broadcast": broadcast, "user": client.public(),
                     "sent_at": row["sent_at"].isoformat(timespec="milliseconds")}
-            await self.batcher.add(client.room, item)
+            encoded = encode_json(item)
+            self.batcher.add(client.room, encoded, stamp=accepted)
+            self.feed.publish(client.room, encoded)
         return {"danmaku": item}
 
     async def _forget(self, client: Client) -> None:

@@ -188,6 +188,15 @@ class InteractionServer:
     async def emit_room(self, room: str, event: str, data: Any) -> None:
         await self.sio.emit(event, data, room=self.channel(room))
 
+    def write_room(self, room: str, event: str, data_json: str) -> None:
+        """``event`` with its data already JSON to this process's sockets in the room only
+        (danmaku frames: every process makes its own, ``interaction.room_feed``)."""
+        self.manager.write_local("/", self.channel(room), event, data_json)
+
+    def has_local(self, room: str) -> bool:
+        """Whether a socket of this process is in the room."""
+        return bool(self.manager.rooms.get("/", {}).get(self.channel(room)))
+
     async def emit_mods(self, room: str, event: str, data: Any) -> None:
         await self.sio.emit(event, data, room=self.mod_channel(room))
 

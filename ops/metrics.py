@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
 from typing import Callable, Iterable, Optional
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
@@ -140,16 +139,13 @@ class Metrics(LiveObserver):
         video = (manifest.get("video") or {}).get("mode", "none")
         self.packaging_seconds.labels(str(manifest.get("status", "unknown")), str(video)).observe(seconds)
 
-    def danmaku_written(self, items: list[dict]) -> None:
-        """A danmaku batcher's ``written`` hook: each item's delay from its ``sent_at``
-        (wall clock, ms precision, stamped when the server accepted it) to now."""
+    def danmaku_written(self, accepted: list[float]) -> None:
+        """A danmaku batcher's ``written`` hook: for each danmaku this process accepted, the
+        delay from its acceptance (``time.time()`` stamps) to its frame being written."""
         now = time.time()
-        for item in items:
-            try:
-                accepted = datetime.fromisoformat(item["sent_at"]).timestamp()
-            except (KeyError, TypeError, ValueError):  # not a danmaku of ours: not a delay
-                continue
-            self.danmaku_delay.observe(max(0.0, now - accepted))
+        observe = self.danmaku_delay.observe
+        for stamp in accepted:
+            observe(max(0.0, now - stamp))
 
     def exposition(self) -> bytes:
         """The registry in the Prometheus text format (call ``refresh`` first)."""

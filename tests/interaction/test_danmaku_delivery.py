@@ -7,6 +7,7 @@ gathers a busy room's."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import aiohttp
 import pytest
@@ -79,28 +80,35 @@ async def test_websocket_compression_is_off_unless_asked_for(aiohttp_server, tmp
 
 
 async def test_adaptive_batching_quiet_room_at_once_busy_room_gathered():
-    frames: list[list[str]] = []
-    gate = asyncio.Event()
+    frames: list[str] = []
+    cost = [0.05]
 
-    async def emit(room: str, event: str, data: dict) -> None:
-        frames.append(list(data["items"]))
-        await gate.wait()  # a frame that takes a while to fan out
+    def write(room: str, items_json: str) -> None:
+        frames.append(items_json)
+        time.sleep(cost[0])  # a frame that takes a while to fan out
 
     tasks = TaskOwner(__import__("logging").getLogger("test"))
-    batcher = Batcher(emit, "danmaku", tasks, interval=10.0)
+    batcher = Batcher(write, tasks, interval=10.0)
+    stamps: list[list[float]] = []
+    batcher.written = stamps.append
     try:
-        await batcher.add("r", "first")
+        batcher.add("r", '"first"', stamp=1.0)
         for _ in range(3):
             await asyncio.sleep(0)
-        assert frames == [["first"]]  # quiet: out on the next turn of the loop, not after 10 s
-        await asyncio.sleep(0.05)
-        gate.set()  # the first frame cost ~50 ms: the next ones are spaced by 3x that
-        await asyncio.sleep(0.01)
-        for item in ("a", "b", "c"):
-            await batcher.add("r", item)
+        assert frames == ['["first"]']  # quiet: out on the next turn of the loop, not after 10 s
+        assert stamps == [[1.0]]
+        cost[0] = 0.0  # the first frame cost ~50 ms: the next ones are spaced by 3x that
+        batcher.add("r", '"a"', stamp=2.0)
+        batcher.add("r", '"b","c"', count=2)  # two items from another process, one chunk
         assert 0.1 < batcher.gap("r") < 10.0
+        await asyncio.sleep(0.05)
+        assert len(frames) == 1  # still gathering
         await wait_for(lambda: len(frames) == 2, timeout=5)
-        assert frames[1] == ["a", "b", "c"]  # gathered into one frame
+        assert frames[1] == '["a","b","c"]' and batcher.items == 4  # gathered into one frame
+        assert stamps[1] == [2.0]  # only this process's items are timed
+        for i in range(batcher.max_items):  # a full batch goes at once
+            batcher.add("r", f'"{i}"')
+        assert len(frames) == 3 and frames[2].count(",") == batcher.max_items - 1
     finally:
         await tasks.close()
 
@@ -123,3 +131,20 @@ async def test_a_full_write_queue_refuses_with_busy_and_sends_nothing(aiohttp_se
     finally:
         await a.close()
         await b.close()
+
+
+async def test_with_workers_the_gap_is_reckoned_on_the_rooms_whole_fan_out():
+    """Each of 2 processes writes a frame to half the room: its frames are spaced as one
+    process's would be, so the node sends as many frames as one process (not twice as many)."""
+    tasks = TaskOwner(__import__("logging").getLogger("test"))
+    one = Batcher(lambda room, items: time.sleep(0.02), tasks, interval=10.0)
+    two = Batcher(lambda room, items: time.sleep(0.02), tasks, interval=10.0, processes=2)
+    try:
+        for batcher in (one, two):
+            batcher.add("r", '"x"')
+        await wait_for(lambda: one.frames == two.frames == 1, timeout=5)
+        # each spaced by 3x its last frame's cost (at least the 20 ms it slept), times the processes
+        assert one.gap("r") == pytest.approx(3 * one._rooms["r"].cost) and one._rooms["r"].cost >= 0.02
+        assert two.gap("r") == pytest.approx(6 * two._rooms["r"].cost) and two._rooms["r"].cost >= 0.02
+    finally:
+        await tasks.close()
