@@ -180,7 +180,10 @@ async def test_prometheus_scrapes_viewers_and_forwarded_packets(aiohttp_server, 
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_viewer_quality_shows_its_loss_and_nacks(aiohttp_server, tmp_path, database_url):
-    app = create_app(paywall_settings(tmp_path, database_url))
+    # the rendition switcher is off: at 10 % random loss it may move the viewer to the low
+    # rendition and, while the estimate settles after that switch, on to audio only, where
+    # no video figures are left to read (its own tests: tests/mediaserver/live/test_low_rendition.py)
+    app = create_app(paywall_settings(tmp_path, database_url, low_rendition=False))
     base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
     creator = await Api.sign_up(base, "creator")
     room = await paid_room(creator)
@@ -233,9 +236,9 @@ async def test_viewer_quality_shows_its_loss_and_nacks(aiohttp_server, tmp_path,
         assert entry["video"]["retransmitted"] > 0
         assert entry["video"]["packets_sent"] > 0 and entry["video"]["bytes_sent"] > 0
         assert rtts and 0 <= rtts[-1] < 1000, rtts
-        # its bandwidth estimate (REMB), and the rendition it plays (it may be on the low one: 10 % lost)
+        # its bandwidth estimate (REMB), and the rendition it plays
         assert entry["video"]["estimate_kbps"] is not None and entry["video"]["estimate_kbps"] > 0
-        assert entry["rendition"] in ("full", "low")
+        assert entry["rendition"] == "full"
         # the audio the viewer gets whole reports (almost) no loss
         assert entry["audio"]["fraction_lost"] is not None and entry["audio"]["fraction_lost"] < 0.04
         # JSON logs name the viewer's session and user as fields
