@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-__all__ = ["ConfigError", "parse_bool", "parse_rooms", "parse_workers", "parse_udp_port", "parse_list",
+__all__ = ["ConfigError", "parse_bool", "parse_rooms", "usable_cpus", "parse_workers", "parse_udp_port", "parse_list",
            "convert", "values_from_environment", "add_arguments", "values_from_arguments"]
 
 
@@ -48,15 +47,25 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected on or off, got {text!r}")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on: the machine's, narrowed by its CPU affinity
+    (``taskset``, ``docker --cpuset-cpus``) and by a cgroup CPU quota (``docker --cpus 2``,
+    a Kubernetes CPU limit, rounded up), so a container limited to 2 CPUs of a 64-core
+    host counts 2. At least 1. (loky's count, which reads all three.)"""
+    from loky import cpu_count
+
+    return max(1, cpu_count(only_physical_cores=False))
+
+
 def parse_workers(text: str) -> int:
-    """A number of media workers, or ``cores`` (one per CPU core)."""
+    """A number of worker processes, or ``cores`` (one per CPU this process may use)."""
     value = text.strip().lower()
     if value == "cores":
-        return max(1, len(os.sched_getaffinity(0)))
+        return usable_cpus()
     try:
         return int(value)
     except ValueError:
-        raise ConfigError(f"workers: expected a number or 'cores', got {text!r}") from None
+        raise ValueError(f"expected a number or 'cores', got {text!r}") from None
 
 
 def parse_udp_port(text: str) -> str:
