@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 
+import aiohttp
+import psutil
 import pytest
 
 from tests.support.frames import frames_grow, get_json, in_order, until
@@ -50,6 +53,13 @@ async def close_all(peers: list) -> None:
         await peer.close()
 
 
+def websockets_per_worker(proc: subprocess.Popen, port: int) -> list[int]:
+    """Established connections on the server's port held by each interaction worker."""
+    return [sum(1 for c in psutil.Process(pid).net_connections("tcp")
+                if c.laddr.port == port and c.status == psutil.CONN_ESTABLISHED)
+            for pid in interaction_worker_pids(proc.pid)]
+
+
 async def test_default_runs_a_media_and_an_interaction_worker_per_cpu(tmp_path):
     cpus = len(os.sched_getaffinity(0))
     if cpus < 2:
@@ -66,6 +76,18 @@ async def test_default_runs_a_media_and_an_interaction_worker_per_cpu(tmp_path):
         assert room["viewers"] == cpus + 1, room
         assert sorted(room["workers"]) == [str(i) for i in range(cpus)], room
         assert all(info["viewers"] >= 1 for info in room["workers"].values()), room["workers"]
+        # Socket.IO WebSockets: each is handed to the least loaded interaction worker, which
+        # answers the Engine.IO handshake itself
+        port = int(base.rsplit(":", 1)[1])
+        async with aiohttp.ClientSession() as http:
+            sockets = [await http.ws_connect(f"{base}/socket.io/?EIO=4&transport=websocket") for _ in range(cpus)]
+            try:
+                for ws in sockets:
+                    assert (await ws.receive_str(timeout=20)).startswith("0{")  # Engine.IO "open"
+                assert websockets_per_worker(proc, port) == [1] * cpus
+            finally:
+                for ws in sockets:
+                    await ws.close()
     finally:
         await close_all(peers)
         stop(proc)
