@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.settings.parsing import ConfigError, parse_bool, parse_workers, usable_cpus
+from core.settings.parsing import ConfigError, one_per_cpu, parse_bool, workers_parser
 
 __all__ = ["InteractionSettings"]
 
@@ -33,13 +33,13 @@ class InteractionSettings:
                           "compressing each frame per viewer costs server and viewer CPU)",
                   "parse": parse_bool})
     interaction_workers: int = field(
-        default_factory=lambda: min(usable_cpus(), MAX_INTERACTION_WORKERS),
+        default_factory=one_per_cpu(MAX_INTERACTION_WORKERS),
         metadata={"help": "processes serving Socket.IO WebSockets on this node; default 'cores': one per CPU this "
                           "process may use; more than 1: each new WebSocket is handed to the least loaded worker "
                           "process, rooms spread across them through Redis (REDIS_URL) or, without it, the "
                           "control plane's local bus; long-polling clients stay on the control plane; 1 (and the "
                           "default on one CPU): the control plane serves them itself",
-                  "parse": parse_workers})
+                  "parse": workers_parser(MAX_INTERACTION_WORKERS)})
     blocked_words: list[str] = field(
         default_factory=list,
         metadata={"help": "words refused in every room, comma separated",

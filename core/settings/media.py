@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from core.settings.parsing import (ConfigError, parse_bool, parse_list, parse_rooms, parse_udp_port, parse_workers,
-                                   usable_cpus)
+from core.settings.parsing import (ConfigError, one_per_cpu, parse_bool, parse_list, parse_rooms, parse_udp_port,
+                                   workers_parser)
 
 __all__ = ["MediaSettings", "ROOM_NAME_RE"]
 
@@ -88,12 +88,12 @@ class MediaSettings:
         default=20.0, metadata={"help": "seconds a new WebRTC session has to connect"}
     )
     workers: int = field(
-        default_factory=lambda: min(usable_cpus(), MAX_WORKERS),
+        default_factory=one_per_cpu(MAX_WORKERS),
         metadata={"help": "media worker processes; default 'cores': one per CPU this process may use "
                           "(affinity and cgroup quota counted); N > 1 runs N media workers (peer connections "
                           "and fanouts) beside the control plane (HTTP, signalling, paywall, Socket.IO); "
                           "1 (and the default on one CPU) forwards media in the server's own process",
-                  "parse": parse_workers},
+                  "parse": workers_parser(MAX_WORKERS)},
     )
 
     def validate(self) -> None:

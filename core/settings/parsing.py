@@ -16,9 +16,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["ConfigError", "parse_bool", "parse_rooms", "usable_cpus", "parse_workers", "parse_udp_port", "parse_list",
+__all__ = ["ConfigError", "parse_bool", "parse_rooms", "usable_cpus", "one_per_cpu", "workers_parser", "parse_udp_port", "parse_list",
            "convert", "values_from_environment", "add_arguments", "values_from_arguments"]
 
 
@@ -57,15 +57,24 @@ def usable_cpus() -> int:
     return max(1, cpu_count(only_physical_cores=False))
 
 
-def parse_workers(text: str) -> int:
-    """A number of worker processes, or ``cores`` (one per CPU this process may use)."""
-    value = text.strip().lower()
-    if value == "cores":
-        return usable_cpus()
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"expected a number or 'cores', got {text!r}") from None
+def one_per_cpu(limit: int) -> Callable[[], int]:
+    """A default of one worker per usable CPU, at most ``limit`` (the most a setting accepts)."""
+    return lambda: min(usable_cpus(), limit)
+
+
+def workers_parser(limit: int) -> Callable[[str], int]:
+    """A parser of a number of worker processes, or ``cores``: one per usable CPU, at most ``limit``
+    (a larger number is left for the setting's check to refuse by name)."""
+    def parse_workers(text: str) -> int:
+        value = text.strip().lower()
+        if value == "cores":
+            return one_per_cpu(limit)()
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"expected a number or 'cores', got {text!r}") from None
+
+    return parse_workers
 
 
 def parse_udp_port(text: str) -> str:

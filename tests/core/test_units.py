@@ -115,6 +115,17 @@ def test_worker_defaults_count_only_the_cpus_this_process_may_use():
     assert one.stdout.split() == ["1", "1"], one.stderr
 
 
+def test_worker_defaults_stop_at_the_most_each_setting_accepts(monkeypatch):
+    """A 300-CPU host starts (256 media workers, 64 interaction workers), by default or with 'cores'."""
+    import core.settings.parsing
+
+    monkeypatch.setattr(core.settings.parsing, "usable_cpus", lambda: 300)
+    for s in (Settings.load([], {}), Settings.load(["--workers", "cores", "--interaction-workers", "cores"], {})):
+        assert (s.media.workers, s.interaction.interaction_workers) == (256, 64)
+    with pytest.raises(ConfigError, match="interaction_workers: 1 to 64, or 'cores', got 65"):
+        Settings.load(["--interaction-workers", "65"], {})
+
+
 def test_default_room_key_is_generated_once_and_private(tmp_path):
     s = Settings.build(data_dir=tmp_path / "d")
     keys = s.stream_keys()
