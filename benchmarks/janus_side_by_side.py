@@ -341,6 +341,9 @@ class Step:
                 argv += ["--workers", self.server.removeprefix("stagepass-workers")]
             root = self.args.base_root.resolve() if self.server == "stagepass-base" else ROOT
             env = dict(os.environ, PYTHONPATH=str(root), STAGEPASS_LOW_RENDITION="off")  # as Janus: no encoder
+            # one process unless a workers variant's flag says otherwise (the default is one worker
+            # of each kind per CPU; a variable, as older checkouts ignore unknown ones)
+            env.update(STAGEPASS_WORKERS="1", STAGEPASS_INTERACTION_WORKERS="1")
             server = await Child.start(f"{self.server}-{self.n}-server", argv, self.logdir,
                                        self.server_cpus, env=env)
             base, feed = f"http://127.0.0.1:{port}", f"whip:http://127.0.0.1:{port}"
