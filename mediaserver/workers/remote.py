@@ -40,7 +40,7 @@ from core.settings import Settings
 from core.tasks import TaskOwner
 from mediaserver.live.edge_source import Exchange
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
-from mediaserver.live.room import Broadcast, LiveObserver, Room
+from mediaserver.live.room import Broadcast, LiveObserver, Room, room_overview
 from mediaserver.workers.channel import RemoteError, WorkerGone
 from mediaserver.workers.links import Links
 from mediaserver.workers.pulls import Pulls, WorkerPull
@@ -323,15 +323,7 @@ class WorkerRoom:
     def stats(self) -> dict:
         workers = self.placement()
         return {
-            "room": self.name,
-            "live": self.live,
-            "phase": self.phase,
-            "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
-            "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
-            "viewers": self.viewer_count(),
-            "relays": len(self.subscribers) - self.viewer_count(),
-            "origin": self.origin,
-            "codecs": dict(self.publisher.codecs) if self.publisher else {},
+            **room_overview(self),
             "recording": self._host_snapshot.get("recording"),
             "fanouts": {kind: {"packets_in": t.packets_in, "packets_out": t.packets_out, "dropped": t.dropped,
                                "retransmitted": t.retransmitted} for kind, t in self.fanouts.items()},
