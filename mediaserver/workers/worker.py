@@ -268,7 +268,7 @@ class MediaWorker:
             self.relays.pop(channel, None)
             self.channel.emit("pipe_idle", room=room, channel=channel)  # type: ignore[union-attr]
 
-        source.close_listeners.append(idle)
+        source.on_close(idle)
 
     async def op_pipe_stop(self, channel: int) -> None:
         out = self.outs.pop(channel, None)
