@@ -5,7 +5,11 @@ vocabulary (``open``, ``get``, ``on_air``, ``audience``, ``broadcast_started/end
 listeners), so the signalling, paywall and interaction edges do not know where media runs.
 A ``WorkerRoom`` places sessions and keeps what the control plane must know at once (its
 sessions, its broadcast); the rest (live, phase, recording, counters) comes from the
-workers' snapshots, every half second.
+workers' snapshots, every half second. A snapshot names the publisher it describes and
+speaks only for that one: the reply that makes a publisher carries the room as the worker
+saw it then, so a room whose encoder was just replaced is never shown as "reconnecting"
+from a snapshot taken before (a client waiting for that would connect the next encoder
+while the current one is live, and be refused).
 
 Placement: a room's publisher (WHIP, or an RTMP encoder whose connection is handed over,
 ``publish_rtmp``) goes to the worker that hosts the room (where its broadcast is open and
