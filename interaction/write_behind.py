@@ -1,7 +1,8 @@
 """``WriteBehind``: rows inserted in batches, off the path that broadcasts and acks.
 
 A danmaku is broadcast and acknowledged first; its row waits here and is written with
-the others of the last ``interval`` in one multi-row INSERT and one COMMIT. The queue is
+the others of the last ``interval`` in one INSERT (executemany on a plain SQLAlchemy Core
+connection: no ORM session, identity map or unit of work per batch) and one COMMIT. The queue is
 bounded (``capacity`` rows): when the database cannot keep up, ``add`` refuses and the
 caller says "busy" instead of letting memory grow. ``flush`` is awaited by readers that
 must see every acknowledged row (exports, the recent danmaku a newcomer gets) and at
@@ -37,6 +38,7 @@ class WriteBehind:
         self.interval = interval
         self.capacity = capacity
         self.name = name
+        self._insert = insert(table)
         self._pending: list[dict] = []
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -74,9 +76,8 @@ class WriteBehind:
             if not rows:
                 return
             try:
-                async with self._db() as s:
-                    await s.execute(insert(self._table), rows)
-                    await s.commit()
+                async with self._db.engine.begin() as connection:  # Core executemany: no ORM session
+                    await connection.execute(self._insert, rows)
             except BaseException:
                 self.failures += 1
                 self._pending[:0] = rows  # back in front, in order
