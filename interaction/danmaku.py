@@ -25,6 +25,7 @@ from core.timeutil import as_utc, utcnow
 from .batcher import Batcher
 from .broadcast import encode_json
 from .danmaku_cluster import DanmakuCluster, LocalDanmakuCluster
+from .flush_barrier import FlushBarrier
 from .models import Danmaku
 from .moderation import Moderation
 from core.access import Refusal
@@ -73,6 +74,7 @@ class DanmakuService:
         self.batcher = Batcher(self._write, server.tasks, interval=limits.danmaku_batch_ms / 1000,
                                processes=limits.interaction_workers)
         self.feed = RoomFeed(server.cluster, self._from_others, server.tasks)
+        self.barrier = FlushBarrier(server.cluster, self.flush_local, server.tasks)
         self.write_interval = limits.danmaku_write_ms / 1000
         self.rows: Optional[WriteBehind] = None  # once the database is open (``start``)
         self._floor = 0  # the database's largest danmaku id at start
@@ -101,6 +103,7 @@ class DanmakuService:
 
     async def start(self) -> None:
         await self.feed.start()
+        await self.barrier.start()
         async with self.db() as s:
             self._floor = int((await s.execute(select(func.max(Danmaku.id)))).scalar() or 0)
         self.rows = WriteBehind(self.db, Danmaku.__table__, interval=self.write_interval, name="danmaku")
@@ -109,6 +112,7 @@ class DanmakuService:
     async def close(self) -> None:
         """Write what is queued (after the server's tasks are closed)."""
         await self.feed.close()
+        await self.barrier.close()
         if self.rows is not None:
             await self.rows.close()
 
@@ -164,20 +168,28 @@ class DanmakuService:
         self.cluster.forget(client.room, client.user_id)
 
     async def flush(self) -> None:
-        """Write the queued rows now (readers that must see every acknowledged danmaku)."""
+        """Write the rows queued on every process now (readers that must see every
+        acknowledged danmaku: exports, deletes, erasures; ``FlushBarrier``)."""
+        await self.barrier.flush_all()
+
+    async def flush_local(self) -> None:
+        """Write this process's queued rows now."""
         if self.rows is not None:
             await self.rows.flush()
 
     async def _send_recent(self, client: Client) -> None:
         broadcast, _ = self.server.t_ms(client.room)
-        items = await self.history(client.room_id, broadcast, limit=RECENT)
+        # a newcomer's recent danmaku: this process's rows are enough (the others' newest ones
+        # it gets live a moment later); no cluster round trip per connection
+        items = await self.history(client.room_id, broadcast, limit=RECENT, everywhere=False)
         await self.server.sio.emit("danmaku:recent", {"items": items}, to=client.sid)
 
     async def history(self, room_id: int, broadcast: Optional[str], limit: Optional[int] = None,
-                      from_ms: Optional[int] = None, to_ms: Optional[int] = None) -> list[dict]:
-        """Danmaku of a broadcast in media-time order (the last ``limit`` if given); this
-        process's queued rows are written first."""
-        await self.flush()
+                      from_ms: Optional[int] = None, to_ms: Optional[int] = None,
+                      everywhere: bool = True) -> list[dict]:
+        """Danmaku of a broadcast in media-time order (the last ``limit`` if given); the rows
+        queued on every process (``everywhere``), or on this one only, are written first."""
+        await (self.flush() if everywhere else self.flush_local())
         names = public_names()
         query = (select(Danmaku, names.c.display_name).join(names, names.c.user_id == Danmaku.user_id)
                  .where(Danmaku.room_id == room_id, Danmaku.deleted.is_(False)))
