@@ -56,7 +56,8 @@ def _item(d: Danmaku, name: str) -> dict:
 
 
 class DanmakuService:
-    """Send path: validate, mute/blocklist (memory), limits (``cluster``), broadcast, ack;
+    """Send path: validate, mute/blocklist (memory), limits (memory, kept shared through the
+    feed: ``danmaku_cluster``), broadcast, ack;
     the row is written behind (``WriteBehind``). A danmaku is encoded to JSON once, here;
     this process's ``batcher`` gathers it, with the ones other processes accepted (from
     the ``feed``), into the frames it writes to its own sockets."""
@@ -91,10 +92,12 @@ class DanmakuService:
     def _write(self, room: str, items_json: str) -> None:
         self.server.write_room(room, "danmaku", '{"items":' + items_json + "}")
 
-    def _from_others(self, room: str, items: str, count: int) -> None:
-        """Items another process accepted (one a line), for this process's sockets."""
-        if not self.server.has_local(room):
+    def _from_others(self, room: str, items: str, count: int, senders: list[int]) -> None:
+        """Items another process accepted (one a line, from ``senders``), for this process's
+        sockets; spent from this process's rate limits too (``danmaku_cluster``)."""
+        if not self.server.has_local(room):  # no one here can send to (or see) the room
             return
+        self.cluster.spent(room, senders, self.moderation.slow_seconds(room) > 0)
         if self.batcher.interval <= 0:  # no batching: one frame per danmaku, as on one process
             for item in items.split("\n"):
                 self.batcher.add(room, item)
@@ -160,7 +163,7 @@ class DanmakuService:
                     "sent_at": row["sent_at"].isoformat(timespec="milliseconds")}
             encoded = encode_json(item)
             self.batcher.add(client.room, encoded, stamp=accepted)
-            self.feed.publish(client.room, encoded)
+            self.feed.publish(client.room, encoded, client.user_id)
         return {"danmaku": item}
 
     async def _forget(self, client: Client) -> None:
