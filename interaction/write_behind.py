@@ -58,16 +58,24 @@ class WriteBehind:
         if len(self._pending) >= self.capacity:
             raise WriteBehindFull(f"{len(self._pending)} {self.name} waiting for the database")
         self._pending.append(row)
+        self._wake.set()
 
     async def _run(self) -> None:
+        """Write ``interval`` after the first row queued since the last write; nothing wakes
+        while no row waits (a quiet room costs no timer)."""
         while True:
+            await self._wake.wait()
             await asyncio.sleep(self.interval)
+            self._wake.clear()
             if self._pending:
                 try:
                     await self.flush()
                 except Exception:  # kept for the next round; logged once per failure
+                    self._wake.set()
                     log.exception("writing %d %s failed; retrying in %.2f s",
                                   len(self._pending), self.name, self.interval)
+            if self._pending:  # queued while the write was under way
+                self._wake.set()
 
     async def flush(self) -> None:
         """Write every queued row (and wait for a write already under way)."""
