@@ -182,8 +182,9 @@ class DanmakuService:
 
     async def _send_recent(self, client: Client) -> None:
         broadcast, _ = self.server.t_ms(client.room)
-        # a newcomer's recent danmaku: this process's rows are enough (the others' newest ones
-        # it gets live a moment later); no cluster round trip per connection
+        # a newcomer's recent danmaku: this process's queue only, so no cluster round trip per
+        # join; the rows other processes accepted in their last write interval may be missing
+        # from this list (they were broadcast before the newcomer joined)
         items = await self.history(client.room_id, broadcast, limit=RECENT, everywhere=False)
         await self.server.sio.emit("danmaku:recent", {"items": items}, to=client.sid)
 
