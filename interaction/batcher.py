@@ -21,6 +21,11 @@ the room's whole fan-out on the node, ``processes`` times this process's: the no
 the frames one process would, each process pays its share, and the other cores are
 capacity (more load before the gap reaches ``interval``), not more frames at the same load.
 
+A frame's cost is the loop thread's CPU time (``time.thread_time``) spent writing it, not
+wall-clock time: on a loaded machine the wall clock also counts the time other processes
+held the core, which would widen the gap and change the frame count with the machine's
+load rather than with this room's work.
+
 ``written``, when set, is told the acceptance times (wall clock) of the frame's items that
 were accepted on this process, once the frame has been written (the danmaku delivery
 delay metric).
@@ -49,7 +54,7 @@ class _Room:
         self.stamps: list[float] = []  # acceptance times of this process's items
         self.scheduled = False
         self.last_flush = -1e9  # monotonic seconds
-        self.cost = 0.0  # seconds the last frame took to fan out
+        self.cost = 0.0  # CPU seconds (this thread's) the last frame took to fan out
 
 
 class Batcher:
@@ -111,10 +116,10 @@ class Batcher:
     def _send(self, room: str, items: str, count: int, stamps: list[float], state: Optional[_Room]) -> None:
         self.frames += 1
         self.items += count
-        started = time.perf_counter()
+        started = time.thread_time()
         self._write(room, "[" + items + "]")
         if state is not None:
             state.last_flush = time.monotonic()
-            state.cost = time.perf_counter() - started
+            state.cost = time.thread_time() - started
         if self.written is not None and stamps:
             self.written(stamps)

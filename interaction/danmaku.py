@@ -25,6 +25,7 @@ from core.timeutil import as_utc, utcnow
 from .batcher import Batcher
 from .broadcast import encode_json
 from .danmaku_cluster import DanmakuCluster, LocalDanmakuCluster
+from .flush_barrier import FlushBarrier
 from .models import Danmaku
 from .moderation import Moderation
 from core.access import Refusal
@@ -55,7 +56,8 @@ def _item(d: Danmaku, name: str) -> dict:
 
 
 class DanmakuService:
-    """Send path: validate, mute/blocklist (memory), limits (``cluster``), broadcast, ack;
+    """Send path: validate, mute/blocklist (memory), limits (memory, kept shared through the
+    feed: ``danmaku_cluster``), broadcast, ack;
     the row is written behind (``WriteBehind``). A danmaku is encoded to JSON once, here;
     this process's ``batcher`` gathers it, with the ones other processes accepted (from
     the ``feed``), into the frames it writes to its own sockets."""
@@ -73,6 +75,7 @@ class DanmakuService:
         self.batcher = Batcher(self._write, server.tasks, interval=limits.danmaku_batch_ms / 1000,
                                processes=limits.interaction_workers)
         self.feed = RoomFeed(server.cluster, self._from_others, server.tasks)
+        self.barrier = FlushBarrier(server.cluster, self.flush_local, server.tasks)
         self.write_interval = limits.danmaku_write_ms / 1000
         self.rows: Optional[WriteBehind] = None  # once the database is open (``start``)
         self._floor = 0  # the database's largest danmaku id at start
@@ -89,10 +92,12 @@ class DanmakuService:
     def _write(self, room: str, items_json: str) -> None:
         self.server.write_room(room, "danmaku", '{"items":' + items_json + "}")
 
-    def _from_others(self, room: str, items: str, count: int) -> None:
-        """Items another process accepted (one a line), for this process's sockets."""
-        if not self.server.has_local(room):
+    def _from_others(self, room: str, items: str, count: int, senders: list[int]) -> None:
+        """Items another process accepted (one a line, from ``senders``), for this process's
+        sockets; spent from this process's rate limits too (``danmaku_cluster``)."""
+        if not self.server.has_local(room):  # no one here can send to (or see) the room
             return
+        self.cluster.spent(room, senders, self.moderation.slow_seconds(room) > 0)
         if self.batcher.interval <= 0:  # no batching: one frame per danmaku, as on one process
             for item in items.split("\n"):
                 self.batcher.add(room, item)
@@ -101,6 +106,7 @@ class DanmakuService:
 
     async def start(self) -> None:
         await self.feed.start()
+        await self.barrier.start()
         async with self.db() as s:
             self._floor = int((await s.execute(select(func.max(Danmaku.id)))).scalar() or 0)
         self.rows = WriteBehind(self.db, Danmaku.__table__, interval=self.write_interval, name="danmaku")
@@ -109,6 +115,7 @@ class DanmakuService:
     async def close(self) -> None:
         """Write what is queued (after the server's tasks are closed)."""
         await self.feed.close()
+        await self.barrier.close()
         if self.rows is not None:
             await self.rows.close()
 
@@ -156,7 +163,7 @@ class DanmakuService:
                     "sent_at": row["sent_at"].isoformat(timespec="milliseconds")}
             encoded = encode_json(item)
             self.batcher.add(client.room, encoded, stamp=accepted)
-            self.feed.publish(client.room, encoded)
+            self.feed.publish(client.room, encoded, client.user_id)
         return {"danmaku": item}
 
     async def _forget(self, client: Client) -> None:
@@ -164,20 +171,29 @@ class DanmakuService:
         self.cluster.forget(client.room, client.user_id)
 
     async def flush(self) -> None:
-        """Write the queued rows now (readers that must see every acknowledged danmaku)."""
+        """Write the rows queued on every process now (readers that must see every
+        acknowledged danmaku: exports, deletes, erasures; ``FlushBarrier``)."""
+        await self.barrier.flush_all()
+
+    async def flush_local(self) -> None:
+        """Write this process's queued rows now."""
         if self.rows is not None:
             await self.rows.flush()
 
     async def _send_recent(self, client: Client) -> None:
         broadcast, _ = self.server.t_ms(client.room)
-        items = await self.history(client.room_id, broadcast, limit=RECENT)
+        # a newcomer's recent danmaku: this process's queue only, so no cluster round trip per
+        # join; the rows other processes accepted in their last write interval may be missing
+        # from this list (they were broadcast before the newcomer joined)
+        items = await self.history(client.room_id, broadcast, limit=RECENT, everywhere=False)
         await self.server.sio.emit("danmaku:recent", {"items": items}, to=client.sid)
 
     async def history(self, room_id: int, broadcast: Optional[str], limit: Optional[int] = None,
-                      from_ms: Optional[int] = None, to_ms: Optional[int] = None) -> list[dict]:
-        """Danmaku of a broadcast in media-time order (the last ``limit`` if given); this
-        process's queued rows are written first."""
-        await self.flush()
+                      from_ms: Optional[int] = None, to_ms: Optional[int] = None,
+                      everywhere: bool = True) -> list[dict]:
+        """Danmaku of a broadcast in media-time order (the last ``limit`` if given); the rows
+        queued on every process (``everywhere``), or on this one only, are written first."""
+        await (self.flush() if everywhere else self.flush_local())
         names = public_names()
         query = (select(Danmaku, names.c.display_name).join(names, names.c.user_id == Danmaku.user_id)
                  .where(Danmaku.room_id == room_id, Danmaku.deleted.is_(False)))

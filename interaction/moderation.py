@@ -14,7 +14,6 @@ connects on this process, and kept current by the bus (``mute``, ``unban``,
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import time
 from typing import Any, Awaitable, Callable, Optional
@@ -35,8 +34,6 @@ __all__ = ["Moderation"]
 
 MAX_MUTE = 7 * 86400
 MAX_SLOW = 600
-#: seconds a delete waits for a danmaku another process has acknowledged but not written yet
-PEER_WRITE_WAIT = 0.6
 
 
 def _int(data: Any, key: str, low: int, high: int) -> int:
@@ -167,13 +164,10 @@ class Moderation:
             raise Refusal(400, "invalid_payload", "kind: 'danmaku' or 'question'")
         values = {"deleted": True} if model is Danmaku else {"status": "deleted"}
         if model is Danmaku:
-            for flush in self.flushers:  # this process's danmaku rows still queued
+            for flush in self.flushers:  # danmaku rows still queued, on every process
                 await flush()
         async with self.db() as s:
             item = await s.get(model, item_id)
-            if item is None and model is Danmaku:  # perhaps queued on another process
-                await asyncio.sleep(PEER_WRITE_WAIT)
-                item = await s.get(model, item_id)
             if item is None or item.room_id != client.room_id:
                 raise Refusal(404, "not_found", f"no {kind} {item_id} in this room")
             await s.execute(update(model).where(model.id == item_id).values(**values)

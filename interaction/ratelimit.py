@@ -33,6 +33,12 @@ class TokenBucket:
         self.tokens -= n
         return True
 
+    def spend(self, now: float, n: int = 1) -> None:
+        """Take ``n`` tokens spent elsewhere (another process), even below zero: the
+        bucket refuses until it has refilled past them (never below ``-burst``)."""
+        self._refill(now)
+        self.tokens = max(-self.burst, self.tokens - n)
+
 
 class UserBuckets:
     """One ``TokenBucket`` per (room, user), shared by that user's sockets in the room.
@@ -58,6 +64,17 @@ class UserBuckets:
                 self._sweep(now)
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
         return bucket.take(now, n)
+
+    def spend(self, client: Any, n: int = 1) -> None:
+        """Spend ``n`` tokens the user used on another process (``TokenBucket.spend``)."""
+        now = time.monotonic()
+        key = (client.room, client.user_id)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self.SWEEP_AT:
+                self._sweep(now)
+            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
+        bucket.spend(now, n)
 
     def forget(self, client: Any) -> None:
         """Drop the user's bucket if it is full again (on disconnect)."""

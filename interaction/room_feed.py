@@ -12,8 +12,11 @@ joins texts: it decodes and encodes nothing.
 
 Publishing is one task: the items accepted while a publish is under way go together in
 the next one, one message per room (under load, one per round trip to the cluster, not
-one per danmaku). A message is ``origin\\nroom\\ncount\\nitems``, one item a line
-(JSON text has no raw line break); each process ignores its own. Order: a process's items
+one per danmaku). A message is ``origin\\nroom\\ncount\\nsenders\\nitems``, the
+senders' user ids comma-separated, one per item, and one item a line (JSON text has no
+raw line break); each process ignores its own. The senders let every process spend the
+danmaku from its own rate-limit buckets (``danmaku_cluster``): limits shared with no
+round trip of their own. Order: a process's items
 are published in the order it accepted them, and the cluster delivers one publisher's
 messages in order, so the items of one sender (one socket, on one process) reach every
 viewer in order.
@@ -35,8 +38,8 @@ __all__ = ["RoomFeed"]
 
 log = logging.getLogger("stagepass.interaction")
 
-#: receives (room, items one a line, how many) from another process
-Deliver = Callable[[str, str, int], None]
+#: receives (room, items one a line, how many, their senders' user ids) from another process
+Deliver = Callable[[str, str, int, list[int]], None]
 
 
 class RoomFeed:
@@ -46,7 +49,7 @@ class RoomFeed:
         self.origin = secrets.token_hex(6)
         self._deliver = deliver
         self._tasks = tasks
-        self._pending: dict[str, list[str]] = {}  # room -> items accepted here, not published yet
+        self._pending: dict[str, tuple[list[str], list[str]]] = {}  # room -> (items, senders) not published yet
         self._wake = asyncio.Event()
         self._running = False
         self._subscription: Optional[Subscription] = None
@@ -61,15 +64,17 @@ class RoomFeed:
         if self.cluster.shared and self._subscription is None:
             self._subscription = await self.cluster.subscribe(self.channel, self._received)
 
-    def publish(self, room: str, item: str) -> None:
-        """Queue one encoded item accepted on this process for the other processes."""
+    def publish(self, room: str, item: str, sender: int) -> None:
+        """Queue one encoded item accepted on this process (from user ``sender``) for the
+        other processes."""
         if self._subscription is None:
             return
         pending = self._pending.get(room)
         if pending is None:
-            self._pending[room] = [item]
+            self._pending[room] = ([item], [str(sender)])
         else:
-            pending.append(item)
+            pending[0].append(item)
+            pending[1].append(str(sender))
         self._wake.set()
         if not self._running:
             self._running = self._tasks.spawn(self._publish(), name="danmaku-feed") is not None
@@ -80,8 +85,8 @@ class RoomFeed:
                 await self._wake.wait()
                 self._wake.clear()
                 pending, self._pending = self._pending, {}
-                for room, items in pending.items():
-                    message = f"{self.origin}\n{room}\n{len(items)}\n" + "\n".join(items)
+                for room, (items, senders) in pending.items():
+                    message = f"{self.origin}\n{room}\n{len(items)}\n{','.join(senders)}\n" + "\n".join(items)
                     try:
                         await self.cluster.publish(self.channel, message)
                     except Exception as exc:  # this process's viewers have them; the others miss them
@@ -93,15 +98,18 @@ class RoomFeed:
 
     async def _received(self, message: str) -> None:
         try:
-            origin, room, count, items = message.split("\n", 3)
+            origin, room, count, senders, items = message.split("\n", 4)
             n = int(count)
+            users = [int(u) for u in senders.split(",")]
+            if len(users) != n:
+                raise ValueError(senders)
         except ValueError:
             log.warning("ignoring a malformed danmaku feed message")
             return
         if origin == self.origin:
             return
         self.received += n
-        self._deliver(room, items, n)
+        self._deliver(room, items, n, users)
 
     async def close(self) -> None:
         if self._subscription is not None:

@@ -1,7 +1,8 @@
 """``WriteBehind``: rows inserted in batches, off the path that broadcasts and acks.
 
 A danmaku is broadcast and acknowledged first; its row waits here and is written with
-the others of the last ``interval`` in one multi-row INSERT and one COMMIT. The queue is
+the others of the last ``interval`` in one INSERT (executemany on a plain SQLAlchemy Core
+connection: no ORM session, identity map or unit of work per batch) and one COMMIT. The queue is
 bounded (``capacity`` rows): when the database cannot keep up, ``add`` refuses and the
 caller says "busy" instead of letting memory grow. ``flush`` is awaited by readers that
 must see every acknowledged row (exports, the recent danmaku a newcomer gets) and at
@@ -37,6 +38,7 @@ class WriteBehind:
         self.interval = interval
         self.capacity = capacity
         self.name = name
+        self._insert = insert(table)
         self._pending: list[dict] = []
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -56,16 +58,24 @@ class WriteBehind:
         if len(self._pending) >= self.capacity:
             raise WriteBehindFull(f"{len(self._pending)} {self.name} waiting for the database")
         self._pending.append(row)
+        self._wake.set()
 
     async def _run(self) -> None:
+        """Write ``interval`` after the first row queued since the last write; nothing wakes
+        while no row waits (a quiet room costs no timer)."""
         while True:
+            await self._wake.wait()
             await asyncio.sleep(self.interval)
+            self._wake.clear()
             if self._pending:
                 try:
                     await self.flush()
                 except Exception:  # kept for the next round; logged once per failure
+                    self._wake.set()
                     log.exception("writing %d %s failed; retrying in %.2f s",
                                   len(self._pending), self.name, self.interval)
+            if self._pending:  # queued while the write was under way
+                self._wake.set()
 
     async def flush(self) -> None:
         """Write every queued row (and wait for a write already under way)."""
@@ -74,9 +84,8 @@ class WriteBehind:
             if not rows:
                 return
             try:
-                async with self._db() as s:
-                    await s.execute(insert(self._table), rows)
-                    await s.commit()
+                async with self._db.engine.begin() as connection:  # Core executemany: no ORM session
+                    await connection.execute(self._insert, rows)
             except BaseException:
                 self.failures += 1
                 self._pending[:0] = rows  # back in front, in order

@@ -250,7 +250,7 @@ async def _subscribed_ids(redis: Redis) -> list[str]:
 
 @pytest.mark.slow
 async def test_each_node_shares_one_pubsub_connection_and_presence_and_hands_span_nodes(aiohttp_server, tmp_path, raw_redis):
-    """Seats, the interaction bus, Socket.IO's client manager and the danmaku feed of a node listen on one
+    """Seats, the interaction bus, Socket.IO's client manager, the danmaku feed and flush barrier of a node listen on one
     Redis connection, from the node's one pool (python-socketio's ``AsyncRedisManager``
     would have opened a client of its own); presence and raised hands are the room's on
     both nodes."""
@@ -265,11 +265,11 @@ async def test_each_node_shares_one_pubsub_connection_and_presence_and_hands_spa
                 chats.append(chat)
             clients = [c for c in await raw_redis.client_list()
                        if c.get("db") == str(REDIS_DB) and c.get("sub", "0") != "0"]
-            assert sorted(c["sub"] for c in clients) == ["4", "4"], clients
+            assert sorted(c["sub"] for c in clients) == ["5", "5"], clients
             # channels are server-wide, so they carry the database number
             channels = set(await raw_redis.pubsub_channels(f"stagepass:{REDIS_DB}:*"))
             assert channels == {f"stagepass:{REDIS_DB}:{c}" for c in ("seats:evicted", "interaction", "socketio",
-                                                                        "danmaku-feed")}
+                                                                        "danmaku-feed", "danmaku-flush")}
             # presence counts distinct users of every node: the creator on both is one
             await wait_for(lambda: all(_viewers(c) == 1 for c in chats), timeout=5)
             viewer = await Api.sign_up(node_b)

@@ -79,13 +79,34 @@ async def test_websocket_compression_is_off_unless_asked_for(aiohttp_server, tmp
             assert bool(ws.compress) is compression
 
 
+def _burn(seconds: float) -> None:
+    """Spend ``seconds`` of this thread's CPU (a frame's fan-out is CPU work)."""
+    until = time.thread_time() + seconds
+    while time.thread_time() < until:
+        pass
+
+
+async def test_frame_spacing_counts_the_loops_cpu_not_time_the_core_was_taken():
+    """A frame whose write waits 50 ms without using the CPU (as when other processes hold
+    the core on a loaded machine) does not widen the gap: the frame count depends on the
+    room's work, not on the machine's load."""
+    tasks = TaskOwner(__import__("logging").getLogger("test"))
+    batcher = Batcher(lambda room, items: time.sleep(0.05), tasks, interval=10.0)
+    try:
+        batcher.add("r", '"x"')
+        await wait_for(lambda: batcher.frames == 1, timeout=5)
+        assert batcher.gap("r") < 0.03  # 3x the CPU the write took, not 3x its 50 ms
+    finally:
+        await tasks.close()
+
+
 async def test_adaptive_batching_quiet_room_at_once_busy_room_gathered():
     frames: list[str] = []
     cost = [0.05]
 
     def write(room: str, items_json: str) -> None:
         frames.append(items_json)
-        time.sleep(cost[0])  # a frame that takes a while to fan out
+        _burn(cost[0])  # a frame that takes a while to fan out
 
     tasks = TaskOwner(__import__("logging").getLogger("test"))
     batcher = Batcher(write, tasks, interval=10.0)
@@ -137,13 +158,13 @@ async def test_with_workers_the_gap_is_reckoned_on_the_rooms_whole_fan_out():
     """Each of 2 processes writes a frame to half the room: its frames are spaced as one
     process's would be, so the node sends as many frames as one process (not twice as many)."""
     tasks = TaskOwner(__import__("logging").getLogger("test"))
-    one = Batcher(lambda room, items: time.sleep(0.02), tasks, interval=10.0)
-    two = Batcher(lambda room, items: time.sleep(0.02), tasks, interval=10.0, processes=2)
+    one = Batcher(lambda room, items: _burn(0.02), tasks, interval=10.0)
+    two = Batcher(lambda room, items: _burn(0.02), tasks, interval=10.0, processes=2)
     try:
         for batcher in (one, two):
             batcher.add("r", '"x"')
         await wait_for(lambda: one.frames == two.frames == 1, timeout=5)
-        # each spaced by 3x its last frame's cost (at least the 20 ms it slept), times the processes
+        # each spaced by 3x its last frame's cost (at least the 20 ms of CPU it took), times the processes
         assert one.gap("r") == pytest.approx(3 * one._rooms["r"].cost) and one._rooms["r"].cost >= 0.02
         assert two.gap("r") == pytest.approx(6 * two._rooms["r"].cost) and two._rooms["r"].cost >= 0.02
     finally:

@@ -31,12 +31,14 @@ async def two_views(request, tmp_path) -> AsyncIterator[tuple[Cluster, Cluster]]
 class Got:
     def __init__(self) -> None:
         self.items: dict[str, list[str]] = {}
+        self.senders: dict[str, list[int]] = {}
         self.calls = 0
 
-    def __call__(self, room: str, items: str, count: int) -> None:
+    def __call__(self, room: str, items: str, count: int, senders: list[int]) -> None:
         self.calls += 1
         parts = items.split("\n")
-        assert len(parts) == count
+        assert len(parts) == count == len(senders)
+        self.senders.setdefault(room, []).extend(senders)
         self.items.setdefault(room, []).extend(parts)
 
 
@@ -50,17 +52,19 @@ async def test_items_reach_the_other_process_once_in_order_coalesced(two_views):
     try:
         burst = [f'{{"n":{i}}}' for i in range(30)]
         for item in burst:  # accepted in one turn of the loop: published together
-            a.publish("maths", item)
-        a.publish("physics", '"other room"')
+            a.publish("maths", item, 7)
+        a.publish("physics", '"other room"', 8)
         await wait_for(lambda: len(got_b.items.get("maths", [])) == 30, timeout=10)
         for i in range(10):  # b's items, one at a time, interleaved with a's
-            b.publish("maths", f'"b{i}"')
-            a.publish("maths", f'"a{i}"')
+            b.publish("maths", f'"b{i}"', 100 + i)
+            a.publish("maths", f'"a{i}"', 7)
         await wait_for(lambda: len(got_b.items["maths"]) == 40 and len(got_a.items.get("maths", [])) == 10,
                        timeout=10)
         await wait_for(lambda: got_b.items.get("physics") == ['"other room"'], timeout=10)
         assert got_b.items["maths"] == burst + [f'"a{i}"' for i in range(10)]  # once each, in order
         assert got_a.items == {"maths": [f'"b{i}"' for i in range(10)]}  # never its own back
+        assert got_b.senders == {"maths": [7] * 40, "physics": [8]}  # each item's sender, for the limits
+        assert got_a.senders == {"maths": [100 + i for i in range(10)]}
         assert b.received == 41 and a.received == 10
         assert a.published < 30  # the burst went in a few messages, not one per item
     finally:
@@ -75,6 +79,6 @@ async def test_one_process_publishes_nothing():
     got = Got()
     feed = RoomFeed(cluster, got, tasks)
     await feed.start()
-    feed.publish("maths", '"x"')
+    feed.publish("maths", '"x"', 1)
     await tasks.close()
     assert feed.published == 0 and got.calls == 0
