@@ -33,13 +33,13 @@ class Admission:
         session.user_id = grant.user_id
         if grant.seat_key is not None:
             key = grant.seat_key
-            self._sessions[session.id] = session
 
             async def release() -> None:
                 self._sessions.pop(session.id, None)
                 await self.seats.release(key, session.id)
 
-            await self.seats.take(key, session.id, grant.seat_limit)
+            await self.seats.take(key, session.id, grant.seat_limit)  # raises: nothing kept
+            self._sessions[session.id] = session
             # after the seat is taken: a session that closed meanwhile runs ``release`` at once
             # (a listener added after close runs then), so the seat is never left taken
             session.on_close(release)
