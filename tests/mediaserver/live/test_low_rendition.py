@@ -123,7 +123,9 @@ def test_adaptation_is_quick_down_slow_up_and_goes_audio_only_last():
     assert a.report("full", 0.12, 0.05) == "low"
     assert [a.report("low", 0.5, 0.05) for _ in settle] == settle  # still the full rendition's losses
     assert a.report("low", 0.12, 0.05) is None and a.report("low", 0.15, 0.05) is None  # not bad enough
-    assert a.report("low", 0.4, 0.05) is None and a.report("low", 0.4, 0.05) == "audio"
+    assert a.report("low", 0.05, 0.05) is None  # between: ends the run
+    heavy = [a.report("low", 0.5, 0.05) for _ in range(Adaptation.AUDIO_AFTER)]
+    assert heavy == [None] * (Adaptation.AUDIO_AFTER - 1) + ["audio"]  # the low rendition does not get through
     up = Adaptation.SETTLE_REPORTS + Adaptation.UP_AFTER
     assert [a.report("audio", 0.0, 0.05) for _ in range(up)] == [None] * (up - 1) + ["low"]
     for _ in settle:
@@ -179,3 +181,26 @@ def test_a_failed_probe_up_doubles_the_wait_before_the_next():
     assert [a.report("low", 0.0, None) for _ in range(up)].index("full") == up - 1
     assert [a.report("full", 0.0, None) for _ in range(8)] == [None] * 8  # this probe holds
     assert a.up_after == Adaptation.UP_AFTER
+
+
+def test_without_an_estimate_random_loss_keeps_the_low_rendition():
+    """A viewer that sends no REMB nor transport-cc: 15-25 % loss, report after report,
+    some reports over 30 %, keeps the low rendition (audio only would lose as much); only
+    a run of reports losing ``NO_ESTIMATE_AUDIO_LOSS`` on average means audio only, and
+    video comes back once audio loses under ``AUDIO_UP_LOSS`` (not only when it is clean)."""
+    a = Adaptation()
+    a.report("full", 0.2, 0.05), a.report("full", 0.2, 0.05)
+    for _ in range(Adaptation.SETTLE_REPORTS):
+        a.report("low", 0.2, 0.05)
+    radio = [0.15, 0.22, 0.31, 0.18, 0.25, 0.34, 0.2, 0.16, 0.29, 0.24, 0.33, 0.19] * 3
+    assert [a.report("low", loss, 0.05, None) for loss in radio] == [None] * len(radio)
+    # the latest AUDIO_AFTER reports of a run, on average, decide: a 15 % one holds it back
+    assert [a.report("low", loss, 0.05) for loss in (0.25, 0.45, 0.4, 0.15, 0.5)] == [None] * 5
+    assert [a.report("low", loss, 0.05) for loss in (0.5, 0.55)] == [None, "audio"]
+    for _ in range(Adaptation.SETTLE_REPORTS):
+        a.report("audio", 0.5, 0.05)
+    # hysteresis: audio losing 20-30 % is still too much to try video again...
+    assert [a.report("audio", 0.25, 0.05) for _ in range(3 * Adaptation.UP_AFTER)] == [None] * 3 * Adaptation.UP_AFTER
+    # ...under AUDIO_UP_LOSS it is not: the low rendition gets through such a link
+    back = [a.report("audio", 0.1, 0.05) for _ in range(Adaptation.UP_AFTER)]
+    assert back == [None] * (Adaptation.UP_AFTER - 1) + ["low"]
