@@ -23,6 +23,9 @@ from tests.support.peers import Publisher, SizedViewer, Viewer
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
 
+RADIO_LOSS = 0.2  #: the downlink's random loss (a radio link)
+RADIO_REPORTS = 16
+
 
 @pytest.fixture
 async def live_room(aiohttp_server, tmp_path):
@@ -204,3 +207,43 @@ def test_without_an_estimate_random_loss_keeps_the_low_rendition():
     # ...under AUDIO_UP_LOSS it is not: the low rendition gets through such a link
     back = [a.report("audio", 0.1, 0.05) for _ in range(Adaptation.UP_AFTER)]
     assert back == [None] * (Adaptation.UP_AFTER - 1) + ["low"]
+
+
+async def test_a_viewer_without_estimates_stays_on_the_low_rendition_under_random_loss(live_room):
+    """A player that sends no bandwidth estimate behind a link losing 15-25 % of its packets
+    at random (a radio link, ``netshim``): moved to the low rendition and kept there, playing,
+    report after report (audio only would lose as much); a link the low rendition cannot get
+    through moves it to audio only, and video comes back once the link is fair again."""
+    base, room, publisher = await live_room(low_rendition=True, publisher=lambda b: ClipPublisher(b, kbps=1500))
+    viewer = SizedViewer(base, remb=False)
+    try:
+        assert await viewer.play("demo") == 201
+        await asyncio.wait_for(asyncio.shield(viewer.first_frame), 20)
+        [subscriber] = room.subscribers.values()
+        link = Link(viewer.pc, "in", Impairment(loss=RADIO_LOSS, seed=5))
+        await wait_for(lambda: subscriber.rendition == "low", timeout=30)
+        losses: list[float] = []
+        seen = subscriber.latest_report()[0]
+
+        def reports_on_low(count: int) -> bool:
+            nonlocal seen
+            latest = subscriber.latest_report()
+            if latest[0] != seen:
+                seen = latest[0]
+                losses.append(latest[1])
+            return len(losses) >= count or subscriber.rendition != "low"
+
+        frames = len(viewer.frames)
+        await wait_for(lambda: reports_on_low(RADIO_REPORTS), timeout=RADIO_REPORTS * 2 + 10, interval=0.05)
+        print("losses reported on the low rendition:", [round(x, 2) for x in losses])
+        assert subscriber.rendition == "low", losses
+        assert max(losses) > Adaptation.DOWN_LOSS, losses  # the link did lose: bad reports
+        assert subscriber._downstreams["video"][1].port.remb is None  # loss was all it told
+        assert len(viewer.frames) > frames + 60  # and it kept playing
+        link.impairment.loss = 0.7  # the low rendition cannot get through
+        await wait_for(lambda: subscriber.rendition == "audio", timeout=30)
+        link.impairment.loss = 0.03
+        await wait_for(lambda: subscriber.rendition == "low", timeout=40)
+    finally:
+        await viewer.close()
+        await publisher.close()
