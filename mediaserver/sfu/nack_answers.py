@@ -61,7 +61,7 @@ class NackAnswers:
         timeout = _DEFAULT_RTT if rtt is None else round_trip_timeout(rtt, d.port.rtt_var)
         hold = 0.0
         if d.nacks.full_lists:
-            hold = 0.0 if rtt is None else min(timeout, _MAX_RTT_HOLD)
+            hold = min(timeout, _MAX_RTT_HOLD)  # before the first measure: the default
             if d.port.jitter:
                 hold += min(MAX_HOLD, _JITTER_HOLD * d.port.jitter / d.clock_rates.get(self.codec or "", 90000))
         return hold, min(PLAYOUT_WINDOW, max(_MIN_RESEND_INTERVAL, timeout + hold))
