@@ -122,7 +122,8 @@ class Stagepass(Server):
             redis.Redis.from_url(REDIS_URL).flushdb()
             shared = ["--redis-url", REDIS_URL]
         env = {**clean_env(), "STAGEPASS_METRICS_TOKEN": METRICS_TOKEN, "STAGEPASS_REVIEW_UNVERIFIED": "off",
-               "PYTHONPATH": str(SERVER_ROOT)}  # its packages win over the editable install
+               "PYTHONPATH": str(SERVER_ROOT),  # its packages win over the editable install
+               "STAGEPASS_WORKERS": "1"}  # media in the node's process: only Socket.IO is measured
         port = free_port()
         cmd = [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port),
                "--data-dir", f"{self.tmp.name}/node", "--secret", SECRET, "--log-level", "WARNING",

@@ -120,7 +120,7 @@ class Server:
     def __init__(self, mode: str) -> None:
         self.mode = mode
         self.settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix=f"join-{mode}-")),
-                                 rooms={"demo": KEY}, recordings=False)
+                                 rooms={"demo": KEY}, recordings=False, workers=1)  # media in this process
         if mode == "old":
             self.settings.media.keyframe_min_interval = OLD_KEYFRAME_MIN_INTERVAL
         self.settings.validate()

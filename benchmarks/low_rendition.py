@@ -57,7 +57,7 @@ def thread_cpu(native_id: int) -> float:
 
 async def one_run(seconds: float) -> dict:
     settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix="low-bench-")), rooms={"b": KEY}, rtmp_port=0,
-                              recordings=False)
+                              recordings=False, workers=1)  # media in this process
     settings.validate()
     app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     runner = web.AppRunner(app, access_log=None)

@@ -75,7 +75,7 @@ def stagepass_app(rooms: int, recordings: bool, data_dir: Path) -> tuple[Any, An
     from signalling.whip import ROOMS
 
     settings = Settings.build(data_dir=data_dir, rooms={f"m{i}": KEY for i in range(rooms)},
-                        recordings=recordings, log_level="WARNING")
+                        recordings=recordings, log_level="WARNING", workers=1)  # media in this process
     settings.validate()
     app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
 

@@ -107,7 +107,7 @@ async def measure(n: int, args: argparse.Namespace, logdir: Path, rng: random.Ra
         server = await Child.start(f"metrics-{n}-server", [
             sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir",
             str(logdir / f"data-{n}"), "--rooms", f"{ROOM}={KEY}", "--log-level", "WARNING",
-            "--workers", str(args.workers)],
+            "--workers", str(args.workers), "--interaction-workers", "1"],  # no idle Socket.IO processes
             logdir, server_cpus, cwd=ROOT, env=env)
         server.takes_commands = False
         children.append(server)

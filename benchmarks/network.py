@@ -75,7 +75,8 @@ COLUMNS = [  # header, width, row -> text
 
 async def start_server() -> tuple[web.AppRunner, str, web.Application]:
     settings = Settings.build(data_dir=Path(tempfile.mkdtemp(prefix="stagepass-net-")),
-                        rooms={ROOM: KEY}, recordings=False, low_rendition=False)  # the forwarding path
+                        rooms={ROOM: KEY}, recordings=False, low_rendition=False,  # the forwarding path
+                        workers=1)  # in this process
     settings.validate()
     app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     runner = web.AppRunner(app)

@@ -21,7 +21,7 @@ flushed before and after) and one SQLite file: origin **A** has an aiortc publis
 
 Media workers (``--workers N``, one machine), first, unless ``--no-workers``:
 
-* **CPU per forwarded packet, 1 worker vs 2 workers**: ``janus_side_by_side.Step`` (a VP8
+* **CPU per forwarded packet, 1 worker vs 2 workers**: ``side_by_side.step.Step`` (``janus_side_by_side.py``'s step: a VP8
   clip over WHIP from a feeder process, ``--worker-viewers`` light viewers that only
   decrypt and count, server pinned to CPU 0 and clients to the others) against
   ``stagepass serve`` and ``stagepass serve --workers 2``; the server's CPU is the control
@@ -140,8 +140,8 @@ async def join_times(base_a: str, base_b: str, rounds: int) -> dict[str, list[fl
 
 
 # ======================================================================= media workers
-def worker_cpu_step(janus):  # the module, imported once the benchmarks folder is on the path
-    class WorkerStep(janus.Step):
+def worker_cpu_step(step_class: type) -> type:  # side_by_side.step.Step, imported once the benchmarks folder is on the path
+    class WorkerStep(step_class):
         def cpu_seconds(self, pid: int) -> float:
             """The control plane's CPU and its media workers' (its child processes)."""
             from common.measure import server_cpu_seconds
@@ -156,15 +156,18 @@ async def worker_cpu(viewers: int, seconds: int, rounds: int) -> dict:
     benchmarks = str(ROOT / "benchmarks")
     if benchmarks not in sys.path:
         sys.path.insert(0, benchmarks)
-    import janus_side_by_side as janus  # noqa: E402
+    from common.children import ALL_CPUS  # noqa: E402
+    from side_by_side.clip import save_clip, stream_rate, vp8_clip  # noqa: E402
+    from side_by_side.report import medians, starved, us_per_packet  # noqa: E402
+    from side_by_side.step import Step  # noqa: E402
 
-    step_class = worker_cpu_step(janus)
+    step_class = worker_cpu_step(Step)
     servers = ["stagepass-workers1", "stagepass-workers2"]
     logdir = Path(tempfile.mkdtemp(prefix="scale-workers-"))
-    janus.save_clip(janus.vp8_clip(), logdir / "clip.vp8")
-    rate = janus.stream_rate(janus.vp8_clip())
+    save_clip(vp8_clip(), logdir / "clip.vp8")
+    rate = stream_rate(vp8_clip())
     args = argparse.Namespace(seconds=seconds, warmup=3.0, profile=None,
-                              server_cpus=frozenset({0}) if len(janus.ALL_CPUS) > 1 else frozenset())
+                              server_cpus=frozenset({0}) if len(ALL_CPUS) > 1 else frozenset())
     rows = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
         for r in range(rounds):
@@ -174,9 +177,9 @@ async def worker_cpu(viewers: int, seconds: int, rounds: int) -> dict:
                     rows.append(row)
                     print(f"  round {r + 1} {server:19} N={n:<3} CPU {row['cpu_pct']:5.1f}%  "
                           f"{row['packets_out_per_s']:7.0f} pkt/s out", flush=True)
-    m = janus.medians([r for r in rows if not janus.starved(r, rate)])
+    m = medians([r for r in rows if not starved(r, rate)])
     return {"rate": rate, "medians": m, "logs": str(logdir),
-            "us": {s: janus.us_per_packet(m, s, viewers) for s in servers}}
+            "us": {s: us_per_packet(m, s, viewers) for s in servers}}
 
 
 async def worker_hop(seconds: float) -> dict:

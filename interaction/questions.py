@@ -35,7 +35,7 @@ from mediaserver.live.room import Broadcast, Room as MediaRoom
 from paywall.db import Database
 from paywall.accounts import public_names
 from paywall.catalog import lock_room
-from paywall.orders import paid_order
+from paywall.order_facts import paid_order
 from core.access import Refusal
 from core.timeutil import as_utc
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from core.cluster import Cluster
 from paywall.db import Database
-from paywall.orders import paid_order
+from paywall.order_facts import paid_order
 
 from core.access import Refusal
 

@@ -3,7 +3,8 @@
 * Idempotent: ``(buyer, idempotency_key)`` is unique; the same key returns the same order
   (a double click never charges twice); the same key with different contents is refused.
 * Coupons are redeemed in the order's own transaction with a conditional update, so a
-  capped coupon cannot be over-used by concurrent buyers, and once per user.
+  capped coupon cannot be over-used by concurrent buyers, and once per user
+  (``coupon_redemption``).
 * Payment completion is idempotent and writes entitlements and ledger legs atomically;
   a refund reverses both and tells ``on_revoked`` so live sessions end.
 * A buyer never pays twice for what they hold: a second payment for it (two tabs) is
@@ -17,7 +18,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Optional
 
-from sqlalchemy import delete, or_, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,14 +27,15 @@ from .catalog import Catalog, RoomView
 from .db import Database
 from core.access import Refusal
 from .ledger import Ledger
-from .models import Coupon, CouponRedemption, Entitlement, Order, Room, User
+from .coupon_redemption import give_back_coupon, redeem_coupon
+from .models import Coupon, Entitlement, Order, Room, User
 from .money import check_amount
 from .pass_holdings import PASS_GRANTS, held_through_passes, rooms_held_through_passes
 from .providers import PaymentProvider
 from core.behaviour import NO_EVENTS, BehaviourSink
 from core.timeutil import as_utc, utcnow
 
-__all__ = ["OrderBook", "OrderFacts", "OrderView", "PRODUCTS", "order_facts", "paid_order"]
+__all__ = ["OrderBook", "OrderView", "PRODUCTS"]
 
 PRODUCTS = ("ticket", "replay", "bundle", "tip", "question")
 _GRANTS = {"ticket": ("ticket",), "replay": ("replay",), "bundle": ("ticket", "replay")}
@@ -62,46 +64,6 @@ class OrderView:
         if self.status != "pending":
             d["checkout_url"] = None
         return d
-
-
-@dataclass(frozen=True)
-class OrderFacts:
-    """What another package (tips, paid questions) needs to know of an order to use it."""
-
-    id: str
-    user_id: int
-    room_id: int
-    product: str
-    status: str
-    amount: int
-    currency: str
-    message: str
-
-
-async def order_facts(session: AsyncSession, order_id: str, lock: bool = False) -> Optional[OrderFacts]:
-    """The order ``order_id`` read in the caller's transaction (``lock``: held until it commits,
-    so a paid order is used once even across nodes on PostgreSQL); None if there is none."""
-    query = select(Order).where(Order.id == order_id)
-    order = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
-    if order is None:
-        return None
-    return OrderFacts(order.id, order.user_id, order.room_id, order.product, order.status, order.amount,
-                      order.currency, order.message or "")
-
-
-async def paid_order(session: AsyncSession, order_id: str, user_id: int, room_id: int, product: str,
-                     lock: bool = False) -> OrderFacts:
-    """The order ``order_id`` (as ``order_facts`` reads it) if it is ``user_id``'s paid ``product``
-    order for room ``room_id``; else the refusal the buyer gets: 404 ``order_not_found`` (none,
-    or another user's or room's), 400 ``wrong_product``, 409 ``order_not_paid``."""
-    order = await order_facts(session, order_id, lock=lock)
-    if order is None or order.user_id != user_id or order.room_id != room_id:
-        raise Refusal(404, "order_not_found", "no such order of yours for this room")
-    if order.product != product:
-        raise Refusal(400, "wrong_product", f"order {order_id} is a {order.product}, not a {product}")
-    if order.status != "paid":
-        raise Refusal(409, "order_not_paid", f"order {order_id} is {order.status}, not paid")
-    return order
 
 
 def _view(order: Order, slug: str, coupon: Optional[str] = None) -> OrderView:
@@ -174,7 +136,7 @@ class OrderBook:
                 if coupon_code:
                     if product not in _GRANTS:
                         raise Refusal(400, "coupon_not_applicable", "coupons apply to tickets and replays")
-                    order.coupon_id, order.amount = await self._redeem(s, buyer, room, order, coupon_code.upper())
+                    order.coupon_id, order.amount = await redeem_coupon(s, buyer.id, room.id, order, coupon_code.upper())
                     await s.flush()
                 await s.commit()
             except IntegrityError:
@@ -249,32 +211,6 @@ class OrderBook:
         if held:
             raise Refusal(409, "already_owned", "you already have part of this bundle; buy the rest alone")
         return room.ticket_price + room.replay_price
-
-    async def _redeem(self, s, buyer: UserView, room: RoomView, order: Order, code: str) -> tuple[int, int]:
-        coupon = (await s.execute(select(Coupon).where(Coupon.room_id == room.id, Coupon.code == code))).scalar_one_or_none()
-        if coupon is None:
-            raise Refusal(404, "coupon_not_found", f"no coupon {code!r} for this room")
-        if not coupon.active:
-            raise Refusal(410, "coupon_disabled", "this coupon was withdrawn by the room's creator")
-        now = utcnow()
-        taken = await s.execute(
-            update(Coupon).execution_options(synchronize_session=False)
-            .where(Coupon.id == coupon.id,
-                   or_(Coupon.max_uses.is_(None), Coupon.uses < Coupon.max_uses),
-                   or_(Coupon.expires_at.is_(None), Coupon.expires_at > now))
-            .values(uses=Coupon.uses + 1)
-        )
-        if taken.rowcount != 1:
-            await s.refresh(coupon)
-            if coupon.max_uses is not None and coupon.uses >= coupon.max_uses:
-                raise Refusal(409, "coupon_exhausted", "this coupon has been used up")
-            raise Refusal(410, "coupon_expired", "this coupon has expired")
-        s.add(CouponRedemption(coupon_id=coupon.id, user_id=buyer.id, order_id=order.id))
-        if coupon.kind == "percent":
-            discounted = order.list_amount - order.list_amount * coupon.value // 100
-        else:
-            discounted = max(0, order.list_amount - coupon.value)
-        return coupon.id, discounted
 
     # ------------------------------------------------------------------ read
     async def get(self, user: UserView, order_id: str) -> OrderView:
@@ -424,9 +360,7 @@ class OrderBook:
                 await s.rollback()
                 return False
             order = await s.get(Order, order_id)
-            if order.coupon_id is not None:
-                await s.execute(delete(CouponRedemption).where(CouponRedemption.order_id == order_id))
-                await s.execute(update(Coupon).execution_options(synchronize_session=False).where(Coupon.id == order.coupon_id).values(uses=Coupon.uses - 1))
+            await give_back_coupon(s, order)
             await s.commit()
         log.info("order %s declined", order_id)
         self._checkout_event("checkout_abandoned", order)

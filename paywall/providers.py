@@ -8,8 +8,9 @@ buttons, or Stripe's signed webhooks.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Iterator, Optional, Protocol
 
 import stripe
 
@@ -17,6 +18,16 @@ from core.access import Refusal
 from .request_body import parse_json
 
 __all__ = ["Checkout", "DevProvider", "PaymentProvider", "StripeProvider"]
+
+
+@contextlib.contextmanager
+def refused_by_stripe(what: str) -> Iterator[None]:
+    """A Stripe error in the block reaches the buyer as ``502 provider_error``, "Stripe
+    refused ``what``" and Stripe's message for users (never the SDK's traceback)."""
+    try:
+        yield
+    except stripe.StripeError as exc:
+        raise Refusal(502, "provider_error", f"Stripe refused {what}: {exc.user_message or exc}") from None
 
 
 @dataclass
@@ -72,7 +83,7 @@ class StripeProvider:
         self.client = client or stripe.StripeClient(api_key)
 
     async def start_checkout(self, order: Any, title: str, base_url: str) -> Checkout:
-        try:
+        with refused_by_stripe("the checkout"):
             session = await self.client.v1.checkout.sessions.create_async(
                 params={
                     "mode": "payment",
@@ -91,20 +102,16 @@ class StripeProvider:
                 },
                 options={"idempotency_key": f"stagepass-order-{order.id}"},
             )
-        except stripe.StripeError as exc:
-            raise Refusal(502, "provider_error", f"Stripe refused the checkout: {exc.user_message or exc}") from None
         return Checkout(url=session.url, provider_ref=session.id)
 
     async def refund(self, order: Any) -> None:
         if not order.payment_ref:
             raise Refusal(409, "not_refundable", "no Stripe payment is known for this order")
-        try:
+        with refused_by_stripe("the refund"):
             await self.client.v1.refunds.create_async(
                 params={"payment_intent": order.payment_ref},
                 options={"idempotency_key": f"stagepass-refund-{order.id}"},
             )
-        except stripe.StripeError as exc:
-            raise Refusal(502, "provider_error", f"Stripe refused the refund: {exc.user_message or exc}") from None
 
     async def start_pass_checkout(self, pass_: Any, title: str, base_url: str) -> Checkout:
         """A Checkout Session for a pass: ``mode=subscription`` with a recurring price for a
@@ -124,11 +131,9 @@ class StripeProvider:
             params["subscription_data"] = {"metadata": {"pass_id": pass_.id}}
         else:
             params["mode"] = "payment"
-        try:
+        with refused_by_stripe("the checkout"):
             session = await self.client.v1.checkout.sessions.create_async(
                 params=params, options={"idempotency_key": f"stagepass-pass-{pass_.id}"})
-        except stripe.StripeError as exc:
-            raise Refusal(502, "provider_error", f"Stripe refused the checkout: {exc.user_message or exc}") from None
         return Checkout(url=session.url, provider_ref=session.id)
 
     async def refund_charge(self, charge: Any) -> None:
@@ -136,24 +141,20 @@ class StripeProvider:
             raise Refusal(409, "not_refundable", "no Stripe payment is known for this charge")
         target = {"charge": charge.refund_ref} if charge.refund_ref.startswith(("ch_", "py_")) else {
             "payment_intent": charge.refund_ref}
-        try:
+        with refused_by_stripe("the refund"):
             await self.client.v1.refunds.create_async(
                 params=target, options={"idempotency_key": f"stagepass-refund-{charge.id}"})
-        except stripe.StripeError as exc:
-            raise Refusal(502, "provider_error", f"Stripe refused the refund: {exc.user_message or exc}") from None
 
     async def cancel_subscription(self, pass_: Any, at_period_end: bool) -> None:
         """At the period's end (the holder keeps what they paid for), or at once (a refund)."""
         if not pass_.subscription_ref:
             return  # the checkout never completed: there is nothing to cancel at Stripe
-        try:
+        with refused_by_stripe("to cancel"):
             if at_period_end:
                 await self.client.v1.subscriptions.update_async(
                     pass_.subscription_ref, params={"cancel_at_period_end": True})
             else:
                 await self.client.v1.subscriptions.cancel_async(pass_.subscription_ref)
-        except stripe.StripeError as exc:
-            raise Refusal(502, "provider_error", f"Stripe refused to cancel: {exc.user_message or exc}") from None
 
     def verify_event(self, payload: bytes, signature: Optional[str]) -> dict:
         """Stripe's signature scheme (HMAC-SHA256 over ``t.payload``, tolerance window).

@@ -39,8 +39,10 @@ class Admission:
                 self._sessions.pop(session.id, None)
                 await self.seats.release(key, session.id)
 
-            session.on_close(release)
             await self.seats.take(key, session.id, grant.seat_limit)
+            # after the seat is taken: a session that closed meanwhile runs ``release`` at once
+            # (a listener added after close runs then), so the seat is never left taken
+            session.on_close(release)
         if grant.ends_in is not None:
             session.tasks.spawn(self._end_after(session, grant.ends_in), name="preview-end")
 

@@ -80,6 +80,8 @@ class Step:
             # the forwarding path alone: a starved sample viewer is never moved to a low
             # rendition encoded in the server (older checkouts ignore the variable)
             env = dict(os.environ, PYTHONPATH=str(root), STAGEPASS_LOW_RENDITION="off")
+            # the single-process server this benchmark measures (the default is a worker of each kind per CPU)
+            env.update(STAGEPASS_WORKERS="1", STAGEPASS_INTERACTION_WORKERS="1")
             env.pop("STAGEPASS_METRICS_TOKEN", None)
             if self.metrics:
                 env["STAGEPASS_METRICS_TOKEN"] = METRICS_TOKEN

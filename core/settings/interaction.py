@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
-from core.settings.parsing import ConfigError, parse_bool
+from core.settings.parsing import ConfigError, one_per_cpu, parse_bool, workers_parser
 
 __all__ = ["InteractionSettings"]
+
+MAX_INTERACTION_WORKERS = 64  #: interaction worker processes a node may run (the default stops there too)
 
 
 @dataclass
@@ -32,13 +33,13 @@ class InteractionSettings:
                           "compressing each frame per viewer costs server and viewer CPU)",
                   "parse": parse_bool})
     interaction_workers: int = field(
-        default=1,
-        metadata={"help": "processes serving Socket.IO WebSockets on this node ('cores': one per core); 1: the "
-                          "control plane serves them itself; more: each new WebSocket is handed to the least "
-                          "loaded worker process, rooms spread across them through Redis (REDIS_URL) or, "
-                          "without it, the control plane's local bus; long-polling clients stay on the control "
-                          "plane",
-                  "parse": lambda s: (os.cpu_count() or 1) if s.strip().lower() == "cores" else int(s)})
+        default_factory=one_per_cpu(MAX_INTERACTION_WORKERS),
+        metadata={"help": "processes serving Socket.IO WebSockets on this node; default 'cores': one per CPU this "
+                          "process may use; more than 1: each new WebSocket is handed to the least loaded worker "
+                          "process, rooms spread across them through Redis (REDIS_URL) or, without it, the "
+                          "control plane's local bus; long-polling clients stay on the control plane; 1 (and the "
+                          "default on one CPU): the control plane serves them itself",
+                  "parse": workers_parser(MAX_INTERACTION_WORKERS)})
     blocked_words: list[str] = field(
         default_factory=list,
         metadata={"help": "words refused in every room, comma separated",
@@ -54,5 +55,6 @@ class InteractionSettings:
             raise ConfigError("danmaku_batch_ms: 0 to 2000")
         if not 10 <= self.danmaku_write_ms <= 5000:
             raise ConfigError("danmaku_write_ms: 10 to 5000")
-        if not 1 <= self.interaction_workers <= 64:
-            raise ConfigError("interaction_workers: 1 to 64, or 'cores'")
+        if not 1 <= self.interaction_workers <= MAX_INTERACTION_WORKERS:
+            raise ConfigError(f"interaction_workers: 1 to {MAX_INTERACTION_WORKERS}, or 'cores', "
+                              f"got {self.interaction_workers}")

@@ -7,12 +7,14 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from core.settings.parsing import ConfigError, parse_bool, parse_list, parse_rooms, parse_udp_port, parse_workers
+from core.settings.parsing import (ConfigError, one_per_cpu, parse_bool, parse_list, parse_rooms, parse_udp_port,
+                                   workers_parser)
 
 __all__ = ["MediaSettings", "ROOM_NAME_RE"]
 
 
 ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+MAX_WORKERS = 256  #: media workers a node may run (the default, one per CPU, stops there too)
 
 
 @dataclass
@@ -86,11 +88,12 @@ class MediaSettings:
         default=20.0, metadata={"help": "seconds a new WebRTC session has to connect"}
     )
     workers: int = field(
-        default=1,
-        metadata={"help": "media worker processes: 1 forwards media in the server's own process; N > 1 "
-                          "runs N media workers (peer connections and fanouts) beside the control plane "
-                          "(HTTP, signalling, paywall, Socket.IO); 'cores': one per CPU core",
-                  "parse": parse_workers},
+        default_factory=one_per_cpu(MAX_WORKERS),
+        metadata={"help": "media worker processes; default 'cores': one per CPU this process may use "
+                          "(affinity and cgroup quota counted); N > 1 runs N media workers (peer connections "
+                          "and fanouts) beside the control plane (HTTP, signalling, paywall, Socket.IO); "
+                          "1 (and the default on one CPU) forwards media in the server's own process",
+                  "parse": workers_parser(MAX_WORKERS)},
     )
 
     def validate(self) -> None:
@@ -120,12 +123,24 @@ class MediaSettings:
         for name in ("keyframe_min_interval", "publisher_stale_seconds", "connect_timeout"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
-        if not 1 <= self.workers <= 256:
-            raise ConfigError(f"workers: between 1 and 256 media workers, got {self.workers}")
-        if self.workers > 1:
-            self.udp_port_for(self.workers - 1)  # a fixed port or range must cover every worker
+        if not 1 <= self.workers <= MAX_WORKERS:
+            raise ConfigError(f"workers: between 1 and {MAX_WORKERS} media workers, got {self.workers}")
+        self._check_udp_ports_cover_workers()
         if self.subscriber_buffer_bytes < 16384:
             raise ConfigError("subscriber_buffer_bytes: must be at least 16384")
+
+    def _check_udp_ports_cover_workers(self) -> None:
+        """A fixed port or range needs a port per media worker (worker i takes N+i); the error says
+        which flag to set, as a single port with the default of one worker per CPU is a likely case."""
+        if self.udp_port == "off":
+            return
+        first, _, last = self.udp_port.partition("-")
+        low, high = int(first), int(last or first)
+        if low and high - low + 1 < self.workers:  # 0: each worker picks a free port
+            raise ConfigError(
+                f"udp_port: {self.udp_port} has {high - low + 1} UDP port(s) but there are {self.workers} media "
+                f"workers (--workers / STAGEPASS_WORKERS, by default one per CPU), one port each: set "
+                f"--udp-port {low}-{low + self.workers - 1} (STAGEPASS_UDP_PORT), or --workers {high - low + 1}")
 
     def udp_port_for(self, worker: int = 0) -> Optional[int]:
         """The shared UDP port of media worker ``worker`` (0 for a free one), or None when

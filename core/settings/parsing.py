@@ -15,11 +15,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["ConfigError", "parse_bool", "parse_rooms", "parse_workers", "parse_udp_port", "parse_list",
+__all__ = ["ConfigError", "parse_bool", "parse_rooms", "usable_cpus", "one_per_cpu", "workers_parser", "parse_udp_port", "parse_list",
            "convert", "values_from_environment", "add_arguments", "values_from_arguments"]
 
 
@@ -48,15 +47,34 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected on or off, got {text!r}")
 
 
-def parse_workers(text: str) -> int:
-    """A number of media workers, or ``cores`` (one per CPU core)."""
-    value = text.strip().lower()
-    if value == "cores":
-        return max(1, len(os.sched_getaffinity(0)))
-    try:
-        return int(value)
-    except ValueError:
-        raise ConfigError(f"workers: expected a number or 'cores', got {text!r}") from None
+def usable_cpus() -> int:
+    """The CPUs this process may run on: the machine's, narrowed by its CPU affinity
+    (``taskset``, ``docker --cpuset-cpus``) and by a cgroup CPU quota (``docker --cpus 2``,
+    a Kubernetes CPU limit, rounded up), so a container limited to 2 CPUs of a 64-core
+    host counts 2. At least 1. (loky's count, which reads all three.)"""
+    from loky import cpu_count
+
+    return max(1, cpu_count(only_physical_cores=False))
+
+
+def one_per_cpu(limit: int) -> Callable[[], int]:
+    """A default of one worker per usable CPU, at most ``limit`` (the most a setting accepts)."""
+    return lambda: min(usable_cpus(), limit)
+
+
+def workers_parser(limit: int) -> Callable[[str], int]:
+    """A parser of a number of worker processes, or ``cores``: one per usable CPU, at most ``limit``
+    (a larger number is left for the setting's check to refuse by name)."""
+    def parse_workers(text: str) -> int:
+        value = text.strip().lower()
+        if value == "cores":
+            return one_per_cpu(limit)()
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"expected a number or 'cores', got {text!r}") from None
+
+    return parse_workers
 
 
 def parse_udp_port(text: str) -> str:

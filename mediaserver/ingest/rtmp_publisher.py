@@ -22,6 +22,7 @@ from typing import Awaitable, Callable, Optional
 from aiortc.rtp import RtpPacket
 
 from mediaserver.sfu.fanout import Fanout
+from core.close_listeners import CloseListener, CloseListeners
 from core.cpu import background_executor
 from core.logs import context_logger
 from core.tasks import TaskOwner
@@ -63,7 +64,7 @@ class RtmpPublisher:
         self.codecs: dict[str, str] = {"video": "H264", "audio": "OPUS"}
         self._fanouts = fanouts
         self._on_closed = on_closed
-        self._close_listeners: list[Callable[[], Awaitable[None]]] = []
+        self._close_listeners = CloseListeners(self.log)
         self._disconnect = disconnect
         self._stale_after = stale_after
         self._opus_bitrate = opus_bitrate
@@ -136,15 +137,12 @@ class RtmpPublisher:
             await asyncio.to_thread(self._audio_worker.shutdown, True, cancel_futures=True)
         self.log.info("closed (%d video, %d audio tags forwarded)", self.frames["video"], self.frames["audio"])
         await self._on_closed(self)
-        for listener in self._close_listeners:
-            try:
-                await listener()
-            except Exception:
-                self.log.exception("close listener failed")
+        await self._close_listeners.run()
 
-    def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
-        """Call ``listener`` once this publisher closed (a media worker tells its control plane)."""
-        self._close_listeners.append(listener)
+    def on_close(self, listener: CloseListener) -> None:
+        """Call ``listener`` once this publisher closed (a media worker tells its control
+        plane); at once if it already has."""
+        self._close_listeners.add(listener)
 
     # -------------------------------------------------------- the encoder's side
     def on_video(self, timestamp_ms: int, tag: bytes) -> None:

@@ -17,6 +17,7 @@ from mediaserver.sfu.aiortc_bridge import enlarge_srtp_buffers
 from mediaserver.sfu.dtls_watch import DtlsWatch
 from mediaserver.live.errors import NegotiationFailed
 from mediaserver.live.remote_candidates import DeferredCandidates, RemoteCandidates, RemoteIce
+from core.close_listeners import CloseListener, CloseListeners
 from core.logs import context_logger
 from core.tasks import TaskOwner
 from mediaserver.sfu.udp_mux import UdpMux, adopt_peer_connection
@@ -55,7 +56,7 @@ class PeerSession:
         self._on_closed = on_closed
         #: ``on_failed(role, stage, cause)`` when the connection fails or never connects
         self._on_failed = on_failed
-        self._close_listeners: list[Callable[[], Awaitable[None]]] = []
+        self._close_listeners = CloseListeners(self.log)
         self._closed = False
         self.pc.on("connectionstatechange", self._on_state)
 
@@ -143,15 +144,12 @@ class PeerSession:
         await self.tasks.close()
         self.log.info("closed")
         await self._on_closed(self)
-        for listener in self._close_listeners:
-            try:
-                await listener()
-            except Exception:
-                self.log.exception("close listener failed")
+        await self._close_listeners.run()
 
-    def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
-        """Run ``listener`` once the session has closed (seats, counters...)."""
-        self._close_listeners.append(listener)
+    def on_close(self, listener: CloseListener) -> None:
+        """Run ``listener`` once the session has closed (seats, counters...); at once if it
+        already has."""
+        self._close_listeners.add(listener)
 
     def detach(self) -> None:
         """Hook for subclasses: unhook from the room's fanouts (synchronous, first)."""

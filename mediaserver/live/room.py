@@ -22,7 +22,7 @@ import secrets
 import shutil
 import time
 from dataclasses import dataclass, field
-from typing import Awaitable, Callable, Optional, TypeVar
+from typing import Any, Awaitable, Callable, Optional, TypeVar
 
 from core.settings import Settings
 from mediaserver.live.errors import RoomBusy
@@ -39,9 +39,25 @@ from mediaserver.live.subscriber import Subscriber
 from core.tasks import TaskOwner
 from mediaserver.sfu.udp_mux import UdpMux
 
-__all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry"]
+__all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry", "room_overview"]
 
 S = TypeVar("S", bound=LivePublisher)
+
+
+def room_overview(room: Any) -> dict:
+    """The first fields of a room's ``stats()``, the same for a ``Room`` and for a room
+    whose media are in worker processes (``mediaserver.workers.remote.WorkerRoom``)."""
+    return {
+        "room": room.name,
+        "live": room.live,
+        "phase": room.phase,
+        "ended_broadcast": room.ended_broadcast.id if room.ended_broadcast else None,
+        "broadcast": {"id": room.broadcast.id, "t_ms": room.broadcast.t_ms()} if room.broadcast else None,
+        "viewers": room.viewer_count(),
+        "relays": len(room.subscribers) - room.viewer_count(),
+        "origin": room.origin,
+        "codecs": dict(room.publisher.codecs) if room.publisher else {},
+    }
 
 
 class LiveObserver:
@@ -385,15 +401,7 @@ class Room:
 
     def stats(self) -> dict:
         return {
-            "room": self.name,
-            "live": self.live,
-            "phase": self.phase,
-            "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
-            "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
-            "viewers": self.viewer_count(),
-            "relays": len(self.subscribers) - self.viewer_count(),
-            "origin": self.origin,
-            "codecs": dict(self.publisher.codecs) if self.publisher else {},
+            **room_overview(self),
             "recording": self.recorder.state() if self.recorder else None,
             "fanouts": {kind: f.stats.as_dict() for kind, f in self.fanouts.items()},
             "keyframe_requests": {

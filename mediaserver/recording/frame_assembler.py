@@ -99,29 +99,17 @@ class FrameAssembler:
         if seq != self._scan:
             self._out_of_order(packet, seq, keyframe)
             return
-        # the common case: the packet that was expected next
-        self._scan = (seq + 1) & 0xFFFF
-        frame = self._frame
-        if frame and packet.timestamp != self._frame_ts:
-            self._emit()  # a new timestamp without a marker: the open frame is complete
-            frame = self._frame
-        if not frame:
-            self._frame_ts = packet.timestamp
-            self._frame_key = keyframe
-        elif keyframe:
-            self._frame_key = True
-        frame.append(packet)
-        if packet.marker:
-            self._emit()
+        self._take(packet, keyframe)  # the common case: the packet that was expected next
         if self._ahead:
             self._drain()
 
     def _take(self, packet: RtpPacket, keyframe: bool) -> None:
-        """``push``'s common case, for packets taken from ``_ahead``."""
+        """The packet that was expected next (``push``'s common case, and packets taken
+        from ``_ahead``) joins the open frame."""
         self._scan = (packet.sequence_number + 1) & 0xFFFF
         frame = self._frame
         if frame and packet.timestamp != self._frame_ts:
-            self._emit()
+            self._emit()  # a new timestamp without a marker: the open frame is complete
             frame = self._frame
         if not frame:
             self._frame_ts = packet.timestamp

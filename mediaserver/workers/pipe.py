@@ -33,6 +33,7 @@ from typing import Awaitable, Callable, Optional, Protocol
 
 from aiortc.rtp import RtpPacket
 
+from core.close_listeners import CloseListener, CloseListeners
 from core.logs import context_logger
 from core.tasks import TaskOwner
 from mediaserver.sfu.batched_send import hold, release
@@ -217,7 +218,7 @@ class PipeSource:
         self._last: Optional[float] = None
         self._bytes = 0
         self._closed = False
-        self.close_listeners: list[Callable[[], Awaitable[None]]] = []
+        self._close_listeners = CloseListeners(self.log)
 
     @property
     def closed(self) -> bool:
@@ -291,8 +292,8 @@ class PipeSource:
             fanout.detach_source(self._pli)
         self.log.info("relay closed")
         await self._on_closed(self)  # type: ignore[arg-type]
-        for listener in self.close_listeners:
-            try:
-                await listener()
-            except Exception:
-                self.log.exception("close listener failed")
+        await self._close_listeners.run()
+
+    def on_close(self, listener: CloseListener) -> None:
+        """Run ``listener`` once this relay closed; at once if it already has."""
+        self._close_listeners.add(listener)

@@ -25,8 +25,9 @@ from __future__ import annotations
 import itertools
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Callable, Optional
 
+from core.close_listeners import CloseListener, CloseListeners
 from core.tasks import TaskOwner
 from mediaserver.live.edge_source import Exchange
 from mediaserver.live.errors import NegotiationFailed
@@ -51,12 +52,15 @@ class WorkerPull:
     source: str  #: the ``EdgeSource``'s id in that worker
     origin: str  #: the node it pulls from
     log: logging.Logger | logging.LoggerAdapter
-    _listeners: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     ended: bool = False
+    _listeners: CloseListeners = field(init=False, repr=False)
 
-    def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
+    def __post_init__(self) -> None:
+        self._listeners = CloseListeners(self.log, what="pull close listener")
+
+    def on_close(self, listener: CloseListener) -> None:
         """Run ``listener`` once the pull ended (as ``PeerSession.on_close``)."""
-        self._listeners.append(listener)
+        self._listeners.add(listener)
 
     async def closed(self) -> None:
         """The source ended in its worker (or the worker died): tell the listeners, once."""
@@ -64,11 +68,7 @@ class WorkerPull:
             return
         self.ended = True
         self.log.info("pull from node %s (worker %d) ended", self.origin, self.worker)
-        for listener in self._listeners:
-            try:
-                await listener()
-            except Exception:
-                self.log.exception("pull close listener failed")
+        await self._listeners.run()
 
 
 class Exchanges:

@@ -5,7 +5,11 @@ vocabulary (``open``, ``get``, ``on_air``, ``audience``, ``broadcast_started/end
 listeners), so the signalling, paywall and interaction edges do not know where media runs.
 A ``WorkerRoom`` places sessions and keeps what the control plane must know at once (its
 sessions, its broadcast); the rest (live, phase, recording, counters) comes from the
-workers' snapshots, every half second.
+workers' snapshots, every half second. A snapshot names the publisher it describes and
+speaks only for that one: the reply that makes a publisher carries the room as the worker
+saw it then, so a room whose encoder was just replaced is never shown as "reconnecting"
+from a snapshot taken before (a client waiting for that would connect the next encoder
+while the current one is live, and be refused).
 
 Placement: a room's publisher (WHIP, or an RTMP encoder whose connection is handed over,
 ``publish_rtmp``) goes to the worker that hosts the room (where its broadcast is open and
@@ -40,7 +44,7 @@ from core.settings import Settings
 from core.tasks import TaskOwner
 from mediaserver.live.edge_source import Exchange
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
-from mediaserver.live.room import Broadcast, LiveObserver, Room
+from mediaserver.live.room import Broadcast, LiveObserver, Room, room_overview
 from mediaserver.workers.channel import RemoteError, WorkerGone
 from mediaserver.workers.links import Links
 from mediaserver.workers.pulls import Pulls, WorkerPull
@@ -140,10 +144,18 @@ class WorkerRoom:
         return self.snapshots.get(self.host, {}) if self.host is not None else {}
 
     @property
-    def live(self) -> bool:
+    def _publisher_snapshot(self) -> dict:
+        """The host's latest snapshot if it speaks for the current publisher: one taken
+        before that publisher was accepted tells of the one before (or of none), and a
+        room whose encoder was just replaced is not "reconnecting"."""
         snapshot = self._host_snapshot
-        return ((self.publisher is not None and bool(snapshot.get("live")))
-                or (self.edge is not None and bool(snapshot.get("edge_live"))))
+        publisher = self.publisher
+        return snapshot if publisher is not None and snapshot.get("publisher") == publisher.id else {}
+
+    @property
+    def live(self) -> bool:
+        return ((self.publisher is not None and bool(self._publisher_snapshot.get("live")))
+                or (self.edge is not None and bool(self._host_snapshot.get("edge_live"))))
 
     @property
     def origin(self) -> Optional[str]:
@@ -154,8 +166,8 @@ class WorkerRoom:
     def phase(self) -> str:
         """The host worker's word (``Room.phase``: a broadcast counts once media came), as
         of its last snapshot; without a host, what the control plane knows."""
-        host = self._host_snapshot.get("phase")
-        if host is not None and self.publisher is not None:
+        host = self._publisher_snapshot.get("phase")
+        if host is not None:
             return host
         if self.live:
             return "live"
@@ -239,6 +251,11 @@ class WorkerRoom:
         session = WorkerSession(rooms.pool, self, worker, result["session"], "publisher", result.get("ice"))
         session.codecs = result.get("codecs", {})
         previous, self.publisher = self.publisher, session
+        accepted = result.get("room")
+        if accepted is not None and self.snapshots.get(worker, {}).get("publisher") != session.id:
+            # the room as the worker saw it when it accepted this publisher, unless a later
+            # snapshot already came: older ones do not speak for it (``_publisher_snapshot``)
+            self.snapshots[worker] = accepted
         if previous is not None and previous.worker == worker:
             self.log.info("publisher %s replaces %s", session.id[:8], previous.id[:8])
         if self.host != worker:
@@ -323,15 +340,7 @@ class WorkerRoom:
     def stats(self) -> dict:
         workers = self.placement()
         return {
-            "room": self.name,
-            "live": self.live,
-            "phase": self.phase,
-            "ended_broadcast": self.ended_broadcast.id if self.ended_broadcast else None,
-            "broadcast": {"id": self.broadcast.id, "t_ms": self.broadcast.t_ms()} if self.broadcast else None,
-            "viewers": self.viewer_count(),
-            "relays": len(self.subscribers) - self.viewer_count(),
-            "origin": self.origin,
-            "codecs": dict(self.publisher.codecs) if self.publisher else {},
+            **room_overview(self),
             "recording": self._host_snapshot.get("recording"),
             "fanouts": {kind: {"packets_in": t.packets_in, "packets_out": t.packets_out, "dropped": t.dropped,
                                "retransmitted": t.retransmitted} for kind, t in self.fanouts.items()},

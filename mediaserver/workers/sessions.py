@@ -4,8 +4,9 @@ the control plane sees it (``remote.py`` makes them)."""
 from __future__ import annotations
 
 import time
-from typing import Any, Awaitable, Callable, Optional
+from typing import Any, Optional
 
+from core.close_listeners import CloseListener, CloseListeners
 from core.logs import context_logger
 from core.tasks import TaskOwner
 from mediaserver.live.remote_candidates import RemoteIce
@@ -38,7 +39,8 @@ class WorkerSession:
         self.nacked: dict[str, int] = {}
         self._user_id: Optional[int] = None
         self._relay = False
-        self._listeners: list[Callable[[], Awaitable[None]]] = []
+        #: a listener registered after the close runs on the node's room tasks
+        self._listeners = CloseListeners(self.log, late=room.tasks)
         self._closed = False
 
     @property
@@ -98,13 +100,10 @@ class WorkerSession:
     async def bytes_received(self) -> Optional[int]:
         return (await self._tell("bytes_received")).get("bytes")
 
-    def on_close(self, listener: Callable[[], Awaitable[None]]) -> None:
+    def on_close(self, listener: CloseListener) -> None:
         """Run ``listener`` once the session has closed; at once if it already has (a session
         can close in its worker before the request that made it returns: ``WorkerRooms.settle``)."""
-        if self._closed:
-            self.room.tasks.spawn(self._tell_closed(listener), name=f"closed-{self.id[:8]}")
-        else:
-            self._listeners.append(listener)
+        self._listeners.add(listener)
 
     def is_stale(self) -> bool:
         return self._closed
@@ -123,11 +122,4 @@ class WorkerSession:
         self.room.forget(self)
         await self.tasks.close()
         self.log.info("closed")
-        for listener in self._listeners:
-            await self._tell_closed(listener)
-
-    async def _tell_closed(self, listener: Callable[[], Awaitable[None]]) -> None:
-        try:
-            await listener()
-        except Exception:
-            self.log.exception("close listener failed")
+        await self._listeners.run()

@@ -154,7 +154,8 @@ class MediaWorker:
     async def op_publish(self, room: str, sdp: str, plan: dict) -> dict:
         live = self.rooms.open(room)
         session, answer = await live.publish(sdp, plan)
-        return {**self._opened(live, session, answer), "codecs": dict(session.codecs)}
+        return {**self._opened(live, session, answer), "codecs": dict(session.codecs),
+                "room": self._room_snapshot(live)}
 
     async def op_rtmp_publish(self, room: str, ticket: int, peer: str, state: dict) -> dict:
         """The RTMP encoder whose connection came with ``ticket`` publishes to ``room``
@@ -172,7 +173,7 @@ class MediaWorker:
         self._report_close(live, publisher)
         if publisher.closed:
             raise EncoderGone(f"the RTMP encoder {peer} left")
-        return {"session": publisher.id, "codecs": dict(publisher.codecs)}
+        return {"session": publisher.id, "codecs": dict(publisher.codecs), "room": self._room_snapshot(live)}
 
     async def op_subscribe(self, room: str, sdp: str, kinds: list) -> dict:
         live = self.rooms.open(room)
@@ -267,7 +268,7 @@ class MediaWorker:
             self.relays.pop(channel, None)
             self.channel.emit("pipe_idle", room=room, channel=channel)  # type: ignore[union-attr]
 
-        source.close_listeners.append(idle)
+        source.on_close(idle)
 
     async def op_pipe_stop(self, channel: int) -> None:
         out = self.outs.pop(channel, None)
@@ -286,8 +287,11 @@ class MediaWorker:
 
     @staticmethod
     def _room_snapshot(room: Room) -> dict:
-        """What the control plane shows of a room between requests (no sorting, no I/O)."""
+        """What the control plane shows of a room between requests (no sorting, no I/O).
+        ``publisher`` names the publisher it describes: a snapshot taken before the
+        control plane learnt of the current one does not speak for it."""
         return {
+            "publisher": room.publisher.id if room.publisher is not None else None,
             "live": room.live and room.origin is None,
             "edge_live": room.live and getattr(room.publisher, "role", None) == "edge",
             "phase": room.phase,

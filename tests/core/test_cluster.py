@@ -15,6 +15,7 @@ from core.cluster import Cluster, LocalCluster, NodeRegistry, RedisCluster
 from signalling.whip import ROOMS
 from stagepass.keys import NODES
 from tests.support.chat import Chat
+from tests.support.cluster_views import KINDS, two_cluster_views
 from tests.support.live_server import KEY
 from tests.support.waiting import wait_for
 from tests.support.paywall_fixtures import Api, flushed_redis, paid_room, two_nodes_on_redis, view_token
@@ -33,38 +34,11 @@ async def raw_redis() -> AsyncIterator[Redis]:
         yield redis
 
 
-@pytest.fixture(params=["local", "local bus", "redis"])
-async def pair(request, raw_redis, tmp_path) -> AsyncIterator[tuple[Cluster, Cluster]]:
-    """Two nodes' views of one cluster: the same ``LocalCluster`` twice (one process), the
-    control plane's view of its local bus and a worker's client of it over a real Unix
-    socket (``--interaction-workers`` without Redis), or two ``RedisCluster`` clients (two
-    processes) on one Redis."""
-    if request.param == "local":
-        one = LocalCluster()
-        yield one, one
-        await one.close()
-        return
-    if request.param == "local bus":
-        from core.cluster.linked import ClusterHub, HubView, LinkedCluster
-
-        local = LocalCluster()
-        hub = ClusterHub(local, str(tmp_path / "bus.sock"))
-        await hub.start()
-        worker = LinkedCluster(hub.path)
-        await worker.start()
-        try:
-            yield HubView(hub), worker
-        finally:
-            await worker.close()
-            await hub.close()
-            await local.close()
-        return
-    a, b = RedisCluster.from_url(REDIS_URL), RedisCluster.from_url(REDIS_URL)
-    try:
-        yield a, b
-    finally:
-        await a.close()
-        await b.close()
+@pytest.fixture(params=KINDS)
+async def pair(request, tmp_path) -> AsyncIterator[tuple[Cluster, Cluster]]:
+    """Two nodes' views of one cluster, one of each kind (tests/support/cluster_views.py)."""
+    async with two_cluster_views(request.param, REDIS_DB, tmp_path) as views:
+        yield views
 
 
 # ---------------------------------------------------------------- contract

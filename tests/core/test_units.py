@@ -3,6 +3,8 @@
 import asyncio
 import logging
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -54,9 +56,11 @@ def test_settings_env_then_cli(tmp_path):
     s = Settings.load(["--port", "9100", "--data-dir", str(tmp_path)], env)
     assert s.server.port == 9100 and s.server.data_dir == tmp_path
     assert s.stream_keys() == {"maths": "abcdefgh1", "art": "abcdefgh2"}
-    assert s.interaction.interaction_workers == 1  # the control plane serves Socket.IO itself
+    # one interaction worker per CPU this process may use, as for media workers
+    assert s.interaction.interaction_workers == len(os.sched_getaffinity(0))
+    assert Settings.load([], {"STAGEPASS_INTERACTION_WORKERS": "1"}).interaction.interaction_workers == 1
     cores = Settings.load(["--interaction-workers", "cores"], {"STAGEPASS_INTERACTION_WORKERS": "3"})
-    assert cores.interaction.interaction_workers == (os.cpu_count() or 1)
+    assert cores.interaction.interaction_workers == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize(
@@ -75,7 +79,10 @@ def test_settings_env_then_cli(tmp_path):
         ({"STAGEPASS_RECORDING_KEYFRAME_INTERVAL": "-1"}, "recording_keyframe_interval"),
         ({"STAGEPASS_WORKERS": "0"}, "workers: between 1 and 256"),
         ({"STAGEPASS_WORKERS": "many"}, "workers: expected a number or 'cores'"),
-        ({"STAGEPASS_WORKERS": "3", "STAGEPASS_UDP_PORT": "40000-40001"}, "no port for worker 2"),
+        ({"STAGEPASS_WORKERS": "3", "STAGEPASS_UDP_PORT": "40000-40001"},
+         r"udp_port: 40000-40001 has 2 UDP port\(s\) but there are 3 media workers .* set --udp-port 40000-40002 "
+         r"\(STAGEPASS_UDP_PORT\), or --workers 2"),
+        ({"STAGEPASS_WORKERS": "2", "STAGEPASS_UDP_PORT": "40000"}, "set --udp-port 40000-40001 .*or --workers 1"),
         ({"STAGEPASS_INTERACTION_WORKERS": "0"}, "interaction_workers: 1 to 64"),
         ({"STAGEPASS_INTERACTION_WORKERS": "two"}, "interaction_workers"),
     ],
@@ -86,12 +93,37 @@ def test_settings_reject_bad_values(env, message):
 
 
 def test_media_workers_setting():
-    assert Settings.load([], {}).media.workers == 1  # media in the server's own process
+    assert Settings.load([], {}).media.workers == len(os.sched_getaffinity(0))  # one per usable CPU
+    assert Settings.load([], {"STAGEPASS_WORKERS": "1"}).media.workers == 1  # media in the server's own process
+    # a fixed UDP port serves one worker; 0 (a free port each) and 'off' serve any number
+    assert Settings.load(["--workers", "1", "--udp-port", "40000"], {}).media.udp_port_for(0) == 40000
+    assert Settings.load(["--workers", "4"], {"STAGEPASS_UDP_PORT": "off"}).media.udp_port_for(3) is None
     assert Settings.load(["--workers", "3"], {"STAGEPASS_WORKERS": "2"}).media.workers == 3
     assert Settings.load([], {"STAGEPASS_WORKERS": "cores"}).media.workers == len(os.sched_getaffinity(0))
     # a node of several (REDIS_URL) runs media workers too
     node = Settings.load(["--workers", "2"], {"REDIS_URL": "redis://127.0.0.1:6379/0"})
     assert node.media.workers == 2 and node.server.redis_url == "redis://127.0.0.1:6379/0"
+
+
+def test_worker_defaults_count_only_the_cpus_this_process_may_use():
+    """A process limited to one CPU (``taskset``, a container's cpuset) defaults to one worker of
+    each kind, the single-process path, however many CPUs the machine has."""
+    code = ("from core.settings import Settings; s = Settings.load([], {}); "
+            "print(s.media.workers, s.interaction.interaction_workers)")
+    one = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                         preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
+    assert one.stdout.split() == ["1", "1"], one.stderr
+
+
+def test_worker_defaults_stop_at_the_most_each_setting_accepts(monkeypatch):
+    """A 300-CPU host starts (256 media workers, 64 interaction workers), by default or with 'cores'."""
+    import core.settings.parsing
+
+    monkeypatch.setattr(core.settings.parsing, "usable_cpus", lambda: 300)
+    for s in (Settings.load([], {}), Settings.load(["--workers", "cores", "--interaction-workers", "cores"], {})):
+        assert (s.media.workers, s.interaction.interaction_workers) == (256, 64)
+    with pytest.raises(ConfigError, match="interaction_workers: 1 to 64, or 'cores', got 65"):
+        Settings.load(["--interaction-workers", "65"], {})
 
 
 def test_default_room_key_is_generated_once_and_private(tmp_path):

@@ -10,10 +10,10 @@ from typing import AsyncIterator
 
 import pytest
 
-from core.cluster import Cluster, LocalCluster, RedisCluster
+from core.cluster import Cluster, LocalCluster
 from core.tasks import TaskOwner
 from interaction.room_feed import RoomFeed
-from tests.support.paywall_fixtures import flushed_redis
+from tests.support.cluster_views import two_cluster_views
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.inprocess
@@ -24,29 +24,8 @@ log = logging.getLogger("test")
 
 @pytest.fixture(params=["local bus", "redis"])
 async def two_views(request, tmp_path) -> AsyncIterator[tuple[Cluster, Cluster]]:
-    if request.param == "local bus":
-        from core.cluster.linked import ClusterHub, HubView, LinkedCluster
-
-        local = LocalCluster()
-        hub = ClusterHub(local, str(tmp_path / "bus.sock"))
-        await hub.start()
-        worker = LinkedCluster(hub.path)
-        await worker.start()
-        try:
-            yield HubView(hub), worker
-        finally:
-            await worker.close()
-            await hub.close()
-            await local.close()
-        return
-    async with flushed_redis(REDIS_DB):
-        url = f"redis://127.0.0.1:6379/{REDIS_DB}"
-        a, b = RedisCluster.from_url(url), RedisCluster.from_url(url)
-        try:
-            yield a, b
-        finally:
-            await a.close()
-            await b.close()
+    async with two_cluster_views(request.param, REDIS_DB, tmp_path) as views:
+        yield views
 
 
 class Got:

@@ -17,6 +17,7 @@ from stagepass.app import create_app
 from core.settings import ConfigError, Settings
 from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
 from tests.support.peers import Viewer
+from tests.support.worker_pins import ONE_WORKER_EACH_FLAGS
 
 pytestmark = pytest.mark.inprocess
 
@@ -64,7 +65,7 @@ async def test_a_configured_room_clashing_with_a_paid_room_stops_the_start(aioht
 def _serve(data_dir: Path, *args: str) -> subprocess.CompletedProcess:
     env = {"PATH": "/usr/bin:/bin"}
     return subprocess.run([sys.executable, "-m", "stagepass.cli", "serve", "--port", "0",
-                           "--data-dir", str(data_dir), *args],
+                           "--data-dir", str(data_dir), *ONE_WORKER_EACH_FLAGS, *args],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
 

@@ -8,6 +8,8 @@ import sys
 import aiohttp
 import pytest
 
+from tests.support.worker_pins import ONE_WORKER_EACH_FLAGS
+
 pytestmark = pytest.mark.e2e
 
 
@@ -20,7 +22,8 @@ def free_port() -> int:
 async def test_stagepass_serve_starts_and_serves(tmp_path):
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path)],
+        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
+         *ONE_WORKER_EACH_FLAGS],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:
@@ -69,7 +72,7 @@ async def test_json_logs_are_one_object_a_line_without_secrets(tmp_path):
     token = "metrics-token-never-logged-123"
     proc = subprocess.Popen(
         [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(tmp_path),
-         "--log-format", "json", "--metrics-token", token],
+         "--log-format", "json", "--metrics-token", token, *ONE_WORKER_EACH_FLAGS],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
     try:

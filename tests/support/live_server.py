@@ -8,6 +8,7 @@ import pytest
 from core.access import StreamKeyAccess
 from core.settings import Settings
 from stagepass.app import create_app
+from tests.support.worker_pins import ONE_WORKER_EACH
 
 KEY = "test-stream-key"  # room ``demo``'s stream key
 OTHER_KEY = "other-key-123"  # room ``other``'s
@@ -15,7 +16,8 @@ OTHER_KEY = "other-key-123"  # room ``other``'s
 
 def media_settings(tmp_path, **overrides) -> Settings:
     """The live path's settings of the ``server`` fixture: config rooms ``demo`` and ``other``."""
-    s = Settings.build(**{"data_dir": tmp_path, "rooms": {"demo": KEY, "other": OTHER_KEY}, "rtmp_port": 0, **overrides})
+    s = Settings.build(**{"data_dir": tmp_path, "rooms": {"demo": KEY, "other": OTHER_KEY}, "rtmp_port": 0,
+                          **ONE_WORKER_EACH, **overrides})
     s.validate()
     return s
 

@@ -8,8 +8,11 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Optional
 
 import aiohttp
+
+from tests.support.worker_pins import ONE_WORKER_EACH_FLAGS
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,17 +23,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-async def start_server(data_dir: Path, *flags: str, ready_path: str = "/api/catalog") -> tuple[subprocess.Popen, str]:
+async def start_server(data_dir: Path, *flags: str, ready_path: str = "/api/catalog",
+                       pin_workers: bool = True, cpus: Optional[set[int]] = None) -> tuple[subprocess.Popen, str]:
     """``stagepass serve --data-dir data_dir *flags`` on a free port, once ``ready_path``
-    answers 200; the environment's own Stagepass settings are left out."""
+    answers 200; the environment's own Stagepass settings are left out. One media and one
+    interaction worker (a single process) unless ``flags`` say otherwise or ``pin_workers``
+    is false (the server's own default: one of each per CPU); ``cpus``: the CPUs the server may
+    run on (its affinity, as ``taskset`` or a container's cpuset sets it)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
     # rooms are listed at once, as in the in-process fixtures (tests/paywall/test_trust.py tests the queue)
     env["STAGEPASS_REVIEW_UNVERIFIED"] = "off"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(data_dir), *flags],
+        [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
+         *(ONE_WORKER_EACH_FLAGS if pin_workers else ()), *flags],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
     )
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
@@ -69,6 +78,20 @@ def worker_pids(server_pid: int) -> dict[int, int]:
             continue
         if b"mediaserver.workers.worker" in argv:
             out[int(argv[argv.index(b"--index") + 1])] = pid
+    return out
+
+
+def interaction_worker_pids(server_pid: int) -> list[int]:
+    """The pids of the interaction worker processes of a ``stagepass serve`` process."""
+    children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+    out = []
+    for pid in map(int, children):
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except FileNotFoundError:
+            continue
+        if b"stagepass.interaction_worker" in argv:
+            out.append(pid)
     return out
 
 

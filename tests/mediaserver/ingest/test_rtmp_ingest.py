@@ -23,6 +23,7 @@ from tests.support.browser import open_page
 from tests.support.missing_tools import missing_tool
 from tests.support.peers import Publisher, Viewer, read_number
 from tests.support.rtmp_encoder import FfmpegRtmpPublisher, free_port, have_ffmpeg
+from tests.support.worker_pins import ONE_WORKER_EACH
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -32,7 +33,7 @@ async def rtmp_server(aiohttp_server, tmp_path):
     if not have_ffmpeg():
         missing_tool("Debian's ffmpeg is not installed (apt-get install ffmpeg)")
     settings = Settings.build(data_dir=tmp_path, rooms={"demo": KEY, "other": "other-key-123"}, rtmp_port=free_port(),
-                        publisher_stale_seconds=3.0)
+                        publisher_stale_seconds=3.0, **ONE_WORKER_EACH)
     settings.validate()
     app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     srv = await aiohttp_server(app)

@@ -20,6 +20,7 @@ from tests.support.encoded_media import ClipPublisher
 from tests.support.netshim import Impairment, Link
 from tests.support.ops_tools import METRICS_TOKEN, scrape
 from tests.support.peers import Publisher, SizedViewer, Viewer
+from tests.support.worker_pins import ONE_WORKER_EACH
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
 
@@ -30,7 +31,7 @@ RADIO_REPORTS = 16
 @pytest.fixture
 async def live_room(aiohttp_server, tmp_path):
     async def start(publisher=None, **settings):
-        s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, rtmp_port=0, recordings=False, **settings)
+        s = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, rtmp_port=0, recordings=False, **ONE_WORKER_EACH, **settings)
         s.validate()
         app = create_app(s, access=StreamKeyAccess(s.stream_keys()))
         srv = await aiohttp_server(app)

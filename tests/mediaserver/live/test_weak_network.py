@@ -28,6 +28,7 @@ from tests.support.waiting import wait_for
 from tests.support.encoded_media import ClipPublisher
 from tests.support.missing_tools import missing_tool
 from tests.support.rtmp_encoder import free_port
+from tests.support.worker_pins import ONE_WORKER_EACH
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[3]
@@ -62,7 +63,7 @@ def namespace():
 async def test_a_viewer_behind_a_bandwidth_limit_ends_on_the_low_rendition_and_returns(namespace, tmp_path):
     ns, host_if, host_addr = namespace
     settings = Settings.build(data_dir=tmp_path, rooms={"demo": KEY}, rtmp_port=0, recordings=False,
-                              low_rendition=True)
+                              low_rendition=True, **ONE_WORKER_EACH)
     settings.validate()
     app = create_app(settings, access=StreamKeyAccess(settings.stream_keys()))
     runner = web.AppRunner(app, access_log=None)

@@ -13,6 +13,8 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
+from typing import Optional
 
 import av
 import numpy as np
@@ -48,6 +50,14 @@ OPEN_ROOM = ("--rooms", "demo=KEYKEYKEY")  # the server process's one room
 
 
 # ====================================================================== helpers
+def manifest_status(directory: Path) -> Optional[str]:
+    """The recording's status, None while the recorder has not written its manifest yet."""
+    try:
+        return read_manifest(directory)["status"]
+    except FileNotFoundError:
+        return None
+
+
 def rtp(seq: int, ts: int, payload: bytes = b"x", marker: int = 0) -> RtpPacket:
     p = RtpPacket(payload_type=96, sequence_number=seq & 0xFFFF, timestamp=ts & 0xFFFFFFFF, ssrc=7)
     p.payload, p.marker = payload, marker
@@ -572,7 +582,7 @@ async def test_write_error_is_recorded_and_viewers_keep_watching(live, settings,
     try:
         room = app[ROOMS].get("demo")
         recorder = recorder_of(app)
-        await wait_for(lambda: read_manifest(recorder.directory)["status"] == "failed", timeout=20)
+        await wait_for(lambda: manifest_status(recorder.directory) == "failed", timeout=20)
         seen = len(viewer.numbers)
         await wait_for(lambda: len(viewer.numbers) > seen + 45, timeout=10)  # the live goes on
         assert consecutive(viewer.numbers)
@@ -609,7 +619,7 @@ async def test_killed_server_leaves_a_readable_partial_recording(tmp_path, codec
 
     proc, _ = await start_server(tmp_path, *OPEN_ROOM, ready_path="/api/rooms/demo")  # the restart resumes the job
     try:
-        await wait_for(lambda: read_manifest(directory)["status"] in ("ready", "failed"), timeout=60)
+        await wait_for(lambda: manifest_status(directory) in ("ready", "failed"), timeout=60)
     finally:
         stop(proc)
     manifest = read_manifest(directory)

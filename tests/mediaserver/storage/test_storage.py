@@ -43,6 +43,7 @@ from tests.support.tcp_proxy import TcpProxy
 from tests.support.server_process import ROOT, free_port as _free_port
 from tests.support.recordings import all_audio, all_video, check_continuous, read_hls
 from tests.support.replays import install
+from tests.support.worker_pins import ONE_WORKER_EACH, ONE_WORKER_EACH_FLAGS
 
 pytestmark = pytest.mark.e2e
 
@@ -465,7 +466,7 @@ async def test_a_node_killed_mid_upload_resumes_at_start(aiohttp_server, tmp_pat
     env.update(aws_env(f"http://127.0.0.1:{proxy.port}"))
     proc = subprocess.Popen(
         [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(_free_port()), "--data-dir", str(data_dir),
-         "--rooms", "open=open-room-key", "--storage-url", storage_url],
+         "--rooms", "open=open-room-key", "--storage-url", storage_url, *ONE_WORKER_EACH_FLAGS],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     prefix = f"k/open/{rec_id}/"
     try:
@@ -485,7 +486,8 @@ async def test_a_node_killed_mid_upload_resumes_at_start(aiohttp_server, tmp_pat
     assert json.loads((folder / "manifest.json").read_text())["status"] == "uploading"
 
     caplog.set_level(logging.INFO, logger="stagepass.storage")
-    settings = Settings.build(data_dir=data_dir, rooms={"open": "open-room-key"}, secret="s" * 40, storage_url=storage_url)
+    settings = Settings.build(data_dir=data_dir, rooms={"open": "open-room-key"}, secret="s" * 40, storage_url=storage_url,
+                              **ONE_WORKER_EACH)
     srv = await aiohttp_server(create_app(settings))
     base = str(srv.make_url("")).rstrip("/")
     deadline = time.monotonic() + 60

@@ -113,7 +113,7 @@ async def test_pipe_carries_a_room_between_two_workers(tmp_path, monkeypatch):
         async def listener() -> None:
             listened.append("listener")
 
-        source.close_listeners.append(listener)
+        source.on_close(listener)
         await source.close()
         assert closed == ["room"] and listened == ["listener"] and CHANNEL not in sock_b.endpoints
     finally:

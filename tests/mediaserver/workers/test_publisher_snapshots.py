@@ -1,0 +1,87 @@
+"""The control plane's word on a room whose publisher was just replaced.
+
+A worker's room snapshot comes every half second; the publisher a ``publish`` (or an RTMP
+encoder's ``rtmp_publish``) makes is known at once. A snapshot taken in between (after the
+previous publisher left, before the new one came) says "reconnecting": the control plane
+must not show that of the new publisher, or a client that waits for "reconnecting" to
+connect the next encoder is refused as busy while the current one is still live (the
+stale-encoder step of ``test_rtmp_workers``). The worker's reply carries the room as it
+was when it accepted the publisher; a snapshot speaks only for the publisher it names."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.settings import Settings
+from mediaserver.workers.remote import WorkerRooms
+
+pytestmark = pytest.mark.unit
+
+ICE = {"ufrag": "u", "pwd": "p", "mids": ["0"]}
+
+
+def live_room(publisher: str) -> dict:
+    return {"publisher": publisher, "live": True, "phase": "live"}
+
+
+def one_worker() -> WorkerRooms:
+    """``WorkerRooms`` over one pretend worker that accepts every publisher, opening a
+    broadcast for the first (told before its reply, as a worker does)."""
+    rooms = WorkerRooms(Settings.build(), 2)
+    made = iter(range(1, 100))
+
+    async def request(worker: int, op: str, **args) -> dict:
+        session = f"{op}-{next(made)}"
+        room = rooms.get(args["room"])
+        if room is not None and room.broadcast is None:
+            await rooms._event(worker, "broadcast_started", {"room": args["room"], "id": "b1", "started_at": 0.0})
+        return {"session": session, "ice": ICE, "answer": "v=0", "codecs": {"video": "VP8"},
+                "room": live_room(session)}
+
+    rooms.pool.request = request  # type: ignore[method-assign]
+    rooms.pool.alive = lambda: [0]  # type: ignore[method-assign]
+    return rooms
+
+
+async def test_a_replaced_publisher_is_live_at_once_not_reconnecting():
+    rooms = one_worker()
+    room = rooms.open("r")
+    first, _ = await room.publish("v=0", {})
+    assert room.phase == "live" and room.live
+
+    # the first publisher drops; the worker's next snapshot tells of a room without one
+    await rooms._event(0, "closed", {"room": "r", "session": first.id})
+    await rooms._event(0, "snapshot", {"rooms": {"r": {"publisher": None, "live": False,
+                                                       "phase": "reconnecting"}}})
+    assert room.publisher is None and room.phase == "reconnecting" and not room.live
+
+    # the next one is accepted before the worker's next snapshot: live, not "reconnecting"
+    second, _ = await room.publish("v=0", {})
+    assert room.publisher is second
+    assert room.phase == "live" and room.live
+    assert room.stats()["phase"] == "live"
+
+    # the next snapshot names it: it speaks for it (its encoder hung: reconnecting)
+    await rooms._event(0, "snapshot", {"rooms": {"r": {"publisher": second.id, "live": False,
+                                                       "phase": "reconnecting"}}})
+    assert room.phase == "reconnecting" and not room.live
+    await rooms.tasks.close()
+
+
+async def test_a_newer_snapshot_is_not_overwritten_by_the_reply():
+    """A snapshot that names the new publisher may be read before the reply's coroutine
+    runs (the channel reads on): the reply's older view does not replace it."""
+    rooms = WorkerRooms(Settings.build(), 2)
+
+    async def request(worker: int, op: str, **args) -> dict:
+        await rooms._event(worker, "snapshot", {"rooms": {"r": {"publisher": "p-1", "live": False,
+                                                                "phase": "reconnecting"}}})
+        return {"session": "p-1", "ice": ICE, "answer": "v=0", "room": live_room("p-1")}
+
+    rooms.pool.request = request  # type: ignore[method-assign]
+    rooms.pool.alive = lambda: [0]  # type: ignore[method-assign]
+    room = rooms.open("r")
+    await room.publish("v=0", {})
+    await rooms._event(0, "broadcast_started", {"room": "r", "id": "b1", "started_at": 0.0})
+    assert room.phase == "reconnecting"  # the snapshot's, read after the worker accepted it
+    await rooms.tasks.close()
