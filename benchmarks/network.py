@@ -20,7 +20,8 @@ Each case runs twice: through a Stagepass server (WHIP/WHEP, in this process) an
 baseline, directly peer to peer (one publisher connection per viewer: aiortc to aiortc,
 the same impairments in series on that one path). Per row, over the viewers:
 
-* ``shown/sent``: frames decoded by the viewers (median) / frames the publisher made;
+* ``shown/sent``: of the frames the publisher made in the window, those the viewers
+  decoded (median; on media time: late ones count, see ``Session.measure``) / all of them;
 * ``freeze``: the longest time without a decoded frame (worst viewer);
 * ``>200ms``, ``>1s``: freezes longer than that (all viewers);
 * ``dup%``: packets a viewer received twice (its SRTP rejects them as replays);

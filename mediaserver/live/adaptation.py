@@ -18,7 +18,15 @@ incoming bitrate, and raise it only a few percent a second), so it never starts 
 it makes a report bad when it is under ``REMB_BAD`` of the bitrate sent (and, on the low
 rendition, under ``REMB_AUDIO``: audio only), keeps an otherwise clean report from
 counting towards a probe, and, when it says the link carries what it is sent, keeps heavy
-losses on the low rendition from meaning audio only (random loss, not load). The caller
+losses on the low rendition from meaning audio only (random loss, not load).
+
+A viewer without an estimate (no REMB nor transport-cc: loss is all it tells) moves from the
+low rendition to audio only only when the low rendition cannot get through: its latest
+``AUDIO_AFTER`` bad reports in a row losing ``NO_ESTIMATE_AUDIO_LOSS`` or more on average. Random loss
+of 15-25 % (a radio link) does not (audio only would lose as much), and one unlucky report
+cannot tip it. On audio only, reports losing less than ``AUDIO_UP_LOSS`` count as clean
+towards getting video back: the gap between the two thresholds is the hysteresis that keeps
+a link near either from flapping, and a failed probe doubles the wait as for any step up. The caller
 passes no ratio while the estimate is still rising (``Subscriber.estimate_ratio``: after a
 step up it lags behind without telling of a limit), and the estimates of the
 ``ESTIMATE_SETTLE_REPORTS`` after a switch are not used.
@@ -26,6 +34,7 @@ step up it lags behind without telling of a limit), and the estimates of the
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Optional
 
 __all__ = ["Adaptation", "RENDITIONS"]
@@ -40,6 +49,11 @@ class Adaptation:
     MAX_RTT = 0.6  #: seconds: a longer round trip means a queue building up: bad
     REMB_BAD = 0.7  #: a REMB under this share of the bitrate sent: the link cannot carry it
     REMB_AUDIO = 0.5  #: on the low rendition, bad reports with a REMB under this share: audio only
+    #: on the low rendition without an estimate: audio only when ``AUDIO_AFTER`` bad reports in
+    #: a row lose this much on average (the low rendition does not get through)
+    NO_ESTIMATE_AUDIO_LOSS = 0.4
+    AUDIO_AFTER = 4
+    AUDIO_UP_LOSS = 0.15  #: on audio only, a report losing less than this is clean (hysteresis)
     DOWN_AFTER = 2
     UP_AFTER = 8
     MAX_UP_AFTER = 64
@@ -53,6 +67,8 @@ class Adaptation:
         self.bad = 0
         self.good = 0
         self.worst = 0.0
+        #: the losses of the latest ``AUDIO_AFTER`` bad reports in a row
+        self.run_losses: deque[float] = deque(maxlen=self.AUDIO_AFTER)
         #: the lowest REMB ratio of the bad reports in a row (None: none had an estimate)
         self.lowest_remb: Optional[float] = None
         self.up_after = self.UP_AFTER
@@ -84,15 +100,28 @@ class Adaptation:
             self.estimate_settle = self.ESTIMATE_SETTLE_REPORTS
         return step
 
-    def _starved(self, worst: float, lowest: Optional[float]) -> bool:
-        """On the low rendition: is the link too weak even for it? Its estimate under
-        ``REMB_AUDIO`` of what it is sent, or losses over ``AUDIO_LOSS`` - unless the
-        viewer's estimates said its link carries what it is sent (``REMB_BAD`` or more):
-        then the losses are not the load (a radio link dropping packets at random) and
-        audio only would not spare them."""
-        if lowest is not None:
-            return lowest < self.REMB_AUDIO or (worst > self.AUDIO_LOSS and lowest < self.REMB_BAD)
-        return worst > self.AUDIO_LOSS
+    def _starved(self, worst: float, lowest: float) -> bool:
+        """On the low rendition, for a viewer with estimates: is the link too weak even for
+        it? Its estimate under ``REMB_AUDIO`` of what it is sent, or losses over
+        ``AUDIO_LOSS`` - unless the viewer's estimates said its link carries what it is sent
+        (``REMB_BAD`` or more): then the losses are not the load (a radio link dropping
+        packets at random) and audio only would not spare them."""
+        return lowest < self.REMB_AUDIO or (worst > self.AUDIO_LOSS and lowest < self.REMB_BAD)
+
+    def _low_step(self) -> tuple[bool, Optional[str]]:
+        """On the low rendition after ``DOWN_AFTER`` bad reports or more in a row: (whether
+        the run is over, the step). Without an estimate the run goes on: audio only once
+        its latest ``AUDIO_AFTER`` reports lose ``NO_ESTIMATE_AUDIO_LOSS`` on average."""
+        if self.lowest_remb is not None:
+            return True, "audio" if self._starved(self.worst, self.lowest_remb) else None
+        losses = self.run_losses
+        if len(losses) == self.AUDIO_AFTER and sum(losses) / len(losses) >= self.NO_ESTIMATE_AUDIO_LOSS:
+            return True, "audio"
+        return False, None
+
+    def _end_run(self) -> None:
+        self.worst, self.lowest_remb = 0.0, None
+        self.run_losses.clear()
 
     def declined(self) -> None:
         """The step ``report`` asked for was not taken: the next reports count at once."""
@@ -101,26 +130,31 @@ class Adaptation:
     def _decide(self, current: str, loss: float, rtt: Optional[float],
                 remb_ratio: Optional[float]) -> Optional[str]:
         squeezed = remb_ratio is not None and remb_ratio < self.REMB_BAD
-        self.last_bad = loss > self.DOWN_LOSS or (rtt is not None and rtt > self.MAX_RTT) or squeezed
+        audio = current == "audio"
+        bad_loss = self.AUDIO_UP_LOSS if audio else self.DOWN_LOSS
+        self.last_bad = loss > bad_loss or (rtt is not None and rtt > self.MAX_RTT) or squeezed
         if self.last_bad:
             self.bad, self.good = self.bad + 1, 0
             self.worst = max(self.worst, loss)
+            self.run_losses.append(loss)
             if remb_ratio is not None:
                 self.lowest_remb = remb_ratio if self.lowest_remb is None else min(self.lowest_remb, remb_ratio)
-        elif loss < self.UP_LOSS:
-            self.good, self.bad, self.worst, self.lowest_remb = self.good + 1, 0, 0.0, None
+        elif loss < (self.AUDIO_UP_LOSS if audio else self.UP_LOSS):
+            self.good, self.bad = self.good + 1, 0
+            self._end_run()
         else:
             self.good = self.bad = 0
-            self.worst, self.lowest_remb = 0.0, None
+            self._end_run()
         if self.bad >= self.DOWN_AFTER:
-            worst, lowest = self.worst, self.lowest_remb
-            self.bad, self.worst, self.lowest_remb = 0, 0.0, None
+            step: Optional[str] = None
+            over = True
             if current == "full":
-                step: Optional[str] = "low"
-            elif current == "low" and self._starved(worst, lowest):
-                step = "audio"
-            else:
-                step = None
+                step = "low"
+            elif current == "low":
+                over, step = self._low_step()
+            if over:
+                self.bad = 0
+                self._end_run()
             if step is not None:
                 if self.since_up is not None and self.since_up <= self.PROBE_REPORTS:
                     self.up_after = min(self.MAX_UP_AFTER, self.up_after * 2)  # the probe failed

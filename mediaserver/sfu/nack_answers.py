@@ -17,6 +17,7 @@ from typing import Optional
 
 from mediaserver.sfu.downstream import Downstream
 from mediaserver.sfu.retransmission import LATE_LIMIT, MAX_HOLD, PLAYOUT_WINDOW, extend_seq
+from mediaserver.sfu.round_trip import timeout as round_trip_timeout
 from mediaserver.sfu.rtp_payloads import RTP_HEADER
 
 __all__ = ["NackAnswers"]
@@ -44,19 +45,26 @@ class NackAnswers:
         self._schedule_held(d, now)
 
     def _resend_timing(self, d: Downstream) -> tuple[float, float]:
-        """(hold, interval) for one viewer: a packet is resent at most once per round trip
-        plus the hold. A viewer that NACKs every gap at once (aiortc lists every missing
-        packet at each new gap) also NACKs packets that are merely late: a NACK younger
-        than a round trip plus the reorder window (4x the jitter the viewer reports) was
-        written before the packet could have arrived, so it is held. A browser waits out
-        reordering itself before it NACKs (libwebrtc): its NACKs are answered at once."""
+        """(hold, interval) for one viewer, from its round-trip timeout
+        (``round_trip.timeout``: the smoothed round trip plus four times its variation, at
+        most twice the smoothed round trip, so one late or early receiver report moves it
+        little). A packet is resent at most once per interval: the timeout plus the hold, at
+        most ``PLAYOUT_WINDOW``. A viewer that NACKs every gap at once (aiortc lists every
+        missing packet at each new gap) also NACKs packets that are merely late: a NACK
+        younger than the timeout plus the reorder window (4x the jitter the viewer reports)
+        was written before the packet could have arrived, so it is held. The timeout, not
+        the smoothed round trip: a viewer whose round trips vary (its own processing
+        backlog, a queue) also takes that long to notice a late packet arrived. A browser
+        waits out reordering itself before it NACKs (libwebrtc): its NACKs are answered at
+        once."""
         rtt = d.port.rtt
+        timeout = _DEFAULT_RTT if rtt is None else round_trip_timeout(rtt, d.port.rtt_var)
         hold = 0.0
         if d.nacks.full_lists:
-            hold = 0.0 if rtt is None else min(rtt, _MAX_RTT_HOLD)
+            hold = min(timeout, _MAX_RTT_HOLD)  # before the first measure: the default
             if d.port.jitter:
                 hold += min(MAX_HOLD, _JITTER_HOLD * d.port.jitter / d.clock_rates.get(self.codec or "", 90000))
-        return hold, max(_MIN_RESEND_INTERVAL, (_DEFAULT_RTT if rtt is None else rtt) + hold)
+        return hold, min(PLAYOUT_WINDOW, max(_MIN_RESEND_INTERVAL, timeout + hold))
 
     def _answer(self, d: Downstream, vseq: int, now: float, interval: float, hold: float) -> None:
         stats = self.stats

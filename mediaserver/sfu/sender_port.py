@@ -5,7 +5,6 @@ boundary (``aiortc_bridge``, whose docstring says what is changed and why)."""
 from __future__ import annotations
 
 import asyncio
-import collections
 import time
 from typing import Any, Awaitable, Callable, Optional
 
@@ -26,6 +25,7 @@ from aiortc.rtp import (
 from pylibsrtp import SRTP_MAX_TRAILER_LEN
 from pylibsrtp._binding import lib as _srtp_lib
 
+from mediaserver.sfu.round_trip import RoundTrip
 from mediaserver.sfu.rtp_payloads import RTP_HEADER
 from mediaserver.sfu.srtp_buffers import enlarge_srtp_session
 
@@ -84,7 +84,8 @@ class SenderPort:
         #: came (``time.monotonic()``); None until one does
         self.remb: Optional[int] = None
         self.remb_at = 0.0
-        self._rtts: collections.deque[float] = collections.deque(maxlen=8)
+        #: the round trip smoothed over the viewer's receiver reports (RFC 6298)
+        self.round_trip = RoundTrip()
         # bound to the nominated ICE pair on first use (and again if it changes): the
         # per-packet path then makes no attribute walks, property calls or type checks
         self._pair: Any = None
@@ -191,10 +192,14 @@ class SenderPort:
 
     @property
     def rtt(self) -> Optional[float]:
-        """Round-trip time to the viewer (seconds): the longest of the last 8 measured
-        from its receiver reports (a viewer that lags at times is given the time it takes
-        then); None until a report answered a sender report."""
-        return max(self._rtts) if self._rtts else None
+        """Round-trip time to the viewer (seconds), smoothed over its receiver reports
+        (``RoundTrip.srtt``); None until a report answered a sender report."""
+        return self.round_trip.srtt
+
+    @property
+    def rtt_var(self) -> float:
+        """How much the viewer's round trips vary (seconds, ``RoundTrip.rttvar``)."""
+        return self.round_trip.rttvar
 
     def _measure_rtt(self, report: Any) -> Optional[float]:
         """RFC 3550 6.4.1: now - the sender report's send time - the viewer's delay."""
@@ -203,7 +208,7 @@ class SenderPort:
         if report.dlsr and lsr_time is not None and report.lsr == s._RTCRtpSender__lsr:  # type: ignore[attr-defined]
             rtt = time.time() - lsr_time - report.dlsr / 65536
             if rtt >= 0:
-                self._rtts.append(rtt)
+                self.round_trip.add(rtt)
                 return rtt
         return None
 

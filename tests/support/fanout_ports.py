@@ -25,6 +25,7 @@ class FakePort:
         self.is_ready = True
         self.blocked = False
         self.rtt = None
+        self.rtt_var = 0.0
         self.jitter = 0
         self.sr: list[tuple[int, int]] = []  # the (ntp, rtp) pair given with each send
 

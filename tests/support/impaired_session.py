@@ -80,7 +80,7 @@ def make_publisher(base_url: str, codec: str) -> Publisher:
 
 @dataclass
 class ViewerResult:
-    frames: int
+    frames: int  #: of the frames made in the window, those decoded (``Session.measure``)
     longest_freeze: float
     freezes_200ms: int
     freezes_1s: int
@@ -123,7 +123,7 @@ class Session:
         self.pli_received = 0
         self.reports = SenderReports()
         self._window: tuple[float, float] = (0.0, 0.0)
-        self._frames_sent_at_start = 0
+        self._frames_sent_at_start = self._frames_sent_at_end = 0
 
     # ------------------------------------------------------------ set-up
     async def start(self, room: str = "demo", key: str = "") -> None:
@@ -193,25 +193,45 @@ class Session:
             await asyncio.sleep(0.05)
 
     # ------------------------------------------------------------ measuring
-    async def measure(self, seconds: float) -> list[ViewerResult]:
-        """Reset the counters, let ``seconds`` pass, and read each viewer."""
+    async def measure(self, seconds: float, catch_up: float = 10.0) -> list[ViewerResult]:
+        """Reset the counters, let ``seconds`` pass, and read each viewer. Frames shown are
+        counted on media time: of the frames its publisher made in the window, those the
+        viewer decoded, once it decoded a frame made after the window (waiting up to
+        ``catch_up`` s): a viewer lagging behind on a loaded machine is not counted short
+        for frames still on their way. Freezes are the gaps between frames decoded in the
+        window, on the wall clock."""
         for link in self.links + self.viewer_links:
             link.packets.clear()
             link.duplicates.clear()
         self.pli_received = 0
         start_frames = [len(v.numbers) for v in self.viewers]
+        sources = [self._source(i) for i in range(len(self.viewers))]
+        made_from = [p.video.number for p in sources]
         self._frames_sent_at_start = self.publishers[0].video.number
         t0 = time.monotonic()
         await asyncio.sleep(seconds)
         t1 = time.monotonic()
         self._window = (t0, t1)
-        return [self._result(v, link, n0, t0, t1)
-                for v, link, n0 in zip(self.viewers, self.viewer_links, start_frames)]
+        self._frames_sent_at_end = self.publishers[0].video.number
+        made_to = [p.video.number for p in sources]
+        results = [self._result(v, link, n0, t0, t1)
+                   for v, link, n0 in zip(self.viewers, self.viewer_links, start_frames)]
+        deadline = time.monotonic() + catch_up
+        while time.monotonic() < deadline and not all(
+                v.numbers and v.numbers[-1] >= end for v, end in zip(self.viewers, made_to)):
+            await asyncio.sleep(0.05)
+        for r, v, n0, first, end in zip(results, self.viewers, start_frames, made_from, made_to):
+            r.frames = len({n for n in v.numbers[n0:] if first <= n < end})
+        return results
+
+    def _source(self, i: int) -> Any:
+        """The publisher whose frames viewer ``i`` gets (its own one, peer to peer)."""
+        return self.publishers[i] if self.base_url is None else self.publishers[0]
 
     @property
     def frames_sent(self) -> int:
         """Frames the (first) publisher produced during the last ``measure`` window."""
-        return self.publishers[0].video.number - self._frames_sent_at_start
+        return self._frames_sent_at_end - self._frames_sent_at_start
 
     def _result(self, v: Viewer, link: Link, n0: int, t0: float, t1: float) -> ViewerResult:
         times = [t for t in v.frame_times[n0:] if t <= t1]

@@ -11,7 +11,7 @@ import asyncio
 import fractions
 import math
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import aiohttp
 import cv2
@@ -142,6 +142,15 @@ class Peer:
         self.answer: Optional[str] = None
         self.token: Optional[str] = None
 
+    #: header extensions (URI substrings) left out of the offer, so never negotiated
+    unoffered_extensions: tuple[str, ...] = ()
+
+    def offer_sdp(self) -> str:
+        """The local offer as sent: without the ``unoffered_extensions``' extmap lines."""
+        lines = self.pc.localDescription.sdp.split("\r\n")
+        return "\r\n".join(line for line in lines if not (
+            line.startswith("a=extmap:") and any(uri in line for uri in self.unoffered_extensions)))
+
     async def post(self, path: str, token: Optional[str] = None) -> int:
         await self.pc.setLocalDescription(await self.pc.createOffer())
         headers = {"Content-Type": "application/sdp"}
@@ -149,7 +158,7 @@ class Peer:
             headers["Authorization"] = f"Bearer {token}"
             self.token = token
         async with aiohttp.ClientSession() as http:
-            async with http.post(self.base_url + path, data=self.pc.localDescription.sdp, headers=headers) as r:
+            async with http.post(self.base_url + path, data=self.offer_sdp(), headers=headers) as r:
                 self.status = r.status
                 body = await r.text()
                 if r.status == 201:
@@ -189,8 +198,13 @@ class Publisher(Peer):
 class Viewer(Peer):
     """Plays a room and decodes: numbers read from every video frame, audio frame count."""
 
-    def __init__(self, base_url: str, codecs: Optional[list[str]] = None, audio: bool = True):
+    def __init__(self, base_url: str, codecs: Optional[list[str]] = None, audio: bool = True,
+                 remb: bool = True):
+        """``remb`` False: a player that sends no bandwidth estimate (it does not offer the
+        abs-send-time extension aiortc estimates from, nor transport-cc)."""
         super().__init__(base_url)
+        if not remb:
+            self.unoffered_extensions = ("abs-send-time", "transport-wide-cc")
         self.numbers: list[int] = []
         self.frame_times: list[float] = []
         self.audio_frames = 0
@@ -236,8 +250,8 @@ class Viewer(Peer):
 class SizedViewer(Viewer):
     """A ``Viewer`` that also records each video frame's size (the low rendition's tests and benchmark)."""
 
-    def __init__(self, base_url: str) -> None:
-        super().__init__(base_url)
+    def __init__(self, base_url: str, **options: Any) -> None:
+        super().__init__(base_url, **options)
         self.frames: list[tuple[int, int, int]] = []  # (number, width, height)
 
     async def _consume(self, track) -> None:

@@ -24,6 +24,9 @@ from tests.support.worker_pins import ONE_WORKER_EACH
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
 
+RADIO_LOSS = 0.2  #: the downlink's random loss (a radio link)
+RADIO_REPORTS = 16
+
 
 @pytest.fixture
 async def live_room(aiohttp_server, tmp_path):
@@ -124,7 +127,9 @@ def test_adaptation_is_quick_down_slow_up_and_goes_audio_only_last():
     assert a.report("full", 0.12, 0.05) == "low"
     assert [a.report("low", 0.5, 0.05) for _ in settle] == settle  # still the full rendition's losses
     assert a.report("low", 0.12, 0.05) is None and a.report("low", 0.15, 0.05) is None  # not bad enough
-    assert a.report("low", 0.4, 0.05) is None and a.report("low", 0.4, 0.05) == "audio"
+    assert a.report("low", 0.05, 0.05) is None  # between: ends the run
+    heavy = [a.report("low", 0.5, 0.05) for _ in range(Adaptation.AUDIO_AFTER)]
+    assert heavy == [None] * (Adaptation.AUDIO_AFTER - 1) + ["audio"]  # the low rendition does not get through
     up = Adaptation.SETTLE_REPORTS + Adaptation.UP_AFTER
     assert [a.report("audio", 0.0, 0.05) for _ in range(up)] == [None] * (up - 1) + ["low"]
     for _ in settle:
@@ -180,3 +185,66 @@ def test_a_failed_probe_up_doubles_the_wait_before_the_next():
     assert [a.report("low", 0.0, None) for _ in range(up)].index("full") == up - 1
     assert [a.report("full", 0.0, None) for _ in range(8)] == [None] * 8  # this probe holds
     assert a.up_after == Adaptation.UP_AFTER
+
+
+def test_without_an_estimate_random_loss_keeps_the_low_rendition():
+    """A viewer that sends no REMB nor transport-cc: 15-25 % loss, report after report,
+    some reports over 30 %, keeps the low rendition (audio only would lose as much); only
+    a run of reports losing ``NO_ESTIMATE_AUDIO_LOSS`` on average means audio only, and
+    video comes back once audio loses under ``AUDIO_UP_LOSS`` (not only when it is clean)."""
+    a = Adaptation()
+    a.report("full", 0.2, 0.05), a.report("full", 0.2, 0.05)
+    for _ in range(Adaptation.SETTLE_REPORTS):
+        a.report("low", 0.2, 0.05)
+    radio = [0.15, 0.22, 0.31, 0.18, 0.25, 0.34, 0.2, 0.16, 0.29, 0.24, 0.33, 0.19] * 3
+    assert [a.report("low", loss, 0.05, None) for loss in radio] == [None] * len(radio)
+    # the latest AUDIO_AFTER reports of a run, on average, decide: a 15 % one holds it back
+    assert [a.report("low", loss, 0.05) for loss in (0.25, 0.45, 0.4, 0.15, 0.5)] == [None] * 5
+    assert [a.report("low", loss, 0.05) for loss in (0.5, 0.55)] == [None, "audio"]
+    for _ in range(Adaptation.SETTLE_REPORTS):
+        a.report("audio", 0.5, 0.05)
+    # hysteresis: audio losing 20-30 % is still too much to try video again...
+    assert [a.report("audio", 0.25, 0.05) for _ in range(3 * Adaptation.UP_AFTER)] == [None] * 3 * Adaptation.UP_AFTER
+    # ...under AUDIO_UP_LOSS it is not: the low rendition gets through such a link
+    back = [a.report("audio", 0.1, 0.05) for _ in range(Adaptation.UP_AFTER)]
+    assert back == [None] * (Adaptation.UP_AFTER - 1) + ["low"]
+
+
+async def test_a_viewer_without_estimates_stays_on_the_low_rendition_under_random_loss(live_room):
+    """A player that sends no bandwidth estimate behind a link losing 15-25 % of its packets
+    at random (a radio link, ``netshim``): moved to the low rendition and kept there, playing,
+    report after report (audio only would lose as much); a link the low rendition cannot get
+    through moves it to audio only, and video comes back once the link is fair again."""
+    base, room, publisher = await live_room(low_rendition=True, publisher=lambda b: ClipPublisher(b, kbps=1500))
+    viewer = SizedViewer(base, remb=False)
+    try:
+        assert await viewer.play("demo") == 201
+        await asyncio.wait_for(asyncio.shield(viewer.first_frame), 20)
+        [subscriber] = room.subscribers.values()
+        link = Link(viewer.pc, "in", Impairment(loss=RADIO_LOSS, seed=5))
+        await wait_for(lambda: subscriber.rendition == "low", timeout=30)
+        losses: list[float] = []
+        seen = subscriber.latest_report()[0]
+
+        def reports_on_low(count: int) -> bool:
+            nonlocal seen
+            latest = subscriber.latest_report()
+            if latest[0] != seen:
+                seen = latest[0]
+                losses.append(latest[1])
+            return len(losses) >= count or subscriber.rendition != "low"
+
+        frames = len(viewer.frames)
+        await wait_for(lambda: reports_on_low(RADIO_REPORTS), timeout=RADIO_REPORTS * 2 + 10, interval=0.05)
+        print("losses reported on the low rendition:", [round(x, 2) for x in losses])
+        assert subscriber.rendition == "low", losses
+        assert max(losses) > Adaptation.DOWN_LOSS, losses  # the link did lose: bad reports
+        assert subscriber._downstreams["video"][1].port.remb is None  # loss was all it told
+        assert len(viewer.frames) > frames + 60  # and it kept playing
+        link.impairment.loss = 0.7  # the low rendition cannot get through
+        await wait_for(lambda: subscriber.rendition == "audio", timeout=30)
+        link.impairment.loss = 0.03
+        await wait_for(lambda: subscriber.rendition == "low", timeout=40)
+    finally:
+        await viewer.close()
+        await publisher.close()

@@ -10,6 +10,7 @@ from aiortc.rtp import RtpPacket
 from mediaserver.sfu.fanout import Downstream
 from mediaserver.sfu.retransmission import LATE_LIMIT, NackRequester, ViewerNacks, extend_seq
 from tests.support.fanout_ports import VP8_CONT, VP8_DELTA, VP8_KEY, FakePort, fanout, feed, packet, stream  # noqa: F401
+from tests.support.waiting import wait_for
 import pytest
 
 pytestmark = pytest.mark.inprocess
@@ -200,6 +201,22 @@ async def test_a_held_nack_a_full_list_viewer_did_not_repeat_is_dropped(fanout):
     fanout.on_nack(d, [port.sent[5].sequence_number])  # spoke again, without the first
     await asyncio.sleep(0.06)
     assert resent(port) == [port.sent[5].sequence_number]
+
+
+async def test_before_its_first_round_trip_a_full_list_viewer_is_held_for_the_default(fanout):
+    """Until a receiver report answered a sender report, the server does not know the
+    viewer's round trip: its early NACKs are held for the default round trip (100 ms), not
+    answered at once (in the first second of a session on a jittery link they are mostly
+    packets still on their way)."""
+    port, d = nack_setup(fanout, rtt=None)
+    d.nacks.repeats = 3
+    late = port.sent[5].sequence_number
+    fanout.on_nack(d, [late])
+    assert resent(port) == [] and set(d.nacks.pending) == {late}
+    newer = port.sent[7].sequence_number
+    fanout.on_nack(d, [newer])  # the next NACK no longer lists it: it arrived
+    await wait_for(lambda: not d.nacks.pending, timeout=2)
+    assert resent(port) == [newer]
 
 
 async def test_a_browser_like_viewer_is_answered_at_once(fanout):
