@@ -30,7 +30,8 @@ does): two nodes that took an encoder at the same instant cannot both originate 
 the one whose claim fails refuses its encoder (``NetStream.Publish.BadName``) and closes
 its publisher. In one process the claim comes before ``Publish.Start``; with media
 workers the worker has answered the encoder when the control plane claims, so a lost
-claim closes the publisher there and the encoder is disconnected.
+claim refuses the publisher there (``WorkerSession.refuse``): the encoder, told
+``Publish.Start`` already, gets the error and is disconnected.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ __all__ = ["APP_NAME", "HandOff", "KeyResolver", "PublishCheck", "PublishClaim",
            "RtmpIngest"]
 
 APP_NAME = "live"
+#: seconds an encoder refused after ``Publish.Start`` has to read why before it is disconnected
+REFUSAL_GRACE = 2.0
 #: stream key -> room name, or None for a key no room has
 KeyResolver = Callable[[str], Awaitable[Optional[str]]]
 
@@ -86,7 +89,8 @@ KeyResolver = Callable[[str], Awaitable[Optional[str]]]
 class HandedPublisher(Protocol):
     """The publisher a handed-over connection became in another process (a ``WorkerSession``)."""
 
-    async def close(self) -> None: ...
+    async def refuse(self, reason: str) -> None:
+        """Close it, telling the encoder why (an ``onStatus`` error)."""
 
 
 #: passes a connection on to the process that hosts its room (media workers) and returns the
@@ -226,9 +230,9 @@ class _Controller(SimpleRTMPController):
             room_log.info("%s: not publishing: %s", session.peername, exc)
             raise _HandedOver() from None
         lost = await self._claim(room_name)
-        if lost is not None:  # the worker answered the encoder already: closing it disconnects it
-            context_logger("stagepass.rtmp", room_name).warning("%s: publisher closed: %s", session.peername, lost)
-            await handed.close()
+        if lost is not None:  # the worker answered the encoder already: it tells it and disconnects it
+            context_logger("stagepass.rtmp", room_name).warning("%s: publisher refused: %s", session.peername, lost)
+            await handed.refuse(lost)
         raise _HandedOver()
 
     async def _claim(self, room_name: str) -> Optional[str]:
@@ -241,7 +245,8 @@ class _Controller(SimpleRTMPController):
         room for this node (``RtmpIngest.claim``) and answer ``Publish.Start``; ``RoomBusy``
         once the encoder was told."""
         room = self.ingest.rooms.open(room_name)
-        make = functools.partial(RtmpPublisher, disconnect=session.writer.close, peer=session.peername,
+        make = functools.partial(RtmpPublisher, disconnect=functools.partial(self._disconnect, session, stream_id),
+                                 peer=session.peername,
                                  opus_bitrate=self.ingest.opus_bitrate)
         try:
             publisher = await room.publish_ingest(make)
@@ -252,10 +257,7 @@ class _Controller(SimpleRTMPController):
         lost = await self._claim(room_name)
         if lost is not None:
             publisher.log.warning("%s: publishing refused: %s", session.peername, lost)
-            try:
-                await self._tell(session, stream_id, "error", "NetStream.Publish.BadName", lost)
-            finally:
-                await publisher.close()  # disconnects the encoder
+            await publisher.refuse(lost)
             raise _Refused(lost)
         session.state["publisher"] = publisher
         session.state["log"] = publisher.log
@@ -267,6 +269,21 @@ class _Controller(SimpleRTMPController):
             await publisher.close()
             raise
         return publisher
+
+    @staticmethod
+    def _disconnect(session: SessionManager, stream_id: int, refusal: Optional[str]) -> None:
+        """End an encoder's connection (its publisher closed), telling it ``refusal`` first
+        if given. An encoder that was told ``Publish.Start`` reads the server's messages
+        only between its writes: the connection is half-closed, so that its next write
+        does not meet a reset that drops the error unread, and closed once it leaves (the
+        read loop ends) or after ``REFUSAL_GRACE`` seconds."""
+        transport = session.writer.transport
+        if refusal is None or transport.is_closing() or not transport.can_write_eof():
+            session.writer.close()
+            return
+        session.write_chunk_to_stream(_on_status(stream_id, "error", "NetStream.Publish.BadName", refusal))
+        session.writer.write_eof()
+        asyncio.get_running_loop().call_later(REFUSAL_GRACE, session.writer.close)
 
     async def _tell(self, session: SessionManager, stream_id: int, level: str, code: str, description: str) -> None:
         session.write_chunk_to_stream(_on_status(stream_id, level, code, description))

@@ -53,6 +53,7 @@ async def test_an_encoder_is_refused_when_another_node_claims_the_room_first(aio
         try:
             await encoder.start()
             assert await encoder.wait(timeout=20) > 0, encoder.stderr  # refused (not killed at the timeout: -9)
+            assert b"went live on another node first" in encoder.stderr  # the onStatus error's description
             room = app[ROOMS].get("demo")
             await wait_for(lambda: room is None or room.publisher is None, timeout=10)
             assert room is None or not room.live
