@@ -1,7 +1,7 @@
 """Several nodes (``REDIS_URL``): an RTMP encoder accepted on this node claims its room in
 the node registry, as a WHIP publisher does. Another node that claims the room between
 this node's pre-check (``live_elsewhere``) and its claim wins: the encoder is refused
-(ffmpeg exits with an error) and the room has no publisher here, in one process and with
+(ffmpeg exits printing the ``onStatus`` error) and the room has no publisher here, in one process and with
 media workers (the connection handed over to a worker, whose publisher is closed)."""
 
 from __future__ import annotations
@@ -55,8 +55,11 @@ async def test_an_encoder_is_refused_when_another_node_claims_the_room_first(aio
             assert await encoder.wait(timeout=20) > 0, encoder.stderr  # refused (not killed at the timeout: -9)
             assert b"went live on another node first" in encoder.stderr  # the onStatus error's description
             room = app[ROOMS].get("demo")
-            await wait_for(lambda: room is None or room.publisher is None, timeout=10)
-            assert room is None or not room.live
+            # no publisher, and the broadcast its publish opened is discarded (no media came)
+            # (with workers: not "reconnecting", which would put it on the air and the node's
+            # heartbeat would claim it for this node)
+            await wait_for(lambda: room is None or (room.publisher is None and room.phase == "idle"), timeout=10)
+            assert app[ROOMS].on_air() == []
             assert await edges.registry.host_of("demo") == "other-node"  # its claim stands
         finally:
             await encoder.kill()
