@@ -49,6 +49,7 @@ from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
 from mediaserver.packaging.replays import Replays
 from mediaserver.live.room import Room, RoomRegistry
 from mediaserver.workers.remote import WorkerRooms
+from mediaserver.workers.sessions import WorkerSession
 from mediaserver.storage import StorageError, open_storage, publishes
 from mediaserver.packaging.uploads import ReplayUploads
 from mediaserver.packaging.options import PackageOptions
@@ -254,9 +255,9 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
                 room = await paywall.catalog.room_for_stream_key(key)
             return room
 
-        async def hand_off(handover: RtmpHandover) -> None:
+        async def hand_off(handover: RtmpHandover) -> WorkerSession:
             """With media workers, the encoder's connection goes on in its room's host worker."""
-            await rooms.open(handover.room).publish_rtmp(handover)  # type: ignore[union-attr]
+            return await rooms.open(handover.room).publish_rtmp(handover)  # type: ignore[union-attr]
 
         async def live_elsewhere(room: str) -> Optional[str]:
             """Several nodes: an encoder is refused while another node originates the room (as WHIP's 409)."""
@@ -268,9 +269,19 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
                 return None
             return f"room {room!r} is live on node {origin.id} ({origin.info.get('url', '?')}); publish there"
 
+        async def claim(room: str) -> Optional[str]:
+            """Several nodes: the accepted encoder's node becomes the room's origin, unless
+            another node claimed it first (as WHIP's 409 after its claim)."""
+            try:
+                held = await edges.claim(room) if edges is not None else True
+            except Exception as exc:
+                return f"the node registry does not answer ({type(exc).__name__}); try again"
+            return None if held else f"room {room!r} went live on another node first"
+
         ingest = RtmpIngest(rooms, resolve_key, opus_bitrate=settings.media.rtmp_audio_bitrate,
                             hand_off=hand_off if isinstance(rooms, WorkerRooms) else None,
-                            may_publish=live_elsewhere if edges is not None else None)
+                            may_publish=live_elsewhere if edges is not None else None,
+                            claim=claim if edges is not None else None)
         try:
             await ingest.start(settings.server.host, settings.media.rtmp_port)
         except OSError as exc:

@@ -23,6 +23,15 @@ before the stream key), resolves the key, and passes the socket with the protoco
 (``RtmpHandover``) to the worker the placement rules choose; the worker answers the
 ``publish`` (``Publish.Start``, or the busy refusal) and reads the media from then on
 (``RtmpIngest.adopt``).
+
+Several nodes: ``may_publish`` refuses an encoder while another node originates the room,
+and ``claim`` makes this node the room's origin once its publisher is accepted (as WHIP
+does): two nodes that took an encoder at the same instant cannot both originate the room;
+the one whose claim fails refuses its encoder (``NetStream.Publish.BadName``) and closes
+its publisher. In one process the claim comes before ``Publish.Start``; with media
+workers the worker has answered the encoder when the control plane claims, so a lost
+claim refuses the publisher there (``WorkerSession.refuse``): the encoder, told
+``Publish.Start`` already, gets the error and is disconnected.
 """
 
 from __future__ import annotations
@@ -67,18 +76,33 @@ for _name in ("pyrtmp.rtmp", "pyrtmp.messages", "pyrtmp.messages.command", "pyrt
     logging.getLogger(_name).setLevel(logging.NOTSET)
 logging.getLogger("pyrtmp").setLevel(logging.ERROR)  # "unknown command FCPublish" and the like
 
-__all__ = ["APP_NAME", "HandOff", "KeyResolver", "PublishCheck", "Rooms", "RtmpHandover", "RtmpIngest"]
+__all__ = ["APP_NAME", "HandOff", "KeyResolver", "PublishCheck", "PublishClaim", "Rooms", "RtmpHandover",
+           "RtmpIngest"]
 
 APP_NAME = "live"
+#: seconds an encoder refused after ``Publish.Start`` has to read why before it is disconnected
+REFUSAL_GRACE = 2.0
 #: stream key -> room name, or None for a key no room has
 KeyResolver = Callable[[str], Awaitable[Optional[str]]]
-#: passes a connection on to the process that hosts its room (media workers); it must hand
-#: the transport over before its first await. ``RoomBusy`` and the like once it is handed
-#: over: the encoder was answered there.
-HandOff = Callable[[RtmpHandover], Awaitable[None]]
+
+
+class HandedPublisher(Protocol):
+    """The publisher a handed-over connection became in another process (a ``WorkerSession``)."""
+
+    async def refuse(self, reason: str) -> None:
+        """Close it, telling the encoder why (an ``onStatus`` error)."""
+
+
+#: passes a connection on to the process that hosts its room (media workers) and returns the
+#: publisher it became there; it must hand the transport over before its first await.
+#: ``RoomBusy`` and the like once it is handed over: the encoder was answered there.
+HandOff = Callable[[RtmpHandover], Awaitable[HandedPublisher]]
 #: room -> why this node may not take its publisher (several nodes: it is live on another),
 #: or None
 PublishCheck = Callable[[str], Awaitable[Optional[str]]]
+#: room -> why this node may not originate it after all (another node claimed it first), or
+#: None once this node is its origin; called after its publisher was accepted
+PublishClaim = Callable[[str], Awaitable[Optional[str]]]
 
 
 class Rooms(Protocol):
@@ -196,7 +220,7 @@ class _Controller(SimpleRTMPController):
             return
         handover = RtmpHandover.take(session, room_name, stream_id)
         try:
-            await hand_off(handover)  # hands the connection over before its first await
+            handed = await hand_off(handover)  # hands the connection over before its first await
         except Exception as exc:
             room_log = context_logger("stagepass.rtmp", room_name)
             if not session.writer.transport.is_closing():  # not handed over: still ours
@@ -204,13 +228,25 @@ class _Controller(SimpleRTMPController):
                 await self._refuse(session, stream_id, "NetStream.Publish.Failed", "no media worker can take it")
             # answered by the worker (a busy room: logged there), or the worker died meanwhile
             room_log.info("%s: not publishing: %s", session.peername, exc)
+            raise _HandedOver() from None
+        lost = await self._claim(room_name)
+        if lost is not None:  # the worker answered the encoder already: it tells it and disconnects it
+            context_logger("stagepass.rtmp", room_name).warning("%s: publisher refused: %s", session.peername, lost)
+            await handed.refuse(lost)
         raise _HandedOver()
 
+    async def _claim(self, room_name: str) -> Optional[str]:
+        """Why this node lost ``room_name`` to another (``RtmpIngest.claim``), or None."""
+        claim = self.ingest.claim
+        return await claim(room_name) if claim is not None else None
+
     async def publish(self, session: SessionManager, room_name: str, stream_id: int) -> RtmpPublisher:
-        """Make the connection ``room_name``'s publisher (the policy of WHIP) and answer
-        ``Publish.Start``; ``RoomBusy`` once the encoder was told."""
+        """Make the connection ``room_name``'s publisher (the policy of WHIP), claim the
+        room for this node (``RtmpIngest.claim``) and answer ``Publish.Start``; ``RoomBusy``
+        once the encoder was told."""
         room = self.ingest.rooms.open(room_name)
-        make = functools.partial(RtmpPublisher, disconnect=session.writer.close, peer=session.peername,
+        make = functools.partial(RtmpPublisher, disconnect=functools.partial(self._disconnect, session, stream_id),
+                                 peer=session.peername,
                                  opus_bitrate=self.ingest.opus_bitrate)
         try:
             publisher = await room.publish_ingest(make)
@@ -218,6 +254,11 @@ class _Controller(SimpleRTMPController):
             context_logger("stagepass.rtmp", room_name).warning("%s: publishing refused: %s", session.peername, exc)
             await self._tell(session, stream_id, "error", "NetStream.Publish.BadName", str(exc))
             raise
+        lost = await self._claim(room_name)
+        if lost is not None:
+            publisher.log.warning("%s: publishing refused: %s", session.peername, lost)
+            await publisher.refuse(lost)
+            raise _Refused(lost)
         session.state["publisher"] = publisher
         session.state["log"] = publisher.log
         publisher.log.info("RTMP publisher from %s", session.peername)
@@ -228,6 +269,21 @@ class _Controller(SimpleRTMPController):
             await publisher.close()
             raise
         return publisher
+
+    @staticmethod
+    def _disconnect(session: SessionManager, stream_id: int, refusal: Optional[str]) -> None:
+        """End an encoder's connection (its publisher closed), telling it ``refusal`` first
+        if given. An encoder that was told ``Publish.Start`` reads the server's messages
+        only between its writes: the connection is half-closed, so that its next write
+        does not meet a reset that drops the error unread, and closed once it leaves (the
+        read loop ends) or after ``REFUSAL_GRACE`` seconds."""
+        transport = session.writer.transport
+        if refusal is None or transport.is_closing() or not transport.can_write_eof():
+            session.writer.close()
+            return
+        session.write_chunk_to_stream(_on_status(stream_id, "error", "NetStream.Publish.BadName", refusal))
+        session.writer.write_eof()
+        asyncio.get_running_loop().call_later(REFUSAL_GRACE, session.writer.close)
 
     async def _tell(self, session: SessionManager, stream_id: int, level: str, code: str, description: str) -> None:
         session.write_chunk_to_stream(_on_status(stream_id, level, code, description))
@@ -282,12 +338,14 @@ class RtmpIngest:
     connections handed to it (``adopt``, no listener)."""
 
     def __init__(self, rooms: Any, resolve_key: Optional[KeyResolver] = None, opus_bitrate: int = 64000,
-                 hand_off: Optional[HandOff] = None, may_publish: Optional[PublishCheck] = None) -> None:
+                 hand_off: Optional[HandOff] = None, may_publish: Optional[PublishCheck] = None,
+                 claim: Optional[PublishClaim] = None) -> None:
         self.rooms: Rooms = rooms
         self.resolve_key = resolve_key
         self.opus_bitrate = opus_bitrate
         self.hand_off = hand_off
         self.may_publish = may_publish
+        self.claim = claim
         self._controller = _Controller(self)
         self._server: Optional[asyncio.base_events.Server] = None
         self._connections: set[asyncio.Task] = set()

@@ -145,12 +145,14 @@ class WorkerRoom:
 
     @property
     def _publisher_snapshot(self) -> dict:
-        """The host's latest snapshot if it speaks for the current publisher: one taken
-        before that publisher was accepted tells of the one before (or of none), and a
-        room whose encoder was just replaced is not "reconnecting"."""
+        """The host's latest snapshot if it speaks for the current publisher, or for a room
+        without one here and there: one taken before that publisher was accepted tells of
+        the one before (or of none), and a room whose encoder was just replaced is not
+        "reconnecting". Without a publisher, the host's word stands: a broadcast it
+        discarded (its publisher left without media) is not "reconnecting" here."""
         snapshot = self._host_snapshot
         publisher = self.publisher
-        return snapshot if publisher is not None and snapshot.get("publisher") == publisher.id else {}
+        return snapshot if snapshot and snapshot.get("publisher") == (publisher.id if publisher else None) else {}
 
     @property
     def live(self) -> bool:

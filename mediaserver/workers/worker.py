@@ -33,6 +33,7 @@ from core.socket_handover import receive_handed
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.room import Broadcast, Room, RoomRegistry
 from mediaserver.ingest.rtmp_server import RtmpHandover, RtmpIngest
+from mediaserver.ingest.rtmp_publisher import RtmpPublisher
 from mediaserver.workers.channel import Channel
 from mediaserver.workers.pipe import PipeOut, PipeSocket, PipeSource, socket_path
 from mediaserver.workers.worker_metrics import WorkerMetrics
@@ -223,6 +224,16 @@ class MediaWorker:
         found = self.rooms.get(room)
         target = found.session(session) if found is not None else None
         if target is not None:
+            await target.close()
+
+    async def op_refuse(self, room: str, session: str, reason: str) -> None:
+        """An RTMP publisher the control plane turned away after this worker accepted it
+        (another node claimed the room first): its encoder is told why and disconnected."""
+        found = self.rooms.get(room)
+        target = found.session(session) if found is not None else None
+        if isinstance(target, RtmpPublisher):
+            await target.refuse(reason)
+        elif target is not None:
             await target.close()
 
     async def op_admitted(self, room: str, session: str, user: Optional[int]) -> None:

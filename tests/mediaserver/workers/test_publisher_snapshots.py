@@ -85,3 +85,21 @@ async def test_a_newer_snapshot_is_not_overwritten_by_the_reply():
     await rooms._event(0, "broadcast_started", {"room": "r", "id": "b1", "started_at": 0.0})
     assert room.phase == "reconnecting"  # the snapshot's, read after the worker accepted it
     await rooms.tasks.close()
+
+
+async def test_a_broadcast_discarded_in_the_worker_is_not_reconnecting():
+    """A publisher that leaves without sending media (ICE failed, or its node lost the
+    room's claim to another node) had no broadcast: the worker discards the one its
+    publish opened and says "idle". Without a publisher on either side, the host's
+    snapshot speaks for the room: it is neither "reconnecting" nor on the air (which the
+    node registry's heartbeat would claim for this node)."""
+    rooms = one_worker()
+    room = rooms.open("r")
+    first, _ = await room.publish("v=0", {})
+    assert room.phase == "live" and [r["room"] for r in rooms.on_air()] == ["r"]
+
+    await rooms._event(0, "closed", {"room": "r", "session": first.id})
+    await rooms._event(0, "snapshot", {"rooms": {"r": {"publisher": None, "live": False, "phase": "idle"}}})
+    assert room.publisher is None and not room.live
+    assert room.phase == "idle" and rooms.on_air() == []
+    await rooms.tasks.close()
