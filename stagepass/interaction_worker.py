@@ -77,7 +77,8 @@ class Worker:
         await self.seats.start()
         admission = Admission(self.seats)
         settings = self.settings
-        self.paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
+        self.paywall = await Paywall.open(settings, worker=True, on_revoked=admission.revoke,
+                                          open_rooms=settings.stream_keys())
         self.clocks = BroadcastClocks(self.cluster, settings.node_id())
         await self.clocks.start()
         server = self.interaction.server
