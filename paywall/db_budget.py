@@ -87,10 +87,14 @@ async def check_connection_budget(db: Database, settings: Settings) -> Optional[
              budget.most, budget.describe(), limit)
     if budget.most <= limit:
         return None
+    workers = (f"STAGEPASS_WORKER_DB_POOL_SIZE / STAGEPASS_WORKER_DB_MAX_OVERFLOW (the interaction workers may "
+               f"open {budget.workers * budget.worker.most}) or STAGEPASS_INTERACTION_WORKERS")
+    control = (f"STAGEPASS_DB_POOL_SIZE / STAGEPASS_DB_MAX_OVERFLOW (the control plane may open "
+               f"{budget.control_plane.most})")
+    first, then = (workers, control) if budget.workers * budget.worker.most > budget.control_plane.most else (
+        control, workers)
     warning = (f"this node may open up to {budget.most} PostgreSQL connections ({budget.describe()}), more than "
                f"the {limit} the server serves (max_connections minus its reserved slots), before any other node "
-               f"or client: lower STAGEPASS_WORKER_DB_POOL_SIZE / STAGEPASS_WORKER_DB_MAX_OVERFLOW (or "
-               f"STAGEPASS_INTERACTION_WORKERS, STAGEPASS_DB_POOL_SIZE / STAGEPASS_DB_MAX_OVERFLOW), "
-               f"or raise PostgreSQL's max_connections")
+               f"or client: lower {first}, or {then}, or raise PostgreSQL's max_connections")
     log.warning("%s", warning)
     return warning
