@@ -6,6 +6,7 @@ Embedded default: SQLite in the data dir (aiosqlite). With
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
@@ -16,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import DeclarativeBase
 
-__all__ = ["Base", "Database", "TZDateTime", "normalize_url"]
+__all__ = ["Base", "Database", "Pool", "TZDateTime", "normalize_url"]
 
 
 class Base(DeclarativeBase):
@@ -48,11 +49,32 @@ def _alembic_config(connection: Optional[Connection] = None) -> Config:
     return cfg
 
 
+@dataclass(frozen=True)
+class Pool:
+    """One process's PostgreSQL connections: ``size`` kept open, ``overflow`` more under load."""
+
+    size: int
+    overflow: int
+
+    @property
+    def most(self) -> int:
+        """The most connections the pool holds at once."""
+        return self.size + self.overflow
+
+
 class Database:
-    def __init__(self, url: str, **engine_args: Any) -> None:
+    def __init__(self, url: str, pool: Optional[Pool] = None, application_name: str = "", **engine_args: Any) -> None:
+        """``pool`` and ``application_name`` (what ``pg_stat_activity`` shows) apply to PostgreSQL only:
+        a SQLite file keeps SQLAlchemy's default pool, whose connections take no server slot."""
         self.url = normalize_url(url)
         if self.url.startswith("sqlite"):
             engine_args.setdefault("connect_args", {"timeout": 30})
+        else:
+            if pool is not None:
+                engine_args.setdefault("pool_size", pool.size)
+                engine_args.setdefault("max_overflow", pool.overflow)
+            if application_name and self.url.startswith("postgresql+asyncpg"):
+                engine_args.setdefault("connect_args", {"server_settings": {"application_name": application_name}})
         self.engine = create_async_engine(self.url, **engine_args)
         if self.url.startswith("sqlite"):
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)

@@ -18,6 +18,7 @@ from .catalog import Catalog
 from .creators import CreatorPages
 from .dashboard import CreatorDashboard
 from .db import Database
+from .db_budget import control_plane_pool, worker_pool
 from .follows import Follows
 from .ledger import Ledger
 from .notifications import Notifications
@@ -91,11 +92,14 @@ class Paywall:
         self.orders.events = events
 
     @classmethod
-    async def open(cls, settings: Settings, **kwargs) -> "Paywall":
+    async def open(cls, settings: Settings, worker: bool = False, **kwargs) -> "Paywall":
         """Connect, run the migrations, and wire the services. With ``open_rooms`` (the
         configuration's open rooms), a catalog room of the same name is a ``ConfigError``:
-        one name, one room (else a paid room would be played as the open room)."""
-        db = Database(settings.database())
+        one name, one room (else a paid room would be played as the open room). ``worker``: the
+        database pool of an interaction worker (``paywall.db_budget``), else the control plane's."""
+        pool, name = (worker_pool(settings), "stagepass interaction worker") if worker else (
+            control_plane_pool(settings), "stagepass")
+        db = Database(settings.database(), pool, application_name=name)
         try:
             await db.migrate()
             paywall = cls(settings, db, **kwargs)

@@ -31,6 +31,7 @@ from paywall import reviews_http
 from paywall import trust_http
 from paywall.audience import AudienceSampler
 from paywall.seats import Seats
+from paywall.db_budget import check_connection_budget
 from paywall.service import Paywall
 from signalling.admission import Admission
 from signalling.edges import Edges
@@ -122,6 +123,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             await seats.start()
             admission = Admission(seats)
             paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
+            await check_connection_budget(paywall.db, settings)  # workers and their pools included
             app[paywall_http.PAYWALL] = paywall
             app[ADMISSION] = admission
             app[ACCESS] = with_relays(BanDoor(paywall.access, paywall.catalog, interaction.moderation))

@@ -10,7 +10,7 @@ worker's alone: no proxy hop, no second copy of a frame.
 
 The worker runs the interaction features (``interaction.assembly.Interaction``) over
 the node's cluster (Redis, or the control plane's local bus), its database and paywall
-(to check tokens), and a mirror of the live rooms' media clocks
+(to check tokens; a small PostgreSQL pool of its own, ``paywall.db_budget``), and a mirror of the live rooms' media clocks
 (``interaction.live_clock.BroadcastClocks``). It reports its open connections to the
 control plane once a second, and ends (flushing its written-behind rows) on SIGTERM or
 when the control plane's end of the pair closes.
@@ -77,7 +77,8 @@ class Worker:
         await self.seats.start()
         admission = Admission(self.seats)
         settings = self.settings
-        self.paywall = await Paywall.open(settings, on_revoked=admission.revoke, open_rooms=settings.stream_keys())
+        self.paywall = await Paywall.open(settings, worker=True, on_revoked=admission.revoke,
+                                          open_rooms=settings.stream_keys())
         self.clocks = BroadcastClocks(self.cluster, settings.node_id())
         await self.clocks.start()
         server = self.interaction.server

@@ -18,7 +18,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
-__all__ = ["ConfigError", "parse_bool", "parse_rooms", "usable_cpus", "one_per_cpu", "workers_parser", "parse_udp_port", "parse_list",
+__all__ = ["ConfigError", "parse_bool", "parse_rooms", "usable_cpus", "one_per_cpu", "workers_parser", "pool_parser", "parse_udp_port", "parse_list",
            "convert", "values_from_environment", "add_arguments", "values_from_arguments"]
 
 
@@ -75,6 +75,21 @@ def workers_parser(limit: int) -> Callable[[str], int]:
             raise ValueError(f"expected a number or 'cores', got {text!r}") from None
 
     return parse_workers
+
+
+def pool_parser(least: int) -> Callable[[str], int]:
+    """A parser of a number of database connections, at least ``least``: ``0`` (for a pool size),
+    a negative number or a word is refused with the range it takes."""
+    def parse_pool(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise ValueError(f"expected a number of connections, {least} or more, got {text!r}") from None
+        if value < least:
+            raise ValueError(f"expected a number of connections, {least} or more, got {value}")
+        return value
+
+    return parse_pool
 
 
 def parse_udp_port(text: str) -> str:

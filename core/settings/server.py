@@ -7,9 +7,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.settings.parsing import ConfigError, parse_list
+from core.settings.parsing import ConfigError, parse_list, pool_parser
 
 __all__ = ["ServerSettings"]
+
+MAX_POOL = 1000  #: connections one pool setting accepts (PostgreSQL's max_connections is 100 by default)
 
 
 @dataclass
@@ -50,6 +52,28 @@ class ServerSettings:
         metadata={"help": "empty: SQLite in DATA_DIR; or postgresql://user@host/db (also DATABASE_URL)",
                   "alias": "DATABASE_URL"},
     )
+    db_pool_size: int = field(
+        default=5,
+        metadata={"help": "PostgreSQL connections the control plane keeps open (SQLAlchemy's pool_size; SQLite "
+                          "keeps SQLAlchemy's default pool: its connections take no server slot)",
+                  "parse": pool_parser(1)},
+    )
+    db_max_overflow: int = field(
+        default=10,
+        metadata={"help": "PostgreSQL connections the control plane may open past db_pool_size under load, "
+                          "closed when returned", "parse": pool_parser(0)},
+    )
+    worker_db_pool_size: int = field(
+        default=2,
+        metadata={"help": "PostgreSQL connections each interaction worker keeps open (its write-behind danmaku "
+                          "batches, token and moderation checks); the node logs at start the most it may open "
+                          "and warns when PostgreSQL's max_connections is lower", "parse": pool_parser(1)},
+    )
+    worker_db_max_overflow: int = field(
+        default=2,
+        metadata={"help": "PostgreSQL connections each interaction worker may open past worker_db_pool_size "
+                          "under load", "parse": pool_parser(0)},
+    )
     redis_url: str = field(
         default="",
         metadata={"help": "redis://host:6379/0 to share seats (and later chat) across nodes (also REDIS_URL)",
@@ -75,6 +99,11 @@ class ServerSettings:
                 raise ConfigError("public_url: an http:// or https:// address, e.g. https://live.example.org")
         if self.database_url and not re.match(r"^(sqlite|postgres|postgresql)(\+\w+)?://", self.database_url):
             raise ConfigError("database_url: use sqlite:///path or postgresql://user@host/db")
+        for name, least in (("db_pool_size", 1), ("db_max_overflow", 0), ("worker_db_pool_size", 1),
+                            ("worker_db_max_overflow", 0)):
+            value = getattr(self, name)
+            if not least <= value <= MAX_POOL:
+                raise ConfigError(f"{name}: {least} to {MAX_POOL} connections, got {value}")
         if self.redis_url and not re.match(r"^rediss?://", self.redis_url):
             raise ConfigError("redis_url: use redis://host:port/db")
         if not 0.05 <= self.node_heartbeat_seconds <= 60:

@@ -85,11 +85,28 @@ def test_settings_env_then_cli(tmp_path):
         ({"STAGEPASS_WORKERS": "2", "STAGEPASS_UDP_PORT": "40000"}, "set --udp-port 40000-40001 .*or --workers 1"),
         ({"STAGEPASS_INTERACTION_WORKERS": "0"}, "interaction_workers: 1 to 64"),
         ({"STAGEPASS_INTERACTION_WORKERS": "two"}, "interaction_workers"),
+        ({"STAGEPASS_DB_POOL_SIZE": "0"}, r"db_pool_size: expected a number of connections, 1 or more, got 0"),
+        ({"STAGEPASS_WORKER_DB_POOL_SIZE": "-2"}, r"worker_db_pool_size: .* 1 or more, got -2"),
+        ({"STAGEPASS_WORKER_DB_POOL_SIZE": "few"}, r"worker_db_pool_size: .* 1 or more, got 'few'"),
+        ({"STAGEPASS_DB_MAX_OVERFLOW": "-1"}, r"db_max_overflow: .* 0 or more, got -1"),
+        ({"STAGEPASS_WORKER_DB_MAX_OVERFLOW": "2.5"}, r"worker_db_max_overflow: .* 0 or more, got '2.5'"),
+        ({"STAGEPASS_DB_POOL_SIZE": "5000"}, r"db_pool_size: 1 to 1000 connections, got 5000"),
     ],
 )
 def test_settings_reject_bad_values(env, message):
     with pytest.raises(ConfigError, match=message):
         Settings.load([], env)
+
+
+def test_database_pool_settings():
+    """The control plane keeps SQLAlchemy's default pool, each interaction worker a small one; the
+    flag wins over the environment, and an overflow of 0 (no connection past the pool) is valid."""
+    s = Settings.load([], {}).server
+    assert (s.db_pool_size, s.db_max_overflow, s.worker_db_pool_size, s.worker_db_max_overflow) == (5, 10, 2, 2)
+    s = Settings.load(["--worker-db-pool-size", "3", "--db-max-overflow", "0"],
+                      {"STAGEPASS_WORKER_DB_POOL_SIZE": "1", "STAGEPASS_DB_POOL_SIZE": "8",
+                       "STAGEPASS_WORKER_DB_MAX_OVERFLOW": "0"}).server
+    assert (s.db_pool_size, s.db_max_overflow, s.worker_db_pool_size, s.worker_db_max_overflow) == (8, 0, 3, 0)
 
 
 def test_media_workers_setting():
