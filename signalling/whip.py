@@ -120,9 +120,8 @@ def _handler(kind: Kind):
             logger.exception("admitting session %s to room %s failed", session.id[:8], room_name)
             await session.close()
             raise Refusal(503, "unavailable", "could not take a seat for this ticket; try again") from None
-        if kind == "whip" and edges is not None and not await edges.claim(room_name):
-            await session.close()
-            raise Refusal(409, "live_elsewhere", f"room {room_name!r} went live on another node first")
+        if kind == "whip" and edges is not None:
+            await _claim(edges, room_name, session)
         if grant.relay:
             session.relay = True  # type: ignore[attr-defined]
         elif kind == "whep":
@@ -189,6 +188,19 @@ async def _refuse_if_live_elsewhere(edges: Edges, room: str) -> None:
     if origin is not None:
         raise Refusal(409, "live_elsewhere",
                       f"room {room!r} is live on node {origin.id} ({origin.info.get('url', '?')}); publish there")
+
+
+async def _claim(edges: Edges, room: str, session: PeerSession) -> None:
+    """Become ``room``'s origin now that its publisher is accepted; the publisher is ended
+    with 409 if another node claimed it first, 503 if the node registry does not answer."""
+    try:
+        claimed = await edges.claim(room)
+    except Exception as exc:
+        await session.close()
+        raise _registry_down(room, exc) from None
+    if not claimed:
+        await session.close()
+        raise Refusal(409, "live_elsewhere", f"room {room!r} went live on another node first")
 
 
 async def _origin_elsewhere(edges: Edges, room: str):
