@@ -14,7 +14,7 @@ from tests.support.paywall_fixtures import buy, paid_room
 
 pytestmark = pytest.mark.inprocess
 
-REDIS_URL = "redis://127.0.0.1:6379/13"
+REDIS_URL = "redis://127.0.0.1:6379/8"  # this file's own database number (test_room_signals has 13)
 
 
 def test_pin_seconds_grow_with_the_amount():

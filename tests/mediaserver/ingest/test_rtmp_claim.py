@@ -22,7 +22,7 @@ from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-REDIS_DB = 5  # this file's own database number
+REDIS_DB = 3  # this file's own database number
 REDIS_URL = f"redis://127.0.0.1:6379/{REDIS_DB}"
 
 
