@@ -25,7 +25,9 @@ fails loudly if the attributes used here move. What we change, and why:
   counters right (packet and octet counts, the NTP/RTP timestamp pair browsers use for
   lip sync, which the fanout derives from the publisher's) and intercepts the viewer's
   RTCP: NACK and PLI/FIR go to the fanout, the rest to aiortc; on the way the port reads the viewer's receiver reports
-  (``rtt``, ``jitter``, ``fraction_lost``) and bandwidth estimates (``remb``). Retransmissions (``retransmit``) leave the sender report alone
+  (``rtt``, ``jitter``, ``fraction_lost``) and bandwidth estimates (``remb``); it also wraps
+  the sender's ``_send_rtcp`` to keep the send times of its last few sender reports, so a
+  receiver report answering an older one still measures a round trip (``sender_reports``). Retransmissions (``retransmit``) leave the sender report alone
   and take the same one way out as first sends (``_emit``: the mux's batch when on it).
   aiortc's SRTP sessions reserve 144 of their 1,500 buffer bytes for the trailer, so they
   refuse RTP over 1,356 bytes ("packet is too long"); the port gives its session a buffer

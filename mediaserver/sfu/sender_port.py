@@ -27,6 +27,7 @@ from pylibsrtp._binding import lib as _srtp_lib
 
 from mediaserver.sfu.round_trip import RoundTrip
 from mediaserver.sfu.rtp_payloads import RTP_HEADER
+from mediaserver.sfu.sender_reports import SenderReportTimes
 from mediaserver.sfu.srtp_buffers import enlarge_srtp_session
 
 __all__ = ["IdleTrack", "SenderPort"]
@@ -66,6 +67,10 @@ class SenderPort:
         self._on_keyframe_request = on_keyframe_request
         self._aiortc_rtcp = sender._handle_rtcp_packet
         sender._handle_rtcp_packet = self._handle_rtcp_packet  # type: ignore[method-assign]
+        self._aiortc_send_rtcp = sender._send_rtcp
+        sender._send_rtcp = self._send_rtcp  # type: ignore[method-assign]
+        #: when the last few sender reports left: a report answering an older one counts too
+        self._sender_reports = SenderReportTimes()
         self.ssrc: int = sender._ssrc
         self.rtx_ssrc: int = sender._rtx_ssrc
         self._dtls = sender.transport
@@ -201,16 +206,27 @@ class SenderPort:
         """How much the viewer's round trips vary (seconds, ``RoundTrip.rttvar``)."""
         return self.round_trip.rttvar
 
-    def _measure_rtt(self, report: Any) -> Optional[float]:
-        """RFC 3550 6.4.1: now - the sender report's send time - the viewer's delay."""
+    def _note_sender_report(self) -> None:
+        """Keep the send time of the sender report aiortc made last (its ``__lsr`` and
+        ``__lsr_time``, set just before the report is sent)."""
         s = self._sender
         lsr_time = s._RTCRtpSender__lsr_time  # type: ignore[attr-defined]
-        if report.dlsr and lsr_time is not None and report.lsr == s._RTCRtpSender__lsr:  # type: ignore[attr-defined]
-            rtt = time.time() - lsr_time - report.dlsr / 65536
-            if rtt >= 0:
-                self.round_trip.add(rtt)
-                return rtt
-        return None
+        if lsr_time is not None:
+            self._sender_reports.note(s._RTCRtpSender__lsr, lsr_time)  # type: ignore[attr-defined]
+
+    async def _send_rtcp(self, packets: list[Any]) -> None:
+        if any(isinstance(p, RtcpSrPacket) for p in packets):
+            self._note_sender_report()
+        await self._aiortc_send_rtcp(packets)
+
+    def _measure_rtt(self, report: Any) -> Optional[float]:
+        """RFC 3550 6.4.1: now - the send time of the sender report the viewer answers
+        (one of the last few, ``SenderReportTimes``) - the viewer's delay."""
+        self._note_sender_report()
+        rtt = self._sender_reports.round_trip(report.lsr, report.dlsr, time.time())
+        if rtt is not None:
+            self.round_trip.add(rtt)
+        return rtt
 
     def retransmit(self, data: bytes) -> bool:
         """Send a retransmission the way media goes (``_emit``: on the mux, into the

@@ -49,6 +49,7 @@ async def test_private_attributes_the_bridge_relies_on_exist():
     assert list(inspect.signature(RTCRtpReceiver._handle_rtp_packet).parameters) == ["self", "packet", "arrival_time_ms"]
     assert list(inspect.signature(RTCRtpSender._handle_rtcp_packet).parameters) == ["self", "packet"]
     assert list(inspect.signature(RTCRtpReceiver._handle_rtcp_packet).parameters) == ["self", "packet"]
+    assert list(inspect.signature(RTCRtpSender._send_rtcp).parameters) == ["self", "packets"]
     for name in ("_send_rtcp_pli", "_send_rtcp_nack", "_send_rtcp"):
         assert callable(getattr(recv, name))
     # and the taps install on instances
@@ -57,6 +58,7 @@ async def test_private_attributes_the_bridge_relies_on_exist():
     assert recv._handle_rtcp_packet == tap._handle_rtcp_packet
     port = SenderPort(send, lambda lost: None, lambda: None)
     assert send._handle_rtcp_packet == port._handle_rtcp_packet and not port.ready()
+    assert send._send_rtcp == port._send_rtcp
     assert port.rtt is None and port.jitter == 0
     await pc.close()
 

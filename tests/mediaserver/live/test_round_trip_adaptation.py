@@ -1,0 +1,96 @@
+"""The switcher judges a viewer's round trip by the one smoothed over its receiver reports:
+one late report (the viewer's event loop busy for a moment) does not move it down, even when
+the next report measures nothing; a round trip that stays long (a queue on its link) does.
+A real ``Subscriber`` negotiated with an aiortc viewer's offer, on a real fanout; its sender
+reports go out through the sender's ``_send_rtcp`` the way aiortc's RTCP loop sends them
+and the viewer's receiver reports are handed to its port as they arrive."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+from aiortc import RTCPeerConnection
+from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
+
+from mediaserver.live.adaptation import Adaptation
+from mediaserver.live.rendition_switcher import RenditionSwitcher
+from mediaserver.live.subscriber import Subscriber
+from mediaserver.sfu.aiortc_bridge import SenderPort
+from tests.support.fanout_ports import fanout  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.unit
+
+NORMAL = 0.05  #: seconds: the viewer's usual round trip
+LONG = 0.9  #: seconds: a round trip over ``Adaptation.MAX_RTT``
+HELD = 0.1  #: seconds the viewer holds a sender report before it answers
+
+
+class Watched:
+    """One viewer's subscriber, the switcher over it, and its reports (one SR, one RR each)."""
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self.subscriber = subscriber
+        self.port: SenderPort = subscriber._downstreams["video"][1].port
+        self.switcher = RenditionSwitcher(lambda: [subscriber], self._never,
+                                          logging.LoggerAdapter(logging.getLogger("test"), {}))
+        self.lsr = 0x10000
+
+    @staticmethod
+    async def _never(viewer, rendition):  # pragma: no cover - step() is driven directly
+        raise AssertionError("step() is driven directly")
+
+    async def report(self, rtt: float | None) -> list[str]:
+        """A sender report goes out and the viewer answers it with a round trip of ``rtt``
+        (None: it answers one the port never sent: no sample); the switches wanted now."""
+        self.lsr += 0x100
+        sender = self.port._sender
+        sender._RTCRtpSender__lsr = self.lsr
+        sender._RTCRtpSender__lsr_time = time.time() - HELD - (NORMAL if rtt is None else rtt)
+        info = RtcpSenderInfo(ntp_timestamp=self.lsr << 16, rtp_timestamp=0, packet_count=0, octet_count=0)
+        await sender._send_rtcp([RtcpSrPacket(ssrc=self.port.ssrc, sender_info=info)])  # not connected: dropped
+        rr = RtcpReceiverInfo(ssrc=self.port.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
+                              lsr=self.lsr if rtt is not None else 0x7777, dlsr=round(HELD * 65536))
+        await self.port._handle_rtcp_packet(RtcpRrPacket(ssrc=4321, reports=[rr]))
+        return [choice for _, choice in self.switcher.step()]
+
+
+@pytest.fixture
+async def watched(fanout):  # noqa: F811 (the fixture imported above)
+    viewer = RTCPeerConnection()
+    viewer.addTransceiver("video", direction="recvonly")
+    await viewer.setLocalDescription(await viewer.createOffer())
+
+    async def closed(session) -> None:
+        pass
+
+    subscriber = Subscriber("room", [], 30.0, closed, buffer_limit=1 << 18)
+    await subscriber.start(viewer.localDescription.sdp, ["video"], {"video": fanout})
+    yield Watched(subscriber)
+    await subscriber.close()
+    await viewer.close()
+
+
+async def test_one_late_report_does_not_move_a_viewer_down(watched):
+    for _ in range(10):
+        assert await watched.report(NORMAL) == []
+    assert await watched.report(LONG) == []  # one report late (a busy viewer)
+    assert await watched.report(None) == []  # and the next answers a report never kept
+    assert await watched.report(LONG) == []  # and another late one
+    for _ in range(3):
+        assert await watched.report(NORMAL) == []
+    assert watched.port.last_rtt == pytest.approx(NORMAL, abs=0.02)
+    assert watched.port.rtt < Adaptation.MAX_RTT
+
+
+async def test_a_round_trip_that_stays_long_moves_a_viewer_down(watched):
+    for _ in range(10):
+        assert await watched.report(NORMAL) == []
+    for reports in range(1, 21):
+        if await watched.report(LONG) == ["low"]:
+            break
+    else:
+        pytest.fail(f"still on the full rendition after 20 reports of {LONG} s (rtt {watched.port.rtt:.3f} s)")
+    assert reports > Adaptation.DOWN_AFTER  # not on the first long ones: the smoothed round trip follows
+    assert watched.port.rtt > Adaptation.MAX_RTT
