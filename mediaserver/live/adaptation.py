@@ -1,8 +1,7 @@
 """``Adaptation``: which rendition a viewer should get, from its receiver feedback.
 
-Fed once per new RTCP receiver report (its ``fraction_lost`` and the viewer's round trip
-smoothed over its reports, RFC 6298: one late report moves it an eighth of the way, a queue
-building up on the link moves it within a few reports) with the viewer's latest bandwidth estimate (REMB, the receiver's delay-based
+Fed once per new RTCP receiver report (its ``fraction_lost`` and the round trip measured
+from it, None if it measured none) with the viewer's latest bandwidth estimate (REMB, the receiver's delay-based
 estimate, which falls below what it is sent as soon as a queue builds up on its link,
 often before any loss) as a ratio to the bitrate it is being sent. Down one step (full ->
 low rendition -> audio only) after ``DOWN_AFTER`` bad reports in a row, up one step after
@@ -47,7 +46,7 @@ class Adaptation:
     DOWN_LOSS = 0.08  #: a report losing more than this is bad
     AUDIO_LOSS = 0.25  #: on the low rendition, bad reports losing more than this mean audio only
     UP_LOSS = 0.02  #: a report losing less than this (and with a sane round trip) is clean
-    MAX_RTT = 0.6  #: seconds: a longer (smoothed) round trip means a queue building up: bad
+    MAX_RTT = 0.6  #: seconds: a longer round trip means a queue building up: bad
     REMB_BAD = 0.7  #: a REMB under this share of the bitrate sent: the link cannot carry it
     REMB_AUDIO = 0.5  #: on the low rendition, bad reports with a REMB under this share: audio only
     #: on the low rendition without an estimate: audio only when ``AUDIO_AFTER`` bad reports in

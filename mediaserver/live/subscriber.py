@@ -195,15 +195,16 @@ class Subscriber(PeerSession):
     def latest_report(self) -> Optional[tuple[int, float, Optional[float]]]:
         """The viewer's latest receiver report about what it watches now (its audio while
         on audio only): ``(reports so far, fraction lost 0..1, round trip s or None)``;
-        None before the first. The round trip is the one smoothed over the viewer's reports
-        (``SenderPort.rtt``), not the latest sample: one report delayed by the viewer's busy
-        event loop must not read as a queue on its link. Read from the port, which keeps it
-        as the RTCP arrives."""
+        None before the first. The round trip is the one this latest report measured (None if
+        it measured none), not one kept from an earlier report: a late report followed by
+        one that measures nothing is one bad report, not two, while a queue on the link
+        (every report late) still moves the viewer down after ``DOWN_AFTER`` reports.
+        Read from the port, which keeps it as the RTCP arrives."""
         entry = self._downstreams.get("audio" if self.rendition == "audio" else "video")
         if entry is None or not entry[1].port.reports:
             return None
         port = entry[1].port
-        return port.reports, port.fraction_lost, port.rtt
+        return port.reports, port.fraction_lost, port.last_rtt
 
     def estimate_ratio(self) -> Optional[float]:
         """The viewer's latest bandwidth estimate (REMB) over the video bitrate it was sent

@@ -81,7 +81,8 @@ class SenderPort:
         #: interarrival jitter from the viewer's last receiver report (RTP clock units)
         self.jitter = 0
         #: the viewer's receiver reports about this stream so far, the last one's fraction
-        #: of packets lost (0..1), and the latest round trip measured from one (s)
+        #: of packets lost (0..1), and the round trip the last one measured (s; None if it
+        #: measured none: it named a sender report not kept, or had no delay)
         self.reports = 0
         self.fraction_lost = 0.0
         self.last_rtt: Optional[float] = None
@@ -239,9 +240,7 @@ class SenderPort:
                 if report.ssrc == self.ssrc:
                     self.jitter = report.jitter
                     self.fraction_lost = report.fraction_lost / 256
-                    rtt = self._measure_rtt(report)
-                    if rtt is not None:
-                        self.last_rtt = rtt
+                    self.last_rtt = self._measure_rtt(report)
                     self.reports += 1
         if isinstance(packet, RtcpRtpfbPacket) and packet.fmt == RTCP_RTPFB_NACK:
             self._on_nack(list(packet.lost))
