@@ -11,8 +11,8 @@ A broadcast opens with the POST that is accepted (so the studio, chat and record
 its id at once) but only counts once media arrives: until then the room is not live and
 keeps its phase, and if the publisher whose POST opened it leaves without sending any
 (ICE or DTLS failed, it never connected) the broadcast is discarded, the room stays in
-its previous phase (never "reconnecting") and the empty recording is removed instead of
-packaged.
+its previous phase (never "reconnecting"), the empty recording is removed instead of
+packaged, and the end listeners are told with ``Broadcast.discarded`` set.
 """
 
 from __future__ import annotations

@@ -8,6 +8,7 @@ main, the cluster set had no time to live: the reader waited ``wait`` seconds fo
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import signal
 import sys
@@ -26,11 +27,10 @@ REDIS_URL = "redis://127.0.0.1:6379/0"  # every numbered database is another fil
 ROOT = Path(__file__).resolve().parents[2]
 
 CHILD = """
-import asyncio, sys
+import asyncio, logging, sys
 from core.cluster import RedisCluster
 from core.tasks import TaskOwner
 from interaction.flush_barrier import FlushBarrier
-import logging
 
 async def main(url, prefix):
     async def flush():
@@ -46,7 +46,7 @@ asyncio.run(main(sys.argv[1], sys.argv[2]))
 
 async def test_a_killed_writer_is_not_waited_for(caplog):
     prefix = f"test-flush-{secrets.token_hex(4)}"
-    tasks = TaskOwner(__import__("logging").getLogger("test"))
+    tasks = TaskOwner(logging.getLogger("test"))
     flushed: list[str] = []
 
     def barrier(name: str) -> FlushBarrier:
@@ -89,7 +89,7 @@ async def test_a_killed_writer_is_not_waited_for(caplog):
         await alive.close()
         await reader.close()
         await tasks.close()
+        for key in await reader.cluster.redis.keys(f"{prefix}:*"):  # this test's keys only
+            await reader.cluster.redis.delete(key)
         for barrier_ in (reader, alive):
-            for key in await barrier_.cluster.redis.keys(f"{prefix}:*"):
-                await barrier_.cluster.redis.delete(key)
             await barrier_.cluster.close()
