@@ -4,12 +4,13 @@ Each interaction process writes its danmaku rows behind (``WriteBehind``), so a 
 accepted on another process in its last write interval is not in the database yet. A
 reader that must see every acknowledged row (an export, a moderator's delete, a privacy
 erase) calls ``flush_all``: it publishes a flush request on the cluster channel
-``danmaku-flush``, writes its own queue, and waits until every other process listed in
-the cluster's ordered set ``danmaku:writers`` has written its queue and answered. A
-process adds itself to that set at start (and again on each request it answers) and
-removes itself at close; one that does not answer within ``wait`` seconds (killed, so
-its queue is lost anyway) is removed from the set, with a warning, and the reader goes
-on. Nothing here wakes while no one reads: no timers.
+``danmaku-flush``, writes its own queue, and waits until every other process listed
+under ``danmaku:writer:<process>`` has written its queue and answered. Each process keeps
+its own key alive while it runs (written at start, renewed every ``ttl / 3`` seconds and
+on each request it answers, with a time to live of ``ttl``) and deletes it at close, so a
+process killed without closing (kill -9, its queue lost anyway) is no longer listed, nor
+waited for, ``ttl`` seconds later. One listed that does not answer within ``wait``
+seconds is dropped, with a warning, and the reader goes on.
 
 Messages, one field a line: ``flush, requester, request id`` and ``done, requester,
 request id, responder, ok|error``. Without a shared cluster (one process) ``flush_all``
@@ -30,8 +31,9 @@ __all__ = ["FlushBarrier"]
 
 log = logging.getLogger("stagepass.interaction")
 
-WRITERS = "danmaku:writers"  #: the ordered set of the processes that write danmaku behind
+WRITERS = "danmaku:writer:"  #: key prefix: one key per process that writes danmaku behind
 WAIT = 3.0  #: seconds to wait for the other processes' answers
+TTL = 15.0  #: seconds a process stays listed after its last renewal (a killed one, then gone)
 
 
 class _Request:
@@ -47,30 +49,54 @@ class _Request:
 
 class FlushBarrier:
     def __init__(self, cluster: Cluster, flush: Callable[[], Awaitable[None]], tasks: TaskOwner,
-                 channel: str = "danmaku-flush", wait: float = WAIT) -> None:
+                 channel: str = "danmaku-flush", wait: float = WAIT, ttl: float = TTL) -> None:
         """``flush``: writes this process's queue now."""
         self.cluster = cluster
         self.channel = channel
         self.wait = wait
+        self.ttl = ttl
         self.process = secrets.token_hex(6)
         self._flush = flush
         self._tasks = tasks
         self._requests: dict[str, _Request] = {}
         self._subscription: Optional[Subscription] = None
+        self._renewal: Optional[asyncio.Task] = None
         self.answered = 0  #: other processes' requests this process has answered
 
     async def start(self) -> None:
         if self.cluster.shared and self._subscription is None:
             self._subscription = await self.cluster.subscribe(self.channel, self._received)
-            await self.cluster.ordered_add(WRITERS, self.process, keep_place=True)
+            await self._enlist()
+            self._renewal = self._tasks.spawn(self._renew(), name=f"danmaku-writer-{self.process}")
+
+    async def _enlist(self) -> None:
+        """List this process among the writers for ``ttl`` seconds more."""
+        await self.cluster.set(WRITERS + self.process, "1", ttl=self.ttl)
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl / 3)
+            try:
+                await self._enlist()
+            except Exception as exc:  # the store is down: the next renewal tries again
+                log.warning("danmaku writer %s: renewing its listing failed (%s: %s)",
+                            self.process, type(exc).__name__, exc)
+
+    async def writers(self) -> set[str]:
+        """The processes listed as writing danmaku behind (this one included)."""
+        return {key[len(WRITERS):] for key in await self.cluster.keys(WRITERS)}
 
     async def close(self) -> None:
+        if self._renewal is not None:
+            self._renewal.cancel()
+            await asyncio.gather(self._renewal, return_exceptions=True)
+            self._renewal = None
         if self._subscription is not None:
             await self._subscription.close()
             self._subscription = None
             try:
-                await self.cluster.ordered_remove(WRITERS, self.process)
-            except Exception as exc:  # the others will drop it after one unanswered request
+                await self.cluster.delete(WRITERS + self.process)
+            except Exception as exc:  # its listing expires after ``ttl``
                 log.warning("leaving the danmaku writers failed (%s: %s)", type(exc).__name__, exc)
 
     async def flush_all(self) -> None:
@@ -79,7 +105,7 @@ class FlushBarrier:
         if self._subscription is None:
             await self._flush()
             return
-        others = set(await self.cluster.ordered_members(WRITERS)) - {self.process}
+        others = await self.writers() - {self.process}
         request_id = secrets.token_hex(6)
         request = self._requests[request_id] = _Request(others)
         try:
@@ -93,7 +119,7 @@ class FlushBarrier:
                 log.warning("danmaku flush: %d process(es) did not answer within %.1f s (%s); dropped "
                             "from the writers", len(silent), self.wait, ", ".join(silent))
                 for process in silent:
-                    await self.cluster.ordered_remove(WRITERS, process)
+                    await self.cluster.delete(WRITERS + process)
             if request.failed:
                 log.warning("danmaku flush: writing the queue failed on %s; their newest rows may be "
                             "missing until their next write", ", ".join(request.failed))
@@ -127,7 +153,7 @@ class FlushBarrier:
             log.error("danmaku flush asked by process %s: writing this process's queue failed (%s: %s)",
                       requester, type(exc).__name__, exc)
         try:
-            await self.cluster.ordered_add(WRITERS, self.process, keep_place=True)  # back if dropped
+            await self._enlist()  # back if dropped
             await self.cluster.publish(self.channel, f"done\n{requester}\n{request_id}\n{self.process}\n{outcome}")
         except Exception as exc:
             log.error("danmaku flush asked by process %s: answering failed (%s: %s)",

@@ -322,8 +322,9 @@ class QuestionService:
 
     async def broadcast_ended(self, room: MediaRoom, broadcast: Broadcast) -> None:
         """``RoomRegistry.broadcast_ended`` listener: refund every paid question of the room
-        still open (asked during the broadcast or before it started) and tell the room."""
-        if not self.refund_unanswered or self.server.paywall is None:
+        still open (asked during the broadcast or before it started) and tell the room. A
+        discarded broadcast (no media ever came) was no class: its questions wait for the next."""
+        if broadcast.discarded or not self.refund_unanswered or self.server.paywall is None:
             return
         catalog_room = await self.server.paywall.catalog.get(room.name)
         if catalog_room is None:  # an open room of STAGEPASS_ROOMS: no paid questions

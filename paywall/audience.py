@@ -293,11 +293,13 @@ class AudienceSampler:
             return stored
 
     async def broadcast_ended(self, room: Any, broadcast: Any, now: Optional[float] = None) -> None:
-        """``RoomRegistry.broadcast_ended`` listener: the last sample, then peak/avg."""
+        """``RoomRegistry.broadcast_ended`` listener: the last sample, then peak/avg. A
+        discarded broadcast (no media ever came) is recorded only if it was sampled."""
         final = Sample(room.name, broadcast.id, broadcast.started_at,
                        broadcast.t_ms(time.time() if now is None else now), self.count(room))
         async with self._lock:
-            self._open.pop(broadcast.id, None)
+            if self._open.pop(broadcast.id, None) is None and getattr(broadcast, "discarded", False):
+                return
             try:
                 session = await self.audience.end(final, self.node)
             except Exception:

@@ -224,6 +224,8 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
         jobs.listeners.append(replay_ready)
 
         async def package_ended(room, broadcast) -> None:
+            if broadcast.discarded:  # its empty recording was removed
+                return
             directory = recording_dir(settings.server.data_dir, room.name, broadcast.id)
             if (directory / MANIFEST_NAME).exists():
                 jobs.enqueue(directory)

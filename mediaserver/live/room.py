@@ -11,8 +11,8 @@ A broadcast opens with the POST that is accepted (so the studio, chat and record
 its id at once) but only counts once media arrives: until then the room is not live and
 keeps its phase, and if the publisher whose POST opened it leaves without sending any
 (ICE or DTLS failed, it never connected) the broadcast is discarded, the room stays in
-its previous phase (never "reconnecting") and the empty recording is removed instead of
-packaged.
+its previous phase (never "reconnecting"), the empty recording is removed instead of
+packaged, and the end listeners are told with ``Broadcast.discarded`` set.
 """
 
 from __future__ import annotations
@@ -78,6 +78,10 @@ class Broadcast:
 
     id: str = field(default_factory=lambda: secrets.token_hex(8))
     started_at: float = field(default_factory=time.time)
+    #: its publisher left without sending media: there was no broadcast. End listeners are
+    #: told with this set, so they undo what its start did (clocks, the room's claim) and
+    #: skip what only a real broadcast has (refunds, audience figures, packaging).
+    discarded: bool = False
 
     def t_ms(self, now: Optional[float] = None) -> int:
         return max(0, int(((time.time() if now is None else now) - self.started_at) * 1000))
@@ -339,6 +343,9 @@ class Room:
                 await asyncio.to_thread(shutil.rmtree, recorder.directory, True)
             except Exception:
                 self.log.exception("removing the empty recording failed")
+        if broadcast is not None:  # its start listeners were told at the POST
+            broadcast.discarded = True
+            await self._tell(self.broadcast_ended, broadcast, "broadcast-end")
 
     def _start_recorder(self, broadcast: Broadcast, codecs: dict[str, str]) -> None:
         """Record the broadcast (unless recordings are off); the live path never waits

@@ -126,6 +126,7 @@ class WorkerRoom:
         self.subscribers: dict[str, WorkerSession] = {}
         self.broadcast: Optional[Broadcast] = None
         self.ended_broadcast: Optional[Broadcast] = None
+        self._ended_before: Optional[Broadcast] = None  #: ended_broadcast when the current one started
         self.broadcast_started: list[Listener] = rooms.broadcast_started
         self.broadcast_ended: list[Listener] = rooms.broadcast_ended
         self.snapshots: dict[int, dict] = {}  #: worker -> its latest snapshot of this room
@@ -314,13 +315,19 @@ class WorkerRoom:
         """A broadcast opened on ``worker`` (told while its publish request is answered):
         that worker hosts the room from now on."""
         self.host = worker
+        if self.broadcast is None:
+            self._ended_before = self.ended_broadcast
         self.broadcast, self.ended_broadcast = broadcast, None
         await self._tell(self.broadcast_started, broadcast, "broadcast-start")
 
-    async def ended(self, worker: int, broadcast_id: str) -> None:
+    async def ended(self, worker: int, broadcast_id: str, discarded: bool = False) -> None:
+        """The broadcast ended on ``worker``; ``discarded``: its publisher left without
+        sending media, so the room goes back to the broadcast that ended before it."""
         if worker != self.host or self.broadcast is None or self.broadcast.id != broadcast_id:
             return
-        ended, self.broadcast, self.ended_broadcast = self.broadcast, None, self.broadcast
+        ended, self.broadcast = self.broadcast, None
+        ended.discarded = discarded
+        self.ended_broadcast = self._ended_before if discarded else ended
         if self.publisher is None:
             self.host = None  # the next broadcast may start on any worker
         await self._tell(self.broadcast_ended, ended, "broadcast-end")
@@ -449,7 +456,7 @@ class WorkerRooms:
         elif name == "broadcast_started":
             await room.started(worker, Broadcast(id=data["id"], started_at=data["started_at"]))
         elif name == "broadcast_ended":
-            await room.ended(worker, data["id"])
+            await room.ended(worker, data["id"], discarded=bool(data.get("discarded")))
         elif name == "pipe_idle":
             self.tasks.spawn(self.links.idle(worker, room.name, data["channel"]), name=f"pipe-idle-{room.name}")
         elif name == "pull_closed":

@@ -119,7 +119,8 @@ class MediaWorker:
             future.set_result(sock)
 
     async def _broadcast(self, event: str, room: Room, broadcast: Broadcast) -> None:
-        self.channel.emit(event, room=room.name, id=broadcast.id, started_at=broadcast.started_at)  # type: ignore[union-attr]
+        self.channel.emit(event, room=room.name, id=broadcast.id,  # type: ignore[union-attr]
+                          started_at=broadcast.started_at, discarded=broadcast.discarded)
 
     # ------------------------------------------------------------ requests
     async def handle(self, op: str, args: dict) -> Optional[dict]:

@@ -11,6 +11,8 @@ import aiohttp
 import pytest
 from aiortc import RTCPeerConnection, RTCSessionDescription
 
+from core.cluster.local import LocalCluster
+from interaction.live_clock import BroadcastClocks, publish_clocks
 from signalling.whip import ROOMS
 from tests.support.live_server import KEY
 from tests.support.waiting import wait_for
@@ -108,6 +110,45 @@ async def test_a_publisher_that_never_connects_leaves_no_broadcast(server, setti
         await publisher.close()  # no DELETE: the creator's network dropped
     await wait_for(lambda: room.publisher is None, timeout=20)
     assert room.phase == "reconnecting" and room.broadcast.id == broadcast
+
+
+async def test_a_discarded_broadcast_ends_for_its_listeners(server, settings):
+    """Start listeners were told at the POST: end listeners hear of the discard, so the
+    chat's live clock (what interaction workers stamp danmaku with) is not left live."""
+    base, app = server
+    settings.media.connect_timeout = 1.0
+    rooms = app[ROOMS]
+    heard: list[tuple] = []
+
+    async def started(room, broadcast) -> None:
+        heard.append(("start", broadcast.id))
+
+    async def ended(room, broadcast) -> None:
+        heard.append(("end", broadcast.id, broadcast.discarded))
+
+    rooms.broadcast_started.append(started)
+    rooms.broadcast_ended.append(ended)
+    cluster = LocalCluster()
+    publish_clocks(cluster, rooms, "node-1")
+    clocks = BroadcastClocks(cluster, "node-1")
+    await clocks.start()
+    try:
+        pc = RTCPeerConnection()
+        pc.addTransceiver("video", direction="sendonly")
+        await pc.setLocalDescription(await pc.createOffer())
+        offer = pc.localDescription.sdp
+        await pc.close()  # ICE never connects
+        status, _, _ = await post(base, "/whip/demo", offer, token=KEY)
+        assert status == 201
+        broadcast = rooms.get("demo").broadcast.id
+        await wait_for(lambda: clocks.get("demo") is not None, timeout=5)
+        assert clocks.get("demo").broadcast.id == broadcast
+        await wait_for(lambda: len(heard) == 2, timeout=15)
+        assert heard == [("start", broadcast), ("end", broadcast, True)]
+        await wait_for(lambda: clocks.get("demo") is None, timeout=5)  # the chat is not live
+        assert rooms.get("demo").phase == "idle"
+    finally:
+        await clocks.close()
 
 
 async def test_a_failed_dtls_handshake_is_logged_with_its_cause(server, caplog):

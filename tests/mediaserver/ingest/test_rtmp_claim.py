@@ -59,6 +59,9 @@ async def test_an_encoder_is_refused_when_another_node_claims_the_room_first(aio
             # (with workers: not "reconnecting", which would put it on the air and the node's
             # heartbeat would claim it for this node)
             await wait_for(lambda: room is None or (room.publisher is None and room.phase == "idle"), timeout=10)
+            # and the node's listeners heard of the discard: the control plane keeps no broadcast
+            await wait_for(lambda: room is None or (room.broadcast is None and room.ended_broadcast is None),
+                           timeout=10)
             assert app[ROOMS].on_air() == []
             assert await edges.registry.host_of("demo") == "other-node"  # its claim stands
         finally:

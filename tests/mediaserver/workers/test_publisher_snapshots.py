@@ -103,3 +103,26 @@ async def test_a_broadcast_discarded_in_the_worker_is_not_reconnecting():
     assert room.publisher is None and not room.live
     assert room.phase == "idle" and rooms.on_air() == []
     await rooms.tasks.close()
+
+
+async def test_a_broadcast_discarded_in_the_worker_ends_for_the_listeners():
+    """The worker tells of the discard (``broadcast_ended`` with ``discarded``): the node's
+    listeners hear the end of the broadcast they heard start, and the room goes back to
+    the broadcast that ended before it (none here: "idle", not "ended")."""
+    rooms = one_worker()
+    heard: list[tuple] = []
+
+    async def ended(room, broadcast) -> None:
+        heard.append((room.name, broadcast.id, broadcast.discarded))
+
+    rooms.broadcast_ended.append(ended)
+    room = rooms.open("r")
+    first, _ = await room.publish("v=0", {})
+    assert room.broadcast.id == "b1"
+    await rooms._event(0, "closed", {"room": "r", "session": first.id})
+    await rooms._event(0, "broadcast_ended", {"room": "r", "id": "b1", "started_at": 0.0, "discarded": True})
+    assert heard == [("r", "b1", True)]
+    assert room.broadcast is None and room.ended_broadcast is None
+    await rooms._event(0, "snapshot", {"rooms": {"r": {"publisher": None, "live": False, "phase": "idle"}}})
+    assert room.phase == "idle" and room.stats()["ended_broadcast"] is None
+    await rooms.tasks.close()
