@@ -57,24 +57,22 @@ class UserBuckets:
     def take(self, client: Any, n: int = 1) -> bool:
         """Take ``n`` tokens (n <= burst) if there are that many; False changes nothing."""
         now = time.monotonic()
-        key = (client.room, client.user_id)
-        bucket = self._buckets.get(key)
-        if bucket is None:
-            if len(self._buckets) >= self.SWEEP_AT:
-                self._sweep(now)
-            bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
-        return bucket.take(now, n)
+        return self._bucket(client, now).take(now, n)
 
     def spend(self, client: Any, n: int = 1) -> None:
         """Spend ``n`` tokens the user used on another process (``TokenBucket.spend``)."""
         now = time.monotonic()
+        self._bucket(client, now).spend(now, n)
+
+    def _bucket(self, client: Any, now: float) -> TokenBucket:
+        """The user's bucket in the client's room, a full one if it had none."""
         key = (client.room, client.user_id)
         bucket = self._buckets.get(key)
         if bucket is None:
             if len(self._buckets) >= self.SWEEP_AT:
                 self._sweep(now)
             bucket = self._buckets[key] = TokenBucket(self.rate, self.burst)
-        bucket.spend(now, n)
+        return bucket
 
     def forget(self, client: Any) -> None:
         """Drop the user's bucket if it is full again (on disconnect)."""
