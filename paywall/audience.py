@@ -270,15 +270,18 @@ class AudienceSampler:
                 log.exception("audience: a sampling round failed; the next one goes on")
 
     def _snapshot(self, now: float) -> list[Sample]:
+        """A sample of each room whose broadcast is confirmed (its first media came): one
+        still waiting for it may be discarded, and then there was no broadcast to log."""
         return [
             Sample(room.name, room.broadcast.id, room.broadcast.started_at,
                    room.broadcast.t_ms(now), self.count(room))
-            for room in list(self.rooms) if room.broadcast is not None
+            for room in list(self.rooms) if room.broadcast is not None and room.broadcast.confirmed
         ]
 
     async def sample_once(self, now: Optional[float] = None) -> int:
-        """One round: a sample of every room with a broadcast. Errors are logged with the
-        rooms' names and the next round goes on. Returns how many samples were stored."""
+        """One round: a sample of every room with a confirmed broadcast (its first media
+        came). Errors are logged with the rooms' names and the next round goes on.
+        Returns how many samples were stored."""
         async with self._lock:
             samples = self._snapshot(time.time() if now is None else now)
             try:

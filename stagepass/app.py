@@ -141,9 +141,11 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             notifications.start(settings.notifications.reminder_check_seconds)
 
             async def went_live(room, broadcast) -> None:
+                """Followers hear of a broadcast once its first media arrived: one whose
+                publisher never connected is discarded and was never live."""
                 notifications.tasks.spawn(notifications.room_live(room.name, broadcast.id), name=f"notify-live-{room.name}")
 
-            rooms.broadcast_started.append(went_live)
+            rooms.broadcast_confirmed.append(went_live)
 
             async def taken_down(name: str) -> None:
                 """A room taken down ends its live broadcast on this node."""
@@ -156,7 +158,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             paywall.trust.on_takedown = taken_down
             app[NOTIFICATIONS] = notifications
             yield
-            rooms.broadcast_started.remove(went_live)
+            rooms.broadcast_confirmed.remove(went_live)
             await audience.close()
             await interaction.close()
             await insight.close()

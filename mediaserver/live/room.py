@@ -12,20 +12,20 @@ its id at once) but only counts once media arrives: until then the room is not l
 keeps its phase, and if the publisher whose POST opened it leaves without sending any
 (ICE or DTLS failed, it never connected) the broadcast is discarded, the room stays in
 its previous phase (never "reconnecting"), the empty recording is removed instead of
-packaged, and the end listeners are told with ``Broadcast.discarded`` set.
+packaged, and the end listeners are told with ``Broadcast.discarded`` set. Its first
+media confirms it: the ``broadcast_confirmed`` listeners are told then, once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import secrets
 import shutil
-import time
-from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Optional, TypeVar
+from typing import Callable, Optional, TypeVar
 
 from core.settings import Settings
+from mediaserver.live.broadcast import Broadcast, BroadcastListener, tell
 from mediaserver.live.errors import RoomBusy
+from mediaserver.live.overview import LiveObserver, room_overview
 from mediaserver.sfu.fanout import Fanout
 from core.logs import context_logger
 from mediaserver.live.edge_source import EdgeSource, Exchange
@@ -43,48 +43,8 @@ __all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry", "room_overview"]
 
 S = TypeVar("S", bound=LivePublisher)
 
-
-def room_overview(room: Any) -> dict:
-    """The first fields of a room's ``stats()``, the same for a ``Room`` and for a room
-    whose media are in worker processes (``mediaserver.workers.remote.WorkerRoom``)."""
-    return {
-        "room": room.name,
-        "live": room.live,
-        "phase": room.phase,
-        "ended_broadcast": room.ended_broadcast.id if room.ended_broadcast else None,
-        "broadcast": {"id": room.broadcast.id, "t_ms": room.broadcast.t_ms()} if room.broadcast else None,
-        "viewers": room.viewer_count(),
-        "relays": len(room.subscribers) - room.viewer_count(),
-        "origin": room.origin,
-        "codecs": dict(room.publisher.codecs) if room.publisher else {},
-    }
-
-
-class LiveObserver:
-    """What the live domain reports as it happens; metrics subclass it. No-ops here."""
-
-    def viewer_first_media(self, seconds: float) -> None:
-        """A viewer got its first media packet ``seconds`` after its WHEP POST."""
-
-    def peer_failed(self, role: str, stage: str, cause: str) -> None:
-        """A publisher's or viewer's connection failed (``stage``: ice, dtls, consent, connect)."""
-
-
-@dataclass
-class Broadcast:
-    """One live session of a room: from the first publisher to the creator's explicit end
-    (WHIP DELETE). A publisher that drops and returns stays in the same broadcast.
-    ``t_ms`` is the media clock that danmaku, questions and recordings share."""
-
-    id: str = field(default_factory=lambda: secrets.token_hex(8))
-    started_at: float = field(default_factory=time.time)
-    #: its publisher left without sending media: there was no broadcast. End listeners are
-    #: told with this set, so they undo what its start did (clocks, the room's claim) and
-    #: skip what only a real broadcast has (refunds, audience figures, packaging).
-    discarded: bool = False
-
-    def t_ms(self, now: Optional[float] = None) -> int:
-        return max(0, int(((time.time() if now is None else now) - self.started_at) * 1000))
+#: how often an unconfirmed broadcast's publisher is looked at for its first media
+FIRST_MEDIA_POLL_SECONDS = 0.05
 
 
 class Room:
@@ -108,9 +68,11 @@ class Room:
         self.recorder: Optional[Recorder] = None  #: the current broadcast's recording
         #: the last broadcast that ended, until a new one starts ("ended" phase)
         self.ended_broadcast: Optional[Broadcast] = None
-        #: called with (room, broadcast) when a broadcast ends (paid-question refunds...)
-        self.broadcast_ended: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
-        self.broadcast_started: list[Callable[["Room", Broadcast], Awaitable[None]]] = []
+        #: called with (room, broadcast) when a broadcast opens (its POST), is confirmed (its
+        #: first media: "live now"), ends (paid-question refunds...)
+        self.broadcast_started: list[BroadcastListener] = []
+        self.broadcast_confirmed: list[BroadcastListener] = []
+        self.broadcast_ended: list[BroadcastListener] = []
         #: (publisher, ended_broadcast before it) while the broadcast that publisher's POST
         #: opened has seen no media: discarded if it leaves without sending any
         self._unconfirmed: Optional[tuple[LivePublisher, Optional[Broadcast]]] = None
@@ -211,6 +173,7 @@ class Room:
             self.log.info("broadcast %s started", self.broadcast.id)
             self._start_recorder(self.broadcast, publisher.codecs)
             started = self.broadcast
+            self.tasks.spawn(self._confirm_on_first_media(started), name=f"confirm-{started.id}")
         elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
             self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
         publisher.attach()
@@ -309,6 +272,7 @@ class Room:
         ended, self.broadcast = self.broadcast, None
         if ended is None:
             return
+        self._unconfirmed = None  # its publisher leaving now does not undo this end
         self.ended_broadcast = ended
         self.log.info("broadcast %s ended after %d s", ended.id, ended.t_ms() // 1000)
         await self._stop_recorder("broadcast_end")
@@ -316,19 +280,34 @@ class Room:
             fanout.release()
         await self._tell(self.broadcast_ended, ended, "broadcast-end")
 
-    async def _tell(self, listeners: list[Callable[["Room", Broadcast], Awaitable[None]]], broadcast: Broadcast,
-                    what: str) -> None:
-        for listener in listeners:
-            try:
-                await listener(self, broadcast)
-            except Exception:
-                self.log.exception("%s listener failed", what)
+    async def _tell(self, listeners: list[BroadcastListener], broadcast: Broadcast, what: str) -> None:
+        await tell(listeners, self, broadcast, what, self.log)
+
+    async def _confirm_on_first_media(self, broadcast: Broadcast) -> None:
+        """Confirm ``broadcast`` when its publisher's first media arrives (whichever
+        publisher holds the room by then); gives up once it is no longer the room's."""
+        while self.broadcast is broadcast and not broadcast.confirmed:
+            unconfirmed = self._unconfirmed
+            if unconfirmed is not None and unconfirmed[0].last_media() is not None:
+                await self._confirm(broadcast)
+                return
+            await asyncio.sleep(FIRST_MEDIA_POLL_SECONDS)
+
+    async def _confirm(self, broadcast: Broadcast) -> None:
+        if broadcast.confirmed:
+            return
+        broadcast.confirmed = True
+        self._unconfirmed = None
+        self.log.info("broadcast %s confirmed: its first media arrived", broadcast.id)
+        await self._tell(self.broadcast_confirmed, broadcast, "broadcast-confirm")
 
     async def _discard_unconfirmed(self, publisher: LivePublisher) -> None:
         """The publisher whose POST opened the broadcast left without ever sending media
         (ICE or DTLS failed, or it never connected): there was no broadcast. The room goes
         back to what it was, and the empty recording is removed, not packaged."""
-        if publisher.last_media() is not None:
+        if publisher.last_media() is not None:  # it left before its media was looked at
+            if self.broadcast is not None:
+                await self._confirm(self.broadcast)
             self._unconfirmed = None
             return
         broadcast, (_, self.ended_broadcast) = self.broadcast, self._unconfirmed
@@ -443,9 +422,10 @@ class RoomRegistry:
         self._rooms: dict[str, Room] = {}
         #: this process's shared UDP port for peer connections (``start``); None: one per peer
         self.udp_mux: Optional[UdpMux] = None
-        #: listeners every room calls when one of its broadcasts starts or ends
-        self.broadcast_started: list[Callable[[Room, Broadcast], Awaitable[None]]] = []
-        self.broadcast_ended: list[Callable[[Room, Broadcast], Awaitable[None]]] = []
+        #: listeners every room calls when one of its broadcasts starts, is confirmed or ends
+        self.broadcast_started: list[BroadcastListener] = []
+        self.broadcast_confirmed: list[BroadcastListener] = []
+        self.broadcast_ended: list[BroadcastListener] = []
 
     def get(self, name: str) -> Optional[Room]:
         return self._rooms.get(name)
@@ -457,6 +437,7 @@ class RoomRegistry:
             room.udp_mux = self.udp_mux
             room.broadcast_ended = self.broadcast_ended
             room.broadcast_started = self.broadcast_started
+            room.broadcast_confirmed = self.broadcast_confirmed
         return room
 
     def __iter__(self):

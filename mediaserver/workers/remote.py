@@ -1,8 +1,9 @@
 """The control plane's view of rooms whose media runs in worker processes.
 
 ``WorkerRooms`` stands where a ``RoomRegistry`` stands in a single process, with the same
-vocabulary (``open``, ``get``, ``on_air``, ``audience``, ``broadcast_started/ended``
-listeners), so the signalling, paywall and interaction edges do not know where media runs.
+vocabulary (``open``, ``get``, ``on_air``, ``audience``, ``broadcast_started/confirmed/ended``
+listeners, told as a worker's ``Room`` tells them), so the signalling, paywall and
+interaction edges do not know where media runs.
 A ``WorkerRoom`` places sessions and keeps what the control plane must know at once (its
 sessions, its broadcast); the rest (live, phase, recording, counters) comes from the
 workers' snapshots, every half second. A snapshot names the publisher it describes and
@@ -37,17 +38,19 @@ import itertools
 from collections import OrderedDict
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Iterator, Optional
 
 from core.logs import context_logger
 from core.settings import Settings
 from core.tasks import TaskOwner
 from mediaserver.live.edge_source import Exchange
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
-from mediaserver.live.room import Broadcast, LiveObserver, Room, room_overview
+from mediaserver.live.broadcast import Broadcast, BroadcastListener as Listener, tell
+from mediaserver.live.room import LiveObserver, Room, room_overview
 from mediaserver.workers.channel import RemoteError, WorkerGone
 from mediaserver.workers.links import Links
 from mediaserver.workers.pulls import Pulls, WorkerPull
+from mediaserver.workers.room_counters import FanoutTotals, Keyframes, Recording
 from mediaserver.workers.sessions import WorkerSession
 from mediaserver.workers.supervisor import WorkerPool
 
@@ -65,48 +68,8 @@ _ERRORS: dict[str, type[Exception]] = {
     "RoomBusy": RoomBusy, "CodecMismatch": CodecMismatch, "NegotiationFailed": NegotiationFailed,
 }
 
-Listener = Callable[[Any, Broadcast], Awaitable[None]]
-
-
 def _domain_error(exc: RemoteError) -> Exception:
     return _ERRORS.get(exc.type, RuntimeError)(str(exc))
-
-
-class _Recording:
-    """What the control plane knows of a room's recording in its host worker."""
-
-    def __init__(self, broadcast: Broadcast, state: dict) -> None:
-        self.broadcast = broadcast
-        self._state = state
-
-    def state(self) -> dict:
-        return self._state
-
-
-class _Keyframes:
-    """The keyframe requests of a room's video in its host worker (a ``KeyframeRequester``'s counts)."""
-
-    def __init__(self, requested: int, sent: int) -> None:
-        self.requested = requested
-        self.sent = sent
-
-
-class _FanoutTotals:
-    """One kind's counters over the workers (``stats`` as a ``FanoutStats``'s; for video,
-    ``keyframes`` as the host's ``KeyframeRequester``)."""
-
-    def __init__(self) -> None:
-        self.stats = self
-        self.keyframes: Optional[_Keyframes] = None
-        self.packets_in = self.packets_out = self.dropped = self.retransmitted = self.send_errors = 0
-
-    def add(self, counters: dict, from_host: bool) -> None:
-        if from_host:
-            self.packets_in += counters.get("packets_in", 0)
-        self.packets_out += counters.get("packets_out", 0)
-        self.dropped += counters.get("dropped", 0)
-        self.retransmitted += counters.get("retransmitted", 0)
-        self.send_errors += counters.get("send_errors", 0)
 
 
 class WorkerRoom:
@@ -128,6 +91,7 @@ class WorkerRoom:
         self.ended_broadcast: Optional[Broadcast] = None
         self._ended_before: Optional[Broadcast] = None  #: ended_broadcast when the current one started
         self.broadcast_started: list[Listener] = rooms.broadcast_started
+        self.broadcast_confirmed: list[Listener] = rooms.broadcast_confirmed
         self.broadcast_ended: list[Listener] = rooms.broadcast_ended
         self.snapshots: dict[int, dict] = {}  #: worker -> its latest snapshot of this room
         # what the metrics read of an in-process room (``fanouts`` from the snapshots)
@@ -179,19 +143,19 @@ class WorkerRoom:
         return "ended" if self.ended_broadcast is not None else "idle"
 
     @property
-    def fanouts(self) -> dict[str, "_FanoutTotals"]:
+    def fanouts(self) -> dict[str, "FanoutTotals"]:
         """Per kind, the workers' fanout counters as ``/metrics`` reads a ``Fanout``'s: packets
         in from the host (a relay's come through the pipe), the rest summed over workers."""
-        totals: dict[str, _FanoutTotals] = {}
+        totals: dict[str, FanoutTotals] = {}
         for worker, snapshot in self.snapshots.items():
             for kind, counters in snapshot.get("fanouts", {}).items():
-                total = totals.setdefault(kind, _FanoutTotals())
+                total = totals.setdefault(kind, FanoutTotals())
                 total.add(counters, from_host=worker == self.host)
         keyframes = self._host_snapshot.get("keyframes")
         if keyframes is not None and "video" in totals:
             # the host's: a relaying worker's requests that pass its rate limit come up the
             # pipe and are counted there again; ``sent`` is the PLIs the publisher got
-            totals["video"].keyframes = _Keyframes(keyframes["requested"], keyframes["sent"])
+            totals["video"].keyframes = Keyframes(keyframes["requested"], keyframes["sent"])
         return totals
 
     @property
@@ -199,11 +163,11 @@ class WorkerRoom:
         return {sid: r for snap in self.snapshots.values() for sid, r in snap.get("renditions", {}).items()}
 
     @property
-    def recorder(self) -> Optional[_Recording]:
+    def recorder(self) -> Optional[Recording]:
         state = self._host_snapshot.get("recording")
         if state is None or self.broadcast is None:
             return None
-        return _Recording(self.broadcast, state)
+        return Recording(self.broadcast, state)
 
     def viewer_count(self) -> int:
         """Viewers watching here, not counting other nodes' pulls from this one."""
@@ -305,11 +269,7 @@ class WorkerRoom:
                 self.log.warning("ending the broadcast on worker %d: %s", self.host, exc)
 
     async def _tell(self, listeners: list[Listener], broadcast: Broadcast, what: str) -> None:
-        for listener in list(listeners):
-            try:
-                await listener(self, broadcast)
-            except Exception:
-                self.log.exception("%s listener failed", what)
+        await tell(listeners, self, broadcast, what, self.log)
 
     async def started(self, worker: int, broadcast: Broadcast) -> None:
         """A broadcast opened on ``worker`` (told while its publish request is answered):
@@ -319,6 +279,14 @@ class WorkerRoom:
             self._ended_before = self.ended_broadcast
         self.broadcast, self.ended_broadcast = broadcast, None
         await self._tell(self.broadcast_started, broadcast, "broadcast-start")
+
+    async def confirmed(self, worker: int, broadcast_id: str) -> None:
+        """The first media of the broadcast open on ``worker`` arrived (``Room``: told once)."""
+        broadcast = self.broadcast
+        if worker != self.host or broadcast is None or broadcast.id != broadcast_id or broadcast.confirmed:
+            return
+        broadcast.confirmed = True
+        await self._tell(self.broadcast_confirmed, broadcast, "broadcast-confirm")
 
     async def ended(self, worker: int, broadcast_id: str, discarded: bool = False) -> None:
         """The broadcast ended on ``worker``; ``discarded``: its publisher left without
@@ -365,6 +333,7 @@ class WorkerRooms:
         self.observer = observer or LiveObserver()
         self._rooms: dict[str, WorkerRoom] = {}
         self.broadcast_started: list[Listener] = []
+        self.broadcast_confirmed: list[Listener] = []
         self.broadcast_ended: list[Listener] = []
         self.pool = WorkerPool(settings, count, self._event, self._worker_gone, self._request)
         self.links = Links(self.pool, self.get)
@@ -455,6 +424,8 @@ class WorkerRooms:
                     self._closed_early.popitem(last=False)
         elif name == "broadcast_started":
             await room.started(worker, Broadcast(id=data["id"], started_at=data["started_at"]))
+        elif name == "broadcast_confirmed":
+            await room.confirmed(worker, data["id"])
         elif name == "broadcast_ended":
             await room.ended(worker, data["id"], discarded=bool(data.get("discarded")))
         elif name == "pipe_idle":

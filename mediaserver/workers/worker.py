@@ -91,6 +91,7 @@ class MediaWorker:
         await self.rooms.start(self.index)
         self.pipes = PipeSocket(socket_path(self.directory, self.index), self.log)
         self.rooms.broadcast_started.append(functools.partial(self._broadcast, "broadcast_started"))
+        self.rooms.broadcast_confirmed.append(functools.partial(self._broadcast, "broadcast_confirmed"))
         self.rooms.broadcast_ended.append(functools.partial(self._broadcast, "broadcast_ended"))
         self.metrics.start(channel.emit)
         self._snapshots = asyncio.get_running_loop().create_task(self._snapshot_loop())

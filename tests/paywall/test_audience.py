@@ -69,9 +69,9 @@ async def test_sampler_logs_catalog_rooms_and_finalizes_at_the_end(database_url)
     db, audience = await _catalog(database_url)
     try:
         t0 = time.time() - 100
-        live = Broadcast(started_at=t0)
+        live = Broadcast(confirmed=True, started_at=t0)
         maths = fake_room("maths", live)
-        config_room = fake_room("open", Broadcast(started_at=t0), viewers=7)  # STAGEPASS_ROOMS: not logged
+        config_room = fake_room("open", Broadcast(confirmed=True, started_at=t0), viewers=7)  # STAGEPASS_ROOMS: not logged
         idle = fake_room("idle", None, viewers=3)  # no broadcast: nothing to sample
         sampler = AudienceSampler(audience, [maths, config_room, idle], interval=5)
 
@@ -107,11 +107,30 @@ async def test_sampler_logs_catalog_rooms_and_finalizes_at_the_end(database_url)
         await db.close()
 
 
+async def test_a_broadcast_is_sampled_once_its_first_media_came(database_url):
+    """A broadcast whose publisher has sent no media yet may be discarded (there was no
+    broadcast): it is not sampled, so it leaves no row, until it is confirmed."""
+    db, audience = await _catalog(database_url)
+    try:
+        t0 = time.time() - 10
+        waiting = Broadcast(started_at=t0)
+        maths = fake_room("maths", waiting, viewers=2)
+        sampler = AudienceSampler(audience, [maths], interval=5)
+        assert await sampler.sample_once(now=t0 + 1) == 0
+        assert await audience.session(waiting.id) is None
+        waiting.confirmed = True
+        assert await sampler.sample_once(now=t0 + 2) == 1
+        assert (await audience.session(waiting.id))[1] == [(2000, 2)]
+        await sampler.close()
+    finally:
+        await db.close()
+
+
 async def test_a_short_broadcast_is_logged_by_its_end_alone(database_url):
     db, audience = await _catalog(database_url)
     try:
         t0 = time.time() - 3
-        short = Broadcast(started_at=t0)
+        short = Broadcast(confirmed=True, started_at=t0)
         sampler = AudienceSampler(audience, [], interval=5)
         await sampler.broadcast_ended(fake_room("maths", None, viewers=1), short, now=t0 + 3)
         session, points = await audience.session(short.id)
@@ -124,7 +143,7 @@ async def test_a_short_broadcast_is_logged_by_its_end_alone(database_url):
 async def test_errors_are_logged_with_the_rooms_and_sampling_goes_on(database_url, caplog):
     db, audience = await _catalog(database_url)
     t0 = time.time() - 10
-    maths = fake_room("maths", Broadcast(started_at=t0), viewers=2)
+    maths = fake_room("maths", Broadcast(confirmed=True, started_at=t0), viewers=2)
     sampler = AudienceSampler(audience, [maths], interval=0.05)
     await db.close()
     broken = Database("sqlite:////nonexistent/dir/x.db")  # every query fails
@@ -145,7 +164,7 @@ async def test_broadcasts_left_open_by_a_crash_are_closed_at_the_next_start(data
     db, audience = await _catalog(database_url)
     try:
         t0 = time.time() - 3600
-        crashed, recent = Broadcast(started_at=t0), Broadcast(started_at=time.time() - 20)
+        crashed, recent = Broadcast(confirmed=True, started_at=t0), Broadcast(confirmed=True, started_at=time.time() - 20)
         sampler = AudienceSampler(audience, [fake_room("maths", crashed, 3)], interval=5)
         await sampler.sample_once(now=t0 + 60)
         sampler.rooms = [fake_room("maths", recent, 1)]  # e.g. live on another node right now
@@ -168,7 +187,7 @@ async def test_a_restarted_node_ends_its_own_broadcasts_at_once_and_no_one_elses
     db, audience = await _catalog(database_url)
     try:
         started = time.time() - 30
-        mine, theirs = Broadcast(started_at=started), Broadcast(started_at=started)
+        mine, theirs = Broadcast(confirmed=True, started_at=started), Broadcast(confirmed=True, started_at=started)
         here = AudienceSampler(audience, [fake_room("maths", mine, 2)], interval=5, node="node-a")
         there = AudienceSampler(audience, [fake_room("maths", theirs, 4)], interval=5, node="node-b")
         for offset in (0, 10, 20):

@@ -1,5 +1,6 @@
 """Follow a creator, the creator page, and notifications: the in-app inbox and email through
-a real SMTP server (aiosmtpd), for a room scheduled, 15 minutes before it, live, and its replay."""
+a real SMTP server (aiosmtpd), for a room scheduled, 15 minutes before it, live (once its
+first media arrived), and its replay."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import time
 import aiohttp
 import pytest
 
+from signalling.whip import ROOMS
 from stagepass.app import create_app
 from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
 from tests.support.smtp import free_port, smtp_server
+from tests.support.waiting import wait_for
+from tests.support.whip_offers import make_offer, post
 
 pytestmark = pytest.mark.inprocess
 
@@ -194,3 +198,62 @@ async def test_followers_hear_when_a_room_goes_live_and_its_replay_is_ready(aioh
         assert await opened.delete() == 200
         await opened.close()
         assert len((await inbox_of(fan))["notifications"]) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, pytest.param(2, marks=pytest.mark.e2e)])
+async def test_followers_hear_once_of_a_broadcast_with_media_never_of_a_discarded_one(
+        aiohttp_server, tmp_path, workers):
+    """"Live now" goes out when a broadcast is confirmed (its first media arrived), not when
+    its POST is accepted: a publisher whose ICE never connects opens a broadcast that is
+    discarded, and nobody hears of a class that never happened. In one process and with
+    two media workers (the control plane hears of the first media from the host worker)."""
+    from tests.support.peers import Publisher
+
+    with smtp_server() as (smtp_url, mails):
+        port = free_port()
+        settings = paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'p.db'}", smtp_url=smtp_url,
+                                    mail_from="classes@example.org", public_url=f"http://127.0.0.1:{port}",
+                                    workers=workers, connect_timeout=1.0)
+        app = create_app(settings)
+        base = str((await aiohttp_server(app, port=port)).make_url("")).rstrip("/")
+        creator = await Api.sign_up(base, "creator")
+        fan = await Api.sign_up(base)
+        await fan.post(f"/api/creators/{creator.user['id']}/follow")
+        await paid_room(creator)
+        key = (await creator.get("/api/rooms/maths/stream-key"))[1]["stream_key"]
+        rooms = app[ROOMS]
+        ended: list[tuple] = []
+
+        async def on_end(room, broadcast) -> None:
+            ended.append((broadcast.id, broadcast.discarded))
+
+        rooms.broadcast_ended.append(on_end)
+
+        # a publisher whose ICE never connects: its POST opens a broadcast, which is discarded
+        status, _, _ = await post(base, "/whip/maths", await make_offer(kinds=("video",)), token=key)
+        assert status == 201
+        await wait_for(lambda: len(ended) == 1, timeout=15)
+        assert ended[0][1] is True  # discarded
+        await asyncio.sleep(0.5)  # what the accepted POST may have set going has had its time
+        assert (await inbox_of(fan))["notifications"] == [] and mails.messages == []
+
+        # a publisher whose media flows: followers hear of its broadcast once
+        publisher = Publisher(base)
+        assert await publisher.publish("maths", key) == 201
+        try:
+            box = await wait_inbox(fan, {"live"})
+            assert [n["text"] for n in box["notifications"]] == ["Live maths is live now"]
+            room = rooms.get("maths")
+            await wait_for(lambda: room.live, timeout=10)
+            broadcast = room.broadcast
+            assert broadcast.confirmed and broadcast.id != ended[0][0]
+            await asyncio.sleep(1.0)  # media goes on flowing: no second word of it
+        finally:
+            assert await publisher.delete() == 200
+            await publisher.close()
+        await wait_for(lambda: len(ended) == 2, timeout=10)
+        assert ended[1] == (broadcast.id, False)
+        await mails.wait_for(1)
+        assert [m["Subject"] for m in mails.to(fan.user["email"])] == ["Live maths is live now"]
+        assert len((await inbox_of(fan))["notifications"]) == 1

@@ -77,8 +77,16 @@ async def test_h264_without_packetization_mode_1_is_406(server, path, direction)
 
 
 async def test_a_publisher_that_never_connects_leaves_no_broadcast(server, settings):
+    """...and its broadcast is never confirmed; one with media is confirmed once, its
+    publisher dropping and returning in it."""
     base, app = server
     settings.media.connect_timeout = 1.0
+    confirmed: list[str] = []
+
+    async def on_confirmed(room, broadcast) -> None:
+        confirmed.append(broadcast.id)
+
+    app[ROOMS].broadcast_confirmed.append(on_confirmed)
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="sendonly")
     pc.addTransceiver("audio", direction="sendonly")
@@ -110,6 +118,17 @@ async def test_a_publisher_that_never_connects_leaves_no_broadcast(server, setti
         await publisher.close()  # no DELETE: the creator's network dropped
     await wait_for(lambda: room.publisher is None, timeout=20)
     assert room.phase == "reconnecting" and room.broadcast.id == broadcast
+    assert confirmed == [broadcast]  # the one that never connected was not
+
+    returning = Publisher(base)  # back in the same broadcast: not confirmed again
+    try:
+        assert await returning.publish("demo", KEY) == 201
+        await wait_for(lambda: room.live, timeout=10)
+        assert room.broadcast.id == broadcast
+        await asyncio.sleep(0.3)
+    finally:
+        await returning.close()
+    assert confirmed == [broadcast]
 
 
 async def test_a_discarded_broadcast_ends_for_its_listeners(server, settings):
@@ -123,10 +142,14 @@ async def test_a_discarded_broadcast_ends_for_its_listeners(server, settings):
     async def started(room, broadcast) -> None:
         heard.append(("start", broadcast.id))
 
+    async def confirmed(room, broadcast) -> None:
+        heard.append(("confirmed", broadcast.id))
+
     async def ended(room, broadcast) -> None:
         heard.append(("end", broadcast.id, broadcast.discarded))
 
     rooms.broadcast_started.append(started)
+    rooms.broadcast_confirmed.append(confirmed)
     rooms.broadcast_ended.append(ended)
     cluster = LocalCluster()
     publish_clocks(cluster, rooms, "node-1")
@@ -144,7 +167,7 @@ async def test_a_discarded_broadcast_ends_for_its_listeners(server, settings):
         await wait_for(lambda: clocks.get("demo") is not None, timeout=5)
         assert clocks.get("demo").broadcast.id == broadcast
         await wait_for(lambda: len(heard) == 2, timeout=15)
-        assert heard == [("start", broadcast), ("end", broadcast, True)]
+        assert heard == [("start", broadcast), ("end", broadcast, True)]  # never confirmed
         await wait_for(lambda: clocks.get("demo") is None, timeout=5)  # the chat is not live
         assert rooms.get("demo").phase == "idle"
     finally:

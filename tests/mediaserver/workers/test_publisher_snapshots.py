@@ -126,3 +126,25 @@ async def test_a_broadcast_discarded_in_the_worker_ends_for_the_listeners():
     await rooms._event(0, "snapshot", {"rooms": {"r": {"publisher": None, "live": False, "phase": "idle"}}})
     assert room.phase == "idle" and room.stats()["ended_broadcast"] is None
     await rooms.tasks.close()
+
+
+async def test_the_first_media_in_the_worker_confirms_the_broadcast_once():
+    """The worker tells of its broadcast's first media (``broadcast_confirmed``): the node's
+    listeners hear it once, and not for another worker's or another broadcast's word."""
+    rooms = one_worker()
+    heard: list[tuple] = []
+
+    async def confirmed(room, broadcast) -> None:
+        heard.append((room.name, broadcast.id))
+
+    rooms.broadcast_confirmed.append(confirmed)
+    room = rooms.open("r")
+    await room.publish("v=0", {})
+    assert room.broadcast.id == "b1" and not room.broadcast.confirmed and heard == []
+    await rooms._event(1, "broadcast_confirmed", {"room": "r", "id": "b1", "started_at": 0.0})
+    await rooms._event(0, "broadcast_confirmed", {"room": "r", "id": "b0", "started_at": 0.0})
+    assert heard == [] and not room.broadcast.confirmed
+    for _ in range(2):
+        await rooms._event(0, "broadcast_confirmed", {"room": "r", "id": "b1", "started_at": 0.0})
+    assert heard == [("r", "b1")] and room.broadcast.confirmed
+    await rooms.tasks.close()
