@@ -86,8 +86,13 @@ async def test_a_paid_room_in_chinese_with_the_viewers_watermark(aiohttp_server,
     stage = "JSON.stringify(Object.values(document.getElementById('stage').getBoundingClientRect().toJSON()))"
     first, stage_before = await page.evaluate(RECT), await page.evaluate(stage)
     started = asyncio.get_running_loop().time()
-    await page.wait_for_function(f"(([x, y]) => Math.abs(x - {first[0]}) > 20 && Math.abs(y - {first[1]}) > 20)({RECT})",
-                                 timeout=12_000)
+    # polled on a timer, not on animation frames (which a loaded machine's headless Chromium can hold back);
+    # it moves every 5 s, checked by a 1 s tick
+    moved = f"(([x, y]) => Math.abs(x - {first[0]}) > 20 && Math.abs(y - {first[1]}) > 20)({RECT})"
+    try:
+        await page.wait_for_function(moved, polling=250, timeout=15_000)
+    except Exception:
+        raise AssertionError(f"the watermark stayed near {first}: now at {await page.evaluate(RECT)}") from None
     assert await page.evaluate(stage) == stage_before
     assert asyncio.get_running_loop().time() - started > 2
 

@@ -188,6 +188,9 @@ async function errorFrom(response) {
  * awaited once the offer is made, so minting it overlaps making the offer.
  */
 async function negotiate(url, pc, token) {
+  // Handled from the start: a token refused (402, 403) while the offer is still being made
+  // would otherwise be an "unhandled rejection" until `await token` below rethrows it.
+  Promise.resolve(token).catch(() => {});
   const trickle = new Trickle(pc);
   try {
     await pc.setLocalDescription(await pc.createOffer());
@@ -217,7 +220,6 @@ async function negotiate(url, pc, token) {
     return session;
   } catch (err) {
     trickle.stop();
-    Promise.resolve(token).catch(() => {}); // failed before the token was awaited: its error is not ours
     throw err;
   }
 }
