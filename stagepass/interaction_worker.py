@@ -67,6 +67,7 @@ class Worker:
         self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         self.stopped = asyncio.Event()
         self._adopting: set[asyncio.Task] = set()
+        self.received = 0  # connections the control plane handed here
 
     async def start(self) -> None:
         start = getattr(self.cluster, "start", None)
@@ -114,6 +115,7 @@ class Worker:
         data, sock = message
         if sock is None:
             return
+        self.received += 1
         task = asyncio.create_task(self._adopt(sock, data))
         self._adopting.add(task)
         task.add_done_callback(self._adopting.discard)
@@ -137,9 +139,9 @@ class Worker:
     async def _report_load(self) -> None:
         last: Optional[tuple] = None
         while True:
-            now = (self.connections(), round(gc_pauses.total, 4))
+            now = (self.connections(), self.received, round(gc_pauses.total, 4))
             if now != last:
-                self._send({"connections": now[0], "gc_seconds": now[1]})
+                self._send({"connections": now[0], "received": now[1], "gc_seconds": now[2]})
                 last = now
             await asyncio.sleep(1.0)
 

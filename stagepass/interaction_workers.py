@@ -59,8 +59,21 @@ class _Worker:
         self.process: Optional[asyncio.subprocess.Process] = None
         self.channel: Optional[socket.socket] = None
         self.ready = asyncio.Event()
-        self.connections = 0  # as last reported, plus the handshakes handed since
+        self.handed = 0  # connections handed to this process since it started
+        self.reported = (0, 0)  # (open connections, connections received) as it last reported
         self.gc_seconds = 0.0
+
+    @property
+    def connections(self) -> int:
+        """Its open connections: as last reported, plus those handed since that it had not
+        received yet. A report is up to a second old; counting from it alone would place
+        every connection of a burst on whichever process reported last."""
+        open_, received = self.reported
+        return open_ + max(0, self.handed - received)
+
+    def restarted(self) -> None:
+        self.handed = 0
+        self.reported = (0, 0)
 
     @property
     def pid(self) -> Optional[int]:
@@ -90,7 +103,7 @@ class InteractionWorkers:
         worker = self.workers[index]
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         worker.ready.clear()
-        worker.connections = 0
+        worker.restarted()
         worker.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "stagepass.interaction_worker", str(theirs.fileno()), self.bus_path,
             stdin=asyncio.subprocess.PIPE, pass_fds=(theirs.fileno(),), cwd=ROOT)
@@ -123,7 +136,7 @@ class InteractionWorkers:
         if message.get("ready"):
             worker.ready.set()
         if "connections" in message:
-            worker.connections = int(message["connections"])
+            worker.reported = (int(message["connections"]), int(message.get("received", 0)))
             worker.gc_seconds = float(message.get("gc_seconds", 0.0))
 
     async def _exited(self, index: int, code: Optional[int]) -> None:
@@ -164,7 +177,7 @@ class InteractionWorkers:
             except OSError as exc:
                 log.warning("interaction worker %d cannot take a connection (%s)", worker.index, exc)
                 continue
-            worker.connections += 1
+            worker.handed += 1
             self.handed += 1
             return True
         return False

@@ -119,7 +119,7 @@ async def test_two_processes_deliver_every_danmaku_once_in_order_with_shared_lim
         try:
             if two_processes.node is not None:  # 20 viewers, 3 senders, the creator: on both workers
                 spread = two_processes.websockets()
-                assert len(spread) == 2 and sum(spread) == 24 and min(spread) >= 8, spread
+                assert len(spread) == 2 and sum(spread) == 24 and max(spread) - min(spread) <= 1, spread
                 assert chats[-1].sio.transport() == "polling"
             # presence counts the users of both processes (4 senders + the creator + the viewer)
             await wait_for(lambda: mod.got("presence") and mod.got("presence")[-1]["viewers"] == 6, timeout=10)
