@@ -352,7 +352,7 @@ async def run(server: Server, n: int, rate: float, seconds: float, senders: int,
         "cpu_us_per_msg": 1e6 * sum(cpu) / max(1, delivered),
         "busiest_cpu_pct": 100 * max(cpu) / wall,
         # danmaku frames each viewer received (a frame carries one or more danmaku)
-        "frames_per_viewer": frames / n,
+        "frames_per_viewer": frames / max(1, n),
         "cpu_pct_by_process": [round(100 * c / wall, 1) for c in cpu],  # the node first, then its workers
         "kernel_share_by_process": [round(k / c, 2) if c else 0.0 for k, c in zip(kernel, cpu)],
         # the share of the window the busiest process's event loop was runnable but waited for a core
