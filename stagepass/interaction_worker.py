@@ -67,7 +67,7 @@ class Worker:
         self.runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         self.stopped = asyncio.Event()
         self._adopting: set[asyncio.Task] = set()
-        self.received = 0  # connections the control plane handed here
+        self.received = 0  # connections the control plane handed here, once adopted (or gone)
 
     async def start(self) -> None:
         start = getattr(self.cluster, "start", None)
@@ -115,7 +115,6 @@ class Worker:
         data, sock = message
         if sock is None:
             return
-        self.received += 1
         task = asyncio.create_task(self._adopt(sock, data))
         self._adopting.add(task)
         task.add_done_callback(self._adopting.discard)
@@ -130,6 +129,8 @@ class Worker:
             log.debug("a handed-over connection was gone (%s)", exc)
             sock.close()
             return
+        finally:  # counted once it is one of the server's connections (or gone): never in neither count
+            self.received += 1
         protocol.data_received(request)
 
     def connections(self) -> int:
