@@ -66,7 +66,7 @@ class RtmpTap:
                 await writer.drain()
             if writer.can_write_eof():
                 writer.write_eof()
-        except ConnectionError:
+        except OSError:  # a reset, or the other side already gone
             writer.close()
         finally:
             if copy is not None:
