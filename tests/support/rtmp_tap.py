@@ -39,21 +39,26 @@ class RtmpTap:
         return self._server.sockets[0].getsockname()[1]
 
     async def _relay(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
-        self._tasks.add(asyncio.current_task())  # type: ignore[arg-type]
-        server_reader, server_writer = await asyncio.open_connection(self.host, self.target_port)
-        said = asyncio.StreamReader()
-        parts = [asyncio.ensure_future(self._pump(client_reader, server_writer)),
-                 asyncio.ensure_future(self._pump(server_reader, client_writer, said)),
-                 asyncio.ensure_future(self._read_statuses(said))]
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        parts: list[asyncio.Future] = []
         try:
-            await asyncio.gather(*parts)
+            server_reader, server_writer = await asyncio.open_connection(self.host, self.target_port)
+            said = asyncio.StreamReader()
+            parts += [asyncio.ensure_future(self._pump(client_reader, server_writer)),
+                      asyncio.ensure_future(self._pump(server_reader, client_writer, said)),
+                      asyncio.ensure_future(self._read_statuses(said))]
+            try:
+                await asyncio.gather(*parts)
+            finally:
+                server_writer.close()
         finally:
             for part in parts:
                 part.cancel()
             await asyncio.gather(*parts, return_exceptions=True)
             client_writer.close()
-            server_writer.close()
-            self._tasks.discard(asyncio.current_task())  # type: ignore[arg-type]
+            self._tasks.discard(task)
 
     @staticmethod
     async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,

@@ -79,6 +79,7 @@ async def test_an_encoder_that_loses_the_room_to_another_node_is_refused_before_
             assert await late.wait(timeout=40) > 0, late.stderr  # refused (not killed at the timeout: -9)
             assert b"went live on another node first" in late.stderr  # the onStatus error's description
             # the only answer to its publish: never Publish.Start, which encoders take for "live"
+            await wait_for(lambda: tap.statuses, timeout=5)
             assert tap.statuses == ["NetStream.Publish.BadName"], tap.statuses
             room = second_node[ROOMS].get("demo")
             # no publisher, and the broadcast its publish opened is discarded (no media came)
