@@ -43,7 +43,7 @@ from core.access import Door
 from core.access_http import ACCESS, refusal_middleware
 from core.cluster import LocalCluster, NodeRegistry, RedisCluster
 from core.settings import Settings
-from mediaserver.ingest.rtmp_server import RtmpHandover, RtmpIngest
+from mediaserver.ingest.rtmp_server import PublishClaim, RtmpHandover, RtmpIngest
 from mediaserver.packaging.clips import ClipLibrary
 from mediaserver.packaging.jobs import PackagingJobs
 from mediaserver.recording.manifest import MANIFEST_NAME, recording_dir
@@ -261,9 +261,10 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
                 room = await paywall.catalog.room_for_stream_key(key)
             return room
 
-        async def hand_off(handover: RtmpHandover) -> WorkerSession:
-            """With media workers, the encoder's connection goes on in its room's host worker."""
-            return await rooms.open(handover.room).publish_rtmp(handover)  # type: ignore[union-attr]
+        async def hand_off(handover: RtmpHandover, claim: Optional[PublishClaim]) -> WorkerSession:
+            """With media workers, the encoder's connection goes on in its room's host worker,
+            which asks for ``claim`` before it answers the encoder."""
+            return await rooms.open(handover.room).publish_rtmp(handover, claim)  # type: ignore[union-attr]
 
         async def live_elsewhere(room: str) -> Optional[str]:
             """Several nodes: an encoder is refused while another node originates the room (as WHIP's 409)."""

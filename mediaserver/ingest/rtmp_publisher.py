@@ -50,7 +50,7 @@ class RtmpPublisher:
         on_closed: Callable[["RtmpPublisher"], Awaitable[None]],
         stale_after: float,
         fanouts: dict[str, Fanout],
-        disconnect: Callable[[Optional[str]], None],
+        disconnect: Callable[[], None],
         peer: str,
         opus_bitrate: int = 64000,
     ) -> None:
@@ -65,9 +65,7 @@ class RtmpPublisher:
         self._fanouts = fanouts
         self._on_closed = on_closed
         self._close_listeners = CloseListeners(self.log)
-        #: ends the connection, first telling the encoder why (an ``onStatus`` error) if given a reason
-        self._disconnect = disconnect
-        self._refusal: Optional[str] = None
+        self._disconnect = disconnect  #: ends the encoder's connection
         self._stale_after = stale_after
         self._opus_bitrate = opus_bitrate
         self._attached = False
@@ -127,19 +125,13 @@ class RtmpPublisher:
                 await self.close()
                 return
 
-    async def refuse(self, reason: str) -> None:
-        """Close, telling the encoder why first: its node lost the room to another after
-        accepting it (``RtmpIngest.claim``)."""
-        self._refusal = reason
-        await self.close()
-
     async def close(self) -> None:
         """Stop forwarding, end the audio worker and the RTMP connection; idempotent."""
         if self._closed:
             return
         self._closed = True
         self.detach()
-        self._disconnect(self._refusal)
+        self._disconnect()
         await self.tasks.close()
         if self._audio_worker is not None:
             await asyncio.to_thread(self._audio_worker.shutdown, True, cancel_futures=True)

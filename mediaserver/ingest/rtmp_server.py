@@ -28,10 +28,11 @@ Several nodes: ``may_publish`` refuses an encoder while another node originates 
 and ``claim`` makes this node the room's origin once its publisher is accepted (as WHIP
 does): two nodes that took an encoder at the same instant cannot both originate the room;
 the one whose claim fails refuses its encoder (``NetStream.Publish.BadName``) and closes
-its publisher. In one process the claim comes before ``Publish.Start``; with media
-workers the worker has answered the encoder when the control plane claims, so a lost
-claim refuses the publisher there (``WorkerSession.refuse``): the encoder, told
-``Publish.Start`` already, gets the error and is disconnected.
+its publisher. The claim comes after the busy check and before ``Publish.Start``, which
+encoders take for success (OBS shows "live"), so a refused encoder is never told it is on
+air: in one process the ingest claims; with media workers the claim stays the control
+plane's (it holds the node registry) and travels with the hand-over (``HandOff``), and the
+worker asks for it (``adopt``'s ``claim``) before it answers.
 """
 
 from __future__ import annotations
@@ -76,33 +77,26 @@ for _name in ("pyrtmp.rtmp", "pyrtmp.messages", "pyrtmp.messages.command", "pyrt
     logging.getLogger(_name).setLevel(logging.NOTSET)
 logging.getLogger("pyrtmp").setLevel(logging.ERROR)  # "unknown command FCPublish" and the like
 
-__all__ = ["APP_NAME", "HandOff", "KeyResolver", "PublishCheck", "PublishClaim", "Rooms", "RtmpHandover",
-           "RtmpIngest"]
+__all__ = ["APP_NAME", "HandOff", "KeyResolver", "PublishCheck", "PublishClaim", "PublishRefused", "Rooms",
+           "RtmpHandover", "RtmpIngest"]
 
 APP_NAME = "live"
-#: seconds an encoder refused after ``Publish.Start`` has to read why before it is disconnected
-REFUSAL_GRACE = 2.0
 #: stream key -> room name, or None for a key no room has
 KeyResolver = Callable[[str], Awaitable[Optional[str]]]
 
 
-class HandedPublisher(Protocol):
-    """The publisher a handed-over connection became in another process (a ``WorkerSession``)."""
-
-    async def refuse(self, reason: str) -> None:
-        """Close it, telling the encoder why (an ``onStatus`` error)."""
-
-
-#: passes a connection on to the process that hosts its room (media workers) and returns the
-#: publisher it became there; it must hand the transport over before its first await.
-#: ``RoomBusy`` and the like once it is handed over: the encoder was answered there.
-HandOff = Callable[[RtmpHandover], Awaitable[HandedPublisher]]
 #: room -> why this node may not take its publisher (several nodes: it is live on another),
 #: or None
 PublishCheck = Callable[[str], Awaitable[Optional[str]]]
 #: room -> why this node may not originate it after all (another node claimed it first), or
-#: None once this node is its origin; called after its publisher was accepted
+#: None once this node is its origin; called after its publisher was accepted, before the
+#: encoder is told ``Publish.Start``
 PublishClaim = Callable[[str], Awaitable[Optional[str]]]
+#: passes a connection on to the process that hosts its room (media workers), with the claim
+#: that process must have confirmed before it answers the encoder (None: no claim), and
+#: returns the publisher it became there; it must hand the transport over before its first
+#: await. ``RoomBusy`` and the like once it is handed over: the encoder was answered there.
+HandOff = Callable[[RtmpHandover, Optional[PublishClaim]], Awaitable[object]]
 
 
 class Rooms(Protocol):
@@ -124,8 +118,8 @@ def _on_status(stream_id: int, level: str, code: str, description: str) -> Chunk
                  msg_stream_id=stream_id, payload=data.bytes)
 
 
-class _Refused(Exception):
-    """The encoder was told why (an ``onStatus`` error) and is disconnected."""
+class PublishRefused(Exception):
+    """The encoder was told why it may not publish (an ``onStatus`` error) and is disconnected."""
 
 
 class _HandedOver(Exception):
@@ -160,7 +154,7 @@ class _Controller(SimpleRTMPController):
                 await self._dispatch(session, MessageFactory.from_chunk(chunk))
         except _HandedOver:
             handed = True
-        except (StreamClosedException, asyncio.IncompleteReadError, ConnectionError, _Refused):
+        except (StreamClosedException, asyncio.IncompleteReadError, ConnectionError, PublishRefused):
             pass
         except Exception:
             session.state["log"].exception("RTMP connection from %s failed", session.peername)
@@ -214,38 +208,30 @@ class _Controller(SimpleRTMPController):
         hand_off = self.ingest.hand_off
         if hand_off is None:
             try:
-                await self.publish(session, room_name, stream_id)
+                await self.publish(session, room_name, stream_id, self.ingest.claim)
             except RoomBusy as exc:
-                raise _Refused(str(exc)) from None
+                raise PublishRefused(str(exc)) from None
             return
         handover = RtmpHandover.take(session, room_name, stream_id)
         try:
-            handed = await hand_off(handover)  # hands the connection over before its first await
+            await hand_off(handover, self.ingest.claim)  # hands the connection over before its first await
         except Exception as exc:
             room_log = context_logger("stagepass.rtmp", room_name)
             if not session.writer.transport.is_closing():  # not handed over: still ours
                 room_log.warning("%s: publishing refused: no media worker can take it (%s)", session.peername, exc)
                 await self._refuse(session, stream_id, "NetStream.Publish.Failed", "no media worker can take it")
-            # answered by the worker (a busy room: logged there), or the worker died meanwhile
+            # answered by the worker (a busy room or a lost claim: logged there), or the worker died meanwhile
             room_log.info("%s: not publishing: %s", session.peername, exc)
             raise _HandedOver() from None
-        lost = await self._claim(room_name)
-        if lost is not None:  # the worker answered the encoder already: it tells it and disconnects it
-            context_logger("stagepass.rtmp", room_name).warning("%s: publisher refused: %s", session.peername, lost)
-            await handed.refuse(lost)
         raise _HandedOver()
 
-    async def _claim(self, room_name: str) -> Optional[str]:
-        """Why this node lost ``room_name`` to another (``RtmpIngest.claim``), or None."""
-        claim = self.ingest.claim
-        return await claim(room_name) if claim is not None else None
-
-    async def publish(self, session: SessionManager, room_name: str, stream_id: int) -> RtmpPublisher:
-        """Make the connection ``room_name``'s publisher (the policy of WHIP), claim the
-        room for this node (``RtmpIngest.claim``) and answer ``Publish.Start``; ``RoomBusy``
-        once the encoder was told."""
+    async def publish(self, session: SessionManager, room_name: str, stream_id: int,
+                      claim: Optional[PublishClaim]) -> RtmpPublisher:
+        """Make the connection ``room_name``'s publisher (the policy of WHIP), ``claim`` the
+        room for this node and answer ``Publish.Start``; ``RoomBusy`` or ``PublishRefused``
+        (the claim was lost) once the encoder was told."""
         room = self.ingest.rooms.open(room_name)
-        make = functools.partial(RtmpPublisher, disconnect=functools.partial(self._disconnect, session, stream_id),
+        make = functools.partial(RtmpPublisher, disconnect=session.writer.close,
                                  peer=session.peername,
                                  opus_bitrate=self.ingest.opus_bitrate)
         try:
@@ -254,11 +240,14 @@ class _Controller(SimpleRTMPController):
             context_logger("stagepass.rtmp", room_name).warning("%s: publishing refused: %s", session.peername, exc)
             await self._tell(session, stream_id, "error", "NetStream.Publish.BadName", str(exc))
             raise
-        lost = await self._claim(room_name)
+        lost = await claim(room_name) if claim is not None else None
         if lost is not None:
             publisher.log.warning("%s: publishing refused: %s", session.peername, lost)
-            await publisher.refuse(lost)
-            raise _Refused(lost)
+            try:
+                await self._tell(session, stream_id, "error", "NetStream.Publish.BadName", lost)
+            finally:
+                await publisher.close()  # its broadcast is discarded: no media came
+            raise PublishRefused(lost)
         session.state["publisher"] = publisher
         session.state["log"] = publisher.log
         publisher.log.info("RTMP publisher from %s", session.peername)
@@ -270,28 +259,13 @@ class _Controller(SimpleRTMPController):
             raise
         return publisher
 
-    @staticmethod
-    def _disconnect(session: SessionManager, stream_id: int, refusal: Optional[str]) -> None:
-        """End an encoder's connection (its publisher closed), telling it ``refusal`` first
-        if given. An encoder that was told ``Publish.Start`` reads the server's messages
-        only between its writes: the connection is half-closed, so that its next write
-        does not meet a reset that drops the error unread, and closed once it leaves (the
-        read loop ends) or after ``REFUSAL_GRACE`` seconds."""
-        transport = session.writer.transport
-        if refusal is None or transport.is_closing() or not transport.can_write_eof():
-            session.writer.close()
-            return
-        session.write_chunk_to_stream(_on_status(stream_id, "error", "NetStream.Publish.BadName", refusal))
-        session.writer.write_eof()
-        asyncio.get_running_loop().call_later(REFUSAL_GRACE, session.writer.close)
-
     async def _tell(self, session: SessionManager, stream_id: int, level: str, code: str, description: str) -> None:
         session.write_chunk_to_stream(_on_status(stream_id, level, code, description))
         await session.drain()
 
     async def _refuse(self, session: SessionManager, stream_id: int, code: str, description: str) -> None:
         await self._tell(session, stream_id, "error", code, description)
-        raise _Refused(description)
+        raise PublishRefused(description)
 
     def _publisher(self, session: SessionManager) -> Optional[RtmpPublisher]:
         publisher = session.state.get("publisher")
@@ -312,7 +286,7 @@ class _Controller(SimpleRTMPController):
             on_tag(message.timestamp, message.payload)
         except FlvError as exc:
             publisher.log.warning("%s: %s; disconnecting", session.peername, exc)
-            raise _Refused(str(exc)) from exc
+            raise PublishRefused(str(exc)) from exc
 
     async def _stopped(self, session: SessionManager) -> None:
         """The encoder stopped streaming: the creator ended the broadcast."""
@@ -361,13 +335,17 @@ class RtmpIngest:
         assert self._server is not None
         return self._server.sockets[0].getsockname()[1]
 
-    async def adopt(self, sock: socket.socket, handover: RtmpHandover) -> RtmpPublisher:
-        """Go on with a connection another process read up to ``publish``: answer it and
-        read its media in this process's room. ``RoomBusy`` once the encoder was told."""
+    async def adopt(self, sock: socket.socket, handover: RtmpHandover,
+                    claim: Optional[PublishClaim] = None) -> RtmpPublisher:
+        """Go on with a connection another process read up to ``publish``: answer it, once
+        ``claim`` (asked of that process) confirmed the room is this node's, and read its
+        media in this process's room. ``RoomBusy`` or ``PublishRefused`` once the encoder
+        was told."""
         session = await restore_session(sock, handover.state)
         session.state = {"publisher": None, "log": context_logger("stagepass.rtmp", handover.room)}
         try:
-            publisher = await self._controller.publish(session, handover.room, int(handover.state["stream_id"]))
+            publisher = await self._controller.publish(session, handover.room, int(handover.state["stream_id"]),
+                                                       claim)
         except BaseException:
             session.writer.close()
             raise

@@ -13,13 +13,13 @@ from a snapshot taken before (a client waiting for that would connect the next e
 while the current one is live, and be refused).
 
 Placement: a room's publisher (WHIP, or an RTMP encoder whose connection is handed over,
-``publish_rtmp``) goes to the worker that hosts the room (where its broadcast is open and
-recorded), or, for a room hosted nowhere, to the least-loaded worker, which then hosts
-it. A viewer goes to the least-loaded worker (fewest sessions, then lowest index). A
-worker with viewers of a room it does not host relays it: the control plane opens a pipe
-(``pipe.py``) from the host, once per room and worker, when the first viewer there joins
-or the room gets a host; the worker says when its last viewer left (``pipe_idle``) and
-the pipe is closed at both ends.
+``publish_rtmp``, its room claimed here when the worker asks before it answers) goes to
+the worker that hosts the room (where its broadcast is open and recorded), or, for a room
+hosted nowhere, to the least-loaded worker, which then hosts it. A viewer goes to the
+least-loaded worker (fewest sessions, then lowest index). A worker with viewers of a room
+it does not host relays it: the control plane opens a pipe (``pipe.py``) from the host,
+once per room and worker, when the first viewer there joins or the room gets a host; the
+worker says when its last viewer left (``pipe_idle``) and the pipe is closed at both ends.
 
 A worker that dies takes its sessions with it: each is closed here (seats given back,
 leaves reported), rooms it hosted lose their host and end their broadcast, pipes from
@@ -54,8 +54,9 @@ from mediaserver.workers.room_counters import FanoutTotals, Keyframes, Recording
 from mediaserver.workers.sessions import WorkerSession
 from mediaserver.workers.supervisor import WorkerPool
 
-if TYPE_CHECKING:  # only its type: the control plane imports pyrtmp through the ingest (which quiets its logs)
+if TYPE_CHECKING:  # only their types: the control plane imports pyrtmp through the ingest (which quiets its logs)
     from mediaserver.ingest.rtmp_handover import RtmpHandover
+    from mediaserver.ingest.rtmp_server import PublishClaim
 
 __all__ = ["WorkerRoom", "WorkerRooms"]
 
@@ -195,21 +196,28 @@ class WorkerRoom:
             raise _domain_error(exc) from None
         return await self._published(worker, result), result["answer"]
 
-    async def publish_rtmp(self, handover: "RtmpHandover") -> WorkerSession:
+    async def publish_rtmp(self, handover: "RtmpHandover", claim: Optional["PublishClaim"] = None) -> WorkerSession:
         """An RTMP encoder's connection, read up to its ``publish`` here, goes on in the
         worker a WHIP publisher would go to (``mediaserver.ingest.rtmp_server``): its
         socket is handed over at once (``OSError``/``WorkerGone`` if it cannot be: still
-        ours), then the worker answers the encoder, ``RoomBusy`` as for WHIP."""
+        ours), then the worker answers the encoder, ``RoomBusy`` as for WHIP. With a
+        ``claim``, the worker asks for it (``WorkerRooms.claim``) once it accepted the
+        publisher and before it tells the encoder ``Publish.Start``; a lost claim refuses
+        the encoder there (``RuntimeError`` here, as for a worker's other failures)."""
         rooms = self._rooms
         worker = self._publisher_worker()
         ticket = next(rooms.tickets)
         assert handover.transport is not None
         rooms.pool.hand_over(worker, json.dumps({"ticket": ticket}).encode(), handover.transport)
+        if claim is not None:
+            rooms.claims[ticket] = (self.name, claim)
         try:
             result = await rooms.pool.request(worker, "rtmp_publish", room=self.name, ticket=ticket,
-                                              peer=handover.peer, state=handover.state)
+                                              peer=handover.peer, state=handover.state, claim=claim is not None)
         except RemoteError as exc:
             raise _domain_error(exc) from None
+        finally:
+            rooms.claims.pop(ticket, None)
         return await self._published(worker, result)
 
     async def _published(self, worker: int, result: dict) -> WorkerSession:
@@ -338,6 +346,8 @@ class WorkerRooms:
         self.pool = WorkerPool(settings, count, self._event, self._worker_gone, self._request)
         self.links = Links(self.pool, self.get)
         self.tickets = itertools.count(1)  #: names a connection handed to a worker in the request about it
+        #: ticket -> (room, claim) of an RTMP hand-over whose worker may ask for the claim (``claim``)
+        self.claims: dict[int, tuple[str, "PublishClaim"]] = {}
         self.tasks = TaskOwner(log)
         self.pulls = Pulls(self.pool, self.links, self.least_loaded, self.tasks)
         self.udp_mux = None
@@ -434,10 +444,23 @@ class WorkerRooms:
             await self.pulls.ended(room, worker, data["source"])
 
     async def _request(self, worker: int, op: str, data: dict) -> Optional[dict]:
-        """A worker's request: ``exchange`` carries its pull's offer to the origin node."""
-        if op != "exchange":
-            raise ValueError(f"no operation {op!r}")
-        return await self.pulls.exchanges.answer(data["pull"], data["offer"])
+        """A worker's request: ``exchange`` carries its pull's offer to the origin node,
+        ``claim`` claims an RTMP encoder's room for this node."""
+        if op == "exchange":
+            return await self.pulls.exchanges.answer(data["pull"], data["offer"])
+        if op == "claim":
+            return {"lost": await self.claim(data["ticket"])}
+        raise ValueError(f"no operation {op!r}")
+
+    async def claim(self, ticket: int) -> Optional[str]:
+        """Claim the room of the RTMP hand-over ``ticket`` for this node (its worker accepted
+        the encoder and waits for this before it answers ``Publish.Start``): why not, or
+        None. A hand-over this process gave up on (its request timed out) is not claimed."""
+        found = self.claims.get(ticket)
+        if found is None:
+            return "the control plane gave up on this encoder; try again"
+        room, claim = found
+        return await claim(room)
 
     async def _worker_gone(self, worker: int) -> None:
         """Worker ``worker`` died: its sessions end here, the rooms it hosted lose their host."""

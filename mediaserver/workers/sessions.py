@@ -114,13 +114,6 @@ class WorkerSession:
             await self._tell("close")
             await self.ended()
 
-    async def refuse(self, reason: str) -> None:
-        """End an RTMP publisher in its worker, telling its encoder ``reason`` first (its
-        node lost the room to another after the worker accepted it)."""
-        if not self._closed:
-            await self._tell("refuse", reason=reason)
-            await self.ended()
-
     async def ended(self) -> None:
         """The session ended in its worker (or the worker died): forget it, tell listeners."""
         if self._closed:

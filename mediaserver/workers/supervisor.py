@@ -4,7 +4,7 @@ Each worker is ``python -m mediaserver.workers.worker`` with one end of a socket
 its ``Channel``, one end of a ``SOCK_SEQPACKET`` pair that connections are handed over on
 (an RTMP encoder's TCP socket, ``hand_over``), and the settings the control plane loaded
 (pickled into the run directory, which also holds the workers' pipe sockets); a worker's
-own requests (``exchange``) go to ``on_request(index, op, args)``. A worker that exits
+own requests (``exchange``, ``claim``) go to ``on_request(index, op, args)``. A worker that exits
 while the pool runs is logged with its index and pid, ``on_exit(index)`` lets the owner
 forget its sessions, and it is started again (after a pause that grows while it keeps
 dying at start). Closing the pool closes the channels: each worker then closes its rooms
@@ -35,7 +35,8 @@ __all__ = ["WorkerPool", "WorkerProcess"]
 log = logging.getLogger("stagepass.workers")
 
 EventHandler = Callable[[int, str, dict], Awaitable[None]]
-#: a worker's request to the control plane (``exchange``: carry an edge's offer to the origin)
+#: a worker's request to the control plane (``exchange``: carry an edge's offer to the origin;
+#: ``claim``: make this node an RTMP encoder's room's origin)
 RequestHandler = Callable[[int, str, dict], Awaitable[Optional[dict]]]
 _READY_TIMEOUT = 30.0
 _STOP_TIMEOUT = 15.0

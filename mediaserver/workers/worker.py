@@ -4,7 +4,9 @@ A worker owns peer connections and fanouts: its own ``RoomRegistry`` on its own 
 The control plane (the aiohttp process) hands it offers and gets answers back over a
 ``Channel`` (``publish``, ``subscribe``, ``close``, ``trickle``, ``end_broadcast``), hands
 it RTMP encoders' connections (the socket on the hand-over pair, then ``rtmp_publish``
-with the same ticket: the worker answers the encoder and is its room's publisher), tells it
+with the same ticket: the worker answers the encoder and is its room's publisher, asking
+the control plane to claim the room, ``claim``, before it tells the encoder
+``Publish.Start``), tells it
 which rooms to pipe to or from other workers (``pipe_out``, ``pipe_in``, ``pipe_stop``;
 ``pipe.py``), and hears from it when a session closes, a broadcast starts or ends, a relay
 is let go of, and, every half second, what its rooms are doing and its load
@@ -32,9 +34,8 @@ from core.settings import Settings
 from core.socket_handover import receive_handed
 from mediaserver.live.errors import CodecMismatch, NegotiationFailed, RoomBusy
 from mediaserver.live.room import Broadcast, Room, RoomRegistry
-from mediaserver.ingest.rtmp_server import RtmpHandover, RtmpIngest
-from mediaserver.ingest.rtmp_publisher import RtmpPublisher
-from mediaserver.workers.channel import Channel
+from mediaserver.ingest.rtmp_server import PublishClaim, PublishRefused, RtmpHandover, RtmpIngest
+from mediaserver.workers.channel import Channel, RemoteError, WorkerGone
 from mediaserver.workers.pipe import PipeOut, PipeSocket, PipeSource, socket_path
 from mediaserver.workers.worker_metrics import WorkerMetrics
 
@@ -55,11 +56,14 @@ class EncoderGone(Exception):
 KNOWN_ERRORS: dict[type[Exception], str] = {
     RoomBusy: "RoomBusy", CodecMismatch: "CodecMismatch", NegotiationFailed: "NegotiationFailed",
     PullRefused: "PullRefused", LookupError: "NotFound", EncoderGone: "EncoderGone",
+    PublishRefused: "PublishRefused",
 }
 SNAPSHOT_EVERY = 0.5
 #: seconds the control plane has to carry a pull's offer to the origin and bring its answer
 EXCHANGE_TIMEOUT = 30.0
 HANDED_WAIT = 10.0  # seconds a request waits for the connection handed with it
+#: seconds the control plane has to claim an RTMP encoder's room in the node registry
+CLAIM_TIMEOUT = 10.0
 
 
 def describe(exc: Exception) -> Optional[str]:
@@ -160,9 +164,11 @@ class MediaWorker:
         return {**self._opened(live, session, answer), "codecs": dict(session.codecs),
                 "room": self._room_snapshot(live)}
 
-    async def op_rtmp_publish(self, room: str, ticket: int, peer: str, state: dict) -> dict:
+    async def op_rtmp_publish(self, room: str, ticket: int, peer: str, state: dict, claim: bool = False) -> dict:
         """The RTMP encoder whose connection came with ``ticket`` publishes to ``room``
-        (``RtmpIngest.adopt``): ``RoomBusy`` as for WHIP, once the encoder was told."""
+        (``RtmpIngest.adopt``): ``RoomBusy`` as for WHIP, ``PublishRefused`` if ``claim``
+        was asked for and the control plane could not claim the room, once the encoder was
+        told."""
         future = self.handed.setdefault(ticket, asyncio.get_running_loop().create_future())
         try:
             sock = await asyncio.wait_for(future, HANDED_WAIT)
@@ -170,13 +176,29 @@ class MediaWorker:
             self.handed.pop(ticket, None)
         live = self.rooms.open(room)
         try:
-            publisher = await self.rtmp.adopt(sock, RtmpHandover(room=room, peer=peer, state=state))
+            publisher = await self.rtmp.adopt(sock, RtmpHandover(room=room, peer=peer, state=state),
+                                              claim=self._claim_of(ticket) if claim else None)
         except OSError as exc:
             raise EncoderGone(f"the RTMP encoder {peer} left ({exc})") from None
         self._report_close(live, publisher)
         if publisher.closed:
             raise EncoderGone(f"the RTMP encoder {peer} left")
         return {"session": publisher.id, "codecs": dict(publisher.codecs), "room": self._room_snapshot(live)}
+
+    def _claim_of(self, ticket: int) -> PublishClaim:
+        """The claim of the hand-over ``ticket``, made by the control plane (which holds the
+        node registry) when this worker asks, after the busy check, before ``Publish.Start``."""
+        channel = self.channel
+        assert channel is not None
+
+        async def claim(room: str) -> Optional[str]:
+            try:
+                reply = await channel.request("claim", timeout=CLAIM_TIMEOUT, ticket=ticket)
+            except (WorkerGone, RemoteError, asyncio.TimeoutError) as exc:
+                return f"the control plane did not confirm room {room!r} ({type(exc).__name__}); try again"
+            return reply.get("lost")
+
+        return claim
 
     async def op_subscribe(self, room: str, sdp: str, kinds: list) -> dict:
         live = self.rooms.open(room)
@@ -226,16 +248,6 @@ class MediaWorker:
         found = self.rooms.get(room)
         target = found.session(session) if found is not None else None
         if target is not None:
-            await target.close()
-
-    async def op_refuse(self, room: str, session: str, reason: str) -> None:
-        """An RTMP publisher the control plane turned away after this worker accepted it
-        (another node claimed the room first): its encoder is told why and disconnected."""
-        found = self.rooms.get(room)
-        target = found.session(session) if found is not None else None
-        if isinstance(target, RtmpPublisher):
-            await target.refuse(reason)
-        elif target is not None:
             await target.close()
 
     async def op_admitted(self, room: str, session: str, user: Optional[int]) -> None:

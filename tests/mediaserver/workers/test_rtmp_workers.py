@@ -4,14 +4,15 @@ Debian's ffmpeg as the encoder (numbered frames, a tone as AAC), as OBS would pu
 The control plane reads each connection up to ``publish`` and hands the socket to the
 room's host worker. A wrong key is refused by the control plane (logged without the key);
 the encoder's room is hosted by one worker and WHEP viewers on both workers read every
-frame number in order and hear the tone (Opus); a second encoder and a WHIP publisher are
-refused while it is live; an encoder that crashes comes back into the same broadcast and
-the viewers on both workers resume; an encoder that hangs (SIGSTOP, its connection open)
-is closed after ``PUBLISHER_STALE_SECONDS`` and the next one takes over; the encoder's
-"stop streaming" ends the broadcast, which the host worker recorded and which becomes a
-replay that decodes, frame numbers in order. Then the next broadcast's host worker is
-killed (SIGKILL) with the encoder's connection: the encoder that comes back is handed to
-the restarted worker and the other worker's viewer resumes."""
+frame number in order and hear the tone (Opus); a second encoder (told the busy error,
+never ``Publish.Start``) and a WHIP publisher are refused while it is live; an encoder
+that crashes comes back into the same broadcast and the viewers on both workers resume; an
+encoder that hangs (SIGSTOP, its connection open) is closed after
+``PUBLISHER_STALE_SECONDS`` and the next one takes over; the encoder's "stop streaming"
+ends the broadcast, which the host worker recorded and which becomes a replay that
+decodes, frame numbers in order. Then the next broadcast's host worker is killed (SIGKILL)
+with the encoder's connection: the encoder that comes back is handed to the restarted
+worker and the other worker's viewer resumes."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from tests.support.frames import frames_grow, get_json, in_order, resumed_from, 
 from tests.support.missing_tools import missing_tool
 from tests.support.peers import Publisher, Viewer, read_number
 from tests.support.rtmp_encoder import FfmpegRtmpPublisher, free_port, have_ffmpeg
+from tests.support.rtmp_tap import RtmpTap
 from tests.support.server_process import ready, restarted, start_server, stop, worker_pids
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
@@ -57,6 +59,7 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
     rtmp = f"rtmp://127.0.0.1:{port}/live"
     encoders: list[FfmpegRtmpPublisher] = []
     peers: list = []
+    tap = RtmpTap(port)  # what the second encoder is told
 
     def encoder(**kwargs) -> FfmpegRtmpPublisher:
         encoders.append(FfmpegRtmpPublisher(f"{rtmp}/{KEY}", **kwargs))
@@ -105,9 +108,11 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
         await until(heard, what="the tone, AAC -> Opus, on both workers")
 
         # busy: a second encoder and a WHIP publisher are refused by the host; nothing changes
-        second = encoder(audio=False, start=90_000)
+        second = FfmpegRtmpPublisher(f"rtmp://127.0.0.1:{await tap.start()}/live/{KEY}", audio=False, start=90_000)
+        encoders.append(second)
         await second.start()
         assert await second.wait(timeout=15) > 0
+        assert tap.statuses == ["NetStream.Publish.BadName"], tap.statuses
         rival = Publisher(base)
         peers.append(rival)
         assert await rival.publish("open", KEY) == 409 and '"room_busy"' in rival.error
@@ -192,6 +197,7 @@ async def test_rtmp_publishing_with_two_media_workers(tmp_path):
             if each.proc is not None and each.proc.returncode is None:
                 os.kill(each.proc.pid, signal.SIGCONT)
             await each.kill()
+        await tap.close()
         stop(proc)
     log = proc.stderr.read().decode()
     assert "no room has this stream key" in log and "not-a-key-of-any-room" not in log, log[-3000:]
