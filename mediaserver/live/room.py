@@ -13,7 +13,8 @@ keeps its phase, and if the publisher whose POST opened it leaves without sendin
 (ICE or DTLS failed, it never connected) the broadcast is discarded, the room stays in
 its previous phase (never "reconnecting"), the empty recording is removed instead of
 packaged, and the end listeners are told with ``Broadcast.discarded`` set. Its first
-media confirms it: the ``broadcast_confirmed`` listeners are told then, once.
+media confirms it: the ``broadcast_confirmed`` listeners are told then, once (the
+publisher's ``first_media`` future says when; nothing polls).
 """
 
 from __future__ import annotations
@@ -42,9 +43,6 @@ from mediaserver.sfu.udp_mux import UdpMux
 __all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry", "room_overview"]
 
 S = TypeVar("S", bound=LivePublisher)
-
-#: how often an unconfirmed broadcast's publisher is looked at for its first media
-FIRST_MEDIA_POLL_SECONDS = 0.05
 
 
 class Room:
@@ -173,9 +171,10 @@ class Room:
             self.log.info("broadcast %s started", self.broadcast.id)
             self._start_recorder(self.broadcast, publisher.codecs)
             started = self.broadcast
-            self.tasks.spawn(self._confirm_on_first_media(started), name=f"confirm-{started.id}")
+            self._confirm_at_first_media(publisher, started)
         elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
             self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
+            self._confirm_at_first_media(publisher, self.broadcast)
         publisher.attach()
         if previous is not None:
             self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
@@ -283,15 +282,18 @@ class Room:
     async def _tell(self, listeners: list[BroadcastListener], broadcast: Broadcast, what: str) -> None:
         await tell(listeners, self, broadcast, what, self.log)
 
-    async def _confirm_on_first_media(self, broadcast: Broadcast) -> None:
-        """Confirm ``broadcast`` when its publisher's first media arrives (whichever
-        publisher holds the room by then); gives up once it is no longer the room's."""
-        while self.broadcast is broadcast and not broadcast.confirmed:
+    def _confirm_at_first_media(self, publisher: LivePublisher, broadcast: Broadcast) -> None:
+        """Confirm ``broadcast`` when ``publisher``'s first media arrives, if the broadcast
+        is still the room's and still waits for that publisher's media by then (a stale
+        publisher replaced before sending any hands the wait on to its successor)."""
+
+        def arrived(first_media: asyncio.Future) -> None:
             unconfirmed = self._unconfirmed
-            if unconfirmed is not None and unconfirmed[0].last_media() is not None:
-                await self._confirm(broadcast)
-                return
-            await asyncio.sleep(FIRST_MEDIA_POLL_SECONDS)
+            if (not first_media.cancelled() and self.broadcast is broadcast and not broadcast.confirmed
+                    and unconfirmed is not None and unconfirmed[0] is publisher):
+                self.tasks.spawn(self._confirm(broadcast), name=f"confirm-{broadcast.id}")
+
+        publisher.first_media.add_done_callback(arrived)
 
     async def _confirm(self, broadcast: Broadcast) -> None:
         if broadcast.confirmed:
@@ -305,7 +307,7 @@ class Room:
         """The publisher whose POST opened the broadcast left without ever sending media
         (ICE or DTLS failed, or it never connected): there was no broadcast. The room goes
         back to what it was, and the empty recording is removed, not packaged."""
-        if publisher.last_media() is not None:  # it left before its media was looked at
+        if publisher.last_media() is not None:  # it left before its ``first_media`` callback ran
             if self.broadcast is not None:
                 await self._confirm(self.broadcast)
             self._unconfirmed = None
