@@ -30,7 +30,9 @@ class LivePublisher(Protocol):
         """Start feeding the room's fanouts (the room accepted this publisher)."""
 
     #: resolved with the ``time.perf_counter()`` of the first media packet (the room confirms
-    #: the broadcast this publisher's POST opened then); pending while none came
+    #: the broadcast this publisher's POST opened then); pending while none came. Only the
+    #: sources a room accepts as publishers need it: a worker's relay (``PipeSource``)
+    #: never opens a broadcast and has none
     first_media: "asyncio.Future[float]"
 
     def last_media(self) -> Optional[float]:
