@@ -170,6 +170,7 @@ async def test_danmaku_land_on_their_frame_when_the_picture_starts_late(base, tm
     rec_id, token, video = await played_replay(base, creator, tmp_path / "played")
     pictures = [v for v in video if v[2] > 20]  # numbered frames (filler is black)
     assert pictures and pictures[0][1] <= FIRST + TOLERANCE_FRAMES, pictures[:3]
+    print(f"the replay shows frame {pictures[0][1]} first, at {pictures[0][0]:.0f} ms")
     status, body = await creator.get(f"/api/recordings/{rec_id}/danmaku?from_ms=0&to_ms=600000&token={token}",
                                      token=None)
     assert status == 200, body
