@@ -74,6 +74,8 @@ class Room:
         #: (publisher, ended_broadcast before it) while the broadcast that publisher's POST
         #: opened has seen no media: discarded if it leaves without sending any
         self._unconfirmed: Optional[tuple[LivePublisher, Optional[Broadcast]]] = None
+        #: closes the unconfirmed broadcast's publisher if it sends nothing (``connect_timeout``)
+        self._silence: Optional[asyncio.TimerHandle] = None
         self._publish_lock = asyncio.Lock()
         #: a pulled source that stays without viewers here (``pull(held=True)``)
         self._held: Optional[LivePublisher] = None
@@ -285,14 +287,29 @@ class Room:
     def _confirm_at_first_media(self, publisher: LivePublisher, broadcast: Broadcast) -> None:
         """Confirm ``broadcast`` when ``publisher``'s first media arrives, if the broadcast
         is still the room's and still waits for that publisher's media by then (a stale
-        publisher replaced before sending any hands the wait on to its successor)."""
+        publisher replaced before sending any hands the wait on to its successor). A
+        publisher that sent nothing ``connect_timeout`` after it was accepted (connected
+        but silent) is closed, which discards the broadcast."""
+        timeout = self.settings.media.connect_timeout
+
+        def waiting() -> bool:
+            unconfirmed = self._unconfirmed
+            return (self.broadcast is broadcast and not broadcast.confirmed
+                    and unconfirmed is not None and unconfirmed[0] is publisher)
 
         def arrived(first_media: asyncio.Future) -> None:
-            unconfirmed = self._unconfirmed
-            if (not first_media.cancelled() and self.broadcast is broadcast and not broadcast.confirmed
-                    and unconfirmed is not None and unconfirmed[0] is publisher):
+            silence.cancel()
+            if not first_media.cancelled() and waiting():
                 self.tasks.spawn(self._confirm(broadcast), name=f"confirm-{broadcast.id}")
 
+        def silent() -> None:
+            if waiting() and not publisher.closed:
+                publisher.log.warning("no media %.0f s after it was accepted, closing", timeout)
+                self.tasks.spawn(publisher.close(), name=f"close-silent-{publisher.id[:8]}")
+
+        if self._silence is not None:  # the publisher it was set for was replaced
+            self._silence.cancel()
+        silence = self._silence = asyncio.get_running_loop().call_later(timeout, silent)
         publisher.first_media.add_done_callback(arrived)
 
     async def _confirm(self, broadcast: Broadcast) -> None:
@@ -403,6 +420,8 @@ class Room:
         if self._closed:
             return
         self._closed = True
+        if self._silence is not None:
+            self._silence.cancel()
         sessions: list[PeerSession | LivePublisher] = list(self.subscribers.values())
         if self.publisher is not None:
             sessions.append(self.publisher)

@@ -20,18 +20,17 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
-from typing import AsyncIterator, Optional
+from typing import AsyncIterator
 
 import aiohttp
 import pytest
-from av import VideoFrame
 from yarl import URL
 
 from mediaserver.packaging.playlist import parse_playlist
 from stagepass.access_log import RedactingAccessLogger
 from stagepass.app import create_app
 from tests.support.paywall_fixtures import Api, connected, paid_room, paywall_settings
-from tests.support.peers import NumberedVideoTrack, Peer, prefer
+from tests.support.peers import LatePublisher
 from tests.support.recordings import all_video, read_hls
 from tests.support.server_process import start_server, stop
 from tests.support.waiting import wait_for
@@ -42,37 +41,6 @@ FPS = 30  #: the numbered track's frame rate
 FIRST = 100  #: the number of the publisher's first frame
 MEDIA_DELAY_S = 2.0  #: how long after connecting the publisher sends its first frame
 TOLERANCE_FRAMES = 9  #: 300 ms at 30 fps
-
-
-class LateVideoTrack(NumberedVideoTrack):
-    """Numbered frames that start once ``go`` is set; ``first_sent``: the wall clock
-    (``time.time()``) of the first one, media time 0."""
-
-    def __init__(self) -> None:
-        super().__init__(start=FIRST)
-        self.go = asyncio.Event()
-        self.first_sent: Optional[float] = None
-
-    async def recv(self) -> VideoFrame:
-        await self.go.wait()
-        frame = await super().recv()
-        if self.first_sent is None:
-            self.first_sent = time.time()
-        return frame
-
-    def number_at(self, wall: float) -> float:
-        """The number of the frame being sent at wall time ``wall``."""
-        assert self.first_sent is not None
-        return FIRST + (wall - self.first_sent) * FPS
-
-
-class LatePublisher(Peer):
-    """A WHIP publisher of ``LateVideoTrack`` (H.264, no audio)."""
-
-    def __init__(self, base_url: str) -> None:
-        super().__init__(base_url)
-        self.video = LateVideoTrack()
-        prefer(self.pc.addTransceiver(self.video, direction="sendonly"), "video/H264")
 
 
 @pytest.fixture(params=[pytest.param("one process", marks=pytest.mark.inprocess),
@@ -138,11 +106,11 @@ async def test_danmaku_land_on_their_frame_when_the_picture_starts_late(base, tm
     viewer = await Api.sign_up(base)
     chat = await connected(base, viewer)
     host = await connected(base, creator)
-    publisher = LatePublisher(base)
+    publisher = LatePublisher(base, start=FIRST)
     track = publisher.video
     try:
         posted = time.time()
-        assert await publisher.post("/whip/maths", token=key) == 201
+        assert await publisher.publish("maths", key) == 201
         await wait_for(lambda: publisher.pc.connectionState == "connected", timeout=15)
         connected_after = time.time() - posted
         # between the POST and the picture: the broadcast is open, its clock runs
