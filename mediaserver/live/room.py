@@ -10,7 +10,8 @@ room -> publisher and subscribers -> their peer connections and tasks.
 A broadcast opens with the POST that is accepted (so the studio, chat and recorder have
 its id at once) but only counts once media arrives: until then the room is not live and
 keeps its phase, and if the publisher whose POST opened it leaves without sending any
-(ICE or DTLS failed, it never connected) the broadcast is discarded, the room stays in
+(ICE or DTLS failed, it never connected, or it sent nothing for ``connect_timeout`` after
+its POST was accepted and was closed for it) the broadcast is discarded, the room stays in
 its previous phase (never "reconnecting"), the empty recording is removed instead of
 packaged, and the end listeners are told with ``Broadcast.discarded`` set. Its first
 media confirms it: the ``broadcast_confirmed`` listeners are told then, once (the
@@ -322,7 +323,8 @@ class Room:
 
     async def _discard_unconfirmed(self, publisher: LivePublisher) -> None:
         """The publisher whose POST opened the broadcast left without ever sending media
-        (ICE or DTLS failed, or it never connected): there was no broadcast. The room goes
+        (ICE or DTLS failed, it never connected, or it was closed for sending nothing):
+        there was no broadcast. The room goes
         back to what it was, and the empty recording is removed, not packaged."""
         if publisher.last_media() is not None:  # it left before its ``first_media`` callback ran
             if self.broadcast is not None:
