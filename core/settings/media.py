@@ -85,7 +85,8 @@ class MediaSettings:
         },
     )
     connect_timeout: float = field(
-        default=20.0, metadata={"help": "seconds a new WebRTC session has to connect"}
+        default=20.0, metadata={"help": "seconds a new WebRTC session has to connect, and a publisher "
+                                        "whose POST opened a broadcast to send its first media"}
     )
     workers: int = field(
         default_factory=one_per_cpu(MAX_WORKERS),

@@ -72,6 +72,8 @@ class RtmpPublisher:
         self._closed = False
         self._bytes = 0
         self._last_media: Optional[float] = None
+        #: resolved with the ``time.perf_counter()`` of the first media tag (``LivePublisher``)
+        self.first_media: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self._video = H264Packetizer()
         self._audio: Optional[AacToOpus] = None
         self._audio_worker: Optional[ThreadPoolExecutor] = None
@@ -216,6 +218,7 @@ class RtmpPublisher:
         if self._epoch is None:
             self._epoch = time.time() - timestamp_ms / 1000
             self.log.info("first media from %s", self.peer)
+            self.first_media.set_result(now)
         self._last_media = now
         return now
 

@@ -29,6 +29,12 @@ class LivePublisher(Protocol):
     def attach(self) -> None:
         """Start feeding the room's fanouts (the room accepted this publisher)."""
 
+    #: resolved with the ``time.perf_counter()`` of the first media packet (the room confirms
+    #: the broadcast this publisher's POST opened then); pending while none came. Only the
+    #: sources a room accepts as publishers need it: a worker's relay (``PipeSource``)
+    #: never opens a broadcast and has none
+    first_media: "asyncio.Future[float]"
+
     def last_media(self) -> Optional[float]:
         """``time.perf_counter()`` of the last media packet, None before the first."""
 
@@ -50,6 +56,7 @@ class Publisher(PeerSession):
         self._taps: dict[str, ReceiverTap] = {}
         self._fanouts: dict[str, Fanout] = {}
         self.codecs: dict[str, str] = {}
+        self.first_media: asyncio.Future[float] = asyncio.get_running_loop().create_future()
 
     async def start(self, offer_sdp: str, plan: dict[str, str], fanouts: dict[str, Fanout]) -> str:
         """Negotiate receive-only transceivers for the planned kinds (kind -> codec key).
@@ -67,7 +74,7 @@ class Publisher(PeerSession):
         """A receive-only transceiver for ``kind`` and its tap, before any packet can come."""
         transceiver = self.pc.addTransceiver(kind, direction="recvonly")
         transceiver.setCodecPreferences(capabilities(kind, codecs))
-        tap = self._taps[kind] = ReceiverTap(transceiver.receiver, self._drop)
+        tap = self._taps[kind] = ReceiverTap(transceiver.receiver, self._drop, self._first_packet)
         self.tasks.spawn(tap.run_nacks(), name=f"nack-{kind}")
 
     def _negotiated(self, fanouts: dict[str, Fanout], doing: str) -> None:
@@ -78,6 +85,12 @@ class Publisher(PeerSession):
                 self.codecs[transceiver.kind] = next(iter(stream.payload_types))
         self.log.info("%s %s", doing, ", ".join(f"{k}={c}" for k, c in self.codecs.items()))
         self._fanouts = fanouts
+
+    def _first_packet(self, arrival: float) -> None:
+        """A tap's first packet (each tap reports once): the first of them is the first media."""
+        if not self.first_media.done():
+            self.log.info("first media")
+            self.first_media.set_result(arrival)
 
     @staticmethod
     def _drop(packet, codec, arrival) -> None:

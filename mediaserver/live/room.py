@@ -10,10 +10,12 @@ room -> publisher and subscribers -> their peer connections and tasks.
 A broadcast opens with the POST that is accepted (so the studio, chat and recorder have
 its id at once) but only counts once media arrives: until then the room is not live and
 keeps its phase, and if the publisher whose POST opened it leaves without sending any
-(ICE or DTLS failed, it never connected) the broadcast is discarded, the room stays in
+(ICE or DTLS failed, it never connected, or it sent nothing for ``connect_timeout`` after
+its POST was accepted and was closed for it) the broadcast is discarded, the room stays in
 its previous phase (never "reconnecting"), the empty recording is removed instead of
 packaged, and the end listeners are told with ``Broadcast.discarded`` set. Its first
-media confirms it: the ``broadcast_confirmed`` listeners are told then, once.
+media confirms it: the ``broadcast_confirmed`` listeners are told then, once (the
+publisher's ``first_media`` future says when; nothing polls).
 """
 
 from __future__ import annotations
@@ -42,9 +44,6 @@ from mediaserver.sfu.udp_mux import UdpMux
 __all__ = ["Broadcast", "LiveObserver", "Room", "RoomRegistry", "room_overview"]
 
 S = TypeVar("S", bound=LivePublisher)
-
-#: how often an unconfirmed broadcast's publisher is looked at for its first media
-FIRST_MEDIA_POLL_SECONDS = 0.05
 
 
 class Room:
@@ -76,6 +75,8 @@ class Room:
         #: (publisher, ended_broadcast before it) while the broadcast that publisher's POST
         #: opened has seen no media: discarded if it leaves without sending any
         self._unconfirmed: Optional[tuple[LivePublisher, Optional[Broadcast]]] = None
+        #: closes the unconfirmed broadcast's publisher if it sends nothing (``connect_timeout``)
+        self._silence: Optional[asyncio.TimerHandle] = None
         self._publish_lock = asyncio.Lock()
         #: a pulled source that stays without viewers here (``pull(held=True)``)
         self._held: Optional[LivePublisher] = None
@@ -173,9 +174,10 @@ class Room:
             self.log.info("broadcast %s started", self.broadcast.id)
             self._start_recorder(self.broadcast, publisher.codecs)
             started = self.broadcast
-            self.tasks.spawn(self._confirm_on_first_media(started), name=f"confirm-{started.id}")
+            self._confirm_at_first_media(publisher, started)
         elif self._unconfirmed is not None and self._unconfirmed[0] is previous:
             self._unconfirmed = (publisher, self._unconfirmed[1])  # still no media
+            self._confirm_at_first_media(publisher, self.broadcast)
         publisher.attach()
         if previous is not None:
             self.log.info("publisher %s replaces stale %s", publisher.id[:8], previous.id[:8])
@@ -283,15 +285,33 @@ class Room:
     async def _tell(self, listeners: list[BroadcastListener], broadcast: Broadcast, what: str) -> None:
         await tell(listeners, self, broadcast, what, self.log)
 
-    async def _confirm_on_first_media(self, broadcast: Broadcast) -> None:
-        """Confirm ``broadcast`` when its publisher's first media arrives (whichever
-        publisher holds the room by then); gives up once it is no longer the room's."""
-        while self.broadcast is broadcast and not broadcast.confirmed:
+    def _confirm_at_first_media(self, publisher: LivePublisher, broadcast: Broadcast) -> None:
+        """Confirm ``broadcast`` when ``publisher``'s first media arrives, if the broadcast
+        is still the room's and still waits for that publisher's media by then (a stale
+        publisher replaced before sending any hands the wait on to its successor). A
+        publisher that sent nothing ``connect_timeout`` after it was accepted (connected
+        but silent) is closed, which discards the broadcast."""
+        timeout = self.settings.media.connect_timeout
+
+        def waiting() -> bool:
             unconfirmed = self._unconfirmed
-            if unconfirmed is not None and unconfirmed[0].last_media() is not None:
-                await self._confirm(broadcast)
-                return
-            await asyncio.sleep(FIRST_MEDIA_POLL_SECONDS)
+            return (self.broadcast is broadcast and not broadcast.confirmed
+                    and unconfirmed is not None and unconfirmed[0] is publisher)
+
+        def arrived(first_media: asyncio.Future) -> None:
+            silence.cancel()
+            if not first_media.cancelled() and waiting():
+                self.tasks.spawn(self._confirm(broadcast), name=f"confirm-{broadcast.id}")
+
+        def silent() -> None:
+            if waiting() and not publisher.closed:
+                publisher.log.warning("no media %.0f s after it was accepted, closing", timeout)
+                self.tasks.spawn(publisher.close(), name=f"close-silent-{publisher.id[:8]}")
+
+        if self._silence is not None:  # the publisher it was set for was replaced
+            self._silence.cancel()
+        silence = self._silence = asyncio.get_running_loop().call_later(timeout, silent)
+        publisher.first_media.add_done_callback(arrived)
 
     async def _confirm(self, broadcast: Broadcast) -> None:
         if broadcast.confirmed:
@@ -303,9 +323,10 @@ class Room:
 
     async def _discard_unconfirmed(self, publisher: LivePublisher) -> None:
         """The publisher whose POST opened the broadcast left without ever sending media
-        (ICE or DTLS failed, or it never connected): there was no broadcast. The room goes
+        (ICE or DTLS failed, it never connected, or it was closed for sending nothing):
+        there was no broadcast. The room goes
         back to what it was, and the empty recording is removed, not packaged."""
-        if publisher.last_media() is not None:  # it left before its media was looked at
+        if publisher.last_media() is not None:  # it left before its ``first_media`` callback ran
             if self.broadcast is not None:
                 await self._confirm(self.broadcast)
             self._unconfirmed = None
@@ -401,6 +422,8 @@ class Room:
         if self._closed:
             return
         self._closed = True
+        if self._silence is not None:
+            self._silence.cancel()
         sessions: list[PeerSession | LivePublisher] = list(self.subscribers.values())
         if self.publisher is not None:
             sessions.append(self.publisher)

@@ -16,9 +16,11 @@ from mediaserver.sfu.batched_send import hold, release
 from mediaserver.sfu.negotiated_stream import codec_key
 from mediaserver.sfu.retransmission import NackRequester
 
-__all__ = ["ReceiverTap", "PacketHandler", "SenderReportHandler", "enlarge_receive_buffer"]
+__all__ = ["ReceiverTap", "FirstPacketHandler", "PacketHandler", "SenderReportHandler", "enlarge_receive_buffer"]
 
 PacketHandler = Callable[[RtpPacket, str, float], None]
+#: ``on_first_packet(arrival)``: the publisher's first media packet (``time.perf_counter()``)
+FirstPacketHandler = Callable[[float], None]
 #: ``on_sender_report(ntp, rtp_timestamp, clock_rate)``
 SenderReportHandler = Callable[[int, int, int], None]
 NACK_TICK = 0.01  #: how often missing packets are looked at (libwebrtc: 20 ms)
@@ -29,10 +31,17 @@ def _ignore_sender_report(ntp: int, rtp: int, clock_rate: int) -> None:
 
 
 class ReceiverTap:
-    """Takes RTP from an aiortc receiver before depayloading; see ``aiortc_bridge``'s docstring."""
+    """Takes RTP from an aiortc receiver before depayloading; see ``aiortc_bridge``'s docstring.
 
-    def __init__(self, receiver: RTCRtpReceiver, on_packet: PacketHandler) -> None:
+    ``on_first_packet`` is called once, after the first packet that counts (a known payload
+    type on an enabled receiver, the one that sets ``last_arrival``). Until then the
+    receiver calls ``_handle_first_rtp_packet``, which then swaps itself out for
+    ``_handle_rtp_packet``: the check costs nothing from the second packet on."""
+
+    def __init__(self, receiver: RTCRtpReceiver, on_packet: PacketHandler,
+                 on_first_packet: Optional[FirstPacketHandler] = None) -> None:
         self._receiver = receiver
+        self._on_first_packet = on_first_packet
         self.on_packet = on_packet  #: where packets go; swapped when a room accepts the publisher
         #: where the publisher's sender reports go (with ``on_packet``)
         self.on_sender_report: SenderReportHandler = _ignore_sender_report
@@ -43,7 +52,8 @@ class ReceiverTap:
         #: None when the publisher did not negotiate NACK
         self.nacks: Optional[NackRequester] = None
         self._nack_wake = asyncio.Event()
-        receiver._handle_rtp_packet = self._handle_rtp_packet  # type: ignore[method-assign]
+        receiver._handle_rtp_packet = (  # type: ignore[method-assign]
+            self._handle_rtp_packet if on_first_packet is None else self._handle_first_rtp_packet)
         self._aiortc_rtcp = receiver._handle_rtcp_packet
         receiver._handle_rtcp_packet = self._handle_rtcp_packet  # type: ignore[method-assign]
 
@@ -80,6 +90,13 @@ class ReceiverTap:
             lost = nacks.due()
             if lost and self.media_ssrc is not None:
                 await self._receiver._send_rtcp_nack(self.media_ssrc, lost)
+
+    async def _handle_first_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
+        await self._handle_rtp_packet(packet, arrival_time_ms)
+        if self.last_arrival is not None and self._on_first_packet is not None:
+            self._receiver._handle_rtp_packet = self._handle_rtp_packet  # type: ignore[method-assign]
+            on_first_packet, self._on_first_packet = self._on_first_packet, None
+            on_first_packet(self.last_arrival)
 
     async def _handle_rtp_packet(self, packet: RtpPacket, arrival_time_ms: int) -> None:
         arrival = time.perf_counter()

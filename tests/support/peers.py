@@ -195,6 +195,41 @@ class Publisher(Peer):
         return await self.post(f"/whip/{room}", token=key)
 
 
+class LateVideoTrack(NumberedVideoTrack):
+    """Numbered frames that start once ``go`` is set (a publisher that connects, then sends
+    nothing for a while, or never); ``first_sent``: the wall clock (``time.time()``) of the
+    first frame, its media time 0."""
+
+    def __init__(self, start: int = 0) -> None:
+        super().__init__(start=start)
+        self.go = asyncio.Event()
+        self.first_sent: Optional[float] = None
+
+    async def recv(self) -> VideoFrame:
+        await self.go.wait()
+        frame = await super().recv()
+        if self.first_sent is None:
+            self.first_sent = time.time()
+        return frame
+
+    def number_at(self, wall: float) -> float:
+        """The number of the frame being sent at wall time ``wall``."""
+        assert self.first_sent is not None
+        return self.number - self._count + (wall - self.first_sent) * self.fps
+
+
+class LatePublisher(Peer):
+    """A WHIP publisher of a ``LateVideoTrack`` (``video``; H.264, no audio)."""
+
+    def __init__(self, base_url: str, start: int = 0) -> None:
+        super().__init__(base_url)
+        self.video = LateVideoTrack(start)
+        prefer(self.pc.addTransceiver(self.video, direction="sendonly"), "video/H264")
+
+    async def publish(self, room: str, key: str) -> int:
+        return await self.post(f"/whip/{room}", token=key)
+
+
 class Viewer(Peer):
     """Plays a room and decodes: numbers read from every video frame, audio frame count."""
 
