@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from aiortc import RTCPeerConnection
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from mediaserver.live.subscriber import Subscriber
 from mediaserver.sfu.aiortc_bridge import SenderPort
 from tests.support.fanout_ports import fanout  # noqa: F401 (fixture)
+from tests.support.negotiated_subscriber import negotiated_subscriber
 
 pytestmark = pytest.mark.unit
 
@@ -26,18 +26,8 @@ STEP = 0.25  #: seconds between two reports (over the 0.2 s a ratio needs)
 
 @pytest.fixture
 async def subscriber(fanout):  # noqa: F811 (the fixture imported above)
-    viewer = RTCPeerConnection()
-    viewer.addTransceiver("video", direction="recvonly")
-    await viewer.setLocalDescription(await viewer.createOffer())
-
-    async def closed(session) -> None:
-        pass
-
-    subscriber = Subscriber("room", [], 30.0, closed, buffer_limit=1 << 18)
-    await subscriber.start(viewer.localDescription.sdp, ["video"], {"video": fanout})
-    yield subscriber
-    await subscriber.close()
-    await viewer.close()
+    async with negotiated_subscriber(fanout) as subscriber:
+        yield subscriber
 
 
 async def report(subscriber: Subscriber, remb: int | None = None) -> float | None:
