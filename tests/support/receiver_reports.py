@@ -6,7 +6,8 @@ aiortc's ``RTCRtpReceiver._run_rtcp`` sends a receiver report every 0.5-1.5 s (s
 switching and loss handling count reports, not seconds: a test paced by reports runs
 faster with a viewer that reports like a browser. ``report_every`` gives one receiver that
 pace; the reports themselves are built exactly as aiortc builds them, and the server is
-unchanged.
+unchanged. The rendition switcher reads the latest report every ``RenditionSwitcher.INTERVAL``
+(0.5 s): a viewer reporting faster than that is not switched faster, it only has reports skipped.
 """
 
 from __future__ import annotations
