@@ -46,7 +46,9 @@ class Subscriber(PeerSession):
         self.rendition = "full"
         self._parked: Optional[Downstream] = None  # the video downstream while audio only
         self._video_mark: Optional[tuple[float, int]] = None  # (time, octets) at the last estimate
-        self._last_remb: Optional[int] = None  # the REMB the last estimate was made from
+        #: (arrival, bitrate) of the latest REMB an estimate read, and whether it rose over the one before
+        self._remb_seen: Optional[tuple[float, int]] = None
+        self._remb_rising = False
 
     async def start(self, offer_sdp: str, kinds: list[str], fanouts: dict[str, Fanout]) -> str:
         """Negotiate send-only transceivers for ``kinds`` and check the live codecs fit.
@@ -212,7 +214,10 @@ class Subscriber(PeerSession):
         without a REMB of the last ``REMB_FRESH`` seconds, under ``MIN_VIDEO_BPS`` sent (too
         little to tell: audio only, a still picture), or while the estimate rises: a
         receiver raises it a few percent a second from what it got before, so after a
-        step up it lags behind the new bitrate for seconds without telling of a limit."""
+        step up it lags behind the new bitrate for seconds without telling of a limit. Rising
+        is judged from one REMB to the next, not from one call to the next: a viewer whose
+        receiver reports come more often than its REMBs (a second apart) would otherwise see
+        its rising estimate read as a limit at every report between two REMBs."""
         entry = self._downstreams.get("video")
         if entry is None:
             self._video_mark = None
@@ -220,10 +225,12 @@ class Subscriber(PeerSession):
         port = entry[1].port
         now, octets = time.monotonic(), port.octets_sent
         mark, self._video_mark = self._video_mark, (now, octets)
-        previous, self._last_remb = self._last_remb, port.remb
+        if port.remb is not None and (self._remb_seen is None or port.remb_at != self._remb_seen[0]):
+            self._remb_rising = self._remb_seen is not None and port.remb > self._remb_seen[1] * RISING
+            self._remb_seen = (port.remb_at, port.remb)
         if mark is None or now - mark[0] < 0.2 or port.remb is None or now - port.remb_at > REMB_FRESH:
             return None
-        if previous is not None and port.remb > previous * RISING:
+        if self._remb_rising:
             return None
         sent_bps = (octets - mark[1]) * 8 / (now - mark[0])
         return port.remb / sent_bps if sent_bps >= MIN_VIDEO_BPS else None

@@ -177,6 +177,10 @@ async def test_prometheus_scrapes_viewers_and_forwarded_packets(aiohttp_server, 
 
 
 # ---------------------------------------------------------------------------- quality
+#: seconds between the lossy viewer's receiver reports (a browser's pace; aiortc's own is about 1 s)
+REPORT_INTERVAL = 0.5
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_viewer_quality_shows_its_loss_and_nacks(aiohttp_server, tmp_path, database_url):
@@ -190,7 +194,7 @@ async def test_viewer_quality_shows_its_loss_and_nacks(aiohttp_server, tmp_path,
     buyer = await Api.sign_up(base)
     await buy(buyer, "maths")
     publisher = Publisher(base)
-    viewer = LossyViewer(base, loss=0.10)
+    viewer = LossyViewer(base, loss=0.10, report_interval=REPORT_INTERVAL)
     json_lines = io.StringIO()
     handler = logging.StreamHandler(json_lines)
     handler.setFormatter(JsonFormatter())
@@ -214,7 +218,7 @@ async def test_viewer_quality_shows_its_loss_and_nacks(aiohttp_server, tmp_path,
         nacked: list[int] = []
         rtts: list[float] = []
         seen_reports: set = set()
-        for _ in range(40):  # ~12 s of receiver reports (about one a second)
+        for _ in range(20):  # 6 s: about 12 receiver reports
             await asyncio.sleep(0.3)
             status, body = await creator.get("/api/rooms/maths/viewers")
             assert status == 200, body

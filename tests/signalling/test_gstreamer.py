@@ -70,7 +70,7 @@ async def test_gstreamer_publisher_reaches_viewer_and_recording(live, settings, 
         assert all(n >= FIRST for n in numbers) and increasing(numbers), numbers
         assert mostly_consecutive(numbers), numbers
         assert room.publisher is not None and not room.publisher.closed
-        summary = await gst.summary()
+        summary = await gst.finish()  # its session ends here (12 s at most)
     finally:
         await viewer.close()
         await gst.close()
@@ -98,7 +98,8 @@ async def test_gstreamer_player_plays_an_aiortc_publisher(live):
             post = await player.wait_event("post")
             assert post["status"] == 201, player.describe()
             await player.wait_event("first_frame", timeout=20)
-            summary = await player.summary()
+            await player.wait_event("played", until=lambda e: e["frames"] >= 60 and e["audio_buffers"] > 50)
+            summary = await player.finish()  # its session ends here (8 s at most)
         finally:
             await player.close()
     finally:
@@ -160,7 +161,7 @@ async def test_chromium_plays_a_gstreamer_publisher(live, browser):
         for session in sessions:
             connection = session.pc.getTransceivers()[0].sender.transport.transport._connection
             assert connection._nominated[1].local_addr[1] == mux_port
-        summary = await gst.summary()
+        summary = await gst.finish()  # its session ends here (15 s at most)
         assert summary["delete_status"] == 200, gst.describe()
     finally:
         await context.close()

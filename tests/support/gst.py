@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import pytest
 
@@ -115,13 +116,15 @@ class GstClient:
             self._changed.set()
             self._changed = asyncio.Event()
 
-    def event(self, name: str) -> Optional[dict]:
-        return next((e for e in self.events if e["event"] == name), None)
+    def event(self, name: str, until: Optional[Callable[[dict], bool]] = None) -> Optional[dict]:
+        """The first ``name`` event (for which ``until`` holds, if given)."""
+        return next((e for e in self.events if e["event"] == name and (until is None or until(e))), None)
 
-    async def wait_event(self, name: str, timeout: float = 30) -> dict:
+    async def wait_event(self, name: str, timeout: float = 30,
+                         until: Optional[Callable[[dict], bool]] = None) -> dict:
         async def wait() -> dict:
             while True:
-                found = self.event(name)
+                found = self.event(name, until)
                 if found is not None:
                     return found
                 if self._reader is not None and self._reader.done():
@@ -131,6 +134,14 @@ class GstClient:
                                    return_when=asyncio.FIRST_COMPLETED)
 
         return await asyncio.wait_for(wait(), timeout)
+
+    async def finish(self, timeout: float = 60) -> dict:
+        """End the session now (the client DELETEs it, as at the end of its ``seconds``);
+        its summary."""
+        assert self._proc is not None
+        if self._proc.returncode is None:
+            self._proc.send_signal(signal.SIGUSR1)
+        return await self.summary(timeout)
 
     async def summary(self, timeout: float = 60) -> dict:
         """Wait for the client to finish (it DELETEs its session first); its summary."""

@@ -8,7 +8,8 @@ subprocess (``tests/support/gst.py``); it imports nothing from the project.
     gst_whip_client.py play URL [--token T] [--seconds 6]
 
 Non-trickle WHIP/WHEP (RFC 9725): create the offer, wait for ICE gathering to complete,
-``POST`` it, apply the ``201`` answer, run, then ``DELETE`` the session. The publisher
+``POST`` it, apply the ``201`` answer, run for ``--seconds`` (or until SIGUSR1: the test
+has seen what it needed), then ``DELETE`` the session. The publisher
 sends numbered frames: frame n carries n as a 16-bit barcode of 20x20 blocks along the
 top (the same code as ``tests/support/peers.py``), encoded by ``x264enc`` with its default
 settings (AUDs on) through ``rtph264pay`` (``mtu=1400`` by default, GStreamer's own
@@ -24,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -198,6 +200,8 @@ class WhipClient:
         self.frames += 1
         if self.frames == 1:
             emit("first_frame", width=width, height=s.get_value("height"), t=time.monotonic())
+        if self.frames % FPS == 0:  # progress, for a test that ends the session once it has enough
+            emit("played", frames=self.frames, audio_buffers=self.audio_buffers)
         return Gst.FlowReturn.OK
 
     def _on_audio_buffer(self, *_args) -> None:
@@ -307,6 +311,8 @@ class WhipClient:
         return False
 
     def run(self) -> None:
+        # finish now, the way a user ends a session early (``GstClient.finish``)
+        GLib.unix_signal_add(GLib.PRIORITY_DEFAULT, signal.SIGUSR1, self._finish)
         self.start()
         # a hard stop, in case signalling never completes
         GLib.timeout_add(int((self.args.seconds + 20) * 1000), self._finish)

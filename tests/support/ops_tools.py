@@ -206,10 +206,10 @@ class PrivateRedis:
 class LossyViewer(Viewer):
     """A ticket holder's player that drops ``loss`` of its incoming video packets before
     aiortc sees them (a user-space shim), so its receiver reports show the loss and its
-    jitter buffer NACKs the gaps."""
+    jitter buffer NACKs the gaps. Other options are ``Viewer``'s (``report_interval``)."""
 
-    def __init__(self, base_url: str, loss: float, seed: int = 20) -> None:
-        super().__init__(base_url)
+    def __init__(self, base_url: str, loss: float, seed: int = 20, **options: Any) -> None:
+        super().__init__(base_url, **options)
         self.dropped = 0
         rng = random.Random(seed)
         receiver = next(t.receiver for t in self.pc.getTransceivers() if t.kind == "video")

@@ -26,6 +26,8 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
+from tests.support.receiver_reports import report_every
+
 BITS = 16
 BLOCK = 20
 WIDTH, HEIGHT = BITS * BLOCK, 240
@@ -234,9 +236,11 @@ class Viewer(Peer):
     """Plays a room and decodes: numbers read from every video frame, audio frame count."""
 
     def __init__(self, base_url: str, codecs: Optional[list[str]] = None, audio: bool = True,
-                 remb: bool = True):
+                 remb: bool = True, report_interval: Optional[float] = None):
         """``remb`` False: a player that sends no bandwidth estimate (it does not offer the
-        abs-send-time extension aiortc estimates from, nor transport-cc)."""
+        abs-send-time extension aiortc estimates from, nor transport-cc). ``report_interval``:
+        seconds between its receiver reports on average, as a browser paces them (aiortc's
+        own pace, about 1 s, when None)."""
         super().__init__(base_url)
         if not remb:
             self.unoffered_extensions = ("abs-send-time", "transport-wide-cc")
@@ -252,6 +256,9 @@ class Viewer(Peer):
             t.setCodecPreferences([c for c in caps if c.mimeType in codecs or c.mimeType.endswith("rtx")])
         if audio:
             self.pc.addTransceiver("audio", direction="recvonly")
+        if report_interval is not None:
+            for transceiver in self.pc.getTransceivers():
+                report_every(transceiver.receiver, report_interval)
         self.pc.on("track", self._on_track)
         self.first_frame = asyncio.get_event_loop().create_future()
 

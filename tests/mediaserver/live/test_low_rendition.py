@@ -26,6 +26,9 @@ pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
 
 RADIO_LOSS = 0.2  #: the downlink's random loss (a radio link)
 RADIO_REPORTS = 16
+#: seconds between the test viewers' receiver reports: a browser's pace (the switcher counts
+#: reports, and passes every ``RenditionSwitcher.INTERVAL``), about twice aiortc's own
+REPORT_INTERVAL = 0.5
 
 
 @pytest.fixture
@@ -86,7 +89,7 @@ async def test_a_throttled_viewer_is_moved_to_the_low_rendition_by_its_estimates
     is lifted."""
     base, room, publisher = await live_room(low_rendition=True, metrics_token=METRICS_TOKEN,
                                             publisher=lambda b: ClipPublisher(b, kbps=1500))
-    viewer = Viewer(base)
+    viewer = Viewer(base, report_interval=REPORT_INTERVAL)
     try:
         assert await viewer.play("demo") == 201
         await asyncio.wait_for(asyncio.shield(viewer.first_frame), 20)
@@ -98,7 +101,7 @@ async def test_a_throttled_viewer_is_moved_to_the_low_rendition_by_its_estimates
         await wait_for(lambda: subscriber.rendition == "low", timeout=30)
         assert room.low is not None and room.low.running
         # read at once: after SETTLE_REPORTS + UP_AFTER clean reports on the low rendition
-        # (about 10 s) the viewer probes the full one again, which a loaded machine's slow
+        # (about 5 s at REPORT_INTERVAL) the viewer probes the full one again, which a loaded machine's slow
         # playing check below could reach first
         on_low = await scrape(base)
         assert subscriber.rendition == "low"  # the scrape was taken while it was there
@@ -216,7 +219,7 @@ async def test_a_viewer_without_estimates_stays_on_the_low_rendition_under_rando
     report after report (audio only would lose as much); a link the low rendition cannot get
     through moves it to audio only, and video comes back once the link is fair again."""
     base, room, publisher = await live_room(low_rendition=True, publisher=lambda b: ClipPublisher(b, kbps=1500))
-    viewer = SizedViewer(base, remb=False)
+    viewer = SizedViewer(base, remb=False, report_interval=REPORT_INTERVAL)
     try:
         assert await viewer.play("demo") == 201
         await asyncio.wait_for(asyncio.shield(viewer.first_frame), 20)

@@ -12,7 +12,6 @@ import logging
 import time
 
 import pytest
-from aiortc import RTCPeerConnection
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 
 from mediaserver.live.adaptation import Adaptation
@@ -20,6 +19,7 @@ from mediaserver.live.rendition_switcher import RenditionSwitcher
 from mediaserver.live.subscriber import Subscriber
 from mediaserver.sfu.aiortc_bridge import SenderPort
 from tests.support.fanout_ports import fanout  # noqa: F401 (fixture)
+from tests.support.negotiated_subscriber import negotiated_subscriber
 
 pytestmark = pytest.mark.unit
 
@@ -59,18 +59,8 @@ class Watched:
 
 @pytest.fixture
 async def watched(fanout):  # noqa: F811 (the fixture imported above)
-    viewer = RTCPeerConnection()
-    viewer.addTransceiver("video", direction="recvonly")
-    await viewer.setLocalDescription(await viewer.createOffer())
-
-    async def closed(session) -> None:
-        pass
-
-    subscriber = Subscriber("room", [], 30.0, closed, buffer_limit=1 << 18)
-    await subscriber.start(viewer.localDescription.sdp, ["video"], {"video": fanout})
-    yield Watched(subscriber)
-    await subscriber.close()
-    await viewer.close()
+    async with negotiated_subscriber(fanout) as subscriber:
+        yield Watched(subscriber)
 
 
 async def test_one_late_report_does_not_move_a_viewer_down(watched):

@@ -32,6 +32,11 @@ from tests.support.worker_pins import ONE_WORKER_EACH
 
 pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[3]
+#: seconds between the viewer's receiver reports: a browser's pace, twice aiortc's own; the
+#: switcher counts reports, so the windows below are in reports at this pace
+REPORT_INTERVAL = 0.5
+LIMITED_WINDOW = 20 * REPORT_INTERVAL  #: seconds sampled while the limit holds (about 20 reports)
+STAYS_FULL = 8 * REPORT_INTERVAL  #: seconds it must stay on the full rendition after the limit (8 reports)
 
 
 def sh(*args: str) -> None:
@@ -77,6 +82,7 @@ async def test_a_viewer_behind_a_bandwidth_limit_ends_on_the_low_rendition_and_r
         room = await wait_for(lambda: (r := app[ROOMS].get("demo")) is not None and r.live and r, timeout=15)
         viewer = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", ns, sys.executable, "-m", "tests.support.ns_viewer", f"http://{host_addr}:{port}", "demo",
+            str(REPORT_INTERVAL),
             cwd=str(ROOT), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL)
         first = json.loads(await asyncio.wait_for(viewer.stdout.readline(), 30))
         assert first["status"] == 201
@@ -100,17 +106,17 @@ async def test_a_viewer_behind_a_bandwidth_limit_ends_on_the_low_rendition_and_r
         sh("tc", "qdisc", "add", "dev", host_if, "root", "tbf", "rate", "800kbit", "burst", "20kb", "latency", "150ms")
         await wait_for(lambda: subscriber.rendition == "low", timeout=30)
         on_low, samples, before = 0, 0, await frames()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + LIMITED_WINDOW
         while time.monotonic() < deadline:
             await asyncio.sleep(0.5)
             samples += 1
             on_low += subscriber.rendition == "low"
         # mostly on the low rendition (it probes up now and then, less and less often)
         assert on_low >= 0.65 * samples, (on_low, samples)
-        assert await frames() > before + 300  # and the picture keeps moving (30 fps)
+        assert await frames() > before + 15 * LIMITED_WINDOW  # and the picture keeps moving (half of 30 fps)
         sh("tc", "qdisc", "del", "dev", host_if, "root")
         await wait_for(lambda: subscriber.rendition == "full", timeout=90)
-        await asyncio.sleep(8)
+        await asyncio.sleep(STAYS_FULL)
         assert subscriber.rendition == "full"  # and it stays there
         assert room.low is not None and not room.low.running
         reader.cancel()
