@@ -15,6 +15,7 @@ import pytest
 from aiortc import RTCPeerConnection
 from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 
+from core.tasks import TaskOwner
 from mediaserver.live.adaptation import Adaptation
 from mediaserver.live.rendition_switcher import RenditionSwitcher
 from mediaserver.live.subscriber import Subscriber
@@ -66,10 +67,12 @@ async def watched(fanout):  # noqa: F811 (the fixture imported above)
     async def closed(session) -> None:
         pass
 
-    subscriber = Subscriber("room", [], 30.0, closed, buffer_limit=1 << 18)
+    room_tasks = TaskOwner(logging.getLogger("test.round_trip"))
+    subscriber = Subscriber("room", [], 30.0, closed, room_tasks, buffer_limit=1 << 18)
     await subscriber.start(viewer.localDescription.sdp, ["video"], {"video": fanout})
     yield Watched(subscriber)
     await subscriber.close()
+    await room_tasks.close()
     await viewer.close()
 
 
