@@ -9,11 +9,9 @@ and the viewer's receiver reports are handed to its port as they arrive."""
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
 from aiortc import RTCPeerConnection
-from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 
 from core.tasks import TaskOwner
 from mediaserver.live.adaptation import Adaptation
@@ -21,6 +19,7 @@ from mediaserver.live.rendition_switcher import RenditionSwitcher
 from mediaserver.live.subscriber import Subscriber
 from mediaserver.sfu.aiortc_bridge import SenderPort
 from tests.support.fanout_ports import fanout  # noqa: F401 (fixture)
+from tests.support.rtcp_reports import receiver_report, sender_report
 
 pytestmark = pytest.mark.unit
 
@@ -47,14 +46,8 @@ class Watched:
         """A sender report goes out and the viewer answers it with a round trip of ``rtt``
         (None: it answers one the port never sent: no sample); the switches wanted now."""
         self.lsr += 0x100
-        sender = self.port._sender
-        sender._RTCRtpSender__lsr = self.lsr
-        sender._RTCRtpSender__lsr_time = time.time() - HELD - (NORMAL if rtt is None else rtt)
-        info = RtcpSenderInfo(ntp_timestamp=self.lsr << 16, rtp_timestamp=0, packet_count=0, octet_count=0)
-        await sender._send_rtcp([RtcpSrPacket(ssrc=self.port.ssrc, sender_info=info)])  # not connected: dropped
-        rr = RtcpReceiverInfo(ssrc=self.port.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
-                              lsr=self.lsr if rtt is not None else 0x7777, dlsr=round(HELD * 65536))
-        await self.port._handle_rtcp_packet(RtcpRrPacket(ssrc=4321, reports=[rr]))
+        await sender_report(self.port, self.lsr, ago=HELD + (NORMAL if rtt is None else rtt))
+        await receiver_report(self.port, self.lsr if rtt is not None else 0x7777, held=HELD)
         return [choice for _, choice in self.switcher.step()]
 
 
