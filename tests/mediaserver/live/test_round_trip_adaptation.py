@@ -1,7 +1,8 @@
 """The switcher judges a viewer's round trip by what each receiver report measured: one late
 report (the viewer's event loop busy for a moment) does not move it down, even when the next
 report measures nothing (on main the late value stayed in force: two bad reports); a round
-trip that stays long (a queue on its link) does, after ``DOWN_AFTER`` reports.
+trip that stays long (a queue on its link) does, after ``DOWN_AFTER`` reports. The viewers
+API shows the server's smoothed round trip.
 A real ``Subscriber`` negotiated with an aiortc viewer's offer, on a real fanout; its sender
 reports go out through the sender's ``_send_rtcp`` the way aiortc's RTCP loop sends them
 and the viewer's receiver reports are handed to its port as they arrive."""
@@ -91,3 +92,19 @@ async def test_a_round_trip_that_stays_long_moves_a_viewer_down(watched):
         pytest.fail(f"still on the full rendition after 20 reports of {LONG} s (rtt {watched.port.rtt:.3f} s)")
     assert reports == Adaptation.DOWN_AFTER  # as soon as the rule allows: a queue must not wait
     assert watched.port.last_rtt > Adaptation.MAX_RTT
+
+
+async def test_the_viewers_api_shows_the_servers_smoothed_round_trip(watched):
+    """``rtt_ms`` (admin and viewers API) is the round trip NACK resends are timed by. aiortc's
+    own counts only reports answering its latest sender report: a viewer that always answers
+    the one before (a sender report every 0.5-1.5 s, a report a second) gave it none."""
+    port = watched.port
+    assert (await watched.subscriber.quality())["video"]["rtt_ms"] is None  # no report yet
+    for n in range(4):
+        answered, latest = 0x20000 + 2 * n, 0x20001 + 2 * n
+        await sender_report(port, answered, ago=HELD + NORMAL)
+        await sender_report(port, latest, ago=0.01)  # came while the viewer was busy
+        await receiver_report(port, answered, held=HELD)
+    rtt_ms = (await watched.subscriber.quality())["video"]["rtt_ms"]
+    assert port.round_trip.samples == 4 and rtt_ms == round(port.rtt * 1000, 1)
+    assert rtt_ms == pytest.approx(NORMAL * 1000, abs=20)
