@@ -6,18 +6,20 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from yarl import URL
 
 from stagepass.access_log import RedactingAccessLogger
-from stagepass.app import create_app
+from stagepass.app import PACKAGING, create_app
 from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
 from tests.support.recordings import read_hls
+from tests.support.replays import install
 from tests.support.s3 import S3Bucket
 
-__all__ = ["decode_bucket", "fetch", "media_left", "source", "start_shop", "status_of", "wait_status"]
+__all__ = ["decode_bucket", "fetch", "media_left", "package_in", "source", "start_shop", "status_of", "wait_status"]
 
 MEDIA_SUFFIXES = (".ts", ".mkv", ".webm", ".jpg", ".m3u8", ".vtt")
 
@@ -63,6 +65,14 @@ async def start_shop(aiohttp_server, tmp_path, database_url, **settings_override
     creator = await Api.sign_up(base, "creator")
     await paid_room(creator, preview_seconds=3)
     return base, app, creator, settings, srv
+
+
+def package_in(app: Any, settings: Any, recording: Path, room: str = "maths") -> str:
+    """Put ``recording`` in ``room``'s recordings on the shop's disk and queue it for
+    packaging (then upload, with a store); its id."""
+    rec_id = install(recording, settings.server.data_dir, room)
+    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / room / rec_id)
+    return rec_id
 
 
 def decode_bucket(bucket: S3Bucket, prefix: str, out: Path):

@@ -16,10 +16,10 @@ from core.settings import ConfigError, Settings
 from mediaserver.storage import open_storage
 from mediaserver.storage.base import StorageError, parse_storage_url
 from stagepass import cli
-from stagepass.app import PACKAGING
-from tests.support.replays import install
 from tests.support.s3 import aws_env, moto_endpoint, s3, start_moto  # noqa: F401 (fixtures)
-from tests.support.storage_shop import decode_bucket, fetch, media_left, source, start_shop, wait_status  # noqa: F401 (source: fixture)
+from tests.support.storage_shop import (  # noqa: F401 (source: fixture)
+    decode_bucket, fetch, media_left, package_in, source, start_shop, wait_status,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -65,8 +65,7 @@ async def test_wrong_credentials_keep_recording_local_and_migrate_publishes_late
         lines = [r.getMessage() for r in caplog.records if r.name == "stagepass.storage" and r.levelno >= logging.ERROR]
         assert len(lines) == 1 and "\n" not in lines[0], lines
         assert lines[0].startswith(f"storage s3://{s3.bucket}/r: wrong credentials") and "local disk" in lines[0]
-        rec_id = install(source, settings.server.data_dir, "maths")
-        app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
+        rec_id = package_in(app, settings, source)
         await wait_status(creator, rec_id, "ready")
         status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
         got, body, _ = await fetch(f"{base}/replay/{rec_id}/seg-00000.ts?token={minted['token']}")

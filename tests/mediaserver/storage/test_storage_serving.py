@@ -16,12 +16,12 @@ import pytest
 from mediaserver.packaging.playlist import parse_playlist
 from mediaserver.storage import open_storage
 from paywall.replay_http import RECORDINGS
-from stagepass.app import PACKAGING
 from tests.support.paywall_fixtures import Api, buy
 from tests.support.recordings import all_audio, all_video, check_continuous
-from tests.support.replays import install
 from tests.support.s3 import moto_endpoint, s3  # noqa: F401 (fixtures)
-from tests.support.storage_shop import decode_bucket, fetch, media_left, source, start_shop, wait_status  # noqa: F401 (source: fixture)
+from tests.support.storage_shop import (  # noqa: F401 (source: fixture)
+    decode_bucket, fetch, media_left, package_in, source, start_shop, wait_status,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -31,8 +31,7 @@ async def test_replay_is_published_to_the_bucket_and_served_by_presigned_redirec
         aiohttp_server, tmp_path, database_url, s3, source):
     base, app, creator, settings, _ = await start_shop(
         aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}/replays")
-    rec_id = install(source, settings.server.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = package_in(app, settings, source)
     rec = await wait_status(creator, rec_id, "ready")
     prefix = f"replays/maths/{rec_id}/"
     keys = s3.keys(prefix)
@@ -138,8 +137,7 @@ async def test_proxy_mode_streams_with_range_and_downloads_from_the_bucket(
     base, app, creator, settings, _ = await start_shop(
         aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}/p", storage_proxy=True)
     await creator.patch("/api/rooms/maths", {"allow_downloads": True})
-    rec_id = install(source, settings.server.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = package_in(app, settings, source)
     await wait_status(creator, rec_id, "ready")
     prefix = f"p/maths/{rec_id}/"
     status, minted = await creator.post(f"/api/recordings/{rec_id}/token")
@@ -171,8 +169,7 @@ async def test_another_folder_is_a_store_too(aiohttp_server, tmp_path, database_
     store = tmp_path / "store"
     base, app, creator, settings, _ = await start_shop(aiohttp_server, tmp_path, database_url,
                                                        storage_url=f"file://{store}")
-    rec_id = install(source, settings.server.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = package_in(app, settings, source)
     await wait_status(creator, rec_id, "ready")
     assert media_left(settings.server.data_dir / "recordings" / "maths" / rec_id) == []
     seg = (store / "maths" / rec_id / "hls" / "seg-00000.ts").read_bytes()
@@ -189,8 +186,7 @@ async def test_another_folder_is_a_store_too(aiohttp_server, tmp_path, database_
 async def test_keep_local_keeps_the_media_and_serves_it_from_disk(aiohttp_server, tmp_path, database_url, s3, source):
     base, app, creator, settings, _ = await start_shop(
         aiohttp_server, tmp_path, database_url, storage_url=f"s3://{s3.bucket}", keep_local=True)
-    rec_id = install(source, settings.server.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = package_in(app, settings, source)
     await wait_status(creator, rec_id, "ready")
     folder = settings.server.data_dir / "recordings" / "maths" / rec_id
     assert "hls/seg-00000.ts" in media_left(folder) and f"maths/{rec_id}/hls/seg-00000.ts" in s3.keys()

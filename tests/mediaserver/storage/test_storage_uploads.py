@@ -27,13 +27,15 @@ from mediaserver.storage.base import parse_storage_url
 from mediaserver.storage.s3 import S3Storage
 from paywall.replay_http import UPLOADS
 from stagepass.access_log import RedactingAccessLogger
-from stagepass.app import PACKAGING, create_app
+from stagepass.app import create_app
 from tests.support.paywall_fixtures import Api, buy, paywall_settings
 from tests.support.recordings import all_video, check_continuous, read_hls
 from tests.support.replays import install
 from tests.support.s3 import aws_env, moto_endpoint, s3  # noqa: F401 (fixtures)
 from tests.support.server_process import ROOT, free_port as _free_port
-from tests.support.storage_shop import decode_bucket, fetch, media_left, source, start_shop, wait_status  # noqa: F401 (source: fixture)
+from tests.support.storage_shop import (  # noqa: F401 (source: fixture)
+    decode_bucket, fetch, media_left, package_in, source, start_shop, wait_status,
+)
 from tests.support.tcp_proxy import TcpProxy
 from tests.support.worker_pins import ONE_WORKER_EACH, ONE_WORKER_EACH_FLAGS
 
@@ -48,8 +50,7 @@ async def test_an_upload_that_keeps_failing_is_upload_failed_then_retried(
     uploads = app[UPLOADS]
     uploads.backoff_s = 0.05
     s3.client.delete_bucket(Bucket=s3.bucket)  # the store breaks after the start
-    rec_id = install(source, settings.server.data_dir, "maths")
-    app[PACKAGING].enqueue(settings.server.data_dir / "recordings" / "maths" / rec_id)
+    rec_id = package_in(app, settings, source)
     rec = await wait_status(creator, rec_id, "upload_failed")
     assert rec["error"].startswith(f"upload to s3://{s3.bucket}/f failed: ") and "bucket missing" in rec["error"]
     folder = settings.server.data_dir / "recordings" / "maths" / rec_id
