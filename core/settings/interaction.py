@@ -16,7 +16,7 @@ MAX_INTERACTION_WORKERS = 64  #: interaction worker processes a node may run ('c
 WORKER_MEMORY = 256 << 20
 #: the share of the usable memory the default's workers may take (media workers, the control
 #: plane and the OS need the rest)
-MEMORY_SHARE = 4
+MEMORY_SHARE = 0.25
 #: the most the default starts: a node's PostgreSQL connections then stay under the server's
 #: default max_connections (control plane 5 + 10, 16 workers x (2 + 2): 79 of 97), and 16 workers
 #: hold ~2.5 GB
@@ -26,7 +26,7 @@ DEFAULT_CEILING = 16
 def default_interaction_workers() -> int:
     """One per usable CPU, at most as many as a quarter of the usable memory holds at
     ``WORKER_MEMORY`` each, at most ``DEFAULT_CEILING``; at least 1 (the control plane alone)."""
-    by_memory = usable_memory() // MEMORY_SHARE // WORKER_MEMORY
+    by_memory = int(usable_memory() * MEMORY_SHARE) // WORKER_MEMORY
     return max(1, min(parsing.usable_cpus(), by_memory, DEFAULT_CEILING))
 
 

@@ -153,10 +153,11 @@ class Subscriber(PeerSession):
         """Per kind: the viewer's latest RTCP receiver report (``fraction_lost`` 0..1,
         ``packets_lost``, ``jitter_ms``; None before its first report), the round trip to it
         (``rtt_ms``: the server's own, smoothed over its receiver reports, ``SenderPort.rtt``,
-        the one NACK resends are timed by, not aiortc's from the latest report alone; None
-        before a report answered a sender report) and the server's counters (packets and bytes sent, NACKed sequence numbers, retransmitted,
-        dropped, waiting for a keyframe), and its latest bandwidth estimate (REMB,
-        ``estimate_kbps``; None without a recent one: audio, or a player that sends none)."""
+        the one NACK resends are timed by, not aiortc's, which counts only reports answering
+        its latest sender report; None before a report answered one), the server's counters
+        (packets and bytes sent, NACKed sequence numbers, retransmitted, dropped, waiting for
+        a keyframe), and its latest bandwidth estimate (REMB, ``estimate_kbps``; None without
+        a recent one: audio, or a player that sends none)."""
         out: dict[str, dict] = {}
         for transceiver in self.pc.getTransceivers():
             entry = self._downstreams.get(transceiver.kind)
