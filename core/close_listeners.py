@@ -3,14 +3,16 @@
 Callers register listeners (give back a seat, tell the control plane); the owner runs
 them once when it closes (``run``). A listener registered after that runs at once, so a
 caller that registers after a call that made something that already closed (an encoder
-that hung up straight away) is still told. A failing listener is logged with the owner's
-context and the others still run.
+that hung up straight away) is still told. That late run is a task of ``late``, a
+long-lived owner (the room's tasks) that cancels and awaits it at shutdown; once that owner
+has closed too, the listener is not run and a warning says so. A failing listener is
+logged with the owner's context and the others still run.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Awaitable, Callable, Optional
+from typing import Awaitable, Callable
 
 from core.tasks import TaskOwner
 
@@ -20,16 +22,16 @@ CloseListener = Callable[[], Awaitable[None]]
 
 
 class CloseListeners:
-    """The close listeners of one object; ``log`` carries its context (room, session)."""
+    """The close listeners of one object; ``log`` carries its context (room, session),
+    ``late`` runs the listeners registered after the close (it outlives the object)."""
 
-    def __init__(self, log: logging.Logger | logging.LoggerAdapter, late: Optional[TaskOwner] = None,
+    def __init__(self, log: logging.Logger | logging.LoggerAdapter, late: TaskOwner,
                  what: str = "close listener") -> None:
         self._log = log
         self._what = what
         self._listeners: list[CloseListener] = []
         self._ran = False
-        #: runs the listeners registered after ``run`` (their own owner unless one is given)
-        self._late = late if late is not None else TaskOwner(log)
+        self._late = late
 
     @property
     def ran(self) -> bool:
@@ -38,7 +40,9 @@ class CloseListeners:
     def add(self, listener: CloseListener) -> None:
         """Run ``listener`` once the owner has closed; at once (in a task) if it already has."""
         if self._ran:
-            self._late.spawn(self._call(listener), name="late-close-listener")
+            if self._late.spawn(self._call(listener), name="late-close-listener") is None:
+                self._log.warning("%s not run: registered after the close, once its owner had shut down",
+                                  self._what)
         else:
             self._listeners.append(listener)
 

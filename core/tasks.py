@@ -22,6 +22,8 @@ class TaskOwner:
         self._closed = False
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task | None:
+        """Run ``coro`` as a task of this owner; None (``coro`` closed unstarted) once the
+        owner has closed: the caller says what that means for it."""
         if self._closed:
             coro.close()
             return None

@@ -12,6 +12,10 @@ process killed without closing (kill -9, its queue lost anyway) is no longer lis
 waited for, ``ttl`` seconds later. One listed that does not answer within ``wait``
 seconds is dropped, with a warning, and the reader goes on.
 
+Releases before the per-process keys listed the writers in an ordered set without a
+time to live, ``danmaku:writers``, which nothing reads now: each process deletes it at
+start (``OLD_WRITERS``), so an install that ran one does not keep it for good.
+
 Messages, one field a line: ``flush, requester, request id`` and ``done, requester,
 request id, responder, ok|error``. Without a shared cluster (one process) ``flush_all``
 writes this process's queue only.
@@ -34,6 +38,7 @@ log = logging.getLogger("stagepass.interaction")
 WRITERS = "danmaku:writer:"  #: key prefix: one key per process that writes danmaku behind
 WAIT = 3.0  #: seconds to wait for the other processes' answers
 TTL = 15.0  #: seconds a process stays listed after its last renewal (a killed one, then gone)
+OLD_WRITERS = "danmaku:writers"  #: the ordered set earlier releases kept: deleted at start
 
 
 class _Request:
@@ -67,6 +72,7 @@ class FlushBarrier:
         if self.cluster.shared and self._subscription is None:
             self._subscription = await self.cluster.subscribe(self.channel, self._received)
             await self._enlist()
+            await self.cluster.delete(OLD_WRITERS)
             self._renewal = self._tasks.spawn(self._renew(), name=f"danmaku-writer-{self.process}")
 
     async def _enlist(self) -> None:

@@ -1,16 +1,19 @@
 """Viewers that count what arrives: ``RtpCounter``, ``count_packets`` and the WHEP
-``LightViewer`` (never depayloads or decodes), for benchmarks with many viewers."""
+``LightViewer`` (never depayloads or decodes), for benchmarks with many viewers, and
+``connect_all``, which connects a batch of them a few at a time."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
-__all__ = ["LightViewer", "RtpCounter", "count_packets", "wait_connected"]
+__all__ = ["LightViewer", "RtpCounter", "connect_all", "count_packets", "wait_connected"]
+
+V = TypeVar("V")
 
 
 class RtpCounter:
@@ -81,3 +84,19 @@ class LightViewer:
         self.codec = video._codecs[0].mimeType if video._codecs else "?"
         await wait_connected(self.pc)
         return location
+
+
+async def connect_all(viewers: Sequence[V], play: Callable[[V], Awaitable[Any]], gate: asyncio.Semaphore) -> list[str]:
+    """Connect each of ``viewers`` (``play(viewer)``), as many at a time as ``gate`` lets
+    through; why each one that failed did (its peer connection, ``viewer.pc``, closed)."""
+
+    async def connect(viewer: V) -> str | None:
+        async with gate:
+            try:
+                await play(viewer)
+                return None
+            except Exception as exc:
+                await viewer.pc.close()  # type: ignore[attr-defined]
+                return f"{type(exc).__name__}: {exc}"
+
+    return [e for e in await asyncio.gather(*(connect(v) for v in viewers)) if e]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Optional
 
 import aiohttp
 
 from common.children import command_loop
-from common.viewers import LightViewer, RtpCounter, count_packets, wait_connected
+from common.viewers import LightViewer, RtpCounter, connect_all, count_packets, wait_connected
 from fanout import CONNECTS_IN_FLIGHT, ROOM
 from tests.support.peers import Viewer
 
@@ -22,19 +21,10 @@ async def viewers_worker(base_url: str) -> None:
     gate = asyncio.Semaphore(CONNECTS_IN_FLIGHT)
     async with aiohttp.ClientSession() as http:
 
-        async def connect(v: LightViewer) -> Optional[str]:
-            async with gate:
-                try:
-                    await v.play(http, base_url, ROOM)
-                    return None
-                except Exception as exc:
-                    await v.pc.close()
-                    return f"{type(exc).__name__}: {exc}"
-
         async def handle(msg: dict) -> dict:
             if msg["cmd"] == "add":
                 new = [LightViewer() for _ in range(msg["n"])]
-                errors = [e for e in await asyncio.gather(*(connect(v) for v in new)) if e]
+                errors = await connect_all(new, lambda v: v.play(http, base_url, ROOM), gate)
                 viewers.extend(v for v in new if v.pc.connectionState == "connected")
                 return {"connected": len(viewers), "errors": errors[:3], "failed": len(errors),
                         "codec": viewers[0].codec if viewers else None}

@@ -6,13 +6,12 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from typing import Optional
 
 import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 
 from common.children import command_loop
-from common.viewers import RtpCounter, count_packets, wait_connected
+from common.viewers import RtpCounter, connect_all, count_packets, wait_connected
 from fanout import ROOM
 from side_by_side.janus import MOUNTPOINT
 
@@ -79,19 +78,10 @@ async def viewers_worker(kind: str, base: str) -> None:
     gate = asyncio.Semaphore(5)
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=40)) as http:
 
-        async def connect(v: JanusViewer) -> Optional[str]:
-            async with gate:
-                try:
-                    await v.play(http, base)
-                    return None
-                except Exception as exc:
-                    await v.pc.close()
-                    return f"{type(exc).__name__}: {exc}"
-
         async def handle(msg: dict) -> dict:
             if msg["cmd"] == "add":
                 new = [(JanusViewer if kind == "janus" else WhepViewer)() for _ in range(msg["n"])]
-                errors = [e for e in await asyncio.gather(*(connect(v) for v in new)) if e]
+                errors = await connect_all(new, lambda v: v.play(http, base), gate)
                 viewers.extend(v for v in new if v.pc.connectionState == "connected")
                 return {"connected": len(viewers), "errors": errors[:3]}
             return {"t": time.monotonic(), "packets": [v.video.packets for v in viewers]}

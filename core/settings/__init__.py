@@ -7,7 +7,8 @@ Every setting has its default in its section's module and nowhere else, an envir
 variables did not change when the settings were nested); the CLI flag wins over the environment.
 ``Settings.validate`` runs at start and refuses nonsense with a message naming the setting.
 
-The package: ``parsing`` (field metadata, value parsers, environment and CLI), one module per
+The package: ``parsing`` (field metadata, value parsers, environment and CLI, the usable
+CPUs), ``memory`` (the usable memory, for the interaction workers' default), one module per
 section (``server``, ``media``, ``recording``, ``paywall``, ``interaction``, ``ops`` with
 ``insight``, ``notifications``), and ``composite`` (``Settings`` and the checks across sections).
 Import from here: ``from core.settings import Settings``.

@@ -4,11 +4,30 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from core.settings.parsing import ConfigError, one_per_cpu, parse_bool, workers_parser
+from core.settings import parsing
+from core.settings.memory import usable_memory
+from core.settings.parsing import ConfigError, parse_bool, workers_parser
 
-__all__ = ["InteractionSettings"]
+__all__ = ["InteractionSettings", "default_interaction_workers"]
 
-MAX_INTERACTION_WORKERS = 64  #: interaction worker processes a node may run (the default stops there too)
+MAX_INTERACTION_WORKERS = 64  #: interaction worker processes a node may run ('cores' stops there too)
+#: memory one interaction worker is counted for: measured at 128 MB RSS idle and 152 MB holding
+#: 500 WebSockets (benchmarks/danmaku.py --processes, 1,000 viewers), with room to grow
+WORKER_MEMORY = 256 << 20
+#: the share of the usable memory the default's workers may take (media workers, the control
+#: plane and the OS need the rest)
+MEMORY_SHARE = 0.25
+#: the most the default starts: a node's PostgreSQL connections then stay under the server's
+#: default max_connections (control plane 5 + 10, 16 workers x (2 + 2): 79 of 97), and 16 workers
+#: hold ~2.5 GB
+DEFAULT_CEILING = 16
+
+
+def default_interaction_workers() -> int:
+    """One per usable CPU, at most as many as a quarter of the usable memory holds at
+    ``WORKER_MEMORY`` each, at most ``DEFAULT_CEILING``; at least 1 (the control plane alone)."""
+    by_memory = int(usable_memory() * MEMORY_SHARE) // WORKER_MEMORY
+    return max(1, min(parsing.usable_cpus(), by_memory, DEFAULT_CEILING))
 
 
 @dataclass
@@ -33,13 +52,15 @@ class InteractionSettings:
                           "compressing each frame per viewer costs server and viewer CPU)",
                   "parse": parse_bool})
     interaction_workers: int = field(
-        default_factory=one_per_cpu(MAX_INTERACTION_WORKERS),
-        metadata={"help": "processes serving Socket.IO WebSockets on this node; default 'cores': one per CPU this "
-                          "process may use; more than 1: each new WebSocket is handed to the least loaded worker "
-                          "process, rooms spread across them through Redis (REDIS_URL) or, without it, the "
-                          "control plane's local bus; long-polling clients stay on the control plane; 1 (and the "
-                          "default on one CPU): the control plane serves them itself",
-                  "parse": workers_parser(MAX_INTERACTION_WORKERS)})
+        default_factory=default_interaction_workers,
+        metadata={"help": "processes serving Socket.IO WebSockets on this node; default 'auto': one per CPU this "
+                          "process may use, at most one per 1 GB of its memory (a quarter of it at 256 MB a "
+                          "worker) and at most 16; 'cores': one per CPU (at most 64); more than 1: each new "
+                          "WebSocket is handed to the least loaded worker process, rooms spread across them "
+                          "through Redis (REDIS_URL) or, without it, the control plane's local bus; long-polling "
+                          "clients stay on the control plane; 1 (and the default on one CPU): the control plane "
+                          "serves them itself",
+                  "parse": workers_parser(MAX_INTERACTION_WORKERS, auto=default_interaction_workers)})
     blocked_words: list[str] = field(
         default_factory=list,
         metadata={"help": "words refused in every room, comma separated",
@@ -56,5 +77,5 @@ class InteractionSettings:
         if not 10 <= self.danmaku_write_ms <= 5000:
             raise ConfigError("danmaku_write_ms: 10 to 5000")
         if not 1 <= self.interaction_workers <= MAX_INTERACTION_WORKERS:
-            raise ConfigError(f"interaction_workers: 1 to {MAX_INTERACTION_WORKERS}, or 'cores', "
+            raise ConfigError(f"interaction_workers: 1 to {MAX_INTERACTION_WORKERS}, 'cores' or 'auto', "
                               f"got {self.interaction_workers}")

@@ -62,17 +62,22 @@ def one_per_cpu(limit: int) -> Callable[[], int]:
     return lambda: min(usable_cpus(), limit)
 
 
-def workers_parser(limit: int) -> Callable[[str], int]:
+def workers_parser(limit: int, auto: Callable[[], int] | None = None) -> Callable[[str], int]:
     """A parser of a number of worker processes, or ``cores``: one per usable CPU, at most ``limit``
-    (a larger number is left for the setting's check to refuse by name)."""
+    (a larger number is left for the setting's check to refuse by name); with ``auto``, also
+    ``auto``: what it says (the setting's default when that is not one per CPU)."""
+    words = "'cores' or 'auto'" if auto is not None else "'cores'"
+
     def parse_workers(text: str) -> int:
         value = text.strip().lower()
         if value == "cores":
             return one_per_cpu(limit)()
+        if value == "auto" and auto is not None:
+            return auto()
         try:
             return int(value)
         except ValueError:
-            raise ValueError(f"expected a number or 'cores', got {text!r}") from None
+            raise ValueError(f"expected a number or {words}, got {text!r}") from None
 
     return parse_workers
 

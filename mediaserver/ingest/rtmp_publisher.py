@@ -48,6 +48,7 @@ class RtmpPublisher:
         *,
         room_name: str,
         on_closed: Callable[["RtmpPublisher"], Awaitable[None]],
+        room_tasks: TaskOwner,
         stale_after: float,
         fanouts: dict[str, Fanout],
         disconnect: Callable[[], None],
@@ -64,7 +65,8 @@ class RtmpPublisher:
         self.codecs: dict[str, str] = {"video": "H264", "audio": "OPUS"}
         self._fanouts = fanouts
         self._on_closed = on_closed
-        self._close_listeners = CloseListeners(self.log)
+        #: a listener registered after the close runs on the room's tasks
+        self._close_listeners = CloseListeners(self.log, late=room_tasks)
         self._disconnect = disconnect  #: ends the encoder's connection
         self._stale_after = stale_after
         self._opus_bitrate = opus_bitrate

@@ -34,6 +34,7 @@ class PeerSession:
         ice_servers: list[str],
         connect_timeout: float,
         on_closed: Callable[["PeerSession"], Awaitable[None]],
+        room_tasks: TaskOwner,
         on_failed: Optional[Callable[[str, str, str], None]] = None,
         udp_mux: Optional[UdpMux] = None,
     ) -> None:
@@ -56,7 +57,8 @@ class PeerSession:
         self._on_closed = on_closed
         #: ``on_failed(role, stage, cause)`` when the connection fails or never connects
         self._on_failed = on_failed
-        self._close_listeners = CloseListeners(self.log)
+        #: a listener registered after the close runs on the room's tasks
+        self._close_listeners = CloseListeners(self.log, late=room_tasks)
         self._closed = False
         self.pc.on("connectionstatechange", self._on_state)
 

@@ -96,6 +96,7 @@ class Room:
             ice_servers=self.settings.media.ice_servers,
             connect_timeout=self.settings.media.connect_timeout,
             on_closed=self._forget,
+            room_tasks=self.tasks,
             on_failed=self.observer.peer_failed,
             udp_mux=self.udp_mux,
         )
@@ -145,10 +146,10 @@ class Room:
     async def publish_ingest(self, make_source: Callable[..., S]) -> S:
         """Accept a publisher that is not a WebRTC peer (the RTMP ingest) under the same
         policy as WHIP: ``RoomBusy`` if one is live. ``make_source(room_name, on_closed,
-        stale_after, fanouts)`` builds it once the room is known to be free."""
+        room_tasks, stale_after, fanouts)`` builds it once the room is known to be free."""
         async with self._publish_lock:
             self._refuse_if_busy()
-            source = make_source(room_name=self.name, on_closed=self._forget,
+            source = make_source(room_name=self.name, on_closed=self._forget, room_tasks=self.tasks,
                                  stale_after=self.settings.media.publisher_stale_seconds, fanouts=self.fanouts)
             started = await self._accept(source)
         if started is not None:
@@ -206,12 +207,12 @@ class Room:
         return source
 
     async def relay_from(self, origin: str, make_source: Callable[..., S]) -> S:
-        """Relay this room from ``origin`` (another media worker of this machine): the
-        source ``make_source(room_name, on_closed, stale_after, fanouts)`` builds replaces
-        whatever source was here. Like an edge, a relay neither opens a broadcast nor
+        """Relay this room from ``origin`` (another media worker of this machine): the source
+        ``make_source(room_name, on_closed, room_tasks, stale_after, fanouts)`` builds
+        replaces whatever source was here. Like an edge, a relay neither opens a broadcast nor
         records, and it is let go of when the room's last viewer here leaves."""
         async with self._publish_lock:
-            source = make_source(room_name=self.name, on_closed=self._forget,
+            source = make_source(room_name=self.name, on_closed=self._forget, room_tasks=self.tasks,
                                  stale_after=self.settings.media.publisher_stale_seconds, fanouts=self.fanouts)
             await self._take_source(source, origin)
         self.log.info("relaying from %s as source %s", origin, source.id[:8])

@@ -153,10 +153,13 @@ class Subscriber(PeerSession):
 
     async def quality(self) -> dict:
         """Per kind: the viewer's latest RTCP receiver report (``fraction_lost`` 0..1,
-        ``packets_lost``, ``jitter_ms``, ``rtt_ms``; None before its first report) and the
-        server's counters (packets and bytes sent, NACKed sequence numbers, retransmitted,
-        dropped, waiting for a keyframe), and its latest bandwidth estimate (REMB,
-        ``estimate_kbps``; None without a recent one: audio, or a player that sends none)."""
+        ``packets_lost``, ``jitter_ms``; None before its first report), the round trip to it
+        (``rtt_ms``: the server's own, smoothed over its receiver reports, ``SenderPort.rtt``,
+        the one NACK resends are timed by, not aiortc's, which counts only reports answering
+        its latest sender report; None before a report answered one), the server's counters
+        (packets and bytes sent, NACKed sequence numbers, retransmitted, dropped, waiting for
+        a keyframe), and its latest bandwidth estimate (REMB, ``estimate_kbps``; None without
+        a recent one: audio, or a player that sends none)."""
         out: dict[str, dict] = {}
         for transceiver in self.pc.getTransceivers():
             entry = self._downstreams.get(transceiver.kind)
@@ -172,8 +175,7 @@ class Subscriber(PeerSession):
                 "fraction_lost": round(report.fractionLost / 256, 4) if report else None,
                 "packets_lost": report.packetsLost if report else None,
                 "jitter_ms": round(report.jitter * 1000 / rate, 2) if report else None,
-                "rtt_ms": (round(report.roundTripTime * 1000, 1)
-                           if report and report.roundTripTime is not None else None),
+                "rtt_ms": round(d.port.rtt * 1000, 1) if d.port.rtt is not None else None,
                 "packets_sent": d.port.sent_packets,
                 "bytes_sent": d.port.octets_sent,
                 "nacked": self.nacked.get(transceiver.kind, 0),

@@ -222,8 +222,8 @@ class SenderPort:
 
     def _measure_rtt(self, report: Any) -> Optional[float]:
         """RFC 3550 6.4.1: now - the send time of the sender report the viewer answers
-        (one of the last few, ``SenderReportTimes``) - the viewer's delay."""
-        self._note_sender_report()
+        (one of the last few, ``SenderReportTimes``, noted by ``_send_rtcp`` as each
+        left) - the viewer's delay."""
         rtt = self._sender_reports.round_trip(report.lsr, report.dlsr, time.time())
         if rtt is not None:
             self.round_trip.add(rtt)

@@ -202,7 +202,7 @@ class PipeSource:
 
     def __init__(self, room_name: str, sock: PipeSocket, channel: int, origin_path: str,
                  fanouts: dict[str, Fanout], on_closed: Callable[["PipeSource"], Awaitable[None]],
-                 stale_after: float) -> None:
+                 room_tasks: TaskOwner, stale_after: float) -> None:
         self.id = secrets.token_urlsafe(16)
         self.room_name = room_name
         self.sock = sock
@@ -218,7 +218,8 @@ class PipeSource:
         self._last: Optional[float] = None
         self._bytes = 0
         self._closed = False
-        self._close_listeners = CloseListeners(self.log)
+        #: a listener registered after the close runs on the room's tasks
+        self._close_listeners = CloseListeners(self.log, late=room_tasks)
 
     @property
     def closed(self) -> bool:

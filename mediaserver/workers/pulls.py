@@ -52,11 +52,12 @@ class WorkerPull:
     source: str  #: the ``EdgeSource``'s id in that worker
     origin: str  #: the node it pulls from
     log: logging.Logger | logging.LoggerAdapter
+    room_tasks: TaskOwner = field(repr=False)  #: runs a listener registered after the pull ended
     ended: bool = False
     _listeners: CloseListeners = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self._listeners = CloseListeners(self.log, what="pull close listener")
+        self._listeners = CloseListeners(self.log, late=self.room_tasks, what="pull close listener")
 
     def on_close(self, listener: CloseListener) -> None:
         """Run ``listener`` once the pull ended (as ``PeerSession.on_close``)."""
@@ -144,7 +145,7 @@ class Pulls:
         current = room.edge
         if current is not None and current.worker == worker and current.source == result["source"]:
             return current
-        handle = WorkerPull(worker, result["source"], origin, room.log)
+        handle = WorkerPull(worker, result["source"], origin, room.log, room.tasks)
         if not result["new"]:  # a live source was there (not ours to end): nothing to follow
             return handle
         room.edge = handle

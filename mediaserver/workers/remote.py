@@ -133,15 +133,18 @@ class WorkerRoom:
     @property
     def phase(self) -> str:
         """The host worker's word (``Room.phase``: a broadcast counts once media came), as
-        of its last snapshot; without a host, what the control plane knows."""
+        of its last snapshot; without it, what the control plane knows, by the same rule: a
+        broadcast whose first media has not come (``confirmed``) leaves the room in the
+        phase it was in."""
         host = self._publisher_snapshot.get("phase")
         if host is not None:
             return host
         if self.live:
             return "live"
-        if self.broadcast is not None:
+        if self.broadcast is not None and self.broadcast.confirmed:
             return "reconnecting"
-        return "ended" if self.ended_broadcast is not None else "idle"
+        before = self._ended_before if self.broadcast is not None else self.ended_broadcast
+        return "ended" if before is not None else "idle"
 
     @property
     def fanouts(self) -> dict[str, "FanoutTotals"]:

@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from core.settings import ConfigError, Settings
+from core.settings.interaction import default_interaction_workers
 from mediaserver.sfu.keyframe_requester import KeyframeRequester
 from core.tasks import TaskOwner
 
@@ -56,11 +57,12 @@ def test_settings_env_then_cli(tmp_path):
     s = Settings.load(["--port", "9100", "--data-dir", str(tmp_path)], env)
     assert s.server.port == 9100 and s.server.data_dir == tmp_path
     assert s.stream_keys() == {"maths": "abcdefgh1", "art": "abcdefgh2"}
-    # one interaction worker per CPU this process may use, as for media workers
-    assert s.interaction.interaction_workers == len(os.sched_getaffinity(0))
+    # interaction workers: one per CPU this process may use, capped by memory and 16 ('auto')
+    assert s.interaction.interaction_workers == default_interaction_workers()
+    assert 1 <= s.interaction.interaction_workers <= min(len(os.sched_getaffinity(0)), 16)
     assert Settings.load([], {"STAGEPASS_INTERACTION_WORKERS": "1"}).interaction.interaction_workers == 1
     cores = Settings.load(["--interaction-workers", "cores"], {"STAGEPASS_INTERACTION_WORKERS": "3"})
-    assert cores.interaction.interaction_workers == len(os.sched_getaffinity(0))
+    assert cores.interaction.interaction_workers == min(len(os.sched_getaffinity(0)), 64)
 
 
 @pytest.mark.parametrize(
@@ -123,24 +125,68 @@ def test_media_workers_setting():
 
 
 def test_worker_defaults_count_only_the_cpus_this_process_may_use():
-    """A process limited to one CPU (``taskset``, a container's cpuset) defaults to one worker of
-    each kind, the single-process path, however many CPUs the machine has."""
+    """A process limited to one CPU (``taskset``, a container's cpuset), or told so by
+    ``LOKY_MAX_CPU_COUNT`` (loky counts the CPUs), defaults to one worker of each kind, the
+    single-process path, however many CPUs the machine has."""
     code = ("from core.settings import Settings; s = Settings.load([], {}); "
             "print(s.media.workers, s.interaction.interaction_workers)")
     one = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
                          preexec_fn=lambda: os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}))
     assert one.stdout.split() == ["1", "1"], one.stderr
+    told = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "LOKY_MAX_CPU_COUNT": "1"})
+    assert told.stdout.split() == ["1", "1"], told.stderr
+
+
+GB = 1 << 30
 
 
 def test_worker_defaults_stop_at_the_most_each_setting_accepts(monkeypatch):
-    """A 300-CPU host starts (256 media workers, 64 interaction workers), by default or with 'cores'."""
+    """A 300-CPU host with 256 GB starts 256 media workers and 16 interaction workers by
+    default ('auto'); 'cores' asks one per CPU (at most 64), and a number wins over both."""
+    import core.settings.interaction
     import core.settings.parsing
 
     monkeypatch.setattr(core.settings.parsing, "usable_cpus", lambda: 300)
-    for s in (Settings.load([], {}), Settings.load(["--workers", "cores", "--interaction-workers", "cores"], {})):
-        assert (s.media.workers, s.interaction.interaction_workers) == (256, 64)
-    with pytest.raises(ConfigError, match="interaction_workers: 1 to 64, or 'cores', got 65"):
+    monkeypatch.setattr(core.settings.interaction, "usable_memory", lambda: 256 * GB)
+    for s in (Settings.load([], {}), Settings.load(["--workers", "cores", "--interaction-workers", "auto"], {})):
+        assert (s.media.workers, s.interaction.interaction_workers) == (256, 16)
+    assert Settings.load(["--interaction-workers", "cores"], {}).interaction.interaction_workers == 64
+    assert Settings.load(["--interaction-workers", "40"], {}).interaction.interaction_workers == 40
+    with pytest.raises(ConfigError, match="interaction_workers: 1 to 64, 'cores' or 'auto', got 65"):
         Settings.load(["--interaction-workers", "65"], {})
+    with pytest.raises(ConfigError, match="expected a number or 'cores' or 'auto', got 'many'"):
+        Settings.load(["--interaction-workers", "many"], {})
+
+
+@pytest.mark.parametrize("cpus,memory,workers", [
+    (64, 8 * GB, 8),  # a big host with little memory: a quarter of it at 256 MB a worker
+    (64, 6 * GB + GB // 2, 6),  # rounded down
+    (4, GB, 1),  # a 1 GB container: the control plane serves Socket.IO itself
+    (4, 64 * GB, 4),  # plenty of memory: one per CPU
+])
+def test_the_default_interaction_workers_fit_the_memory(monkeypatch, cpus, memory, workers):
+    import core.settings.interaction
+    import core.settings.parsing
+
+    monkeypatch.setattr(core.settings.parsing, "usable_cpus", lambda: cpus)
+    monkeypatch.setattr(core.settings.interaction, "usable_memory", lambda: memory)
+    assert Settings.load([], {}).interaction.interaction_workers == workers
+    assert Settings.load(["--interaction-workers", str(cpus)], {}).interaction.interaction_workers == cpus
+
+
+def test_usable_memory_is_the_cgroup_limit_when_lower(monkeypatch, tmp_path):
+    import core.settings.memory as memory
+
+    physical = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(memory, "_LIMIT_FILES", (limit, tmp_path / "absent"))
+    limit.write_text("max\n")  # cgroup v2 without a limit
+    assert memory.usable_memory() == physical
+    limit.write_text(f"{GB}\n")  # docker --memory 1g
+    assert memory.usable_memory() == min(GB, physical)
+    limit.write_text(f"{physical * 4}\n")  # a limit over the machine's memory
+    assert memory.usable_memory() == physical
 
 
 def test_default_room_key_is_generated_once_and_private(tmp_path):

@@ -1,4 +1,5 @@
-"""A danmaku writer killed without closing is not waited for by the next reader.
+"""A danmaku writer killed without closing is not waited for by the next reader; the
+ordered set earlier releases listed the writers in is deleted at start.
 
 Two writers on real Redis: one in this process, one in a child process that is killed
 with SIGKILL (it cannot leave the writers). Once its listing's time to live has passed,
@@ -93,3 +94,30 @@ async def test_a_killed_writer_is_not_waited_for(caplog):
             await reader.cluster.redis.delete(key)
         for barrier_ in (reader, alive):
             await barrier_.cluster.close()
+
+
+async def test_the_old_writers_set_is_deleted_at_start():
+    """Releases before the per-process keys kept ``danmaku:writers`` (an ordered set with no
+    time to live, read by nothing now): a writer that starts deletes it, and only it."""
+    prefix = f"test-flush-{secrets.token_hex(4)}"
+    tasks = TaskOwner(logging.getLogger("test"))
+
+    async def flush() -> None:
+        pass
+
+    cluster = RedisCluster.from_url(REDIS_URL, prefix=prefix)
+    barrier = FlushBarrier(cluster, flush, tasks, ttl=5.0)
+    try:
+        await cluster.ordered_add("danmaku:writers", "old-process", keep_place=True)  # as a release before did
+        await cluster.set("danmaku:other", "kept")
+        assert await cluster.redis.exists(f"{prefix}:danmaku:writers") == 1
+        await barrier.start()
+        assert await cluster.redis.exists(f"{prefix}:danmaku:writers") == 0
+        assert await cluster.get("danmaku:other") == "kept"
+        assert await barrier.writers() == {barrier.process}
+    finally:
+        await barrier.close()
+        await tasks.close()
+        for key in await cluster.redis.keys(f"{prefix}:*"):  # this test's keys only
+            await cluster.redis.delete(key)
+        await cluster.close()

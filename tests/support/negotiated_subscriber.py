@@ -4,10 +4,12 @@ for tests that drive its ports by hand (RTCP handed to them as it would arrive).
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import AsyncIterator
 
 from aiortc import RTCPeerConnection
 
+from core.tasks import TaskOwner
 from mediaserver.live.subscriber import Subscriber
 from mediaserver.sfu.fanout import Fanout
 
@@ -24,10 +26,12 @@ async def negotiated_subscriber(fanout: Fanout) -> AsyncIterator[Subscriber]:
     async def closed(session) -> None:
         pass
 
-    subscriber = Subscriber("room", [], 30.0, closed, buffer_limit=1 << 18)
+    room_tasks = TaskOwner(logging.getLogger("test.negotiated_subscriber"))
+    subscriber = Subscriber("room", [], 30.0, closed, room_tasks, buffer_limit=1 << 18)
     await subscriber.start(viewer.localDescription.sdp, ["video"], {"video": fanout})
     try:
         yield subscriber
     finally:
         await subscriber.close()
+        await room_tasks.close()
         await viewer.close()

@@ -1,7 +1,8 @@
 """The switcher judges a viewer's round trip by what each receiver report measured: one late
 report (the viewer's event loop busy for a moment) does not move it down, even when the next
 report measures nothing (on main the late value stayed in force: two bad reports); a round
-trip that stays long (a queue on its link) does, after ``DOWN_AFTER`` reports.
+trip that stays long (a queue on its link) does, after ``DOWN_AFTER`` reports. The viewers
+API shows the server's smoothed round trip.
 A real ``Subscriber`` negotiated with an aiortc viewer's offer, on a real fanout; its sender
 reports go out through the sender's ``_send_rtcp`` the way aiortc's RTCP loop sends them
 and the viewer's receiver reports are handed to its port as they arrive."""
@@ -9,10 +10,8 @@ and the viewer's receiver reports are handed to its port as they arrive."""
 from __future__ import annotations
 
 import logging
-import time
 
 import pytest
-from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 
 from mediaserver.live.adaptation import Adaptation
 from mediaserver.live.rendition_switcher import RenditionSwitcher
@@ -20,6 +19,7 @@ from mediaserver.live.subscriber import Subscriber
 from mediaserver.sfu.aiortc_bridge import SenderPort
 from tests.support.fanout_ports import fanout  # noqa: F401 (fixture)
 from tests.support.negotiated_subscriber import negotiated_subscriber
+from tests.support.rtcp_reports import receiver_report, sender_report
 
 pytestmark = pytest.mark.unit
 
@@ -46,14 +46,8 @@ class Watched:
         """A sender report goes out and the viewer answers it with a round trip of ``rtt``
         (None: it answers one the port never sent: no sample); the switches wanted now."""
         self.lsr += 0x100
-        sender = self.port._sender
-        sender._RTCRtpSender__lsr = self.lsr
-        sender._RTCRtpSender__lsr_time = time.time() - HELD - (NORMAL if rtt is None else rtt)
-        info = RtcpSenderInfo(ntp_timestamp=self.lsr << 16, rtp_timestamp=0, packet_count=0, octet_count=0)
-        await sender._send_rtcp([RtcpSrPacket(ssrc=self.port.ssrc, sender_info=info)])  # not connected: dropped
-        rr = RtcpReceiverInfo(ssrc=self.port.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1, jitter=0,
-                              lsr=self.lsr if rtt is not None else 0x7777, dlsr=round(HELD * 65536))
-        await self.port._handle_rtcp_packet(RtcpRrPacket(ssrc=4321, reports=[rr]))
+        await sender_report(self.port, self.lsr, ago=HELD + (NORMAL if rtt is None else rtt))
+        await receiver_report(self.port, self.lsr if rtt is not None else 0x7777, held=HELD)
         return [choice for _, choice in self.switcher.step()]
 
 
@@ -85,3 +79,19 @@ async def test_a_round_trip_that_stays_long_moves_a_viewer_down(watched):
         pytest.fail(f"still on the full rendition after 20 reports of {LONG} s (rtt {watched.port.rtt:.3f} s)")
     assert reports == Adaptation.DOWN_AFTER  # as soon as the rule allows: a queue must not wait
     assert watched.port.last_rtt > Adaptation.MAX_RTT
+
+
+async def test_the_viewers_api_shows_the_servers_smoothed_round_trip(watched):
+    """``rtt_ms`` (admin and viewers API) is the round trip NACK resends are timed by. aiortc's
+    own counts only reports answering its latest sender report: a viewer that always answers
+    the one before (a sender report every 0.5-1.5 s, a report a second) gave it none."""
+    port = watched.port
+    assert (await watched.subscriber.quality())["video"]["rtt_ms"] is None  # no report yet
+    for n in range(4):
+        answered, latest = 0x20000 + 2 * n, 0x20001 + 2 * n
+        await sender_report(port, answered, ago=HELD + NORMAL)
+        await sender_report(port, latest, ago=0.01)  # came while the viewer was busy
+        await receiver_report(port, answered, held=HELD)
+    rtt_ms = (await watched.subscriber.quality())["video"]["rtt_ms"]
+    assert port.round_trip.samples == 4 and rtt_ms == round(port.rtt * 1000, 1)
+    assert rtt_ms == pytest.approx(NORMAL * 1000, abs=20)

@@ -3,7 +3,7 @@ dir: the broadcast it left open is ended at once (the dashboard no longer shows 
 its end is its last sample before the kill); the H.264 recording it was writing decodes up
 to about a second before the kill, and is still packaged into a replay with the same frames.
 Real ``stagepass serve`` processes, a real aiortc publisher. (The VP8 case of the partial
-recording: tests/mediaserver/recording/test_recorder.py.)"""
+recording: tests/mediaserver/recording/test_live_recording.py.)"""
 
 from __future__ import annotations
 

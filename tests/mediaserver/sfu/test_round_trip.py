@@ -10,13 +10,13 @@ import time
 
 import pytest
 from aiortc import RTCPeerConnection
-from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket
 
 from mediaserver.sfu import nack_answers
 from mediaserver.sfu.aiortc_bridge import IdleTrack, SenderPort
 from mediaserver.sfu.downstream import Downstream
 from mediaserver.sfu.round_trip import RoundTrip
 from tests.support.fanout_ports import FakePort, fanout, feed, stream  # noqa: F401 (fixture)
+from tests.support.rtcp_reports import receiver_report, sender_report
 
 pytestmark = pytest.mark.unit
 
@@ -66,13 +66,10 @@ def test_a_lasting_change_is_followed():
 
 
 async def rr(port: SenderPort, rtt: float) -> None:
-    """A receiver report answering the sender's last report ``rtt`` seconds after it left."""
-    sender = port._sender
-    sender._RTCRtpSender__lsr = 0x12345678
-    sender._RTCRtpSender__lsr_time = time.time() - rtt
-    info = RtcpReceiverInfo(ssrc=port.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1,
-                            jitter=0, lsr=0x12345678, dlsr=1)
-    await port._handle_rtcp_packet(RtcpRrPacket(ssrc=4321, reports=[info]))
+    """A sender report goes out, and the viewer's receiver report answers it ``rtt`` seconds
+    after it left (held 1/65536 s)."""
+    await sender_report(port, 0x1234, ago=rtt)
+    await receiver_report(port, 0x1234, held=1 / 65536)
 
 
 async def test_a_sender_port_smooths_the_round_trips_of_its_receiver_reports():

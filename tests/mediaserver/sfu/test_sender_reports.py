@@ -9,10 +9,10 @@ import time
 
 import pytest
 from aiortc import RTCPeerConnection
-from aiortc.rtp import RtcpReceiverInfo, RtcpRrPacket, RtcpSenderInfo, RtcpSrPacket
 
 from mediaserver.sfu.aiortc_bridge import IdleTrack, SenderPort
 from mediaserver.sfu.sender_reports import KEPT
+from tests.support.rtcp_reports import receiver_report, sender_report
 
 pytestmark = pytest.mark.unit
 
@@ -23,22 +23,6 @@ async def port():
     sender = pc.addTransceiver(IdleTrack("video"), direction="sendonly").sender
     yield SenderPort(sender, lambda lost: None, lambda: None)
     await pc.close()
-
-
-async def sender_report(port: SenderPort, lsr: int, ago: float) -> None:
-    """What aiortc's ``_run_rtcp`` does for one sender report, ``ago`` seconds back."""
-    sender = port._sender
-    sender._RTCRtpSender__lsr = lsr
-    sender._RTCRtpSender__lsr_time = time.time() - ago
-    info = RtcpSenderInfo(ntp_timestamp=lsr << 16, rtp_timestamp=0, packet_count=0, octet_count=0)
-    await sender._send_rtcp([RtcpSrPacket(ssrc=port.ssrc, sender_info=info)])  # not connected: dropped
-
-
-async def receiver_report(port: SenderPort, lsr: int, held: float) -> None:
-    """The viewer's report answering the sender report ``lsr``, which it held ``held`` s."""
-    info = RtcpReceiverInfo(ssrc=port.ssrc, fraction_lost=0, packets_lost=0, highest_sequence=1,
-                            jitter=0, lsr=lsr, dlsr=round(held * 65536))
-    await port._handle_rtcp_packet(RtcpRrPacket(ssrc=4321, reports=[info]))
 
 
 async def test_a_report_answering_the_previous_sender_report_measures_the_round_trip(port):
@@ -82,3 +66,16 @@ async def test_a_sender_report_sent_again_unchanged_is_timed_from_its_latest_sen
     await sender_report(port, 0x1000, ago=0.3)
     await receiver_report(port, 0x1000, held=0.1)
     assert port.last_rtt == pytest.approx(0.2, abs=0.02)
+
+
+async def test_only_a_sender_report_that_left_through_the_port_is_timed(port):
+    """aiortc sets its ``__lsr`` slots just before it sends; the port notes the report as it
+    goes through ``_send_rtcp``, once, and never reads the slots again when a receiver
+    report comes: one made but never sent (the RTCP loop cancelled in between) times nothing."""
+    sender = port._sender
+    sender._RTCRtpSender__lsr, sender._RTCRtpSender__lsr_time = 0x3000, time.time() - 0.3
+    await receiver_report(port, 0x3000, held=0.1)
+    assert port.last_rtt is None and port.round_trip.samples == 0
+    await sender_report(port, 0x3000, ago=0.3)  # now it leaves
+    await receiver_report(port, 0x3000, held=0.1)
+    assert port.last_rtt == pytest.approx(0.2, abs=0.02) and port.round_trip.samples == 1

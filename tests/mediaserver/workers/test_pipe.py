@@ -59,7 +59,7 @@ async def test_pipe_carries_a_room_between_two_workers(tmp_path, monkeypatch):
         closed.append("room")
 
     source = PipeSource(room_name="r", sock=sock_b, channel=CHANNEL, origin_path=sock_a.path, fanouts=relayed,
-                        on_closed=on_closed, stale_after=5.0)
+                        on_closed=on_closed, room_tasks=tasks, stale_after=5.0)
     source.attach()
     got: list[tuple[int, int, int, bytes, str, int]] = []
     relayed["video"].add_sink(lambda p, codec, gen, key: got.append(

@@ -148,3 +148,37 @@ async def test_the_first_media_in_the_worker_confirms_the_broadcast_once():
         await rooms._event(0, "broadcast_confirmed", {"room": "r", "id": "b1", "started_at": 0.0})
     assert heard == [("r", "b1")] and room.broadcast.confirmed
     await rooms.tasks.close()
+
+
+async def test_without_the_hosts_word_an_unconfirmed_broadcast_keeps_the_rooms_phase():
+    """No snapshot speaks for the publisher yet (its reply carried none): the control plane
+    says what ``Room.phase`` says in one process. A broadcast whose first media has not
+    come does not count ("idle", or "ended" after an earlier one), never "reconnecting";
+    once confirmed, without a live snapshot, its publisher is taken to have dropped."""
+    rooms = WorkerRooms(Settings.build(), 2)
+    made = iter(range(1, 100))
+
+    async def request(worker: int, op: str, **args) -> dict:
+        if rooms.get(args["room"]).broadcast is None:
+            await rooms._event(worker, "broadcast_started",
+                               {"room": args["room"], "id": f"b{next(made)}", "started_at": 0.0})
+        return {"session": f"{op}-{next(made)}", "ice": ICE, "answer": "v=0", "codecs": {"video": "VP8"}}
+
+    rooms.pool.request = request  # type: ignore[method-assign]
+    rooms.pool.alive = lambda: [0]  # type: ignore[method-assign]
+    room = rooms.open("r")
+    await room.publish("v=0", {})
+    assert room.broadcast is not None and not room.broadcast.confirmed
+    assert room.phase == "idle" and rooms.on_air() == []
+    await rooms._event(0, "broadcast_confirmed", {"room": "r", "id": room.broadcast.id})
+    assert room.phase == "reconnecting"
+    first = room.broadcast.id
+    await rooms._event(0, "broadcast_ended", {"room": "r", "id": first})
+    assert room.phase == "ended"
+
+    await room.publish("v=0", {})  # the next broadcast, no media yet
+    assert room.broadcast.id != first and not room.broadcast.confirmed
+    assert room.phase == "ended" and rooms.on_air() == []
+    await rooms._event(0, "broadcast_ended", {"room": "r", "id": room.broadcast.id, "discarded": True})
+    assert room.phase == "ended" and room.ended_broadcast.id == first
+    await rooms.tasks.close()
