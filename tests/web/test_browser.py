@@ -166,3 +166,24 @@ async def test_studio_shows_server_error_for_wrong_stream_key(server, browser):
         room = app[ROOMS].get("demo")
         assert room is None or room.publisher is None
         assert not page_errors(log), "\n".join(log)
+
+
+async def test_publishing_that_fails_before_the_token_is_awaited_leaves_no_unhandled_rejection(server, browser):
+    """whip.js takes the token as a promise, so minting it overlaps making the offer; when publish()
+    fails before it awaits the token (a stream without tracks), the token's refusal is still handled:
+    no "unhandled rejection" page error, only the publish error."""
+    base_url, _ = server
+    log: list[str] = []
+    async with asyncio.timeout(TEST_BUDGET_S):
+        page = await new_page(browser, "whip", log)
+        await page.goto(f"{base_url}/static/watch.html")
+        error = await page.evaluate("""async () => {
+            const { publish } = await import('/static/whip.js');
+            const token = Promise.reject(new Error('this room needs a ticket'));
+            try { await publish('/whip/demo', token, new MediaStream()); } catch (err) { return err.message; }
+            return 'published';
+        }""")
+        # one more task on the page: an unhandled rejection would have been reported by now
+        await page.evaluate("new Promise((resolve) => setTimeout(resolve, 0))")
+    assert error == "nothing to publish: the stream has no tracks"
+    assert not page_errors(log), "\n".join(log)
