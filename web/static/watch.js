@@ -93,8 +93,13 @@ async function start(event) {
 
 /** A paid room's per-viewer watermark over the player, while `current` plays. */
 async function watermarkFor(room, current) {
-  const response = await fetch(`/api/catalog/${encodeURIComponent(room)}`, { credentials: "same-origin" }).catch(() => null);
-  const body = response && response.ok ? await response.json() : null; // open rooms are not in the catalog
+  let body = null; // open rooms are not in the catalog
+  try {
+    const response = await fetch(`/api/catalog/${encodeURIComponent(room)}`, { credentials: "same-origin" });
+    if (response.ok) body = await response.json();
+  } catch {
+    // unreachable, or the body was cut off (the page is going away): no watermark to show
+  }
   if (!body || !body.watermark || session !== current) return;
   watermark = mountWatermark(document.getElementById("stage"), body.watermark.label, video);
 }
