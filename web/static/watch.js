@@ -13,6 +13,7 @@ const video = document.getElementById("video");
 
 let session = null;
 let watermark = null; // { stop() } of the paid room's watermark while playing
+let attempt = 0; // start() and stop() each count one: a play() that resolves after a stop is ended
 
 window.stagepass = { get session() { return session; } };
 
@@ -73,6 +74,7 @@ async function start(event) {
   if (!form.reportValidity()) return;
   setPlaying(true);
   setStatus("connecting", t("watch.connecting"));
+  const mine = ++attempt;
   try {
     const room = roomInput.value.trim();
     const url = `/whep/${encodeURIComponent(room)}`;
@@ -80,11 +82,18 @@ async function start(event) {
     // Not awaited here: play() makes its offer meanwhile and waits for the token at the POST.
     const token = accessToken(room, "view");
     const current = await play(url, video, { token });
+    if (mine !== attempt) { // Stop was pressed while connecting: the viewer asked for nothing more
+      const ours = new Set(current.pc.getReceivers().map((r) => r.track));
+      if (video.srcObject && video.srcObject.getTracks().some((track) => ours.has(track))) video.srcObject = null;
+      await current.stop();
+      return;
+    }
     session = current;
     watch(current);
     followRendition(current, document.getElementById("rendition"), () => session === current);
     watermarkFor(room, current);
   } catch (err) {
+    if (mine !== attempt) return; // stopped meanwhile: its failure is no news
     session = null;
     setPlaying(false);
     setStatus("error", t("room.could_not_play", { error: describe(err) }));
@@ -105,6 +114,7 @@ async function watermarkFor(room, current) {
 }
 
 async function stop() {
+  attempt += 1;
   const current = session;
   session = null;
   if (watermark) watermark.stop();
