@@ -36,7 +36,7 @@ SAMPLER = """() => {
     const report = await pc.getStats();
     report.forEach((s) => {
       if (s.type === "inbound-rtp" && s.kind === "video") {
-        window.__samples.push({t: performance.now(), decoded: s.framesDecoded || 0,
+        window.__samples.push({t: performance.now(), decoded: s.framesDecoded || 0, assembled: s.framesReceived || 0,
           freezes: s.freezeCount || 0, freezeTime: s.totalFreezesDuration || 0,
           lost: s.packetsLost || 0, received: s.packetsReceived || 0, nacks: s.nackCount || 0,
           plis: s.pliCount || 0, codec: s.codecId});
@@ -64,11 +64,13 @@ def longest_stall(samples: list[dict]) -> float:
 
 
 def around_stall(samples: list[dict]) -> list[tuple]:
-    """The samples of the longest stall and one either side, as (ms, decoded, received, lost,
-    NACKs, PLIs, freezes): for the failure message."""
+    """The samples of the longest stall and one either side, as (ms, frames decoded, frames
+    assembled, packets received, lost, NACKs, PLIs, freezes): for the failure message. Frames
+    assembled but not decoded point at a starved decoder; packets received but no frame
+    assembled, at a packet still missing."""
     first, last = stall_span(samples)
-    return [(round(s["t"] - samples[0]["t"]), s["decoded"], s["received"], s["lost"], s["nacks"], s["plis"],
-             s["freezes"]) for s in samples[max(0, first - 1):last + 2]]
+    return [(round(s["t"] - samples[0]["t"]), s["decoded"], s["assembled"], s["received"], s["lost"], s["nacks"],
+             s["plis"], s["freezes"]) for s in samples[max(0, first - 1):last + 2]]
 
 
 @pytest.mark.parametrize("codec", ["video/H264", "video/VP8"])
@@ -109,7 +111,8 @@ async def test_chromium_viewer_under_downlink_loss_plays_without_freezes(server,
               f"{last['received'] - first['received']}, NACKs {last['nacks'] - first['nacks']}, PLIs "
               f"{last['plis'] - first['plis']}; shim dropped {link.impairment.dropped} of "
               f"{link.impairment.seen}; server retransmitted {stats['retransmitted']}")
-        print("around the longest stall (ms, decoded, received, lost, NACKs, PLIs, freezes):", around_stall(samples))
+        print("around the longest stall (ms, decoded, assembled, received, lost, NACKs, PLIs, freezes):",
+              around_stall(samples))
         assert link.impairment.dropped > 10  # the loss was real
         assert decoded >= 0.6 * 30 * SECONDS, decoded
         assert stall < 0.5, around_stall(samples)
