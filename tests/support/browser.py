@@ -7,6 +7,11 @@ downloads a browser (no ``playwright install``). Flags as in
 ``../shared/notes/browser-webrtc.md``: fake camera and microphone, permission prompts
 accepted, no background traffic.
 
+``wait_for_function`` polls every ``POLL_MS`` unless a call says otherwise (the fixture sets
+that default): Playwright's own default polls on animation frames, which headless Chromium
+holds back on a loaded machine, so a condition that changes on a timer, a socket or media
+(not on a frame) was seen seconds late or not before the timeout.
+
 The async API runs in the test's own event loop, the one the in-process aiohttp server
 uses, so the browser and the server interleave without threads.
 """
@@ -22,10 +27,11 @@ import pytest
 
 from tests.support.missing_tools import missing_tool
 
-__all__ = ["CHROMIUM", "FLAGS", "SCREENSHOTS", "browser", "console_log", "open_page", "wait_state"]
+__all__ = ["CHROMIUM", "FLAGS", "POLL_MS", "SCREENSHOTS", "browser", "console_log", "open_page", "wait_state"]
 
 CHROMIUM = os.environ.get("STAGEPASS_CHROMIUM", "/usr/bin/chromium")
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+POLL_MS = 100  # wait_for_function's default polling interval in these tests
 
 FLAGS = [
     "--no-sandbox",
@@ -52,13 +58,30 @@ def _skip_reason() -> str | None:
     return None
 
 
+def _poll_on_a_timer(monkeypatch) -> None:
+    """``Page.wait_for_function`` and ``Frame.wait_for_function`` poll every ``POLL_MS``
+    instead of on animation frames, unless a call passes ``polling``."""
+    from playwright.async_api import Frame, Page
+
+    for cls in (Page, Frame):
+        original = cls.wait_for_function
+
+        async def wait_for_function(self, expression, *, arg=None, polling=None, timeout=None, _original=original):
+            return await _original(self, expression, arg=arg, polling=POLL_MS if polling is None else polling,
+                                   timeout=timeout)
+
+        monkeypatch.setattr(cls, "wait_for_function", wait_for_function)
+
+
 @pytest.fixture
-async def browser():
+async def browser(monkeypatch):
     """A launched Chromium (``playwright.async_api.Browser``); each test makes its contexts."""
     reason = _skip_reason()
     if reason:
         missing_tool(reason)
     from playwright.async_api import async_playwright
+
+    _poll_on_a_timer(monkeypatch)
 
     async with async_playwright() as p:
         # launch() gives every browser a fresh temporary profile; no --user-data-dir here.

@@ -17,7 +17,7 @@ from signalling.whip import ROOMS
 from tests.support.browser import SCREENSHOTS, console_log
 from tests.support.live_server import KEY
 from tests.support.waiting import wait_for
-from tests.support.peers import Viewer
+from tests.support.peers import Publisher, Viewer
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -166,3 +166,67 @@ async def test_studio_shows_server_error_for_wrong_stream_key(server, browser):
         room = app[ROOMS].get("demo")
         assert room is None or room.publisher is None
         assert not page_errors(log), "\n".join(log)
+
+
+async def test_publishing_that_fails_before_the_token_is_awaited_leaves_no_unhandled_rejection(server, browser):
+    """whip.js takes the token as a promise, so minting it overlaps making the offer; when publish()
+    fails before it awaits the token (a stream without tracks), the token's refusal is still handled:
+    no "unhandled rejection" page error, only the publish error."""
+    base_url, _ = server
+    log: list[str] = []
+    async with asyncio.timeout(TEST_BUDGET_S):
+        page = await new_page(browser, "whip", log)
+        await page.goto(f"{base_url}/static/watch.html")
+        error = await page.evaluate("""async () => {
+            const { publish } = await import('/static/whip.js');
+            const token = Promise.reject(new Error('this room needs a ticket'));
+            try { await publish('/whip/demo', token, new MediaStream()); } catch (err) { return err.message; }
+            return 'published';
+        }""")
+        # one more task on the page: an unhandled rejection would have been reported by now
+        await page.evaluate("new Promise((resolve) => setTimeout(resolve, 0))")
+    assert error == "nothing to publish: the stream has no tracks"
+    assert not page_errors(log), "\n".join(log)
+
+
+async def test_stop_pressed_while_the_watch_page_connects_ends_the_session_it_was_making(server, browser):
+    """The watch page's Stop is enabled while it connects; pressed then, the WHEP session that
+    was being made is deleted once it exists and the page stays stopped (it used to start
+    playing under a "stopped" status, its viewer left in the room)."""
+    base_url, app = server
+    log: list[str] = []
+    publisher = Publisher(base_url)
+    try:
+        async with asyncio.timeout(TEST_BUDGET_S):
+            assert await publisher.publish("demo", KEY) == 201, publisher.error
+            room = app[ROOMS].get("demo")
+            await wait_for(lambda: room.publisher.last_media() is not None, timeout=10)
+            page = await new_page(browser, "watch", log)
+            posted = asyncio.Event()
+            stopped = asyncio.Event()
+            answers: list[int] = []
+
+            async def hold_the_offer(route):
+                if route.request.method != "POST":
+                    return await route.continue_()
+                posted.set()
+                await stopped.wait()  # the offer reaches the server only after Stop was pressed
+                response = await route.fetch()
+                answers.append(response.status)
+                await route.fulfill(response=response)
+
+            await page.route("**/whep/demo", hold_the_offer)
+            await page.goto(f"{base_url}/static/watch.html?room=demo&autoplay=1")
+            await posted.wait()
+            await page.click("#stop")
+            await page.wait_for_function("document.getElementById('status').dataset.state === 'stopped'")
+            stopped.set()
+            await wait_for(lambda: answers, timeout=10)
+            assert answers == [201]  # the session was made...
+            await wait_for(lambda: not room.subscribers, timeout=10)  # ...and ended by the page
+            assert await page.evaluate("document.getElementById('status').dataset.state") == "stopped"
+            assert await page.is_enabled("#play") and await page.is_disabled("#stop")
+            assert await page.evaluate("window.stagepass.session") is None
+            assert not page_errors(log), "\n".join(log)
+    finally:
+        await publisher.close()

@@ -55,20 +55,25 @@ function roomRow(room) {
     h("td", { class: "num", "data-label": t("dashboard.sessions") }, String(room.sessions_total)));
 }
 
-/** Draw (or redraw) a room's chart with one session's samples. */
+/** Draw (or redraw) a room's chart with one session's samples. An answer that comes after
+ * another session was asked for, or after a refresh replaced the figure, is dropped: drawn,
+ * it would show the wrong session, or go to a detached canvas while the shown one stays empty. */
 async function showSession(room, session, figure, buttons) {
   const caption = figure.querySelector("figcaption");
   const canvas = figure.querySelector("canvas");
   for (const b of buttons) b.setAttribute("aria-pressed", String(b.dataset.session === session.id));
   figure.hidden = false;
+  figure.dataset.asked = String(session.id);
+  const stale = () => !figure.isConnected || figure.dataset.asked !== String(session.id);
   setStatus(caption, "loading", t("dashboard.loading_audience"));
   let body;
   try {
     body = await api(`/api/creator/broadcasts/${encodeURIComponent(session.id)}/audience`);
   } catch (err) {
-    setStatus(caption, "error", t("dashboard.audience_failed", { error: describe(err) }));
+    if (!stale()) setStatus(caption, "error", t("dashboard.audience_failed", { error: describe(err) }));
     return;
   }
+  if (stale()) return;
   const points = body.samples.map(([t, v]) => ({ x: t / 60000, y: v }));
   const s = body.session;
   caption.dataset.state = "ok";

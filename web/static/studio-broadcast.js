@@ -75,7 +75,11 @@ export class Broadcaster {
     const track = display.getVideoTracks()[0];
     // The browser's own "Stop sharing" button ends the track: go back to the camera.
     track.addEventListener("ended", () => {
-      if (this.screen === track) this.stopScreenShare().then(() => this.onScreenEnded());
+      if (this.screen !== track) return;
+      // replaceTrack refuses if the connection closed meanwhile; the share is over either way
+      this.stopScreenShare()
+        .catch((err) => console.warn("back to the camera after screen sharing ended:", err))
+        .finally(() => this.onScreenEnded());
     });
     this.screen = track;
     await this._send("video", track);

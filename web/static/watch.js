@@ -13,6 +13,7 @@ const video = document.getElementById("video");
 
 let session = null;
 let watermark = null; // { stop() } of the paid room's watermark while playing
+let attempt = 0; // start() and stop() each count one: a play() that resolves after a stop is ended
 
 window.stagepass = { get session() { return session; } };
 
@@ -73,6 +74,7 @@ async function start(event) {
   if (!form.reportValidity()) return;
   setPlaying(true);
   setStatus("connecting", t("watch.connecting"));
+  const mine = ++attempt;
   try {
     const room = roomInput.value.trim();
     const url = `/whep/${encodeURIComponent(room)}`;
@@ -80,11 +82,18 @@ async function start(event) {
     // Not awaited here: play() makes its offer meanwhile and waits for the token at the POST.
     const token = accessToken(room, "view");
     const current = await play(url, video, { token });
+    if (mine !== attempt) { // Stop was pressed while connecting: the viewer asked for nothing more
+      const ours = new Set(current.pc.getReceivers().map((r) => r.track));
+      if (video.srcObject && video.srcObject.getTracks().some((track) => ours.has(track))) video.srcObject = null;
+      await current.stop();
+      return;
+    }
     session = current;
     watch(current);
     followRendition(current, document.getElementById("rendition"), () => session === current);
     watermarkFor(room, current);
   } catch (err) {
+    if (mine !== attempt) return; // stopped meanwhile: its failure is no news
     session = null;
     setPlaying(false);
     setStatus("error", t("room.could_not_play", { error: describe(err) }));
@@ -93,13 +102,19 @@ async function start(event) {
 
 /** A paid room's per-viewer watermark over the player, while `current` plays. */
 async function watermarkFor(room, current) {
-  const response = await fetch(`/api/catalog/${encodeURIComponent(room)}`, { credentials: "same-origin" }).catch(() => null);
-  const body = response && response.ok ? await response.json() : null; // open rooms are not in the catalog
+  let body = null; // open rooms are not in the catalog
+  try {
+    const response = await fetch(`/api/catalog/${encodeURIComponent(room)}`, { credentials: "same-origin" });
+    if (response.ok) body = await response.json();
+  } catch {
+    // unreachable, or the body was cut off (the page is going away): no watermark to show
+  }
   if (!body || !body.watermark || session !== current) return;
   watermark = mountWatermark(document.getElementById("stage"), body.watermark.label, video);
 }
 
 async function stop() {
+  attempt += 1;
   const current = session;
   session = null;
   if (watermark) watermark.stop();

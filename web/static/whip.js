@@ -184,13 +184,11 @@ async function errorFrom(response) {
 }
 
 /**
- * Offer, POST, answer, then trickle. `token` (a string, null, or a promise of either) is
- * awaited once the offer is made, so minting it overlaps making the offer.
+ * Offer, POST, answer, then trickle. `token` (a string, null, or a promise of either, its
+ * rejection already handled: handleEarly) is awaited once the offer is made, so minting it
+ * overlaps making the offer.
  */
 async function negotiate(url, pc, token) {
-  // Handled from the start: a token refused (402, 403) while the offer is still being made
-  // would otherwise be an "unhandled rejection" until `await token` below rethrows it.
-  Promise.resolve(token).catch(() => {});
   const trickle = new Trickle(pc);
   try {
     await pc.setLocalDescription(await pc.createOffer());
@@ -222,6 +220,15 @@ async function negotiate(url, pc, token) {
     trickle.stop();
     throw err;
   }
+}
+
+/**
+ * Handle a token promise from the first line of publish() and play(): one refused (402, 403)
+ * while the offer is still being made, or one never awaited because the peer connection
+ * failed first, would otherwise be an "unhandled rejection"; `await token` still rethrows it.
+ */
+function handleEarly(token) {
+  Promise.resolve(token).catch(() => {});
 }
 
 function isCodec(codec, name) {
@@ -260,6 +267,7 @@ function preferCodec(transceiver, videoCodec) {
  * `videoCodec`: "H264" (default; VP8 when the browser has no H.264) or "VP8" (VP8 only).
  */
 export async function publish(url, token, stream, { videoCodec = "H264", iceServers = [] } = {}) {
+  handleEarly(token);
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   try {
     const video = stream.getVideoTracks()[0];
@@ -279,6 +287,7 @@ export async function publish(url, token, stream, { videoCodec = "H264", iceServ
 
 /** Play the WHEP endpoint `url` into `videoElement` (video and audio). */
 export async function play(url, videoElement, { iceServers = [], token = null } = {}) {
+  handleEarly(token);
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   // Our own stream for both tracks: a <video> plays one MediaStream, and this does not
   // depend on how (or whether) the answer groups the tracks with a=msid.
