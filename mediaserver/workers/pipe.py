@@ -23,6 +23,7 @@ rtp (4) clock rate (4)``; PLI nothing; NACK ``seq (2)`` each.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import secrets
 import socket
@@ -52,6 +53,8 @@ _SENDER_REPORT = struct.Struct("!BBBBIQII")
 _SEQ = struct.Struct("!H")
 _NTP_UNIT = float(1 << 32)
 _BUFFER = 4 << 20  # socket buffers: a few hundred ms of a busy room
+_BACKLOG = 4 << 20  # bytes held for workers whose queue is full (the same few hundred ms)
+_RETRY_EVERY = 0.002  # seconds between tries to send what a busy worker could not take
 _NACK_AGAIN = 0.05  # seconds before the same sequence number is asked again upstream
 _SENDER_REPORT_EVERY = 1.0
 
@@ -73,6 +76,9 @@ class PipeSocket:
         self.log = log
         self.endpoints: dict[int, Endpoint] = {}
         self.sent = self.send_failures = self.received = 0
+        self._backlog: dict[str, collections.deque[bytes]] = {}  #: per worker, what it could not take yet
+        self._backlog_bytes = 0
+        self._retry: Optional[asyncio.TimerHandle] = None
         Path(path).unlink(missing_ok=True)
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
@@ -83,15 +89,52 @@ class PipeSocket:
         self._loop.add_reader(self._sock.fileno(), self._readable)
 
     def send(self, path: str, data: bytes) -> bool:
-        """One datagram to the worker at ``path``; False (counted) when it cannot take it
-        now (its buffer is full, or it is gone): a lost packet, NACKed if it matters."""
+        """One datagram to the worker at ``path``. A worker's queue takes only
+        ``net.unix.max_dgram_qlen`` datagrams (10 by default, whatever the buffer sizes) until
+        it reads: while it is busy, what it cannot take yet waits here, in order, and goes
+        when it can (``_BACKLOG`` bytes at most). False (counted) when the datagram is lost:
+        the worker is gone, or has not read the backlog: a lost packet, NACKed if it matters."""
+        if path in self._backlog:  # behind what already waits for that worker
+            return self._hold(path, data)
         try:
             self._sock.sendto(data, path)
+        except BlockingIOError:
+            return self._hold(path, data)
         except OSError:
             self.send_failures += 1
             return False
         self.sent += 1
         return True
+
+    def _hold(self, path: str, data: bytes) -> bool:
+        if self._backlog_bytes + len(data) > _BACKLOG:
+            self.send_failures += 1
+            return False
+        self._backlog.setdefault(path, collections.deque()).append(data)
+        self._backlog_bytes += len(data)
+        if self._retry is None:
+            self._retry = self._loop.call_later(_RETRY_EVERY, self._send_backlog)
+        return True
+
+    def _send_backlog(self) -> None:
+        self._retry = None
+        for path, held in list(self._backlog.items()):
+            while held:
+                try:
+                    self._sock.sendto(held[0], path)
+                except BlockingIOError:
+                    break
+                except OSError:  # the worker is gone: what waited for it is lost
+                    self.send_failures += len(held)
+                    self._backlog_bytes -= sum(map(len, held))
+                    held.clear()
+                    break
+                self._backlog_bytes -= len(held.popleft())
+                self.sent += 1
+            if not held:
+                del self._backlog[path]
+        if self._backlog:
+            self._retry = self._loop.call_later(_RETRY_EVERY, self._send_backlog)
 
     def _readable(self) -> None:
         sock = self._sock
@@ -116,6 +159,8 @@ class PipeSocket:
                     self.log.exception("pipe channel %d: a datagram failed", channel)
 
     def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
         self._loop.remove_reader(self._sock.fileno())
         self._sock.close()
         Path(self.path).unlink(missing_ok=True)

@@ -26,6 +26,7 @@ from aiortc import (
 from aiortc.mediastreams import MediaStreamError
 from av import AudioFrame, VideoFrame
 
+from tests.support.played_frames import PlayedFrame, ReceiverLosses
 from tests.support.receiver_reports import report_every
 
 BITS = 16
@@ -233,7 +234,8 @@ class LatePublisher(Peer):
 
 
 class Viewer(Peer):
-    """Plays a room and decodes: numbers read from every video frame, audio frame count."""
+    """Plays a room and decodes: numbers read from every video frame (``PlayedFrame``s, which
+    also say whether the receiver saw a loss before them), audio frame count."""
 
     def __init__(self, base_url: str, codecs: Optional[list[str]] = None, audio: bool = True,
                  remb: bool = True, report_interval: Optional[float] = None):
@@ -244,7 +246,7 @@ class Viewer(Peer):
         super().__init__(base_url)
         if not remb:
             self.unoffered_extensions = ("abs-send-time", "transport-wide-cc")
-        self.numbers: list[int] = []
+        self.numbers: list[PlayedFrame] = []
         self.frame_times: list[float] = []
         self.audio_frames = 0
         self.audio_peak = 0.0
@@ -254,6 +256,7 @@ class Viewer(Peer):
         if codecs:
             caps = RTCRtpSender.getCapabilities("video").codecs
             t.setCodecPreferences([c for c in caps if c.mimeType in codecs or c.mimeType.endswith("rtx")])
+        self.losses = ReceiverLosses(t.receiver)
         if audio:
             self.pc.addTransceiver("audio", direction="recvonly")
         if report_interval is not None:
@@ -270,7 +273,7 @@ class Viewer(Peer):
             while True:
                 frame = await track.recv()
                 if track.kind == "video":
-                    self.numbers.append(read_number(frame.to_ndarray(format="bgr24")))
+                    self._played(read_number(frame.to_ndarray(format="bgr24")), frame.pts)
                     self.frame_times.append(time.monotonic())
                     if not self.first_frame.done():
                         self.first_frame.set_result(time.monotonic())
@@ -279,6 +282,10 @@ class Viewer(Peer):
                     self.audio_peak = max(self.audio_peak, float(np.abs(frame.to_ndarray()).max()))
         except MediaStreamError:
             pass
+
+    def _played(self, number: int, pts: int) -> None:
+        previous = self.numbers[-1] if self.numbers else None
+        self.numbers.append(self.losses.played(number, pts, previous))
 
     async def play(self, room: str) -> int:
         return await self.post(f"/whep/{room}")
@@ -304,7 +311,7 @@ class SizedViewer(Viewer):
                 frame = await track.recv()
                 img = frame.to_ndarray(format="bgr24")
                 self.frames.append((read_number(img), frame.width, frame.height))
-                self.numbers.append(self.frames[-1][0])
+                self._played(self.frames[-1][0], frame.pts)
                 if not self.first_frame.done():
                     self.first_frame.set_result(True)
         except MediaStreamError:

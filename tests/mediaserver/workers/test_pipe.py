@@ -122,3 +122,28 @@ async def test_pipe_carries_a_room_between_two_workers(tmp_path, monkeypatch):
         sock_a.close()
         sock_b.close()
     assert not origin["video"].sinks
+
+
+async def test_a_burst_the_receiving_worker_cannot_read_yet_waits_and_arrives_in_order(tmp_path):
+    """A worker's unix datagram queue takes only ``net.unix.max_dgram_qlen`` datagrams (10 by
+    default) until it reads, whatever its buffer size: a burst sent while it is busy (here:
+    sent without the event loop running, so nothing is read) must wait, not be lost."""
+    log = logging.LoggerAdapter(logging.getLogger("test.pipe"), {"room": "r", "session": "-"})
+    sock_a, sock_b = PipeSocket(socket_path(tmp_path, 0), log), PipeSocket(socket_path(tmp_path, 1), log)
+    got: list[int] = []
+
+    class Counting:
+        def datagram(self, kind, kind_index, codec, generation, body) -> None:
+            got.append(int.from_bytes(body[:2], "big"))
+
+    sock_b.endpoints[CHANNEL] = Counting()
+    try:
+        burst = 200
+        sent = [sock_a.send(sock_b.path, pipe._HEADER.pack(pipe.RTP, 0, 0, 0, CHANNEL) + n.to_bytes(2, "big") + bytes(700))
+                for n in range(burst)]
+        assert all(sent) and sock_a.send_failures == 0
+        await eventually(lambda: len(got) == burst)
+        assert got == list(range(burst)) and sock_a.sent == burst
+    finally:
+        sock_a.close()
+        sock_b.close()
