@@ -14,8 +14,9 @@ The extension points used, all of python-socketio/python-engineio's own:
   cluster's pub/sub manager with the same emit, so frames from other processes fan out
   the same way.
 - ``StagepassEngineIO`` overrides ``create_queue`` (to know when a socket's writer task
-  is idle, so a direct write never overtakes a queued packet) and the aiohttp WebSocket
-  driver of its async mode (to know each socket's transport and to choose
+  is idle, so a direct write never overtakes a queued packet), ``send_packet`` (a packet
+  for one socket, such as every danmaku's ack, is written the same way) and the aiohttp
+  WebSocket driver of its async mode (to know each socket's transport and to choose
   permessage-deflate: off by default, as in Node's engine.io).
 
 A recipient that is not a plain idle WebSocket (long-polling, upgrading, compressed,
@@ -159,6 +160,33 @@ class StagepassEngineIO(engineio.AsyncServer):
     def create_queue(self, *args: Any, **kwargs: Any) -> asyncio.Queue:
         return _WatchedQueue(*args, **kwargs)
 
+    def idle_transport(self, eio_sid: str, sock: Any) -> Optional[asyncio.Transport]:
+        """The transport of ``sock`` when a frame may be written to it now, past its queue: a
+        plain WebSocket whose writer task waits on an empty queue (so nothing is overtaken)
+        and whose transport is not filling up (a slow reader keeps the queue's backpressure)."""
+        transport = self.direct.get(eio_sid)
+        queue = sock.queue
+        if (transport is not None and sock.upgraded and not sock.closing and queue.waiting
+                and queue.empty() and not transport.is_closing()
+                and transport.get_write_buffer_size() < SLOW_BUFFER):
+            return transport
+        return None
+
+    async def send_packet(self, sid: str, pkt: eio_packet.Packet) -> None:
+        """One packet to one socket (a danmaku's ack, an emit to a sid): written at once when
+        its WebSocket is idle (``idle_transport``), which spares the writer task's wake-up,
+        its ``wait_for`` timer and a second encoding; through its queue otherwise."""
+        sock = self.sockets.get(sid)
+        if sock is not None and not sock.closed:
+            transport = self.idle_transport(sid, sock)
+            if transport is not None:
+                encoded = pkt.encode()
+                if isinstance(encoded, str):  # text; binary packets take the queue
+                    if await sock.check_ping_timeout():  # as ``AsyncSocket.send``: a gone client is closed
+                        transport.write(websocket_frame(encoded))
+                    return
+        await super().send_packet(sid, pkt)
+
 
 class StagepassSocketIO(socketio.AsyncServer):
     """python-socketio's server on ``StagepassEngineIO``."""
@@ -215,24 +243,21 @@ class FastEmit(socketio.AsyncManager):
         frame: Optional[bytes] = None
         stats = self.stats
         stats.frames += 1
-        sockets, direct = eio.sockets, eio.direct
+        sockets, idle = eio.sockets, eio.idle_transport
         for sid, eio_sid in self.get_participants(namespace, room):
             if skip_sid and sid in skip_sid:
                 continue
             sock = sockets.get(eio_sid)
             if sock is None or sock.closed:
                 continue
-            transport = direct.get(eio_sid)
-            queue = sock.queue
-            if (transport is not None and sock.upgraded and not sock.closing and queue.waiting
-                    and queue.empty() and not transport.is_closing()
-                    and transport.get_write_buffer_size() < SLOW_BUFFER):
+            transport = idle(eio_sid, sock)
+            if transport is not None:
                 if frame is None:
                     frame = websocket_frame(pkt.encode())
                 transport.write(frame)
                 stats.direct += 1
             else:
-                queue.put_nowait(pkt)
+                sock.queue.put_nowait(pkt)
                 stats.queued += 1
 
 
