@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Awaitable, Callable, Mapping, Optional
 
+from argon2 import PasswordHasher
+
 from core.access import StreamKeyAccess
 from core.behaviour import BehaviourSink
 from core.mail import Mailer
@@ -23,6 +25,7 @@ from .follows import Follows
 from .ledger import Ledger
 from .notifications import Notifications
 from .orders import OrderBook
+from .passwords import PasswordPool
 from .passes import PassBook
 from .payouts import Payouts
 from .plans import Plans
@@ -47,7 +50,10 @@ class Paywall:
         open_rooms = open_rooms or {}
         self.settings = settings
         self.db = db
-        self.accounts = Accounts(db, signups_per_hour=settings.paywall.signups_per_hour)
+        hasher = PasswordHasher(time_cost=settings.paywall.argon2_time_cost,
+                                memory_cost=settings.paywall.argon2_memory_kib)
+        self.accounts = Accounts(db, signups_per_hour=settings.paywall.signups_per_hour,
+                                 passwords=PasswordPool(hasher=hasher))
         self.catalog = Catalog(db, reserved=open_rooms)
         self.ledger = Ledger(settings.paywall.platform_fee_bps)
         if provider is None:

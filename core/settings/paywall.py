@@ -16,6 +16,14 @@ class PaywallSettings:
     signups_per_hour: int = field(
         default=10, metadata={"help": "sign-ups one client address may make per hour (0: no limit)"}
     )
+    argon2_time_cost: int = field(
+        default=3, metadata={"help": "argon2 passes per password hash (argon2-cffi's default, RFC 9106's low-memory "
+                                     "profile); existing hashes keep their own cost"}
+    )
+    argon2_memory_kib: int = field(
+        default=65536, metadata={"help": "KiB of memory per password hash (64 MiB by default); the test suite "
+                                         "lowers both costs, a server should not"}
+    )
     access_token_ttl: int = field(default=300, metadata={"help": "seconds an access token stays valid"})
     platform_fee_bps: int = field(
         default=1000, metadata={"help": "platform fee in basis points of each payment (1000 = 10%)"}
@@ -46,6 +54,10 @@ class PaywallSettings:
     def validate(self) -> None:
         if self.signups_per_hour < 0:
             raise ConfigError("signups_per_hour: 0 (no limit) or more")
+        if not 1 <= self.argon2_time_cost <= 20:
+            raise ConfigError("argon2_time_cost: 1 to 20 passes")
+        if not 1024 <= self.argon2_memory_kib <= 4194304:
+            raise ConfigError("argon2_memory_kib: 1024 to 4194304 KiB")
         if not 30 <= self.access_token_ttl <= 86400:
             raise ConfigError("access_token_ttl: 30 to 86400 seconds")
         if not 0 <= self.platform_fee_bps <= 10000:

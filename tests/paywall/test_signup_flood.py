@@ -16,10 +16,15 @@ import time
 
 import aiohttp
 import pytest
+from argon2 import PasswordHasher
 
 from stagepass.app import create_app
 from core.access import Refusal
+from core.settings import ConfigError
+from paywall.http import PAYWALL
+from paywall.models import User
 from paywall.passwords import PasswordPool
+from tests.support.password_costs import CHEAP_HASHER, DEFAULT_ARGON2
 from tests.support.paywall_fixtures import Api, paywall_settings
 from tests.support.peers import Publisher, Viewer
 from tests.support.waiting import wait_for
@@ -63,7 +68,7 @@ async def test_signup_flood_keeps_live_frames_flowing(aiohttp_server, tmp_path):
     nice 19 on a loaded machine is not held against a shorter or calmer baseline (the
     longest gap of a window grows with its length and the load). With argon2 on the loop
     every round shows seconds (12.8 s measured), as each sign-up holds the loop for a hash."""
-    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}", **DEFAULT_ARGON2))
     base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
     publisher = Publisher(base, audio=False)
     viewer = Viewer(base, audio=False)
@@ -119,7 +124,7 @@ async def test_sign_ups_are_limited_per_client(aiohttp_server, tmp_path, databas
 
 
 async def test_password_pool_is_bounded():
-    pool = PasswordPool(workers=1, max_waiting=2)
+    pool = PasswordPool(workers=1, max_waiting=2, hasher=PasswordHasher(**CHEAP_HASHER))
     try:
         results = await asyncio.gather(*(pool.hash("correct horse battery") for _ in range(5)),
                                        return_exceptions=True)
@@ -155,3 +160,24 @@ async def test_behind_a_trusted_proxy_limits_are_per_forwarded_client(aiohttp_se
     # 127.0.0.5 is not a trusted proxy: its header is ignored, the limit is its own address's
     assert [await sign_up("192.0.2.1", "127.0.0.5") for _ in range(3)] == [201, 201, 429]
     assert await sign_up("192.0.2.2", "127.0.0.5") == 429
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("costs, stored", [({}, "m=65536,t=3,p=4"), ({"argon2_time_cost": 1, "argon2_memory_kib": 1024},
+                                                                     "m=1024,t=1,p=4")])
+async def test_password_hashes_take_the_configured_argon2_cost(aiohttp_server, tmp_path, database_url, costs, stored):
+    """A sign-up's stored hash carries the configured cost (the server's default unless set),
+    and the user logs in with it; costs out of range are refused at start-up."""
+    settings = paywall_settings(tmp_path, database_url, **{**DEFAULT_ARGON2, **costs})
+    app = create_app(settings)
+    base = str((await aiohttp_server(app)).make_url("")).rstrip("/")
+    api = await Api.sign_up(base, email="costly@example.org")
+    async with app[PAYWALL].db() as s:
+        stored_hash = (await s.get(User, api.user["id"])).password_hash
+    assert stored_hash.startswith(f"$argon2id$v=19${stored}$"), stored_hash
+    status, _ = await Api(base).post("/api/auth/login", {"email": "costly@example.org",
+                                                         "password": "correct horse battery"})
+    assert status == 200
+    for bad in ({"argon2_time_cost": 0}, {"argon2_memory_kib": 512}, {"argon2_time_cost": 21}):
+        with pytest.raises(ConfigError, match=next(iter(bad))):
+            paywall_settings(tmp_path, database_url, **bad)

@@ -13,6 +13,7 @@ import pytest
 
 from stagepass.app import create_app
 from core.settings import Settings
+from tests.support.password_costs import CHEAP_ARGON2
 from tests.support.worker_pins import ONE_WORKER_EACH
 
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
@@ -48,8 +49,10 @@ def paywall_settings(tmp_path, database_url: str, **overrides: Any) -> Settings:
     """Settings of a test server; tests sign up many users from one address, so the
     sign-up limit per client is lifted and creators' rooms are listed at once (no admin
     review of unverified creators: tests/paywall/test_trust.py turns it on) unless a test sets them.
-    No RTMP listener and one worker of each kind (in-process) unless a test asks for more."""
-    overrides = {"signups_per_hour": 1000, "review_unverified": False, "rtmp_port": 0, **ONE_WORKER_EACH, **overrides}
+    No RTMP listener and one worker of each kind (in-process) unless a test asks for more.
+    Password hashes are cheap (``CHEAP_ARGON2``) unless a test sets the costs."""
+    overrides = {"signups_per_hour": 1000, "review_unverified": False, "rtmp_port": 0, **ONE_WORKER_EACH,
+                 **CHEAP_ARGON2, **overrides}
     s = Settings.build(data_dir=tmp_path / "data", database_url=database_url, rooms={"open": "open-room-key"},
                  secret="s" * 40, **overrides)
     s.validate()

@@ -12,6 +12,7 @@ from typing import Optional
 
 import aiohttp
 
+from tests.support.password_costs import CHEAP_ARGON2_ENV
 from tests.support.worker_pins import ONE_WORKER_EACH_FLAGS
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,7 +27,8 @@ def free_port() -> int:
 async def start_server(data_dir: Path, *flags: str, ready_path: str = "/api/catalog",
                        pin_workers: bool = True, cpus: Optional[set[int]] = None) -> tuple[subprocess.Popen, str]:
     """``stagepass serve --data-dir data_dir *flags`` on a free port, once ``ready_path``
-    answers 200; the environment's own Stagepass settings are left out. One media and one
+    answers 200; the environment's own Stagepass settings are left out, password hashes are
+    cheap (``CHEAP_ARGON2_ENV``). One media and one
     interaction worker (a single process) unless ``flags`` say otherwise or ``pin_workers``
     is false (the server's own default: one of each per CPU); ``cpus``: the CPUs the server may
     run on (its affinity, as ``taskset`` or a container's cpuset sets it)."""
@@ -35,6 +37,7 @@ async def start_server(data_dir: Path, *flags: str, ready_path: str = "/api/cata
            if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
     # rooms are listed at once, as in the in-process fixtures (tests/paywall/test_trust.py tests the queue)
     env["STAGEPASS_REVIEW_UNVERIFIED"] = "off"
+    env.update(CHEAP_ARGON2_ENV)  # flags given in ``flags`` win over the environment
     proc = subprocess.Popen(
         [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
          *(ONE_WORKER_EACH_FLAGS if pin_workers else ()), *flags],
