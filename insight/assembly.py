@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 from aiohttp import web
 
+from core.cluster import Cluster
 from paywall.http import PAYWALL
 
 from .http import INSIGHT, setup_routes
@@ -26,10 +29,11 @@ def install_insight(app: web.Application) -> None:
     setup_routes(app)
 
 
-async def open_insight(app: web.Application) -> Insight:
-    """Start the services over the app's paywall (at startup, once it is open)."""
+async def open_insight(app: web.Application, cluster: Optional[Cluster] = None) -> Insight:
+    """Start the services over the app's paywall (at startup, once it is open); ``cluster``:
+    the interaction features' (see ``Insight``)."""
     paywall = app[PAYWALL]
-    insight = Insight(paywall.settings, paywall)
+    insight = Insight(paywall.settings, paywall, cluster)
     await insight.start()
     app[INSIGHT] = insight
     return insight

@@ -5,14 +5,18 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from typing import Optional
 
+from core.cluster import Cluster
 from core.settings import Settings
 from core.tasks import TaskOwner
 from core.timeutil import utcnow
 from paywall.service import Paywall
+from paywall.table_writer import table_writer
 
 from .at_risk import AtRisk
 from .export import Exporter
+from .models import BehaviourEvent
 from .privacy import Privacy
 from .reports import Reports
 from .store import EventStore
@@ -25,11 +29,14 @@ PURGE_EVERY = 24 * 3600.0
 
 
 class Insight:
-    def __init__(self, settings: Settings, paywall: Paywall) -> None:
+    def __init__(self, settings: Settings, paywall: Paywall, cluster: Optional[Cluster] = None) -> None:
+        """``cluster``: the interaction features' cluster, when it is the node's local bus the
+        control plane writes its interaction workers' behaviour events (``table_writer``)."""
         self.settings = settings
         self.paywall = paywall
         self.db = paywall.db
-        self.events = EventStore(paywall.db, flush_seconds=settings.insight.event_flush_ms / 1000)
+        writer = table_writer(cluster, paywall.db, BehaviourEvent.__table__) if cluster is not None else None
+        self.events = EventStore(paywall.db, flush_seconds=settings.insight.event_flush_ms / 1000, writer=writer)
         self.reports = Reports(paywall.db)
         self.exports = Exporter(self.reports, settings.signing_secret())
         self.suggestions = Suggestions(paywall.db)

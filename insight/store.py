@@ -19,13 +19,14 @@ import json
 import logging
 from typing import Any, Optional
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 
 from core.behaviour import EVENT_KINDS
 from core.tasks import TaskOwner
 from core.timeutil import utcnow
 from paywall.db import Database
 from paywall.models import Room
+from paywall.table_writer import RowWriter, TableWriter
 
 from .models import BehaviourEvent, VisitorLink
 
@@ -37,8 +38,11 @@ _KINDS = frozenset(EVENT_KINDS)
 
 class EventStore:
     def __init__(self, db: Database, flush_seconds: float = 1.0, batch_size: int = 500,
-                 max_pending: int = 50_000) -> None:
+                 max_pending: int = 50_000, writer: Optional[RowWriter] = None) -> None:
+        """``writer``: where batches are inserted (``paywall.table_writer``; default: into
+        ``db`` from this process)."""
         self.db = db
+        self.writer = writer or TableWriter(db, BehaviourEvent.__table__)
         self.flush_seconds = flush_seconds
         self.batch_size = batch_size
         self.max_pending = max_pending
@@ -95,10 +99,7 @@ class EventStore:
                 return 0
             try:
                 rows = await self._resolve(batch)
-                if rows:
-                    async with self.db() as s:
-                        await s.execute(insert(BehaviourEvent), rows)
-                        await s.commit()
+                await self.writer.write(rows)
             except BaseException:
                 self._pending[:0] = batch[: max(0, self.max_pending - len(self._pending))]
                 raise

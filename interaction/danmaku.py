@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from paywall.accounts import public_names
 from paywall.db import Database
+from paywall.table_writer import table_writer
 from core.settings import InteractionSettings
 from core.timeutil import as_utc, utcnow
 
@@ -109,7 +110,8 @@ class DanmakuService:
         await self.barrier.start()
         async with self.db() as s:
             self._floor = int((await s.execute(select(func.max(Danmaku.id)))).scalar() or 0)
-        self.rows = WriteBehind(self.db, Danmaku.__table__, interval=self.write_interval, name="danmaku")
+        writer = table_writer(self.server.cluster, self.db, Danmaku.__table__)
+        self.rows = WriteBehind(writer, interval=self.write_interval, name="danmaku")
         self.rows.start(self.server.tasks)
 
     async def close(self) -> None:

@@ -1,8 +1,9 @@
 """``WriteBehind``: rows inserted in batches, off the path that broadcasts and acks.
 
 A danmaku is broadcast and acknowledged first; its row waits here and is written with
-the others of the last ``interval`` in one INSERT (executemany on a plain SQLAlchemy Core
-connection: no ORM session, identity map or unit of work per batch) and one COMMIT. The queue is
+the others of the last ``interval`` in one INSERT and one COMMIT, by a
+``paywall.table_writer`` writer (this process's, or on an interaction worker without Redis
+the node's control plane, which writes for all its workers). The queue is
 bounded (``capacity`` rows): when the database cannot keep up, ``add`` refuses and the
 caller says "busy" instead of letting memory grow. ``flush`` is awaited by readers that
 must see every acknowledged row (exports, the recent danmaku a newcomer gets) and at
@@ -15,11 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
-
-from sqlalchemy import Table, insert
 
 from core.tasks import TaskOwner
+from paywall.table_writer import RowWriter
 
 __all__ = ["WriteBehind", "WriteBehindFull"]
 
@@ -31,14 +30,12 @@ class WriteBehindFull(Exception):
 
 
 class WriteBehind:
-    def __init__(self, db: Any, table: Table, interval: float = 0.25, capacity: int = 20_000,
+    def __init__(self, writer: RowWriter, interval: float = 0.25, capacity: int = 20_000,
                  name: str = "rows") -> None:
-        self._db = db
-        self._table = table
+        self._writer = writer
         self.interval = interval
         self.capacity = capacity
         self.name = name
-        self._insert = insert(table)
         self._pending: list[dict] = []
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -84,8 +81,7 @@ class WriteBehind:
             if not rows:
                 return
             try:
-                async with self._db.engine.begin() as connection:  # Core executemany: no ORM session
-                    await connection.execute(self._insert, rows)
+                await self._writer.write(rows)
             except BaseException:
                 self.failures += 1
                 self._pending[:0] = rows  # back in front, in order

@@ -129,7 +129,7 @@ def create_app(settings: Settings, access: Optional[Door] = None) -> web.Applica
             app[ACCESS] = with_relays(BanDoor(paywall.access, paywall.catalog, interaction.moderation))
             interaction.server.bind(paywall, rooms, admission)
             await interaction.start()
-            insight = await open_insight(app)
+            insight = await open_insight(app, chat_cluster)  # serves the workers' event writer
             app[BEHAVIOUR] = interaction.server.events = insight.events
             insight.privacy.flushers.append(interaction.danmaku.flush)  # danmaku rows written behind
             audience = AudienceSampler(paywall.audience, rooms, settings.paywall.audience_sample_seconds, settings.node_id(),

@@ -34,11 +34,13 @@ from core.heap import freeze_startup_heap, gc_pauses
 from core.logs import setup_logging
 from core.settings import Settings
 from core.socket_handover import receive_handed
+from insight.models import BehaviourEvent
 from insight.store import EventStore
 from interaction.assembly import Interaction
 from interaction.live_clock import BroadcastClocks
 from paywall.seats import Seats
 from paywall.service import Paywall
+from paywall.table_writer import table_writer
 from signalling.admission import Admission
 
 __all__ = ["main"]
@@ -84,7 +86,8 @@ class Worker:
         await self.clocks.start()
         server = self.interaction.server
         server.bind(self.paywall, self.clocks, admission)  # type: ignore[arg-type]
-        self.events = EventStore(self.paywall.db, flush_seconds=settings.insight.event_flush_ms / 1000)
+        self.events = EventStore(self.paywall.db, flush_seconds=settings.insight.event_flush_ms / 1000,
+                                 writer=table_writer(self.cluster, self.paywall.db, BehaviourEvent.__table__))
         await self.events.start()
         server.events = self.events
         await self.interaction.start()

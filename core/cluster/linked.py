@@ -42,6 +42,7 @@ class ClusterHub:
         self.targets: dict[str, Any] = {"cluster": cluster}
         self._server: Optional[asyncio.AbstractServer] = None
         self._connections: set[asyncio.Task] = set()
+        self._calls: set[asyncio.Task] = set()  # provided objects' calls under way
 
     def provide(self, name: str, make: Callable[[], Any]) -> Any:
         """The object served as ``name``, made on first use."""
@@ -78,7 +79,15 @@ class ClusterHub:
                         answer["r"] = None
                     else:
                         target = self.targets[request.get("t", "cluster")]
-                        if target is self.cluster and request["f"] not in CALLS:
+                        if target is not self.cluster:
+                            if request["f"].startswith("_"):
+                                raise ValueError(f"not a public method: {request['f']}")
+                            # a provided object's call (a batch of rows to commit) may take a
+                            # while: answered when done, not in turn, so the connection's
+                            # cluster calls (the danmaku feed) never wait behind it
+                            self._call(writer, answer, getattr(target, request["f"]), request)
+                            continue
+                        if request["f"] not in CALLS:
                             raise ValueError(f"not a cluster call: {request['f']}")
                         method = getattr(target, request["f"])
                         answer["r"] = await _maybe_await(method(*request["a"], **request.get("k", {})))
@@ -97,7 +106,26 @@ class ClusterHub:
             writer.close()
             self._connections.discard(asyncio.current_task())  # type: ignore[arg-type]
 
+    def _call(self, writer: asyncio.StreamWriter, answer: dict[str, Any], method: Callable[..., Any],
+              request: dict[str, Any]) -> None:
+        """Run a provided object's method in a task of its own, and answer when it is done
+        (if the asking process is still there). ``close`` waits for it: a batch of rows a
+        worker handed over is written even if that worker is gone."""
+        async def run() -> None:
+            try:
+                answer["r"] = await _maybe_await(method(*request["a"], **request.get("k", {})))
+            except Exception as exc:
+                answer["e"] = f"{type(exc).__name__}: {exc}"
+            if not writer.is_closing():
+                writer.write(json.dumps(answer).encode() + b"\n")
+
+        task = asyncio.create_task(run(), name=f"local-bus-{request.get('t')}.{request['f']}")
+        self._calls.add(task)
+        task.add_done_callback(self._calls.discard)
+
     async def close(self) -> None:
+        if self._calls:  # rows handed over are written before the bus goes
+            await asyncio.gather(*list(self._calls), return_exceptions=True)
         if self._server is not None:
             self._server.close()
             for task in list(self._connections):

@@ -195,12 +195,12 @@ async def test_a_failing_database_keeps_the_batch_and_memory_stays_bounded(tmp_p
     db = Database(f"sqlite:///{tmp_path / 'events.db'}")
     await db.migrate()
     store = EventStore(db, max_pending=5)
-    real = db.session
+    real = store.writer.write
     try:
-        def broken():
+        async def broken(rows):
             raise OSError("database down")
 
-        db.session = broken
+        store.writer.write = broken
         for i in range(7):
             store.record("page_visit", visitor="f" * 32, data={"page": "catalog", "i": i})
         store.record("no_such_kind")
@@ -208,12 +208,12 @@ async def test_a_failing_database_keeps_the_batch_and_memory_stays_bounded(tmp_p
         with pytest.raises(OSError):
             await store.flush()
         assert len(store._pending) == 5  # kept for the next round
-        db.session = real
+        store.writer.write = real
         assert await store.flush() == 5 and store.written == 5
         async with db() as s:
             assert await s.scalar(select(func.count()).select_from(BehaviourEvent)) == 5
         assert "unknown kind 'no_such_kind'" in caplog.text
     finally:
-        db.session = real
+        store.writer.write = real
         await store.close()
         await db.close()
