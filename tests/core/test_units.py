@@ -138,6 +138,19 @@ def test_worker_defaults_count_only_the_cpus_this_process_may_use():
     assert told.stdout.split() == ["1", "1"], told.stderr
 
 
+@pytest.mark.parametrize("told", ["two", "2.5", ""])
+def test_a_cpu_count_that_is_not_a_number_is_a_configuration_error(monkeypatch, told):
+    """loky reads ``LOKY_MAX_CPU_COUNT`` with ``int()``; the worker defaults count the CPUs
+    through it, so a bad value names the variable instead of a bare ``ValueError``."""
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", told)
+    expected = rf"LOKY_MAX_CPU_COUNT: expected a whole number of CPUs this process may use \(e.g. 2\), got {told!r}"
+    for argv in ([], ["--workers", "cores", "--interaction-workers", "1"]):
+        with pytest.raises(ConfigError, match=expected):
+            Settings.load(argv, {})
+    # numbers given for both counts need no CPU count
+    assert Settings.load(["--workers", "2", "--interaction-workers", "1"], {}).media.workers == 2
+
+
 GB = 1 << 30
 
 
