@@ -151,5 +151,6 @@ async def test_a_child_stopped_by_a_signal_is_not_a_crash(caplog, stop):
     assert len(spawned) == 1 and children.restarts == 0
     records = [r for r in caplog.records if r.name == log.name]
     assert [r.levelname for r in records] == ["INFO"], caplog.text
-    assert records[0].getMessage().startswith(f"test worker 0 (pid {child.pid}) stopped: exited with signal {int(stop)} ")
+    stopped = f"test worker 0 (pid {child.pid}) stopped: exited with signal {int(stop)} "
+    assert records[0].getMessage().startswith(stopped)
     await children.close()
