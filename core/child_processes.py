@@ -9,6 +9,10 @@ as functions. What is the same lives here:
 - a child that exits while the owner runs is logged with its index, pid, exit and lifetime,
   its owner hears of it (``exited``), and it is started again after ``restart_delay(lived)``
   (a child that keeps dying at start is not restarted in a tight loop);
+- a child that was stopped, not crashed, is logged at INFO and left stopped: one ended by
+  SIGTERM or SIGINT (systemd, ``docker stop`` and Ctrl-C signal the whole process group, so
+  the children often exit before the owner starts closing), one that exits cleanly when the
+  owner says a clean exit is a stop, and any that exits while the owner closes;
 - ``close`` ends the watchers, asks every child to stop (SIGTERM by default), waits
   ``stop_timeout`` for each, then kills (SIGKILL) those still running.
 """
@@ -17,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from typing import Awaitable, Callable, Optional
 
@@ -25,6 +30,9 @@ from core.tasks import TaskOwner
 __all__ = ["ChildProcesses", "describe_exit"]
 
 Process = asyncio.subprocess.Process
+
+#: exits of a child asked to stop (asyncio gives a signal as a negative return code)
+STOPPED_BY_SIGNAL = frozenset({-signal.SIGTERM, -signal.SIGINT})
 
 
 class ChildProcesses:
@@ -73,9 +81,11 @@ class ChildProcesses:
                 await self._exited(index, code)
             except Exception:
                 self.log.exception("%s %d: handling its exit failed", self.what, index)
-        if self.closing or (code == 0 and not self._restart_clean_exit):
-            return
         lived = time.monotonic() - started
+        if self._stopped(code):
+            self.log.info("%s %d (pid %d) stopped: exited with %s after %.1f s", self.what, index, process.pid,
+                          describe_exit(code), lived)
+            return
         self.log.error("%s %d (pid %d) exited with %s after %.1f s; starting it again", self.what, index,
                        process.pid, describe_exit(code), lived)
         await asyncio.sleep(self._restart_delay(lived))
@@ -88,6 +98,10 @@ class ChildProcesses:
             self.log.exception("%s %d could not be started again", self.what, index)
             return
         self.log.warning("%s %d started again (pid %d)", self.what, index, replacement.pid)
+
+    def _stopped(self, code: Optional[int]) -> bool:
+        """Whether a child that exited with ``code`` was stopped (not to be started again)."""
+        return self.closing or code in STOPPED_BY_SIGNAL or (code == 0 and not self._restart_clean_exit)
 
     async def close(self, ask: Optional[Callable[[int, Process], Awaitable[None]]] = None) -> None:
         """End the watchers (no restart from now on), ask every child to stop (``ask``, by default

@@ -1,12 +1,19 @@
-"""The most PostgreSQL connections one node may open, checked against the server's limit at start.
+"""The database pool of each process of a node, and the most PostgreSQL connections the node
+may open, checked against the server's limit at start.
 
-Every process of a node has its own SQLAlchemy pool: the control plane's (``db_pool_size`` +
-``db_max_overflow``) and one per interaction worker (``worker_db_pool_size`` +
-``worker_db_max_overflow``, small: a worker writes danmaku batches behind and checks tokens,
-moderation and paid questions). With one worker per CPU, a node's total grows with its cores, so
-the control plane logs the total when it opens the database and warns when PostgreSQL could not
-serve it (``max_connections`` minus the slots reserved for superusers and for roles granted
-``pg_use_reserved_connections``). SQLite has no server to run out of slots: nothing is checked.
+Every process of a node has its own SQLAlchemy pool (``Paywall.open`` asks for it here): the
+control plane's (``control_plane_pool``: ``db_pool_size`` + ``db_max_overflow``) and, when the
+node runs more than one interaction worker, one per worker (``worker_pool``:
+``worker_db_pool_size`` + ``worker_db_max_overflow``, small: a worker checks tokens, moderation
+and paid questions, and writes its danmaku rows and behaviour events itself only with Redis;
+without it they go to the control plane, which commits them, ``paywall.table_writer``). The
+default number of interaction workers grows with the node's CPUs (``auto``: one per CPU, at
+most as many as a quarter of the memory holds and 16), so after opening the database the
+control plane (``stagepass.app``) calls ``check_connection_budget``: on PostgreSQL it logs the
+node's most connections (``ConnectionBudget``) and warns, naming the settings to lower, when
+the server could not serve them (``max_connections`` minus the slots reserved for superusers
+and for roles granted ``pg_use_reserved_connections``), or when that limit cannot be read.
+SQLite has no server to run out of slots: nothing is checked or logged.
 """
 
 from __future__ import annotations

@@ -6,6 +6,11 @@ pool of low-priority threads (``core.cpu``; argon2-cffi releases the GIL), owned
 the paywall and shut down with it. The number of waiting jobs is bounded too: beyond
 ``max_waiting`` a request is refused at once with 503 ``busy`` instead of queueing minutes
 of hashing behind it.
+
+``weak_cost_warning`` says when the configured cost is below OWASP's recommendation for
+argon2id (the Password Storage Cheat Sheet's equivalent pairs: 46 MiB with 1 pass, 19 MiB
+with 2, 12 MiB with 3, 9 MiB with 4, 7 MiB with 5 or more). Such a cost is not refused: the
+test suite hashes at the cheapest cost on purpose; a server is told at start-up.
 """
 
 from __future__ import annotations
@@ -20,7 +25,21 @@ from core.cpu import background_executor
 
 from core.access import Refusal
 
-__all__ = ["PasswordPool"]
+__all__ = ["PasswordPool", "OWASP_ARGON2ID", "weak_cost_warning"]
+
+#: OWASP's argon2id minimums: (time cost, memory KiB) pairs of equal strength, one parallel lane
+OWASP_ARGON2ID = ((1, 47104), (2, 19456), (3, 12288), (4, 9216), (5, 7168))
+
+
+def weak_cost_warning(time_cost: int, memory_kib: int) -> Optional[str]:
+    """None when ``time_cost`` passes over ``memory_kib`` KiB meet one of OWASP's pairs (as
+    many passes or more, as much memory or more), else the warning that names the settings."""
+    if any(time_cost >= passes and memory_kib >= least for passes, least in OWASP_ARGON2ID):
+        return None
+    pairs = ", ".join(f"{least // 1024} MiB with {passes}" for passes, least in OWASP_ARGON2ID)
+    return (f"WEAK PASSWORD HASHES: STAGEPASS_ARGON2_TIME_COST={time_cost} with STAGEPASS_ARGON2_MEMORY_KIB="
+            f"{memory_kib} is below OWASP's recommendation for argon2id (memory with time cost: {pairs} or more "
+            f"passes); a leaked database's passwords are cheap to guess. The defaults (3 passes, 65536 KiB) meet it")
 
 
 class PasswordPool:

@@ -25,7 +25,7 @@ from .follows import Follows
 from .ledger import Ledger
 from .notifications import Notifications
 from .orders import OrderBook
-from .passwords import PasswordPool
+from .passwords import PasswordPool, weak_cost_warning
 from .passes import PassBook
 from .payouts import Payouts
 from .plans import Plans
@@ -105,6 +105,10 @@ class Paywall:
         database pool of an interaction worker (``paywall.db_budget``), else the control plane's."""
         pool, name = (worker_pool(settings), "stagepass interaction worker") if worker else (
             control_plane_pool(settings), "stagepass")
+        weak = None if worker else weak_cost_warning(settings.paywall.argon2_time_cost,
+                                                      settings.paywall.argon2_memory_kib)
+        if weak is not None:  # once per node: the control plane's
+            log.warning("%s", weak)
         db = Database(settings.database(), pool, application_name=name)
         try:
             await db.migrate()

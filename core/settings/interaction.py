@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from core.settings import parsing
-from core.settings.memory import usable_memory
+from core.settings import memory
 from core.settings.parsing import ConfigError, parse_bool, workers_parser
 
 __all__ = ["InteractionSettings", "default_interaction_workers"]
@@ -14,9 +14,6 @@ MAX_INTERACTION_WORKERS = 64  #: interaction worker processes a node may run ('c
 #: memory one interaction worker is counted for: measured at 128 MB RSS idle and 152 MB holding
 #: 500 WebSockets (benchmarks/danmaku.py --processes, 1,000 viewers), with room to grow
 WORKER_MEMORY = 256 << 20
-#: the share of the usable memory the default's workers may take (media workers, the control
-#: plane and the OS need the rest)
-MEMORY_SHARE = 0.25
 #: the most the default starts: a node's PostgreSQL connections then stay under the server's
 #: default max_connections (control plane 5 + 10, 16 workers x (2 + 2): 79 of 97), and 16 workers
 #: hold ~2.5 GB
@@ -26,8 +23,7 @@ DEFAULT_CEILING = 16
 def default_interaction_workers() -> int:
     """One per usable CPU, at most as many as a quarter of the usable memory holds at
     ``WORKER_MEMORY`` each, at most ``DEFAULT_CEILING``; at least 1 (the control plane alone)."""
-    by_memory = int(usable_memory() * MEMORY_SHARE) // WORKER_MEMORY
-    return max(1, min(parsing.usable_cpus(), by_memory, DEFAULT_CEILING))
+    return max(1, min(parsing.usable_cpus(), memory.workers_memory_holds(WORKER_MEMORY), DEFAULT_CEILING))
 
 
 @dataclass

@@ -7,14 +7,24 @@ import re
 from dataclasses import dataclass, field
 from typing import Optional
 
-from core.settings.parsing import (ConfigError, one_per_cpu, parse_bool, parse_list, parse_rooms, parse_udp_port,
-                                   workers_parser)
+from core.settings import memory, parsing
+from core.settings.parsing import ConfigError, parse_bool, parse_list, parse_rooms, parse_udp_port, workers_parser
 
-__all__ = ["MediaSettings", "ROOM_NAME_RE"]
+__all__ = ["MediaSettings", "ROOM_NAME_RE", "default_media_workers"]
 
 
 ROOM_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
-MAX_WORKERS = 256  #: media workers a node may run (the default, one per CPU, stops there too)
+MAX_WORKERS = 256  #: media workers a node may run (the default and 'cores' stop there too)
+#: memory one media worker is counted for: measured at 69 MB RSS idle and 81, 94 and 110 MB
+#: forwarding one room to 10, 50 and 100 viewers (~0.34 MB a viewer; a 500 kbit/s publisher, WHEP
+#: viewers that count packets, ``stagepass serve --workers 2``), so about a room of 500 viewers
+WORKER_MEMORY = 256 << 20
+
+
+def default_media_workers() -> int:
+    """One per usable CPU, at most as many as a quarter of the usable memory holds at
+    ``WORKER_MEMORY`` each, at most ``MAX_WORKERS``; at least 1 (media in the server's own process)."""
+    return max(1, min(parsing.usable_cpus(), memory.workers_memory_holds(WORKER_MEMORY), MAX_WORKERS))
 
 
 @dataclass
@@ -89,12 +99,14 @@ class MediaSettings:
                                         "whose POST opened a broadcast to send its first media"}
     )
     workers: int = field(
-        default_factory=one_per_cpu(MAX_WORKERS),
-        metadata={"help": "media worker processes; default 'cores': one per CPU this process may use "
-                          "(affinity and cgroup quota counted); N > 1 runs N media workers (peer connections "
-                          "and fanouts) beside the control plane (HTTP, signalling, paywall, Socket.IO); "
-                          "1 (and the default on one CPU) forwards media in the server's own process",
-                  "parse": workers_parser(MAX_WORKERS)},
+        default_factory=default_media_workers,
+        metadata={"help": "media worker processes; default 'auto': one per CPU this process may use "
+                          "(affinity and cgroup quota counted), at most one per 1 GB of its memory (a quarter "
+                          "of it at 256 MB a worker); 'cores': one per CPU; N > 1 runs N media workers (peer "
+                          "connections and fanouts) beside the control plane (HTTP, signalling, paywall, "
+                          "Socket.IO); 1 (and the default on one CPU or under 2 GB) forwards media in the "
+                          "server's own process; at most 256",
+                  "parse": workers_parser(MAX_WORKERS, auto=default_media_workers)},
     )
 
     def validate(self) -> None:
@@ -125,7 +137,8 @@ class MediaSettings:
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name}: must be positive")
         if not 1 <= self.workers <= MAX_WORKERS:
-            raise ConfigError(f"workers: between 1 and {MAX_WORKERS} media workers, got {self.workers}")
+            raise ConfigError(f"workers: between 1 and {MAX_WORKERS} media workers, 'cores' or 'auto', "
+                              f"got {self.workers}")
         self._check_udp_ports_cover_workers()
         if self.subscriber_buffer_bytes < 16384:
             raise ConfigError("subscriber_buffer_bytes: must be at least 16384")
@@ -140,8 +153,9 @@ class MediaSettings:
         if low and high - low + 1 < self.workers:  # 0: each worker picks a free port
             raise ConfigError(
                 f"udp_port: {self.udp_port} has {high - low + 1} UDP port(s) but there are {self.workers} media "
-                f"workers (--workers / STAGEPASS_WORKERS, by default one per CPU), one port each: set "
-                f"--udp-port {low}-{low + self.workers - 1} (STAGEPASS_UDP_PORT), or --workers {high - low + 1}")
+                f"workers (--workers / STAGEPASS_WORKERS, by default one per CPU, memory allowing), one port "
+                f"each: set --udp-port {low}-{low + self.workers - 1} (STAGEPASS_UDP_PORT), "
+                f"or --workers {high - low + 1}")
 
     def udp_port_for(self, worker: int = 0) -> Optional[int]:
         """The shared UDP port of media worker ``worker`` (0 for a free one), or None when

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -47,13 +48,26 @@ def parse_bool(text: str) -> bool:
     raise ValueError(f"expected on or off, got {text!r}")
 
 
+#: the environment variable loky reads as the most CPUs a process may use
+CPU_COUNT_VARIABLE = "LOKY_MAX_CPU_COUNT"
+
+
 def usable_cpus() -> int:
     """The CPUs this process may run on: the machine's, narrowed by its CPU affinity
     (``taskset``, ``docker --cpuset-cpus``) and by a cgroup CPU quota (``docker --cpus 2``,
     a Kubernetes CPU limit, rounded up), so a container limited to 2 CPUs of a 64-core
-    host counts 2. At least 1. (loky's count, which reads all three.)"""
+    host counts 2, and by ``LOKY_MAX_CPU_COUNT`` when set. At least 1. (loky's count, which
+    reads all four; a ``ConfigError`` names the variable when it is not a whole number, where
+    loky would end start-up with a bare ``ValueError``.)"""
     from loky import cpu_count
 
+    told = os.environ.get(CPU_COUNT_VARIABLE)
+    if told is not None:
+        try:
+            int(told)  # as loky reads it
+        except ValueError:
+            raise ConfigError(f"{CPU_COUNT_VARIABLE}: expected a whole number of CPUs this process may use "
+                              f"(e.g. 2), got {told!r}") from None
     return max(1, cpu_count(only_physical_cores=False))
 
 

@@ -128,3 +128,29 @@ async def test_close_stops_a_child_that_is_still_starting():
     await asyncio.wait_for(starting.wait(), 10)
     await children.close()
     assert [p.returncode for p in spawned] == [-signal.SIGKILL, -signal.SIGTERM]
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+async def test_a_child_stopped_by_a_signal_is_not_a_crash(caplog, stop):
+    """SIGTERM or SIGINT to the process group (systemd, docker stop, Ctrl-C) reaches the children
+    before their owner closes: such an exit is logged at INFO and the child is left stopped."""
+    spawned: list[asyncio.subprocess.Process] = []
+
+    async def spawn(index: int) -> asyncio.subprocess.Process:
+        process = await python(SLEEPS)
+        spawned.append(process)
+        children.register(index, process)
+        return process
+
+    children = ChildProcesses("test worker", log, spawn, restart_delay=lambda lived: 0.0)
+    caplog.set_level(logging.INFO, logger=log.name)
+    child = await children.start(0)
+    child.send_signal(stop)
+    await wait_for(lambda: "stopped" in caplog.text)
+    await asyncio.sleep(0.3)  # time enough for a restart, were there one
+    assert len(spawned) == 1 and children.restarts == 0
+    records = [r for r in caplog.records if r.name == log.name]
+    assert [r.levelname for r in records] == ["INFO"], caplog.text
+    stopped = f"test worker 0 (pid {child.pid}) stopped: exited with signal {int(stop)} "
+    assert records[0].getMessage().startswith(stopped)
+    await children.close()

@@ -10,6 +10,7 @@ import pytest
 
 from core.settings import ConfigError, Settings
 from core.settings.interaction import default_interaction_workers
+from core.settings.media import default_media_workers
 from mediaserver.sfu.keyframe_requester import KeyframeRequester
 from core.tasks import TaskOwner
 
@@ -80,7 +81,7 @@ def test_settings_env_then_cli(tmp_path):
         ({"STAGEPASS_PUBLIC_URL": "https://live.example.org/x?y=1"}, "public_url"),
         ({"STAGEPASS_RECORDING_KEYFRAME_INTERVAL": "-1"}, "recording_keyframe_interval"),
         ({"STAGEPASS_WORKERS": "0"}, "workers: between 1 and 256"),
-        ({"STAGEPASS_WORKERS": "many"}, "workers: expected a number or 'cores'"),
+        ({"STAGEPASS_WORKERS": "many"}, "workers: expected a number or 'cores' or 'auto', got 'many'"),
         ({"STAGEPASS_WORKERS": "3", "STAGEPASS_UDP_PORT": "40000-40001"},
          r"udp_port: 40000-40001 has 2 UDP port\(s\) but there are 3 media workers .* set --udp-port 40000-40002 "
          r"\(STAGEPASS_UDP_PORT\), or --workers 2"),
@@ -112,7 +113,10 @@ def test_database_pool_settings():
 
 
 def test_media_workers_setting():
-    assert Settings.load([], {}).media.workers == len(os.sched_getaffinity(0))  # one per usable CPU
+    # one per usable CPU, capped by memory ('auto'); 'cores': one per usable CPU
+    assert Settings.load([], {}).media.workers == default_media_workers()
+    assert 1 <= Settings.load([], {}).media.workers <= len(os.sched_getaffinity(0))
+    assert Settings.load([], {"STAGEPASS_WORKERS": "auto"}).media.workers == default_media_workers()
     assert Settings.load([], {"STAGEPASS_WORKERS": "1"}).media.workers == 1  # media in the server's own process
     # a fixed UDP port serves one worker; 0 (a free port each) and 'off' serve any number
     assert Settings.load(["--workers", "1", "--udp-port", "40000"], {}).media.udp_port_for(0) == 40000
@@ -138,18 +142,33 @@ def test_worker_defaults_count_only_the_cpus_this_process_may_use():
     assert told.stdout.split() == ["1", "1"], told.stderr
 
 
+@pytest.mark.parametrize("told", ["two", "2.5", ""])
+def test_a_cpu_count_that_is_not_a_number_is_a_configuration_error(monkeypatch, told):
+    """loky reads ``LOKY_MAX_CPU_COUNT`` with ``int()``; the worker defaults count the CPUs
+    through it, so a bad value names the variable instead of a bare ``ValueError``."""
+    monkeypatch.setenv("LOKY_MAX_CPU_COUNT", told)
+    expected = rf"LOKY_MAX_CPU_COUNT: expected a whole number of CPUs this process may use \(e.g. 2\), got {told!r}"
+    for argv in ([], ["--workers", "cores", "--interaction-workers", "1"]):
+        with pytest.raises(ConfigError, match=expected):
+            Settings.load(argv, {})
+    # numbers given for both counts need no CPU count
+    assert Settings.load(["--workers", "2", "--interaction-workers", "1"], {}).media.workers == 2
+
+
 GB = 1 << 30
 
 
 def test_worker_defaults_stop_at_the_most_each_setting_accepts(monkeypatch):
     """A 300-CPU host with 256 GB starts 256 media workers and 16 interaction workers by
-    default ('auto'); 'cores' asks one per CPU (at most 64), and a number wins over both."""
-    import core.settings.interaction
+    default ('auto'); 'cores' asks one per CPU (at most 256 media, 64 interaction workers), and
+    a number wins over both."""
+    import core.settings.memory
     import core.settings.parsing
 
     monkeypatch.setattr(core.settings.parsing, "usable_cpus", lambda: 300)
-    monkeypatch.setattr(core.settings.interaction, "usable_memory", lambda: 256 * GB)
-    for s in (Settings.load([], {}), Settings.load(["--workers", "cores", "--interaction-workers", "auto"], {})):
+    monkeypatch.setattr(core.settings.memory, "usable_memory", lambda: 256 * GB)
+    for s in (Settings.load([], {}), Settings.load(["--workers", "cores", "--interaction-workers", "auto"], {}),
+              Settings.load(["--workers", "auto"], {})):
         assert (s.media.workers, s.interaction.interaction_workers) == (256, 16)
     assert Settings.load(["--interaction-workers", "cores"], {}).interaction.interaction_workers == 64
     assert Settings.load(["--interaction-workers", "40"], {}).interaction.interaction_workers == 40
@@ -162,17 +181,23 @@ def test_worker_defaults_stop_at_the_most_each_setting_accepts(monkeypatch):
 @pytest.mark.parametrize("cpus,memory,workers", [
     (64, 8 * GB, 8),  # a big host with little memory: a quarter of it at 256 MB a worker
     (64, 6 * GB + GB // 2, 6),  # rounded down
-    (4, GB, 1),  # a 1 GB container: the control plane serves Socket.IO itself
+    (4, GB, 1),  # a 1 GB container: media and Socket.IO in the server's own process
+    (4, 2 * GB - 1, 1),  # under 2 GB: still one
     (4, 64 * GB, 4),  # plenty of memory: one per CPU
 ])
-def test_the_default_interaction_workers_fit_the_memory(monkeypatch, cpus, memory, workers):
-    import core.settings.interaction
+def test_the_default_worker_counts_fit_the_memory(monkeypatch, cpus, memory, workers):
+    """Media and interaction workers alike: each kind may take a quarter of the usable memory at
+    256 MB a worker ('auto', the default); 'cores' (media) and a number are not capped."""
+    import core.settings.memory
     import core.settings.parsing
 
     monkeypatch.setattr(core.settings.parsing, "usable_cpus", lambda: cpus)
-    monkeypatch.setattr(core.settings.interaction, "usable_memory", lambda: memory)
-    assert Settings.load([], {}).interaction.interaction_workers == workers
-    assert Settings.load(["--interaction-workers", str(cpus)], {}).interaction.interaction_workers == cpus
+    monkeypatch.setattr(core.settings.memory, "usable_memory", lambda: memory)
+    for s in (Settings.load([], {}), Settings.load(["--workers", "auto", "--interaction-workers", "auto"], {})):
+        assert (s.media.workers, s.interaction.interaction_workers) == (workers, workers)
+    assert Settings.load(["--workers", "cores"], {}).media.workers == cpus  # one per CPU, memory or not
+    given = Settings.load(["--workers", str(cpus), "--interaction-workers", str(cpus)], {})
+    assert (given.media.workers, given.interaction.interaction_workers) == (cpus, cpus)
 
 
 def test_usable_memory_is_the_cgroup_limit_when_lower(monkeypatch, tmp_path):

@@ -1,6 +1,7 @@
 """The README's first command: `stagepass serve` starts with embedded defaults."""
 
 import asyncio
+import os
 import socket
 import subprocess
 import sys
@@ -53,6 +54,14 @@ def test_invalid_configuration_exits_with_a_message(tmp_path):
         capture_output=True, text=True,
     )
     assert r.returncode == 2 and "invalid configuration: port" in r.stderr
+
+
+def test_a_bad_cpu_count_variable_exits_with_a_message():
+    r = subprocess.run([sys.executable, "-m", "stagepass.cli", "serve"], capture_output=True, text=True, timeout=60,
+                       env={**os.environ, "LOKY_MAX_CPU_COUNT": "two"})
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == ("stagepass: invalid configuration: LOKY_MAX_CPU_COUNT: expected a whole number "
+                                "of CPUs this process may use (e.g. 2), got 'two'")
 
 
 def test_serve_help_lists_every_setting():

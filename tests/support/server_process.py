@@ -25,13 +25,15 @@ def free_port() -> int:
 
 
 async def start_server(data_dir: Path, *flags: str, ready_path: str = "/api/catalog",
-                       pin_workers: bool = True, cpus: Optional[set[int]] = None) -> tuple[subprocess.Popen, str]:
+                       pin_workers: bool = True, cpus: Optional[set[int]] = None,
+                       own_group: bool = False) -> tuple[subprocess.Popen, str]:
     """``stagepass serve --data-dir data_dir *flags`` on a free port, once ``ready_path``
     answers 200; the environment's own Stagepass settings are left out, password hashes are
     cheap (``CHEAP_ARGON2_ENV``). One media and one
     interaction worker (a single process) unless ``flags`` say otherwise or ``pin_workers``
     is false (the server's own default: one of each per CPU); ``cpus``: the CPUs the server may
-    run on (its affinity, as ``taskset`` or a container's cpuset sets it)."""
+    run on (its affinity, as ``taskset`` or a container's cpuset sets it); ``own_group``: the server
+    and its workers in a process group of their own (a new session), for ``os.killpg``."""
     port = free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith("STAGEPASS_") and k not in ("REDIS_URL", "DATABASE_URL")}
@@ -42,7 +44,7 @@ async def start_server(data_dir: Path, *flags: str, ready_path: str = "/api/cata
         [sys.executable, "-m", "stagepass.cli", "serve", "--port", str(port), "--data-dir", str(data_dir),
          *(ONE_WORKER_EACH_FLAGS if pin_workers else ()), *flags],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus),
+        preexec_fn=None if cpus is None else lambda: os.sched_setaffinity(0, cpus), start_new_session=own_group,
     )
     base = f"http://127.0.0.1:{port}"
     async with aiohttp.ClientSession() as http:
