@@ -1,0 +1,128 @@
+"""Pages in Chromium when something they wait for comes late or not at all: the room page's
+player stopped while its WHEP negotiation is under way, and the site header when its inbox
+module does not load. Playwright routes hold or fail the requests, so each race is met the
+same way on every run."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from signalling.whip import ROOMS
+from stagepass.app import create_app
+from tests.support.browser import open_page, wait_state
+from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
+from tests.support.peers import Publisher
+from tests.support.waiting import wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+TEST_BUDGET_S = 60
+
+#: Every RTCPeerConnection the page makes, in ``window.peerConnections`` (set before its scripts run).
+COUNT_PEER_CONNECTIONS = """
+(() => {
+  const Native = window.RTCPeerConnection;
+  const made = [];
+  window.peerConnections = made;
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); made.push(this); }
+  };
+})();
+"""
+OPEN_PEER_CONNECTIONS = "window.peerConnections.filter((pc) => pc.signalingState !== 'closed').length"
+
+
+async def start_server(aiohttp_server, tmp_path) -> tuple[str, object]:
+    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
+    server = await aiohttp_server(app)
+    return str(server.make_url("")).rstrip("/"), app
+
+
+async def go_live(base: str, app, slug: str, key: str) -> Publisher:
+    publisher = Publisher(base)
+    assert await publisher.publish(slug, key) == 201, publisher.error
+    room = app[ROOMS].get(slug)
+    await wait_for(lambda: room.live and room.publisher.last_media() is not None, timeout=10)
+    return publisher
+
+
+def page_errors(log: list[str]) -> list[str]:
+    return [line for line in log if "pageerror" in line]
+
+
+@pytest.mark.parametrize("answer", ["session made", "refused"])
+async def test_room_player_stopped_while_connecting_leaves_nothing_running(aiohttp_server, tmp_path, browser, answer):
+    """The class ends while the viewer's WHEP answer is held back: the page stops its player
+    then. Once the answer comes, the session it made is deleted (or its refusal is no news),
+    no peer connection is left open, the page says the class ended, and plays the next
+    broadcast. It used to keep the late session playing, its viewer left in the room; or,
+    refused, to show an error and stop following the room."""
+    base, app = await start_server(aiohttp_server, tmp_path)
+    creator = await Api.sign_up(base, "creator")
+    key = (await paid_room(creator, slug="maths", ticket_price=0))["stream_key"]
+    viewer = await Api.sign_up(base)
+    log: list[str] = []
+    publisher = await go_live(base, app, "maths", key)
+    room = app[ROOMS].get("maths")
+    page = await open_page(browser, base, "room", log, login=viewer.token)
+    try:
+        async with asyncio.timeout(TEST_BUDGET_S):
+            offered = asyncio.Event()
+            release = asyncio.Event()
+            polls_open = asyncio.Event()
+            polls_open.set()
+            statuses: list[int] = []
+
+            async def hold_the_answer(route):
+                if route.request.method != "POST" or release.is_set():
+                    return await route.continue_()
+                if answer == "refused":
+                    offered.set()
+                    await release.wait()
+                    statuses.append(503)
+                    return await route.fulfill(status=503, content_type="application/json",
+                                               body='{"error": {"code": "unavailable", "message": "try again"}}')
+                response = await route.fetch()  # the server makes the session now...
+                statuses.append(response.status)
+                offered.set()
+                await release.wait()  # ...and the page hears of it only after it stopped
+                await route.fulfill(response=response)
+
+            async def hold_the_polls(route):
+                await polls_open.wait()
+                await route.continue_()
+
+            await page.add_init_script(COUNT_PEER_CONNECTIONS)
+            await page.route("**/whep/maths", hold_the_answer)
+            await page.route("**/api/rooms/maths", hold_the_polls)
+            await page.goto(f"{base}/static/room.html?room=maths")
+            await offered.wait()
+            await wait_state(page, "connecting")
+            assert await publisher.delete() == 200  # the creator ends the class: the page stops its player
+            await wait_state(page, "ended")
+            polls_open.clear()  # no later poll of the room stops the player again: the first stop must do
+            assert await page.evaluate(OPEN_PEER_CONNECTIONS) == 0  # closed at the stop, not at the answer
+            release.set()
+            await wait_for(lambda: statuses, timeout=10)
+            assert statuses == [201 if answer == "session made" else 503]
+            await wait_for(lambda: not room.subscribers, timeout=10)
+            await page.wait_for_function(f"{OPEN_PEER_CONNECTIONS} === 0", timeout=10_000)
+            assert await page.evaluate("window.stagepass.session") is None
+            assert await page.evaluate("document.getElementById('video').srcObject") is None
+            assert await page.get_attribute("#status", "data-state") == "ended"
+            polls_open.set()
+            await page.wait_for_timeout(2500)  # a poll of the room later, the page still says so
+            assert await page.get_attribute("#status", "data-state") == "ended"
+            assert not room.subscribers
+
+            await publisher.close()
+            publisher = await go_live(base, app, "maths", key)  # the next broadcast plays
+            await wait_state(page, "playing", timeout=20_000)
+            assert len(room.subscribers) == 1
+            assert await page.evaluate(OPEN_PEER_CONNECTIONS) == 1
+    finally:
+        await page.context.close()
+        await publisher.close()
+    assert not page_errors(log), "\n".join(log)
