@@ -126,3 +126,52 @@ async def test_room_player_stopped_while_connecting_leaves_nothing_running(aioht
         await page.context.close()
         await publisher.close()
     assert not page_errors(log), "\n".join(log)
+
+
+@pytest.mark.parametrize("failure, locale, message", [
+    ("network error", "en", "could not be loaded; open it to try again"),
+    ("HTTP 500", "zh-CN", "加载失败，点击重试"),
+])
+async def test_header_inbox_that_does_not_load_says_so_and_loads_when_opened_again(
+        aiohttp_server, tmp_path, browser, failure, locale, message):
+    """inbox.js fails to load: the page works on, a short message (in the page's language)
+    stands where the inbox would be, and opening the inbox loads it. It used to be an
+    unhandled rejection that left the page without its header (the creator page's script
+    stopped there)."""
+    base, _ = await start_server(aiohttp_server, tmp_path)
+    creator = await Api.sign_up(base, "creator")
+    await paid_room(creator, slug="algebra", title="Algebra 1")
+    viewer = await Api.sign_up(base)
+    log: list[str] = []
+    page = await open_page(browser, base, "creator", log, login=viewer.token, locale=locale)
+    failed: list[str] = []
+
+    async def fail(route):
+        failed.append(route.request.url)
+        if failure == "network error":
+            await route.abort("failed")
+        else:
+            await route.fulfill(status=500, content_type="text/plain", body="boom")
+
+    try:
+        async with asyncio.timeout(TEST_BUDGET_S):
+            await page.route("**/static/inbox.js*", fail)
+            await page.goto(f"{base}/static/creator.html?id={creator.user['id']}")
+            await page.wait_for_selector("#status[data-state=ready]", state="attached")  # the page works on
+            await page.locator("#inbox-error").wait_for()
+            assert failed
+            assert await page.text_content("#inbox-error") == message
+            assert await page.is_visible("#logout")  # the rest of the header is there
+            assert not page_errors(log), "\n".join(log)
+
+            await page.unroute("**/static/inbox.js*")
+            await page.click("#inbox-button")  # opening the inbox loads it, and opens it
+            await page.locator("#inbox-panel").wait_for()
+            await page.locator("#inbox-list li").first.wait_for()
+            assert await page.locator("#inbox-error").count() == 0
+            assert await page.get_attribute("#inbox-button", "aria-expanded") == "true"
+            await page.click("#inbox-button")
+            await page.locator("#inbox-panel").wait_for(state="hidden")
+    finally:
+        await page.context.close()
+    assert not page_errors(log), "\n".join(log)
