@@ -15,23 +15,11 @@ from tests.support.browser import open_page, wait_state
 from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
 from tests.support.peers import Publisher
 from tests.support.waiting import wait_for
+from tests.web.peer_connections import OPEN, count_peer_connections, open_peer_connections
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TEST_BUDGET_S = 60
-
-#: Every RTCPeerConnection the page makes, in ``window.peerConnections`` (set before its scripts run).
-COUNT_PEER_CONNECTIONS = """
-(() => {
-  const Native = window.RTCPeerConnection;
-  const made = [];
-  window.peerConnections = made;
-  window.RTCPeerConnection = class extends Native {
-    constructor(...args) { super(...args); made.push(this); }
-  };
-})();
-"""
-OPEN_PEER_CONNECTIONS = "window.peerConnections.filter((pc) => pc.signalingState !== 'closed').length"
 
 
 async def start_server(aiohttp_server, tmp_path) -> tuple[str, object]:
@@ -94,7 +82,7 @@ async def test_room_player_stopped_while_connecting_leaves_nothing_running(aioht
                 await polls_open.wait()
                 await route.continue_()
 
-            await page.add_init_script(COUNT_PEER_CONNECTIONS)
+            await count_peer_connections(page)
             await page.route("**/whep/maths", hold_the_answer)
             await page.route("**/api/rooms/maths", hold_the_polls)
             await page.goto(f"{base}/static/room.html?room=maths")
@@ -103,12 +91,12 @@ async def test_room_player_stopped_while_connecting_leaves_nothing_running(aioht
             assert await publisher.delete() == 200  # the creator ends the class: the page stops its player
             await wait_state(page, "ended")
             polls_open.clear()  # no later poll of the room stops the player again: the first stop must do
-            assert await page.evaluate(OPEN_PEER_CONNECTIONS) == 0  # closed at the stop, not at the answer
+            assert await open_peer_connections(page) == 0  # closed at the stop, not at the answer
             release.set()
             await wait_for(lambda: statuses, timeout=10)
             assert statuses == [201 if answer == "session made" else 503]
             await wait_for(lambda: not room.subscribers, timeout=10)
-            await page.wait_for_function(f"{OPEN_PEER_CONNECTIONS} === 0", timeout=10_000)
+            await page.wait_for_function(f"{OPEN} === 0", timeout=10_000)
             assert await page.evaluate("window.stagepass.session") is None
             assert await page.evaluate("document.getElementById('video').srcObject") is None
             assert await page.get_attribute("#status", "data-state") == "ended"
@@ -121,7 +109,7 @@ async def test_room_player_stopped_while_connecting_leaves_nothing_running(aioht
             publisher = await go_live(base, app, "maths", key)  # the next broadcast plays
             await wait_state(page, "playing", timeout=20_000)
             assert len(room.subscribers) == 1
-            assert await page.evaluate(OPEN_PEER_CONNECTIONS) == 1
+            assert await open_peer_connections(page) == 1
     finally:
         await page.context.close()
         await publisher.close()
