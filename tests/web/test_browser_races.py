@@ -10,30 +10,15 @@ import asyncio
 import pytest
 
 from signalling.whip import ROOMS
-from stagepass.app import create_app
 from tests.support.browser import open_page, wait_state
-from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
-from tests.support.peers import Publisher
+from tests.support.paywall_fixtures import Api, paid_room
 from tests.support.waiting import wait_for
+from tests.web.paid_rooms import publish, start_server
 from tests.web.peer_connections import OPEN, count_peer_connections, open_peer_connections
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 TEST_BUDGET_S = 60
-
-
-async def start_server(aiohttp_server, tmp_path) -> tuple[str, object]:
-    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
-    server = await aiohttp_server(app)
-    return str(server.make_url("")).rstrip("/"), app
-
-
-async def go_live(base: str, app, slug: str, key: str) -> Publisher:
-    publisher = Publisher(base)
-    assert await publisher.publish(slug, key) == 201, publisher.error
-    room = app[ROOMS].get(slug)
-    await wait_for(lambda: room.live and room.publisher.last_media() is not None, timeout=10)
-    return publisher
 
 
 def page_errors(log: list[str]) -> list[str]:
@@ -52,7 +37,7 @@ async def test_room_player_stopped_while_connecting_leaves_nothing_running(aioht
     key = (await paid_room(creator, slug="maths", ticket_price=0))["stream_key"]
     viewer = await Api.sign_up(base)
     log: list[str] = []
-    publisher = await go_live(base, app, "maths", key)
+    publisher = await publish(base, app, "maths", key)
     room = app[ROOMS].get("maths")
     page = await open_page(browser, base, "room", log, login=viewer.token)
     try:
@@ -106,7 +91,7 @@ async def test_room_player_stopped_while_connecting_leaves_nothing_running(aioht
             assert not room.subscribers
 
             await publisher.close()
-            publisher = await go_live(base, app, "maths", key)  # the next broadcast plays
+            publisher = await publish(base, app, "maths", key)  # the next broadcast plays
             await wait_state(page, "playing", timeout=20_000)
             assert len(room.subscribers) == 1
             assert await open_peer_connections(page) == 1
