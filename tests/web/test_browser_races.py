@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from signalling.whip import ROOMS
-from tests.support.browser import open_page, wait_state
+from tests.support.browser import SCREENSHOTS, open_page, wait_state
 from tests.support.paywall_fixtures import Api, paid_room
 from tests.support.waiting import wait_for
 from tests.web.paid_rooms import publish, start_server
@@ -135,6 +135,7 @@ async def test_header_inbox_that_does_not_load_says_so_and_loads_when_opened_aga
             assert failed
             assert await page.text_content("#inbox-error") == message
             assert await page.is_visible("#logout")  # the rest of the header is there
+            await page.screenshot(path=str(SCREENSHOTS / f"header-inbox-unavailable-{locale}.png"))
             assert not page_errors(log), "\n".join(log)
 
             await page.unroute("**/static/inbox.js*")

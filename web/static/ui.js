@@ -162,7 +162,7 @@ async function inbox(open = false) {
     const slot = h("span", { class: "inbox" },
       h("button", { type: "button", class: "link", id: "inbox-button", "aria-describedby": "inbox-error", onclick: retry },
         t("inbox.notifications")),
-      h("span", { class: "hint", id: "inbox-error", role: "status" }, t("inbox.unavailable")));
+      " ", h("span", { class: "hint", id: "inbox-error", role: "status" }, t("inbox.unavailable")));
     return slot;
   }
 }
