@@ -18,6 +18,7 @@ from tests.support.browser import SCREENSHOTS, console_log
 from tests.support.live_server import KEY
 from tests.support.waiting import wait_for
 from tests.support.peers import Publisher, Viewer
+from tests.web.peer_connections import count_peer_connections, open_peer_connections
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -215,11 +216,13 @@ async def test_stop_pressed_while_the_watch_page_connects_ends_the_session_it_wa
                 answers.append(response.status)
                 await route.fulfill(response=response)
 
+            await count_peer_connections(page)
             await page.route("**/whep/demo", hold_the_offer)
             await page.goto(f"{base_url}/static/watch.html?room=demo&autoplay=1")
             await posted.wait()
             await page.click("#stop")
             await page.wait_for_function("document.getElementById('status').dataset.state === 'stopped'")
+            assert await open_peer_connections(page) == 0  # closed at Stop, not at the answer
             stopped.set()
             await wait_for(lambda: answers, timeout=10)
             assert answers == [201]  # the session was made...

@@ -14,14 +14,14 @@ import secrets
 
 import pytest
 
-from stagepass.app import create_app
 from signalling.whip import ROOMS
 from tests.support.browser import SCREENSHOTS, console_log, wait_state
 from tests.support.browser import open_page as shared_open_page
 from tests.support.chat import Chat
 from tests.support.waiting import wait_for
-from tests.support.paywall_fixtures import Api, buy, paid_room, paywall_settings, view_token
-from tests.support.peers import Publisher, Viewer
+from tests.support.paywall_fixtures import Api, buy, paid_room, view_token
+from tests.support.peers import Viewer
+from tests.web.paid_rooms import publish, start_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
@@ -30,25 +30,11 @@ DESKTOP = {"width": 1280, "height": 900}
 XSS = "<img src=x onerror=alert(1)>"
 
 
-async def start_server(aiohttp_server, tmp_path):
-    app = create_app(paywall_settings(tmp_path, f"sqlite:///{tmp_path / 'db.sqlite'}"))
-    server = await aiohttp_server(app)
-    return str(server.make_url("")).rstrip("/"), app
-
-
 async def open_page(browser, base: str, api: Api | None, name: str, log: list[str], viewport=PHONE):
     page = await shared_open_page(browser, base, name, log, login=api.token if api else None,
                                   viewport=(viewport["width"], viewport["height"]), timeout_ms=10_000)
     page.on("dialog", lambda d: log.append(f"[{name} pageerror] unexpected dialog: {d.message}"))
     return page
-
-
-async def publish(base: str, app, slug: str, key: str) -> Publisher:
-    publisher = Publisher(base)
-    assert await publisher.publish(slug, key) == 201
-    room = app[ROOMS].get(slug)
-    await wait_for(lambda: room.live and room.publisher.last_media() is not None, timeout=10)
-    return publisher
 
 
 def errors(log: list[str]) -> list[str]:

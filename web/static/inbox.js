@@ -22,13 +22,13 @@ function entry(n, refresh) {
     h("a", { href: n.link, onclick: open }, text), " ", h("time", { datetime: n.created_at, class: "hint" }, time));
 }
 
-/** The inbox control for the header (a logged-in user's): a button and its panel. */
-export function inboxControl() {
+/** The inbox control for the header (a logged-in user's): a button and its panel, open if `open`. */
+export function inboxControl({ open = false } = {}) {
   const count = h("span", { class: "count", id: "inbox-count" });
-  const button = h("button", { type: "button", class: "link", id: "inbox-button", "aria-expanded": "false",
+  const button = h("button", { type: "button", class: "link", id: "inbox-button", "aria-expanded": String(open),
                                "aria-controls": "inbox-panel" }, t("inbox.notifications"), count);
   const list = h("ul", { id: "inbox-list" });
-  const panel = h("div", { id: "inbox-panel", class: "inbox-panel", hidden: true },
+  const panel = h("div", { id: "inbox-panel", class: "inbox-panel", hidden: !open },
     h("button", { type: "button", class: "link", id: "inbox-read-all", onclick: async () => {
       await api("/api/me/notifications/read", { method: "POST", body: { ids: "all" } }).catch(() => null);
       await refresh();

@@ -17,7 +17,7 @@ export const el = {
 export const slug = param("room", "");
 export const state = {
   user: null, room: null, owned: [], testMode: false, access: null, previewUntil: null,
-  socket: null, session: null, phase: null, seatTaken: false, kicked: null, stopped: false,
+  socket: null, session: null, starting: null, phase: null, seatTaken: false, kicked: null, stopped: false,
   recording: null, endedBroadcast: null, likes: 0, handRaised: false, polls: new Map(), questions: new Map(),
 };
 window.stagepass = { state, get session() { return state.session; }, get socket() { return state.socket; } };

@@ -10,25 +10,31 @@ import { t } from "./i18n.js";
 
 const KICK_GRACE_MS = 2000;
 
+/** Play the room over WHEP, unless a player is on or connecting, or the page stopped it.
+ * stopPlayer() while this connects aborts it: play() then closes its peer connection and
+ * deletes a session the server made meanwhile, and the stop has said what the page shows. */
 export async function startPlayer() {
   if (state.session || state.seatTaken || state.stopped || state.starting) return;
-  state.starting = true;
+  const starting = new AbortController();
+  state.starting = starting;
   status("connecting", t("room.connecting"));
   try {
     const token = accessToken(slug, "view"); // awaited by play() at its POST, after the offer
-    const session = await play(`/whep/${encodeURIComponent(slug)}`, el.video, { token });
+    const session = await play(`/whep/${encodeURIComponent(slug)}`, el.video, { token, signal: starting.signal });
+    if (starting.signal.aborted) return void session.stop(); // stopped in the moment play() resolved
     state.session = session;
     watchSession(session);
     // every 6 s: a room's viewers all ask, so a switch shows a few seconds late rather
     // than each viewer costing the media server a request every 2 s
     followRendition(session, el.rendition, () => state.session === session, 6000);
   } catch (err) {
+    if (starting.signal.aborted) return; // stopped while connecting: no news for the viewer
     if (err.status === 402 || err.status === 403) return previewOver(err);
     status("error", t("room.could_not_play", { error: describe(err) }));
     showActions({ reconnect: true });
     state.stopped = true;
   } finally {
-    state.starting = false;
+    if (state.starting === starting) state.starting = null;
   }
 }
 
@@ -45,7 +51,10 @@ function watchSession(session) {
   });
 }
 
+/** End the player: the session playing, or the one being connected. */
 function stopPlayer() {
+  if (state.starting) state.starting.abort();
+  state.starting = null;
   const session = state.session;
   state.session = null;
   if (session) session.stop();

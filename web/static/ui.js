@@ -132,9 +132,8 @@ export async function siteHeader() {
     links.push(h("a", { href: "/static/studio.html" }, t("nav.studio")), h("a", { href: "/static/dashboard.html" }, t("nav.dashboard")));
   }
   if (user && user.role === "admin") links.push(h("a", { href: "/static/admin.html" }, t("nav.admin")));
-  const { inboxControl } = user ? await import("./inbox.js") : {};
   const account = user
-    ? h("span", { class: "account" }, inboxControl(), " ", h("span", { class: "who" }, user.display_name || user.email), " ",
+    ? h("span", { class: "account" }, await inbox(), " ", h("span", { class: "who" }, user.display_name || user.email), " ",
         h("button", { type: "button", class: "link", id: "logout", onclick: async () => {
           await api("/api/auth/logout", { method: "POST" }).catch(() => null);
           location.reload();
@@ -143,6 +142,29 @@ export async function siteHeader() {
   header.replaceChildren(h("nav", { "aria-label": t("nav.site") }, ...links),
                          h("span", { class: "header-end" }, account, languageSwitcher()));
   return user;
+}
+
+/**
+ * The header's inbox (inbox.js, loaded only for a logged-in user), its panel open if `open`.
+ * If the module does not load (network error, 404, 500), a short message stands in its
+ * place and the page goes on; opening the inbox again loads it again.
+ */
+async function inbox(open = false) {
+  try {
+    const { inboxControl } = await import("./inbox.js");
+    return inboxControl({ open });
+  } catch (err) {
+    console.warn("the inbox did not load", err);
+    const retry = async (event) => {
+      event.currentTarget.disabled = true;
+      slot.replaceWith(await inbox(true));
+    };
+    const slot = h("span", { class: "inbox" },
+      h("button", { type: "button", class: "link", id: "inbox-button", "aria-describedby": "inbox-error", onclick: retry },
+        t("inbox.notifications")),
+      " ", h("span", { class: "hint", id: "inbox-error", role: "status" }, t("inbox.unavailable")));
+    return slot;
+  }
 }
 
 /**

@@ -13,7 +13,7 @@ const video = document.getElementById("video");
 
 let session = null;
 let watermark = null; // { stop() } of the paid room's watermark while playing
-let attempt = 0; // start() and stop() each count one: a play() that resolves after a stop is ended
+let starting = null; // the AbortController of the play() under way; stop() aborts it
 
 window.stagepass = { get session() { return session; } };
 
@@ -74,29 +74,29 @@ async function start(event) {
   if (!form.reportValidity()) return;
   setPlaying(true);
   setStatus("connecting", t("watch.connecting"));
-  const mine = ++attempt;
+  const mine = new AbortController();
+  starting = mine;
   try {
     const room = roomInput.value.trim();
     const url = `/whep/${encodeURIComponent(room)}`;
     // Paid rooms need a view token minted with the viewer's login; open rooms need none.
     // Not awaited here: play() makes its offer meanwhile and waits for the token at the POST.
     const token = accessToken(room, "view");
-    const current = await play(url, video, { token });
-    if (mine !== attempt) { // Stop was pressed while connecting: the viewer asked for nothing more
-      const ours = new Set(current.pc.getReceivers().map((r) => r.track));
-      if (video.srcObject && video.srcObject.getTracks().some((track) => ours.has(track))) video.srcObject = null;
-      await current.stop();
-      return;
-    }
+    // Stop pressed while this connects aborts it: play() closes the peer connection and
+    // deletes a session the server made meanwhile.
+    const current = await play(url, video, { token, signal: mine.signal });
+    if (mine.signal.aborted) return void current.stop(); // stopped in the moment play() resolved
     session = current;
     watch(current);
     followRendition(current, document.getElementById("rendition"), () => session === current);
     watermarkFor(room, current);
   } catch (err) {
-    if (mine !== attempt) return; // stopped meanwhile: its failure is no news
+    if (mine.signal.aborted) return; // stopped meanwhile: its failure is no news
     session = null;
     setPlaying(false);
     setStatus("error", t("room.could_not_play", { error: describe(err) }));
+  } finally {
+    if (starting === mine) starting = null;
   }
 }
 
@@ -114,7 +114,8 @@ async function watermarkFor(room, current) {
 }
 
 async function stop() {
-  attempt += 1;
+  if (starting) starting.abort();
+  starting = null;
   const current = session;
   session = null;
   if (watermark) watermark.stop();

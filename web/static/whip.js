@@ -186,19 +186,23 @@ async function errorFrom(response) {
 /**
  * Offer, POST, answer, then trickle. `token` (a string, null, or a promise of either, its
  * rejection already handled: handleEarly) is awaited once the offer is made, so minting it
- * overlaps making the offer.
+ * overlaps making the offer. `signal` (an AbortSignal, optional) abandons the negotiation: it
+ * rejects with the signal's reason, and a session the POST made meanwhile is deleted.
  */
-async function negotiate(url, pc, token) {
+async function negotiate(url, pc, token, signal = null) {
   const trickle = new Trickle(pc);
   try {
     await pc.setLocalDescription(await pc.createOffer());
     const bearer = await token;
+    signal?.throwIfAborted();
     const headers = { "Content-Type": "application/sdp" };
     if (bearer) headers["Authorization"] = `Bearer ${bearer}`;
     const offer = pc.localDescription.sdp;
     trickle.offered(offer);
     let response;
     try {
+      // Not aborted with `signal`: once the offer is out the server may make the session,
+      // and only a DELETE to the Location of its answer ends it.
       response = await fetch(url, { method: "POST", headers, body: offer });
     } catch (err) {
       throw new WhipError(t("whip.unreachable", { error: err.message }));
@@ -209,15 +213,19 @@ async function negotiate(url, pc, token) {
     const answer = await response.text();
     const session = new Session(pc, location, bearer, trickle);
     try {
+      signal?.throwIfAborted();
       await pc.setRemoteDescription({ type: "answer", sdp: answer });
+      signal?.throwIfAborted();
     } catch (err) {
       await session.stop();
+      signal?.throwIfAborted();
       throw new WhipError(t("whip.bad_answer", { error: err.message }));
     }
     trickle.start(location, response.headers.get("ETag"), bearer);
     return session;
   } catch (err) {
     trickle.stop();
+    signal?.throwIfAborted(); // the peer connection closed by the abort fails whatever was under way
     throw err;
   }
 }
@@ -285,27 +293,41 @@ export async function publish(url, token, stream, { videoCodec = "H264", iceServ
   }
 }
 
-/** Play the WHEP endpoint `url` into `videoElement` (video and audio). */
-export async function play(url, videoElement, { iceServers = [], token = null } = {}) {
+/**
+ * Play the WHEP endpoint `url` into `videoElement` (video and audio). Aborting `signal` (an
+ * AbortSignal, optional) while this is under way closes the peer connection at once, takes
+ * its stream off the element, deletes the session if the server made one, and rejects with
+ * the signal's reason; once this resolved, `session.stop()` ends it.
+ */
+export async function play(url, videoElement, { iceServers = [], token = null, signal = null } = {}) {
   handleEarly(token);
+  signal?.throwIfAborted();
   const pc = new RTCPeerConnection({ iceServers, bundlePolicy: "max-bundle" });
   // Our own stream for both tracks: a <video> plays one MediaStream, and this does not
   // depend on how (or whether) the answer groups the tracks with a=msid.
   const media = new MediaStream();
+  const abandon = () => {
+    pc.close();
+    if (videoElement.srcObject === media) videoElement.srcObject = null;
+  };
   pc.addEventListener("track", (event) => {
+    if (signal?.aborted) return;
     media.addTrack(event.track);
     if (videoElement.srcObject !== media) videoElement.srcObject = media;
     videoElement.play().catch(() => {
       // Autoplay refused (unmuted playback without a user gesture): the controls remain.
     });
   });
+  signal?.addEventListener("abort", abandon);
   try {
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
-    return await negotiate(url, pc, token);
+    return await negotiate(url, pc, token, signal);
   } catch (err) {
-    pc.close();
+    abandon();
     throw err;
+  } finally {
+    signal?.removeEventListener("abort", abandon);
   }
 }
 
