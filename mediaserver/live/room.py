@@ -28,9 +28,9 @@ from mediaserver.live.edge_source import EdgeSource, Exchange
 from mediaserver.live.peer_session import PeerSession
 from mediaserver.live.publisher import LivePublisher, Publisher
 from mediaserver.recording.recorder import Recorder
-from mediaserver.live.adaptation import RENDITIONS
 from mediaserver.live.low_rendition import LowRendition
 from mediaserver.live.rendition_switcher import RenditionSwitcher
+from mediaserver.live.room_renditions import RoomRenditions
 from mediaserver.live.subscriber import Subscriber
 from core.tasks import TaskOwner
 from mediaserver.sfu.udp_mux import UdpMux
@@ -67,10 +67,9 @@ class Room:
         #: so the room's totals only grow
         self.departed_nacked: dict[str, int] = {}
         self.departed_octets: dict[str, int] = {}
-        #: the low rendition for weak networks, while some viewer needs it
-        self.low: Optional[LowRendition] = None
-        #: moves viewers between renditions (``low_rendition`` on), from the first viewer
-        self.switcher: Optional[RenditionSwitcher] = None
+        #: what each viewer watches: the full video, the low rendition or audio only
+        self.renditions = RoomRenditions(lambda: list(self.subscribers.values()), self.fanouts,
+                                         settings, self.tasks, self.log)
 
     # ------------------------------------------------------------ its broadcasts
     @property
@@ -247,35 +246,23 @@ class Room:
             raise
         self.subscribers[subscriber.id] = subscriber
         self.log.info("viewer %s joined (%d watching)", subscriber.id[:8], len(self.subscribers))
-        if self.settings.media.low_rendition and "video" in kinds and self.switcher is None:
-            self.switcher = RenditionSwitcher(lambda: list(self.subscribers.values()), self.set_rendition, self.log)
-            self.tasks.spawn(self.switcher.run(), name="rendition-switcher")
+        self.renditions.viewer_joined(kinds)
         return subscriber, answer
 
     # ------------------------------------------------------------ weak networks
     async def set_rendition(self, subscriber: Subscriber, rendition: str) -> None:
-        """Give a viewer the full video, the room's low rendition (started for the first
-        viewer that needs it, stopped after the last) or audio only."""
-        if rendition not in RENDITIONS:
-            raise ValueError(f"rendition: one of {', '.join(RENDITIONS)}")
-        if rendition == subscriber.rendition or subscriber.closed:
-            return
-        target = None
-        if rendition == "low":
-            if self.low is None:
-                self.low = LowRendition(self.fanouts["video"], self.tasks, self.log,
-                                        self.settings.media.keyframe_min_interval)
-            self.low.start()
-            target = self.low.fanout
-        elif rendition == "full":
-            target = self.fanouts["video"]
-        subscriber.switch_video(target, rendition)
-        await self._stop_unwatched_rendition()
+        """Give a viewer the full video, the room's low rendition or audio only."""
+        await self.renditions.set(subscriber, rendition)
 
-    async def _stop_unwatched_rendition(self) -> None:
-        if self.low is not None and self.low.running and not any(
-                s.rendition == "low" for s in self.subscribers.values() if not s.closed):
-            await self.low.stop()
+    @property
+    def low(self) -> Optional[LowRendition]:
+        """The low rendition for weak networks, while some viewer needs it."""
+        return self.renditions.low
+
+    @property
+    def switcher(self) -> Optional[RenditionSwitcher]:
+        """Moves viewers between renditions (``low_rendition`` on), from the first viewer."""
+        return self.renditions.switcher
 
     def session(self, session_id: str) -> Optional[PeerSession | LivePublisher]:
         if self.publisher is not None and self.publisher.id == session_id:
@@ -303,7 +290,7 @@ class Room:
             for kind, n in session.octets_sent().items():  # type: ignore[attr-defined]
                 self.departed_octets[kind] = self.departed_octets.get(kind, 0) + n
             self.log.info("viewer %s left (%d watching)", session.id[:8], len(self.subscribers))
-            await self._stop_unwatched_rendition()
+            await self.renditions.stop_unwatched()
             if (self.origin is not None and not self.subscribers and self.publisher is not None
                     and self.publisher is not self._held):
                 self.log.info("last viewer left: letting go of origin %s", self.origin)
@@ -331,8 +318,7 @@ class Room:
             sessions.append(self.publisher)
         await asyncio.gather(*(s.close() for s in sessions), return_exceptions=True)
         await self.lifecycle.stop_recorder("shutdown")
-        if self.low is not None:
-            await self.low.stop()
+        await self.renditions.close()
         for fanout in self.fanouts.values():
             fanout.release()
         await self.tasks.close()
