@@ -7,9 +7,12 @@ refused (``RoomBusy``) unless the current one is gone or has sent no media for
 ``publisher_stale_seconds``, in which case the newcomer replaces it. Closing cascades:
 room -> publisher and subscribers -> their peer connections and tasks.
 
-The room's broadcasts (opened by a POST, confirmed by first media or discarded, ended,
-recorded, told to listeners) are its ``BroadcastLifecycle``
-(``mediaserver.live.broadcast_lifecycle``); the room says which publisher it has.
+The room keeps its sessions: which source feeds it (a publisher, or an edge or relay
+source) and who watches. Its broadcasts (opened by a POST, confirmed by first media or
+discarded, ended, recorded, told to listeners) are its ``BroadcastLifecycle``
+(``mediaserver.live.broadcast_lifecycle``); what each viewer watches for its network (the
+full video, the low rendition or audio only) is its ``RoomRenditions``
+(``mediaserver.live.room_renditions``).
 """
 
 from __future__ import annotations
@@ -230,6 +233,7 @@ class Room:
         if previous is not None:
             await previous.close()
 
+    # ------------------------------------------------------------ its viewers
     def viewer_count(self) -> int:
         """Viewers watching here, not counting other nodes' edge sources pulling from this one."""
         return sum(1 for s in self.subscribers.values() if not s.relay)
