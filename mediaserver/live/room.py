@@ -95,27 +95,15 @@ class Room:
         """Called with (room, broadcast) when a broadcast opens (its POST)."""
         return self.lifecycle.started
 
-    @broadcast_started.setter
-    def broadcast_started(self, listeners: list[BroadcastListener]) -> None:
-        self.lifecycle.started = listeners
-
     @property
     def broadcast_confirmed(self) -> list[BroadcastListener]:
         """Called with (room, broadcast) when a broadcast's first media arrives ("live now")."""
         return self.lifecycle.confirmed
 
-    @broadcast_confirmed.setter
-    def broadcast_confirmed(self, listeners: list[BroadcastListener]) -> None:
-        self.lifecycle.confirmed = listeners
-
     @property
     def broadcast_ended(self) -> list[BroadcastListener]:
         """Called with (room, broadcast) when a broadcast ends or is discarded (refunds...)."""
         return self.lifecycle.ended
-
-    @broadcast_ended.setter
-    def broadcast_ended(self, listeners: list[BroadcastListener]) -> None:
-        self.lifecycle.ended = listeners
 
     async def end_broadcast(self) -> None:
         """The creator ended the live session (the publisher's WHIP DELETE)."""
@@ -350,9 +338,9 @@ class RoomRegistry:
         if room is None:
             room = self._rooms[name] = Room(name, self.settings, self.observer)
             room.udp_mux = self.udp_mux
-            room.broadcast_ended = self.broadcast_ended
-            room.broadcast_started = self.broadcast_started
-            room.broadcast_confirmed = self.broadcast_confirmed
+            room.lifecycle.ended = self.broadcast_ended
+            room.lifecycle.started = self.broadcast_started
+            room.lifecycle.confirmed = self.broadcast_confirmed
         return room
 
     def __iter__(self):
