@@ -28,14 +28,18 @@ cannot tip it. On audio only, reports losing less than ``AUDIO_UP_LOSS`` count a
 towards getting video back: the gap between the two thresholds is the hysteresis that keeps
 a link near either from flapping, and a failed probe doubles the wait as for any step up. The caller
 passes no ratio while the estimate is still rising (``Subscriber.estimate_ratio``: after a
-step up it lags behind without telling of a limit), and the estimates of the
-``ESTIMATE_SETTLE_REPORTS`` after a switch are not used.
+step up it lags behind without telling of a limit), and for ``ESTIMATE_SETTLE_SECONDS``
+after a switch the estimates are not used. That wait is a time, not a number of reports: the
+receiver's estimate recovers at its own pace (a few percent a second), whether its reports
+come every half second or every two; the ``SETTLE_REPORTS`` are reports, as each one tells
+of the packets since the one before.
 """
 
 from __future__ import annotations
 
+import time
 from collections import deque
-from typing import Optional
+from typing import Callable, Optional
 
 __all__ = ["Adaptation", "RENDITIONS"]
 
@@ -59,11 +63,12 @@ class Adaptation:
     MAX_UP_AFTER = 64
     PROBE_REPORTS = 6
     SETTLE_REPORTS = 2  #: reports after a switch still tell of the previous rendition: ignored
-    #: reports after a switch whose estimate is not used: the receiver's estimate still holds
-    #: what it cut on the congested rendition, and it moves only a few percent a second
-    ESTIMATE_SETTLE_REPORTS = 6
+    #: seconds after a switch during which the estimate is not used: the receiver's estimate
+    #: still holds what it cut on the congested rendition, and it moves only a few percent a second
+    ESTIMATE_SETTLE_SECONDS = 6.0
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self.bad = 0
         self.good = 0
         self.worst = 0.0
@@ -74,7 +79,8 @@ class Adaptation:
         self.up_after = self.UP_AFTER
         self.since_up: Optional[int] = None  #: reports since the last step up (a probe)
         self.settle = 0
-        self.estimate_settle = 0
+        #: ``clock()`` at the latest switch while its estimates are still ignored, else None
+        self.switched_at: Optional[float] = None
         self.last_bad = False  #: whether the latest report counted as bad
         self.reason = ""  #: the latest report, in words (for the log line of a switch)
 
@@ -85,11 +91,14 @@ class Adaptation:
         or too little video sent to tell)."""
         self.reason = (f"{loss:.0%} lost, rtt {'-' if rtt is None else f'{rtt * 1000:.0f} ms'}, "
                        f"estimate {'-' if remb_ratio is None else f'{remb_ratio:.2f}'} of the bitrate sent")
+        now = self._clock()
         if self.since_up is not None:
             self.since_up += 1
-        if self.estimate_settle:
-            self.estimate_settle -= 1
-            remb_ratio = None
+        if self.switched_at is not None:
+            if now - self.switched_at <= self.ESTIMATE_SETTLE_SECONDS:
+                remb_ratio = None
+            else:
+                self.switched_at = None
         if self.settle:
             self.settle -= 1
             self.last_bad = False
@@ -97,7 +106,7 @@ class Adaptation:
         step = self._decide(current, loss, rtt, remb_ratio)
         if step is not None:
             self.settle = self.SETTLE_REPORTS
-            self.estimate_settle = self.ESTIMATE_SETTLE_REPORTS
+            self.switched_at = now
         return step
 
     def _starved(self, worst: float, lowest: float) -> bool:
@@ -125,7 +134,7 @@ class Adaptation:
 
     def declined(self) -> None:
         """The step ``report`` asked for was not taken: the next reports count at once."""
-        self.settle = self.estimate_settle = 0
+        self.settle, self.switched_at = 0, None
 
     def _decide(self, current: str, loss: float, rtt: Optional[float],
                 remb_ratio: Optional[float]) -> Optional[str]:

@@ -15,6 +15,7 @@ import pytest
 
 from stagepass.app import create_app
 from core.settings import ConfigError, Settings
+from tests.support.password_costs import CHEAP_ARGON2
 from tests.support.paywall_fixtures import Api, paid_room, paywall_settings
 from tests.support.peers import Viewer
 from tests.support.worker_pins import ONE_WORKER_EACH_FLAGS
@@ -73,7 +74,7 @@ async def test_stagepass_serve_refuses_a_database_room_named_like_the_default_de
     """The default install's open room ``demo`` (no ``STAGEPASS_ROOMS``) against a paid room
     ``demo`` in its database (made before names were reserved): exit 2, naming the room."""
     data = tmp_path / "data"
-    settings = Settings.build(data_dir=data, rooms={"elsewhere": "elsewhere-key"})
+    settings = Settings.build(data_dir=data, rooms={"elsewhere": "elsewhere-key"}, **CHEAP_ARGON2)
     settings.validate()
     from paywall.service import Paywall
 

@@ -6,6 +6,7 @@ estimates when their downlink is throttled (the user-space link shim of tests/su
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -146,15 +147,16 @@ def test_adaptation_is_quick_down_slow_up_and_goes_audio_only_last():
 def test_a_squeezed_estimate_moves_down_without_loss_and_never_starts_a_probe():
     """REMB under ``REMB_BAD`` of the bitrate sent is a bad report even without loss; on the
     low rendition, under ``REMB_AUDIO`` it means audio only (not in the reports right after
-    a switch); a clean report whose estimate is squeezed does not count towards going up."""
-    a = Adaptation()
+    a switch); a clean report whose estimate is squeezed does not count towards going up.
+    Receivers report about once a second: each report here is a second after the one before."""
+    a = Adaptation(clock=itertools.count().__next__)
     settle = [None] * Adaptation.SETTLE_REPORTS
     assert a.report("full", 0.0, 0.05, 0.9) is None and a.report("full", 0.0, 0.05, 0.9) is None
     assert a.report("full", 0.0, 0.05, None) is None  # no recent estimate: loss and rtt decide
     assert a.report("full", 0.0, 0.05, 0.45) is None
     assert a.report("full", 0.0, 0.05, 0.45) == "low"
     # right after a switch the estimate still holds the cut made on the congested rendition
-    quiet = Adaptation.ESTIMATE_SETTLE_REPORTS
+    quiet = int(Adaptation.ESTIMATE_SETTLE_SECONDS)
     assert [a.report("low", 0.0, 0.05, 0.3) for _ in range(quiet)] == [None] * quiet
     assert a.report("low", 0.0, 0.05, 0.6) is None and a.report("low", 0.0, 0.05, 0.6) is None  # squeezed, not starved
     # heavy losses while the estimate says the link carries what it is sent: random loss, stay
@@ -163,7 +165,7 @@ def test_a_squeezed_estimate_moves_down_without_loss_and_never_starts_a_probe():
     for _ in settle:
         a.report("audio", 0.0, 0.05, None)
     # on the low rendition again: clean reports go up, a squeezed estimate breaks the run
-    b = Adaptation()
+    b = Adaptation(clock=itertools.count().__next__)
     b.report("full", 0.2, None), b.report("full", 0.2, None)
     for _ in settle:
         b.report("low", 0.0, None)

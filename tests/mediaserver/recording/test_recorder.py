@@ -248,7 +248,7 @@ async def test_room_records_unless_recordings_are_off(tmp_path):
     for enabled in (False, True):
         room = Room("demo", Settings.build(data_dir=tmp_path, recordings=enabled))
         broadcast = Broadcast()
-        room._start_recorder(broadcast, {"video": "H264", "audio": "OPUS"})
+        room.lifecycle.start_recorder(broadcast, {"video": "H264", "audio": "OPUS"})
         assert (room.recorder is not None) == enabled
         assert room.stats()["recording"] == (room.recorder.state() if enabled else None)
         if enabled:
