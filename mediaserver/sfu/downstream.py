@@ -43,7 +43,7 @@ class Downstream:
         "clock_rates", "first_byte",
         "waiting", "generation", "pt", "seq_delta", "ts_delta", "last_vseq", "last_vts",
         "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec",
-        "start_ext", "nacks", "send_errors", "left_at", "layout",
+        "start_ext", "nacks", "send_errors", "left_at", "layout", "skip",
     )
 
     def __init__(self, port: SenderPort, stream: NegotiatedStream, label: str) -> None:
@@ -73,6 +73,8 @@ class Downstream:
         #: when it left another fanout of the same kind (a switch of rendition): its
         #: timeline continues from then, by wall clock
         self.left_at: Optional[float] = None
+        #: sequence numbers its next segment leaves out (``Fanout.source_lost``)
+        self.skip = 0
 
     def park(self) -> None:
         """It left its fanout for another rendition (or none): it restarts on a keyframe,
