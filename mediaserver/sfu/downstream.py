@@ -43,7 +43,7 @@ class Downstream:
         "clock_rates", "first_byte",
         "waiting", "generation", "pt", "seq_delta", "ts_delta", "last_vseq", "last_vts",
         "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec",
-        "start_ext", "nacks", "send_errors", "left_at", "layout", "skip",
+        "start_ext", "nacks", "send_errors", "left_at", "layout", "skip", "relay",
     )
 
     def __init__(self, port: SenderPort, stream: NegotiatedStream, label: str) -> None:
@@ -75,6 +75,8 @@ class Downstream:
         self.left_at: Optional[float] = None
         #: sequence numbers its next segment leaves out (``Fanout.source_lost``)
         self.skip = 0
+        #: another node's edge pulling the room: its viewers, not it, decide what is usable
+        self.relay = False
 
     def park(self) -> None:
         """It left its fanout for another rendition (or none): it restarts on a keyframe,

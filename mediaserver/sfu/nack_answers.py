@@ -99,8 +99,10 @@ class NackAnswers:
         behind = self._highest - ext
         # A browser drops what is older than its playout window or than a keyframe it
         # decoded. A viewer whose NACKs list every packet it misses (aiortc) plays strictly
-        # in order: it waits for that packet whatever came after, so it can still use it.
-        waits = d.nacks.full_lists
+        # in order: it waits for that packet whatever came after, so it can still use it;
+        # so may the viewers behind an edge that pulls the room (it forwards a late packet
+        # to those that got what came after it, and gives up by its own rules).
+        waits = d.nacks.full_lists or d.relay
         if behind >= LATE_LIMIT or (not waits and self.keyframes is not None and ext < self._key_ext):
             stats.nacks_unusable += 1
             return
