@@ -3,8 +3,9 @@ live. Two real live-path servers in this process: the creator publishes on the o
 pulls the room from it over WHEP (``Room.pull``, as ``Edges`` does), a viewer plays on the edge.
 The edge's downlink from the origin loses packets in bursts (the publisher's and the viewer's
 links are clean): the edge NACKs them up, the origin answers what the edge's viewers can still
-use, and what is lost for good restarts them on a keyframe, so the viewer's frames keep
-coming, without a long freeze, and end near live."""
+use, and what is lost for good (a packet whose every retransmission is lost too) restarts
+them on a keyframe, so the viewer's frames keep coming, without a long freeze, and end near
+live."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import pytest
 from signalling.whip import ROOMS
 from tests.support.frames import frames_grow, in_order, until
 from tests.support.live_server import KEY, media_server
-from tests.support.netshim import Impairment, Link
+from tests.support.netshim import Impairment, Link, rtx_ssrcs
 from tests.support.peers import Publisher, Viewer
 
 pytestmark = [pytest.mark.inprocess]
@@ -32,6 +33,7 @@ async def test_a_viewer_behind_a_lossy_edge_pull_keeps_playing_near_live(server,
     try:
         assert await publisher.publish("demo", KEY) == 201
         locations: list[str] = []
+        answers: list[str] = []
         async with aiohttp.ClientSession() as http:
 
             async def exchange(offer: str) -> str:
@@ -39,7 +41,8 @@ async def test_a_viewer_behind_a_lossy_edge_pull_keeps_playing_near_live(server,
                                      headers={"Content-Type": "application/sdp"}) as r:
                     assert r.status == 201, await r.text()
                     locations.append(r.headers["Location"])
-                    return await r.text()
+                    answers.append(await r.text())
+                    return answers[-1]
 
             room = edge_app[ROOMS].open("demo")
             source = await room.pull("origin-node", exchange)
@@ -51,7 +54,7 @@ async def test_a_viewer_behind_a_lossy_edge_pull_keeps_playing_near_live(server,
             link = Link(source.pc, "in", Impairment(loss=0.15, burst=4.0, seed=3))
             begin, played = time.monotonic(), len(viewer.numbers)
             await asyncio.sleep(LOSSY_SECONDS)
-            link.remove()
+            link.impairment.loss = 0.0
             await asyncio.sleep(0.5)
             times = [begin] + [t for t in viewer.frame_times if t >= begin] + [time.monotonic()]
             freeze = max(b - a for a, b in zip(times, times[1:]))
@@ -68,7 +71,33 @@ async def test_a_viewer_behind_a_lossy_edge_pull_keeps_playing_near_live(server,
             assert link.impairment.dropped >= 10
             assert freeze < 1.5 and frames >= (LOSSY_SECONDS + 0.5) * 30 * 0.6, (freeze, frames)
             await until(near_live, timeout=3.0, what="the viewer back near live")
+
+            # one video packet lost with every retransmission for a second, nothing else:
+            # the edge gives up on it and its viewer restarts on a keyframe, at live
+            [(video_ssrc, rtx_ssrc)] = rtx_ssrcs(answers[0]).items()
+            lost: list[int] = []
+
+            def one_for_good(data: bytes) -> bool:
+                ssrc = int.from_bytes(data[8:12], "big")
+                if not lost and ssrc == video_ssrc and not 192 <= data[1] <= 223:
+                    lost.append(time.monotonic())
+                    return True
+                return bool(lost) and ssrc == rtx_ssrc and time.monotonic() - lost[0] < 1.5
+
+            asked = fanout.stats.lost_keyframes
+            link.drop_if = one_for_good
+            begin, played = time.monotonic(), len(viewer.numbers)
+            await asyncio.sleep(3.0)
+            times = [begin] + [t for t in viewer.frame_times if t >= begin] + [time.monotonic()]
+            freeze = max(b - a for a, b in zip(times, times[1:]))
+            frames, behind = len(viewer.numbers) - played, publisher.video.number - viewer.numbers[-1]
+            print(f"edge: one packet lost for good: {frames} frames in 3 s, longest freeze {freeze:.2f} s, "
+                  f"{behind} frames behind, {fanout.stats.lost_keyframes - asked} keyframes asked for it")
+            assert lost and fanout.stats.lost_keyframes > asked
+            assert freeze < 2.5 and frames >= 30, (freeze, frames)
+            await until(near_live, timeout=3.0, what="the viewer back near live")
             assert in_order(viewer.numbers), viewer.numbers
+            link.remove()
     finally:
         for peer in (publisher, viewer):
             await peer.close()
