@@ -21,7 +21,7 @@ from tests.support.live_server import KEY, media_server
 from tests.support.netshim import Impairment, Link, rtx_ssrcs
 from tests.support.peers import Publisher, Viewer
 
-pytestmark = [pytest.mark.inprocess]
+pytestmark = [pytest.mark.inprocess, pytest.mark.slow]
 
 LOSSY_SECONDS = 5.0
 
