@@ -78,6 +78,14 @@ class Downstream:
         #: another node's edge pulling the room: its viewers, not it, decide what is usable
         self.relay = False
 
+    def skip_ahead(self) -> None:
+        """Leave ``skip`` sequence numbers out before its next segment, past what its jitter
+        buffer holds (``Fanout.source_lost``); a NACK for one of them names nothing."""
+        assert self.last_vseq is not None
+        self.segments.append(((self.last_vseq + 1) & 0xFFFF, 0, 0, -1))  # generation -1: none
+        self.last_vseq = (self.last_vseq + self.skip) & 0xFFFF
+        self.skip = 0
+
     def park(self) -> None:
         """It left its fanout for another rendition (or none): it restarts on a keyframe,
         and what it was sent before cannot be retransmitted (the other fanout's history

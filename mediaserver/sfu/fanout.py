@@ -409,10 +409,8 @@ class Fanout(NackAnswers):
             d.seq_delta = (random.getrandbits(15) - seq) & 0xFFFF
             d.ts_delta = (d.last_vts - ts) & 0xFFFFFFFF
         else:
-            if d.skip:  # past what its jitter buffer holds; nothing in between can be asked for
-                d.segments.append(((d.last_vseq + 1) & 0xFFFF, 0, 0, -1))
-                d.last_vseq = (d.last_vseq + d.skip) & 0xFFFF
-                d.skip = 0
+            if d.skip:
+                d.skip_ahead()
             d.seq_delta = (d.last_vseq + 1 - seq) & 0xFFFF
             if d.generation != gen:
                 # a new publisher: continue this viewer's timeline by wall clock
