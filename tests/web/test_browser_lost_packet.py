@@ -10,7 +10,7 @@ import asyncio
 import pytest
 
 from signalling.whip import ROOMS
-from tests.support.browser import console_log
+from tests.support.browser import open_page
 from tests.support.impaired_session import make_publisher
 from tests.support.live_server import KEY, media_settings
 from tests.support.waiting import wait_for
@@ -32,9 +32,7 @@ async def test_chromium_viewer_takes_the_jump_past_a_packet_lost_for_good(server
         assert await publisher.publish("demo", KEY) == 201
         room = app[ROOMS].get("demo")
         await wait_for(lambda: room.publisher.last_media() is not None, timeout=10)
-        context = await browser.new_context()
-        page = await context.new_page()
-        console_log(page, "watch", log)
+        page = await open_page(browser, base, "watch", log)
         await page.goto(f"{base}/static/watch.html?room=demo&autoplay=1")
         await page.wait_for_function("document.getElementById('video').currentTime > 1", timeout=15_000)
         fanout = room.fanouts["video"]
