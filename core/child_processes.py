@@ -9,10 +9,12 @@ as functions. What is the same lives here:
 - a child that exits while the owner runs is logged with its index, pid, exit and lifetime,
   its owner hears of it (``exited``), and it is started again after ``restart_delay(lived)``
   (a child that keeps dying at start is not restarted in a tight loop);
-- a child that was stopped, not crashed, is logged at INFO and left stopped: one ended by
-  SIGTERM or SIGINT (systemd, ``docker stop`` and Ctrl-C signal the whole process group, so
-  the children often exit before the owner starts closing), one that exits cleanly when the
-  owner says a clean exit is a stop, and any that exits while the owner closes;
+- a child that was stopped, not crashed, is logged at INFO and left stopped: one that exits
+  cleanly when the owner says a clean exit is a stop, and any that exits while the owner
+  closes. One ended by SIGTERM or SIGINT is logged at INFO too: systemd, ``docker stop`` and
+  Ctrl-C signal the whole process group, so the children often exit just before their owner
+  starts closing. If the owner is still not closing ``SIGNAL_GRACE`` later, the signal was
+  for that child alone (an operator's ``kill``): the node runs on, so it is started again;
 - ``close`` ends the watchers, asks every child to stop (SIGTERM by default), waits
   ``stop_timeout`` for each, then kills (SIGKILL) those still running.
 """
@@ -33,6 +35,8 @@ Process = asyncio.subprocess.Process
 
 #: exits of a child asked to stop (asyncio gives a signal as a negative return code)
 STOPPED_BY_SIGNAL = frozenset({-signal.SIGTERM, -signal.SIGINT})
+#: seconds a child stopped by a signal waits for its owner to start closing too
+SIGNAL_GRACE = 3.0
 
 
 class ChildProcesses:
@@ -49,7 +53,8 @@ class ChildProcesses:
     def __init__(self, what: str, logger: logging.Logger, spawn: Callable[[int], Awaitable[Process]], *,
                  exited: Optional[Callable[[int, Optional[int]], Awaitable[None]]] = None,
                  restart_delay: Callable[[float], float] = lambda lived: 1.0,
-                 restart_clean_exit: bool = True, stop_timeout: float = 15.0) -> None:
+                 restart_clean_exit: bool = True, stop_timeout: float = 15.0,
+                 signal_grace: float = SIGNAL_GRACE) -> None:
         self.what = what
         self.log = logger
         self._spawn = spawn
@@ -57,6 +62,7 @@ class ChildProcesses:
         self._restart_delay = restart_delay
         self._restart_clean_exit = restart_clean_exit
         self._stop_timeout = stop_timeout
+        self._signal_grace = signal_grace
         self.processes: dict[int, Process] = {}
         self.restarts = 0
         self.closing = False
@@ -82,12 +88,19 @@ class ChildProcesses:
             except Exception:
                 self.log.exception("%s %d: handling its exit failed", self.what, index)
         lived = time.monotonic() - started
-        if self._stopped(code):
+        if self._stopped(code) or code in STOPPED_BY_SIGNAL:
             self.log.info("%s %d (pid %d) stopped: exited with %s after %.1f s", self.what, index, process.pid,
                           describe_exit(code), lived)
-            return
-        self.log.error("%s %d (pid %d) exited with %s after %.1f s; starting it again", self.what, index,
-                       process.pid, describe_exit(code), lived)
+            if self._stopped(code):
+                return
+            await asyncio.sleep(self._signal_grace)  # the owner's close cancels this watch
+            if self.closing:
+                return
+            self.log.warning("%s %d was stopped alone (the node runs on); starting it again", self.what, index)
+            lived = time.monotonic() - started
+        else:
+            self.log.error("%s %d (pid %d) exited with %s after %.1f s; starting it again", self.what, index,
+                           process.pid, describe_exit(code), lived)
         await asyncio.sleep(self._restart_delay(lived))
         if self.closing:
             return
@@ -100,8 +113,8 @@ class ChildProcesses:
         self.log.warning("%s %d started again (pid %d)", self.what, index, replacement.pid)
 
     def _stopped(self, code: Optional[int]) -> bool:
-        """Whether a child that exited with ``code`` was stopped (not to be started again)."""
-        return self.closing or code in STOPPED_BY_SIGNAL or (code == 0 and not self._restart_clean_exit)
+        """Whether a child that exited with ``code`` was stopped for good (not started again)."""
+        return self.closing or (code == 0 and not self._restart_clean_exit)
 
     async def close(self, ask: Optional[Callable[[int, Process], Awaitable[None]]] = None) -> None:
         """End the watchers (no restart from now on), ask every child to stop (``ask``, by default

@@ -133,24 +133,41 @@ async def test_close_stops_a_child_that_is_still_starting():
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
 async def test_a_child_stopped_by_a_signal_is_not_a_crash(caplog, stop):
     """SIGTERM or SIGINT to the process group (systemd, docker stop, Ctrl-C) reaches the children
-    before their owner closes: such an exit is logged at INFO and the child is left stopped."""
+    just before their owner closes: such an exit is logged at INFO and, once the owner closes,
+    the child is left stopped. A child signalled alone (the owner runs on) comes back after
+    the grace, with a WARNING, never an ERROR."""
     spawned: list[asyncio.subprocess.Process] = []
+    ready = "import time; print('ready', flush=True); time.sleep(60)"
 
     async def spawn(index: int) -> asyncio.subprocess.Process:
-        process = await python(SLEEPS)
+        process = await python(ready)
         spawned.append(process)
         children.register(index, process)
         return process
 
-    children = ChildProcesses("test worker", log, spawn, restart_delay=lambda lived: 0.0)
+    async def signal_when_ready(child: asyncio.subprocess.Process) -> None:
+        assert await child.stdout.readline() == b"ready\n"  # its interpreter handles the signal now
+        child.send_signal(stop)
+
+    children = ChildProcesses("test worker", log, spawn, restart_delay=lambda lived: 0.0, signal_grace=0.5)
     caplog.set_level(logging.INFO, logger=log.name)
     child = await children.start(0)
-    child.send_signal(stop)
+    await signal_when_ready(child)
     await wait_for(lambda: "stopped" in caplog.text)
-    await asyncio.sleep(0.3)  # time enough for a restart, were there one
+    await asyncio.sleep(0.2)  # within the grace: no restart yet
     assert len(spawned) == 1 and children.restarts == 0
     records = [r for r in caplog.records if r.name == log.name]
     assert [r.levelname for r in records] == ["INFO"], caplog.text
-    stopped = f"test worker 0 (pid {child.pid}) stopped: exited with signal {int(stop)} "
-    assert records[0].getMessage().startswith(stopped)
+    assert records[0].getMessage().startswith(f"test worker 0 (pid {child.pid}) stopped: exited with signal {int(stop)} ")
+    await wait_for(lambda: children.restarts == 1)  # the owner did not close: the node runs on
+    await wait_for(lambda: "started again" in caplog.text)
+    records = [r for r in caplog.records if r.name == log.name]
+    assert [r.levelname for r in records] == ["INFO", "WARNING", "WARNING"], caplog.text
+    assert "stopped alone" in records[1].getMessage()
+
+    await signal_when_ready(spawned[-1])  # now the owner closes within the grace: left stopped
+    await wait_for(lambda: caplog.text.count("stopped: exited") == 2)
     await children.close()
+    await asyncio.sleep(0.7)
+    assert len(spawned) == 2 and children.restarts == 1
+    assert all(r.levelname in ("INFO", "WARNING") for r in caplog.records if r.name == log.name), caplog.text
