@@ -97,10 +97,6 @@ class Publisher(PeerSession):
         """Packets before the room accepted the publisher go nowhere."""
 
     @staticmethod
-    def _nothing_lost(seqs: list[int]) -> None:
-        """Losses of a publisher the room does not (or no longer) forward."""
-
-    @staticmethod
     def _no_sender_report(ntp: int, rtp: int, clock_rate: int) -> None:
         """Sender reports of a publisher the room does not (or no longer) forward."""
 
@@ -111,13 +107,11 @@ class Publisher(PeerSession):
             tap.on_packet = fanout.on_packet
             tap.on_sender_report = fanout.on_sender_report
             fanout.source_recovering = tap.recovering
-            tap.on_lost = fanout.source_lost
 
     def detach(self) -> None:
         for kind, tap in self._taps.items():
             tap.on_packet = self._drop
             tap.on_sender_report = self._no_sender_report
-            tap.on_lost = self._nothing_lost
             fanout = self._fanouts.get(kind)
             if fanout is not None:
                 fanout.detach_source(tap.send_pli)

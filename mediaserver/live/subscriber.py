@@ -27,13 +27,14 @@ RISING = 1.02  #: a REMB this much above the one before is still rising: it tell
 
 class Subscriber(PeerSession):
     role = "viewer"
+    #: True for another node's edge source pulling the room (not a viewer of its own)
+    relay = False
 
     def __init__(self, *args, buffer_limit: int,
                  on_first_media: Optional[Callable[[float], None]] = None, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._buffer_limit = buffer_limit
         self._downstreams: dict[str, tuple[Fanout, Downstream]] = {}
-        self._relay = False
         self._on_first_media = on_first_media
         #: kind -> sequence numbers this viewer reported lost (RTCP NACK)
         self.nacked: dict[str, int] = {}
@@ -82,18 +83,6 @@ class Subscriber(PeerSession):
             fanouts[kind].add(downstream)
             self._downstreams[kind] = (fanouts[kind], downstream)
         return answer
-
-    @property
-    def relay(self) -> bool:
-        """True for another node's edge source pulling the room (not a viewer of its own)."""
-        return self._relay
-
-    @relay.setter
-    def relay(self, value: bool) -> None:
-        """Its NACKs are answered for the viewers behind it (``Downstream.relay``)."""
-        self._relay = value
-        for _, downstream in self._downstreams.values():
-            downstream.relay = value
 
     def _nack(self, kind: str, lost: list[int]) -> None:
         self.nacked[kind] += len(lost)

@@ -43,7 +43,7 @@ class Downstream:
         "clock_rates", "first_byte",
         "waiting", "generation", "pt", "seq_delta", "ts_delta", "last_vseq", "last_vts",
         "segments", "rtx_seq", "dropped", "retransmitted", "unsupported_codec",
-        "start_ext", "nacks", "send_errors", "left_at", "layout", "skip", "relay",
+        "start_ext", "nacks", "send_errors", "left_at", "layout",
     )
 
     def __init__(self, port: SenderPort, stream: NegotiatedStream, label: str) -> None:
@@ -73,18 +73,6 @@ class Downstream:
         #: when it left another fanout of the same kind (a switch of rendition): its
         #: timeline continues from then, by wall clock
         self.left_at: Optional[float] = None
-        #: sequence numbers its next segment leaves out (``Fanout.source_lost``)
-        self.skip = 0
-        #: another node's edge pulling the room: its viewers, not it, decide what is usable
-        self.relay = False
-
-    def skip_ahead(self) -> None:
-        """Leave ``skip`` sequence numbers out before its next segment, past what its jitter
-        buffer holds (``Fanout.source_lost``); a NACK for one of them names nothing."""
-        assert self.last_vseq is not None
-        self.segments.append(((self.last_vseq + 1) & 0xFFFF, 0, 0, -1))  # generation -1: none
-        self.last_vseq = (self.last_vseq + self.skip) & 0xFFFF
-        self.skip = 0
 
     def park(self) -> None:
         """It left its fanout for another rendition (or none): it restarts on a keyframe,

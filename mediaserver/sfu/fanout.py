@@ -409,8 +409,6 @@ class Fanout(NackAnswers):
             d.seq_delta = (random.getrandbits(15) - seq) & 0xFFFF
             d.ts_delta = (d.last_vts - ts) & 0xFFFFFFFF
         else:
-            if d.skip:
-                d.skip_ahead()
             d.seq_delta = (d.last_vseq + 1 - seq) & 0xFFFF
             if d.generation != gen:
                 # a new publisher: continue this viewer's timeline by wall clock

@@ -24,8 +24,6 @@ class FanoutStats:
         self.nacks_unusable = 0  #: NACKed sequences too old for the viewer: not resent
         self.nacks_repeated = 0  #: NACKed again within a round trip of being resent: not resent
         self.nack_keyframes = 0  #: NACKs the history could not answer: keyframe asked instead
-        #: source packets whose repair upstream gave up: keyframe asked for the viewers past them
-        self.lost_keyframes = 0
         self.send_errors = 0  #: packets a send raised on (one viewer each), not sent
         self.delays = SampleRing(20000)  # preallocated: no object kept per packet
 
@@ -45,7 +43,6 @@ class FanoutStats:
             "nacks_unusable": self.nacks_unusable,
             "nacks_repeated": self.nacks_repeated,
             "nack_keyframes": self.nack_keyframes,
-            "lost_keyframes": self.lost_keyframes,
             "send_errors": self.send_errors,
             "delay_ms_p50": pct(0.50),
             "delay_ms_p99": pct(0.99),

@@ -27,11 +27,6 @@ _MIN_RESEND_INTERVAL = 0.01
 _DEFAULT_RTT = 0.1  # until a viewer's receiver report measured it (libwebrtc's default)
 _MAX_RTT_HOLD = 0.25
 _JITTER_HOLD = 4.0  # reorder window: this many times the jitter a viewer reports
-#: how far a viewer's sequence numbers jump past a packet lost for good: past twice aiortc's
-#: video jitter buffer (512 packets), so it drops all it holds instead of waiting for the
-#: hole (and then playing the frames it held, seconds behind live); past libwebrtc's NACK
-#: list (1,000 packets), so a browser clears it and asks for a keyframe instead of NACKing
-LOST_SKIP = 1024
 
 
 class NackAnswers:
@@ -48,24 +43,6 @@ class NackAnswers:
         for vseq in lost:
             self._answer(d, vseq, now, interval, hold)
         self._schedule_held(d, now)
-
-    def source_lost(self, seqs: list[int]) -> None:
-        """The source's packets ``seqs`` (16-bit) will not come: their repair upstream gave
-        up. The viewers that got what followed them cannot decode past the hole: they
-        restart on a keyframe (asked for), their sequence numbers ``LOST_SKIP`` further on,
-        so that a viewer that plays strictly in order (aiortc) does not wait for the hole."""
-        if self._highest is None or self.keyframes is None or not seqs:
-            return
-        highest = self._highest
-        newest = max(extend_seq(highest, seq) for seq in seqs)
-        past = [d for d in self._downstreams if not d.waiting and d.generation == self._generation
-                and d.last_vseq is not None and d.start_ext <= newest]
-        for d in past:
-            d.waiting = True
-            d.skip = LOST_SKIP
-        if past:
-            self.stats.lost_keyframes += 1
-            self.keyframes.request()
 
     def _resend_timing(self, d: Downstream) -> tuple[float, float]:
         """(hold, interval) for one viewer, from its round-trip timeout
@@ -99,10 +76,8 @@ class NackAnswers:
         behind = self._highest - ext
         # A browser drops what is older than its playout window or than a keyframe it
         # decoded. A viewer whose NACKs list every packet it misses (aiortc) plays strictly
-        # in order: it waits for that packet whatever came after, so it can still use it;
-        # so may the viewers behind an edge that pulls the room (it forwards a late packet
-        # to those that got what came after it, and gives up by its own rules).
-        waits = d.nacks.full_lists or d.relay
+        # in order: it waits for that packet whatever came after, so it can still use it.
+        waits = d.nacks.full_lists
         if behind >= LATE_LIMIT or (not waits and self.keyframes is not None and ext < self._key_ext):
             stats.nacks_unusable += 1
             return

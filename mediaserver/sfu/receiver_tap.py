@@ -30,10 +30,6 @@ def _ignore_sender_report(ntp: int, rtp: int, clock_rate: int) -> None:
     pass
 
 
-def _ignore_lost(seqs: list[int]) -> None:
-    pass
-
-
 class ReceiverTap:
     """Takes RTP from an aiortc receiver before depayloading; see ``aiortc_bridge``'s docstring.
 
@@ -49,8 +45,6 @@ class ReceiverTap:
         self.on_packet = on_packet  #: where packets go; swapped when a room accepts the publisher
         #: where the publisher's sender reports go (with ``on_packet``)
         self.on_sender_report: SenderReportHandler = _ignore_sender_report
-        #: told the sequence numbers whose NACKs gave up (``Fanout.source_lost``)
-        self.on_lost: Callable[[list[int]], None] = _ignore_lost
         self.media_ssrc: Optional[int] = None
         self.clock_rate = 90000
         self.packets = 0
@@ -85,14 +79,9 @@ class ReceiverTap:
 
     async def run_nacks(self) -> None:
         """NACK the publisher's missing packets once their reorder window has passed and
-        again until they come or are given up (``on_lost``); the task runs for the
-        publisher's lifetime."""
+        again until they come (the task runs for the publisher's lifetime)."""
         while True:
             nacks = self.nacks
-            if nacks is not None:
-                abandoned = nacks.take_abandoned()
-                if abandoned:
-                    self.on_lost(abandoned)
             if nacks is None or not nacks.pending:
                 self._nack_wake.clear()
                 await self._nack_wake.wait()

@@ -183,7 +183,6 @@ class NackRequester:
         self.retry_interval = min_retry  #: how long to wait for a retransmission
         self.requested = 0  #: sequence numbers NACKed (retries included)
         self.gave_up = 0  #: missing packets abandoned
-        self._abandoned: list[int] = []  # 16-bit, since the last ``take_abandoned``
 
     @property
     def pending(self) -> bool:
@@ -210,7 +209,7 @@ class NackRequester:
                 horizon = ext - self.max_age + 1
                 for old in [s for s in self._missing if s < horizon]:
                     del self._missing[old]
-                    self._give_up(old)
+                    self.gave_up += 1
             return
         info = self._missing.pop(ext, None)
         if info is not None:
@@ -253,17 +252,6 @@ class NackRequester:
             out.append(ext & 0xFFFF)
             if info.retries >= self.max_retries:
                 del self._missing[ext]
-                self._give_up(ext)
+                self.gave_up += 1
         self.requested += len(out)
-        return out
-
-    def _give_up(self, ext: int) -> None:
-        self.gave_up += 1
-        if len(self._abandoned) < self.max_age:
-            self._abandoned.append(ext & 0xFFFF)
-
-    def take_abandoned(self) -> list[int]:
-        """The 16-bit sequence numbers given up on since the last call: they will not come,
-        and whoever waits for them should stop (``Fanout.source_lost``)."""
-        out, self._abandoned = self._abandoned, []
         return out

@@ -5,22 +5,18 @@ unprotect and the fanout's de-duplication, as plain RTP to each other worker of 
 that has viewers of the room (mediasoup's PipeTransport): one unix datagram per packet on
 the receiving worker's ``PipeSocket``. There a ``PipeSource`` is the room's source, as an
 edge source is on an edge node: it feeds the same fanouts, so the viewers there get the
-same header rewrite. What flows back up: keyframe requests (PLI), and NACKs. The
-receiving worker watches the pipe's sequence numbers itself, as a server watches its
-publisher's (``retransmission.NackRequester``): a gap is NACKed up at once (after a short
-reorder window), again every retry interval, and given up after a few tries, when the
-viewers past it restart on a keyframe (``Fanout.source_lost``); its viewers never wait on
-a NACK of their own. The origin resends from its own history (as ``RESENT``, so the relay
-tells a repair from an original), or asks its publisher for a keyframe when it has not got
-it either. The origin's sender reports cross too, carried forward to the moment they are
-sent, so viewers on every worker keep lip sync.
+same header rewrite. What flows back up: keyframe requests (PLI), and a NACK for each
+packet the receiving worker's history cannot answer (the origin resends it from its own
+history, or asks its publisher for a keyframe when it has not got it either). The
+origin's sender reports cross too, carried forward to the moment they are sent, so
+viewers on every worker keep lip sync.
 
 One datagram::
 
     type (1 byte) kind (1) codec (1) generation & 0xff (1) channel (4) body
 
 ``channel`` names one link (a room, from one worker to another), given by the control
-plane; bodies: RTP and RESENT ``seq (2) timestamp (4) marker (1) payload``; sender report ``ntp (8)
+plane; bodies: RTP ``seq (2) timestamp (4) marker (1) payload``; sender report ``ntp (8)
 rtp (4) clock rate (4)``; PLI nothing; NACK ``seq (2)`` each.
 """
 
@@ -44,11 +40,10 @@ from core.tasks import TaskOwner
 from mediaserver.sfu.batched_send import hold, release
 from mediaserver.sfu.codecs import FORWARDED_CODECS
 from mediaserver.sfu.fanout import Fanout
-from mediaserver.sfu.retransmission import NackRequester
 
 __all__ = ["PipeOut", "PipeSocket", "PipeSource", "socket_path"]
 
-RTP, SENDER_REPORT, PLI, NACK, RESENT = 1, 2, 3, 4, 5
+RTP, SENDER_REPORT, PLI, NACK = 1, 2, 3, 4
 KINDS = ("video", "audio")
 CODECS = tuple(codec for kind in KINDS for codec in FORWARDED_CODECS[kind])
 _CODEC_IDS = {codec: i for i, codec in enumerate(CODECS)}
@@ -60,8 +55,7 @@ _NTP_UNIT = float(1 << 32)
 _BUFFER = 4 << 20  # socket buffers: a few hundred ms of a busy room
 _BACKLOG = 4 << 20  # bytes held for workers whose queue is full (the same few hundred ms)
 _RETRY_EVERY = 0.002  # seconds between tries to send what a busy worker could not take
-_NACK_TICK = 0.01  # seconds between looks at the missing packets (as ``receiver_tap.NACK_TICK``)
-_NACK_MAX = 256  # sequence numbers in one NACK datagram
+_NACK_AGAIN = 0.05  # seconds before the same sequence number is asked again upstream
 _SENDER_REPORT_EVERY = 1.0
 
 
@@ -235,7 +229,7 @@ class PipeOut:
             return
         ts, marker, payload, codec = kept
         self.resent += 1
-        self.sock.send(self.to_path, _RTP.pack(RESENT, kind_index, _CODEC_IDS[codec], fanout.generation & 0xFF,
+        self.sock.send(self.to_path, _RTP.pack(RTP, kind_index, _CODEC_IDS[codec], fanout.generation & 0xFF,
                                                self.channel, seq, ts, marker) + payload)
 
     async def close(self) -> None:
@@ -265,10 +259,7 @@ class PipeSource:
         self._on_closed = on_closed
         self._stale_after = stale_after
         self._generations: dict[int, int] = {}
-        #: kind index -> what is missing upstream and when to ask for it again
-        self.nacks: dict[int, NackRequester] = {}
-        self._nack_wake = asyncio.Event()
-        self.tasks = TaskOwner(self.log)
+        self._asked: dict[tuple[int, int], float] = {}
         self._last: Optional[float] = None
         self._bytes = 0
         self._closed = False
@@ -284,7 +275,6 @@ class PipeSource:
             fanout.attach_source(self._pli)
             fanout.source_recovering = self._recovering_for(KINDS.index(kind))
         self.sock.endpoints[self.channel] = self
-        self.tasks.spawn(self._run_nacks(), name=f"relay-{self.channel}-nacks")
 
     def datagram(self, kind: int, kind_index: int, codec: int, generation: int, body: memoryview) -> None:
         if kind_index >= len(KINDS) or codec >= len(CODECS):
@@ -293,17 +283,10 @@ class PipeSource:
         previous = self._generations.get(kind_index)
         if previous != generation:
             self._generations[kind_index] = generation
-            self.nacks.pop(kind_index, None)  # a new source: its sequence numbers start afresh
             if previous is not None:  # the origin's publisher changed: viewers resume on a keyframe
                 fanout.attach_source(self._pli)
-        if kind == RTP or kind == RESENT:
+        if kind == RTP:
             seq, ts, marker = struct.unpack_from("!HIB", body)
-            nacks = self.nacks.get(kind_index)
-            if nacks is None:
-                nacks = self.nacks[kind_index] = NackRequester()
-            nacks.add(seq, kind == RESENT)
-            if nacks.pending:
-                self._nack_wake.set()
             packet = RtpPacket(marker=marker, sequence_number=seq, timestamp=ts, payload=bytes(body[7:]))
             self._last = now = time.perf_counter()
             self._bytes += len(body)
@@ -323,30 +306,18 @@ class PipeSource:
 
     def _recovering_for(self, kind_index: int) -> Callable[[int], bool]:
         def recovering(seq: int) -> bool:
-            """Whether a packet a viewer here NACKed is still being asked of the origin (it
-            will be forwarded when it comes); if not, the viewer needs a keyframe."""
-            nacks = self.nacks.get(kind_index)
-            return nacks is not None and nacks.recovering(seq)
+            """A viewer here NACKed a packet this worker never got: ask the origin for it
+            (once per ``_NACK_AGAIN``); the viewer waits for it."""
+            now = time.monotonic()
+            key = (kind_index, seq)
+            if now - self._asked.get(key, 0.0) >= _NACK_AGAIN:
+                self._asked[key] = now
+                if len(self._asked) > 4096:
+                    self._asked = {k: t for k, t in self._asked.items() if now - t < 1.0}
+                self.sock.send(self.origin_path, _HEADER.pack(NACK, kind_index, 0, 0, self.channel) + _SEQ.pack(seq))
+            return True
 
         return recovering
-
-    async def _run_nacks(self) -> None:
-        """NACK what is missing upstream once its reorder window has passed, again every
-        retry interval; what the requester gives up on is lost for the viewers past it."""
-        while True:
-            for kind_index, nacks in list(self.nacks.items()):
-                lost = nacks.due()
-                for i in range(0, len(lost), _NACK_MAX):
-                    self.sock.send(self.origin_path, _HEADER.pack(NACK, kind_index, 0, 0, self.channel)
-                                   + b"".join(_SEQ.pack(seq) for seq in lost[i:i + _NACK_MAX]))
-                abandoned = nacks.take_abandoned()
-                if abandoned:
-                    self.log.info("%s: %d packet(s) lost on the pipe for good", KINDS[kind_index], len(abandoned))
-                    self._fanouts[KINDS[kind_index]].source_lost(abandoned)
-            if not any(nacks.pending for nacks in self.nacks.values()):
-                self._nack_wake.clear()
-                await self._nack_wake.wait()
-            await asyncio.sleep(_NACK_TICK)
 
     def last_media(self) -> Optional[float]:
         return self._last
@@ -361,7 +332,6 @@ class PipeSource:
         if self._closed:
             return
         self._closed = True
-        await self.tasks.close()
         if self.sock.endpoints.get(self.channel) is self:
             del self.sock.endpoints[self.channel]
         for fanout in self._fanouts.values():

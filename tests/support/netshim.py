@@ -28,7 +28,7 @@ import collections
 import random
 import re
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 __all__ = ["Impairment", "Link", "rtx_ssrcs"]
 
@@ -104,8 +104,6 @@ class Link:
         assert direction in ("in", "out")
         self.direction = direction
         self.impairment = impairment or Impairment()
-        #: drops, before the impairment, each SRTP/SRTCP datagram it returns True for
-        self.drop_if: Optional[Callable[[bytes], bool]] = None
         self.packets: collections.Counter[int] = collections.Counter()  # RTP per SSRC
         self.duplicates: collections.Counter[int] = collections.Counter()
         self._seen: dict[int, set[int]] = collections.defaultdict(set)
@@ -176,8 +174,6 @@ class Link:
         def impaired_received(data: bytes, addr: Any) -> None:
             if not _is_srtp(data):
                 return received(data, addr)
-            if self.drop_if is not None and self.drop_if(data):
-                return None
             imp = self.impairment
             if not imp.active:
                 return deliver(data, addr)

@@ -8,7 +8,6 @@ import asyncio
 from aiortc.rtp import RtpPacket
 
 from mediaserver.sfu.fanout import Downstream
-from mediaserver.sfu.nack_answers import LOST_SKIP
 from mediaserver.sfu.retransmission import LATE_LIMIT, NackRequester, ViewerNacks, extend_seq
 from tests.support.fanout_ports import VP8_CONT, VP8_DELTA, VP8_KEY, FakePort, fanout, feed, packet, stream  # noqa: F401
 from tests.support.waiting import wait_for
@@ -181,31 +180,6 @@ async def test_what_the_server_never_got_waits_for_upstream_then_asks_for_a_keyf
     assert fanout.stats.nack_keyframes == 1
 
 
-async def test_a_packet_lost_for_good_restarts_the_viewers_past_it_on_a_keyframe_further_on(fanout):
-    port, d = nack_setup(fanout)  # source 500..507
-    feed(fanout, 509, ["D"], ts0=20000)  # 508 never came: the viewer got 509 and 510 past the hole
-    late = Downstream(FakePort(), stream(), "v2")
-    requested = fanout.keyframes.requested
-    fanout.source_lost([508])
-    assert d.waiting and fanout.keyframes.requested == requested + 1 and fanout.stats.lost_keyframes == 1
-    last = port.sent[-1].sequence_number
-    feed(fanout, 511, ["D"], ts0=23000)  # nothing until the keyframe
-    assert port.sent[-1].sequence_number == last
-    feed(fanout, 513, ["K", "D"], ts0=26000)
-    jumped = [p.sequence_number for p in port.sent[-4:]]
-    # past any jitter buffer holding the hole, contiguous from there
-    assert jumped == [(last + LOST_SKIP + 1 + i) & 0xFFFF for i in range(4)], (last, jumped)
-    fanout.on_nack(d, [(last + 1 + i) & 0xFFFF for i in range(0, LOST_SKIP, 97)])  # the skipped numbers
-    assert resent(port) == []  # name nothing the source sent
-    fanout.on_nack(d, [jumped[1]])
-    assert resent(port) == [jumped[1]]
-    # a viewer that started after the lost packet goes on untouched
-    fanout.add(late)
-    feed(fanout, 517, ["K"], ts0=32000)
-    fanout.source_lost([516])
-    assert not late.waiting and late.skip == 0
-
-
 async def test_early_nacks_are_held_for_the_reorder_window_and_dropped_if_it_arrived(fanout):
     port, d = nack_setup(fanout, rtt=0.001, jitter=900)  # 10 ms of jitter: hold 30 ms
     d.nacks.repeats = 3  # an aiortc-like viewer: every NACK lists all it still misses
@@ -310,18 +284,6 @@ def test_upstream_nacks_once_then_retries_until_it_comes_or_gives_up():
     assert n.due(now=0.08) == [11]
     assert n.due(now=0.14) == [11]  # the third and last time
     assert n.due(now=0.5) == [] and n.gave_up == 1 and not n.pending
-
-
-def test_upstream_hands_over_what_it_gave_up_on_once():
-    n = NackRequester(min_window=0.01, min_retry=0.05, max_retries=2, max_age=100)
-    n.add(10, now=0.0)
-    n.add(12, now=0.0)
-    assert n.due(now=0.02) == [11] and n.take_abandoned() == []
-    assert n.due(now=0.08) == [11]  # the last try
-    assert n.take_abandoned() == [11] and n.take_abandoned() == []
-    n.add(14, now=0.1)  # 13 missing, then a jump that leaves it too old to ask for
-    n.add(200, now=0.1)
-    assert 13 in n.take_abandoned() and not n.recovering(13)
 
 
 def test_upstream_retransmission_clears_and_window_grows_with_reordering():
